@@ -1,0 +1,26 @@
+//! Link configuration of the kernel image (`*-windows-*` targets only; host builds need nothing).
+
+fn main() {
+    if std::env::var_os("CARGO_FEATURE_WDK").is_some() {
+        wdk_link_configuration();
+    } else {
+        km_build::configure_driver_link();
+    }
+}
+
+/// The WDK path: wdk-build reads `[package.metadata.wdk.driver-model]` and the installed WDK.
+#[cfg(all(windows, feature = "wdk"))]
+fn wdk_link_configuration() {
+    if let Err(e) = wdk_build::configure_wdk_binary_build() {
+        panic!("feature `wdk`: wdk-build could not configure the driver link (is the WDK installed?): {e}");
+    }
+}
+
+#[cfg(not(all(windows, feature = "wdk")))]
+fn wdk_link_configuration() {
+    panic!(
+        "the `wdk` feature needs a Windows host with the WDK installed (wdk-build and wdk-sys do not \
+         build elsewhere). Build without it: the default build links with rust-lld and raw-dylib \
+         imports and needs no WDK."
+    );
+}

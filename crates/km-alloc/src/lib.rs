@@ -1,0 +1,194 @@
+//! A `GlobalAlloc` for kernel drivers built without the WDK (with it, `wdk-alloc` is used).
+//!
+//! Memory comes from the non-paged pool, so it may be touched at any IRQL up to DISPATCH_LEVEL;
+//! allocating is allowed at IRQL <= DISPATCH_LEVEL. Pool blocks are 16-byte aligned on x64; larger
+//! alignments are served by over-allocating and keeping the pool pointer just below the block.
+#![no_std]
+
+use core::alloc::{GlobalAlloc, Layout};
+
+/// What the pool guarantees without help (`MEMORY_ALLOCATION_ALIGNMENT` on x64).
+pub const POOL_ALIGNMENT: usize = 16;
+
+/// A four-character pool tag, shown by `!poolused` and the verifier in the order written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolTag(pub u32);
+
+impl PoolTag {
+    /// `PoolTag::new(*b"vnet")` is displayed as `vnet` by the kernel debugger.
+    pub const fn new(tag: [u8; 4]) -> Self {
+        Self(u32::from_le_bytes(tag))
+    }
+}
+
+/// Raw pool access. `unsafe` to implement: `allocate` must return null or a block of at least
+/// `bytes` bytes aligned to [`POOL_ALIGNMENT`], zero-filled when asked, that stays valid until
+/// passed to `free`.
+pub unsafe trait Pool {
+    fn allocate(&self, bytes: usize, zeroed: bool) -> *mut u8;
+    /// # Safety
+    /// `block` came from `allocate` on this pool and is not used afterwards.
+    unsafe fn free(&self, block: *mut u8);
+}
+
+/// The non-paged kernel pool through `ExAllocatePool2` / `ExFreePoolWithTag`.
+#[derive(Debug, Clone, Copy)]
+pub struct NonPagedPool {
+    pub tag: PoolTag,
+}
+
+// SAFETY: ExAllocatePool2 returns null or a 16-byte aligned non-paged block of the requested size,
+// zeroed unless POOL_FLAG_UNINITIALIZED is passed; it stays valid until ExFreePoolWithTag.
+unsafe impl Pool for NonPagedPool {
+    #[inline]
+    fn allocate(&self, bytes: usize, zeroed: bool) -> *mut u8 {
+        let mut flags = ndis_sys::POOL_FLAG_NON_PAGED;
+        if !zeroed {
+            flags |= ndis_sys::POOL_FLAG_UNINITIALIZED;
+        }
+        // SAFETY: plain FFI call; any size and tag are valid arguments.
+        unsafe { ndis_sys::ExAllocatePool2(flags, bytes, self.tag.0).cast() }
+    }
+
+    #[inline]
+    unsafe fn free(&self, block: *mut u8) {
+        // SAFETY: the caller passes a block from ExAllocatePool2 with this tag, freed once.
+        unsafe { ndis_sys::ExFreePoolWithTag(block.cast(), self.tag.0) }
+    }
+}
+
+/// `#[global_allocator] static A: PoolAllocator<NonPagedPool> = PoolAllocator::new(NonPagedPool { tag: PoolTag::new(*b"vnet") });`
+#[derive(Debug)]
+pub struct PoolAllocator<P: Pool> {
+    pool: P,
+}
+
+impl<P: Pool> PoolAllocator<P> {
+    pub const fn new(pool: P) -> Self {
+        Self { pool }
+    }
+
+    fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        if layout.align() <= POOL_ALIGNMENT {
+            return self.pool.allocate(layout.size(), zeroed);
+        }
+        // Room to align up and to store the pool pointer in the word below the aligned block.
+        let Some(bytes) = layout.size().checked_add(layout.align()) else {
+            return core::ptr::null_mut();
+        };
+        let raw = self.pool.allocate(bytes, zeroed);
+        if raw.is_null() {
+            return raw;
+        }
+        // `raw` is 16-aligned and `align` >= 32, so `raw % align` is a multiple of 16 below
+        // `align`: the shift is in 16..=align, leaving at least a word below the block for the
+        // pool pointer, and the `align` bytes of slack cover it.
+        let offset = layout.align() - (raw as usize % layout.align());
+        // SAFETY: offset <= align and the block has size + align bytes.
+        let block = unsafe { raw.add(offset) };
+        // SAFETY: block - 8 >= raw lies inside the allocation; usize alignment holds because
+        // block is at least 32-aligned.
+        unsafe { block.cast::<*mut u8>().sub(1).write(raw) };
+        block
+    }
+}
+
+// SAFETY: blocks are at least `layout.size()` bytes and aligned to `layout.align()` (see
+// alloc_with); dealloc recovers exactly the pointer the pool returned.
+unsafe impl<P: Pool> GlobalAlloc for PoolAllocator<P> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.alloc_with(layout, false)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.alloc_with(layout, true)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let raw = if layout.align() <= POOL_ALIGNMENT {
+            ptr
+        } else {
+            // SAFETY: alloc_with stored the pool pointer in the word below every over-aligned block.
+            unsafe { ptr.cast::<*mut u8>().sub(1).read() }
+        };
+        // SAFETY: `raw` is what the pool returned for this allocation.
+        unsafe { self.pool.free(raw) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::cell::RefCell;
+    use std::vec::Vec;
+
+    /// A pool over the host allocator that records live blocks, so the tests see leaks and
+    /// double frees, and that hands out blocks only 16-aligned (never more), like the kernel.
+    struct HostPool {
+        live: RefCell<Vec<(*mut u8, usize)>>,
+    }
+
+    // SAFETY: std::alloc with align 16 returns 16-aligned blocks (or null); zeroed on request.
+    unsafe impl Pool for HostPool {
+        fn allocate(&self, bytes: usize, zeroed: bool) -> *mut u8 {
+            // Shift by 16 inside a 32-aligned block so the result is 16- but not 32-aligned.
+            let layout = Layout::from_size_align(bytes + 16, 32).unwrap();
+            // SAFETY: layout has non-zero size.
+            let base = unsafe { if zeroed { std::alloc::alloc_zeroed(layout) } else { std::alloc::alloc(layout) } };
+            assert!(!base.is_null());
+            // SAFETY: within the block.
+            let p = unsafe { base.add(16) };
+            self.live.borrow_mut().push((p, bytes));
+            p
+        }
+        unsafe fn free(&self, block: *mut u8) {
+            let mut live = self.live.borrow_mut();
+            let i = live.iter().position(|(p, _)| *p == block).expect("free of a block the pool never gave out");
+            let (_, bytes) = live.remove(i);
+            // SAFETY: reverses allocate.
+            unsafe { std::alloc::dealloc(block.sub(16), Layout::from_size_align(bytes + 16, 32).unwrap()) };
+        }
+    }
+
+    fn allocator() -> PoolAllocator<HostPool> {
+        PoolAllocator::new(HostPool { live: RefCell::new(Vec::new()) })
+    }
+
+    #[test]
+    fn every_alignment_up_to_a_page_is_honoured_and_freed() {
+        let a = allocator();
+        for shift in 0..=12 {
+            let align = 1usize << shift;
+            for size in [1usize, 7, 64, 4095] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: non-zero size.
+                let p = unsafe { a.alloc(layout) };
+                assert_eq!(p as usize % align, 0, "align {align} size {size}");
+                // SAFETY: p is valid for `size` bytes.
+                unsafe { p.write_bytes(0xAB, size) };
+                // SAFETY: p came from alloc with this layout.
+                unsafe { a.dealloc(p, layout) };
+            }
+        }
+        assert!(a.pool.live.borrow().is_empty(), "leaked pool blocks");
+    }
+
+    #[test]
+    fn zeroed_over_aligned_block_is_zero() {
+        let a = allocator();
+        let layout = Layout::from_size_align(300, 256).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc_zeroed(layout) };
+        // SAFETY: p is valid for 300 bytes.
+        assert!(unsafe { core::slice::from_raw_parts(p, 300) }.iter().all(|b| *b == 0));
+        // SAFETY: from alloc_zeroed with this layout.
+        unsafe { a.dealloc(p, layout) };
+        assert!(a.pool.live.borrow().is_empty());
+    }
+
+    #[test]
+    fn tag_reads_in_written_order() {
+        assert_eq!(PoolTag::new(*b"vnet").0.to_le_bytes(), *b"vnet");
+    }
+}
