@@ -12,7 +12,9 @@ fn main() {
 #[cfg(all(windows, feature = "wdk"))]
 fn wdk_link_configuration() {
     if let Err(e) = wdk_build::configure_wdk_binary_build() {
-        panic!("feature `wdk`: wdk-build could not configure the driver link (is the WDK installed?): {e}");
+        panic!(
+            "feature `wdk`: wdk-build could not configure the driver link (is the WDK installed?): {e}"
+        );
     }
 }
 

@@ -39,13 +39,19 @@ fn cross_build(dir: &Path, profile: &str, lib_name: &str) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     let profile_dir = if profile == "dev" { "debug" } else { profile };
-    let image = target_dir().join(TARGET).join(profile_dir).join(format!("{lib_name}.dll"));
+    let image = target_dir()
+        .join(TARGET)
+        .join(profile_dir)
+        .join(format!("{lib_name}.dll"));
     std::fs::read(&image).unwrap_or_else(|e| panic!("read {}: {e}", image.display()))
 }
 
 fn assert_valid(image: &DriverImage, what: &str) {
     let violations = image.kernel_driver_violations();
-    assert!(violations.is_empty(), "{what} is not a valid kernel driver image:\n{violations:#?}\n{image:#?}");
+    assert!(
+        violations.is_empty(),
+        "{what} is not a valid kernel driver image:\n{violations:#?}\n{image:#?}"
+    );
 }
 
 fn imports_of<'a>(image: &'a DriverImage, dll: &str) -> &'a [String] {
@@ -58,10 +64,22 @@ fn reference_driver_release_image_is_a_kernel_driver() {
     let image = DriverImage::parse(&bytes).unwrap();
     assert_valid(&image, "vionet.sys (release)");
     let ndis = imports_of(&image, "ndis.sys");
-    for f in ["NdisMRegisterMiniportDriver", "NdisMDeregisterMiniportDriver"] {
-        assert!(ndis.iter().any(|n| n == f), "ndis.sys!{f} not imported: {:?}", image.imports);
+    for f in [
+        "NdisMRegisterMiniportDriver",
+        "NdisMDeregisterMiniportDriver",
+    ] {
+        assert!(
+            ndis.iter().any(|n| n == f),
+            "ndis.sys!{f} not imported: {:?}",
+            image.imports
+        );
     }
-    assert!(image.sections.iter().any(|s| s.name == ".text" && s.executable()));
+    assert!(
+        image
+            .sections
+            .iter()
+            .any(|s| s.name == ".text" && s.executable())
+    );
 }
 
 #[test]
@@ -79,13 +97,20 @@ fn c_runtime_symbols_come_from_ntoskrnl_and_the_stack_probe_is_real() {
     assert_valid(&image, "crt-probe");
     let nt = imports_of(&image, "ntoskrnl.exe");
     // A local empty __chkstk would not be imported; the real probe is ntoskrnl's.
-    assert!(nt.iter().any(|n| n == "__chkstk"), "__chkstk not imported from ntoskrnl: {:?}", image.imports);
+    assert!(
+        nt.iter().any(|n| n == "__chkstk"),
+        "__chkstk not imported from ntoskrnl: {:?}",
+        image.imports
+    );
     assert!(
         nt.iter().any(|n| n == "memcpy" || n == "memset"),
         "bulk copies did not bind to ntoskrnl's memcpy/memset: {:?}",
         image.imports
     );
-    assert!(!image.exports.contains_key("__chkstk"), "image defines its own __chkstk");
+    assert!(
+        !image.exports.contains_key("__chkstk"),
+        "image defines its own __chkstk"
+    );
 }
 
 /// The checker must reject what Windows would reject: mutate a good image and expect the matching
@@ -96,15 +121,37 @@ fn checker_rejects_broken_images() {
     let pe = u32::from_le_bytes(good[0x3C..0x40].try_into().unwrap()) as usize;
     let optional = pe + 4 + 20;
     let cases: [(&str, usize, &[u8], &str); 4] = [
-        ("subsystem WINDOWS_GUI", optional + 68, &2u16.to_le_bytes(), "subsystem 2"),
-        ("no FORCE_INTEGRITY", optional + 70, &0x0160u16.to_le_bytes(), "lacks FORCE_INTEGRITY"),
-        ("stale checksum", optional + 64, &1u32.to_le_bytes(), "checksum"),
-        ("entry point moved", optional + 16, &0x1001u32.to_le_bytes(), "entry point"),
+        (
+            "subsystem WINDOWS_GUI",
+            optional + 68,
+            &2u16.to_le_bytes(),
+            "subsystem 2",
+        ),
+        (
+            "no FORCE_INTEGRITY",
+            optional + 70,
+            &0x0160u16.to_le_bytes(),
+            "lacks FORCE_INTEGRITY",
+        ),
+        (
+            "stale checksum",
+            optional + 64,
+            &1u32.to_le_bytes(),
+            "checksum",
+        ),
+        (
+            "entry point moved",
+            optional + 16,
+            &0x1001u32.to_le_bytes(),
+            "entry point",
+        ),
     ];
     for (what, at, bytes, expected) in cases {
         let mut image = good.clone();
         image[at..at + bytes.len()].copy_from_slice(bytes);
-        let violations = DriverImage::parse(&image).unwrap().kernel_driver_violations();
+        let violations = DriverImage::parse(&image)
+            .unwrap()
+            .kernel_driver_violations();
         assert!(
             violations.iter().any(|v| v.0.contains(expected)),
             "{what}: expected a violation mentioning {expected:?}, got {violations:?}"

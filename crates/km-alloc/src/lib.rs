@@ -21,9 +21,11 @@ impl PoolTag {
     }
 }
 
-/// Raw pool access. `unsafe` to implement: `allocate` must return null or a block of at least
-/// `bytes` bytes aligned to [`POOL_ALIGNMENT`], zero-filled when asked, that stays valid until
-/// passed to `free`.
+/// Raw pool access.
+///
+/// # Safety
+/// `allocate` must return null or a block of at least `bytes` bytes aligned to
+/// [`POOL_ALIGNMENT`], zero-filled when asked, that stays valid until passed to `free`.
 pub unsafe trait Pool {
     fn allocate(&self, bytes: usize, zeroed: bool) -> *mut u8;
     /// # Safety
@@ -135,7 +137,13 @@ mod tests {
             // Shift by 16 inside a 32-aligned block so the result is 16- but not 32-aligned.
             let layout = Layout::from_size_align(bytes + 16, 32).unwrap();
             // SAFETY: layout has non-zero size.
-            let base = unsafe { if zeroed { std::alloc::alloc_zeroed(layout) } else { std::alloc::alloc(layout) } };
+            let base = unsafe {
+                if zeroed {
+                    std::alloc::alloc_zeroed(layout)
+                } else {
+                    std::alloc::alloc(layout)
+                }
+            };
             assert!(!base.is_null());
             // SAFETY: within the block.
             let p = unsafe { base.add(16) };
@@ -144,15 +152,25 @@ mod tests {
         }
         unsafe fn free(&self, block: *mut u8) {
             let mut live = self.live.borrow_mut();
-            let i = live.iter().position(|(p, _)| *p == block).expect("free of a block the pool never gave out");
+            let i = live
+                .iter()
+                .position(|(p, _)| *p == block)
+                .expect("free of a block the pool never gave out");
             let (_, bytes) = live.remove(i);
             // SAFETY: reverses allocate.
-            unsafe { std::alloc::dealloc(block.sub(16), Layout::from_size_align(bytes + 16, 32).unwrap()) };
+            unsafe {
+                std::alloc::dealloc(
+                    block.sub(16),
+                    Layout::from_size_align(bytes + 16, 32).unwrap(),
+                )
+            };
         }
     }
 
     fn allocator() -> PoolAllocator<HostPool> {
-        PoolAllocator::new(HostPool { live: RefCell::new(Vec::new()) })
+        PoolAllocator::new(HostPool {
+            live: RefCell::new(Vec::new()),
+        })
     }
 
     #[test]
@@ -181,7 +199,8 @@ mod tests {
         // SAFETY: non-zero size.
         let p = unsafe { a.alloc_zeroed(layout) };
         // SAFETY: p is valid for 300 bytes.
-        assert!(unsafe { core::slice::from_raw_parts(p, 300) }.iter().all(|b| *b == 0));
+        let bytes = unsafe { core::slice::from_raw_parts(p, 300) };
+        assert!(bytes.iter().all(|b| *b == 0));
         // SAFETY: from alloc_zeroed with this layout.
         unsafe { a.dealloc(p, layout) };
         assert!(a.pool.live.borrow().is_empty());

@@ -12,7 +12,10 @@ use crate::interrupt::*;
 use crate::io_interrupt::*;
 use crate::miniport::*;
 
-#[cfg_attr(windows, link(name = "ndis.sys", kind = "raw-dylib", modifiers = "+verbatim"))]
+#[cfg_attr(
+    windows,
+    link(name = "ndis.sys", kind = "raw-dylib", modifiers = "+verbatim")
+)]
 unsafe extern "system" {
     /// PASSIVE_LEVEL, from `DriverEntry`. Calls `SetOptionsHandler` before returning.
     pub fn NdisMRegisterMiniportDriver(
@@ -76,10 +79,17 @@ unsafe extern "system" {
         Priority: EX_POOL_PRIORITY,
     ) -> PVOID;
     /// IRQL <= DISPATCH_LEVEL.
-    pub fn NdisFreeMemoryWithTagPriority(NdisHandle: NDIS_HANDLE, VirtualAddress: PVOID, Tag: ULONG);
+    pub fn NdisFreeMemoryWithTagPriority(
+        NdisHandle: NDIS_HANDLE,
+        VirtualAddress: PVOID,
+        Tag: ULONG,
+    );
 }
 
-#[cfg_attr(windows, link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim"))]
+#[cfg_attr(
+    windows,
+    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
+)]
 unsafe extern "system" {
     /// IRQL <= DISPATCH_LEVEL (non-paged). Windows 10 2004+.
     pub fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
@@ -100,7 +110,10 @@ unsafe extern "system" {
     pub fn KeQueryActiveProcessorCountEx(GroupNumber: USHORT) -> ULONG;
 }
 
-#[cfg_attr(windows, link(name = "hal.dll", kind = "raw-dylib", modifiers = "+verbatim"))]
+#[cfg_attr(
+    windows,
+    link(name = "hal.dll", kind = "raw-dylib", modifiers = "+verbatim")
+)]
 unsafe extern "system" {
     /// Busy-waits; any IRQL.
     pub fn KeStallExecutionProcessor(MicroSeconds: ULONG);

@@ -18,7 +18,11 @@ pub type PKSERVICE_ROUTINE =
     Option<unsafe extern "system" fn(Interrupt: PKINTERRUPT, ServiceContext: PVOID) -> BOOLEAN>;
 /// `KMESSAGE_SERVICE_ROUTINE`: a message-based ISR at the message's DIRQL.
 pub type PKMESSAGE_SERVICE_ROUTINE = Option<
-    unsafe extern "system" fn(Interrupt: PKINTERRUPT, ServiceContext: PVOID, MessageId: ULONG) -> BOOLEAN,
+    unsafe extern "system" fn(
+        Interrupt: PKINTERRUPT,
+        ServiceContext: PVOID,
+        MessageId: ULONG,
+    ) -> BOOLEAN,
 >;
 
 #[repr(C)]

@@ -96,7 +96,10 @@ pub const NDIS_MINIPORT_ATTRIBUTES_REGISTER_BUGCHECK_CALLBACK: ULONG = 0x0000_04
 pub const NDIS_RUNTIME_VERSION_620: ULONG = 0x0006_0014;
 
 pub type SET_OPTIONS_HANDLER = Option<
-    unsafe extern "system" fn(NdisDriverHandle: NDIS_HANDLE, DriverContext: NDIS_HANDLE) -> NDIS_STATUS,
+    unsafe extern "system" fn(
+        NdisDriverHandle: NDIS_HANDLE,
+        DriverContext: NDIS_HANDLE,
+    ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_INITIALIZE_HANDLER = Option<
     unsafe extern "system" fn(
@@ -153,10 +156,16 @@ pub type MINIPORT_RESET_HANDLER = Option<
     ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_DEVICE_PNP_EVENT_NOTIFY_HANDLER = Option<
-    unsafe extern "system" fn(MiniportAdapterContext: NDIS_HANDLE, NetDevicePnPEvent: *mut NET_DEVICE_PNP_EVENT),
+    unsafe extern "system" fn(
+        MiniportAdapterContext: NDIS_HANDLE,
+        NetDevicePnPEvent: *mut NET_DEVICE_PNP_EVENT,
+    ),
 >;
 pub type MINIPORT_SHUTDOWN_HANDLER = Option<
-    unsafe extern "system" fn(MiniportAdapterContext: NDIS_HANDLE, ShutdownAction: NDIS_SHUTDOWN_ACTION),
+    unsafe extern "system" fn(
+        MiniportAdapterContext: NDIS_HANDLE,
+        ShutdownAction: NDIS_SHUTDOWN_ACTION,
+    ),
 >;
 pub type MINIPORT_CANCEL_OID_REQUEST_HANDLER =
     Option<unsafe extern "system" fn(MiniportAdapterContext: NDIS_HANDLE, RequestId: PVOID)>;
@@ -319,7 +328,10 @@ pub union NDIS_MINIPORT_ADAPTER_ATTRIBUTES {
 }
 
 pub type MINIPORT_ADD_DEVICE_HANDLER = Option<
-    unsafe extern "system" fn(NdisMiniportHandle: NDIS_HANDLE, MiniportDriverContext: NDIS_HANDLE) -> NDIS_STATUS,
+    unsafe extern "system" fn(
+        NdisMiniportHandle: NDIS_HANDLE,
+        MiniportDriverContext: NDIS_HANDLE,
+    ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_REMOVE_DEVICE_HANDLER =
     Option<unsafe extern "system" fn(MiniportAddDeviceContext: NDIS_HANDLE)>;

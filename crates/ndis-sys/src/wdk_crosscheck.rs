@@ -15,39 +15,123 @@ macro_rules! same_layout {
     };
 }
 
-same_layout!(crate::GROUP_AFFINITY, wdk_sys::GROUP_AFFINITY, [Mask, Group, Reserved]);
-same_layout!(crate::PROCESSOR_NUMBER, wdk_sys::PROCESSOR_NUMBER, [Group, Number, Reserved]);
-same_layout!(crate::UNICODE_STRING, wdk_sys::UNICODE_STRING, [Length, MaximumLength, Buffer]);
-same_layout!(crate::IO_INTERRUPT_MESSAGE_INFO, wdk_sys::IO_INTERRUPT_MESSAGE_INFO,
-    [UnifiedIrql, MessageCount, MessageInfo]);
-same_layout!(crate::IO_INTERRUPT_MESSAGE_INFO_ENTRY, wdk_sys::IO_INTERRUPT_MESSAGE_INFO_ENTRY,
-    [MessageAddress, TargetProcessorSet, InterruptObject, MessageData, Vector, Irql, Mode, Polarity]);
-same_layout!(crate::IO_CONNECT_INTERRUPT_FULLY_SPECIFIED_PARAMETERS,
+same_layout!(
+    crate::GROUP_AFFINITY,
+    wdk_sys::GROUP_AFFINITY,
+    [Mask, Group, Reserved]
+);
+same_layout!(
+    crate::PROCESSOR_NUMBER,
+    wdk_sys::PROCESSOR_NUMBER,
+    [Group, Number, Reserved]
+);
+same_layout!(
+    crate::UNICODE_STRING,
+    wdk_sys::UNICODE_STRING,
+    [Length, MaximumLength, Buffer]
+);
+same_layout!(
+    crate::IO_INTERRUPT_MESSAGE_INFO,
+    wdk_sys::IO_INTERRUPT_MESSAGE_INFO,
+    [UnifiedIrql, MessageCount, MessageInfo]
+);
+same_layout!(
+    crate::IO_INTERRUPT_MESSAGE_INFO_ENTRY,
+    wdk_sys::IO_INTERRUPT_MESSAGE_INFO_ENTRY,
+    [
+        MessageAddress,
+        TargetProcessorSet,
+        InterruptObject,
+        MessageData,
+        Vector,
+        Irql,
+        Mode,
+        Polarity
+    ]
+);
+same_layout!(
+    crate::IO_CONNECT_INTERRUPT_FULLY_SPECIFIED_PARAMETERS,
     wdk_sys::IO_CONNECT_INTERRUPT_FULLY_SPECIFIED_PARAMETERS,
-    [PhysicalDeviceObject, InterruptObject, ServiceRoutine, ServiceContext, SpinLock,
-     SynchronizeIrql, FloatingSave, ShareVector, Vector, Irql, InterruptMode, ProcessorEnableMask,
-     Group]);
-same_layout!(crate::IO_CONNECT_INTERRUPT_LINE_BASED_PARAMETERS,
+    [
+        PhysicalDeviceObject,
+        InterruptObject,
+        ServiceRoutine,
+        ServiceContext,
+        SpinLock,
+        SynchronizeIrql,
+        FloatingSave,
+        ShareVector,
+        Vector,
+        Irql,
+        InterruptMode,
+        ProcessorEnableMask,
+        Group
+    ]
+);
+same_layout!(
+    crate::IO_CONNECT_INTERRUPT_LINE_BASED_PARAMETERS,
     wdk_sys::IO_CONNECT_INTERRUPT_LINE_BASED_PARAMETERS,
-    [PhysicalDeviceObject, InterruptObject, ServiceRoutine, ServiceContext, SpinLock,
-     SynchronizeIrql, FloatingSave]);
-same_layout!(crate::IO_CONNECT_INTERRUPT_MESSAGE_BASED_PARAMETERS,
+    [
+        PhysicalDeviceObject,
+        InterruptObject,
+        ServiceRoutine,
+        ServiceContext,
+        SpinLock,
+        SynchronizeIrql,
+        FloatingSave
+    ]
+);
+same_layout!(
+    crate::IO_CONNECT_INTERRUPT_MESSAGE_BASED_PARAMETERS,
     wdk_sys::IO_CONNECT_INTERRUPT_MESSAGE_BASED_PARAMETERS,
-    [PhysicalDeviceObject, ConnectionContext, MessageServiceRoutine, ServiceContext, SpinLock,
-     SynchronizeIrql, FloatingSave, FallBackServiceRoutine]);
-same_layout!(crate::IO_CONNECT_INTERRUPT_PARAMETERS, wdk_sys::IO_CONNECT_INTERRUPT_PARAMETERS,
-    [Version]);
-same_layout!(crate::IO_DISCONNECT_INTERRUPT_PARAMETERS,
-    wdk_sys::IO_DISCONNECT_INTERRUPT_PARAMETERS, [Version, ConnectionContext]);
-same_layout!(crate::CM_PARTIAL_RESOURCE_DESCRIPTOR, wdk_sys::CM_PARTIAL_RESOURCE_DESCRIPTOR,
-    [Type, ShareDisposition, Flags, u]);
-same_layout!(crate::CM_PARTIAL_RESOURCE_LIST, wdk_sys::CM_PARTIAL_RESOURCE_LIST,
-    [Version, Revision, Count, PartialDescriptors]);
+    [
+        PhysicalDeviceObject,
+        ConnectionContext,
+        MessageServiceRoutine,
+        ServiceContext,
+        SpinLock,
+        SynchronizeIrql,
+        FloatingSave,
+        FallBackServiceRoutine
+    ]
+);
+same_layout!(
+    crate::IO_CONNECT_INTERRUPT_PARAMETERS,
+    wdk_sys::IO_CONNECT_INTERRUPT_PARAMETERS,
+    [Version]
+);
+same_layout!(
+    crate::IO_DISCONNECT_INTERRUPT_PARAMETERS,
+    wdk_sys::IO_DISCONNECT_INTERRUPT_PARAMETERS,
+    [Version, ConnectionContext]
+);
+same_layout!(
+    crate::CM_PARTIAL_RESOURCE_DESCRIPTOR,
+    wdk_sys::CM_PARTIAL_RESOURCE_DESCRIPTOR,
+    [Type, ShareDisposition, Flags, u]
+);
+same_layout!(
+    crate::CM_PARTIAL_RESOURCE_LIST,
+    wdk_sys::CM_PARTIAL_RESOURCE_LIST,
+    [Version, Revision, Count, PartialDescriptors]
+);
 
 // Constants both define.
 const _: () = {
-    ::static_assertions::const_assert_eq!(crate::CONNECT_FULLY_SPECIFIED as u64, wdk_sys::CONNECT_FULLY_SPECIFIED as u64);
-    ::static_assertions::const_assert_eq!(crate::CONNECT_LINE_BASED as u64, wdk_sys::CONNECT_LINE_BASED as u64);
-    ::static_assertions::const_assert_eq!(crate::CONNECT_MESSAGE_BASED as u64, wdk_sys::CONNECT_MESSAGE_BASED as u64);
-    ::static_assertions::const_assert_eq!(crate::POOL_FLAG_NON_PAGED as u64, wdk_sys::POOL_FLAG_NON_PAGED as u64);
+    ::static_assertions::const_assert_eq!(
+        crate::CONNECT_FULLY_SPECIFIED as u64,
+        wdk_sys::CONNECT_FULLY_SPECIFIED as u64
+    );
+    ::static_assertions::const_assert_eq!(
+        crate::CONNECT_LINE_BASED as u64,
+        wdk_sys::CONNECT_LINE_BASED as u64
+    );
+    ::static_assertions::const_assert_eq!(
+        crate::CONNECT_MESSAGE_BASED as u64,
+        wdk_sys::CONNECT_MESSAGE_BASED as u64
+    );
+    ::static_assertions::const_assert_eq!(
+        crate::POOL_FLAG_NON_PAGED as u64,
+        wdk_sys::POOL_FLAG_NON_PAGED as u64
+    );
 };

@@ -72,7 +72,10 @@ fn check(dir: &Path, target_dir: &Path) -> (bool, String) {
         .env_remove("RUSTFLAGS")
         .output()
         .expect("run cargo");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn scratch() -> PathBuf {
@@ -87,10 +90,17 @@ fn every_layout_mutation_fails_the_build() {
     let root = scratch();
     let _ = std::fs::remove_dir_all(root.join("crate"));
     let krate = root.join("crate");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &krate.join("src"));
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &krate.join("src"),
+    );
     std::fs::write(krate.join("Cargo.toml"), MANIFEST).unwrap();
     // The lockfile of the workspace pins static_assertions; reuse it so --offline resolves.
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock"),
+        krate.join("Cargo.lock"),
+    )
+    .unwrap();
     let target = root.join("target");
 
     let (ok, stderr) = check(&krate, &target);
@@ -99,13 +109,19 @@ fn every_layout_mutation_fails_the_build() {
     for m in MUTATIONS {
         let path = krate.join("src").join(m.file);
         let original = std::fs::read_to_string(&path).unwrap();
-        assert!(original.contains(m.from), "{}: pattern not found in {}", m.name, m.file);
+        assert!(
+            original.contains(m.from),
+            "{}: pattern not found in {}",
+            m.name,
+            m.file
+        );
         std::fs::write(&path, original.replacen(m.from, m.to, 1)).unwrap();
         let (ok, stderr) = check(&krate, &target);
         std::fs::write(&path, &original).unwrap();
         assert!(!ok, "{}: the build still passed", m.name);
         assert!(
-            stderr.contains("const_assert_eq") || stderr.contains("evaluation of constant value failed")
+            stderr.contains("const_assert_eq")
+                || stderr.contains("evaluation of constant value failed")
                 || stderr.contains("attempt to compute"),
             "{}: failed, but not on a layout assertion:\n{stderr}",
             m.name

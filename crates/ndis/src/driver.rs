@@ -231,7 +231,13 @@ macro_rules! miniport_driver {
                 // SAFETY: the I/O manager calls DriverEntry once at PASSIVE_LEVEL with valid
                 // pointers; `unload` pairs with SLOT.
                 unsafe {
-                    $crate::driver::driver_entry(&DRIVER, &SLOT, driver_object, registry_path, unload)
+                    $crate::driver::driver_entry(
+                        &DRIVER,
+                        &SLOT,
+                        driver_object,
+                        registry_path,
+                        unload,
+                    )
                 }
             }
         };

@@ -59,15 +59,33 @@ mod tests {
 
     #[test]
     fn characteristics_revision_follows_the_ndis_version() {
-        assert_eq!(NdisVersion::V6_0.driver_characteristics_revision(), (1, 136));
-        assert_eq!(NdisVersion::V6_1.driver_characteristics_revision(), (2, 152));
-        assert_eq!(NdisVersion::V6_20.driver_characteristics_revision(), (2, 152));
-        assert_eq!(NdisVersion::V6_70.driver_characteristics_revision(), (2, 152));
-        assert_eq!(NdisVersion::V6_80.driver_characteristics_revision(), (3, 160));
+        assert_eq!(
+            NdisVersion::V6_0.driver_characteristics_revision(),
+            (1, 136)
+        );
+        assert_eq!(
+            NdisVersion::V6_1.driver_characteristics_revision(),
+            (2, 152)
+        );
+        assert_eq!(
+            NdisVersion::V6_20.driver_characteristics_revision(),
+            (2, 152)
+        );
+        assert_eq!(
+            NdisVersion::V6_70.driver_characteristics_revision(),
+            (2, 152)
+        );
+        assert_eq!(
+            NdisVersion::V6_80.driver_characteristics_revision(),
+            (3, 160)
+        );
     }
 
     #[test]
     fn runtime_encoding_round_trips() {
-        assert_eq!(NdisVersion::from_runtime(sys::NDIS_RUNTIME_VERSION_620), NdisVersion::V6_20);
+        assert_eq!(
+            NdisVersion::from_runtime(sys::NDIS_RUNTIME_VERSION_620),
+            NdisVersion::V6_20
+        );
     }
 }

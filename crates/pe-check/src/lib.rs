@@ -94,7 +94,9 @@ impl DriverImage {
         let mut sections = Vec::new();
         for s in file.section_table().iter() {
             sections.push(Section {
-                name: String::from_utf8_lossy(s.raw_name()).trim_end_matches('\0').to_string(),
+                name: String::from_utf8_lossy(s.raw_name())
+                    .trim_end_matches('\0')
+                    .to_string(),
                 rva: s.virtual_address.get(LE),
                 virtual_size: s.virtual_size.get(LE),
                 characteristics: s.characteristics.get(LE),
@@ -130,12 +132,19 @@ impl DriverImage {
             }
         }
 
-        let dir = |i| file.data_directories().get(i).map_or(0, |d| d.virtual_address.get(LE));
+        let dir = |i| {
+            file.data_directories()
+                .get(i)
+                .map_or(0, |d| d.virtual_address.get(LE))
+        };
         Ok(DriverImage {
             machine: fh.machine.get(LE),
             subsystem: oh.subsystem(),
             subsystem_version: (oh.major_subsystem_version(), oh.minor_subsystem_version()),
-            os_version: (oh.major_operating_system_version(), oh.minor_operating_system_version()),
+            os_version: (
+                oh.major_operating_system_version(),
+                oh.minor_operating_system_version(),
+            ),
             dll_characteristics: oh.dll_characteristics(),
             checksum_stored: oh.check_sum(),
             checksum_computed: pe_checksum(data)?,
@@ -157,24 +166,36 @@ impl DriverImage {
         let mut v = Vec::new();
         let mut fail = |msg: String| v.push(Violation(msg));
         if self.machine != pe::IMAGE_FILE_MACHINE_AMD64 {
-            fail(format!("machine {:#06x}, expected AMD64 (0x8664)", self.machine));
+            fail(format!(
+                "machine {:#06x}, expected AMD64 (0x8664)",
+                self.machine
+            ));
         }
         if self.subsystem != pe::IMAGE_SUBSYSTEM_NATIVE {
             fail(format!("subsystem {}, expected NATIVE (1)", self.subsystem));
         }
         if self.subsystem_version != (10, 0) {
-            fail(format!("subsystem version {:?}, expected 10.0", self.subsystem_version));
+            fail(format!(
+                "subsystem version {:?}, expected 10.0",
+                self.subsystem_version
+            ));
         }
         if self.os_version != (10, 0) {
             fail(format!("OS version {:?}, expected 10.0", self.os_version));
         }
         for (flag, name) in [
-            (pe::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY, "FORCE_INTEGRITY"),
+            (
+                pe::IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY,
+                "FORCE_INTEGRITY",
+            ),
             (pe::IMAGE_DLLCHARACTERISTICS_NX_COMPAT, "NX_COMPAT"),
             (pe::IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE, "DYNAMIC_BASE"),
         ] {
             if self.dll_characteristics & flag == 0 {
-                fail(format!("DllCharacteristics {:#06x} lacks {name}", self.dll_characteristics));
+                fail(format!(
+                    "DllCharacteristics {:#06x} lacks {name}",
+                    self.dll_characteristics
+                ));
             }
         }
         if self.checksum_stored == 0 || self.checksum_stored != self.checksum_computed {
@@ -193,22 +214,34 @@ impl DriverImage {
         }
         for (dll, names) in &self.imports {
             if !KERNEL_MODULES.contains(&dll.to_ascii_lowercase().as_str()) {
-                fail(format!("imports from {dll} ({}), not a kernel module", names.join(", ")));
+                fail(format!(
+                    "imports from {dll} ({}), not a kernel module",
+                    names.join(", ")
+                ));
             }
         }
-        for (what, rva) in [("import directory", self.import_directory_rva), ("IAT", self.iat_rva)] {
+        for (what, rva) in [
+            ("import directory", self.import_directory_rva),
+            ("IAT", self.iat_rva),
+        ] {
             if rva == 0 {
                 continue;
             }
             match self.section_of(rva) {
-                Some(s) if s.executable() => fail(format!("{what} at {rva:#x} lies in executable section {}", s.name)),
+                Some(s) if s.executable() => fail(format!(
+                    "{what} at {rva:#x} lies in executable section {}",
+                    s.name
+                )),
                 Some(_) => {}
                 None => fail(format!("{what} at {rva:#x} lies in no section")),
             }
         }
         for s in &self.sections {
             if s.executable() && s.writable() {
-                fail(format!("section {} is both writable and executable", s.name));
+                fail(format!(
+                    "section {} is both writable and executable",
+                    s.name
+                ));
             }
         }
         v
