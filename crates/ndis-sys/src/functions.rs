@@ -1,122 +1,196 @@
 //! The kernel exports a miniport calls.
 //!
 //! # The import seam
-//! On Windows the blocks link with `raw-dylib` (`+verbatim`, so the import table names `ndis.sys`,
-//! not `ndis.sys.dll`): no import library and no WDK. On every other target the same declarations
-//! carry no `#[link]`, and the symbols are resolved at link time by whatever crate defines them with
-//! `#[unsafe(no_mangle)] extern "system"` — the host emulator, `ndis-emu`. The code that calls them
-//! is identical in both worlds. See `docs/architecture.md`.
+//! One list below generates both worlds:
+//! * on Windows, `raw-dylib` import blocks (`+verbatim`, so the import table names `ndis.sys`, not
+//!   `ndis.sys.dll`): no import library, no WDK;
+//! * on every other target, a function of the same name and signature that forwards through
+//!   [`HostImports`], a table of function pointers the host emulator (`ndis-emu`) installs with
+//!   [`host::install`]. A table rather than link-time symbol resolution: it does not depend on the
+//!   order in which the linker meets the driver and the emulator, and nothing is left unresolved.
+//!
+//! Callers are identical in both worlds. The ABI is `extern "system-unwind"`: the Windows x64
+//! calling convention on Windows, where nothing can unwind (kernel images are built with
+//! `panic = "abort"`); on the host it lets an emulated bug check unwind back to the test as a panic
+//! instead of aborting the test binary. See `docs/architecture.md`.
 
 use crate::base::*;
 use crate::interrupt::*;
 use crate::io_interrupt::*;
 use crate::miniport::*;
 
-#[cfg_attr(
-    windows,
-    link(name = "ndis.sys", kind = "raw-dylib", modifiers = "+verbatim")
-)]
-unsafe extern "system" {
-    /// PASSIVE_LEVEL, from `DriverEntry`. Calls `SetOptionsHandler` before returning.
-    pub fn NdisMRegisterMiniportDriver(
-        DriverObject: PDRIVER_OBJECT,
-        RegistryPath: *const UNICODE_STRING,
-        MiniportDriverContext: NDIS_HANDLE,
-        MiniportDriverCharacteristics: *const NDIS_MINIPORT_DRIVER_CHARACTERISTICS,
-        NdisMiniportDriverHandle: *mut NDIS_HANDLE,
-    ) -> NDIS_STATUS;
-    /// PASSIVE_LEVEL.
-    pub fn NdisMDeregisterMiniportDriver(NdisMiniportDriverHandle: NDIS_HANDLE);
-    /// PASSIVE_LEVEL. Reads `Header.Size` bytes.
-    pub fn NdisMSetMiniportAttributes(
-        NdisMiniportHandle: NDIS_HANDLE,
-        MiniportAttributes: *mut NDIS_MINIPORT_ADAPTER_ATTRIBUTES,
-    ) -> NDIS_STATUS;
-    /// PASSIVE_LEVEL, from `MiniportSetOptions`.
-    pub fn NdisSetOptionalHandlers(
-        NdisHandle: NDIS_HANDLE,
-        OptionalHandlers: *mut NDIS_DRIVER_OPTIONAL_HANDLERS,
-    ) -> NDIS_STATUS;
-    /// `(major << 16) | minor` of the running NDIS.
-    pub fn NdisGetVersion() -> ULONG;
+macro_rules! kernel_imports {
+    ($(
+        dll $dll:literal {
+            $( $(#[$m:meta])* fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*
+        }
+    )*) => {
+        $(
+            #[cfg(windows)]
+            #[link(name = $dll, kind = "raw-dylib", modifiers = "+verbatim")]
+            unsafe extern "system-unwind" {
+                $( $(#[$m])* pub fn $name($($arg: $ty),*) $(-> $ret)?; )*
+            }
+        )*
 
-    /// PASSIVE_LEVEL, from `MiniportInitializeEx`. The ISR may run before it returns.
-    pub fn NdisMRegisterInterruptEx(
-        MiniportAdapterHandle: NDIS_HANDLE,
-        MiniportInterruptContext: NDIS_HANDLE,
-        MiniportInterruptCharacteristics: *mut NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS,
-        NdisInterruptHandle: *mut NDIS_HANDLE,
-    ) -> NDIS_STATUS;
-    /// PASSIVE_LEVEL. Returns only after every queued DPC has run.
-    pub fn NdisMDeregisterInterruptEx(NdisInterruptHandle: NDIS_HANDLE);
-    /// Any IRQL. Returns the processors of `TargetProcessors.Group` that got a newly queued DPC.
-    pub fn NdisMQueueDpcEx(
-        NdisInterruptHandle: NDIS_HANDLE,
-        MessageId: ULONG,
-        TargetProcessors: *mut GROUP_AFFINITY,
-        MiniportDpcContext: PVOID,
-    ) -> KAFFINITY;
-    /// NDIS 6.0/6.1 only: first 32 processors of group 0.
-    pub fn NdisMQueueDpc(
-        NdisInterruptHandle: NDIS_HANDLE,
-        MessageId: ULONG,
-        TargetProcessors: ULONG,
-        MiniportDpcContext: PVOID,
-    ) -> ULONG;
-    /// IRQL <= DIRQL. Runs `SynchronizeFunction` at DIRQL under the interrupt lock.
-    pub fn NdisMSynchronizeWithInterruptEx(
-        NdisInterruptHandle: NDIS_HANDLE,
-        MessageId: ULONG,
-        SynchronizeFunction: MINIPORT_SYNCHRONIZE_INTERRUPT_HANDLER,
-        SynchronizeContext: PVOID,
-    ) -> BOOLEAN;
+        /// The host's implementation of every import, installed by the emulator.
+        #[cfg(not(windows))]
+        #[derive(Clone, Copy, Debug)]
+        pub struct HostImports {
+            $($( pub $name: unsafe extern "system-unwind" fn($($ty),*) $(-> $ret)?, )*)*
+        }
 
-    /// IRQL <= DISPATCH_LEVEL.
-    pub fn NdisAllocateMemoryWithTagPriority(
-        NdisHandle: NDIS_HANDLE,
-        Length: UINT,
-        Tag: ULONG,
-        Priority: EX_POOL_PRIORITY,
-    ) -> PVOID;
-    /// IRQL <= DISPATCH_LEVEL.
-    pub fn NdisFreeMemoryWithTagPriority(
-        NdisHandle: NDIS_HANDLE,
-        VirtualAddress: PVOID,
-        Tag: ULONG,
-    );
+        #[cfg(not(windows))]
+        impl HostImports {
+            /// `(module, function)` for every import, in declaration order.
+            pub const NAMES: &'static [(&'static str, &'static str)] =
+                &[$($(($dll, stringify!($name)),)*)*];
+        }
+
+        $($(
+            #[cfg(not(windows))]
+            $(#[$m])*
+            ///
+            /// # Safety
+            /// The contract of the kernel export of this name.
+            #[inline]
+            pub unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+                // SAFETY: forwards the caller's arguments unchanged to the installed
+                // implementation, which has the kernel export's contract.
+                unsafe { (host::imports().$name)($($arg),*) }
+            }
+        )*)*
+    };
 }
 
-#[cfg_attr(
-    windows,
-    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
-)]
-unsafe extern "system" {
-    /// IRQL <= DISPATCH_LEVEL (non-paged). Windows 10 2004+.
-    pub fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
-    /// IRQL <= DISPATCH_LEVEL.
-    pub fn ExFreePoolWithTag(P: PVOID, Tag: ULONG);
-    pub fn KeBugCheckEx(
-        BugCheckCode: ULONG,
-        BugCheckParameter1: ULONG_PTR,
-        BugCheckParameter2: ULONG_PTR,
-        BugCheckParameter3: ULONG_PTR,
-        BugCheckParameter4: ULONG_PTR,
-    ) -> !;
-    /// PASSIVE_LEVEL. `Parameters.Version` is in/out.
-    pub fn IoConnectInterruptEx(Parameters: *mut IO_CONNECT_INTERRUPT_PARAMETERS) -> NTSTATUS;
-    /// PASSIVE_LEVEL.
-    pub fn IoDisconnectInterruptEx(Parameters: *mut IO_DISCONNECT_INTERRUPT_PARAMETERS);
-    pub fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut PROCESSOR_NUMBER) -> ULONG;
-    pub fn KeQueryActiveProcessorCountEx(GroupNumber: USHORT) -> ULONG;
+kernel_imports! {
+    dll "ndis.sys" {
+        /// PASSIVE_LEVEL, from `DriverEntry`. Calls `SetOptionsHandler` before returning.
+        fn NdisMRegisterMiniportDriver(
+            DriverObject: PDRIVER_OBJECT,
+            RegistryPath: *const UNICODE_STRING,
+            MiniportDriverContext: NDIS_HANDLE,
+            MiniportDriverCharacteristics: *const NDIS_MINIPORT_DRIVER_CHARACTERISTICS,
+            NdisMiniportDriverHandle: *mut NDIS_HANDLE,
+        ) -> NDIS_STATUS;
+        /// PASSIVE_LEVEL.
+        fn NdisMDeregisterMiniportDriver(NdisMiniportDriverHandle: NDIS_HANDLE);
+        /// PASSIVE_LEVEL. Reads `Header.Size` bytes.
+        fn NdisMSetMiniportAttributes(
+            NdisMiniportHandle: NDIS_HANDLE,
+            MiniportAttributes: *mut NDIS_MINIPORT_ADAPTER_ATTRIBUTES,
+        ) -> NDIS_STATUS;
+        /// PASSIVE_LEVEL, from `MiniportSetOptions`.
+        fn NdisSetOptionalHandlers(
+            NdisHandle: NDIS_HANDLE,
+            OptionalHandlers: *mut NDIS_DRIVER_OPTIONAL_HANDLERS,
+        ) -> NDIS_STATUS;
+        /// `(major << 16) | minor` of the running NDIS.
+        fn NdisGetVersion() -> ULONG;
+        /// PASSIVE_LEVEL, from `MiniportInitializeEx`. The ISR may run before it returns.
+        fn NdisMRegisterInterruptEx(
+            MiniportAdapterHandle: NDIS_HANDLE,
+            MiniportInterruptContext: NDIS_HANDLE,
+            MiniportInterruptCharacteristics: *mut NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS,
+            NdisInterruptHandle: *mut NDIS_HANDLE,
+        ) -> NDIS_STATUS;
+        /// PASSIVE_LEVEL. Returns only after every queued DPC has run.
+        fn NdisMDeregisterInterruptEx(NdisInterruptHandle: NDIS_HANDLE);
+        /// Any IRQL. Returns the processors of `TargetProcessors.Group` that got a newly queued DPC.
+        fn NdisMQueueDpcEx(
+            NdisInterruptHandle: NDIS_HANDLE,
+            MessageId: ULONG,
+            TargetProcessors: *mut GROUP_AFFINITY,
+            MiniportDpcContext: PVOID,
+        ) -> KAFFINITY;
+        /// NDIS 6.0/6.1 only: first 32 processors of group 0.
+        fn NdisMQueueDpc(
+            NdisInterruptHandle: NDIS_HANDLE,
+            MessageId: ULONG,
+            TargetProcessors: ULONG,
+            MiniportDpcContext: PVOID,
+        ) -> ULONG;
+        /// IRQL <= DIRQL. Runs `SynchronizeFunction` at DIRQL under the interrupt lock.
+        fn NdisMSynchronizeWithInterruptEx(
+            NdisInterruptHandle: NDIS_HANDLE,
+            MessageId: ULONG,
+            SynchronizeFunction: MINIPORT_SYNCHRONIZE_INTERRUPT_HANDLER,
+            SynchronizeContext: PVOID,
+        ) -> BOOLEAN;
+        /// IRQL <= DISPATCH_LEVEL.
+        fn NdisAllocateMemoryWithTagPriority(
+            NdisHandle: NDIS_HANDLE,
+            Length: UINT,
+            Tag: ULONG,
+            Priority: EX_POOL_PRIORITY,
+        ) -> PVOID;
+        /// IRQL <= DISPATCH_LEVEL.
+        fn NdisFreeMemoryWithTagPriority(NdisHandle: NDIS_HANDLE, VirtualAddress: PVOID, Tag: ULONG);
+    }
+    dll "ntoskrnl.exe" {
+        /// IRQL <= DISPATCH_LEVEL (non-paged). Windows 10 2004+.
+        fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
+        /// IRQL <= DISPATCH_LEVEL.
+        fn ExFreePoolWithTag(P: PVOID, Tag: ULONG);
+        /// Stops the machine.
+        fn KeBugCheckEx(
+            BugCheckCode: ULONG,
+            BugCheckParameter1: ULONG_PTR,
+            BugCheckParameter2: ULONG_PTR,
+            BugCheckParameter3: ULONG_PTR,
+            BugCheckParameter4: ULONG_PTR,
+        ) -> !;
+        /// PASSIVE_LEVEL. `Parameters.Version` is in/out.
+        fn IoConnectInterruptEx(Parameters: *mut IO_CONNECT_INTERRUPT_PARAMETERS) -> NTSTATUS;
+        /// PASSIVE_LEVEL.
+        fn IoDisconnectInterruptEx(Parameters: *mut IO_DISCONNECT_INTERRUPT_PARAMETERS);
+        /// Any IRQL.
+        fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut PROCESSOR_NUMBER) -> ULONG;
+        /// Any IRQL.
+        fn KeQueryActiveProcessorCountEx(GroupNumber: USHORT) -> ULONG;
+    }
+    dll "hal.dll" {
+        /// Busy-waits; any IRQL.
+        fn KeStallExecutionProcessor(MicroSeconds: ULONG);
+    }
 }
 
-#[cfg_attr(
-    windows,
-    link(name = "hal.dll", kind = "raw-dylib", modifiers = "+verbatim")
-)]
-unsafe extern "system" {
-    /// Busy-waits; any IRQL.
-    pub fn KeStallExecutionProcessor(MicroSeconds: ULONG);
+/// Installing the host implementation of the imports (see the module docs).
+#[cfg(not(windows))]
+pub mod host {
+    use core::sync::atomic::{AtomicPtr, Ordering};
+
+    use super::HostImports;
+
+    static IMPORTS: AtomicPtr<HostImports> = AtomicPtr::new(core::ptr::null_mut());
+
+    /// Makes `table` the implementation every import forwards to, for the whole process.
+    pub fn install(table: &'static HostImports) {
+        IMPORTS.store(
+            table as *const HostImports as *mut HostImports,
+            Ordering::Release,
+        );
+    }
+
+    /// The installed table. Panics, naming the fix, when driver code calls into NDIS on a host
+    /// where no implementation was installed.
+    #[inline]
+    pub fn imports() -> &'static HostImports {
+        let table = IMPORTS.load(Ordering::Acquire);
+        if table.is_null() {
+            no_host_imports();
+        }
+        // SAFETY: only `install` stores into IMPORTS, always from a `&'static HostImports`.
+        unsafe { &*table }
+    }
+
+    #[cold]
+    fn no_host_imports() -> ! {
+        panic!(
+            "driver code called an NDIS/kernel import, but no host implementation is installed: \
+             create an ndis_emu::Emulator (it installs one) before running driver code"
+        )
+    }
 }
 
 /// The C runtime symbols rustc's code generation references on `*-windows-msvc`: `compiler_builtins`

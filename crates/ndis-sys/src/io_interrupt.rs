@@ -14,11 +14,12 @@ pub const CONNECT_MESSAGE_BASED_PASSIVE: ULONG = 0x5;
 pub const CONNECT_CURRENT_VERSION: ULONG = 0x5;
 
 /// `KSERVICE_ROUTINE`: a line-based ISR at DIRQL.
-pub type PKSERVICE_ROUTINE =
-    Option<unsafe extern "system" fn(Interrupt: PKINTERRUPT, ServiceContext: PVOID) -> BOOLEAN>;
+pub type PKSERVICE_ROUTINE = Option<
+    unsafe extern "system-unwind" fn(Interrupt: PKINTERRUPT, ServiceContext: PVOID) -> BOOLEAN,
+>;
 /// `KMESSAGE_SERVICE_ROUTINE`: a message-based ISR at the message's DIRQL.
 pub type PKMESSAGE_SERVICE_ROUTINE = Option<
-    unsafe extern "system" fn(
+    unsafe extern "system-unwind" fn(
         Interrupt: PKINTERRUPT,
         ServiceContext: PVOID,
         MessageId: ULONG,

@@ -47,7 +47,7 @@ impl Default for DriverSlot {
 /// required handler set to a trampoline, the optional ones (`SetOptions`, hang check, reset,
 /// direct and synchronous OIDs) left empty.
 pub fn characteristics<T: MiniportDriver>(
-    unload: unsafe extern "system" fn(sys::PDRIVER_OBJECT),
+    unload: unsafe extern "system-unwind" fn(sys::PDRIVER_OBJECT),
 ) -> sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS {
     let (revision, size) = T::NDIS_VERSION.driver_characteristics_revision();
     sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS {
@@ -92,7 +92,7 @@ pub unsafe fn driver_entry<T: MiniportDriver>(
     slot: &'static DriverSlot,
     driver_object: sys::PDRIVER_OBJECT,
     registry_path: *const sys::UNICODE_STRING,
-    unload: unsafe extern "system" fn(sys::PDRIVER_OBJECT),
+    unload: unsafe extern "system-unwind" fn(sys::PDRIVER_OBJECT),
 ) -> sys::NTSTATUS {
     let chars = characteristics::<T>(unload);
     let mut handle: sys::NDIS_HANDLE = core::ptr::null_mut();
@@ -126,7 +126,7 @@ pub unsafe fn driver_unload(slot: &'static DriverSlot) {
     }
 }
 
-unsafe extern "system" fn initialize<T: MiniportDriver>(
+unsafe extern "system-unwind" fn initialize<T: MiniportDriver>(
     _miniport_handle: sys::NDIS_HANDLE,
     driver_context: sys::NDIS_HANDLE,
     _params: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -149,28 +149,28 @@ fn no_adapter(callback: &str) -> ! {
     panic!("NDIS called {callback} but this driver never initialized an adapter")
 }
 
-unsafe extern "system" fn halt(_ctx: sys::NDIS_HANDLE, _action: sys::NDIS_HALT_ACTION) {
+unsafe extern "system-unwind" fn halt(_ctx: sys::NDIS_HANDLE, _action: sys::NDIS_HALT_ACTION) {
     no_adapter("MiniportHaltEx")
 }
-unsafe extern "system" fn pause(
+unsafe extern "system-unwind" fn pause(
     _ctx: sys::NDIS_HANDLE,
     _params: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
 ) -> sys::NDIS_STATUS {
     no_adapter("MiniportPause")
 }
-unsafe extern "system" fn restart(
+unsafe extern "system-unwind" fn restart(
     _ctx: sys::NDIS_HANDLE,
     _params: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
 ) -> sys::NDIS_STATUS {
     no_adapter("MiniportRestart")
 }
-unsafe extern "system" fn oid_request(
+unsafe extern "system-unwind" fn oid_request(
     _ctx: sys::NDIS_HANDLE,
     _request: *mut sys::NDIS_OID_REQUEST,
 ) -> sys::NDIS_STATUS {
     no_adapter("MiniportOidRequest")
 }
-unsafe extern "system" fn send_net_buffer_lists(
+unsafe extern "system-unwind" fn send_net_buffer_lists(
     _ctx: sys::NDIS_HANDLE,
     _nbls: *mut sys::NET_BUFFER_LIST,
     _port: sys::NDIS_PORT_NUMBER,
@@ -178,26 +178,29 @@ unsafe extern "system" fn send_net_buffer_lists(
 ) {
     no_adapter("MiniportSendNetBufferLists")
 }
-unsafe extern "system" fn return_net_buffer_lists(
+unsafe extern "system-unwind" fn return_net_buffer_lists(
     _ctx: sys::NDIS_HANDLE,
     _nbls: *mut sys::NET_BUFFER_LIST,
     _flags: sys::ULONG,
 ) {
     no_adapter("MiniportReturnNetBufferLists")
 }
-unsafe extern "system" fn cancel_send(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
+unsafe extern "system-unwind" fn cancel_send(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
     no_adapter("MiniportCancelSend")
 }
-unsafe extern "system" fn device_pnp_event_notify(
+unsafe extern "system-unwind" fn device_pnp_event_notify(
     _ctx: sys::NDIS_HANDLE,
     _event: *mut sys::NET_DEVICE_PNP_EVENT,
 ) {
     no_adapter("MiniportDevicePnPEventNotify")
 }
-unsafe extern "system" fn shutdown(_ctx: sys::NDIS_HANDLE, _action: sys::NDIS_SHUTDOWN_ACTION) {
+unsafe extern "system-unwind" fn shutdown(
+    _ctx: sys::NDIS_HANDLE,
+    _action: sys::NDIS_SHUTDOWN_ACTION,
+) {
     no_adapter("MiniportShutdownEx")
 }
-unsafe extern "system" fn cancel_oid_request(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
+unsafe extern "system-unwind" fn cancel_oid_request(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
     no_adapter("MiniportCancelOidRequest")
 }
 
@@ -216,7 +219,7 @@ macro_rules! miniport_driver {
             static DRIVER: $driver = $value;
             static SLOT: $crate::driver::DriverSlot = $crate::driver::DriverSlot::new();
 
-            unsafe extern "system" fn unload(_driver_object: $crate::sys::PDRIVER_OBJECT) {
+            unsafe extern "system-unwind" fn unload(_driver_object: $crate::sys::PDRIVER_OBJECT) {
                 // SAFETY: NDIS calls the unload handler once, at PASSIVE_LEVEL, after halting
                 // every adapter; SLOT is the one driver_entry filled.
                 unsafe { $crate::driver::driver_unload(&SLOT) }
@@ -224,7 +227,7 @@ macro_rules! miniport_driver {
 
             /// The image entry point (`/ENTRY:DriverEntry`).
             #[unsafe(export_name = "DriverEntry")]
-            unsafe extern "system" fn driver_entry(
+            unsafe extern "system-unwind" fn driver_entry(
                 driver_object: $crate::sys::PDRIVER_OBJECT,
                 registry_path: *const $crate::sys::UNICODE_STRING,
             ) -> $crate::sys::NTSTATUS {
