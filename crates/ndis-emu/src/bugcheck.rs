@@ -1,0 +1,111 @@
+//! Emulated bug checks: how a contract violation stops the run.
+//!
+//! Windows stops the machine; the emulator stops the test. A bug check is raised as a Rust panic
+//! whose message reads like the blue screen (code, four parameters, the name of the check) plus
+//! what was violated and how to fix it. The structured value is kept per thread, so
+//! [`crate::Emulator::expect_bugcheck`] can assert on the code and parameters. Unwinding crosses the
+//! driver's callbacks safely because every NDIS boundary is `extern "system-unwind"`.
+
+use std::cell::RefCell;
+use std::fmt;
+
+/// BUGCODE_NDIS_DRIVER.
+pub const BUGCODE_NDIS_DRIVER: u32 = 0x7C;
+/// DRIVER_VERIFIER_DETECTED_VIOLATION.
+pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
+/// BAD_POOL_CALLER.
+pub const BAD_POOL_CALLER: u32 = 0xC2;
+/// DPC_WATCHDOG_VIOLATION.
+pub const DPC_WATCHDOG_VIOLATION: u32 = 0x133;
+
+// BUGCODE_NDIS_DRIVER first parameters (documented codes).
+pub const NDIS_BUGCHECK_HALT_WITHOUT_INTERRUPT_DEREGISTER: usize = 0x08;
+pub const NDIS_BUGCHECK_INIT_FAILED_WITHOUT_INTERRUPT_DEREGISTER: usize = 0x0B;
+pub const NDIS_BUGCHECK_INVALID_OBJECT_HEADER: usize = 0x21;
+
+/// DRIVER_VERIFIER_DETECTED_VIOLATION 0x62: a driver unloads with pool allocations outstanding.
+pub const VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS: usize = 0x62;
+/// BAD_POOL_CALLER 0x07: freeing memory that is not (or no longer) allocated.
+pub const BAD_POOL_FREE_NOT_ALLOCATED: usize = 0x07;
+
+/// The emulator's own rule identifiers for DRIVER_VERIFIER_DETECTED_VIOLATION parameter 1, used
+/// where Windows' exact parameters are not documented (see docs/emulator.md).
+pub mod rule {
+    /// A function was called above its maximum IRQL (param 2: IRQL, param 3: maximum).
+    pub const IRQL: usize = 0x0009_1001;
+    /// An NDIS call was made outside the callback that may make it (e.g. interrupt registration
+    /// outside MiniportInitializeEx).
+    pub const CALL_CONTEXT: usize = 0x0009_1002;
+    /// A handle that NDIS never gave out, or one already released, was passed back.
+    pub const INVALID_HANDLE: usize = 0x0009_1003;
+    /// Miniport attributes set out of order, or missing when initialize succeeded.
+    pub const ATTRIBUTE_ORDER: usize = 0x0009_1004;
+    /// An interrupt handle was used after NdisMDeregisterInterruptEx (SDV rule
+    /// NdisMDeregisterInterruptEx).
+    pub const INTERRUPT_USED_AFTER_DEREGISTER: usize = 0x0009_1005;
+    /// An NDIS 6.20+ driver used an interface obsolete since 6.20 (ISR TargetProcessors,
+    /// NdisMQueueDpc).
+    pub const OBSOLETE_INTERFACE: usize = 0x0009_1006;
+    /// The driver returned from unload still registered with NDIS.
+    pub const UNLOAD_WITHOUT_DEREGISTER: usize = 0x0009_1007;
+    /// Unload with interrupts, kernel interrupt connections or DPCs outstanding.
+    pub const UNLOAD_WITH_OUTSTANDING_OBJECTS: usize = 0x0009_1008;
+}
+
+/// One emulated bug check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BugCheck {
+    pub code: u32,
+    pub params: [usize; 4],
+    /// What was violated, in the terms of the NDIS contract, and what to change.
+    pub message: String,
+}
+
+impl BugCheck {
+    pub fn name(&self) -> &'static str {
+        match self.code {
+            BUGCODE_NDIS_DRIVER => "BUGCODE_NDIS_DRIVER",
+            DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
+            BAD_POOL_CALLER => "BAD_POOL_CALLER",
+            DPC_WATCHDOG_VIOLATION => "DPC_WATCHDOG_VIOLATION",
+            _ => "DRIVER_BUGCHECK",
+        }
+    }
+}
+
+impl fmt::Display for BugCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "*** STOP: {:#010X} ({:#x}, {:#x}, {:#x}, {:#x}) {}\n{}",
+            self.code,
+            self.params[0],
+            self.params[1],
+            self.params[2],
+            self.params[3],
+            self.name(),
+            self.message
+        )
+    }
+}
+
+thread_local! {
+    static LAST: RefCell<Option<BugCheck>> = const { RefCell::new(None) };
+}
+
+/// Stops the run: records the bug check for this thread and unwinds with its text.
+pub fn raise(code: u32, params: [usize; 4], message: impl Into<String>) -> ! {
+    let bugcheck = BugCheck {
+        code,
+        params,
+        message: message.into(),
+    };
+    let text = bugcheck.to_string();
+    LAST.with(|l| *l.borrow_mut() = Some(bugcheck));
+    crate::machine::mark_bugchecked();
+    std::panic::panic_any(text)
+}
+
+pub(crate) fn take_last() -> Option<BugCheck> {
+    LAST.with(|l| l.borrow_mut().take())
+}

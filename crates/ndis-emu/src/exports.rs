@@ -1,0 +1,109 @@
+//! The export table: every emulated function, once with the host ABI (installed into
+//! `ndis_sys::HostImports`, which driver code compiled for the host calls) and once with the
+//! Windows x64 ABI (`extern "win64-unwind"`), listed by `module!name` so a PE loader can bind the
+//! imports of a real cross-built `.sys` loaded into a host process.
+//!
+//! The host table's type comes from `ndis-sys`, so an import added there without an emulation
+//! here fails to compile.
+
+#![allow(non_snake_case)] // the functions carry the Windows export names
+
+use ndis_sys as sys;
+use sys::*;
+
+use crate::{io, machine, memory, ndis};
+
+macro_rules! exports {
+    ($( $module:literal $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? => $imp:expr; )*) => {
+        mod host_abi {
+            use super::*;
+            $(
+                pub(super) unsafe extern "system-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
+                    // SAFETY: the caller upholds the kernel export's contract, which the
+                    // emulation requires too.
+                    unsafe { $imp($($arg),*) }
+                }
+            )*
+        }
+        mod win64_abi {
+            use super::*;
+            $(
+                pub(super) unsafe extern "win64-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
+                    // SAFETY: as for the host-ABI twin.
+                    unsafe { $imp($($arg),*) }
+                }
+            )*
+        }
+
+        pub(crate) static HOST_IMPORTS: HostImports = HostImports { $($name: host_abi::$name,)* };
+
+        /// Every export with its Windows x64 ABI entry point.
+        pub fn win64_exports() -> Vec<Win64Export> {
+            vec![$(Win64Export { module: $module, name: stringify!($name), address: win64_abi::$name as *const () as usize },)*]
+        }
+    };
+}
+
+/// One export as a PE loader binds it: `module!name` -> address of an `extern "win64"` function.
+#[derive(Debug, Clone, Copy)]
+pub struct Win64Export {
+    pub module: &'static str,
+    pub name: &'static str,
+    pub address: usize,
+}
+
+exports! {
+    "ndis.sys" NdisMRegisterMiniportDriver(a: PDRIVER_OBJECT, b: *const UNICODE_STRING, c: NDIS_HANDLE, d: *const NDIS_MINIPORT_DRIVER_CHARACTERISTICS, e: *mut NDIS_HANDLE) -> NDIS_STATUS => ndis::ndis_m_register_miniport_driver;
+    "ndis.sys" NdisMDeregisterMiniportDriver(a: NDIS_HANDLE) => ndis::ndis_m_deregister_miniport_driver;
+    "ndis.sys" NdisMSetMiniportAttributes(a: NDIS_HANDLE, b: *mut NDIS_MINIPORT_ADAPTER_ATTRIBUTES) -> NDIS_STATUS => ndis::ndis_m_set_miniport_attributes;
+    "ndis.sys" NdisSetOptionalHandlers(a: NDIS_HANDLE, b: *mut NDIS_DRIVER_OPTIONAL_HANDLERS) -> NDIS_STATUS => ndis::ndis_set_optional_handlers;
+    "ndis.sys" NdisGetVersion() -> ULONG => ndis_get_version;
+    "ndis.sys" NdisMRegisterInterruptEx(a: NDIS_HANDLE, b: NDIS_HANDLE, c: *mut NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS, d: *mut NDIS_HANDLE) -> NDIS_STATUS => ndis::ndis_m_register_interrupt_ex;
+    "ndis.sys" NdisMDeregisterInterruptEx(a: NDIS_HANDLE) => ndis::ndis_m_deregister_interrupt_ex;
+    "ndis.sys" NdisMQueueDpcEx(a: NDIS_HANDLE, b: ULONG, c: *mut GROUP_AFFINITY, d: PVOID) -> KAFFINITY => ndis::ndis_m_queue_dpc_ex;
+    "ndis.sys" NdisMQueueDpc(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID) -> ULONG => ndis::ndis_m_queue_dpc;
+    "ndis.sys" NdisMSynchronizeWithInterruptEx(a: NDIS_HANDLE, b: ULONG, c: MINIPORT_SYNCHRONIZE_INTERRUPT_HANDLER, d: PVOID) -> BOOLEAN => ndis::ndis_m_synchronize_with_interrupt_ex;
+    "ndis.sys" NdisAllocateMemoryWithTagPriority(a: NDIS_HANDLE, b: UINT, c: ULONG, d: EX_POOL_PRIORITY) -> PVOID => memory::ndis_allocate_memory_with_tag_priority;
+    "ndis.sys" NdisFreeMemoryWithTagPriority(a: NDIS_HANDLE, b: PVOID, c: ULONG) => memory::ndis_free_memory_with_tag_priority;
+    "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
+    "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;
+    "ntoskrnl.exe" KeBugCheckEx(a: ULONG, b: ULONG_PTR, c: ULONG_PTR, d: ULONG_PTR, e: ULONG_PTR) -> ! => ke_bug_check_ex;
+    "ntoskrnl.exe" IoConnectInterruptEx(a: *mut IO_CONNECT_INTERRUPT_PARAMETERS) -> NTSTATUS => io::io_connect_interrupt_ex;
+    "ntoskrnl.exe" IoDisconnectInterruptEx(a: *mut IO_DISCONNECT_INTERRUPT_PARAMETERS) => io::io_disconnect_interrupt_ex;
+    "ntoskrnl.exe" KeGetCurrentProcessorNumberEx(a: *mut PROCESSOR_NUMBER) -> ULONG => ke_get_current_processor_number_ex;
+    "ntoskrnl.exe" KeQueryActiveProcessorCountEx(a: USHORT) -> ULONG => ke_query_active_processor_count_ex;
+    "hal.dll" KeStallExecutionProcessor(a: ULONG) => ke_stall_execution_processor;
+}
+
+unsafe fn ndis_get_version() -> u32 {
+    machine::current().st().config.ndis_runtime_version
+}
+
+unsafe fn ke_bug_check_ex(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> ! {
+    crate::bugcheck::raise(code, [p1, p2, p3, p4], "the driver called KeBugCheckEx")
+}
+
+unsafe fn ke_get_current_processor_number_ex(number: *mut PROCESSOR_NUMBER) -> u32 {
+    let cpu = machine::current().st().cpu;
+    if !number.is_null() {
+        // SAFETY: a non-null out-pointer from the caller.
+        unsafe {
+            number.write(PROCESSOR_NUMBER {
+                Group: 0,
+                Number: cpu as u8,
+                Reserved: 0,
+            })
+        };
+    }
+    cpu as u32
+}
+
+unsafe fn ke_query_active_processor_count_ex(group: u16) -> u32 {
+    let st = machine::current();
+    let n = st.st().cpus.len() as u32;
+    if group == 0 || group == 0xFFFF { n } else { 0 }
+}
+
+unsafe fn ke_stall_execution_processor(_microseconds: u32) {
+    machine::preempt(&machine::current());
+}

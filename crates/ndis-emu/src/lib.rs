@@ -1,0 +1,753 @@
+//! `ndis-emu`: a host emulator of `ndis.sys` and of the kernel pieces an NDIS miniport touches, so
+//! drivers built on the framework are tested on Linux or macOS without a Windows kernel.
+//!
+//! It is not a mock: it enforces the NDIS contract (IRQL, call context, ordering, the verifier
+//! rules of the interrupt API), delivers interrupts through an emulated `IoConnectInterruptEx` as
+//! Windows does, runs DPCs on the processors they target at DISPATCH_LEVEL, injects faults, counts
+//! every allocation and object, and reports a violation as Windows would: an emulated bug check
+//! with the real code and parameters (see [`BugCheck`]).
+//!
+//! Driver code reaches it through the import seam of `ndis-sys`: creating an [`Emulator`] installs
+//! the emulated exports. See `docs/emulator.md` for a walk-through and a complete example test.
+#![cfg(not(windows))]
+
+mod bugcheck;
+mod exports;
+mod faults;
+mod io;
+mod machine;
+mod memory;
+mod ndis;
+mod trace;
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::rc::Rc;
+
+use ndis_sys as sys;
+
+pub use bugcheck::{
+    BAD_POOL_CALLER, BUGCODE_NDIS_DRIVER, DPC_WATCHDOG_VIOLATION,
+    DRIVER_VERIFIER_DETECTED_VIOLATION, NDIS_BUGCHECK_HALT_WITHOUT_INTERRUPT_DEREGISTER,
+    NDIS_BUGCHECK_INIT_FAILED_WITHOUT_INTERRUPT_DEREGISTER, NDIS_BUGCHECK_INVALID_OBJECT_HEADER,
+    VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
+};
+pub use bugcheck::{BugCheck, rule};
+pub use exports::{Win64Export, win64_exports};
+pub use faults::FaultPlan;
+pub use memory::{Allocation, AllocationKind};
+pub use ndis::AdapterState;
+pub use trace::Event;
+
+use machine::{Callback, Device, Machine, State};
+
+/// `DriverEntry` as the emulator calls it.
+pub type DriverEntry = unsafe extern "system-unwind" fn(
+    sys::PDRIVER_OBJECT,
+    *const sys::UNICODE_STRING,
+) -> sys::NTSTATUS;
+
+/// The interrupt resources PnP assigned to a device (after the platform's policy was applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptResources {
+    /// No interrupt at all.
+    None,
+    /// A line interrupt; devices with the same `line` and `shared: true` share it.
+    Line { line: u8, shared: bool },
+    /// PCI 2.2 MSI: one descriptor carrying the message count.
+    Msi { requested: u32, granted: u32 },
+    /// MSI-X: one descriptor per granted message.
+    MsiX { requested: u32, granted: u32 },
+}
+
+impl InterruptResources {
+    /// An unshared line.
+    pub const fn line() -> Self {
+        Self::Line {
+            line: 0,
+            shared: false,
+        }
+    }
+    /// MSI-X with every requested message granted.
+    pub const fn msix(messages: u32) -> Self {
+        Self::MsiX {
+            requested: messages,
+            granted: messages,
+        }
+    }
+    /// One MSI message.
+    pub const fn msi() -> Self {
+        Self::Msi {
+            requested: 1,
+            granted: 1,
+        }
+    }
+}
+
+/// Machine and platform settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Processors in group 0 (1..=64).
+    pub cpus: usize,
+    /// Seed of every scheduling choice; the same seed replays the same interleaving.
+    pub seed: u64,
+    /// What `NdisGetVersion` returns.
+    pub ndis_runtime_version: u32,
+    /// `MaxNblsToIndicate` handed to interrupt DPCs (`NDIS_INDICATE_ALL_NBLS` for no limit).
+    pub max_nbls_per_dpc: u32,
+    /// Consecutive `MoreNblsPending` requeues of one DPC before DPC_WATCHDOG_VIOLATION.
+    pub dpc_requeue_limit: u32,
+    /// `IoConnectInterruptEx` behaves as Iointex.lib on pre-Vista Windows.
+    pub pre_vista_io_connect: bool,
+    /// Let a DPC of another processor run at preemption points inside a DPC.
+    pub interleave_dpcs: bool,
+    pub trace: bool,
+    pub faults: FaultPlan,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cpus: 4,
+            seed: 0,
+            ndis_runtime_version: 0x0006_0056, // NDIS 6.86
+            max_nbls_per_dpc: 64,
+            dpc_requeue_limit: 10_000,
+            pre_vista_io_connect: false,
+            interleave_dpcs: false,
+            trace: false,
+            faults: FaultPlan::default(),
+        }
+    }
+}
+
+/// A handle on one adapter the emulator started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdapterId(pub usize);
+
+/// A handle on one emulated PCI function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceId(pub usize);
+
+/// The emulated machine, NDIS and the driver loaded into it. One per thread at a time; the driver
+/// code the test calls runs on this thread.
+pub struct Emulator {
+    machine: Rc<Machine>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    pub fn new(config: Config) -> Self {
+        assert!(
+            (1..=64).contains(&config.cpus),
+            "cpus must be 1..=64 (group 0 only)"
+        );
+        sys::host::install(&exports::HOST_IMPORTS);
+        machine::reset_bugchecked();
+        let machine = Rc::new(Machine {
+            state: std::cell::RefCell::new(State::new(config)),
+        });
+        machine::install(machine.clone());
+        Emulator { machine }
+    }
+
+    fn st(&self) -> std::cell::RefMut<'_, State> {
+        assert!(
+            !machine::bugchecked(),
+            "the emulated machine bug-checked; it cannot run anything else"
+        );
+        self.machine.st()
+    }
+
+    /// Adds a bare PCI function (for WDM tests of `IoConnectInterruptEx`); returns its PDO too.
+    pub fn add_device(&self, resources: InterruptResources) -> (DeviceId, sys::PDEVICE_OBJECT) {
+        let mut st = self.st();
+        let messages = match resources {
+            InterruptResources::Msi { granted, requested }
+            | InterruptResources::MsiX { granted, requested } => {
+                assert!(
+                    granted <= requested,
+                    "cannot grant more messages than the device asked for"
+                );
+                assert!(
+                    granted <= 2048,
+                    "Windows allocates at most 2048 messages per function"
+                );
+                granted
+            }
+            _ => 0,
+        };
+        let base =
+            machine::MESSAGE_VECTOR_BASE + st.next_message_vector % machine::MESSAGE_VECTOR_SPAN;
+        st.next_message_vector += messages.max(1);
+        st.devices.push(Device {
+            resources,
+            pdo: Box::new([0; 8]),
+            message_vector_base: base,
+        });
+        let d = st.devices.len() - 1;
+        let pdo = st.devices[d].pdo.as_ptr() as sys::PDEVICE_OBJECT;
+        (DeviceId(d), pdo)
+    }
+
+    /// Calls `DriverEntry` at PASSIVE_LEVEL (NdisMRegisterMiniportDriver runs inside it).
+    pub fn load_driver(&self, entry: DriverEntry) -> sys::NTSTATUS {
+        let (object, cpu) = {
+            let mut st = self.st();
+            assert!(
+                st.ndis.driver_object.is_none(),
+                "a driver is already loaded"
+            );
+            st.ndis.driver_object = Some(Box::new([0; 42]));
+            (
+                st.ndis.driver_object.as_ref().unwrap().as_ptr() as sys::PDRIVER_OBJECT,
+                st.cpu,
+            )
+        };
+        let path: Vec<u16> = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\emulated"
+            .encode_utf16()
+            .collect();
+        let registry_path = sys::UNICODE_STRING {
+            Length: (path.len() * 2) as u16,
+            MaximumLength: (path.len() * 2) as u16,
+            Buffer: path.as_ptr() as *mut u16,
+        };
+        let status = machine::on_cpu(
+            &self.machine,
+            cpu,
+            sys::PASSIVE_LEVEL,
+            Callback::DriverEntry,
+            || {
+                // SAFETY: DriverEntry is called once with a driver object and registry path that stay
+                // valid for the call, at PASSIVE_LEVEL, as the I/O manager does.
+                unsafe { entry(object, &registry_path) }
+            },
+        );
+        if status < 0 && self.st().ndis.driver.as_ref().is_some_and(|d| d.live) {
+            bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [
+                    rule::UNLOAD_WITHOUT_DEREGISTER,
+                    status as u32 as usize,
+                    0,
+                    0,
+                ],
+                "DriverEntry failed after NdisMRegisterMiniportDriver succeeded without calling \
+                 NdisMDeregisterMiniportDriver before returning",
+            );
+        }
+        machine::run_dpcs(&self.machine);
+        status
+    }
+
+    /// Starts an adapter on a new device with `resources`: builds the init parameters (with the
+    /// resource list) and calls `MiniportInitializeEx` at PASSIVE_LEVEL.
+    pub fn add_adapter(
+        &self,
+        resources: InterruptResources,
+    ) -> Result<AdapterId, sys::NDIS_STATUS> {
+        let (device, _) = self.add_device(resources);
+        let (a, init, driver_context, params) = {
+            let mut st = self.st();
+            let driver = st
+                .ndis
+                .driver
+                .as_ref()
+                .filter(|d| d.live)
+                .expect("load_driver first: no miniport driver registered");
+            let init = driver
+                .chars
+                .InitializeHandlerEx
+                .expect("checked at registration");
+            let driver_context = driver.context;
+            let a = st.ndis.adapters.len();
+            let resources = resource_list(&st.devices[device.0]);
+            let mut adapter = ndis::Adapter {
+                device: device.0,
+                state: AdapterState::Initializing,
+                context: None,
+                general_set: false,
+                interrupt: None,
+                // SAFETY: all-zero is a valid NDIS_MINIPORT_INIT_PARAMETERS (null pointers, zeros).
+                init_params: Box::new(unsafe { std::mem::zeroed() }),
+                resources,
+            };
+            *adapter.init_params = sys::NDIS_MINIPORT_INIT_PARAMETERS {
+                Header: sys::NDIS_OBJECT_HEADER {
+                    Type: sys::NDIS_OBJECT_TYPE_MINIPORT_INIT_PARAMETERS,
+                    Revision: sys::NDIS_MINIPORT_INIT_PARAMETERS_REVISION_1,
+                    Size: sys::NDIS_SIZEOF_MINIPORT_INIT_PARAMETERS_REVISION_1,
+                },
+                AllocatedResources: adapter.resources.as_mut_ptr().cast(),
+                IfIndex: 10 + a as u32,
+                NetLuid: 0x0006_0000_0000_0000 | a as u64,
+                ..*adapter.init_params
+            };
+            let params = &mut *adapter.init_params as *mut sys::NDIS_MINIPORT_INIT_PARAMETERS;
+            st.ndis.adapters.push(adapter);
+            (a, init, driver_context, params)
+        };
+        let cpu = self.machine.st().cpu;
+        let status = machine::on_cpu(
+            &self.machine,
+            cpu,
+            sys::PASSIVE_LEVEL,
+            Callback::Initialize(a),
+            || {
+                // SAFETY: the driver's initialize handler, with the handle, driver context and init
+                // parameters NDIS passes; `params` lives in the adapter record.
+                unsafe {
+                    init(
+                        ndis::adapter_handle(a),
+                        driver_context as sys::NDIS_HANDLE,
+                        params,
+                    )
+                }
+            },
+        );
+        ndis::after_initialize(&mut self.st(), a, status);
+        machine::run_dpcs(&self.machine);
+        if status == sys::NDIS_STATUS_SUCCESS {
+            Ok(AdapterId(a))
+        } else {
+            Err(status)
+        }
+    }
+
+    pub fn adapter_state(&self, a: AdapterId) -> AdapterState {
+        self.st().ndis.adapters[a.0].state
+    }
+
+    /// The device behind an adapter (for interrupt injection).
+    pub fn device_of(&self, a: AdapterId) -> DeviceId {
+        DeviceId(self.st().ndis.adapters[a.0].device)
+    }
+
+    fn adapter_call(
+        &self,
+        a: AdapterId,
+        from: AdapterState,
+        callback: Callback,
+        pick: impl FnOnce(
+            &sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS,
+            sys::NDIS_HANDLE,
+        ) -> Box<dyn FnOnce() -> sys::NDIS_STATUS>,
+    ) -> sys::NDIS_STATUS {
+        let (call, cpu) = {
+            let st = self.st();
+            let adapter = &st.ndis.adapters[a.0];
+            assert_eq!(
+                adapter.state, from,
+                "adapter {} is {:?}, expected {from:?}",
+                a.0, adapter.state
+            );
+            let chars = &st.ndis.driver.as_ref().expect("driver").chars;
+            (
+                pick(chars, adapter.context.unwrap_or(0) as sys::NDIS_HANDLE),
+                st.cpu,
+            )
+        };
+        let status = machine::on_cpu(&self.machine, cpu, sys::PASSIVE_LEVEL, callback, call);
+        machine::run_dpcs(&self.machine);
+        status
+    }
+
+    /// `MiniportRestart`: Paused -> Running.
+    pub fn restart(&self, a: AdapterId) -> sys::NDIS_STATUS {
+        let mut params = [0u64; 8];
+        let p = params
+            .as_mut_ptr()
+            .cast::<sys::NDIS_MINIPORT_RESTART_PARAMETERS>();
+        let status =
+            self.adapter_call(a, AdapterState::Paused, Callback::Restart(a.0), |c, ctx| {
+                let f = c.RestartHandler.expect("checked at registration");
+                // SAFETY: the driver's restart handler with its adapter context; the parameter block
+                // outlives the call (its layout is not emulated yet: zeroed).
+                Box::new(move || unsafe { f(ctx, p) })
+            });
+        assert_ne!(
+            status,
+            sys::NDIS_STATUS_PENDING,
+            "pending restart is not emulated yet (NdisMRestartComplete)"
+        );
+        if status == sys::NDIS_STATUS_SUCCESS {
+            self.st().ndis.adapters[a.0].state = AdapterState::Running;
+        }
+        status
+    }
+
+    /// `MiniportPause`: Running -> Paused.
+    pub fn pause(&self, a: AdapterId) -> sys::NDIS_STATUS {
+        let mut params = [0u64; 8];
+        let p = params
+            .as_mut_ptr()
+            .cast::<sys::NDIS_MINIPORT_PAUSE_PARAMETERS>();
+        let status = self.adapter_call(a, AdapterState::Running, Callback::Pause(a.0), |c, ctx| {
+            let f = c.PauseHandler.expect("checked at registration");
+            // SAFETY: as for restart.
+            Box::new(move || unsafe { f(ctx, p) })
+        });
+        assert_ne!(
+            status,
+            sys::NDIS_STATUS_PENDING,
+            "pending pause is not emulated yet (NdisMPauseComplete)"
+        );
+        assert_eq!(
+            status,
+            sys::NDIS_STATUS_SUCCESS,
+            "MiniportPause must succeed"
+        );
+        self.st().ndis.adapters[a.0].state = AdapterState::Paused;
+        status
+    }
+
+    /// `MiniportHaltEx` on a paused adapter; then checks the interrupt was deregistered.
+    pub fn halt(&self, a: AdapterId, action: sys::NDIS_HALT_ACTION) {
+        self.adapter_call(a, AdapterState::Paused, Callback::Halt(a.0), |c, ctx| {
+            let f = c.HaltHandlerEx.expect("checked at registration");
+            Box::new(move || {
+                // SAFETY: the driver's halt handler with its adapter context, at PASSIVE_LEVEL.
+                unsafe { f(ctx, action) };
+                sys::NDIS_STATUS_SUCCESS
+            })
+        });
+        ndis::after_halt(&mut self.st(), a.0);
+    }
+
+    /// Calls the driver's unload handler, then checks that the driver deregistered and released
+    /// every allocation, interrupt, connection and DPC.
+    pub fn unload(&self) {
+        let (unload, object, cpu) = {
+            let st = self.st();
+            for (i, a) in st.ndis.adapters.iter().enumerate() {
+                assert!(
+                    matches!(a.state, AdapterState::Halted | AdapterState::Failed),
+                    "adapter {i} is {:?}: halt every adapter before unload",
+                    a.state
+                );
+            }
+            let unload = st
+                .ndis
+                .driver
+                .as_ref()
+                .filter(|d| d.live)
+                .map(|d| d.chars.UnloadHandler.expect("checked"));
+            let object = st
+                .ndis
+                .driver_object
+                .as_ref()
+                .map(|o| o.as_ptr() as sys::PDRIVER_OBJECT);
+            (unload, object, st.cpu)
+        };
+        if let (Some(unload), Some(object)) = (unload, object) {
+            machine::on_cpu(
+                &self.machine,
+                cpu,
+                sys::PASSIVE_LEVEL,
+                Callback::Unload,
+                || {
+                    // SAFETY: the driver's unload handler with its driver object, at PASSIVE_LEVEL.
+                    unsafe { unload(object) }
+                },
+            );
+        }
+        self.check_released();
+    }
+
+    /// The checks unload makes, callable on their own (e.g. for WDM-only tests).
+    pub fn check_released(&self) {
+        let st = self.st();
+        if st.ndis.driver.as_ref().is_some_and(|d| d.live) {
+            drop(st);
+            bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::UNLOAD_WITHOUT_DEREGISTER, 0, 0, 0],
+                "the driver unloaded while still registered: MiniportDriverUnload must call \
+                 NdisMDeregisterMiniportDriver",
+            );
+        }
+        let interrupts = st.ndis.interrupts.iter().filter(|i| i.live).count();
+        let connections = st.connections.iter().filter(|c| c.live).count();
+        let dpcs: usize = st.cpus.iter().map(|c| c.queue.len()).sum();
+        if interrupts + connections + dpcs > 0 {
+            drop(st);
+            bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [
+                    rule::UNLOAD_WITH_OUTSTANDING_OBJECTS,
+                    interrupts,
+                    connections,
+                    dpcs,
+                ],
+                format!(
+                    "unload with {interrupts} NDIS interrupt(s), {connections} kernel interrupt connection(s) \
+                     and {dpcs} queued DPC(s) outstanding"
+                ),
+            );
+        }
+        if !st.pool.live.is_empty() {
+            let count = st.pool.live.len();
+            let bytes: usize = st.pool.live.values().map(|a| a.size).sum();
+            let mut list: Vec<String> = st
+                .pool
+                .live
+                .iter()
+                .map(|(p, a)| {
+                    format!(
+                        "{p:#x}: {} bytes, tag '{}', {:?}",
+                        a.size,
+                        memory::tag_text(a.tag),
+                        a.kind
+                    )
+                })
+                .collect();
+            list.sort();
+            drop(st);
+            bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [
+                    VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
+                    0,
+                    bytes,
+                    count,
+                ],
+                format!(
+                    "the driver is unloading with {count} allocation(s) ({bytes} bytes) not freed:\n  {}",
+                    list.join("\n  ")
+                ),
+            );
+        }
+    }
+
+    /// Raises `message` of `device` on the processor its affinity selects (seeded) and runs the
+    /// DPCs that result. Returns whether an ISR claimed it, or None when it had to pend.
+    pub fn fire_message(&self, device: DeviceId, message: u32) -> Option<bool> {
+        self.fire(device, Some(message), None)
+    }
+
+    /// Asserts the device's line (every ISR sharing it is called until one claims it).
+    pub fn fire_line(&self, device: DeviceId) -> Option<bool> {
+        self.fire(device, None, None)
+    }
+
+    /// As `fire_message`/`fire_line` (`message: None`), on a chosen processor.
+    pub fn fire_on(&self, device: DeviceId, message: Option<u32>, cpu: usize) -> Option<bool> {
+        self.fire(device, message, Some(cpu))
+    }
+
+    fn fire(&self, device: DeviceId, message: Option<u32>, cpu: Option<usize>) -> Option<bool> {
+        assert!(
+            !machine::bugchecked(),
+            "the emulated machine bug-checked; it cannot run anything else"
+        );
+        let claimed = machine::assert_source(&self.machine, device.0, message, cpu);
+        machine::run_dpcs(&self.machine);
+        claimed
+    }
+
+    /// Marks a source asserted without delivering it: it fires at the next preemption point where
+    /// the IRQL and interrupt lock allow (e.g. inside a DPC, or during NdisMRegisterInterruptEx).
+    pub fn assert_pending(&self, device: DeviceId, message: Option<u32>, cpu: usize) {
+        self.st().pending.push((device.0, message, cpu));
+    }
+
+    /// Runs every queued DPC.
+    pub fn run_dpcs(&self) {
+        machine::run_dpcs(&self.machine);
+    }
+
+    /// The processor test code (passive-level driver calls) runs on.
+    pub fn set_passive_cpu(&self, cpu: usize) {
+        let mut st = self.st();
+        assert!(cpu < st.cpus.len());
+        st.cpu = cpu;
+    }
+
+    /// The trace so far, one line per event (empty unless `Config::trace`).
+    pub fn trace(&self) -> Vec<String> {
+        self.machine
+            .st()
+            .trace
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.iter().map(|e| e.to_string()).collect())
+    }
+
+    /// Every fallible call made so far, in order, with whether it was failed.
+    pub fn fallible_calls(&self) -> Vec<(&'static str, bool)> {
+        self.machine.st().faults.log.clone()
+    }
+
+    /// Live allocations (address, record).
+    pub fn allocations(&self) -> Vec<(usize, Allocation)> {
+        let mut v: Vec<_> = self
+            .machine
+            .st()
+            .pool
+            .live
+            .iter()
+            .map(|(p, a)| (*p, *a))
+            .collect();
+        v.sort_by_key(|(p, _)| *p);
+        v
+    }
+
+    /// Runs `f`, which must bug-check, and returns the bug check. Panics if `f` returns normally
+    /// or panics for another reason. The machine is dead afterwards.
+    pub fn expect_bugcheck(&self, f: impl FnOnce()) -> BugCheck {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(()) => panic!("expected a bug check, but the code ran to completion"),
+            Err(payload) => match bugcheck::take_last() {
+                Some(b) if machine::bugchecked() => b,
+                _ => resume_unwind(payload),
+            },
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        machine::uninstall();
+    }
+}
+
+/// The CM_PARTIAL_RESOURCE_LIST PnP would hand the driver for `device` (as 4-byte words).
+fn resource_list(device: &Device) -> Box<[u32]> {
+    let mut descriptors: Vec<sys::CM_PARTIAL_RESOURCE_DESCRIPTOR> = Vec::new();
+    let interrupt = |flags: u16, vector: u32, level: u32, affinity: usize| {
+        sys::CM_PARTIAL_RESOURCE_DESCRIPTOR {
+            Type: sys::CmResourceTypeInterrupt,
+            ShareDisposition: sys::CmResourceShareDeviceExclusive,
+            Flags: flags,
+            u: sys::CM_PARTIAL_RESOURCE_DESCRIPTOR_U {
+                Interrupt: sys::CM_RESOURCE_INTERRUPT {
+                    Level: level,
+                    Vector: vector,
+                    Affinity: affinity,
+                },
+            },
+        }
+    };
+    // A memory BAR, as every PCI NIC has.
+    descriptors.push(sys::CM_PARTIAL_RESOURCE_DESCRIPTOR {
+        Type: sys::CmResourceTypeMemory,
+        ShareDisposition: sys::CmResourceShareDeviceExclusive,
+        Flags: 0,
+        u: sys::CM_PARTIAL_RESOURCE_DESCRIPTOR_U {
+            Memory: sys::CM_RESOURCE_MEMORY {
+                Start: 0xFEBC_0000,
+                Length: 0x4000,
+            },
+        },
+    });
+    match device.resources {
+        InterruptResources::None => {}
+        InterruptResources::Line { shared, .. } => {
+            let v = device.line_vector().unwrap();
+            let mut d = interrupt(
+                sys::CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
+                v,
+                machine::vector_irql(v) as u32,
+                usize::MAX,
+            );
+            if shared {
+                d.ShareDisposition = sys::CmResourceShareShared;
+            }
+            descriptors.push(d);
+        }
+        InterruptResources::Msi { granted, .. } => {
+            // PCI 2.2 MSI: one descriptor; the raw form carries the message count.
+            let mut d = interrupt(
+                sys::CM_RESOURCE_INTERRUPT_MESSAGE | sys::CM_RESOURCE_INTERRUPT_LATCHED,
+                device.message_vector_base,
+                machine::vector_irql(device.message_vector_base) as u32,
+                usize::MAX,
+            );
+            d.u.MessageInterruptRaw.MessageCount = granted as u16;
+            descriptors.push(d);
+        }
+        InterruptResources::MsiX { granted, .. } => {
+            for i in 0..granted {
+                let v = device.message_vector_base + i % machine::MESSAGE_VECTOR_SPAN;
+                descriptors.push(interrupt(
+                    sys::CM_RESOURCE_INTERRUPT_MESSAGE | sys::CM_RESOURCE_INTERRUPT_LATCHED,
+                    v,
+                    machine::vector_irql(v) as u32,
+                    usize::MAX,
+                ));
+            }
+        }
+    }
+    let words = 2 + descriptors.len() * 5;
+    let mut buf = vec![0u32; words].into_boxed_slice();
+    buf[0] = 1; // Version 1, Revision 0
+    buf[1] = descriptors.len() as u32;
+    for (i, d) in descriptors.iter().enumerate() {
+        // SAFETY: the descriptor is 20 bytes of plain data; slot i is words 2 + 5i .. 2 + 5i + 5.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (d as *const sys::CM_PARTIAL_RESOURCE_DESCRIPTOR).cast::<u32>(),
+                5,
+            )
+        };
+        buf[2 + i * 5..2 + i * 5 + 5].copy_from_slice(bytes);
+    }
+    buf
+}
+
+/// Result of [`sweep_fallible_calls`].
+#[derive(Debug, Clone)]
+pub struct SweepReport {
+    /// The fallible calls the scenario makes without faults, in order: the sites swept.
+    pub sites: Vec<&'static str>,
+}
+
+/// Runs `scenario` once without faults to list its fallible calls, then once per call with that
+/// call failed. Each run gets a fresh emulator from `config`; the scenario must cope with the
+/// failure and end with `unload()` (whose checks find any leak, live interrupt or DPC). A bug check
+/// or panic in any run fails the sweep, naming the failed call site.
+pub fn sweep_fallible_calls(
+    config: impl Fn() -> Config,
+    scenario: impl Fn(&Emulator),
+) -> SweepReport {
+    let sites: Vec<&'static str> = {
+        let emu = Emulator::new(config());
+        scenario(&emu);
+        emu.fallible_calls().into_iter().map(|(n, _)| n).collect()
+    };
+    for (i, site) in sites.iter().enumerate() {
+        let mut c = config();
+        c.faults = FaultPlan {
+            nth_fallible_call: Some(i as u64 + 1),
+            by_name: Vec::new(),
+        };
+        let emu = Emulator::new(c);
+        let result = catch_unwind(AssertUnwindSafe(|| scenario(&emu)));
+        if let Err(payload) = result {
+            let text = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!(
+                "fault sweep: failing fallible call #{} ({site}) broke the scenario:\n{text}",
+                i + 1
+            );
+        }
+        let failed: Vec<_> = emu
+            .fallible_calls()
+            .into_iter()
+            .filter(|(_, f)| *f)
+            .collect();
+        assert_eq!(
+            failed.len(),
+            1,
+            "fault sweep: call #{} ({site}) was not reached the second time",
+            i + 1
+        );
+    }
+    SweepReport { sites }
+}

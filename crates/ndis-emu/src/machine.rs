@@ -1,0 +1,503 @@
+//! The emulated machine: processors with their IRQL and DPC queues, interrupt locks, kernel
+//! interrupt objects, and a seeded scheduler.
+//!
+//! # Execution model
+//! Everything runs on the test's thread. "Processor" is a logical notion: the machine keeps a
+//! current processor and its IRQL, and switches them when it delivers an interrupt or runs a DPC on
+//! another processor. Concurrency is modelled by interleaving at *preemption points* (every call
+//! the driver makes into the emulator): pending interrupts are delivered there if the target
+//! processor's IRQL and the interrupt lock allow it, DPCs queued for a processor at PASSIVE_LEVEL
+//! run there, and, with interleaving on, a DPC of another processor may run inside a DPC (a valid
+//! linearization of two processors running at once). Choices are drawn from a seeded PRNG, so a
+//! failing interleaving replays exactly from its seed.
+//!
+//! # Borrowing discipline
+//! State lives in a `RefCell`; no borrow is ever held while driver code runs (driver code re-enters
+//! the emulator). Functions here take the state briefly, copy out what the call needs, release it,
+//! call the driver, and take it again.
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use ndis_sys as sys;
+use rand_core::{RngCore, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+use crate::bugcheck::{self, rule};
+use crate::faults::Faults;
+use crate::trace::Event;
+use crate::{Config, InterruptResources};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Machine>>> = const { RefCell::new(None) };
+    static BUGCHECKED: Cell<bool> = const { Cell::new(false) };
+}
+
+pub(crate) fn mark_bugchecked() {
+    BUGCHECKED.with(|b| b.set(true));
+}
+
+pub(crate) fn bugchecked() -> bool {
+    BUGCHECKED.with(|b| b.get())
+}
+
+pub(crate) fn reset_bugchecked() {
+    BUGCHECKED.with(|b| b.set(false));
+}
+
+/// The machine the calling thread's driver runs on. Panics with the fix when there is none.
+pub(crate) fn current() -> Rc<Machine> {
+    CURRENT.with(|c| c.borrow().clone()).unwrap_or_else(|| {
+        panic!("driver code called an emulated export on a thread with no ndis_emu::Emulator")
+    })
+}
+
+pub(crate) fn install(machine: Rc<Machine>) {
+    CURRENT.with(|c| {
+        let mut c = c.borrow_mut();
+        assert!(
+            c.is_none(),
+            "one ndis_emu::Emulator per thread at a time: drop the other one first"
+        );
+        *c = Some(machine);
+    });
+}
+
+pub(crate) fn uninstall() {
+    CURRENT.with(|c| c.borrow_mut().take());
+}
+
+pub(crate) struct Machine {
+    pub state: RefCell<State>,
+}
+
+impl Machine {
+    pub fn st(&self) -> RefMut<'_, State> {
+        self.state.borrow_mut()
+    }
+}
+
+/// Which driver callback is running, for the rules that say where a call may be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Callback {
+    DriverEntry,
+    SetOptions,
+    Unload,
+    Initialize(usize),
+    Halt(usize),
+    Pause(usize),
+    Restart(usize),
+    Isr(usize),
+    Dpc(usize),
+    Synchronize(usize),
+    WdmIsr,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Cpu {
+    pub irql: u8,
+    pub queue: VecDeque<DpcRef>,
+}
+
+/// A queued NDIS interrupt DPC: slot (interrupt, message, this processor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DpcRef {
+    pub interrupt: usize,
+    pub message: u32,
+}
+
+/// One (message, processor) DPC object of an NDIS interrupt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DpcSlot {
+    pub queued: bool,
+    pub context: usize,
+    pub requeues: u32,
+}
+
+/// A kernel interrupt object (what `IoConnectInterruptEx` creates).
+#[derive(Debug, Clone)]
+pub(crate) struct KInterrupt {
+    pub device: usize,
+    pub vector: u32,
+    /// IRQL the service routine runs at (the synchronize IRQL when a shared lock was given).
+    pub sync_irql: u8,
+    pub affinity: usize,
+    pub routine: Routine,
+    pub context: usize,
+    pub lock: usize,
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Routine {
+    Line(unsafe extern "system-unwind" fn(sys::PKINTERRUPT, sys::PVOID) -> sys::BOOLEAN),
+    Message(
+        unsafe extern "system-unwind" fn(sys::PKINTERRUPT, sys::PVOID, u32) -> sys::BOOLEAN,
+        u32,
+    ),
+}
+
+/// What one `IoConnectInterruptEx` connected.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub device: usize,
+    pub version: u32,
+    pub kints: Vec<usize>,
+    /// The IO_INTERRUPT_MESSAGE_INFO handed out (8-byte aligned, stable until disconnect).
+    pub table: Option<Box<[u64]>>,
+    pub live: bool,
+}
+
+/// An emulated PCI function with its assigned interrupt resources.
+#[derive(Debug)]
+pub(crate) struct Device {
+    pub resources: InterruptResources,
+    /// Backing store for the PDO pointer handed to drivers.
+    pub pdo: Box<[u64; 8]>,
+    /// First message vector.
+    pub message_vector_base: u32,
+}
+
+impl Device {
+    pub fn line_vector(&self) -> Option<u32> {
+        match self.resources {
+            InterruptResources::Line { line, .. } => Some(LINE_VECTOR_BASE + line as u32),
+            _ => None,
+        }
+    }
+
+    pub fn message_count(&self) -> u32 {
+        match self.resources {
+            InterruptResources::Msi { granted, .. } | InterruptResources::MsiX { granted, .. } => {
+                granted
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// Vectors 0x50.. serve lines (IRQL 5), messages are spread over 0x60..0xBF (IRQL 6..11).
+pub(crate) const LINE_VECTOR_BASE: u32 = 0x50;
+pub(crate) const MESSAGE_VECTOR_BASE: u32 = 0x60;
+pub(crate) const MESSAGE_VECTOR_SPAN: u32 = 0x60;
+
+/// The Windows x64 rule: IRQL = vector / 16.
+pub(crate) fn vector_irql(vector: u32) -> u8 {
+    (vector >> 4) as u8
+}
+
+pub(crate) struct State {
+    pub config: Config,
+    pub cpus: Vec<Cpu>,
+    pub cpu: usize,
+    pub rng: Pcg64Mcg,
+    pub faults: Faults,
+    pub trace: Option<Vec<Event>>,
+    pub callbacks: Vec<Callback>,
+    pub devices: Vec<Device>,
+    pub kints: Vec<KInterrupt>,
+    pub connections: Vec<Connection>,
+    /// Interrupt spin locks: which processor holds each.
+    pub locks: Vec<Option<usize>>,
+    /// Caller-supplied KSPIN_LOCK addresses -> lock index (a shared lock across messages).
+    pub lock_by_address: HashMap<usize, usize>,
+    /// Sources asserted while their processor's IRQL or lock did not allow delivery.
+    pub pending: Vec<(usize, Option<u32>, usize)>,
+    pub next_message_vector: u32,
+    pub ndis: crate::ndis::NdisState,
+    pub pool: crate::memory::Pool,
+}
+
+impl State {
+    pub fn new(config: Config) -> Self {
+        let cpus = (0..config.cpus).map(|_| Cpu::default()).collect();
+        State {
+            rng: Pcg64Mcg::seed_from_u64(config.seed),
+            trace: config.trace.then(Vec::new),
+            faults: Faults {
+                plan: config.faults.clone(),
+                log: Vec::new(),
+            },
+            config,
+            cpus,
+            cpu: 0,
+            callbacks: Vec::new(),
+            devices: Vec::new(),
+            kints: Vec::new(),
+            connections: Vec::new(),
+            locks: Vec::new(),
+            lock_by_address: HashMap::new(),
+            pending: Vec::new(),
+            next_message_vector: 0,
+            ndis: Default::default(),
+            pool: Default::default(),
+        }
+    }
+
+    pub fn irql(&self) -> u8 {
+        self.cpus[self.cpu].irql
+    }
+
+    pub fn event(&mut self, e: impl FnOnce() -> Event) {
+        if let Some(t) = &mut self.trace {
+            t.push(e());
+        }
+    }
+
+    pub fn random_below(&mut self, n: usize) -> usize {
+        (self.rng.next_u64() % n as u64) as usize
+    }
+
+    /// IRQL rule: `function` may be called at `max` or below.
+    pub fn require_irql(&self, max: u8, function: &str) {
+        let irql = self.irql();
+        if irql > max {
+            bugcheck::raise(
+                bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::IRQL, irql as usize, max as usize, 0],
+                format!(
+                    "{function} called at IRQL {irql} on cpu{}, but it may only be called at IRQL <= {max} \
+                     ({}). Move the call to a context that runs at {} or lower.",
+                    self.cpu,
+                    irql_name(max),
+                    irql_name(max)
+                ),
+            );
+        }
+    }
+
+    pub fn in_callback(&self, pred: impl Fn(Callback) -> bool) -> bool {
+        self.callbacks.iter().any(|c| pred(*c))
+    }
+
+    pub fn new_lock(&mut self) -> usize {
+        self.locks.push(None);
+        self.locks.len() - 1
+    }
+
+    pub fn fallible(&mut self, name: &'static str) -> bool {
+        self.faults.should_fail(name)
+    }
+}
+
+pub(crate) fn irql_name(irql: u8) -> &'static str {
+    match irql {
+        0 => "PASSIVE_LEVEL",
+        1 => "APC_LEVEL",
+        2 => "DISPATCH_LEVEL",
+        3..=12 => "DIRQL",
+        _ => "HIGH_LEVEL",
+    }
+}
+
+/// Runs `f` as processor `cpu` at `irql`, restoring the previous processor and its IRQL after.
+/// Takes no borrow across `f`.
+pub(crate) fn on_cpu<R>(
+    m: &Machine,
+    cpu: usize,
+    irql: u8,
+    callback: Callback,
+    f: impl FnOnce() -> R,
+) -> R {
+    let (prev_cpu, prev_irql) = {
+        let mut st = m.st();
+        let prev = (st.cpu, st.cpus[cpu].irql);
+        st.cpu = cpu;
+        st.cpus[cpu].irql = irql;
+        st.callbacks.push(callback);
+        prev
+    };
+    let r = f();
+    let mut st = m.st();
+    st.callbacks.pop();
+    st.cpus[cpu].irql = prev_irql;
+    st.cpu = prev_cpu;
+    r
+}
+
+/// Raises an interrupt source of `device`: `message` or its line. Delivered now when the chosen
+/// processor's IRQL and the lock allow; otherwise pended until a preemption point allows it.
+/// Returns whether a service routine claimed it (None when pended).
+pub(crate) fn assert_source(
+    m: &Machine,
+    device: usize,
+    message: Option<u32>,
+    cpu: Option<usize>,
+) -> Option<bool> {
+    let target = {
+        let mut st = m.st();
+        let kints = targets(&st, device, message);
+        assert!(
+            !kints.is_empty(),
+            "device {device} has no connected interrupt for {} (was the interrupt registered?)",
+            message.map_or("its line".into(), |m| format!("message {m}"))
+        );
+        let affinity = st.kints[kints[0]].affinity;
+        match cpu {
+            Some(c) => c,
+            None => pick_cpu(&mut st, affinity),
+        }
+    };
+    deliver(m, device, message, target)
+}
+
+fn pick_cpu(st: &mut State, affinity: usize) -> usize {
+    let candidates: Vec<usize> = (0..st.cpus.len())
+        .filter(|c| affinity & (1 << c) != 0)
+        .collect();
+    if candidates.is_empty() {
+        return 0;
+    }
+    let i = st.random_below(candidates.len());
+    candidates[i]
+}
+
+/// The connected interrupt objects a source reaches: one for a message, the chain for a line.
+fn targets(st: &State, device: usize, message: Option<u32>) -> Vec<usize> {
+    match message {
+        Some(msg) => st
+            .kints
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| {
+                k.connected
+                    && k.device == device
+                    && matches!(k.routine, Routine::Message(_, id) if id == msg)
+            })
+            .map(|(i, _)| i)
+            .collect(),
+        None => {
+            let Some(vector) = st.devices.get(device).and_then(Device::line_vector) else {
+                return Vec::new();
+            };
+            st.kints
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| {
+                    k.connected && k.vector == vector && matches!(k.routine, Routine::Line(_))
+                })
+                .map(|(i, _)| i)
+                .collect()
+        }
+    }
+}
+
+fn deliver(m: &Machine, device: usize, message: Option<u32>, cpu: usize) -> Option<bool> {
+    let chain = targets(&m.st(), device, message);
+    let mut claimed = false;
+    for k in chain {
+        let (routine, context, irql, lock) = {
+            let mut st = m.st();
+            let kint = &st.kints[k];
+            let (routine, context, irql, lock) =
+                (kint.routine, kint.context, kint.sync_irql, kint.lock);
+            if st.cpus[cpu].irql >= irql || st.locks[lock].is_some() {
+                st.pending.push((device, message, cpu));
+                st.event(|| Event::InterruptPended { cpu, message });
+                return None;
+            }
+            st.locks[lock] = Some(cpu);
+            (routine, context, irql, lock)
+        };
+        let kptr = kinterrupt_ptr(k);
+        let result = on_cpu(m, cpu, irql, Callback::WdmIsr, || match routine {
+            // SAFETY: the routine and context are what the driver connected; the emulator calls
+            // them as the kernel does, at the interrupt's IRQL under its lock.
+            Routine::Line(f) => unsafe { f(kptr, context as sys::PVOID) },
+            // SAFETY: as above, for a message-based connection.
+            Routine::Message(f, id) => unsafe { f(kptr, context as sys::PVOID, id) },
+        });
+        m.st().locks[lock] = None;
+        if result != 0 {
+            claimed = true;
+            break;
+        }
+    }
+    Some(claimed)
+}
+
+/// The fake `PKINTERRUPT` for kernel interrupt object `k` (never dereferenced by drivers).
+pub(crate) fn kinterrupt_ptr(k: usize) -> sys::PKINTERRUPT {
+    (0x4B49_0000_0000 | (k + 1)) as sys::PKINTERRUPT
+}
+
+/// A preemption point: deliver what is pending and allowed, then run DPCs that may run now.
+pub(crate) fn preempt(m: &Machine) {
+    deliver_pending(m);
+    let (irql, interleave) = {
+        let st = m.st();
+        (st.irql(), st.config.interleave_dpcs)
+    };
+    if irql == sys::PASSIVE_LEVEL {
+        run_dpcs(m);
+    } else if irql == sys::DISPATCH_LEVEL && interleave {
+        // Another processor may be running a DPC right now: sometimes run one of theirs here.
+        let pick = {
+            let mut st = m.st();
+            let me = st.cpu;
+            let eligible: Vec<usize> = (0..st.cpus.len())
+                .filter(|&c| {
+                    c != me && st.cpus[c].irql < sys::DISPATCH_LEVEL && !st.cpus[c].queue.is_empty()
+                })
+                .collect();
+            if !eligible.is_empty() && st.random_below(4) == 0 {
+                let i = st.random_below(eligible.len());
+                Some(eligible[i])
+            } else {
+                None
+            }
+        };
+        if let Some(cpu) = pick {
+            run_one_dpc(m, cpu);
+        }
+    }
+}
+
+pub(crate) fn deliver_pending(m: &Machine) {
+    loop {
+        let next = {
+            let mut st = m.st();
+            let pos = st.pending.iter().position(|&(device, message, cpu)| {
+                let kints = targets(&st, device, message);
+                kints.first().is_some_and(|&k| {
+                    st.cpus[cpu].irql < st.kints[k].sync_irql
+                        && st.locks[st.kints[k].lock].is_none()
+                })
+            });
+            pos.map(|p| st.pending.remove(p))
+        };
+        let Some((device, message, cpu)) = next else {
+            return;
+        };
+        if deliver(m, device, message, cpu).is_none() {
+            return;
+        }
+    }
+}
+
+/// Runs queued DPCs on every processor below DISPATCH_LEVEL until none is left, choosing the
+/// processor of each step with the seeded PRNG.
+pub(crate) fn run_dpcs(m: &Machine) {
+    loop {
+        let cpu = {
+            let mut st = m.st();
+            let eligible: Vec<usize> = (0..st.cpus.len())
+                .filter(|&c| st.cpus[c].irql < sys::DISPATCH_LEVEL && !st.cpus[c].queue.is_empty())
+                .collect();
+            if eligible.is_empty() {
+                return;
+            }
+            let i = st.random_below(eligible.len());
+            eligible[i]
+        };
+        run_one_dpc(m, cpu);
+    }
+}
+
+fn run_one_dpc(m: &Machine, cpu: usize) {
+    let Some(dpc) = m.st().cpus[cpu].queue.pop_front() else {
+        return;
+    };
+    crate::ndis::run_interrupt_dpc(m, cpu, dpc);
+}

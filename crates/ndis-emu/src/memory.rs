@@ -1,0 +1,175 @@
+//! Pool and NDIS memory with accounting: every block is tracked until freed, frees are checked
+//! against what was allocated (address and tag), and unload reports what is left.
+
+use std::alloc::Layout;
+use std::collections::HashMap;
+
+use ndis_sys as sys;
+
+use crate::bugcheck;
+use crate::machine;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocationKind {
+    Pool,
+    NdisMemory,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Allocation {
+    pub size: usize,
+    pub tag: u32,
+    pub kind: AllocationKind,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    pub live: HashMap<usize, Allocation>,
+}
+
+/// Uninitialized pool is filled with this, so reads of memory the driver never wrote stand out.
+pub const UNINITIALIZED_FILL: u8 = 0xCD;
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size.max(1), 16).expect("allocation size")
+}
+
+fn allocate(kind: AllocationKind, size: usize, tag: u32, zeroed: bool) -> sys::PVOID {
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe {
+        if zeroed {
+            std::alloc::alloc_zeroed(layout(size))
+        } else {
+            std::alloc::alloc(layout(size))
+        }
+    };
+    if p.is_null() {
+        return core::ptr::null_mut();
+    }
+    if !zeroed {
+        // SAFETY: p is valid for `size` bytes.
+        unsafe { p.write_bytes(UNINITIALIZED_FILL, size) };
+    }
+    machine::current()
+        .st()
+        .pool
+        .live
+        .insert(p as usize, Allocation { size, tag, kind });
+    p.cast()
+}
+
+fn free(function: &str, kind: AllocationKind, p: sys::PVOID, tag: u32) {
+    let m = machine::current();
+    let mut st = m.st();
+    let Some(a) = st.pool.live.get(&(p as usize)).copied() else {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::BAD_POOL_CALLER,
+            [
+                bugcheck::BAD_POOL_FREE_NOT_ALLOCATED,
+                p as usize,
+                tag as usize,
+                0,
+            ],
+            format!("{function}({p:p}): not an allocation of this driver, or already freed"),
+        );
+    };
+    if a.tag != tag || a.kind != kind {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::BAD_POOL_CALLER,
+            [
+                bugcheck::BAD_POOL_FREE_NOT_ALLOCATED,
+                p as usize,
+                tag as usize,
+                a.tag as usize,
+            ],
+            format!(
+                "{function}({p:p}, tag {:?}): the block was allocated by {:?} with tag {:?}",
+                tag_text(tag),
+                a.kind,
+                tag_text(a.tag)
+            ),
+        );
+    }
+    st.pool.live.remove(&(p as usize));
+    // SAFETY: p was allocated above with this layout and is freed once (removed from `live`).
+    unsafe { std::alloc::dealloc(p.cast(), layout(a.size)) };
+}
+
+pub fn tag_text(tag: u32) -> String {
+    tag.to_le_bytes()
+        .iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '.' })
+        .collect()
+}
+
+pub(crate) unsafe fn ex_allocate_pool2(
+    flags: sys::POOL_FLAGS,
+    size: usize,
+    tag: u32,
+) -> sys::PVOID {
+    {
+        let m = machine::current();
+        let mut st = m.st();
+        let max = if flags & sys::POOL_FLAG_PAGED != 0 {
+            sys::APC_LEVEL
+        } else {
+            sys::DISPATCH_LEVEL
+        };
+        st.require_irql(max, "ExAllocatePool2");
+        if st.fallible("ExAllocatePool2") {
+            return core::ptr::null_mut();
+        }
+    }
+    allocate(
+        AllocationKind::Pool,
+        size,
+        tag,
+        flags & sys::POOL_FLAG_UNINITIALIZED == 0,
+    )
+}
+
+pub(crate) unsafe fn ex_free_pool_with_tag(p: sys::PVOID, tag: u32) {
+    machine::current()
+        .st()
+        .require_irql(sys::DISPATCH_LEVEL, "ExFreePoolWithTag");
+    free("ExFreePoolWithTag", AllocationKind::Pool, p, tag)
+}
+
+pub(crate) unsafe fn ndis_allocate_memory_with_tag_priority(
+    handle: sys::NDIS_HANDLE,
+    length: u32,
+    tag: u32,
+    _priority: sys::EX_POOL_PRIORITY,
+) -> sys::PVOID {
+    {
+        let m = machine::current();
+        let mut st = m.st();
+        st.require_irql(sys::DISPATCH_LEVEL, "NdisAllocateMemoryWithTagPriority");
+        crate::ndis::check_ndis_handle(&st, handle, "NdisAllocateMemoryWithTagPriority");
+        if st.fallible("NdisAllocateMemoryWithTagPriority") {
+            return core::ptr::null_mut();
+        }
+    }
+    allocate(AllocationKind::NdisMemory, length as usize, tag, true)
+}
+
+pub(crate) unsafe fn ndis_free_memory_with_tag_priority(
+    handle: sys::NDIS_HANDLE,
+    p: sys::PVOID,
+    tag: u32,
+) {
+    {
+        let m = machine::current();
+        let st = m.st();
+        st.require_irql(sys::DISPATCH_LEVEL, "NdisFreeMemoryWithTagPriority");
+        crate::ndis::check_ndis_handle(&st, handle, "NdisFreeMemoryWithTagPriority");
+    }
+    free(
+        "NdisFreeMemoryWithTagPriority",
+        AllocationKind::NdisMemory,
+        p,
+        tag,
+    )
+}
