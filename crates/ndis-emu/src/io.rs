@@ -237,6 +237,8 @@ pub(crate) unsafe fn io_connect_interrupt_ex(
                     Some(fs.Vector),
                 )
                 .map(|c| {
+                    // Disconnected later with the Version the caller holds: FULLY_SPECIFIED.
+                    st.connections[c.connection].version = sys::CONNECT_FULLY_SPECIFIED;
                     // SAFETY: InterruptObject is the caller's out-pointer.
                     unsafe { fs.InterruptObject.write(c.kinterrupt) };
                 })

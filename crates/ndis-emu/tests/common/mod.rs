@@ -40,6 +40,8 @@ pub struct Knobs {
     /// Bytes of NDIS memory allocated in initialize (and freed in halt unless `leak`).
     pub alloc_bytes: u32,
     pub leak: bool,
+    /// Initialize's failure paths forget to free the memory (a classic bug).
+    pub leak_on_init_failure: bool,
     /// Call NdisMSynchronizeWithInterruptEx in halt after deregistering.
     pub synchronize_after_deregister: bool,
     /// The ISR calls NdisMRegisterInterruptEx (an IRQL violation).
@@ -66,6 +68,7 @@ impl Default for Knobs {
             more_pending: 0,
             alloc_bytes: 256,
             leak: false,
+            leak_on_init_failure: false,
             synchronize_after_deregister: false,
             register_from_isr: false,
             stall_in_dpc: false,
@@ -235,13 +238,11 @@ fn set_attributes(handle: sys::NDIS_HANDLE, ctx: *mut Adapter, k: &Knobs) -> sys
     if k.set_general {
         // SAFETY: all-zero is a valid attribute union.
         let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { std::mem::zeroed() };
-        // SAFETY: writing the header of the general member.
-        unsafe {
-            a.GeneralAttributes.Header = sys::NDIS_OBJECT_HEADER {
-                Type: 0x9F,
-                Revision: 2,
-                Size: 224,
-            }
+        // Writing a union field is safe: set the general member's header.
+        a.GeneralAttributes.Header = sys::NDIS_OBJECT_HEADER {
+            Type: 0x9F,
+            Revision: 2,
+            Size: 224,
         };
         // SAFETY: valid handle and attributes.
         let s = unsafe { sys::NdisMSetMiniportAttributes(handle, &mut a) };
@@ -266,7 +267,7 @@ unsafe extern "system-unwind" fn initialize(
     let fail = |status: sys::NDIS_STATUS, ctx: *mut Adapter| {
         // SAFETY: ctx came from Box::into_raw above and is freed once on this path.
         let a = unsafe { Box::from_raw(ctx) };
-        if !a.memory.is_null() {
+        if !a.memory.is_null() && !k.leak_on_init_failure {
             // SAFETY: allocated with this tag below.
             unsafe { sys::NdisFreeMemoryWithTagPriority(handle, a.memory, TAG) };
         }
