@@ -141,7 +141,6 @@ pub(crate) fn connect(
                 let lock = shared_lock.unwrap_or_else(|| st.new_lock());
                 let irql = irqls[i as usize];
                 st.kints.push(KInterrupt {
-                    device,
                     vector,
                     sync_irql: if unified != 0 { unified } else { irql },
                     affinity: 1 << cpu,
@@ -180,6 +179,7 @@ pub(crate) fn connect(
                 live: true,
             });
             let connection = st.connections.len() - 1;
+            st.devices[device].message_connection = Some(connection);
             Ok(Connected {
                 connection,
                 version: sys::CONNECT_MESSAGE_BASED,
@@ -198,6 +198,9 @@ pub(crate) fn disconnect(st: &mut State, connection: usize) {
     st.connections[connection].live = false;
     st.connections[connection].table = None;
     let device = st.connections[connection].device;
+    if st.devices[device].message_connection == Some(connection) {
+        st.devices[device].message_connection = None;
+    }
     st.event(|| Event::Disconnected { device });
 }
 

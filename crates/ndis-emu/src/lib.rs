@@ -188,6 +188,7 @@ impl Emulator {
             resources,
             pdo: Box::new([0; 8]),
             message_vector_base: base,
+            message_connection: None,
         });
         let d = st.devices.len() - 1;
         let pdo = st.devices[d].pdo.as_ptr() as sys::PDEVICE_OBJECT;

@@ -118,7 +118,6 @@ pub(crate) struct DpcSlot {
 /// A kernel interrupt object (what `IoConnectInterruptEx` creates).
 #[derive(Debug, Clone)]
 pub(crate) struct KInterrupt {
-    pub device: usize,
     pub vector: u32,
     /// IRQL the service routine runs at (the synchronize IRQL when a shared lock was given).
     pub sync_irql: u8,
@@ -157,6 +156,8 @@ pub(crate) struct Device {
     pub pdo: Box<[u64; 8]>,
     /// First message vector.
     pub message_vector_base: u32,
+    /// The live message-based connection (its kernel interrupt objects are indexed by message).
+    pub message_connection: Option<usize>,
 }
 
 impl Device {
@@ -232,6 +233,14 @@ impl State {
             next_message_vector: 0,
             ndis: Default::default(),
             pool: Default::default(),
+        }
+    }
+
+    pub fn all_cpus(&self) -> usize {
+        if self.cpus.len() >= 64 {
+            usize::MAX
+        } else {
+            (1usize << self.cpus.len()) - 1
         }
     }
 
@@ -327,13 +336,17 @@ pub(crate) fn assert_source(
 ) -> Option<bool> {
     let target = {
         let mut st = m.st();
-        let kints = targets(&st, device, message);
-        assert!(
-            !kints.is_empty(),
-            "device {device} has no connected interrupt for {} (was the interrupt registered?)",
-            message.map_or("its line".into(), |m| format!("message {m}"))
-        );
-        let affinity = st.kints[kints[0]].affinity;
+        let first = match message {
+            Some(msg) => message_target(&st, device, msg),
+            None => targets(&st, device, None).first().copied(),
+        };
+        let Some(first) = first else {
+            panic!(
+                "device {device} has no connected interrupt for {} (was the interrupt registered?)",
+                message.map_or("its line".into(), |m| format!("message {m}"))
+            )
+        };
+        let affinity = st.kints[first].affinity;
         match cpu {
             Some(c) => c,
             None => pick_cpu(&mut st, affinity),
@@ -343,30 +356,34 @@ pub(crate) fn assert_source(
 }
 
 fn pick_cpu(st: &mut State, affinity: usize) -> usize {
-    let candidates: Vec<usize> = (0..st.cpus.len())
-        .filter(|c| affinity & (1 << c) != 0)
-        .collect();
-    if candidates.is_empty() {
-        return 0;
+    let affinity = affinity & st.all_cpus();
+    match affinity.count_ones() {
+        0 => 0,
+        1 => affinity.trailing_zeros() as usize,
+        n => {
+            let k = st.random_below(n as usize);
+            nth_set_bit(affinity, k)
+        }
     }
-    let i = st.random_below(candidates.len());
-    candidates[i]
+}
+
+fn nth_set_bit(mut mask: usize, n: usize) -> usize {
+    for _ in 0..n {
+        mask &= mask - 1;
+    }
+    mask.trailing_zeros() as usize
+}
+
+/// The connected interrupt object of one message (O(1): indexed by the connection).
+fn message_target(st: &State, device: usize, message: u32) -> Option<usize> {
+    let c = st.devices.get(device)?.message_connection?;
+    st.connections[c].kints.get(message as usize).copied()
 }
 
 /// The connected interrupt objects a source reaches: one for a message, the chain for a line.
 fn targets(st: &State, device: usize, message: Option<u32>) -> Vec<usize> {
     match message {
-        Some(msg) => st
-            .kints
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| {
-                k.connected
-                    && k.device == device
-                    && matches!(k.routine, Routine::Message(_, id) if id == msg)
-            })
-            .map(|(i, _)| i)
-            .collect(),
+        Some(msg) => message_target(st, device, msg).into_iter().collect(),
         None => {
             let Some(vector) = st.devices.get(device).and_then(Device::line_vector) else {
                 return Vec::new();
@@ -384,7 +401,10 @@ fn targets(st: &State, device: usize, message: Option<u32>) -> Vec<usize> {
 }
 
 fn deliver(m: &Machine, device: usize, message: Option<u32>, cpu: usize) -> Option<bool> {
-    let chain = targets(&m.st(), device, message);
+    let chain = match message {
+        Some(msg) => Chain::One(message_target(&m.st(), device, msg)),
+        None => Chain::Line(targets(&m.st(), device, None)),
+    };
     let mut claimed = false;
     for k in chain {
         let (routine, context, irql, lock) = {
@@ -415,6 +435,22 @@ fn deliver(m: &Machine, device: usize, message: Option<u32>, cpu: usize) -> Opti
         }
     }
     Some(claimed)
+}
+
+enum Chain {
+    One(Option<usize>),
+    Line(Vec<usize>),
+}
+
+impl IntoIterator for Chain {
+    type Item = usize;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<usize>, std::vec::IntoIter<usize>>;
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Chain::One(k) => k.into_iter().chain(Vec::new()),
+            Chain::Line(v) => None.into_iter().chain(v),
+        }
+    }
 }
 
 /// The fake `PKINTERRUPT` for kernel interrupt object `k` (never dereferenced by drivers).
@@ -455,6 +491,9 @@ pub(crate) fn preempt(m: &Machine) {
 }
 
 pub(crate) fn deliver_pending(m: &Machine) {
+    if m.st().pending.is_empty() {
+        return;
+    }
     loop {
         let next = {
             let mut st = m.st();
@@ -482,14 +521,20 @@ pub(crate) fn run_dpcs(m: &Machine) {
     loop {
         let cpu = {
             let mut st = m.st();
-            let eligible: Vec<usize> = (0..st.cpus.len())
-                .filter(|&c| st.cpus[c].irql < sys::DISPATCH_LEVEL && !st.cpus[c].queue.is_empty())
-                .collect();
-            if eligible.is_empty() {
-                return;
+            let mut eligible = 0usize;
+            for (c, cpu) in st.cpus.iter().enumerate() {
+                if cpu.irql < sys::DISPATCH_LEVEL && !cpu.queue.is_empty() {
+                    eligible |= 1 << c;
+                }
             }
-            let i = st.random_below(eligible.len());
-            eligible[i]
+            match eligible.count_ones() {
+                0 => return,
+                1 => eligible.trailing_zeros() as usize,
+                n => {
+                    let k = st.random_below(n as usize);
+                    nth_set_bit(eligible, k)
+                }
+            }
         };
         run_one_dpc(m, cpu);
     }
