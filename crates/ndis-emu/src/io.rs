@@ -83,7 +83,6 @@ pub(crate) fn connect(
             let irql = vector_irql(vector);
             let lock = shared_lock.unwrap_or_else(|| st.new_lock());
             st.kints.push(KInterrupt {
-                device,
                 vector,
                 sync_irql: irql,
                 affinity: all_cpus,
