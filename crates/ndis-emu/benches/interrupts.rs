@@ -6,13 +6,14 @@
 //! `cargo bench -p ndis-emu --bench interrupts`
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use ndis_emu::{Config, Emulator, InterruptResources};
 use ndis_sys as sys;
 
-static mut ISR_COUNT: u64 = 0;
-static mut DPC_COUNT: u64 = 0;
+static ISR_COUNT: AtomicU64 = AtomicU64::new(0);
+static DPC_COUNT: AtomicU64 = AtomicU64::new(0);
 
 unsafe extern "system-unwind" fn isr(
     _c: sys::NDIS_HANDLE,
@@ -20,11 +21,9 @@ unsafe extern "system-unwind" fn isr(
     qd: *mut sys::BOOLEAN,
     _tp: *mut u32,
 ) -> sys::BOOLEAN {
-    // SAFETY: single-threaded benchmark; NDIS's out-pointer.
-    unsafe {
-        ISR_COUNT += 1;
-        *qd = 1;
-    }
+    ISR_COUNT.fetch_add(1, Relaxed);
+    // SAFETY: NDIS's out-pointer.
+    unsafe { *qd = 1 };
     1
 }
 
@@ -35,8 +34,7 @@ unsafe extern "system-unwind" fn dpc(
     _t: sys::PVOID,
     _r: sys::PVOID,
 ) {
-    // SAFETY: single-threaded benchmark.
-    unsafe { DPC_COUNT += 1 };
+    DPC_COUNT.fetch_add(1, Relaxed);
 }
 
 unsafe extern "system-unwind" fn line_isr(
@@ -197,16 +195,14 @@ fn emulated(n: u64, messages: u32) -> f64 {
         .add_adapter(InterruptResources::msix(messages))
         .expect("initialize");
     let device = emu.device_of(a);
-    // SAFETY: single-threaded benchmark.
-    let before = unsafe { DPC_COUNT };
+    let before = DPC_COUNT.load(Relaxed);
     let start = Instant::now();
     for i in 0..n {
         emu.fire_message(device, (i % messages as u64) as u32);
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    // SAFETY: single-threaded benchmark.
     assert_eq!(
-        unsafe { DPC_COUNT } - before,
+        DPC_COUNT.load(Relaxed) - before,
         n,
         "every interrupt ran its DPC"
     );
