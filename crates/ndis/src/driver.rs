@@ -204,18 +204,41 @@ unsafe extern "system-unwind" fn cancel_oid_request(_ctx: sys::NDIS_HANDLE, _id:
     no_adapter("MiniportCancelOidRequest")
 }
 
-/// Declares the image's miniport driver: emits `DriverEntry` (registering `$driver` with NDIS)
-/// and the unload routine. The only place a driver names the entry point; it writes no `unsafe`.
+/// The type of `DriverEntry`.
+pub type DriverEntryFn = unsafe extern "system-unwind" fn(
+    sys::PDRIVER_OBJECT,
+    *const sys::UNICODE_STRING,
+) -> sys::NTSTATUS;
+
+/// Declares the image's miniport driver: emits `DriverEntry` (registering `$driver` with NDIS),
+/// the unload routine, and `pub const DRIVER_ENTRY` naming the entry point (host tests hand it to
+/// the emulator). The only place a driver names the entry point; it writes no `unsafe`.
 ///
-/// ```ignore
+/// ```
+/// use ndis::driver::MiniportDriver;
+/// use ndis::{NdisVersion, Status};
+///
 /// struct MyNic;
-/// impl ndis::driver::MiniportDriver for MyNic { /* ... */ }
+///
+/// impl MiniportDriver for MyNic {
+///     const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+///     const DRIVER_VERSION: (u8, u8) = (1, 0);
+///     fn initialize_adapter(&'static self) -> Result<core::convert::Infallible, Status> {
+///         Err(Status::ADAPTER_NOT_FOUND)
+///     }
+/// }
+///
 /// ndis::miniport_driver!(MyNic = MyNic);
+/// # fn main() { let _entry: ndis::driver::DriverEntryFn = DRIVER_ENTRY; }
 /// ```
 #[macro_export]
 macro_rules! miniport_driver {
     ($driver:ty = $value:expr) => {
-        const _: () = {
+        #[doc(hidden)]
+        mod __ndis_miniport_driver {
+            #[allow(unused_imports)]
+            use super::*;
+
             static DRIVER: $driver = $value;
             static SLOT: $crate::driver::DriverSlot = $crate::driver::DriverSlot::new();
 
@@ -227,7 +250,7 @@ macro_rules! miniport_driver {
 
             /// The image entry point (`/ENTRY:DriverEntry`).
             #[unsafe(export_name = "DriverEntry")]
-            unsafe extern "system-unwind" fn driver_entry(
+            pub unsafe extern "system-unwind" fn driver_entry(
                 driver_object: $crate::sys::PDRIVER_OBJECT,
                 registry_path: *const $crate::sys::UNICODE_STRING,
             ) -> $crate::sys::NTSTATUS {
@@ -243,6 +266,10 @@ macro_rules! miniport_driver {
                     )
                 }
             }
-        };
+        }
+
+        /// This driver's `DriverEntry`.
+        pub const DRIVER_ENTRY: $crate::driver::DriverEntryFn =
+            __ndis_miniport_driver::driver_entry;
     };
 }
