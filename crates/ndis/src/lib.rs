@@ -2,11 +2,17 @@
 //! characteristics with `extern "system"` trampolines that cast the context pointer back and call
 //! the trait. Driver code needs no `unsafe`.
 //!
-//! What exists today: driver registration ([`driver`]). Interrupts, the adapter lifecycle, OIDs
-//! and the datapath come next (see the issues referenced in `docs/architecture.md`).
+//! What exists today: driver registration ([`driver`]), interrupts ([`interrupt`]: registration,
+//! grant negotiation, ISR/DPC dispatch to queues, synchronization, WDM connection) and IRQL as
+//! types ([`irql`]). The adapter lifecycle, OIDs and the datapath come next.
 #![no_std]
 
+extern crate alloc;
+
+pub mod adapter;
 pub mod driver;
+pub mod interrupt;
+pub mod irql;
 pub mod status;
 pub mod version;
 

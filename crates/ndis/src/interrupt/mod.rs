@@ -1,0 +1,649 @@
+//! Miniport interrupts: register, negotiate the grant, dispatch ISRs and DPCs to queues.
+//!
+//! A driver implements [`InterruptHandler`] for its interrupt state and calls
+//! [`InterruptRegistration::register`] from `MiniportInitializeEx`. The framework fills
+//! `NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS` with monomorphized trampolines (header 0x84/1/96; the
+//! message handlers and `MsiSupported` only when [`InterruptHandler::MSI_SUPPORTED`]), reads back
+//! `InterruptType` and `MessageInfoTable` into a typed [`Grant`], and routes every interrupt to the
+//! queues it serves ([`QueueMap`]). Dropping the registration deregisters, before the handler state
+//! it points to goes away, on the initialize error path as in halt.
+//!
+//! See `docs/interrupts.md`.
+
+mod shared;
+mod types;
+pub mod wdm;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use ndis_sys as sys;
+
+pub use shared::InterruptShared;
+pub use types::{
+    Grant, IsrOutcome, MessageId, MessageInfo, Polarity, ProcessorSet, QueueMap, Source,
+    TriggerMode,
+};
+
+use crate::Status;
+use crate::adapter::AdapterHandle;
+use crate::irql::{Dirql, Dispatch, Passive};
+
+/// The driver's interrupt state. Lives inside the registration (pinned, shared with the ISR and
+/// DPCs on every processor, hence `Sync`).
+pub trait InterruptHandler: Sync + Sized + 'static {
+    /// Per-queue state, reachable from that queue's ISR and DPC without a lock.
+    type Queue: Sync;
+
+    /// `MsiSupported`: whether the driver accepts message-based grants. Decided at compile time;
+    /// with `false` the message handlers are not even given to NDIS.
+    const MSI_SUPPORTED: bool;
+    /// `MsiSyncWithAllMessages`: serialize every message ISR under one lock. Costs parallelism;
+    /// lets any ISR reach every [`InterruptShared`].
+    const SYNC_WITH_ALL_MESSAGES: bool = false;
+
+    /// The queues interrupts are routed to; index = queue number (see [`QueueMap`]).
+    fn queues(&self) -> &[Self::Queue];
+
+    /// Line-based grants only, before any queue ISR: is this interrupt ours? Read (and clear) the
+    /// device's cause register here. Returning false lets the next ISR on a shared line try.
+    fn line_claim(&self, _ctx: &IsrContext<'_>) -> bool {
+        true
+    }
+
+    /// The ISR work for one queue the interrupt serves, at DIRQL. Mask the queue's interrupt and
+    /// ask for a DPC; keep it short.
+    fn isr(&self, queue: &Self::Queue, ctx: &IsrContext<'_>) -> IsrOutcome;
+
+    /// The DPC work for one queue, at DISPATCH_LEVEL on the processor the DPC targeted. Indicate at
+    /// most [`DpcContext::budget`] receives; re-enable the queue's interrupt when done.
+    fn dpc(&self, queue: &Self::Queue, ctx: &mut DpcContext<'_>);
+
+    /// Diagnostic hooks NDIS may call at DIRQL; not part of normal operation.
+    fn disable(&self, _queue: &Self::Queue, _ctx: &IsrContext<'_>) {}
+    fn enable(&self, _queue: &Self::Queue, _ctx: &IsrContext<'_>) {}
+}
+
+/// Grant state shared with the trampolines.
+pub(crate) struct Core {
+    handle: AtomicPtr<c_void>,
+    /// `NOT_READY` until registration returned; then 0 (line) or the message count.
+    messages: AtomicU32,
+    sync_all: bool,
+}
+
+const NOT_READY: u32 = u32::MAX;
+
+impl Core {
+    fn handle(&self) -> sys::NDIS_HANDLE {
+        self.handle.load(Ordering::Acquire)
+    }
+
+    fn queue_dpc_on(&self, source: Source, set: ProcessorSet) -> ProcessorSet {
+        let handle = self.handle();
+        if handle.is_null() || set.is_empty() {
+            return ProcessorSet::EMPTY;
+        }
+        let message = match source {
+            Source::Line => 0,
+            Source::Message(MessageId(m)) => m,
+        };
+        let mut raw = set.to_raw();
+        // SAFETY: `handle` is the live interrupt handle (it is published after registration and
+        // the registration deregisters only after every ISR and DPC returned); `raw` is a valid
+        // local GROUP_AFFINITY. NdisMQueueDpcEx may be called at any IRQL.
+        let newly =
+            unsafe { sys::NdisMQueueDpcEx(handle, message, &mut raw, core::ptr::null_mut()) };
+        ProcessorSet::from_mask(set.group(), newly)
+    }
+}
+
+fn current_processor() -> (u16, u32) {
+    let mut n = sys::PROCESSOR_NUMBER::default();
+    // SAFETY: a valid out-pointer; callable at any IRQL.
+    unsafe { sys::KeGetCurrentProcessorNumberEx(&mut n) };
+    (n.Group, n.Number as u32)
+}
+
+/// What an ISR gets: its source, DPC queueing, and ISR-side access to [`InterruptShared`] state.
+pub struct IsrContext<'a> {
+    core: &'a Core,
+    source: Source,
+    irql: Dirql<'a>,
+}
+
+impl<'a> IsrContext<'a> {
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// The device-IRQL token of this ISR.
+    pub fn irql(&self) -> &Dirql<'a> {
+        &self.irql
+    }
+
+    /// The processor running this ISR as (group, number).
+    pub fn processor(&self) -> (u16, u32) {
+        current_processor()
+    }
+
+    /// Queues this interrupt's DPC on `set` now (`NdisMQueueDpcEx`); returns the processors that
+    /// got a newly queued DPC. Usually the ISR returns [`IsrOutcome::QueueDpcOn`] instead.
+    pub fn queue_dpc_on(&self, set: ProcessorSet) -> ProcessorSet {
+        self.core.queue_dpc_on(self.source, set)
+    }
+}
+
+/// The receive throttle of one DPC (`NDIS_RECEIVE_THROTTLE_PARAMETERS`) as a budget to spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveBudget {
+    max: u32,
+    used: u32,
+    more: bool,
+}
+
+impl ReceiveBudget {
+    fn new(max: u32) -> Self {
+        ReceiveBudget {
+            max,
+            used: 0,
+            more: false,
+        }
+    }
+
+    /// Whether NDIS set a limit (otherwise the driver bounds its own work).
+    pub fn is_throttled(&self) -> bool {
+        self.max != sys::NDIS_INDICATE_ALL_NBLS
+    }
+
+    /// Receives this DPC may still indicate.
+    pub fn remaining(&self) -> u32 {
+        if self.is_throttled() {
+            self.max - self.used
+        } else {
+            u32::MAX
+        }
+    }
+
+    /// Takes up to `wanted` indications from the budget; returns how many were granted.
+    pub fn take(&mut self, wanted: u32) -> u32 {
+        let granted = wanted.min(self.remaining());
+        if self.is_throttled() {
+            self.used += granted;
+        }
+        granted
+    }
+
+    /// Work is left: have this DPC called again. Under a throttle this sets `MoreNblsPending` and
+    /// the interrupt must stay masked; without one the framework requeues the DPC on this
+    /// processor itself (NDIS requires `MoreNblsPending = 0` then).
+    pub fn request_more(&mut self) {
+        self.more = true;
+    }
+
+    pub fn more_requested(&self) -> bool {
+        self.more
+    }
+}
+
+/// What a DPC gets: its source, the receive budget, DPC queueing and synchronization.
+pub struct DpcContext<'a> {
+    core: &'a Core,
+    source: Source,
+    budget: ReceiveBudget,
+    irql: Dispatch<'a>,
+}
+
+impl<'a> DpcContext<'a> {
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    pub fn irql(&self) -> &Dispatch<'a> {
+        &self.irql
+    }
+
+    pub fn budget(&mut self) -> &mut ReceiveBudget {
+        &mut self.budget
+    }
+
+    /// The processor running this DPC as (group, number).
+    pub fn processor(&self) -> (u16, u32) {
+        current_processor()
+    }
+
+    /// Queues this interrupt's DPC on more processors; returns the newly queued ones.
+    pub fn queue_dpc_on(&self, set: ProcessorSet) -> ProcessorSet {
+        self.core.queue_dpc_on(self.source, set)
+    }
+
+    /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL.
+    pub fn synchronize<T: Send, R>(
+        &self,
+        shared: &InterruptShared<T>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        shared.synchronize(self.core, f)
+    }
+}
+
+struct Inner<H> {
+    core: Core,
+    handler: H,
+    /// Written once by `register` before `core.messages` is published; read-only afterwards.
+    infos: UnsafeCell<Vec<MessageInfo>>,
+    _pinned: PhantomPinned,
+}
+
+// SAFETY: `infos` is written only by `register` before the grant is published (the trampolines
+// never touch it) and only read afterwards; everything else is Sync on its own.
+unsafe impl<H: Sync> Sync for Inner<H> {}
+
+/// Registration failed: the status NDIS returned, and the handler state back (nothing leaked).
+#[derive(Debug)]
+pub struct RegisterError<H> {
+    pub status: Status,
+    pub handler: H,
+}
+
+/// An interrupt registered with NDIS. Owns the handler state; deregisters when dropped or when
+/// [`deregister`](Self::deregister) is called, which returns only after every ISR and DPC ended.
+pub struct InterruptRegistration<H: InterruptHandler> {
+    inner: Option<Pin<Box<Inner<H>>>>,
+}
+
+impl<H: InterruptHandler> core::fmt::Debug for InterruptRegistration<H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InterruptRegistration")
+            .field("grant", &self.grant())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: InterruptHandler> InterruptRegistration<H> {
+    /// `NdisMRegisterInterruptEx`, at PASSIVE_LEVEL, from `MiniportInitializeEx` after the
+    /// registration attributes were set. The ISR may run before this returns: interrupts that
+    /// arrive then are acknowledged (messages) or offered to [`InterruptHandler::line_claim`]
+    /// (line) and request no DPC, so enable device interrupts after registration.
+    pub fn register(
+        _at: &Passive<'_>,
+        adapter: AdapterHandle,
+        handler: H,
+    ) -> Result<Self, RegisterError<H>> {
+        let inner = Box::pin(Inner {
+            core: Core {
+                handle: AtomicPtr::new(core::ptr::null_mut()),
+                messages: AtomicU32::new(NOT_READY),
+                sync_all: H::MSI_SUPPORTED && H::SYNC_WITH_ALL_MESSAGES,
+            },
+            handler,
+            infos: UnsafeCell::new(Vec::new()),
+            _pinned: PhantomPinned,
+        });
+        let mut chars = characteristics::<H>();
+        let mut handle: sys::NDIS_HANDLE = core::ptr::null_mut();
+        let context = &*inner as *const Inner<H> as sys::NDIS_HANDLE;
+        // SAFETY: `adapter` is the live adapter handle (AdapterHandle's contract); the context
+        // points to pinned heap state that outlives the registration (deregistered before it is
+        // dropped); `chars` and `handle` are valid locals.
+        let status = unsafe {
+            sys::NdisMRegisterInterruptEx(adapter.as_raw(), context, &mut chars, &mut handle)
+        };
+        if status != sys::NDIS_STATUS_SUCCESS {
+            // SAFETY: registration failed, so NDIS holds no reference to `inner`: moving out of
+            // the pinned box cannot break a pointer anyone still uses.
+            let inner = unsafe { Pin::into_inner_unchecked(inner) };
+            return Err(RegisterError {
+                status: Status(status),
+                handler: inner.handler,
+            });
+        }
+        let messages = if chars.InterruptType == sys::NDIS_CONNECT_MESSAGE_BASED
+            && !chars.MessageInfoTable.is_null()
+        {
+            // SAFETY: NDIS returned a table of MessageCount entries valid until deregistration.
+            let table = unsafe { &*chars.MessageInfoTable };
+            let count = table.MessageCount;
+            let mut infos = Vec::with_capacity(count as usize);
+            for i in 0..count {
+                // SAFETY: entry i < MessageCount lies in the NDIS-owned table.
+                let e = unsafe { &*table.MessageInfo.as_ptr().add(i as usize) };
+                infos.push(MessageInfo::from_raw(i, e));
+            }
+            // SAFETY: the trampolines never access `infos`, and the grant is not yet published,
+            // so this is the only access.
+            unsafe { *inner.infos.get() = infos };
+            count
+        } else {
+            0
+        };
+        inner.core.handle.store(handle, Ordering::Release);
+        inner.core.messages.store(messages, Ordering::Release);
+        Ok(InterruptRegistration { inner: Some(inner) })
+    }
+
+    fn inner(&self) -> &Inner<H> {
+        self.inner.as_ref().expect("live registration")
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.inner().handler
+    }
+
+    pub fn grant(&self) -> Grant<'_> {
+        let inner = self.inner();
+        if inner.core.messages.load(Ordering::Acquire) == 0 {
+            Grant::Line
+        } else {
+            // SAFETY: written before publication, read-only since.
+            Grant::Messages(unsafe { &*inner.infos.get() })
+        }
+    }
+
+    /// The queue-to-message mapping in force for the handler's current queue list.
+    pub fn queue_map(&self) -> QueueMap {
+        QueueMap::new(self.handler().queues().len(), self.grant().message_count())
+    }
+
+    /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL, from passive code.
+    pub fn synchronize<T: Send, R>(
+        &self,
+        _at: &Passive<'_>,
+        shared: &InterruptShared<T>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        shared.synchronize(&self.inner().core, f)
+    }
+
+    /// `NdisMDeregisterInterruptEx` (PASSIVE_LEVEL): returns once no ISR or DPC runs any more,
+    /// and hands the handler state back.
+    pub fn deregister(mut self, _at: &Passive<'_>) -> H {
+        let inner = self.inner.take().expect("live registration");
+        // SAFETY: the handle is live and deregistered once (taken out of `self`).
+        unsafe { sys::NdisMDeregisterInterruptEx(inner.core.handle()) };
+        // SAFETY: after deregistration NDIS calls no handler any more: nothing refers to the
+        // pinned state, so moving out of it is sound.
+        let inner = unsafe { Pin::into_inner_unchecked(inner) };
+        inner.handler
+    }
+}
+
+impl<H: InterruptHandler> Drop for InterruptRegistration<H> {
+    /// Deregisters (at PASSIVE_LEVEL: a registration is only ever owned by passive-level code,
+    /// the adapter's initialize and halt paths).
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            // SAFETY: the live handle, deregistered once; the state is freed after NDIS stopped
+            // calling the handlers.
+            unsafe { sys::NdisMDeregisterInterruptEx(inner.core.handle()) };
+        }
+    }
+}
+
+/// The characteristics the framework registers for `H`.
+pub fn characteristics<H: InterruptHandler>() -> sys::NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS {
+    let msi = H::MSI_SUPPORTED;
+    sys::NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS {
+        Header: sys::NDIS_OBJECT_HEADER {
+            Type: sys::NDIS_OBJECT_TYPE_MINIPORT_INTERRUPT,
+            Revision: sys::NDIS_MINIPORT_INTERRUPT_REVISION_1,
+            Size: sys::NDIS_SIZEOF_MINIPORT_INTERRUPT_CHARACTERISTICS_REVISION_1,
+        },
+        InterruptHandler: Some(trampolines::line_isr::<H>),
+        InterruptDpcHandler: Some(trampolines::line_dpc::<H>),
+        DisableInterruptHandler: Some(trampolines::line_disable::<H>),
+        EnableInterruptHandler: Some(trampolines::line_enable::<H>),
+        MsiSupported: msi as u8,
+        MsiSyncWithAllMessages: (msi && H::SYNC_WITH_ALL_MESSAGES) as u8,
+        MessageInterruptHandler: if msi {
+            Some(trampolines::message_isr::<H>)
+        } else {
+            None
+        },
+        MessageInterruptDpcHandler: if msi {
+            Some(trampolines::message_dpc::<H>)
+        } else {
+            None
+        },
+        DisableMessageInterruptHandler: if msi {
+            Some(trampolines::message_disable::<H>)
+        } else {
+            None
+        },
+        EnableMessageInterruptHandler: if msi {
+            Some(trampolines::message_enable::<H>)
+        } else {
+            None
+        },
+        InterruptType: 0,
+        MessageInfoTable: core::ptr::null_mut(),
+    }
+}
+
+/// The `extern` functions NDIS calls: cast the context back to the registration's state and call
+/// the trait. One monomorphized set per handler type.
+mod trampolines {
+    use super::*;
+
+    /// # Safety
+    /// `ctx` is the context `register` passed: a live, pinned `Inner<H>`.
+    unsafe fn inner<'a, H>(ctx: sys::NDIS_HANDLE) -> &'a Inner<H> {
+        // SAFETY: the caller's contract.
+        unsafe { &*(ctx as *const Inner<H>) }
+    }
+
+    #[inline(always)]
+    fn isr<H: InterruptHandler>(inner: &Inner<H>, source: Source) -> (bool, IsrOutcome) {
+        let messages = inner.core.messages.load(Ordering::Acquire);
+        // SAFETY: NDIS runs ISRs at DIRQL under the interrupt lock.
+        let ctx = IsrContext {
+            core: &inner.core,
+            source,
+            irql: unsafe { Dirql::assume() },
+        };
+        if messages == NOT_READY {
+            // Before registration returned: acknowledge, request nothing.
+            let claimed = match source {
+                Source::Line => inner.handler.line_claim(&ctx),
+                Source::Message(_) => true,
+            };
+            return (claimed, IsrOutcome::Handled);
+        }
+        let mut outcome = match source {
+            Source::Line => {
+                if !inner.handler.line_claim(&ctx) {
+                    return (false, IsrOutcome::NotMine);
+                }
+                IsrOutcome::Handled
+            }
+            Source::Message(_) => IsrOutcome::NotMine,
+        };
+        let queues = inner.handler.queues();
+        for q in QueueMap::new(queues.len(), messages).queues_of(source) {
+            outcome = outcome.combine(inner.handler.isr(&queues[q], &ctx));
+        }
+        (outcome != IsrOutcome::NotMine, outcome)
+    }
+
+    /// Writes the outputs NDIS reads (NDIS 6.20 style: TargetProcessors stays 0).
+    #[inline(always)]
+    fn report(
+        core: &Core,
+        source: Source,
+        outcome: IsrOutcome,
+        queue_default: *mut sys::BOOLEAN,
+        targets: *mut u32,
+    ) {
+        let default = match outcome {
+            IsrOutcome::QueueDpc => true,
+            IsrOutcome::QueueDpcOn(set) => {
+                core.queue_dpc_on(source, set);
+                false
+            }
+            IsrOutcome::NotMine | IsrOutcome::Handled => false,
+        };
+        // SAFETY: NDIS passes valid out-pointers to the ISR.
+        unsafe {
+            *queue_default = default as sys::BOOLEAN;
+            *targets = 0;
+        }
+    }
+
+    pub(super) unsafe extern "system-unwind" fn line_isr<H: InterruptHandler>(
+        ctx: sys::NDIS_HANDLE,
+        queue_default: *mut sys::BOOLEAN,
+        targets: *mut u32,
+    ) -> sys::BOOLEAN {
+        // SAFETY: NDIS passes back the context `register` gave it.
+        let inner = unsafe { inner::<H>(ctx) };
+        let (claimed, outcome) = isr(inner, Source::Line);
+        report(&inner.core, Source::Line, outcome, queue_default, targets);
+        claimed as sys::BOOLEAN
+    }
+
+    pub(super) unsafe extern "system-unwind" fn message_isr<H: InterruptHandler>(
+        ctx: sys::NDIS_HANDLE,
+        message: u32,
+        queue_default: *mut sys::BOOLEAN,
+        targets: *mut u32,
+    ) -> sys::BOOLEAN {
+        // SAFETY: NDIS passes back the context `register` gave it.
+        let inner = unsafe { inner::<H>(ctx) };
+        let source = Source::Message(MessageId(message));
+        let (claimed, outcome) = isr(inner, source);
+        report(&inner.core, source, outcome, queue_default, targets);
+        claimed as sys::BOOLEAN
+    }
+
+    #[inline(always)]
+    fn dpc<H: InterruptHandler>(inner: &Inner<H>, source: Source, throttle: sys::PVOID) {
+        let throttle = throttle.cast::<sys::NDIS_RECEIVE_THROTTLE_PARAMETERS>();
+        let max = if throttle.is_null() {
+            sys::NDIS_INDICATE_ALL_NBLS
+        } else {
+            // SAFETY: NDIS 6.20+ passes a valid throttle block for the DPC's duration.
+            unsafe { (*throttle).MaxNblsToIndicate }
+        };
+        let messages = inner.core.messages.load(Ordering::Acquire);
+        let mut ctx = DpcContext {
+            core: &inner.core,
+            source,
+            budget: ReceiveBudget::new(max),
+            // SAFETY: NDIS runs interrupt DPCs at DISPATCH_LEVEL.
+            irql: unsafe { Dispatch::assume() },
+        };
+        if messages != NOT_READY {
+            let queues = inner.handler.queues();
+            for q in QueueMap::new(queues.len(), messages).queues_of(source) {
+                inner.handler.dpc(&queues[q], &mut ctx);
+            }
+        }
+        let more = ctx.budget.more;
+        let throttled = ctx.budget.is_throttled();
+        if !throttle.is_null() {
+            // SAFETY: as above; bit 0 of Flags is MoreNblsPending.
+            unsafe {
+                if more && throttled {
+                    (*throttle).Flags |= sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING;
+                } else {
+                    (*throttle).Flags &= !sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING;
+                }
+            }
+        }
+        if more && (!throttled || throttle.is_null()) {
+            let (group, number) = current_processor();
+            inner
+                .core
+                .queue_dpc_on(source, ProcessorSet::single(group, number));
+        }
+    }
+
+    pub(super) unsafe extern "system-unwind" fn line_dpc<H: InterruptHandler>(
+        ctx: sys::NDIS_HANDLE,
+        _dpc_context: sys::PVOID,
+        throttle: sys::PVOID,
+        _reserved: sys::PVOID,
+    ) {
+        // SAFETY: NDIS passes back the context `register` gave it.
+        dpc(unsafe { inner::<H>(ctx) }, Source::Line, throttle)
+    }
+
+    pub(super) unsafe extern "system-unwind" fn message_dpc<H: InterruptHandler>(
+        ctx: sys::NDIS_HANDLE,
+        message: u32,
+        _dpc_context: sys::PVOID,
+        throttle: sys::PVOID,
+        _reserved: sys::PVOID,
+    ) {
+        // SAFETY: NDIS passes back the context `register` gave it.
+        dpc(
+            unsafe { inner::<H>(ctx) },
+            Source::Message(MessageId(message)),
+            throttle,
+        )
+    }
+
+    fn each_queue<H: InterruptHandler>(inner: &Inner<H>, source: Source, enable: bool) {
+        let messages = inner.core.messages.load(Ordering::Acquire);
+        if messages == NOT_READY {
+            return;
+        }
+        // SAFETY: NDIS calls enable/disable at DIRQL.
+        let ctx = IsrContext {
+            core: &inner.core,
+            source,
+            irql: unsafe { Dirql::assume() },
+        };
+        let queues = inner.handler.queues();
+        for q in QueueMap::new(queues.len(), messages).queues_of(source) {
+            if enable {
+                inner.handler.enable(&queues[q], &ctx);
+            } else {
+                inner.handler.disable(&queues[q], &ctx);
+            }
+        }
+    }
+
+    pub(super) unsafe extern "system-unwind" fn line_disable<H: InterruptHandler>(
+        ctx: sys::NDIS_HANDLE,
+    ) {
+        // SAFETY: NDIS passes back the context `register` gave it.
+        each_queue(unsafe { inner::<H>(ctx) }, Source::Line, false)
+    }
+
+    pub(super) unsafe extern "system-unwind" fn line_enable<H: InterruptHandler>(
+        ctx: sys::NDIS_HANDLE,
+    ) {
+        // SAFETY: NDIS passes back the context `register` gave it.
+        each_queue(unsafe { inner::<H>(ctx) }, Source::Line, true)
+    }
+
+    pub(super) unsafe extern "system-unwind" fn message_disable<H: InterruptHandler>(
+        ctx: sys::NDIS_HANDLE,
+        m: u32,
+    ) {
+        // SAFETY: NDIS passes back the context `register` gave it.
+        each_queue(
+            unsafe { inner::<H>(ctx) },
+            Source::Message(MessageId(m)),
+            false,
+        )
+    }
+
+    pub(super) unsafe extern "system-unwind" fn message_enable<H: InterruptHandler>(
+        ctx: sys::NDIS_HANDLE,
+        m: u32,
+    ) {
+        // SAFETY: NDIS passes back the context `register` gave it.
+        each_queue(
+            unsafe { inner::<H>(ctx) },
+            Source::Message(MessageId(m)),
+            true,
+        )
+    }
+}

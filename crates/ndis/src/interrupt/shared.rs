@@ -1,0 +1,129 @@
+//! State shared between an ISR and the rest of the driver.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use ndis_sys as sys;
+
+use super::{Core, IsrContext, MessageId, Source};
+
+/// State the ISR touches. There is no way to reach the value but these:
+/// * from the ISR of the interrupt whose lock guards it: [`IsrContext::with_shared`];
+/// * from a DPC or passive code: `synchronize` ([`super::DpcContext::synchronize`],
+///   [`super::InterruptRegistration::synchronize`]), which runs the closure under that lock at DIRQL
+///   (`NdisMSynchronizeWithInterruptEx`);
+/// * with exclusive ownership (`get_mut`, `into_inner`), when no interrupt can reach it.
+///
+/// The guarding lock is the one of message `guarded_by`; for a line-based grant, or with
+/// `SYNC_WITH_ALL_MESSAGES`, one lock covers every ISR and the message id is ignored.
+pub struct InterruptShared<T> {
+    value: UnsafeCell<T>,
+    guarded_by: MessageId,
+    busy: AtomicBool,
+}
+
+// SAFETY: the value is only reached under the interrupt lock that guards it (checked on the ISR
+// side, taken by NdisMSynchronizeWithInterruptEx on the other), one closure at a time (`busy`);
+// so sharing the wrapper across processors moves at most `T` between them: `T: Send` suffices.
+unsafe impl<T: Send> Sync for InterruptShared<T> {}
+
+impl<T> core::fmt::Debug for InterruptShared<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InterruptShared")
+            .field("guarded_by", &self.guarded_by)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> InterruptShared<T> {
+    pub const fn new(guarded_by: MessageId, value: T) -> Self {
+        InterruptShared {
+            value: UnsafeCell::new(value),
+            guarded_by,
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    pub fn guarded_by(&self) -> MessageId {
+        self.guarded_by
+    }
+
+    /// Exclusive access: no ISR can hold a reference while `self` is borrowed mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+
+    pub fn into_inner(self) -> T {
+        self.value.into_inner()
+    }
+
+    fn enter<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        if self.busy.swap(true, Ordering::Acquire) {
+            panic!(
+                "InterruptShared reached re-entrantly (a closure nested in another on the same state)"
+            );
+        }
+        // SAFETY: the caller holds the guarding interrupt lock and `busy` excludes a nested
+        // access on this processor, so this is the only reference to the value.
+        let r = f(unsafe { &mut *self.value.get() });
+        self.busy.store(false, Ordering::Release);
+        r
+    }
+
+    pub(super) fn synchronize<R, F: FnOnce(&mut T) -> R>(&self, core: &Core, f: F) -> R {
+        struct Call<'a, T, F, R> {
+            shared: &'a InterruptShared<T>,
+            f: Option<F>,
+            result: Option<R>,
+        }
+        unsafe extern "system-unwind" fn run<T, F: FnOnce(&mut T) -> R, R>(
+            context: sys::PVOID,
+        ) -> sys::BOOLEAN {
+            // SAFETY: `context` is the `Call` below, alive for the synchronous call.
+            let call = unsafe { &mut *context.cast::<Call<'_, T, F, R>>() };
+            if let Some(f) = call.f.take() {
+                call.result = Some(call.shared.enter(f));
+            }
+            sys::TRUE
+        }
+        let mut call = Call {
+            shared: self,
+            f: Some(f),
+            result: None,
+        };
+        // SAFETY: the handle is live (synchronize is reachable only through a registration or a
+        // DPC of it); `run` matches the context type; NDIS calls it before returning.
+        unsafe {
+            sys::NdisMSynchronizeWithInterruptEx(
+                core.handle(),
+                self.guarded_by.0,
+                Some(run::<T, F, R>),
+                (&raw mut call).cast(),
+            )
+        };
+        call.result
+            .expect("NdisMSynchronizeWithInterruptEx did not call the synchronize function")
+    }
+}
+
+impl IsrContext<'_> {
+    /// Runs `f` on state this ISR's interrupt lock guards. Panics if `shared` is guarded by the
+    /// lock of another message (that ISR could be running on another processor right now).
+    pub fn with_shared<T: Send, R>(
+        &self,
+        shared: &InterruptShared<T>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let messages = self.core.messages.load(Ordering::Acquire);
+        let covered = self.core.sync_all
+            || messages == 0
+            || matches!(self.source, Source::Message(m) if m == shared.guarded_by)
+            || matches!(self.source, Source::Line);
+        assert!(
+            covered,
+            "the ISR of {:?} reached InterruptShared state guarded by message {}'s lock",
+            self.source, shared.guarded_by.0
+        );
+        shared.enter(f)
+    }
+}

@@ -1,0 +1,65 @@
+//! IRQL as types.
+//!
+//! Every callback the framework makes into driver code hands it a context that carries a token for
+//! the IRQL it runs at: [`Passive`] (PASSIVE_LEVEL: initialize, halt, OID requests), [`Dispatch`]
+//! (DISPATCH_LEVEL: DPCs) or [`Dirql`] (device IRQL: ISRs, synchronize functions). An API that
+//! needs PASSIVE_LEVEL takes `&Passive`, so calling it from an ISR or a DPC does not compile. The
+//! tokens cannot be built by driver code, are neither `Send` nor `Sync`, and borrow the callback's
+//! lifetime, so they cannot be kept past the callback that received them.
+
+use core::marker::PhantomData;
+
+/// Proof of running at PASSIVE_LEVEL for lifetime `'a`.
+#[derive(Debug)]
+pub struct Passive<'a>(PhantomData<(&'a (), *mut ())>);
+
+/// Proof of running at DISPATCH_LEVEL for lifetime `'a`.
+#[derive(Debug)]
+pub struct Dispatch<'a>(PhantomData<(&'a (), *mut ())>);
+
+/// Proof of running at a device IRQL, under an interrupt lock, for lifetime `'a`.
+#[derive(Debug)]
+pub struct Dirql<'a>(PhantomData<(&'a (), *mut ())>);
+
+impl Passive<'_> {
+    /// # Safety
+    /// The caller runs at PASSIVE_LEVEL for the token's whole lifetime (framework trampolines of
+    /// PASSIVE_LEVEL callbacks, or host tests that emulate one).
+    pub const unsafe fn assume() -> Self {
+        Passive(PhantomData)
+    }
+}
+
+impl Dispatch<'_> {
+    /// # Safety
+    /// The caller runs at DISPATCH_LEVEL for the token's whole lifetime.
+    pub const unsafe fn assume() -> Self {
+        Dispatch(PhantomData)
+    }
+}
+
+impl Dirql<'_> {
+    /// # Safety
+    /// The caller runs at a device IRQL holding an interrupt lock for the token's whole lifetime.
+    pub const unsafe fn assume() -> Self {
+        Dirql(PhantomData)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Passive<'_> {}
+    impl Sealed for super::Dispatch<'_> {}
+    impl Sealed for super::Dirql<'_> {}
+}
+
+/// Contexts at or below DISPATCH_LEVEL (what most NDIS calls allow).
+pub trait AtMostDispatch: sealed::Sealed {}
+impl AtMostDispatch for Passive<'_> {}
+impl AtMostDispatch for Dispatch<'_> {}
+
+/// Any context (for calls allowed at any IRQL).
+pub trait AnyIrql: sealed::Sealed {}
+impl AnyIrql for Passive<'_> {}
+impl AnyIrql for Dispatch<'_> {}
+impl AnyIrql for Dirql<'_> {}
