@@ -834,3 +834,30 @@ fn every_fallible_call_failed_in_turn_leaks_nothing() {
         report.sites
     );
 }
+
+#[test]
+fn a_handled_interrupt_runs_no_dpc() {
+    let emu = emulator(2);
+    set(|k| {
+        k.queues = 2;
+        k.mode = Mode::Handled;
+    });
+    let a = start(&emu, InterruptResources::msix(2));
+    emu.fire_message(emu.device_of(a), 1);
+    assert_eq!(
+        events(),
+        vec![Event::Isr {
+            queue: 1,
+            source: Source::Message(MessageId(1)),
+            cpu: 1
+        }]
+    );
+    assert!(
+        emu.trace()
+            .iter()
+            .any(|l| l == "cpu1 irql  6 ISR msg 1 -> TRUE"),
+        "{:#?}",
+        emu.trace()
+    );
+    stop(&emu, a);
+}

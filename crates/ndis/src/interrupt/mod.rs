@@ -441,10 +441,11 @@ mod trampolines {
     fn isr<H: InterruptHandler>(inner: &Inner<H>, source: Source) -> (bool, IsrOutcome) {
         let messages = inner.core.messages.load(Ordering::Acquire);
         // SAFETY: NDIS runs ISRs at DIRQL under the interrupt lock.
+        let irql = unsafe { Dirql::assume() };
         let ctx = IsrContext {
             core: &inner.core,
             source,
-            irql: unsafe { Dirql::assume() },
+            irql,
         };
         if messages == NOT_READY {
             // Before registration returned: acknowledge, request nothing.
@@ -594,10 +595,11 @@ mod trampolines {
             return;
         }
         // SAFETY: NDIS calls enable/disable at DIRQL.
+        let irql = unsafe { Dirql::assume() };
         let ctx = IsrContext {
             core: &inner.core,
             source,
-            irql: unsafe { Dirql::assume() },
+            irql,
         };
         let queues = inner.handler.queues();
         for q in QueueMap::new(queues.len(), messages).queues_of(source) {
