@@ -6,6 +6,11 @@ use ndis_sys as sys;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdapterHandle(sys::NDIS_HANDLE);
 
+// SAFETY: an opaque token NDIS accepts from any processor; the driver never dereferences it.
+unsafe impl Send for AdapterHandle {}
+// SAFETY: as above; sharing the value shares no memory.
+unsafe impl Sync for AdapterHandle {}
+
 impl AdapterHandle {
     /// # Safety
     /// `raw` is the `NdisMiniportHandle` NDIS passed to `MiniportInitializeEx` of a live adapter.

@@ -1,0 +1,9 @@
+// A token borrowed from a callback cannot be kept after the callback returns.
+use ndis::interrupt::DpcContext;
+use ndis::irql::Dispatch;
+
+fn keep<'a>(ctx: &DpcContext<'a>) -> &'static Dispatch<'static> {
+    ctx.irql()
+}
+
+fn main() {}
