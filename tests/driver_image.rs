@@ -90,7 +90,7 @@ fn reference_driver_dev_image_links_and_is_a_kernel_driver() {
 }
 
 #[test]
-fn c_runtime_symbols_come_from_ntoskrnl_and_the_stack_probe_is_real() {
+fn c_runtime_symbols_come_from_ntoskrnl_the_stack_probe_is_real_and_the_interrupt_layer_links() {
     let dir = repo().join("tests/fixtures/crt-probe");
     let bytes = cross_build(&dir, "release", "crt_probe");
     let image = DriverImage::parse(&bytes).unwrap();

@@ -206,6 +206,8 @@ pub mod crt {
         pub fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8;
         pub fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8;
         pub fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32;
+        /// Referenced by `alloc` (`CString`).
+        pub fn strlen(s: *const core::ffi::c_char) -> usize;
         pub fn __chkstk();
     }
 }

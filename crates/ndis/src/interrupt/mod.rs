@@ -74,6 +74,8 @@ pub(crate) struct Core {
     handle: AtomicPtr<c_void>,
     /// `NOT_READY` until registration returned; then 0 (line) or the message count.
     messages: AtomicU32,
+    /// Distance between the queues one message serves: the message count, at least 1.
+    step: AtomicU32,
     sync_all: bool,
 }
 
@@ -142,40 +144,37 @@ impl<'a> IsrContext<'a> {
 /// The receive throttle of one DPC (`NDIS_RECEIVE_THROTTLE_PARAMETERS`) as a budget to spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReceiveBudget {
-    max: u32,
-    used: u32,
+    remaining: u32,
+    throttled: bool,
     more: bool,
 }
 
 impl ReceiveBudget {
     fn new(max: u32) -> Self {
         ReceiveBudget {
-            max,
-            used: 0,
+            remaining: max,
+            throttled: max != sys::NDIS_INDICATE_ALL_NBLS,
             more: false,
         }
     }
 
     /// Whether NDIS set a limit (otherwise the driver bounds its own work).
     pub fn is_throttled(&self) -> bool {
-        self.max != sys::NDIS_INDICATE_ALL_NBLS
+        self.throttled
     }
 
-    /// Receives this DPC may still indicate.
+    /// Receives this DPC may still indicate. Without a throttle this starts at `u32::MAX`: the
+    /// driver applies its own bound then.
+    #[inline]
     pub fn remaining(&self) -> u32 {
-        if self.is_throttled() {
-            self.max - self.used
-        } else {
-            u32::MAX
-        }
+        self.remaining
     }
 
     /// Takes up to `wanted` indications from the budget; returns how many were granted.
+    #[inline]
     pub fn take(&mut self, wanted: u32) -> u32 {
-        let granted = wanted.min(self.remaining());
-        if self.is_throttled() {
-            self.used += granted;
-        }
+        let granted = wanted.min(self.remaining);
+        self.remaining -= granted;
         granted
     }
 
@@ -279,6 +278,7 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
             core: Core {
                 handle: AtomicPtr::new(core::ptr::null_mut()),
                 messages: AtomicU32::new(NOT_READY),
+                step: AtomicU32::new(1),
                 sync_all: H::MSI_SUPPORTED && H::SYNC_WITH_ALL_MESSAGES,
             },
             handler,
@@ -323,6 +323,7 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
             0
         };
         inner.core.handle.store(handle, Ordering::Release);
+        inner.core.step.store(messages.max(1), Ordering::Relaxed);
         inner.core.messages.store(messages, Ordering::Release);
         Ok(InterruptRegistration { inner: Some(inner) })
     }
@@ -437,9 +438,42 @@ mod trampolines {
         unsafe { &*(ctx as *const Inner<H>) }
     }
 
+    /// Calls `f` for each queue `source` serves (the [`QueueMap`] policy, walked directly; `step`
+    /// is the message count, at least 1).
     #[inline(always)]
-    fn isr<H: InterruptHandler>(inner: &Inner<H>, source: Source) -> (bool, IsrOutcome) {
-        let messages = inner.core.messages.load(Ordering::Acquire);
+    fn for_each_queue<Q>(queues: &[Q], step: u32, source: Source, mut f: impl FnMut(&Q)) {
+        match source {
+            Source::Message(MessageId(m)) => {
+                let step = step as usize;
+                let mut q = m as usize;
+                while q < queues.len() {
+                    f(&queues[q]);
+                    q += step;
+                }
+            }
+            Source::Line => queues.iter().for_each(f),
+        }
+    }
+
+    /// The hot path of both ISR trampolines: route to the queues, combine their outcomes, write
+    /// NDIS's outputs. Rare cases (an interrupt before registration returned, DPCs on chosen
+    /// processors) leave through cold functions in tail position, so the hot path saves no
+    /// registers.
+    #[inline(always)]
+    fn isr<H: InterruptHandler>(
+        inner: &Inner<H>,
+        source: Source,
+        queue_default: *mut sys::BOOLEAN,
+        targets: *mut u32,
+    ) -> sys::BOOLEAN {
+        if inner.core.messages.load(Ordering::Acquire) == NOT_READY {
+            return match source {
+                // Messages are never shared: acknowledge, request nothing.
+                Source::Message(_) => report(queue_default, targets, false, sys::TRUE),
+                Source::Line => early_line_isr(inner, queue_default, targets),
+            };
+        }
+        let step = inner.core.step.load(Ordering::Relaxed);
         // SAFETY: NDIS runs ISRs at DIRQL under the interrupt lock.
         let irql = unsafe { Dirql::assume() };
         let ctx = IsrContext {
@@ -447,52 +481,74 @@ mod trampolines {
             source,
             irql,
         };
-        if messages == NOT_READY {
-            // Before registration returned: acknowledge, request nothing.
-            let claimed = match source {
-                Source::Line => inner.handler.line_claim(&ctx),
-                Source::Message(_) => true,
-            };
-            return (claimed, IsrOutcome::Handled);
-        }
         let mut outcome = match source {
             Source::Line => {
                 if !inner.handler.line_claim(&ctx) {
-                    return (false, IsrOutcome::NotMine);
+                    return report(queue_default, targets, false, sys::FALSE);
                 }
                 IsrOutcome::Handled
             }
             Source::Message(_) => IsrOutcome::NotMine,
         };
-        let queues = inner.handler.queues();
-        for q in QueueMap::new(queues.len(), messages).queues_of(source) {
-            outcome = outcome.combine(inner.handler.isr(&queues[q], &ctx));
+        for_each_queue(inner.handler.queues(), step, source, |queue| {
+            outcome = outcome.combine(inner.handler.isr(queue, &ctx));
+        });
+        match outcome {
+            IsrOutcome::QueueDpc => report(queue_default, targets, true, sys::TRUE),
+            IsrOutcome::Handled => report(queue_default, targets, false, sys::TRUE),
+            IsrOutcome::NotMine => report(queue_default, targets, false, sys::FALSE),
+            IsrOutcome::QueueDpcOn(set) => {
+                queue_on(&inner.core, source, set, queue_default, targets)
+            }
         }
-        (outcome != IsrOutcome::NotMine, outcome)
     }
 
     /// Writes the outputs NDIS reads (NDIS 6.20 style: TargetProcessors stays 0).
     #[inline(always)]
     fn report(
-        core: &Core,
-        source: Source,
-        outcome: IsrOutcome,
         queue_default: *mut sys::BOOLEAN,
         targets: *mut u32,
-    ) {
-        let default = match outcome {
-            IsrOutcome::QueueDpc => true,
-            IsrOutcome::QueueDpcOn(set) => {
-                core.queue_dpc_on(source, set);
-                false
-            }
-            IsrOutcome::NotMine | IsrOutcome::Handled => false,
-        };
+        default: bool,
+        claimed: sys::BOOLEAN,
+    ) -> sys::BOOLEAN {
         // SAFETY: NDIS passes valid out-pointers to the ISR.
         unsafe {
             *queue_default = default as sys::BOOLEAN;
             *targets = 0;
         }
+        claimed
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn queue_on(
+        core: &Core,
+        source: Source,
+        set: ProcessorSet,
+        queue_default: *mut sys::BOOLEAN,
+        targets: *mut u32,
+    ) -> sys::BOOLEAN {
+        core.queue_dpc_on(source, set);
+        report(queue_default, targets, false, sys::TRUE)
+    }
+
+    /// A line interrupt before registration returned: ask `line_claim`, request nothing.
+    #[cold]
+    #[inline(never)]
+    fn early_line_isr<H: InterruptHandler>(
+        inner: &Inner<H>,
+        queue_default: *mut sys::BOOLEAN,
+        targets: *mut u32,
+    ) -> sys::BOOLEAN {
+        // SAFETY: NDIS runs ISRs at DIRQL under the interrupt lock.
+        let irql = unsafe { Dirql::assume() };
+        let ctx = IsrContext {
+            core: &inner.core,
+            source: Source::Line,
+            irql,
+        };
+        let claimed = inner.handler.line_claim(&ctx);
+        report(queue_default, targets, false, claimed as sys::BOOLEAN)
     }
 
     pub(super) unsafe extern "system-unwind" fn line_isr<H: InterruptHandler>(
@@ -501,10 +557,12 @@ mod trampolines {
         targets: *mut u32,
     ) -> sys::BOOLEAN {
         // SAFETY: NDIS passes back the context `register` gave it.
-        let inner = unsafe { inner::<H>(ctx) };
-        let (claimed, outcome) = isr(inner, Source::Line);
-        report(&inner.core, Source::Line, outcome, queue_default, targets);
-        claimed as sys::BOOLEAN
+        isr(
+            unsafe { inner::<H>(ctx) },
+            Source::Line,
+            queue_default,
+            targets,
+        )
     }
 
     pub(super) unsafe extern "system-unwind" fn message_isr<H: InterruptHandler>(
@@ -514,11 +572,12 @@ mod trampolines {
         targets: *mut u32,
     ) -> sys::BOOLEAN {
         // SAFETY: NDIS passes back the context `register` gave it.
-        let inner = unsafe { inner::<H>(ctx) };
-        let source = Source::Message(MessageId(message));
-        let (claimed, outcome) = isr(inner, source);
-        report(&inner.core, source, outcome, queue_default, targets);
-        claimed as sys::BOOLEAN
+        isr(
+            unsafe { inner::<H>(ctx) },
+            Source::Message(MessageId(message)),
+            queue_default,
+            targets,
+        )
     }
 
     #[inline(always)]
@@ -530,7 +589,8 @@ mod trampolines {
             // SAFETY: NDIS 6.20+ passes a valid throttle block for the DPC's duration.
             unsafe { (*throttle).MaxNblsToIndicate }
         };
-        let messages = inner.core.messages.load(Ordering::Acquire);
+        // DPCs are only queued once the grant is published: no readiness check here.
+        let step = inner.core.step.load(Ordering::Relaxed);
         let mut ctx = DpcContext {
             core: &inner.core,
             source,
@@ -538,30 +598,39 @@ mod trampolines {
             // SAFETY: NDIS runs interrupt DPCs at DISPATCH_LEVEL.
             irql: unsafe { Dispatch::assume() },
         };
-        if messages != NOT_READY {
-            let queues = inner.handler.queues();
-            for q in QueueMap::new(queues.len(), messages).queues_of(source) {
-                inner.handler.dpc(&queues[q], &mut ctx);
-            }
+        for_each_queue(inner.handler.queues(), step, source, |queue| {
+            inner.handler.dpc(queue, &mut ctx)
+        });
+        if ctx.budget.more {
+            more_requested(&inner.core, source, throttle, ctx.budget.is_throttled());
+        } else if !throttle.is_null() {
+            // SAFETY: as above; bit 0 of Flags is MoreNblsPending, which must end up 0.
+            unsafe { (*throttle).Flags &= !sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING };
         }
-        let more = ctx.budget.more;
-        let throttled = ctx.budget.is_throttled();
+    }
+
+    /// Work is left after the DPC: under a throttle, `MoreNblsPending` makes NDIS call it again;
+    /// without one, the DPC is requeued on this processor (and the flag stays 0).
+    #[cold]
+    #[inline(never)]
+    fn more_requested(
+        core: &Core,
+        source: Source,
+        throttle: *mut sys::NDIS_RECEIVE_THROTTLE_PARAMETERS,
+        throttled: bool,
+    ) {
         if !throttle.is_null() {
-            // SAFETY: as above; bit 0 of Flags is MoreNblsPending.
+            // SAFETY: NDIS's throttle block for this DPC; bit 0 of Flags is MoreNblsPending.
             unsafe {
-                if more && throttled {
+                if throttled {
                     (*throttle).Flags |= sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING;
-                } else {
-                    (*throttle).Flags &= !sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING;
+                    return;
                 }
+                (*throttle).Flags &= !sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING;
             }
         }
-        if more && (!throttled || throttle.is_null()) {
-            let (group, number) = current_processor();
-            inner
-                .core
-                .queue_dpc_on(source, ProcessorSet::single(group, number));
-        }
+        let (group, number) = current_processor();
+        core.queue_dpc_on(source, ProcessorSet::single(group, number));
     }
 
     pub(super) unsafe extern "system-unwind" fn line_dpc<H: InterruptHandler>(
