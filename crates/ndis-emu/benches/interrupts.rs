@@ -53,33 +53,6 @@ unsafe extern "system-unwind" fn line_dpc(
 }
 unsafe extern "system-unwind" fn nop(_c: sys::NDIS_HANDLE) {}
 unsafe extern "system-unwind" fn nop_m(_c: sys::NDIS_HANDLE, _m: u32) {}
-unsafe extern "system-unwind" fn ok_p(
-    _c: sys::NDIS_HANDLE,
-    _p: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
-) -> i32 {
-    0
-}
-unsafe extern "system-unwind" fn ok_r(
-    _c: sys::NDIS_HANDLE,
-    _p: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
-) -> i32 {
-    0
-}
-unsafe extern "system-unwind" fn oid(_c: sys::NDIS_HANDLE, _r: *mut sys::NDIS_OID_REQUEST) -> i32 {
-    0
-}
-unsafe extern "system-unwind" fn send(
-    _c: sys::NDIS_HANDLE,
-    _n: *mut sys::NET_BUFFER_LIST,
-    _p: u32,
-    _f: u32,
-) {
-}
-unsafe extern "system-unwind" fn ret(_c: sys::NDIS_HANDLE, _n: *mut sys::NET_BUFFER_LIST, _f: u32) {
-}
-unsafe extern "system-unwind" fn cancel(_c: sys::NDIS_HANDLE, _i: sys::PVOID) {}
-unsafe extern "system-unwind" fn pnp(_c: sys::NDIS_HANDLE, _e: *mut sys::NET_DEVICE_PNP_EVENT) {}
-unsafe extern "system-unwind" fn shutdown(_c: sys::NDIS_HANDLE, _a: i32) {}
 unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {}
 unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {}
 
@@ -129,31 +102,9 @@ unsafe extern "system-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {
-    // SAFETY: all-zero is valid; pointers live for the call.
-    unsafe {
-        let mut c: sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS = std::mem::zeroed();
-        c.Header = sys::NDIS_OBJECT_HEADER {
-            Type: 0x8A,
-            Revision: 2,
-            Size: 152,
-        };
-        c.MajorNdisVersion = 6;
-        c.MinorNdisVersion = 20;
-        c.InitializeHandlerEx = Some(initialize);
-        c.HaltHandlerEx = Some(halt);
-        c.UnloadHandler = Some(unload);
-        c.PauseHandler = Some(ok_p);
-        c.RestartHandler = Some(ok_r);
-        c.OidRequestHandler = Some(oid);
-        c.SendNetBufferListsHandler = Some(send);
-        c.ReturnNetBufferListsHandler = Some(ret);
-        c.CancelSendHandler = Some(cancel);
-        c.DevicePnPEventNotifyHandler = Some(pnp);
-        c.ShutdownHandlerEx = Some(shutdown);
-        c.CancelOidRequestHandler = Some(cancel);
-        let mut h: sys::NDIS_HANDLE = std::ptr::null_mut();
-        sys::NdisMRegisterMiniportDriver(o, p, std::ptr::null_mut(), &c, &mut h)
-    }
+    let chars = ndis_emu::raw::driver_characteristics(20, initialize, halt, unload);
+    // SAFETY: DriverEntry's own arguments.
+    unsafe { ndis_emu::raw::register_driver(o, p, &chars).0 }
 }
 
 fn direct(n: u64, messages: u32) -> f64 {

@@ -18,6 +18,7 @@ mod io;
 mod machine;
 mod memory;
 mod ndis;
+pub mod raw;
 mod trace;
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};

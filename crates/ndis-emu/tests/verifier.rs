@@ -272,52 +272,7 @@ fn fill_handlers(c: &mut sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS) {
     }
     unsafe extern "system-unwind" fn halt(_: sys::NDIS_HANDLE, _: i32) {}
     unsafe extern "system-unwind" fn unload(_: sys::PDRIVER_OBJECT) {}
-    unsafe extern "system-unwind" fn pr(
-        _: sys::NDIS_HANDLE,
-        _: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
-    ) -> i32 {
-        0
-    }
-    unsafe extern "system-unwind" fn rs(
-        _: sys::NDIS_HANDLE,
-        _: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
-    ) -> i32 {
-        0
-    }
-    unsafe extern "system-unwind" fn oid(
-        _: sys::NDIS_HANDLE,
-        _: *mut sys::NDIS_OID_REQUEST,
-    ) -> i32 {
-        0
-    }
-    unsafe extern "system-unwind" fn send(
-        _: sys::NDIS_HANDLE,
-        _: *mut sys::NET_BUFFER_LIST,
-        _: u32,
-        _: u32,
-    ) {
-    }
-    unsafe extern "system-unwind" fn ret(
-        _: sys::NDIS_HANDLE,
-        _: *mut sys::NET_BUFFER_LIST,
-        _: u32,
-    ) {
-    }
-    unsafe extern "system-unwind" fn cancel(_: sys::NDIS_HANDLE, _: sys::PVOID) {}
-    unsafe extern "system-unwind" fn pnp(_: sys::NDIS_HANDLE, _: *mut sys::NET_DEVICE_PNP_EVENT) {}
-    unsafe extern "system-unwind" fn shutdown(_: sys::NDIS_HANDLE, _: i32) {}
-    c.InitializeHandlerEx = Some(init);
-    c.HaltHandlerEx = Some(halt);
-    c.UnloadHandler = Some(unload);
-    c.PauseHandler = Some(pr);
-    c.RestartHandler = Some(rs);
-    c.OidRequestHandler = Some(oid);
-    c.SendNetBufferListsHandler = Some(send);
-    c.ReturnNetBufferListsHandler = Some(ret);
-    c.CancelSendHandler = Some(cancel);
-    c.DevicePnPEventNotifyHandler = Some(pnp);
-    c.ShutdownHandlerEx = Some(shutdown);
-    c.CancelOidRequestHandler = Some(cancel);
+    *c = ndis_emu::raw::driver_characteristics(20, init, halt, unload);
 }
 
 #[test]

@@ -169,38 +169,9 @@ pub unsafe extern "system-unwind" fn driver_entry(
     object: sys::PDRIVER_OBJECT,
     path: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {
-    let k = knobs();
-    let (revision, size) = if k.ndis_minor >= 1 {
-        (2, 152)
-    } else {
-        (1, 136)
-    };
-    // SAFETY: all-zero is valid (null handlers).
-    let mut c: sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS = unsafe { std::mem::zeroed() };
-    c.Header = sys::NDIS_OBJECT_HEADER {
-        Type: 0x8A,
-        Revision: revision,
-        Size: size,
-    };
-    c.MajorNdisVersion = 6;
-    c.MinorNdisVersion = k.ndis_minor;
-    c.InitializeHandlerEx = Some(initialize);
-    c.HaltHandlerEx = Some(halt);
-    c.UnloadHandler = Some(unload);
-    c.PauseHandler = Some(pause);
-    c.RestartHandler = Some(restart);
-    c.OidRequestHandler = Some(oid);
-    c.SendNetBufferListsHandler = Some(send);
-    c.ReturnNetBufferListsHandler = Some(return_nbls);
-    c.CancelSendHandler = Some(cancel);
-    c.DevicePnPEventNotifyHandler = Some(pnp);
-    c.ShutdownHandlerEx = Some(shutdown);
-    c.CancelOidRequestHandler = Some(cancel);
-    let mut handle: sys::NDIS_HANDLE = std::ptr::null_mut();
-    // SAFETY: valid pointers for the call.
-    let status = unsafe {
-        sys::NdisMRegisterMiniportDriver(object, path, std::ptr::null_mut(), &c, &mut handle)
-    };
+    let chars = ndis_emu::raw::driver_characteristics(knobs().ndis_minor, initialize, halt, unload);
+    // SAFETY: DriverEntry's own arguments.
+    let (status, handle) = unsafe { ndis_emu::raw::register_driver(object, path, &chars) };
     DRIVER_HANDLE.with(|h| *h.borrow_mut() = handle as usize);
     status
 }
@@ -214,6 +185,11 @@ unsafe extern "system-unwind" fn unload(_object: sys::PDRIVER_OBJECT) {
 }
 
 fn set_attributes(handle: sys::NDIS_HANDLE, ctx: *mut Adapter, k: &Knobs) -> sys::NDIS_STATUS {
+    if k.set_registration && k.set_general {
+        // SAFETY: called from initialize with its handle.
+        return unsafe { ndis_emu::raw::set_required_attributes(handle, ctx.cast()) };
+    }
+    // The knobs below leave one out on purpose (ordering rules).
     if k.set_registration {
         // SAFETY: all-zero is a valid attribute union.
         let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { std::mem::zeroed() };
@@ -383,40 +359,6 @@ pub unsafe extern "system-unwind" fn sync_fn(_ctx: sys::PVOID) -> sys::BOOLEAN {
     0x5A
 }
 
-unsafe extern "system-unwind" fn pause(
-    _c: sys::NDIS_HANDLE,
-    _p: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
-) -> sys::NDIS_STATUS {
-    0
-}
-unsafe extern "system-unwind" fn restart(
-    _c: sys::NDIS_HANDLE,
-    _p: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
-) -> sys::NDIS_STATUS {
-    0
-}
-unsafe extern "system-unwind" fn oid(
-    _c: sys::NDIS_HANDLE,
-    _r: *mut sys::NDIS_OID_REQUEST,
-) -> sys::NDIS_STATUS {
-    sys::NDIS_STATUS_NOT_SUPPORTED
-}
-unsafe extern "system-unwind" fn send(
-    _c: sys::NDIS_HANDLE,
-    _n: *mut sys::NET_BUFFER_LIST,
-    _p: u32,
-    _f: u32,
-) {
-}
-unsafe extern "system-unwind" fn return_nbls(
-    _c: sys::NDIS_HANDLE,
-    _n: *mut sys::NET_BUFFER_LIST,
-    _f: u32,
-) {
-}
-unsafe extern "system-unwind" fn cancel(_c: sys::NDIS_HANDLE, _id: sys::PVOID) {}
-unsafe extern "system-unwind" fn pnp(_c: sys::NDIS_HANDLE, _e: *mut sys::NET_DEVICE_PNP_EVENT) {}
-unsafe extern "system-unwind" fn shutdown(_c: sys::NDIS_HANDLE, _a: sys::NDIS_SHUTDOWN_ACTION) {}
 unsafe extern "system-unwind" fn enable_disable(_c: sys::NDIS_HANDLE) {}
 unsafe extern "system-unwind" fn msg_enable_disable(_c: sys::NDIS_HANDLE, _m: u32) {}
 
