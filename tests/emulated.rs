@@ -5,6 +5,10 @@
 use ndis_emu::{Config, Emulator, InterruptResources};
 use ndis_sys as sys;
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 #[test]
 fn vionet_registers_as_an_ndis_620_miniport_declines_adapters_and_unloads_cleanly() {
     let emu = Emulator::new(Config {

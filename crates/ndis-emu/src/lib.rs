@@ -14,6 +14,7 @@
 mod bugcheck;
 mod exports;
 mod faults;
+mod heap;
 mod io;
 mod machine;
 mod memory;
@@ -35,6 +36,7 @@ pub use bugcheck::{
 pub use bugcheck::{BugCheck, rule};
 pub use exports::{Win64Export, win64_exports};
 pub use faults::FaultPlan;
+pub use heap::{DriverHeap, instrumentation};
 pub use memory::{Allocation, AllocationKind};
 pub use ndis::AdapterState;
 pub use trace::Event;
@@ -149,6 +151,7 @@ impl Emulator {
         );
         sys::host::install(&exports::HOST_IMPORTS);
         machine::reset_bugchecked();
+        heap::reset();
         let machine = Rc::new(Machine {
             state: std::cell::RefCell::new(State::new(config)),
         });
@@ -488,6 +491,23 @@ impl Emulator {
                 format!(
                     "unload with {interrupts} NDIS interrupt(s), {connections} kernel interrupt connection(s) \
                      and {dpcs} queued DPC(s) outstanding"
+                ),
+            );
+        }
+        let (heap_blocks, heap_bytes) = heap::live();
+        if heap_blocks > 0 {
+            drop(st);
+            bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [
+                    VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
+                    1,
+                    heap_bytes,
+                    heap_blocks,
+                ],
+                format!(
+                    "the driver is unloading with {heap_blocks} heap allocation(s) ({heap_bytes} bytes) not freed \
+                     (Box/Vec/.. made by driver code; ExAllocatePool2 in the kernel image)"
                 ),
             );
         }

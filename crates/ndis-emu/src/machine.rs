@@ -317,7 +317,7 @@ pub(crate) fn on_cpu<R>(
         st.callbacks.push(callback);
         prev
     };
-    let r = f();
+    let r = crate::heap::as_driver(f);
     let mut st = m.st();
     st.callbacks.pop();
     st.cpus[cpu].irql = prev_irql;

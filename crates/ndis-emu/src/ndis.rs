@@ -655,6 +655,8 @@ unsafe extern "system-unwind" fn ndis_message_isr(
 }
 
 fn isr(i: usize, message: Option<u32>) -> sys::BOOLEAN {
+    // NDIS's own service routine is emulator code; only the miniport's handler is driver code.
+    let _emulator = crate::heap::EmulatorCode::enter();
     let m = machine::current();
     let (chars, context, cpu, irql, runtime_620) = {
         let mut st = m.st();

@@ -74,7 +74,7 @@ unsafe extern "system-unwind" fn queue_twice(ctx: sys::PVOID) -> sys::BOOLEAN {
         };
         // SAFETY: ctx is the live interrupt handle.
         let r = unsafe { sys::NdisMQueueDpcEx(ctx, 1, &mut ga, std::ptr::null_mut()) };
-        RESULTS.with(|x| x.borrow_mut().push(r));
+        ndis_emu::instrumentation(|| RESULTS.with(|x| x.borrow_mut().push(r)));
     }
     1
 }

@@ -6,6 +6,10 @@ use std::cell::RefCell;
 use ndis_emu::{Config, Emulator, InterruptResources};
 use ndis_sys as sys;
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 thread_local! {
     static CALLS: RefCell<Vec<(&'static str, Option<u32>)>> = const { RefCell::new(Vec::new()) };
 }

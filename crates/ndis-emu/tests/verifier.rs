@@ -173,6 +173,20 @@ fn leaked_memory_at_unload_is_c4_62_with_the_count() {
 }
 
 #[test]
+fn a_leaked_heap_block_is_c4_62_at_unload() {
+    let emu = emulator(1);
+    set(|k| k.leak_box = true);
+    let a = start(&emu, InterruptResources::line());
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    let b = emu.expect_bugcheck(|| emu.unload());
+    assert_eq!(
+        (b.code, b.params[0], b.params[1], b.params[2], b.params[3]),
+        (0xC4, 0x62, 1, 100, 1)
+    );
+    assert!(b.message.contains("heap allocation"), "{b}");
+}
+
+#[test]
 fn freeing_memory_twice_is_bad_pool_caller() {
     let emu = emulator(1);
     set(|_| {});

@@ -17,6 +17,10 @@ use ndis::irql::Passive;
 use ndis_emu::{Config, Emulator, InterruptResources};
 use ndis_sys as sys;
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {
     Isr {
@@ -276,8 +280,13 @@ fn set(f: impl FnOnce(&mut Knobs)) {
     });
 }
 
+/// A copy of what the handler recorded (the driver's own buffer stays the driver's: handing it to
+/// the test would make it outlive unload, which the heap accounting reports as a leak).
 fn events() -> Vec<Event> {
-    std::mem::take(&mut *adapter().interrupt.handler().events.lock().unwrap())
+    let mut recorded = adapter().interrupt.handler().events.lock().unwrap();
+    let copy = recorded.clone();
+    recorded.clear();
+    copy
 }
 
 fn start(emu: &Emulator, resources: InterruptResources) -> ndis_emu::AdapterId {

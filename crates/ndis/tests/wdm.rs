@@ -11,6 +11,10 @@ use ndis::interrupt::{MessageId, ProcessorSet, Source, TriggerMode};
 use ndis::irql::Passive;
 use ndis_emu::{Config, Emulator, InterruptResources};
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 #[derive(Debug, Default)]
 struct Device {
     seen: Mutex<Vec<Source>>,

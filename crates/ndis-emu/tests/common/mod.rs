@@ -8,6 +8,10 @@ use std::cell::RefCell;
 use ndis_emu::{Config, Emulator};
 use ndis_sys as sys;
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsrMode {
     /// Claim it and ask for the default DPC on this processor.
@@ -42,6 +46,8 @@ pub struct Knobs {
     pub leak: bool,
     /// Initialize's failure paths forget to free the memory (a classic bug).
     pub leak_on_init_failure: bool,
+    /// Initialize leaks a 100-byte heap block (Box::leak).
+    pub leak_box: bool,
     /// Call NdisMSynchronizeWithInterruptEx in halt after deregistering.
     pub synchronize_after_deregister: bool,
     /// The ISR calls NdisMRegisterInterruptEx (an IRQL violation).
@@ -69,6 +75,7 @@ impl Default for Knobs {
             alloc_bytes: 256,
             leak: false,
             leak_on_init_failure: false,
+            leak_box: false,
             synchronize_after_deregister: false,
             register_from_isr: false,
             stall_in_dpc: false,
@@ -135,7 +142,7 @@ pub fn grant() -> Grant {
 }
 
 fn record(s: Seen) {
-    SEEN.with(|v| v.borrow_mut().push(s));
+    ndis_emu::instrumentation(|| SEEN.with(|v| v.borrow_mut().push(s)));
 }
 
 fn cpu() -> u32 {
@@ -249,6 +256,9 @@ unsafe extern "system-unwind" fn initialize(
         }
         status
     };
+    if k.leak_box {
+        Box::leak(Box::new([7u8; 100]));
+    }
     let s = set_attributes(handle, ctx, &k);
     if s != 0 {
         return fail(s, ctx);
@@ -300,24 +310,27 @@ unsafe extern "system-unwind" fn initialize(
         }
         // SAFETY: ctx is live.
         unsafe { (*ctx).interrupt = ih };
-        let mut g = Grant {
-            interrupt_type: c.InterruptType,
-            table_null: c.MessageInfoTable.is_null(),
-            ..Grant::default()
-        };
-        if !c.MessageInfoTable.is_null() {
-            // SAFETY: NDIS's table, valid until deregistration.
-            unsafe {
-                let t = &*c.MessageInfoTable;
-                g.messages = t.MessageCount;
-                g.unified_irql = t.UnifiedIrql;
-                for i in 0..t.MessageCount as usize {
-                    let e = &*t.MessageInfo.as_ptr().add(i);
-                    g.entries.push((e.Vector, e.Irql, e.TargetProcessorSet));
+        // What the test learns of the grant is test-owned memory.
+        ndis_emu::instrumentation(|| {
+            let mut g = Grant {
+                interrupt_type: c.InterruptType,
+                table_null: c.MessageInfoTable.is_null(),
+                ..Grant::default()
+            };
+            if !c.MessageInfoTable.is_null() {
+                // SAFETY: NDIS's table, valid until deregistration.
+                unsafe {
+                    let t = &*c.MessageInfoTable;
+                    g.messages = t.MessageCount;
+                    g.unified_irql = t.UnifiedIrql;
+                    for i in 0..t.MessageCount as usize {
+                        let e = &*t.MessageInfo.as_ptr().add(i);
+                        g.entries.push((e.Vector, e.Irql, e.TargetProcessorSet));
+                    }
                 }
             }
-        }
-        GRANT.with(|x| *x.borrow_mut() = Some(g));
+            GRANT.with(|x| *x.borrow_mut() = Some(g));
+        });
         if let Some(deregister) = k.fail_init {
             if deregister {
                 // SAFETY: the handle just registered.
