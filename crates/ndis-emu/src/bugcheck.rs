@@ -48,8 +48,14 @@ pub mod rule {
     pub const OBSOLETE_INTERFACE: usize = 0x0009_1006;
     /// The driver returned from unload still registered with NDIS.
     pub const UNLOAD_WITHOUT_DEREGISTER: usize = 0x0009_1007;
-    /// Unload with interrupts, kernel interrupt connections or DPCs outstanding.
+    /// Unload with interrupts, kernel interrupt connections, DPCs, pools, lists or MDLs
+    /// outstanding.
     pub const UNLOAD_WITH_OUTSTANDING_OBJECTS: usize = 0x0009_1008;
+    /// Datapath misuse: completing or freeing a list that is not the driver's to complete or
+    /// free, indicating a malformed chain, leaving sends outstanding across pause or halt.
+    pub const DATAPATH: usize = 0x0009_1009;
+    /// An OID request completed wrongly: lengths, buffer overrun, double or stray completion.
+    pub const OID_REQUEST: usize = 0x0009_100A;
 }
 
 /// One emulated bug check.

@@ -11,7 +11,7 @@
 use ndis_sys as sys;
 use sys::*;
 
-use crate::{io, machine, memory, ndis};
+use crate::{datapath, io, machine, memory, ndis, oid};
 
 macro_rules! exports {
     ($( $module:literal $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? => $imp:expr; )*) => {
@@ -67,6 +67,16 @@ exports! {
     "ndis.sys" NdisMSynchronizeWithInterruptEx(a: NDIS_HANDLE, b: ULONG, c: MINIPORT_SYNCHRONIZE_INTERRUPT_HANDLER, d: PVOID) -> BOOLEAN => ndis::ndis_m_synchronize_with_interrupt_ex;
     "ndis.sys" NdisAllocateMemoryWithTagPriority(a: NDIS_HANDLE, b: UINT, c: ULONG, d: EX_POOL_PRIORITY) -> PVOID => memory::ndis_allocate_memory_with_tag_priority;
     "ndis.sys" NdisFreeMemoryWithTagPriority(a: NDIS_HANDLE, b: PVOID, c: ULONG) => memory::ndis_free_memory_with_tag_priority;
+    "ndis.sys" NdisAllocateNetBufferListPool(a: NDIS_HANDLE, b: *const NET_BUFFER_LIST_POOL_PARAMETERS) -> NDIS_HANDLE => datapath::ndis_allocate_net_buffer_list_pool;
+    "ndis.sys" NdisFreeNetBufferListPool(a: NDIS_HANDLE) => datapath::ndis_free_net_buffer_list_pool;
+    "ndis.sys" NdisAllocateNetBufferAndNetBufferList(a: NDIS_HANDLE, b: USHORT, c: USHORT, d: PMDL, e: ULONG, f: SIZE_T) -> *mut NET_BUFFER_LIST => datapath::ndis_allocate_net_buffer_and_net_buffer_list;
+    "ndis.sys" NdisFreeNetBufferList(a: *mut NET_BUFFER_LIST) => datapath::ndis_free_net_buffer_list;
+    "ndis.sys" NdisAllocateMdl(a: NDIS_HANDLE, b: PVOID, c: UINT) -> PMDL => datapath::ndis_allocate_mdl;
+    "ndis.sys" NdisFreeMdl(a: PMDL) => datapath::ndis_free_mdl;
+    "ndis.sys" NdisMSendNetBufferListsComplete(a: NDIS_HANDLE, b: *mut NET_BUFFER_LIST, c: ULONG) => datapath::ndis_m_send_net_buffer_lists_complete;
+    "ndis.sys" NdisMIndicateReceiveNetBufferLists(a: NDIS_HANDLE, b: *mut NET_BUFFER_LIST, c: NDIS_PORT_NUMBER, d: ULONG, e: ULONG) => datapath::ndis_m_indicate_receive_net_buffer_lists;
+    "ndis.sys" NdisMOidRequestComplete(a: NDIS_HANDLE, b: *mut NDIS_OID_REQUEST, c: NDIS_STATUS) => oid::ndis_m_oid_request_complete;
+    "ndis.sys" NdisGetDataBuffer(a: *mut NET_BUFFER, b: ULONG, c: PVOID, d: UINT, e: UINT) -> PVOID => datapath::ndis_get_data_buffer;
     "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
     "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;
     "ntoskrnl.exe" KeBugCheckEx(a: ULONG, b: ULONG_PTR, c: ULONG_PTR, d: ULONG_PTR, e: ULONG_PTR) -> ! => ke_bug_check_ex;

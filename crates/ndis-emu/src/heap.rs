@@ -4,9 +4,10 @@
 //! `km-alloc`) and the emulator counts pool blocks. On the host they go to the host allocator, so
 //! a test binary installs [`DriverHeap`] as its global allocator:
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+//! # fn main() {}
 //! ```
 //!
 //! It records every allocation made while *driver code* runs on this thread (inside a callback

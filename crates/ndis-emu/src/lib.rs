@@ -12,6 +12,7 @@
 #![cfg(not(windows))]
 
 mod bugcheck;
+mod datapath;
 mod exports;
 mod faults;
 mod heap;
@@ -19,6 +20,7 @@ mod io;
 mod machine;
 mod memory;
 mod ndis;
+mod oid;
 pub mod raw;
 mod trace;
 
@@ -39,6 +41,7 @@ pub use faults::FaultPlan;
 pub use heap::{DriverHeap, instrumentation};
 pub use memory::{Allocation, AllocationKind};
 pub use ndis::AdapterState;
+pub use oid::OidResult;
 pub use trace::Event;
 
 use machine::{Callback, Device, Machine, State};
@@ -385,8 +388,10 @@ impl Emulator {
         status
     }
 
-    /// `MiniportPause`: Running -> Paused.
+    /// `MiniportPause`: Running -> Paused. The protocols return every held receive first; when
+    /// pause returns, the driver must have completed every send.
     pub fn pause(&self, a: AdapterId) -> sys::NDIS_STATUS {
+        datapath::return_held(&self.machine, a.0);
         let mut params = [0u64; 8];
         let p = params
             .as_mut_ptr()
@@ -406,6 +411,7 @@ impl Emulator {
             sys::NDIS_STATUS_SUCCESS,
             "MiniportPause must succeed"
         );
+        datapath::check_no_sends(&self.st(), a.0, "MiniportPause returned");
         self.st().ndis.adapters[a.0].state = AdapterState::Paused;
         status
     }
@@ -475,6 +481,7 @@ impl Emulator {
                  NdisMDeregisterMiniportDriver",
             );
         }
+        datapath::check_released(&st);
         let interrupts = st.ndis.interrupts.iter().filter(|i| i.live).count();
         let connections = st.connections.iter().filter(|c| c.live).count();
         let dpcs: usize = st.cpus.iter().map(|c| c.queue.len()).sum();

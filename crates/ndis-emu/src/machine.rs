@@ -92,6 +92,9 @@ pub(crate) enum Callback {
     Dpc(usize),
     Synchronize(usize),
     WdmIsr,
+    Send(usize),
+    Return(usize),
+    Oid(usize),
 }
 
 #[derive(Debug, Default)]
@@ -208,6 +211,8 @@ pub(crate) struct State {
     pub next_message_vector: u32,
     pub ndis: crate::ndis::NdisState,
     pub pool: crate::memory::Pool,
+    pub datapath: crate::datapath::DatapathState,
+    pub oid: Option<crate::oid::PendingOid>,
 }
 
 impl State {
@@ -233,6 +238,8 @@ impl State {
             next_message_vector: 0,
             ndis: Default::default(),
             pool: Default::default(),
+            datapath: Default::default(),
+            oid: None,
         }
     }
 

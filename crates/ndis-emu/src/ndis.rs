@@ -82,6 +82,10 @@ fn invalid_handle(function: &str, handle: usize, what: &str) -> ! {
     )
 }
 
+pub(crate) fn adapter_of_handle(st: &State, handle: sys::NDIS_HANDLE, function: &str) -> usize {
+    adapter_of(st, handle, function)
+}
+
 fn adapter_of(st: &State, handle: sys::NDIS_HANDLE, function: &str) -> usize {
     let h = handle as usize;
     if h & TAG_MASK == ADAPTER_TAG {
@@ -116,7 +120,7 @@ fn interrupt_of(st: &State, handle: sys::NDIS_HANDLE, function: &str) -> usize {
     invalid_handle(function, h, "an interrupt handle")
 }
 
-fn header_bugcheck(
+pub(crate) fn header_bugcheck(
     function: &str,
     what: &str,
     header: sys::NDIS_OBJECT_HEADER,
@@ -1001,6 +1005,7 @@ pub(crate) fn after_initialize(st: &mut State, a: usize, status: sys::NDIS_STATU
 }
 
 pub(crate) fn after_halt(st: &mut State, a: usize) {
+    crate::datapath::check_no_sends(st, a, "MiniportHaltEx returned");
     if st.ndis.adapters[a].interrupt.is_some() {
         bugcheck::raise(
             bugcheck::BUGCODE_NDIS_DRIVER,

@@ -15,9 +15,11 @@
 //! instead of aborting the test binary. See `docs/architecture.md`.
 
 use crate::base::*;
+use crate::datapath::*;
 use crate::interrupt::*;
 use crate::io_interrupt::*;
 use crate::miniport::*;
+use crate::oid::*;
 
 macro_rules! kernel_imports {
     ($(
@@ -126,6 +128,50 @@ kernel_imports! {
         ) -> PVOID;
         /// IRQL <= DISPATCH_LEVEL.
         fn NdisFreeMemoryWithTagPriority(NdisHandle: NDIS_HANDLE, VirtualAddress: PVOID, Tag: ULONG);
+        /// IRQL <= DISPATCH_LEVEL. Null on failure.
+        fn NdisAllocateNetBufferListPool(
+            NdisHandle: NDIS_HANDLE,
+            Parameters: *const NET_BUFFER_LIST_POOL_PARAMETERS,
+        ) -> NDIS_HANDLE;
+        /// IRQL <= DISPATCH_LEVEL; every list of the pool must have been freed.
+        fn NdisFreeNetBufferListPool(PoolHandle: NDIS_HANDLE);
+        /// IRQL <= DISPATCH_LEVEL. One list with one buffer describing `DataLength` bytes of
+        /// `MdlChain` from `DataOffset`.
+        fn NdisAllocateNetBufferAndNetBufferList(
+            PoolHandle: NDIS_HANDLE,
+            ContextSize: USHORT,
+            ContextBackFill: USHORT,
+            MdlChain: PMDL,
+            DataOffset: ULONG,
+            DataLength: SIZE_T,
+        ) -> *mut NET_BUFFER_LIST;
+        /// IRQL <= DISPATCH_LEVEL.
+        fn NdisFreeNetBufferList(NetBufferList: *mut NET_BUFFER_LIST);
+        /// IRQL <= DISPATCH_LEVEL. Describes `Length` bytes of non-paged memory at `VirtualAddress`.
+        fn NdisAllocateMdl(NdisHandle: NDIS_HANDLE, VirtualAddress: PVOID, Length: UINT) -> PMDL;
+        /// IRQL <= DISPATCH_LEVEL.
+        fn NdisFreeMdl(Mdl: PMDL);
+        /// IRQL <= DISPATCH_LEVEL: hands sent lists back to NDIS with their `Status`.
+        fn NdisMSendNetBufferListsComplete(MiniportAdapterHandle: NDIS_HANDLE, NetBufferList: *mut NET_BUFFER_LIST, SendCompleteFlags: ULONG);
+        /// IRQL <= DISPATCH_LEVEL.
+        fn NdisMIndicateReceiveNetBufferLists(
+            MiniportAdapterHandle: NDIS_HANDLE,
+            NetBufferLists: *mut NET_BUFFER_LIST,
+            PortNumber: NDIS_PORT_NUMBER,
+            NumberOfNetBufferLists: ULONG,
+            ReceiveFlags: ULONG,
+        );
+        /// IRQL <= DISPATCH_LEVEL: completes a request the miniport returned NDIS_STATUS_PENDING for.
+        fn NdisMOidRequestComplete(MiniportAdapterHandle: NDIS_HANDLE, OidRequest: *mut NDIS_OID_REQUEST, Status: NDIS_STATUS);
+        /// Any IRQL <= DISPATCH_LEVEL: `BytesNeeded` contiguous bytes at the buffer's current
+        /// position, in place or copied into `Storage`; null if neither is possible.
+        fn NdisGetDataBuffer(
+            NetBuffer: *mut NET_BUFFER,
+            BytesNeeded: ULONG,
+            Storage: PVOID,
+            AlignMultiple: UINT,
+            AlignOffset: UINT,
+        ) -> PVOID;
     }
     dll "ntoskrnl.exe" {
         /// IRQL <= DISPATCH_LEVEL (non-paged). Windows 10 2004+.

@@ -13,11 +13,13 @@
 mod layout;
 
 pub mod base;
+pub mod datapath;
 pub mod functions;
 pub mod interrupt;
 pub mod io_interrupt;
 pub mod miniport;
 pub mod object;
+pub mod oid;
 pub mod resources;
 pub mod status;
 
@@ -25,10 +27,12 @@ pub mod status;
 mod wdk_crosscheck;
 
 pub use base::*;
+pub use datapath::*;
 pub use functions::*;
 pub use interrupt::*;
 pub use io_interrupt::*;
 pub use miniport::*;
 pub use object::*;
+pub use oid::*;
 pub use resources::*;
 pub use status::*;

@@ -2,8 +2,10 @@
 //! (ndis.h 10150-10910, 9586-9597, 12450-12466).
 
 use crate::base::*;
+use crate::datapath::NET_BUFFER_LIST;
 use crate::layout::layout;
 use crate::object::NDIS_OBJECT_HEADER;
+use crate::oid::NDIS_OID_REQUEST;
 use crate::resources::CM_PARTIAL_RESOURCE_LIST;
 
 macro_rules! opaque {
@@ -23,10 +25,6 @@ opaque!(
     NDIS_MINIPORT_PAUSE_PARAMETERS,
     /// Handled by pointer until the lifecycle layer reads it.
     NDIS_MINIPORT_RESTART_PARAMETERS,
-    /// Handled by pointer until the OID layer reads it.
-    NDIS_OID_REQUEST,
-    /// Handled by pointer until the datapath layer reads it.
-    NET_BUFFER_LIST,
     /// Handled by pointer until the PnP layer reads it.
     NET_DEVICE_PNP_EVENT,
 );

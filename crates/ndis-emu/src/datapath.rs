@@ -1,0 +1,653 @@
+//! The datapath as NDIS runs it: NET_BUFFER_LIST pools and MDLs the driver allocates, sends the
+//! emulator (as the protocol above) hands the driver and the driver completes, receives the driver
+//! indicates and the emulator copies out and returns. Every list, buffer, MDL and pool is
+//! accounted; misuse (completing what was not sent, freeing what is indicated, indicating while
+//! paused, leaving sends outstanding across pause or halt) bug-checks.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::collections::{HashMap, HashSet};
+
+use ndis_sys as sys;
+
+use crate::bugcheck::{self, rule};
+use crate::machine::{self, Callback, Machine, State, on_cpu};
+use crate::ndis::{AdapterState, adapter_of_handle};
+use crate::{AdapterId, Emulator};
+
+const POOL_TAG: usize = 0x4E44_5000_0000;
+
+#[derive(Debug)]
+struct PoolRecord {
+    lists: usize,
+    live: bool,
+}
+
+/// A list the emulator built for a send: its storage lives here until the driver completes it.
+struct SendRecord {
+    adapter: usize,
+    frame: Vec<u8>,
+    nbl: *mut sys::NET_BUFFER_LIST,
+    nb: *mut sys::NET_BUFFER,
+    mdl: Box<sys::MDL>,
+    _storage: Box<[u8]>,
+}
+
+#[derive(Default)]
+pub(crate) struct DatapathState {
+    pools: HashMap<usize, PoolRecord>,
+    /// Lists allocated from driver pools: list -> (pool, buffer).
+    lists: HashMap<usize, (usize, *mut sys::NET_BUFFER)>,
+    mdls: HashSet<usize>,
+    sends: HashMap<usize, SendRecord>,
+    completed: Vec<(Vec<u8>, sys::NDIS_STATUS)>,
+    received: Vec<(usize, Vec<u8>)>,
+    /// Indicated lists the protocol still holds: (adapter, list).
+    held: Vec<(usize, usize)>,
+}
+
+pub(crate) fn nbl_layout() -> Layout {
+    Layout::new::<sys::NET_BUFFER_LIST>()
+}
+
+fn nb_layout() -> Layout {
+    Layout::new::<sys::NET_BUFFER>()
+}
+
+fn zeroed<T>(layout: Layout) -> *mut T {
+    // SAFETY: the layouts are of non-zero-sized structs.
+    let p = unsafe { alloc_zeroed(layout) };
+    assert!(!p.is_null(), "host out of memory");
+    p.cast()
+}
+
+fn pool_id(st: &State, handle: sys::NDIS_HANDLE, function: &str) -> usize {
+    let h = handle as usize;
+    if h & !0xFF_FFFF == POOL_TAG && st.datapath.pools.get(&h).is_some_and(|p| p.live) {
+        return h;
+    }
+    bugcheck::raise(
+        bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        [rule::INVALID_HANDLE, h, 0, 0],
+        format!("{function}: {h:#x} is not a live NET_BUFFER_LIST pool of this driver"),
+    )
+}
+
+/// Copies the bytes a NET_BUFFER describes (its MDL chain from DataOffset, DataLength bytes).
+///
+/// # Safety
+/// `nb` is a valid NET_BUFFER whose MDLs describe readable memory.
+unsafe fn buffer_bytes(nb: *const sys::NET_BUFFER) -> Vec<u8> {
+    // SAFETY: the caller's contract.
+    let (mut mdl, mut skip, mut left) = unsafe {
+        let nb = &*nb;
+        (
+            nb.MdlChain,
+            nb.DataOffset as usize,
+            nb.DataLength.DataLength as usize,
+        )
+    };
+    let mut out = Vec::with_capacity(left);
+    while left > 0 && !mdl.is_null() {
+        // SAFETY: a valid MDL in the chain.
+        let m = unsafe { &*mdl };
+        let count = m.ByteCount as usize;
+        if skip >= count {
+            skip -= count;
+        } else {
+            let take = (count - skip).min(left);
+            // SAFETY: the MDL maps `count` readable bytes at MappedSystemVa.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(m.MappedSystemVa.cast::<u8>().add(skip), take)
+            });
+            left -= take;
+            skip = 0;
+        }
+        mdl = m.Next;
+    }
+    if left > 0 {
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::DATAPATH, nb as usize, left, 0],
+            format!("a NET_BUFFER describes {left} more bytes than its MDL chain holds"),
+        );
+    }
+    out
+}
+
+pub(crate) unsafe fn ndis_allocate_net_buffer_list_pool(
+    handle: sys::NDIS_HANDLE,
+    params: *const sys::NET_BUFFER_LIST_POOL_PARAMETERS,
+) -> sys::NDIS_HANDLE {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisAllocateNetBufferListPool");
+    crate::ndis::check_ndis_handle(&st, handle, "NdisAllocateNetBufferListPool");
+    // SAFETY: the caller passes readable parameters.
+    let p = unsafe { *params };
+    if p.Header.Type != sys::NDIS_OBJECT_TYPE_DEFAULT
+        || p.Header.Revision != sys::NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1
+        || p.Header.Size < sys::NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1
+    {
+        crate::ndis::header_bugcheck(
+            "NdisAllocateNetBufferListPool",
+            "pool parameters",
+            p.Header,
+            "0x80 / 1 / 16",
+        );
+    }
+    if p.fAllocateNetBuffer == 0 || p.ContextSize != 0 || p.DataSize != 0 {
+        panic!(
+            "ndis-emu: NET_BUFFER_LIST pools with data, contexts or without buffers are not emulated yet"
+        );
+    }
+    if st.fallible("NdisAllocateNetBufferListPool") {
+        return core::ptr::null_mut();
+    }
+    let id = POOL_TAG | (st.datapath.pools.len() + 1);
+    st.datapath.pools.insert(
+        id,
+        PoolRecord {
+            lists: 0,
+            live: true,
+        },
+    );
+    id as sys::NDIS_HANDLE
+}
+
+pub(crate) unsafe fn ndis_free_net_buffer_list_pool(pool: sys::NDIS_HANDLE) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisFreeNetBufferListPool");
+    let id = pool_id(&st, pool, "NdisFreeNetBufferListPool");
+    let lists = st.datapath.pools[&id].lists;
+    if lists > 0 {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::DATAPATH, id, lists, 0],
+            format!("NdisFreeNetBufferListPool with {lists} list(s) of the pool still allocated"),
+        );
+    }
+    st.datapath.pools.get_mut(&id).unwrap().live = false;
+}
+
+pub(crate) unsafe fn ndis_allocate_net_buffer_and_net_buffer_list(
+    pool: sys::NDIS_HANDLE,
+    context_size: u16,
+    _context_backfill: u16,
+    mdl_chain: sys::PMDL,
+    data_offset: u32,
+    data_length: usize,
+) -> *mut sys::NET_BUFFER_LIST {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisAllocateNetBufferAndNetBufferList");
+    let id = pool_id(&st, pool, "NdisAllocateNetBufferAndNetBufferList");
+    if context_size != 0 {
+        panic!("ndis-emu: NET_BUFFER_LIST contexts are not emulated yet");
+    }
+    if st.fallible("NdisAllocateNetBufferAndNetBufferList") {
+        return core::ptr::null_mut();
+    }
+    let nbl: *mut sys::NET_BUFFER_LIST = zeroed(nbl_layout());
+    let nb: *mut sys::NET_BUFFER = zeroed(nb_layout());
+    // SAFETY: both were just allocated, zeroed, with their own layouts.
+    unsafe {
+        (*nb).MdlChain = mdl_chain;
+        (*nb).CurrentMdl = mdl_chain;
+        (*nb).DataOffset = data_offset;
+        (*nb).CurrentMdlOffset = data_offset;
+        (*nb).DataLength.stDataLength = data_length;
+        (*nb).NdisPoolHandle = pool;
+        (*nbl).FirstNetBuffer = nb;
+        (*nbl).NdisPoolHandle = pool;
+    }
+    st.datapath.pools.get_mut(&id).unwrap().lists += 1;
+    st.datapath.lists.insert(nbl as usize, (id, nb));
+    nbl
+}
+
+pub(crate) unsafe fn ndis_free_net_buffer_list(nbl: *mut sys::NET_BUFFER_LIST) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisFreeNetBufferList");
+    if st.datapath.held.iter().any(|&(_, l)| l == nbl as usize) {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::DATAPATH, nbl as usize, 0, 0],
+            "NdisFreeNetBufferList on a list indicated up and not yet returned by MiniportReturnNetBufferLists",
+        );
+    }
+    let Some((pool, nb)) = st.datapath.lists.remove(&(nbl as usize)) else {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::INVALID_HANDLE, nbl as usize, 0, 0],
+            format!(
+                "NdisFreeNetBufferList({nbl:p}): not a list this driver allocated, or already freed"
+            ),
+        );
+    };
+    if let Some(p) = st.datapath.pools.get_mut(&pool) {
+        p.lists -= 1;
+    }
+    // SAFETY: allocated above with these layouts and freed once (removed from `lists`).
+    unsafe {
+        dealloc(nb.cast(), nb_layout());
+        dealloc(nbl.cast(), nbl_layout());
+    }
+}
+
+pub(crate) unsafe fn ndis_allocate_mdl(
+    handle: sys::NDIS_HANDLE,
+    va: sys::PVOID,
+    length: u32,
+) -> sys::PMDL {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisAllocateMdl");
+    crate::ndis::check_ndis_handle(&st, handle, "NdisAllocateMdl");
+    if st.fallible("NdisAllocateMdl") {
+        return core::ptr::null_mut();
+    }
+    let mdl = Box::into_raw(Box::new(new_mdl(va, length)));
+    st.datapath.mdls.insert(mdl as usize);
+    mdl
+}
+
+fn new_mdl(va: sys::PVOID, length: u32) -> sys::MDL {
+    let address = va as usize;
+    let pages = ((address & 0xFFF) + length as usize).div_ceil(0x1000);
+    sys::MDL {
+        Next: core::ptr::null_mut(),
+        Size: (0x30 + 8 * pages) as i16,
+        MdlFlags: sys::MDL_SOURCE_IS_NONPAGED_POOL | sys::MDL_MAPPED_TO_SYSTEM_VA,
+        _Reserved: 0,
+        Process: core::ptr::null_mut(),
+        MappedSystemVa: va,
+        StartVa: (address & !0xFFF) as sys::PVOID,
+        ByteCount: length,
+        ByteOffset: (address & 0xFFF) as u32,
+    }
+}
+
+pub(crate) unsafe fn ndis_free_mdl(mdl: sys::PMDL) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisFreeMdl");
+    if !st.datapath.mdls.remove(&(mdl as usize)) {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::INVALID_HANDLE, mdl as usize, 0, 0],
+            format!("NdisFreeMdl({mdl:p}): not an MDL this driver allocated, or already freed"),
+        );
+    }
+    // SAFETY: allocated by ndis_allocate_mdl as a Box, freed once.
+    drop(unsafe { Box::from_raw(mdl) });
+}
+
+fn check_dispatch_flag(st: &State, flags: u32, bit: u32, function: &str) {
+    let at_dispatch = st.irql() == sys::DISPATCH_LEVEL;
+    if (flags & bit != 0) != at_dispatch {
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::IRQL, st.irql() as usize, flags as usize, 0],
+            format!(
+                "{function}: the DISPATCH_LEVEL flag is {} but the caller runs at IRQL {}",
+                if flags & bit != 0 { "set" } else { "clear" },
+                st.irql()
+            ),
+        );
+    }
+}
+
+pub(crate) unsafe fn ndis_m_send_net_buffer_lists_complete(
+    handle: sys::NDIS_HANDLE,
+    mut nbl: *mut sys::NET_BUFFER_LIST,
+    flags: u32,
+) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisMSendNetBufferListsComplete");
+    check_dispatch_flag(
+        &st,
+        flags,
+        sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL,
+        "NdisMSendNetBufferListsComplete",
+    );
+    let a = adapter_of_handle(&st, handle, "NdisMSendNetBufferListsComplete");
+    while !nbl.is_null() {
+        let Some(record) = st
+            .datapath
+            .sends
+            .remove(&(nbl as usize))
+            .filter(|r| r.adapter == a)
+        else {
+            drop(st);
+            bugcheck::raise(
+                bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::DATAPATH, nbl as usize, a, 0],
+                format!(
+                    "NdisMSendNetBufferListsComplete({nbl:p}): not a list NDIS sent to adapter {a}, or completed twice"
+                ),
+            );
+        };
+        // SAFETY: the emulator built this list; the driver handed it back.
+        let (next, status) = unsafe { ((*nbl).Next, (*nbl).Status) };
+        st.datapath.completed.push((record.frame, status));
+        // SAFETY: allocated by `send` with these layouts, freed once (removed from `sends`).
+        unsafe {
+            dealloc(record.nb.cast(), nb_layout());
+            dealloc(record.nbl.cast(), nbl_layout());
+        }
+        drop(record.mdl);
+        nbl = next;
+    }
+}
+
+pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
+    handle: sys::NDIS_HANDLE,
+    nbls: *mut sys::NET_BUFFER_LIST,
+    _port: sys::NDIS_PORT_NUMBER,
+    count: u32,
+    flags: u32,
+) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisMIndicateReceiveNetBufferLists");
+    check_dispatch_flag(
+        &st,
+        flags,
+        sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL,
+        "NdisMIndicateReceiveNetBufferLists",
+    );
+    let a = adapter_of_handle(&st, handle, "NdisMIndicateReceiveNetBufferLists");
+    if st.ndis.adapters[a].state != AdapterState::Running {
+        let state = st.ndis.adapters[a].state;
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::CALL_CONTEXT, a, 0, 0],
+            format!(
+                "receives indicated on adapter {a} while it is {state:?}: indicate only between restart and pause"
+            ),
+        );
+    }
+    let mut seen = 0u32;
+    let mut nbl = nbls;
+    while !nbl.is_null() {
+        if !st.datapath.lists.contains_key(&(nbl as usize)) {
+            drop(st);
+            bugcheck::raise(
+                bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::INVALID_HANDLE, nbl as usize, 0, 0],
+                format!(
+                    "NdisMIndicateReceiveNetBufferLists({nbl:p}): not a list allocated from this driver's pools"
+                ),
+            );
+        }
+        // SAFETY: a live list of this driver, with one valid buffer chain.
+        let mut nb = unsafe { (*nbl).FirstNetBuffer };
+        while !nb.is_null() {
+            // SAFETY: a buffer of the list, describing the driver's receive memory.
+            let frame = unsafe { buffer_bytes(nb) };
+            st.datapath.received.push((a, frame));
+            // SAFETY: as above.
+            nb = unsafe { (*nb).Next };
+        }
+        if flags & sys::NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
+            st.datapath.held.push((a, nbl as usize));
+        }
+        seen += 1;
+        // SAFETY: as above.
+        nbl = unsafe { (*nbl).Next };
+    }
+    if seen != count {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::DATAPATH, count as usize, seen as usize, 0],
+            format!(
+                "NdisMIndicateReceiveNetBufferLists: NumberOfNetBufferLists is {count} but the chain has {seen}"
+            ),
+        );
+    }
+}
+
+pub(crate) unsafe fn ndis_get_data_buffer(
+    nb: *mut sys::NET_BUFFER,
+    bytes: u32,
+    storage: sys::PVOID,
+    align_multiple: u32,
+    align_offset: u32,
+) -> sys::PVOID {
+    // SAFETY: the caller passes a valid NET_BUFFER.
+    let (mdl, offset, length) = unsafe {
+        (
+            (*nb).CurrentMdl,
+            (*nb).CurrentMdlOffset as usize,
+            (*nb).DataLength.DataLength,
+        )
+    };
+    if bytes > length || mdl.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a valid MDL of the buffer.
+    let m = unsafe { &*mdl };
+    // SAFETY: offset is inside the current MDL (NDIS keeps it so).
+    let here = unsafe { m.MappedSystemVa.cast::<u8>().add(offset) };
+    let aligned = align_multiple <= 1
+        || (here as usize)
+            .wrapping_sub(align_offset as usize)
+            .is_multiple_of(align_multiple as usize);
+    if m.ByteCount as usize - offset >= bytes as usize && aligned {
+        return here.cast();
+    }
+    if storage.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a temporary view of the same buffer from its current position.
+    let view = sys::NET_BUFFER {
+        MdlChain: mdl,
+        DataOffset: offset as u32,
+        DataLength: sys::NET_BUFFER_DATA_LENGTH {
+            stDataLength: bytes as usize,
+        },
+        ..unsafe { core::ptr::read(nb) }
+    };
+    // SAFETY: `view` describes `bytes` bytes of the chain (checked against DataLength).
+    let data = unsafe { buffer_bytes(&view) };
+    // SAFETY: the caller's storage holds at least `bytes` bytes.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), storage.cast::<u8>(), data.len()) };
+    storage
+}
+
+impl Emulator {
+    /// The protocol above sends `frames` to a running adapter: one NET_BUFFER_LIST per frame,
+    /// chained, handed to `MiniportSendNetBufferLists` at DISPATCH_LEVEL. The driver completes
+    /// them with `NdisMSendNetBufferListsComplete`; see [`Emulator::send_completions`].
+    pub fn send(&self, adapter: AdapterId, frames: &[&[u8]]) {
+        let (handler, context, cpu, first) = {
+            let mut st = self.machine.st();
+            let a = adapter.0;
+            assert_eq!(
+                st.ndis.adapters[a].state,
+                AdapterState::Running,
+                "send only to a running adapter"
+            );
+            let handler = st
+                .ndis
+                .driver
+                .as_ref()
+                .and_then(|d| d.chars.SendNetBufferListsHandler)
+                .expect("send handler");
+            let context = st.ndis.adapters[a].context.unwrap_or(0);
+            let mut first: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
+            for frame in frames.iter().rev() {
+                let mut storage: Box<[u8]> = frame.to_vec().into_boxed_slice();
+                let mut mdl = Box::new(new_mdl(storage.as_mut_ptr().cast(), storage.len() as u32));
+                let nb: *mut sys::NET_BUFFER = zeroed(nb_layout());
+                let nbl: *mut sys::NET_BUFFER_LIST = zeroed(nbl_layout());
+                // SAFETY: freshly allocated, zeroed structures with their own layouts.
+                unsafe {
+                    (*nb).MdlChain = &mut *mdl;
+                    (*nb).CurrentMdl = &mut *mdl;
+                    (*nb).DataLength.stDataLength = frame.len();
+                    (*nbl).FirstNetBuffer = nb;
+                    (*nbl).Next = first;
+                    (*nbl).SourceHandle = 0x4E44_5300_0000usize as sys::NDIS_HANDLE;
+                }
+                st.datapath.sends.insert(
+                    nbl as usize,
+                    SendRecord {
+                        adapter: a,
+                        frame: frame.to_vec(),
+                        nbl,
+                        nb,
+                        mdl,
+                        _storage: storage,
+                    },
+                );
+                first = nbl;
+            }
+            (handler, context, st.cpu, first)
+        };
+        on_cpu(
+            &self.machine,
+            cpu,
+            sys::DISPATCH_LEVEL,
+            Callback::Send(adapter.0),
+            || {
+                // SAFETY: the driver's send handler with its adapter context and a chain the emulator
+                // built, at DISPATCH_LEVEL as the flag says.
+                unsafe {
+                    handler(
+                        context as sys::NDIS_HANDLE,
+                        first,
+                        sys::NDIS_DEFAULT_PORT_NUMBER,
+                        sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL,
+                    )
+                }
+            },
+        );
+        machine::run_dpcs(&self.machine);
+    }
+
+    /// Sends the driver completed since the last call: (frame, NET_BUFFER_LIST status).
+    pub fn send_completions(&self) -> Vec<(Vec<u8>, sys::NDIS_STATUS)> {
+        std::mem::take(&mut self.machine.st().datapath.completed)
+    }
+
+    /// Frames the driver indicated since the last call, byte for byte.
+    pub fn received_frames(&self, adapter: AdapterId) -> Vec<Vec<u8>> {
+        let mut st = self.machine.st();
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.datapath.received)
+            .into_iter()
+            .partition(|(a, _)| *a == adapter.0);
+        st.datapath.received = rest;
+        mine.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// Lists indicated to the protocol and not yet returned.
+    pub fn held_receives(&self, adapter: AdapterId) -> usize {
+        self.machine
+            .st()
+            .datapath
+            .held
+            .iter()
+            .filter(|(a, _)| *a == adapter.0)
+            .count()
+    }
+
+    /// The protocol returns every held receive of `adapter` (`MiniportReturnNetBufferLists` at
+    /// DISPATCH_LEVEL, one chain).
+    pub fn return_receives(&self, adapter: AdapterId) {
+        return_held(&self.machine, adapter.0);
+        machine::run_dpcs(&self.machine);
+    }
+}
+
+pub(crate) fn return_held(m: &Machine, a: usize) {
+    let (handler, context, cpu, chain) = {
+        let mut st = m.st();
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.datapath.held)
+            .into_iter()
+            .partition(|(x, _)| *x == a);
+        st.datapath.held = rest;
+        if mine.is_empty() {
+            return;
+        }
+        // Chain them through Next, as NDIS does.
+        for w in mine.windows(2) {
+            // SAFETY: live lists of the driver, owned by the protocol until returned.
+            unsafe {
+                (*(w[0].1 as *mut sys::NET_BUFFER_LIST)).Next = w[1].1 as *mut sys::NET_BUFFER_LIST
+            };
+        }
+        // SAFETY: as above.
+        unsafe {
+            (*(mine.last().unwrap().1 as *mut sys::NET_BUFFER_LIST)).Next = core::ptr::null_mut()
+        };
+        let handler = st
+            .ndis
+            .driver
+            .as_ref()
+            .and_then(|d| d.chars.ReturnNetBufferListsHandler)
+            .expect("return handler");
+        let context = st.ndis.adapters[a].context.unwrap_or(0);
+        (
+            handler,
+            context,
+            st.cpu,
+            mine[0].1 as *mut sys::NET_BUFFER_LIST,
+        )
+    };
+    on_cpu(m, cpu, sys::DISPATCH_LEVEL, Callback::Return(a), || {
+        // SAFETY: the driver's return handler with its adapter context and its own lists.
+        unsafe {
+            handler(
+                context as sys::NDIS_HANDLE,
+                chain,
+                sys::NDIS_RETURN_FLAGS_DISPATCH_LEVEL,
+            )
+        }
+    });
+}
+
+/// Before pause completes and at halt the driver owns no protocol sends any more.
+pub(crate) fn check_no_sends(st: &State, a: usize, when: &str) {
+    let outstanding = st
+        .datapath
+        .sends
+        .values()
+        .filter(|r| r.adapter == a)
+        .count();
+    if outstanding > 0 {
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::DATAPATH, a, outstanding, 0],
+            format!(
+                "adapter {a}: {when} with {outstanding} send(s) not completed; complete every send \
+                 (NdisMSendNetBufferListsComplete) before pause completes"
+            ),
+        );
+    }
+}
+
+/// Unload: every pool freed, every list and MDL freed.
+pub(crate) fn check_released(st: &State) {
+    let pools = st.datapath.pools.values().filter(|p| p.live).count();
+    let lists = st.datapath.lists.len();
+    let mdls = st.datapath.mdls.len();
+    if pools + lists + mdls > 0 {
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::UNLOAD_WITH_OUTSTANDING_OBJECTS, pools, lists, mdls],
+            format!(
+                "unload with {pools} NET_BUFFER_LIST pool(s), {lists} list(s) and {mdls} MDL(s) not freed"
+            ),
+        );
+    }
+}
