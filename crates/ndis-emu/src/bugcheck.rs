@@ -56,6 +56,10 @@ pub mod rule {
     pub const DATAPATH: usize = 0x0009_1009;
     /// An OID request completed wrongly: lengths, buffer overrun, double or stray completion.
     pub const OID_REQUEST: usize = 0x0009_100A;
+    /// Spin lock misuse: recursive acquisition, release without holding, held at return.
+    pub const SPIN_LOCK: usize = 0x0009_100B;
+    /// Timer misuse: freeing a set timer, a timer still set when its adapter halts.
+    pub const TIMER: usize = 0x0009_100C;
 }
 
 /// One emulated bug check.

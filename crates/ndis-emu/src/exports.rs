@@ -11,7 +11,7 @@
 use ndis_sys as sys;
 use sys::*;
 
-use crate::{datapath, io, machine, memory, ndis, oid};
+use crate::{datapath, io, machine, memory, ndis, oid, sync};
 
 macro_rules! exports {
     ($( $module:literal $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? => $imp:expr; )*) => {
@@ -77,6 +77,17 @@ exports! {
     "ndis.sys" NdisMIndicateReceiveNetBufferLists(a: NDIS_HANDLE, b: *mut NET_BUFFER_LIST, c: NDIS_PORT_NUMBER, d: ULONG, e: ULONG) => datapath::ndis_m_indicate_receive_net_buffer_lists;
     "ndis.sys" NdisMOidRequestComplete(a: NDIS_HANDLE, b: *mut NDIS_OID_REQUEST, c: NDIS_STATUS) => oid::ndis_m_oid_request_complete;
     "ndis.sys" NdisGetDataBuffer(a: *mut NET_BUFFER, b: ULONG, c: PVOID, d: UINT, e: UINT) -> PVOID => datapath::ndis_get_data_buffer;
+    "ndis.sys" NdisAllocateSpinLock(a: *mut NDIS_SPIN_LOCK) => sync::ndis_allocate_spin_lock;
+    "ndis.sys" NdisFreeSpinLock(a: *mut NDIS_SPIN_LOCK) => sync::ndis_free_spin_lock;
+    "ndis.sys" NdisAcquireSpinLock(a: *mut NDIS_SPIN_LOCK) => sync::ndis_acquire_spin_lock;
+    "ndis.sys" NdisReleaseSpinLock(a: *mut NDIS_SPIN_LOCK) => sync::ndis_release_spin_lock;
+    "ndis.sys" NdisDprAcquireSpinLock(a: *mut NDIS_SPIN_LOCK) => sync::ndis_dpr_acquire_spin_lock;
+    "ndis.sys" NdisDprReleaseSpinLock(a: *mut NDIS_SPIN_LOCK) => sync::ndis_dpr_release_spin_lock;
+    "ndis.sys" NdisAllocateTimerObject(a: NDIS_HANDLE, b: *mut NDIS_TIMER_CHARACTERISTICS, c: *mut NDIS_HANDLE) -> NDIS_STATUS => sync::ndis_allocate_timer_object;
+    "ndis.sys" NdisSetTimerObject(a: NDIS_HANDLE, b: i64, c: LONG, d: PVOID) -> BOOLEAN => sync::ndis_set_timer_object;
+    "ndis.sys" NdisCancelTimerObject(a: NDIS_HANDLE) -> BOOLEAN => sync::ndis_cancel_timer_object;
+    "ndis.sys" NdisFreeTimerObject(a: NDIS_HANDLE) => sync::ndis_free_timer_object;
+    "ndis.sys" NdisMIndicateStatusEx(a: NDIS_HANDLE, b: *mut NDIS_STATUS_INDICATION) => sync::ndis_m_indicate_status_ex;
     "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
     "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;
     "ntoskrnl.exe" KeBugCheckEx(a: ULONG, b: ULONG_PTR, c: ULONG_PTR, d: ULONG_PTR, e: ULONG_PTR) -> ! => ke_bug_check_ex;

@@ -22,6 +22,7 @@ mod memory;
 mod ndis;
 mod oid;
 pub mod raw;
+mod sync;
 mod trace;
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -42,6 +43,7 @@ pub use heap::{DriverHeap, instrumentation};
 pub use memory::{Allocation, AllocationKind};
 pub use ndis::AdapterState;
 pub use oid::OidResult;
+pub use sync::LinkState;
 pub use trace::Event;
 
 use machine::{Callback, Device, Machine, State};
@@ -482,6 +484,15 @@ impl Emulator {
             );
         }
         datapath::check_released(&st);
+        let timers = sync::live_timers(&st);
+        if timers > 0 {
+            drop(st);
+            bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::UNLOAD_WITH_OUTSTANDING_OBJECTS, timers, 0, 0],
+                format!("unload with {timers} timer object(s) not freed (NdisFreeTimerObject)"),
+            );
+        }
         let interrupts = st.ndis.interrupts.iter().filter(|i| i.live).count();
         let connections = st.connections.iter().filter(|c| c.live).count();
         let dpcs: usize = st.cpus.iter().map(|c| c.queue.len()).sum();

@@ -95,6 +95,7 @@ pub(crate) enum Callback {
     Send(usize),
     Return(usize),
     Oid(usize),
+    Timer,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +214,7 @@ pub(crate) struct State {
     pub pool: crate::memory::Pool,
     pub datapath: crate::datapath::DatapathState,
     pub oid: Option<crate::oid::PendingOid>,
+    pub sync: crate::sync::SyncState,
 }
 
 impl State {
@@ -240,6 +242,7 @@ impl State {
             pool: Default::default(),
             datapath: Default::default(),
             oid: None,
+            sync: Default::default(),
         }
     }
 
@@ -326,6 +329,8 @@ pub(crate) fn on_cpu<R>(
     };
     let r = crate::heap::as_driver(f);
     let mut st = m.st();
+    let depth = st.callbacks.len();
+    crate::sync::check_released_at_return(&st, cpu, depth);
     st.callbacks.pop();
     st.cpus[cpu].irql = prev_irql;
     st.cpu = prev_cpu;
@@ -479,6 +484,9 @@ pub(crate) fn preempt(m: &Machine) {
         let pick = {
             let mut st = m.st();
             let me = st.cpu;
+            if crate::sync::holds_spin_lock(&st, me) {
+                return;
+            }
             let eligible: Vec<usize> = (0..st.cpus.len())
                 .filter(|&c| {
                     c != me && st.cpus[c].irql < sys::DISPATCH_LEVEL && !st.cpus[c].queue.is_empty()

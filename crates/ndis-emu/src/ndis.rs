@@ -1006,6 +1006,7 @@ pub(crate) fn after_initialize(st: &mut State, a: usize, status: sys::NDIS_STATU
 
 pub(crate) fn after_halt(st: &mut State, a: usize) {
     crate::datapath::check_no_sends(st, a, "MiniportHaltEx returned");
+    crate::sync::check_timers_at_halt(st, a);
     if st.ndis.adapters[a].interrupt.is_some() {
         bugcheck::raise(
             bugcheck::BUGCODE_NDIS_DRIVER,
@@ -1023,6 +1024,14 @@ pub(crate) fn after_halt(st: &mut State, a: usize) {
     }
     st.ndis.adapters[a].state = AdapterState::Halted;
     st.event(|| Event::AdapterHalted { adapter: a });
+}
+
+/// The adapter a handle names, if it is an adapter handle (None for the driver handle).
+pub(crate) fn adapter_index(st: &State, handle: sys::NDIS_HANDLE) -> Option<usize> {
+    let h = handle as usize;
+    (h & TAG_MASK == ADAPTER_TAG)
+        .then(|| (h & !TAG_MASK).wrapping_sub(1))
+        .filter(|&i| i < st.ndis.adapters.len())
 }
 
 /// Memory calls take the driver or an adapter handle.

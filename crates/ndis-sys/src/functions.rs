@@ -20,6 +20,7 @@ use crate::interrupt::*;
 use crate::io_interrupt::*;
 use crate::miniport::*;
 use crate::oid::*;
+use crate::sync::*;
 
 macro_rules! kernel_imports {
     ($(
@@ -172,6 +173,32 @@ kernel_imports! {
             AlignMultiple: UINT,
             AlignOffset: UINT,
         ) -> PVOID;
+        /// Any IRQL.
+        fn NdisAllocateSpinLock(SpinLock: *mut NDIS_SPIN_LOCK);
+        /// The lock must not be held.
+        fn NdisFreeSpinLock(SpinLock: *mut NDIS_SPIN_LOCK);
+        /// IRQL <= DISPATCH_LEVEL; raises to DISPATCH_LEVEL until the release.
+        fn NdisAcquireSpinLock(SpinLock: *mut NDIS_SPIN_LOCK);
+        /// Restores the IRQL the acquire saved.
+        fn NdisReleaseSpinLock(SpinLock: *mut NDIS_SPIN_LOCK);
+        /// At DISPATCH_LEVEL exactly.
+        fn NdisDprAcquireSpinLock(SpinLock: *mut NDIS_SPIN_LOCK);
+        /// At DISPATCH_LEVEL exactly.
+        fn NdisDprReleaseSpinLock(SpinLock: *mut NDIS_SPIN_LOCK);
+        /// IRQL <= DISPATCH_LEVEL.
+        fn NdisAllocateTimerObject(
+            NdisHandle: NDIS_HANDLE,
+            TimerCharacteristics: *mut NDIS_TIMER_CHARACTERISTICS,
+            pTimerObject: *mut NDIS_HANDLE,
+        ) -> NDIS_STATUS;
+        /// IRQL <= DISPATCH_LEVEL. `DueTime` < 0: relative, in 100 ns units. TRUE if it was queued.
+        fn NdisSetTimerObject(TimerObject: NDIS_HANDLE, DueTime: i64, MillisecondsPeriod: LONG, FunctionContext: PVOID) -> BOOLEAN;
+        /// IRQL <= DISPATCH_LEVEL (PASSIVE_LEVEL for periodic timers). TRUE if it was queued.
+        fn NdisCancelTimerObject(TimerObject: NDIS_HANDLE) -> BOOLEAN;
+        /// IRQL <= DISPATCH_LEVEL; cancel first.
+        fn NdisFreeTimerObject(TimerObject: NDIS_HANDLE);
+        /// IRQL <= DISPATCH_LEVEL.
+        fn NdisMIndicateStatusEx(MiniportAdapterHandle: NDIS_HANDLE, StatusIndication: *mut NDIS_STATUS_INDICATION);
     }
     dll "ntoskrnl.exe" {
         /// IRQL <= DISPATCH_LEVEL (non-paged). Windows 10 2004+.

@@ -22,6 +22,7 @@ pub mod object;
 pub mod oid;
 pub mod resources;
 pub mod status;
+pub mod sync;
 
 #[cfg(all(windows, feature = "wdk"))]
 mod wdk_crosscheck;
@@ -36,3 +37,4 @@ pub use object::*;
 pub use oid::*;
 pub use resources::*;
 pub use status::*;
+pub use sync::*;
