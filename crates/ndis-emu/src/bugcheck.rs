@@ -60,6 +60,9 @@ pub mod rule {
     pub const SPIN_LOCK: usize = 0x0009_100B;
     /// Timer misuse: freeing a set timer, a timer still set when its adapter halts.
     pub const TIMER: usize = 0x0009_100C;
+    /// DMA misuse: shared memory without SG DMA registration, a free that does not match the
+    /// allocation, DMA still registered at halt.
+    pub const DMA: usize = 0x0009_100D;
 }
 
 /// One emulated bug check.

@@ -11,7 +11,7 @@
 use ndis_sys as sys;
 use sys::*;
 
-use crate::{datapath, io, machine, memory, ndis, oid, sync};
+use crate::{datapath, dma, io, machine, memory, ndis, oid, sync};
 
 macro_rules! exports {
     ($( $module:literal $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? => $imp:expr; )*) => {
@@ -88,6 +88,12 @@ exports! {
     "ndis.sys" NdisCancelTimerObject(a: NDIS_HANDLE) -> BOOLEAN => sync::ndis_cancel_timer_object;
     "ndis.sys" NdisFreeTimerObject(a: NDIS_HANDLE) => sync::ndis_free_timer_object;
     "ndis.sys" NdisMIndicateStatusEx(a: NDIS_HANDLE, b: *mut NDIS_STATUS_INDICATION) => sync::ndis_m_indicate_status_ex;
+    "ndis.sys" NdisMPauseComplete(a: NDIS_HANDLE) => ndis::ndis_m_pause_complete;
+    "ndis.sys" NdisMRestartComplete(a: NDIS_HANDLE, b: NDIS_STATUS) => ndis::ndis_m_restart_complete;
+    "ndis.sys" NdisMRegisterScatterGatherDma(a: NDIS_HANDLE, b: *mut NDIS_SG_DMA_DESCRIPTION, c: *mut NDIS_HANDLE) -> NDIS_STATUS => dma::ndis_m_register_scatter_gather_dma;
+    "ndis.sys" NdisMDeregisterScatterGatherDma(a: NDIS_HANDLE) => dma::ndis_m_deregister_scatter_gather_dma;
+    "ndis.sys" NdisMAllocateSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: *mut PVOID, e: *mut PHYSICAL_ADDRESS) => dma::ndis_m_allocate_shared_memory;
+    "ndis.sys" NdisMFreeSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: PVOID, e: PHYSICAL_ADDRESS) => dma::ndis_m_free_shared_memory;
     "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
     "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;
     "ntoskrnl.exe" KeBugCheckEx(a: ULONG, b: ULONG_PTR, c: ULONG_PTR, d: ULONG_PTR, e: ULONG_PTR) -> ! => ke_bug_check_ex;

@@ -13,6 +13,7 @@
 
 mod bugcheck;
 mod datapath;
+mod dma;
 mod exports;
 mod faults;
 mod heap;
@@ -280,6 +281,8 @@ impl Emulator {
                 device: device.0,
                 state: AdapterState::Initializing,
                 context: None,
+                attribute_flags: 0,
+                dma: None,
                 general_set: false,
                 interrupt: None,
                 // SAFETY: all-zero is a valid NDIS_MINIPORT_INIT_PARAMETERS (null pointers, zeros).
@@ -366,55 +369,76 @@ impl Emulator {
         status
     }
 
-    /// `MiniportRestart`: Paused -> Running.
+    /// `MiniportRestart`: Paused -> Running (-> Restarting when the driver pends it; its
+    /// `NdisMRestartComplete` finishes the transition). Returns what the handler returned.
     pub fn restart(&self, a: AdapterId) -> sys::NDIS_STATUS {
-        let mut params = [0u64; 8];
-        let p = params
-            .as_mut_ptr()
-            .cast::<sys::NDIS_MINIPORT_RESTART_PARAMETERS>();
-        let status =
-            self.adapter_call(a, AdapterState::Paused, Callback::Restart(a.0), |c, ctx| {
+        let mut params = sys::NDIS_MINIPORT_RESTART_PARAMETERS {
+            Header: sys::NDIS_OBJECT_HEADER {
+                Type: sys::NDIS_OBJECT_TYPE_DEFAULT,
+                Revision: sys::NDIS_MINIPORT_RESTART_PARAMETERS_REVISION_1,
+                Size: sys::NDIS_SIZEOF_MINIPORT_RESTART_PARAMETERS_REVISION_1,
+            },
+            RestartAttributes: core::ptr::null_mut(),
+            Flags: 0,
+        };
+        let p: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS = &mut params;
+        self.st().ndis.adapters[a.0].state = AdapterState::Restarting;
+        let status = self.adapter_call(
+            a,
+            AdapterState::Restarting,
+            Callback::Restart(a.0),
+            |c, ctx| {
                 let f = c.RestartHandler.expect("checked at registration");
-                // SAFETY: the driver's restart handler with its adapter context; the parameter block
-                // outlives the call (its layout is not emulated yet: zeroed).
+                // SAFETY: the driver's restart handler with its adapter context; the parameters
+                // outlive the call.
                 Box::new(move || unsafe { f(ctx, p) })
-            });
-        assert_ne!(
-            status,
-            sys::NDIS_STATUS_PENDING,
-            "pending restart is not emulated yet (NdisMRestartComplete)"
+            },
         );
-        if status == sys::NDIS_STATUS_SUCCESS {
-            self.st().ndis.adapters[a.0].state = AdapterState::Running;
+        let mut st = self.st();
+        match status {
+            sys::NDIS_STATUS_PENDING => {}
+            sys::NDIS_STATUS_SUCCESS => st.ndis.adapters[a.0].state = AdapterState::Running,
+            _ => st.ndis.adapters[a.0].state = AdapterState::Paused,
         }
         status
     }
 
-    /// `MiniportPause`: Running -> Paused. The protocols return every held receive first; when
-    /// pause returns, the driver must have completed every send.
+    /// `MiniportPause`: Running -> Paused (-> Pausing when the driver pends it; its
+    /// `NdisMPauseComplete` finishes the transition). The protocols return every held receive
+    /// first; once pause completes the driver must have completed every send.
     pub fn pause(&self, a: AdapterId) -> sys::NDIS_STATUS {
         datapath::return_held(&self.machine, a.0);
-        let mut params = [0u64; 8];
-        let p = params
-            .as_mut_ptr()
-            .cast::<sys::NDIS_MINIPORT_PAUSE_PARAMETERS>();
-        let status = self.adapter_call(a, AdapterState::Running, Callback::Pause(a.0), |c, ctx| {
+        let mut params = sys::NDIS_MINIPORT_PAUSE_PARAMETERS {
+            Header: sys::NDIS_OBJECT_HEADER {
+                Type: sys::NDIS_OBJECT_TYPE_DEFAULT,
+                Revision: sys::NDIS_MINIPORT_PAUSE_PARAMETERS_REVISION_1,
+                Size: sys::NDIS_SIZEOF_MINIPORT_PAUSE_PARAMETERS_REVISION_1,
+            },
+            Flags: 0,
+            PauseReason: sys::NDIS_PAUSE_NDIS_INTERNAL,
+        };
+        let p: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS = &mut params;
+        self.st().ndis.adapters[a.0].state = AdapterState::Pausing;
+        let status = self.adapter_call(a, AdapterState::Pausing, Callback::Pause(a.0), |c, ctx| {
             let f = c.PauseHandler.expect("checked at registration");
             // SAFETY: as for restart.
             Box::new(move || unsafe { f(ctx, p) })
         });
-        assert_ne!(
-            status,
-            sys::NDIS_STATUS_PENDING,
-            "pending pause is not emulated yet (NdisMPauseComplete)"
-        );
-        assert_eq!(
-            status,
-            sys::NDIS_STATUS_SUCCESS,
-            "MiniportPause must succeed"
-        );
-        datapath::check_no_sends(&self.st(), a.0, "MiniportPause returned");
-        self.st().ndis.adapters[a.0].state = AdapterState::Paused;
+        match status {
+            sys::NDIS_STATUS_PENDING => {}
+            sys::NDIS_STATUS_SUCCESS => {
+                datapath::check_no_sends(&self.st(), a.0, "MiniportPause returned");
+                self.st().ndis.adapters[a.0].state = AdapterState::Paused;
+            }
+            other => bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::CALL_CONTEXT, a.0, other as u32 as usize, 0],
+                format!(
+                    "MiniportPause of adapter {} returned {other:#010x}: pause must succeed or pend",
+                    a.0
+                ),
+            ),
+        }
         status
     }
 
@@ -484,6 +508,22 @@ impl Emulator {
             );
         }
         datapath::check_released(&st);
+        let (blocks, bytes) = dma::outstanding(&st);
+        if blocks > 0 {
+            drop(st);
+            bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [
+                    VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
+                    2,
+                    bytes,
+                    blocks,
+                ],
+                format!(
+                    "the driver is unloading with {blocks} shared-memory block(s) ({bytes} bytes) not freed"
+                ),
+            );
+        }
         let timers = sync::live_timers(&st);
         if timers > 0 {
             drop(st);

@@ -215,6 +215,7 @@ pub(crate) struct State {
     pub datapath: crate::datapath::DatapathState,
     pub oid: Option<crate::oid::PendingOid>,
     pub sync: crate::sync::SyncState,
+    pub dma: crate::dma::DmaState,
 }
 
 impl State {
@@ -243,6 +244,7 @@ impl State {
             datapath: Default::default(),
             oid: None,
             sync: Default::default(),
+            dma: Default::default(),
         }
     }
 

@@ -36,7 +36,11 @@ pub(crate) struct DriverRegistration {
 pub enum AdapterState {
     Initializing,
     Paused,
+    /// `MiniportRestart` returned NDIS_STATUS_PENDING; NdisMRestartComplete ends it.
+    Restarting,
     Running,
+    /// `MiniportPause` returned NDIS_STATUS_PENDING; NdisMPauseComplete ends it.
+    Pausing,
     Halted,
     /// Initialize failed; NDIS forgot the adapter.
     Failed,
@@ -47,6 +51,10 @@ pub(crate) struct Adapter {
     pub state: AdapterState,
     /// MiniportAdapterContext from the registration attributes.
     pub context: Option<usize>,
+    /// AttributeFlags from the registration attributes.
+    pub attribute_flags: u32,
+    /// The scatter/gather DMA registration, if any.
+    pub dma: Option<usize>,
     pub general_set: bool,
     pub interrupt: Option<usize>,
     pub init_params: Box<sys::NDIS_MINIPORT_INIT_PARAMETERS>,
@@ -406,6 +414,7 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
             // SAFETY: the header says this is the registration member.
             let reg = unsafe { (*attributes).RegistrationAttributes };
             st.ndis.adapters[a].context = Some(reg.MiniportAdapterContext as usize);
+            st.ndis.adapters[a].attribute_flags = reg.AttributeFlags;
         }
         sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES => {
             let min = match header.Revision {
@@ -1007,6 +1016,7 @@ pub(crate) fn after_initialize(st: &mut State, a: usize, status: sys::NDIS_STATU
 pub(crate) fn after_halt(st: &mut State, a: usize) {
     crate::datapath::check_no_sends(st, a, "MiniportHaltEx returned");
     crate::sync::check_timers_at_halt(st, a);
+    crate::dma::check_dma_at_halt(st, a);
     if st.ndis.adapters[a].interrupt.is_some() {
         bugcheck::raise(
             bugcheck::BUGCODE_NDIS_DRIVER,
@@ -1024,6 +1034,47 @@ pub(crate) fn after_halt(st: &mut State, a: usize) {
     }
     st.ndis.adapters[a].state = AdapterState::Halted;
     st.event(|| Event::AdapterHalted { adapter: a });
+}
+
+pub(crate) unsafe fn ndis_m_pause_complete(handle: sys::NDIS_HANDLE) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisMPauseComplete");
+    let a = adapter_of(&st, handle, "NdisMPauseComplete");
+    if st.ndis.adapters[a].state != AdapterState::Pausing {
+        let state = st.ndis.adapters[a].state;
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::CALL_CONTEXT, a, 0, 0],
+            format!("NdisMPauseComplete on adapter {a}, which is {state:?}, not pausing"),
+        );
+    }
+    crate::datapath::check_no_sends(&st, a, "NdisMPauseComplete was called");
+    st.ndis.adapters[a].state = AdapterState::Paused;
+}
+
+pub(crate) unsafe fn ndis_m_restart_complete(handle: sys::NDIS_HANDLE, status: sys::NDIS_STATUS) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisMRestartComplete");
+    let a = adapter_of(&st, handle, "NdisMRestartComplete");
+    if st.ndis.adapters[a].state != AdapterState::Restarting || status == sys::NDIS_STATUS_PENDING {
+        let state = st.ndis.adapters[a].state;
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::CALL_CONTEXT, a, status as u32 as usize, 0],
+            format!(
+                "NdisMRestartComplete({status:#010x}) on adapter {a}, which is {state:?}, not restarting"
+            ),
+        );
+    }
+    st.ndis.adapters[a].state = if status == sys::NDIS_STATUS_SUCCESS {
+        AdapterState::Running
+    } else {
+        AdapterState::Paused
+    };
 }
 
 /// The adapter a handle names, if it is an adapter handle (None for the driver handle).

@@ -16,6 +16,7 @@
 
 use crate::base::*;
 use crate::datapath::*;
+use crate::dma::*;
 use crate::interrupt::*;
 use crate::io_interrupt::*;
 use crate::miniport::*;
@@ -197,6 +198,35 @@ kernel_imports! {
         fn NdisCancelTimerObject(TimerObject: NDIS_HANDLE) -> BOOLEAN;
         /// IRQL <= DISPATCH_LEVEL; cancel first.
         fn NdisFreeTimerObject(TimerObject: NDIS_HANDLE);
+        /// Completes a pause that `MiniportPause` returned NDIS_STATUS_PENDING for.
+        fn NdisMPauseComplete(MiniportAdapterHandle: NDIS_HANDLE);
+        /// Completes a restart that `MiniportRestart` returned NDIS_STATUS_PENDING for.
+        fn NdisMRestartComplete(MiniportAdapterHandle: NDIS_HANDLE, Status: NDIS_STATUS);
+        /// PASSIVE_LEVEL, from `MiniportInitializeEx` of a bus-master adapter.
+        fn NdisMRegisterScatterGatherDma(
+            MiniportAdapterHandle: NDIS_HANDLE,
+            DmaDescription: *mut NDIS_SG_DMA_DESCRIPTION,
+            NdisMiniportDmaHandle: *mut NDIS_HANDLE,
+        ) -> NDIS_STATUS;
+        /// PASSIVE_LEVEL.
+        fn NdisMDeregisterScatterGatherDma(NdisMiniportDmaHandle: NDIS_HANDLE);
+        /// PASSIVE_LEVEL, from `MiniportInitializeEx`, after SG DMA registration. `*VirtualAddress`
+        /// is null on failure.
+        fn NdisMAllocateSharedMemory(
+            MiniportAdapterHandle: NDIS_HANDLE,
+            Length: ULONG,
+            Cached: BOOLEAN,
+            VirtualAddress: *mut PVOID,
+            PhysicalAddress: *mut PHYSICAL_ADDRESS,
+        );
+        /// IRQL <= DISPATCH_LEVEL; the arguments must match the allocation.
+        fn NdisMFreeSharedMemory(
+            MiniportAdapterHandle: NDIS_HANDLE,
+            Length: ULONG,
+            Cached: BOOLEAN,
+            VirtualAddress: PVOID,
+            PhysicalAddress: PHYSICAL_ADDRESS,
+        );
         /// IRQL <= DISPATCH_LEVEL.
         fn NdisMIndicateStatusEx(MiniportAdapterHandle: NDIS_HANDLE, StatusIndication: *mut NDIS_STATUS_INDICATION);
     }

@@ -14,6 +14,7 @@ mod layout;
 
 pub mod base;
 pub mod datapath;
+pub mod dma;
 pub mod functions;
 pub mod interrupt;
 pub mod io_interrupt;
@@ -29,6 +30,7 @@ mod wdk_crosscheck;
 
 pub use base::*;
 pub use datapath::*;
+pub use dma::*;
 pub use functions::*;
 pub use interrupt::*;
 pub use io_interrupt::*;

@@ -21,13 +21,36 @@ macro_rules! opaque {
 }
 
 opaque!(
-    /// Handled by pointer until the lifecycle layer reads it (its layout lands with that code).
-    NDIS_MINIPORT_PAUSE_PARAMETERS,
-    /// Handled by pointer until the lifecycle layer reads it.
-    NDIS_MINIPORT_RESTART_PARAMETERS,
     /// Handled by pointer until the PnP layer reads it.
     NET_DEVICE_PNP_EVENT,
 );
+
+/// Input of `MiniportPause` (Type NDIS_OBJECT_TYPE_DEFAULT, revision 1, size 12).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NDIS_MINIPORT_PAUSE_PARAMETERS {
+    pub Header: NDIS_OBJECT_HEADER,
+    pub Flags: ULONG,
+    pub PauseReason: ULONG,
+}
+layout!(NDIS_MINIPORT_PAUSE_PARAMETERS, size = 12, align = 4, { Header: 0, Flags: 4, PauseReason: 8 });
+pub const NDIS_MINIPORT_PAUSE_PARAMETERS_REVISION_1: UCHAR = 1;
+pub const NDIS_SIZEOF_MINIPORT_PAUSE_PARAMETERS_REVISION_1: USHORT = 12;
+pub const NDIS_PAUSE_NDIS_INTERNAL: ULONG = 0x0000_0001;
+pub const NDIS_PAUSE_LOW_POWER: ULONG = 0x0000_0002;
+
+/// Input of `MiniportRestart` (Type NDIS_OBJECT_TYPE_DEFAULT, revision 1, size 20).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NDIS_MINIPORT_RESTART_PARAMETERS {
+    pub Header: NDIS_OBJECT_HEADER,
+    /// `PNDIS_RESTART_ATTRIBUTES`.
+    pub RestartAttributes: PVOID,
+    pub Flags: ULONG,
+}
+layout!(NDIS_MINIPORT_RESTART_PARAMETERS, size = 24, align = 8, { Header: 0, RestartAttributes: 8, Flags: 16 });
+pub const NDIS_MINIPORT_RESTART_PARAMETERS_REVISION_1: UCHAR = 1;
+pub const NDIS_SIZEOF_MINIPORT_RESTART_PARAMETERS_REVISION_1: USHORT = 20;
 
 /// `NDIS_HALT_ACTION`.
 pub type NDIS_HALT_ACTION = i32;

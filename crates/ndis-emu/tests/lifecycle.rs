@@ -1,0 +1,363 @@
+//! Pause and restart (including pended completion) and shared memory for DMA. The raw test driver
+//! takes its pause/restart answers and its initialize/halt scripts from thread-locals.
+
+use std::cell::{Cell, RefCell};
+
+use ndis_emu::{AdapterState, Config, Emulator, InterruptResources, rule};
+use ndis_sys as sys;
+
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
+type Script = Box<dyn Fn(sys::NDIS_HANDLE)>;
+
+thread_local! {
+    static ON_INIT: RefCell<Option<Script>> = RefCell::new(None);
+    static ON_HALT: RefCell<Option<Script>> = RefCell::new(None);
+    static HANDLE: Cell<usize> = const { Cell::new(0) };
+    static DRIVER: Cell<usize> = const { Cell::new(0) };
+    static PAUSE_ANSWER: Cell<sys::NDIS_STATUS> = const { Cell::new(sys::NDIS_STATUS_SUCCESS) };
+    static RESTART_ANSWER: Cell<sys::NDIS_STATUS> = const { Cell::new(sys::NDIS_STATUS_SUCCESS) };
+    /// (header type, revision, size, reason) of the last pause parameters seen.
+    static PAUSE_SEEN: Cell<(u8, u8, u16, u32)> = const { Cell::new((0, 0, 0, 0)) };
+    static RESTART_SEEN: Cell<(u8, u8, u16)> = const { Cell::new((0, 0, 0)) };
+}
+
+unsafe extern "system-unwind" fn initialize(
+    h: sys::NDIS_HANDLE,
+    _d: sys::NDIS_HANDLE,
+    _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
+) -> i32 {
+    HANDLE.set(h as usize);
+    // SAFETY: initialize's own handle.
+    let s = unsafe { ndis_emu::raw::set_required_attributes(h, 1 as sys::NDIS_HANDLE) };
+    ON_INIT.with(|f| f.borrow().as_ref().map(|f| f(h)));
+    s
+}
+
+unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {
+    ON_HALT.with(|f| {
+        f.borrow()
+            .as_ref()
+            .map(|f| f(HANDLE.get() as sys::NDIS_HANDLE))
+    });
+}
+
+unsafe extern "system-unwind" fn pause(
+    _c: sys::NDIS_HANDLE,
+    p: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
+) -> sys::NDIS_STATUS {
+    // SAFETY: NDIS passes valid parameters for the duration of the call.
+    let p = unsafe { &*p };
+    PAUSE_SEEN.set((
+        p.Header.Type,
+        p.Header.Revision,
+        p.Header.Size,
+        p.PauseReason,
+    ));
+    PAUSE_ANSWER.get()
+}
+
+unsafe extern "system-unwind" fn restart(
+    _c: sys::NDIS_HANDLE,
+    p: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
+) -> sys::NDIS_STATUS {
+    // SAFETY: as for pause.
+    let p = unsafe { &*p };
+    RESTART_SEEN.set((p.Header.Type, p.Header.Revision, p.Header.Size));
+    RESTART_ANSWER.get()
+}
+
+unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
+    // SAFETY: the registered driver handle.
+    unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.get() as sys::NDIS_HANDLE) };
+}
+
+unsafe extern "system-unwind" fn entry(
+    o: sys::PDRIVER_OBJECT,
+    p: *const sys::UNICODE_STRING,
+) -> sys::NTSTATUS {
+    let mut chars = ndis_emu::raw::driver_characteristics(20, initialize, halt, unload);
+    chars.PauseHandler = Some(pause);
+    chars.RestartHandler = Some(restart);
+    // SAFETY: DriverEntry's own arguments.
+    let (status, handle) = unsafe { ndis_emu::raw::register_driver(o, p, &chars) };
+    DRIVER.set(handle as usize);
+    status
+}
+
+fn start(
+    init: impl Fn(sys::NDIS_HANDLE) + 'static,
+    halt: impl Fn(sys::NDIS_HANDLE) + 'static,
+) -> (Emulator, ndis_emu::AdapterId) {
+    ON_INIT.with(|f| *f.borrow_mut() = Some(Box::new(init)));
+    ON_HALT.with(|f| *f.borrow_mut() = Some(Box::new(halt)));
+    PAUSE_ANSWER.set(sys::NDIS_STATUS_SUCCESS);
+    RESTART_ANSWER.set(sys::NDIS_STATUS_SUCCESS);
+    let emu = Emulator::new(Config::default());
+    assert_eq!(emu.load_driver(entry), 0);
+    let a = emu
+        .add_adapter(InterruptResources::None)
+        .expect("initialize");
+    (emu, a)
+}
+
+fn handle() -> sys::NDIS_HANDLE {
+    HANDLE.get() as sys::NDIS_HANDLE
+}
+
+#[test]
+fn pause_and_restart_receive_real_parameter_blocks() {
+    let (emu, a) = start(|_| {}, |_| {});
+    assert_eq!(emu.adapter_state(a), AdapterState::Paused);
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(emu.adapter_state(a), AdapterState::Running);
+    assert_eq!(RESTART_SEEN.get(), (0x80, 1, 20));
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(emu.adapter_state(a), AdapterState::Paused);
+    assert_eq!(
+        PAUSE_SEEN.get(),
+        (0x80, 1, 12, sys::NDIS_PAUSE_NDIS_INTERNAL)
+    );
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+#[test]
+fn a_pended_restart_and_pause_finish_with_their_complete_calls() {
+    let (emu, a) = start(|_| {}, |_| {});
+    RESTART_ANSWER.set(sys::NDIS_STATUS_PENDING);
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_PENDING);
+    assert_eq!(emu.adapter_state(a), AdapterState::Restarting);
+    // SAFETY: the adapter's handle; the restart is pending.
+    unsafe { sys::NdisMRestartComplete(handle(), sys::NDIS_STATUS_SUCCESS) };
+    assert_eq!(emu.adapter_state(a), AdapterState::Running);
+
+    PAUSE_ANSWER.set(sys::NDIS_STATUS_PENDING);
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_PENDING);
+    assert_eq!(emu.adapter_state(a), AdapterState::Pausing);
+    // SAFETY: the adapter's handle; the pause is pending.
+    unsafe { sys::NdisMPauseComplete(handle()) };
+    assert_eq!(emu.adapter_state(a), AdapterState::Paused);
+
+    // A pended restart that fails leaves the adapter paused.
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_PENDING);
+    // SAFETY: as above.
+    unsafe { sys::NdisMRestartComplete(handle(), sys::NDIS_STATUS_RESOURCES) };
+    assert_eq!(emu.adapter_state(a), AdapterState::Paused);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+#[test]
+fn a_failed_restart_leaves_the_adapter_paused() {
+    let (emu, a) = start(|_| {}, |_| {});
+    RESTART_ANSWER.set(sys::NDIS_STATUS_RESOURCES);
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_RESOURCES);
+    assert_eq!(emu.adapter_state(a), AdapterState::Paused);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+#[test]
+fn pause_complete_without_a_pending_pause_is_caught() {
+    let (emu, a) = start(|_| {}, |_| {});
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    // SAFETY: deliberately wrong: nothing is pending.
+    let b = emu.expect_bugcheck(|| unsafe { sys::NdisMPauseComplete(handle()) });
+    assert_eq!(
+        (b.code, b.params[0], b.params[1]),
+        (0xC4, rule::CALL_CONTEXT, a.0)
+    );
+    assert!(b.message.contains("not pausing"), "{b}");
+}
+
+#[test]
+fn restart_complete_with_pending_status_is_caught() {
+    let (emu, a) = start(|_| {}, |_| {});
+    RESTART_ANSWER.set(sys::NDIS_STATUS_PENDING);
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_PENDING);
+    // SAFETY: deliberately wrong status.
+    let b = emu.expect_bugcheck(|| unsafe {
+        sys::NdisMRestartComplete(handle(), sys::NDIS_STATUS_PENDING)
+    });
+    assert_eq!((b.code, b.params[0]), (0xC4, rule::CALL_CONTEXT));
+}
+
+#[test]
+fn a_pause_that_fails_is_caught() {
+    let (emu, a) = start(|_| {}, |_| {});
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    PAUSE_ANSWER.set(sys::NDIS_STATUS_FAILURE);
+    let b = emu.expect_bugcheck(|| {
+        emu.pause(a);
+    });
+    assert_eq!((b.code, b.params[0]), (0xC4, rule::CALL_CONTEXT));
+    assert!(b.message.contains("must succeed or pend"), "{b}");
+}
+
+// ---- shared memory ----
+
+fn sg_description() -> sys::NDIS_SG_DMA_DESCRIPTION {
+    sys::NDIS_SG_DMA_DESCRIPTION {
+        Header: sys::NDIS_OBJECT_HEADER {
+            Type: sys::NDIS_OBJECT_TYPE_SG_DMA_DESCRIPTION,
+            Revision: sys::NDIS_SG_DMA_DESCRIPTION_REVISION_1,
+            Size: sys::NDIS_SIZEOF_SG_DMA_DESCRIPTION_REVISION_1,
+        },
+        Flags: sys::NDIS_SG_DMA_64_BIT_ADDRESS,
+        MaximumPhysicalMapping: 65536,
+        ProcessSGListHandler: None,
+        SharedMemAllocateCompleteHandler: None,
+        ScatterGatherListSize: 0,
+        PdoOverride: std::ptr::null_mut(),
+    }
+}
+
+thread_local! {
+    static DMA: Cell<usize> = const { Cell::new(0) };
+    static BLOCK: Cell<(usize, i64)> = const { Cell::new((0, 0)) };
+}
+
+fn register_dma(h: sys::NDIS_HANDLE) -> sys::NDIS_STATUS {
+    let mut d = sg_description();
+    let mut dma: sys::NDIS_HANDLE = std::ptr::null_mut();
+    // SAFETY: initialize's handle; the description and out-handle live across the call.
+    let s = unsafe { sys::NdisMRegisterScatterGatherDma(h, &mut d, &mut dma) };
+    assert_ne!(d.ScatterGatherListSize, 0, "NDIS reports the S/G list size");
+    DMA.set(dma as usize);
+    s
+}
+
+fn allocate(h: sys::NDIS_HANDLE, length: u32) -> (usize, i64) {
+    let mut va: sys::PVOID = std::ptr::null_mut();
+    let mut pa: sys::PHYSICAL_ADDRESS = 0;
+    // SAFETY: the adapter handle and two out-pointers.
+    unsafe { sys::NdisMAllocateSharedMemory(h, length, 0, &mut va, &mut pa) };
+    (va as usize, pa)
+}
+
+fn free(h: sys::NDIS_HANDLE, length: u32, (va, pa): (usize, i64)) {
+    // SAFETY: what allocate returned (or deliberately not, in the negative tests).
+    unsafe { sys::NdisMFreeSharedMemory(h, length, 0, va as sys::PVOID, pa) };
+}
+
+fn deregister_dma() {
+    // SAFETY: the registration made in initialize.
+    unsafe { sys::NdisMDeregisterScatterGatherDma(DMA.get() as sys::NDIS_HANDLE) };
+}
+
+#[test]
+fn shared_memory_is_visible_to_the_device_at_its_physical_address() {
+    let (emu, a) = start(
+        |h| {
+            assert_eq!(register_dma(h), sys::NDIS_STATUS_SUCCESS);
+            let block = allocate(h, 1000);
+            assert_ne!(block.0, 0);
+            assert_eq!(block.0 % 4096, 0, "shared memory is page aligned");
+            assert!(block.1 >= 0x1_0000_0000, "device addresses above 4 GiB");
+            // SAFETY: 1000 bytes of live shared memory.
+            unsafe { std::ptr::write_bytes(block.0 as *mut u8, 0x5A, 1000) };
+            BLOCK.set(block);
+        },
+        |h| {
+            free(h, 1000, BLOCK.get());
+            deregister_dma();
+        },
+    );
+    let (va, pa) = BLOCK.get();
+    let mut seen = [0u8; 8];
+    emu.dma_read(pa as u64 + 992, &mut seen)
+        .expect("inside the block");
+    assert_eq!(seen, [0x5A; 8]);
+    // The device writes; the driver sees it through its virtual address.
+    emu.dma_write(pa as u64 + 10, b"virtio")
+        .expect("inside the block");
+    // SAFETY: live shared memory.
+    let driver_view = unsafe { std::slice::from_raw_parts((va + 10) as *const u8, 6) };
+    assert_eq!(driver_view, b"virtio");
+    // Past the end of the block, and before the first block: refused, never out of bounds.
+    assert!(emu.dma_read(pa as u64 + 993, &mut seen).is_none());
+    assert!(emu.dma_read(0x1000, &mut seen).is_none());
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+#[test]
+fn shared_memory_without_a_dma_registration_is_caught() {
+    ON_INIT.with(|f| {
+        *f.borrow_mut() = Some(Box::new(|h| {
+            allocate(h, 64);
+        }))
+    });
+    let emu = Emulator::new(Config::default());
+    assert_eq!(emu.load_driver(entry), 0);
+    let b = emu.expect_bugcheck(|| {
+        let _ = emu.add_adapter(InterruptResources::None);
+    });
+    assert_eq!((b.code, b.params[0]), (0xC4, rule::DMA));
+}
+
+#[test]
+fn freeing_with_a_wrong_length_is_caught() {
+    let (emu, a) = start(
+        |h| {
+            register_dma(h);
+            BLOCK.set(allocate(h, 256));
+        },
+        |h| free(h, 128, BLOCK.get()),
+    );
+    let b = emu.expect_bugcheck(|| emu.halt(a, sys::NdisHaltDeviceDisabled));
+    assert_eq!((b.code, b.params[0]), (0xC4, rule::DMA));
+    assert!(b.message.contains("length and both addresses"), "{b}");
+}
+
+#[test]
+fn halting_with_dma_registered_is_caught() {
+    let (emu, a) = start(
+        |h| {
+            register_dma(h);
+        },
+        |_| {},
+    );
+    let b = emu.expect_bugcheck(|| emu.halt(a, sys::NdisHaltDeviceDisabled));
+    assert_eq!((b.code, b.params[0]), (0xC4, rule::DMA));
+}
+
+#[test]
+fn unloading_with_shared_memory_not_freed_is_caught() {
+    let (emu, a) = start(
+        |h| {
+            register_dma(h);
+            BLOCK.set(allocate(h, 4096 * 3));
+        },
+        |_| deregister_dma(),
+    );
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    let b = emu.expect_bugcheck(|| emu.unload());
+    assert_eq!(
+        (b.code, b.params[0], b.params[2], b.params[3]),
+        (0xC4, 0x62, 4096 * 3, 1)
+    );
+}
+
+#[test]
+fn a_second_dma_registration_or_a_failed_allocation_is_a_clean_error() {
+    let (emu, a) = start(
+        |h| {
+            assert_eq!(register_dma(h), sys::NDIS_STATUS_SUCCESS);
+            let first = DMA.get();
+            let mut d = sg_description();
+            let mut dma: sys::NDIS_HANDLE = std::ptr::null_mut();
+            // SAFETY: as in register_dma.
+            let s = unsafe { sys::NdisMRegisterScatterGatherDma(h, &mut d, &mut dma) };
+            assert_eq!(s, sys::NDIS_STATUS_FAILURE);
+            DMA.set(first);
+            // A zero-length request fails with null addresses, as on Windows.
+            assert_eq!(allocate(h, 0), (0, 0));
+        },
+        |_| deregister_dma(),
+    );
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}

@@ -1,0 +1,57 @@
+//! Scatter/gather DMA registration and shared memory (ndis.h, WDK 10).
+
+use crate::base::*;
+use crate::layout::layout;
+use crate::object::NDIS_OBJECT_HEADER;
+
+/// `SCATTER_GATHER_LIST`; only handled by pointer so far.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SCATTER_GATHER_LIST {
+    _data: [u8; 0],
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
+/// `MINIPORT_PROCESS_SG_LIST`: DISPATCH_LEVEL.
+pub type MINIPORT_PROCESS_SG_LIST_HANDLER = Option<
+    unsafe extern "system-unwind" fn(
+        pDO: PDEVICE_OBJECT,
+        Reserved: PVOID,
+        pSGL: *mut SCATTER_GATHER_LIST,
+        Context: PVOID,
+    ),
+>;
+/// `MINIPORT_ALLOCATE_SHARED_MEM_COMPLETE`.
+pub type MINIPORT_ALLOCATE_SHARED_MEM_COMPLETE_HANDLER = Option<
+    unsafe extern "system-unwind" fn(
+        MiniportAdapterContext: NDIS_HANDLE,
+        VirtualAddress: PVOID,
+        PhysicalAddress: *mut PHYSICAL_ADDRESS,
+        Length: ULONG,
+        Context: PVOID,
+    ),
+>;
+
+pub const NDIS_SG_DMA_DESCRIPTION_REVISION_1: UCHAR = 1;
+pub const NDIS_SG_DMA_DESCRIPTION_REVISION_2: UCHAR = 2;
+pub const NDIS_SIZEOF_SG_DMA_DESCRIPTION_REVISION_1: USHORT = 36;
+pub const NDIS_SIZEOF_SG_DMA_DESCRIPTION_REVISION_2: USHORT = 48;
+pub const NDIS_SG_DMA_64_BIT_ADDRESS: ULONG = 0x1;
+
+/// `NDIS_SG_DMA_DESCRIPTION` at revision 2 (NDIS 6.85: `PdoOverride`); revision 1 is the 36-byte
+/// prefix. NDIS writes `ScatterGatherListSize` back on success.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NDIS_SG_DMA_DESCRIPTION {
+    pub Header: NDIS_OBJECT_HEADER,
+    pub Flags: ULONG,
+    pub MaximumPhysicalMapping: ULONG,
+    pub ProcessSGListHandler: MINIPORT_PROCESS_SG_LIST_HANDLER,
+    pub SharedMemAllocateCompleteHandler: MINIPORT_ALLOCATE_SHARED_MEM_COMPLETE_HANDLER,
+    pub ScatterGatherListSize: ULONG,
+    pub PdoOverride: PDEVICE_OBJECT,
+}
+layout!(NDIS_SG_DMA_DESCRIPTION, size = 48, align = 8, {
+    Header: 0, Flags: 4, MaximumPhysicalMapping: 8, ProcessSGListHandler: 16,
+    SharedMemAllocateCompleteHandler: 24, ScatterGatherListSize: 32, PdoOverride: 40,
+});
