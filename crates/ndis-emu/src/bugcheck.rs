@@ -63,6 +63,9 @@ pub mod rule {
     /// DMA misuse: shared memory without SG DMA registration, a free that does not match the
     /// allocation, DMA still registered at halt.
     pub const DMA: usize = 0x0009_100D;
+    /// Register access outside a live `NdisMMapIoSpace` mapping, misaligned, or a mapping
+    /// not released by halt.
+    pub const MMIO: usize = 0x0009_100E;
 }
 
 /// One emulated bug check.

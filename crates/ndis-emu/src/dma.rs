@@ -217,28 +217,38 @@ pub(crate) fn outstanding(st: &State) -> (usize, usize) {
     )
 }
 
-impl Emulator {
-    fn dma_slice(&self, physical: u64, length: usize) -> Option<(*mut u8, usize)> {
-        let st = self.machine.st();
-        let (&start, block) = st.dma.blocks.range(..=physical).next_back()?;
-        let offset = (physical - start) as usize;
-        (offset + length <= block.length).then(|| ((block.va + offset) as *mut u8, length))
-    }
+fn slice(st: &State, physical: u64, length: usize) -> Option<*mut u8> {
+    let (&start, block) = st.dma.blocks.range(..=physical).next_back()?;
+    let offset = (physical - start) as usize;
+    (offset.checked_add(length)? <= block.length).then_some((block.va + offset) as *mut u8)
+}
 
+/// Bus-master read of `[physical, physical + buf.len())`; None unless it lies inside one live
+/// shared-memory block.
+pub(crate) fn read(st: &State, physical: u64, buf: &mut [u8]) -> Option<()> {
+    let p = slice(st, physical, buf.len())?;
+    // SAFETY: the range lies inside a live shared-memory block.
+    buf.copy_from_slice(unsafe { std::slice::from_raw_parts(p, buf.len()) });
+    Some(())
+}
+
+/// Bus-master write.
+pub(crate) fn write(st: &State, physical: u64, data: &[u8]) -> Option<()> {
+    let p = slice(st, physical, data.len())?;
+    // SAFETY: the range lies inside a live shared-memory block.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+    Some(())
+}
+
+impl Emulator {
     /// Reads device-visible memory, as a bus-master device would. None if `[physical,
     /// physical + buf.len())` is not inside one shared-memory block.
     pub fn dma_read(&self, physical: u64, buf: &mut [u8]) -> Option<()> {
-        let (p, n) = self.dma_slice(physical, buf.len())?;
-        // SAFETY: the range lies inside a live shared-memory block.
-        buf.copy_from_slice(unsafe { std::slice::from_raw_parts(p, n) });
-        Some(())
+        read(&self.machine.st(), physical, buf)
     }
 
     /// Writes device-visible memory, as a bus-master device would.
     pub fn dma_write(&self, physical: u64, data: &[u8]) -> Option<()> {
-        let (p, n) = self.dma_slice(physical, data.len())?;
-        // SAFETY: the range lies inside a live shared-memory block.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, n) };
-        Some(())
+        write(&self.machine.st(), physical, data)
     }
 }

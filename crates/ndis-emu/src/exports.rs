@@ -11,7 +11,7 @@
 use ndis_sys as sys;
 use sys::*;
 
-use crate::{datapath, dma, io, machine, memory, ndis, oid, sync};
+use crate::{datapath, dma, io, machine, memory, ndis, oid, pci, sync};
 
 macro_rules! exports {
     ($( $module:literal $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? => $imp:expr; )*) => {
@@ -94,6 +94,10 @@ exports! {
     "ndis.sys" NdisMDeregisterScatterGatherDma(a: NDIS_HANDLE) => dma::ndis_m_deregister_scatter_gather_dma;
     "ndis.sys" NdisMAllocateSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: *mut PVOID, e: *mut PHYSICAL_ADDRESS) => dma::ndis_m_allocate_shared_memory;
     "ndis.sys" NdisMFreeSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: PVOID, e: PHYSICAL_ADDRESS) => dma::ndis_m_free_shared_memory;
+    "ndis.sys" NdisMMapIoSpace(a: *mut PVOID, b: NDIS_HANDLE, c: PHYSICAL_ADDRESS, d: UINT) -> NDIS_STATUS => pci::ndis_m_map_io_space;
+    "ndis.sys" NdisMUnmapIoSpace(a: NDIS_HANDLE, b: PVOID, c: UINT) => pci::ndis_m_unmap_io_space;
+    "ndis.sys" NdisMGetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_get_bus_data;
+    "ndis.sys" NdisMSetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_set_bus_data;
     "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
     "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;
     "ntoskrnl.exe" KeBugCheckEx(a: ULONG, b: ULONG_PTR, c: ULONG_PTR, d: ULONG_PTR, e: ULONG_PTR) -> ! => ke_bug_check_ex;

@@ -22,6 +22,7 @@ mod machine;
 mod memory;
 mod ndis;
 mod oid;
+pub mod pci;
 pub mod raw;
 mod sync;
 mod trace;
@@ -156,6 +157,7 @@ impl Emulator {
             "cpus must be 1..=64 (group 0 only)"
         );
         sys::host::install(&exports::HOST_IMPORTS);
+        sys::mmio::host::install_mmio(&pci::HOST_MMIO);
         machine::reset_bugchecked();
         heap::reset();
         let machine = Rc::new(Machine {
@@ -175,6 +177,15 @@ impl Emulator {
 
     /// Adds a bare PCI function (for WDM tests of `IoConnectInterruptEx`); returns its PDO too.
     pub fn add_device(&self, resources: InterruptResources) -> (DeviceId, sys::PDEVICE_OBJECT) {
+        self.add_device_with(resources, Box::new(pci::PlainFunction::default()))
+    }
+
+    /// Adds a PCI function whose hardware is `function` (a device model).
+    pub fn add_device_with(
+        &self,
+        resources: InterruptResources,
+        function: Box<dyn pci::PciFunction>,
+    ) -> (DeviceId, sys::PDEVICE_OBJECT) {
         let mut st = self.st();
         let messages = match resources {
             InterruptResources::Msi { granted, requested }
@@ -194,11 +205,13 @@ impl Emulator {
         let base =
             machine::MESSAGE_VECTOR_BASE + st.next_message_vector % machine::MESSAGE_VECTOR_SPAN;
         st.next_message_vector += messages.max(1);
+        let pci = pci::attach(st.devices.len(), function);
         st.devices.push(Device {
             resources,
             pdo: Box::new([0; 8]),
             message_vector_base: base,
             message_connection: None,
+            pci,
         });
         let d = st.devices.len() - 1;
         let pdo = st.devices[d].pdo.as_ptr() as sys::PDEVICE_OBJECT;
@@ -261,7 +274,16 @@ impl Emulator {
         &self,
         resources: InterruptResources,
     ) -> Result<AdapterId, sys::NDIS_STATUS> {
-        let (device, _) = self.add_device(resources);
+        self.add_adapter_with(resources, Box::new(pci::PlainFunction::default()))
+    }
+
+    /// [`add_adapter`](Self::add_adapter) on a device whose hardware is `function`.
+    pub fn add_adapter_with(
+        &self,
+        resources: InterruptResources,
+        function: Box<dyn pci::PciFunction>,
+    ) -> Result<AdapterId, sys::NDIS_STATUS> {
+        let (device, _) = self.add_device_with(resources, function);
         let (a, init, driver_context, params) = {
             let mut st = self.st();
             let driver = st
@@ -629,6 +651,45 @@ impl Emulator {
         claimed
     }
 
+    /// Runs `f` on device `device`'s model, which must be a `T`, with the bus (to raise
+    /// interrupts, reach shared memory); interrupts it raises are delivered when `f` returns.
+    /// This is how a test makes the device do something on its own (a frame arrives, the link
+    /// drops).
+    pub fn with_device<T: pci::PciFunction, R>(
+        &self,
+        device: DeviceId,
+        f: impl FnOnce(&mut T, &mut pci::Bus<'_>) -> R,
+    ) -> R {
+        let r = {
+            let mut st = self.st();
+            let mut function = st.devices[device.0]
+                .pci
+                .function
+                .take()
+                .expect("with_device called from inside a device model");
+            let r = {
+                let any: &mut dyn std::any::Any = function.as_mut();
+                let model = any.downcast_mut::<T>().unwrap_or_else(|| {
+                    panic!(
+                        "device {} is not a {}",
+                        device.0,
+                        std::any::type_name::<T>()
+                    )
+                });
+                let mut bus = pci::Bus {
+                    st: &mut st,
+                    device: device.0,
+                };
+                f(model, &mut bus)
+            };
+            st.devices[device.0].pci.function = Some(function);
+            r
+        };
+        machine::deliver_pending(&self.machine);
+        machine::run_dpcs(&self.machine);
+        r
+    }
+
     /// Marks a source asserted without delivering it: it fires at the next preemption point where
     /// the IRQL and interrupt lock allow (e.g. inside a DPC, or during NdisMRegisterInterruptEx).
     pub fn assert_pending(&self, device: DeviceId, message: Option<u32>, cpu: usize) {
@@ -711,18 +772,20 @@ fn resource_list(device: &Device) -> Box<[u32]> {
             },
         }
     };
-    // A memory BAR, as every PCI NIC has.
-    descriptors.push(sys::CM_PARTIAL_RESOURCE_DESCRIPTOR {
-        Type: sys::CmResourceTypeMemory,
-        ShareDisposition: sys::CmResourceShareDeviceExclusive,
-        Flags: 0,
-        u: sys::CM_PARTIAL_RESOURCE_DESCRIPTOR_U {
-            Memory: sys::CM_RESOURCE_MEMORY {
-                Start: 0xFEBC_0000,
-                Length: 0x4000,
+    // The function's memory BARs, in BAR order.
+    for bar in &device.pci.bars {
+        descriptors.push(sys::CM_PARTIAL_RESOURCE_DESCRIPTOR {
+            Type: sys::CmResourceTypeMemory,
+            ShareDisposition: sys::CmResourceShareDeviceExclusive,
+            Flags: 0,
+            u: sys::CM_PARTIAL_RESOURCE_DESCRIPTOR_U {
+                Memory: sys::CM_RESOURCE_MEMORY {
+                    Start: bar.physical as i64,
+                    Length: bar.size as u32,
+                },
             },
-        },
-    });
+        });
+    }
     match device.resources {
         InterruptResources::None => {}
         InterruptResources::Line { shared, .. } => {

@@ -162,6 +162,8 @@ pub(crate) struct Device {
     pub message_vector_base: u32,
     /// The live message-based connection (its kernel interrupt objects are indexed by message).
     pub message_connection: Option<usize>,
+    /// Configuration space, BARs and the device model behind them.
+    pub pci: crate::pci::PciState,
 }
 
 impl Device {
@@ -216,6 +218,7 @@ pub(crate) struct State {
     pub oid: Option<crate::oid::PendingOid>,
     pub sync: crate::sync::SyncState,
     pub dma: crate::dma::DmaState,
+    pub mmio: crate::pci::MmioState,
 }
 
 impl State {
@@ -245,6 +248,7 @@ impl State {
             oid: None,
             sync: Default::default(),
             dma: Default::default(),
+            mmio: Default::default(),
         }
     }
 

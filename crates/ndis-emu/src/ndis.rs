@@ -1017,6 +1017,7 @@ pub(crate) fn after_halt(st: &mut State, a: usize) {
     crate::datapath::check_no_sends(st, a, "MiniportHaltEx returned");
     crate::sync::check_timers_at_halt(st, a);
     crate::dma::check_dma_at_halt(st, a);
+    crate::pci::check_mappings_at_halt(st, a);
     if st.ndis.adapters[a].interrupt.is_some() {
         bugcheck::raise(
             bugcheck::BUGCODE_NDIS_DRIVER,

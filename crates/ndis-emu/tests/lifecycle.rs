@@ -361,3 +361,174 @@ fn a_second_dma_registration_or_a_failed_allocation_is_a_clean_error() {
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
 }
+
+// ---- PCI configuration space and registers ----
+
+thread_local! {
+    static MAPPING: Cell<usize> = const { Cell::new(0) };
+    static BAR_SEEN: Cell<(i64, u32)> = const { Cell::new((0, 0)) };
+}
+
+/// The first memory BAR of the adapter's resources, from the init parameters.
+fn first_memory_bar(p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS) -> (i64, u32) {
+    // SAFETY: NDIS passes a valid resource list with `Count` descriptors.
+    unsafe {
+        let partial = &*(*p).AllocatedResources;
+        let descriptors =
+            std::slice::from_raw_parts(partial.PartialDescriptors.as_ptr(), partial.Count as usize);
+        let d = descriptors
+            .iter()
+            .find(|d| d.Type == sys::CmResourceTypeMemory)
+            .expect("a memory BAR");
+        (d.u.Memory.Start, d.u.Memory.Length)
+    }
+}
+
+unsafe extern "system-unwind" fn initialize_mapping(
+    h: sys::NDIS_HANDLE,
+    _d: sys::NDIS_HANDLE,
+    p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
+) -> i32 {
+    HANDLE.set(h as usize);
+    // SAFETY: initialize's own handle.
+    let s = unsafe { ndis_emu::raw::set_required_attributes(h, 1 as sys::NDIS_HANDLE) };
+    let (start, length) = first_memory_bar(p);
+    BAR_SEEN.set((start, length));
+    let mut va: sys::PVOID = std::ptr::null_mut();
+    // SAFETY: a range from the adapter's own resources.
+    let status = unsafe { sys::NdisMMapIoSpace(&mut va, h, start, length) };
+    assert_eq!(status, sys::NDIS_STATUS_SUCCESS);
+    MAPPING.set(va as usize);
+    ON_INIT.with(|f| f.borrow().as_ref().map(|f| f(h)));
+    s
+}
+
+unsafe extern "system-unwind" fn entry_mapping(
+    o: sys::PDRIVER_OBJECT,
+    p: *const sys::UNICODE_STRING,
+) -> sys::NTSTATUS {
+    let chars = ndis_emu::raw::driver_characteristics(20, initialize_mapping, halt, unload);
+    // SAFETY: DriverEntry's own arguments.
+    let (status, handle) = unsafe { ndis_emu::raw::register_driver(o, p, &chars) };
+    DRIVER.set(handle as usize);
+    status
+}
+
+fn start_mapped(halt: impl Fn(sys::NDIS_HANDLE) + 'static) -> (Emulator, ndis_emu::AdapterId) {
+    ON_INIT.with(|f| *f.borrow_mut() = None);
+    ON_HALT.with(|f| *f.borrow_mut() = Some(Box::new(halt)));
+    let emu = Emulator::new(Config::default());
+    assert_eq!(emu.load_driver(entry_mapping), 0);
+    let a = emu
+        .add_adapter(InterruptResources::None)
+        .expect("initialize");
+    (emu, a)
+}
+
+fn unmap(h: sys::NDIS_HANDLE) {
+    // SAFETY: the mapping made in initialize, released once.
+    unsafe { sys::NdisMUnmapIoSpace(h, MAPPING.get() as sys::PVOID, 0x4000) };
+}
+
+#[test]
+fn registers_of_a_mapped_bar_reach_the_device_and_config_space_names_it() {
+    let (emu, a) = start_mapped(unmap);
+    let base = MAPPING.get();
+    // SAFETY: offsets inside the 16 KiB mapping, aligned for their width.
+    unsafe {
+        sys::mmio::WRITE_REGISTER_ULONG((base + 0x100) as *mut u32, 0xA1B2_C3D4);
+        assert_eq!(
+            sys::mmio::READ_REGISTER_ULONG((base + 0x100) as *const u32),
+            0xA1B2_C3D4
+        );
+        assert_eq!(
+            sys::mmio::READ_REGISTER_USHORT((base + 0x102) as *const u16),
+            0xA1B2
+        );
+        assert_eq!(
+            sys::mmio::READ_REGISTER_UCHAR((base + 0x100) as *const u8),
+            0xD4
+        );
+    }
+    let mut config = [0u8; 0x14];
+    // SAFETY: the adapter handle and a 20-byte buffer.
+    let n = unsafe {
+        sys::NdisMGetBusData(
+            handle(),
+            sys::PCI_WHICHSPACE_CONFIG,
+            0,
+            config.as_mut_ptr().cast(),
+            0x14,
+        )
+    };
+    assert_eq!(n, 0x14);
+    assert_eq!(
+        &config[0..4],
+        &[0x36, 0x1B, 0x05, 0x00],
+        "vendor 1B36, device 0005"
+    );
+    let bar0 = u32::from_le_bytes(config[0x10..0x14].try_into().unwrap());
+    let (start, _) = BAR_SEEN.get();
+    assert_eq!(
+        bar0 as i64 & !0xF,
+        start,
+        "config space BAR 0 == the resource"
+    );
+    assert_eq!(
+        start, 0xF000_0000,
+        "device 0's BAR 0 where ndis_emu::pci documents it"
+    );
+    // Reads past the end of configuration space are truncated, not out of bounds.
+    let mut tail = [0u8; 8];
+    // SAFETY: as above.
+    let n = unsafe {
+        sys::NdisMGetBusData(
+            handle(),
+            sys::PCI_WHICHSPACE_CONFIG,
+            252,
+            tail.as_mut_ptr().cast(),
+            8,
+        )
+    };
+    assert_eq!(n, 4);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+#[test]
+fn a_register_access_outside_the_mapping_is_caught() {
+    let (emu, _a) = start_mapped(unmap);
+    let base = MAPPING.get();
+    // SAFETY: deliberately one past the end of the mapping (never dereferenced on the host).
+    let b = emu.expect_bugcheck(|| unsafe {
+        sys::mmio::READ_REGISTER_ULONG((base + 0x4000) as *const u32);
+    });
+    assert_eq!((b.code, b.params[0]), (0xC4, rule::MMIO));
+}
+
+#[test]
+fn mapping_a_range_that_is_not_a_resource_is_caught() {
+    ON_INIT.with(|f| {
+        *f.borrow_mut() = Some(Box::new(|h| {
+            let mut va: sys::PVOID = std::ptr::null_mut();
+            // SAFETY: deliberately a range the adapter does not own.
+            unsafe { sys::NdisMMapIoSpace(&mut va, h, 0x1000, 0x1000) };
+        }))
+    });
+    let emu = Emulator::new(Config::default());
+    assert_eq!(emu.load_driver(entry), 0);
+    let b = emu.expect_bugcheck(|| {
+        let _ = emu.add_adapter(InterruptResources::None);
+    });
+    assert_eq!(
+        (b.code, b.params[0], b.params[1]),
+        (0xC4, rule::MMIO, 0x1000)
+    );
+}
+
+#[test]
+fn halting_with_registers_still_mapped_is_caught() {
+    let (emu, a) = start_mapped(|_| {});
+    let b = emu.expect_bugcheck(|| emu.halt(a, sys::NdisHaltDeviceDisabled));
+    assert_eq!((b.code, b.params[0], b.params[2]), (0xC4, rule::MMIO, 1));
+}

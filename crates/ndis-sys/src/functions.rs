@@ -227,6 +227,33 @@ kernel_imports! {
             VirtualAddress: PVOID,
             PhysicalAddress: PHYSICAL_ADDRESS,
         );
+        /// PASSIVE_LEVEL. Maps a memory range from the adapter's translated resources (a BAR);
+        /// access the mapping only with `READ_REGISTER_*` / `WRITE_REGISTER_*` ([`crate::mmio`]).
+        fn NdisMMapIoSpace(
+            VirtualAddress: *mut PVOID,
+            MiniportAdapterHandle: NDIS_HANDLE,
+            PhysicalAddress: PHYSICAL_ADDRESS,
+            Length: UINT,
+        ) -> NDIS_STATUS;
+        /// PASSIVE_LEVEL; the arguments must match the mapping.
+        fn NdisMUnmapIoSpace(MiniportAdapterHandle: NDIS_HANDLE, VirtualAddress: PVOID, Length: UINT);
+        /// IRQL <= DISPATCH_LEVEL. Reads the adapter's bus (PCI configuration) space; returns the
+        /// number of bytes read.
+        fn NdisMGetBusData(
+            NdisMiniportHandle: NDIS_HANDLE,
+            WhichSpace: ULONG,
+            Offset: ULONG,
+            Buffer: PVOID,
+            Length: ULONG,
+        ) -> ULONG;
+        /// IRQL <= DISPATCH_LEVEL. Returns the number of bytes written.
+        fn NdisMSetBusData(
+            NdisMiniportHandle: NDIS_HANDLE,
+            WhichSpace: ULONG,
+            Offset: ULONG,
+            Buffer: PVOID,
+            Length: ULONG,
+        ) -> ULONG;
         /// IRQL <= DISPATCH_LEVEL.
         fn NdisMIndicateStatusEx(MiniportAdapterHandle: NDIS_HANDLE, StatusIndication: *mut NDIS_STATUS_INDICATION);
     }

@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod adapter;
 pub mod driver;
+pub mod hw;
 pub mod interrupt;
 pub mod irql;
 pub mod status;

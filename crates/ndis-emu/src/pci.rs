@@ -1,0 +1,459 @@
+//! PCI functions: configuration space, memory BARs and register access.
+//!
+//! A device model implements [`PciFunction`] and is attached with
+//! [`Emulator::add_adapter_with`](crate::Emulator::add_adapter_with). The emulator assigns each
+//! BAR an address (written into the model's configuration space, reported in the adapter's
+//! resource list), implements `NdisMGetBusData`/`NdisMSetBusData` over the configuration space,
+//! and `NdisMMapIoSpace` over the BARs: the mapping's virtual address is never dereferenced
+//! (on Linux it lies in the kernel half, so a stray dereference faults at once); every
+//! `READ_REGISTER_*`/`WRITE_REGISTER_*` on it reaches [`PciFunction::mmio_read`]/`mmio_write`.
+//!
+//! A model raises interrupts through [`Bus::raise`]; they are delivered as soon as the register
+//! access (or test call) that caused them returns and the target processor's IRQL allows, as a
+//! real device's message would arrive after the doorbell write that triggered it.
+
+use ndis_sys as sys;
+
+use crate::bugcheck::{self, rule};
+use crate::machine::{self, State};
+use crate::ndis::adapter_of_handle;
+
+/// Configuration space the emulator presents (PCI, not the 4 KiB extended space).
+pub const CONFIG_SPACE_SIZE: usize = 256;
+/// Where the emulator places BARs: device `d`, BAR `i` at `BAR_BASE + d * 0x100_0000 + i * 0x10_0000`.
+const BAR_BASE: u64 = 0xF000_0000;
+/// Virtual addresses of register mappings: kernel-half addresses no host pointer can have.
+const MMIO_VA_BASE: usize = 0xFFFF_F700_0000_0000;
+const MMIO_VA_STRIDE: usize = 1 << 32;
+
+/// A memory BAR a function decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarInfo {
+    /// 0..=5; a 64-bit BAR also occupies `index + 1`.
+    pub index: u8,
+    /// A power of two, at least 16.
+    pub size: u64,
+    pub is_64bit: bool,
+}
+
+/// What a device model can do to the machine while it runs.
+pub struct Bus<'a> {
+    pub(crate) st: &'a mut State,
+    pub(crate) device: usize,
+}
+
+impl Bus<'_> {
+    /// Asserts message `message` (MSI/MSI-X), or the line when `None`. Ignored while the driver
+    /// has no connected interrupt of that kind (as a message to an unprogrammed address is lost).
+    pub fn raise(&mut self, message: Option<u32>) {
+        let cpu = self.st.cpu;
+        self.st.pending.push((self.device, message, cpu));
+    }
+
+    /// Reads device-visible (shared) memory as a bus master. `None` if the range is not inside
+    /// one live shared-memory block.
+    pub fn dma_read(&self, physical: u64, buf: &mut [u8]) -> Option<()> {
+        crate::dma::read(self.st, physical, buf)
+    }
+
+    /// Writes device-visible memory as a bus master.
+    pub fn dma_write(&mut self, physical: u64, data: &[u8]) -> Option<()> {
+        crate::dma::write(self.st, physical, data)
+    }
+}
+
+/// A PCI function's hardware, as a driver sees it through NDIS.
+pub trait PciFunction: std::any::Any {
+    /// The function's configuration space; the emulator writes BAR addresses into it.
+    fn config(&mut self) -> &mut [u8; CONFIG_SPACE_SIZE];
+    /// The memory BARs the function decodes.
+    fn bars(&self) -> Vec<BarInfo>;
+    /// A register read of `width` (1, 2, 4) bytes at `offset` in BAR `bar`.
+    fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u32;
+    /// A register write.
+    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u32);
+    /// A configuration-space write the emulator does not handle itself (everything but the BAR
+    /// registers, which are read-only here: BAR sizing is PnP's job, not the driver's).
+    fn config_write(&mut self, offset: usize, data: &[u8]) {
+        let end = (offset + data.len()).min(CONFIG_SPACE_SIZE);
+        if offset < end {
+            self.config()[offset..end].copy_from_slice(&data[..end - offset]);
+        }
+    }
+}
+
+/// The function every adapter gets unless the test attaches a model: a QEMU "PCI test device"
+/// identity (1B36:0005) with one 16 KiB BAR of plain read/write registers.
+pub struct PlainFunction {
+    config: [u8; CONFIG_SPACE_SIZE],
+    registers: Vec<u8>,
+}
+
+impl Default for PlainFunction {
+    fn default() -> Self {
+        let mut config = [0u8; CONFIG_SPACE_SIZE];
+        config[0..2].copy_from_slice(&0x1B36u16.to_le_bytes());
+        config[2..4].copy_from_slice(&0x0005u16.to_le_bytes());
+        config[0x0B] = 0x02; // class: network controller
+        PlainFunction {
+            config,
+            registers: vec![0; 0x4000],
+        }
+    }
+}
+
+impl PciFunction for PlainFunction {
+    fn config(&mut self) -> &mut [u8; CONFIG_SPACE_SIZE] {
+        &mut self.config
+    }
+    fn bars(&self) -> Vec<BarInfo> {
+        vec![BarInfo {
+            index: 0,
+            size: 0x4000,
+            is_64bit: false,
+        }]
+    }
+    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32) -> u32 {
+        let o = offset as usize;
+        let mut v = [0u8; 4];
+        v[..width as usize].copy_from_slice(&self.registers[o..o + width as usize]);
+        u32::from_le_bytes(v)
+    }
+    fn mmio_write(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32, value: u32) {
+        let o = offset as usize;
+        self.registers[o..o + width as usize]
+            .copy_from_slice(&value.to_le_bytes()[..width as usize]);
+    }
+}
+
+/// A BAR as placed in the machine's physical address space.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlacedBar {
+    pub index: u8,
+    pub physical: u64,
+    pub size: u64,
+}
+
+/// Per-device PCI state in the machine.
+pub(crate) struct PciState {
+    pub function: Option<Box<dyn PciFunction>>,
+    pub bars: Vec<PlacedBar>,
+}
+
+impl std::fmt::Debug for PciState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PciState")
+            .field("bars", &self.bars)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Mapping {
+    va: usize,
+    length: usize,
+    adapter: usize,
+    device: usize,
+    bar: u8,
+    /// Offset of the mapping's start inside the BAR.
+    bar_offset: u64,
+    live: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct MmioState {
+    mappings: Vec<Mapping>,
+}
+
+/// Places `function`'s BARs for device `device` and writes their addresses into its
+/// configuration space.
+pub(crate) fn attach(device: usize, mut function: Box<dyn PciFunction>) -> PciState {
+    let mut bars = Vec::new();
+    for b in function.bars() {
+        assert!(
+            b.index <= 5 && b.size.is_power_of_two() && b.size >= 16 && b.size <= 0x10_0000,
+            "BAR {}: index 0..=5, size a power of two in 16..=1 MiB",
+            b.index
+        );
+        let physical = BAR_BASE + device as u64 * 0x100_0000 + b.index as u64 * 0x10_0000;
+        let reg = 0x10 + 4 * b.index as usize;
+        let low = (physical as u32) | if b.is_64bit { 0x4 } else { 0 };
+        function.config()[reg..reg + 4].copy_from_slice(&low.to_le_bytes());
+        if b.is_64bit {
+            function.config()[reg + 4..reg + 8]
+                .copy_from_slice(&((physical >> 32) as u32).to_le_bytes());
+        }
+        bars.push(PlacedBar {
+            index: b.index,
+            physical,
+            size: b.size,
+        });
+    }
+    PciState {
+        function: Some(function),
+        bars,
+    }
+}
+
+fn mmio_violation(message: String, p2: usize, p3: usize) -> ! {
+    bugcheck::raise(
+        bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        [rule::MMIO, p2, p3, 0],
+        message,
+    )
+}
+
+pub(crate) unsafe fn ndis_m_map_io_space(
+    va: *mut sys::PVOID,
+    handle: sys::NDIS_HANDLE,
+    physical: sys::PHYSICAL_ADDRESS,
+    length: u32,
+) -> sys::NDIS_STATUS {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::PASSIVE_LEVEL, "NdisMMapIoSpace");
+    let a = adapter_of_handle(&st, handle, "NdisMMapIoSpace");
+    // SAFETY: the caller's out-pointer; null until the mapping succeeds.
+    unsafe { va.write(core::ptr::null_mut()) };
+    let device = st.ndis.adapters[a].device;
+    let start = physical as u64;
+    let bar = st.devices[device]
+        .pci
+        .bars
+        .iter()
+        .find(|b| start >= b.physical && start + length as u64 <= b.physical + b.size)
+        .copied();
+    let Some(bar) = bar else {
+        drop(st);
+        mmio_violation(
+            format!(
+                "NdisMMapIoSpace({start:#x}, {length} bytes) on adapter {a}: the range is not inside \
+                 one of the adapter's memory resources"
+            ),
+            start as usize,
+            length as usize,
+        );
+    };
+    if length == 0 {
+        return sys::NDIS_STATUS_INVALID_PARAMETER;
+    }
+    if st.fallible("NdisMMapIoSpace") {
+        return sys::NDIS_STATUS_RESOURCES;
+    }
+    let index = st.mmio.mappings.len();
+    let address = MMIO_VA_BASE + index * MMIO_VA_STRIDE;
+    st.mmio.mappings.push(Mapping {
+        va: address,
+        length: length as usize,
+        adapter: a,
+        device,
+        bar: bar.index,
+        bar_offset: start - bar.physical,
+        live: true,
+    });
+    // SAFETY: as above.
+    unsafe { va.write(address as sys::PVOID) };
+    sys::NDIS_STATUS_SUCCESS
+}
+
+pub(crate) unsafe fn ndis_m_unmap_io_space(handle: sys::NDIS_HANDLE, va: sys::PVOID, length: u32) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::PASSIVE_LEVEL, "NdisMUnmapIoSpace");
+    let a = adapter_of_handle(&st, handle, "NdisMUnmapIoSpace");
+    let found =
+        st.mmio.mappings.iter_mut().find(|x| {
+            x.live && x.va == va as usize && x.adapter == a && x.length == length as usize
+        });
+    match found {
+        Some(mapping) => mapping.live = false,
+        None => {
+            drop(st);
+            mmio_violation(
+                format!(
+                    "NdisMUnmapIoSpace({va:p}, {length} bytes) on adapter {a}: no such mapping \
+                     (address and length must match what NdisMMapIoSpace returned)"
+                ),
+                va as usize,
+                length as usize,
+            );
+        }
+    }
+}
+
+/// Halt: every mapping of adapter `a` released.
+pub(crate) fn check_mappings_at_halt(st: &State, a: usize) {
+    let live = st
+        .mmio
+        .mappings
+        .iter()
+        .filter(|m| m.live && m.adapter == a)
+        .count();
+    if live > 0 {
+        mmio_violation(
+            format!(
+                "MiniportHaltEx of adapter {a} returned with {live} register mapping(s) \
+                 (NdisMMapIoSpace) not unmapped"
+            ),
+            a,
+            live,
+        );
+    }
+}
+
+fn bus_data(
+    handle: sys::NDIS_HANDLE,
+    which: u32,
+    offset: u32,
+    length: u32,
+    function: &str,
+    access: impl FnOnce(&mut dyn PciFunction, usize, usize),
+) -> u32 {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, function);
+    let a = adapter_of_handle(&st, handle, function);
+    if which != sys::PCI_WHICHSPACE_CONFIG {
+        return 0;
+    }
+    let offset = offset as usize;
+    if offset >= CONFIG_SPACE_SIZE {
+        return 0;
+    }
+    let n = (length as usize).min(CONFIG_SPACE_SIZE - offset);
+    let device = st.ndis.adapters[a].device;
+    let f = st.devices[device]
+        .pci
+        .function
+        .as_deref_mut()
+        .expect("the function is only out of its slot during an access");
+    access(f, offset, n);
+    n as u32
+}
+
+pub(crate) unsafe fn ndis_m_get_bus_data(
+    handle: sys::NDIS_HANDLE,
+    which: u32,
+    offset: u32,
+    buffer: sys::PVOID,
+    length: u32,
+) -> u32 {
+    bus_data(
+        handle,
+        which,
+        offset,
+        length,
+        "NdisMGetBusData",
+        |f, o, n| {
+            // SAFETY: the caller's buffer holds `length` >= n bytes.
+            let out = unsafe { core::slice::from_raw_parts_mut(buffer.cast::<u8>(), n) };
+            out.copy_from_slice(&f.config()[o..o + n]);
+        },
+    )
+}
+
+pub(crate) unsafe fn ndis_m_set_bus_data(
+    handle: sys::NDIS_HANDLE,
+    which: u32,
+    offset: u32,
+    buffer: sys::PVOID,
+    length: u32,
+) -> u32 {
+    bus_data(
+        handle,
+        which,
+        offset,
+        length,
+        "NdisMSetBusData",
+        |f, o, n| {
+            // SAFETY: the caller's buffer holds `length` >= n bytes.
+            let data = unsafe { core::slice::from_raw_parts(buffer.cast::<u8>().cast_const(), n) };
+            // The BAR registers (0x10..0x28) belong to PnP.
+            let mut pos = 0;
+            while pos < n {
+                let at = o + pos;
+                if !(0x10..0x28).contains(&at) {
+                    f.config_write(at, &data[pos..pos + 1]);
+                }
+                pos += 1;
+            }
+        },
+    )
+}
+
+/// Finds the mapping of `address..address + width` and runs `access` on its function with the
+/// function taken out of its slot (so that the model can use the [`Bus`]).
+fn register_access<R>(
+    address: usize,
+    width: u32,
+    what: &str,
+    access: impl FnOnce(&mut dyn PciFunction, &mut Bus<'_>, u8, u64) -> R,
+) -> R {
+    let m = machine::current();
+    let result = {
+        let mut st = m.st();
+        let found = st
+            .mmio
+            .mappings
+            .iter()
+            .find(|x| x.live && address >= x.va && address + width as usize <= x.va + x.length);
+        let Some(mapping) = found else {
+            drop(st);
+            mmio_violation(
+                format!("{what} at {address:#x}: not inside a live NdisMMapIoSpace mapping"),
+                address,
+                width as usize,
+            );
+        };
+        if !address.is_multiple_of(width as usize) {
+            drop(st);
+            mmio_violation(
+                format!("{what} at {address:#x}: misaligned {width}-byte register access"),
+                address,
+                width as usize,
+            );
+        }
+        let (device, bar, offset) = (
+            mapping.device,
+            mapping.bar,
+            mapping.bar_offset + (address - mapping.va) as u64,
+        );
+        let mut function = st.devices[device]
+            .pci
+            .function
+            .take()
+            .expect("a device model accessed its own registers re-entrantly");
+        let mut bus = Bus {
+            st: &mut st,
+            device,
+        };
+        let r = access(function.as_mut(), &mut bus, bar, offset);
+        st.devices[device].pci.function = Some(function);
+        r
+    };
+    // The access may have raised interrupts; they arrive now if the IRQL allows.
+    machine::deliver_pending(&m);
+    result
+}
+
+pub(crate) unsafe extern "system-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
+    let _emulator = crate::heap::EmulatorCode::enter();
+    register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
+        f.mmio_read(bus, bar, offset, width)
+    })
+}
+
+pub(crate) unsafe extern "system-unwind" fn host_mmio_write(
+    address: usize,
+    width: u32,
+    value: u32,
+) {
+    let _emulator = crate::heap::EmulatorCode::enter();
+    register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
+        f.mmio_write(bus, bar, offset, width, value)
+    })
+}
+
+pub(crate) static HOST_MMIO: sys::mmio::HostMmio = sys::mmio::HostMmio {
+    read: host_mmio_read,
+    write: host_mmio_write,
+};
