@@ -10,6 +10,8 @@
 #![cfg_attr(windows, no_std)]
 
 use ndis::driver::MiniportDriver;
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
+use ndis::nbl::{Returned, SendIrql, SendNbl};
 use ndis::{NdisVersion, Status};
 
 // Kernel runtime: the project's own pieces, or the WDK's with the `wdk` feature.
@@ -33,11 +35,25 @@ const POOL_TAG: km_alloc::PoolTag = km_alloc::PoolTag::new(*b"vnet");
 #[derive(Debug)]
 pub struct VioNet;
 
+/// No adapter can start yet (the virtio-net body is being integrated): uninhabited.
+#[derive(Debug)]
+pub enum NoAdapter {}
+
+impl Miniport for NoAdapter {
+    fn send(&self, _: &NdisAdapter, _: &SendNbl<'_>, _: &SendIrql<'_>) -> Status {
+        match *self {}
+    }
+    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>) {
+        match *self {}
+    }
+}
+
 impl MiniportDriver for VioNet {
     const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
     const DRIVER_VERSION: (u8, u8) = (0, 1);
+    type Adapter = NoAdapter;
 
-    fn initialize_adapter(&'static self) -> Result<core::convert::Infallible, Status> {
+    fn initialize(&'static self, _init: &mut Init<'_>) -> Result<(NoAdapter, AdapterInfo), Status> {
         Err(Status::ADAPTER_NOT_FOUND)
     }
 }

@@ -11,7 +11,7 @@
 use ndis_sys as sys;
 use sys::*;
 
-use crate::{datapath, dma, io, machine, memory, ndis, oid, pci, sync};
+use crate::{config, datapath, dma, io, machine, memory, ndis, oid, pci, sync};
 
 macro_rules! exports {
     ($( $module:literal $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? => $imp:expr; )*) => {
@@ -98,6 +98,9 @@ exports! {
     "ndis.sys" NdisMUnmapIoSpace(a: NDIS_HANDLE, b: PVOID, c: UINT) => pci::ndis_m_unmap_io_space;
     "ndis.sys" NdisMGetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_get_bus_data;
     "ndis.sys" NdisMSetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_set_bus_data;
+    "ndis.sys" NdisOpenConfigurationEx(a: *mut NDIS_CONFIGURATION_OBJECT, b: *mut NDIS_HANDLE) -> NDIS_STATUS => config::ndis_open_configuration_ex;
+    "ndis.sys" NdisReadConfiguration(a: *mut NDIS_STATUS, b: *mut *mut NDIS_CONFIGURATION_PARAMETER, c: NDIS_HANDLE, d: *mut UNICODE_STRING, e: NDIS_PARAMETER_TYPE) => config::ndis_read_configuration;
+    "ndis.sys" NdisCloseConfiguration(a: NDIS_HANDLE) => config::ndis_close_configuration;
     "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
     "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;
     "ntoskrnl.exe" KeBugCheckEx(a: ULONG, b: ULONG_PTR, c: ULONG_PTR, d: ULONG_PTR, e: ULONG_PTR) -> ! => ke_bug_check_ex;

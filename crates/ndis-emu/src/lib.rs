@@ -12,6 +12,7 @@
 #![cfg(not(windows))]
 
 mod bugcheck;
+mod config;
 mod datapath;
 mod dma;
 mod exports;
@@ -543,6 +544,17 @@ impl Emulator {
                 ],
                 format!(
                     "the driver is unloading with {blocks} shared-memory block(s) ({bytes} bytes) not freed"
+                ),
+            );
+        }
+        let configs = config::open_handles(&st);
+        if configs > 0 {
+            drop(st);
+            bugcheck::raise(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::UNLOAD_WITH_OUTSTANDING_OBJECTS, configs, 0, 0],
+                format!(
+                    "unload with {configs} configuration handle(s) not closed (NdisCloseConfiguration)"
                 ),
             );
         }

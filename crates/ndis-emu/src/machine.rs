@@ -219,6 +219,7 @@ pub(crate) struct State {
     pub sync: crate::sync::SyncState,
     pub dma: crate::dma::DmaState,
     pub mmio: crate::pci::MmioState,
+    pub config_keys: crate::config::ConfigState,
 }
 
 impl State {
@@ -249,6 +250,7 @@ impl State {
             sync: Default::default(),
             dma: Default::default(),
             mmio: Default::default(),
+            config_keys: Default::default(),
         }
     }
 

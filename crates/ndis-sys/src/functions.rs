@@ -17,6 +17,7 @@
 use crate::base::*;
 use crate::datapath::*;
 use crate::dma::*;
+use crate::general::*;
 use crate::interrupt::*;
 use crate::io_interrupt::*;
 use crate::miniport::*;
@@ -254,6 +255,21 @@ kernel_imports! {
             Buffer: PVOID,
             Length: ULONG,
         ) -> ULONG;
+        /// PASSIVE_LEVEL. Opens the registry key `ConfigObject` names.
+        fn NdisOpenConfigurationEx(
+            ConfigObject: *mut NDIS_CONFIGURATION_OBJECT,
+            ConfigurationHandle: *mut NDIS_HANDLE,
+        ) -> NDIS_STATUS;
+        /// PASSIVE_LEVEL. `*ParameterValue` stays valid until the handle is closed.
+        fn NdisReadConfiguration(
+            Status: *mut NDIS_STATUS,
+            ParameterValue: *mut *mut NDIS_CONFIGURATION_PARAMETER,
+            ConfigurationHandle: NDIS_HANDLE,
+            Keyword: *mut UNICODE_STRING,
+            ParameterType: NDIS_PARAMETER_TYPE,
+        );
+        /// PASSIVE_LEVEL. Frees every parameter read through the handle.
+        fn NdisCloseConfiguration(ConfigurationHandle: NDIS_HANDLE);
         /// IRQL <= DISPATCH_LEVEL.
         fn NdisMIndicateStatusEx(MiniportAdapterHandle: NDIS_HANDLE, StatusIndication: *mut NDIS_STATUS_INDICATION);
     }

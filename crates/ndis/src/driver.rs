@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use ndis_sys as sys;
 
+use crate::miniport::{self, AdapterInfo, Init, Miniport};
 use crate::{NdisVersion, Status};
 
 /// The part of a miniport driver that exists before any adapter.
@@ -18,12 +19,17 @@ pub trait MiniportDriver: Sync + 'static {
     /// Reported to NDIS as `MajorDriverVersion.MinorDriverVersion`.
     const DRIVER_VERSION: (u8, u8);
 
-    /// `MiniportInitializeEx`, at PASSIVE_LEVEL, once per adapter NDIS starts.
-    ///
-    /// The adapter lifecycle layer (attributes, halt, pause/restart, OIDs, datapath) is not part
-    /// of the framework yet, so no adapter can be started: the success type is uninhabited and
-    /// the driver returns the status NDIS should see.
-    fn initialize_adapter(&'static self) -> Result<core::convert::Infallible, Status>;
+    /// One started adapter.
+    type Adapter: Miniport;
+
+    /// `MiniportInitializeEx`, at PASSIVE_LEVEL, once per adapter NDIS starts: find and start
+    /// the device, and describe it. On error every resource acquired so far is released by
+    /// dropping it (registrations, mappings and memory are owned values), and NDIS sees the
+    /// status.
+    fn initialize(
+        &'static self,
+        init: &mut Init<'_>,
+    ) -> Result<(Self::Adapter, AdapterInfo), Status>;
 }
 
 /// Holds the `NdisMiniportDriverHandle` between `DriverEntry` and unload. One per driver image,
@@ -62,20 +68,20 @@ pub fn characteristics<T: MiniportDriver>(
         MinorDriverVersion: T::DRIVER_VERSION.1,
         Flags: 0,
         SetOptionsHandler: None,
-        InitializeHandlerEx: Some(initialize::<T>),
-        HaltHandlerEx: Some(halt),
+        InitializeHandlerEx: Some(miniport::initialize::<T>),
+        HaltHandlerEx: Some(miniport::halt::<T::Adapter>),
         UnloadHandler: Some(unload),
-        PauseHandler: Some(pause),
-        RestartHandler: Some(restart),
-        OidRequestHandler: Some(oid_request),
-        SendNetBufferListsHandler: Some(send_net_buffer_lists),
-        ReturnNetBufferListsHandler: Some(return_net_buffer_lists),
-        CancelSendHandler: Some(cancel_send),
+        PauseHandler: Some(miniport::pause::<T::Adapter>),
+        RestartHandler: Some(miniport::restart::<T::Adapter>),
+        OidRequestHandler: Some(miniport::oid_request::<T::Adapter>),
+        SendNetBufferListsHandler: Some(miniport::send::<T::Adapter>),
+        ReturnNetBufferListsHandler: Some(miniport::return_nbls::<T::Adapter>),
+        CancelSendHandler: Some(miniport::cancel_send),
         CheckForHangHandlerEx: None,
         ResetHandlerEx: None,
-        DevicePnPEventNotifyHandler: Some(device_pnp_event_notify),
-        ShutdownHandlerEx: Some(shutdown),
-        CancelOidRequestHandler: Some(cancel_oid_request),
+        DevicePnPEventNotifyHandler: Some(miniport::pnp_event::<T::Adapter>),
+        ShutdownHandlerEx: Some(miniport::shutdown::<T::Adapter>),
+        CancelOidRequestHandler: Some(miniport::cancel_oid),
         DirectOidRequestHandler: None,
         CancelDirectOidRequestHandler: None,
         SynchronousOidRequestHandler: None,
@@ -89,7 +95,7 @@ pub fn characteristics<T: MiniportDriver>(
 /// to `DriverEntry`; `unload` must be the routine emitted for the same `slot`.
 pub unsafe fn driver_entry<T: MiniportDriver>(
     driver: &'static T,
-    slot: &'static DriverSlot,
+    slot: &DriverSlot,
     driver_object: sys::PDRIVER_OBJECT,
     registry_path: *const sys::UNICODE_STRING,
     unload: unsafe extern "system-unwind" fn(sys::PDRIVER_OBJECT),
@@ -117,91 +123,13 @@ pub unsafe fn driver_entry<T: MiniportDriver>(
 ///
 /// # Safety
 /// Called by NDIS at PASSIVE_LEVEL, once, after every adapter was halted.
-pub unsafe fn driver_unload(slot: &'static DriverSlot) {
+pub unsafe fn driver_unload(slot: &DriverSlot) {
     let handle = slot.0.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if !handle.is_null() {
         // SAFETY: `handle` came from a successful NdisMRegisterMiniportDriver and is deregistered
         // once (the swap above takes it out of the slot).
         unsafe { sys::NdisMDeregisterMiniportDriver(handle) }
     }
-}
-
-unsafe extern "system-unwind" fn initialize<T: MiniportDriver>(
-    _miniport_handle: sys::NDIS_HANDLE,
-    driver_context: sys::NDIS_HANDLE,
-    _params: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
-) -> sys::NDIS_STATUS {
-    // SAFETY: driver_entry registered `&'static T` as the driver context and NDIS hands it back
-    // unchanged.
-    let driver = unsafe { &*(driver_context as *const T) };
-    match driver.initialize_adapter() {
-        Ok(never) => match never {},
-        // A failed initialize must not report success: NDIS would treat the adapter as started.
-        Err(status) if status.is_success() => sys::NDIS_STATUS_FAILURE,
-        Err(status) => status.0,
-    }
-}
-
-/// Per-adapter callbacks: NDIS calls them only for an adapter whose initialize succeeded, and no
-/// adapter can be initialized yet. Reaching one is an NDIS contract violation; stop loudly.
-#[cold]
-fn no_adapter(callback: &str) -> ! {
-    panic!("NDIS called {callback} but this driver never initialized an adapter")
-}
-
-unsafe extern "system-unwind" fn halt(_ctx: sys::NDIS_HANDLE, _action: sys::NDIS_HALT_ACTION) {
-    no_adapter("MiniportHaltEx")
-}
-unsafe extern "system-unwind" fn pause(
-    _ctx: sys::NDIS_HANDLE,
-    _params: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
-) -> sys::NDIS_STATUS {
-    no_adapter("MiniportPause")
-}
-unsafe extern "system-unwind" fn restart(
-    _ctx: sys::NDIS_HANDLE,
-    _params: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
-) -> sys::NDIS_STATUS {
-    no_adapter("MiniportRestart")
-}
-unsafe extern "system-unwind" fn oid_request(
-    _ctx: sys::NDIS_HANDLE,
-    _request: *mut sys::NDIS_OID_REQUEST,
-) -> sys::NDIS_STATUS {
-    no_adapter("MiniportOidRequest")
-}
-unsafe extern "system-unwind" fn send_net_buffer_lists(
-    _ctx: sys::NDIS_HANDLE,
-    _nbls: *mut sys::NET_BUFFER_LIST,
-    _port: sys::NDIS_PORT_NUMBER,
-    _flags: sys::ULONG,
-) {
-    no_adapter("MiniportSendNetBufferLists")
-}
-unsafe extern "system-unwind" fn return_net_buffer_lists(
-    _ctx: sys::NDIS_HANDLE,
-    _nbls: *mut sys::NET_BUFFER_LIST,
-    _flags: sys::ULONG,
-) {
-    no_adapter("MiniportReturnNetBufferLists")
-}
-unsafe extern "system-unwind" fn cancel_send(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
-    no_adapter("MiniportCancelSend")
-}
-unsafe extern "system-unwind" fn device_pnp_event_notify(
-    _ctx: sys::NDIS_HANDLE,
-    _event: *mut sys::NET_DEVICE_PNP_EVENT,
-) {
-    no_adapter("MiniportDevicePnPEventNotify")
-}
-unsafe extern "system-unwind" fn shutdown(
-    _ctx: sys::NDIS_HANDLE,
-    _action: sys::NDIS_SHUTDOWN_ACTION,
-) {
-    no_adapter("MiniportShutdownEx")
-}
-unsafe extern "system-unwind" fn cancel_oid_request(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
-    no_adapter("MiniportCancelOidRequest")
 }
 
 /// The type of `DriverEntry`.
@@ -216,14 +144,25 @@ pub type DriverEntryFn = unsafe extern "system-unwind" fn(
 ///
 /// ```
 /// use ndis::driver::MiniportDriver;
+/// use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
+/// use ndis::nbl::{Returned, SendIrql, SendNbl};
 /// use ndis::{NdisVersion, Status};
 ///
 /// struct MyNic;
+/// struct MyAdapter;
+///
+/// impl Miniport for MyAdapter {
+///     fn send(&self, _: &NdisAdapter, _: &SendNbl<'_>, _: &SendIrql<'_>) -> Status {
+///         Status::SUCCESS
+///     }
+///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>) {}
+/// }
 ///
 /// impl MiniportDriver for MyNic {
 ///     const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
 ///     const DRIVER_VERSION: (u8, u8) = (1, 0);
-///     fn initialize_adapter(&'static self) -> Result<core::convert::Infallible, Status> {
+///     type Adapter = MyAdapter;
+///     fn initialize(&'static self, _: &mut Init<'_>) -> Result<(MyAdapter, AdapterInfo), Status> {
 ///         Err(Status::ADAPTER_NOT_FOUND)
 ///     }
 /// }
@@ -240,12 +179,29 @@ macro_rules! miniport_driver {
             use super::*;
 
             static DRIVER: $driver = $value;
-            static SLOT: $crate::driver::DriverSlot = $crate::driver::DriverSlot::new();
+
+            /// The driver handle between DriverEntry and unload. One per image on Windows; one
+            /// per thread on a host, where each test thread runs its own emulated machine.
+            fn with_slot<R>(f: impl FnOnce(&$crate::driver::DriverSlot) -> R) -> R {
+                #[cfg(windows)]
+                {
+                    static SLOT: $crate::driver::DriverSlot = $crate::driver::DriverSlot::new();
+                    f(&SLOT)
+                }
+                #[cfg(not(windows))]
+                {
+                    ::std::thread_local! {
+                        static SLOT: $crate::driver::DriverSlot =
+                            const { $crate::driver::DriverSlot::new() };
+                    }
+                    SLOT.with(f)
+                }
+            }
 
             unsafe extern "system-unwind" fn unload(_driver_object: $crate::sys::PDRIVER_OBJECT) {
                 // SAFETY: NDIS calls the unload handler once, at PASSIVE_LEVEL, after halting
-                // every adapter; SLOT is the one driver_entry filled.
-                unsafe { $crate::driver::driver_unload(&SLOT) }
+                // every adapter; the slot is the one driver_entry filled.
+                with_slot(|slot| unsafe { $crate::driver::driver_unload(slot) })
             }
 
             /// The image entry point (`/ENTRY:DriverEntry`).
@@ -255,16 +211,16 @@ macro_rules! miniport_driver {
                 registry_path: *const $crate::sys::UNICODE_STRING,
             ) -> $crate::sys::NTSTATUS {
                 // SAFETY: the I/O manager calls DriverEntry once at PASSIVE_LEVEL with valid
-                // pointers; `unload` pairs with SLOT.
-                unsafe {
+                // pointers; `unload` pairs with the slot.
+                with_slot(|slot| unsafe {
                     $crate::driver::driver_entry(
                         &DRIVER,
-                        &SLOT,
+                        slot,
                         driver_object,
                         registry_path,
                         unload,
                     )
-                }
+                })
             }
         }
 

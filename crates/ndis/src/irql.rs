@@ -53,10 +53,17 @@ mod sealed {
     impl Sealed for super::Dirql<'_> {}
 }
 
-/// Contexts at or below DISPATCH_LEVEL (what most NDIS calls allow).
-pub trait AtMostDispatch: sealed::Sealed {}
-impl AtMostDispatch for Passive<'_> {}
-impl AtMostDispatch for Dispatch<'_> {}
+/// Contexts at or below DISPATCH_LEVEL (what most NDIS calls allow). `AT_DISPATCH` selects the
+/// `*_DISPATCH_LEVEL` flags of calls that take them.
+pub trait AtMostDispatch: sealed::Sealed {
+    const AT_DISPATCH: bool;
+}
+impl AtMostDispatch for Passive<'_> {
+    const AT_DISPATCH: bool = false;
+}
+impl AtMostDispatch for Dispatch<'_> {
+    const AT_DISPATCH: bool = true;
+}
 
 /// Any context (for calls allowed at any IRQL).
 pub trait AnyIrql: sealed::Sealed {}

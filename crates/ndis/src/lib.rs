@@ -10,10 +10,16 @@
 extern crate alloc;
 
 pub mod adapter;
+pub mod config;
+pub mod dma;
 pub mod driver;
 pub mod hw;
 pub mod interrupt;
+pub mod io;
 pub mod irql;
+pub mod miniport;
+pub mod nbl;
+pub mod oid;
 pub mod status;
 pub mod version;
 

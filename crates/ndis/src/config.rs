@@ -1,0 +1,100 @@
+//! Registry keywords of the adapter (`NdisOpenConfigurationEx` / `NdisReadConfiguration`): the
+//! values an INF's `Ndi\params` declares and the advanced property page edits.
+
+use ndis_sys as sys;
+
+use crate::Status;
+use crate::adapter::AdapterHandle;
+use crate::irql::Passive;
+
+/// An open configuration handle, closed on drop.
+#[derive(Debug)]
+pub struct Configuration {
+    handle: sys::NDIS_HANDLE,
+}
+
+/// Longest keyword name accepted (registry value names used as NDIS keywords are short).
+const MAX_KEYWORD: usize = 64;
+
+impl Configuration {
+    pub fn open(adapter: AdapterHandle, _passive: &Passive<'_>) -> Result<Self, Status> {
+        let mut object = sys::NDIS_CONFIGURATION_OBJECT {
+            Header: sys::NDIS_OBJECT_HEADER {
+                Type: sys::NDIS_OBJECT_TYPE_CONFIGURATION_OBJECT,
+                Revision: sys::NDIS_CONFIGURATION_OBJECT_REVISION_1,
+                Size: sys::NDIS_SIZEOF_CONFIGURATION_OBJECT_REVISION_1,
+            },
+            NdisHandle: adapter.as_raw(),
+            Flags: 0,
+        };
+        let mut handle: sys::NDIS_HANDLE = core::ptr::null_mut();
+        // SAFETY: PASSIVE_LEVEL (token); the object and out-handle live across the call.
+        let status = unsafe { sys::NdisOpenConfigurationEx(&mut object, &mut handle) };
+        if status != sys::NDIS_STATUS_SUCCESS || handle.is_null() {
+            return Err(Status(status));
+        }
+        Ok(Configuration { handle })
+    }
+
+    /// The keyword as a decimal integer; None when absent or not a number (the caller's
+    /// default then applies).
+    pub fn read_u32(&self, keyword: &str, _passive: &Passive<'_>) -> Option<u32> {
+        let mut name = [0u16; MAX_KEYWORD];
+        let mut n = 0;
+        for unit in keyword.encode_utf16() {
+            *name.get_mut(n)? = unit;
+            n += 1;
+        }
+        let mut string = sys::UNICODE_STRING {
+            Length: (n * 2) as u16,
+            MaximumLength: (MAX_KEYWORD * 2) as u16,
+            Buffer: name.as_mut_ptr(),
+        };
+        let mut status = sys::NDIS_STATUS_FAILURE;
+        let mut value: *mut sys::NDIS_CONFIGURATION_PARAMETER = core::ptr::null_mut();
+        // SAFETY: PASSIVE_LEVEL (token); an open handle; out-pointers and the name live across
+        // the call.
+        unsafe {
+            sys::NdisReadConfiguration(
+                &mut status,
+                &mut value,
+                self.handle,
+                &mut string,
+                sys::NdisParameterInteger,
+            )
+        };
+        if status != sys::NDIS_STATUS_SUCCESS || value.is_null() {
+            return None;
+        }
+        // SAFETY: NDIS returned a parameter valid until the handle closes (it outlives `self`'s
+        // borrow here).
+        let parameter = unsafe { &*value };
+        if parameter.ParameterType != sys::NdisParameterInteger {
+            return None;
+        }
+        // SAFETY: the type says this is the integer member.
+        Some(unsafe { parameter.ParameterData.IntegerData })
+    }
+
+    /// The keyword clamped into `range`, or `default` when absent/invalid; out-of-range values
+    /// are clamped rather than refused, as the advanced property page may hold anything.
+    pub fn read_u32_in(
+        &self,
+        keyword: &str,
+        range: core::ops::RangeInclusive<u32>,
+        default: u32,
+        passive: &Passive<'_>,
+    ) -> u32 {
+        self.read_u32(keyword, passive)
+            .map(|v| v.clamp(*range.start(), *range.end()))
+            .unwrap_or(default)
+    }
+}
+
+impl Drop for Configuration {
+    fn drop(&mut self) {
+        // SAFETY: the handle opened in `open`, closed once; configurations are only used at
+        // PASSIVE_LEVEL (the constructor takes the token) and dropped there.
+        unsafe { sys::NdisCloseConfiguration(self.handle) }
+    }
+}

@@ -1,0 +1,226 @@
+//! DMA: the scatter/gather registration and shared memory the device reaches by address.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use ndis_sys as sys;
+
+use crate::Status;
+use crate::adapter::AdapterHandle;
+use crate::hw::DeviceMemory;
+use crate::irql::Passive;
+
+/// `NdisMRegisterScatterGatherDma`, deregistered on drop. NDIS requires it (with the bus-master
+/// attribute) before any shared memory; keep it alive longer than every [`SharedMemory`].
+#[derive(Debug)]
+pub struct DmaRegistration {
+    handle: AtomicPtr<core::ffi::c_void>,
+}
+
+impl DmaRegistration {
+    /// Registers for 64-bit DMA with at most `max_mapping` bytes per mapping. Only during
+    /// initialize.
+    pub fn register(
+        adapter: AdapterHandle,
+        max_mapping: u32,
+        _passive: &Passive<'_>,
+    ) -> Result<Self, Status> {
+        let mut description = sys::NDIS_SG_DMA_DESCRIPTION {
+            Header: sys::NDIS_OBJECT_HEADER {
+                Type: sys::NDIS_OBJECT_TYPE_SG_DMA_DESCRIPTION,
+                Revision: sys::NDIS_SG_DMA_DESCRIPTION_REVISION_1,
+                Size: sys::NDIS_SIZEOF_SG_DMA_DESCRIPTION_REVISION_1,
+            },
+            Flags: sys::NDIS_SG_DMA_64_BIT_ADDRESS,
+            MaximumPhysicalMapping: max_mapping,
+            ProcessSGListHandler: None,
+            SharedMemAllocateCompleteHandler: None,
+            ScatterGatherListSize: 0,
+            PdoOverride: core::ptr::null_mut(),
+        };
+        let mut handle: sys::NDIS_HANDLE = core::ptr::null_mut();
+        // SAFETY: PASSIVE_LEVEL (token); the description and out-handle live across the call.
+        let status = unsafe {
+            sys::NdisMRegisterScatterGatherDma(adapter.as_raw(), &mut description, &mut handle)
+        };
+        if status != sys::NDIS_STATUS_SUCCESS {
+            return Err(Status(status));
+        }
+        Ok(DmaRegistration {
+            handle: AtomicPtr::new(handle),
+        })
+    }
+}
+
+impl Drop for DmaRegistration {
+    fn drop(&mut self) {
+        let h = self.handle.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !h.is_null() {
+            // SAFETY: the registration made in `register`, released once (PASSIVE_LEVEL: made in
+            // initialize, dropped in initialize or halt).
+            unsafe { sys::NdisMDeregisterScatterGatherDma(h) }
+        }
+    }
+}
+
+/// Shared memory (`NdisMAllocateSharedMemory`): page-aligned, zeroed, cached, freed on drop.
+/// Access is volatile and bounds-checked through [`DeviceMemory`].
+#[derive(Debug)]
+pub struct SharedMemory {
+    adapter: AdapterHandle,
+    va: usize,
+    pa: u64,
+    length: usize,
+}
+
+// SAFETY: plain memory the allocation owns; every access is a volatile read or write of bytes
+// that may also change under the device, which the API never turns into Rust references.
+unsafe impl Send for SharedMemory {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMemory {}
+
+impl SharedMemory {
+    /// Allocates `length` bytes; needs a live [`DmaRegistration`].
+    pub fn allocate(
+        adapter: AdapterHandle,
+        _dma: &DmaRegistration,
+        length: usize,
+        _passive: &Passive<'_>,
+    ) -> Result<Self, Status> {
+        let len = u32::try_from(length).map_err(|_| Status::INVALID_PARAMETER)?;
+        if len == 0 {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        let mut va: sys::PVOID = core::ptr::null_mut();
+        let mut pa: sys::PHYSICAL_ADDRESS = 0;
+        // SAFETY: PASSIVE_LEVEL (token); out-pointers live across the call.
+        unsafe { sys::NdisMAllocateSharedMemory(adapter.as_raw(), len, 1, &mut va, &mut pa) };
+        if va.is_null() {
+            return Err(Status::RESOURCES);
+        }
+        // SAFETY: NDIS returned `length` bytes at `va`; zeroing them is the documented
+        // contents the rest of the module relies on.
+        unsafe { core::ptr::write_bytes(va.cast::<u8>(), 0, length) };
+        Ok(SharedMemory {
+            adapter,
+            va: va as usize,
+            pa: pa as u64,
+            length,
+        })
+    }
+
+    /// The CPU address, for framework code that must describe this memory to NDIS (MDLs).
+    pub(crate) fn virtual_address(&self) -> usize {
+        self.va
+    }
+
+    fn check(&self, offset: usize, width: usize) -> usize {
+        assert!(
+            offset
+                .checked_add(width)
+                .is_some_and(|end| end <= self.length),
+            "shared-memory access at {offset:#x} ({width} bytes) outside a {:#x}-byte block",
+            self.length
+        );
+        self.va + offset
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: the allocation made in `allocate` with these exact arguments, freed once.
+        unsafe {
+            sys::NdisMFreeSharedMemory(
+                self.adapter.as_raw(),
+                self.length as u32,
+                1,
+                self.va as sys::PVOID,
+                self.pa as i64,
+            )
+        }
+    }
+}
+
+macro_rules! volatile_rw {
+    ($($read:ident / $write:ident : $ty:ty;)*) => {$(
+        fn $read(&self, offset: usize) -> $ty {
+            let p = self.check(offset, core::mem::size_of::<$ty>()) as *const $ty;
+            // SAFETY: inside the block (checked); unaligned reads are allowed for the value's
+            // bytes. Volatile: the device may have written it.
+            <$ty>::from_le(unsafe { p.read_unaligned_volatile() })
+        }
+        fn $write(&self, offset: usize, value: $ty) {
+            let p = self.check(offset, core::mem::size_of::<$ty>()) as *mut $ty;
+            // SAFETY: as for the read.
+            unsafe { p.write_unaligned_volatile(value.to_le()) }
+        }
+    )*};
+}
+
+/// Volatile unaligned access (core has volatile or unaligned, not both): byte by byte when
+/// unaligned, one access when aligned.
+trait UnalignedVolatile<T> {
+    unsafe fn read_unaligned_volatile(self) -> T;
+}
+trait UnalignedVolatileMut<T> {
+    unsafe fn write_unaligned_volatile(self, value: T);
+}
+
+macro_rules! unaligned_volatile {
+    ($($ty:ty),*) => {$(
+        impl UnalignedVolatile<$ty> for *const $ty {
+            unsafe fn read_unaligned_volatile(self) -> $ty {
+                if (self as usize).is_multiple_of(core::mem::align_of::<$ty>()) {
+                    // SAFETY: the caller's pointer is valid; aligned here.
+                    return unsafe { self.read_volatile() };
+                }
+                let mut bytes = [0u8; core::mem::size_of::<$ty>()];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    // SAFETY: the caller's pointer covers the value's bytes.
+                    *b = unsafe { self.cast::<u8>().add(i).read_volatile() };
+                }
+                <$ty>::from_ne_bytes(bytes)
+            }
+        }
+        impl UnalignedVolatileMut<$ty> for *mut $ty {
+            unsafe fn write_unaligned_volatile(self, value: $ty) {
+                if (self as usize).is_multiple_of(core::mem::align_of::<$ty>()) {
+                    // SAFETY: as for the read.
+                    return unsafe { self.write_volatile(value) };
+                }
+                for (i, b) in value.to_ne_bytes().into_iter().enumerate() {
+                    // SAFETY: as for the read.
+                    unsafe { self.cast::<u8>().add(i).write_volatile(b) };
+                }
+            }
+        }
+    )*};
+}
+unaligned_volatile!(u16, u32, u64);
+
+impl DeviceMemory for SharedMemory {
+    fn device_address(&self) -> u64 {
+        self.pa
+    }
+    fn len(&self) -> usize {
+        self.length
+    }
+    volatile_rw! {
+        read_u16 / write_u16: u16;
+        read_u32 / write_u32: u32;
+        read_u64 / write_u64: u64;
+    }
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        let p = self.check(offset, buf.len()) as *const u8;
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: inside the block (checked).
+            *b = unsafe { p.add(i).read_volatile() };
+        }
+    }
+    fn write_bytes(&self, offset: usize, data: &[u8]) {
+        let p = self.check(offset, data.len()) as *mut u8;
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: inside the block (checked).
+            unsafe { p.add(i).write_volatile(*b) };
+        }
+    }
+}

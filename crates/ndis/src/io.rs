@@ -1,0 +1,242 @@
+//! Device resources, register mappings and PCI configuration space.
+
+use ndis_sys as sys;
+
+use crate::Status;
+use crate::adapter::AdapterHandle;
+use crate::hw::{ConfigSpace, Registers};
+use crate::irql::Passive;
+
+/// A memory range PnP assigned to the adapter (a memory BAR), from its translated resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryResource {
+    pub start: u64,
+    pub length: u32,
+}
+
+/// The adapter's translated resources (`NDIS_MINIPORT_INIT_PARAMETERS.AllocatedResources`).
+#[derive(Clone, Copy)]
+pub struct Resources<'a> {
+    descriptors: &'a [sys::CM_PARTIAL_RESOURCE_DESCRIPTOR],
+}
+
+impl<'a> Resources<'a> {
+    /// # Safety
+    /// `list` is null or the resource list NDIS passed to `MiniportInitializeEx`, valid for `'a`.
+    pub(crate) unsafe fn from_raw(list: *const sys::CM_PARTIAL_RESOURCE_LIST) -> Self {
+        if list.is_null() {
+            return Resources { descriptors: &[] };
+        }
+        // SAFETY: per this function's contract: `Count` descriptors follow the header.
+        let descriptors = unsafe {
+            core::slice::from_raw_parts((*list).PartialDescriptors.as_ptr(), (*list).Count as usize)
+        };
+        Resources { descriptors }
+    }
+
+    /// Memory ranges in resource order (which, for PCI, is BAR order).
+    pub fn memory(&self) -> impl Iterator<Item = MemoryResource> + 'a {
+        self.descriptors
+            .iter()
+            .filter(|d| d.Type == sys::CmResourceTypeMemory)
+            .map(|d| {
+                // SAFETY: the type says this is the memory member.
+                let m = unsafe { d.u.Memory };
+                MemoryResource {
+                    start: m.Start as u64,
+                    length: m.Length,
+                }
+            })
+    }
+
+    /// The memory range that contains `address` (e.g. a BAR address read from config space).
+    pub fn memory_containing(&self, address: u64) -> Option<MemoryResource> {
+        self.memory()
+            .find(|m| address >= m.start && address < m.start + m.length as u64)
+    }
+}
+
+/// A mapped memory range of the device (`NdisMMapIoSpace`), unmapped on drop. All access is
+/// through [`Registers`], bounds-checked.
+#[derive(Debug)]
+pub struct IoSpace {
+    adapter: AdapterHandle,
+    base: usize,
+    length: usize,
+}
+
+// SAFETY: register access is valid from any processor; the mapping is owned and unmapped once.
+unsafe impl Send for IoSpace {}
+// SAFETY: every access is a single volatile register read or write; no Rust-visible state.
+unsafe impl Sync for IoSpace {}
+
+impl IoSpace {
+    /// Maps `range` (one of the adapter's [`Resources::memory`]).
+    pub fn map(
+        adapter: AdapterHandle,
+        range: MemoryResource,
+        _passive: &Passive<'_>,
+    ) -> Result<Self, Status> {
+        let mut va: sys::PVOID = core::ptr::null_mut();
+        // SAFETY: PASSIVE_LEVEL (token); the range comes from the adapter's resources.
+        let status = unsafe {
+            sys::NdisMMapIoSpace(&mut va, adapter.as_raw(), range.start as i64, range.length)
+        };
+        if status != sys::NDIS_STATUS_SUCCESS {
+            return Err(Status(status));
+        }
+        if va.is_null() {
+            return Err(Status::RESOURCES);
+        }
+        Ok(IoSpace {
+            adapter,
+            base: va as usize,
+            length: range.length as usize,
+        })
+    }
+
+    /// A sub-window `[offset, offset + length)`; None if it does not fit.
+    pub fn window(&self, offset: usize, length: usize) -> Option<Window<'_>> {
+        (offset.checked_add(length)? <= self.length).then_some(Window {
+            space: self,
+            offset,
+            length,
+        })
+    }
+
+    fn address(&self, offset: usize, width: usize) -> usize {
+        assert!(
+            offset
+                .checked_add(width)
+                .is_some_and(|end| end <= self.length)
+                && offset.is_multiple_of(width),
+            "register access at {offset:#x} ({width} bytes) outside a {:#x}-byte mapping",
+            self.length
+        );
+        self.base + offset
+    }
+}
+
+impl Drop for IoSpace {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, released once. Drop runs at PASSIVE_LEVEL: mappings
+        // are only created in initialize (token) and dropped in initialize or halt.
+        unsafe {
+            sys::NdisMUnmapIoSpace(
+                self.adapter.as_raw(),
+                self.base as sys::PVOID,
+                self.length as u32,
+            )
+        }
+    }
+}
+
+impl Registers for IoSpace {
+    fn len(&self) -> usize {
+        self.length
+    }
+    fn read8(&self, offset: usize) -> u8 {
+        let a = self.address(offset, 1);
+        // SAFETY: inside the live mapping (checked).
+        unsafe { sys::mmio::READ_REGISTER_UCHAR(a as *const u8) }
+    }
+    fn read16(&self, offset: usize) -> u16 {
+        let a = self.address(offset, 2);
+        // SAFETY: inside the live mapping, aligned (checked).
+        unsafe { sys::mmio::READ_REGISTER_USHORT(a as *const u16) }
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        let a = self.address(offset, 4);
+        // SAFETY: as above.
+        unsafe { sys::mmio::READ_REGISTER_ULONG(a as *const u32) }
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        let a = self.address(offset, 1);
+        // SAFETY: as above.
+        unsafe { sys::mmio::WRITE_REGISTER_UCHAR(a as *mut u8, value) }
+    }
+    fn write16(&self, offset: usize, value: u16) {
+        let a = self.address(offset, 2);
+        // SAFETY: as above.
+        unsafe { sys::mmio::WRITE_REGISTER_USHORT(a as *mut u16, value) }
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        let a = self.address(offset, 4);
+        // SAFETY: as above.
+        unsafe { sys::mmio::WRITE_REGISTER_ULONG(a as *mut u32, value) }
+    }
+}
+
+/// A sub-range of an [`IoSpace`] with offsets relative to its start.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    space: &'a IoSpace,
+    offset: usize,
+    length: usize,
+}
+
+impl Window<'_> {
+    fn at(&self, offset: usize, width: usize) -> usize {
+        assert!(
+            offset
+                .checked_add(width)
+                .is_some_and(|end| end <= self.length),
+            "register access at {offset:#x} ({width} bytes) outside a {:#x}-byte window",
+            self.length
+        );
+        self.offset + offset
+    }
+}
+
+impl Registers for Window<'_> {
+    fn len(&self) -> usize {
+        self.length
+    }
+    fn read8(&self, offset: usize) -> u8 {
+        self.space.read8(self.at(offset, 1))
+    }
+    fn read16(&self, offset: usize) -> u16 {
+        self.space.read16(self.at(offset, 2))
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        self.space.read32(self.at(offset, 4))
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        self.space.write8(self.at(offset, 1), value)
+    }
+    fn write16(&self, offset: usize, value: u16) {
+        self.space.write16(self.at(offset, 2), value)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.space.write32(self.at(offset, 4), value)
+    }
+}
+
+/// The adapter's PCI configuration space (`NdisMGetBusData`).
+#[derive(Debug, Clone, Copy)]
+pub struct PciConfig {
+    adapter: AdapterHandle,
+}
+
+impl PciConfig {
+    pub fn new(adapter: AdapterHandle) -> Self {
+        PciConfig { adapter }
+    }
+}
+
+impl ConfigSpace for PciConfig {
+    fn read_config(&self, offset: u16, buf: &mut [u8]) -> usize {
+        // SAFETY: the adapter's handle; `buf` is writable for its length. NdisMGetBusData is
+        // allowed at IRQL <= DISPATCH_LEVEL; ConfigSpace is used from initialize and DPCs.
+        let n = unsafe {
+            sys::NdisMGetBusData(
+                self.adapter.as_raw(),
+                sys::PCI_WHICHSPACE_CONFIG,
+                offset as u32,
+                buf.as_mut_ptr().cast(),
+                buf.len() as u32,
+            )
+        };
+        (n as usize).min(buf.len())
+    }
+}

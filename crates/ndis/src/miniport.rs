@@ -1,0 +1,941 @@
+//! The adapter lifecycle: what a NIC driver implements per adapter ([`Miniport`]) and what the
+//! framework keeps for it ([`NdisAdapter`]).
+//!
+//! `MiniportInitializeEx` runs [`MiniportDriver::initialize`](crate::driver::MiniportDriver)
+//! with an [`Init`] context; the framework has already set the registration attributes (its own
+//! per-adapter block is the adapter context) and sets the general attributes from the returned
+//! [`AdapterInfo`]. Every other handler casts the context back and calls the trait. The framework
+//! answers the general OIDs ([`crate::oid`]), keeps the statistics NDIS asks for, refuses sends
+//! while paused, and owns the order of teardown: halt consumes the driver's adapter, so every
+//! resource it owns (interrupt registration, mappings, shared memory, pools) is released, in field
+//! order, before the framework's block goes away.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use ndis_sys as sys;
+
+use crate::Status;
+use crate::adapter::AdapterHandle;
+use crate::config::Configuration;
+use crate::io::{PciConfig, Resources};
+use crate::irql::Dispatch;
+use crate::irql::Passive;
+use crate::nbl::{Returned, SendIrql, SendNbl};
+use crate::oid::QueryBuffer;
+
+/// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
+pub const MAX_MULTICAST: usize = 32;
+
+/// What NDIS needs to know about an adapter once it is initialized (the general attributes).
+#[derive(Debug, Clone)]
+pub struct AdapterInfo {
+    pub permanent_address: [u8; 6],
+    pub current_address: [u8; 6],
+    /// Largest payload (Ethernet: 1500).
+    pub mtu: u32,
+    /// Bits per second while the link is up.
+    pub link_speed: u64,
+    pub link_up: bool,
+    pub supported_packet_filters: u32,
+    pub mac_options: u32,
+    pub transmit_buffer_space: u32,
+    pub receive_buffer_space: u32,
+    pub description: &'static str,
+    /// Filled by the framework from the driver's constants.
+    pub ndis_version: (u8, u8),
+    pub driver_version: (u8, u8),
+}
+
+impl AdapterInfo {
+    /// An Ethernet adapter with the usual filters and options.
+    pub fn ethernet(address: [u8; 6], mtu: u32, link_speed: u64, link_up: bool) -> Self {
+        AdapterInfo {
+            permanent_address: address,
+            current_address: address,
+            mtu,
+            link_speed,
+            link_up,
+            supported_packet_filters: sys::NDIS_PACKET_TYPE_DIRECTED
+                | sys::NDIS_PACKET_TYPE_MULTICAST
+                | sys::NDIS_PACKET_TYPE_ALL_MULTICAST
+                | sys::NDIS_PACKET_TYPE_BROADCAST
+                | sys::NDIS_PACKET_TYPE_PROMISCUOUS,
+            mac_options: sys::NDIS_MAC_OPTION_COPY_LOOKAHEAD_DATA
+                | sys::NDIS_MAC_OPTION_TRANSFERS_NOT_PEND
+                | sys::NDIS_MAC_OPTION_NO_LOOPBACK,
+            transmit_buffer_space: 0,
+            receive_buffer_space: 0,
+            description: "",
+            ndis_version: (6, 0),
+            driver_version: (0, 0),
+        }
+    }
+}
+
+/// Frame and byte counters for `OID_GEN_STATISTICS`, kept by the framework (sends it completes,
+/// receives a [`ReceivePool`](crate::nbl::ReceivePool) indicates) and by the driver for what only
+/// it sees (drops, device errors).
+#[derive(Debug, Default)]
+pub struct Statistics {
+    counters: [AtomicU64; 14],
+}
+
+/// A consistent-enough copy of the counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatisticsSnapshot {
+    pub rx_unicast: u64,
+    pub rx_multicast: u64,
+    pub rx_broadcast: u64,
+    pub rx_unicast_bytes: u64,
+    pub rx_multicast_bytes: u64,
+    pub rx_broadcast_bytes: u64,
+    pub rx_discards: u64,
+    pub rx_errors: u64,
+    pub tx_unicast: u64,
+    pub tx_multicast: u64,
+    pub tx_broadcast: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+    pub tx_discards: u64,
+}
+
+enum Counter {
+    RxUnicast,
+    RxMulticast,
+    RxBroadcast,
+    RxUnicastBytes,
+    RxMulticastBytes,
+    RxBroadcastBytes,
+    RxDiscards,
+    RxErrors,
+    TxUnicast,
+    TxMulticast,
+    TxBroadcast,
+    TxBytes,
+    TxErrors,
+    TxDiscards,
+}
+
+/// 0 unicast, 1 multicast, 2 broadcast, by destination address.
+fn cast_kind(destination: &[u8]) -> usize {
+    match destination {
+        [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, ..] => 2,
+        [first, ..] if first & 1 == 1 => 1,
+        _ => 0,
+    }
+}
+
+impl Statistics {
+    fn add(&self, c: Counter, n: u64) {
+        self.counters[c as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A received frame of `bytes` whose destination address starts `destination`.
+    pub fn received(&self, destination: &[u8], bytes: u64) {
+        let kind = cast_kind(destination);
+        let (frames, octets) = [
+            (Counter::RxUnicast, Counter::RxUnicastBytes),
+            (Counter::RxMulticast, Counter::RxMulticastBytes),
+            (Counter::RxBroadcast, Counter::RxBroadcastBytes),
+        ]
+        .into_iter()
+        .nth(kind)
+        .expect("three kinds");
+        self.add(frames, 1);
+        self.add(octets, bytes);
+    }
+
+    pub fn sent(&self, destination: &[u8], bytes: u64) {
+        let frames = [
+            Counter::TxUnicast,
+            Counter::TxMulticast,
+            Counter::TxBroadcast,
+        ]
+        .into_iter()
+        .nth(cast_kind(destination))
+        .expect("three kinds");
+        self.add(frames, 1);
+        self.add(Counter::TxBytes, bytes);
+    }
+
+    pub fn rx_discards(&self, n: u64) {
+        self.add(Counter::RxDiscards, n)
+    }
+    pub fn rx_errors(&self, n: u64) {
+        self.add(Counter::RxErrors, n)
+    }
+    pub fn tx_errors(&self, n: u64) {
+        self.add(Counter::TxErrors, n)
+    }
+    pub fn tx_discards(&self, n: u64) {
+        self.add(Counter::TxDiscards, n)
+    }
+
+    pub fn snapshot(&self) -> StatisticsSnapshot {
+        let c = |i: Counter| self.counters[i as usize].load(Ordering::Relaxed);
+        StatisticsSnapshot {
+            rx_unicast: c(Counter::RxUnicast),
+            rx_multicast: c(Counter::RxMulticast),
+            rx_broadcast: c(Counter::RxBroadcast),
+            rx_unicast_bytes: c(Counter::RxUnicastBytes),
+            rx_multicast_bytes: c(Counter::RxMulticastBytes),
+            rx_broadcast_bytes: c(Counter::RxBroadcastBytes),
+            rx_discards: c(Counter::RxDiscards),
+            rx_errors: c(Counter::RxErrors),
+            tx_unicast: c(Counter::TxUnicast),
+            tx_multicast: c(Counter::TxMulticast),
+            tx_broadcast: c(Counter::TxBroadcast),
+            tx_bytes: c(Counter::TxBytes),
+            tx_errors: c(Counter::TxErrors),
+            tx_discards: c(Counter::TxDiscards),
+        }
+    }
+}
+
+impl StatisticsSnapshot {
+    pub fn rx_frames(&self) -> u64 {
+        self.rx_unicast + self.rx_multicast + self.rx_broadcast
+    }
+    pub fn tx_frames(&self) -> u64 {
+        self.tx_unicast + self.tx_multicast + self.tx_broadcast
+    }
+
+    pub(crate) fn to_ndis(self) -> sys::NDIS_STATISTICS_INFO {
+        sys::NDIS_STATISTICS_INFO {
+            Header: sys::NDIS_OBJECT_HEADER {
+                Type: sys::NDIS_OBJECT_TYPE_DEFAULT,
+                Revision: sys::NDIS_STATISTICS_INFO_REVISION_1,
+                Size: sys::NDIS_SIZEOF_STATISTICS_INFO_REVISION_1,
+            },
+            SupportedStatistics: sys::NDIS_STATISTICS_FLAGS_VALID_DIRECTED_FRAMES_RCV
+                | sys::NDIS_STATISTICS_FLAGS_VALID_MULTICAST_FRAMES_RCV
+                | sys::NDIS_STATISTICS_FLAGS_VALID_BROADCAST_FRAMES_RCV
+                | sys::NDIS_STATISTICS_FLAGS_VALID_BYTES_RCV
+                | sys::NDIS_STATISTICS_FLAGS_VALID_RCV_DISCARDS
+                | sys::NDIS_STATISTICS_FLAGS_VALID_RCV_ERROR
+                | sys::NDIS_STATISTICS_FLAGS_VALID_DIRECTED_FRAMES_XMIT
+                | sys::NDIS_STATISTICS_FLAGS_VALID_MULTICAST_FRAMES_XMIT
+                | sys::NDIS_STATISTICS_FLAGS_VALID_BROADCAST_FRAMES_XMIT
+                | sys::NDIS_STATISTICS_FLAGS_VALID_BYTES_XMIT
+                | sys::NDIS_STATISTICS_FLAGS_VALID_XMIT_ERROR
+                | sys::NDIS_STATISTICS_FLAGS_VALID_XMIT_DISCARDS,
+            ifInDiscards: self.rx_discards,
+            ifInErrors: self.rx_errors,
+            ifHCInOctets: self.rx_unicast_bytes + self.rx_multicast_bytes + self.rx_broadcast_bytes,
+            ifHCInUcastPkts: self.rx_unicast,
+            ifHCInMulticastPkts: self.rx_multicast,
+            ifHCInBroadcastPkts: self.rx_broadcast,
+            ifHCOutOctets: self.tx_bytes,
+            ifHCOutUcastPkts: self.tx_unicast,
+            ifHCOutMulticastPkts: self.tx_multicast,
+            ifHCOutBroadcastPkts: self.tx_broadcast,
+            ifOutErrors: self.tx_errors,
+            ifOutDiscards: self.tx_discards,
+            ifHCInUcastOctets: self.rx_unicast_bytes,
+            ifHCInMulticastOctets: self.rx_multicast_bytes,
+            ifHCInBroadcastOctets: self.rx_broadcast_bytes,
+            ifHCOutUcastOctets: 0,
+            ifHCOutMulticastOctets: 0,
+            ifHCOutBroadcastOctets: 0,
+        }
+    }
+}
+
+/// The framework's per-adapter state, shared (`Arc`) with whatever driver code needs it from a
+/// DPC: the handle, whether the adapter is running, filters, link state and counters.
+pub struct NdisAdapter {
+    handle: AdapterHandle,
+    running: AtomicBool,
+    packet_filter: AtomicU32,
+    lookahead: AtomicU32,
+    link_up: AtomicBool,
+    link_speed: AtomicU64,
+    multicast: spin::Mutex<([[u8; 6]; MAX_MULTICAST], usize)>,
+    info: spin::Once<AdapterInfo>,
+    pub stats: Statistics,
+}
+
+/// Tiny no_std cells (no external crate): a once-cell and a test-and-set lock, used only for
+/// rare OID-path state.
+mod spin {
+    use core::cell::UnsafeCell;
+    use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    pub struct Once<T> {
+        state: AtomicU8,
+        value: UnsafeCell<Option<T>>,
+    }
+    // SAFETY: the value is written once (state 0 -> 1 -> 2) before any reader sees state 2.
+    unsafe impl<T: Send + Sync> Sync for Once<T> {}
+    impl<T> Once<T> {
+        pub const fn new() -> Self {
+            Once {
+                state: AtomicU8::new(0),
+                value: UnsafeCell::new(None),
+            }
+        }
+        pub fn set(&self, v: T) -> bool {
+            if self
+                .state
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return false;
+            }
+            // SAFETY: state 1 gives this thread exclusive access.
+            unsafe { *self.value.get() = Some(v) };
+            self.state.store(2, Ordering::Release);
+            true
+        }
+        pub fn get(&self) -> Option<&T> {
+            if self.state.load(Ordering::Acquire) != 2 {
+                return None;
+            }
+            // SAFETY: state 2: written once, never again.
+            unsafe { (*self.value.get()).as_ref() }
+        }
+    }
+
+    pub struct Mutex<T> {
+        locked: AtomicBool,
+        value: UnsafeCell<T>,
+    }
+    // SAFETY: access to the value only under the lock.
+    unsafe impl<T: Send> Sync for Mutex<T> {}
+    impl<T> Mutex<T> {
+        pub const fn new(v: T) -> Self {
+            Mutex {
+                locked: AtomicBool::new(false),
+                value: UnsafeCell::new(v),
+            }
+        }
+        pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            while self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                core::hint::spin_loop();
+            }
+            // SAFETY: the lock is held.
+            let r = f(unsafe { &mut *self.value.get() });
+            self.locked.store(false, Ordering::Release);
+            r
+        }
+    }
+}
+
+impl NdisAdapter {
+    fn new(handle: AdapterHandle) -> Self {
+        NdisAdapter {
+            handle,
+            running: AtomicBool::new(false),
+            packet_filter: AtomicU32::new(0),
+            lookahead: AtomicU32::new(0),
+            link_up: AtomicBool::new(false),
+            link_speed: AtomicU64::new(0),
+            multicast: spin::Mutex::new(([[0; 6]; MAX_MULTICAST], 0)),
+            info: spin::Once::new(),
+            stats: Statistics::default(),
+        }
+    }
+
+    pub fn handle(&self) -> AdapterHandle {
+        self.handle
+    }
+
+    /// Between a successful restart and the next pause: receives may be indicated.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    pub fn packet_filter(&self) -> u32 {
+        self.packet_filter.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_packet_filter(&self, f: u32) {
+        self.packet_filter.store(f, Ordering::Relaxed)
+    }
+    pub(crate) fn lookahead(&self) -> u32 {
+        self.lookahead.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_lookahead(&self, l: u32) {
+        self.lookahead.store(l, Ordering::Relaxed)
+    }
+    pub(crate) fn multicast(&self) -> ([[u8; 6]; MAX_MULTICAST], usize) {
+        self.multicast.with(|m| *m)
+    }
+    pub(crate) fn set_multicast(&self, list: &[[u8; 6]]) {
+        self.multicast.with(|m| {
+            m.0[..list.len()].copy_from_slice(list);
+            m.1 = list.len();
+        })
+    }
+
+    /// (up, bits per second).
+    pub fn link(&self) -> (bool, u64) {
+        (
+            self.link_up.load(Ordering::Acquire),
+            self.link_speed.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn info(&self) -> &AdapterInfo {
+        self.info
+            .get()
+            .expect("adapter info is set when initialize succeeds")
+    }
+
+    /// Reports a link change to NDIS (`NDIS_STATUS_LINK_STATE`); repeated reports of the same
+    /// state are dropped.
+    pub fn indicate_link_state<C: crate::irql::AtMostDispatch>(
+        &self,
+        up: bool,
+        speed: u64,
+        _ctx: &C,
+    ) {
+        let was = self.link_up.swap(up, Ordering::AcqRel);
+        let old_speed = self.link_speed.swap(speed, Ordering::AcqRel);
+        if was == up && old_speed == speed {
+            return;
+        }
+        let mut state = sys::NDIS_LINK_STATE {
+            Header: sys::NDIS_OBJECT_HEADER {
+                Type: sys::NDIS_OBJECT_TYPE_DEFAULT,
+                Revision: sys::NDIS_LINK_STATE_REVISION_1,
+                Size: sys::NDIS_SIZEOF_LINK_STATE_REVISION_1,
+            },
+            MediaConnectState: if up {
+                sys::MediaConnectStateConnected
+            } else {
+                sys::MediaConnectStateDisconnected
+            },
+            MediaDuplexState: if up {
+                sys::MediaDuplexStateFull
+            } else {
+                sys::MediaDuplexStateUnknown
+            },
+            XmitLinkSpeed: if up { speed } else { u64::MAX },
+            RcvLinkSpeed: if up { speed } else { u64::MAX },
+            PauseFunctions: 0,
+            AutoNegotiationFlags: 0,
+        };
+        let mut indication = sys::NDIS_STATUS_INDICATION {
+            Header: sys::NDIS_OBJECT_HEADER {
+                Type: sys::NDIS_OBJECT_TYPE_STATUS_INDICATION,
+                Revision: sys::NDIS_STATUS_INDICATION_REVISION_1,
+                Size: sys::NDIS_SIZEOF_STATUS_INDICATION_REVISION_1,
+            },
+            SourceHandle: self.handle.as_raw(),
+            PortNumber: 0,
+            StatusCode: sys::NDIS_STATUS_LINK_STATE,
+            Flags: 0,
+            DestinationHandle: core::ptr::null_mut(),
+            RequestId: core::ptr::null_mut(),
+            StatusBuffer: (&mut state as *mut sys::NDIS_LINK_STATE).cast(),
+            StatusBufferSize: core::mem::size_of::<sys::NDIS_LINK_STATE>() as u32,
+            Guid: sys::GUID::default(),
+            NdisReserved: [core::ptr::null_mut(); 4],
+        };
+        // SAFETY: IRQL <= DISPATCH_LEVEL (token); the indication and its buffer live across the
+        // call.
+        unsafe { sys::NdisMIndicateStatusEx(self.handle.as_raw(), &mut indication) };
+    }
+}
+
+/// `MiniportHaltEx`'s reason.
+pub type HaltAction = sys::NDIS_HALT_ACTION;
+
+/// What `MiniportInitializeEx` gives the driver.
+pub struct Init<'a> {
+    adapter: Arc<NdisAdapter>,
+    params: &'a sys::NDIS_MINIPORT_INIT_PARAMETERS,
+    passive: Passive<'a>,
+}
+
+impl<'a> Init<'a> {
+    pub fn handle(&self) -> AdapterHandle {
+        self.adapter.handle
+    }
+    /// The framework's per-adapter state, to keep for DPCs (indications, counters).
+    pub fn adapter(&self) -> &Arc<NdisAdapter> {
+        &self.adapter
+    }
+    pub fn passive(&self) -> &Passive<'a> {
+        &self.passive
+    }
+    pub fn resources(&self) -> Resources<'a> {
+        // SAFETY: NDIS passes the translated resource list, valid during initialize.
+        unsafe { Resources::from_raw(self.params.AllocatedResources) }
+    }
+    pub fn pci_config(&self) -> PciConfig {
+        PciConfig::new(self.adapter.handle)
+    }
+    pub fn configuration(&self) -> Result<Configuration, Status> {
+        Configuration::open(self.adapter.handle, &self.passive)
+    }
+}
+
+/// One adapter of a NIC driver: the handlers NDIS calls after a successful initialize. Default
+/// bodies do what a simple NIC needs.
+pub trait Miniport: Send + Sync + Sized + 'static {
+    /// OIDs the driver answers in [`Miniport::oid_query`]/[`Miniport::oid_set`] beyond the
+    /// framework's [`FRAMEWORK_OIDS`](crate::oid::FRAMEWORK_OIDS).
+    const EXTRA_OIDS: &'static [u32] = &[];
+
+    /// One send list (at IRQL <= DISPATCH_LEVEL): copy its frames to the device and return the
+    /// list's status. The framework completes the list when this returns (and fails lists with
+    /// `NDIS_STATUS_PAUSED` itself while the adapter is paused).
+    fn send(&self, adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status;
+
+    /// Receives the protocols handed back; give the buffers back to the device.
+    fn return_receives(&self, adapter: &NdisAdapter, returned: &mut Returned<'_>);
+
+    /// Stop indicating; the framework already refuses new sends. Called with the adapter marked
+    /// not running.
+    fn pause(&self, _adapter: &NdisAdapter, _passive: &Passive<'_>) {}
+
+    /// Start again; on error the adapter stays paused.
+    fn restart(&self, _adapter: &NdisAdapter, _passive: &Passive<'_>) -> Result<(), Status> {
+        Ok(())
+    }
+
+    /// Quiesce the device (reset it, so it stops DMA); the framework then drops the adapter,
+    /// which releases everything it owns.
+    fn halt(self, _adapter: &NdisAdapter, _action: HaltAction, _passive: &Passive<'_>) {}
+
+    fn set_packet_filter(
+        &self,
+        _adapter: &NdisAdapter,
+        _filter: u32,
+        _passive: &Passive<'_>,
+    ) -> Result<(), Status> {
+        Ok(())
+    }
+
+    fn set_multicast_list(
+        &self,
+        _adapter: &NdisAdapter,
+        _list: &[[u8; 6]],
+        _passive: &Passive<'_>,
+    ) -> Result<(), Status> {
+        Ok(())
+    }
+
+    fn oid_query(
+        &self,
+        _adapter: &NdisAdapter,
+        _oid: u32,
+        _out: &mut QueryBuffer<'_>,
+        _passive: &Passive<'_>,
+    ) -> Result<(), Status> {
+        Err(Status::NOT_SUPPORTED)
+    }
+
+    /// Returns bytes read.
+    fn oid_set(
+        &self,
+        _adapter: &NdisAdapter,
+        _oid: u32,
+        _data: &[u8],
+        _passive: &Passive<'_>,
+    ) -> Result<usize, Status> {
+        Err(Status::NOT_SUPPORTED)
+    }
+
+    /// `MiniportShutdownEx` (any IRQL on bug check): put the device in a quiet state, touching
+    /// only registers.
+    fn shutdown(&self, _adapter: &NdisAdapter, _action: sys::NDIS_SHUTDOWN_ACTION) {}
+
+    /// `MiniportDevicePnPEventNotify` (e.g. surprise removal: stop touching the device).
+    fn pnp_event(&self, _adapter: &NdisAdapter, _event: u32) {}
+}
+
+/// The adapter context NDIS holds: the framework's state and, once initialize succeeded, the
+/// driver's adapter.
+pub(crate) struct Slot<A> {
+    pub(crate) ndis: Arc<NdisAdapter>,
+    pub(crate) adapter: Option<A>,
+}
+
+/// # Safety
+/// `ctx` is an adapter context created by [`initialize`] and not yet halted.
+unsafe fn slot<'a, A>(ctx: sys::NDIS_HANDLE) -> &'a Slot<A> {
+    // SAFETY: per this function's contract.
+    unsafe { &*(ctx as *const Slot<A>) }
+}
+
+fn registration_attributes(
+    handle: sys::NDIS_HANDLE,
+    context: sys::NDIS_HANDLE,
+) -> Result<(), Status> {
+    // SAFETY: all-zero is a valid attribute union (plain data).
+    let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
+    a.RegistrationAttributes = sys::NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES {
+        Header: sys::NDIS_OBJECT_HEADER {
+            Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES,
+            Revision: sys::NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES_REVISION_1,
+            Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES_REVISION_1,
+        },
+        MiniportAdapterContext: context,
+        AttributeFlags: sys::NDIS_MINIPORT_ATTRIBUTES_HARDWARE_DEVICE
+            | sys::NDIS_MINIPORT_ATTRIBUTES_BUS_MASTER
+            | sys::NDIS_MINIPORT_ATTRIBUTES_SURPRISE_REMOVE_OK,
+        CheckForHangTimeInSeconds: 0,
+        InterfaceType: sys::NdisInterfacePci,
+    };
+    // SAFETY: initialize's handle at PASSIVE_LEVEL; the attributes live across the call.
+    let s = unsafe { sys::NdisMSetMiniportAttributes(handle, &mut a) };
+    if s == sys::NDIS_STATUS_SUCCESS {
+        Ok(())
+    } else {
+        Err(Status(s))
+    }
+}
+
+fn general_attributes<A: Miniport>(
+    handle: sys::NDIS_HANDLE,
+    info: &AdapterInfo,
+) -> Result<(), Status> {
+    let mut oids = [0u32; 64];
+    let mut n = 0;
+    for oid in crate::oid::FRAMEWORK_OIDS.iter().chain(A::EXTRA_OIDS) {
+        if n < oids.len() {
+            oids[n] = *oid;
+            n += 1;
+        }
+    }
+    // SAFETY: all-zero is a valid attribute union (plain data).
+    let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
+    let mut permanent = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
+    permanent[..6].copy_from_slice(&info.permanent_address);
+    let mut current = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
+    current[..6].copy_from_slice(&info.current_address);
+    let speed = if info.link_up {
+        info.link_speed
+    } else {
+        u64::MAX
+    };
+    a.GeneralAttributes = sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES {
+        Header: sys::NDIS_OBJECT_HEADER {
+            Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES,
+            Revision: sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
+            Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
+        },
+        Flags: 0,
+        MediaType: sys::NdisMedium802_3,
+        PhysicalMediumType: sys::NdisPhysicalMediumUnspecified,
+        MtuSize: info.mtu,
+        MaxXmitLinkSpeed: info.link_speed,
+        XmitLinkSpeed: speed,
+        MaxRcvLinkSpeed: info.link_speed,
+        RcvLinkSpeed: speed,
+        MediaConnectState: if info.link_up {
+            sys::MediaConnectStateConnected
+        } else {
+            sys::MediaConnectStateDisconnected
+        },
+        MediaDuplexState: sys::MediaDuplexStateFull,
+        LookaheadSize: info.mtu,
+        PowerManagementCapabilities: core::ptr::null_mut(),
+        MacOptions: info.mac_options,
+        SupportedPacketFilters: info.supported_packet_filters,
+        MaxMulticastListSize: MAX_MULTICAST as u32,
+        MacAddressLength: 6,
+        PermanentMacAddress: permanent,
+        CurrentMacAddress: current,
+        RecvScaleCapabilities: core::ptr::null_mut(),
+        AccessType: sys::NET_IF_ACCESS_BROADCAST,
+        DirectionType: sys::NET_IF_DIRECTION_SENDRECEIVE,
+        ConnectionType: sys::NET_IF_CONNECTION_DEDICATED,
+        IfType: sys::IF_TYPE_ETHERNET_CSMACD,
+        IfConnectorPresent: 1,
+        SupportedStatistics: StatisticsSnapshot::default().to_ndis().SupportedStatistics,
+        SupportedPauseFunctions: 0,
+        DataBackFillSize: 0,
+        ContextBackFillSize: 0,
+        SupportedOidList: oids.as_mut_ptr(),
+        SupportedOidListLength: (n * 4) as u32,
+        AutoNegotiationFlags: 0,
+        PowerManagementCapabilitiesEx: core::ptr::null_mut(),
+    };
+    // SAFETY: as for the registration attributes; NDIS copies the OID list.
+    let s = unsafe { sys::NdisMSetMiniportAttributes(handle, &mut a) };
+    if s == sys::NDIS_STATUS_SUCCESS {
+        Ok(())
+    } else {
+        Err(Status(s))
+    }
+}
+
+/// `MiniportInitializeEx` for driver `D`.
+pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::MiniportDriver>(
+    handle: sys::NDIS_HANDLE,
+    driver_context: sys::NDIS_HANDLE,
+    params: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
+) -> sys::NDIS_STATUS {
+    // SAFETY: driver_entry registered `&'static D` as the driver context.
+    let driver = unsafe { &*(driver_context as *const D) };
+    // SAFETY: NDIS passes initialize the adapter's handle.
+    let adapter_handle = unsafe { AdapterHandle::from_raw(handle) };
+    let ndis = Arc::new(NdisAdapter::new(adapter_handle));
+    let slot = Box::into_raw(Box::new(Slot::<D::Adapter> {
+        ndis: ndis.clone(),
+        adapter: None,
+    }));
+    let result = (|| {
+        registration_attributes(handle, slot.cast())?;
+        let mut init = Init {
+            adapter: ndis.clone(),
+            // SAFETY: NDIS passes valid parameters for the call.
+            params: unsafe { &*params },
+            // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
+            passive: unsafe { Passive::assume() },
+        };
+        let (adapter, mut info) = driver.initialize(&mut init)?;
+        info.ndis_version = (D::NDIS_VERSION.major, D::NDIS_VERSION.minor);
+        info.driver_version = D::DRIVER_VERSION;
+        if let Err(e) = general_attributes::<D::Adapter>(handle, &info) {
+            // SAFETY: still in initialize at PASSIVE_LEVEL.
+            adapter.halt(&ndis, sys::NdisHaltDeviceInitializationFailed, &unsafe {
+                Passive::assume()
+            });
+            return Err(e);
+        }
+        ndis.link_up.store(info.link_up, Ordering::Release);
+        ndis.link_speed.store(info.link_speed, Ordering::Relaxed);
+        ndis.lookahead.store(info.mtu, Ordering::Relaxed);
+        ndis.info.set(info);
+        Ok(adapter)
+    })();
+    match result {
+        Ok(adapter) => {
+            // SAFETY: the slot is ours until halt; NDIS calls no other handler before
+            // initialize returns.
+            unsafe { (*slot).adapter = Some(adapter) };
+            sys::NDIS_STATUS_SUCCESS
+        }
+        Err(status) => {
+            // SAFETY: NDIS forgets the context when initialize fails: free it.
+            drop(unsafe { Box::from_raw(slot) });
+            if status.is_success() {
+                sys::NDIS_STATUS_FAILURE
+            } else {
+                status.0
+            }
+        }
+    }
+}
+
+pub(crate) unsafe extern "system-unwind" fn halt<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    action: sys::NDIS_HALT_ACTION,
+) {
+    // SAFETY: the context made by initialize; halt is the last handler NDIS calls with it.
+    let mut slot = unsafe { Box::from_raw(ctx as *mut Slot<A>) };
+    slot.ndis.running.store(false, Ordering::Release);
+    if let Some(adapter) = slot.adapter.take() {
+        // SAFETY: MiniportHaltEx runs at PASSIVE_LEVEL.
+        adapter.halt(&slot.ndis, action, &unsafe { Passive::assume() });
+    }
+}
+
+pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    _params: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
+) -> sys::NDIS_STATUS {
+    // SAFETY: a live context (NDIS only pauses initialized adapters).
+    let slot = unsafe { slot::<A>(ctx) };
+    slot.ndis.running.store(false, Ordering::Release);
+    if let Some(a) = &slot.adapter {
+        // SAFETY: MiniportPause runs at PASSIVE_LEVEL.
+        a.pause(&slot.ndis, &unsafe { Passive::assume() });
+    }
+    sys::NDIS_STATUS_SUCCESS
+}
+
+pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    _params: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
+) -> sys::NDIS_STATUS {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    let Some(a) = &slot.adapter else {
+        return sys::NDIS_STATUS_FAILURE;
+    };
+    // SAFETY: MiniportRestart runs at PASSIVE_LEVEL.
+    match a.restart(&slot.ndis, &unsafe { Passive::assume() }) {
+        Ok(()) => {
+            slot.ndis.running.store(true, Ordering::Release);
+            sys::NDIS_STATUS_SUCCESS
+        }
+        Err(s) if s.is_success() => sys::NDIS_STATUS_FAILURE,
+        Err(s) => s.0,
+    }
+}
+
+pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    nbls: *mut sys::NET_BUFFER_LIST,
+    _port: sys::NDIS_PORT_NUMBER,
+    flags: sys::ULONG,
+) {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    let running = slot.ndis.is_running();
+    let irql = if flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 {
+        // SAFETY: NDIS says the send runs at DISPATCH_LEVEL.
+        SendIrql::AtDispatch(unsafe { Dispatch::assume() })
+    } else {
+        // SAFETY: without the flag NDIS calls at PASSIVE_LEVEL.
+        SendIrql::AtPassive(unsafe { Passive::assume() })
+    };
+    let mut cur = nbls;
+    while !cur.is_null() {
+        // SAFETY: NDIS hands the miniport a chain of valid lists it owns until completed.
+        let next = unsafe { (*cur).Next };
+        let status = match (&slot.adapter, running) {
+            (Some(a), true) => a.send(&slot.ndis, &SendNbl::new(cur), &irql),
+            _ => Status(sys::NDIS_STATUS_PAUSED),
+        };
+        if status.is_success() {
+            for frame in SendNbl::new(cur).frames() {
+                let destination = frame.destination().unwrap_or_default();
+                slot.ndis.stats.sent(&destination, frame.len() as u64);
+            }
+        } else if running {
+            slot.ndis.stats.tx_errors(1);
+        }
+        // SAFETY: as above.
+        unsafe { (*cur).Status = status.0 };
+        cur = next;
+    }
+    let complete_flags = if flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 {
+        sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL
+    } else {
+        0
+    };
+    // SAFETY: the unchanged chain NDIS sent, every list with its status, completed once.
+    unsafe {
+        sys::NdisMSendNetBufferListsComplete(slot.ndis.handle.as_raw(), nbls, complete_flags)
+    };
+}
+
+pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    nbls: *mut sys::NET_BUFFER_LIST,
+    _flags: sys::ULONG,
+) {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    let mut returned = Returned::new(nbls);
+    if let Some(a) = &slot.adapter {
+        a.return_receives(&slot.ndis, &mut returned);
+    }
+}
+
+pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    request: *mut sys::NDIS_OID_REQUEST,
+) -> sys::NDIS_STATUS {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    let Some(a) = &slot.adapter else {
+        return sys::NDIS_STATUS_FAILURE;
+    };
+    // SAFETY: MiniportOidRequest runs at PASSIVE_LEVEL.
+    let passive = unsafe { Passive::assume() };
+    // SAFETY: NDIS passes a valid request, owned by the miniport until completed.
+    let r = unsafe { &mut *request };
+    match r.RequestType {
+        sys::NdisRequestQueryInformation | sys::NdisRequestQueryStatistics => {
+            // SAFETY: the request type says this is the query member.
+            let q = unsafe { &mut r.DATA.QUERY_INFORMATION };
+            let buf: &mut [u8] = if q.InformationBuffer.is_null() {
+                &mut []
+            } else {
+                // SAFETY: NDIS's buffer of `InformationBufferLength` bytes.
+                unsafe {
+                    core::slice::from_raw_parts_mut(
+                        q.InformationBuffer.cast(),
+                        q.InformationBufferLength as usize,
+                    )
+                }
+            };
+            let mut out = QueryBuffer::new(buf);
+            let result = crate::oid::query(&slot.ndis, a, q.Oid, &mut out, &passive);
+            q.BytesWritten = out.written() as u32;
+            q.BytesNeeded = out.needed() as u32;
+            match result {
+                Ok(()) => sys::NDIS_STATUS_SUCCESS,
+                Err(s) => {
+                    q.BytesWritten = 0;
+                    s.0
+                }
+            }
+        }
+        sys::NdisRequestSetInformation => {
+            // SAFETY: the request type says this is the set member.
+            let s = unsafe { &mut r.DATA.SET_INFORMATION };
+            let data: &[u8] = if s.InformationBuffer.is_null() {
+                &[]
+            } else {
+                // SAFETY: NDIS's buffer of `InformationBufferLength` bytes.
+                unsafe {
+                    core::slice::from_raw_parts(
+                        s.InformationBuffer.cast::<u8>(),
+                        s.InformationBufferLength as usize,
+                    )
+                }
+            };
+            let mut needed = 0;
+            let result = crate::oid::set(&slot.ndis, a, s.Oid, data, &mut needed, &passive);
+            s.BytesNeeded = needed as u32;
+            match result {
+                Ok(read) => {
+                    s.BytesRead = read.min(data.len()) as u32;
+                    sys::NDIS_STATUS_SUCCESS
+                }
+                Err(e) => {
+                    s.BytesRead = 0;
+                    e.0
+                }
+            }
+        }
+        _ => sys::NDIS_STATUS_NOT_SUPPORTED,
+    }
+}
+
+pub(crate) unsafe extern "system-unwind" fn cancel_send(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
+    // Sends complete before MiniportSendNetBufferLists returns: nothing is ever queued.
+}
+
+pub(crate) unsafe extern "system-unwind" fn cancel_oid(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
+    // OID requests complete synchronously: nothing is ever pending.
+}
+
+pub(crate) unsafe extern "system-unwind" fn pnp_event<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    event: *mut sys::NET_DEVICE_PNP_EVENT,
+) {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    if let (Some(a), false) = (&slot.adapter, event.is_null()) {
+        // SAFETY: NDIS passes a valid event; its first field after the header is the event code
+        // (`NDIS_DEVICE_PNP_EVENT`, at offset 8 after PortNumber).
+        let code = unsafe { event.cast::<u8>().add(8).cast::<u32>().read_unaligned() };
+        a.pnp_event(&slot.ndis, code);
+    }
+}
+
+pub(crate) unsafe extern "system-unwind" fn shutdown<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    action: sys::NDIS_SHUTDOWN_ACTION,
+) {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    if let Some(a) = &slot.adapter {
+        a.shutdown(&slot.ndis, action);
+    }
+}

@@ -1,0 +1,450 @@
+//! NET_BUFFER_LISTs as safe values: sends the driver copies out, receives it lends to NDIS.
+//!
+//! The framework's send model is *copying*: a driver copies each frame into its own device
+//! buffers inside [`Miniport::send`](crate::miniport::Miniport::send) and returns a status; the
+//! framework completes every list as soon as the call returns. No list outlives the call, so a
+//! driver cannot leak one or complete one twice. A zero-copy model (scatter/gather lists
+//! completed from the DPC) is not offered yet.
+//!
+//! Receives come from a [`ReceivePool`]: fixed buffers in shared memory, each with its own
+//! MDL and NET_BUFFER_LIST made once at initialize. A buffer is *free*, *claimed* by the driver
+//! (posted to the device, or being filled) or *lent* to NDIS (indicated). Indicating lends
+//! claimed buffers; the protocols hand them back through `MiniportReturnNetBufferLists`, which
+//! the framework turns into buffer indexes ([`Returned`]) and marks free.
+
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use ndis_sys as sys;
+
+use crate::Status;
+use crate::adapter::AdapterHandle;
+use crate::dma::{DmaRegistration, SharedMemory};
+use crate::irql::{AtMostDispatch, Dispatch, Passive};
+use crate::miniport::NdisAdapter;
+
+/// One list handed to `MiniportSendNetBufferLists`, valid during the send call.
+pub struct SendNbl<'a> {
+    nbl: *mut sys::NET_BUFFER_LIST,
+    _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
+}
+
+impl<'a> SendNbl<'a> {
+    pub(crate) fn new(nbl: *mut sys::NET_BUFFER_LIST) -> Self {
+        SendNbl {
+            nbl,
+            _call: PhantomData,
+        }
+    }
+
+    /// The frames of the list (one per NET_BUFFER).
+    pub fn frames(&self) -> impl Iterator<Item = SendFrame<'_>> {
+        // SAFETY: NDIS owns the list for the duration of the send call and hands it to the
+        // miniport with a valid NET_BUFFER chain.
+        let mut nb = unsafe { (*self.nbl).FirstNetBuffer };
+        core::iter::from_fn(move || {
+            if nb.is_null() {
+                return None;
+            }
+            let frame = SendFrame {
+                nb,
+                _list: PhantomData,
+            };
+            // SAFETY: as above.
+            nb = unsafe { (*nb).Next };
+            Some(frame)
+        })
+    }
+}
+
+/// One frame (NET_BUFFER) of a send.
+pub struct SendFrame<'a> {
+    nb: *mut sys::NET_BUFFER,
+    _list: PhantomData<&'a sys::NET_BUFFER>,
+}
+
+impl SendFrame<'_> {
+    /// Bytes of frame data.
+    pub fn len(&self) -> usize {
+        // SAFETY: a live NET_BUFFER of a list under send (see `SendNbl::frames`).
+        unsafe { (*self.nb).DataLength.DataLength as usize }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The destination address (the first 6 bytes), if the frame has one.
+    pub fn destination(&self) -> Option<[u8; 6]> {
+        if self.len() < 6 {
+            return None;
+        }
+        let mut storage = [0u8; 6];
+        // SAFETY: a live NET_BUFFER with at least 6 bytes; `storage` holds them if they are not
+        // contiguous.
+        let p = unsafe { sys::NdisGetDataBuffer(self.nb, 6, storage.as_mut_ptr().cast(), 1, 0) };
+        if p.is_null() {
+            return None;
+        }
+        if p.cast::<u8>() != storage.as_mut_ptr() {
+            // SAFETY: NDIS returned 6 contiguous bytes of the frame.
+            storage.copy_from_slice(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), 6) });
+        }
+        Some(storage)
+    }
+
+    /// Copies the frame into `out`; returns its length, or None if `out` is too short (nothing is
+    /// written past `out` either way).
+    pub fn copy_to(&self, out: &mut [u8]) -> Option<usize> {
+        let n = self.len();
+        if n > out.len() {
+            return None;
+        }
+        if n == 0 {
+            return Some(0);
+        }
+        // SAFETY: a live NET_BUFFER; `out` holds at least `n` bytes of storage for a non-
+        // contiguous frame. IRQL <= DISPATCH_LEVEL (a send call).
+        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, out.as_mut_ptr().cast(), 1, 0) };
+        if p.is_null() {
+            return None;
+        }
+        if p.cast::<u8>() != out.as_mut_ptr() {
+            // SAFETY: NDIS returned `n` contiguous bytes of the frame.
+            let data = unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) };
+            out[..n].copy_from_slice(data);
+        }
+        Some(n)
+    }
+}
+
+/// Receive buffers lent to NDIS by index.
+pub struct ReceivePool {
+    adapter: AdapterHandle,
+    memory: SharedMemory,
+    pool: sys::NDIS_HANDLE,
+    buffer_size: usize,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    nbl: *mut sys::NET_BUFFER_LIST,
+    mdl: sys::PMDL,
+    state: AtomicU8,
+}
+
+const FREE: u8 = 0;
+const CLAIMED: u8 = 1;
+const LENT: u8 = 2;
+
+// SAFETY: the lists and MDLs are owned by the pool and only touched through `&self` methods
+// whose per-buffer `lent` flag gives one user at a time (the driver or NDIS).
+unsafe impl Send for ReceivePool {}
+// SAFETY: as above.
+unsafe impl Sync for ReceivePool {}
+
+/// Pool tag of the framework's NET_BUFFER_LIST pools.
+const POOL_TAG: u32 = u32::from_le_bytes(*b"ndrx");
+
+impl ReceivePool {
+    /// `count` buffers of `buffer_size` bytes in one shared-memory block.
+    pub fn new(
+        adapter: AdapterHandle,
+        dma: &DmaRegistration,
+        buffer_size: usize,
+        count: usize,
+        passive: &Passive<'_>,
+    ) -> Result<Self, Status> {
+        let total = buffer_size
+            .checked_mul(count)
+            .filter(|t| *t > 0 && *t <= u32::MAX as usize)
+            .ok_or(Status::INVALID_PARAMETER)?;
+        let memory = SharedMemory::allocate(adapter, dma, total, passive)?;
+        let parameters = sys::NET_BUFFER_LIST_POOL_PARAMETERS {
+            Header: sys::NDIS_OBJECT_HEADER {
+                Type: sys::NDIS_OBJECT_TYPE_DEFAULT,
+                Revision: sys::NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1,
+                Size: sys::NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1,
+            },
+            ProtocolId: sys::NDIS_PROTOCOL_ID_DEFAULT,
+            fAllocateNetBuffer: 1,
+            ContextSize: 0,
+            PoolTag: POOL_TAG,
+            DataSize: 0,
+        };
+        // SAFETY: the adapter handle; parameters live across the call.
+        let pool = unsafe { sys::NdisAllocateNetBufferListPool(adapter.as_raw(), &parameters) };
+        if pool.is_null() {
+            return Err(Status::RESOURCES);
+        }
+        let mut this = ReceivePool {
+            adapter,
+            memory,
+            pool,
+            buffer_size,
+            entries: Vec::new(),
+        };
+        if this.entries.try_reserve_exact(count).is_err() {
+            return Err(Status::RESOURCES);
+        }
+        for i in 0..count {
+            let va = this.memory.virtual_address() + i * buffer_size;
+            // SAFETY: `buffer_size` bytes of the live shared-memory block at `va`.
+            let mdl = unsafe {
+                sys::NdisAllocateMdl(adapter.as_raw(), va as sys::PVOID, buffer_size as u32)
+            };
+            if mdl.is_null() {
+                return Err(Status::RESOURCES); // Drop frees what was made so far.
+            }
+            // SAFETY: our pool and MDL; the list describes the whole buffer until indicated.
+            let nbl = unsafe {
+                sys::NdisAllocateNetBufferAndNetBufferList(pool, 0, 0, mdl, 0, buffer_size)
+            };
+            if nbl.is_null() {
+                // SAFETY: the MDL just allocated, not referenced by any list.
+                unsafe { sys::NdisFreeMdl(mdl) };
+                return Err(Status::RESOURCES);
+            }
+            // SAFETY: our list; MiniportReserved belongs to the miniport.
+            unsafe { (*nbl).MiniportReserved[0] = i as sys::PVOID };
+            this.entries.push(Entry {
+                nbl,
+                mdl,
+                state: AtomicU8::new(FREE),
+            });
+        }
+        Ok(this)
+    }
+
+    /// The memory holding the buffers; buffer `i` starts at `i * buffer_size()`.
+    pub fn memory(&self) -> &SharedMemory {
+        &self.memory
+    }
+
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether buffer `index` is lent to NDIS (indicated and not yet returned).
+    pub fn is_lent(&self, index: usize) -> bool {
+        self.entries
+            .get(index)
+            .is_some_and(|e| e.state.load(Ordering::Acquire) == LENT)
+    }
+
+    /// Claims buffer `index` for the driver if it is free.
+    pub fn claim(&self, index: usize) -> bool {
+        self.entries.get(index).is_some_and(|e| {
+            e.state
+                .compare_exchange(FREE, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
+    }
+
+    /// Claims any free buffer, scanning from `hint`.
+    pub fn claim_any(&self, hint: usize) -> Option<usize> {
+        let n = self.entries.len();
+        (0..n)
+            .map(|i| (hint + i) % n.max(1))
+            .find(|&i| self.claim(i))
+    }
+
+    /// Gives a claimed buffer back without indicating it.
+    pub fn release(&self, index: usize) {
+        if let Some(e) = self.entries.get(index) {
+            let _ = e
+                .state
+                .compare_exchange(CLAIMED, FREE, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Indicates `frames` — (buffer index, offset of the frame in the buffer, length) — in one
+    /// chain. Each buffer must be claimed; frames naming a buffer that is out of range, not
+    /// claimed, or too short for the frame are skipped and counted as receive errors, never
+    /// indicated. Returns how many were indicated. While the adapter is paused nothing is
+    /// indicated (the frames count as discards) and the buffers stay claimed.
+    pub fn indicate<C: AtMostDispatch>(
+        &self,
+        adapter: &NdisAdapter,
+        frames: &[(usize, usize, usize)],
+        _irql: &C,
+    ) -> usize {
+        if !adapter.is_running() {
+            adapter.stats.rx_discards(frames.len() as u64);
+            return 0;
+        }
+        let mut head: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
+        let mut tail: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
+        let mut count = 0usize;
+        for &(index, offset, length) in frames {
+            let Some(entry) = self.entries.get(index) else {
+                adapter.stats.rx_errors(1);
+                continue;
+            };
+            let fits = offset
+                .checked_add(length)
+                .is_some_and(|end| end <= self.buffer_size && length > 0);
+            if !fits
+                || entry
+                    .state
+                    .compare_exchange(CLAIMED, LENT, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                adapter.stats.rx_errors(1);
+                continue;
+            }
+            let mut header = [0u8; 6];
+            self.memory.read_bytes_at(
+                index * self.buffer_size + offset,
+                &mut header[..length.min(6)],
+            );
+            adapter.stats.received(&header, length as u64);
+            let nbl = entry.nbl;
+            // SAFETY: our list, not lent (flag just taken): the driver may set its fields.
+            unsafe {
+                let nb = (*nbl).FirstNetBuffer;
+                (*nb).CurrentMdl = entry.mdl;
+                (*nb).CurrentMdlOffset = offset as u32;
+                (*nb).DataOffset = offset as u32;
+                (*nb).DataLength.DataLength = length as u32;
+                (*nbl).Next = core::ptr::null_mut();
+                (*nbl).Status = sys::NDIS_STATUS_SUCCESS;
+                (*nbl).SourceHandle = self.adapter.as_raw();
+                if tail.is_null() {
+                    head = nbl;
+                } else {
+                    (*tail).Next = nbl;
+                }
+            }
+            tail = nbl;
+            count += 1;
+        }
+        if count > 0 {
+            let flags = if C::AT_DISPATCH {
+                sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
+            } else {
+                0
+            };
+            // SAFETY: a chain of `count` of our lists, each marked lent; the flag matches the
+            // IRQL the token proves.
+            unsafe {
+                sys::NdisMIndicateReceiveNetBufferLists(
+                    self.adapter.as_raw(),
+                    head,
+                    sys::NDIS_DEFAULT_PORT_NUMBER,
+                    count as u32,
+                    flags,
+                )
+            };
+        }
+        count
+    }
+
+    /// The buffer indexes of a returned chain that belong to this pool (others are left in
+    /// `returned`, for another pool of the same adapter).
+    pub fn take_returned(&self, returned: &mut Returned<'_>) -> Vec<usize> {
+        let mut mine = Vec::new();
+        let mut keep: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
+        let mut keep_tail: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
+        let mut cur = returned.head;
+        while !cur.is_null() {
+            // SAFETY: NDIS returned a chain of lists the miniport indicated; each is valid.
+            let next = unsafe { (*cur).Next };
+            // SAFETY: as above.
+            let index = unsafe { (*cur).MiniportReserved[0] } as usize;
+            let ours = self
+                .entries
+                .get(index)
+                .is_some_and(|e| e.nbl == cur && e.state.load(Ordering::Acquire) == LENT);
+            if ours {
+                self.entries[index].state.store(FREE, Ordering::Release);
+                let _ = mine.try_reserve(1);
+                mine.push(index);
+            } else {
+                // SAFETY: as above; relinking the lists we leave for another pool.
+                unsafe {
+                    (*cur).Next = core::ptr::null_mut();
+                    if keep_tail.is_null() {
+                        keep = cur;
+                    } else {
+                        (*keep_tail).Next = cur;
+                    }
+                }
+                keep_tail = cur;
+            }
+            cur = next;
+        }
+        returned.head = keep;
+        mine
+    }
+}
+
+impl SharedMemory {
+    fn read_bytes_at(&self, offset: usize, out: &mut [u8]) {
+        use crate::hw::DeviceMemory;
+        self.read_bytes(offset, out)
+    }
+}
+
+impl Drop for ReceivePool {
+    fn drop(&mut self) {
+        let lent = self
+            .entries
+            .iter()
+            .filter(|e| e.state.load(Ordering::Acquire) == LENT)
+            .count();
+        // Freeing a list NDIS still holds would be a use-after-free in the protocols: NDIS
+        // returns every indicated list before pause completes and before halt, so this is a
+        // framework or NDIS contract violation. Leak them rather than free.
+        for e in self.entries.drain(..) {
+            if e.state.load(Ordering::Acquire) == LENT {
+                continue;
+            }
+            // SAFETY: our list and MDL, not lent; freed once (drained).
+            unsafe {
+                sys::NdisFreeNetBufferList(e.nbl);
+                sys::NdisFreeMdl(e.mdl);
+            }
+        }
+        if lent == 0 {
+            // SAFETY: every list of the pool is freed.
+            unsafe { sys::NdisFreeNetBufferListPool(self.pool) };
+        }
+    }
+}
+
+/// The IRQL a send runs at (NDIS may call `MiniportSendNetBufferLists` at PASSIVE_LEVEL or
+/// DISPATCH_LEVEL and says which in its flags).
+pub enum SendIrql<'a> {
+    AtPassive(Passive<'a>),
+    AtDispatch(Dispatch<'a>),
+}
+
+/// A chain of receives NDIS handed back (`MiniportReturnNetBufferLists`).
+pub struct Returned<'a> {
+    head: *mut sys::NET_BUFFER_LIST,
+    _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
+}
+
+impl Returned<'_> {
+    pub(crate) fn new(head: *mut sys::NET_BUFFER_LIST) -> Self {
+        Returned {
+            head,
+            _call: PhantomData,
+        }
+    }
+
+    /// Whether lists remain that no pool claimed (a bug: they were not ours).
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+}

@@ -1,0 +1,282 @@
+//! OID requests: the general OIDs every Ethernet miniport answers, answered by the framework
+//! from the adapter's [`AdapterInfo`](crate::miniport::AdapterInfo) and counters; the rest go to
+//! the driver.
+//!
+//! Buffers are checked the way NDIS expects: a query whose buffer is too short fails with
+//! `NDIS_STATUS_INVALID_LENGTH` (or `BUFFER_TOO_SHORT` for the statistics structure, as the
+//! WDK samples do) and `BytesNeeded` set to the full size, writing nothing; a set with a short
+//! buffer likewise. Nothing is ever written past `InformationBufferLength`.
+
+use ndis_sys as sys;
+
+use crate::Status;
+use crate::irql::Passive;
+use crate::miniport::{Miniport, NdisAdapter};
+
+/// The OIDs the framework answers (reported in the general attributes' supported list, with the
+/// driver's [`Miniport::EXTRA_OIDS`]).
+pub const FRAMEWORK_OIDS: &[u32] = &[
+    sys::OID_GEN_SUPPORTED_LIST,
+    sys::OID_GEN_HARDWARE_STATUS,
+    sys::OID_GEN_MEDIA_SUPPORTED,
+    sys::OID_GEN_MEDIA_IN_USE,
+    sys::OID_GEN_MAXIMUM_LOOKAHEAD,
+    sys::OID_GEN_MAXIMUM_FRAME_SIZE,
+    sys::OID_GEN_LINK_SPEED,
+    sys::OID_GEN_TRANSMIT_BUFFER_SPACE,
+    sys::OID_GEN_RECEIVE_BUFFER_SPACE,
+    sys::OID_GEN_TRANSMIT_BLOCK_SIZE,
+    sys::OID_GEN_RECEIVE_BLOCK_SIZE,
+    sys::OID_GEN_VENDOR_ID,
+    sys::OID_GEN_VENDOR_DESCRIPTION,
+    sys::OID_GEN_CURRENT_PACKET_FILTER,
+    sys::OID_GEN_CURRENT_LOOKAHEAD,
+    sys::OID_GEN_DRIVER_VERSION,
+    sys::OID_GEN_MAXIMUM_TOTAL_SIZE,
+    sys::OID_GEN_MAC_OPTIONS,
+    sys::OID_GEN_MEDIA_CONNECT_STATUS,
+    sys::OID_GEN_MAXIMUM_SEND_PACKETS,
+    sys::OID_GEN_VENDOR_DRIVER_VERSION,
+    sys::OID_GEN_INTERRUPT_MODERATION,
+    sys::OID_GEN_XMIT_OK,
+    sys::OID_GEN_RCV_OK,
+    sys::OID_GEN_XMIT_ERROR,
+    sys::OID_GEN_RCV_ERROR,
+    sys::OID_GEN_RCV_NO_BUFFER,
+    sys::OID_GEN_STATISTICS,
+    sys::OID_802_3_PERMANENT_ADDRESS,
+    sys::OID_802_3_CURRENT_ADDRESS,
+    sys::OID_802_3_MULTICAST_LIST,
+    sys::OID_802_3_MAXIMUM_LIST_SIZE,
+    sys::OID_PNP_QUERY_POWER,
+    sys::OID_PNP_SET_POWER,
+];
+
+/// Where a query answer goes: the request's information buffer, bounds-checked.
+pub struct QueryBuffer<'a> {
+    buf: &'a mut [u8],
+    written: usize,
+    needed: usize,
+}
+
+impl<'a> QueryBuffer<'a> {
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        QueryBuffer {
+            buf,
+            written: 0,
+            needed: 0,
+        }
+    }
+
+    /// Answers with `data`; INVALID_LENGTH (and `BytesNeeded`) if it does not fit.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Status> {
+        self.write_or(data, Status::INVALID_LENGTH)
+    }
+
+    fn write_or(&mut self, data: &[u8], short: Status) -> Result<(), Status> {
+        if data.len() > self.buf.len() {
+            self.needed = data.len();
+            return Err(short);
+        }
+        self.buf[..data.len()].copy_from_slice(data);
+        self.written = data.len();
+        Ok(())
+    }
+
+    pub fn write_u32(&mut self, v: u32) -> Result<(), Status> {
+        self.write(&v.to_le_bytes())
+    }
+
+    /// 64-bit counters: NDIS accepts a 4-byte buffer for them (the low half), as legacy
+    /// callers pass one; 8 bytes otherwise.
+    pub fn write_counter(&mut self, v: u64) -> Result<(), Status> {
+        if self.buf.len() >= 8 {
+            self.write(&v.to_le_bytes())
+        } else if self.buf.len() >= 4 {
+            self.write(&(v as u32).to_le_bytes())
+        } else {
+            self.needed = 8;
+            Err(Status::INVALID_LENGTH)
+        }
+    }
+
+    pub(crate) fn written(&self) -> usize {
+        self.written
+    }
+    pub(crate) fn needed(&self) -> usize {
+        self.needed
+    }
+}
+
+fn struct_bytes<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: `T` is a plain `repr(C)` NDIS structure without padding bytes that matter to the
+    // reader (padding is whatever the zero-initialised value holds).
+    unsafe {
+        core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>())
+    }
+}
+
+/// Answers a query: the framework's OIDs, then the driver's.
+pub(crate) fn query<M: Miniport>(
+    adapter: &NdisAdapter,
+    driver: &M,
+    oid: u32,
+    out: &mut QueryBuffer<'_>,
+    passive: &Passive<'_>,
+) -> Result<(), Status> {
+    let info = adapter.info();
+    let s = &adapter.stats;
+    match oid {
+        sys::OID_GEN_SUPPORTED_LIST => {
+            let mut list = [0u8; 4 * 64];
+            let mut n = 0;
+            for oid in FRAMEWORK_OIDS.iter().chain(M::EXTRA_OIDS) {
+                if n + 4 > list.len() {
+                    break;
+                }
+                list[n..n + 4].copy_from_slice(&oid.to_le_bytes());
+                n += 4;
+            }
+            out.write(&list[..n])
+        }
+        sys::OID_GEN_HARDWARE_STATUS => out.write_u32(sys::NdisHardwareStatusReady),
+        sys::OID_GEN_MEDIA_SUPPORTED | sys::OID_GEN_MEDIA_IN_USE => {
+            out.write_u32(sys::NdisMedium802_3 as u32)
+        }
+        sys::OID_GEN_MAXIMUM_LOOKAHEAD | sys::OID_GEN_MAXIMUM_FRAME_SIZE => out.write_u32(info.mtu),
+        sys::OID_GEN_CURRENT_LOOKAHEAD => out.write_u32(adapter.lookahead()),
+        sys::OID_GEN_MAXIMUM_TOTAL_SIZE
+        | sys::OID_GEN_TRANSMIT_BLOCK_SIZE
+        | sys::OID_GEN_RECEIVE_BLOCK_SIZE => out.write_u32(info.mtu + 14),
+        sys::OID_GEN_LINK_SPEED => {
+            // In units of 100 bps.
+            let (up, speed) = adapter.link();
+            out.write_u32(if up {
+                (speed / 100).min(u32::MAX as u64) as u32
+            } else {
+                0
+            })
+        }
+        sys::OID_GEN_TRANSMIT_BUFFER_SPACE => out.write_u32(info.transmit_buffer_space),
+        sys::OID_GEN_RECEIVE_BUFFER_SPACE => out.write_u32(info.receive_buffer_space),
+        sys::OID_GEN_VENDOR_ID => {
+            let oui = info.permanent_address;
+            out.write_u32(u32::from_le_bytes([oui[0], oui[1], oui[2], 0]))
+        }
+        sys::OID_GEN_VENDOR_DESCRIPTION => {
+            let d = info.description.as_bytes();
+            let mut buf = [0u8; 128];
+            let n = d.len().min(buf.len() - 1);
+            buf[..n].copy_from_slice(&d[..n]);
+            out.write(&buf[..n + 1])
+        }
+        sys::OID_GEN_CURRENT_PACKET_FILTER => out.write_u32(adapter.packet_filter()),
+        sys::OID_GEN_DRIVER_VERSION => out.write(
+            &(((info.ndis_version.0 as u16) << 8) | info.ndis_version.1 as u16).to_le_bytes(),
+        ),
+        sys::OID_GEN_VENDOR_DRIVER_VERSION => {
+            out.write_u32(((info.driver_version.0 as u32) << 16) | info.driver_version.1 as u32)
+        }
+        sys::OID_GEN_MAC_OPTIONS => out.write_u32(info.mac_options),
+        sys::OID_GEN_MEDIA_CONNECT_STATUS => {
+            out.write_u32(if adapter.link().0 { 0 } else { 1 }) // NdisMediaStateConnected = 0
+        }
+        sys::OID_GEN_MAXIMUM_SEND_PACKETS => out.write_u32(1),
+        sys::OID_GEN_INTERRUPT_MODERATION => {
+            let p = sys::NDIS_INTERRUPT_MODERATION_PARAMETERS {
+                Header: sys::NDIS_OBJECT_HEADER {
+                    Type: sys::NDIS_OBJECT_TYPE_DEFAULT,
+                    Revision: sys::NDIS_INTERRUPT_MODERATION_PARAMETERS_REVISION_1,
+                    Size: sys::NDIS_SIZEOF_INTERRUPT_MODERATION_PARAMETERS_REVISION_1,
+                },
+                Flags: 0,
+                InterruptModeration: sys::NdisInterruptModerationNotSupported,
+            };
+            out.write(struct_bytes(&p))
+        }
+        sys::OID_GEN_XMIT_OK => out.write_counter(s.snapshot().tx_frames()),
+        sys::OID_GEN_RCV_OK => out.write_counter(s.snapshot().rx_frames()),
+        sys::OID_GEN_XMIT_ERROR => out.write_counter(s.snapshot().tx_errors),
+        sys::OID_GEN_RCV_ERROR => out.write_counter(s.snapshot().rx_errors),
+        sys::OID_GEN_RCV_NO_BUFFER => out.write_counter(s.snapshot().rx_discards),
+        sys::OID_GEN_STATISTICS => {
+            let info = s.snapshot().to_ndis();
+            out.write_or(
+                struct_bytes(&info),
+                Status(sys::NDIS_STATUS_BUFFER_TOO_SHORT),
+            )
+        }
+        sys::OID_802_3_PERMANENT_ADDRESS => out.write(&info.permanent_address),
+        sys::OID_802_3_CURRENT_ADDRESS => out.write(&info.current_address),
+        sys::OID_802_3_MULTICAST_LIST => {
+            let (list, n) = adapter.multicast();
+            out.write(list[..n].as_flattened())
+        }
+        sys::OID_802_3_MAXIMUM_LIST_SIZE => out.write_u32(crate::miniport::MAX_MULTICAST as u32),
+        sys::OID_PNP_QUERY_POWER => Ok(()),
+        _ => driver.oid_query(adapter, oid, out, passive),
+    }
+}
+
+fn read_u32(data: &[u8], needed: &mut usize) -> Result<u32, Status> {
+    match data.get(..4) {
+        Some(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        None => {
+            *needed = 4;
+            Err(Status::INVALID_LENGTH)
+        }
+    }
+}
+
+/// Applies a set: the framework's OIDs, then the driver's. Returns bytes read.
+pub(crate) fn set<M: Miniport>(
+    adapter: &NdisAdapter,
+    driver: &M,
+    oid: u32,
+    data: &[u8],
+    needed: &mut usize,
+    passive: &Passive<'_>,
+) -> Result<usize, Status> {
+    match oid {
+        sys::OID_GEN_CURRENT_PACKET_FILTER => {
+            let filter = read_u32(data, needed)?;
+            if filter & !adapter.info().supported_packet_filters != 0 {
+                return Err(Status::NOT_SUPPORTED);
+            }
+            driver.set_packet_filter(adapter, filter, passive)?;
+            adapter.set_packet_filter(filter);
+            Ok(4)
+        }
+        sys::OID_GEN_CURRENT_LOOKAHEAD => {
+            let lookahead = read_u32(data, needed)?;
+            if lookahead > adapter.info().mtu {
+                return Err(Status::INVALID_DATA);
+            }
+            adapter.set_lookahead(lookahead);
+            Ok(4)
+        }
+        sys::OID_802_3_MULTICAST_LIST => {
+            if !data.len().is_multiple_of(6) {
+                *needed = data.len().next_multiple_of(6);
+                return Err(Status::INVALID_LENGTH);
+            }
+            let n = data.len() / 6;
+            if n > crate::miniport::MAX_MULTICAST {
+                return Err(Status(sys::NDIS_STATUS_MULTICAST_FULL));
+            }
+            let mut list = [[0u8; 6]; crate::miniport::MAX_MULTICAST];
+            for (i, chunk) in data.chunks_exact(6).enumerate() {
+                list[i].copy_from_slice(chunk);
+            }
+            driver.set_multicast_list(adapter, &list[..n], passive)?;
+            adapter.set_multicast(&list[..n]);
+            Ok(data.len())
+        }
+        sys::OID_GEN_INTERRUPT_MODERATION => Err(Status::INVALID_DATA),
+        sys::OID_PNP_SET_POWER => {
+            read_u32(data, needed)?;
+            Ok(4)
+        }
+        _ => driver.oid_set(adapter, oid, data, passive),
+    }
+}

@@ -1,0 +1,123 @@
+//! A loopback Ethernet miniport: every frame sent is received back. No device, no interrupts,
+//! no `unsafe`: the least a vendor writes on the framework — one [`MiniportDriver`] with its
+//! `initialize`, one [`Miniport`] with `send` and `return_receives`, one `miniport_driver!` line.
+//! The framework answers the general OIDs, keeps statistics, refuses sends while paused and
+//! releases everything on halt.
+#![cfg_attr(windows, no_std)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use ndis::dma::DmaRegistration;
+use ndis::driver::MiniportDriver;
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
+use ndis::nbl::{ReceivePool, Returned, SendIrql, SendNbl};
+use ndis::{NdisVersion, Status};
+
+#[cfg(windows)]
+use km_rt as _;
+#[cfg(windows)]
+#[global_allocator]
+static ALLOCATOR: km_alloc::PoolAllocator<km_alloc::NonPagedPool> =
+    km_alloc::PoolAllocator::new(km_alloc::NonPagedPool {
+        tag: km_alloc::PoolTag::new(*b"loop"),
+    });
+
+/// A locally administered address (bit 1 of the first byte set).
+pub const MAC: [u8; 6] = [0x02, 0x00, 0x4C, 0x4F, 0x4F, 0x50];
+const MTU: usize = 1500;
+const BUFFER: usize = 1536;
+/// Receive buffers; `*ReceiveBuffers` in the registry overrides it.
+const DEFAULT_BUFFERS: u32 = 64;
+
+pub struct LoopbackDriver;
+
+pub struct Loopback {
+    /// Field order is drop order: the pool (and its shared memory) before the DMA registration.
+    receive: ReceivePool,
+    _dma: DmaRegistration,
+    /// Next buffer to try (round robin).
+    next: AtomicUsize,
+}
+
+impl MiniportDriver for LoopbackDriver {
+    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    const DRIVER_VERSION: (u8, u8) = (1, 0);
+    type Adapter = Loopback;
+
+    fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Loopback, AdapterInfo), Status> {
+        let passive = init.passive();
+        let buffers = init.configuration()?.read_u32_in(
+            "*ReceiveBuffers",
+            1..=1024,
+            DEFAULT_BUFFERS,
+            passive,
+        );
+        let dma = DmaRegistration::register(init.handle(), BUFFER as u32, passive)?;
+        let receive = ReceivePool::new(init.handle(), &dma, BUFFER, buffers as usize, passive)?;
+        let mut info = AdapterInfo::ethernet(MAC, MTU as u32, 10_000_000_000, true);
+        info.description = "ndis-rs loopback";
+        Ok((
+            Loopback {
+                receive,
+                _dma: dma,
+                next: AtomicUsize::new(0),
+            },
+            info,
+        ))
+    }
+}
+
+impl Loopback {
+    /// Claims a free receive buffer, if any (round robin; NDIS may hold the others).
+    fn free_buffer(&self) -> Option<usize> {
+        self.receive
+            .claim_any(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl Miniport for Loopback {
+    fn send(&self, adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
+        let mut frames = Vec::new();
+        let mut scratch = [0u8; BUFFER];
+        for frame in nbl.frames() {
+            let Some(len) = frame.copy_to(&mut scratch[..MTU + 14]) else {
+                adapter.stats.tx_discards(1);
+                for &(index, _, _) in &frames {
+                    self.receive.release(index);
+                }
+                return Status::INVALID_LENGTH;
+            };
+            let Some(index) = self.free_buffer() else {
+                // No buffer: the loop drops the frame, as a wire would.
+                adapter.stats.rx_discards(1);
+                continue;
+            };
+            use ndis::hw::DeviceMemory;
+            self.receive
+                .memory()
+                .write_bytes(index * BUFFER, &scratch[..len]);
+            frames.push((index, 0, len));
+        }
+        match irql {
+            SendIrql::AtDispatch(d) => self.receive.indicate(adapter, &frames, d),
+            SendIrql::AtPassive(p) => self.receive.indicate(adapter, &frames, p),
+        };
+        // Frames not indicated (paused meanwhile) give their buffers back.
+        for &(index, _, _) in &frames {
+            if !self.receive.is_lent(index) {
+                self.receive.release(index);
+            }
+        }
+        Status::SUCCESS
+    }
+
+    fn return_receives(&self, _adapter: &NdisAdapter, returned: &mut Returned<'_>) {
+        // The buffers become free again; nothing else to do without a device.
+        self.receive.take_returned(returned);
+    }
+}
+
+ndis::miniport_driver!(LoopbackDriver = LoopbackDriver);

@@ -1,0 +1,231 @@
+//! The loopback sample on the emulator: frames sent come back byte for byte, the framework
+//! answers the general OIDs (with correct short-buffer behaviour), and initialize survives every
+//! failing NDIS call without leaking.
+#![cfg(not(windows))]
+
+use loopback_miniport::{DRIVER_ENTRY, MAC};
+use ndis_emu::{AdapterId, Config, Emulator, InterruptResources, sweep_fallible_calls};
+use ndis_sys as sys;
+
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
+fn start(emu: &Emulator) -> AdapterId {
+    assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let a = emu
+        .add_adapter(InterruptResources::None)
+        .expect("initialize");
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    a
+}
+
+fn stop(emu: &Emulator, a: AdapterId) {
+    emu.return_receives(a);
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+fn frame(dst: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend((0..len - 14).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    f
+}
+
+#[test]
+fn every_frame_sent_is_received_back_byte_for_byte() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let frames: Vec<Vec<u8>> = (0..40)
+        .map(|i| frame([0x02, 0, 0, 0, 0, i as u8], 60 + i * 37, i as u8))
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    emu.send(a, &refs);
+    let completions = emu.send_completions();
+    assert_eq!(completions.len(), 40);
+    assert!(
+        completions
+            .iter()
+            .all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS)
+    );
+    assert_eq!(emu.received_frames(a), frames);
+    // Receives held by the protocol are returned, and the buffers serve again.
+    emu.return_receives(a);
+    emu.send(a, &[&frames[3]]);
+    assert_eq!(emu.received_frames(a), vec![frames[3].clone()]);
+    stop(&emu, a);
+}
+
+#[test]
+fn with_every_buffer_held_by_the_protocol_frames_are_dropped_not_corrupted() {
+    let emu = Emulator::new(Config::default());
+    emu.set_keyword("*ReceiveBuffers", "2");
+    let a = start(&emu);
+    let frames: Vec<Vec<u8>> = (0..3).map(|i| frame([2, 0, 0, 0, 0, 1], 64, i)).collect();
+    for f in &frames {
+        emu.send(a, &[f]);
+    }
+    // Two buffers: the third frame found none free (the first two are still held).
+    assert_eq!(emu.received_frames(a), frames[..2].to_vec());
+    let stats = emu.oid_query(a, sys::OID_GEN_STATISTICS, 152);
+    assert_eq!(stats.status, sys::NDIS_STATUS_SUCCESS);
+    let discards = u64::from_le_bytes(stats.data[8..16].try_into().unwrap());
+    assert_eq!(discards, 1, "ifInDiscards counts the dropped frame");
+    assert!(emu.keywords_read().contains(&"*ReceiveBuffers".to_string()));
+    stop(&emu, a);
+}
+
+fn u32_of(data: &[u8]) -> u32 {
+    u32::from_le_bytes(data[..4].try_into().unwrap())
+}
+
+#[test]
+fn the_framework_answers_the_general_oids() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let q = |oid, len| emu.oid_query(a, oid, len);
+
+    let r = q(sys::OID_802_3_PERMANENT_ADDRESS, 6);
+    assert_eq!(
+        (r.status, r.data.as_slice()),
+        (sys::NDIS_STATUS_SUCCESS, &MAC[..])
+    );
+    assert_eq!(q(sys::OID_802_3_CURRENT_ADDRESS, 6).data, MAC);
+    assert_eq!(u32_of(&q(sys::OID_GEN_MAXIMUM_FRAME_SIZE, 4).data), 1500);
+    assert_eq!(u32_of(&q(sys::OID_GEN_MAXIMUM_TOTAL_SIZE, 4).data), 1514);
+    assert_eq!(
+        u32_of(&q(sys::OID_GEN_LINK_SPEED, 4).data),
+        100_000_000,
+        "10 Gb/s in 100 bps units"
+    );
+    assert_eq!(
+        u32_of(&q(sys::OID_GEN_MEDIA_CONNECT_STATUS, 4).data),
+        0,
+        "connected"
+    );
+    let list = q(sys::OID_GEN_SUPPORTED_LIST, 1024);
+    assert_eq!(list.status, sys::NDIS_STATUS_SUCCESS);
+    let oids: Vec<u32> = list.data.chunks_exact(4).map(u32_of).collect();
+    assert!(
+        oids.contains(&sys::OID_GEN_STATISTICS) && oids.contains(&sys::OID_802_3_MULTICAST_LIST)
+    );
+    let d = q(sys::OID_GEN_VENDOR_DESCRIPTION, 64);
+    assert_eq!(d.data, b"ndis-rs loopback\0");
+
+    // Statistics count what went through.
+    emu.send(
+        a,
+        &[
+            &frame([0xFF; 6], 100, 1),
+            &frame([0x01, 0, 0x5E, 0, 0, 1], 80, 2),
+        ],
+    );
+    emu.send_completions();
+    let s = q(sys::OID_GEN_STATISTICS, 152);
+    let field = |i: usize| u64::from_le_bytes(s.data[8 + 8 * i..16 + 8 * i].try_into().unwrap());
+    assert_eq!(&s.data[..4], &[0x80, 1, 152, 0], "header");
+    assert_eq!(field(5), 1, "ifHCInBroadcastPkts");
+    assert_eq!(field(4), 1, "ifHCInMulticastPkts");
+    assert_eq!(field(6), 180, "ifHCOutOctets");
+    assert_eq!(field(9), 1, "ifHCOutBroadcastPkts");
+    assert_eq!(
+        u64::from_le_bytes(q(sys::OID_GEN_XMIT_OK, 8).data.try_into().unwrap()),
+        2
+    );
+    assert_eq!(
+        u32_of(&q(sys::OID_GEN_RCV_OK, 4).data),
+        2,
+        "a 4-byte buffer gets the low half"
+    );
+    stop(&emu, a);
+}
+
+#[test]
+fn short_buffers_and_bad_sets_get_the_statuses_ndis_expects() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let r = emu.oid_query(a, sys::OID_802_3_PERMANENT_ADDRESS, 5);
+    assert_eq!(
+        (r.status, r.bytes_needed, r.data.len()),
+        (sys::NDIS_STATUS_INVALID_LENGTH, 6, 0)
+    );
+    let r = emu.oid_query(a, sys::OID_GEN_STATISTICS, 100);
+    assert_eq!(
+        (r.status, r.bytes_needed),
+        (sys::NDIS_STATUS_BUFFER_TOO_SHORT, 152)
+    );
+    let r = emu.oid_query(a, sys::OID_GEN_SUPPORTED_LIST, 8);
+    assert_eq!(r.status, sys::NDIS_STATUS_INVALID_LENGTH);
+    assert!(r.bytes_needed > 8);
+    assert_eq!(
+        emu.oid_query(a, 0x0F0F_0F0F, 64).status,
+        sys::NDIS_STATUS_NOT_SUPPORTED
+    );
+
+    // Packet filter: set, read back; a filter bit the adapter does not support is refused.
+    let r = emu.oid_set(
+        a,
+        sys::OID_GEN_CURRENT_PACKET_FILTER,
+        &0x0Bu32.to_le_bytes(),
+    );
+    assert_eq!((r.status, r.bytes_read), (sys::NDIS_STATUS_SUCCESS, 4));
+    assert_eq!(
+        u32_of(&emu.oid_query(a, sys::OID_GEN_CURRENT_PACKET_FILTER, 4).data),
+        0x0B
+    );
+    let r = emu.oid_set(
+        a,
+        sys::OID_GEN_CURRENT_PACKET_FILTER,
+        &0x1000u32.to_le_bytes(),
+    );
+    assert_eq!(r.status, sys::NDIS_STATUS_NOT_SUPPORTED);
+    let r = emu.oid_set(a, sys::OID_GEN_CURRENT_PACKET_FILTER, &[1, 0]);
+    assert_eq!(
+        (r.status, r.bytes_needed),
+        (sys::NDIS_STATUS_INVALID_LENGTH, 4)
+    );
+
+    // Multicast list: whole addresses only, at most 32; read back as set.
+    let r = emu.oid_set(
+        a,
+        sys::OID_802_3_MULTICAST_LIST,
+        &[1, 0, 0x5E, 0, 0, 1, 1, 0, 0x5E],
+    );
+    assert_eq!(r.status, sys::NDIS_STATUS_INVALID_LENGTH);
+    let list = [[1u8, 0, 0x5E, 0, 0, 1], [1, 0, 0x5E, 0, 0, 2]].concat();
+    assert_eq!(
+        emu.oid_set(a, sys::OID_802_3_MULTICAST_LIST, &list).status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(
+        emu.oid_query(a, sys::OID_802_3_MULTICAST_LIST, 64).data,
+        list
+    );
+    let too_many = vec![1u8; 6 * 33];
+    assert_eq!(
+        emu.oid_set(a, sys::OID_802_3_MULTICAST_LIST, &too_many)
+            .status,
+        sys::NDIS_STATUS_MULTICAST_FULL
+    );
+    stop(&emu, a);
+}
+
+#[test]
+fn initialize_survives_every_failing_ndis_call_without_a_leak() {
+    let report = sweep_fallible_calls(Config::default, |emu| {
+        if emu.load_driver(DRIVER_ENTRY) != sys::STATUS_SUCCESS {
+            return; // DriverEntry failed: Windows never calls unload.
+        }
+        if let Ok(a) = emu.add_adapter(InterruptResources::None) {
+            emu.halt(a, sys::NdisHaltDeviceDisabled);
+        }
+        emu.unload();
+    });
+    assert!(
+        report.sites.len() >= 4,
+        "configuration, DMA, shared memory, pool, MDLs, lists: {:?}",
+        report.sites
+    );
+}
