@@ -192,17 +192,28 @@ pub fn mq_vq_pairs_set(pairs: u16) -> Option<[u8; 4]> {
     Some([ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET, p[0], p[1]])
 }
 
-/// Receive queue of pair `pair`.
+/// The most pairs whose queues (and the control queue after them) have 16-bit indices. The spec
+/// allows `max_virtqueue_pairs` up to 0x8000, but `num_queues` is 16 bits, so no device can
+/// expose more; a larger value is clamped to this.
+pub const MAX_ADDRESSABLE_PAIRS: u16 = 0x7FFF;
+
+/// Receive queue of pair `pair` (`pair` < [`MAX_ADDRESSABLE_PAIRS`]).
 pub const fn rx_queue(pair: u16) -> u16 {
     2 * pair
 }
-/// Transmit queue of pair `pair`.
+/// Transmit queue of pair `pair` (`pair` < [`MAX_ADDRESSABLE_PAIRS`]).
 pub const fn tx_queue(pair: u16) -> u16 {
     2 * pair + 1
 }
 /// The control queue: after all `device_max_pairs` pairs the device has, whether used or not.
+/// The driver still checks it against `num_queues`.
 pub const fn control_queue(device_max_pairs: u16) -> u16 {
-    2 * device_max_pairs
+    let n = if device_max_pairs > MAX_ADDRESSABLE_PAIRS {
+        MAX_ADDRESSABLE_PAIRS
+    } else {
+        device_max_pairs
+    };
+    2 * n
 }
 
 /// How interrupts reach the driver.
@@ -239,10 +250,11 @@ pub struct VectorPlan {
 
 impl VectorPlan {
     /// `granted`: MSI-X messages NDIS granted (0: line-based). `device_max_pairs`:
-    /// `max_virtqueue_pairs` (pass 1 without `MQ`). `cpus`: processors RSS may use. Zeros in
-    /// the last two are treated as 1, so the plan always has a pair.
+    /// `max_virtqueue_pairs` (pass 1 without `MQ`; clamped to [`MAX_ADDRESSABLE_PAIRS`]).
+    /// `cpus`: processors RSS may use. Zeros in the last two are treated as 1, so the plan always
+    /// has a pair.
     pub fn new(granted: u16, device_max_pairs: u16, cpus: u16) -> Self {
-        let device_max_pairs = device_max_pairs.max(1);
+        let device_max_pairs = device_max_pairs.clamp(1, MAX_ADDRESSABLE_PAIRS);
         let (mode, pairs) = match granted {
             0 => (InterruptMode::Line, 1),
             1 => (InterruptMode::SingleMessage, 1),
@@ -331,5 +343,178 @@ impl VectorPlan {
             tx_pairs,
             control_and_config,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks the plan's invariants and that `message_targets` inverts `queue_vector`.
+    fn check_consistent(k: u16, max_pairs: u16, cpus: u16) -> VectorPlan {
+        let plan = VectorPlan::new(k, max_pairs, cpus);
+        let p = plan.pairs();
+        assert!(p >= 1);
+        assert!(p <= max_pairs.max(1) && p <= cpus.max(1));
+        assert!(plan.messages_used() <= k);
+        let ctrl = control_queue(max_pairs.clamp(1, MAX_ADDRESSABLE_PAIRS));
+        for j in 0..p {
+            for (q, is_rx) in [(rx_queue(j), true), (tx_queue(j), false)] {
+                let v = plan.queue_vector(q).expect("queue of a running pair");
+                if k == 0 {
+                    assert_eq!(v, NO_VECTOR);
+                    continue;
+                }
+                assert!(v < k, "k={k} q={q} v={v}");
+                let t = plan.message_targets(v);
+                let pairs = if is_rx { t.rx_pairs } else { t.tx_pairs };
+                assert!(
+                    pairs.contains(&j),
+                    "k={k}: message {v} does not serve queue {q}"
+                );
+            }
+        }
+        // Queues of pairs not run get no vector.
+        for q in (2 * p..ctrl).take(64) {
+            assert_eq!(plan.queue_vector(q), None);
+        }
+        let cv = plan.queue_vector(ctrl).unwrap();
+        assert_eq!(cv, plan.config_vector());
+        if k > 0 {
+            assert!(cv < k);
+            assert!(plan.message_targets(cv).control_and_config);
+            // Exactly one message serves the control queue and configuration.
+            // (Messages past those used serve nothing; a few of them are enough to check.)
+            let serving = (0..k.min(plan.messages_used() + 8))
+                .filter(|&m| plan.message_targets(m).control_and_config)
+                .count();
+            assert_eq!(serving, 1);
+        }
+        plan
+    }
+
+    #[test]
+    fn vector_plan_for_each_grant() {
+        let n = 4;
+        // k = 1: everything on message 0, one pair.
+        let p = check_consistent(1, n, 8);
+        assert_eq!((p.mode(), p.pairs()), (InterruptMode::SingleMessage, 1));
+        assert_eq!(p.queue_vector(0), Some(0));
+        assert_eq!(p.queue_vector(1), Some(0));
+        assert_eq!(p.config_vector(), 0);
+        // k = 2: RX on 0, TX + control + config on 1.
+        let p = check_consistent(2, n, 8);
+        assert_eq!((p.mode(), p.pairs()), (InterruptMode::TwoMessages, 1));
+        assert_eq!(p.queue_vector(rx_queue(0)), Some(0));
+        assert_eq!(p.queue_vector(tx_queue(0)), Some(1));
+        assert_eq!(p.queue_vector(control_queue(n)), Some(1));
+        assert_eq!(p.config_vector(), 1);
+        // k = 3: one pair with its own vectors, control + config on 2.
+        let p = check_consistent(3, n, 8);
+        assert_eq!((p.mode(), p.pairs()), (InterruptMode::PerQueue, 1));
+        assert_eq!(p.queue_vector(0), Some(0));
+        assert_eq!(p.queue_vector(1), Some(1));
+        assert_eq!(p.queue_vector(control_queue(n)), Some(2));
+        assert_eq!(p.queue_vector(2), None);
+        // k = 2N + 1 and 2N + 2: every queue its own vector, control + config on 2N.
+        for k in [2 * n + 1, 2 * n + 2] {
+            let p = check_consistent(k, n, 8);
+            assert_eq!(p.pairs(), n);
+            for q in 0..2 * n {
+                assert_eq!(p.queue_vector(q), Some(q));
+            }
+            assert_eq!(p.config_vector(), 2 * n);
+            assert_eq!(p.messages_used(), 2 * n + 1);
+        }
+        assert_eq!(
+            VectorPlan::new(2 * n + 2, n, 8).message_targets(2 * n + 1),
+            MessageTargets {
+                rx_pairs: 0..0,
+                tx_pairs: 0..0,
+                control_and_config: false
+            }
+        );
+        // k = 2048: limited by the device, then by the CPUs.
+        assert_eq!(check_consistent(2048, n, 8).pairs(), n);
+        assert_eq!(check_consistent(2048, n, 2).pairs(), 2);
+        assert_eq!(check_consistent(2048, 0x8000, 64).pairs(), 64);
+        // k between: (k - 1) / 2 pairs.
+        assert_eq!(check_consistent(6, n, 8).pairs(), 2);
+        // Line-based.
+        let p = check_consistent(0, n, 8);
+        assert_eq!(
+            (p.mode(), p.pairs(), p.config_vector()),
+            (InterruptMode::Line, 1, NO_VECTOR)
+        );
+        assert!(p.message_targets(0).control_and_config);
+    }
+
+    #[test]
+    fn vector_plan_is_consistent_over_all_grants() {
+        for max_pairs in [0u16, 1, 2, 3, 4, 16, 0x7FFF, 0x8000] {
+            for cpus in [0u16, 1, 2, 3, 8] {
+                for k in 0..=2048 {
+                    check_consistent(k, max_pairs, cpus);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn feature_bits_are_the_spec_numbers() {
+        let bits = [
+            (features::VERSION_1, 32),
+            (features::MAC, 5),
+            (features::STATUS, 16),
+            (features::MQ, 22),
+            (features::CTRL_VQ, 17),
+            (features::MRG_RXBUF, 15),
+            (features::RING_EVENT_IDX, 29),
+            (features::CSUM, 0),
+            (features::GUEST_CSUM, 1),
+            (features::RSS, 60),
+        ];
+        for (mask, bit) in bits {
+            assert_eq!(mask.trailing_zeros(), bit);
+            assert_eq!(mask.count_ones(), 1);
+        }
+    }
+
+    #[test]
+    fn net_header_round_trips_little_endian() {
+        let h = NetHeader {
+            flags: NetHeader::F_NEEDS_CSUM,
+            gso_type: NetHeader::GSO_TCPV4,
+            hdr_len: 0x0102,
+            gso_size: 0x0304,
+            csum_start: 0x0506,
+            csum_offset: 0x0708,
+            num_buffers: 0x090A,
+        };
+        let b = h.encode();
+        assert_eq!(b, [1, 1, 2, 1, 4, 3, 6, 5, 8, 7, 0x0A, 9]);
+        assert_eq!(NetHeader::decode(&b), Some(h));
+        let mut longer = [0xEEu8; 20];
+        longer[..12].copy_from_slice(&b);
+        assert_eq!(NetHeader::decode(&longer), Some(h));
+        assert_eq!(NetHeader::decode(&b[..11]), None);
+        assert_eq!(NetHeader::default().encode(), [0; 12]);
+    }
+
+    #[test]
+    fn control_commands_and_queue_numbers() {
+        assert_eq!(mq_vq_pairs_set(4), Some([4, 0, 4, 0]));
+        assert_eq!(mq_vq_pairs_set(0x8000), Some([4, 0, 0, 0x80]));
+        assert_eq!(mq_vq_pairs_set(0), None);
+        assert_eq!(mq_vq_pairs_set(0x8001), None);
+        assert_eq!(ctrl_ack(0), Ok(()));
+        assert_eq!(ctrl_ack(1), Err(CtrlRejected(1)));
+        assert_eq!(
+            (rx_queue(0), tx_queue(0), rx_queue(3), tx_queue(3)),
+            (0, 1, 6, 7)
+        );
+        assert_eq!(control_queue(1), 2);
+        assert_eq!(control_queue(4), 8);
+        assert_eq!(control_queue(0x8000), 0xFFFE);
     }
 }
