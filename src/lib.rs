@@ -9,6 +9,8 @@
 //! linked into tests against the emulator.
 #![cfg_attr(windows, no_std)]
 
+pub mod virtio;
+
 use ndis::driver::MiniportDriver;
 use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
 use ndis::nbl::{Returned, SendIrql, SendNbl};

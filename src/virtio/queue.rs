@@ -1,0 +1,485 @@
+//! The split virtqueue, driver side (virtio 1.x, 2.7).
+//!
+//! The ring lives in [`DeviceMemory`] (descriptor table, available ring, used ring, in one block
+//! laid out by [`Layout`]). Everything the driver must be able to trust — which descriptors are
+//! free, how a chain is linked, which heads are in flight, how many bytes a chain may receive —
+//! lives in driver memory ([`Slot`] storage the caller provides) and is only ever *written* to the
+//! ring, never read back from it. What the device writes (used entries, `used.idx`, its flags and
+//! `avail_event`) is validated before use; a bad value puts the queue into a sticky fault state
+//! that the driver clears by resetting the device and calling [`SplitQueue::reclaim_after_reset`].
+//!
+//! The storage is caller-provided (`S: AsMut<[Slot]>`: an array in tests, a boxed slice in the
+//! driver) so the queue needs no allocator and is never built on a small kernel stack.
+
+use ndis::hw::DeviceMemory;
+
+/// `VIRTQ_DESC_F_NEXT`.
+const DESC_F_NEXT: u16 = 1;
+/// `VIRTQ_DESC_F_WRITE`: the device writes this buffer.
+const DESC_F_WRITE: u16 = 2;
+/// `VIRTQ_AVAIL_F_NO_INTERRUPT`.
+pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// `VIRTQ_USED_F_NO_NOTIFY`.
+pub const USED_F_NO_NOTIFY: u16 = 1;
+/// The spec's largest split queue.
+pub const MAX_QUEUE_SIZE: u16 = 32768;
+
+/// Why a queue operation failed. The variants from [`QueueError::HeadOutOfRange`] on are device
+/// faults: they are sticky until [`SplitQueue::reclaim_after_reset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// Size 0, not a power of two, above 32768 or above the slot storage.
+    BadSize(u16),
+    /// The ring memory is smaller than [`Layout::total`].
+    MemoryTooSmall { needed: usize, have: usize },
+    /// A chain must have at least one buffer.
+    EmptyChain,
+    /// Not enough free descriptors for the chain.
+    NoSpace { needed: usize, free: u16 },
+    /// The spec requires device-readable buffers before device-writable ones.
+    ReadableAfterWritable,
+    /// The device returned a head outside the descriptor table.
+    HeadOutOfRange { head: u32 },
+    /// The device returned a head that is not the start of a chain in flight.
+    HeadNotInFlight { head: u16 },
+    /// The device claims to have written more than the chain's writable buffers hold.
+    LengthTooLarge { head: u16, len: u32, capacity: u32 },
+    /// `used.idx` moved further than the number of chains in flight.
+    UsedIndexJump {
+        used_idx: u16,
+        last_used: u16,
+        in_flight: u16,
+    },
+}
+
+impl QueueError {
+    /// The device misbehaved (as opposed to a driver-side usage error); reset it.
+    pub fn is_device_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::HeadOutOfRange { .. }
+                | Self::HeadNotInFlight { .. }
+                | Self::LengthTooLarge { .. }
+                | Self::UsedIndexJump { .. }
+        )
+    }
+}
+
+/// Offsets of the three parts of a split ring of `size` entries in one memory block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub size: u16,
+    pub desc: usize,
+    pub avail: usize,
+    pub used: usize,
+    /// Bytes of ring memory to allocate.
+    pub total: usize,
+}
+
+impl Layout {
+    /// Descriptor table 16-aligned (at 0), available ring 2-aligned right after it, used ring
+    /// 4-aligned: the modern transport's alignment rules (legacy's 4096 does not apply).
+    pub const fn new(size: u16) -> Result<Self, QueueError> {
+        if size == 0 || !size.is_power_of_two() || size > MAX_QUEUE_SIZE {
+            return Err(QueueError::BadSize(size));
+        }
+        let n = size as usize;
+        let avail = 16 * n;
+        let used = (avail + 6 + 2 * n + 3) & !3;
+        Ok(Self {
+            size,
+            desc: 0,
+            avail,
+            used,
+            total: used + 6 + 8 * n,
+        })
+    }
+}
+
+/// Driver-private state of one descriptor; the caller provides at least `size` of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Slot {
+    /// Next descriptor in this chain or in the free list.
+    next: u16,
+    /// For a head in flight: descriptors in its chain (0: not a head in flight).
+    chain_len: u16,
+    /// For a head in flight: bytes the device may write.
+    capacity: u32,
+}
+
+impl Slot {
+    pub const EMPTY: Slot = Slot {
+        next: 0,
+        chain_len: 0,
+        capacity: 0,
+    };
+}
+
+/// One buffer of a chain, as the device addresses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffer {
+    pub addr: u64,
+    pub len: u32,
+    /// The device writes it (receive buffers, the control-queue ack) instead of reading it.
+    pub device_writable: bool,
+}
+
+/// The driver side of one split virtqueue.
+#[derive(Debug)]
+pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
+    mem: M,
+    slots: S,
+    layout: Layout,
+    event_idx: bool,
+    free_head: u16,
+    num_free: u16,
+    in_flight: u16,
+    /// Next `avail.idx` to publish.
+    avail_idx: u16,
+    /// `avail.idx` when the device was last considered for a notification.
+    notified_avail: u16,
+    /// Used entries consumed so far (the driver's copy of how far it has read).
+    last_used: u16,
+    interrupts_enabled: bool,
+    fault: Option<QueueError>,
+}
+
+impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
+    /// A queue of `size` entries in `mem` (at least [`Layout::total`] bytes), zeroed and ready
+    /// to be programmed into the device. `event_idx`: whether `VIRTIO_F_EVENT_IDX` was
+    /// negotiated.
+    pub fn new(mem: M, mut slots: S, size: u16, event_idx: bool) -> Result<Self, QueueError> {
+        let layout = Layout::new(size)?;
+        if slots.as_mut().len() < usize::from(size) {
+            return Err(QueueError::BadSize(size));
+        }
+        if mem.len() < layout.total {
+            return Err(QueueError::MemoryTooSmall {
+                needed: layout.total,
+                have: mem.len(),
+            });
+        }
+        let mut q = Self {
+            mem,
+            slots,
+            layout,
+            event_idx,
+            free_head: 0,
+            num_free: 0,
+            in_flight: 0,
+            avail_idx: 0,
+            notified_avail: 0,
+            last_used: 0,
+            interrupts_enabled: true,
+            fault: None,
+        };
+        q.init();
+        Ok(q)
+    }
+
+    fn init(&mut self) {
+        let size = self.layout.size;
+        let slots = self.slots.as_mut();
+        for (i, s) in slots.iter_mut().take(usize::from(size)).enumerate() {
+            // The last entry's `next` is never followed: `num_free` bounds every walk.
+            *s = Slot {
+                next: (i as u16).wrapping_add(1),
+                ..Slot::EMPTY
+            };
+        }
+        let zero = [0u8; 64];
+        let mut off = 0;
+        while off < self.layout.total {
+            let n = (self.layout.total - off).min(zero.len());
+            self.mem.write_bytes(off, &zero[..n]);
+            off += n;
+        }
+        self.free_head = 0;
+        self.num_free = size;
+        self.in_flight = 0;
+        self.avail_idx = 0;
+        self.notified_avail = 0;
+        self.last_used = 0;
+        self.interrupts_enabled = true;
+        self.fault = None;
+        self.mem.fence();
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    pub fn size(&self) -> u16 {
+        self.layout.size
+    }
+    /// Free descriptors (a chain of `n` buffers needs `n`).
+    pub fn num_free(&self) -> u16 {
+        self.num_free
+    }
+    /// Chains the device holds.
+    pub fn in_flight(&self) -> u16 {
+        self.in_flight
+    }
+    /// The device fault that stopped the queue, if any.
+    pub fn fault(&self) -> Option<QueueError> {
+        self.fault
+    }
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+    /// For `queue_desc`.
+    pub fn desc_address(&self) -> u64 {
+        self.mem.device_address() + self.layout.desc as u64
+    }
+    /// For `queue_driver` (the available ring).
+    pub fn driver_address(&self) -> u64 {
+        self.mem.device_address() + self.layout.avail as u64
+    }
+    /// For `queue_device` (the used ring).
+    pub fn device_address(&self) -> u64 {
+        self.mem.device_address() + self.layout.used as u64
+    }
+
+    fn used_event_offset(&self) -> usize {
+        self.layout.avail + 4 + 2 * usize::from(self.layout.size)
+    }
+    fn avail_event_offset(&self) -> usize {
+        self.layout.used + 4 + 8 * usize::from(self.layout.size)
+    }
+    fn device_used_idx(&self) -> u16 {
+        self.mem.read_u16(self.layout.used + 2)
+    }
+
+    /// Makes `bufs` available to the device as one chain and publishes it; returns the head,
+    /// which [`Self::pop_used`] gives back when the device is done. Call [`Self::should_notify`]
+    /// afterwards (once per batch) to know whether to ring the doorbell.
+    pub fn add(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
+        if let Some(f) = self.fault {
+            return Err(f);
+        }
+        if bufs.is_empty() {
+            return Err(QueueError::EmptyChain);
+        }
+        if bufs.len() > usize::from(self.num_free) {
+            return Err(QueueError::NoSpace {
+                needed: bufs.len(),
+                free: self.num_free,
+            });
+        }
+        if bufs
+            .windows(2)
+            .any(|w| w[0].device_writable && !w[1].device_writable)
+        {
+            return Err(QueueError::ReadableAfterWritable);
+        }
+
+        let head = self.free_head;
+        let mut idx = head;
+        let mut capacity = 0u32;
+        let slots = self.slots.as_mut();
+        for (i, b) in bufs.iter().enumerate() {
+            let last = i + 1 == bufs.len();
+            let next = slots[usize::from(idx)].next;
+            let mut flags = 0;
+            if !last {
+                flags |= DESC_F_NEXT;
+            }
+            if b.device_writable {
+                flags |= DESC_F_WRITE;
+                capacity = capacity.saturating_add(b.len);
+            }
+            let d = self.layout.desc + 16 * usize::from(idx);
+            self.mem.write_u64(d, b.addr);
+            self.mem.write_u32(d + 8, b.len);
+            self.mem.write_u16(d + 12, flags);
+            self.mem.write_u16(d + 14, if last { 0 } else { next });
+            if last {
+                self.free_head = next;
+            } else {
+                idx = next;
+            }
+        }
+        let h = &mut slots[usize::from(head)];
+        h.chain_len = bufs.len() as u16;
+        h.capacity = capacity;
+        self.num_free -= bufs.len() as u16;
+        self.in_flight += 1;
+
+        let slot = usize::from(self.avail_idx & (self.layout.size - 1));
+        self.mem.write_u16(self.layout.avail + 4 + 2 * slot, head);
+        // Descriptors and ring entry must be visible before the index that publishes them.
+        self.mem.fence();
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.mem.write_u16(self.layout.avail + 2, self.avail_idx);
+        Ok(head)
+    }
+
+    /// Whether the device wants a notification for the chains published since the last call
+    /// (`avail_event` with `EVENT_IDX`, otherwise `VIRTQ_USED_F_NO_NOTIFY`).
+    pub fn should_notify(&mut self) -> bool {
+        // The published index must be visible before the device's suppression state is read,
+        // or both sides can decide the other one will act.
+        self.mem.fence();
+        let old = self.notified_avail;
+        let new = self.avail_idx;
+        self.notified_avail = new;
+        if self.event_idx {
+            let event = self.mem.read_u16(self.avail_event_offset());
+            need_event(event, new, old)
+        } else {
+            new != old && self.mem.read_u16(self.layout.used) & USED_F_NO_NOTIFY == 0
+        }
+    }
+
+    /// The next chain the device has finished, as `(head, bytes written)`, after checking the
+    /// device's entry. `Ok(None)`: nothing pending.
+    pub fn pop_used(&mut self) -> Result<Option<(u16, u32)>, QueueError> {
+        if let Some(f) = self.fault {
+            return Err(f);
+        }
+        let used_idx = self.device_used_idx();
+        if used_idx == self.last_used {
+            return Ok(None);
+        }
+        let pending = used_idx.wrapping_sub(self.last_used);
+        if pending > self.in_flight {
+            return Err(self.set_fault(QueueError::UsedIndexJump {
+                used_idx,
+                last_used: self.last_used,
+                in_flight: self.in_flight,
+            }));
+        }
+        // The entry must not be read before the index that says it is there.
+        self.mem.fence();
+        let slot = usize::from(self.last_used & (self.layout.size - 1));
+        let e = self.layout.used + 4 + 8 * slot;
+        let id = self.mem.read_u32(e);
+        let len = self.mem.read_u32(e + 4);
+        if id >= u32::from(self.layout.size) {
+            return Err(self.set_fault(QueueError::HeadOutOfRange { head: id }));
+        }
+        let head = id as u16;
+        let slots = self.slots.as_mut();
+        let s = slots[usize::from(head)];
+        if s.chain_len == 0 {
+            return Err(self.set_fault(QueueError::HeadNotInFlight { head }));
+        }
+        if len > s.capacity {
+            return Err(self.set_fault(QueueError::LengthTooLarge {
+                head,
+                len,
+                capacity: s.capacity,
+            }));
+        }
+        self.free_chain(head);
+        self.last_used = self.last_used.wrapping_add(1);
+        if self.event_idx && self.interrupts_enabled {
+            // Ask for an interrupt at the next entry, not the one just consumed.
+            self.mem.write_u16(self.used_event_offset(), self.last_used);
+            self.mem.fence();
+        }
+        Ok(Some((head, len)))
+    }
+
+    fn set_fault(&mut self, e: QueueError) -> QueueError {
+        self.fault = Some(e);
+        e
+    }
+
+    /// Returns `head`'s chain to the free list, walking the driver's own links (never the ring).
+    fn free_chain(&mut self, head: u16) {
+        let slots = self.slots.as_mut();
+        let n = slots[usize::from(head)].chain_len;
+        let mut tail = head;
+        for _ in 1..n {
+            tail = slots[usize::from(tail)].next;
+        }
+        slots[usize::from(tail)].next = self.free_head;
+        let h = &mut slots[usize::from(head)];
+        h.chain_len = 0;
+        h.capacity = 0;
+        self.free_head = head;
+        self.num_free += n;
+        self.in_flight -= 1;
+    }
+
+    /// Asks the device not to interrupt for this queue (while a DPC drains it). Only a hint: the
+    /// device may still interrupt.
+    pub fn disable_interrupts(&mut self) {
+        self.interrupts_enabled = false;
+        if self.event_idx {
+            // An event one behind what is consumed is never crossed before the 16-bit index
+            // wraps, which cannot happen with at most `size` entries outstanding.
+            self.mem
+                .write_u16(self.used_event_offset(), self.last_used.wrapping_sub(1));
+        } else {
+            self.mem.write_u16(self.layout.avail, AVAIL_F_NO_INTERRUPT);
+        }
+    }
+
+    /// Re-enables interrupts and returns whether used entries are already pending: if so, an
+    /// interrupt for them may never come, so the caller must drain again (and usually disable
+    /// interrupts again) instead of going idle.
+    pub fn enable_interrupts(&mut self) -> bool {
+        self.interrupts_enabled = true;
+        if self.event_idx {
+            self.mem.write_u16(self.used_event_offset(), self.last_used);
+        } else {
+            self.mem.write_u16(self.layout.avail, 0);
+        }
+        // The re-enable must be visible before `used.idx` is sampled.
+        self.mem.fence();
+        self.device_used_idx() != self.last_used
+    }
+
+    /// After the device was reset (so it no longer touches the ring): hands every chain still in
+    /// flight to `reclaim` (by head, to free its buffers), then reinitializes the ring so the
+    /// queue can be programmed again. Also clears a device fault.
+    pub fn reclaim_after_reset(&mut self, mut reclaim: impl FnMut(u16)) {
+        let size = usize::from(self.layout.size);
+        for (head, s) in self.slots.as_mut().iter().take(size).enumerate() {
+            if s.chain_len != 0 {
+                reclaim(head as u16);
+            }
+        }
+        self.init();
+    }
+}
+
+/// `vring_need_event`: the device asked to be notified when the index passes `event`, and it
+/// moved from `old` to `new`.
+fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_follows_the_spec_formulas() {
+        for size in [1u16, 2, 4, 8, 256, 1024, 32768] {
+            let l = Layout::new(size).unwrap();
+            let n = usize::from(size);
+            assert_eq!(l.desc, 0);
+            assert_eq!(l.avail, 16 * n);
+            assert!(l.used >= l.avail + 6 + 2 * n && l.used.is_multiple_of(4));
+            assert!(l.used - (l.avail + 6 + 2 * n) < 4);
+            assert_eq!(l.total, l.used + 6 + 8 * n);
+        }
+        assert_eq!(Layout::new(1).unwrap().used, 24);
+        for bad in [0u16, 3, 6, 100, 65535] {
+            assert_eq!(Layout::new(bad), Err(QueueError::BadSize(bad)));
+        }
+    }
+
+    #[test]
+    fn need_event_matches_the_spec_expression() {
+        // Notification when `event` lies in [old, new).
+        assert!(need_event(5, 6, 5));
+        assert!(!need_event(5, 5, 4));
+        assert!(need_event(0, 1, 65535));
+        assert!(!need_event(7, 6, 0));
+        assert!(need_event(3, 6, 0));
+        assert!(!need_event(3, 6, 6));
+    }
+}
