@@ -1,19 +1,23 @@
 //! `vionet`: the reference NIC miniport of the framework, for virtio-net (modern PCI, 1AF4:1041).
 //!
-//! Today a skeleton: it registers as an NDIS 6.20 miniport in `DriverEntry` and declines every
-//! adapter with `NDIS_STATUS_ADAPTER_NOT_FOUND` until the adapter lifecycle and the virtio-net body
-//! arrive. It already shows the shape every driver on the framework has: no `unsafe`, one trait
-//! impl, one `miniport_driver!` line.
+//! An NDIS 6.20 miniport: modern virtio-pci transport, N queue pairs plus the control queue, one
+//! MSI-X message per queue (fewer when fewer are granted or the device refuses vectors), or the
+//! line with the read-to-clear ISR status; per-queue DPCs with receive budgets; copied sends;
+//! receive buffers lent to NDIS from shared memory. No `unsafe`: registers and DMA memory are
+//! reached through the framework's hardware seam (`ndis::hw`).
 //!
 //! On Windows this crate is the kernel image (`no_std`); on other hosts it is an ordinary library,
 //! linked into tests against the emulator.
 #![cfg_attr(windows, no_std)]
 
+extern crate alloc;
+
+pub mod adapter;
+mod device;
 pub mod virtio;
 
 use ndis::driver::MiniportDriver;
-use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendNbl};
+use ndis::miniport::{AdapterInfo, Init};
 use ndis::{NdisVersion, Status};
 
 // Kernel runtime: the project's own pieces, or the WDK's with the `wdk` feature.
@@ -37,26 +41,16 @@ const POOL_TAG: km_alloc::PoolTag = km_alloc::PoolTag::new(*b"vnet");
 #[derive(Debug)]
 pub struct VioNet;
 
-/// No adapter can start yet (the virtio-net body is being integrated): uninhabited.
-#[derive(Debug)]
-pub enum NoAdapter {}
-
-impl Miniport for NoAdapter {
-    fn send(&self, _: &NdisAdapter, _: &SendNbl<'_>, _: &SendIrql<'_>) -> Status {
-        match *self {}
-    }
-    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>) {
-        match *self {}
-    }
-}
-
 impl MiniportDriver for VioNet {
     const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
     const DRIVER_VERSION: (u8, u8) = (0, 1);
-    type Adapter = NoAdapter;
+    type Adapter = adapter::VioNetAdapter;
 
-    fn initialize(&'static self, _init: &mut Init<'_>) -> Result<(NoAdapter, AdapterInfo), Status> {
-        Err(Status::ADAPTER_NOT_FOUND)
+    fn initialize(
+        &'static self,
+        init: &mut Init<'_>,
+    ) -> Result<(adapter::VioNetAdapter, AdapterInfo), Status> {
+        adapter::initialize(init)
     }
 }
 

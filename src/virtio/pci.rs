@@ -552,6 +552,11 @@ impl<R: Registers> Transport<R> {
         self.notify.write16(n.offset, n.queue);
     }
 
+    /// The ISR-status window, for a line-based ISR that must read it without the transport.
+    pub fn isr_window(&self) -> &R {
+        &self.isr
+    }
+
     /// Reads and thereby clears the ISR status (and de-asserts INTx). Only for line-based
     /// interrupts and configuration changes: with MSI-X the queue bit is not used.
     pub fn isr(&self) -> IsrStatus {

@@ -21,6 +21,7 @@ pub mod miniport;
 pub mod nbl;
 pub mod oid;
 pub mod status;
+pub mod sync;
 pub mod version;
 
 pub use status::Status;

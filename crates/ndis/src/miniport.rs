@@ -253,50 +253,14 @@ pub struct NdisAdapter {
     link_up: AtomicBool,
     link_speed: AtomicU64,
     multicast: spin::Mutex<([[u8; 6]; MAX_MULTICAST], usize)>,
-    info: spin::Once<AdapterInfo>,
+    info: crate::sync::Once<AdapterInfo>,
     pub stats: Statistics,
 }
 
-/// Tiny no_std cells (no external crate): a once-cell and a test-and-set lock, used only for
-/// rare OID-path state.
+/// A test-and-set lock for rare OID-path state (no IRQL change: never held across a call).
 mod spin {
     use core::cell::UnsafeCell;
-    use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-
-    pub struct Once<T> {
-        state: AtomicU8,
-        value: UnsafeCell<Option<T>>,
-    }
-    // SAFETY: the value is written once (state 0 -> 1 -> 2) before any reader sees state 2.
-    unsafe impl<T: Send + Sync> Sync for Once<T> {}
-    impl<T> Once<T> {
-        pub const fn new() -> Self {
-            Once {
-                state: AtomicU8::new(0),
-                value: UnsafeCell::new(None),
-            }
-        }
-        pub fn set(&self, v: T) -> bool {
-            if self
-                .state
-                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                return false;
-            }
-            // SAFETY: state 1 gives this thread exclusive access.
-            unsafe { *self.value.get() = Some(v) };
-            self.state.store(2, Ordering::Release);
-            true
-        }
-        pub fn get(&self) -> Option<&T> {
-            if self.state.load(Ordering::Acquire) != 2 {
-                return None;
-            }
-            // SAFETY: state 2: written once, never again.
-            unsafe { (*self.value.get()).as_ref() }
-        }
-    }
+    use core::sync::atomic::{AtomicBool, Ordering};
 
     pub struct Mutex<T> {
         locked: AtomicBool,
@@ -337,7 +301,7 @@ impl NdisAdapter {
             link_up: AtomicBool::new(false),
             link_speed: AtomicU64::new(0),
             multicast: spin::Mutex::new(([[0; 6]; MAX_MULTICAST], 0)),
-            info: spin::Once::new(),
+            info: crate::sync::Once::new(),
             stats: Statistics::default(),
         }
     }

@@ -1,0 +1,120 @@
+//! Spin locks (`NDIS_SPIN_LOCK`) around data, and small processor services.
+
+use alloc::boxed::Box;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use ndis_sys as sys;
+
+/// Data shared by DPCs and send/return paths on several processors, under an NDIS spin lock
+/// (the caller runs at DISPATCH_LEVEL while holding it). Data shared with an ISR needs
+/// [`InterruptShared`](crate::interrupt::InterruptShared) instead.
+pub struct SpinLock<T> {
+    /// Boxed: NDIS spin locks must not move once allocated.
+    lock: Box<UnsafeCell<sys::NDIS_SPIN_LOCK>>,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is only reached under the lock, from one processor at a time.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the owner moves the box pointer, not the lock.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    pub fn new(value: T) -> Self {
+        let lock = Box::new(UnsafeCell::new(sys::NDIS_SPIN_LOCK::default()));
+        // SAFETY: a fresh lock at a stable address.
+        unsafe { sys::NdisAllocateSpinLock(lock.get()) };
+        SpinLock {
+            lock,
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Runs `f` with the value, holding the lock (at DISPATCH_LEVEL). Do not take the same lock
+    /// inside `f`: it would deadlock (the emulator stops the run instead).
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: an allocated lock; IRQL <= DISPATCH_LEVEL (every context that can reach a
+        // SpinLock through safe code: ISRs only get IsrContext, which does not hand out these).
+        unsafe { sys::NdisAcquireSpinLock(self.lock.get()) };
+        // SAFETY: the lock is held: exclusive access.
+        let r = f(unsafe { &mut *self.value.get() });
+        // SAFETY: acquired above on this processor.
+        unsafe { sys::NdisReleaseSpinLock(self.lock.get()) };
+        r
+    }
+
+    /// Exclusive access without locking, when the borrow checker proves no one else can reach
+    /// the value.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+}
+
+impl<T> Drop for SpinLock<T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new`, not held (we own it exclusively).
+        unsafe { sys::NdisFreeSpinLock(self.lock.get()) };
+    }
+}
+
+/// The processor the caller runs on (group-relative number).
+pub fn current_processor() -> u32 {
+    // SAFETY: a null out-pointer is allowed; any IRQL.
+    unsafe { sys::KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) }
+}
+
+/// Processors in group 0.
+pub fn processor_count() -> u32 {
+    // SAFETY: any IRQL.
+    unsafe { sys::KeQueryActiveProcessorCountEx(0) }
+}
+
+/// Busy-waits `microseconds` (device polling during initialize or halt only: it burns the CPU).
+pub fn stall(microseconds: u32) {
+    // SAFETY: any IRQL.
+    unsafe { sys::KeStallExecutionProcessor(microseconds) }
+}
+
+/// A value set once (e.g. in initialize, after the interrupt is registered) and read from any
+/// IRQL afterwards without a lock; `get` is None until then.
+pub struct Once<T> {
+    state: AtomicU8,
+    value: UnsafeCell<Option<T>>,
+}
+// SAFETY: the value is written once (state 0 -> 1 -> 2) before any reader sees state 2.
+unsafe impl<T: Send + Sync> Sync for Once<T> {}
+impl<T> Default for Once<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Once<T> {
+    pub const fn new() -> Self {
+        Once {
+            state: AtomicU8::new(0),
+            value: UnsafeCell::new(None),
+        }
+    }
+    pub fn set(&self, v: T) -> bool {
+        if self
+            .state
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        // SAFETY: state 1 gives this thread exclusive access.
+        unsafe { *self.value.get() = Some(v) };
+        self.state.store(2, Ordering::Release);
+        true
+    }
+    pub fn get(&self) -> Option<&T> {
+        if self.state.load(Ordering::Acquire) != 2 {
+            return None;
+        }
+        // SAFETY: state 2: written once, never again.
+        unsafe { (*self.value.get()).as_ref() }
+    }
+}

@@ -1,0 +1,323 @@
+//! One virtio-net adapter: bring-up (capabilities, features, interrupt grant, vector plan,
+//! queues), the interrupt handler, and the NDIS handlers.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use ndis::dma::DmaRegistration;
+use ndis::hw::ConfigSpace;
+use ndis::interrupt::{
+    DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
+};
+use ndis::io::{IoSpace, OwnedWindow, Resources};
+use ndis::irql::Passive;
+use ndis::miniport::{AdapterInfo, HaltAction, Init, Miniport, NdisAdapter};
+use ndis::nbl::{Returned, SendIrql, SendNbl};
+use ndis::sync::Once;
+use ndis::{Status, adapter::AdapterHandle};
+
+use crate::device::Device;
+use crate::virtio::net::{self, InterruptMode, VectorPlan, features};
+use crate::virtio::pci::{self, CapRegion, NO_VECTOR, Transport, find_capabilities, status};
+
+/// Registry keywords the driver reads (each declared in the INF's `Ndi\params`).
+pub mod keywords {
+    /// Queue pairs to run at most (`*NumRssQueues`, 1..=16).
+    pub const NUM_QUEUES: &str = "*NumRssQueues";
+    /// Receive ring size (`*ReceiveBuffers`, 64..=1024, rounded down to a power of two).
+    pub const RECEIVE_BUFFERS: &str = "*ReceiveBuffers";
+    /// Transmit ring size (`*TransmitBuffers`, 64..=1024, rounded down to a power of two).
+    pub const TRANSMIT_BUFFERS: &str = "*TransmitBuffers";
+    pub const ALL: &[&str] = &[NUM_QUEUES, RECEIVE_BUFFERS, TRANSMIT_BUFFERS];
+}
+
+/// Features the driver can work with. No offloads yet: every frame is copied whole.
+const SUPPORTED_FEATURES: u64 =
+    features::VERSION_1 | features::MAC | features::STATUS | features::MQ | features::CTRL_VQ;
+
+/// What the interrupt layer owns: the ISR-status window for line-based claims, and the device
+/// once it is built (DPCs before that find nothing to do).
+pub struct Interrupts {
+    isr: OwnedWindow,
+    device: Once<Arc<Device>>,
+    queues: Vec<u16>,
+    /// A line-based ISR read a config-change bit; the DPC reports the link.
+    config_pending: AtomicBool,
+    /// The ISR status read all ones: the device is gone.
+    gone: AtomicBool,
+}
+
+impl InterruptHandler for Interrupts {
+    /// One queue per message of the vector plan (queue q is message q).
+    type Queue = u16;
+    const MSI_SUPPORTED: bool = true;
+
+    fn queues(&self) -> &[u16] {
+        &self.queues
+    }
+
+    fn line_claim(&self, _ctx: &IsrContext<'_>) -> bool {
+        // Reading clears the bits and de-asserts the line.
+        let isr = pci::IsrStatus(ndis::hw::Registers::read8(&self.isr, 0));
+        if isr.is_device_gone() {
+            self.gone.store(true, Ordering::Release);
+            return false;
+        }
+        if isr.config_changed() {
+            self.config_pending.store(true, Ordering::Release);
+        }
+        !isr.is_empty()
+    }
+
+    fn isr(&self, queue: &u16, _ctx: &IsrContext<'_>) -> IsrOutcome {
+        match self.device.get() {
+            // In line mode one queue does all the work.
+            Some(d) if d.plan.mode() == InterruptMode::Line && *queue != 0 => IsrOutcome::Handled,
+            Some(_) => IsrOutcome::QueueDpc,
+            None => IsrOutcome::Handled,
+        }
+    }
+
+    fn dpc(&self, queue: &u16, ctx: &mut DpcContext<'_>) {
+        let Some(device) = self.device.get() else {
+            return;
+        };
+        if self.gone.load(Ordering::Acquire) {
+            device.broken.store(true, Ordering::Release);
+            return;
+        }
+        let targets = device.plan.message_targets(*queue);
+        let mut more = false;
+        for j in targets.rx_pairs.clone() {
+            let budget = ctx.budget().remaining().min(1024);
+            let (done, pending) = device.receive(j as usize, budget, ctx.irql());
+            ctx.budget().take(done);
+            more |= pending;
+        }
+        for j in targets.tx_pairs {
+            device.reap(j as usize);
+        }
+        let config = targets.control_and_config
+            && (device.plan.mode() != InterruptMode::Line
+                || self.config_pending.swap(false, Ordering::AcqRel));
+        if config {
+            let (up, _) = device.ndis.link();
+            let now = device.link_up();
+            if now != up {
+                device.ndis.indicate_link_state(now, LINK_SPEED, ctx.irql());
+            }
+        }
+        if more {
+            ctx.budget().request_more();
+        }
+    }
+}
+
+/// What virtio-net reports (it has no real speed); 10 Gb/s as QEMU's NIC models suggest.
+pub const LINK_SPEED: u64 = 10_000_000_000;
+
+/// A started adapter. Field order is drop order: the interrupt is deregistered (all DPCs done)
+/// before the device state goes.
+pub struct VioNetAdapter {
+    interrupt: InterruptRegistration<Interrupts>,
+    device: Arc<Device>,
+}
+
+/// A memory BAR's address from configuration space (64-bit BARs span two registers).
+fn bar_address(cfg: &impl ConfigSpace, bar: u8) -> Option<u64> {
+    if bar > 5 {
+        return None;
+    }
+    let reg = 0x10 + 4 * bar as u16;
+    let low = cfg.config_u32(reg)?;
+    if low & 1 != 0 {
+        return None; // an I/O BAR
+    }
+    let high = if low & 0x6 == 0x4 && bar < 5 {
+        cfg.config_u32(reg + 4)?
+    } else {
+        0
+    };
+    Some(((high as u64) << 32) | (low & !0xF) as u64)
+}
+
+/// Maps the BARs the capabilities use and builds the transport over their windows.
+fn transport(
+    handle: AdapterHandle,
+    cfg: &impl ConfigSpace,
+    resources: Resources<'_>,
+    passive: &Passive<'_>,
+) -> Result<Transport<OwnedWindow>, Status> {
+    let resource_of = |bar: u8| bar_address(cfg, bar).and_then(|a| resources.memory_containing(a));
+    let caps = find_capabilities(cfg, |bar| resource_of(bar).map(|r| r.length as u64))
+        .map_err(|_| Status::ADAPTER_NOT_FOUND)?;
+    let mut mapped: Vec<(u8, Arc<IoSpace>)> = Vec::new();
+    let mut window = |region: CapRegion| -> Result<OwnedWindow, Status> {
+        let space = match mapped.iter().find(|(b, _)| *b == region.bar) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let resource = resource_of(region.bar).ok_or(Status::RESOURCE_CONFLICT)?;
+                let space = Arc::new(IoSpace::map(handle, resource, passive)?);
+                mapped.push((region.bar, space.clone()));
+                space
+            }
+        };
+        OwnedWindow::new(&space, region.offset as usize, region.length as usize)
+            .ok_or(Status::RESOURCE_CONFLICT)
+    };
+    let common = window(caps.common)?;
+    let notify = window(caps.notify)?;
+    let isr = window(caps.isr)?;
+    let device = caps.device.map(&mut window).transpose()?;
+    Transport::new(common, notify, caps.notify_off_multiplier, isr, device)
+        .map_err(|_| Status::ADAPTER_NOT_FOUND)
+}
+
+/// Maps config and queue vectors for `plan`; on a refusal reports it (the caller tries a
+/// smaller plan).
+fn map_vectors(t: &Transport<OwnedWindow>, plan: &VectorPlan, control: Option<u16>) -> bool {
+    if plan.mode() == InterruptMode::Line {
+        return true;
+    }
+    if t.set_config_vector(plan.config_vector()).is_err() {
+        return false;
+    }
+    let queues = (0..2 * plan.pairs()).chain(control);
+    for q in queues {
+        let v = plan.queue_vector(q).unwrap_or(NO_VECTOR);
+        if t.set_queue_vector(q, v).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), Status> {
+    let handle = init.handle();
+    let passive = init.passive();
+    let cfg = init.pci_config();
+    if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
+        return Err(Status::ADAPTER_NOT_FOUND);
+    }
+    let (wanted_pairs, rx_size, tx_size) = {
+        let c = init.configuration()?;
+        (
+            c.read_u32_in(keywords::NUM_QUEUES, 1..=16, 16, passive) as u16,
+            c.read_u32_in(keywords::RECEIVE_BUFFERS, 64..=1024, 256, passive) as u16,
+            c.read_u32_in(keywords::TRANSMIT_BUFFERS, 64..=1024, 256, passive) as u16,
+        )
+    };
+    let t = transport(handle, &cfg, init.resources(), passive)?;
+
+    // virtio 1.x 3.1.1: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK.
+    t.reset(|| ndis::sync::stall(10))
+        .map_err(|_| Status::DEVICE_FAILED)?;
+    t.add_status(status::ACKNOWLEDGE);
+    t.add_status(status::DRIVER);
+    let negotiated = t
+        .negotiate_features(SUPPORTED_FEATURES)
+        .map_err(|_| Status::ADAPTER_NOT_FOUND)?;
+    let config = t.net_config().map_err(|_| Status::DEVICE_FAILED)?;
+    let device_pairs = if negotiated & features::MQ != 0 {
+        config.max_virtqueue_pairs.unwrap_or(1).max(1)
+    } else {
+        1
+    };
+    let mac = config.mac.unwrap_or([0x02, 0, 0, 0, 0, 1]);
+    let cpus = ndis::sync::processor_count().clamp(1, 64) as u16;
+    let max_pairs = device_pairs.min(wanted_pairs).min(cpus);
+
+    // The interrupt first: its grant decides how many queues run.
+    let handler = Interrupts {
+        isr: isr_window(&t),
+        device: Once::new(),
+        queues: (0..2 * max_pairs + 1).collect(),
+        config_pending: AtomicBool::new(false),
+        gone: AtomicBool::new(false),
+    };
+    let interrupt = match InterruptRegistration::register(passive, handle, handler) {
+        Ok(r) => r,
+        Err(e) => {
+            t.add_status(status::FAILED);
+            return Err(e.status);
+        }
+    };
+    let granted = interrupt.grant().message_count() as u16;
+    let control = (negotiated & features::CTRL_VQ != 0).then(|| net::control_queue(device_pairs));
+    // NO_VECTOR on read-back: retry with fewer vectors (2, then 1); the line is the grant's
+    // choice (MSISupported=0 in the INF), not something a driver can switch to under NDIS.
+    let candidates = [granted, granted.min(2), granted.min(1)];
+    let plan = candidates
+        .into_iter()
+        .map(|k| VectorPlan::new(k, max_pairs, cpus))
+        .find(|plan| map_vectors(&t, plan, control));
+    let Some(plan) = plan else {
+        t.add_status(status::FAILED);
+        return Err(Status::RESOURCE_CONFLICT);
+    };
+    let dma = DmaRegistration::register(handle, 0x1_0000, passive)?;
+    let device = Device::build(
+        handle,
+        init.adapter().clone(),
+        t,
+        dma,
+        plan,
+        negotiated,
+        rx_size,
+        tx_size,
+        control,
+        passive,
+    );
+    let device = match device {
+        Ok(d) => Arc::new(d),
+        Err(e) => return Err(e), // drops the registration (deregisters) first, then the rest
+    };
+    device.transport.add_status(status::DRIVER_OK);
+    if plan.pairs() > 1 {
+        // A refusal is not fatal: the device then keeps to pair 0, which stays correct.
+        if device.set_queue_pairs(plan.pairs(), passive).is_err() {
+            device.active_pairs.store(1, Ordering::Relaxed);
+        }
+    }
+    interrupt.handler().device.set(device.clone());
+    let link_up = config.link_up(negotiated & features::STATUS != 0);
+    let mut info = AdapterInfo::ethernet(mac, 1500, LINK_SPEED, link_up);
+    info.description = "ndis-rs virtio-net";
+    info.receive_buffer_space = (rx_size as u32) * crate::device::BUFFER as u32;
+    info.transmit_buffer_space = (tx_size as u32) * crate::device::BUFFER as u32;
+    Ok((VioNetAdapter { interrupt, device }, info))
+}
+
+fn isr_window(t: &Transport<OwnedWindow>) -> OwnedWindow {
+    t.isr_window().clone()
+}
+
+impl Miniport for VioNetAdapter {
+    fn send(&self, _adapter: &NdisAdapter, nbl: &SendNbl<'_>, _irql: &SendIrql<'_>) -> Status {
+        self.device.send(nbl)
+    }
+
+    fn return_receives(&self, _adapter: &NdisAdapter, returned: &mut Returned<'_>) {
+        self.device.returned(returned);
+    }
+
+    fn halt(self, _adapter: &NdisAdapter, _action: HaltAction, _passive: &Passive<'_>) {
+        // The device stops DMA and interrupts first; then the registration is dropped
+        // (deregistered, DPCs drained) and the device state after it.
+        self.device.reset();
+        drop(self.interrupt);
+        drop(self.device);
+    }
+
+    fn shutdown(&self, _adapter: &NdisAdapter, _action: ndis::sys::NDIS_SHUTDOWN_ACTION) {
+        self.device.reset();
+    }
+
+    fn pnp_event(&self, _adapter: &NdisAdapter, event: u32) {
+        // NdisDevicePnPEventSurpriseRemoved: stop touching the device.
+        if event == 1 {
+            self.device.broken.store(true, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! The virtio-net device as the miniport runs it: register windows, queue pairs with their
+//! buffers, the control queue, and the receive/transmit paths shared by DPCs and NDIS calls.
+//!
+//! Locking: each virtqueue sits behind its own NDIS spin lock (DISPATCH_LEVEL); receive buffers
+//! are lent to NDIS outside the lock, because NDIS may hand them back from inside the
+//! indication. Nothing here runs at DIRQL except [`Device::isr_status`]-style register reads in
+//! the interrupt module.
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use ndis::dma::{DmaRegistration, SharedMemory};
+use ndis::hw::DeviceMemory;
+use ndis::io::OwnedWindow;
+use ndis::irql::{AtMostDispatch, Passive};
+use ndis::miniport::NdisAdapter;
+use ndis::nbl::{ReceivePool, Returned, SendNbl};
+use ndis::sync::SpinLock;
+use ndis::{Status, adapter::AdapterHandle};
+
+use crate::virtio::net::{self, NetHeader, VectorPlan};
+use crate::virtio::pci::{Notifier, Transport};
+use crate::virtio::queue::{Buffer, Layout, Slot, SplitQueue};
+
+/// Bytes per receive or transmit buffer: a virtio-net header and a full Ethernet frame.
+pub const BUFFER: usize = 2048;
+/// Largest frame (without FCS) the driver sends or accepts.
+pub const MAX_FRAME: usize = 1514;
+/// Receives collected per pass before indicating them in one chain.
+const RX_BATCH: usize = 64;
+
+pub type Queue = SplitQueue<SharedMemory, Vec<Slot>>;
+
+pub struct RxRing {
+    vq: Queue,
+    /// Receive-pool buffer posted under each descriptor head.
+    buffer_of: Vec<u16>,
+    notifier: Notifier,
+}
+
+pub struct TxRing {
+    vq: Queue,
+    /// Bounce buffer carried by each descriptor head.
+    bounce_of: Vec<u16>,
+    free: Vec<u16>,
+    bounce: SharedMemory,
+    notifier: Notifier,
+}
+
+pub struct Pair {
+    pub rx: SpinLock<RxRing>,
+    pub pool: ReceivePool,
+    pub tx: SpinLock<TxRing>,
+}
+
+/// The control queue: one command at a time, polled (initialize only).
+pub struct ControlRing {
+    vq: Queue,
+    /// Command bytes at 0, the device's one-byte ack at 64.
+    buffer: SharedMemory,
+    notifier: Notifier,
+}
+
+pub struct Device {
+    /// Field order is drop order: queues and buffers before the DMA registration and the
+    /// register mappings (the device is reset before any of this is dropped).
+    pub pairs: Vec<Pair>,
+    control: Option<SpinLock<ControlRing>>,
+    pub transport: Transport<OwnedWindow>,
+    pub plan: VectorPlan,
+    pub features: u64,
+    pub ndis: Arc<NdisAdapter>,
+    /// Set when the device misbehaved (a used ring it cannot have written, NEEDS_RESET) or was
+    /// removed: the driver stops touching its queues; sends fail.
+    pub broken: AtomicBool,
+    /// Pairs the send path spreads over (1 when the device refused `VQ_PAIRS_SET`).
+    pub active_pairs: AtomicUsize,
+    _dma: DmaRegistration,
+}
+
+/// A virtqueue in fresh shared memory, with its private slots.
+fn new_queue(
+    handle: AdapterHandle,
+    dma: &DmaRegistration,
+    size: u16,
+    passive: &Passive<'_>,
+) -> Result<Queue, Status> {
+    let layout = Layout::new(size).map_err(|_| Status::INVALID_PARAMETER)?;
+    let memory = SharedMemory::allocate(handle, dma, layout.total, passive)?;
+    SplitQueue::new(memory, vec![Slot::EMPTY; size as usize], size, false)
+        .map_err(|_| Status::RESOURCES)
+}
+
+fn program(transport: &Transport<OwnedWindow>, queue: u16, vq: &Queue) -> Result<Notifier, Status> {
+    transport
+        .setup_queue(
+            queue,
+            vq.size(),
+            vq.desc_address(),
+            vq.driver_address(),
+            vq.device_address(),
+        )
+        .map_err(|_| Status::DEVICE_FAILED)
+}
+
+impl Device {
+    /// Builds and programs every queue of `plan` (vectors already mapped), posts the receive
+    /// buffers. The caller sets DRIVER_OK afterwards.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        handle: AdapterHandle,
+        ndis: Arc<NdisAdapter>,
+        transport: Transport<OwnedWindow>,
+        dma: DmaRegistration,
+        plan: VectorPlan,
+        features: u64,
+        rx_size: u16,
+        tx_size: u16,
+        control_queue: Option<u16>,
+        passive: &Passive<'_>,
+    ) -> Result<Device, Status> {
+        let mut pairs = Vec::new();
+        for j in 0..plan.pairs() {
+            let rx_max = transport
+                .queue_max_size(net::rx_queue(j))
+                .map_err(|_| Status::DEVICE_FAILED)?;
+            let tx_max = transport
+                .queue_max_size(net::tx_queue(j))
+                .map_err(|_| Status::DEVICE_FAILED)?;
+            let rx_n = rx_size.min(rx_max);
+            let tx_n = tx_size.min(tx_max);
+            if rx_n == 0 || tx_n == 0 {
+                return Err(Status::DEVICE_FAILED);
+            }
+            // Powers of two: the device's maximum is one, the keyword may not be.
+            let rx_n = 1 << (15 - rx_n.leading_zeros().min(15));
+            let tx_n = 1 << (15 - tx_n.leading_zeros().min(15));
+            let rx_vq = new_queue(handle, &dma, rx_n, passive)?;
+            let mut tx_vq = new_queue(handle, &dma, tx_n, passive)?;
+            // Transmit completions are reaped by the send path; no interrupt needed for them.
+            tx_vq.disable_interrupts();
+            let pool = ReceivePool::new(handle, &dma, BUFFER, rx_n as usize, passive)?;
+            let bounce = SharedMemory::allocate(handle, &dma, BUFFER * tx_n as usize, passive)?;
+            let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
+            let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
+            pairs.push(Pair {
+                rx: SpinLock::new(RxRing {
+                    vq: rx_vq,
+                    buffer_of: vec![0; rx_n as usize],
+                    notifier: rx_notifier,
+                }),
+                pool,
+                tx: SpinLock::new(TxRing {
+                    vq: tx_vq,
+                    bounce_of: vec![0; tx_n as usize],
+                    free: (0..tx_n).rev().collect(),
+                    bounce,
+                    notifier: tx_notifier,
+                }),
+            });
+        }
+        let control = match control_queue {
+            Some(q) => {
+                let max = transport
+                    .queue_max_size(q)
+                    .map_err(|_| Status::DEVICE_FAILED)?;
+                let size = max.min(16);
+                let size = 1 << (15 - size.leading_zeros().min(15));
+                let vq = new_queue(handle, &dma, size, passive)?;
+                let notifier = program(&transport, q, &vq)?;
+                transport
+                    .enable_queue(q)
+                    .map_err(|_| Status::DEVICE_FAILED)?;
+                let buffer = SharedMemory::allocate(handle, &dma, 128, passive)?;
+                Some(SpinLock::new(ControlRing {
+                    vq,
+                    buffer,
+                    notifier,
+                }))
+            }
+            None => None,
+        };
+        for j in 0..plan.pairs() {
+            transport
+                .enable_queue(net::rx_queue(j))
+                .map_err(|_| Status::DEVICE_FAILED)?;
+            transport
+                .enable_queue(net::tx_queue(j))
+                .map_err(|_| Status::DEVICE_FAILED)?;
+        }
+        let device = Device {
+            pairs,
+            control,
+            transport,
+            plan,
+            features,
+            ndis,
+            broken: AtomicBool::new(false),
+            active_pairs: AtomicUsize::new(plan.pairs() as usize),
+            _dma: dma,
+        };
+        for pair in &device.pairs {
+            let all: Vec<usize> = (0..pair.pool.len())
+                .filter(|&i| pair.pool.claim(i))
+                .collect();
+            device.post_rx(pair, &all);
+        }
+        Ok(device)
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn fail(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    /// Posts claimed receive buffers to the device and rings the doorbell once.
+    fn post_rx(&self, pair: &Pair, buffers: &[usize]) {
+        if buffers.is_empty() {
+            return;
+        }
+        if self.is_broken() {
+            for &b in buffers {
+                pair.pool.release(b);
+            }
+            return;
+        }
+        let base = pair.pool.memory().device_address();
+        let notify = pair.rx.with(|rx| {
+            for &b in buffers {
+                let chain = [Buffer {
+                    addr: base + (b * BUFFER) as u64,
+                    len: BUFFER as u32,
+                    device_writable: true,
+                }];
+                match rx.vq.add(&chain) {
+                    Ok(head) => rx.buffer_of[head as usize] = b as u16,
+                    Err(_) => pair.pool.release(b),
+                }
+            }
+            rx.vq.should_notify().then_some(rx.notifier)
+        });
+        if let Some(n) = notify {
+            self.transport.notify(&n);
+        }
+    }
+
+    /// Drains up to `budget` receives of pair `j` and indicates them; returns (indicated,
+    /// more_pending). Receives that cannot be indicated (paused, runts, oversize) go straight back
+    /// to the device.
+    pub fn receive<C: AtMostDispatch>(&self, j: usize, budget: u32, irql: &C) -> (u32, bool) {
+        let Some(pair) = self.pairs.get(j) else {
+            return (0, false);
+        };
+        if self.is_broken() {
+            return (0, false);
+        }
+        let mut total = 0u32;
+        loop {
+            let mut frames = [(0usize, 0usize, 0usize); RX_BATCH];
+            let mut n = 0;
+            let mut repost = [0usize; RX_BATCH];
+            let mut r = 0;
+            let want = (budget - total).min(RX_BATCH as u32) as usize;
+            let (fault, pending) = pair.rx.with(|rx| {
+                rx.vq.disable_interrupts();
+                while n + r < want {
+                    match rx.vq.pop_used() {
+                        Ok(Some((head, len))) => {
+                            let b = rx.buffer_of[head as usize] as usize;
+                            let len = len as usize;
+                            if !(NetHeader::LEN + 14..=NetHeader::LEN + MAX_FRAME).contains(&len) {
+                                repost[r] = b;
+                                r += 1;
+                            } else {
+                                frames[n] = (b, NetHeader::LEN, len - NetHeader::LEN);
+                                n += 1;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => return (true, false),
+                    }
+                }
+                (false, n + r == want)
+            });
+            if fault {
+                self.fail();
+                return (total, false);
+            }
+            self.ndis.stats.rx_errors(r as u64);
+            let indicated = pair.pool.indicate(&self.ndis, &frames[..n], irql);
+            total += n as u32;
+            // Frames NDIS did not take (paused) and runts go back to the device.
+            for &(b, _, _) in &frames[..n] {
+                if !pair.pool.is_lent(b) {
+                    repost[r] = b;
+                    r += 1;
+                }
+            }
+            let _ = indicated;
+            self.post_rx(pair, &repost[..r]);
+            if !pending {
+                // Idle: re-enable, and drain again if the device raced us.
+                let raced = pair.rx.with(|rx| rx.vq.enable_interrupts());
+                if !raced || total >= budget {
+                    return (total, raced);
+                }
+            } else if total >= budget {
+                return (total, true);
+            }
+        }
+    }
+
+    /// Reclaims transmit descriptors the device finished.
+    fn reap_tx(&self, tx: &mut TxRing) -> bool {
+        loop {
+            match tx.vq.pop_used() {
+                Ok(Some((head, _))) => {
+                    let b = tx.bounce_of[head as usize];
+                    tx.free.push(b);
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The transmit DPC work for pair `j` (used when a TX vector fires).
+    pub fn reap(&self, j: usize) {
+        if let Some(pair) = self.pairs.get(j)
+            && !self.is_broken()
+            && !pair.tx.with(|tx| self.reap_tx(tx))
+        {
+            self.fail();
+        }
+    }
+
+    /// Copies every frame of `nbl` into transmit buffers of the pair chosen by the current
+    /// processor and hands them to the device.
+    pub fn send(&self, nbl: &SendNbl<'_>) -> Status {
+        if self.is_broken() {
+            return Status::ADAPTER_REMOVED;
+        }
+        let pairs = self
+            .active_pairs
+            .load(Ordering::Relaxed)
+            .clamp(1, self.pairs.len().max(1));
+        let j = ndis::sync::current_processor() as usize % pairs;
+        let Some(pair) = self.pairs.get(j) else {
+            return Status::FAILURE;
+        };
+        let mut scratch = [0u8; NetHeader::LEN + MAX_FRAME];
+        let result = pair.tx.with(|tx| {
+            let mut queued = false;
+            for frame in nbl.frames() {
+                let Some(len) = frame.copy_to(&mut scratch[NetHeader::LEN..]) else {
+                    self.ndis.stats.tx_discards(1);
+                    return (Status::INVALID_LENGTH, queued);
+                };
+                if tx.free.is_empty() && !self.reap_tx(tx) {
+                    self.fail();
+                    return (Status::DEVICE_FAILED, queued);
+                }
+                let Some(b) = tx.free.pop() else {
+                    self.ndis.stats.tx_discards(1);
+                    return (Status::RESOURCES, queued);
+                };
+                scratch[..NetHeader::LEN].copy_from_slice(&NetHeader::default().encode());
+                let total = NetHeader::LEN + len;
+                tx.bounce
+                    .write_bytes(b as usize * BUFFER, &scratch[..total]);
+                let chain = [Buffer {
+                    addr: tx.bounce.device_address() + (b as usize * BUFFER) as u64,
+                    len: total as u32,
+                    device_writable: false,
+                }];
+                match tx.vq.add(&chain) {
+                    Ok(head) => {
+                        tx.bounce_of[head as usize] = b;
+                        queued = true;
+                    }
+                    Err(_) => {
+                        tx.free.push(b);
+                        return (Status::RESOURCES, queued);
+                    }
+                }
+            }
+            (Status::SUCCESS, queued)
+        });
+        let (status, queued) = result;
+        if queued {
+            let n = pair
+                .tx
+                .with(|tx| tx.vq.should_notify().then_some(tx.notifier));
+            if let Some(n) = n {
+                self.transport.notify(&n);
+            }
+        }
+        status
+    }
+
+    /// Buffers NDIS handed back go to the device again.
+    pub fn returned(&self, returned: &mut Returned<'_>) {
+        for pair in &self.pairs {
+            let mine = pair.pool.take_returned(returned);
+            let claimed: Vec<usize> = mine.into_iter().filter(|&b| pair.pool.claim(b)).collect();
+            self.post_rx(pair, &claimed);
+        }
+    }
+
+    /// Link state from the device configuration (a config-change event).
+    pub fn link_up(&self) -> bool {
+        self.transport
+            .net_config()
+            .map(|c| c.link_up(self.features & net::features::STATUS != 0))
+            .unwrap_or(false)
+    }
+
+    /// Tells the device how many queue pairs to use (`VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`); without
+    /// it a multiqueue device uses pair 0 only. Polls for the answer (PASSIVE_LEVEL, after
+    /// DRIVER_OK).
+    pub fn set_queue_pairs(&self, pairs: u16, _passive: &Passive<'_>) -> Result<(), Status> {
+        let Some(control) = &self.control else {
+            return Err(Status::NOT_SUPPORTED);
+        };
+        let command = net::mq_vq_pairs_set(pairs).ok_or(Status::INVALID_PARAMETER)?;
+        let notifier = control.with(|c| {
+            c.buffer.write_bytes(0, &command);
+            c.buffer.write_bytes(64, &[0xFF]);
+            let base = c.buffer.device_address();
+            let chain = [
+                Buffer {
+                    addr: base,
+                    len: command.len() as u32,
+                    device_writable: false,
+                },
+                Buffer {
+                    addr: base + 64,
+                    len: 1,
+                    device_writable: true,
+                },
+            ];
+            c.vq.add(&chain)
+                .map(|_| c.notifier)
+                .map_err(|_| Status::RESOURCES)
+        })?;
+        self.transport.notify(&notifier);
+        for _ in 0..10_000 {
+            let answer = control.with(|c| match c.vq.pop_used() {
+                Ok(Some(_)) => {
+                    let mut ack = [0u8];
+                    c.buffer.read_bytes(64, &mut ack);
+                    Some(
+                        net::ctrl_ack(ack[0])
+                            .map_err(|_| Status(ndis::sys::NDIS_STATUS_NOT_ACCEPTED)),
+                    )
+                }
+                Ok(None) => None,
+                Err(_) => Some(Err(Status::DEVICE_FAILED)),
+            });
+            if let Some(result) = answer {
+                return result;
+            }
+            ndis::sync::stall(10);
+        }
+        Err(Status::DEVICE_FAILED)
+    }
+
+    /// Stops the device: after this it touches no memory and raises no interrupt.
+    pub fn reset(&self) {
+        self.fail();
+        let _ = self.transport.reset(|| ndis::sync::stall(10));
+    }
+}
