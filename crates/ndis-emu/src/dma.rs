@@ -316,3 +316,37 @@ impl Emulator {
         write(&self.machine.st(), physical, data)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_fit_reuses_freed_pages_coalesces_and_hands_out_zeroed_memory() {
+        let mut d = DmaState::default();
+        let a = d.allocate(1).unwrap();
+        let b = d.allocate(3 * PAGE).unwrap();
+        let c = d.allocate(PAGE + 1).unwrap();
+        assert_eq!((a, b, c), (GUEST_MEMORY_BASE, a + PAGE, a + 4 * PAGE));
+        d.memory.write_slice(&[0xAB; 16], GuestAddress(b)).unwrap();
+        d.release(b, 3 * PAGE);
+        d.release(a, 1);
+        // a and b coalesced into one 4-page hole: a 4-page block fits there, zeroed.
+        let e = d.allocate(4 * PAGE).unwrap();
+        assert_eq!(e, a);
+        let mut seen = [0xFFu8; 16];
+        d.memory.read_slice(&mut seen, GuestAddress(b)).unwrap();
+        assert_eq!(seen, [0; 16]);
+        d.release(e, 4 * PAGE);
+        d.release(c, PAGE + 1);
+        assert_eq!(
+            d.free.iter().map(|(&s, &l)| (s, l)).collect::<Vec<_>>(),
+            vec![(GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE)],
+            "everything coalesced back into the whole region"
+        );
+        assert!(
+            d.allocate(GUEST_MEMORY_SIZE + 1).is_none(),
+            "exhaustion is a failure, not a panic"
+        );
+    }
+}

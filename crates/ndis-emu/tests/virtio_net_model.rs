@@ -1188,3 +1188,101 @@ fn pair_queues_are_independent_with_mq() {
         vec![b"pair one".to_vec()]
     );
 }
+
+/// Seeded garbage: random ring contents, register writes, doorbells and frames. The device must
+/// never panic; whenever it stops, it says why and shows DEVICE_NEEDS_RESET.
+#[test]
+fn random_garbage_never_panics_the_device() {
+    let (emu, dev) = device_only(
+        InterruptResources::MsiX {
+            requested: 6,
+            granted: 3,
+        },
+        VirtioNetConfig::new(2),
+    );
+    let r = Regs { emu: &emu, dev };
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let all =
+        VERSION_1 | feature::MQ | feature::CTRL_VQ | feature::CTRL_RX | feature::RING_EVENT_IDX;
+    let bring_up = |r: &Regs<'_>| {
+        let mut rings = Vec::new();
+        r.bring_up(all, |r| {
+            for q in 0..5u16 {
+                r.set_common(common::QUEUE_SELECT, 2, q as u32);
+                r.set_common(common::QUEUE_MSIX_VECTOR, 2, q as u32);
+                rings.push(Ring::program(r, q, BASE + q as u64 * 0x10_0000));
+            }
+        });
+        rings
+    };
+    let mut rings = bring_up(&r);
+    let mut resets = 0;
+    for _ in 0..3000 {
+        let x = next();
+        let q = (x % 5) as usize;
+        match (x >> 8) % 8 {
+            0..=2 => {
+                // A random descriptor, half of them pointing at real buffers.
+                let ring = &rings[q];
+                let addr = if x & (1 << 20) != 0 {
+                    ring.buffers + (next() % 0x1000)
+                } else {
+                    next()
+                };
+                let len = if x & (1 << 21) != 0 {
+                    (next() % 2048) as u32
+                } else {
+                    next() as u32
+                };
+                ring.desc(
+                    &r,
+                    (next() % RING_SIZE as u64) as u16,
+                    addr,
+                    len,
+                    (next() % 8) as u16,
+                    (next() % 10) as u16,
+                );
+            }
+            3 => {
+                let head = (next() % 10) as u16;
+                rings[q].publish(&r, head);
+            }
+            4 => r.mem_write(rings[q].avail + (next() % 24), next() as u16),
+            5 => {
+                let offset = next() % common::SIZE as u64;
+                let width = [1, 2, 4][(next() % 3) as usize];
+                if offset.is_multiple_of(width as u64) && offset != common::DEVICE_STATUS {
+                    r.set_common(offset, width, next() as u32);
+                }
+            }
+            6 => {
+                let frame = vec![x as u8; (next() % 1600) as usize];
+                emu.with_device::<VirtioNet, _>(dev, |m, bus| {
+                    m.inject_frame(bus, (x % 2) as u16, &frame)
+                });
+            }
+            _ => r.write(
+                regs::MODERN_BAR,
+                regs::NOTIFY_OFFSET + 4 * (next() % 8),
+                2,
+                0,
+            ),
+        }
+        let s = r.common(common::DEVICE_STATUS, 1) as u8;
+        if s & status::DEVICE_NEEDS_RESET != 0 {
+            assert!(r.model(|m| m.device_error().is_some()));
+            resets += 1;
+            rings = bring_up(&r);
+        }
+    }
+    assert!(
+        resets > 10,
+        "the garbage reached the device ({resets} resets)"
+    );
+}

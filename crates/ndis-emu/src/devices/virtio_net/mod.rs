@@ -684,7 +684,10 @@ impl VirtioNet {
                     .next_used()
                     .wrapping_add(slot.queue.size())
                     .wrapping_add(1);
-                let _ = mem.write_obj(bogus.to_le(), GuestAddress(slot.queue.used_ring() + 2));
+                let _ = mem.write_obj(
+                    bogus.to_le(),
+                    GuestAddress(slot.queue.used_ring().wrapping_add(2)),
+                );
             }
             if slot.queue.event_idx_enabled() {
                 slot.queue
