@@ -1,15 +1,18 @@
 //! Scatter/gather DMA registration and shared memory with device-visible addresses.
 //!
-//! Shared memory is host memory (page-aligned, zeroed) given a "physical" address in a range no
-//! host pointer uses; [`Emulator::dma_read`] and [`Emulator::dma_write`] are how a device model
-//! reaches it by that address, as a bus master would. Freeing checks that length and both
-//! addresses match the allocation; halt requires the DMA registration to be gone and unload
-//! every block to be freed.
+//! Shared memory comes from one guest-physical region, a `vm-memory` [`GuestMemoryMmap`] of
+//! [`GUEST_MEMORY_SIZE`] bytes at [`GUEST_MEMORY_BASE`] (anonymous mmap, committed lazily), so that
+//! device models can run the device side of their rings with `virtio-queue` directly on it. A
+//! block's virtual address is the region's host address and its physical address the guest
+//! address, as on a machine without an IOMMU. [`Emulator::dma_read`] and [`Emulator::dma_write`]
+//! reach memory by that address, as a bus master would, but only inside one live block. Freeing
+//! checks that length and both addresses match the allocation; halt requires the DMA registration
+//! to be gone and unload every block to be freed.
 
-use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
 
 use ndis_sys as sys;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::Emulator;
 use crate::bugcheck::{self, rule};
@@ -18,23 +21,78 @@ use crate::ndis::adapter_of_handle;
 
 const DMA_TAG: usize = 0x4E44_4D00_0000;
 /// Device-visible addresses start here, 4 GiB up, so 64-bit DMA paths are exercised.
-const PHYSICAL_BASE: u64 = 0x1_0000_0000;
+pub const GUEST_MEMORY_BASE: u64 = 0x1_0000_0000;
+/// Room for every shared-memory block of a test; pages are only committed when touched.
+pub const GUEST_MEMORY_SIZE: u64 = 64 << 20;
+const PAGE: u64 = 4096;
 
 struct Block {
     adapter: usize,
-    va: usize,
     length: usize,
 }
 
-#[derive(Default)]
 pub(crate) struct DmaState {
-    /// Physical address -> block.
+    pub memory: GuestMemoryMmap,
+    /// Physical address -> live block.
     blocks: BTreeMap<u64, Block>,
-    next_physical: u64,
+    /// Free extents of the region: physical address -> length (page multiples, coalesced).
+    free: BTreeMap<u64, u64>,
 }
 
-fn layout(length: usize) -> Layout {
-    Layout::from_size_align(length.max(1).next_multiple_of(4096), 4096).expect("shared memory size")
+impl Default for DmaState {
+    fn default() -> Self {
+        let memory = GuestMemoryMmap::from_ranges(&[(
+            GuestAddress(GUEST_MEMORY_BASE),
+            GUEST_MEMORY_SIZE as usize,
+        )])
+        .expect("reserving the emulated guest-physical memory (anonymous mmap)");
+        DmaState {
+            memory,
+            blocks: BTreeMap::new(),
+            free: BTreeMap::from([(GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE)]),
+        }
+    }
+}
+
+impl DmaState {
+    /// First fit, so freed blocks are reused and a long test does not run out of region.
+    fn allocate(&mut self, length: u64) -> Option<u64> {
+        let size = length.max(1).next_multiple_of(PAGE);
+        let (&start, &len) = self.free.iter().find(|&(_, &len)| len >= size)?;
+        self.free.remove(&start);
+        if len > size {
+            self.free.insert(start + size, len - size);
+        }
+        // Freed memory is dirty; NdisMAllocateSharedMemory hands out zeroed pages here.
+        let zero = [0u8; PAGE as usize];
+        let mut at = start;
+        while at < start + size {
+            self.memory
+                .write_slice(&zero, GuestAddress(at))
+                .expect("inside the region");
+            at += PAGE;
+        }
+        Some(start)
+    }
+
+    fn release(&mut self, start: u64, length: u64) {
+        let mut start = start;
+        let mut size = length.max(1).next_multiple_of(PAGE);
+        if let Some((&next, &next_len)) = self.free.range(start + size..).next()
+            && next == start + size
+        {
+            self.free.remove(&next);
+            size += next_len;
+        }
+        if let Some((&prev, &prev_len)) = self.free.range(..start).next_back()
+            && prev + prev_len == start
+        {
+            self.free.remove(&prev);
+            start = prev;
+            size += prev_len;
+        }
+        self.free.insert(start, size);
+    }
 }
 
 fn dma_violation(what: String, p1: usize, p2: usize) -> ! {
@@ -142,24 +200,24 @@ pub(crate) unsafe fn ndis_m_allocate_shared_memory(
     if length == 0 || st.fallible("NdisMAllocateSharedMemory") {
         return;
     }
-    // SAFETY: the layout has a non-zero size.
-    let p = unsafe { alloc_zeroed(layout(length as usize)) };
-    if p.is_null() {
+    let Some(physical) = st.dma.allocate(length as u64) else {
         return;
-    }
-    let physical = PHYSICAL_BASE + st.dma.next_physical;
-    st.dma.next_physical += layout(length as usize).size() as u64;
+    };
+    let host = st
+        .dma
+        .memory
+        .get_host_address(GuestAddress(physical))
+        .expect("allocated inside the region");
     st.dma.blocks.insert(
         physical,
         Block {
             adapter: a,
-            va: p as usize,
             length: length as usize,
         },
     );
     // SAFETY: as above.
     unsafe {
-        va.write(p.cast());
+        va.write(host.cast());
         pa.write(physical as i64);
     }
 }
@@ -175,11 +233,11 @@ pub(crate) unsafe fn ndis_m_free_shared_memory(
     let mut st = m.st();
     st.require_irql(sys::DISPATCH_LEVEL, "NdisMFreeSharedMemory");
     let a = adapter_of_handle(&st, handle, "NdisMFreeSharedMemory");
-    let matches = st
-        .dma
-        .blocks
-        .get(&(pa as u64))
-        .is_some_and(|b| b.adapter == a && b.va == va as usize && b.length == length as usize);
+    let host = st.dma.memory.get_host_address(GuestAddress(pa as u64)).ok();
+    let matches =
+        st.dma.blocks.get(&(pa as u64)).is_some_and(|b| {
+            b.adapter == a && host == Some(va.cast()) && b.length == length as usize
+        });
     if !matches {
         drop(st);
         dma_violation(
@@ -192,8 +250,7 @@ pub(crate) unsafe fn ndis_m_free_shared_memory(
         );
     }
     let block = st.dma.blocks.remove(&(pa as u64)).unwrap();
-    // SAFETY: allocated above with this layout, freed once (removed from the map).
-    unsafe { dealloc(block.va as *mut u8, layout(block.length)) };
+    st.dma.release(pa as u64, block.length as u64);
 }
 
 /// Halt: the DMA registration must be gone (ndis.sys frees it no later than that).
@@ -217,27 +274,34 @@ pub(crate) fn outstanding(st: &State) -> (usize, usize) {
     )
 }
 
-fn slice(st: &State, physical: u64, length: usize) -> Option<*mut u8> {
-    let (&start, block) = st.dma.blocks.range(..=physical).next_back()?;
-    let offset = (physical - start) as usize;
-    (offset.checked_add(length)? <= block.length).then_some((block.va + offset) as *mut u8)
+/// Whether `[physical, physical + length)` lies inside one live block.
+fn inside_block(st: &State, physical: u64, length: usize) -> bool {
+    st.dma
+        .blocks
+        .range(..=physical)
+        .next_back()
+        .is_some_and(|(&start, block)| {
+            ((physical - start) as usize)
+                .checked_add(length)
+                .is_some_and(|end| end <= block.length)
+        })
 }
 
 /// Bus-master read of `[physical, physical + buf.len())`; None unless it lies inside one live
 /// shared-memory block.
 pub(crate) fn read(st: &State, physical: u64, buf: &mut [u8]) -> Option<()> {
-    let p = slice(st, physical, buf.len())?;
-    // SAFETY: the range lies inside a live shared-memory block.
-    buf.copy_from_slice(unsafe { std::slice::from_raw_parts(p, buf.len()) });
-    Some(())
+    if !inside_block(st, physical, buf.len()) {
+        return None;
+    }
+    st.dma.memory.read_slice(buf, GuestAddress(physical)).ok()
 }
 
 /// Bus-master write.
 pub(crate) fn write(st: &State, physical: u64, data: &[u8]) -> Option<()> {
-    let p = slice(st, physical, data.len())?;
-    // SAFETY: the range lies inside a live shared-memory block.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
-    Some(())
+    if !inside_block(st, physical, data.len()) {
+        return None;
+    }
+    st.dma.memory.write_slice(data, GuestAddress(physical)).ok()
 }
 
 impl Emulator {
@@ -250,5 +314,39 @@ impl Emulator {
     /// Writes device-visible memory, as a bus-master device would.
     pub fn dma_write(&self, physical: u64, data: &[u8]) -> Option<()> {
         write(&self.machine.st(), physical, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_fit_reuses_freed_pages_coalesces_and_hands_out_zeroed_memory() {
+        let mut d = DmaState::default();
+        let a = d.allocate(1).unwrap();
+        let b = d.allocate(3 * PAGE).unwrap();
+        let c = d.allocate(PAGE + 1).unwrap();
+        assert_eq!((a, b, c), (GUEST_MEMORY_BASE, a + PAGE, a + 4 * PAGE));
+        d.memory.write_slice(&[0xAB; 16], GuestAddress(b)).unwrap();
+        d.release(b, 3 * PAGE);
+        d.release(a, 1);
+        // a and b coalesced into one 4-page hole: a 4-page block fits there, zeroed.
+        let e = d.allocate(4 * PAGE).unwrap();
+        assert_eq!(e, a);
+        let mut seen = [0xFFu8; 16];
+        d.memory.read_slice(&mut seen, GuestAddress(b)).unwrap();
+        assert_eq!(seen, [0; 16]);
+        d.release(e, 4 * PAGE);
+        d.release(c, PAGE + 1);
+        assert_eq!(
+            d.free.iter().map(|(&s, &l)| (s, l)).collect::<Vec<_>>(),
+            vec![(GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE)],
+            "everything coalesced back into the whole region"
+        );
+        assert!(
+            d.allocate(GUEST_MEMORY_SIZE + 1).is_none(),
+            "exhaustion is a failure, not a panic"
+        );
     }
 }

@@ -14,6 +14,7 @@
 mod bugcheck;
 mod config;
 mod datapath;
+pub mod devices;
 mod dma;
 mod exports;
 mod faults;
@@ -40,6 +41,7 @@ pub use bugcheck::{
     VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
 };
 pub use bugcheck::{BugCheck, rule};
+pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
 pub use exports::{Win64Export, win64_exports};
 pub use faults::FaultPlan;
 pub use heap::{DriverHeap, instrumentation};
@@ -48,6 +50,9 @@ pub use ndis::AdapterState;
 pub use oid::OidResult;
 pub use sync::LinkState;
 pub use trace::Event;
+/// The guest-memory and virtqueue crates the device models are built on, for tests that drive a
+/// model's rings themselves.
+pub use {virtio_queue, vm_memory};
 
 use machine::{Callback, Device, Machine, State};
 
@@ -206,7 +211,7 @@ impl Emulator {
         let base =
             machine::MESSAGE_VECTOR_BASE + st.next_message_vector % machine::MESSAGE_VECTOR_SPAN;
         st.next_message_vector += messages.max(1);
-        let pci = pci::attach(st.devices.len(), function);
+        let pci = pci::attach(st.devices.len(), resources, function);
         st.devices.push(Device {
             resources,
             pdo: Box::new([0; 8]),

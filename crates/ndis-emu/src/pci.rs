@@ -60,6 +60,42 @@ impl Bus<'_> {
     pub fn dma_write(&mut self, physical: u64, data: &[u8]) -> Option<()> {
         crate::dma::write(self.st, physical, data)
     }
+
+    /// The whole guest-physical region shared memory is carved from, for models that run their
+    /// rings with `virtio-queue`. Unlike [`dma_read`](Self::dma_read) it does not confine an
+    /// access to a live block (a bus master without an IOMMU does not either); accesses outside
+    /// the region fail.
+    pub fn memory(&self) -> &vm_memory::GuestMemoryMmap {
+        &self.st.dma.memory
+    }
+
+    /// How the device may interrupt, from the resources PnP assigned it: a model decides from
+    /// this whether it signals messages (and which are real) or the line.
+    pub fn interrupt_mode(&self) -> InterruptMode {
+        InterruptMode::of(self.st.devices[self.device].resources)
+    }
+}
+
+/// How a device interrupts (see [`Bus::interrupt_mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptMode {
+    /// No interrupt resource: nothing the device raises arrives.
+    None,
+    /// INTx: the device asserts its line (`Bus::raise(None)`).
+    Line,
+    /// MSI/MSI-X with this many messages granted (0..n are programmed; others are lost).
+    Messages(u32),
+}
+
+impl InterruptMode {
+    fn of(resources: crate::InterruptResources) -> Self {
+        match resources {
+            crate::InterruptResources::None => InterruptMode::None,
+            crate::InterruptResources::Line { .. } => InterruptMode::Line,
+            crate::InterruptResources::Msi { granted, .. }
+            | crate::InterruptResources::MsiX { granted, .. } => InterruptMode::Messages(granted),
+        }
+    }
 }
 
 /// A PCI function's hardware, as a driver sees it through NDIS.
@@ -72,6 +108,9 @@ pub trait PciFunction: std::any::Any {
     fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u32;
     /// A register write.
     fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u32);
+    /// PnP assigned the function its interrupt resources (before the driver starts), as Windows
+    /// enables MSI-X in the capability when it grants messages.
+    fn interrupts_assigned(&mut self, _mode: InterruptMode) {}
     /// A configuration-space write the emulator does not handle itself (everything but the BAR
     /// registers, which are read-only here: BAR sizing is PnP's job, not the driver's).
     fn config_write(&mut self, offset: usize, data: &[u8]) {
@@ -166,7 +205,12 @@ pub(crate) struct MmioState {
 
 /// Places `function`'s BARs for device `device` and writes their addresses into its
 /// configuration space.
-pub(crate) fn attach(device: usize, mut function: Box<dyn PciFunction>) -> PciState {
+pub(crate) fn attach(
+    device: usize,
+    resources: crate::InterruptResources,
+    mut function: Box<dyn PciFunction>,
+) -> PciState {
+    function.interrupts_assigned(InterruptMode::of(resources));
     let mut bars = Vec::new();
     for b in function.bars() {
         assert!(

@@ -1,0 +1,1187 @@
+//! A virtio-net device (virtio 1.x over the modern PCI transport, 1AF4:1041) for driver tests.
+//!
+//! The register file follows the virtio spec ("Virtio Over PCI Bus") and QEMU's layout (see
+//! [`regs`]); the device side of every virtqueue is a `virtio_queue::Queue` over the emulator's
+//! guest memory ([`Bus::memory`]), so rings are parsed by code that was not written for our driver.
+//! A test is the network: it injects frames ([`VirtioNet::inject_frame`]), reads what the driver
+//! transmitted ([`VirtioNet::transmitted_frames`]), loops TX back to RX, captures to pcap, drops
+//! the link, and flips misbehaviour switches (surprise removal, refused vector mappings, a used
+//! index past the ring, a stalled queue).
+//!
+//! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths) never
+//! panics the model: it sets DEVICE_NEEDS_RESET, stops processing and records why
+//! ([`VirtioNet::device_error`]), as the spec allows a device to do.
+
+mod pcap;
+pub mod regs;
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::pci::{BarInfo, Bus, CONFIG_SPACE_SIZE, InterruptMode, PciFunction};
+use regs::{NO_VECTOR, common, ctrl, feature, status};
+
+/// The features offered unless the test chooses: what our reference driver and `virtio-drivers`
+/// both understand. MRG_RXBUF is left out on purpose: with VERSION_1 the header is 12 bytes
+/// either way, and one buffer per frame keeps RX completions one-to-one.
+pub const DEFAULT_FEATURES: u64 = feature::VERSION_1
+    | feature::MAC
+    | feature::STATUS
+    | feature::MTU
+    | feature::MQ
+    | feature::CTRL_VQ
+    | feature::CTRL_RX
+    | feature::RING_EVENT_IDX
+    | feature::RING_INDIRECT_DESC;
+
+/// Features the model implements; a test may offer any subset.
+const IMPLEMENTED: u64 = DEFAULT_FEATURES | feature::RING_RESET;
+
+/// Largest TX chain accepted (a 64 KiB frame plus header); more is a driver bug (no GSO here).
+const MAX_TX_CHAIN: usize = 65_536 + regs::NET_HDR_LEN;
+/// Largest control command accepted (a MAC table of ~10 000 entries).
+const MAX_CTRL_CHAIN: usize = 65_536;
+
+/// How the device is built.
+#[derive(Debug, Clone)]
+pub struct VirtioNetConfig {
+    pub mac: [u8; 6],
+    /// Queue pairs the device offers (`max_virtqueue_pairs`), 1..=256.
+    pub queue_pairs: u16,
+    /// Maximum size of every queue (a power of two, 1..=32768).
+    pub queue_size: u16,
+    /// Entries of the MSI-X table, 0..=2048 (0: no MSI-X capability, a line-only function).
+    /// QEMU's default for `mq=on` is 2N+2.
+    pub msix_vectors: u16,
+    /// Feature bits offered (see [`DEFAULT_FEATURES`]; VERSION_1 must be among them).
+    pub features: u64,
+    pub mtu: u16,
+    /// Link state at power-on.
+    pub link_up: bool,
+}
+
+impl VirtioNetConfig {
+    /// A device with `queue_pairs` pairs and QEMU's defaults otherwise (2N+2 vectors, 256-entry
+    /// queues, link up).
+    pub fn new(queue_pairs: u16) -> Self {
+        VirtioNetConfig {
+            mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x56],
+            queue_pairs,
+            queue_size: 256,
+            msix_vectors: 2 * queue_pairs + 2,
+            features: DEFAULT_FEATURES,
+            mtu: 1500,
+            link_up: true,
+        }
+    }
+}
+
+impl Default for VirtioNetConfig {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+/// Which vector mappings the device refuses (reads back [`NO_VECTOR`]), on top of the entries
+/// outside the MSI-X table, which are always refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VectorRefusal {
+    #[default]
+    None,
+    /// Every mapping, config and queues.
+    All,
+    /// Every vector >= this one.
+    AtOrAbove(u16),
+}
+
+/// What the device did, for assertions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Doorbell writes per queue.
+    pub notifications: Vec<u64>,
+    /// Messages raised per MSI-X table entry.
+    pub message_interrupts: Vec<u64>,
+    /// Times the line was asserted.
+    pub line_interrupts: u64,
+    /// Interrupts that went nowhere: NO_VECTOR, a vector outside the table, or a message the
+    /// platform did not grant.
+    pub lost_interrupts: u64,
+    /// Interrupts held in the PBA because their vector was masked.
+    pub masked_interrupts: u64,
+    /// Used-buffer notifications the driver suppressed (NO_INTERRUPT flag or event index).
+    pub suppressed_interrupts: u64,
+    /// Configuration-change notifications (link changes, NEEDS_RESET).
+    pub config_interrupts: u64,
+    /// Frames dropped because the posted RX buffer was too small for header + frame.
+    pub rx_dropped: u64,
+    /// Frames written into RX buffers, per queue pair.
+    pub rx_delivered: Vec<u64>,
+    /// ISR status reads.
+    pub isr_reads: u64,
+}
+
+/// One command the control queue carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlCommand {
+    pub class: u8,
+    pub command: u8,
+    pub data: Vec<u8>,
+    /// What the device answered ([`regs::ctrl::OK`] or [`regs::ctrl::ERR`]).
+    pub ack: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Rx(usize),
+    Tx(usize),
+    Control,
+    Unused,
+}
+
+struct Slot {
+    queue: Queue,
+    vector: u16,
+    enabled: bool,
+    /// `queue_reset` reads 1 from a per-queue reset until the queue is enabled again.
+    reset_done: bool,
+    /// Ring addresses as the driver wrote them (read back verbatim; applied at enable).
+    desc: u64,
+    driver: u64,
+    device: u64,
+    stalled: bool,
+    jump_used_index: bool,
+}
+
+impl Slot {
+    fn new(size: u16) -> Self {
+        Slot {
+            queue: Queue::new(size).expect("queue size checked by the constructor"),
+            vector: NO_VECTOR,
+            enabled: false,
+            reset_done: false,
+            desc: 0,
+            driver: 0,
+            device: 0,
+            stalled: false,
+            jump_used_index: false,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.queue.reset();
+        self.vector = NO_VECTOR;
+        self.enabled = false;
+        self.reset_done = false;
+        self.desc = 0;
+        self.driver = 0;
+        self.device = 0;
+    }
+}
+
+#[derive(Default)]
+struct Pair {
+    backlog: VecDeque<Vec<u8>>,
+    transmitted: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MsixEntry {
+    address: u64,
+    data: u32,
+    masked: bool,
+}
+
+/// The device. Attach it with `Emulator::add_adapter_with(resources, Box::new(VirtioNet::new(..)))`
+/// and reach it with `emu.with_device::<VirtioNet, _>(emu.device_of(adapter), |net, bus| ..)`.
+pub struct VirtioNet {
+    cfg: VirtioNetConfig,
+    config_space: [u8; CONFIG_SPACE_SIZE],
+    /// The real configuration space while surprise removal shows all-ones.
+    hidden_config: Option<[u8; CONFIG_SPACE_SIZE]>,
+    device_feature_select: u32,
+    driver_feature_select: u32,
+    driver_features: u64,
+    status: u8,
+    config_generation: u8,
+    config_vector: u16,
+    queue_select: u16,
+    queues: Vec<Slot>,
+    isr: u8,
+    link_up: bool,
+    active_pairs: u16,
+    pairs: Vec<Pair>,
+    msix: Vec<MsixEntry>,
+    pending: Vec<bool>,
+    loopback: bool,
+    refusal: VectorRefusal,
+    removed: bool,
+    counters: Counters,
+    control_log: Vec<ControlCommand>,
+    promiscuous: bool,
+    pcap: Option<pcap::PcapWriter>,
+    error: Option<String>,
+}
+
+impl VirtioNet {
+    /// Panics on a configuration no real device could have (a test bug, not a driver's).
+    pub fn new(cfg: VirtioNetConfig) -> Self {
+        assert!(
+            (1..=256).contains(&cfg.queue_pairs),
+            "queue_pairs must be 1..=256 (the notify region holds 1024 doorbells)"
+        );
+        assert!(
+            cfg.queue_size.is_power_of_two() && cfg.queue_size <= 32768,
+            "queue_size must be a power of two <= 32768"
+        );
+        assert!(
+            cfg.msix_vectors <= 2048,
+            "MSI-X tables hold at most 2048 entries"
+        );
+        assert!(
+            cfg.features & feature::VERSION_1 != 0 && cfg.features & !IMPLEMENTED == 0,
+            "features must include VERSION_1 and only bits the model implements: {:#x}",
+            IMPLEMENTED
+        );
+        let queue_count =
+            2 * cfg.queue_pairs as usize + usize::from(cfg.features & feature::CTRL_VQ != 0);
+        let vectors = cfg.msix_vectors as usize;
+        VirtioNet {
+            config_space: regs::config_space(cfg.msix_vectors),
+            hidden_config: None,
+            device_feature_select: 0,
+            driver_feature_select: 0,
+            driver_features: 0,
+            status: 0,
+            config_generation: 0,
+            config_vector: NO_VECTOR,
+            queue_select: 0,
+            queues: (0..queue_count)
+                .map(|_| Slot::new(cfg.queue_size))
+                .collect(),
+            isr: 0,
+            link_up: cfg.link_up,
+            active_pairs: 1,
+            pairs: (0..cfg.queue_pairs).map(|_| Pair::default()).collect(),
+            msix: vec![
+                MsixEntry {
+                    address: 0,
+                    data: 0,
+                    masked: false,
+                };
+                vectors
+            ],
+            pending: vec![false; vectors],
+            loopback: false,
+            refusal: VectorRefusal::None,
+            removed: false,
+            counters: Counters {
+                notifications: vec![0; queue_count],
+                message_interrupts: vec![0; vectors],
+                rx_delivered: vec![0; cfg.queue_pairs as usize],
+                ..Counters::default()
+            },
+            control_log: Vec::new(),
+            promiscuous: false,
+            pcap: None,
+            error: None,
+            cfg,
+        }
+    }
+
+    // ---- test-facing API ----
+
+    /// A frame arrives from the network for queue pair `pair`: it waits in that pair's backlog
+    /// until the driver has posted an RX buffer, then is written (header + frame) and completed.
+    pub fn inject_frame(&mut self, bus: &mut Bus<'_>, pair: u16, frame: &[u8]) {
+        assert!(pair < self.cfg.queue_pairs, "no queue pair {pair}");
+        self.pairs[pair as usize].backlog.push_back(frame.to_vec());
+        self.run_queue(bus, 2 * pair as usize);
+    }
+
+    /// Frames the driver transmitted on queue pair `pair`, header stripped, in order.
+    pub fn transmitted_frames(&self, pair: u16) -> &[Vec<u8>] {
+        &self.pairs[pair as usize].transmitted
+    }
+
+    /// Takes (and forgets) what [`transmitted_frames`](Self::transmitted_frames) holds.
+    pub fn take_transmitted(&mut self, pair: u16) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.pairs[pair as usize].transmitted)
+    }
+
+    /// Injected frames not yet written into an RX buffer.
+    pub fn rx_backlog(&self, pair: u16) -> usize {
+        self.pairs[pair as usize].backlog.len()
+    }
+
+    /// Every transmitted frame also arrives on the same pair's RX queue.
+    pub fn set_loopback(&mut self, on: bool) {
+        self.loopback = on;
+    }
+
+    /// Writes a classic pcap capture of every frame transmitted and received to `path`.
+    pub fn capture_to(&mut self, path: &Path) -> io::Result<()> {
+        self.capture_to_writer(Box::new(io::BufWriter::new(std::fs::File::create(path)?)))
+    }
+
+    /// As [`capture_to`](Self::capture_to), into any sink.
+    pub fn capture_to_writer(&mut self, out: Box<dyn io::Write>) -> io::Result<()> {
+        self.pcap = Some(pcap::PcapWriter::new(out)?);
+        Ok(())
+    }
+
+    /// Changes the link: updates the `status` field, bumps `config_generation` and sends a
+    /// configuration-change notification (once the driver is running).
+    pub fn set_link(&mut self, bus: &mut Bus<'_>, up: bool) {
+        if self.link_up == up {
+            return;
+        }
+        self.link_up = up;
+        self.config_generation = self.config_generation.wrapping_add(1);
+        if self.status & status::DRIVER_OK != 0 {
+            self.signal_config(bus);
+        }
+    }
+
+    pub fn link_up(&self) -> bool {
+        self.link_up
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The device status register.
+    pub fn status(&self) -> u8 {
+        self.status
+    }
+
+    /// Why the device set DEVICE_NEEDS_RESET, if it did.
+    pub fn device_error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The features the driver accepted (meaningful once FEATURES_OK stuck).
+    pub fn negotiated_features(&self) -> u64 {
+        self.driver_features
+    }
+
+    /// Queue pairs in use (1 until the driver sends VQ_PAIRS_SET).
+    pub fn active_queue_pairs(&self) -> u16 {
+        self.active_pairs
+    }
+
+    /// The MSI-X vector queue `queue` is mapped to.
+    pub fn queue_vector(&self, queue: u16) -> u16 {
+        self.queues
+            .get(queue as usize)
+            .map_or(NO_VECTOR, |s| s.vector)
+    }
+
+    pub fn config_vector(&self) -> u16 {
+        self.config_vector
+    }
+
+    /// Commands the control queue carried, with the device's answers.
+    pub fn control_log(&self) -> &[ControlCommand] {
+        &self.control_log
+    }
+
+    pub fn promiscuous(&self) -> bool {
+        self.promiscuous
+    }
+
+    /// Surprise removal: every register and configuration-space read returns all-ones (the
+    /// ISR byte 0xFF), writes are dropped, nothing is processed or interrupts. Switching it off
+    /// puts the device back as it was.
+    pub fn set_surprise_removed(&mut self, removed: bool) {
+        if removed == self.removed {
+            return;
+        }
+        self.removed = removed;
+        if removed {
+            self.hidden_config = Some(self.config_space);
+            self.config_space = [0xFF; CONFIG_SPACE_SIZE];
+        } else if let Some(c) = self.hidden_config.take() {
+            self.config_space = c;
+        }
+    }
+
+    /// Which vector mappings to refuse from now on (existing mappings stay).
+    pub fn refuse_vectors(&mut self, refusal: VectorRefusal) {
+        self.refusal = refusal;
+    }
+
+    /// While on, every completion on `queue` publishes a used index queue-size + 1 past the
+    /// truth, as a broken device would.
+    pub fn set_used_index_jump(&mut self, queue: u16, on: bool) {
+        self.queues[queue as usize].jump_used_index = on;
+    }
+
+    /// A stalled queue is neither consumed nor completed; un-stalling processes what piled up.
+    pub fn set_stalled(&mut self, bus: &mut Bus<'_>, queue: u16, stalled: bool) {
+        self.queues[queue as usize].stalled = stalled;
+        if !stalled {
+            self.run_queue(bus, queue as usize);
+        }
+    }
+
+    /// Masks or unmasks an MSI-X table entry (as the platform would); unmasking delivers a
+    /// pending message.
+    pub fn set_vector_masked(&mut self, bus: &mut Bus<'_>, vector: u16, masked: bool) {
+        self.set_mask(bus, vector as usize, masked);
+    }
+
+    /// The PBA bit of `vector`.
+    pub fn vector_pending(&self, vector: u16) -> bool {
+        self.pending.get(vector as usize).copied().unwrap_or(false)
+    }
+
+    /// Rings queue `queue`'s doorbell as the driver would (for tests that drive rings directly).
+    pub fn notify(&mut self, bus: &mut Bus<'_>, queue: u16) {
+        self.doorbell(bus, queue as usize);
+    }
+
+    // ---- roles, state ----
+
+    fn negotiated(&self, f: u64) -> bool {
+        self.driver_features & f != 0 && self.status & status::FEATURES_OK != 0
+    }
+
+    fn role(&self, q: usize) -> Role {
+        let mq = self.negotiated(feature::MQ);
+        let ctrl = self.cfg.features & feature::CTRL_VQ != 0;
+        let ctrl_index = if mq {
+            2 * self.cfg.queue_pairs as usize
+        } else {
+            2
+        };
+        if ctrl && q == ctrl_index {
+            Role::Control
+        } else if q < 2 * self.cfg.queue_pairs as usize && (mq || q < 2) {
+            if q.is_multiple_of(2) {
+                Role::Rx(q / 2)
+            } else {
+                Role::Tx(q / 2)
+            }
+        } else {
+            Role::Unused
+        }
+    }
+
+    fn live(&self) -> bool {
+        !self.removed
+            && self.status & status::DRIVER_OK != 0
+            && self.status & (status::DEVICE_NEEDS_RESET | status::FAILED) == 0
+    }
+
+    fn reset(&mut self) {
+        self.status = 0;
+        self.device_feature_select = 0;
+        self.driver_feature_select = 0;
+        self.driver_features = 0;
+        self.config_vector = NO_VECTOR;
+        self.queue_select = 0;
+        self.isr = 0;
+        self.active_pairs = 1;
+        self.promiscuous = false;
+        self.error = None;
+        for s in &mut self.queues {
+            s.reset();
+        }
+        self.pending.iter_mut().for_each(|p| *p = false);
+    }
+
+    /// The driver handed the device something impossible: stop and ask for a reset.
+    fn fail(&mut self, bus: &mut Bus<'_>, why: String) {
+        if self.status & status::DEVICE_NEEDS_RESET != 0 {
+            return;
+        }
+        self.status |= status::DEVICE_NEEDS_RESET;
+        self.error = Some(why);
+        if self.status & status::DRIVER_OK != 0 {
+            self.signal_config(bus);
+        }
+    }
+
+    fn map_vector(&self, v: u16) -> u16 {
+        if v == NO_VECTOR || v >= self.cfg.msix_vectors {
+            return NO_VECTOR;
+        }
+        match self.refusal {
+            VectorRefusal::None => v,
+            VectorRefusal::All => NO_VECTOR,
+            VectorRefusal::AtOrAbove(n) if v >= n => NO_VECTOR,
+            VectorRefusal::AtOrAbove(_) => v,
+        }
+    }
+
+    fn features_acceptable(&self) -> bool {
+        self.driver_features & !self.cfg.features == 0
+            && self.driver_features & feature::VERSION_1 != 0
+    }
+
+    fn write_status(&mut self, bus: &mut Bus<'_>, v: u8) {
+        if v == 0 {
+            self.reset();
+            return;
+        }
+        let old = self.status;
+        let mut new = v | (old & status::DEVICE_NEEDS_RESET);
+        if new & status::FEATURES_OK != 0
+            && old & status::FEATURES_OK == 0
+            && !self.features_acceptable()
+        {
+            new &= !status::FEATURES_OK;
+        }
+        self.status = new;
+        if new & status::DRIVER_OK != 0 && old & status::DRIVER_OK == 0 {
+            for q in 0..self.queues.len() {
+                self.run_queue(bus, q);
+            }
+        }
+    }
+
+    // ---- interrupts ----
+
+    fn send_vector(&mut self, bus: &mut Bus<'_>, v: u16, granted: u32) {
+        let i = v as usize;
+        if v == NO_VECTOR || i >= self.msix.len() || v as u32 >= granted {
+            self.counters.lost_interrupts += 1;
+        } else if self.msix[i].masked {
+            self.pending[i] = true;
+            self.counters.masked_interrupts += 1;
+        } else {
+            self.counters.message_interrupts[i] += 1;
+            bus.raise(Some(v as u32));
+        }
+    }
+
+    fn assert_line(&mut self, bus: &mut Bus<'_>) {
+        if bus.interrupt_mode() == InterruptMode::Line {
+            self.counters.line_interrupts += 1;
+            bus.raise(None);
+        }
+    }
+
+    fn signal_queue(&mut self, bus: &mut Bus<'_>, q: usize) {
+        if self.removed {
+            return;
+        }
+        match bus.interrupt_mode() {
+            InterruptMode::Messages(granted) => {
+                self.send_vector(bus, self.queues[q].vector, granted)
+            }
+            InterruptMode::Line | InterruptMode::None => {
+                self.isr |= regs::ISR_QUEUE;
+                self.assert_line(bus);
+            }
+        }
+    }
+
+    fn signal_config(&mut self, bus: &mut Bus<'_>) {
+        if self.removed {
+            return;
+        }
+        self.counters.config_interrupts += 1;
+        self.isr |= regs::ISR_CONFIG;
+        match bus.interrupt_mode() {
+            InterruptMode::Messages(granted) => self.send_vector(bus, self.config_vector, granted),
+            InterruptMode::Line | InterruptMode::None => self.assert_line(bus),
+        }
+    }
+
+    fn set_mask(&mut self, bus: &mut Bus<'_>, i: usize, masked: bool) {
+        let Some(e) = self.msix.get_mut(i) else {
+            return;
+        };
+        e.masked = masked;
+        if !masked && self.pending[i] {
+            self.pending[i] = false;
+            if let InterruptMode::Messages(granted) = bus.interrupt_mode()
+                && (i as u32) < granted
+                && !self.removed
+            {
+                self.counters.message_interrupts[i] += 1;
+                bus.raise(Some(i as u32));
+            }
+        }
+    }
+
+    // ---- queues ----
+
+    fn doorbell(&mut self, bus: &mut Bus<'_>, q: usize) {
+        if q >= self.queues.len() {
+            return;
+        }
+        self.counters.notifications[q] += 1;
+        self.run_queue(bus, q);
+    }
+
+    /// Processes queue `q` as far as it can, then interrupts if the driver wants it.
+    fn run_queue(&mut self, bus: &mut Bus<'_>, q: usize) {
+        if !self.live() || q >= self.queues.len() {
+            return;
+        }
+        let slot = &self.queues[q];
+        if !slot.enabled || slot.stalled {
+            return;
+        }
+        let role = self.role(q);
+        let result = {
+            let mem = bus.memory();
+            self.drain(mem, q, role)
+        };
+        match result {
+            Ok(true) => self.complete(bus, q),
+            Ok(false) => {}
+            Err(why) => return self.fail(bus, format!("queue {q}: {why}")),
+        }
+        if let Role::Tx(p) = role
+            && self.loopback
+            && !self.pairs[p].backlog.is_empty()
+        {
+            self.run_queue(bus, 2 * p);
+        }
+    }
+
+    /// Consumes what the queue holds, then re-arms driver notifications (writing `avail_event`
+    /// with EVENT_IDX, clearing NO_NOTIFY otherwise) and drains again if the driver raced ahead,
+    /// as a device without its own thread must. Returns whether anything was completed.
+    fn drain(&mut self, mem: &GuestMemoryMmap, q: usize, role: Role) -> Result<bool, String> {
+        let mut used = false;
+        loop {
+            used |= match role {
+                Role::Tx(p) => self.transmit(mem, q, p)?,
+                Role::Rx(p) => self.receive(mem, q, p)?,
+                Role::Control => self.control(mem, q)?,
+                Role::Unused => return Ok(false),
+            };
+            let more = self.queues[q]
+                .queue
+                .enable_notification(mem)
+                .map_err(|e| format!("re-arming notifications: {e}"))?;
+            // RX buffers stay available until frames arrive: only TX and control loop.
+            if !more || matches!(role, Role::Rx(_)) {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// After a batch of `add_used`: the misbehaviour switch, then the notification decision
+    /// (only now, as `needs_notification` requires).
+    fn complete(&mut self, bus: &mut Bus<'_>, q: usize) {
+        let decision = {
+            let mem = bus.memory();
+            let slot = &mut self.queues[q];
+            if slot.jump_used_index {
+                let bogus = slot
+                    .queue
+                    .next_used()
+                    .wrapping_add(slot.queue.size())
+                    .wrapping_add(1);
+                let _ = mem.write_obj(
+                    bogus.to_le(),
+                    GuestAddress(slot.queue.used_ring().wrapping_add(2)),
+                );
+            }
+            if slot.queue.event_idx_enabled() {
+                slot.queue
+                    .needs_notification(mem)
+                    .map_err(|e| format!("reading used_event: {e}"))
+            } else {
+                mem.read_obj::<u16>(GuestAddress(slot.queue.avail_ring()))
+                    .map(|flags| u16::from_le(flags) & 1 == 0)
+                    .map_err(|e| format!("reading the avail flags: {e}"))
+            }
+        };
+        match decision {
+            Ok(true) => self.signal_queue(bus, q),
+            Ok(false) => self.counters.suppressed_interrupts += 1,
+            Err(why) => self.fail(bus, format!("queue {q}: {why}")),
+        }
+    }
+
+    fn transmit(&mut self, mem: &GuestMemoryMmap, q: usize, pair: usize) -> Result<bool, String> {
+        let mut used = false;
+        while let Some((head, chain)) = pop(&mut self.queues[q].queue, mem)? {
+            let bytes = gather(mem, &chain, MAX_TX_CHAIN)?;
+            if bytes.len() < regs::NET_HDR_LEN {
+                return Err(format!(
+                    "TX chain {head} holds {} bytes, less than the {}-byte virtio_net_hdr",
+                    bytes.len(),
+                    regs::NET_HDR_LEN
+                ));
+            }
+            let frame = bytes[regs::NET_HDR_LEN..].to_vec();
+            if let Some(p) = &mut self.pcap {
+                p.record(&frame);
+            }
+            if self.loopback {
+                self.pairs[pair].backlog.push_back(frame.clone());
+            }
+            self.pairs[pair].transmitted.push(frame);
+            self.queues[q]
+                .queue
+                .add_used(mem, head, 0)
+                .map_err(|e| format!("add_used({head}): {e}"))?;
+            used = true;
+        }
+        Ok(used)
+    }
+
+    fn receive(&mut self, mem: &GuestMemoryMmap, q: usize, pair: usize) -> Result<bool, String> {
+        let mut used = false;
+        while let Some(frame) = self.pairs[pair].backlog.front() {
+            let queue = &mut self.queues[q].queue;
+            let Some((head, chain)) = pop(queue, mem)? else {
+                break;
+            };
+            let room: u64 = chain
+                .iter()
+                .filter(|d| d.is_write_only())
+                .map(|d| d.len() as u64)
+                .sum();
+            let total = regs::NET_HDR_LEN + frame.len();
+            if room < total as u64 {
+                // Too small for this frame (no MRG_RXBUF): the frame is dropped, the buffer
+                // stays posted for the next one.
+                queue.set_next_avail(queue.next_avail().wrapping_sub(1));
+                self.counters.rx_dropped += 1;
+                self.pairs[pair].backlog.pop_front();
+                continue;
+            }
+            let mut bytes = vec![0u8; regs::NET_HDR_LEN];
+            bytes[10..12].copy_from_slice(&1u16.to_le_bytes()); // num_buffers
+            bytes.extend_from_slice(frame);
+            scatter(mem, &chain, &bytes)?;
+            queue
+                .add_used(mem, head, total as u32)
+                .map_err(|e| format!("add_used({head}): {e}"))?;
+            let frame = self.pairs[pair].backlog.pop_front().expect("front exists");
+            if let Some(p) = &mut self.pcap {
+                p.record(&frame);
+            }
+            self.counters.rx_delivered[pair] += 1;
+            used = true;
+        }
+        Ok(used)
+    }
+
+    fn control(&mut self, mem: &GuestMemoryMmap, q: usize) -> Result<bool, String> {
+        let mut used = false;
+        while let Some((head, chain)) = pop(&mut self.queues[q].queue, mem)? {
+            let bytes = gather(mem, &chain, MAX_CTRL_CHAIN)?;
+            if bytes.len() < 2 {
+                return Err(format!(
+                    "control chain {head} without a class/command header"
+                ));
+            }
+            let Some(ack_at) = chain.iter().find(|d| d.is_write_only() && d.len() >= 1) else {
+                return Err(format!("control chain {head} without a writable ack byte"));
+            };
+            let ack = self.command(bytes[0], bytes[1], &bytes[2..]);
+            mem.write_obj(ack, ack_at.addr())
+                .map_err(|e| format!("writing the control ack: {e}"))?;
+            self.queues[q]
+                .queue
+                .add_used(mem, head, 1)
+                .map_err(|e| format!("add_used({head}): {e}"))?;
+            self.control_log.push(ControlCommand {
+                class: bytes[0],
+                command: bytes[1],
+                data: bytes[2..].to_vec(),
+                ack,
+            });
+            used = true;
+        }
+        Ok(used)
+    }
+
+    fn command(&mut self, class: u8, command: u8, data: &[u8]) -> u8 {
+        match (class, command) {
+            (ctrl::CLASS_RX, ctrl::RX_PROMISC..=ctrl::RX_NOBCAST)
+                if self.negotiated(feature::CTRL_RX) && data.len() == 1 =>
+            {
+                if command == ctrl::RX_PROMISC {
+                    self.promiscuous = data[0] != 0;
+                }
+                ctrl::OK
+            }
+            (ctrl::CLASS_MAC, ctrl::MAC_TABLE_SET) if self.negotiated(feature::CTRL_RX) => ctrl::OK,
+            (ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET) if data.len() == 6 => ctrl::OK,
+            (ctrl::CLASS_ANNOUNCE, 0) => ctrl::OK,
+            (ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET)
+                if self.negotiated(feature::MQ) && data.len() == 2 =>
+            {
+                let n = u16::from_le_bytes([data[0], data[1]]);
+                if (1..=self.cfg.queue_pairs).contains(&n) {
+                    self.active_pairs = n;
+                    ctrl::OK
+                } else {
+                    ctrl::ERR
+                }
+            }
+            _ => ctrl::ERR,
+        }
+    }
+
+    // ---- registers ----
+
+    fn common_bytes(&self) -> [u8; common::SIZE] {
+        let mut c = [0u8; common::SIZE];
+        let put = |c: &mut [u8; common::SIZE], at: u64, v: &[u8]| {
+            c[at as usize..at as usize + v.len()].copy_from_slice(v);
+        };
+        let offered = match self.device_feature_select {
+            0 => self.cfg.features as u32,
+            1 => (self.cfg.features >> 32) as u32,
+            _ => 0,
+        };
+        let accepted = match self.driver_feature_select {
+            0 => self.driver_features as u32,
+            1 => (self.driver_features >> 32) as u32,
+            _ => 0,
+        };
+        put(
+            &mut c,
+            common::DEVICE_FEATURE_SELECT,
+            &self.device_feature_select.to_le_bytes(),
+        );
+        put(&mut c, common::DEVICE_FEATURE, &offered.to_le_bytes());
+        put(
+            &mut c,
+            common::DRIVER_FEATURE_SELECT,
+            &self.driver_feature_select.to_le_bytes(),
+        );
+        put(&mut c, common::DRIVER_FEATURE, &accepted.to_le_bytes());
+        put(
+            &mut c,
+            common::CONFIG_MSIX_VECTOR,
+            &self.config_vector.to_le_bytes(),
+        );
+        put(
+            &mut c,
+            common::NUM_QUEUES,
+            &(self.queues.len() as u16).to_le_bytes(),
+        );
+        put(&mut c, common::DEVICE_STATUS, &[self.status]);
+        put(&mut c, common::CONFIG_GENERATION, &[self.config_generation]);
+        put(
+            &mut c,
+            common::QUEUE_SELECT,
+            &self.queue_select.to_le_bytes(),
+        );
+        if let Some(s) = self.queues.get(self.queue_select as usize) {
+            put(&mut c, common::QUEUE_SIZE, &s.queue.size().to_le_bytes());
+            put(&mut c, common::QUEUE_MSIX_VECTOR, &s.vector.to_le_bytes());
+            put(
+                &mut c,
+                common::QUEUE_ENABLE,
+                &u16::from(s.enabled).to_le_bytes(),
+            );
+            put(
+                &mut c,
+                common::QUEUE_NOTIFY_OFF,
+                &self.queue_select.to_le_bytes(),
+            );
+            put(&mut c, common::QUEUE_DESC, &s.desc.to_le_bytes());
+            put(&mut c, common::QUEUE_DRIVER, &s.driver.to_le_bytes());
+            put(&mut c, common::QUEUE_DEVICE, &s.device.to_le_bytes());
+            put(
+                &mut c,
+                common::QUEUE_RESET,
+                &u16::from(s.reset_done).to_le_bytes(),
+            );
+        }
+        c
+    }
+
+    fn device_bytes(&self) -> [u8; 12] {
+        let mut d = [0u8; 12];
+        d[0..6].copy_from_slice(&self.cfg.mac);
+        let link = if self.link_up { regs::NET_S_LINK_UP } else { 0 };
+        d[6..8].copy_from_slice(&link.to_le_bytes());
+        d[8..10].copy_from_slice(&self.cfg.queue_pairs.to_le_bytes());
+        d[10..12].copy_from_slice(&self.cfg.mtu.to_le_bytes());
+        d
+    }
+
+    fn write_common(&mut self, bus: &mut Bus<'_>, offset: u64, width: u32, value: u32) {
+        let q = self.queue_select as usize;
+        let queue_writable = q < self.queues.len() && !self.queues[q].enabled;
+        match (offset, width) {
+            (common::DEVICE_FEATURE_SELECT, 4) => self.device_feature_select = value,
+            (common::DRIVER_FEATURE_SELECT, 4) => self.driver_feature_select = value,
+            (common::DRIVER_FEATURE, 4) if self.status & status::FEATURES_OK == 0 => {
+                match self.driver_feature_select {
+                    0 => {
+                        self.driver_features = (self.driver_features & !0xFFFF_FFFF) | value as u64
+                    }
+                    1 => {
+                        self.driver_features =
+                            (self.driver_features & 0xFFFF_FFFF) | ((value as u64) << 32)
+                    }
+                    _ => {}
+                }
+            }
+            (common::CONFIG_MSIX_VECTOR, 2) => self.config_vector = self.map_vector(value as u16),
+            (common::DEVICE_STATUS, 1) => self.write_status(bus, value as u8),
+            (common::QUEUE_SELECT, 2) => self.queue_select = value as u16,
+            (common::QUEUE_SIZE, 2) if queue_writable => {
+                // Sizes virtio-queue cannot run (not a power of two, above the maximum) are
+                // ignored: the driver reads back the old size.
+                let _ = self.queues[q].queue.try_set_size(value as u16);
+            }
+            (common::QUEUE_MSIX_VECTOR, 2) if q < self.queues.len() => {
+                self.queues[q].vector = self.map_vector(value as u16);
+            }
+            (common::QUEUE_ENABLE, 2) if queue_writable && value == 1 => self.enable_queue(bus, q),
+            (common::QUEUE_DESC | common::QUEUE_DRIVER | common::QUEUE_DEVICE, 4)
+            | (0x24 | 0x2C | 0x34, 4)
+                if queue_writable =>
+            {
+                let s = &mut self.queues[q];
+                let field = match offset & !7 {
+                    common::QUEUE_DESC => &mut s.desc,
+                    common::QUEUE_DRIVER => &mut s.driver,
+                    _ => &mut s.device,
+                };
+                *field = if offset & 4 == 0 {
+                    (*field & !0xFFFF_FFFF) | value as u64
+                } else {
+                    (*field & 0xFFFF_FFFF) | ((value as u64) << 32)
+                };
+            }
+            (common::QUEUE_RESET, 2) if q < self.queues.len() && value == 1 => {
+                self.queues[q].reset();
+                self.queues[q].reset_done = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn enable_queue(&mut self, bus: &mut Bus<'_>, q: usize) {
+        let event_idx = self.negotiated(feature::RING_EVENT_IDX);
+        let s = &mut self.queues[q];
+        let applied = s
+            .queue
+            .try_set_desc_table_address(GuestAddress(s.desc))
+            .and_then(|()| s.queue.try_set_avail_ring_address(GuestAddress(s.driver)))
+            .and_then(|()| s.queue.try_set_used_ring_address(GuestAddress(s.device)));
+        s.queue.set_event_idx(event_idx);
+        s.queue.set_ready(true);
+        s.enabled = true;
+        s.reset_done = false;
+        if let Err(e) = applied {
+            return self.fail(bus, format!("queue {q}: misaligned ring address: {e}"));
+        }
+        if !self.queues[q].queue.is_valid(bus.memory()) {
+            let s = &self.queues[q];
+            let why = format!(
+                "queue {q}: rings outside memory (desc {:#x}, driver {:#x}, device {:#x}, size {})",
+                s.desc,
+                s.driver,
+                s.device,
+                s.queue.size()
+            );
+            self.fail(bus, why);
+        }
+    }
+}
+
+/// Pops one chain: its head and descriptors. A chain that ends on a NEXT flag was cut short
+/// (unreadable descriptor, loop, bad index) and is the driver's error.
+#[allow(clippy::type_complexity)]
+fn pop(queue: &mut Queue, mem: &GuestMemoryMmap) -> Result<Option<(u16, Vec<Descriptor>)>, String> {
+    let mut chains = queue
+        .iter(mem)
+        .map_err(|e| format!("available ring: {e}"))?;
+    let Some(chain) = chains.next() else {
+        return Ok(None);
+    };
+    let head = chain.head_index();
+    let descriptors: Vec<Descriptor> = chain.collect();
+    match descriptors.last() {
+        None => Err(format!("chain {head}: no readable descriptor")),
+        Some(d) if d.has_next() => Err(format!(
+            "chain {head}: broken after {} descriptors (loop, bad index or unreadable table)",
+            descriptors.len()
+        )),
+        Some(_) => Ok(Some((head, descriptors))),
+    }
+}
+
+/// The device-readable bytes of a chain, at most `limit`.
+fn gather(mem: &GuestMemoryMmap, chain: &[Descriptor], limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for d in chain.iter().filter(|d| !d.is_write_only()) {
+        let len = d.len() as usize;
+        if out.len() + len > limit {
+            return Err(format!("chain longer than {limit} bytes"));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        mem.read_slice(&mut out[start..], d.addr())
+            .map_err(|e| format!("reading {len} bytes at {:#x}: {e}", d.addr().0))?;
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` across the device-writable descriptors of a chain (which hold enough room).
+fn scatter(mem: &GuestMemoryMmap, chain: &[Descriptor], bytes: &[u8]) -> Result<(), String> {
+    let mut rest = bytes;
+    for d in chain.iter().filter(|d| d.is_write_only()) {
+        if rest.is_empty() {
+            break;
+        }
+        let n = rest.len().min(d.len() as usize);
+        mem.write_slice(&rest[..n], d.addr())
+            .map_err(|e| format!("writing {n} bytes at {:#x}: {e}", d.addr().0))?;
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
+fn read_bytes(bytes: &[u8], offset: u64, width: u32) -> u32 {
+    let mut v = [0u8; 4];
+    for (i, b) in v.iter_mut().enumerate().take(width as usize) {
+        *b = bytes.get(offset as usize + i).copied().unwrap_or(0);
+    }
+    u32::from_le_bytes(v)
+}
+
+fn all_ones(width: u32) -> u32 {
+    if width >= 4 {
+        u32::MAX
+    } else {
+        (1u32 << (8 * width)) - 1
+    }
+}
+
+impl PciFunction for VirtioNet {
+    fn config(&mut self) -> &mut [u8; CONFIG_SPACE_SIZE] {
+        &mut self.config_space
+    }
+
+    fn bars(&self) -> Vec<BarInfo> {
+        let mut bars = Vec::new();
+        if self.cfg.msix_vectors > 0 {
+            bars.push(BarInfo {
+                index: regs::MSIX_BAR,
+                size: regs::msix_layout(self.cfg.msix_vectors).1,
+                is_64bit: false,
+            });
+        }
+        bars.push(BarInfo {
+            index: regs::MODERN_BAR,
+            size: regs::MODERN_BAR_SIZE,
+            is_64bit: true,
+        });
+        bars
+    }
+
+    fn interrupts_assigned(&mut self, mode: InterruptMode) {
+        if self.cfg.msix_vectors > 0 && matches!(mode, InterruptMode::Messages(_)) {
+            self.config_space[regs::CAP_MSIX_AT + 3] |= 0x80;
+        }
+    }
+
+    fn config_write(&mut self, offset: usize, data: &[u8]) {
+        if self.removed {
+            return;
+        }
+        // Only the command register and the MSI-X function mask are writable.
+        for (i, &b) in data.iter().enumerate() {
+            let at = offset + i;
+            if at == 0x04 || at == 0x05 || at == regs::CAP_MSIX_AT + 3 && self.cfg.msix_vectors > 0
+            {
+                let keep = if at == regs::CAP_MSIX_AT + 3 { 0x80 } else { 0 };
+                self.config_space[at] = (self.config_space[at] & keep) | (b & !keep);
+            }
+        }
+    }
+
+    fn mmio_read(&mut self, _bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u32 {
+        if self.removed {
+            return all_ones(width);
+        }
+        match bar {
+            regs::MODERN_BAR => match offset {
+                o if o < regs::ISR_OFFSET => read_bytes(&self.common_bytes(), o, width),
+                regs::ISR_OFFSET => {
+                    self.counters.isr_reads += 1;
+                    std::mem::take(&mut self.isr) as u32
+                }
+                o if (regs::DEVICE_OFFSET..regs::NOTIFY_OFFSET).contains(&o) => {
+                    read_bytes(&self.device_bytes(), o - regs::DEVICE_OFFSET, width)
+                }
+                _ => 0,
+            },
+            regs::MSIX_BAR => {
+                let (pba, _) = regs::msix_layout(self.cfg.msix_vectors);
+                if offset >= pba {
+                    let mut bits = [0u8; 8];
+                    let word = ((offset - pba) / 8) as usize;
+                    for (bit, &p) in self.pending.iter().enumerate().skip(word * 64).take(64) {
+                        if p {
+                            bits[(bit % 64) / 8] |= 1 << (bit % 8);
+                        }
+                    }
+                    read_bytes(&bits, offset % 8, width)
+                } else {
+                    let Some(e) = self.msix.get((offset / 16) as usize) else {
+                        return 0;
+                    };
+                    let mut entry = [0u8; 16];
+                    entry[0..8].copy_from_slice(&e.address.to_le_bytes());
+                    entry[8..12].copy_from_slice(&e.data.to_le_bytes());
+                    entry[12..16].copy_from_slice(&u32::from(e.masked).to_le_bytes());
+                    read_bytes(&entry, offset % 16, width)
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u32) {
+        if self.removed {
+            return;
+        }
+        match bar {
+            regs::MODERN_BAR => match offset {
+                o if o < regs::ISR_OFFSET => self.write_common(bus, o, width, value),
+                o if (regs::NOTIFY_OFFSET..regs::NOTIFY_OFFSET + regs::NOTIFY_LENGTH as u64)
+                    .contains(&o) =>
+                {
+                    let q = (o - regs::NOTIFY_OFFSET) / regs::NOTIFY_OFF_MULTIPLIER as u64;
+                    self.doorbell(bus, q as usize);
+                }
+                _ => {}
+            },
+            regs::MSIX_BAR if width == 4 => {
+                let (pba, _) = regs::msix_layout(self.cfg.msix_vectors);
+                let i = (offset / 16) as usize;
+                if offset >= pba || i >= self.msix.len() {
+                    return;
+                }
+                match offset % 16 {
+                    0 => {
+                        self.msix[i].address = (self.msix[i].address & !0xFFFF_FFFF) | value as u64
+                    }
+                    4 => {
+                        self.msix[i].address =
+                            (self.msix[i].address & 0xFFFF_FFFF) | ((value as u64) << 32)
+                    }
+                    8 => self.msix[i].data = value,
+                    _ => self.set_mask(bus, i, value & 1 != 0),
+                }
+            }
+            _ => {}
+        }
+    }
+}
