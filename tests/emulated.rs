@@ -1,32 +1,377 @@
-//! The reference driver, compiled for the host, run on the emulator: the same code as the
-//! kernel image, its NDIS calls answered by ndis-emu.
+//! The reference driver, compiled for the host, run on the emulator against the virtio-net device
+//! model: the same code as the kernel image, its NDIS calls answered by ndis-emu and its register
+//! and DMA accesses by the device model.
 #![cfg(not(windows))]
 
-use ndis_emu::{Config, Emulator, InterruptResources};
+use ndis_emu::devices::virtio_net::{VectorRefusal, VirtioNet, VirtioNetConfig};
+use ndis_emu::{AdapterId, Config, DeviceId, Emulator, InterruptResources, sweep_fallible_calls};
 use ndis_sys as sys;
 
 /// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
 #[global_allocator]
 static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 
-#[test]
-fn vionet_registers_as_an_ndis_620_miniport_declines_adapters_and_unloads_cleanly() {
-    let emu = Emulator::new(Config {
-        trace: true,
+const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+struct Nic {
+    emu: Emulator,
+    adapter: AdapterId,
+    device: DeviceId,
+    /// Queue pairs the device model has.
+    device_pairs: u16,
+}
+
+fn config(cpus: usize) -> Config {
+    Config {
+        cpus,
         ..Config::default()
+    }
+}
+
+fn start_with(
+    emu: Emulator,
+    pairs: u16,
+    resources: InterruptResources,
+    tweak: impl FnOnce(&mut VirtioNetConfig),
+) -> Result<Nic, sys::NDIS_STATUS> {
+    assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let mut cfg = VirtioNetConfig::new(pairs);
+    tweak(&mut cfg);
+    let adapter = emu.add_adapter_with(resources, Box::new(VirtioNet::new(cfg)))?;
+    let device = emu.device_of(adapter);
+    assert_eq!(emu.restart(adapter), sys::NDIS_STATUS_SUCCESS);
+    Ok(Nic {
+        emu,
+        adapter,
+        device,
+        device_pairs: pairs,
+    })
+}
+
+fn start(pairs: u16, resources: InterruptResources) -> Nic {
+    start_with(Emulator::new(config(4)), pairs, resources, |_| {}).expect("initialize")
+}
+
+impl Nic {
+    fn net<R>(&self, f: impl FnOnce(&mut VirtioNet, &mut ndis_emu::pci::Bus<'_>) -> R) -> R {
+        self.emu.with_device::<VirtioNet, R>(self.device, f)
+    }
+
+    fn stop(self) {
+        self.emu.return_receives(self.adapter);
+        assert_eq!(self.emu.pause(self.adapter), sys::NDIS_STATUS_SUCCESS);
+        self.emu.halt(self.adapter, sys::NdisHaltDeviceDisabled);
+        self.emu.unload();
+    }
+}
+
+fn frame(seed: u8, len: usize) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, seed];
+    f.extend_from_slice(&MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend((0..len - 14).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed)));
+    f
+}
+
+/// Sends `frames` and checks the device got them byte-exact (over all queue pairs).
+fn check_tx(nic: &Nic, frames: &[Vec<u8>]) {
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    nic.emu.send(nic.adapter, &refs);
+    let completions = nic.emu.send_completions();
+    assert!(
+        completions
+            .iter()
+            .all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS),
+        "{completions:?}"
+    );
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for p in 0..nic.device_pairs {
+        seen.extend(nic.net(|n, _| n.take_transmitted(p)));
+    }
+    assert_eq!(seen.len(), frames.len(), "frames the device saw");
+    let mut seen_sorted = seen.clone();
+    seen_sorted.sort();
+    let mut sent = frames.to_vec();
+    sent.sort();
+    assert!(
+        seen_sorted == sent,
+        "the device saw different bytes than were sent"
+    );
+}
+
+/// Injects frames on each pair and checks the driver indicated them byte-exact.
+fn check_rx(nic: &Nic, pairs: u16, per_pair: usize) {
+    let mut expected = Vec::new();
+    for p in 0..pairs {
+        for i in 0..per_pair {
+            let f = frame((p as usize * 100 + i) as u8, 60 + (17 * i) % 1455);
+            nic.net(|n, bus| n.inject_frame(bus, p, &f));
+            expected.push(f);
+        }
+    }
+    nic.emu.run_dpcs();
+    // The protocol holds what it got until it returns it; returned buffers go back to the device,
+    // which then delivers what waited for a buffer.
+    let mut got = Vec::new();
+    loop {
+        let batch = nic.emu.received_frames(nic.adapter);
+        if batch.is_empty() {
+            break;
+        }
+        got.extend(batch);
+        nic.emu.return_receives(nic.adapter);
+    }
+    got.sort();
+    expected.sort();
+    assert_eq!(got.len(), expected.len(), "frames indicated");
+    assert!(
+        got == expected,
+        "the driver indicated different bytes than the device received"
+    );
+    nic.emu.return_receives(nic.adapter);
+}
+
+fn datapath(pairs: u16, resources: InterruptResources, expect_pairs: u16) {
+    let nic = start(pairs, resources);
+    assert_eq!(nic.net(|n, _| n.active_queue_pairs()), expect_pairs);
+    let frames: Vec<Vec<u8>> = (0..50).map(|i| frame(i, 60 + i as usize * 29)).collect();
+    check_tx(&nic, &frames);
+    check_rx(&nic, expect_pairs, 20);
+    // Many more than a ring holds: buffers come back from NDIS and are posted again.
+    for round in 0..3 {
+        check_rx(&nic, 1, 300 + round);
+    }
+    check_tx(
+        &nic,
+        &(0..600).map(|i| frame(i as u8, 64)).collect::<Vec<_>>(),
+    );
+    nic.stop();
+}
+
+#[test]
+fn msix_one_message_per_queue_with_one_pair() {
+    datapath(1, InterruptResources::msix(4), 1);
+}
+
+#[test]
+fn msix_one_message_per_queue_with_four_pairs() {
+    datapath(4, InterruptResources::msix(10), 4);
+}
+
+#[test]
+fn msix_two_messages_shared_by_the_queues() {
+    datapath(
+        4,
+        InterruptResources::MsiX {
+            requested: 10,
+            granted: 2,
+        },
+        1,
+    );
+}
+
+#[test]
+fn msix_a_single_message() {
+    datapath(
+        4,
+        InterruptResources::MsiX {
+            requested: 10,
+            granted: 1,
+        },
+        1,
+    );
+}
+
+#[test]
+fn line_based() {
+    datapath(1, InterruptResources::line(), 1);
+    datapath(4, InterruptResources::line(), 1);
+}
+
+#[test]
+fn every_message_reaches_its_queue_dpc() {
+    let nic = start(4, InterruptResources::msix(10));
+    for p in 0..4u16 {
+        nic.net(|n, bus| n.inject_frame(bus, p, &frame(p as u8, 80)));
+    }
+    nic.emu.run_dpcs();
+    assert_eq!(nic.emu.received_frames(nic.adapter).len(), 4);
+    let (vectors, rx_vectors) = nic.net(|n, _| {
+        let c = n.counters();
+        (
+            (0..4).map(|p| n.queue_vector(2 * p)).collect::<Vec<_>>(),
+            c.message_interrupts.clone(),
+        )
     });
+    assert_eq!(vectors, vec![0, 2, 4, 6], "RX queue 2j on message 2j");
+    for v in [0usize, 2, 4, 6] {
+        assert!(
+            rx_vectors.get(v).copied().unwrap_or(0) >= 1,
+            "message {v}: {rx_vectors:?}"
+        );
+    }
+    nic.stop();
+}
+
+#[test]
+fn refused_vectors_fall_back_to_fewer_messages() {
+    let emu = Emulator::new(config(4));
+    let nic = start_with(emu, 4, InterruptResources::msix(10), |_| {}).unwrap();
+    nic.stop();
+    // The device maps only vectors 0 and 1: the driver retries with two messages.
+    let emu = Emulator::new(config(4));
+    assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let mut model = VirtioNet::new(VirtioNetConfig::new(4));
+    model.refuse_vectors(VectorRefusal::AtOrAbove(2));
+    let adapter = emu
+        .add_adapter_with(InterruptResources::msix(10), Box::new(model))
+        .expect("initialize with two vectors");
+    let device = emu.device_of(adapter);
+    assert_eq!(emu.restart(adapter), sys::NDIS_STATUS_SUCCESS);
+    let nic = Nic {
+        emu,
+        adapter,
+        device,
+        device_pairs: 4,
+    };
+    assert_eq!(
+        nic.net(|n, _| (n.queue_vector(0), n.queue_vector(1))),
+        (0, 1)
+    );
+    check_tx(&nic, &[frame(1, 100)]);
+    check_rx(&nic, 1, 5);
+    nic.stop();
+    // Every vector refused: a clean failure, nothing leaked.
+    let emu = Emulator::new(config(4));
+    assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let mut model = VirtioNet::new(VirtioNetConfig::new(1));
+    model.refuse_vectors(VectorRefusal::All);
+    assert_eq!(
+        emu.add_adapter_with(InterruptResources::msix(4), Box::new(model)),
+        Err(sys::NDIS_STATUS_RESOURCE_CONFLICT)
+    );
+    emu.unload();
+}
+
+#[test]
+fn link_changes_are_indicated() {
+    for resources in [InterruptResources::msix(4), InterruptResources::line()] {
+        let nic = start(1, resources);
+        nic.net(|n, bus| n.set_link(bus, false));
+        nic.emu.run_dpcs();
+        assert_eq!(
+            nic.emu.link_state(nic.adapter).map(|l| l.connected),
+            Some(false)
+        );
+        nic.net(|n, bus| n.set_link(bus, true));
+        nic.emu.run_dpcs();
+        assert_eq!(
+            nic.emu.link_state(nic.adapter).map(|l| l.connected),
+            Some(true)
+        );
+        nic.stop();
+    }
+}
+
+#[test]
+fn the_mac_comes_from_the_device_configuration() {
+    let nic = start(1, InterruptResources::msix(4));
+    let r = nic
+        .emu
+        .oid_query(nic.adapter, sys::OID_802_3_PERMANENT_ADDRESS, 6);
+    assert_eq!(r.data, MAC);
+    nic.stop();
+}
+
+#[test]
+fn a_device_that_is_not_virtio_net_is_declined() {
+    let emu = Emulator::new(config(2));
     assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
     assert_eq!(
         emu.add_adapter(InterruptResources::msix(4)),
         Err(sys::NDIS_STATUS_ADAPTER_NOT_FOUND)
     );
     emu.unload();
+}
+
+#[test]
+fn initialize_survives_every_failing_ndis_call_without_a_leak() {
+    // Small rings keep the sweep quick: every receive buffer's MDL and list is a fallible call.
+    for (pairs, resources) in [
+        (2, InterruptResources::msix(6)),
+        (1, InterruptResources::line()),
+    ] {
+        let report = sweep_fallible_calls(
+            || config(4),
+            |emu| {
+                emu.set_keyword("*ReceiveBuffers", "64");
+                emu.set_keyword("*TransmitBuffers", "64");
+                if emu.load_driver(vionet::DRIVER_ENTRY) != sys::STATUS_SUCCESS {
+                    return;
+                }
+                let model = VirtioNet::new(VirtioNetConfig::new(pairs));
+                if let Ok(a) = emu.add_adapter_with(resources, Box::new(model)) {
+                    emu.halt(a, sys::NdisHaltDeviceDisabled);
+                }
+                emu.unload();
+            },
+        );
+        assert!(report.sites.len() > 10, "{:?}", report.sites);
+    }
+}
+
+#[test]
+fn surprise_removal_stops_the_driver_cleanly() {
+    let nic = start(1, InterruptResources::line());
+    nic.net(|n, _| n.set_surprise_removed(true));
+    // The line fires; the ISR reads 0xFF: not ours, and the driver stops using the device.
+    nic.emu.fire_line(nic.device);
+    nic.emu.send(nic.adapter, &[&frame(1, 64)]);
+    let c = nic.emu.send_completions();
+    assert_eq!(c.len(), 1);
+    nic.stop();
+}
+
+#[test]
+fn a_used_index_that_jumps_is_a_device_error_not_an_overrun() {
+    let nic = start(1, InterruptResources::msix(4));
+    nic.net(|n, _| n.set_used_index_jump(0, true));
+    nic.net(|n, bus| n.inject_frame(bus, 0, &frame(1, 64)));
+    nic.emu.run_dpcs();
+    assert!(nic.emu.received_frames(nic.adapter).is_empty());
+    // The driver stopped using the device: sends fail instead of touching it.
+    nic.emu.send(nic.adapter, &[&frame(2, 64)]);
+    let c = nic.emu.send_completions();
+    assert_ne!(c[0].1, sys::NDIS_STATUS_SUCCESS);
+    nic.stop();
+}
+
+#[test]
+fn a_stalled_transmit_queue_fails_sends_without_hanging() {
+    let nic = start(1, InterruptResources::msix(4));
+    nic.net(|n, bus| n.set_stalled(bus, 1, true));
+    let frames: Vec<Vec<u8>> = (0..300).map(|i| frame(i as u8, 64)).collect();
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    nic.emu.send(nic.adapter, &refs);
+    let c = nic.emu.send_completions();
+    assert_eq!(c.len(), 300);
+    let accepted: Vec<Vec<u8>> = c
+        .iter()
+        .filter(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS)
+        .map(|(f, _)| f.clone())
+        .collect();
     assert_eq!(
-        emu.trace(),
-        vec![
-            "driver registered: NDIS 6.20, characteristics revision 2",
-            "adapter 0 initialize -> 0xc0010006",
-            "driver deregistered",
-        ]
+        accepted.len(),
+        256,
+        "a 256-entry ring takes 256 frames while stalled"
     );
+    assert!(nic.net(|n, _| n.transmitted_frames(0).is_empty()));
+    // Unstalled, the device drains the ring and sends succeed again.
+    nic.net(|n, bus| n.set_stalled(bus, 1, false));
+    nic.emu.send(nic.adapter, &[&frame(7, 90)]);
+    assert_eq!(nic.emu.send_completions()[0].1, sys::NDIS_STATUS_SUCCESS);
+    let seen = nic.net(|n, _| n.take_transmitted(0));
+    assert_eq!(seen.len(), 257);
+    assert!(seen[..256] == accepted[..] && seen[256] == frame(7, 90));
+    nic.stop();
 }
