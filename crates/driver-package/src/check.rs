@@ -165,6 +165,12 @@ impl Checker<'_> {
                         .find(|(n, _)| n.eq_ignore_ascii_case(c));
                     let by_guid = KNOWN_CLASSES.iter().find(|(_, id)| id == g);
                     match (by_name, by_guid) {
+                        (Some((n, id)), Some((other, _))) if id != g => self.fail(
+                            *line,
+                            format!(
+                                "ClassGuid {g} is the GUID of class {other}, not of Class = {c} ({n} is {id})"
+                            ),
+                        ),
                         (Some((n, id)), _) if id != g => self.fail(
                             *line,
                             format!("ClassGuid {g} does not match Class = {c} ({n} is {id})"),
