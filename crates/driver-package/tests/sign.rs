@@ -440,3 +440,39 @@ fn the_cli_signs_and_catalogs_a_package_directory() {
     assert!(!ok && out.contains("short.sys: not a PE32+ image"), "{out}");
     assert!(!out.contains("panicked"), "{out}");
 }
+
+#[test]
+fn truncated_or_garbage_input_is_an_error_never_a_panic() {
+    let cert = common::shared_cert();
+    let image = sign::sign_pe(&common::minimal_pe(6), cert, "x").unwrap();
+    for len in (0..image.len()).step_by(13) {
+        let cut = &image[..len];
+        let _ = pe::authenticode_digest(cut, HashAlg::Sha256);
+        let _ = pe::embedded_signature(cut);
+        let _ = Member::new("x.sys", cut, HashAlg::Sha256);
+        assert!(sign::sign_pe(cut, cert, "x").is_err() || len >= common::FILE_ALIGN);
+        let _ = catalog::parse(cut);
+        let _ = sign::sign_catalog(cut, cert);
+    }
+    let mut noise = Vec::new();
+    let mut x: u32 = 0x1234_5678;
+    for _ in 0..4096 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        noise.push(x as u8);
+    }
+    let _ = driver_package::text::decode(&noise);
+    let text = String::from_utf8_lossy(&noise);
+    let _ = driver_package::check::check(&text, &Default::default());
+    let _ = driver_package::stamp::stamp(
+        text.as_bytes(),
+        &driver_package::stamp::StampOptions {
+            date: driver_package::stamp::DriverDate::parse("01/01/2026").unwrap(),
+            version: driver_package::stamp::DriverVersion::parse("1").unwrap(),
+            arch: "amd64".into(),
+            catalog: "x.cat".into(),
+            encoding: None,
+        },
+    );
+}
