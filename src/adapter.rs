@@ -61,7 +61,12 @@ impl InterruptHandler for Interrupts {
         // Reading clears the bits and de-asserts the line.
         let isr = pci::IsrStatus(ndis::hw::Registers::read8(&self.isr, 0));
         if isr.is_device_gone() {
+            // Surprise removal: not ours (a dead device raises nothing), and the driver stops
+            // touching the device from now on.
             self.gone.store(true, Ordering::Release);
+            if let Some(d) = self.device.get() {
+                d.broken.store(true, Ordering::Release);
+            }
             return false;
         }
         if isr.config_changed() {
@@ -315,8 +320,7 @@ impl Miniport for VioNetAdapter {
     }
 
     fn pnp_event(&self, _adapter: &NdisAdapter, event: u32) {
-        // NdisDevicePnPEventSurpriseRemoved: stop touching the device.
-        if event == 1 {
+        if event == ndis::sys::NdisDevicePnPEventSurpriseRemoved {
             self.device.broken.store(true, Ordering::Release);
         }
     }

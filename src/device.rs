@@ -3,8 +3,8 @@
 //!
 //! Locking: each virtqueue sits behind its own NDIS spin lock (DISPATCH_LEVEL); receive buffers
 //! are lent to NDIS outside the lock, because NDIS may hand them back from inside the
-//! indication. Nothing here runs at DIRQL except [`Device::isr_status`]-style register reads in
-//! the interrupt module.
+//! indication. Nothing here runs at DIRQL: the line-based ISR reads the ISR-status register
+//! through its own window (src/adapter.rs).
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -473,6 +473,11 @@ impl Device {
     /// Stops the device: after this it touches no memory and raises no interrupt.
     pub fn reset(&self) {
         self.fail();
+        // A removed device reads all ones: there is nothing to reset, and polling for the status
+        // to clear would only burn 100 ms.
+        if self.transport.status() == 0xFF {
+            return;
+        }
         let _ = self.transport.reset(|| ndis::sync::stall(10));
     }
 }

@@ -325,10 +325,12 @@ fn surprise_removal_stops_the_driver_cleanly() {
     let nic = start(1, InterruptResources::line());
     nic.net(|n, _| n.set_surprise_removed(true));
     // The line fires; the ISR reads 0xFF: not ours, and the driver stops using the device.
-    nic.emu.fire_line(nic.device);
+    assert_eq!(nic.emu.fire_line(nic.device), Some(false), "0xFF: not ours");
     nic.emu.send(nic.adapter, &[&frame(1, 64)]);
     let c = nic.emu.send_completions();
     assert_eq!(c.len(), 1);
+    assert_eq!(c[0].1, sys::NDIS_STATUS_ADAPTER_REMOVED);
+    assert!(nic.net(|n, _| n.transmitted_frames(0).is_empty()));
     nic.stop();
 }
 

@@ -436,6 +436,13 @@ impl Emulator {
     /// first; once pause completes the driver must have completed every send.
     pub fn pause(&self, a: AdapterId) -> sys::NDIS_STATUS {
         datapath::return_held(&self.machine, a.0);
+        self.pause_holding_receives(a)
+    }
+
+    /// `MiniportPause` while the protocols still hold indicated receives (NDIS does not promise
+    /// they were returned first): the miniport must pend the pause and complete it once the last
+    /// one comes back ([`return_receives`](Self::return_receives)).
+    pub fn pause_holding_receives(&self, a: AdapterId) -> sys::NDIS_STATUS {
         let mut params = sys::NDIS_MINIPORT_PAUSE_PARAMETERS {
             Header: sys::NDIS_OBJECT_HEADER {
                 Type: sys::NDIS_OBJECT_TYPE_DEFAULT,

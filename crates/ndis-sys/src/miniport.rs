@@ -64,6 +64,15 @@ pub const NdisHaltDeviceStopped: NDIS_HALT_ACTION = 6;
 
 /// `NDIS_SHUTDOWN_ACTION`: power-off runs at PASSIVE_LEVEL, bug-check at HIGH_LEVEL.
 pub type NDIS_SHUTDOWN_ACTION = i32;
+/// `NDIS_DEVICE_PNP_EVENT` (`NET_DEVICE_PNP_EVENT.DevicePnPEvent`).
+pub const NdisDevicePnPEventQueryRemoved: ULONG = 0;
+pub const NdisDevicePnPEventRemoved: ULONG = 1;
+pub const NdisDevicePnPEventSurpriseRemoved: ULONG = 2;
+pub const NdisDevicePnPEventQueryStopped: ULONG = 3;
+pub const NdisDevicePnPEventStopped: ULONG = 4;
+pub const NdisDevicePnPEventPowerProfileChanged: ULONG = 5;
+pub const NdisDevicePnPEventFilterListChanged: ULONG = 6;
+
 pub const NdisShutdownPowerOff: NDIS_SHUTDOWN_ACTION = 0;
 pub const NdisShutdownBugCheck: NDIS_SHUTDOWN_ACTION = 1;
 

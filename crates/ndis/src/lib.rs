@@ -2,9 +2,12 @@
 //! characteristics with `extern "system"` trampolines that cast the context pointer back and call
 //! the trait. Driver code needs no `unsafe`.
 //!
-//! What exists today: driver registration ([`driver`]), interrupts ([`interrupt`]: registration,
-//! grant negotiation, ISR/DPC dispatch to queues, synchronization, WDM connection) and IRQL as
-//! types ([`irql`]). The adapter lifecycle, OIDs and the datapath come next.
+//! The pieces: driver registration ([`driver`]); the adapter lifecycle ([`miniport`]: initialize,
+//! halt, pause/restart, statistics) with the general OIDs answered for the driver ([`oid`]);
+//! the datapath ([`nbl`]: copied sends, receive pools lent to NDIS); the hardware seam ([`hw`],
+//! [`io`]: register windows, PCI configuration; [`dma`]: shared memory); registry keywords
+//! ([`config`]); interrupts ([`interrupt`]: registration, grant negotiation, ISR/DPC dispatch to
+//! queues, synchronization, WDM connection); locks ([`sync`]) and IRQL as types ([`irql`]).
 #![no_std]
 
 extern crate alloc;

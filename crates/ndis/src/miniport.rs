@@ -12,7 +12,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use ndis_sys as sys;
 
@@ -254,6 +254,10 @@ pub struct NdisAdapter {
     link_speed: AtomicU64,
     multicast: spin::Mutex<([[u8; 6]; MAX_MULTICAST], usize)>,
     info: crate::sync::Once<AdapterInfo>,
+    /// Receives indicated and not yet returned: pause completes only when this reaches 0.
+    pub(crate) lent: AtomicUsize,
+    /// A pause is pending on `lent`; whoever clears it completes the pause.
+    pausing: AtomicBool,
     pub stats: Statistics,
 }
 
@@ -302,6 +306,8 @@ impl NdisAdapter {
             link_speed: AtomicU64::new(0),
             multicast: spin::Mutex::new(([[0; 6]; MAX_MULTICAST], 0)),
             info: crate::sync::Once::new(),
+            lent: AtomicUsize::new(0),
+            pausing: AtomicBool::new(false),
             stats: Statistics::default(),
         }
     }
@@ -512,7 +518,8 @@ pub trait Miniport: Send + Sync + Sized + 'static {
     /// only registers.
     fn shutdown(&self, _adapter: &NdisAdapter, _action: sys::NDIS_SHUTDOWN_ACTION) {}
 
-    /// `MiniportDevicePnPEventNotify` (e.g. surprise removal: stop touching the device).
+    /// `MiniportDevicePnPEventNotify`: `event` is an `NDIS_DEVICE_PNP_EVENT`
+    /// (`sys::NdisDevicePnPEventSurpriseRemoved`: stop touching the device).
     fn pnp_event(&self, _adapter: &NdisAdapter, _event: u32) {}
 }
 
@@ -716,7 +723,15 @@ pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
         // SAFETY: MiniportPause runs at PASSIVE_LEVEL.
         a.pause(&slot.ndis, &unsafe { Passive::assume() });
     }
-    sys::NDIS_STATUS_SUCCESS
+    // Sends complete inside the send call, so only lent receives can keep the pause open.
+    slot.ndis.pausing.store(true, Ordering::Release);
+    if slot.ndis.lent.load(Ordering::Acquire) == 0
+        && slot.ndis.pausing.swap(false, Ordering::AcqRel)
+    {
+        return sys::NDIS_STATUS_SUCCESS;
+    }
+    // The return handler completes it (NdisMPauseComplete) when the last receive comes back.
+    sys::NDIS_STATUS_PENDING
 }
 
 pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
@@ -793,9 +808,28 @@ pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
 ) {
     // SAFETY: as for pause.
     let slot = unsafe { slot::<A>(ctx) };
+    let mut count = 0usize;
+    let mut cur = nbls;
+    while !cur.is_null() {
+        count += 1;
+        // SAFETY: NDIS returns a chain of lists the miniport indicated.
+        cur = unsafe { (*cur).Next };
+    }
     let mut returned = Returned::new(nbls);
     if let Some(a) = &slot.adapter {
         a.return_receives(&slot.ndis, &mut returned);
+    }
+    let before = slot
+        .ndis
+        .lent
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            Some(v.saturating_sub(count))
+        })
+        .unwrap_or(0);
+    if before <= count && slot.ndis.pausing.swap(false, Ordering::AcqRel) {
+        // SAFETY: the adapter's handle; the pause returned NDIS_STATUS_PENDING (or is about
+        // to), and this is the one completion (the swap above).
+        unsafe { sys::NdisMPauseComplete(slot.ndis.handle.as_raw()) };
     }
 }
 

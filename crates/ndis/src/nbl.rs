@@ -329,6 +329,10 @@ impl ReceivePool {
             count += 1;
         }
         if count > 0 {
+            // Counted before NDIS sees them: the protocols may return them inside the call.
+            adapter
+                .lent
+                .fetch_add(count, core::sync::atomic::Ordering::AcqRel);
             let flags = if C::AT_DISPATCH {
                 sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
             } else {

@@ -229,3 +229,26 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak() {
         report.sites
     );
 }
+
+#[test]
+fn pause_waits_for_the_receives_the_protocols_still_hold() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    emu.send(
+        a,
+        &[
+            &frame([2, 0, 0, 0, 0, 1], 64, 1),
+            &frame([2, 0, 0, 0, 0, 1], 64, 2),
+        ],
+    );
+    emu.send_completions();
+    assert_eq!(emu.held_receives(a), 2);
+    // Pause while two receives are out: the framework pends it ...
+    assert_eq!(emu.pause_holding_receives(a), sys::NDIS_STATUS_PENDING);
+    assert_eq!(emu.adapter_state(a), ndis_emu::AdapterState::Pausing);
+    // ... and completes it when the last one comes back.
+    emu.return_receives(a);
+    assert_eq!(emu.adapter_state(a), ndis_emu::AdapterState::Paused);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
