@@ -33,8 +33,14 @@ pub mod keywords {
 }
 
 /// Features the driver can work with. No offloads yet: every frame is copied whole.
-const SUPPORTED_FEATURES: u64 =
-    features::VERSION_1 | features::MAC | features::STATUS | features::MQ | features::CTRL_VQ;
+/// `RING_EVENT_IDX`: the device interrupts once when the used index crosses `used_event`, not
+/// once per completed buffer, so a burst that arrives before the DPC runs costs one interrupt.
+const SUPPORTED_FEATURES: u64 = features::VERSION_1
+    | features::MAC
+    | features::STATUS
+    | features::MQ
+    | features::CTRL_VQ
+    | features::RING_EVENT_IDX;
 
 /// What the interrupt layer owns: the ISR-status window for line-based claims, and the device
 /// once it is built (DPCs before that find nothing to do).

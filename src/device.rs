@@ -85,11 +85,12 @@ fn new_queue(
     handle: AdapterHandle,
     dma: &DmaRegistration,
     size: u16,
+    event_idx: bool,
     passive: &Passive<'_>,
 ) -> Result<Queue, Status> {
     let layout = Layout::new(size).map_err(|_| Status::INVALID_PARAMETER)?;
     let memory = SharedMemory::allocate(handle, dma, layout.total, passive)?;
-    SplitQueue::new(memory, vec![Slot::EMPTY; size as usize], size, false)
+    SplitQueue::new(memory, vec![Slot::EMPTY; size as usize], size, event_idx)
         .map_err(|_| Status::RESOURCES)
 }
 
@@ -121,6 +122,7 @@ impl Device {
         control_queue: Option<u16>,
         passive: &Passive<'_>,
     ) -> Result<Device, Status> {
+        let event_idx = features & net::features::RING_EVENT_IDX != 0;
         let mut pairs = Vec::new();
         for j in 0..plan.pairs() {
             let rx_max = transport
@@ -137,8 +139,8 @@ impl Device {
             // Powers of two: the device's maximum is one, the keyword may not be.
             let rx_n = 1 << (15 - rx_n.leading_zeros().min(15));
             let tx_n = 1 << (15 - tx_n.leading_zeros().min(15));
-            let rx_vq = new_queue(handle, &dma, rx_n, passive)?;
-            let mut tx_vq = new_queue(handle, &dma, tx_n, passive)?;
+            let rx_vq = new_queue(handle, &dma, rx_n, event_idx, passive)?;
+            let mut tx_vq = new_queue(handle, &dma, tx_n, event_idx, passive)?;
             // Transmit completions are reaped by the send path; no interrupt needed for them.
             tx_vq.disable_interrupts();
             let pool = ReceivePool::new(handle, &dma, BUFFER, rx_n as usize, passive)?;
@@ -168,7 +170,7 @@ impl Device {
                     .map_err(|_| Status::DEVICE_FAILED)?;
                 let size = max.min(16);
                 let size = 1 << (15 - size.leading_zeros().min(15));
-                let vq = new_queue(handle, &dma, size, passive)?;
+                let vq = new_queue(handle, &dma, size, event_idx, passive)?;
                 let notifier = program(&transport, q, &vq)?;
                 transport
                     .enable_queue(q)
@@ -354,20 +356,25 @@ impl Device {
             return Status::FAILURE;
         };
         let mut scratch = [0u8; NetHeader::LEN + MAX_FRAME];
-        let result = pair.tx.with(|tx| {
+        // One lock acquisition per list: queue its frames, then decide on the doorbell.
+        let (status, notify) = pair.tx.with(|tx| {
+            let mut status = Status::SUCCESS;
             let mut queued = false;
             for frame in nbl.frames() {
                 let Some(len) = frame.copy_to(&mut scratch[NetHeader::LEN..]) else {
                     self.ndis.stats.tx_discards(1);
-                    return (Status::INVALID_LENGTH, queued);
+                    status = Status::INVALID_LENGTH;
+                    break;
                 };
                 if tx.free.is_empty() && !self.reap_tx(tx) {
                     self.fail();
-                    return (Status::DEVICE_FAILED, queued);
+                    status = Status::DEVICE_FAILED;
+                    break;
                 }
                 let Some(b) = tx.free.pop() else {
                     self.ndis.stats.tx_discards(1);
-                    return (Status::RESOURCES, queued);
+                    status = Status::RESOURCES;
+                    break;
                 };
                 scratch[..NetHeader::LEN].copy_from_slice(&NetHeader::default().encode());
                 let total = NetHeader::LEN + len;
@@ -385,20 +392,16 @@ impl Device {
                     }
                     Err(_) => {
                         tx.free.push(b);
-                        return (Status::RESOURCES, queued);
+                        status = Status::RESOURCES;
+                        break;
                     }
                 }
             }
-            (Status::SUCCESS, queued)
+            let notify = (queued && tx.vq.should_notify()).then_some(tx.notifier);
+            (status, notify)
         });
-        let (status, queued) = result;
-        if queued {
-            let n = pair
-                .tx
-                .with(|tx| tx.vq.should_notify().then_some(tx.notifier));
-            if let Some(n) = n {
-                self.transport.notify(&n);
-            }
+        if let Some(n) = notify {
+            self.transport.notify(&n);
         }
         status
     }
