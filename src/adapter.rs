@@ -309,6 +309,10 @@ impl Miniport for VioNetAdapter {
         self.device.send(nbl)
     }
 
+    fn send_batch_done(&self, _adapter: &NdisAdapter) {
+        self.device.flush_tx();
+    }
+
     fn return_receives(&self, _adapter: &NdisAdapter, returned: &mut Returned<'_>) {
         self.device.returned(returned);
     }

@@ -53,6 +53,8 @@ pub struct Pair {
     pub rx: SpinLock<RxRing>,
     pub pool: ReceivePool,
     pub tx: SpinLock<TxRing>,
+    /// Frames were queued on TX since the last doorbell decision ([`Device::flush_tx`]).
+    tx_queued: AtomicBool,
 }
 
 /// The control queue: one command at a time, polled (initialize only).
@@ -161,6 +163,7 @@ impl Device {
                     bounce,
                     notifier: tx_notifier,
                 }),
+                tx_queued: AtomicBool::new(false),
             });
         }
         let control = match control_queue {
@@ -356,8 +359,9 @@ impl Device {
             return Status::FAILURE;
         };
         let mut scratch = [0u8; NetHeader::LEN + MAX_FRAME];
-        // One lock acquisition per list: queue its frames, then decide on the doorbell.
-        let (status, notify) = pair.tx.with(|tx| {
+        // One lock acquisition per list; the doorbell waits for the end of the batch
+        // (flush_tx), so a chain of lists costs one notification.
+        let (status, queued) = pair.tx.with(|tx| {
             let mut status = Status::SUCCESS;
             let mut queued = false;
             for frame in nbl.frames() {
@@ -366,10 +370,17 @@ impl Device {
                     status = Status::INVALID_LENGTH;
                     break;
                 };
-                if tx.free.is_empty() && !self.reap_tx(tx) {
-                    self.fail();
-                    status = Status::DEVICE_FAILED;
-                    break;
+                if tx.free.is_empty() {
+                    // The ring is full: let the device see what is queued (the batch doorbell
+                    // has not rung yet), then take back what it finished.
+                    if tx.vq.should_notify() {
+                        self.transport.notify(&tx.notifier);
+                    }
+                    if !self.reap_tx(tx) {
+                        self.fail();
+                        status = Status::DEVICE_FAILED;
+                        break;
+                    }
                 }
                 let Some(b) = tx.free.pop() else {
                     self.ndis.stats.tx_discards(1);
@@ -397,13 +408,28 @@ impl Device {
                     }
                 }
             }
-            let notify = (queued && tx.vq.should_notify()).then_some(tx.notifier);
-            (status, notify)
+            (status, queued)
         });
-        if let Some(n) = notify {
-            self.transport.notify(&n);
+        if queued {
+            pair.tx_queued.store(true, Ordering::Release);
         }
         status
+    }
+
+    /// Rings the doorbell of every pair that queued frames since the last call, if the device
+    /// asked to be notified (event index or `VIRTQ_USED_F_NO_NOTIFY`).
+    pub fn flush_tx(&self) {
+        for pair in &self.pairs {
+            if !pair.tx_queued.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            let notify = pair
+                .tx
+                .with(|tx| tx.vq.should_notify().then_some(tx.notifier));
+            if let Some(n) = notify {
+                self.transport.notify(&n);
+            }
+        }
     }
 
     /// Buffers NDIS handed back go to the device again.

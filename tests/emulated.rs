@@ -78,11 +78,15 @@ fn check_tx(nic: &Nic, frames: &[Vec<u8>]) {
     let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
     nic.emu.send(nic.adapter, &refs);
     let completions = nic.emu.send_completions();
+    let failed: Vec<(usize, i32)> = completions
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, s))| *s != sys::NDIS_STATUS_SUCCESS)
+        .map(|(i, (_, s))| (i, *s))
+        .collect();
     assert!(
-        completions
-            .iter()
-            .all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS),
-        "{completions:?}"
+        failed.is_empty(),
+        "failed sends (index, status): {failed:?}"
     );
     let mut seen: Vec<Vec<u8>> = Vec::new();
     for p in 0..nic.device_pairs {

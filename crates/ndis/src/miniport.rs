@@ -459,6 +459,10 @@ pub trait Miniport: Send + Sync + Sized + 'static {
     /// `NDIS_STATUS_PAUSED` itself while the adapter is paused).
     fn send(&self, adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status;
 
+    /// Every list of one `MiniportSendNetBufferLists` call went through [`Miniport::send`]:
+    /// the place to ring the device's doorbell once for the whole batch instead of once per list.
+    fn send_batch_done(&self, _adapter: &NdisAdapter) {}
+
     /// Receives the protocols handed back; give the buffers back to the device.
     fn return_receives(&self, adapter: &NdisAdapter, returned: &mut Returned<'_>);
 
@@ -789,6 +793,9 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
         // SAFETY: as above.
         unsafe { (*cur).Status = status.0 };
         cur = next;
+    }
+    if let (Some(a), true) = (&slot.adapter, running) {
+        a.send_batch_done(&slot.ndis);
     }
     let complete_flags = if flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 {
         sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL
