@@ -381,3 +381,34 @@ fn a_stalled_transmit_queue_fails_sends_without_hanging() {
     assert!(seen[..256] == accepted[..] && seen[256] == frame(7, 90));
     nic.stop();
 }
+
+#[test]
+fn each_queue_dpc_runs_at_dispatch_on_its_message_cpu() {
+    let emu = Emulator::new(Config {
+        cpus: 4,
+        trace: true,
+        ..Config::default()
+    });
+    let nic = start_with(emu, 4, InterruptResources::msix(10), |_| {}).expect("initialize");
+    for p in 0..4u16 {
+        nic.net(|n, bus| n.inject_frame(bus, p, &frame(p as u8, 80)));
+    }
+    nic.emu.run_dpcs();
+    let trace = nic.emu.trace();
+    // The emulator targets message m at processor m mod 4 (docs/emulator.md); RX of pair j is
+    // message 2j, so its DPC must run there, at DISPATCH_LEVEL.
+    for j in 0..4usize {
+        let m = 2 * j;
+        let cpu = m % 4;
+        let line = format!("cpu{cpu} irql  2 DPC msg {m}");
+        assert!(
+            trace.iter().any(|l| l.starts_with(&line)),
+            "no `{line}` in the trace: {:?}",
+            trace
+                .iter()
+                .filter(|l| l.contains("DPC"))
+                .collect::<Vec<_>>()
+        );
+    }
+    nic.stop();
+}

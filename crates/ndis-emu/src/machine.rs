@@ -375,7 +375,7 @@ pub(crate) fn assert_source(
     deliver(m, device, message, target)
 }
 
-fn pick_cpu(st: &mut State, affinity: usize) -> usize {
+pub(crate) fn pick_cpu(st: &mut State, affinity: usize) -> usize {
     let affinity = affinity & st.all_cpus();
     match affinity.count_ones() {
         0 => 0,
@@ -401,7 +401,7 @@ fn message_target(st: &State, device: usize, message: u32) -> Option<usize> {
 }
 
 /// The connected interrupt objects a source reaches: one for a message, the chain for a line.
-fn targets(st: &State, device: usize, message: Option<u32>) -> Vec<usize> {
+pub(crate) fn targets(st: &State, device: usize, message: Option<u32>) -> Vec<usize> {
     match message {
         Some(msg) => message_target(st, device, msg).into_iter().collect(),
         None => {

@@ -46,7 +46,13 @@ impl Bus<'_> {
     /// Asserts message `message` (MSI/MSI-X), or the line when `None`. Ignored while the driver
     /// has no connected interrupt of that kind (as a message to an unprogrammed address is lost).
     pub fn raise(&mut self, message: Option<u32>) {
-        let cpu = self.st.cpu;
+        let Some(&first) = machine::targets(self.st, self.device, message).first() else {
+            return; // nothing connected: lost, as a real device's would be
+        };
+        // The processor the interrupt's affinity names (a message's own processor), as the
+        // platform would route it.
+        let affinity = self.st.kints[first].affinity;
+        let cpu = machine::pick_cpu(self.st, affinity);
         self.st.pending.push((self.device, message, cpu));
     }
 
