@@ -708,9 +708,26 @@ fn measure_baseline(rx: bool, rounds: usize) -> Run {
 
 // ======================================== report ========================================
 
-/// Instructions callgrind counted inside `function` (and everything it called), and inside the
-/// device model's register and frame entry points, for one child run.
-fn callgrind(path: &str, who: &str) -> Option<(u64, u64)> {
+/// Whether a callgrind symbol line belongs to the driver under test: for ours the driver crate
+/// and the framework it is built on (`vionet::`, `ndis::`, including trait impls written as
+/// `<vionet::.. as ndis::..>`), for the baseline the `virtio_drivers` crate. `ndis_sys::` and
+/// `ndis_emu::` are not driver code (imports and the emulated OS).
+fn is_driver_code(line: &str, who: &str) -> bool {
+    let starts = |prefix: &str| {
+        line.contains(&format!(":{prefix}"))
+            || line.contains(&format!("<{prefix}"))
+            || line.contains(&format!(" {prefix}"))
+    };
+    match who {
+        "ours" => starts("vionet::") || starts("ndis::"),
+        _ => starts("virtio_drivers::"),
+    }
+}
+
+/// Instructions callgrind counted inside `function` (and everything it called), inside the
+/// device model's register and frame entry points, and in the driver's own code (self cost), for
+/// one child run.
+fn callgrind(path: &str, who: &str) -> Option<(u64, u64, u64)> {
     let exe = std::env::current_exe().ok()?;
     let out = std::env::temp_dir().join(format!(
         "datapath.{}.{who}.{path}.callgrind",
@@ -760,7 +777,8 @@ fn callgrind(path: &str, who: &str) -> Option<(u64, u64)> {
         .and_then(count)?;
     // The device model: its own functions and the virtqueue and guest-memory crates it runs its
     // rings with (self cost, so nothing is counted twice).
-    let model: u64 = exclusive?
+    let exclusive = exclusive?;
+    let model: u64 = exclusive
         .lines()
         .filter(|l| {
             l.contains("ndis_emu::devices::virtio_net")
@@ -769,7 +787,12 @@ fn callgrind(path: &str, who: &str) -> Option<(u64, u64)> {
         })
         .filter_map(count)
         .sum();
-    Some((total, model))
+    let driver: u64 = exclusive
+        .lines()
+        .filter(|l| is_driver_code(l, who))
+        .filter_map(count)
+        .sum();
+    Some((total, model, driver))
 }
 
 fn child(who: &str, path: &str) {
@@ -848,29 +871,33 @@ pub fn main() {
     }
     let packets = (CALLGRIND_ROUNDS * BATCH) as f64;
     println!(
-        "instructions per packet (callgrind, {} packets, whole path: driver + emulated NDIS + device model + harness):",
+        "instructions per packet (callgrind, {} packets; whole path = driver + emulated NDIS + device model + harness; driver code = self cost of vionet::/ndis:: (ours) or virtio_drivers:: (baseline) functions):",
         CALLGRIND_ROUNDS * BATCH
     );
     println!(
-        "{:<4} {:<9} {:>12} {:>14} {:>14} {:>10}",
-        "path", "driver", "instr/pkt", "model instr", "rest instr", "ratio"
+        "{:<4} {:<9} {:>12} {:>14} {:>14} {:>10} {:>14} {:>10}",
+        "path", "driver", "instr/pkt", "model instr", "rest instr", "ratio", "driver code", "ratio"
     );
     for path in ["tx", "rx"] {
         let mut base_total = None;
+        let mut base_driver = None;
         for who in ["baseline", "ours"] {
             match callgrind(path, who) {
-                Some((total, model)) => {
+                Some((total, model, driver)) => {
                     let t = total as f64 / packets;
                     let m = model as f64 / packets;
-                    let ratio = match (who, base_total) {
-                        ("ours", Some(b)) => format!("{:.2}x", t / b),
+                    let d = driver as f64 / packets;
+                    let ratio = |base: Option<f64>, x: f64| match (who, base) {
+                        ("ours", Some(b)) => format!("{:.2}x", x / b),
                         _ => String::new(),
                     };
+                    let (r_total, r_driver) = (ratio(base_total, t), ratio(base_driver, d));
                     if who == "baseline" {
                         base_total = Some(t);
+                        base_driver = Some(d);
                     }
                     println!(
-                        "{path:<4} {who:<9} {t:>12.0} {m:>14.0} {:>14.0} {ratio:>10}",
+                        "{path:<4} {who:<9} {t:>12.0} {m:>14.0} {:>14.0} {r_total:>10} {d:>14.0} {r_driver:>10}",
                         t - m
                     );
                 }

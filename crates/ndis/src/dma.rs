@@ -209,18 +209,22 @@ impl DeviceMemory for SharedMemory {
         read_u32 / write_u32: u32;
         read_u64 / write_u64: u64;
     }
+    /// Bulk copies are plain (not volatile) copies through raw pointers, bracketed by compiler
+    /// fences: a buffer is only copied while the device does not own it (before it is published
+    /// to the device, after the device handed it back), and the publish/consume protocol orders
+    /// it against the device with [`DeviceMemory::fence`]. No reference to device memory is
+    /// ever formed.
     fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
         let p = self.check(offset, buf.len()) as *const u8;
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: inside the block (checked).
-            *b = unsafe { p.add(i).read_volatile() };
-        }
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+        // SAFETY: `buf.len()` bytes inside the block (checked); `buf` is ordinary memory that
+        // cannot overlap shared memory handed out by NDIS.
+        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
     }
     fn write_bytes(&self, offset: usize, data: &[u8]) {
         let p = self.check(offset, data.len()) as *mut u8;
-        for (i, b) in data.iter().enumerate() {
-            // SAFETY: inside the block (checked).
-            unsafe { p.add(i).write_volatile(*b) };
-        }
+        // SAFETY: as for `read_bytes`.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
     }
 }

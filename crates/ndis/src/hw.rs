@@ -48,7 +48,7 @@ pub trait ConfigSpace {
 }
 
 /// Memory the CPU and the device share (DMA). The device may read or write it at any time, so
-/// every access is volatile; multi-byte values are little-endian in memory (as PCI devices and
+/// every scalar access is volatile; multi-byte values are little-endian in memory (as PCI devices and
 /// virtio define them). Ordering against the device is the caller's: [`DeviceMemory::fence`]
 /// before publishing an index the device reads, and after reading one the device wrote.
 pub trait DeviceMemory {
@@ -64,9 +64,11 @@ pub trait DeviceMemory {
     fn write_u16(&self, offset: usize, value: u16);
     fn write_u32(&self, offset: usize, value: u32);
     fn write_u64(&self, offset: usize, value: u64);
-    /// Copies `buf.len()` bytes out, starting at `offset`.
+    /// Copies `buf.len()` bytes out, starting at `offset`. A bulk copy, for buffers the device
+    /// has handed back (not necessarily volatile): read indexes the device may still be
+    /// changing with the `read_u*` accessors.
     fn read_bytes(&self, offset: usize, buf: &mut [u8]);
-    /// Copies `data` in, starting at `offset`.
+    /// Copies `data` in, starting at `offset`; for buffers not yet published to the device.
     fn write_bytes(&self, offset: usize, data: &[u8]);
     /// A full memory barrier between CPU accesses to this memory and the device's view of them.
     fn fence(&self) {
