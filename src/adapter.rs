@@ -284,6 +284,9 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         Ok(d) => Arc::new(d),
         Err(e) => return Err(e), // drops the registration (deregisters) first, then the rest
     };
+    // The handler gets the device before the device may interrupt: an interrupt it dropped
+    // would never come again for an event-index ring.
+    interrupt.handler().device.set(device.clone());
     device.transport.add_status(status::DRIVER_OK);
     if plan.pairs() > 1 {
         // A refusal is not fatal: the device then keeps to pair 0, which stays correct.
@@ -291,8 +294,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             device.active_pairs.store(1, Ordering::Relaxed);
         }
     }
-    interrupt.handler().device.set(device.clone());
-    let link_up = config.link_up(negotiated & features::STATUS != 0);
+    let link_up = device.link_up();
     let mut info = AdapterInfo::ethernet(mac, 1500, LINK_SPEED, link_up);
     info.description = "ndis-rs virtio-net";
     info.receive_buffer_space = (rx_size as u32) * crate::device::BUFFER as u32;

@@ -26,8 +26,9 @@ use crate::virtio::queue::{Buffer, Layout, Slot, SplitQueue};
 
 /// Bytes per receive or transmit buffer: a virtio-net header and a full Ethernet frame.
 pub const BUFFER: usize = 2048;
-/// Largest frame (without FCS) the driver sends or accepts.
-pub const MAX_FRAME: usize = 1514;
+/// Largest frame (without FCS) the driver sends or accepts: 1500 bytes of payload behind an
+/// Ethernet header with one 802.1Q tag.
+pub const MAX_FRAME: usize = 1518;
 /// Receives collected per pass before indicating them in one chain.
 const RX_BATCH: usize = 64;
 
@@ -297,16 +298,15 @@ impl Device {
                 return (total, false);
             }
             self.ndis.stats.rx_errors(r as u64);
-            let indicated = pair.pool.indicate(&self.ndis, &frames[..n], irql);
-            total += n as u32;
-            // Frames NDIS did not take (paused) and runts go back to the device.
-            for &(b, _, _) in &frames[..n] {
-                if !pair.pool.is_lent(b) {
-                    repost[r] = b;
-                    r += 1;
-                }
-            }
-            let _ = indicated;
+            // Every popped entry counts against the budget, runts included: a device that only
+            // returns garbage cannot keep the DPC looping.
+            total += (n + r) as u32;
+            // Frames NDIS does not take (paused) come back here, decided before NDIS sees any.
+            pair.pool.indicate(&self.ndis, &frames[..n], irql, |b| {
+                repost[r] = b;
+                r += 1;
+            });
+            // Runts and refused frames go back to the device.
             self.post_rx(pair, &repost[..r]);
             if !pending {
                 // Idle: re-enable, and drain again if the device raced us.
@@ -432,12 +432,23 @@ impl Device {
         }
     }
 
-    /// Buffers NDIS handed back go to the device again.
+    /// Buffers NDIS handed back go to the device again (in batches; nothing is allocated on
+    /// this DISPATCH_LEVEL path).
     pub fn returned(&self, returned: &mut Returned<'_>) {
         for pair in &self.pairs {
-            let mine = pair.pool.take_returned(returned);
-            let claimed: Vec<usize> = mine.into_iter().filter(|&b| pair.pool.claim(b)).collect();
-            self.post_rx(pair, &claimed);
+            let mut batch = [0usize; RX_BATCH];
+            let mut n = 0;
+            pair.pool.take_returned(returned, |b| {
+                if pair.pool.claim(b) {
+                    batch[n] = b;
+                    n += 1;
+                    if n == RX_BATCH {
+                        self.post_rx(pair, &batch);
+                        n = 0;
+                    }
+                }
+            });
+            self.post_rx(pair, &batch[..n]);
         }
     }
 

@@ -94,7 +94,7 @@ pub enum PciError {
     Missing(u8),
     /// A capability names a BAR the adapter does not have.
     NoSuchBar { cfg_type: u8, bar: u8 },
-    /// A capability's region does not fit inside its BAR.
+    /// A capability's region does not fit inside its BAR, or is not 4-byte aligned.
     OutsideBar {
         cfg_type: u8,
         bar: u8,
@@ -246,7 +246,9 @@ fn check_region(
         cfg_type,
         bar: r.bar,
     })?;
-    if u64::from(r.offset) + u64::from(r.length) > len {
+    // The spec requires 4-byte aligned structures; an unaligned one would make 32-bit register
+    // accesses fault, so it is refused here, as a device error.
+    if u64::from(r.offset) + u64::from(r.length) > len || !r.offset.is_multiple_of(4) {
         return Err(PciError::OutsideBar {
             cfg_type,
             bar: r.bar,
@@ -496,9 +498,10 @@ impl<R: Registers> Transport<R> {
             * u64::from(self.notify_off_multiplier);
         match usize::try_from(off) {
             Ok(offset)
-                if offset
-                    .checked_add(2)
-                    .is_some_and(|end| end <= self.notify.len()) =>
+                if offset.is_multiple_of(2)
+                    && offset
+                        .checked_add(2)
+                        .is_some_and(|end| end <= self.notify.len()) =>
             {
                 Ok(Notifier { queue, offset })
             }

@@ -12,7 +12,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use ndis_sys as sys;
 
@@ -254,11 +254,30 @@ pub struct NdisAdapter {
     link_speed: AtomicU64,
     multicast: spin::Mutex<([[u8; 6]; MAX_MULTICAST], usize)>,
     info: crate::sync::Once<AdapterInfo>,
-    /// Receives indicated and not yet returned: pause completes only when this reaches 0.
-    pub(crate) lent: AtomicUsize,
-    /// A pause is pending on `lent`; whoever clears it completes the pause.
-    pausing: AtomicBool,
+    /// Running flag, receives lent to NDIS, sends in progress and a pending pause, decided under
+    /// one lock so that a pause can never complete while an indication or a send is under way.
+    gate: crate::sync::SpinLock<Gate>,
     pub stats: Statistics,
+}
+
+/// See [`NdisAdapter::gate`].
+#[derive(Default)]
+struct Gate {
+    running: bool,
+    lent: usize,
+    sends: usize,
+    pausing: bool,
+}
+
+impl Gate {
+    /// Whether a pending pause can complete now (and is thereby taken: complete it once).
+    fn take_pause_completion(&mut self) -> bool {
+        let done = self.pausing && self.lent == 0 && self.sends == 0;
+        if done {
+            self.pausing = false;
+        }
+        done
+    }
 }
 
 /// A test-and-set lock for rare OID-path state (no IRQL change: never held across a call).
@@ -306,8 +325,7 @@ impl NdisAdapter {
             link_speed: AtomicU64::new(0),
             multicast: spin::Mutex::new(([[0; 6]; MAX_MULTICAST], 0)),
             info: crate::sync::Once::new(),
-            lent: AtomicUsize::new(0),
-            pausing: AtomicBool::new(false),
+            gate: crate::sync::SpinLock::new(Gate::default()),
             stats: Statistics::default(),
         }
     }
@@ -316,9 +334,57 @@ impl NdisAdapter {
         self.handle
     }
 
-    /// Between a successful restart and the next pause: receives may be indicated.
+    /// Between a successful restart and the next pause: receives may be indicated. (Advisory:
+    /// [`ReceivePool::indicate`](crate::nbl::ReceivePool::indicate) decides under the adapter's
+    /// lock.)
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
+    }
+
+    /// Reserves `count` receives for an indication if the adapter runs; false when paused.
+    pub(crate) fn begin_indication(&self, count: usize) -> bool {
+        self.gate.with(|g| {
+            if g.running {
+                g.lent += count;
+            }
+            g.running
+        })
+    }
+
+    /// `count` receives came back; completes a pending pause when they were the last.
+    pub(crate) fn receives_returned(&self, count: usize) {
+        let complete = self.gate.with(|g| {
+            g.lent = g.lent.saturating_sub(count);
+            g.take_pause_completion()
+        });
+        if complete {
+            self.complete_pause();
+        }
+    }
+
+    fn begin_send(&self) -> bool {
+        self.gate.with(|g| {
+            if g.running {
+                g.sends += 1;
+            }
+            g.running
+        })
+    }
+
+    fn end_send(&self) {
+        let complete = self.gate.with(|g| {
+            g.sends -= 1;
+            g.take_pause_completion()
+        });
+        if complete {
+            self.complete_pause();
+        }
+    }
+
+    fn complete_pause(&self) {
+        // SAFETY: the adapter's handle; MiniportPause returned (or is returning) PENDING, and
+        // `take_pause_completion` hands out this call once.
+        unsafe { sys::NdisMPauseComplete(self.handle.as_raw()) };
     }
 
     pub fn packet_filter(&self) -> u32 {
@@ -710,6 +776,7 @@ pub(crate) unsafe extern "system-unwind" fn halt<A: Miniport>(
     // SAFETY: the context made by initialize; halt is the last handler NDIS calls with it.
     let mut slot = unsafe { Box::from_raw(ctx as *mut Slot<A>) };
     slot.ndis.running.store(false, Ordering::Release);
+    slot.ndis.gate.with(|g| g.running = false);
     if let Some(adapter) = slot.adapter.take() {
         // SAFETY: MiniportHaltEx runs at PASSIVE_LEVEL.
         adapter.halt(&slot.ndis, action, &unsafe { Passive::assume() });
@@ -723,19 +790,23 @@ pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
     // SAFETY: a live context (NDIS only pauses initialized adapters).
     let slot = unsafe { slot::<A>(ctx) };
     slot.ndis.running.store(false, Ordering::Release);
+    // From here no indication or send starts; the ones under way hold the pause open.
+    let idle = slot.ndis.gate.with(|g| {
+        g.running = false;
+        let idle = g.lent == 0 && g.sends == 0;
+        g.pausing = !idle;
+        idle
+    });
     if let Some(a) = &slot.adapter {
         // SAFETY: MiniportPause runs at PASSIVE_LEVEL.
         a.pause(&slot.ndis, &unsafe { Passive::assume() });
     }
-    // Sends complete inside the send call, so only lent receives can keep the pause open.
-    slot.ndis.pausing.store(true, Ordering::Release);
-    if slot.ndis.lent.load(Ordering::Acquire) == 0
-        && slot.ndis.pausing.swap(false, Ordering::AcqRel)
-    {
-        return sys::NDIS_STATUS_SUCCESS;
+    if idle {
+        sys::NDIS_STATUS_SUCCESS
+    } else {
+        // The last return (or send) completes it with NdisMPauseComplete.
+        sys::NDIS_STATUS_PENDING
     }
-    // The return handler completes it (NdisMPauseComplete) when the last receive comes back.
-    sys::NDIS_STATUS_PENDING
 }
 
 pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
@@ -750,6 +821,7 @@ pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
     // SAFETY: MiniportRestart runs at PASSIVE_LEVEL.
     match a.restart(&slot.ndis, &unsafe { Passive::assume() }) {
         Ok(()) => {
+            slot.ndis.gate.with(|g| g.running = true);
             slot.ndis.running.store(true, Ordering::Release);
             sys::NDIS_STATUS_SUCCESS
         }
@@ -766,7 +838,8 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
 ) {
     // SAFETY: as for pause.
     let slot = unsafe { slot::<A>(ctx) };
-    let running = slot.ndis.is_running();
+    // Counted as in progress until completed, so that a pause waits for it.
+    let running = slot.ndis.begin_send();
     let irql = if flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 {
         // SAFETY: NDIS says the send runs at DISPATCH_LEVEL.
         SendIrql::AtDispatch(unsafe { Dispatch::assume() })
@@ -806,6 +879,9 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
     unsafe {
         sys::NdisMSendNetBufferListsComplete(slot.ndis.handle.as_raw(), nbls, complete_flags)
     };
+    if running {
+        slot.ndis.end_send();
+    }
 }
 
 pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
@@ -826,18 +902,7 @@ pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
     if let Some(a) = &slot.adapter {
         a.return_receives(&slot.ndis, &mut returned);
     }
-    let before = slot
-        .ndis
-        .lent
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-            Some(v.saturating_sub(count))
-        })
-        .unwrap_or(0);
-    if before <= count && slot.ndis.pausing.swap(false, Ordering::AcqRel) {
-        // SAFETY: the adapter's handle; the pause returned NDIS_STATUS_PENDING (or is about
-        // to), and this is the one completion (the swap above).
-        unsafe { sys::NdisMPauseComplete(slot.ndis.handle.as_raw()) };
-    }
+    slot.ndis.receives_returned(count);
 }
 
 pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(

@@ -122,7 +122,8 @@ impl SendFrame<'_> {
 /// Receive buffers lent to NDIS by index.
 pub struct ReceivePool {
     adapter: AdapterHandle,
-    memory: SharedMemory,
+    /// Freed only when no list is lent (see Drop).
+    memory: core::mem::ManuallyDrop<SharedMemory>,
     pool: sys::NDIS_HANDLE,
     buffer_size: usize,
     entries: Vec<Entry>,
@@ -180,7 +181,7 @@ impl ReceivePool {
         }
         let mut this = ReceivePool {
             adapter,
-            memory,
+            memory: core::mem::ManuallyDrop::new(memory),
             pool,
             buffer_size,
             entries: Vec::new(),
@@ -268,20 +269,20 @@ impl ReceivePool {
     }
 
     /// Indicates `frames` — (buffer index, offset of the frame in the buffer, length) — in one
-    /// chain. Each buffer must be claimed; frames naming a buffer that is out of range, not
-    /// claimed, or too short for the frame are skipped and counted as receive errors, never
-    /// indicated. Returns how many were indicated. While the adapter is paused nothing is
-    /// indicated (the frames count as discards) and the buffers stay claimed.
+    /// chain; returns how many were indicated. Each buffer must be claimed. A frame whose
+    /// buffer is claimed but which cannot be indicated (it does not fit its buffer, or the
+    /// adapter is paused) is handed to `not_indicated` before NDIS sees anything, still
+    /// claimed, for the driver to give back to the device; that decision is never re-read
+    /// afterwards, because NDIS may return (and the driver re-post) indicated buffers on another
+    /// processor at once. Frames naming a buffer out of range or not claimed are driver bugs:
+    /// counted as receive errors and ignored.
     pub fn indicate<C: AtMostDispatch>(
         &self,
         adapter: &NdisAdapter,
         frames: &[(usize, usize, usize)],
         _irql: &C,
+        mut not_indicated: impl FnMut(usize),
     ) -> usize {
-        if !adapter.is_running() {
-            adapter.stats.rx_discards(frames.len() as u64);
-            return 0;
-        }
         let mut head: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut tail: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut count = 0usize;
@@ -290,26 +291,21 @@ impl ReceivePool {
                 adapter.stats.rx_errors(1);
                 continue;
             };
-            let fits = offset
-                .checked_add(length)
-                .is_some_and(|end| end <= self.buffer_size && length > 0);
-            if !fits
-                || entry
-                    .state
-                    .compare_exchange(CLAIMED, LENT, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-            {
+            if entry.state.load(Ordering::Acquire) != CLAIMED {
                 adapter.stats.rx_errors(1);
                 continue;
             }
-            let mut header = [0u8; 6];
-            self.memory.read_bytes_at(
-                index * self.buffer_size + offset,
-                &mut header[..length.min(6)],
-            );
-            adapter.stats.received(&header, length as u64);
+            let fits = offset
+                .checked_add(length)
+                .is_some_and(|end| end <= self.buffer_size && length > 0);
+            if !fits {
+                adapter.stats.rx_errors(1);
+                not_indicated(index);
+                continue;
+            }
+            entry.state.store(LENT, Ordering::Release);
             let nbl = entry.nbl;
-            // SAFETY: our list, not lent (flag just taken): the driver may set its fields.
+            // SAFETY: our list, not yet seen by NDIS: the driver side may set its fields.
             unsafe {
                 let nb = (*nbl).FirstNetBuffer;
                 (*nb).CurrentMdl = entry.mdl;
@@ -328,35 +324,70 @@ impl ReceivePool {
             tail = nbl;
             count += 1;
         }
-        if count > 0 {
-            // Counted before NDIS sees them: the protocols may return them inside the call.
-            adapter
-                .lent
-                .fetch_add(count, core::sync::atomic::Ordering::AcqRel);
-            let flags = if C::AT_DISPATCH {
-                sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
-            } else {
-                0
-            };
-            // SAFETY: a chain of `count` of our lists, each marked lent; the flag matches the
-            // IRQL the token proves.
-            unsafe {
-                sys::NdisMIndicateReceiveNetBufferLists(
-                    self.adapter.as_raw(),
-                    head,
-                    sys::NDIS_DEFAULT_PORT_NUMBER,
-                    count as u32,
-                    flags,
+        if count == 0 {
+            return 0;
+        }
+        // Counted under the adapter's lock before NDIS sees them: a pause cannot complete
+        // while they are out, and the protocols may return them inside the call.
+        if !adapter.begin_indication(count) {
+            // Paused: nothing goes up; the buffers go back to the driver, still claimed.
+            let mut cur = head;
+            while !cur.is_null() {
+                // SAFETY: our chain, never handed to NDIS.
+                let (next, index) = unsafe { ((*cur).Next, (*cur).MiniportReserved[0] as usize) };
+                self.entries[index].state.store(CLAIMED, Ordering::Release);
+                adapter.stats.rx_discards(1);
+                not_indicated(index);
+                cur = next;
+            }
+            return 0;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            // SAFETY: our chain, not yet handed to NDIS.
+            let (next, nb) = unsafe { ((*cur).Next, (*cur).FirstNetBuffer) };
+            // SAFETY: as above; offset and length were checked against the buffer.
+            let (offset, length, index) = unsafe {
+                (
+                    (*nb).DataOffset as usize,
+                    (*nb).DataLength.DataLength as usize,
+                    (*cur).MiniportReserved[0] as usize,
                 )
             };
+            let mut header = [0u8; 6];
+            self.memory.read_bytes_at(
+                index * self.buffer_size + offset,
+                &mut header[..length.min(6)],
+            );
+            adapter.stats.received(&header, length as u64);
+            cur = next;
         }
+        let flags = if C::AT_DISPATCH {
+            sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
+        } else {
+            0
+        };
+        // SAFETY: a chain of `count` of our lists, each marked lent and counted; the flag
+        // matches the IRQL the token proves.
+        unsafe {
+            sys::NdisMIndicateReceiveNetBufferLists(
+                self.adapter.as_raw(),
+                head,
+                sys::NDIS_DEFAULT_PORT_NUMBER,
+                count as u32,
+                flags,
+            )
+        };
         count
     }
 
-    /// The buffer indexes of a returned chain that belong to this pool (others are left in
-    /// `returned`, for another pool of the same adapter).
-    pub fn take_returned(&self, returned: &mut Returned<'_>) -> Vec<usize> {
-        let mut mine = Vec::new();
+    /// Hands each returned list of this pool to `returned_buffer` (by buffer index, now free);
+    /// lists of other pools stay in `returned`. Allocates nothing (DISPATCH_LEVEL path).
+    pub fn take_returned(
+        &self,
+        returned: &mut Returned<'_>,
+        mut returned_buffer: impl FnMut(usize),
+    ) {
         let mut keep: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut keep_tail: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut cur = returned.head;
@@ -371,8 +402,7 @@ impl ReceivePool {
                 .is_some_and(|e| e.nbl == cur && e.state.load(Ordering::Acquire) == LENT);
             if ours {
                 self.entries[index].state.store(FREE, Ordering::Release);
-                let _ = mine.try_reserve(1);
-                mine.push(index);
+                returned_buffer(index);
             } else {
                 // SAFETY: as above; relinking the lists we leave for another pool.
                 unsafe {
@@ -388,7 +418,6 @@ impl ReceivePool {
             cur = next;
         }
         returned.head = keep;
-        mine
     }
 }
 
@@ -422,7 +451,10 @@ impl Drop for ReceivePool {
         if lent == 0 {
             // SAFETY: every list of the pool is freed.
             unsafe { sys::NdisFreeNetBufferListPool(self.pool) };
+            // SAFETY: dropped once, here; no list describes it any more.
+            unsafe { core::mem::ManuallyDrop::drop(&mut self.memory) };
         }
+        // Otherwise the memory stays allocated too: lent lists' MDLs still describe it.
     }
 }
 

@@ -9,6 +9,11 @@ use ndis_sys as sys;
 /// Data shared by DPCs and send/return paths on several processors, under an NDIS spin lock
 /// (the caller runs at DISPATCH_LEVEL while holding it). Data shared with an ISR needs
 /// [`InterruptShared`](crate::interrupt::InterruptShared) instead.
+///
+/// Known gap: `with` takes no IRQL token yet, so nothing stops code running at DIRQL (an ISR
+/// that can reach the lock through its handler state) from calling it; NDIS (and the emulator)
+/// would then stop the machine with an IRQL bug check. Do not take these locks in an ISR or in
+/// `MiniportShutdownEx`.
 pub struct SpinLock<T> {
     /// Boxed: NDIS spin locks must not move once allocated.
     lock: Box<UnsafeCell<sys::NDIS_SPIN_LOCK>>,
@@ -34,8 +39,9 @@ impl<T> SpinLock<T> {
     /// Runs `f` with the value, holding the lock (at DISPATCH_LEVEL). Do not take the same lock
     /// inside `f`: it would deadlock (the emulator stops the run instead).
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: an allocated lock; IRQL <= DISPATCH_LEVEL (every context that can reach a
-        // SpinLock through safe code: ISRs only get IsrContext, which does not hand out these).
+        // SAFETY: an allocated lock at a stable address. IRQL <= DISPATCH_LEVEL is the caller's
+        // obligation (see the type's docs); above it NDIS bug-checks, which is a stop, not
+        // memory unsafety.
         unsafe { sys::NdisAcquireSpinLock(self.lock.get()) };
         // SAFETY: the lock is held: exclusive access.
         let r = f(unsafe { &mut *self.value.get() });

@@ -101,22 +101,18 @@ impl Miniport for Loopback {
                 .write_bytes(index * BUFFER, &scratch[..len]);
             frames.push((index, 0, len));
         }
+        // Frames NDIS does not take (paused meanwhile) give their buffers back.
+        let release = |index| self.receive.release(index);
         match irql {
-            SendIrql::AtDispatch(d) => self.receive.indicate(adapter, &frames, d),
-            SendIrql::AtPassive(p) => self.receive.indicate(adapter, &frames, p),
+            SendIrql::AtDispatch(d) => self.receive.indicate(adapter, &frames, d, release),
+            SendIrql::AtPassive(p) => self.receive.indicate(adapter, &frames, p, release),
         };
-        // Frames not indicated (paused meanwhile) give their buffers back.
-        for &(index, _, _) in &frames {
-            if !self.receive.is_lent(index) {
-                self.receive.release(index);
-            }
-        }
         Status::SUCCESS
     }
 
     fn return_receives(&self, _adapter: &NdisAdapter, returned: &mut Returned<'_>) {
         // The buffers become free again; nothing else to do without a device.
-        self.receive.take_returned(returned);
+        self.receive.take_returned(returned, |_| {});
     }
 }
 
