@@ -267,7 +267,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         t.add_status(status::FAILED);
         return Err(Status::RESOURCE_CONFLICT);
     };
-    let dma = DmaRegistration::register(handle, 0x1_0000, passive)?;
+    let dma = match DmaRegistration::register(handle, 0x1_0000, passive) {
+        Ok(d) => d,
+        Err(e) => {
+            t.add_status(status::FAILED);
+            return Err(e);
+        }
+    };
     let device = Device::build(
         handle,
         init.adapter().clone(),

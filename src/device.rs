@@ -125,77 +125,90 @@ impl Device {
         control_queue: Option<u16>,
         passive: &Passive<'_>,
     ) -> Result<Device, Status> {
-        let event_idx = features & net::features::RING_EVENT_IDX != 0;
-        let mut pairs = Vec::new();
-        for j in 0..plan.pairs() {
-            let rx_max = transport
-                .queue_max_size(net::rx_queue(j))
-                .map_err(|_| Status::DEVICE_FAILED)?;
-            let tx_max = transport
-                .queue_max_size(net::tx_queue(j))
-                .map_err(|_| Status::DEVICE_FAILED)?;
-            let rx_n = rx_size.min(rx_max);
-            let tx_n = tx_size.min(tx_max);
-            if rx_n == 0 || tx_n == 0 {
-                return Err(Status::DEVICE_FAILED);
-            }
-            // Powers of two: the device's maximum is one, the keyword may not be.
-            let rx_n = 1 << (15 - rx_n.leading_zeros().min(15));
-            let tx_n = 1 << (15 - tx_n.leading_zeros().min(15));
-            let rx_vq = new_queue(handle, &dma, rx_n, event_idx, passive)?;
-            let mut tx_vq = new_queue(handle, &dma, tx_n, event_idx, passive)?;
-            // Transmit completions are reaped by the send path; no interrupt needed for them.
-            tx_vq.disable_interrupts();
-            let pool = ReceivePool::new(handle, &dma, BUFFER, rx_n as usize, passive)?;
-            let bounce = SharedMemory::allocate(handle, &dma, BUFFER * tx_n as usize, passive)?;
-            let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
-            let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
-            pairs.push(Pair {
-                rx: SpinLock::new(RxRing {
-                    vq: rx_vq,
-                    buffer_of: vec![0; rx_n as usize],
-                    notifier: rx_notifier,
-                }),
-                pool,
-                tx: SpinLock::new(TxRing {
-                    vq: tx_vq,
-                    bounce_of: vec![0; tx_n as usize],
-                    free: (0..tx_n).rev().collect(),
-                    bounce,
-                    notifier: tx_notifier,
-                }),
-                tx_queued: AtomicBool::new(false),
-            });
-        }
-        let control = match control_queue {
-            Some(q) => {
-                let max = transport
-                    .queue_max_size(q)
+        // Queues were programmed into the device before a later step failed: reset it, so it
+        // holds no address of memory about to be freed, and mark it FAILED.
+        let parts = (|| -> Result<(Vec<Pair>, Option<SpinLock<ControlRing>>), Status> {
+            let event_idx = features & net::features::RING_EVENT_IDX != 0;
+            let mut pairs = Vec::new();
+            for j in 0..plan.pairs() {
+                let rx_max = transport
+                    .queue_max_size(net::rx_queue(j))
                     .map_err(|_| Status::DEVICE_FAILED)?;
-                let size = max.min(16);
-                let size = 1 << (15 - size.leading_zeros().min(15));
-                let vq = new_queue(handle, &dma, size, event_idx, passive)?;
-                let notifier = program(&transport, q, &vq)?;
+                let tx_max = transport
+                    .queue_max_size(net::tx_queue(j))
+                    .map_err(|_| Status::DEVICE_FAILED)?;
+                let rx_n = rx_size.min(rx_max);
+                let tx_n = tx_size.min(tx_max);
+                if rx_n == 0 || tx_n == 0 {
+                    return Err(Status::DEVICE_FAILED);
+                }
+                // Powers of two: the device's maximum is one, the keyword may not be.
+                let rx_n = 1 << (15 - rx_n.leading_zeros().min(15));
+                let tx_n = 1 << (15 - tx_n.leading_zeros().min(15));
+                let rx_vq = new_queue(handle, &dma, rx_n, event_idx, passive)?;
+                let mut tx_vq = new_queue(handle, &dma, tx_n, event_idx, passive)?;
+                // Transmit completions are reaped by the send path; no interrupt needed for them.
+                tx_vq.disable_interrupts();
+                let pool = ReceivePool::new(handle, &dma, BUFFER, rx_n as usize, passive)?;
+                let bounce = SharedMemory::allocate(handle, &dma, BUFFER * tx_n as usize, passive)?;
+                let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
+                let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
+                pairs.push(Pair {
+                    rx: SpinLock::new(RxRing {
+                        vq: rx_vq,
+                        buffer_of: vec![0; rx_n as usize],
+                        notifier: rx_notifier,
+                    }),
+                    pool,
+                    tx: SpinLock::new(TxRing {
+                        vq: tx_vq,
+                        bounce_of: vec![0; tx_n as usize],
+                        free: (0..tx_n).rev().collect(),
+                        bounce,
+                        notifier: tx_notifier,
+                    }),
+                    tx_queued: AtomicBool::new(false),
+                });
+            }
+            let control = match control_queue {
+                Some(q) => {
+                    let max = transport
+                        .queue_max_size(q)
+                        .map_err(|_| Status::DEVICE_FAILED)?;
+                    let size = max.min(16);
+                    let size = 1 << (15 - size.leading_zeros().min(15));
+                    let vq = new_queue(handle, &dma, size, event_idx, passive)?;
+                    let notifier = program(&transport, q, &vq)?;
+                    transport
+                        .enable_queue(q)
+                        .map_err(|_| Status::DEVICE_FAILED)?;
+                    let buffer = SharedMemory::allocate(handle, &dma, 128, passive)?;
+                    Some(SpinLock::new(ControlRing {
+                        vq,
+                        buffer,
+                        notifier,
+                    }))
+                }
+                None => None,
+            };
+            for j in 0..plan.pairs() {
                 transport
-                    .enable_queue(q)
+                    .enable_queue(net::rx_queue(j))
                     .map_err(|_| Status::DEVICE_FAILED)?;
-                let buffer = SharedMemory::allocate(handle, &dma, 128, passive)?;
-                Some(SpinLock::new(ControlRing {
-                    vq,
-                    buffer,
-                    notifier,
-                }))
+                transport
+                    .enable_queue(net::tx_queue(j))
+                    .map_err(|_| Status::DEVICE_FAILED)?;
             }
-            None => None,
+            Ok((pairs, control))
+        })();
+        let (pairs, control) = match parts {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = transport.reset(|| ndis::sync::stall(10));
+                transport.add_status(crate::virtio::pci::status::FAILED);
+                return Err(e);
+            }
         };
-        for j in 0..plan.pairs() {
-            transport
-                .enable_queue(net::rx_queue(j))
-                .map_err(|_| Status::DEVICE_FAILED)?;
-            transport
-                .enable_queue(net::tx_queue(j))
-                .map_err(|_| Status::DEVICE_FAILED)?;
-        }
         let device = Device {
             pairs,
             control,

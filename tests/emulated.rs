@@ -314,8 +314,19 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak() {
                     return;
                 }
                 let model = VirtioNet::new(VirtioNetConfig::new(pairs));
-                if let Ok(a) = emu.add_adapter_with(resources, Box::new(model)) {
-                    emu.halt(a, sys::NdisHaltDeviceDisabled);
+                match emu.add_adapter_with(resources, Box::new(model)) {
+                    Ok(a) => emu.halt(a, sys::NdisHaltDeviceDisabled),
+                    Err(_) => {
+                        // A failed initialize leaves the device untouched or marked FAILED, never
+                        // running with queues in freed memory.
+                        let status =
+                            emu.with_device::<VirtioNet, _>(DeviceId(0), |n, _| n.status());
+                        assert!(
+                            status == 0 || status & 0x80 != 0,
+                            "device status {status:#x}"
+                        );
+                        assert_eq!(status & 0x04, 0, "DRIVER_OK after a failed initialize");
+                    }
                 }
                 emu.unload();
             },
