@@ -374,29 +374,32 @@ impl Device {
         let mut scratch = [0u8; NetHeader::LEN + MAX_FRAME];
         // One lock acquisition per list; the doorbell waits for the end of the batch
         // (flush_tx), so a chain of lists costs one notification.
+        let frames = nbl.frames().count();
         let (status, queued) = pair.tx.with(|tx| {
+            // All or nothing: a list is either queued whole or refused before any of its frames
+            // reach the ring (NDIS has one status per list).
+            if tx.free.len() < frames {
+                // Let the device see what is queued (the batch doorbell has not rung yet), then
+                // take back what it finished.
+                if tx.vq.should_notify() {
+                    self.transport.notify(&tx.notifier);
+                }
+                if !self.reap_tx(tx) {
+                    self.fail();
+                    return (Status::DEVICE_FAILED, false);
+                }
+                if tx.free.len() < frames {
+                    return (Status::RESOURCES, false);
+                }
+            }
             let mut status = Status::SUCCESS;
             let mut queued = false;
             for frame in nbl.frames() {
                 let Some(len) = frame.copy_to(&mut scratch[NetHeader::LEN..]) else {
-                    self.ndis.stats.tx_discards(1);
                     status = Status::INVALID_LENGTH;
                     break;
                 };
-                if tx.free.is_empty() {
-                    // The ring is full: let the device see what is queued (the batch doorbell
-                    // has not rung yet), then take back what it finished.
-                    if tx.vq.should_notify() {
-                        self.transport.notify(&tx.notifier);
-                    }
-                    if !self.reap_tx(tx) {
-                        self.fail();
-                        status = Status::DEVICE_FAILED;
-                        break;
-                    }
-                }
                 let Some(b) = tx.free.pop() else {
-                    self.ndis.stats.tx_discards(1);
                     status = Status::RESOURCES;
                     break;
                 };

@@ -861,7 +861,12 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
                 slot.ndis.stats.sent(&destination, frame.len() as u64);
             }
         } else if running {
-            slot.ndis.stats.tx_errors(1);
+            // The framework counts failed lists once; drivers do not (no double counting).
+            if status == Status::RESOURCES {
+                slot.ndis.stats.tx_discards(1);
+            } else {
+                slot.ndis.stats.tx_errors(1);
+            }
         }
         // SAFETY: as above.
         unsafe { (*cur).Status = status.0 };

@@ -84,7 +84,6 @@ impl Miniport for Loopback {
         let mut scratch = [0u8; BUFFER];
         for frame in nbl.frames() {
             let Some(len) = frame.copy_to(&mut scratch[..MTU + 14]) else {
-                adapter.stats.tx_discards(1);
                 for &(index, _, _) in &frames {
                     self.receive.release(index);
                 }
