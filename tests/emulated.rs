@@ -382,6 +382,17 @@ fn a_stalled_transmit_queue_fails_sends_without_hanging() {
         256,
         "a 256-entry ring takes 256 frames while stalled"
     );
+    assert!(
+        c.iter()
+            .all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS || *s == sys::NDIS_STATUS_RESOURCES)
+    );
+    // Each refused list is counted once, as a discard (ifOutDiscards, the 12th counter).
+    let stats = nic
+        .emu
+        .oid_query(nic.adapter, sys::OID_GEN_STATISTICS, 152)
+        .data;
+    let out_discards = u64::from_le_bytes(stats[96..104].try_into().unwrap());
+    assert_eq!(out_discards, 44);
     assert!(nic.net(|n, _| n.transmitted_frames(0).is_empty()));
     // Unstalled, the device drains the ring and sends succeed again.
     nic.net(|n, bus| n.set_stalled(bus, 1, false));
