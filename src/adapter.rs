@@ -107,7 +107,7 @@ impl InterruptHandler for Interrupts {
             more |= pending;
         }
         for j in targets.tx_pairs {
-            device.reap(j as usize);
+            device.reap(j as usize, ctx.irql());
         }
         let config = targets.control_and_config
             && (device.plan.mode() != InterruptMode::Line
@@ -313,16 +313,21 @@ fn isr_window(t: &Transport<OwnedWindow>) -> OwnedWindow {
 }
 
 impl Miniport for VioNetAdapter {
-    fn send(&self, _adapter: &NdisAdapter, nbl: &SendNbl<'_>, _irql: &SendIrql<'_>) -> Status {
-        self.device.send(nbl)
+    fn send(&self, _adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
+        self.device.send(nbl, irql)
     }
 
-    fn send_batch_done(&self, _adapter: &NdisAdapter) {
-        self.device.flush_tx();
+    fn send_batch_done(&self, _adapter: &NdisAdapter, irql: &SendIrql<'_>) {
+        self.device.flush_tx(irql);
     }
 
-    fn return_receives(&self, _adapter: &NdisAdapter, returned: &mut Returned<'_>) {
-        self.device.returned(returned);
+    fn return_receives(
+        &self,
+        _adapter: &NdisAdapter,
+        returned: &mut Returned<'_>,
+        irql: &SendIrql<'_>,
+    ) {
+        self.device.returned(returned, irql);
     }
 
     fn halt(self, _adapter: &NdisAdapter, _action: HaltAction, _passive: &Passive<'_>) {

@@ -16,7 +16,7 @@ use ndis::hw::DeviceMemory;
 use ndis::io::OwnedWindow;
 use ndis::irql::{AtMostDispatch, Passive};
 use ndis::miniport::NdisAdapter;
-use ndis::nbl::{ReceivePool, Returned, SendNbl};
+use ndis::nbl::{ReceivePool, Returned, SendIrql, SendNbl};
 use ndis::sync::SpinLock;
 use ndis::{Status, adapter::AdapterHandle};
 
@@ -224,7 +224,7 @@ impl Device {
             let all: Vec<usize> = (0..pair.pool.len())
                 .filter(|&i| pair.pool.claim(i))
                 .collect();
-            device.post_rx(pair, &all);
+            device.post_rx(pair, &all, passive);
         }
         Ok(device)
     }
@@ -238,7 +238,7 @@ impl Device {
     }
 
     /// Posts claimed receive buffers to the device and rings the doorbell once.
-    fn post_rx(&self, pair: &Pair, buffers: &[usize]) {
+    fn post_rx<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &C) {
         if buffers.is_empty() {
             return;
         }
@@ -249,7 +249,7 @@ impl Device {
             return;
         }
         let base = pair.pool.memory().device_address();
-        let notify = pair.rx.with(|rx| {
+        let notify = pair.rx.with(irql, |rx| {
             for &b in buffers {
                 let chain = [Buffer {
                     addr: base + (b * BUFFER) as u64,
@@ -285,7 +285,7 @@ impl Device {
             let mut repost = [0usize; RX_BATCH];
             let mut r = 0;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
-            let (fault, pending) = pair.rx.with(|rx| {
+            let (fault, pending) = pair.rx.with(irql, |rx| {
                 rx.vq.disable_interrupts();
                 while n + r < want {
                     match rx.vq.pop_used() {
@@ -320,10 +320,10 @@ impl Device {
                 r += 1;
             });
             // Runts and refused frames go back to the device.
-            self.post_rx(pair, &repost[..r]);
+            self.post_rx(pair, &repost[..r], irql);
             if !pending {
                 // Idle: re-enable, and drain again if the device raced us.
-                let raced = pair.rx.with(|rx| rx.vq.enable_interrupts());
+                let raced = pair.rx.with(irql, |rx| rx.vq.enable_interrupts());
                 if !raced || total >= budget {
                     return (total, raced);
                 }
@@ -348,10 +348,10 @@ impl Device {
     }
 
     /// The transmit DPC work for pair `j` (used when a TX vector fires).
-    pub fn reap(&self, j: usize) {
+    pub fn reap<C: AtMostDispatch>(&self, j: usize, irql: &C) {
         if let Some(pair) = self.pairs.get(j)
             && !self.is_broken()
-            && !pair.tx.with(|tx| self.reap_tx(tx))
+            && !pair.tx.with(irql, |tx| self.reap_tx(tx))
         {
             self.fail();
         }
@@ -359,7 +359,7 @@ impl Device {
 
     /// Copies every frame of `nbl` into transmit buffers of the pair chosen by the current
     /// processor and hands them to the device.
-    pub fn send(&self, nbl: &SendNbl<'_>) -> Status {
+    pub fn send(&self, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
         if self.is_broken() {
             return Status::ADAPTER_REMOVED;
         }
@@ -375,7 +375,7 @@ impl Device {
         // One lock acquisition per list; the doorbell waits for the end of the batch
         // (flush_tx), so a chain of lists costs one notification.
         let frames = nbl.frames().count();
-        let (status, queued) = pair.tx.with(|tx| {
+        let (status, queued) = pair.tx.with(irql, |tx| {
             // All or nothing: a list is either queued whole or refused before any of its frames
             // reach the ring (NDIS has one status per list).
             if tx.free.len() < frames {
@@ -434,14 +434,14 @@ impl Device {
 
     /// Rings the doorbell of every pair that queued frames since the last call, if the device
     /// asked to be notified (event index or `VIRTQ_USED_F_NO_NOTIFY`).
-    pub fn flush_tx(&self) {
+    pub fn flush_tx<C: AtMostDispatch>(&self, irql: &C) {
         for pair in &self.pairs {
             if !pair.tx_queued.swap(false, Ordering::AcqRel) {
                 continue;
             }
             let notify = pair
                 .tx
-                .with(|tx| tx.vq.should_notify().then_some(tx.notifier));
+                .with(irql, |tx| tx.vq.should_notify().then_some(tx.notifier));
             if let Some(n) = notify {
                 self.transport.notify(&n);
             }
@@ -450,7 +450,7 @@ impl Device {
 
     /// Buffers NDIS handed back go to the device again (in batches; nothing is allocated on
     /// this DISPATCH_LEVEL path).
-    pub fn returned(&self, returned: &mut Returned<'_>) {
+    pub fn returned(&self, returned: &mut Returned<'_>, irql: &SendIrql<'_>) {
         for pair in &self.pairs {
             let mut batch = [0usize; RX_BATCH];
             let mut n = 0;
@@ -459,12 +459,12 @@ impl Device {
                     batch[n] = b;
                     n += 1;
                     if n == RX_BATCH {
-                        self.post_rx(pair, &batch);
+                        self.post_rx(pair, &batch, irql);
                         n = 0;
                     }
                 }
             });
-            self.post_rx(pair, &batch[..n]);
+            self.post_rx(pair, &batch[..n], irql);
         }
     }
 
@@ -479,12 +479,12 @@ impl Device {
     /// Tells the device how many queue pairs to use (`VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`); without
     /// it a multiqueue device uses pair 0 only. Polls for the answer (PASSIVE_LEVEL, after
     /// DRIVER_OK).
-    pub fn set_queue_pairs(&self, pairs: u16, _passive: &Passive<'_>) -> Result<(), Status> {
+    pub fn set_queue_pairs(&self, pairs: u16, passive: &Passive<'_>) -> Result<(), Status> {
         let Some(control) = &self.control else {
             return Err(Status::NOT_SUPPORTED);
         };
         let command = net::mq_vq_pairs_set(pairs).ok_or(Status::INVALID_PARAMETER)?;
-        let notifier = control.with(|c| {
+        let notifier = control.with(passive, |c| {
             c.buffer.write_bytes(0, &command);
             c.buffer.write_bytes(64, &[0xFF]);
             let base = c.buffer.device_address();
@@ -506,7 +506,7 @@ impl Device {
         })?;
         self.transport.notify(&notifier);
         for _ in 0..10_000 {
-            let answer = control.with(|c| match c.vq.pop_used() {
+            let answer = control.with(passive, |c| match c.vq.pop_used() {
                 Ok(Some(_)) => {
                     let mut ack = [0u8];
                     c.buffer.read_bytes(64, &mut ack);

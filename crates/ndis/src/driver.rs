@@ -155,7 +155,7 @@ pub type DriverEntryFn = unsafe extern "system-unwind" fn(
 ///     fn send(&self, _: &NdisAdapter, _: &SendNbl<'_>, _: &SendIrql<'_>) -> Status {
 ///         Status::SUCCESS
 ///     }
-///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>) {}
+///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
 /// }
 ///
 /// impl MiniportDriver for MyNic {

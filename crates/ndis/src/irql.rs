@@ -51,18 +51,29 @@ mod sealed {
     impl Sealed for super::Passive<'_> {}
     impl Sealed for super::Dispatch<'_> {}
     impl Sealed for super::Dirql<'_> {}
+    impl Sealed for crate::nbl::SendIrql<'_> {}
 }
 
-/// Contexts at or below DISPATCH_LEVEL (what most NDIS calls allow). `AT_DISPATCH` selects the
-/// `*_DISPATCH_LEVEL` flags of calls that take them.
+/// Contexts at or below DISPATCH_LEVEL (what most NDIS calls allow, and what a spin lock
+/// needs). `at_dispatch` selects the `*_DISPATCH_LEVEL` flags of calls that take them.
 pub trait AtMostDispatch: sealed::Sealed {
-    const AT_DISPATCH: bool;
+    fn at_dispatch(&self) -> bool;
 }
 impl AtMostDispatch for Passive<'_> {
-    const AT_DISPATCH: bool = false;
+    fn at_dispatch(&self) -> bool {
+        false
+    }
 }
 impl AtMostDispatch for Dispatch<'_> {
-    const AT_DISPATCH: bool = true;
+    fn at_dispatch(&self) -> bool {
+        true
+    }
+}
+/// Sends and returns run at PASSIVE_LEVEL or DISPATCH_LEVEL, as NDIS's flags say.
+impl AtMostDispatch for crate::nbl::SendIrql<'_> {
+    fn at_dispatch(&self) -> bool {
+        matches!(self, crate::nbl::SendIrql::AtDispatch(_))
+    }
 }
 
 /// Any context (for calls allowed at any IRQL).

@@ -342,8 +342,12 @@ impl NdisAdapter {
     }
 
     /// Reserves `count` receives for an indication if the adapter runs; false when paused.
-    pub(crate) fn begin_indication(&self, count: usize) -> bool {
-        self.gate.with(|g| {
+    pub(crate) fn begin_indication<C: crate::irql::AtMostDispatch>(
+        &self,
+        count: usize,
+        irql: &C,
+    ) -> bool {
+        self.gate.with(irql, |g| {
             if g.running {
                 g.lent += count;
             }
@@ -353,7 +357,7 @@ impl NdisAdapter {
 
     /// `count` receives came back; completes a pending pause when they were the last.
     pub(crate) fn receives_returned(&self, count: usize) {
-        let complete = self.gate.with(|g| {
+        let complete = self.gate.with_unchecked(|g| {
             g.lent = g.lent.saturating_sub(count);
             g.take_pause_completion()
         });
@@ -363,7 +367,7 @@ impl NdisAdapter {
     }
 
     fn begin_send(&self) -> bool {
-        self.gate.with(|g| {
+        self.gate.with_unchecked(|g| {
             if g.running {
                 g.sends += 1;
             }
@@ -372,7 +376,7 @@ impl NdisAdapter {
     }
 
     fn end_send(&self) {
-        let complete = self.gate.with(|g| {
+        let complete = self.gate.with_unchecked(|g| {
             g.sends -= 1;
             g.take_pause_completion()
         });
@@ -527,10 +531,15 @@ pub trait Miniport: Send + Sync + Sized + 'static {
 
     /// Every list of one `MiniportSendNetBufferLists` call went through [`Miniport::send`]:
     /// the place to ring the device's doorbell once for the whole batch instead of once per list.
-    fn send_batch_done(&self, _adapter: &NdisAdapter) {}
+    fn send_batch_done(&self, _adapter: &NdisAdapter, _irql: &SendIrql<'_>) {}
 
     /// Receives the protocols handed back; give the buffers back to the device.
-    fn return_receives(&self, adapter: &NdisAdapter, returned: &mut Returned<'_>);
+    fn return_receives(
+        &self,
+        adapter: &NdisAdapter,
+        returned: &mut Returned<'_>,
+        irql: &SendIrql<'_>,
+    );
 
     /// Stop indicating; the framework already refuses new sends. Called with the adapter marked
     /// not running.
@@ -776,7 +785,7 @@ pub(crate) unsafe extern "system-unwind" fn halt<A: Miniport>(
     // SAFETY: the context made by initialize; halt is the last handler NDIS calls with it.
     let mut slot = unsafe { Box::from_raw(ctx as *mut Slot<A>) };
     slot.ndis.running.store(false, Ordering::Release);
-    slot.ndis.gate.with(|g| g.running = false);
+    slot.ndis.gate.with_unchecked(|g| g.running = false);
     if let Some(adapter) = slot.adapter.take() {
         // SAFETY: MiniportHaltEx runs at PASSIVE_LEVEL.
         adapter.halt(&slot.ndis, action, &unsafe { Passive::assume() });
@@ -791,7 +800,7 @@ pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
     let slot = unsafe { slot::<A>(ctx) };
     slot.ndis.running.store(false, Ordering::Release);
     // From here no indication or send starts; the ones under way hold the pause open.
-    let idle = slot.ndis.gate.with(|g| {
+    let idle = slot.ndis.gate.with_unchecked(|g| {
         g.running = false;
         let idle = g.lent == 0 && g.sends == 0;
         g.pausing = !idle;
@@ -821,7 +830,7 @@ pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
     // SAFETY: MiniportRestart runs at PASSIVE_LEVEL.
     match a.restart(&slot.ndis, &unsafe { Passive::assume() }) {
         Ok(()) => {
-            slot.ndis.gate.with(|g| g.running = true);
+            slot.ndis.gate.with_unchecked(|g| g.running = true);
             slot.ndis.running.store(true, Ordering::Release);
             sys::NDIS_STATUS_SUCCESS
         }
@@ -873,7 +882,7 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
         cur = next;
     }
     if let (Some(a), true) = (&slot.adapter, running) {
-        a.send_batch_done(&slot.ndis);
+        a.send_batch_done(&slot.ndis, &irql);
     }
     let complete_flags = if flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 {
         sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL
@@ -892,10 +901,17 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
 pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     nbls: *mut sys::NET_BUFFER_LIST,
-    _flags: sys::ULONG,
+    flags: sys::ULONG,
 ) {
     // SAFETY: as for pause.
     let slot = unsafe { slot::<A>(ctx) };
+    let irql = if flags & sys::NDIS_RETURN_FLAGS_DISPATCH_LEVEL != 0 {
+        // SAFETY: NDIS says the return runs at DISPATCH_LEVEL.
+        SendIrql::AtDispatch(unsafe { Dispatch::assume() })
+    } else {
+        // SAFETY: without the flag NDIS calls below DISPATCH_LEVEL.
+        SendIrql::AtPassive(unsafe { Passive::assume() })
+    };
     let mut count = 0usize;
     let mut cur = nbls;
     while !cur.is_null() {
@@ -905,7 +921,7 @@ pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
     }
     let mut returned = Returned::new(nbls);
     if let Some(a) = &slot.adapter {
-        a.return_receives(&slot.ndis, &mut returned);
+        a.return_receives(&slot.ndis, &mut returned, &irql);
     }
     slot.ndis.receives_returned(count);
 }

@@ -280,7 +280,7 @@ impl ReceivePool {
         &self,
         adapter: &NdisAdapter,
         frames: &[(usize, usize, usize)],
-        _irql: &C,
+        irql: &C,
         mut not_indicated: impl FnMut(usize),
     ) -> usize {
         let mut head: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
@@ -329,7 +329,7 @@ impl ReceivePool {
         }
         // Counted under the adapter's lock before NDIS sees them: a pause cannot complete
         // while they are out, and the protocols may return them inside the call.
-        if !adapter.begin_indication(count) {
+        if !adapter.begin_indication(count, irql) {
             // Paused: nothing goes up; the buffers go back to the driver, still claimed.
             let mut cur = head;
             while !cur.is_null() {
@@ -362,7 +362,7 @@ impl ReceivePool {
             adapter.stats.received(&header, length as u64);
             cur = next;
         }
-        let flags = if C::AT_DISPATCH {
+        let flags = if irql.at_dispatch() {
             sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
         } else {
             0
@@ -458,8 +458,8 @@ impl Drop for ReceivePool {
     }
 }
 
-/// The IRQL a send runs at (NDIS may call `MiniportSendNetBufferLists` at PASSIVE_LEVEL or
-/// DISPATCH_LEVEL and says which in its flags).
+/// The IRQL a send or a return runs at (NDIS may call `MiniportSendNetBufferLists` and
+/// `MiniportReturnNetBufferLists` below or at DISPATCH_LEVEL and says which in its flags).
 pub enum SendIrql<'a> {
     AtPassive(Passive<'a>),
     AtDispatch(Dispatch<'a>),

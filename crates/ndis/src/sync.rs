@@ -10,10 +10,8 @@ use ndis_sys as sys;
 /// (the caller runs at DISPATCH_LEVEL while holding it). Data shared with an ISR needs
 /// [`InterruptShared`](crate::interrupt::InterruptShared) instead.
 ///
-/// Known gap: `with` takes no IRQL token yet, so nothing stops code running at DIRQL (an ISR
-/// that can reach the lock through its handler state) from calling it; NDIS (and the emulator)
-/// would then stop the machine with an IRQL bug check. Do not take these locks in an ISR or in
-/// `MiniportShutdownEx`.
+/// Taking the lock needs a token of a context at or below DISPATCH_LEVEL, so an ISR (which only
+/// has a [`Dirql`](crate::irql::Dirql) token) cannot take it: that does not compile.
 pub struct SpinLock<T> {
     /// Boxed: NDIS spin locks must not move once allocated.
     lock: Box<UnsafeCell<sys::NDIS_SPIN_LOCK>>,
@@ -38,10 +36,18 @@ impl<T> SpinLock<T> {
 
     /// Runs `f` with the value, holding the lock (at DISPATCH_LEVEL). Do not take the same lock
     /// inside `f`: it would deadlock (the emulator stops the run instead).
-    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: an allocated lock at a stable address. IRQL <= DISPATCH_LEVEL is the caller's
-        // obligation (see the type's docs); above it NDIS bug-checks, which is a stop, not
-        // memory unsafety.
+    pub fn with<C: crate::irql::AtMostDispatch, R>(
+        &self,
+        _irql: &C,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        self.with_unchecked(f)
+    }
+
+    /// For framework code that knows its IRQL without a token at hand.
+    pub(crate) fn with_unchecked<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: an allocated lock at a stable address; IRQL <= DISPATCH_LEVEL (the token of
+        // `with`, or the framework's own knowledge of the callback it runs in).
         unsafe { sys::NdisAcquireSpinLock(self.lock.get()) };
         // SAFETY: the lock is held: exclusive access.
         let r = f(unsafe { &mut *self.value.get() });

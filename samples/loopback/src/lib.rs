@@ -109,7 +109,12 @@ impl Miniport for Loopback {
         Status::SUCCESS
     }
 
-    fn return_receives(&self, _adapter: &NdisAdapter, returned: &mut Returned<'_>) {
+    fn return_receives(
+        &self,
+        _adapter: &NdisAdapter,
+        returned: &mut Returned<'_>,
+        _irql: &SendIrql<'_>,
+    ) {
         // The buffers become free again; nothing else to do without a device.
         self.receive.take_returned(returned, |_| {});
     }
