@@ -437,7 +437,9 @@ impl NdisAdapter {
     ) {
         let was = self.link_up.swap(up, Ordering::AcqRel);
         let old_speed = self.link_speed.swap(speed, Ordering::AcqRel);
-        if was == up && old_speed == speed {
+        // Before initialize returned, NDIS knows no link state to change: the general
+        // attributes will carry it (the driver reads the link last).
+        if self.info.get().is_none() || (was == up && old_speed == speed) {
             return;
         }
         let mut state = sys::NDIS_LINK_STATE {
