@@ -17,6 +17,20 @@ pub struct Passive<'a>(PhantomData<(&'a (), *mut ())>);
 #[derive(Debug)]
 pub struct Dispatch<'a>(PhantomData<(&'a (), *mut ())>);
 
+/// Proof of running below DISPATCH_LEVEL (PASSIVE_LEVEL or APC_LEVEL: NDIS does not say which)
+/// for lifetime `'a`. Enough for spin locks and DISPATCH_LEVEL-or-below calls, not for
+/// PASSIVE_LEVEL-only APIs.
+#[derive(Debug)]
+pub struct BelowDispatch<'a>(PhantomData<(&'a (), *mut ())>);
+
+impl BelowDispatch<'_> {
+    /// # Safety
+    /// The caller runs below DISPATCH_LEVEL for the token's whole lifetime.
+    pub const unsafe fn assume() -> Self {
+        BelowDispatch(PhantomData)
+    }
+}
+
 /// Proof of running at a device IRQL, under an interrupt lock, for lifetime `'a`.
 #[derive(Debug)]
 pub struct Dirql<'a>(PhantomData<(&'a (), *mut ())>);
@@ -50,6 +64,7 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Passive<'_> {}
     impl Sealed for super::Dispatch<'_> {}
+    impl Sealed for super::BelowDispatch<'_> {}
     impl Sealed for super::Dirql<'_> {}
     impl Sealed for crate::nbl::SendIrql<'_> {}
 }
@@ -60,6 +75,11 @@ pub trait AtMostDispatch: sealed::Sealed {
     fn at_dispatch(&self) -> bool;
 }
 impl AtMostDispatch for Passive<'_> {
+    fn at_dispatch(&self) -> bool {
+        false
+    }
+}
+impl AtMostDispatch for BelowDispatch<'_> {
     fn at_dispatch(&self) -> bool {
         false
     }
@@ -80,4 +100,5 @@ impl AtMostDispatch for crate::nbl::SendIrql<'_> {
 pub trait AnyIrql: sealed::Sealed {}
 impl AnyIrql for Passive<'_> {}
 impl AnyIrql for Dispatch<'_> {}
+impl AnyIrql for BelowDispatch<'_> {}
 impl AnyIrql for Dirql<'_> {}

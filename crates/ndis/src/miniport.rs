@@ -20,8 +20,8 @@ use crate::Status;
 use crate::adapter::AdapterHandle;
 use crate::config::Configuration;
 use crate::io::{PciConfig, Resources};
-use crate::irql::Dispatch;
 use crate::irql::Passive;
+use crate::irql::{BelowDispatch, Dispatch};
 use crate::nbl::{Returned, SendIrql, SendNbl};
 use crate::oid::QueryBuffer;
 
@@ -855,8 +855,8 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
         // SAFETY: NDIS says the send runs at DISPATCH_LEVEL.
         SendIrql::AtDispatch(unsafe { Dispatch::assume() })
     } else {
-        // SAFETY: without the flag NDIS calls at PASSIVE_LEVEL.
-        SendIrql::AtPassive(unsafe { Passive::assume() })
+        // SAFETY: without the flag NDIS calls below DISPATCH_LEVEL.
+        SendIrql::BelowDispatch(unsafe { BelowDispatch::assume() })
     };
     let mut cur = nbls;
     while !cur.is_null() {
@@ -912,7 +912,7 @@ pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
         SendIrql::AtDispatch(unsafe { Dispatch::assume() })
     } else {
         // SAFETY: without the flag NDIS calls below DISPATCH_LEVEL.
-        SendIrql::AtPassive(unsafe { Passive::assume() })
+        SendIrql::BelowDispatch(unsafe { BelowDispatch::assume() })
     };
     let mut count = 0usize;
     let mut cur = nbls;

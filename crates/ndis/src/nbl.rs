@@ -21,7 +21,7 @@ use ndis_sys as sys;
 use crate::Status;
 use crate::adapter::AdapterHandle;
 use crate::dma::{DmaRegistration, SharedMemory};
-use crate::irql::{AtMostDispatch, Dispatch, Passive};
+use crate::irql::{AtMostDispatch, BelowDispatch, Dispatch, Passive};
 use crate::miniport::NdisAdapter;
 
 /// One list handed to `MiniportSendNetBufferLists`, valid during the send call.
@@ -461,7 +461,8 @@ impl Drop for ReceivePool {
 /// The IRQL a send or a return runs at (NDIS may call `MiniportSendNetBufferLists` and
 /// `MiniportReturnNetBufferLists` below or at DISPATCH_LEVEL and says which in its flags).
 pub enum SendIrql<'a> {
-    AtPassive(Passive<'a>),
+    /// No `*_DISPATCH_LEVEL` flag: PASSIVE_LEVEL or APC_LEVEL.
+    BelowDispatch(BelowDispatch<'a>),
     AtDispatch(Dispatch<'a>),
 }
 

@@ -104,7 +104,7 @@ impl Miniport for Loopback {
         let release = |index| self.receive.release(index);
         match irql {
             SendIrql::AtDispatch(d) => self.receive.indicate(adapter, &frames, d, release),
-            SendIrql::AtPassive(p) => self.receive.indicate(adapter, &frames, p, release),
+            SendIrql::BelowDispatch(b) => self.receive.indicate(adapter, &frames, b, release),
         };
         Status::SUCCESS
     }
