@@ -50,8 +50,6 @@ pub struct Interrupts {
     queues: Vec<u16>,
     /// A line-based ISR read a config-change bit; the DPC reports the link.
     config_pending: AtomicBool,
-    /// The ISR status read all ones: the device is gone.
-    gone: AtomicBool,
 }
 
 impl InterruptHandler for Interrupts {
@@ -69,7 +67,6 @@ impl InterruptHandler for Interrupts {
         if isr.is_device_gone() {
             // Surprise removal: not ours (a dead device raises nothing), and the driver stops
             // touching the device from now on.
-            self.gone.store(true, Ordering::Release);
             if let Some(d) = self.device.get() {
                 d.broken.store(true, Ordering::Release);
             }
@@ -94,9 +91,8 @@ impl InterruptHandler for Interrupts {
         let Some(device) = self.device.get() else {
             return;
         };
-        if self.gone.load(Ordering::Acquire) {
-            device.broken.store(true, Ordering::Release);
-            return;
+        if device.is_broken() {
+            return; // removed or misbehaving: the device is not touched again
         }
         let targets = device.plan.message_targets(*queue);
         let mut more = false;
@@ -241,11 +237,10 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
 
     // The interrupt first: its grant decides how many queues run.
     let handler = Interrupts {
-        isr: isr_window(&t),
+        isr: t.isr_window().clone(),
         device: Once::new(),
         queues: (0..2 * max_pairs + 1).collect(),
         config_pending: AtomicBool::new(false),
-        gone: AtomicBool::new(false),
     };
     let interrupt = match InterruptRegistration::register(passive, handle, handler) {
         Ok(r) => r,
@@ -306,10 +301,6 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     info.receive_buffer_space = (rx_size as u32) * crate::device::BUFFER as u32;
     info.transmit_buffer_space = (tx_size as u32) * crate::device::BUFFER as u32;
     Ok((VioNetAdapter { interrupt, device }, info))
-}
-
-fn isr_window(t: &Transport<OwnedWindow>) -> OwnedWindow {
-    t.isr_window().clone()
 }
 
 impl Miniport for VioNetAdapter {

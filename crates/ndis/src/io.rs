@@ -95,15 +95,6 @@ impl IoSpace {
         })
     }
 
-    /// A sub-window `[offset, offset + length)`; None if it does not fit.
-    pub fn window(&self, offset: usize, length: usize) -> Option<Window<'_>> {
-        (offset.checked_add(length)? <= self.length).then_some(Window {
-            space: self,
-            offset,
-            length,
-        })
-    }
-
     fn address(&self, offset: usize, width: usize) -> usize {
         assert!(
             offset
@@ -199,51 +190,6 @@ impl OwnedWindow {
 }
 
 impl Registers for OwnedWindow {
-    fn len(&self) -> usize {
-        self.length
-    }
-    fn read8(&self, offset: usize) -> u8 {
-        self.space.read8(self.at(offset, 1))
-    }
-    fn read16(&self, offset: usize) -> u16 {
-        self.space.read16(self.at(offset, 2))
-    }
-    fn read32(&self, offset: usize) -> u32 {
-        self.space.read32(self.at(offset, 4))
-    }
-    fn write8(&self, offset: usize, value: u8) {
-        self.space.write8(self.at(offset, 1), value)
-    }
-    fn write16(&self, offset: usize, value: u16) {
-        self.space.write16(self.at(offset, 2), value)
-    }
-    fn write32(&self, offset: usize, value: u32) {
-        self.space.write32(self.at(offset, 4), value)
-    }
-}
-
-/// A sub-range of an [`IoSpace`] with offsets relative to its start.
-#[derive(Debug, Clone, Copy)]
-pub struct Window<'a> {
-    space: &'a IoSpace,
-    offset: usize,
-    length: usize,
-}
-
-impl Window<'_> {
-    fn at(&self, offset: usize, width: usize) -> usize {
-        assert!(
-            offset
-                .checked_add(width)
-                .is_some_and(|end| end <= self.length),
-            "register access at {offset:#x} ({width} bytes) outside a {:#x}-byte window",
-            self.length
-        );
-        self.offset + offset
-    }
-}
-
-impl Registers for Window<'_> {
     fn len(&self) -> usize {
         self.length
     }

@@ -119,7 +119,7 @@ enum Counter {
 }
 
 /// 0 unicast, 1 multicast, 2 broadcast, by destination address.
-fn cast_kind(destination: &[u8]) -> usize {
+pub(crate) fn cast_kind(destination: &[u8]) -> usize {
     match destination {
         [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, ..] => 2,
         [first, ..] if first & 1 == 1 => 1,
@@ -134,30 +134,45 @@ impl Statistics {
 
     /// A received frame of `bytes` whose destination address starts `destination`.
     pub fn received(&self, destination: &[u8], bytes: u64) {
-        let kind = cast_kind(destination);
-        let (frames, octets) = [
+        let mut per_kind = [(0, 0); 3];
+        per_kind[cast_kind(destination)] = (1, bytes);
+        self.received_batch(&per_kind);
+    }
+
+    /// Received frames and bytes per kind (unicast, multicast, broadcast; see `cast_kind`).
+    pub fn received_batch(&self, per_kind: &[(u64, u64); 3]) {
+        let counters = [
             (Counter::RxUnicast, Counter::RxUnicastBytes),
             (Counter::RxMulticast, Counter::RxMulticastBytes),
             (Counter::RxBroadcast, Counter::RxBroadcastBytes),
-        ]
-        .into_iter()
-        .nth(kind)
-        .expect("three kinds");
-        self.add(frames, 1);
-        self.add(octets, bytes);
+        ];
+        for ((frames, octets), &(n, bytes)) in counters.into_iter().zip(per_kind) {
+            if n > 0 {
+                self.add(frames, n);
+                self.add(octets, bytes);
+            }
+        }
     }
 
     pub fn sent(&self, destination: &[u8], bytes: u64) {
-        let frames = [
+        let mut per_kind = [(0, 0); 3];
+        per_kind[cast_kind(destination)] = (1, bytes);
+        self.sent_batch(&per_kind);
+    }
+
+    /// Sent frames and bytes per kind (unicast, multicast, broadcast).
+    pub fn sent_batch(&self, per_kind: &[(u64, u64); 3]) {
+        let counters = [
             Counter::TxUnicast,
             Counter::TxMulticast,
             Counter::TxBroadcast,
-        ]
-        .into_iter()
-        .nth(cast_kind(destination))
-        .expect("three kinds");
-        self.add(frames, 1);
-        self.add(Counter::TxBytes, bytes);
+        ];
+        for (frames, &(n, bytes)) in counters.into_iter().zip(per_kind) {
+            if n > 0 {
+                self.add(frames, n);
+                self.add(Counter::TxBytes, bytes);
+            }
+        }
     }
 
     pub fn rx_discards(&self, n: u64) {
@@ -247,12 +262,11 @@ impl StatisticsSnapshot {
 /// DPC: the handle, whether the adapter is running, filters, link state and counters.
 pub struct NdisAdapter {
     handle: AdapterHandle,
-    running: AtomicBool,
     packet_filter: AtomicU32,
     lookahead: AtomicU32,
     link_up: AtomicBool,
     link_speed: AtomicU64,
-    multicast: spin::Mutex<([[u8; 6]; MAX_MULTICAST], usize)>,
+    multicast: crate::sync::SpinLock<([[u8; 6]; MAX_MULTICAST], usize)>,
     info: crate::sync::Once<AdapterInfo>,
     /// Running flag, receives lent to NDIS, sends in progress and a pending pause, decided under
     /// one lock so that a pause can never complete while an indication or a send is under way.
@@ -280,50 +294,15 @@ impl Gate {
     }
 }
 
-/// A test-and-set lock for rare OID-path state (no IRQL change: never held across a call).
-mod spin {
-    use core::cell::UnsafeCell;
-    use core::sync::atomic::{AtomicBool, Ordering};
-
-    pub struct Mutex<T> {
-        locked: AtomicBool,
-        value: UnsafeCell<T>,
-    }
-    // SAFETY: access to the value only under the lock.
-    unsafe impl<T: Send> Sync for Mutex<T> {}
-    impl<T> Mutex<T> {
-        pub const fn new(v: T) -> Self {
-            Mutex {
-                locked: AtomicBool::new(false),
-                value: UnsafeCell::new(v),
-            }
-        }
-        pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-            while self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                core::hint::spin_loop();
-            }
-            // SAFETY: the lock is held.
-            let r = f(unsafe { &mut *self.value.get() });
-            self.locked.store(false, Ordering::Release);
-            r
-        }
-    }
-}
-
 impl NdisAdapter {
     fn new(handle: AdapterHandle) -> Self {
         NdisAdapter {
             handle,
-            running: AtomicBool::new(false),
             packet_filter: AtomicU32::new(0),
             lookahead: AtomicU32::new(0),
             link_up: AtomicBool::new(false),
             link_speed: AtomicU64::new(0),
-            multicast: spin::Mutex::new(([[0; 6]; MAX_MULTICAST], 0)),
+            multicast: crate::sync::SpinLock::new(([[0; 6]; MAX_MULTICAST], 0)),
             info: crate::sync::Once::new(),
             gate: crate::sync::SpinLock::new(Gate::default()),
             stats: Statistics::default(),
@@ -332,13 +311,6 @@ impl NdisAdapter {
 
     pub fn handle(&self) -> AdapterHandle {
         self.handle
-    }
-
-    /// Between a successful restart and the next pause: receives may be indicated. (Advisory:
-    /// [`ReceivePool::indicate`](crate::nbl::ReceivePool::indicate) decides under the adapter's
-    /// lock.)
-    pub fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
     }
 
     /// Reserves `count` receives for an indication if the adapter runs; false when paused.
@@ -404,10 +376,10 @@ impl NdisAdapter {
         self.lookahead.store(l, Ordering::Relaxed)
     }
     pub(crate) fn multicast(&self) -> ([[u8; 6]; MAX_MULTICAST], usize) {
-        self.multicast.with(|m| *m)
+        self.multicast.with_unchecked(|m| *m)
     }
     pub(crate) fn set_multicast(&self, list: &[[u8; 6]]) {
-        self.multicast.with(|m| {
+        self.multicast.with_unchecked(|m| {
             m.0[..list.len()].copy_from_slice(list);
             m.1 = list.len();
         })
@@ -786,7 +758,6 @@ pub(crate) unsafe extern "system-unwind" fn halt<A: Miniport>(
 ) {
     // SAFETY: the context made by initialize; halt is the last handler NDIS calls with it.
     let mut slot = unsafe { Box::from_raw(ctx as *mut Slot<A>) };
-    slot.ndis.running.store(false, Ordering::Release);
     slot.ndis.gate.with_unchecked(|g| g.running = false);
     if let Some(adapter) = slot.adapter.take() {
         // SAFETY: MiniportHaltEx runs at PASSIVE_LEVEL.
@@ -800,7 +771,6 @@ pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
 ) -> sys::NDIS_STATUS {
     // SAFETY: a live context (NDIS only pauses initialized adapters).
     let slot = unsafe { slot::<A>(ctx) };
-    slot.ndis.running.store(false, Ordering::Release);
     // From here no indication or send starts; the ones under way hold the pause open.
     let idle = slot.ndis.gate.with_unchecked(|g| {
         g.running = false;
@@ -833,7 +803,6 @@ pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
     match a.restart(&slot.ndis, &unsafe { Passive::assume() }) {
         Ok(()) => {
             slot.ndis.gate.with_unchecked(|g| g.running = true);
-            slot.ndis.running.store(true, Ordering::Release);
             sys::NDIS_STATUS_SUCCESS
         }
         Err(s) if s.is_success() => sys::NDIS_STATUS_FAILURE,
@@ -862,14 +831,22 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
     while !cur.is_null() {
         // SAFETY: NDIS hands the miniport a chain of valid lists it owns until completed.
         let next = unsafe { (*cur).Next };
+        let list = SendNbl::new(cur);
         let status = match (&slot.adapter, running) {
-            (Some(a), true) => a.send(&slot.ndis, &SendNbl::new(cur), &irql),
+            (Some(a), true) => a.send(&slot.ndis, &list, &irql),
             _ => Status(sys::NDIS_STATUS_PAUSED),
         };
         if status.is_success() {
-            for frame in SendNbl::new(cur).frames() {
-                let destination = frame.destination().unwrap_or_default();
-                slot.ndis.stats.sent(&destination, frame.len() as u64);
+            // The driver's copies already saw every destination; read the frames again only
+            // when it did not copy each frame exactly once.
+            let (copied, per_kind) = list.copies();
+            if copied == list.frames().count() {
+                slot.ndis.stats.sent_batch(&per_kind);
+            } else {
+                for frame in list.frames() {
+                    let destination = frame.destination().unwrap_or_default();
+                    slot.ndis.stats.sent(&destination, frame.len() as u64);
+                }
             }
         } else if running {
             // The framework counts failed lists once; drivers do not (no double counting).

@@ -13,6 +13,7 @@
 //! the framework turns into buffer indexes ([`Returned`]) and marks free.
 
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -21,12 +22,15 @@ use ndis_sys as sys;
 use crate::Status;
 use crate::adapter::AdapterHandle;
 use crate::dma::{DmaRegistration, SharedMemory};
+use crate::hw::DeviceMemory;
 use crate::irql::{AtMostDispatch, BelowDispatch, Dispatch, Passive};
 use crate::miniport::NdisAdapter;
 
 /// One list handed to `MiniportSendNetBufferLists`, valid during the send call.
 pub struct SendNbl<'a> {
     nbl: *mut sys::NET_BUFFER_LIST,
+    /// Frames copied out so far, and their (frames, bytes) per kind, for the statistics.
+    copies: Cell<(usize, [(u64, u64); 3])>,
     _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
 }
 
@@ -34,8 +38,13 @@ impl<'a> SendNbl<'a> {
     pub(crate) fn new(nbl: *mut sys::NET_BUFFER_LIST) -> Self {
         SendNbl {
             nbl,
+            copies: Cell::new((0, [(0, 0); 3])),
             _call: PhantomData,
         }
+    }
+
+    pub(crate) fn copies(&self) -> (usize, [(u64, u64); 3]) {
+        self.copies.get()
     }
 
     /// The frames of the list (one per NET_BUFFER).
@@ -49,7 +58,7 @@ impl<'a> SendNbl<'a> {
             }
             let frame = SendFrame {
                 nb,
-                _list: PhantomData,
+                copies: &self.copies,
             };
             // SAFETY: as above.
             nb = unsafe { (*nb).Next };
@@ -61,7 +70,7 @@ impl<'a> SendNbl<'a> {
 /// One frame (NET_BUFFER) of a send.
 pub struct SendFrame<'a> {
     nb: *mut sys::NET_BUFFER,
-    _list: PhantomData<&'a sys::NET_BUFFER>,
+    copies: &'a Cell<(usize, [(u64, u64); 3])>,
 }
 
 impl SendFrame<'_> {
@@ -115,6 +124,11 @@ impl SendFrame<'_> {
             let data = unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) };
             out[..n].copy_from_slice(data);
         }
+        let (count, mut per_kind) = self.copies.get();
+        let kind = &mut per_kind[crate::miniport::cast_kind(&out[..n.min(6)])];
+        kind.0 += 1;
+        kind.1 += n as u64;
+        self.copies.set((count + 1, per_kind));
         Some(n)
     }
 }
@@ -286,6 +300,8 @@ impl ReceivePool {
         let mut head: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut tail: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut count = 0usize;
+        // Counted only if the chain goes up (one pass over the frames).
+        let mut per_kind = [(0u64, 0u64); 3];
         for &(index, offset, length) in frames {
             let Some(entry) = self.entries.get(index) else {
                 adapter.stats.rx_errors(1);
@@ -304,6 +320,14 @@ impl ReceivePool {
                 continue;
             }
             entry.state.store(LENT, Ordering::Release);
+            let mut destination = [0u8; 6];
+            self.memory.read_bytes(
+                index * self.buffer_size + offset,
+                &mut destination[..length.min(6)],
+            );
+            let kind = &mut per_kind[crate::miniport::cast_kind(&destination)];
+            kind.0 += 1;
+            kind.1 += length as u64;
             let nbl = entry.nbl;
             // SAFETY: our list, not yet seen by NDIS: the driver side may set its fields.
             unsafe {
@@ -342,26 +366,7 @@ impl ReceivePool {
             }
             return 0;
         }
-        let mut cur = head;
-        while !cur.is_null() {
-            // SAFETY: our chain, not yet handed to NDIS.
-            let (next, nb) = unsafe { ((*cur).Next, (*cur).FirstNetBuffer) };
-            // SAFETY: as above; offset and length were checked against the buffer.
-            let (offset, length, index) = unsafe {
-                (
-                    (*nb).DataOffset as usize,
-                    (*nb).DataLength.DataLength as usize,
-                    (*cur).MiniportReserved[0] as usize,
-                )
-            };
-            let mut header = [0u8; 6];
-            self.memory.read_bytes_at(
-                index * self.buffer_size + offset,
-                &mut header[..length.min(6)],
-            );
-            adapter.stats.received(&header, length as u64);
-            cur = next;
-        }
+        adapter.stats.received_batch(&per_kind);
         let flags = if irql.at_dispatch() {
             sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
         } else {
@@ -418,13 +423,6 @@ impl ReceivePool {
             cur = next;
         }
         returned.head = keep;
-    }
-}
-
-impl SharedMemory {
-    fn read_bytes_at(&self, offset: usize, out: &mut [u8]) {
-        use crate::hw::DeviceMemory;
-        self.read_bytes(offset, out)
     }
 }
 
