@@ -102,9 +102,9 @@ impl Ours {
     /// One TX batch; returns the frames the device saw.
     fn tx_round(&self, refs: &[&[u8]]) -> Vec<Vec<u8>> {
         self.emu.send(self.adapter, refs);
-        let done = self.emu.send_completions();
+        let done = self.emu.send_statuses();
         assert_eq!(done.len(), refs.len(), "send completions");
-        assert!(done.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
+        assert!(done.iter().all(|s| *s == sys::NDIS_STATUS_SUCCESS));
         self.emu
             .with_device::<VirtioNet, _>(self.dev, |n, _| n.take_transmitted(0))
     }

@@ -5,9 +5,9 @@
 //! paused, leaving sends outstanding across pause or halt) bug-checks.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
-use std::collections::{HashMap, HashSet};
 
 use ndis_sys as sys;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::bugcheck::{self, rule};
 use crate::machine::{self, Callback, Machine, State, on_cpu};
@@ -22,14 +22,54 @@ struct PoolRecord {
     live: bool,
 }
 
-/// A list the emulator built for a send: its storage lives here until the driver completes it.
+/// The storage of one protocol send: the list, its one buffer, its one MDL and the frame bytes,
+/// at a fixed address while the driver owns them. A completed slot is recycled for a later send
+/// (as a protocol reuses its NET_BUFFER_LIST pool), so the send path allocates nothing once warm.
+struct SendSlot {
+    nbl: sys::NET_BUFFER_LIST,
+    nb: sys::NET_BUFFER,
+    mdl: sys::MDL,
+    frame: Vec<u8>,
+}
+
+impl SendSlot {
+    fn new() -> Box<SendSlot> {
+        Box::new(SendSlot {
+            // SAFETY: plain C structures of integers and pointers, for which all-zero (null
+            // pointers, zero counts) is a valid, empty value.
+            nbl: unsafe { core::mem::zeroed() },
+            // SAFETY: as above.
+            nb: unsafe { core::mem::zeroed() },
+            // SAFETY: as above.
+            mdl: unsafe { core::mem::zeroed() },
+            frame: Vec::new(),
+        })
+    }
+
+    /// Makes the slot describe `frame` as a fresh, single-buffer list followed by `next`.
+    fn fill(&mut self, frame: &[u8], next: *mut sys::NET_BUFFER_LIST) -> *mut sys::NET_BUFFER_LIST {
+        self.frame.clear();
+        self.frame.extend_from_slice(frame);
+        self.mdl = new_mdl(self.frame.as_mut_ptr().cast(), frame.len() as u32);
+        // SAFETY: as in `new`: all-zero is a valid empty list and buffer.
+        unsafe {
+            self.nb = core::mem::zeroed();
+            self.nbl = core::mem::zeroed();
+        }
+        self.nb.MdlChain = &mut self.mdl;
+        self.nb.CurrentMdl = &mut self.mdl;
+        self.nb.DataLength.stDataLength = frame.len();
+        self.nbl.FirstNetBuffer = &mut self.nb;
+        self.nbl.Next = next;
+        self.nbl.SourceHandle = 0x4E44_5300_0000usize as sys::NDIS_HANDLE;
+        &mut self.nbl
+    }
+}
+
+/// A list the emulator sent: its slot stays here until the driver completes it.
 struct SendRecord {
     adapter: usize,
-    frame: Vec<u8>,
-    nbl: *mut sys::NET_BUFFER_LIST,
-    nb: *mut sys::NET_BUFFER,
-    mdl: Box<sys::MDL>,
-    _storage: Box<[u8]>,
+    slot: Box<SendSlot>,
 }
 
 #[derive(Default)]
@@ -39,7 +79,10 @@ pub(crate) struct DatapathState {
     lists: HashMap<usize, (usize, *mut sys::NET_BUFFER)>,
     mdls: HashSet<usize>,
     sends: HashMap<usize, SendRecord>,
-    completed: Vec<(Vec<u8>, sys::NDIS_STATUS)>,
+    /// Completed sends, with the status the driver gave each list.
+    completed: Vec<(Box<SendSlot>, sys::NDIS_STATUS)>,
+    /// Slots ready for reuse.
+    free_slots: Vec<Box<SendSlot>>,
     received: Vec<(usize, Vec<u8>)>,
     /// Indicated lists the protocol still holds: (adapter, list).
     held: Vec<(usize, usize)>,
@@ -334,15 +377,10 @@ pub(crate) unsafe fn ndis_m_send_net_buffer_lists_complete(
                 ),
             );
         };
-        // SAFETY: the emulator built this list; the driver handed it back.
-        let (next, status) = unsafe { ((*nbl).Next, (*nbl).Status) };
-        st.datapath.completed.push((record.frame, status));
-        // SAFETY: allocated by `send` with these layouts, freed once (removed from `sends`).
-        unsafe {
-            dealloc(record.nb.cast(), nb_layout());
-            dealloc(record.nbl.cast(), nbl_layout());
-        }
-        drop(record.mdl);
+        // The driver handed back a list the emulator built (found in `sends`): read it through
+        // the record that owns it.
+        let (next, status) = (record.slot.nbl.Next, record.slot.nbl.Status);
+        st.datapath.completed.push((record.slot, status));
         nbl = next;
     }
 }
@@ -486,31 +524,11 @@ impl Emulator {
             let context = st.ndis.adapters[a].context.unwrap_or(0);
             let mut first: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
             for frame in frames.iter().rev() {
-                let mut storage: Box<[u8]> = frame.to_vec().into_boxed_slice();
-                let mut mdl = Box::new(new_mdl(storage.as_mut_ptr().cast(), storage.len() as u32));
-                let nb: *mut sys::NET_BUFFER = zeroed(nb_layout());
-                let nbl: *mut sys::NET_BUFFER_LIST = zeroed(nbl_layout());
-                // SAFETY: freshly allocated, zeroed structures with their own layouts.
-                unsafe {
-                    (*nb).MdlChain = &mut *mdl;
-                    (*nb).CurrentMdl = &mut *mdl;
-                    (*nb).DataLength.stDataLength = frame.len();
-                    (*nbl).FirstNetBuffer = nb;
-                    (*nbl).Next = first;
-                    (*nbl).SourceHandle = 0x4E44_5300_0000usize as sys::NDIS_HANDLE;
-                }
-                st.datapath.sends.insert(
-                    nbl as usize,
-                    SendRecord {
-                        adapter: a,
-                        frame: frame.to_vec(),
-                        nbl,
-                        nb,
-                        mdl,
-                        _storage: storage,
-                    },
-                );
-                first = nbl;
+                let mut slot = st.datapath.free_slots.pop().unwrap_or_else(SendSlot::new);
+                first = slot.fill(frame, first);
+                st.datapath
+                    .sends
+                    .insert(first as usize, SendRecord { adapter: a, slot });
             }
             (handler, context, st.cpu, first)
         };
@@ -537,7 +555,28 @@ impl Emulator {
 
     /// Sends the driver completed since the last call: (frame, NET_BUFFER_LIST status).
     pub fn send_completions(&self) -> Vec<(Vec<u8>, sys::NDIS_STATUS)> {
-        std::mem::take(&mut self.machine.st().datapath.completed)
+        let mut st = self.machine.st();
+        let d = &mut st.datapath;
+        let mut out = Vec::with_capacity(d.completed.len());
+        for (mut slot, status) in d.completed.drain(..) {
+            out.push((std::mem::take(&mut slot.frame), status));
+            d.free_slots.push(slot);
+        }
+        out
+    }
+
+    /// As [`send_completions`](Self::send_completions), statuses only: for a caller that does
+    /// not need the frames back (a benchmark's send loop), nothing is copied or allocated per
+    /// list.
+    pub fn send_statuses(&self) -> Vec<sys::NDIS_STATUS> {
+        let mut st = self.machine.st();
+        let d = &mut st.datapath;
+        let mut out = Vec::with_capacity(d.completed.len());
+        for (slot, status) in d.completed.drain(..) {
+            out.push(status);
+            d.free_slots.push(slot);
+        }
+        out
     }
 
     /// Frames the driver indicated since the last call, byte for byte.

@@ -16,9 +16,9 @@
 //! (DRIVER_VERIFIER_DETECTED_VIOLATION 0x62). Allocations by test code and by the emulator itself
 //! are not counted.
 
+use rustc_hash::FxHashMap as HashMap;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 
 thread_local! {
     /// True while driver code runs (set around callbacks, cleared around exports).
@@ -40,7 +40,7 @@ fn with_bookkeeping(f: impl FnOnce(&mut HashMap<usize, usize>)) {
         }
         let _ = LIVE.try_with(|live| {
             if let Ok(mut live) = live.try_borrow_mut() {
-                f(live.get_or_insert_with(HashMap::new));
+                f(live.get_or_insert_with(HashMap::default));
             }
         });
         busy.set(false);

@@ -17,7 +17,9 @@
 //! call the driver, and take it again.
 
 use std::cell::{Cell, RefCell, RefMut};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
 use ndis_sys as sys;
@@ -240,7 +242,7 @@ impl State {
             kints: Vec::new(),
             connections: Vec::new(),
             locks: Vec::new(),
-            lock_by_address: HashMap::new(),
+            lock_by_address: HashMap::default(),
             pending: Vec::new(),
             next_message_vector: 0,
             ndis: Default::default(),

@@ -1,8 +1,8 @@
 //! Pool and NDIS memory with accounting: every block is tracked until freed, frees are checked
 //! against what was allocated (address and tag), and unload reports what is left.
 
+use rustc_hash::FxHashMap as HashMap;
 use std::alloc::Layout;
-use std::collections::HashMap;
 
 use ndis_sys as sys;
 

@@ -9,7 +9,6 @@
 //! Timers fire when the test advances the virtual clock ([`Emulator::advance_time`]), at
 //! DISPATCH_LEVEL, periodic ones again every period.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use ndis_sys as sys;
@@ -34,8 +33,9 @@ struct Timer {
 
 #[derive(Default)]
 pub(crate) struct SyncState {
-    /// Held spin locks: address -> (processor, callback depth when acquired).
-    held: HashMap<usize, (usize, usize)>,
+    /// Held spin locks: (address, processor, callback depth when acquired). A driver holds a
+    /// handful at most, so a scan beats hashing on this per-packet path.
+    held: Vec<(usize, usize, usize)>,
     timers: Vec<Timer>,
     /// Virtual time, 100 ns units.
     now: u64,
@@ -44,16 +44,16 @@ pub(crate) struct SyncState {
 
 /// Whether processor `cpu` holds a spin lock (the scheduler does not interleave then).
 pub(crate) fn holds_spin_lock(st: &State, cpu: usize) -> bool {
-    st.sync.held.values().any(|&(c, _)| c == cpu)
+    st.sync.held.iter().any(|&(_, c, _)| c == cpu)
 }
 
 /// A callback at depth `depth` on `cpu` is returning: it must have released its locks.
 pub(crate) fn check_released_at_return(st: &State, cpu: usize, depth: usize) {
-    if let Some((&lock, _)) = st
+    if let Some(&(lock, _, _)) = st
         .sync
         .held
         .iter()
-        .find(|(_, (c, d))| *c == cpu && *d == depth)
+        .find(|&&(_, c, d)| c == cpu && d == depth)
     {
         let callback = st.callbacks.last().copied();
         bugcheck::raise(
@@ -64,6 +64,15 @@ pub(crate) fn check_released_at_return(st: &State, cpu: usize, depth: usize) {
             ),
         );
     }
+}
+
+/// The processor holding `lock`, if any.
+fn holder_of(st: &State, lock: *mut sys::NDIS_SPIN_LOCK) -> Option<usize> {
+    st.sync
+        .held
+        .iter()
+        .find(|&&(l, _, _)| l == lock as usize)
+        .map(|&(_, cpu, _)| cpu)
 }
 
 fn spin_violation(lock: usize, what: String) -> ! {
@@ -93,7 +102,7 @@ fn acquire(lock: *mut sys::NDIS_SPIN_LOCK, function: &str, dpr: bool) {
         st.require_irql(sys::DISPATCH_LEVEL, function);
     }
     let cpu = st.cpu;
-    if let Some(&(holder, _)) = st.sync.held.get(&(lock as usize)) {
+    if let Some(holder) = holder_of(&st, lock) {
         drop(st);
         spin_violation(
             lock as usize,
@@ -109,7 +118,7 @@ fn acquire(lock: *mut sys::NDIS_SPIN_LOCK, function: &str, dpr: bool) {
         );
     }
     let depth = st.callbacks.len();
-    st.sync.held.insert(lock as usize, (cpu, depth));
+    st.sync.held.push((lock as usize, cpu, depth));
     if !dpr {
         // SAFETY: the caller passes its NDIS_SPIN_LOCK.
         unsafe { (*lock).OldIrql = st.irql() };
@@ -121,14 +130,14 @@ fn release(lock: *mut sys::NDIS_SPIN_LOCK, function: &str, dpr: bool) {
     let m = machine::current();
     let mut st = m.st();
     let cpu = st.cpu;
-    match st.sync.held.get(&(lock as usize)).copied() {
-        Some((holder, _)) if holder == cpu => {}
+    match holder_of(&st, lock) {
+        Some(holder) if holder == cpu => {}
         other => {
             drop(st);
             spin_violation(
                 lock as usize,
                 match other {
-                    Some((holder, _)) => format!(
+                    Some(holder) => format!(
                         "{function}: spin lock {lock:p} is held by cpu{holder}, not by cpu{cpu}"
                     ),
                     None => format!("{function}: spin lock {lock:p} is not held"),
@@ -145,7 +154,7 @@ fn release(lock: *mut sys::NDIS_SPIN_LOCK, function: &str, dpr: bool) {
             format!("{function} called at IRQL {irql}; it requires DISPATCH_LEVEL exactly"),
         );
     }
-    st.sync.held.remove(&(lock as usize));
+    st.sync.held.retain(|&(l, _, _)| l != lock as usize);
     if !dpr {
         // SAFETY: the caller's NDIS_SPIN_LOCK, which the acquire filled.
         st.cpus[cpu].irql = unsafe { (*lock).OldIrql };
@@ -162,7 +171,7 @@ pub(crate) unsafe fn ndis_allocate_spin_lock(lock: *mut sys::NDIS_SPIN_LOCK) {
 pub(crate) unsafe fn ndis_free_spin_lock(lock: *mut sys::NDIS_SPIN_LOCK) {
     let m = machine::current();
     let st = m.st();
-    if let Some(&(holder, _)) = st.sync.held.get(&(lock as usize)) {
+    if let Some(holder) = holder_of(&st, lock) {
         drop(st);
         spin_violation(
             lock as usize,
