@@ -81,7 +81,9 @@ pub(crate) struct DatapathState {
     sends: HashMap<usize, SendRecord>,
     /// Completed sends, with the status the driver gave each list.
     completed: Vec<(Box<SendSlot>, sys::NDIS_STATUS)>,
-    /// Slots ready for reuse.
+    /// Slots ready for reuse. Boxed: the driver holds pointers into a slot while it is sent, so
+    /// a slot must not move when these vectors grow.
+    #[allow(clippy::vec_box)]
     free_slots: Vec<Box<SendSlot>>,
     received: Vec<(usize, Vec<u8>)>,
     /// Indicated lists the protocol still holds: (adapter, list).
