@@ -6,6 +6,7 @@
 //! indication. Nothing here runs at DIRQL: the line-based ISR reads the ISR-status register
 //! through its own window (src/adapter.rs).
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -48,6 +49,8 @@ pub struct TxRing {
     free: Vec<u16>,
     bounce: SharedMemory,
     notifier: Notifier,
+    /// Staging for a frame split over several MDLs (contiguous ones are copied in place).
+    scratch: Box<[u8]>,
 }
 
 pub struct Pair {
@@ -166,6 +169,7 @@ impl Device {
                         free: (0..tx_n).rev().collect(),
                         bounce,
                         notifier: tx_notifier,
+                        scratch: vec![0; MAX_FRAME].into_boxed_slice(),
                     }),
                     tx_queued: AtomicBool::new(false),
                 });
@@ -371,7 +375,6 @@ impl Device {
         let Some(pair) = self.pairs.get(j) else {
             return Status::FAILURE;
         };
-        let mut scratch = [0u8; NetHeader::LEN + MAX_FRAME];
         // One lock acquisition per list; the doorbell waits for the end of the batch
         // (flush_tx), so a chain of lists costs one notification.
         let frames = nbl.frames().count();
@@ -395,18 +398,20 @@ impl Device {
             let mut status = Status::SUCCESS;
             let mut queued = false;
             for frame in nbl.frames() {
-                let Some(len) = frame.copy_to(&mut scratch[NetHeader::LEN..]) else {
-                    status = Status::INVALID_LENGTH;
-                    break;
-                };
                 let Some(b) = tx.free.pop() else {
                     status = Status::RESOURCES;
                     break;
                 };
-                scratch[..NetHeader::LEN].copy_from_slice(&NetHeader::default().encode());
+                let at = b as usize * BUFFER;
+                let Some(len) =
+                    frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
+                else {
+                    tx.free.push(b);
+                    status = Status::INVALID_LENGTH;
+                    break;
+                };
+                tx.bounce.write_bytes(at, &NetHeader::default().encode());
                 let total = NetHeader::LEN + len;
-                tx.bounce
-                    .write_bytes(b as usize * BUFFER, &scratch[..total]);
                 let chain = [Buffer {
                     addr: tx.bounce.device_address() + (b as usize * BUFFER) as u64,
                     len: total as u32,

@@ -75,8 +75,13 @@ fn frame(seed: u8, len: usize) -> Vec<u8> {
 
 /// Sends `frames` and checks the device got them byte-exact (over all queue pairs).
 fn check_tx(nic: &Nic, frames: &[Vec<u8>]) {
+    check_tx_in_pieces(nic, frames, usize::MAX)
+}
+
+/// As `check_tx`, each frame in MDLs of `piece` bytes.
+fn check_tx_in_pieces(nic: &Nic, frames: &[Vec<u8>], piece: usize) {
     let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-    nic.emu.send(nic.adapter, &refs);
+    nic.emu.send_fragmented(nic.adapter, &refs, piece);
     let completions = nic.emu.send_completions();
     let failed: Vec<(usize, i32)> = completions
         .iter()
@@ -149,6 +154,45 @@ fn datapath(pairs: u16, resources: InterruptResources, expect_pairs: u16) {
         &nic,
         &(0..600).map(|i| frame(i as u8, 64)).collect::<Vec<_>>(),
     );
+    nic.stop();
+}
+
+#[test]
+fn frames_spread_over_several_mdls_are_sent_byte_exact() {
+    let nic = start(1, InterruptResources::msix(4));
+    let frames: Vec<Vec<u8>> = [14, 15, 60, 64, 333, 1514, 1518]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| frame(i as u8, len))
+        .collect();
+    for piece in [1, 7, 64, 1000] {
+        check_tx_in_pieces(&nic, &frames, piece);
+    }
+    nic.stop();
+}
+
+#[test]
+fn an_oversized_frame_is_refused_without_losing_a_transmit_buffer() {
+    let nic = start(1, InterruptResources::msix(4));
+    // More refusals than the ring has buffers, contiguous and in pieces.
+    let oversized = frame(9, 1519);
+    let refs = vec![oversized.as_slice(); 300];
+    for piece in [usize::MAX, 100] {
+        nic.emu.send_fragmented(nic.adapter, &refs, piece);
+        let c = nic.emu.send_completions();
+        assert_eq!(c.len(), refs.len());
+        assert!(c.iter().all(|(_, s)| *s == sys::NDIS_STATUS_INVALID_LENGTH));
+        assert!(nic.net(|n, _| n.take_transmitted(0)).is_empty());
+    }
+    // Every transmit buffer is still there: more frames than the ring holds all go through.
+    for round in 0..3u8 {
+        check_tx(
+            &nic,
+            &(0..200)
+                .map(|i| frame(i as u8 ^ round, 64))
+                .collect::<Vec<_>>(),
+        );
+    }
     nic.stop();
 }
 

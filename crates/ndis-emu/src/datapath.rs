@@ -28,7 +28,8 @@ struct PoolRecord {
 struct SendSlot {
     nbl: sys::NET_BUFFER_LIST,
     nb: sys::NET_BUFFER,
-    mdl: sys::MDL,
+    /// One MDL per piece of the frame (one, unless the caller asked for fragments).
+    mdls: Vec<sys::MDL>,
     frame: Vec<u8>,
 }
 
@@ -40,24 +41,44 @@ impl SendSlot {
             nbl: unsafe { core::mem::zeroed() },
             // SAFETY: as above.
             nb: unsafe { core::mem::zeroed() },
-            // SAFETY: as above.
-            mdl: unsafe { core::mem::zeroed() },
+            mdls: Vec::new(),
             frame: Vec::new(),
         })
     }
 
-    /// Makes the slot describe `frame` as a fresh, single-buffer list followed by `next`.
-    fn fill(&mut self, frame: &[u8], next: *mut sys::NET_BUFFER_LIST) -> *mut sys::NET_BUFFER_LIST {
+    /// Makes the slot describe `frame` as a fresh, single-buffer list followed by `next`, its
+    /// bytes in MDLs of `piece` bytes each (the last one shorter).
+    fn fill(
+        &mut self,
+        frame: &[u8],
+        piece: usize,
+        next: *mut sys::NET_BUFFER_LIST,
+    ) -> *mut sys::NET_BUFFER_LIST {
         self.frame.clear();
         self.frame.extend_from_slice(frame);
-        self.mdl = new_mdl(self.frame.as_mut_ptr().cast(), frame.len() as u32);
+        self.mdls.clear();
+        let base = self.frame.as_mut_ptr();
+        let mut at = 0;
+        while at < frame.len() || self.mdls.is_empty() {
+            let n = piece.max(1).min(frame.len() - at);
+            // SAFETY: `at <= frame.len()`, inside the slot's copy of the frame.
+            let va = unsafe { base.add(at) };
+            self.mdls.push(new_mdl(va.cast(), n as u32));
+            at += n;
+        }
+        // Linked only now: the vector no longer moves.
+        let chain = self.mdls.as_mut_ptr();
+        for i in 1..self.mdls.len() {
+            // SAFETY: `i - 1` and `i` index the vector.
+            unsafe { (*chain.add(i - 1)).Next = chain.add(i) };
+        }
         // SAFETY: as in `new`: all-zero is a valid empty list and buffer.
         unsafe {
             self.nb = core::mem::zeroed();
             self.nbl = core::mem::zeroed();
         }
-        self.nb.MdlChain = &mut self.mdl;
-        self.nb.CurrentMdl = &mut self.mdl;
+        self.nb.MdlChain = chain;
+        self.nb.CurrentMdl = chain;
         self.nb.DataLength.stDataLength = frame.len();
         self.nbl.FirstNetBuffer = &mut self.nb;
         self.nbl.Next = next;
@@ -509,6 +530,13 @@ impl Emulator {
     /// chained, handed to `MiniportSendNetBufferLists` at DISPATCH_LEVEL. The driver completes
     /// them with `NdisMSendNetBufferListsComplete`; see [`Emulator::send_completions`].
     pub fn send(&self, adapter: AdapterId, frames: &[&[u8]]) {
+        self.send_fragmented(adapter, frames, usize::MAX)
+    }
+
+    /// As [`send`](Self::send), each frame's bytes spread over MDLs of `piece` bytes (the last
+    /// one shorter): the layout a protocol produces when it prepends headers in their own
+    /// buffers, which a driver must handle as well as a contiguous frame.
+    pub fn send_fragmented(&self, adapter: AdapterId, frames: &[&[u8]], piece: usize) {
         let (handler, context, cpu, first) = {
             let mut st = self.machine.st();
             let a = adapter.0;
@@ -527,7 +555,7 @@ impl Emulator {
             let mut first: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
             for frame in frames.iter().rev() {
                 let mut slot = st.datapath.free_slots.pop().unwrap_or_else(SendSlot::new);
-                first = slot.fill(frame, first);
+                first = slot.fill(frame, piece, first);
                 st.datapath
                     .sends
                     .insert(first as usize, SendRecord { adapter: a, slot });

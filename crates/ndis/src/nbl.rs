@@ -124,12 +124,50 @@ impl SendFrame<'_> {
             let data = unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) };
             out[..n].copy_from_slice(data);
         }
-        let (count, mut per_kind) = self.copies.get();
-        let kind = &mut per_kind[crate::miniport::cast_kind(&out[..n.min(6)])];
-        kind.0 += 1;
-        kind.1 += n as u64;
-        self.copies.set((count + 1, per_kind));
+        self.count_copy(&out[..n]);
         Some(n)
+    }
+
+    /// Copies the frame into device memory at `offset`, in one copy when the frame is contiguous
+    /// (one MDL, the usual case) and through `scratch` otherwise. `scratch.len()` is the largest
+    /// frame accepted: a longer one returns None with nothing written, so the caller sizes
+    /// `scratch` to the room at `offset`. Returns the frame's length.
+    pub fn copy_to_device(
+        &self,
+        memory: &impl DeviceMemory,
+        offset: usize,
+        scratch: &mut [u8],
+    ) -> Option<usize> {
+        let n = self.len();
+        if n > scratch.len() {
+            return None;
+        }
+        if n == 0 {
+            return Some(0);
+        }
+        // SAFETY: a live NET_BUFFER; without storage NDIS returns the bytes in place when they
+        // are contiguous and NULL otherwise. IRQL <= DISPATCH_LEVEL (a send call).
+        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, core::ptr::null_mut(), 1, 0) };
+        if p.is_null() {
+            let n = self.copy_to(scratch)?;
+            memory.write_bytes(offset, &scratch[..n]);
+            return Some(n);
+        }
+        // SAFETY: NDIS returned `n` contiguous bytes of the frame, which stay valid and unchanged
+        // for the send call.
+        let data = unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) };
+        memory.write_bytes(offset, data);
+        self.count_copy(data);
+        Some(n)
+    }
+
+    /// The statistics of a frame the driver copied (see `Miniport::send`).
+    fn count_copy(&self, frame: &[u8]) {
+        let (count, mut per_kind) = self.copies.get();
+        let kind = &mut per_kind[crate::miniport::cast_kind(&frame[..frame.len().min(6)])];
+        kind.0 += 1;
+        kind.1 += frame.len() as u64;
+        self.copies.set((count + 1, per_kind));
     }
 }
 
