@@ -13,7 +13,7 @@ use ndis::interrupt::{
 use ndis::io::{IoSpace, OwnedWindow, Resources};
 use ndis::irql::Passive;
 use ndis::miniport::{AdapterInfo, HaltAction, Init, Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendNbl};
+use ndis::nbl::{Returned, SendIrql, SendLists};
 use ndis::sync::Once;
 use ndis::{Status, adapter::AdapterHandle};
 
@@ -304,12 +304,8 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
 }
 
 impl Miniport for VioNetAdapter {
-    fn send(&self, _adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
-        self.device.send(nbl, irql)
-    }
-
-    fn send_batch_done(&self, _adapter: &NdisAdapter, irql: &SendIrql<'_>) {
-        self.device.flush_tx(irql);
+    fn send(&self, _adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
+        self.device.send(lists, irql)
     }
 
     fn return_receives(

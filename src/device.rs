@@ -17,7 +17,7 @@ use ndis::hw::DeviceMemory;
 use ndis::io::OwnedWindow;
 use ndis::irql::{AtMostDispatch, Passive};
 use ndis::miniport::NdisAdapter;
-use ndis::nbl::{ReceivePool, Returned, SendIrql, SendNbl};
+use ndis::nbl::{ReceivePool, Returned, SendIrql, SendLists, SendNbl};
 use ndis::sync::SpinLock;
 use ndis::{Status, adapter::AdapterHandle};
 
@@ -57,8 +57,6 @@ pub struct Pair {
     pub rx: SpinLock<RxRing>,
     pub pool: ReceivePool,
     pub tx: SpinLock<TxRing>,
-    /// Frames were queued on TX since the last doorbell decision ([`Device::flush_tx`]).
-    tx_queued: AtomicBool,
 }
 
 /// The control queue: one command at a time, polled (initialize only).
@@ -171,7 +169,6 @@ impl Device {
                         notifier: tx_notifier,
                         scratch: vec![0; MAX_FRAME].into_boxed_slice(),
                     }),
-                    tx_queued: AtomicBool::new(false),
                 });
             }
             let control = match control_queue {
@@ -361,11 +358,12 @@ impl Device {
         }
     }
 
-    /// Copies every frame of `nbl` into transmit buffers of the pair chosen by the current
-    /// processor and hands them to the device.
-    pub fn send(&self, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
+    /// Copies every frame of every list into transmit buffers of the pair chosen by the current
+    /// processor and hands them to the device: one lock acquisition and at most one doorbell
+    /// for the whole chain.
+    pub fn send(&self, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
         if self.is_broken() {
-            return Status::ADAPTER_REMOVED;
+            return lists.each(|_| Status::ADAPTER_REMOVED);
         }
         let pairs = self
             .active_pairs
@@ -373,84 +371,63 @@ impl Device {
             .clamp(1, self.pairs.len().max(1));
         let j = ndis::sync::current_processor() as usize % pairs;
         let Some(pair) = self.pairs.get(j) else {
-            return Status::FAILURE;
+            return lists.each(|_| Status::FAILURE);
         };
-        // One lock acquisition per list; the doorbell waits for the end of the batch
-        // (flush_tx), so a chain of lists costs one notification.
-        let frames = nbl.frames().count();
-        let (status, queued) = pair.tx.with(irql, |tx| {
-            // All or nothing: a list is either queued whole or refused before any of its frames
-            // reach the ring (NDIS has one status per list).
-            if tx.free.len() < frames {
-                // Let the device see what is queued (the batch doorbell has not rung yet), then
-                // take back what it finished.
-                if tx.vq.should_notify() {
-                    self.transport.notify(&tx.notifier);
-                }
-                if !self.reap_tx(tx) {
-                    self.fail();
-                    return (Status::DEVICE_FAILED, false);
-                }
-                if tx.free.len() < frames {
-                    return (Status::RESOURCES, false);
-                }
-            }
-            let mut status = Status::SUCCESS;
-            let mut queued = false;
-            for frame in nbl.frames() {
-                let Some(b) = tx.free.pop() else {
-                    status = Status::RESOURCES;
-                    break;
-                };
-                let at = b as usize * BUFFER;
-                let Some(len) =
-                    frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
-                else {
-                    tx.free.push(b);
-                    status = Status::INVALID_LENGTH;
-                    break;
-                };
-                tx.bounce.write_bytes(at, &NetHeader::default().encode());
-                let total = NetHeader::LEN + len;
-                let chain = [Buffer {
-                    addr: tx.bounce.device_address() + (b as usize * BUFFER) as u64,
-                    len: total as u32,
-                    device_writable: false,
-                }];
-                match tx.vq.add(&chain) {
-                    Ok(head) => {
-                        tx.bounce_of[head as usize] = b;
-                        queued = true;
-                    }
-                    Err(_) => {
-                        tx.free.push(b);
-                        status = Status::RESOURCES;
-                        break;
-                    }
-                }
-            }
-            (status, queued)
+        let doorbell = pair.tx.with(irql, |tx| {
+            lists.each(|nbl| self.queue_list(tx, nbl));
+            tx.vq.should_notify().then_some(tx.notifier)
         });
-        if queued {
-            pair.tx_queued.store(true, Ordering::Release);
+        if let Some(n) = doorbell {
+            self.transport.notify(&n);
         }
-        status
     }
 
-    /// Rings the doorbell of every pair that queued frames since the last call, if the device
-    /// asked to be notified (event index or `VIRTQ_USED_F_NO_NOTIFY`).
-    pub fn flush_tx<C: AtMostDispatch>(&self, irql: &C) {
-        for pair in &self.pairs {
-            if !pair.tx_queued.swap(false, Ordering::AcqRel) {
-                continue;
+    /// Queues the frames of one list, all or nothing as far as ring room goes (NDIS has one
+    /// status per list).
+    fn queue_list(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Status {
+        if self.is_broken() {
+            return Status::ADAPTER_REMOVED;
+        }
+        let frames = nbl.frames().count();
+        if tx.free.len() < frames {
+            // Let the device see what is queued (the doorbell for this call has not rung
+            // yet), then take back what it finished.
+            if tx.vq.should_notify() {
+                self.transport.notify(&tx.notifier);
             }
-            let notify = pair
-                .tx
-                .with(irql, |tx| tx.vq.should_notify().then_some(tx.notifier));
-            if let Some(n) = notify {
-                self.transport.notify(&n);
+            if !self.reap_tx(tx) {
+                self.fail();
+                return Status::DEVICE_FAILED;
+            }
+            if tx.free.len() < frames {
+                return Status::RESOURCES;
             }
         }
+        for frame in nbl.frames() {
+            let Some(b) = tx.free.pop() else {
+                return Status::RESOURCES;
+            };
+            let at = b as usize * BUFFER;
+            let Some(len) = frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
+            else {
+                tx.free.push(b);
+                return Status::INVALID_LENGTH;
+            };
+            tx.bounce.write_bytes(at, &NetHeader::default().encode());
+            let chain = [Buffer {
+                addr: tx.bounce.device_address() + at as u64,
+                len: (NetHeader::LEN + len) as u32,
+                device_writable: false,
+            }];
+            match tx.vq.add(&chain) {
+                Ok(head) => tx.bounce_of[head as usize] = b,
+                Err(_) => {
+                    tx.free.push(b);
+                    return Status::RESOURCES;
+                }
+            }
+        }
+        Status::SUCCESS
     }
 
     /// Buffers NDIS handed back go to the device again (in batches; nothing is allocated on

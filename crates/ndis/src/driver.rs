@@ -145,15 +145,15 @@ pub type DriverEntryFn = unsafe extern "system-unwind" fn(
 /// ```
 /// use ndis::driver::MiniportDriver;
 /// use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-/// use ndis::nbl::{Returned, SendIrql, SendNbl};
+/// use ndis::nbl::{Returned, SendIrql, SendLists};
 /// use ndis::{NdisVersion, Status};
 ///
 /// struct MyNic;
 /// struct MyAdapter;
 ///
 /// impl Miniport for MyAdapter {
-///     fn send(&self, _: &NdisAdapter, _: &SendNbl<'_>, _: &SendIrql<'_>) -> Status {
-///         Status::SUCCESS
+///     fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &SendIrql<'_>) {
+///         lists.each(|_| Status::SUCCESS);
 ///     }
 ///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
 /// }

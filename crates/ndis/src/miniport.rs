@@ -22,7 +22,7 @@ use crate::config::Configuration;
 use crate::io::{PciConfig, Resources};
 use crate::irql::Passive;
 use crate::irql::{BelowDispatch, Dispatch};
-use crate::nbl::{Returned, SendIrql, SendNbl};
+use crate::nbl::{Returned, SendIrql, SendLists, SendNbl};
 use crate::oid::QueryBuffer;
 
 /// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
@@ -498,14 +498,12 @@ pub trait Miniport: Send + Sync + Sized + 'static {
     /// framework's [`FRAMEWORK_OIDS`](crate::oid::FRAMEWORK_OIDS).
     const EXTRA_OIDS: &'static [u32] = &[];
 
-    /// One send list (at IRQL <= DISPATCH_LEVEL): copy its frames to the device and return the
-    /// list's status. The framework completes the list when this returns (and fails lists with
-    /// `NDIS_STATUS_PAUSED` itself while the adapter is paused).
-    fn send(&self, adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status;
-
-    /// Every list of one `MiniportSendNetBufferLists` call went through [`Miniport::send`]:
-    /// the place to ring the device's doorbell once for the whole batch instead of once per list.
-    fn send_batch_done(&self, _adapter: &NdisAdapter, _irql: &SendIrql<'_>) {}
+    /// One `MiniportSendNetBufferLists` call (at IRQL <= DISPATCH_LEVEL): copy the frames of
+    /// each list to the device and give each list its status with [`SendLists::each`]. The whole
+    /// chain arrives at once so that a driver takes its queue lock and rings its doorbell once
+    /// per call, not once per list. The framework completes every list when this returns (and
+    /// fails them with `NDIS_STATUS_PAUSED` itself while the adapter is paused).
+    fn send(&self, adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>);
 
     /// Receives the protocols handed back; give the buffers back to the device.
     fn return_receives(
@@ -810,6 +808,27 @@ pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
     }
 }
 
+/// The statistics of one completed send list: frames from the driver's copies (read again only
+/// when it did not copy each frame exactly once), failed lists once each. A paused adapter's
+/// refusals are not errors.
+pub(crate) fn count_send(stats: &Statistics, list: &SendNbl<'_>, status: Status) {
+    if status.is_success() {
+        let (copied, per_kind) = list.copies();
+        if copied == list.frames().count() {
+            stats.sent_batch(&per_kind);
+        } else {
+            for frame in list.frames() {
+                let destination = frame.destination().unwrap_or_default();
+                stats.sent(&destination, frame.len() as u64);
+            }
+        }
+    } else if status == Status::RESOURCES {
+        stats.tx_discards(1);
+    } else if status.0 != sys::NDIS_STATUS_PAUSED {
+        stats.tx_errors(1);
+    }
+}
+
 pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     nbls: *mut sys::NET_BUFFER_LIST,
@@ -827,41 +846,13 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
         // SAFETY: without the flag NDIS calls below DISPATCH_LEVEL.
         SendIrql::BelowDispatch(unsafe { BelowDispatch::assume() })
     };
-    let mut cur = nbls;
-    while !cur.is_null() {
-        // SAFETY: NDIS hands the miniport a chain of valid lists it owns until completed.
-        let next = unsafe { (*cur).Next };
-        let list = SendNbl::new(cur);
-        let status = match (&slot.adapter, running) {
-            (Some(a), true) => a.send(&slot.ndis, &list, &irql),
-            _ => Status(sys::NDIS_STATUS_PAUSED),
-        };
-        if status.is_success() {
-            // The driver's copies already saw every destination; read the frames again only
-            // when it did not copy each frame exactly once.
-            let (copied, per_kind) = list.copies();
-            if copied == list.frames().count() {
-                slot.ndis.stats.sent_batch(&per_kind);
-            } else {
-                for frame in list.frames() {
-                    let destination = frame.destination().unwrap_or_default();
-                    slot.ndis.stats.sent(&destination, frame.len() as u64);
-                }
-            }
-        } else if running {
-            // The framework counts failed lists once; drivers do not (no double counting).
-            if status == Status::RESOURCES {
-                slot.ndis.stats.tx_discards(1);
-            } else {
-                slot.ndis.stats.tx_errors(1);
-            }
+    let mut lists = SendLists::new(nbls, &slot.ndis.stats);
+    match (&slot.adapter, running) {
+        (Some(a), true) => {
+            a.send(&slot.ndis, &mut lists, &irql);
+            lists.finish(Status::FAILURE);
         }
-        // SAFETY: as above.
-        unsafe { (*cur).Status = status.0 };
-        cur = next;
-    }
-    if let (Some(a), true) = (&slot.adapter, running) {
-        a.send_batch_done(&slot.ndis, &irql);
+        _ => lists.finish(Status(sys::NDIS_STATUS_PAUSED)),
     }
     let complete_flags = if flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 {
         sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL

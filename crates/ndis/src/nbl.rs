@@ -26,6 +26,64 @@ use crate::hw::DeviceMemory;
 use crate::irql::{AtMostDispatch, BelowDispatch, Dispatch, Passive};
 use crate::miniport::NdisAdapter;
 
+/// The chain of lists one `MiniportSendNetBufferLists` call hands over, valid during the call.
+///
+/// The driver gives each list its status through [`SendLists::each`], typically inside one
+/// lock acquisition for the whole chain and with one doorbell at the end. Lists it leaves
+/// without a status are completed with `NDIS_STATUS_FAILURE` (and counted as errors) when
+/// `Miniport::send` returns.
+pub struct SendLists<'a> {
+    first: *mut sys::NET_BUFFER_LIST,
+    visited: bool,
+    stats: &'a crate::miniport::Statistics,
+    _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
+}
+
+impl<'a> SendLists<'a> {
+    pub(crate) fn new(
+        first: *mut sys::NET_BUFFER_LIST,
+        stats: &'a crate::miniport::Statistics,
+    ) -> Self {
+        SendLists {
+            first,
+            visited: false,
+            stats,
+            _call: PhantomData,
+        }
+    }
+
+    /// Hands every list of the call to `f`, in order, and records the status it returns (and
+    /// the statistics of the frames it copied). Visits each list once: a second call visits
+    /// nothing.
+    pub fn each(&mut self, mut f: impl FnMut(&SendNbl<'_>) -> Status) {
+        if core::mem::replace(&mut self.visited, true) {
+            return;
+        }
+        self.for_each_list(|list| f(list));
+    }
+
+    /// Completes lists the driver did not visit (see the type's documentation).
+    pub(crate) fn finish(&mut self, status_if_unvisited: Status) {
+        if !core::mem::replace(&mut self.visited, true) {
+            self.for_each_list(|_| status_if_unvisited);
+        }
+    }
+
+    fn for_each_list(&mut self, mut f: impl FnMut(&SendNbl<'_>) -> Status) {
+        let mut cur = self.first;
+        while !cur.is_null() {
+            // SAFETY: NDIS hands the miniport a chain of valid lists it owns until completed.
+            let next = unsafe { (*cur).Next };
+            let list = SendNbl::new(cur);
+            let status = f(&list);
+            crate::miniport::count_send(self.stats, &list, status);
+            // SAFETY: as above.
+            unsafe { (*cur).Status = status.0 };
+            cur = next;
+        }
+    }
+}
+
 /// One list handed to `MiniportSendNetBufferLists`, valid during the send call.
 pub struct SendNbl<'a> {
     nbl: *mut sys::NET_BUFFER_LIST,

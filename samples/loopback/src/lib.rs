@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use ndis::dma::DmaRegistration;
 use ndis::driver::MiniportDriver;
 use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-use ndis::nbl::{ReceivePool, Returned, SendIrql, SendNbl};
+use ndis::nbl::{ReceivePool, Returned, SendIrql, SendLists, SendNbl};
 use ndis::{NdisVersion, Status};
 
 #[cfg(windows)]
@@ -76,10 +76,9 @@ impl Loopback {
         self.receive
             .claim_any(self.next.fetch_add(1, Ordering::Relaxed))
     }
-}
 
-impl Miniport for Loopback {
-    fn send(&self, adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
+    /// One list: every frame goes back up as a receive.
+    fn loop_back(&self, adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
         let mut frames = Vec::new();
         let mut scratch = [0u8; BUFFER];
         for frame in nbl.frames() {
@@ -107,6 +106,12 @@ impl Miniport for Loopback {
             SendIrql::BelowDispatch(b) => self.receive.indicate(adapter, &frames, b, release),
         };
         Status::SUCCESS
+    }
+}
+
+impl Miniport for Loopback {
+    fn send(&self, adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
+        lists.each(|nbl| self.loop_back(adapter, nbl, irql));
     }
 
     fn return_receives(

@@ -2,17 +2,17 @@
 // locks and indications, not PASSIVE_LEVEL-only APIs such as opening the registry.
 use ndis::config::Configuration;
 use ndis::miniport::{Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendNbl};
+use ndis::nbl::{Returned, SendIrql, SendLists};
 use ndis::Status;
 
 struct Nic;
 
 impl Miniport for Nic {
-    fn send(&self, adapter: &NdisAdapter, _nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
+    fn send(&self, adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
         if let SendIrql::BelowDispatch(below) = irql {
             let _ = Configuration::open(adapter.handle(), below);
         }
-        Status::SUCCESS
+        lists.each(|_| Status::SUCCESS);
     }
     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
 }
