@@ -16,7 +16,8 @@
 //!   `poll_receive` / `receive_complete` / copy out / `receive_begin` again.
 //!
 //! "Saturation" on a single-threaded emulator: the device receives a burst of [`BATCH`] frames
-//! before the CPU gets to run the interrupt (frames arrive faster than they are handled); the
+//! (`VirtioNet::inject_frames`, one call, the same for both contestants) before the CPU gets to
+//! run the interrupt (frames arrive faster than they are handled); the
 //! interrupt figure counts every MSI-X message and line assertion the model raised.
 //!
 //! `cargo bench --bench datapath`: wall-clock packets/s (best of 3) for each path, then, when

@@ -111,11 +111,9 @@ impl Ours {
 
     /// One RX burst; returns the frames the protocol got.
     fn rx_round(&self, f: &[u8]) -> Vec<Vec<u8>> {
-        self.emu.with_device::<VirtioNet, _>(self.dev, |n, bus| {
-            for _ in 0..BATCH {
-                n.inject_frame(bus, 0, f);
-            }
-        });
+        let burst = [f; BATCH];
+        self.emu
+            .with_device::<VirtioNet, _>(self.dev, |n, bus| n.inject_frames(bus, 0, &burst));
         self.emu.run_dpcs();
         let mut got = self.emu.received_frames(self.adapter);
         self.emu.return_receives(self.adapter);
@@ -640,11 +638,9 @@ impl Baseline {
     }
 
     fn rx_round(&mut self, f: &[u8]) -> Vec<Vec<u8>> {
-        self.emu.with_device::<VirtioNet, _>(self.dev, |n, bus| {
-            for _ in 0..BATCH {
-                n.inject_frame(bus, 0, f);
-            }
-        });
+        let burst = [f; BATCH];
+        self.emu
+            .with_device::<VirtioNet, _>(self.dev, |n, bus| n.inject_frames(bus, 0, &burst));
         let mut got = Vec::with_capacity(BATCH);
         while let Some(token) = self.net().poll_receive() {
             let i = self.rx_of[token as usize];

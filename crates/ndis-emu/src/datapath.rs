@@ -106,7 +106,8 @@ pub(crate) struct DatapathState {
     /// a slot must not move when these vectors grow.
     #[allow(clippy::vec_box)]
     free_slots: Vec<Box<SendSlot>>,
-    received: Vec<(usize, Vec<u8>)>,
+    /// Frames indicated, per adapter, until the test takes them.
+    received: Vec<Vec<Vec<u8>>>,
     /// Indicated lists the protocol still holds: (adapter, list).
     held: Vec<(usize, usize)>,
 }
@@ -454,7 +455,11 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
         while !nb.is_null() {
             // SAFETY: a buffer of the list, describing the driver's receive memory.
             let frame = unsafe { buffer_bytes(nb) };
-            st.datapath.received.push((a, frame));
+            let received = &mut st.datapath.received;
+            if received.len() <= a {
+                received.resize_with(a + 1, Vec::new);
+            }
+            received[a].push(frame);
             // SAFETY: as above.
             nb = unsafe { (*nb).Next };
         }
@@ -612,11 +617,11 @@ impl Emulator {
     /// Frames the driver indicated since the last call, byte for byte.
     pub fn received_frames(&self, adapter: AdapterId) -> Vec<Vec<u8>> {
         let mut st = self.machine.st();
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.datapath.received)
-            .into_iter()
-            .partition(|(a, _)| *a == adapter.0);
-        st.datapath.received = rest;
-        mine.into_iter().map(|(_, f)| f).collect()
+        match st.datapath.received.get_mut(adapter.0) {
+            // The next batch is likely as large as this one: room for it without regrowing.
+            Some(frames) => std::mem::replace(frames, Vec::with_capacity(frames.len())),
+            None => Vec::new(),
+        }
     }
 
     /// Lists indicated to the protocol and not yet returned.
@@ -641,10 +646,10 @@ impl Emulator {
 pub(crate) fn return_held(m: &Machine, a: usize) {
     let (handler, context, cpu, chain) = {
         let mut st = m.st();
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.datapath.held)
-            .into_iter()
-            .partition(|(x, _)| *x == a);
-        st.datapath.held = rest;
+        let held = &mut st.datapath.held;
+        let mut mine = Vec::with_capacity(held.len());
+        mine.extend(held.iter().copied().filter(|&(x, _)| x == a));
+        held.retain(|&(x, _)| x != a);
         if mine.is_empty() {
             return;
         }

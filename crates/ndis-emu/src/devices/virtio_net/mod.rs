@@ -309,9 +309,29 @@ impl VirtioNet {
     /// A frame arrives from the network for queue pair `pair`: it waits in that pair's backlog
     /// until the driver has posted an RX buffer, then is written (header + frame) and completed.
     pub fn inject_frame(&mut self, bus: &mut Bus<'_>, pair: u16, frame: &[u8]) {
+        self.inject_frames(bus, pair, &[frame]);
+    }
+
+    /// A burst of frames arriving on queue pair `pair` at once: written into posted RX buffers
+    /// in order (behind any backlog), the rest kept as backlog, with one notification decision
+    /// for the burst, as a NIC that processes what arrived together.
+    pub fn inject_frames(&mut self, bus: &mut Bus<'_>, pair: u16, frames: &[&[u8]]) {
         assert!(pair < self.cfg.queue_pairs, "no queue pair {pair}");
-        self.pairs[pair as usize].backlog.push_back(frame.to_vec());
-        self.run_queue(bus, 2 * pair as usize);
+        let p = pair as usize;
+        let mut incoming = frames;
+        if self.pairs[p].backlog.is_empty() {
+            // Straight from the caller's bytes into the buffers; only what does not fit is
+            // copied into the backlog.
+            self.run_queue_with(bus, 2 * p, &mut incoming);
+            self.pairs[p]
+                .backlog
+                .extend(incoming.iter().map(|f| f.to_vec()));
+        } else {
+            self.pairs[p]
+                .backlog
+                .extend(incoming.iter().map(|f| f.to_vec()));
+            self.run_queue(bus, 2 * p);
+        }
     }
 
     /// Frames the driver transmitted on queue pair `pair`, header stripped, in order.
@@ -635,6 +655,12 @@ impl VirtioNet {
 
     /// Processes queue `q` as far as it can, then interrupts if the driver wants it.
     fn run_queue(&mut self, bus: &mut Bus<'_>, q: usize) {
+        self.run_queue_with(bus, q, &mut &[][..]);
+    }
+
+    /// As `run_queue`; an RX queue also takes frames from the front of `incoming` once its
+    /// backlog is empty (consumed frames are removed from the slice).
+    fn run_queue_with(&mut self, bus: &mut Bus<'_>, q: usize, incoming: &mut &[&[u8]]) {
         if !self.live() || q >= self.queues.len() {
             return;
         }
@@ -645,7 +671,7 @@ impl VirtioNet {
         let role = self.role(q);
         let result = {
             let mem = bus.memory();
-            self.drain(mem, q, role)
+            self.drain(mem, q, role, incoming)
         };
         match result {
             Ok(true) => self.complete(bus, q),
@@ -663,12 +689,18 @@ impl VirtioNet {
     /// Consumes what the queue holds, then re-arms driver notifications (writing `avail_event`
     /// with EVENT_IDX, clearing NO_NOTIFY otherwise) and drains again if the driver raced ahead,
     /// as a device without its own thread must. Returns whether anything was completed.
-    fn drain(&mut self, mem: &GuestMemoryMmap, q: usize, role: Role) -> Result<bool, String> {
+    fn drain(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        q: usize,
+        role: Role,
+        incoming: &mut &[&[u8]],
+    ) -> Result<bool, String> {
         let mut used = false;
         loop {
             used |= match role {
                 Role::Tx(p) => self.transmit(mem, q, p)?,
-                Role::Rx(p) => self.receive(mem, q, p)?,
+                Role::Rx(p) => self.receive(mem, q, p, incoming)?,
                 Role::Control => self.control(mem, q)?,
                 Role::Unused => return Ok(false),
             };
@@ -758,9 +790,15 @@ impl VirtioNet {
         Ok(used)
     }
 
-    fn receive(&mut self, mem: &GuestMemoryMmap, q: usize, pair: usize) -> Result<bool, String> {
+    fn receive(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        q: usize,
+        pair: usize,
+        incoming: &mut &[&[u8]],
+    ) -> Result<bool, String> {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let result = self.receive_with(mem, q, pair, &mut scratch);
+        let result = self.receive_with(mem, q, pair, incoming, &mut scratch);
         self.scratch = scratch;
         result
     }
@@ -770,10 +808,18 @@ impl VirtioNet {
         mem: &GuestMemoryMmap,
         q: usize,
         pair: usize,
+        incoming: &mut &[&[u8]],
         Scratch { chain, .. }: &mut Scratch,
     ) -> Result<bool, String> {
         let mut used = false;
-        while let Some(frame) = self.pairs[pair].backlog.front() {
+        loop {
+            // The backlog first (it arrived earlier), then the caller's frames.
+            let from_backlog = !self.pairs[pair].backlog.is_empty();
+            let frame: &[u8] = match (self.pairs[pair].backlog.front(), incoming.first()) {
+                (Some(f), _) => f,
+                (None, Some(f)) => f,
+                (None, None) => break,
+            };
             let queue = &mut self.queues[q].queue;
             let Some(head) = pop(queue, mem, chain)? else {
                 break;
@@ -784,26 +830,29 @@ impl VirtioNet {
                 .map(|d| d.len() as u64)
                 .sum();
             let total = regs::NET_HDR_LEN + frame.len();
-            if room < total as u64 {
+            if room >= total as u64 {
+                let mut header = [0u8; regs::NET_HDR_LEN];
+                header[10..12].copy_from_slice(&1u16.to_le_bytes()); // num_buffers
+                scatter(mem, chain, &[&header, frame])?;
+                queue
+                    .add_used(mem, head, total as u32)
+                    .map_err(|e| format!("add_used({head}): {e}"))?;
+                if let Some(p) = &mut self.pcap {
+                    p.record(frame);
+                }
+                self.counters.rx_delivered[pair] += 1;
+                used = true;
+            } else {
                 // Too small for this frame (no MRG_RXBUF): the frame is dropped, the buffer
                 // stays posted for the next one.
                 queue.set_next_avail(queue.next_avail().wrapping_sub(1));
                 self.counters.rx_dropped += 1;
+            }
+            if from_backlog {
                 self.pairs[pair].backlog.pop_front();
-                continue;
+            } else {
+                *incoming = &incoming[1..];
             }
-            let mut header = [0u8; regs::NET_HDR_LEN];
-            header[10..12].copy_from_slice(&1u16.to_le_bytes()); // num_buffers
-            scatter(mem, chain, &[&header, frame])?;
-            queue
-                .add_used(mem, head, total as u32)
-                .map_err(|e| format!("add_used({head}): {e}"))?;
-            let frame = self.pairs[pair].backlog.pop_front().expect("front exists");
-            if let Some(p) = &mut self.pcap {
-                p.record(&frame);
-            }
-            self.counters.rx_delivered[pair] += 1;
-            used = true;
         }
         Ok(used)
     }
