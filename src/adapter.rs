@@ -109,11 +109,10 @@ impl InterruptHandler for Interrupts {
             && (device.plan.mode() != InterruptMode::Line
                 || self.config_pending.swap(false, Ordering::AcqRel));
         if config {
-            let (up, _) = device.ndis.link();
-            let now = device.link_up();
-            if now != up {
-                device.ndis.indicate_link_state(now, LINK_SPEED, ctx.irql());
-            }
+            // The framework drops a report that changes nothing.
+            device
+                .ndis
+                .indicate_link_state(device.link_up(), LINK_SPEED, ctx.irql());
         }
         if more {
             ctx.budget().request_more();

@@ -12,7 +12,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use ndis_sys as sys;
 
@@ -264,14 +264,30 @@ pub struct NdisAdapter {
     handle: AdapterHandle,
     packet_filter: AtomicU32,
     lookahead: AtomicU32,
-    link_up: AtomicBool,
-    link_speed: AtomicU64,
+    /// What NDIS was told about the link, and the latest state the driver reported; see
+    /// [`NdisAdapter::indicate_link_state`].
+    link_report: crate::sync::SpinLock<LinkReport>,
     multicast: crate::sync::SpinLock<([[u8; 6]; MAX_MULTICAST], usize)>,
     info: crate::sync::Once<AdapterInfo>,
     /// Running flag, receives lent to NDIS, sends in progress and a pending pause, decided under
     /// one lock so that a pause can never complete while an indication or a send is under way.
     gate: crate::sync::SpinLock<Gate>,
     pub stats: Statistics,
+}
+
+/// (up, bits per second).
+type LinkState = (bool, u64);
+
+/// The link state NDIS knows and the latest one, kept so that no change is lost or reordered.
+#[derive(Default)]
+struct LinkReport {
+    /// The latest state the driver reported (None: none since initialize began).
+    latest: Option<LinkState>,
+    /// What NDIS was told, by the general attributes or an indication (None: initialize has
+    /// not set the general attributes yet, so changes only update `latest`).
+    told: Option<LinkState>,
+    /// One caller at a time sends indications, until `told == latest`.
+    flushing: bool,
 }
 
 /// See [`NdisAdapter::gate`].
@@ -300,8 +316,7 @@ impl NdisAdapter {
             handle,
             packet_filter: AtomicU32::new(0),
             lookahead: AtomicU32::new(0),
-            link_up: AtomicBool::new(false),
-            link_speed: AtomicU64::new(0),
+            link_report: crate::sync::SpinLock::new(LinkReport::default()),
             multicast: crate::sync::SpinLock::new(([[0; 6]; MAX_MULTICAST], 0)),
             info: crate::sync::Once::new(),
             gate: crate::sync::SpinLock::new(Gate::default()),
@@ -385,12 +400,11 @@ impl NdisAdapter {
         })
     }
 
-    /// (up, bits per second).
+    /// (up, bits per second): the latest state the driver reported (before initialize
+    /// returns, what it reported so far; down until then).
     pub fn link(&self) -> (bool, u64) {
-        (
-            self.link_up.load(Ordering::Acquire),
-            self.link_speed.load(Ordering::Relaxed),
-        )
+        self.link_report
+            .with_unchecked(|r| r.latest.unwrap_or((false, 0)))
     }
 
     pub(crate) fn info(&self) -> &AdapterInfo {
@@ -401,19 +415,75 @@ impl NdisAdapter {
 
     /// Reports a link change to NDIS (`NDIS_STATUS_LINK_STATE`); repeated reports of the same
     /// state are dropped.
+    ///
+    /// Safe to call from anywhere (a DPC racing initialize included): before initialize has set
+    /// the general attributes a change is folded into them; after that, whichever caller finds
+    /// NDIS out of date sends indications until NDIS has the latest state, so concurrent
+    /// reports can neither be lost nor arrive in the wrong order.
     pub fn indicate_link_state<C: crate::irql::AtMostDispatch>(
         &self,
         up: bool,
         speed: u64,
-        _ctx: &C,
+        irql: &C,
     ) {
-        let was = self.link_up.swap(up, Ordering::AcqRel);
-        let old_speed = self.link_speed.swap(speed, Ordering::AcqRel);
-        // Before initialize returned, NDIS knows no link state to change: the general
-        // attributes will carry it (the driver reads the link last).
-        if self.info.get().is_none() || (was == up && old_speed == speed) {
-            return;
+        let flush = self.link_report.with(irql, |r| {
+            r.latest = Some((up, speed));
+            let flush = r.told.is_some() && !r.flushing;
+            r.flushing |= flush;
+            flush
+        });
+        if flush {
+            self.flush_link_state(irql);
         }
+    }
+
+    /// Sends indications until NDIS has the latest state; the caller set `flushing`.
+    fn flush_link_state<C: crate::irql::AtMostDispatch>(&self, irql: &C) {
+        loop {
+            let next = self.link_report.with(irql, |r| match (r.latest, r.told) {
+                (Some(latest), Some(told)) if latest != told => {
+                    r.told = Some(latest);
+                    Some(latest)
+                }
+                _ => {
+                    r.flushing = false;
+                    None
+                }
+            });
+            let Some((up, speed)) = next else {
+                return;
+            };
+            self.send_link_indication(up, speed, irql);
+        }
+    }
+
+    /// The general attributes are about to be set: the state they should carry, the latest
+    /// report if the driver made one during initialize, else what `AdapterInfo` says.
+    fn link_for_attributes(&self, info: LinkState, passive: &Passive<'_>) -> LinkState {
+        self.link_report
+            .with(passive, |r| *r.latest.get_or_insert(info))
+    }
+
+    /// The general attributes told NDIS `state`; changes reported since are sent now (allowed
+    /// once the registration attributes are set, even inside `MiniportInitializeEx`).
+    fn attributes_told(&self, state: LinkState, passive: &Passive<'_>) {
+        let flush = self.link_report.with(passive, |r| {
+            r.told = Some(state);
+            let flush = !r.flushing;
+            r.flushing = true;
+            flush
+        });
+        if flush {
+            self.flush_link_state(passive);
+        }
+    }
+
+    fn send_link_indication<C: crate::irql::AtMostDispatch>(
+        &self,
+        up: bool,
+        speed: u64,
+        _irql: &C,
+    ) {
         let mut state = sys::NDIS_LINK_STATE {
             Header: sys::NDIS_OBJECT_HEADER {
                 Type: sys::NDIS_OBJECT_TYPE_DEFAULT,
@@ -718,6 +788,10 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
         let (adapter, mut info) = driver.initialize(&mut init)?;
         info.ndis_version = (D::NDIS_VERSION.major, D::NDIS_VERSION.minor);
         info.driver_version = D::DRIVER_VERSION;
+        // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
+        let passive = unsafe { Passive::assume() };
+        (info.link_up, info.link_speed) =
+            ndis.link_for_attributes((info.link_up, info.link_speed), &passive);
         if let Err(e) = general_attributes::<D::Adapter>(handle, &info) {
             // SAFETY: still in initialize at PASSIVE_LEVEL.
             adapter.halt(&ndis, sys::NdisHaltDeviceInitializationFailed, &unsafe {
@@ -725,10 +799,10 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
             });
             return Err(e);
         }
-        ndis.link_up.store(info.link_up, Ordering::Release);
-        ndis.link_speed.store(info.link_speed, Ordering::Relaxed);
         ndis.lookahead.store(info.mtu, Ordering::Relaxed);
+        let told = (info.link_up, info.link_speed);
         ndis.info.set(info);
+        ndis.attributes_told(told, &passive);
         Ok(adapter)
     })();
     match result {

@@ -1,0 +1,126 @@
+//! `NdisAdapter::indicate_link_state` from anywhere, initialize included: a report made while
+//! initialize runs (as a DPC on another processor may) is not lost to the state `AdapterInfo`
+//! carries; after initialize, NDIS gets each change once and in order.
+#![cfg(not(windows))]
+
+use std::cell::Cell;
+
+use ndis::driver::MiniportDriver;
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
+use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::{NdisVersion, Status};
+use ndis_emu::{AdapterId, Config, Emulator, InterruptResources};
+use ndis_sys as sys;
+
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
+const SPEED: u64 = 1_000_000_000;
+
+thread_local! {
+    /// Whether initialize sees a link-down report race its own (stale) "up" reading (per test
+    /// thread: the emulator runs driver code on the thread that drives it).
+    static RACE_IN_INITIALIZE: Cell<bool> = const { Cell::new(false) };
+}
+
+struct Driver;
+struct Adapter;
+
+impl MiniportDriver for Driver {
+    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    const DRIVER_VERSION: (u8, u8) = (1, 0);
+    type Adapter = Adapter;
+    fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
+        // The driver read "up" from its device...
+        let info = AdapterInfo::ethernet([2, 0, 0, 0, 0, 1], 1500, SPEED, true);
+        if RACE_IN_INITIALIZE.get() {
+            // ...and then the link went down and the config-change DPC reported it before
+            // initialize returned.
+            init.adapter()
+                .indicate_link_state(false, SPEED, init.passive());
+        }
+        Ok((Adapter, info))
+    }
+}
+
+/// A private OID whose set reports link states, one byte each (1: up), as DPCs would.
+const OID_REPORT_LINK: u32 = 0xFF01_0001;
+
+impl Miniport for Adapter {
+    const EXTRA_OIDS: &'static [u32] = &[OID_REPORT_LINK];
+
+    fn oid_set(
+        &self,
+        adapter: &NdisAdapter,
+        oid: u32,
+        data: &[u8],
+        passive: &ndis::irql::Passive<'_>,
+    ) -> Result<usize, Status> {
+        if oid != OID_REPORT_LINK {
+            return Err(Status::NOT_SUPPORTED);
+        }
+        for &up in data {
+            adapter.indicate_link_state(up == 1, SPEED, passive);
+        }
+        Ok(data.len())
+    }
+
+    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &SendIrql<'_>) {
+        lists.each(|_| Status::SUCCESS);
+    }
+    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
+}
+
+ndis::miniport_driver!(Driver = Driver);
+
+fn connected(emu: &Emulator, a: AdapterId) -> bool {
+    let r = emu.oid_query(a, sys::OID_GEN_MEDIA_CONNECT_STATUS, 4);
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    u32::from_le_bytes(r.data[..4].try_into().unwrap()) == 0 // NdisMediaStateConnected
+}
+
+/// The link states NDIS was told by indications, in order (true: connected).
+fn link_indications(emu: &Emulator, a: AdapterId) -> Vec<bool> {
+    emu.status_indications(a)
+        .into_iter()
+        .filter(|(code, _)| *code == sys::NDIS_STATUS_LINK_STATE)
+        .map(|(_, buffer)| {
+            let state = i32::from_le_bytes(buffer[4..8].try_into().unwrap());
+            state == sys::MediaConnectStateConnected
+        })
+        .collect()
+}
+
+fn run(race: bool, after_initialize: impl FnOnce(&Emulator, AdapterId)) {
+    RACE_IN_INITIALIZE.set(race);
+    let emu = Emulator::new(Config::default());
+    assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let a = emu.add_adapter(InterruptResources::None).expect("init");
+    after_initialize(&emu, a);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+#[test]
+fn a_report_during_initialize_wins_over_the_adapter_info() {
+    run(true, |emu, a| {
+        // The general attributes carried the report; nothing needed indicating.
+        assert!(!connected(emu, a));
+        assert_eq!(link_indications(emu, a), []);
+    });
+    run(false, |emu, a| {
+        assert!(connected(emu, a));
+        assert_eq!(link_indications(emu, a), []);
+    });
+}
+
+#[test]
+fn after_initialize_each_change_is_indicated_once_in_order() {
+    run(false, |emu, a| {
+        // Up (no change: nothing sent), down, down again (dropped), up.
+        let r = emu.oid_set(a, OID_REPORT_LINK, &[1, 0, 0, 1]);
+        assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+        assert_eq!(link_indications(emu, a), [false, true]);
+        assert!(connected(emu, a));
+    });
+}
