@@ -109,10 +109,10 @@ impl InterruptHandler for Interrupts {
             && (device.plan.mode() != InterruptMode::Line
                 || self.config_pending.swap(false, Ordering::AcqRel));
         if config {
-            // The framework drops a report that changes nothing.
-            device
-                .ndis
-                .indicate_link_state(device.link_up(), LINK_SPEED, ctx.irql());
+            // A failed device is reported as a lost link, so the stack stops sending to it; the
+            // framework drops a report that changes nothing.
+            let up = device.check_device_status() && device.link_up();
+            device.ndis.indicate_link_state(up, LINK_SPEED, ctx.irql());
         }
         if more {
             ctx.budget().request_more();

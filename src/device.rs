@@ -238,6 +238,16 @@ impl Device {
         self.broken.store(true, Ordering::Release);
     }
 
+    /// After a configuration-change notification: a device that set DEVICE_NEEDS_RESET is not
+    /// used again (the driver has no way to bring it back without a reset of its own). Returns
+    /// whether the device is still usable.
+    pub fn check_device_status(&self) -> bool {
+        if !self.is_broken() && self.transport.needs_reset() {
+            self.fail();
+        }
+        !self.is_broken()
+    }
+
     /// Posts claimed receive buffers to the device and rings the doorbell once.
     fn post_rx<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &C) {
         if buffers.is_empty() {

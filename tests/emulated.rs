@@ -319,6 +319,25 @@ fn link_changes_are_indicated() {
 }
 
 #[test]
+fn a_device_that_needs_reset_is_dropped_and_reported_as_link_down() {
+    for resources in [InterruptResources::msix(4), InterruptResources::line()] {
+        let nic = start(1, resources);
+        check_tx(&nic, &[frame(1, 64)]);
+        nic.net(|n, bus| n.fail_device(bus, "internal error (test)"));
+        nic.emu.run_dpcs();
+        assert_eq!(
+            nic.emu.link_state(nic.adapter).map(|l| l.connected),
+            Some(false)
+        );
+        // Not touched again: sends fail, nothing reaches the device.
+        nic.emu.send(nic.adapter, &[&frame(2, 64)]);
+        assert_ne!(nic.emu.send_completions()[0].1, sys::NDIS_STATUS_SUCCESS);
+        assert!(nic.net(|n, _| n.take_transmitted(0)).is_empty());
+        nic.stop();
+    }
+}
+
+#[test]
 fn the_mac_comes_from_the_device_configuration() {
     let nic = start(1, InterruptResources::msix(4));
     let r = nic

@@ -90,6 +90,7 @@ exports! {
     "ndis.sys" NdisMIndicateStatusEx(a: NDIS_HANDLE, b: *mut NDIS_STATUS_INDICATION) => sync::ndis_m_indicate_status_ex;
     "ndis.sys" NdisMPauseComplete(a: NDIS_HANDLE) => ndis::ndis_m_pause_complete;
     "ndis.sys" NdisMRestartComplete(a: NDIS_HANDLE, b: NDIS_STATUS) => ndis::ndis_m_restart_complete;
+    "ndis.sys" NdisMResetComplete(a: NDIS_HANDLE, b: NDIS_STATUS, c: BOOLEAN) => ndis::ndis_m_reset_complete;
     "ndis.sys" NdisMRegisterScatterGatherDma(a: NDIS_HANDLE, b: *mut NDIS_SG_DMA_DESCRIPTION, c: *mut NDIS_HANDLE) -> NDIS_STATUS => dma::ndis_m_register_scatter_gather_dma;
     "ndis.sys" NdisMDeregisterScatterGatherDma(a: NDIS_HANDLE) => dma::ndis_m_deregister_scatter_gather_dma;
     "ndis.sys" NdisMAllocateSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: *mut PVOID, e: *mut PHYSICAL_ADDRESS) => dma::ndis_m_allocate_shared_memory;

@@ -313,6 +313,7 @@ impl Emulator {
                 dma: None,
                 general_set: false,
                 interrupt: None,
+                hang: ndis::HangCheck::default(),
                 // SAFETY: all-zero is a valid NDIS_MINIPORT_INIT_PARAMETERS (null pointers, zeros).
                 init_params: Box::new(unsafe { std::mem::zeroed() }),
                 resources,

@@ -98,6 +98,8 @@ pub(crate) enum Callback {
     Return(usize),
     Oid(usize),
     Timer,
+    CheckForHang(usize),
+    Reset(usize),
 }
 
 #[derive(Debug, Default)]

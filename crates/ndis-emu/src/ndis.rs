@@ -57,9 +57,30 @@ pub(crate) struct Adapter {
     pub dma: Option<usize>,
     pub general_set: bool,
     pub interrupt: Option<usize>,
+    pub hang: HangCheck,
     pub init_params: Box<sys::NDIS_MINIPORT_INIT_PARAMETERS>,
     /// Backing store of the CM_PARTIAL_RESOURCE_LIST in `init_params`.
     pub resources: Box<[u32]>,
+}
+
+/// `MiniportCheckForHangEx` on the virtual clock, and the resets it asks for.
+#[derive(Default)]
+pub(crate) struct HangCheck {
+    /// Period in 100 ns units (0: the driver registered no CheckForHang handler).
+    pub period: u64,
+    /// Virtual time of the next check.
+    pub due: u64,
+    pub checks: u64,
+    /// `MiniportResetEx` returned PENDING and `NdisMResetComplete` has not come yet.
+    pub reset_pending: bool,
+    /// Finished resets: (status, AddressingReset).
+    pub resets: Vec<(sys::NDIS_STATUS, bool)>,
+}
+
+/// NDIS calls CheckForHang every CheckForHangTimeInSeconds, 0 meaning its 2 s default; the period
+/// is a multiple of 2 s (rounded up here).
+pub(crate) fn hang_period_seconds(requested: u32) -> u64 {
+    (requested.max(1) as u64).div_ceil(2) * 2
 }
 
 pub(crate) struct Interrupt {
@@ -415,6 +436,17 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
             let reg = unsafe { (*attributes).RegistrationAttributes };
             st.ndis.adapters[a].context = Some(reg.MiniportAdapterContext as usize);
             st.ndis.adapters[a].attribute_flags = reg.AttributeFlags;
+            let registered = st
+                .ndis
+                .driver
+                .as_ref()
+                .is_some_and(|d| d.chars.CheckForHangHandlerEx.is_some());
+            if registered {
+                let period = hang_period_seconds(reg.CheckForHangTimeInSeconds) * 10_000_000;
+                let now = st.sync.now();
+                st.ndis.adapters[a].hang.period = period;
+                st.ndis.adapters[a].hang.due = now + period;
+            }
         }
         sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES => {
             let min = match header.Revision {
@@ -1076,6 +1108,79 @@ pub(crate) unsafe fn ndis_m_restart_complete(handle: sys::NDIS_HANDLE, status: s
     } else {
         AdapterState::Paused
     };
+}
+
+/// One due `MiniportCheckForHangEx` of adapter `a` (at PASSIVE_LEVEL), and the
+/// `MiniportResetEx` (at DISPATCH_LEVEL) a TRUE asks for. Only a running adapter without a reset
+/// in progress is checked, as NDIS checks only started adapters and never during a reset.
+pub(crate) fn check_for_hang(m: &Machine, a: usize) {
+    let (check, reset, context, cpu) = {
+        let mut st = m.st();
+        let adapter = &st.ndis.adapters[a];
+        if adapter.state != AdapterState::Running || adapter.hang.reset_pending {
+            return;
+        }
+        let context = adapter.context.unwrap_or(0);
+        let chars = &st.ndis.driver.as_ref().expect("a driver").chars;
+        let (check, reset) = (chars.CheckForHangHandlerEx, chars.ResetHandlerEx);
+        st.ndis.adapters[a].hang.checks += 1;
+        (check, reset, context, st.cpu)
+    };
+    let (Some(check), Some(reset)) = (check, reset) else {
+        return; // registration refuses CheckForHang without Reset
+    };
+    let hung = on_cpu(
+        m,
+        cpu,
+        sys::PASSIVE_LEVEL,
+        Callback::CheckForHang(a),
+        || {
+            // SAFETY: the driver's handler with its adapter context, at PASSIVE_LEVEL.
+            unsafe { check(context as sys::NDIS_HANDLE) }
+        },
+    );
+    if hung == 0 {
+        return;
+    }
+    let mut addressing: sys::BOOLEAN = 0;
+    let status = on_cpu(m, cpu, sys::DISPATCH_LEVEL, Callback::Reset(a), || {
+        // SAFETY: the driver's handler with its adapter context and an out-flag, at
+        // DISPATCH_LEVEL.
+        unsafe { reset(context as sys::NDIS_HANDLE, &mut addressing) }
+    });
+    let mut st = m.st();
+    let hang = &mut st.ndis.adapters[a].hang;
+    if status == sys::NDIS_STATUS_PENDING {
+        hang.reset_pending = true;
+    } else {
+        hang.resets.push((status, addressing != 0));
+    }
+}
+
+pub(crate) unsafe fn ndis_m_reset_complete(
+    handle: sys::NDIS_HANDLE,
+    status: sys::NDIS_STATUS,
+    addressing_reset: sys::BOOLEAN,
+) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisMResetComplete");
+    let a = adapter_of(&st, handle, "NdisMResetComplete");
+    if !st.ndis.adapters[a].hang.reset_pending || status == sys::NDIS_STATUS_PENDING {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::CALL_CONTEXT, a, status as u32 as usize, 0],
+            format!(
+                "NdisMResetComplete({status:#010x}) on adapter {a}, which has no reset pending \
+                 (complete only a reset MiniportResetEx returned NDIS_STATUS_PENDING for, once, \
+                 with its final status)"
+            ),
+        );
+    }
+    let hang = &mut st.ndis.adapters[a].hang;
+    hang.reset_pending = false;
+    hang.resets.push((status, addressing_reset != 0));
 }
 
 /// The adapter a handle names, if it is an adapter handle (None for the driver handle).

@@ -20,6 +20,16 @@ use crate::{AdapterId, Emulator};
 
 const TIMER_TAG: usize = 0x4E44_5400_0000;
 
+/// What the virtual clock reaches next.
+enum Due {
+    Timer(
+        unsafe extern "system-unwind" fn(sys::PVOID, sys::PVOID, sys::PVOID, sys::PVOID),
+        usize,
+        usize,
+    ),
+    HangCheck(usize),
+}
+
 struct Timer {
     function: unsafe extern "system-unwind" fn(sys::PVOID, sys::PVOID, sys::PVOID, sys::PVOID),
     context: usize,
@@ -40,6 +50,13 @@ pub(crate) struct SyncState {
     /// Virtual time, 100 ns units.
     now: u64,
     indications: Vec<(usize, sys::NDIS_STATUS, Vec<u8>)>,
+}
+
+impl SyncState {
+    /// Virtual time, 100 ns units.
+    pub(crate) fn now(&self) -> u64 {
+        self.now
+    }
 }
 
 /// Whether processor `cpu` holds a spin lock (the scheduler does not interleave then).
@@ -401,7 +418,9 @@ pub struct LinkState {
 
 impl Emulator {
     /// Advances the virtual clock by `by`, firing every timer that comes due on the way (at
-    /// DISPATCH_LEVEL on the passive processor, in due order), and the DPCs they queue.
+    /// DISPATCH_LEVEL on the passive processor, in due order), and the DPCs they queue. Adapters
+    /// whose driver registered `MiniportCheckForHangEx` are checked on the way too, every
+    /// `CheckForHangTimeInSeconds` (see `docs/emulator.md`).
     pub fn advance_time(&self, by: Duration) {
         let target = {
             let st = self.machine.st();
@@ -410,22 +429,45 @@ impl Emulator {
         loop {
             let next = {
                 let mut st = self.machine.st();
-                let due = st
+                let timer = st
                     .sync
                     .timers
                     .iter()
                     .enumerate()
                     .filter_map(|(i, t)| t.due.filter(|&d| t.live && d <= target).map(|d| (d, i)))
                     .min();
-                due.map(|(d, i)| {
-                    st.sync.now = d;
-                    let t = &mut st.sync.timers[i];
-                    t.due = (t.period_ms > 0).then(|| d + t.period_ms as u64 * 10_000);
-                    (t.function, t.context, st.cpu)
-                })
+                let hang = st
+                    .ndis
+                    .adapters
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.hang.period > 0 && a.hang.due <= target)
+                    .map(|(i, a)| (a.hang.due, i))
+                    .min();
+                match (timer, hang) {
+                    (_, Some((d, a))) if timer.is_none_or(|(t, _)| d < t) => {
+                        st.sync.now = d;
+                        let h = &mut st.ndis.adapters[a].hang;
+                        h.due = d + h.period;
+                        Some(Due::HangCheck(a))
+                    }
+                    (Some((d, i)), _) => {
+                        st.sync.now = d;
+                        let t = &mut st.sync.timers[i];
+                        t.due = (t.period_ms > 0).then(|| d + t.period_ms as u64 * 10_000);
+                        Some(Due::Timer(t.function, t.context, st.cpu))
+                    }
+                    _ => None,
+                }
             };
-            let Some((function, context, cpu)) = next else {
-                break;
+            let (function, context, cpu) = match next {
+                None => break,
+                Some(Due::HangCheck(a)) => {
+                    crate::ndis::check_for_hang(&self.machine, a);
+                    machine::run_dpcs(&self.machine);
+                    continue;
+                }
+                Some(Due::Timer(function, context, cpu)) => (function, context, cpu),
             };
             on_cpu(
                 &self.machine,
@@ -447,6 +489,17 @@ impl Emulator {
             machine::run_dpcs(&self.machine);
         }
         self.machine.st().sync.now = target;
+    }
+
+    /// `MiniportCheckForHangEx` calls made so far for `adapter` (the virtual clock drives them:
+    /// see [`Emulator::advance_time`]).
+    pub fn hang_checks(&self, adapter: AdapterId) -> u64 {
+        self.machine.st().ndis.adapters[adapter.0].hang.checks
+    }
+
+    /// Resets of `adapter` finished since the last call: (status, AddressingReset).
+    pub fn resets(&self, adapter: AdapterId) -> Vec<(sys::NDIS_STATUS, bool)> {
+        std::mem::take(&mut self.machine.st().ndis.adapters[adapter.0].hang.resets)
     }
 
     /// Status indications of `adapter` since the last call: (status code, buffer bytes).

@@ -21,6 +21,19 @@ thread_local! {
     /// (header type, revision, size, reason) of the last pause parameters seen.
     static PAUSE_SEEN: Cell<(u8, u8, u16, u32)> = const { Cell::new((0, 0, 0, 0)) };
     static RESTART_SEEN: Cell<(u8, u8, u16)> = const { Cell::new((0, 0, 0)) };
+    static HUNG: Cell<bool> = const { Cell::new(false) };
+    static RESET_ANSWER: Cell<sys::NDIS_STATUS> = const { Cell::new(sys::NDIS_STATUS_SUCCESS) };
+}
+
+unsafe extern "system-unwind" fn check_for_hang(_c: sys::NDIS_HANDLE) -> sys::BOOLEAN {
+    HUNG.get() as sys::BOOLEAN
+}
+
+unsafe extern "system-unwind" fn reset(_c: sys::NDIS_HANDLE, addressing: *mut sys::BOOLEAN) -> i32 {
+    HUNG.set(false);
+    // SAFETY: NDIS passes a writable flag.
+    unsafe { *addressing = 1 };
+    RESET_ANSWER.get()
 }
 
 unsafe extern "system-unwind" fn initialize(
@@ -80,6 +93,8 @@ unsafe extern "system-unwind" fn entry(
     let mut chars = ndis_emu::raw::driver_characteristics(20, initialize, halt, unload);
     chars.PauseHandler = Some(pause);
     chars.RestartHandler = Some(restart);
+    chars.CheckForHangHandlerEx = Some(check_for_hang);
+    chars.ResetHandlerEx = Some(reset);
     // SAFETY: DriverEntry's own arguments.
     let (status, handle) = unsafe { ndis_emu::raw::register_driver(o, p, &chars) };
     DRIVER.set(handle as usize);
@@ -194,6 +209,46 @@ fn a_pause_that_fails_is_caught() {
     });
     assert_eq!((b.code, b.params[0]), (0xC4, rule::CALL_CONTEXT));
     assert!(b.message.contains("must succeed or pend"), "{b}");
+}
+
+// ---- check for hang and reset ----
+
+#[test]
+fn a_pended_reset_finishes_with_reset_complete_and_holds_the_checks_meanwhile() {
+    let (emu, a) = start(|_| {}, |_| {});
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    // CheckForHangTimeInSeconds 0: NDIS's 2 s default.
+    emu.advance_time(std::time::Duration::from_secs(2));
+    assert_eq!(emu.hang_checks(a), 1);
+    HUNG.set(true);
+    RESET_ANSWER.set(sys::NDIS_STATUS_PENDING);
+    emu.advance_time(std::time::Duration::from_secs(2));
+    assert_eq!((emu.hang_checks(a), emu.resets(a)), (2, vec![]));
+    // No checks while the reset is pending.
+    emu.advance_time(std::time::Duration::from_secs(6));
+    assert_eq!(emu.hang_checks(a), 2);
+    // SAFETY: the adapter's handle; the reset is pending.
+    unsafe { sys::NdisMResetComplete(handle(), sys::NDIS_STATUS_SUCCESS, 1) };
+    assert_eq!(emu.resets(a), [(sys::NDIS_STATUS_SUCCESS, true)]);
+    emu.advance_time(std::time::Duration::from_secs(2));
+    assert_eq!(emu.hang_checks(a), 3);
+    emu.pause(a);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+#[test]
+fn reset_complete_without_a_pending_reset_is_caught() {
+    let (emu, a) = start(|_| {}, |_| {});
+    // SAFETY: deliberately wrong: nothing is pending.
+    let b = emu.expect_bugcheck(|| unsafe {
+        sys::NdisMResetComplete(handle(), sys::NDIS_STATUS_SUCCESS, 0)
+    });
+    assert_eq!(
+        (b.code, b.params[0], b.params[1]),
+        (0xC4, rule::CALL_CONTEXT, a.0)
+    );
+    assert!(b.message.contains("no reset pending"), "{b}");
 }
 
 // ---- shared memory ----

@@ -203,6 +203,9 @@ kernel_imports! {
         fn NdisMPauseComplete(MiniportAdapterHandle: NDIS_HANDLE);
         /// Completes a restart that `MiniportRestart` returned NDIS_STATUS_PENDING for.
         fn NdisMRestartComplete(MiniportAdapterHandle: NDIS_HANDLE, Status: NDIS_STATUS);
+        /// IRQL <= DISPATCH_LEVEL. Completes a reset that `MiniportResetEx` returned
+        /// NDIS_STATUS_PENDING for.
+        fn NdisMResetComplete(MiniportAdapterHandle: NDIS_HANDLE, Status: NDIS_STATUS, AddressingReset: BOOLEAN);
         /// PASSIVE_LEVEL, from `MiniportInitializeEx` of a bus-master adapter.
         fn NdisMRegisterScatterGatherDma(
             MiniportAdapterHandle: NDIS_HANDLE,

@@ -77,8 +77,17 @@ pub fn characteristics<T: MiniportDriver>(
         SendNetBufferListsHandler: Some(miniport::send::<T::Adapter>),
         ReturnNetBufferListsHandler: Some(miniport::return_nbls::<T::Adapter>),
         CancelSendHandler: Some(miniport::cancel_send),
-        CheckForHangHandlerEx: None,
-        ResetHandlerEx: None,
+        // Registered together or not at all (NDIS requires a reset handler with CheckForHang).
+        CheckForHangHandlerEx: if T::Adapter::CHECK_FOR_HANG_SECONDS.is_some() {
+            Some(miniport::check_for_hang::<T::Adapter>)
+        } else {
+            None
+        },
+        ResetHandlerEx: if T::Adapter::CHECK_FOR_HANG_SECONDS.is_some() {
+            Some(miniport::reset::<T::Adapter>)
+        } else {
+            None
+        },
         DevicePnPEventNotifyHandler: Some(miniport::pnp_event::<T::Adapter>),
         ShutdownHandlerEx: Some(miniport::shutdown::<T::Adapter>),
         CancelOidRequestHandler: Some(miniport::cancel_oid),

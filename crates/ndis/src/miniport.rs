@@ -264,6 +264,8 @@ pub struct NdisAdapter {
     handle: AdapterHandle,
     packet_filter: AtomicU32,
     lookahead: AtomicU32,
+    /// Taken only around `Miniport::reset`, to run it at a known IRQL (DISPATCH_LEVEL).
+    reset_lock: crate::sync::SpinLock<()>,
     /// What NDIS was told about the link, and the latest state the driver reported; see
     /// [`NdisAdapter::indicate_link_state`].
     link_report: crate::sync::SpinLock<LinkReport>,
@@ -317,6 +319,7 @@ impl NdisAdapter {
             packet_filter: AtomicU32::new(0),
             lookahead: AtomicU32::new(0),
             link_report: crate::sync::SpinLock::new(LinkReport::default()),
+            reset_lock: crate::sync::SpinLock::new(()),
             multicast: crate::sync::SpinLock::new(([[0; 6]; MAX_MULTICAST], 0)),
             info: crate::sync::Once::new(),
             gate: crate::sync::SpinLock::new(Gate::default()),
@@ -575,6 +578,26 @@ pub trait Miniport: Send + Sync + Sized + 'static {
     /// fails them with `NDIS_STATUS_PAUSED` itself while the adapter is paused).
     fn send(&self, adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>);
 
+    /// Hang detection. `Some(seconds)` registers `MiniportCheckForHangEx`, which NDIS calls
+    /// every `seconds` (0: its 2 s default; NDIS rounds to a multiple of 2 s), and
+    /// `MiniportResetEx`, which it calls when a check says the adapter hangs. `None`, the default,
+    /// registers neither: NDIS 6 makes both optional, and a device that reports its own failures
+    /// (as virtio's DEVICE_NEEDS_RESET does) has no silent hang to poll for.
+    const CHECK_FOR_HANG_SECONDS: Option<u32> = None;
+
+    /// Whether the adapter hangs (at PASSIVE_LEVEL, while it runs): for example, the device
+    /// made no progress on work it holds since the last check. True asks NDIS for a reset.
+    fn check_for_hang(&self, _adapter: &NdisAdapter, _passive: &Passive<'_>) -> bool {
+        false
+    }
+
+    /// Bring the hung device back (at DISPATCH_LEVEL). `Ok(true)` asks NDIS to restore the
+    /// addressing state (packet filter, multicast list, current address) through OID sets;
+    /// `Ok(false)` says the driver kept it. An error leaves the adapter failed.
+    fn reset(&self, _adapter: &NdisAdapter, _dispatch: &Dispatch<'_>) -> Result<bool, Status> {
+        Ok(false)
+    }
+
     /// Receives the protocols handed back; give the buffers back to the device.
     fn return_receives(
         &self,
@@ -658,7 +681,7 @@ unsafe fn slot<'a, A>(ctx: sys::NDIS_HANDLE) -> &'a Slot<A> {
     unsafe { &*(ctx as *const Slot<A>) }
 }
 
-fn registration_attributes(
+fn registration_attributes<A: Miniport>(
     handle: sys::NDIS_HANDLE,
     context: sys::NDIS_HANDLE,
 ) -> Result<(), Status> {
@@ -674,7 +697,7 @@ fn registration_attributes(
         AttributeFlags: sys::NDIS_MINIPORT_ATTRIBUTES_HARDWARE_DEVICE
             | sys::NDIS_MINIPORT_ATTRIBUTES_BUS_MASTER
             | sys::NDIS_MINIPORT_ATTRIBUTES_SURPRISE_REMOVE_OK,
-        CheckForHangTimeInSeconds: 0,
+        CheckForHangTimeInSeconds: A::CHECK_FOR_HANG_SECONDS.unwrap_or(0),
         InterfaceType: sys::NdisInterfacePci,
     };
     // SAFETY: initialize's handle at PASSIVE_LEVEL; the attributes live across the call.
@@ -777,7 +800,7 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
         adapter: None,
     }));
     let result = (|| {
-        registration_attributes(handle, slot.cast())?;
+        registration_attributes::<D::Adapter>(handle, slot.cast())?;
         let mut init = Init {
             adapter: ndis.clone(),
             // SAFETY: NDIS passes valid parameters for the call.
@@ -1039,6 +1062,50 @@ pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
             }
         }
         _ => sys::NDIS_STATUS_NOT_SUPPORTED,
+    }
+}
+
+pub(crate) unsafe extern "system-unwind" fn check_for_hang<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+) -> sys::BOOLEAN {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    // SAFETY: NDIS calls MiniportCheckForHangEx at PASSIVE_LEVEL.
+    let passive = unsafe { Passive::assume() };
+    let hung = slot
+        .adapter
+        .as_ref()
+        .is_some_and(|a| a.check_for_hang(&slot.ndis, &passive));
+    hung as sys::BOOLEAN
+}
+
+pub(crate) unsafe extern "system-unwind" fn reset<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    addressing_reset: *mut sys::BOOLEAN,
+) -> sys::NDIS_STATUS {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    let Some(adapter) = slot.adapter.as_ref() else {
+        return sys::NDIS_STATUS_FAILURE;
+    };
+    // MiniportResetEx runs at IRQL <= DISPATCH_LEVEL without saying which: holding a spin lock
+    // nobody else takes raises it to DISPATCH_LEVEL, so the driver gets a token it can trust.
+    let result = slot.ndis.reset_lock.with_unchecked(|()| {
+        // SAFETY: a spin lock is held, so this runs at DISPATCH_LEVEL until it is released.
+        let dispatch = unsafe { Dispatch::assume() };
+        adapter.reset(&slot.ndis, &dispatch)
+    });
+    match result {
+        Ok(addressing) => {
+            // SAFETY: NDIS passes a writable flag.
+            unsafe { *addressing_reset = addressing as sys::BOOLEAN };
+            sys::NDIS_STATUS_SUCCESS
+        }
+        Err(Status(s)) if s == sys::NDIS_STATUS_PENDING || s == sys::NDIS_STATUS_SUCCESS => {
+            // The framework completes resets synchronously: neither is a failure status.
+            sys::NDIS_STATUS_FAILURE
+        }
+        Err(e) => e.0,
     }
 }
 

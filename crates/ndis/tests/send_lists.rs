@@ -103,6 +103,10 @@ fn every_list_of_a_chain_gets_the_status_the_driver_gave_it_once() {
     assert_eq!(send(&emu, a, 2), [sys::NDIS_STATUS_INVALID_LENGTH; 2]);
     assert_eq!(statistics(&emu, a), (3, 5, 2));
 
+    // No CHECK_FOR_HANG_SECONDS: no CheckForHang handler registered, never called.
+    emu.advance_time(std::time::Duration::from_secs(10));
+    assert_eq!(emu.hang_checks(a), 0);
+
     assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();

@@ -442,6 +442,12 @@ impl VirtioNet {
         }
     }
 
+    /// An internal device error (virtio 1.x 2.1.2): DEVICE_NEEDS_RESET is set, the device stops
+    /// processing, and a running driver gets a configuration-change notification.
+    pub fn fail_device(&mut self, bus: &mut Bus<'_>, why: &str) {
+        self.fail(bus, why.to_string());
+    }
+
     /// Which vector mappings to refuse from now on (existing mappings stay).
     pub fn refuse_vectors(&mut self, refusal: VectorRefusal) {
         self.refusal = refusal;
