@@ -108,6 +108,9 @@ pub(crate) struct DatapathState {
     free_slots: Vec<Box<SendSlot>>,
     /// Frames indicated, per adapter, until the test takes them.
     received: Vec<Vec<Vec<u8>>>,
+    /// The protocol returns indicated lists from inside the indication (see
+    /// [`Emulator::set_returns_during_indication`]).
+    returns_during_indication: bool,
     /// Indicated lists the protocol still holds: (adapter, list).
     held: Vec<(usize, usize)>,
 }
@@ -480,6 +483,14 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
             ),
         );
     }
+    let inline =
+        st.datapath.returns_during_indication && flags & sys::NDIS_RECEIVE_FLAGS_RESOURCES == 0;
+    drop(st);
+    if inline {
+        // The protocol took the frames and hands the lists straight back: the driver's return
+        // handler runs nested inside its own indication, on the same processor.
+        return_held(&m, a);
+    }
 }
 
 pub(crate) unsafe fn ndis_get_data_buffer(
@@ -622,6 +633,14 @@ impl Emulator {
             Some(frames) => std::mem::replace(frames, Vec::with_capacity(frames.len())),
             None => Vec::new(),
         }
+    }
+
+    /// Whether the protocol returns receives from inside `NdisMIndicateReceiveNetBufferLists`
+    /// (off by default: they are held until [`return_receives`](Self::return_receives)). Real
+    /// protocols do both; a driver must not hold a lock its return handler takes across an
+    /// indication, nor look at a buffer after indicating it, and this mode catches either.
+    pub fn set_returns_during_indication(&self, on: bool) {
+        self.machine.st().datapath.returns_during_indication = on;
     }
 
     /// Lists indicated to the protocol and not yet returned.

@@ -59,6 +59,24 @@ fn every_frame_sent_is_received_back_byte_for_byte() {
 }
 
 #[test]
+fn with_receives_returned_during_the_indication_two_buffers_carry_every_frame() {
+    let emu = Emulator::new(Config::default());
+    emu.set_keyword("*ReceiveBuffers", "2");
+    emu.set_returns_during_indication(true);
+    let a = start(&emu);
+    let frames: Vec<Vec<u8>> = (0..30)
+        .map(|i| frame([2, 0, 0, 0, 0, 1], 64 + i, i as u8))
+        .collect();
+    for f in &frames {
+        emu.send(a, &[f]);
+    }
+    // Each buffer came back before the send returned, so none was ever missing.
+    assert_eq!(emu.received_frames(a), frames);
+    assert_eq!(emu.held_receives(a), 0);
+    stop(&emu, a);
+}
+
+#[test]
 fn with_every_buffer_held_by_the_protocol_frames_are_dropped_not_corrupted() {
     let emu = Emulator::new(Config::default());
     emu.set_keyword("*ReceiveBuffers", "2");
