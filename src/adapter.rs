@@ -91,8 +91,13 @@ impl InterruptHandler for Interrupts {
         let Some(device) = self.device.get() else {
             return;
         };
+        // A failed device reads as a lost link, so the stack stops sending to it (the framework
+        // drops reports that change nothing, and orders reports from several processors).
+        let read_link = || (device.check_device_status() && device.link_up(), LINK_SPEED);
         if device.is_broken() {
-            return; // removed or misbehaving: the device is not touched again
+            // Removed or misbehaving: the device is not touched again.
+            device.ndis.link_changed(read_link, ctx.irql());
+            return;
         }
         let targets = device.plan.message_targets(*queue);
         let mut more = false;
@@ -108,11 +113,8 @@ impl InterruptHandler for Interrupts {
         let config = targets.control_and_config
             && (device.plan.mode() != InterruptMode::Line
                 || self.config_pending.swap(false, Ordering::AcqRel));
-        if config {
-            // A failed device is reported as a lost link, so the stack stops sending to it; the
-            // framework drops a report that changes nothing.
-            let up = device.check_device_status() && device.link_up();
-            device.ndis.indicate_link_state(up, LINK_SPEED, ctx.irql());
+        if config || device.is_broken() {
+            device.ndis.link_changed(read_link, ctx.irql());
         }
         if more {
             ctx.budget().request_more();

@@ -398,6 +398,10 @@ impl Device {
         if self.is_broken() {
             return Status::ADAPTER_REMOVED;
         }
+        // All or nothing: nothing of a list with a frame too long goes out.
+        if nbl.frames().any(|f| f.len() > MAX_FRAME) {
+            return Status::INVALID_LENGTH;
+        }
         let frames = nbl.frames().count();
         if tx.free.len() < frames {
             // Let the device see what is queued (the doorbell for this call has not rung

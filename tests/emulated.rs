@@ -452,6 +452,11 @@ fn a_used_index_that_jumps_is_a_device_error_not_an_overrun() {
     nic.net(|n, bus| n.inject_frame(bus, 0, &frame(1, 64)));
     nic.emu.run_dpcs();
     assert!(nic.emu.received_frames(nic.adapter).is_empty());
+    assert_eq!(
+        nic.emu.link_state(nic.adapter).map(|l| l.connected),
+        Some(false),
+        "a failed device is reported as a lost link"
+    );
     // The driver stopped using the device: sends fail instead of touching it.
     nic.emu.send(nic.adapter, &[&frame(2, 64)]);
     let c = nic.emu.send_completions();

@@ -5,6 +5,8 @@
 //! paused, leaving sends outstanding across pause or halt) bug-checks.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::collections::VecDeque;
+use std::ptr::NonNull;
 
 use ndis_sys as sys;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -34,8 +36,9 @@ struct SendSlot {
 }
 
 impl SendSlot {
-    fn new() -> Box<SendSlot> {
-        Box::new(SendSlot {
+    /// A new slot, owned through the raw pointer (see [`SlotPtr`]).
+    fn allocate() -> SlotPtr {
+        let slot = Box::new(SendSlot {
             // SAFETY: plain C structures of integers and pointers, for which all-zero (null
             // pointers, zero counts) is a valid, empty value.
             nbl: unsafe { core::mem::zeroed() },
@@ -43,54 +46,92 @@ impl SendSlot {
             nb: unsafe { core::mem::zeroed() },
             mdls: Vec::new(),
             frame: Vec::new(),
-        })
+        });
+        SlotPtr(NonNull::from(Box::leak(slot)))
     }
+}
 
+/// A send slot, owned by the emulator through this pointer from `Box::leak` until
+/// `DatapathState` drops it. Never moved as a `Box` while the driver holds pointers into it:
+/// a moved `Box` would claim unique access again and void the driver's pointers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct SlotPtr(NonNull<SendSlot>);
+
+impl SlotPtr {
     /// Makes the slot describe `frame` as a fresh, single-buffer list followed by `next`, its
-    /// bytes in MDLs of `piece` bytes each (the last one shorter).
-    fn fill(
-        &mut self,
+    /// bytes in MDLs of `piece` bytes each (the last one shorter). Every pointer the driver gets
+    /// is derived from the slot pointer, not from a reference that a later access would void.
+    ///
+    /// # Safety
+    /// The slot is free: no list of it is with the driver.
+    unsafe fn fill(
+        self,
         frame: &[u8],
         piece: usize,
         next: *mut sys::NET_BUFFER_LIST,
     ) -> *mut sys::NET_BUFFER_LIST {
-        self.frame.clear();
-        self.frame.extend_from_slice(frame);
-        self.mdls.clear();
-        let base = self.frame.as_mut_ptr();
-        let mut at = 0;
-        while at < frame.len() || self.mdls.is_empty() {
-            let n = piece.max(1).min(frame.len() - at);
-            // SAFETY: `at <= frame.len()`, inside the slot's copy of the frame.
-            let va = unsafe { base.add(at) };
-            self.mdls.push(new_mdl(va.cast(), n as u32));
-            at += n;
-        }
-        // Linked only now: the vector no longer moves.
-        let chain = self.mdls.as_mut_ptr();
-        for i in 1..self.mdls.len() {
-            // SAFETY: `i - 1` and `i` index the vector.
-            unsafe { (*chain.add(i - 1)).Next = chain.add(i) };
-        }
-        // SAFETY: as in `new`: all-zero is a valid empty list and buffer.
+        let slot = self.0.as_ptr();
+        // SAFETY: the caller's contract: the emulator alone uses the slot now; the vectors are
+        // borrowed one at a time, and the list and buffer are written through raw places.
         unsafe {
-            self.nb = core::mem::zeroed();
-            self.nbl = core::mem::zeroed();
+            let bytes = &mut (*slot).frame;
+            bytes.clear();
+            bytes.extend_from_slice(frame);
+            let base = bytes.as_mut_ptr();
+            let mdls = &mut (*slot).mdls;
+            mdls.clear();
+            let mut at = 0;
+            while at < frame.len() || mdls.is_empty() {
+                let n = piece.max(1).min(frame.len() - at);
+                mdls.push(new_mdl(base.add(at).cast(), n as u32));
+                at += n;
+            }
+            // Linked only now: the vector no longer moves.
+            let chain = mdls.as_mut_ptr();
+            for i in 1..mdls.len() {
+                (*chain.add(i - 1)).Next = chain.add(i);
+            }
+            let nb = core::ptr::addr_of_mut!((*slot).nb);
+            nb.write(core::mem::zeroed());
+            (*nb).MdlChain = chain;
+            (*nb).CurrentMdl = chain;
+            (*nb).DataLength.stDataLength = frame.len();
+            let nbl = core::ptr::addr_of_mut!((*slot).nbl);
+            nbl.write(core::mem::zeroed());
+            (*nbl).FirstNetBuffer = nb;
+            (*nbl).Next = next;
+            (*nbl).SourceHandle = 0x4E44_5300_0000usize as sys::NDIS_HANDLE;
+            nbl
         }
-        self.nb.MdlChain = chain;
-        self.nb.CurrentMdl = chain;
-        self.nb.DataLength.stDataLength = frame.len();
-        self.nbl.FirstNetBuffer = &mut self.nb;
-        self.nbl.Next = next;
-        self.nbl.SourceHandle = 0x4E44_5300_0000usize as sys::NDIS_HANDLE;
-        &mut self.nbl
+    }
+
+    /// (Next, Status) of the slot's list, which the driver handed back.
+    fn completion(self) -> (*mut sys::NET_BUFFER_LIST, sys::NDIS_STATUS) {
+        let nbl = self.0.as_ptr();
+        // SAFETY: a live slot; the driver completed its list, so nobody writes it now.
+        unsafe { ((*nbl).nbl.Next, (*nbl).nbl.Status) }
+    }
+
+    /// Takes the frame bytes out (the slot gets fresh storage on its next fill).
+    fn take_frame(self) -> Vec<u8> {
+        // SAFETY: a live, completed slot: the emulator alone uses it.
+        unsafe { core::mem::take(&mut (*self.0.as_ptr()).frame) }
+    }
+
+    /// Frees the slot.
+    ///
+    /// # Safety
+    /// Called once, when nothing will use the slot again.
+    unsafe fn free(self) {
+        // SAFETY: made by `Box::leak` in `SendSlot::allocate`; the caller's contract.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }
 
 /// A list the emulator sent: its slot stays here until the driver completes it.
 struct SendRecord {
     adapter: usize,
-    slot: Box<SendSlot>,
+    slot: SlotPtr,
 }
 
 #[derive(Default)]
@@ -101,11 +142,10 @@ pub(crate) struct DatapathState {
     mdls: HashSet<usize>,
     sends: HashMap<usize, SendRecord>,
     /// Completed sends, with the status the driver gave each list.
-    completed: Vec<(Box<SendSlot>, sys::NDIS_STATUS)>,
-    /// Slots ready for reuse. Boxed: the driver holds pointers into a slot while it is sent, so
-    /// a slot must not move when these vectors grow.
-    #[allow(clippy::vec_box)]
-    free_slots: Vec<Box<SendSlot>>,
+    completed: Vec<(SlotPtr, sys::NDIS_STATUS)>,
+    /// Slots ready for reuse, oldest first: a list just completed is the last to be reused, so
+    /// a driver completing it twice is caught rather than taken for a new send.
+    free_slots: VecDeque<SlotPtr>,
     /// Frames indicated, per adapter, until the test takes them.
     received: Vec<Vec<Vec<u8>>>,
     /// The protocol returns indicated lists from inside the indication (see
@@ -113,6 +153,18 @@ pub(crate) struct DatapathState {
     returns_during_indication: bool,
     /// Indicated lists the protocol still holds: (adapter, list).
     held: Vec<(usize, usize)>,
+}
+
+impl Drop for DatapathState {
+    fn drop(&mut self) {
+        let slots = self.sends.drain().map(|(_, r)| r.slot);
+        let slots = slots.chain(self.completed.drain(..).map(|(s, _)| s));
+        for slot in slots.chain(self.free_slots.drain(..)).collect::<Vec<_>>() {
+            // SAFETY: the emulator is going away with its state: no driver code runs again, and
+            // each slot is in exactly one of the three collections.
+            unsafe { slot.free() };
+        }
+    }
 }
 
 pub(crate) fn nbl_layout() -> Layout {
@@ -406,7 +458,7 @@ pub(crate) unsafe fn ndis_m_send_net_buffer_lists_complete(
         };
         // The driver handed back a list the emulator built (found in `sends`): read it through
         // the record that owns it.
-        let (next, status) = (record.slot.nbl.Next, record.slot.nbl.Status);
+        let (next, status) = record.slot.completion();
         st.datapath.completed.push((record.slot, status));
         nbl = next;
     }
@@ -570,8 +622,13 @@ impl Emulator {
             let context = st.ndis.adapters[a].context.unwrap_or(0);
             let mut first: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
             for frame in frames.iter().rev() {
-                let mut slot = st.datapath.free_slots.pop().unwrap_or_else(SendSlot::new);
-                first = slot.fill(frame, piece, first);
+                let slot = st
+                    .datapath
+                    .free_slots
+                    .pop_front()
+                    .unwrap_or_else(SendSlot::allocate);
+                // SAFETY: a free slot (new, or completed and taken out of `completed`).
+                first = unsafe { slot.fill(frame, piece, first) };
                 st.datapath
                     .sends
                     .insert(first as usize, SendRecord { adapter: a, slot });
@@ -604,9 +661,9 @@ impl Emulator {
         let mut st = self.machine.st();
         let d = &mut st.datapath;
         let mut out = Vec::with_capacity(d.completed.len());
-        for (mut slot, status) in d.completed.drain(..) {
-            out.push((std::mem::take(&mut slot.frame), status));
-            d.free_slots.push(slot);
+        for (slot, status) in d.completed.drain(..) {
+            out.push((slot.take_frame(), status));
+            d.free_slots.push_back(slot);
         }
         out
     }
@@ -620,7 +677,7 @@ impl Emulator {
         let mut out = Vec::with_capacity(d.completed.len());
         for (slot, status) in d.completed.drain(..) {
             out.push(status);
-            d.free_slots.push(slot);
+            d.free_slots.push_back(slot);
         }
         out
     }

@@ -71,10 +71,23 @@ pub(crate) struct HangCheck {
     /// Virtual time of the next check.
     pub due: u64,
     pub checks: u64,
-    /// `MiniportResetEx` returned PENDING and `NdisMResetComplete` has not come yet.
-    pub reset_pending: bool,
+    pub reset: ResetState,
     /// Finished resets: (status, AddressingReset).
     pub resets: Vec<(sys::NDIS_STATUS, bool)>,
+}
+
+/// Where a reset stands.
+#[derive(Default, Clone, Copy, PartialEq)]
+pub(crate) enum ResetState {
+    #[default]
+    Idle,
+    /// `MiniportResetEx` runs; the driver may already have called `NdisMResetComplete`
+    /// (from a DPC on another processor) before it returns PENDING.
+    Calling {
+        completed: Option<(sys::NDIS_STATUS, bool)>,
+    },
+    /// It returned PENDING; `NdisMResetComplete` has not come yet.
+    Pending,
 }
 
 /// NDIS calls CheckForHang every CheckForHangTimeInSeconds, 0 meaning its 2 s default; the period
@@ -1117,7 +1130,7 @@ pub(crate) fn check_for_hang(m: &Machine, a: usize) {
     let (check, reset, context, cpu) = {
         let mut st = m.st();
         let adapter = &st.ndis.adapters[a];
-        if adapter.state != AdapterState::Running || adapter.hang.reset_pending {
+        if adapter.state != AdapterState::Running || adapter.hang.reset != ResetState::Idle {
             return;
         }
         let context = adapter.context.unwrap_or(0);
@@ -1142,6 +1155,7 @@ pub(crate) fn check_for_hang(m: &Machine, a: usize) {
     if hung == 0 {
         return;
     }
+    m.st().ndis.adapters[a].hang.reset = ResetState::Calling { completed: None };
     let mut addressing: sys::BOOLEAN = 0;
     let status = on_cpu(m, cpu, sys::DISPATCH_LEVEL, Callback::Reset(a), || {
         // SAFETY: the driver's handler with its adapter context and an out-flag, at
@@ -1150,10 +1164,30 @@ pub(crate) fn check_for_hang(m: &Machine, a: usize) {
     });
     let mut st = m.st();
     let hang = &mut st.ndis.adapters[a].hang;
-    if status == sys::NDIS_STATUS_PENDING {
-        hang.reset_pending = true;
-    } else {
-        hang.resets.push((status, addressing != 0));
+    let ResetState::Calling { completed } = hang.reset else {
+        unreachable!("only this function leaves Calling");
+    };
+    match (status == sys::NDIS_STATUS_PENDING, completed) {
+        (true, Some(done)) => {
+            hang.reset = ResetState::Idle;
+            hang.resets.push(done);
+        }
+        (true, None) => hang.reset = ResetState::Pending,
+        (false, None) => {
+            hang.reset = ResetState::Idle;
+            hang.resets.push((status, addressing != 0));
+        }
+        (false, Some(_)) => {
+            drop(st);
+            bugcheck::raise(
+                bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::CALL_CONTEXT, a, status as u32 as usize, 0],
+                format!(
+                    "MiniportResetEx on adapter {a} returned {status:#010x} after calling \
+                     NdisMResetComplete: complete only a reset you return NDIS_STATUS_PENDING for"
+                ),
+            );
+        }
     }
 }
 
@@ -1166,7 +1200,12 @@ pub(crate) unsafe fn ndis_m_reset_complete(
     let mut st = m.st();
     st.require_irql(sys::DISPATCH_LEVEL, "NdisMResetComplete");
     let a = adapter_of(&st, handle, "NdisMResetComplete");
-    if !st.ndis.adapters[a].hang.reset_pending || status == sys::NDIS_STATUS_PENDING {
+    let state = st.ndis.adapters[a].hang.reset;
+    let expected = matches!(
+        state,
+        ResetState::Pending | ResetState::Calling { completed: None }
+    );
+    if !expected || status == sys::NDIS_STATUS_PENDING {
         drop(st);
         bugcheck::raise(
             bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
@@ -1179,8 +1218,16 @@ pub(crate) unsafe fn ndis_m_reset_complete(
         );
     }
     let hang = &mut st.ndis.adapters[a].hang;
-    hang.reset_pending = false;
-    hang.resets.push((status, addressing_reset != 0));
+    let done = (status, addressing_reset != 0);
+    if state == ResetState::Pending {
+        hang.reset = ResetState::Idle;
+        hang.resets.push(done);
+    } else {
+        // Before MiniportResetEx returned: it must now return PENDING.
+        hang.reset = ResetState::Calling {
+            completed: Some(done),
+        };
+    }
 }
 
 /// The adapter a handle names, if it is an adapter handle (None for the driver handle).

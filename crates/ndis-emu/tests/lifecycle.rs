@@ -23,6 +23,9 @@ thread_local! {
     static RESTART_SEEN: Cell<(u8, u8, u16)> = const { Cell::new((0, 0, 0)) };
     static HUNG: Cell<bool> = const { Cell::new(false) };
     static RESET_ANSWER: Cell<sys::NDIS_STATUS> = const { Cell::new(sys::NDIS_STATUS_SUCCESS) };
+    /// The reset handler calls NdisMResetComplete itself before returning (as a DPC on another
+    /// processor could).
+    static COMPLETE_INSIDE_RESET: Cell<bool> = const { Cell::new(false) };
 }
 
 unsafe extern "system-unwind" fn check_for_hang(_c: sys::NDIS_HANDLE) -> sys::BOOLEAN {
@@ -33,6 +36,10 @@ unsafe extern "system-unwind" fn reset(_c: sys::NDIS_HANDLE, addressing: *mut sy
     HUNG.set(false);
     // SAFETY: NDIS passes a writable flag.
     unsafe { *addressing = 1 };
+    if COMPLETE_INSIDE_RESET.get() {
+        // SAFETY: the adapter's handle, during its reset.
+        unsafe { sys::NdisMResetComplete(handle(), sys::NDIS_STATUS_SUCCESS, 0) };
+    }
     RESET_ANSWER.get()
 }
 
@@ -235,6 +242,28 @@ fn a_pended_reset_finishes_with_reset_complete_and_holds_the_checks_meanwhile() 
     emu.pause(a);
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
+}
+
+#[test]
+fn a_reset_completed_before_its_handler_returns_pending_counts_once() {
+    let (emu, a) = start(|_| {}, |_| {});
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    HUNG.set(true);
+    COMPLETE_INSIDE_RESET.set(true);
+    RESET_ANSWER.set(sys::NDIS_STATUS_PENDING);
+    emu.advance_time(std::time::Duration::from_secs(2));
+    assert_eq!(emu.resets(a), [(sys::NDIS_STATUS_SUCCESS, false)]);
+    // Not stuck: checks go on.
+    emu.advance_time(std::time::Duration::from_secs(2));
+    assert_eq!(emu.hang_checks(a), 2);
+
+    // Completing and then returning a final status completes it twice.
+    HUNG.set(true);
+    RESET_ANSWER.set(sys::NDIS_STATUS_SUCCESS);
+    let b = emu.expect_bugcheck(|| emu.advance_time(std::time::Duration::from_secs(2)));
+    assert_eq!((b.code, b.params[0]), (0xC4, rule::CALL_CONTEXT));
+    assert!(b.message.contains("after calling"), "{b}");
+    COMPLETE_INSIDE_RESET.set(false);
 }
 
 #[test]

@@ -12,7 +12,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use ndis_sys as sys;
 
@@ -269,6 +269,12 @@ pub struct NdisAdapter {
     /// What NDIS was told about the link, and the latest state the driver reported; see
     /// [`NdisAdapter::indicate_link_state`].
     link_report: crate::sync::SpinLock<LinkReport>,
+    /// `LinkReport::latest` for readers at any IRQL: bit 63 up, the rest the speed.
+    link_now: AtomicU64,
+    /// [`NdisAdapter::link_changed`]: a reader is reading and reporting / a change came since
+    /// it last read.
+    link_reading: AtomicBool,
+    link_dirty: AtomicBool,
     multicast: crate::sync::SpinLock<([[u8; 6]; MAX_MULTICAST], usize)>,
     info: crate::sync::Once<AdapterInfo>,
     /// Running flag, receives lent to NDIS, sends in progress and a pending pause, decided under
@@ -319,6 +325,9 @@ impl NdisAdapter {
             packet_filter: AtomicU32::new(0),
             lookahead: AtomicU32::new(0),
             link_report: crate::sync::SpinLock::new(LinkReport::default()),
+            link_now: AtomicU64::new(0),
+            link_reading: AtomicBool::new(false),
+            link_dirty: AtomicBool::new(false),
             reset_lock: crate::sync::SpinLock::new(()),
             multicast: crate::sync::SpinLock::new(([[0; 6]; MAX_MULTICAST], 0)),
             info: crate::sync::Once::new(),
@@ -403,11 +412,49 @@ impl NdisAdapter {
         })
     }
 
-    /// (up, bits per second): the latest state the driver reported (before initialize
-    /// returns, what it reported so far; down until then).
+    /// (up, bits per second): the latest state the driver reported (down until it reported
+    /// one or initialize returned). Lock-free: callable at any IRQL.
     pub fn link(&self) -> (bool, u64) {
-        self.link_report
-            .with_unchecked(|r| r.latest.unwrap_or((false, 0)))
+        let v = self.link_now.load(Ordering::Acquire);
+        (v >> 63 != 0, v & !(1 << 63))
+    }
+
+    /// Records `state` as the latest (under the `link_report` lock).
+    fn set_latest(&self, r: &mut LinkReport, state: LinkState) {
+        r.latest = Some(state);
+        let packed = (state.1 & !(1 << 63)) | ((state.0 as u64) << 63);
+        self.link_now.store(packed, Ordering::Release);
+    }
+
+    /// The device says its link may have changed (a configuration-change interrupt): `read`
+    /// reads the link from the device, and the result is reported as by
+    /// [`indicate_link_state`](Self::indicate_link_state).
+    ///
+    /// Prefer this to reading and reporting yourself when DPCs on several processors can see
+    /// the change: one caller at a time reads and reports, and reads again while changes keep
+    /// coming, so the last report always comes from a read made after the last change (two
+    /// callers that read and then report could otherwise report in the wrong order and leave
+    /// NDIS with a stale state).
+    pub fn link_changed<C: crate::irql::AtMostDispatch>(
+        &self,
+        mut read: impl FnMut() -> (bool, u64),
+        irql: &C,
+    ) {
+        self.link_dirty.store(true, Ordering::SeqCst);
+        loop {
+            if self.link_reading.swap(true, Ordering::SeqCst) {
+                return; // the reader sees `link_dirty` and reads again
+            }
+            while self.link_dirty.swap(false, Ordering::AcqRel) {
+                let (up, speed) = read();
+                self.indicate_link_state(up, speed, irql);
+            }
+            self.link_reading.store(false, Ordering::SeqCst);
+            // A change that came after the last read but before the release: read it here.
+            if !self.link_dirty.load(Ordering::SeqCst) {
+                return;
+            }
+        }
     }
 
     pub(crate) fn info(&self) -> &AdapterInfo {
@@ -430,7 +477,7 @@ impl NdisAdapter {
         irql: &C,
     ) {
         let flush = self.link_report.with(irql, |r| {
-            r.latest = Some((up, speed));
+            self.set_latest(r, (up, speed));
             let flush = r.told.is_some() && !r.flushing;
             r.flushing |= flush;
             flush
@@ -463,8 +510,11 @@ impl NdisAdapter {
     /// The general attributes are about to be set: the state they should carry, the latest
     /// report if the driver made one during initialize, else what `AdapterInfo` says.
     fn link_for_attributes(&self, info: LinkState, passive: &Passive<'_>) -> LinkState {
-        self.link_report
-            .with(passive, |r| *r.latest.get_or_insert(info))
+        self.link_report.with(passive, |r| {
+            let state = r.latest.unwrap_or(info);
+            self.set_latest(r, state);
+            state
+        })
     }
 
     /// The general attributes told NDIS `state`; changes reported since are sent now (allowed
@@ -712,6 +762,7 @@ fn registration_attributes<A: Miniport>(
 fn general_attributes<A: Miniport>(
     handle: sys::NDIS_HANDLE,
     info: &AdapterInfo,
+    (link_up, link_speed): LinkState,
 ) -> Result<(), Status> {
     let mut oids = [0u32; 64];
     let mut n = 0;
@@ -727,11 +778,7 @@ fn general_attributes<A: Miniport>(
     permanent[..6].copy_from_slice(&info.permanent_address);
     let mut current = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
     current[..6].copy_from_slice(&info.current_address);
-    let speed = if info.link_up {
-        info.link_speed
-    } else {
-        u64::MAX
-    };
+    let speed = if link_up { link_speed } else { u64::MAX };
     a.GeneralAttributes = sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES {
         Header: sys::NDIS_OBJECT_HEADER {
             Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES,
@@ -746,7 +793,7 @@ fn general_attributes<A: Miniport>(
         XmitLinkSpeed: speed,
         MaxRcvLinkSpeed: info.link_speed,
         RcvLinkSpeed: speed,
-        MediaConnectState: if info.link_up {
+        MediaConnectState: if link_up {
             sys::MediaConnectStateConnected
         } else {
             sys::MediaConnectStateDisconnected
@@ -813,9 +860,10 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
         info.driver_version = D::DRIVER_VERSION;
         // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
         let passive = unsafe { Passive::assume() };
-        (info.link_up, info.link_speed) =
-            ndis.link_for_attributes((info.link_up, info.link_speed), &passive);
-        if let Err(e) = general_attributes::<D::Adapter>(handle, &info) {
+        // The current state may come from a report during initialize; the maximum speed stays
+        // what `AdapterInfo` says.
+        let link = ndis.link_for_attributes((info.link_up, info.link_speed), &passive);
+        if let Err(e) = general_attributes::<D::Adapter>(handle, &info, link) {
             // SAFETY: still in initialize at PASSIVE_LEVEL.
             adapter.halt(&ndis, sys::NdisHaltDeviceInitializationFailed, &unsafe {
                 Passive::assume()
@@ -823,9 +871,8 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
             return Err(e);
         }
         ndis.lookahead.store(info.mtu, Ordering::Relaxed);
-        let told = (info.link_up, info.link_speed);
         ndis.info.set(info);
-        ndis.attributes_told(told, &passive);
+        ndis.attributes_told(link, &passive);
         Ok(adapter)
     })();
     match result {

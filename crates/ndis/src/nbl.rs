@@ -54,7 +54,8 @@ impl<'a> SendLists<'a> {
 
     /// Hands every list of the call to `f`, in order, and records the status it returns (and
     /// the statistics of the frames it copied). Visits each list once: a second call visits
-    /// nothing.
+    /// nothing. `NDIS_STATUS_PENDING` is recorded as `NDIS_STATUS_FAILURE`: every list completes
+    /// when `Miniport::send` returns.
     pub fn each(&mut self, mut f: impl FnMut(&SendNbl<'_>) -> Status) {
         if core::mem::replace(&mut self.visited, true) {
             return;
@@ -75,7 +76,11 @@ impl<'a> SendLists<'a> {
             // SAFETY: NDIS hands the miniport a chain of valid lists it owns until completed.
             let next = unsafe { (*cur).Next };
             let list = SendNbl::new(cur);
-            let status = f(&list);
+            let mut status = f(&list);
+            if status.0 == sys::NDIS_STATUS_PENDING {
+                // The copying model completes every list in this call: it cannot pend.
+                status = Status::FAILURE;
+            }
             crate::miniport::count_send(self.stats, &list, status);
             // SAFETY: as above.
             unsafe { (*cur).Status = status.0 };

@@ -45,9 +45,17 @@ impl MiniportDriver for Driver {
 
 /// A private OID whose set reports link states, one byte each (1: up), as DPCs would.
 const OID_REPORT_LINK: u32 = 0xFF01_0001;
+/// A private OID whose set is a configuration change seen by `link_changed`: the device reads
+/// data[0] first, and a second change arrives (from "another processor") during that read,
+/// after which the device reads data[1].
+const OID_LINK_CHANGED_TWICE: u32 = 0xFF01_0002;
+
+thread_local! {
+    static READS: Cell<u32> = const { Cell::new(0) };
+}
 
 impl Miniport for Adapter {
-    const EXTRA_OIDS: &'static [u32] = &[OID_REPORT_LINK];
+    const EXTRA_OIDS: &'static [u32] = &[OID_REPORT_LINK, OID_LINK_CHANGED_TWICE];
 
     fn oid_set(
         &self,
@@ -56,6 +64,22 @@ impl Miniport for Adapter {
         data: &[u8],
         passive: &ndis::irql::Passive<'_>,
     ) -> Result<usize, Status> {
+        if oid == OID_LINK_CHANGED_TWICE {
+            let mut device_link = data[0] == 1;
+            let read = || {
+                READS.set(READS.get() + 1);
+                let now = device_link;
+                if READS.get() == 1 {
+                    // The link changes again while this read is under way, and that change's
+                    // DPC reports on another processor: it must not read or report itself.
+                    device_link = data[1] == 1;
+                    adapter.link_changed(|| panic!("a second reader ran"), passive);
+                }
+                (now, SPEED)
+            };
+            adapter.link_changed(read, passive);
+            return Ok(data.len());
+        }
         if oid != OID_REPORT_LINK {
             return Err(Status::NOT_SUPPORTED);
         }
@@ -120,6 +144,19 @@ fn after_initialize_each_change_is_indicated_once_in_order() {
         // Up (no change: nothing sent), down, down again (dropped), up.
         let r = emu.oid_set(a, OID_REPORT_LINK, &[1, 0, 0, 1]);
         assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+        assert_eq!(link_indications(emu, a), [false, true]);
+        assert!(connected(emu, a));
+    });
+}
+
+#[test]
+fn a_change_during_a_link_read_is_read_again_by_the_same_reader() {
+    run(false, |emu, a| {
+        READS.set(0);
+        // The first read sees down; the link comes back up during it.
+        let r = emu.oid_set(a, OID_LINK_CHANGED_TWICE, &[0, 1]);
+        assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+        assert_eq!(READS.get(), 2, "read again after the change");
         assert_eq!(link_indications(emu, a), [false, true]);
         assert!(connected(emu, a));
     });
