@@ -1,7 +1,7 @@
 //! Pause and restart (including pended completion) and shared memory for DMA. The raw test driver
 //! takes its pause/restart answers and its initialize/halt scripts from thread-locals.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use ndis_emu::{AdapterState, Config, Emulator, InterruptResources, rule};
 use ndis_sys as sys;
@@ -9,13 +9,11 @@ use ndis_sys as sys;
 #[global_allocator]
 static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 
-type Script = Box<dyn Fn(sys::NDIS_HANDLE)>;
+#[path = "support/scripted_driver.rs"]
+mod scripted_driver;
+use scripted_driver::{ON_INIT, handle, set_scripts};
 
 thread_local! {
-    static ON_INIT: RefCell<Option<Script>> = RefCell::new(None);
-    static ON_HALT: RefCell<Option<Script>> = RefCell::new(None);
-    static HANDLE: Cell<usize> = const { Cell::new(0) };
-    static DRIVER: Cell<usize> = const { Cell::new(0) };
     static PAUSE_ANSWER: Cell<sys::NDIS_STATUS> = const { Cell::new(sys::NDIS_STATUS_SUCCESS) };
     static RESTART_ANSWER: Cell<sys::NDIS_STATUS> = const { Cell::new(sys::NDIS_STATUS_SUCCESS) };
     /// (header type, revision, size, reason) of the last pause parameters seen.
@@ -43,26 +41,6 @@ unsafe extern "system-unwind" fn reset(_c: sys::NDIS_HANDLE, addressing: *mut sy
     RESET_ANSWER.get()
 }
 
-unsafe extern "system-unwind" fn initialize(
-    h: sys::NDIS_HANDLE,
-    _d: sys::NDIS_HANDLE,
-    _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
-) -> i32 {
-    HANDLE.set(h as usize);
-    // SAFETY: initialize's own handle.
-    let s = unsafe { ndis_emu::raw::set_required_attributes(h, 1 as sys::NDIS_HANDLE) };
-    ON_INIT.with(|f| f.borrow().as_ref().map(|f| f(h)));
-    s
-}
-
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {
-    ON_HALT.with(|f| {
-        f.borrow()
-            .as_ref()
-            .map(|f| f(HANDLE.get() as sys::NDIS_HANDLE))
-    });
-}
-
 unsafe extern "system-unwind" fn pause(
     _c: sys::NDIS_HANDLE,
     p: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
@@ -88,32 +66,24 @@ unsafe extern "system-unwind" fn restart(
     RESTART_ANSWER.get()
 }
 
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
-    // SAFETY: the registered driver handle.
-    unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.get() as sys::NDIS_HANDLE) };
-}
-
 unsafe extern "system-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {
-    let mut chars = ndis_emu::raw::driver_characteristics(20, initialize, halt, unload);
+    let mut chars = scripted_driver::characteristics();
     chars.PauseHandler = Some(pause);
     chars.RestartHandler = Some(restart);
     chars.CheckForHangHandlerEx = Some(check_for_hang);
     chars.ResetHandlerEx = Some(reset);
     // SAFETY: DriverEntry's own arguments.
-    let (status, handle) = unsafe { ndis_emu::raw::register_driver(o, p, &chars) };
-    DRIVER.set(handle as usize);
-    status
+    unsafe { scripted_driver::register(o, p, &chars) }
 }
 
 fn start(
     init: impl Fn(sys::NDIS_HANDLE) + 'static,
     halt: impl Fn(sys::NDIS_HANDLE) + 'static,
 ) -> (Emulator, ndis_emu::AdapterId) {
-    ON_INIT.with(|f| *f.borrow_mut() = Some(Box::new(init)));
-    ON_HALT.with(|f| *f.borrow_mut() = Some(Box::new(halt)));
+    set_scripts(init, halt);
     PAUSE_ANSWER.set(sys::NDIS_STATUS_SUCCESS);
     RESTART_ANSWER.set(sys::NDIS_STATUS_SUCCESS);
     let emu = Emulator::new(Config::default());
@@ -122,10 +92,6 @@ fn start(
         .add_adapter(InterruptResources::None)
         .expect("initialize");
     (emu, a)
-}
-
-fn handle() -> sys::NDIS_HANDLE {
-    HANDLE.get() as sys::NDIS_HANDLE
 }
 
 #[test]
@@ -468,41 +434,21 @@ fn first_memory_bar(p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS) -> (i64, u32) {
     }
 }
 
-unsafe extern "system-unwind" fn initialize_mapping(
-    h: sys::NDIS_HANDLE,
-    _d: sys::NDIS_HANDLE,
-    p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
-) -> i32 {
-    HANDLE.set(h as usize);
-    // SAFETY: initialize's own handle.
-    let s = unsafe { ndis_emu::raw::set_required_attributes(h, 1 as sys::NDIS_HANDLE) };
-    let (start, length) = first_memory_bar(p);
+/// Initialize script: maps the first memory BAR.
+fn map_first_bar(h: sys::NDIS_HANDLE) {
+    let (start, length) = first_memory_bar(scripted_driver::init_params());
     BAR_SEEN.set((start, length));
     let mut va: sys::PVOID = std::ptr::null_mut();
     // SAFETY: a range from the adapter's own resources.
     let status = unsafe { sys::NdisMMapIoSpace(&mut va, h, start, length) };
     assert_eq!(status, sys::NDIS_STATUS_SUCCESS);
     MAPPING.set(va as usize);
-    ON_INIT.with(|f| f.borrow().as_ref().map(|f| f(h)));
-    s
-}
-
-unsafe extern "system-unwind" fn entry_mapping(
-    o: sys::PDRIVER_OBJECT,
-    p: *const sys::UNICODE_STRING,
-) -> sys::NTSTATUS {
-    let chars = ndis_emu::raw::driver_characteristics(20, initialize_mapping, halt, unload);
-    // SAFETY: DriverEntry's own arguments.
-    let (status, handle) = unsafe { ndis_emu::raw::register_driver(o, p, &chars) };
-    DRIVER.set(handle as usize);
-    status
 }
 
 fn start_mapped(halt: impl Fn(sys::NDIS_HANDLE) + 'static) -> (Emulator, ndis_emu::AdapterId) {
-    ON_INIT.with(|f| *f.borrow_mut() = None);
-    ON_HALT.with(|f| *f.borrow_mut() = Some(Box::new(halt)));
+    set_scripts(map_first_bar, halt);
     let emu = Emulator::new(Config::default());
-    assert_eq!(emu.load_driver(entry_mapping), 0);
+    assert_eq!(emu.load_driver(entry), 0);
     let a = emu
         .add_adapter(InterruptResources::None)
         .expect("initialize");

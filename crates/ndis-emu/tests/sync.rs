@@ -10,59 +10,28 @@ use ndis_sys as sys;
 #[global_allocator]
 static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 
-type Script = Box<dyn Fn(sys::NDIS_HANDLE)>;
+#[path = "support/scripted_driver.rs"]
+mod scripted_driver;
+use scripted_driver::{ON_INIT, set_scripts};
 
 thread_local! {
-    static ON_INIT: RefCell<Option<Script>> = RefCell::new(None);
-    static ON_HALT: RefCell<Option<Script>> = RefCell::new(None);
-    static HANDLE: Cell<usize> = const { Cell::new(0) };
-    static DRIVER: Cell<usize> = const { Cell::new(0) };
     static TIMER: Cell<usize> = const { Cell::new(0) };
     static FIRED: RefCell<Vec<(u32, usize)>> = const { RefCell::new(Vec::new()) };
-}
-
-unsafe extern "system-unwind" fn initialize(
-    h: sys::NDIS_HANDLE,
-    _d: sys::NDIS_HANDLE,
-    _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
-) -> i32 {
-    HANDLE.set(h as usize);
-    // SAFETY: initialize's own handle.
-    let s = unsafe { ndis_emu::raw::set_required_attributes(h, 1 as sys::NDIS_HANDLE) };
-    ON_INIT.with(|f| f.borrow().as_ref().map(|f| f(h)));
-    s
-}
-
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {
-    ON_HALT.with(|f| {
-        f.borrow()
-            .as_ref()
-            .map(|f| f(HANDLE.get() as sys::NDIS_HANDLE))
-    });
-}
-
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
-    // SAFETY: the registered driver handle.
-    unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.get() as sys::NDIS_HANDLE) };
 }
 
 unsafe extern "system-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {
-    let chars = ndis_emu::raw::driver_characteristics(20, initialize, halt, unload);
     // SAFETY: DriverEntry's own arguments.
-    let (status, handle) = unsafe { ndis_emu::raw::register_driver(o, p, &chars) };
-    DRIVER.set(handle as usize);
-    status
+    unsafe { scripted_driver::register(o, p, &scripted_driver::characteristics()) }
 }
 
 fn start(
     init: impl Fn(sys::NDIS_HANDLE) + 'static,
     halt: impl Fn(sys::NDIS_HANDLE) + 'static,
 ) -> (Emulator, ndis_emu::AdapterId) {
-    ON_INIT.with(|f| *f.borrow_mut() = Some(Box::new(init)));
-    ON_HALT.with(|f| *f.borrow_mut() = Some(Box::new(halt)));
+    set_scripts(init, halt);
     FIRED.with(|f| f.borrow_mut().clear());
     let emu = Emulator::new(Config::default());
     assert_eq!(emu.load_driver(entry), 0);
