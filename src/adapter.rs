@@ -40,6 +40,7 @@ const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::STATUS
     | features::MQ
     | features::CTRL_VQ
+    | features::CTRL_RX
     | features::RING_EVENT_IDX;
 
 /// What the interrupt layer owns: the ISR-status window for line-based claims, and the device
@@ -324,6 +325,24 @@ impl Miniport for VioNetAdapter {
         self.device.reset();
         drop(self.interrupt);
         drop(self.device);
+    }
+
+    fn set_packet_filter(
+        &self,
+        _adapter: &NdisAdapter,
+        filter: u32,
+        passive: &Passive<'_>,
+    ) -> Result<(), Status> {
+        self.device.set_packet_filter(filter, passive)
+    }
+
+    fn set_multicast_list(
+        &self,
+        _adapter: &NdisAdapter,
+        list: &[[u8; 6]],
+        passive: &Passive<'_>,
+    ) -> Result<(), Status> {
+        self.device.set_multicast_list(list, passive)
     }
 
     fn shutdown(&self, _adapter: &NdisAdapter, _action: ndis::sys::NDIS_SHUTDOWN_ACTION) {

@@ -59,13 +59,21 @@ pub struct Pair {
     pub tx: SpinLock<TxRing>,
 }
 
-/// The control queue: one command at a time, polled (initialize only).
+/// The control queue: one command at a time, polled, at PASSIVE_LEVEL (initialize and OID
+/// requests, which NDIS serialises).
 pub struct ControlRing {
     vq: Queue,
-    /// Command bytes at 0, the device's one-byte ack at 64.
+    /// Command bytes at 0, the device's one-byte ack at [`CONTROL_ACK_AT`].
     buffer: SharedMemory,
     notifier: Notifier,
+    /// A command went unanswered: its descriptor may still complete, so the queue is not used
+    /// again (a later answer would be taken for the wrong command).
+    stuck: bool,
 }
+
+/// Room for the largest command (a MAC table with the framework's whole multicast list).
+const CONTROL_ACK_AT: usize = net::mac_table_set_len(ndis::miniport::MAX_MULTICAST);
+const CONTROL_BUFFER: usize = CONTROL_ACK_AT + 1;
 
 pub struct Device {
     /// Field order is drop order: queues and buffers before the DMA registration and the
@@ -183,11 +191,12 @@ impl Device {
                     transport
                         .enable_queue(q)
                         .map_err(|_| Status::DEVICE_FAILED)?;
-                    let buffer = SharedMemory::allocate(handle, &dma, 128, passive)?;
+                    let buffer = SharedMemory::allocate(handle, &dma, CONTROL_BUFFER, passive)?;
                     Some(SpinLock::new(ControlRing {
                         vq,
                         buffer,
                         notifier,
+                        stuck: false,
                     }))
                 }
                 None => None,
@@ -476,13 +485,57 @@ impl Device {
     /// it a multiqueue device uses pair 0 only. Polls for the answer (PASSIVE_LEVEL, after
     /// DRIVER_OK).
     pub fn set_queue_pairs(&self, pairs: u16, passive: &Passive<'_>) -> Result<(), Status> {
+        let command = net::mq_vq_pairs_set(pairs).ok_or(Status::INVALID_PARAMETER)?;
+        self.control_command(&command, passive)
+    }
+
+    /// Promiscuous and all-multicast reception from NDIS's packet filter (with
+    /// `VIRTIO_NET_F_CTRL_RX`; without it the device's own filtering stays as it is).
+    pub fn set_packet_filter(&self, filter: u32, passive: &Passive<'_>) -> Result<(), Status> {
+        if self.features & net::features::CTRL_RX == 0 {
+            return Ok(());
+        }
+        let promiscuous = filter & ndis::sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0;
+        let all_multicast = filter & ndis::sys::NDIS_PACKET_TYPE_ALL_MULTICAST != 0;
+        self.control_command(&net::rx_mode(net::ctrl::RX_PROMISC, promiscuous), passive)?;
+        self.control_command(
+            &net::rx_mode(net::ctrl::RX_ALLMULTI, all_multicast),
+            passive,
+        )
+    }
+
+    /// The multicast addresses to receive (`VIRTIO_NET_CTRL_MAC_TABLE_SET`, with
+    /// `VIRTIO_NET_F_CTRL_RX`).
+    pub fn set_multicast_list(
+        &self,
+        list: &[[u8; 6]],
+        passive: &Passive<'_>,
+    ) -> Result<(), Status> {
+        if self.features & net::features::CTRL_RX == 0 {
+            return Ok(());
+        }
+        let mut command = [0u8; CONTROL_ACK_AT];
+        let len = net::mac_table_set(list, &mut command).ok_or(Status::INVALID_LENGTH)?;
+        self.control_command(&command[..len], passive)
+    }
+
+    /// Sends one control command and polls for the device's answer (up to 100 ms).
+    fn control_command(&self, command: &[u8], passive: &Passive<'_>) -> Result<(), Status> {
         let Some(control) = &self.control else {
             return Err(Status::NOT_SUPPORTED);
         };
-        let command = net::mq_vq_pairs_set(pairs).ok_or(Status::INVALID_PARAMETER)?;
+        if self.is_broken() {
+            return Err(Status::DEVICE_FAILED);
+        }
+        if command.len() > CONTROL_ACK_AT {
+            return Err(Status::INVALID_LENGTH);
+        }
         let notifier = control.with(passive, |c| {
-            c.buffer.write_bytes(0, &command);
-            c.buffer.write_bytes(64, &[0xFF]);
+            if c.stuck {
+                return Err(Status::DEVICE_FAILED);
+            }
+            c.buffer.write_bytes(0, command);
+            c.buffer.write_bytes(CONTROL_ACK_AT, &[0xFF]);
             let base = c.buffer.device_address();
             let chain = [
                 Buffer {
@@ -491,7 +544,7 @@ impl Device {
                     device_writable: false,
                 },
                 Buffer {
-                    addr: base + 64,
+                    addr: base + CONTROL_ACK_AT as u64,
                     len: 1,
                     device_writable: true,
                 },
@@ -505,7 +558,7 @@ impl Device {
             let answer = control.with(passive, |c| match c.vq.pop_used() {
                 Ok(Some(_)) => {
                     let mut ack = [0u8];
-                    c.buffer.read_bytes(64, &mut ack);
+                    c.buffer.read_bytes(CONTROL_ACK_AT, &mut ack);
                     Some(
                         net::ctrl_ack(ack[0])
                             .map_err(|_| Status(ndis::sys::NDIS_STATUS_NOT_ACCEPTED)),
@@ -519,6 +572,7 @@ impl Device {
             }
             ndis::sync::stall(10);
         }
+        control.with(passive, |c| c.stuck = true);
         Err(Status::DEVICE_FAILED)
     }
 

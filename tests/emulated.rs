@@ -374,6 +374,52 @@ fn a_device_that_needs_reset_is_dropped_and_reported_as_link_down() {
 }
 
 #[test]
+fn packet_filter_and_multicast_list_reach_the_device_through_the_control_queue() {
+    let nic = start(1, InterruptResources::msix(4));
+    let filter = |f: u32| {
+        nic.emu.oid_set(
+            nic.adapter,
+            sys::OID_GEN_CURRENT_PACKET_FILTER,
+            &f.to_le_bytes(),
+        )
+    };
+    let directed = sys::NDIS_PACKET_TYPE_DIRECTED | sys::NDIS_PACKET_TYPE_BROADCAST;
+    assert_eq!(
+        filter(directed | sys::NDIS_PACKET_TYPE_PROMISCUOUS).status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(
+        nic.net(|n, _| (n.promiscuous(), n.all_multicast())),
+        (true, false)
+    );
+    assert_eq!(
+        filter(directed | sys::NDIS_PACKET_TYPE_ALL_MULTICAST).status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(
+        nic.net(|n, _| (n.promiscuous(), n.all_multicast())),
+        (false, true)
+    );
+
+    let groups = [[0x01, 0x00, 0x5E, 0, 0, 1], [0x33, 0x33, 0, 0, 0, 0x0C]];
+    let r = nic
+        .emu
+        .oid_set(nic.adapter, sys::OID_802_3_MULTICAST_LIST, &groups.concat());
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    let table = nic.net(|n, _| (n.mac_table().0.to_vec(), n.mac_table().1.to_vec()));
+    assert_eq!(table, (vec![], groups.to_vec()));
+    let r = nic
+        .emu
+        .oid_set(nic.adapter, sys::OID_802_3_MULTICAST_LIST, &[]);
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    assert!(nic.net(|n, _| n.mac_table().1.is_empty()));
+    // Every command was accepted, and the datapath still works.
+    assert!(nic.net(|n, _| n.control_log().iter().all(|c| c.ack == 0)));
+    check_tx(&nic, &[frame(1, 64)]);
+    nic.stop();
+}
+
+#[test]
 fn the_mac_comes_from_the_device_configuration() {
     let nic = start(1, InterruptResources::msix(4));
     let r = nic

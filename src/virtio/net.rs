@@ -192,6 +192,32 @@ pub fn mq_vq_pairs_set(pairs: u16) -> Option<[u8; 4]> {
     Some([ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET, p[0], p[1]])
 }
 
+/// `VIRTIO_NET_CTRL_RX_PROMISC` / `_ALLMULTI` (class, command, on/off).
+pub fn rx_mode(command: u8, on: bool) -> [u8; 3] {
+    [ctrl::CLASS_RX, command, on as u8]
+}
+
+/// Bytes of the largest `MAC_TABLE_SET` [`mac_table_set`] writes for `multicast` entries.
+pub const fn mac_table_set_len(multicast: usize) -> usize {
+    2 + 4 + 4 + 6 * multicast
+}
+
+/// `VIRTIO_NET_CTRL_MAC_TABLE_SET` into `out` (class, command, then two tables of `le32
+/// entries` + 6-byte addresses: no extra unicast address, then `multicast`). Returns the length
+/// written, or None if `out` is too short.
+pub fn mac_table_set(multicast: &[[u8; 6]], out: &mut [u8]) -> Option<usize> {
+    let len = mac_table_set_len(multicast.len());
+    let out = out.get_mut(..len)?;
+    out[0] = ctrl::CLASS_MAC;
+    out[1] = ctrl::MAC_TABLE_SET;
+    out[2..6].copy_from_slice(&0u32.to_le_bytes());
+    out[6..10].copy_from_slice(&(multicast.len() as u32).to_le_bytes());
+    for (slot, mac) in out[10..].chunks_exact_mut(6).zip(multicast) {
+        slot.copy_from_slice(mac);
+    }
+    Some(len)
+}
+
 /// The most pairs whose queues (and the control queue after them) have 16-bit indices. The spec
 /// allows `max_virtqueue_pairs` up to 0x8000, but `num_queues` is 16 bits, so no device can
 /// expose more; a larger value is clamped to this.

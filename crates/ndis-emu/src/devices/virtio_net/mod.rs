@@ -223,6 +223,9 @@ pub struct VirtioNet {
     counters: Counters,
     control_log: Vec<ControlCommand>,
     promiscuous: bool,
+    all_multicast: bool,
+    /// The last accepted `MAC_TABLE_SET`: (unicast, multicast) addresses.
+    mac_table: (Vec<[u8; 6]>, Vec<[u8; 6]>),
     pcap: Option<pcap::PcapWriter>,
     error: Option<String>,
     /// Reused for every chain the queues hand over, so that moving a frame allocates only the
@@ -297,6 +300,8 @@ impl VirtioNet {
             },
             control_log: Vec::new(),
             promiscuous: false,
+            all_multicast: false,
+            mac_table: (Vec::new(), Vec::new()),
             pcap: None,
             scratch: Scratch::default(),
             error: None,
@@ -422,8 +427,19 @@ impl VirtioNet {
         &self.control_log
     }
 
+    /// The RX mode the driver set (`VIRTIO_NET_CTRL_RX`). The model records it and the MAC
+    /// table; it does not filter what it delivers by them.
     pub fn promiscuous(&self) -> bool {
         self.promiscuous
+    }
+
+    pub fn all_multicast(&self) -> bool {
+        self.all_multicast
+    }
+
+    /// (unicast, multicast) addresses of the last accepted `VIRTIO_NET_CTRL_MAC_TABLE_SET`.
+    pub fn mac_table(&self) -> (&[[u8; 6]], &[[u8; 6]]) {
+        (&self.mac_table.0, &self.mac_table.1)
     }
 
     /// Surprise removal: every register and configuration-space read returns all-ones (the
@@ -526,6 +542,8 @@ impl VirtioNet {
         self.isr = 0;
         self.active_pairs = 1;
         self.promiscuous = false;
+        self.all_multicast = false;
+        self.mac_table = (Vec::new(), Vec::new());
         self.error = None;
         for s in &mut self.queues {
             s.reset();
@@ -900,12 +918,22 @@ impl VirtioNet {
             (ctrl::CLASS_RX, ctrl::RX_PROMISC..=ctrl::RX_NOBCAST)
                 if self.negotiated(feature::CTRL_RX) && data.len() == 1 =>
             {
-                if command == ctrl::RX_PROMISC {
-                    self.promiscuous = data[0] != 0;
+                match command {
+                    ctrl::RX_PROMISC => self.promiscuous = data[0] != 0,
+                    ctrl::RX_ALLMULTI => self.all_multicast = data[0] != 0,
+                    _ => {}
                 }
                 ctrl::OK
             }
-            (ctrl::CLASS_MAC, ctrl::MAC_TABLE_SET) if self.negotiated(feature::CTRL_RX) => ctrl::OK,
+            (ctrl::CLASS_MAC, ctrl::MAC_TABLE_SET) if self.negotiated(feature::CTRL_RX) => {
+                match parse_mac_tables(data) {
+                    Some(tables) => {
+                        self.mac_table = tables;
+                        ctrl::OK
+                    }
+                    None => ctrl::ERR,
+                }
+            }
             (ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET) if data.len() == 6 => ctrl::OK,
             (ctrl::CLASS_ANNOUNCE, 0) => ctrl::OK,
             (ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET)
@@ -1090,6 +1118,26 @@ impl VirtioNet {
 /// Pops one chain: its head and descriptors. A chain that ends on a NEXT flag was cut short
 /// (unreadable descriptor, loop, bad index) and is the driver's error.
 #[allow(clippy::type_complexity)]
+/// The two tables of `MAC_TABLE_SET` (each `le32 entries` then 6-byte addresses), which must
+/// fill `data` exactly.
+fn parse_mac_tables(data: &[u8]) -> Option<(Vec<[u8; 6]>, Vec<[u8; 6]>)> {
+    let mut rest = data;
+    let mut table = || -> Option<Vec<[u8; 6]>> {
+        let (count, tail) = rest.split_first_chunk::<4>()?;
+        let bytes = (u32::from_le_bytes(*count) as usize).checked_mul(6)?;
+        let (macs, tail) = tail.split_at_checked(bytes)?;
+        rest = tail;
+        Some(
+            macs.chunks_exact(6)
+                .map(|m| m.try_into().expect("6 bytes"))
+                .collect(),
+        )
+    };
+    let unicast = table()?;
+    let multicast = table()?;
+    rest.is_empty().then_some((unicast, multicast))
+}
+
 /// Takes the next available chain into `chain`; returns its head index.
 fn pop(
     queue: &mut Queue,
@@ -1306,6 +1354,29 @@ mod tests {
     use super::*;
 
     const WRITE: u16 = 2; // VRING_DESC_F_WRITE
+
+    #[test]
+    fn mac_tables_must_fill_the_command_exactly() {
+        let a = [1, 0, 0x5E, 0, 0, 1];
+        let b = [0x33, 0x33, 0, 0, 0, 2];
+        let mut data = 1u32.to_le_bytes().to_vec();
+        data.extend_from_slice(&a);
+        data.extend_from_slice(&2u32.to_le_bytes());
+        data.extend_from_slice(&a);
+        data.extend_from_slice(&b);
+        assert_eq!(parse_mac_tables(&data), Some((vec![a], vec![a, b])));
+        assert_eq!(
+            parse_mac_tables(&[0; 8]),
+            Some((vec![], vec![])),
+            "two empty tables"
+        );
+        // Short, long, a count past the end, a count that overflows.
+        assert_eq!(parse_mac_tables(&data[..data.len() - 1]), None);
+        assert_eq!(parse_mac_tables(&[data.as_slice(), &[0]].concat()), None);
+        assert_eq!(parse_mac_tables(&[0, 0, 0, 0, 9, 0, 0, 0]), None);
+        assert_eq!(parse_mac_tables(&[0xFF; 8]), None);
+        assert_eq!(parse_mac_tables(&[]), None);
+    }
 
     #[test]
     fn scatter_and_gather_cross_descriptor_and_part_boundaries() {

@@ -113,6 +113,7 @@ pub const NET_HDR_LEN: usize = 12;
 pub mod ctrl {
     pub const CLASS_RX: u8 = 0;
     pub const RX_PROMISC: u8 = 0;
+    pub const RX_ALLMULTI: u8 = 1;
     pub const RX_NOBCAST: u8 = 5;
     pub const CLASS_MAC: u8 = 1;
     pub const MAC_TABLE_SET: u8 = 0;
