@@ -420,6 +420,29 @@ fn packet_filter_and_multicast_list_reach_the_device_through_the_control_queue()
 }
 
 #[test]
+fn a_control_command_the_device_never_answers_fails_and_retires_the_control_queue() {
+    let nic = start(1, InterruptResources::msix(4));
+    let control_queue = 2; // after RX 0 and TX 1
+    nic.net(|n, bus| n.set_stalled(bus, control_queue, true));
+    let promiscuous = sys::NDIS_PACKET_TYPE_PROMISCUOUS.to_le_bytes();
+    let set = || {
+        nic.emu.oid_set(
+            nic.adapter,
+            sys::OID_GEN_CURRENT_PACKET_FILTER,
+            &promiscuous,
+        )
+    };
+    assert_ne!(set().status, sys::NDIS_STATUS_SUCCESS);
+    // The device wakes up and answers the old command late: that answer must not be taken for
+    // a new command's, so the queue stays retired.
+    nic.net(|n, bus| n.set_stalled(bus, control_queue, false));
+    assert_ne!(set().status, sys::NDIS_STATUS_SUCCESS);
+    // The datapath is unaffected.
+    check_tx(&nic, &[frame(3, 64)]);
+    nic.stop();
+}
+
+#[test]
 fn the_mac_comes_from_the_device_configuration() {
     let nic = start(1, InterruptResources::msix(4));
     let r = nic
