@@ -29,7 +29,17 @@ pub mod keywords {
     pub const RECEIVE_BUFFERS: &str = "*ReceiveBuffers";
     /// Transmit ring size (`*TransmitBuffers`, 64..=1024, rounded down to a power of two).
     pub const TRANSMIT_BUFFERS: &str = "*TransmitBuffers";
-    pub const ALL: &[&str] = &[NUM_QUEUES, RECEIVE_BUFFERS, TRANSMIT_BUFFERS];
+    /// A locally set MAC address (`NetworkAddress`, 12 hex digits), read with
+    /// `NdisReadNetworkAddress`; used when the device takes `VIRTIO_NET_CTRL_MAC_ADDR_SET`.
+    pub const NETWORK_ADDRESS: &str = "NetworkAddress";
+    /// The integer keywords (declared with default, min and max).
+    pub const NUMERIC: &[&str] = &[NUM_QUEUES, RECEIVE_BUFFERS, TRANSMIT_BUFFERS];
+    pub const ALL: &[&str] = &[
+        NUM_QUEUES,
+        RECEIVE_BUFFERS,
+        TRANSMIT_BUFFERS,
+        NETWORK_ADDRESS,
+    ];
 }
 
 /// Features the driver can work with. No offloads yet: every frame is copied whole.
@@ -41,6 +51,7 @@ const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::MQ
     | features::CTRL_VQ
     | features::CTRL_RX
+    | features::CTRL_MAC_ADDR
     | features::RING_EVENT_IDX;
 
 /// What the interrupt layer owns: the ISR-status window for line-based claims, and the device
@@ -209,12 +220,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
         return Err(Status::ADAPTER_NOT_FOUND);
     }
-    let (wanted_pairs, rx_size, tx_size) = {
+    let (wanted_pairs, rx_size, tx_size, network_address) = {
         let c = init.configuration()?;
         (
             c.read_u32_in(keywords::NUM_QUEUES, 1..=16, 16, passive) as u16,
             c.read_u32_in(keywords::RECEIVE_BUFFERS, 64..=1024, 256, passive) as u16,
             c.read_u32_in(keywords::TRANSMIT_BUFFERS, 64..=1024, 256, passive) as u16,
+            c.read_network_address(passive),
         )
     };
     let t = transport(handle, &cfg, init.resources(), passive)?;
@@ -297,8 +309,14 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             device.active_pairs.store(1, Ordering::Relaxed);
         }
     }
+    // A locally set address, if the device can receive on it; otherwise the permanent one
+    // stays current (as NDIS asks of a driver that cannot honour NetworkAddress).
+    let current = network_address
+        .filter(|&a| device.set_mac_address(a, passive).is_ok())
+        .unwrap_or(mac);
     let link_up = device.link_up();
     let mut info = AdapterInfo::ethernet(mac, 1500, LINK_SPEED, link_up);
+    info.current_address = current;
     info.description = "ndis-rs virtio-net";
     info.receive_buffer_space = (rx_size as u32) * crate::device::BUFFER as u32;
     info.transmit_buffer_space = (tx_size as u32) * crate::device::BUFFER as u32;

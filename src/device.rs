@@ -504,6 +504,15 @@ impl Device {
         )
     }
 
+    /// The unicast address to receive on instead of the configuration-space MAC
+    /// (`VIRTIO_NET_CTRL_MAC_ADDR_SET`, with `VIRTIO_NET_F_CTRL_MAC_ADDR`).
+    pub fn set_mac_address(&self, mac: [u8; 6], passive: &Passive<'_>) -> Result<(), Status> {
+        if self.features & net::features::CTRL_MAC_ADDR == 0 {
+            return Err(Status::NOT_SUPPORTED);
+        }
+        self.control_command(&net::mac_addr_set(mac), passive)
+    }
+
     /// The multicast addresses to receive (`VIRTIO_NET_CTRL_MAC_TABLE_SET`, with
     /// `VIRTIO_NET_F_CTRL_RX`).
     pub fn set_multicast_list(

@@ -453,6 +453,56 @@ fn the_mac_comes_from_the_device_configuration() {
 }
 
 #[test]
+fn a_network_address_keyword_becomes_the_current_address_when_usable() {
+    let current = |value: Option<&str>, features: Option<u64>| {
+        let emu = Emulator::new(config(2));
+        if let Some(v) = value {
+            emu.set_keyword("NetworkAddress", v);
+        }
+        let nic = start_with(emu, 1, InterruptResources::msix(4), |c| {
+            if let Some(f) = features {
+                c.features = f;
+            }
+        })
+        .expect("initialize");
+        let q = |oid| nic.emu.oid_query(nic.adapter, oid, 6).data;
+        let seen = (
+            q(sys::OID_802_3_PERMANENT_ADDRESS),
+            q(sys::OID_802_3_CURRENT_ADDRESS),
+            nic.net(|n, _| n.mac_address_set()),
+        );
+        nic.stop();
+        seen
+    };
+    let local = [0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE];
+    assert_eq!(
+        current(Some("02AABBCCDDEE"), None),
+        (MAC.to_vec(), local.to_vec(), Some(local))
+    );
+    // Absent, multicast, all zero, too short, not hex: the permanent address stays current.
+    for value in [
+        None,
+        Some("01AABBCCDDEE"),
+        Some("000000000000"),
+        Some("02AABB"),
+        Some("zz"),
+    ] {
+        assert_eq!(
+            current(value, None),
+            (MAC.to_vec(), MAC.to_vec(), None),
+            "{value:?}"
+        );
+    }
+    // A device without CTRL_MAC_ADDR cannot receive on another address.
+    let without = ndis_emu::devices::virtio_net::DEFAULT_FEATURES
+        & !ndis_emu::devices::virtio_net::regs::feature::CTRL_MAC_ADDR;
+    assert_eq!(
+        current(Some("02AABBCCDDEE"), Some(without)),
+        (MAC.to_vec(), MAC.to_vec(), None)
+    );
+}
+
+#[test]
 fn a_device_that_is_not_virtio_net_is_declined() {
     let emu = Emulator::new(config(2));
     assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);

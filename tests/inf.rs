@@ -153,6 +153,12 @@ fn every_keyword_the_driver_reads_is_declared_with_a_default_and_range() {
     let (_, inf) = inx();
     let declared = declared_keywords(&inf);
     for keyword in vionet::adapter::keywords::ALL {
+        assert!(
+            declared.iter().any(|d| d.0 == *keyword),
+            "{keyword} is read by the driver but not in Ndi\\params"
+        );
+    }
+    for keyword in vionet::adapter::keywords::NUMERIC {
         let k = declared
             .iter()
             .find(|d| d.0 == *keyword)

@@ -197,6 +197,13 @@ pub fn rx_mode(command: u8, on: bool) -> [u8; 3] {
     [ctrl::CLASS_RX, command, on as u8]
 }
 
+/// `VIRTIO_NET_CTRL_MAC_ADDR_SET` (class, command, the address).
+pub fn mac_addr_set(mac: [u8; 6]) -> [u8; 8] {
+    let mut out = [ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET, 0, 0, 0, 0, 0, 0];
+    out[2..].copy_from_slice(&mac);
+    out
+}
+
 /// Bytes of the largest `MAC_TABLE_SET` [`mac_table_set`] writes for `multicast` entries.
 pub const fn mac_table_set_len(multicast: usize) -> usize {
     2 + 4 + 4 + 6 * multicast

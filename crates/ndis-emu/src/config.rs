@@ -34,6 +34,8 @@ struct Handle {
     /// pointers to them, which must survive the vector growing.
     #[allow(clippy::vec_box)]
     parameters: Vec<Box<Parameter>>,
+    /// Network addresses handed out (`NdisReadNetworkAddress`), freed on close.
+    addresses: Vec<Vec<u8>>,
 }
 
 struct Parameter {
@@ -103,6 +105,7 @@ pub(crate) unsafe fn ndis_open_configuration_ex(
     st.config_keys.handles.push(Handle {
         live: true,
         parameters: Vec::new(),
+        addresses: Vec::new(),
     });
     let h = CONFIG_TAG | st.config_keys.handles.len();
     // SAFETY: as above.
@@ -181,6 +184,63 @@ pub(crate) unsafe fn ndis_read_configuration(
     }
 }
 
+/// Hex digits of `text` as bytes, pairs of digits, `-` or `:` allowed between bytes; None for
+/// anything else (an odd digit count, other characters, an empty string).
+fn parse_network_address(text: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = text
+        .trim()
+        .split(['-', ':'])
+        .flat_map(|part| part.bytes())
+        .collect();
+    if digits.is_empty()
+        || !digits.len().is_multiple_of(2)
+        || !digits.iter().all(u8::is_ascii_hexdigit)
+    {
+        return None;
+    }
+    digits
+        .chunks_exact(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
+pub(crate) unsafe fn ndis_read_network_address(
+    status: *mut sys::NDIS_STATUS,
+    address: *mut sys::PVOID,
+    length: *mut sys::UINT,
+    handle: sys::NDIS_HANDLE,
+) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::PASSIVE_LEVEL, "NdisReadNetworkAddress");
+    let h = handle_index(&st, handle, "NdisReadNetworkAddress");
+    // SAFETY: the caller's out-pointers.
+    unsafe {
+        status.write(sys::NDIS_STATUS_FAILURE);
+        address.write(core::ptr::null_mut());
+        length.write(0);
+    }
+    st.config_keys.read.insert("NetworkAddress".to_string());
+    let Some(bytes) = st
+        .config_keys
+        .keywords
+        .get("networkaddress")
+        .and_then(|(_, text)| parse_network_address(text))
+    else {
+        return;
+    };
+    // Kept with the handle, as NDIS keeps it until NdisCloseConfiguration (moving the vector
+    // into the list does not move its bytes).
+    let (p, n) = (bytes.as_ptr(), bytes.len());
+    st.config_keys.handles[h].addresses.push(bytes);
+    // SAFETY: as above; the bytes live until the handle is closed.
+    unsafe {
+        address.write(p as sys::PVOID);
+        length.write(n as sys::UINT);
+        status.write(sys::NDIS_STATUS_SUCCESS);
+    }
+}
+
 pub(crate) unsafe fn ndis_close_configuration(handle: sys::NDIS_HANDLE) {
     let m = machine::current();
     let mut st = m.st();
@@ -189,9 +249,33 @@ pub(crate) unsafe fn ndis_close_configuration(handle: sys::NDIS_HANDLE) {
     let entry = &mut st.config_keys.handles[h];
     entry.live = false;
     entry.parameters.clear();
+    entry.addresses.clear();
 }
 
 /// Unload: configuration handles still open.
 pub(crate) fn open_handles(st: &State) -> usize {
     st.config_keys.handles.iter().filter(|h| h.live).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_network_address;
+
+    #[test]
+    fn network_addresses_are_hex_pairs() {
+        let mac = Some(vec![0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE]);
+        assert_eq!(parse_network_address("02AABBCCDDEE"), mac);
+        assert_eq!(parse_network_address(" 02-aa-bb-cc-dd-ee "), mac);
+        assert_eq!(parse_network_address("02:AA:BB:CC:DD:EE"), mac);
+        for bad in [
+            "",
+            "0",
+            "02AABBCCDDE",
+            "02AABBCCDDEG",
+            "+2AABBCCDDEE",
+            "02 AA",
+        ] {
+            assert_eq!(parse_network_address(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -101,6 +101,7 @@ exports! {
     "ndis.sys" NdisMSetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_set_bus_data;
     "ndis.sys" NdisOpenConfigurationEx(a: *mut NDIS_CONFIGURATION_OBJECT, b: *mut NDIS_HANDLE) -> NDIS_STATUS => config::ndis_open_configuration_ex;
     "ndis.sys" NdisReadConfiguration(a: *mut NDIS_STATUS, b: *mut *mut NDIS_CONFIGURATION_PARAMETER, c: NDIS_HANDLE, d: *mut UNICODE_STRING, e: NDIS_PARAMETER_TYPE) => config::ndis_read_configuration;
+    "ndis.sys" NdisReadNetworkAddress(a: *mut NDIS_STATUS, b: *mut PVOID, c: *mut UINT, d: NDIS_HANDLE) => config::ndis_read_network_address;
     "ndis.sys" NdisCloseConfiguration(a: NDIS_HANDLE) => config::ndis_close_configuration;
     "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
     "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;

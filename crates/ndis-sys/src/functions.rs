@@ -271,6 +271,14 @@ kernel_imports! {
             Keyword: *mut UNICODE_STRING,
             ParameterType: NDIS_PARAMETER_TYPE,
         );
+        /// PASSIVE_LEVEL. The `NetworkAddress` keyword (a hex string) as bytes; `*NetworkAddress`
+        /// stays valid until the handle is closed. NDIS_STATUS_FAILURE when absent or not a string.
+        fn NdisReadNetworkAddress(
+            Status: *mut NDIS_STATUS,
+            NetworkAddress: *mut PVOID,
+            NetworkAddressLength: *mut UINT,
+            ConfigurationHandle: NDIS_HANDLE,
+        );
         /// PASSIVE_LEVEL. Frees every parameter read through the handle.
         fn NdisCloseConfiguration(ConfigurationHandle: NDIS_HANDLE);
         /// IRQL <= DISPATCH_LEVEL.

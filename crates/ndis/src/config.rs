@@ -76,6 +76,26 @@ impl Configuration {
         Some(unsafe { parameter.ParameterData.IntegerData })
     }
 
+    /// The `NetworkAddress` keyword (the address an administrator set on the advanced property
+    /// page), if it is a usable Ethernet unicast address: six bytes, not multicast or
+    /// broadcast, not all zero. Anything else is ignored, and the caller keeps the permanent
+    /// address.
+    pub fn read_network_address(&self, _passive: &Passive<'_>) -> Option<[u8; 6]> {
+        let mut status = sys::NDIS_STATUS_FAILURE;
+        let mut address: sys::PVOID = core::ptr::null_mut();
+        let mut length: sys::UINT = 0;
+        // SAFETY: PASSIVE_LEVEL (token); an open handle; the out-pointers live across the call.
+        unsafe { sys::NdisReadNetworkAddress(&mut status, &mut address, &mut length, self.handle) };
+        if status != sys::NDIS_STATUS_SUCCESS || address.is_null() || length != 6 {
+            return None;
+        }
+        let mut mac = [0u8; 6];
+        // SAFETY: NDIS returned `length` (6) readable bytes, valid until the handle closes.
+        mac.copy_from_slice(unsafe { core::slice::from_raw_parts(address.cast::<u8>(), 6) });
+        let multicast = mac[0] & 1 != 0; // broadcast included
+        (!multicast && mac != [0; 6]).then_some(mac)
+    }
+
     /// The keyword clamped into `range`, or `default` when absent/invalid; out-of-range values
     /// are clamped rather than refused, as the advanced property page may hold anything.
     pub fn read_u32_in(

@@ -36,6 +36,7 @@ pub const DEFAULT_FEATURES: u64 = feature::VERSION_1
     | feature::MQ
     | feature::CTRL_VQ
     | feature::CTRL_RX
+    | feature::CTRL_MAC_ADDR
     | feature::RING_EVENT_IDX
     | feature::RING_INDIRECT_DESC;
 
@@ -224,6 +225,8 @@ pub struct VirtioNet {
     control_log: Vec<ControlCommand>,
     promiscuous: bool,
     all_multicast: bool,
+    /// The receive address the driver set (`MAC_ADDR_SET`), if any.
+    mac_address_set: Option<[u8; 6]>,
     /// The last accepted `MAC_TABLE_SET`: (unicast, multicast) addresses.
     mac_table: (Vec<[u8; 6]>, Vec<[u8; 6]>),
     pcap: Option<pcap::PcapWriter>,
@@ -301,6 +304,7 @@ impl VirtioNet {
             control_log: Vec::new(),
             promiscuous: false,
             all_multicast: false,
+            mac_address_set: None,
             mac_table: (Vec::new(), Vec::new()),
             pcap: None,
             scratch: Scratch::default(),
@@ -437,6 +441,12 @@ impl VirtioNet {
         self.all_multicast
     }
 
+    /// The receive address the driver set with `VIRTIO_NET_CTRL_MAC_ADDR_SET` (None: the
+    /// configuration-space MAC).
+    pub fn mac_address_set(&self) -> Option<[u8; 6]> {
+        self.mac_address_set
+    }
+
     /// (unicast, multicast) addresses of the last accepted `VIRTIO_NET_CTRL_MAC_TABLE_SET`.
     pub fn mac_table(&self) -> (&[[u8; 6]], &[[u8; 6]]) {
         (&self.mac_table.0, &self.mac_table.1)
@@ -543,6 +553,7 @@ impl VirtioNet {
         self.active_pairs = 1;
         self.promiscuous = false;
         self.all_multicast = false;
+        self.mac_address_set = None;
         self.mac_table = (Vec::new(), Vec::new());
         self.error = None;
         for s in &mut self.queues {
@@ -934,7 +945,12 @@ impl VirtioNet {
                     None => ctrl::ERR,
                 }
             }
-            (ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET) if data.len() == 6 => ctrl::OK,
+            (ctrl::CLASS_MAC, ctrl::MAC_ADDR_SET)
+                if self.negotiated(feature::CTRL_MAC_ADDR) && data.len() == 6 =>
+            {
+                self.mac_address_set = Some(data.try_into().expect("6 bytes"));
+                ctrl::OK
+            }
             (ctrl::CLASS_ANNOUNCE, 0) => ctrl::OK,
             (ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET)
                 if self.negotiated(feature::MQ) && data.len() == 2 =>

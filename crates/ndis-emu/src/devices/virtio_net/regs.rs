@@ -93,6 +93,7 @@ pub mod feature {
     pub const CTRL_RX: u64 = 1 << 18;
     pub const CTRL_VLAN: u64 = 1 << 19;
     pub const MQ: u64 = 1 << 22;
+    pub const CTRL_MAC_ADDR: u64 = 1 << 23;
     pub const RING_INDIRECT_DESC: u64 = 1 << 28;
     pub const RING_EVENT_IDX: u64 = 1 << 29;
     pub const VERSION_1: u64 = 1 << 32;
