@@ -17,7 +17,7 @@ use ndis::nbl::{Returned, SendIrql, SendLists};
 use ndis::sync::Once;
 use ndis::{Status, adapter::AdapterHandle};
 
-use crate::device::Device;
+use crate::device::{Device, FrameSize};
 use crate::virtio::net::{self, InterruptMode, VectorPlan, features};
 use crate::virtio::pci::{self, CapRegion, NO_VECTOR, Transport, find_capabilities, status};
 
@@ -29,15 +29,19 @@ pub mod keywords {
     pub const RECEIVE_BUFFERS: &str = "*ReceiveBuffers";
     /// Transmit ring size (`*TransmitBuffers`, 64..=1024, rounded down to a power of two).
     pub const TRANSMIT_BUFFERS: &str = "*TransmitBuffers";
+    /// Largest frame without FCS (`*JumboPacket`, 1514..=9014; 1514 is a standard 1500-byte
+    /// MTU), bounded by the device's MTU when it reports one.
+    pub const JUMBO_PACKET: &str = "*JumboPacket";
     /// A locally set MAC address (`NetworkAddress`, 12 hex digits), read with
     /// `NdisReadNetworkAddress`; used when the device takes `VIRTIO_NET_CTRL_MAC_ADDR_SET`.
     pub const NETWORK_ADDRESS: &str = "NetworkAddress";
     /// The integer keywords (declared with default, min and max).
-    pub const NUMERIC: &[&str] = &[NUM_QUEUES, RECEIVE_BUFFERS, TRANSMIT_BUFFERS];
+    pub const NUMERIC: &[&str] = &[NUM_QUEUES, RECEIVE_BUFFERS, TRANSMIT_BUFFERS, JUMBO_PACKET];
     pub const ALL: &[&str] = &[
         NUM_QUEUES,
         RECEIVE_BUFFERS,
         TRANSMIT_BUFFERS,
+        JUMBO_PACKET,
         NETWORK_ADDRESS,
     ];
 }
@@ -48,6 +52,7 @@ pub mod keywords {
 const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::MAC
     | features::STATUS
+    | features::MTU
     | features::MQ
     | features::CTRL_VQ
     | features::CTRL_RX
@@ -220,12 +225,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
         return Err(Status::ADAPTER_NOT_FOUND);
     }
-    let (wanted_pairs, rx_size, tx_size, network_address) = {
+    let (wanted_pairs, rx_size, tx_size, jumbo, network_address) = {
         let c = init.configuration()?;
         (
             c.read_u32_in(keywords::NUM_QUEUES, 1..=16, 16, passive) as u16,
             c.read_u32_in(keywords::RECEIVE_BUFFERS, 64..=1024, 256, passive) as u16,
             c.read_u32_in(keywords::TRANSMIT_BUFFERS, 64..=1024, 256, passive) as u16,
+            c.read_u32_in(keywords::JUMBO_PACKET, 1514..=9014, 1514, passive) as usize,
             c.read_network_address(passive),
         )
     };
@@ -246,6 +252,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         1
     };
     let mac = config.mac.unwrap_or([0x02, 0, 0, 0, 0, 1]);
+    // The frame size: the keyword, within what the device says it can carry (an MTU below
+    // the IPv4 minimum of 68 is not believed).
+    let device_frame = match config.mtu {
+        Some(mtu) if negotiated & features::MTU != 0 && mtu >= 68 => mtu as usize + 14,
+        _ => 1514,
+    };
+    let frame = FrameSize::for_frame(jumbo.min(device_frame));
     let cpus = ndis::sync::processor_count().clamp(1, 64) as u16;
     let max_pairs = device_pairs.min(wanted_pairs).min(cpus);
 
@@ -290,6 +303,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         dma,
         plan,
         negotiated,
+        frame,
         rx_size,
         tx_size,
         control,
@@ -315,11 +329,11 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         .filter(|&a| device.set_mac_address(a, passive).is_ok())
         .unwrap_or(mac);
     let link_up = device.link_up();
-    let mut info = AdapterInfo::ethernet(mac, 1500, LINK_SPEED, link_up);
+    let mut info = AdapterInfo::ethernet(mac, (frame.max - 18) as u32, LINK_SPEED, link_up);
     info.current_address = current;
     info.description = "ndis-rs virtio-net";
-    info.receive_buffer_space = (rx_size as u32) * crate::device::BUFFER as u32;
-    info.transmit_buffer_space = (tx_size as u32) * crate::device::BUFFER as u32;
+    info.receive_buffer_space = (rx_size as u32) * frame.buffer as u32;
+    info.transmit_buffer_space = (tx_size as u32) * frame.buffer as u32;
     Ok((VioNetAdapter { interrupt, device }, info))
 }
 

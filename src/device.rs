@@ -25,11 +25,26 @@ use crate::virtio::net::{self, NetHeader, VectorPlan};
 use crate::virtio::pci::{Notifier, Transport};
 use crate::virtio::queue::{Buffer, Layout, Slot, SplitQueue};
 
-/// Bytes per receive or transmit buffer: a virtio-net header and a full Ethernet frame.
-pub const BUFFER: usize = 2048;
-/// Largest frame (without FCS) the driver sends or accepts: 1500 bytes of payload behind an
-/// Ethernet header with one 802.1Q tag.
-pub const MAX_FRAME: usize = 1518;
+/// The frame size the adapter runs with (`*JumboPacket`, bounded by the device's MTU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSize {
+    /// Largest frame (without FCS) sent or accepted: the configured size plus one 802.1Q tag.
+    pub max: usize,
+    /// Bytes per receive or transmit buffer: a virtio-net header and the largest frame,
+    /// rounded up to 2 KiB (2048 for standard frames).
+    pub buffer: usize,
+}
+
+impl FrameSize {
+    /// For frames of up to `frame` bytes (1514 for a 1500-byte MTU), without VLAN tag or FCS.
+    pub const fn for_frame(frame: usize) -> FrameSize {
+        let max = frame + 4;
+        FrameSize {
+            max,
+            buffer: (NetHeader::LEN + max).next_multiple_of(2048),
+        }
+    }
+}
 /// Receives collected per pass before indicating them in one chain.
 const RX_BATCH: usize = 64;
 
@@ -83,6 +98,7 @@ pub struct Device {
     pub transport: Transport<OwnedWindow>,
     pub plan: VectorPlan,
     pub features: u64,
+    pub frame: FrameSize,
     pub ndis: Arc<NdisAdapter>,
     /// Set when the device misbehaved (a used ring it cannot have written, NEEDS_RESET) or was
     /// removed: the driver stops touching its queues; sends fail.
@@ -129,6 +145,7 @@ impl Device {
         dma: DmaRegistration,
         plan: VectorPlan,
         features: u64,
+        frame: FrameSize,
         rx_size: u16,
         tx_size: u16,
         control_queue: Option<u16>,
@@ -158,8 +175,9 @@ impl Device {
                 let mut tx_vq = new_queue(handle, &dma, tx_n, event_idx, passive)?;
                 // Transmit completions are reaped by the send path; no interrupt needed for them.
                 tx_vq.disable_interrupts();
-                let pool = ReceivePool::new(handle, &dma, BUFFER, rx_n as usize, passive)?;
-                let bounce = SharedMemory::allocate(handle, &dma, BUFFER * tx_n as usize, passive)?;
+                let pool = ReceivePool::new(handle, &dma, frame.buffer, rx_n as usize, passive)?;
+                let bounce =
+                    SharedMemory::allocate(handle, &dma, frame.buffer * tx_n as usize, passive)?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
                 pairs.push(Pair {
@@ -175,7 +193,7 @@ impl Device {
                         free: (0..tx_n).rev().collect(),
                         bounce,
                         notifier: tx_notifier,
-                        scratch: vec![0; MAX_FRAME].into_boxed_slice(),
+                        scratch: vec![0; frame.max].into_boxed_slice(),
                     }),
                 });
             }
@@ -225,6 +243,7 @@ impl Device {
             transport,
             plan,
             features,
+            frame,
             ndis,
             broken: AtomicBool::new(false),
             active_pairs: AtomicUsize::new(plan.pairs() as usize),
@@ -272,8 +291,8 @@ impl Device {
         let notify = pair.rx.with(irql, |rx| {
             for &b in buffers {
                 let chain = [Buffer {
-                    addr: base + (b * BUFFER) as u64,
-                    len: BUFFER as u32,
+                    addr: base + (b * self.frame.buffer) as u64,
+                    len: self.frame.buffer as u32,
                     device_writable: true,
                 }];
                 match rx.vq.add(&chain) {
@@ -312,7 +331,9 @@ impl Device {
                         Ok(Some((head, len))) => {
                             let b = rx.buffer_of[head as usize] as usize;
                             let len = len as usize;
-                            if !(NetHeader::LEN + 14..=NetHeader::LEN + MAX_FRAME).contains(&len) {
+                            if !(NetHeader::LEN + 14..=NetHeader::LEN + self.frame.max)
+                                .contains(&len)
+                            {
                                 repost[r] = b;
                                 r += 1;
                             } else {
@@ -408,7 +429,7 @@ impl Device {
             return Status::ADAPTER_REMOVED;
         }
         // All or nothing: nothing of a list with a frame too long goes out.
-        if nbl.frames().any(|f| f.len() > MAX_FRAME) {
+        if nbl.frames().any(|f| f.len() > self.frame.max) {
             return Status::INVALID_LENGTH;
         }
         let frames = nbl.frames().count();
@@ -430,7 +451,7 @@ impl Device {
             let Some(b) = tx.free.pop() else {
                 return Status::RESOURCES;
             };
-            let at = b as usize * BUFFER;
+            let at = b as usize * self.frame.buffer;
             let Some(len) = frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
             else {
                 tx.free.push(b);

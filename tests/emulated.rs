@@ -503,6 +503,60 @@ fn a_network_address_keyword_becomes_the_current_address_when_usable() {
 }
 
 #[test]
+fn jumbo_frames_follow_the_keyword_within_the_device_mtu() {
+    // (keyword, device MTU) -> the MTU the adapter runs with.
+    let run = |keyword: Option<&str>, device_mtu: u16| {
+        let emu = Emulator::new(config(2));
+        if let Some(k) = keyword {
+            emu.set_keyword("*JumboPacket", k);
+        }
+        let nic = start_with(emu, 1, InterruptResources::msix(4), |c| c.mtu = device_mtu)
+            .expect("initialize");
+        let q = |oid| {
+            let d = nic.emu.oid_query(nic.adapter, oid, 4).data;
+            u32::from_le_bytes(d[..4].try_into().unwrap())
+        };
+        let mtu = q(sys::OID_GEN_MAXIMUM_FRAME_SIZE);
+        assert_eq!(q(sys::OID_GEN_MAXIMUM_TOTAL_SIZE), mtu + 14);
+        (nic, mtu)
+    };
+    for (keyword, device_mtu, expect) in [
+        (None, 9000, 1500),
+        (Some("9014"), 1500, 1500),
+        (Some("4088"), 9000, 4074),
+        (Some("20000"), 9000, 9000),
+    ] {
+        let (nic, mtu) = run(keyword, device_mtu);
+        assert_eq!(mtu, expect, "{keyword:?} on a device with MTU {device_mtu}");
+        nic.stop();
+    }
+
+    let (nic, mtu) = run(Some("9014"), 9000);
+    assert_eq!(mtu, 9000);
+    // Full-size and tagged-size jumbo frames both ways, byte-exact; one byte more is refused.
+    let frames = [frame(1, 9014), frame(2, 9018), frame(3, 60), frame(4, 5000)];
+    check_tx(&nic, &frames);
+    nic.net(|n, bus| {
+        for f in &frames {
+            n.inject_frame(bus, 0, f);
+        }
+    });
+    nic.emu.run_dpcs();
+    let mut got = nic.emu.received_frames(nic.adapter);
+    got.sort();
+    let mut want = frames.to_vec();
+    want.sort();
+    assert!(got == want, "jumbo frames indicated byte-exact");
+    nic.emu.return_receives(nic.adapter);
+    nic.emu.send(nic.adapter, &[&frame(5, 9019)]);
+    assert_eq!(
+        nic.emu.send_completions()[0].1,
+        sys::NDIS_STATUS_INVALID_LENGTH
+    );
+    nic.stop();
+}
+
+#[test]
 fn a_device_that_is_not_virtio_net_is_declined() {
     let emu = Emulator::new(config(2));
     assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);

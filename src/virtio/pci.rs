@@ -333,6 +333,8 @@ pub struct NetConfig {
     pub mac: Option<[u8; 6]>,
     pub status: Option<u16>,
     pub max_virtqueue_pairs: Option<u16>,
+    /// Largest MTU the device supports (meaningful with `VIRTIO_NET_F_MTU`).
+    pub mtu: Option<u16>,
 }
 
 impl NetConfig {
@@ -593,6 +595,7 @@ impl<R: Registers> Transport<R> {
                 mac: None,
                 status: None,
                 max_virtqueue_pairs: None,
+                mtu: None,
             });
         };
         let len = dev.len();
@@ -600,6 +603,7 @@ impl<R: Registers> Transport<R> {
             mac: (len >= 6).then(|| core::array::from_fn(|i| dev.read8(i))),
             status: (len >= 8).then(|| dev.read16(6)),
             max_virtqueue_pairs: (len >= 10).then(|| dev.read16(8)),
+            mtu: (len >= 12).then(|| dev.read16(10)),
         })
     }
 }
