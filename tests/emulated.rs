@@ -557,6 +557,96 @@ fn jumbo_frames_follow_the_keyword_within_the_device_mtu() {
 }
 
 #[test]
+fn every_supported_oid_survives_every_buffer_length_and_garbage_sets() {
+    let nic = start(2, InterruptResources::msix(6));
+    let list = nic
+        .emu
+        .oid_query(nic.adapter, sys::OID_GEN_SUPPORTED_LIST, 4096);
+    assert_eq!(list.status, sys::NDIS_STATUS_SUCCESS);
+    let oids: Vec<u32> = list
+        .data
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert!(oids.len() > 20, "{} OIDs", oids.len());
+    let short = [
+        sys::NDIS_STATUS_INVALID_LENGTH,
+        sys::NDIS_STATUS_BUFFER_TOO_SHORT,
+    ];
+    for &oid in &oids {
+        // The full answer, then every shorter buffer: a clean "too short" with the size needed,
+        // never a partial answer.
+        let full = nic.emu.oid_query(nic.adapter, oid, 4096);
+        if full.status != sys::NDIS_STATUS_SUCCESS {
+            continue; // a set-only OID
+        }
+        let needed = full.data.len();
+        for len in 0..needed {
+            let r = nic.emu.oid_query(nic.adapter, oid, len);
+            if needed == 8 && len >= 4 && r.status == sys::NDIS_STATUS_SUCCESS {
+                // A 64-bit counter answers a 4-byte buffer with its low 32 bits.
+                assert_eq!(r.data, full.data[..4], "OID {oid:#010x}, {len} bytes");
+                continue;
+            }
+            assert!(
+                short.contains(&r.status) && r.bytes_needed as usize == needed && r.data.is_empty(),
+                "OID {oid:#010x} with {len} of {needed} bytes: {:#x}, needs {}, wrote {}",
+                r.status,
+                r.bytes_needed,
+                r.data.len()
+            );
+        }
+        for len in [needed, needed + 1, needed + 64] {
+            let r = nic.emu.oid_query(nic.adapter, oid, len);
+            assert_eq!(
+                r.status,
+                sys::NDIS_STATUS_SUCCESS,
+                "OID {oid:#010x}, {len} bytes"
+            );
+            assert_eq!(r.data.len(), needed, "OID {oid:#010x}, {len} bytes");
+        }
+    }
+    // Sets of garbage of every small length: an answer each, never a bug check or a pending
+    // request, and never more read than given.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut garbage = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    };
+    for &oid in &oids {
+        for len in [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 18, 64, 200] {
+            let data = garbage(len);
+            let r = nic.emu.oid_set(nic.adapter, oid, &data);
+            assert_ne!(r.status, sys::NDIS_STATUS_PENDING, "OID {oid:#010x}");
+            if r.status == sys::NDIS_STATUS_SUCCESS {
+                assert!(
+                    r.bytes_read as usize <= len,
+                    "OID {oid:#010x}: read {}",
+                    r.bytes_read
+                );
+            }
+        }
+    }
+    // A sane filter again; the adapter still moves frames both ways.
+    let directed = sys::NDIS_PACKET_TYPE_DIRECTED | sys::NDIS_PACKET_TYPE_BROADCAST;
+    let r = nic.emu.oid_set(
+        nic.adapter,
+        sys::OID_GEN_CURRENT_PACKET_FILTER,
+        &directed.to_le_bytes(),
+    );
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    check_tx(&nic, &(0..20).map(|i| frame(i, 64)).collect::<Vec<_>>());
+    check_rx(&nic, 2, 20);
+    nic.stop();
+}
+
+#[test]
 fn a_device_that_is_not_virtio_net_is_declined() {
     let emu = Emulator::new(config(2));
     assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
