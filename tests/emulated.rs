@@ -193,6 +193,52 @@ fn receives_returned_from_inside_the_indication_are_reposted_once() {
     }
 }
 
+fn refs(frames: &[Vec<u8>]) -> Vec<&[u8]> {
+    frames.iter().map(|f| f.as_slice()).collect()
+}
+
+#[test]
+fn a_list_of_several_frames_goes_out_whole_or_not_at_all() {
+    let nic = start(1, InterruptResources::msix(4));
+    let out_ucast = |nic: &Nic| {
+        let s = nic
+            .emu
+            .oid_query(nic.adapter, sys::OID_GEN_STATISTICS, 152)
+            .data;
+        u64::from_le_bytes(s[8 + 8 * 7..16 + 8 * 7].try_into().unwrap()) // ifHCOutUcastPkts
+    };
+    let a: Vec<Vec<u8>> = (0..3).map(|i| frame(i, 60 + 100 * i as usize)).collect();
+    let b = vec![frame(10, 64), frame(11, 1519), frame(12, 64)]; // one frame too long
+    let c = vec![frame(20, 1514)];
+    let (ra, rb, rc) = (refs(&a), refs(&b), refs(&c));
+    nic.emu.send_lists(nic.adapter, &[&ra, &rb, &rc]);
+    assert_eq!(
+        nic.emu.send_statuses(),
+        [
+            sys::NDIS_STATUS_SUCCESS,
+            sys::NDIS_STATUS_INVALID_LENGTH,
+            sys::NDIS_STATUS_SUCCESS
+        ]
+    );
+    // Every frame of the good lists, in order; nothing of the refused one.
+    let seen = nic.net(|n, _| n.take_transmitted(0));
+    assert!(
+        seen == [a.clone(), c.clone()].concat(),
+        "frames the device saw"
+    );
+    assert_eq!(out_ucast(&nic), 4, "frames of the lists that went out");
+
+    // A list larger than the whole ring is refused whole too (NDIS_STATUS_RESOURCES), and
+    // takes no buffer with it.
+    let big: Vec<Vec<u8>> = (0..300).map(|i| frame(i as u8, 64)).collect();
+    let rbig = refs(&big);
+    nic.emu.send_lists(nic.adapter, &[&rbig]);
+    assert_eq!(nic.emu.send_statuses(), [sys::NDIS_STATUS_RESOURCES]);
+    assert!(nic.net(|n, _| n.take_transmitted(0)).is_empty());
+    check_tx(&nic, &big[..200]);
+    nic.stop();
+}
+
 #[test]
 fn frames_spread_over_several_mdls_are_sent_byte_exact() {
     let nic = start(1, InterruptResources::msix(4));

@@ -29,9 +29,11 @@ struct PoolRecord {
 /// (as a protocol reuses its NET_BUFFER_LIST pool), so the send path allocates nothing once warm.
 struct SendSlot {
     nbl: sys::NET_BUFFER_LIST,
-    nb: sys::NET_BUFFER,
-    /// One MDL per piece of the frame (one, unless the caller asked for fragments).
+    /// One NET_BUFFER per frame of the list.
+    nbs: Vec<sys::NET_BUFFER>,
+    /// One MDL per piece of each frame (one per frame, unless the caller asked for fragments).
     mdls: Vec<sys::MDL>,
+    /// The frames' bytes, one after the other.
     frame: Vec<u8>,
 }
 
@@ -42,8 +44,7 @@ impl SendSlot {
             // SAFETY: plain C structures of integers and pointers, for which all-zero (null
             // pointers, zero counts) is a valid, empty value.
             nbl: unsafe { core::mem::zeroed() },
-            // SAFETY: as above.
-            nb: unsafe { core::mem::zeroed() },
+            nbs: Vec::new(),
             mdls: Vec::new(),
             frame: Vec::new(),
         });
@@ -58,44 +59,77 @@ impl SendSlot {
 struct SlotPtr(NonNull<SendSlot>);
 
 impl SlotPtr {
-    /// Makes the slot describe `frame` as a fresh, single-buffer list followed by `next`, its
-    /// bytes in MDLs of `piece` bytes each (the last one shorter). Every pointer the driver gets
-    /// is derived from the slot pointer, not from a reference that a later access would void.
+    /// Makes the slot describe `frames` as a fresh list (one NET_BUFFER per frame) followed by
+    /// `next`, each frame's bytes in MDLs of `piece` bytes (the last one shorter). Every pointer
+    /// the driver gets is derived from the slot pointer, not from a reference that a later
+    /// access would void.
     ///
     /// # Safety
     /// The slot is free: no list of it is with the driver.
     unsafe fn fill(
         self,
-        frame: &[u8],
+        frames: &[&[u8]],
         piece: usize,
         next: *mut sys::NET_BUFFER_LIST,
     ) -> *mut sys::NET_BUFFER_LIST {
+        assert!(
+            !frames.is_empty(),
+            "a NET_BUFFER_LIST has at least one NET_BUFFER"
+        );
         let slot = self.0.as_ptr();
         // SAFETY: the caller's contract: the emulator alone uses the slot now; the vectors are
-        // borrowed one at a time, and the list and buffer are written through raw places.
+        // borrowed field by field, and the list is written through a raw place.
         unsafe {
             let bytes = &mut (*slot).frame;
             bytes.clear();
-            bytes.extend_from_slice(frame);
+            for f in frames {
+                bytes.extend_from_slice(f);
+            }
             let base = bytes.as_mut_ptr();
             let mdls = &mut (*slot).mdls;
+            let nbs = &mut (*slot).nbs;
             mdls.clear();
+            nbs.clear();
+            // MDLs for every frame, and a buffer per frame holding (for now) the index of its
+            // first MDL: the vectors stop moving only once they are complete.
             let mut at = 0;
-            while at < frame.len() || mdls.is_empty() {
-                let n = piece.max(1).min(frame.len() - at);
-                mdls.push(new_mdl(base.add(at).cast(), n as u32));
-                at += n;
+            for f in frames {
+                let first = mdls.len();
+                let mut off = 0;
+                loop {
+                    let n = piece.max(1).min(f.len() - off);
+                    mdls.push(new_mdl(base.add(at + off).cast(), n as u32));
+                    off += n;
+                    if off >= f.len() {
+                        break;
+                    }
+                }
+                let mut nb: sys::NET_BUFFER = core::mem::zeroed();
+                nb.MdlChain = first as sys::PMDL;
+                nb.DataLength.stDataLength = f.len();
+                nbs.push(nb);
+                at += f.len();
             }
-            // Linked only now: the vector no longer moves.
-            let chain = mdls.as_mut_ptr();
-            for i in 1..mdls.len() {
-                (*chain.add(i - 1)).Next = chain.add(i);
+            let (mdl, nb) = (mdls.as_mut_ptr(), nbs.as_mut_ptr());
+            let (mdl_count, nb_count) = (mdls.len(), nbs.len());
+            for i in 0..nb_count {
+                let first = (*nb.add(i)).MdlChain as usize;
+                let end = if i + 1 < nb_count {
+                    (*nb.add(i + 1)).MdlChain as usize
+                } else {
+                    mdl_count
+                };
+                for k in first..end - 1 {
+                    (*mdl.add(k)).Next = mdl.add(k + 1);
+                }
+                (*nb.add(i)).MdlChain = mdl.add(first);
+                (*nb.add(i)).CurrentMdl = mdl.add(first);
+                (*nb.add(i)).Next = if i + 1 < nb_count {
+                    nb.add(i + 1)
+                } else {
+                    core::ptr::null_mut()
+                };
             }
-            let nb = core::ptr::addr_of_mut!((*slot).nb);
-            nb.write(core::mem::zeroed());
-            (*nb).MdlChain = chain;
-            (*nb).CurrentMdl = chain;
-            (*nb).DataLength.stDataLength = frame.len();
             let nbl = core::ptr::addr_of_mut!((*slot).nbl);
             nbl.write(core::mem::zeroed());
             (*nbl).FirstNetBuffer = nb;
@@ -601,10 +635,23 @@ impl Emulator {
         self.send_fragmented(adapter, frames, usize::MAX)
     }
 
+    /// As [`send`](Self::send) with several frames per list: each entry of `lists` is one
+    /// NET_BUFFER_LIST whose NET_BUFFERs carry its frames. NDIS has one status per list, so
+    /// [`send_completions`](Self::send_completions) gives a list's frames concatenated.
+    pub fn send_lists(&self, adapter: AdapterId, lists: &[&[&[u8]]]) {
+        self.send_chain(adapter, lists, usize::MAX)
+    }
+
     /// As [`send`](Self::send), each frame's bytes spread over MDLs of `piece` bytes (the last
     /// one shorter): the layout a protocol produces when it prepends headers in their own
     /// buffers, which a driver must handle as well as a contiguous frame.
     pub fn send_fragmented(&self, adapter: AdapterId, frames: &[&[u8]], piece: usize) {
+        let lists: Vec<[&[u8]; 1]> = frames.iter().map(|f| [*f]).collect();
+        let lists: Vec<&[&[u8]]> = lists.iter().map(|l| l.as_slice()).collect();
+        self.send_chain(adapter, &lists, piece)
+    }
+
+    fn send_chain(&self, adapter: AdapterId, lists: &[&[&[u8]]], piece: usize) {
         let (handler, context, cpu, first) = {
             let mut st = self.machine.st();
             let a = adapter.0;
@@ -621,14 +668,14 @@ impl Emulator {
                 .expect("send handler");
             let context = st.ndis.adapters[a].context.unwrap_or(0);
             let mut first: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
-            for frame in frames.iter().rev() {
+            for frames in lists.iter().rev() {
                 let slot = st
                     .datapath
                     .free_slots
                     .pop_front()
                     .unwrap_or_else(SendSlot::allocate);
                 // SAFETY: a free slot (new, or completed and taken out of `completed`).
-                first = unsafe { slot.fill(frame, piece, first) };
+                first = unsafe { slot.fill(frames, piece, first) };
                 st.datapath
                     .sends
                     .insert(first as usize, SendRecord { adapter: a, slot });
