@@ -14,10 +14,11 @@ use ndis::io::{IoSpace, OwnedWindow, Resources};
 use ndis::irql::Passive;
 use ndis::miniport::{AdapterInfo, HaltAction, Init, Miniport, NdisAdapter};
 use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::oid::{QueryBuffer, SetData};
 use ndis::sync::Once;
 use ndis::{Status, adapter::AdapterHandle};
 
-use crate::device::{Device, FrameSize};
+use crate::device::{Device, FrameSize, Tagging};
 use crate::virtio::net::{self, InterruptMode, VectorPlan, features};
 use crate::virtio::pci::{self, CapRegion, NO_VECTOR, Transport, find_capabilities, status};
 
@@ -32,6 +33,8 @@ pub mod keywords {
     /// Largest frame without FCS (`*JumboPacket`, 1514..=9014; 1514 is a standard 1500-byte
     /// MTU), bounded by the device's MTU when it reports one.
     pub const JUMBO_PACKET: &str = "*JumboPacket";
+    /// 802.1p/802.1Q tagging (`*PriorityVLANTag`: 0 off, 1 priority, 2 VLAN, 3 both).
+    pub const PRIORITY_VLAN_TAG: &str = "*PriorityVLANTag";
     /// A locally set MAC address (`NetworkAddress`, 12 hex digits), read with
     /// `NdisReadNetworkAddress`; used when the device takes `VIRTIO_NET_CTRL_MAC_ADDR_SET`.
     pub const NETWORK_ADDRESS: &str = "NetworkAddress";
@@ -42,6 +45,7 @@ pub mod keywords {
         RECEIVE_BUFFERS,
         TRANSMIT_BUFFERS,
         JUMBO_PACKET,
+        PRIORITY_VLAN_TAG,
         NETWORK_ADDRESS,
     ];
 }
@@ -225,13 +229,14 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
         return Err(Status::ADAPTER_NOT_FOUND);
     }
-    let (wanted_pairs, rx_size, tx_size, jumbo, network_address) = {
+    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address) = {
         let c = init.configuration()?;
         (
             c.read_u32_in(keywords::NUM_QUEUES, 1..=16, 16, passive) as u16,
             c.read_u32_in(keywords::RECEIVE_BUFFERS, 64..=1024, 256, passive) as u16,
             c.read_u32_in(keywords::TRANSMIT_BUFFERS, 64..=1024, 256, passive) as u16,
             c.read_u32_in(keywords::JUMBO_PACKET, 1514..=9014, 1514, passive) as usize,
+            Tagging::from_keyword(c.read_u32_in(keywords::PRIORITY_VLAN_TAG, 0..=3, 3, passive)),
             c.read_network_address(passive),
         )
     };
@@ -304,6 +309,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         plan,
         negotiated,
         frame,
+        tagging,
         rx_size,
         tx_size,
         control,
@@ -331,6 +337,12 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     let link_up = device.link_up();
     let mut info = AdapterInfo::ethernet(mac, (frame.max - 18) as u32, LINK_SPEED, link_up);
     info.current_address = current;
+    if tagging.priority {
+        info.mac_options |= ndis::sys::NDIS_MAC_OPTION_8021P_PRIORITY;
+    }
+    if tagging.vlan {
+        info.mac_options |= ndis::sys::NDIS_MAC_OPTION_8021Q_VLAN;
+    }
     info.description = "ndis-rs virtio-net";
     info.receive_buffer_space = (rx_size as u32) * frame.buffer as u32;
     info.transmit_buffer_space = (tx_size as u32) * frame.buffer as u32;
@@ -338,6 +350,43 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
 }
 
 impl Miniport for VioNetAdapter {
+    const EXTRA_OIDS: &'static [u32] = &[ndis::sys::OID_GEN_VLAN_ID];
+
+    fn oid_query(
+        &self,
+        _adapter: &NdisAdapter,
+        oid: u32,
+        out: &mut QueryBuffer<'_>,
+        _passive: &Passive<'_>,
+    ) -> Result<(), Status> {
+        match oid {
+            ndis::sys::OID_GEN_VLAN_ID if self.device.tagging.vlan => {
+                out.write_u32(u32::from(self.device.vlan_id.load(Ordering::Relaxed)))
+            }
+            _ => Err(Status::NOT_SUPPORTED),
+        }
+    }
+
+    fn oid_set(
+        &self,
+        _adapter: &NdisAdapter,
+        oid: u32,
+        data: &mut SetData<'_>,
+        _passive: &Passive<'_>,
+    ) -> Result<usize, Status> {
+        match oid {
+            ndis::sys::OID_GEN_VLAN_ID if self.device.tagging.vlan => {
+                let id = data.read_u32()?;
+                if id > 4095 {
+                    return Err(Status(ndis::sys::NDIS_STATUS_INVALID_DATA));
+                }
+                self.device.vlan_id.store(id as u16, Ordering::Relaxed);
+                Ok(4)
+            }
+            _ => Err(Status::NOT_SUPPORTED),
+        }
+    }
+
     fn send(&self, _adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
         self.device.send(lists, irql)
     }

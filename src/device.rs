@@ -10,14 +10,14 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 
 use ndis::dma::{DmaRegistration, SharedMemory};
 use ndis::hw::DeviceMemory;
 use ndis::io::OwnedWindow;
 use ndis::irql::{AtMostDispatch, Passive};
 use ndis::miniport::NdisAdapter;
-use ndis::nbl::{ReceivePool, Returned, SendIrql, SendLists, SendNbl};
+use ndis::nbl::{Ieee8021Q, ReceivePool, Returned, SendIrql, SendLists, SendNbl};
 use ndis::sync::SpinLock;
 use ndis::{Status, adapter::AdapterHandle};
 
@@ -45,6 +45,31 @@ impl FrameSize {
         }
     }
 }
+/// What `*PriorityVLANTag` enables: 802.1p priority and 802.1Q VLAN tags, inserted on send
+/// from the list's 802.1Q information and stripped on receive into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tagging {
+    pub priority: bool,
+    pub vlan: bool,
+}
+
+impl Tagging {
+    /// From the keyword's value (bit 0: priority, bit 1: VLAN).
+    pub fn from_keyword(value: u32) -> Tagging {
+        Tagging {
+            priority: value & 1 != 0,
+            vlan: value & 2 != 0,
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self.priority || self.vlan
+    }
+}
+
+/// A frame ready to indicate: (buffer, offset, length, 802.1Q information).
+type RxFrame = (usize, usize, usize, Option<Ieee8021Q>);
+
 /// Receives collected per pass before indicating them in one chain.
 const RX_BATCH: usize = 64;
 
@@ -99,6 +124,10 @@ pub struct Device {
     pub plan: VectorPlan,
     pub features: u64,
     pub frame: FrameSize,
+    pub tagging: Tagging,
+    /// The VLAN the adapter belongs to (`OID_GEN_VLAN_ID`; 0: none): receives tagged for
+    /// another VLAN are dropped, and sends without a VLAN of their own are tagged with it.
+    pub vlan_id: AtomicU16,
     pub ndis: Arc<NdisAdapter>,
     /// Set when the device misbehaved (a used ring it cannot have written, NEEDS_RESET) or was
     /// removed: the driver stops touching its queues; sends fail.
@@ -146,6 +175,7 @@ impl Device {
         plan: VectorPlan,
         features: u64,
         frame: FrameSize,
+        tagging: Tagging,
         rx_size: u16,
         tx_size: u16,
         control_queue: Option<u16>,
@@ -244,6 +274,8 @@ impl Device {
             plan,
             features,
             frame,
+            tagging,
+            vlan_id: AtomicU16::new(0),
             ndis,
             broken: AtomicBool::new(false),
             active_pairs: AtomicUsize::new(plan.pairs() as usize),
@@ -319,11 +351,13 @@ impl Device {
         }
         let mut total = 0u32;
         loop {
-            let mut frames = [(0usize, 0usize, 0usize); RX_BATCH];
+            let mut frames: [RxFrame; RX_BATCH] = [(0, 0, 0, None); RX_BATCH];
+            let mut runts = 0;
             let mut n = 0;
             let mut repost = [0usize; RX_BATCH];
             let mut r = 0;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
+            let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
             let (fault, pending) = pair.rx.with(irql, |rx| {
                 rx.vq.disable_interrupts();
                 while n + r < want {
@@ -336,9 +370,15 @@ impl Device {
                             {
                                 repost[r] = b;
                                 r += 1;
-                            } else {
-                                frames[n] = (b, NetHeader::LEN, len - NetHeader::LEN);
+                                runts += 1;
+                            } else if let Some(frame) =
+                                self.untag(pair, b, len - NetHeader::LEN, vlan_filter)
+                            {
+                                frames[n] = frame;
                                 n += 1;
+                            } else {
+                                repost[r] = b; // another VLAN's
+                                r += 1;
                             }
                         }
                         Ok(None) => break,
@@ -351,7 +391,8 @@ impl Device {
                 self.fail();
                 return (total, false);
             }
-            self.ndis.stats.rx_errors(r as u64);
+            self.ndis.stats.rx_errors(runts as u64);
+            self.ndis.stats.rx_discards((r - runts) as u64);
             // Every popped entry counts against the budget, runts included: a device that only
             // returns garbage cannot keep the DPC looping.
             total += (n + r) as u32;
@@ -372,6 +413,53 @@ impl Device {
                 return (total, true);
             }
         }
+    }
+
+    /// A received frame in buffer `b`, its 802.1Q tag (if tagging is on and it has one)
+    /// stripped into the list information: the addresses move up over the tag. None for a frame
+    /// tagged for a VLAN other than `vlan_filter` (when one is set).
+    fn untag(&self, pair: &Pair, b: usize, length: usize, vlan_filter: u16) -> Option<RxFrame> {
+        let untouched = Some((b, NetHeader::LEN, length, None));
+        if !self.tagging.any() || length < 18 {
+            return untouched;
+        }
+        let at = b * self.frame.buffer + NetHeader::LEN;
+        let memory = pair.pool.memory();
+        let mut head = [0u8; 16];
+        memory.read_bytes(at, &mut head);
+        if head[12..14] != [0x81, 0x00] {
+            return untouched;
+        }
+        let info = Ieee8021Q::from_tci(u16::from_be_bytes([head[14], head[15]]));
+        if self.tagging.vlan && vlan_filter != 0 && info.vlan_id != 0 && info.vlan_id != vlan_filter
+        {
+            return None;
+        }
+        memory.write_bytes(at + 4, &head[..12]);
+        let info = (info != Ieee8021Q::default()).then_some(info);
+        Some((b, NetHeader::LEN + 4, length - 4, info))
+    }
+
+    /// The TCI to insert into the frames of `nbl`, if any: its own priority and VLAN (as far
+    /// as tagging is on), the adapter's VLAN when it names none.
+    fn tx_tag(&self, nbl: &SendNbl<'_>) -> Option<u16> {
+        if !self.tagging.any() {
+            return None;
+        }
+        let info = nbl.ieee8021q().unwrap_or_default();
+        let tag = Ieee8021Q {
+            priority: if self.tagging.priority {
+                info.priority
+            } else {
+                0
+            },
+            vlan_id: match (self.tagging.vlan, info.vlan_id) {
+                (false, _) => 0,
+                (true, 0) => self.vlan_id.load(Ordering::Relaxed),
+                (true, id) => id,
+            },
+        };
+        (tag != Ieee8021Q::default()).then(|| tag.tci())
     }
 
     /// Reclaims transmit descriptors the device finished.
@@ -428,8 +516,11 @@ impl Device {
         if self.is_broken() {
             return Status::ADAPTER_REMOVED;
         }
-        // All or nothing: nothing of a list with a frame too long goes out.
-        if nbl.frames().any(|f| f.len() > self.frame.max) {
+        // All or nothing: nothing of a list with a frame too long goes out (counting the tag
+        // this driver inserts).
+        let tag = self.tx_tag(nbl);
+        let added = if tag.is_some() { 4 } else { 0 };
+        if nbl.frames().any(|f| f.len() + added > self.frame.max) {
             return Status::INVALID_LENGTH;
         }
         let frames = nbl.frames().count();
@@ -452,8 +543,16 @@ impl Device {
                 return Status::RESOURCES;
             };
             let at = b as usize * self.frame.buffer;
-            let Some(len) = frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
-            else {
+            let copied = match tag {
+                Some(tci) => frame.copy_to_device_tagged(
+                    &tx.bounce,
+                    at + NetHeader::LEN,
+                    &mut tx.scratch,
+                    tci,
+                ),
+                None => frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch),
+            };
+            let Some(len) = copied else {
                 tx.free.push(b);
                 return Status::INVALID_LENGTH;
             };

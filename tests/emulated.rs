@@ -692,6 +692,119 @@ fn every_supported_oid_survives_every_buffer_length_and_garbage_sets() {
     nic.stop();
 }
 
+/// `frame` with an 802.1Q tag carrying `tci` after its addresses.
+fn tagged(frame: &[u8], tci: u16) -> Vec<u8> {
+    [
+        &frame[..12],
+        &[0x81, 0x00],
+        &tci.to_be_bytes()[..],
+        &frame[12..],
+    ]
+    .concat()
+}
+
+#[test]
+fn vlan_tags_are_inserted_on_send_stripped_on_receive_and_filtered() {
+    let nic = start(1, InterruptResources::msix(4));
+    let options = nic
+        .emu
+        .oid_query(nic.adapter, sys::OID_GEN_MAC_OPTIONS, 4)
+        .data;
+    let options = u32::from_le_bytes(options[..4].try_into().unwrap());
+    let both = sys::NDIS_MAC_OPTION_8021P_PRIORITY | sys::NDIS_MAC_OPTION_8021Q_VLAN;
+    assert_eq!(options & both, both, "*PriorityVLANTag defaults to both");
+    let sent = |nic: &Nic| nic.net(|n, _| n.take_transmitted(0));
+    let f = frame(1, 100);
+
+    // Send: the list's priority and VLAN become a tag; a list without them stays untagged.
+    nic.emu.send_tagged(nic.adapter, &[&f], 5, 100);
+    assert_eq!(nic.emu.send_statuses(), [sys::NDIS_STATUS_SUCCESS]);
+    assert_eq!(sent(&nic), [tagged(&f, (5 << 13) | 100)]);
+    nic.emu.send(nic.adapter, &[&f]);
+    nic.emu.send_statuses();
+    assert_eq!(sent(&nic), std::slice::from_ref(&f));
+
+    // Receive: the tag is stripped into the list's 802.1Q information.
+    let receive = |nic: &Nic, frames: &[Vec<u8>]| {
+        nic.net(|n, bus| {
+            for x in frames {
+                n.inject_frame(bus, 0, x);
+            }
+        });
+        nic.emu.run_dpcs();
+        let got = nic.emu.received_frames_8021q(nic.adapter);
+        nic.emu.return_receives(nic.adapter);
+        got
+    };
+    assert_eq!(
+        receive(&nic, &[tagged(&f, (3 << 13) | 100), f.clone()]),
+        [(f.clone(), Some((3, 100))), (f.clone(), None)]
+    );
+
+    // With a VLAN set: other VLANs' frames are dropped, priority-only and untagged ones kept,
+    // and sends without a VLAN of their own carry the adapter's.
+    let set = |v: u32| {
+        nic.emu
+            .oid_set(nic.adapter, sys::OID_GEN_VLAN_ID, &v.to_le_bytes())
+            .status
+    };
+    assert_eq!(set(100), sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(set(4096), sys::NDIS_STATUS_INVALID_DATA);
+    let q = nic.emu.oid_query(nic.adapter, sys::OID_GEN_VLAN_ID, 4).data;
+    assert_eq!(q, 100u32.to_le_bytes());
+    assert_eq!(
+        receive(
+            &nic,
+            &[
+                tagged(&f, 200),
+                tagged(&f, 100),
+                tagged(&f, 6 << 13),
+                f.clone()
+            ]
+        ),
+        [
+            (f.clone(), Some((0, 100))),
+            (f.clone(), Some((6, 0))),
+            (f.clone(), None)
+        ]
+    );
+    nic.emu.send(nic.adapter, &[&f]);
+    nic.emu.send_statuses();
+    assert_eq!(sent(&nic), [tagged(&f, 100)]);
+    // A tagged send one byte short of the limit still fits; at the limit it is refused.
+    nic.emu
+        .send_tagged(nic.adapter, &[&frame(2, 1514), &frame(3, 1515)], 1, 0);
+    assert_eq!(
+        nic.emu.send_statuses(),
+        [sys::NDIS_STATUS_SUCCESS, sys::NDIS_STATUS_INVALID_LENGTH]
+    );
+    assert_eq!(sent(&nic).len(), 1);
+    nic.stop();
+}
+
+#[test]
+fn with_tagging_off_frames_pass_as_they_are() {
+    let emu = Emulator::new(config(2));
+    emu.set_keyword("*PriorityVLANTag", "0");
+    let nic = start_with(emu, 1, InterruptResources::msix(4), |_| {}).expect("initialize");
+    let f = frame(1, 100);
+    nic.emu.send_tagged(nic.adapter, &[&f], 5, 100);
+    nic.emu.send_statuses();
+    assert_eq!(
+        nic.net(|n, _| n.take_transmitted(0)),
+        std::slice::from_ref(&f)
+    );
+    let t = tagged(&f, 100);
+    nic.net(|n, bus| n.inject_frame(bus, 0, &t));
+    nic.emu.run_dpcs();
+    assert_eq!(nic.emu.received_frames_8021q(nic.adapter), [(t, None)]);
+    let r = nic
+        .emu
+        .oid_set(nic.adapter, sys::OID_GEN_VLAN_ID, &7u32.to_le_bytes());
+    assert_eq!(r.status, sys::NDIS_STATUS_NOT_SUPPORTED);
+    nic.stop();
+}
+
 #[test]
 fn a_device_that_is_not_virtio_net_is_declined() {
     let emu = Emulator::new(config(2));

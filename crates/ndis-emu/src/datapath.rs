@@ -70,6 +70,7 @@ impl SlotPtr {
         self,
         frames: &[&[u8]],
         piece: usize,
+        ieee8021q: usize,
         next: *mut sys::NET_BUFFER_LIST,
     ) -> *mut sys::NET_BUFFER_LIST {
         assert!(
@@ -134,6 +135,7 @@ impl SlotPtr {
             nbl.write(core::mem::zeroed());
             (*nbl).FirstNetBuffer = nb;
             (*nbl).Next = next;
+            (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] = ieee8021q as sys::PVOID;
             (*nbl).SourceHandle = 0x4E44_5300_0000usize as sys::NDIS_HANDLE;
             nbl
         }
@@ -162,6 +164,9 @@ impl SlotPtr {
     }
 }
 
+/// The 802.1Q information of a received list: (priority, VLAN identifier).
+pub type Ieee8021Q = (u8, u16);
+
 /// A list the emulator sent: its slot stays here until the driver completes it.
 struct SendRecord {
     adapter: usize,
@@ -180,8 +185,9 @@ pub(crate) struct DatapathState {
     /// Slots ready for reuse, oldest first: a list just completed is the last to be reused, so
     /// a driver completing it twice is caught rather than taken for a new send.
     free_slots: VecDeque<SlotPtr>,
-    /// Frames indicated, per adapter, until the test takes them.
-    received: Vec<Vec<Vec<u8>>>,
+    /// Frames indicated, per adapter, until the test takes them, with their list's 802.1Q
+    /// information entry.
+    received: Vec<Vec<(Vec<u8>, usize)>>,
     /// The protocol returns indicated lists from inside the indication (see
     /// [`Emulator::set_returns_during_indication`]).
     returns_during_indication: bool,
@@ -541,6 +547,8 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
         }
         // SAFETY: a live list of this driver, with one valid buffer chain.
         let mut nb = unsafe { (*nbl).FirstNetBuffer };
+        // SAFETY: a live list of this driver.
+        let ieee8021q = unsafe { (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] };
         while !nb.is_null() {
             // SAFETY: a buffer of the list, describing the driver's receive memory.
             let frame = unsafe { buffer_bytes(nb) };
@@ -548,7 +556,7 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
             if received.len() <= a {
                 received.resize_with(a + 1, Vec::new);
             }
-            received[a].push(frame);
+            received[a].push((frame, ieee8021q as usize));
             // SAFETY: as above.
             nb = unsafe { (*nb).Next };
         }
@@ -639,7 +647,17 @@ impl Emulator {
     /// NET_BUFFER_LIST whose NET_BUFFERs carry its frames. NDIS has one status per list, so
     /// [`send_completions`](Self::send_completions) gives a list's frames concatenated.
     pub fn send_lists(&self, adapter: AdapterId, lists: &[&[&[u8]]]) {
-        self.send_chain(adapter, lists, usize::MAX)
+        self.send_chain(adapter, lists, usize::MAX, 0)
+    }
+
+    /// As [`send`](Self::send), every list carrying 802.1Q information (its
+    /// `Ieee8021QNetBufferListInfo` entry: `priority` 0..=7, `vlan_id` 0..=4095), as a protocol
+    /// asking the miniport to tag the frames.
+    pub fn send_tagged(&self, adapter: AdapterId, frames: &[&[u8]], priority: u8, vlan_id: u16) {
+        let info = usize::from(priority & 7) | (usize::from(vlan_id & 0x0FFF) << 4);
+        let lists: Vec<[&[u8]; 1]> = frames.iter().map(|f| [*f]).collect();
+        let lists: Vec<&[&[u8]]> = lists.iter().map(|l| l.as_slice()).collect();
+        self.send_chain(adapter, &lists, usize::MAX, info)
     }
 
     /// As [`send`](Self::send), each frame's bytes spread over MDLs of `piece` bytes (the last
@@ -648,10 +666,10 @@ impl Emulator {
     pub fn send_fragmented(&self, adapter: AdapterId, frames: &[&[u8]], piece: usize) {
         let lists: Vec<[&[u8]; 1]> = frames.iter().map(|f| [*f]).collect();
         let lists: Vec<&[&[u8]]> = lists.iter().map(|l| l.as_slice()).collect();
-        self.send_chain(adapter, &lists, piece)
+        self.send_chain(adapter, &lists, piece, 0)
     }
 
-    fn send_chain(&self, adapter: AdapterId, lists: &[&[&[u8]]], piece: usize) {
+    fn send_chain(&self, adapter: AdapterId, lists: &[&[&[u8]]], piece: usize, ieee8021q: usize) {
         let (handler, context, cpu, first) = {
             let mut st = self.machine.st();
             let a = adapter.0;
@@ -675,7 +693,7 @@ impl Emulator {
                     .pop_front()
                     .unwrap_or_else(SendSlot::allocate);
                 // SAFETY: a free slot (new, or completed and taken out of `completed`).
-                first = unsafe { slot.fill(frames, piece, first) };
+                first = unsafe { slot.fill(frames, piece, ieee8021q, first) };
                 st.datapath
                     .sends
                     .insert(first as usize, SendRecord { adapter: a, slot });
@@ -733,10 +751,28 @@ impl Emulator {
     pub fn received_frames(&self, adapter: AdapterId) -> Vec<Vec<u8>> {
         let mut st = self.machine.st();
         match st.datapath.received.get_mut(adapter.0) {
-            // The next batch is likely as large as this one: room for it without regrowing.
-            Some(frames) => std::mem::replace(frames, Vec::with_capacity(frames.len())),
+            Some(frames) => frames.drain(..).map(|(f, _)| f).collect(),
             None => Vec::new(),
         }
+    }
+
+    /// As [`received_frames`](Self::received_frames), each with the 802.1Q information its
+    /// list carried: `Some((priority, vlan_id))`, or None.
+    pub fn received_frames_8021q(&self, adapter: AdapterId) -> Vec<(Vec<u8>, Option<Ieee8021Q>)> {
+        let mut st = self.machine.st();
+        let Some(frames) = st.datapath.received.get_mut(adapter.0) else {
+            return Vec::new();
+        };
+        frames
+            .drain(..)
+            .map(|(f, info)| {
+                let (priority, vlan_id) = ((info & 7) as u8, ((info >> 4) & 0x0FFF) as u16);
+                (
+                    f,
+                    (priority != 0 || vlan_id != 0).then_some((priority, vlan_id)),
+                )
+            })
+            .collect()
     }
 
     /// Whether the protocol returns receives from inside `NdisMIndicateReceiveNetBufferLists`

@@ -23,7 +23,7 @@ use crate::io::{PciConfig, Resources};
 use crate::irql::Passive;
 use crate::irql::{BelowDispatch, Dispatch};
 use crate::nbl::{Returned, SendIrql, SendLists, SendNbl};
-use crate::oid::QueryBuffer;
+use crate::oid::{QueryBuffer, SetData};
 
 /// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
 pub const MAX_MULTICAST: usize = 32;
@@ -697,12 +697,13 @@ pub trait Miniport: Send + Sync + Sized + 'static {
         Err(Status::NOT_SUPPORTED)
     }
 
-    /// Returns bytes read.
+    /// Returns bytes read. Read fixed-size values through `data` so that a short buffer gets
+    /// the size NDIS must be told.
     fn oid_set(
         &self,
         _adapter: &NdisAdapter,
         _oid: u32,
-        _data: &[u8],
+        _data: &mut SetData<'_>,
         _passive: &Passive<'_>,
     ) -> Result<usize, Status> {
         Err(Status::NOT_SUPPORTED)

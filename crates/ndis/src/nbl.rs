@@ -89,6 +89,45 @@ impl<'a> SendLists<'a> {
     }
 }
 
+/// 802.1Q tag information of a list (`NDIS_NET_BUFFER_LIST_8021Q_INFO`): the 802.1p priority and
+/// the VLAN identifier, as carried in a frame's tag control information (TCI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ieee8021Q {
+    /// 0..=7.
+    pub priority: u8,
+    /// 0..=4095; 0 for a priority-only tag.
+    pub vlan_id: u16,
+}
+
+impl Ieee8021Q {
+    /// From a tag's TCI (priority in bits 13..16, VLAN identifier in bits 0..12).
+    pub fn from_tci(tci: u16) -> Self {
+        Ieee8021Q {
+            priority: (tci >> 13) as u8,
+            vlan_id: tci & 0x0FFF,
+        }
+    }
+
+    /// The TCI of a tag carrying this information (canonical format bit clear).
+    pub fn tci(self) -> u16 {
+        (u16::from(self.priority & 7) << 13) | (self.vlan_id & 0x0FFF)
+    }
+
+    /// From the list's `NetBufferListInfo` entry (`UserPriority` in bits 0..3, `VlanId` in bits
+    /// 4..16); None when it carries neither.
+    fn from_info(value: usize) -> Option<Self> {
+        let info = Ieee8021Q {
+            priority: (value & 7) as u8,
+            vlan_id: ((value >> 4) & 0x0FFF) as u16,
+        };
+        (info != Ieee8021Q::default()).then_some(info)
+    }
+
+    fn to_info(self) -> usize {
+        usize::from(self.priority & 7) | (usize::from(self.vlan_id & 0x0FFF) << 4)
+    }
+}
+
 /// One list handed to `MiniportSendNetBufferLists`, valid during the send call.
 pub struct SendNbl<'a> {
     nbl: *mut sys::NET_BUFFER_LIST,
@@ -108,6 +147,14 @@ impl<'a> SendNbl<'a> {
 
     pub(crate) fn copies(&self) -> (usize, [(u64, u64); 3]) {
         self.copies.get()
+    }
+
+    /// The 802.1Q information the protocol attached to the list, if any: the driver inserts
+    /// the tag when it copies the frames (with `SendFrame::copy_to_device_tagged`).
+    pub fn ieee8021q(&self) -> Option<Ieee8021Q> {
+        // SAFETY: a list NDIS owns for the send call; the info array is part of the list.
+        let value = unsafe { (*self.nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] };
+        Ieee8021Q::from_info(value as usize)
     }
 
     /// The frames of the list (one per NET_BUFFER).
@@ -224,6 +271,55 @@ impl SendFrame<'_> {
         Some(n)
     }
 
+    /// As [`copy_to_device`](Self::copy_to_device), with an 802.1Q tag carrying `tci` inserted
+    /// after the two addresses. `scratch.len()` bounds the tagged frame. Returns the tagged
+    /// length, or None for a frame too short to have addresses or too long for `scratch`.
+    pub fn copy_to_device_tagged(
+        &self,
+        memory: &impl DeviceMemory,
+        offset: usize,
+        scratch: &mut [u8],
+        tci: u16,
+    ) -> Option<usize> {
+        let n = self.len();
+        if n < 12 || n + 4 > scratch.len() {
+            return None;
+        }
+        // SAFETY: as in `copy_to_device`.
+        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, core::ptr::null_mut(), 1, 0) };
+        let data: &[u8] = if p.is_null() {
+            let n = self.copy_to_untracked(scratch)?;
+            &scratch[..n]
+        } else {
+            // SAFETY: NDIS returned `n` contiguous bytes of the frame, valid for the call.
+            unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) }
+        };
+        let [hi, lo] = tci.to_be_bytes();
+        memory.write_bytes(offset, &data[..12]);
+        memory.write_bytes(offset + 12, &[0x81, 0x00, hi, lo]);
+        memory.write_bytes(offset + 16, &data[12..]);
+        self.count_copy(data);
+        Some(n + 4)
+    }
+
+    /// `copy_to` without the statistics (the caller counts the frame once).
+    fn copy_to_untracked(&self, out: &mut [u8]) -> Option<usize> {
+        let n = self.len();
+        if n > out.len() {
+            return None;
+        }
+        // SAFETY: as in `copy_to`.
+        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, out.as_mut_ptr().cast(), 1, 0) };
+        if p.is_null() {
+            return None;
+        }
+        if p.cast::<u8>() != out.as_mut_ptr() {
+            // SAFETY: NDIS returned `n` contiguous bytes of the frame.
+            out[..n].copy_from_slice(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) });
+        }
+        Some(n)
+    }
+
     /// The statistics of a frame the driver copied (see `Miniport::send`).
     fn count_copy(&self, frame: &[u8]) {
         let (count, mut per_kind) = self.copies.get();
@@ -231,6 +327,24 @@ impl SendFrame<'_> {
         kind.0 += 1;
         kind.1 += frame.len() as u64;
         self.copies.set((count + 1, per_kind));
+    }
+}
+
+/// A frame to indicate from a [`ReceivePool`] buffer: `(index, offset, length)`, or with its
+/// 802.1Q information `(index, offset, length, Option<Ieee8021Q>)` for a driver that strips tags.
+pub trait ReceivedFrame {
+    fn parts(&self) -> (usize, usize, usize, Option<Ieee8021Q>);
+}
+
+impl ReceivedFrame for (usize, usize, usize) {
+    fn parts(&self) -> (usize, usize, usize, Option<Ieee8021Q>) {
+        (self.0, self.1, self.2, None)
+    }
+}
+
+impl ReceivedFrame for (usize, usize, usize, Option<Ieee8021Q>) {
+    fn parts(&self) -> (usize, usize, usize, Option<Ieee8021Q>) {
+        *self
     }
 }
 
@@ -394,7 +508,7 @@ impl ReceivePool {
     pub fn indicate<C: AtMostDispatch>(
         &self,
         adapter: &NdisAdapter,
-        frames: &[(usize, usize, usize)],
+        frames: &[impl ReceivedFrame],
         irql: &C,
         mut not_indicated: impl FnMut(usize),
     ) -> usize {
@@ -403,7 +517,8 @@ impl ReceivePool {
         let mut count = 0usize;
         // Counted only if the chain goes up (one pass over the frames).
         let mut per_kind = [(0u64, 0u64); 3];
-        for &(index, offset, length) in frames {
+        for frame in frames {
+            let (index, offset, length, ieee8021q) = frame.parts();
             let Some(entry) = self.entries.get(index) else {
                 adapter.stats.rx_errors(1);
                 continue;
@@ -440,6 +555,9 @@ impl ReceivePool {
                 (*nbl).Next = core::ptr::null_mut();
                 (*nbl).Status = sys::NDIS_STATUS_SUCCESS;
                 (*nbl).SourceHandle = self.adapter.as_raw();
+                // Set (or cleared) for every indication: the list is reused.
+                (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] =
+                    ieee8021q.map_or(0, Ieee8021Q::to_info) as sys::PVOID;
                 if tail.is_null() {
                     head = nbl;
                 } else {

@@ -52,6 +52,42 @@ pub const FRAMEWORK_OIDS: &[u32] = &[
     sys::OID_PNP_SET_POWER,
 ];
 
+/// The data of a set request. Reading through [`SetData::read`] / [`SetData::read_u32`] records
+/// the size a short buffer lacks, which NDIS must be told (`BytesNeeded`) with
+/// `NDIS_STATUS_INVALID_LENGTH`.
+pub struct SetData<'a> {
+    data: &'a [u8],
+    needed: &'a mut usize,
+}
+
+impl<'a> SetData<'a> {
+    pub(crate) fn new(data: &'a [u8], needed: &'a mut usize) -> Self {
+        SetData { data, needed }
+    }
+
+    /// Every byte the request carries.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The first `n` bytes; `Err(INVALID_LENGTH)` (with `n` needed) when there are fewer.
+    pub fn read(&mut self, n: usize) -> Result<&'a [u8], Status> {
+        match self.data.get(..n) {
+            Some(bytes) => Ok(bytes),
+            None => {
+                *self.needed = n;
+                Err(Status::INVALID_LENGTH)
+            }
+        }
+    }
+
+    /// A ULONG value.
+    pub fn read_u32(&mut self) -> Result<u32, Status> {
+        self.read(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
 /// Where a query answer goes: the request's information buffer, bounds-checked.
 pub struct QueryBuffer<'a> {
     buf: &'a mut [u8],
@@ -277,6 +313,6 @@ pub(crate) fn set<M: Miniport>(
             read_u32(data, needed)?;
             Ok(4)
         }
-        _ => driver.oid_set(adapter, oid, data, passive),
+        _ => driver.oid_set(adapter, oid, &mut SetData::new(data, needed), passive),
     }
 }

@@ -61,9 +61,10 @@ impl Miniport for Adapter {
         &self,
         adapter: &NdisAdapter,
         oid: u32,
-        data: &[u8],
+        data: &mut ndis::oid::SetData<'_>,
         passive: &ndis::irql::Passive<'_>,
     ) -> Result<usize, Status> {
+        let data = data.bytes();
         if oid == OID_LINK_CHANGED_TWICE {
             let mut device_link = data[0] == 1;
             let read = || {
