@@ -248,7 +248,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     t.add_status(status::ACKNOWLEDGE);
     t.add_status(status::DRIVER);
     let negotiated = t
-        .negotiate_features(SUPPORTED_FEATURES)
+        .negotiate_features_with(SUPPORTED_FEATURES, net::with_dependencies)
         .map_err(|_| Status::ADAPTER_NOT_FOUND)?;
     let config = t.net_config().map_err(|_| Status::DEVICE_FAILED)?;
     let device_pairs = if negotiated & features::MQ != 0 {
@@ -263,7 +263,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         Some(mtu) if negotiated & features::MTU != 0 && mtu >= 68 => mtu as usize + 14,
         _ => 1514,
     };
-    let frame = FrameSize::for_frame(jumbo.min(device_frame));
+    let frame = FrameSize::new(jumbo.min(device_frame), device_frame);
     let cpus = ndis::sync::processor_count().clamp(1, 64) as u16;
     let max_pairs = device_pairs.min(wanted_pairs).min(cpus);
 
@@ -335,7 +335,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         .filter(|&a| device.set_mac_address(a, passive).is_ok())
         .unwrap_or(mac);
     let link_up = device.link_up();
-    let mut info = AdapterInfo::ethernet(mac, (frame.max - 18) as u32, LINK_SPEED, link_up);
+    let mut info = AdapterInfo::ethernet(mac, (frame.frame - 14) as u32, LINK_SPEED, link_up);
     info.current_address = current;
     if tagging.priority {
         info.mac_options |= ndis::sys::NDIS_MAC_OPTION_8021P_PRIORITY;
@@ -360,7 +360,8 @@ impl Miniport for VioNetAdapter {
         _passive: &Passive<'_>,
     ) -> Result<(), Status> {
         match oid {
-            ndis::sys::OID_GEN_VLAN_ID if self.device.tagging.vlan => {
+            // Listed whatever the keyword says (the OID list is fixed); 0 while VLANs are off.
+            ndis::sys::OID_GEN_VLAN_ID => {
                 out.write_u32(u32::from(self.device.vlan_id.load(Ordering::Relaxed)))
             }
             _ => Err(Status::NOT_SUPPORTED),
@@ -375,10 +376,13 @@ impl Miniport for VioNetAdapter {
         _passive: &Passive<'_>,
     ) -> Result<usize, Status> {
         match oid {
-            ndis::sys::OID_GEN_VLAN_ID if self.device.tagging.vlan => {
+            ndis::sys::OID_GEN_VLAN_ID => {
                 let id = data.read_u32()?;
                 if id > 4095 {
                     return Err(Status(ndis::sys::NDIS_STATUS_INVALID_DATA));
+                }
+                if id != 0 && !self.device.tagging.vlan {
+                    return Err(Status::NOT_SUPPORTED);
                 }
                 self.device.vlan_id.store(id as u16, Ordering::Relaxed);
                 Ok(4)
@@ -414,7 +418,9 @@ impl Miniport for VioNetAdapter {
         filter: u32,
         passive: &Passive<'_>,
     ) -> Result<(), Status> {
-        self.device.set_packet_filter(filter, passive)
+        // Best effort: the filter NDIS asked for stands whatever the device made of it.
+        self.device.set_packet_filter(filter, passive);
+        Ok(())
     }
 
     fn set_multicast_list(
@@ -423,7 +429,8 @@ impl Miniport for VioNetAdapter {
         list: &[[u8; 6]],
         passive: &Passive<'_>,
     ) -> Result<(), Status> {
-        self.device.set_multicast_list(list, passive)
+        self.device.set_multicast_list(list, passive);
+        Ok(())
     }
 
     fn shutdown(&self, _adapter: &NdisAdapter, _action: ndis::sys::NDIS_SHUTDOWN_ACTION) {

@@ -28,22 +28,40 @@ use crate::virtio::queue::{Buffer, Layout, Slot, SplitQueue};
 /// The frame size the adapter runs with (`*JumboPacket`, bounded by the device's MTU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameSize {
-    /// Largest frame (without FCS) sent or accepted: the configured size plus one 802.1Q tag.
+    /// Largest untagged frame (without FCS) sent or accepted: the MTU plus 14.
+    pub frame: usize,
+    /// Largest frame carrying one 802.1Q tag.
     pub max: usize,
-    /// Bytes per receive or transmit buffer: a virtio-net header and the largest frame,
-    /// rounded up to 2 KiB (2048 for standard frames).
+    /// Bytes per receive or transmit buffer: a virtio-net header and the largest frame the
+    /// *device* may deliver (its MTU, when it reports one larger than ours: virtio requires
+    /// receive buffers for it), rounded up to 2 KiB (2048 for standard frames).
     pub buffer: usize,
 }
 
 impl FrameSize {
-    /// For frames of up to `frame` bytes (1514 for a 1500-byte MTU), without VLAN tag or FCS.
-    pub const fn for_frame(frame: usize) -> FrameSize {
-        let max = frame + 4;
+    /// For untagged frames of up to `frame` bytes (1514 for a 1500-byte MTU), on a device whose
+    /// own largest frame is `device_frame`.
+    pub const fn new(frame: usize, device_frame: usize) -> FrameSize {
+        let largest = if device_frame > frame {
+            device_frame
+        } else {
+            frame
+        };
         FrameSize {
-            max,
-            buffer: (NetHeader::LEN + max).next_multiple_of(2048),
+            frame,
+            max: frame + 4,
+            buffer: (NetHeader::LEN + largest + 4).next_multiple_of(2048),
         }
     }
+}
+
+/// What becomes of a receive.
+enum Received {
+    /// Shorter than a header, or not what the device may deliver: an error.
+    Runt,
+    /// A frame the adapter does not take (too long for its MTU, another VLAN's): a discard.
+    Dropped,
+    Frame(RxFrame),
 }
 /// What `*PriorityVLANTag` enables: 802.1p priority and 802.1Q VLAN tags, inserted on send
 /// from the list's 802.1Q information and stripped on receive into it.
@@ -365,20 +383,20 @@ impl Device {
                         Ok(Some((head, len))) => {
                             let b = rx.buffer_of[head as usize] as usize;
                             let len = len as usize;
-                            if !(NetHeader::LEN + 14..=NetHeader::LEN + self.frame.max)
-                                .contains(&len)
-                            {
-                                repost[r] = b;
-                                r += 1;
-                                runts += 1;
-                            } else if let Some(frame) =
-                                self.untag(pair, b, len - NetHeader::LEN, vlan_filter)
-                            {
-                                frames[n] = frame;
-                                n += 1;
-                            } else {
-                                repost[r] = b; // another VLAN's
-                                r += 1;
+                            match self.accept(pair, b, len, vlan_filter) {
+                                Received::Frame(frame) => {
+                                    frames[n] = frame;
+                                    n += 1;
+                                }
+                                Received::Runt => {
+                                    repost[r] = b;
+                                    r += 1;
+                                    runts += 1;
+                                }
+                                Received::Dropped => {
+                                    repost[r] = b;
+                                    r += 1;
+                                }
                             }
                         }
                         Ok(None) => break,
@@ -415,29 +433,56 @@ impl Device {
         }
     }
 
-    /// A received frame in buffer `b`, its 802.1Q tag (if tagging is on and it has one)
-    /// stripped into the list information: the addresses move up over the tag. None for a frame
-    /// tagged for a VLAN other than `vlan_filter` (when one is set).
-    fn untag(&self, pair: &Pair, b: usize, length: usize, vlan_filter: u16) -> Option<RxFrame> {
-        let untouched = Some((b, NetHeader::LEN, length, None));
-        if !self.tagging.any() || length < 18 {
+    /// A receive of `len` bytes (header included) in buffer `b`: its 802.1Q tag, if tagging is
+    /// on for it, is stripped into the list information (the addresses move up over it). With
+    /// only priority tagging on, VLAN-tagged frames pass as they are; with VLAN tagging on,
+    /// frames tagged for another VLAN than `vlan_filter` (when one is set) are dropped.
+    fn accept(&self, pair: &Pair, b: usize, len: usize, vlan_filter: u16) -> Received {
+        let Some(length) = len.checked_sub(NetHeader::LEN).filter(|&l| l >= 14) else {
+            return Received::Runt;
+        };
+        if length > self.frame.max {
+            return Received::Dropped; // the device's MTU is larger than the adapter's
+        }
+        let untouched = Received::Frame((b, NetHeader::LEN, length, None));
+        if !self.tagging.any() && length <= self.frame.frame {
             return untouched;
         }
         let at = b * self.frame.buffer + NetHeader::LEN;
         let memory = pair.pool.memory();
         let mut head = [0u8; 16];
         memory.read_bytes(at, &mut head);
-        if head[12..14] != [0x81, 0x00] {
-            return untouched;
+        let tagged = length >= 18 && head[12..14] == [0x81, 0x00];
+        if !tagged {
+            return if length <= self.frame.frame {
+                untouched
+            } else {
+                Received::Dropped
+            };
         }
-        let info = Ieee8021Q::from_tci(u16::from_be_bytes([head[14], head[15]]));
-        if self.tagging.vlan && vlan_filter != 0 && info.vlan_id != 0 && info.vlan_id != vlan_filter
-        {
-            return None;
+        let tag = Ieee8021Q::from_tci(u16::from_be_bytes([head[14], head[15]]));
+        let strip = if self.tagging.vlan {
+            true
+        } else {
+            self.tagging.priority && tag.vlan_id == 0
+        };
+        if !strip {
+            return untouched; // carried in band
+        }
+        if vlan_filter != 0 && tag.vlan_id != 0 && tag.vlan_id != vlan_filter {
+            return Received::Dropped;
         }
         memory.write_bytes(at + 4, &head[..12]);
+        let info = Ieee8021Q {
+            priority: if self.tagging.priority {
+                tag.priority
+            } else {
+                0
+            },
+            vlan_id: tag.vlan_id,
+        };
         let info = (info != Ieee8021Q::default()).then_some(info);
-        Some((b, NetHeader::LEN + 4, length - 4, info))
+        Received::Frame((b, NetHeader::LEN + 4, length - 4, info))
     }
 
     /// The TCI to insert into the frames of `nbl`, if any: its own priority and VLAN (as far
@@ -516,11 +561,14 @@ impl Device {
         if self.is_broken() {
             return Status::ADAPTER_REMOVED;
         }
-        // All or nothing: nothing of a list with a frame too long goes out (counting the tag
-        // this driver inserts).
+        // All or nothing: nothing of a list with a frame too long goes out. A frame may exceed
+        // the MTU only by a tag it already carries (one this driver inserts counts against the
+        // untagged limit, since the tagged frame must fit `max`).
         let tag = self.tx_tag(nbl);
-        let added = if tag.is_some() { 4 } else { 0 };
-        if nbl.frames().any(|f| f.len() + added > self.frame.max) {
+        let too_long = |f: &ndis::nbl::SendFrame<'_>| {
+            f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag())
+        };
+        if nbl.frames().any(|f| too_long(&f)) {
             return Status::INVALID_LENGTH;
         }
         let frames = nbl.frames().count();
@@ -611,17 +659,22 @@ impl Device {
 
     /// Promiscuous and all-multicast reception from NDIS's packet filter (with
     /// `VIRTIO_NET_F_CTRL_RX`; without it the device's own filtering stays as it is).
-    pub fn set_packet_filter(&self, filter: u32, passive: &Passive<'_>) -> Result<(), Status> {
+    ///
+    /// Best effort, as virtio's receive filtering is: a device that refuses or does not answer
+    /// keeps filtering as it did, and the filter NDIS set still stands (failing the OID would
+    /// leave the stack without any filter at all). Returns whether the device took it.
+    pub fn set_packet_filter(&self, filter: u32, passive: &Passive<'_>) -> bool {
         if self.features & net::features::CTRL_RX == 0 {
-            return Ok(());
+            return true;
         }
         let promiscuous = filter & ndis::sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0;
         let all_multicast = filter & ndis::sys::NDIS_PACKET_TYPE_ALL_MULTICAST != 0;
-        self.control_command(&net::rx_mode(net::ctrl::RX_PROMISC, promiscuous), passive)?;
-        self.control_command(
+        let a = self.control_command(&net::rx_mode(net::ctrl::RX_PROMISC, promiscuous), passive);
+        let b = self.control_command(
             &net::rx_mode(net::ctrl::RX_ALLMULTI, all_multicast),
             passive,
-        )
+        );
+        a.is_ok() && b.is_ok()
     }
 
     /// The unicast address to receive on instead of the configuration-space MAC
@@ -634,18 +687,14 @@ impl Device {
     }
 
     /// The multicast addresses to receive (`VIRTIO_NET_CTRL_MAC_TABLE_SET`, with
-    /// `VIRTIO_NET_F_CTRL_RX`).
-    pub fn set_multicast_list(
-        &self,
-        list: &[[u8; 6]],
-        passive: &Passive<'_>,
-    ) -> Result<(), Status> {
+    /// `VIRTIO_NET_F_CTRL_RX`). Best effort, as [`set_packet_filter`](Self::set_packet_filter).
+    pub fn set_multicast_list(&self, list: &[[u8; 6]], passive: &Passive<'_>) -> bool {
         if self.features & net::features::CTRL_RX == 0 {
-            return Ok(());
+            return true;
         }
         let mut command = [0u8; CONTROL_ACK_AT];
-        let len = net::mac_table_set(list, &mut command).ok_or(Status::INVALID_LENGTH)?;
-        self.control_command(&command[..len], passive)
+        net::mac_table_set(list, &mut command)
+            .is_some_and(|len| self.control_command(&command[..len], passive).is_ok())
     }
 
     /// Sends one control command and polls for the device's answer (up to 100 ms).
@@ -694,8 +743,15 @@ impl Device {
                     )
                 }
                 Ok(None) => None,
-                Err(_) => Some(Err(Status::DEVICE_FAILED)),
+                Err(_) => {
+                    // The device wrote a used ring it cannot have: it is not used again.
+                    c.stuck = true;
+                    Some(Err(Status::DEVICE_FAILED))
+                }
             });
+            if answer == Some(Err(Status::DEVICE_FAILED)) {
+                self.fail();
+            }
             if let Some(result) = answer {
                 return result;
             }

@@ -192,6 +192,17 @@ pub fn mq_vq_pairs_set(pairs: u16) -> Option<[u8; 4]> {
     Some([ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET, p[0], p[1]])
 }
 
+/// `features` without the bits whose dependency is missing (virtio 1.x 5.1.3.1: the control
+/// queue's features need `CTRL_VQ`).
+pub fn with_dependencies(features: u64) -> u64 {
+    if features & features::CTRL_VQ == 0 {
+        features
+            & !(features::CTRL_RX | features::CTRL_MAC_ADDR | features::MQ | features::CTRL_VLAN)
+    } else {
+        features
+    }
+}
+
 /// `VIRTIO_NET_CTRL_RX_PROMISC` / `_ALLMULTI` (class, command, on/off).
 pub fn rx_mode(command: u8, on: bool) -> [u8; 3] {
     [ctrl::CLASS_RX, command, on as u8]
@@ -424,6 +435,33 @@ mod tests {
             assert_eq!(serving, 1);
         }
         plan
+    }
+
+    #[test]
+    fn control_queue_features_need_the_control_queue() {
+        let dependent = features::CTRL_RX | features::CTRL_MAC_ADDR | features::MQ;
+        let with = features::VERSION_1 | features::CTRL_VQ | dependent | features::MTU;
+        assert_eq!(with_dependencies(with), with);
+        let without = with & !features::CTRL_VQ;
+        assert_eq!(
+            with_dependencies(without),
+            features::VERSION_1 | features::MTU
+        );
+    }
+
+    #[test]
+    fn mac_table_set_is_two_tables_and_refuses_a_short_buffer() {
+        let a = [1, 0, 0x5E, 0, 0, 1];
+        let mut out = [0u8; 64];
+        let n = mac_table_set(&[a, a], &mut out).unwrap();
+        assert_eq!(n, mac_table_set_len(2));
+        assert_eq!(
+            &out[..10],
+            &[ctrl::CLASS_MAC, ctrl::MAC_TABLE_SET, 0, 0, 0, 0, 2, 0, 0, 0]
+        );
+        assert_eq!(&out[10..22], &[a, a].concat()[..]);
+        assert_eq!(mac_table_set(&[a; 9], &mut out), Some(64), "exactly full");
+        assert_eq!(mac_table_set(&[a; 10], &mut out), None);
     }
 
     #[test]

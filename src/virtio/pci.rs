@@ -430,12 +430,22 @@ impl<R: Registers> Transport<R> {
     /// clears it when it cannot work with the subset, and then FAILED is set (the spec's "the
     /// device is unusable"). Returns the negotiated features. Call after ACKNOWLEDGE | DRIVER.
     pub fn negotiate_features(&self, supported: u64) -> Result<u64, TransportError> {
+        self.negotiate_features_with(supported, |f| f)
+    }
+
+    /// As [`negotiate_features`](Self::negotiate_features); `consistent` then removes bits
+    /// whose dependencies did not make it (device-type rules the transport does not know).
+    pub fn negotiate_features_with(
+        &self,
+        supported: u64,
+        consistent: impl Fn(u64) -> u64,
+    ) -> Result<u64, TransportError> {
         let offered = self.device_features();
         if offered & features::VERSION_1 == 0 {
             self.add_status(status::FAILED);
             return Err(TransportError::NotVersion1);
         }
-        let accepted = offered & supported;
+        let accepted = consistent(offered & supported);
         self.set_driver_features(accepted);
         self.add_status(status::FEATURES_OK);
         if self.status() & status::FEATURES_OK == 0 {

@@ -187,11 +187,12 @@ pub(crate) unsafe fn ndis_read_configuration(
 /// Hex digits of `text` as bytes, pairs of digits, `-` or `:` allowed between bytes; None for
 /// anything else (an odd digit count, other characters, an empty string).
 fn parse_network_address(text: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = text
-        .trim()
-        .split(['-', ':'])
-        .flat_map(|part| part.bytes())
-        .collect();
+    let parts: Vec<&str> = text.trim().split(['-', ':']).collect();
+    // Separated: every part one byte (two digits); otherwise one run of digit pairs.
+    if parts.len() > 1 && parts.iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    let digits: Vec<u8> = parts.iter().flat_map(|part| part.bytes()).collect();
     if digits.is_empty()
         || !digits.len().is_multiple_of(2)
         || !digits.iter().all(u8::is_ascii_hexdigit)
@@ -274,6 +275,9 @@ mod tests {
             "02AABBCCDDEG",
             "+2AABBCCDDEE",
             "02 AA",
+            "0-2AABBCCDDEE",
+            "02--AA-BB-CC-DD-EE",
+            "02AA-BB-CC-DD-EE",
         ] {
             assert_eq!(parse_network_address(bad), None, "{bad:?}");
         }

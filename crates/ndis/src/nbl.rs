@@ -213,6 +213,31 @@ impl SendFrame<'_> {
         Some(storage)
     }
 
+    /// The first `N` bytes of the frame (None when it is shorter), without counting a copy.
+    pub fn peek<const N: usize>(&self) -> Option<[u8; N]> {
+        if self.len() < N {
+            return None;
+        }
+        let mut storage = [0u8; N];
+        // SAFETY: a live NET_BUFFER with at least N bytes; `storage` holds them if they are not
+        // contiguous.
+        let p =
+            unsafe { sys::NdisGetDataBuffer(self.nb, N as u32, storage.as_mut_ptr().cast(), 1, 0) };
+        if p.is_null() {
+            return None;
+        }
+        if p.cast::<u8>() != storage.as_mut_ptr() {
+            // SAFETY: NDIS returned N contiguous bytes of the frame.
+            storage.copy_from_slice(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), N) });
+        }
+        Some(storage)
+    }
+
+    /// Whether the frame already carries an 802.1Q tag (TPID 0x8100 after the addresses).
+    pub fn has_8021q_tag(&self) -> bool {
+        self.peek::<14>().is_some_and(|h| h[12..14] == [0x81, 0x00])
+    }
+
     /// Copies the frame into `out`; returns its length, or None if `out` is too short (nothing is
     /// written past `out` either way).
     pub fn copy_to(&self, out: &mut [u8]) -> Option<usize> {
@@ -272,8 +297,9 @@ impl SendFrame<'_> {
     }
 
     /// As [`copy_to_device`](Self::copy_to_device), with an 802.1Q tag carrying `tci` inserted
-    /// after the two addresses. `scratch.len()` bounds the tagged frame. Returns the tagged
-    /// length, or None for a frame too short to have addresses or too long for `scratch`.
+    /// after the two addresses; a frame that already carries a tag is copied as it is.
+    /// `scratch.len()` bounds the frame as written. Returns the length written, or None for a
+    /// frame too short to have addresses or too long for `scratch`.
     pub fn copy_to_device_tagged(
         &self,
         memory: &impl DeviceMemory,
@@ -281,6 +307,9 @@ impl SendFrame<'_> {
         scratch: &mut [u8],
         tci: u16,
     ) -> Option<usize> {
+        if self.has_8021q_tag() {
+            return self.copy_to_device(memory, offset, scratch);
+        }
         let n = self.len();
         if n < 12 || n + 4 > scratch.len() {
             return None;

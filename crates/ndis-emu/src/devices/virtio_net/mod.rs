@@ -227,8 +227,8 @@ pub struct VirtioNet {
     all_multicast: bool,
     /// The receive address the driver set (`MAC_ADDR_SET`), if any.
     mac_address_set: Option<[u8; 6]>,
-    /// The last accepted `MAC_TABLE_SET`: (unicast, multicast) addresses.
-    mac_table: (Vec<[u8; 6]>, Vec<[u8; 6]>),
+    /// The last accepted `MAC_TABLE_SET`.
+    mac_table: MacTables,
     pcap: Option<pcap::PcapWriter>,
     error: Option<String>,
     /// Reused for every chain the queues hand over, so that moving a frame allocates only the
@@ -1131,12 +1131,12 @@ impl VirtioNet {
     }
 }
 
-/// Pops one chain: its head and descriptors. A chain that ends on a NEXT flag was cut short
-/// (unreadable descriptor, loop, bad index) and is the driver's error.
-#[allow(clippy::type_complexity)]
+/// (unicast, multicast) addresses of a `MAC_TABLE_SET`.
+type MacTables = (Vec<[u8; 6]>, Vec<[u8; 6]>);
+
 /// The two tables of `MAC_TABLE_SET` (each `le32 entries` then 6-byte addresses), which must
 /// fill `data` exactly.
-fn parse_mac_tables(data: &[u8]) -> Option<(Vec<[u8; 6]>, Vec<[u8; 6]>)> {
+fn parse_mac_tables(data: &[u8]) -> Option<MacTables> {
     let mut rest = data;
     let mut table = || -> Option<Vec<[u8; 6]>> {
         let (count, tail) = rest.split_first_chunk::<4>()?;
@@ -1154,7 +1154,8 @@ fn parse_mac_tables(data: &[u8]) -> Option<(Vec<[u8; 6]>, Vec<[u8; 6]>)> {
     rest.is_empty().then_some((unicast, multicast))
 }
 
-/// Takes the next available chain into `chain`; returns its head index.
+/// Takes the next available chain into `chain`; returns its head index. A chain that ends on a
+/// NEXT flag was cut short (unreadable descriptor, loop, bad index) and is the driver's error.
 fn pop(
     queue: &mut Queue,
     mem: &GuestMemoryMmap,
