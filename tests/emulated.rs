@@ -461,6 +461,20 @@ fn packet_filter_and_multicast_list_reach_the_device_through_the_control_queue()
         .oid_set(nic.adapter, sys::OID_802_3_MULTICAST_LIST, &[]);
     assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
     assert!(nic.net(|n, _| n.mac_table().1.is_empty()));
+    // The largest list the framework takes (32) is the largest command; one more is refused
+    // before it reaches the driver.
+    let full: Vec<[u8; 6]> = (0..32u8).map(|i| [0x01, 0x00, 0x5E, 0, 0, i]).collect();
+    let r = nic
+        .emu
+        .oid_set(nic.adapter, sys::OID_802_3_MULTICAST_LIST, &full.concat());
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(nic.net(|n, _| n.mac_table().1.to_vec()), full);
+    let over = [full.concat(), vec![0x01, 0x00, 0x5E, 0, 0, 99]].concat();
+    let r = nic
+        .emu
+        .oid_set(nic.adapter, sys::OID_802_3_MULTICAST_LIST, &over);
+    assert_eq!(r.status, sys::NDIS_STATUS_MULTICAST_FULL);
+    assert_eq!(nic.net(|n, _| n.mac_table().1.len()), 32);
     // Every command was accepted, and the datapath still works.
     assert!(nic.net(|n, _| n.control_log().iter().all(|c| c.ack == 0)));
     check_tx(&nic, &[frame(1, 64)]);
