@@ -731,3 +731,32 @@ impl Returned<'_> {
         self.head.is_null()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Ieee8021Q;
+
+    #[test]
+    fn ieee8021q_matches_the_tci_and_the_net_buffer_list_info_layout() {
+        let info = Ieee8021Q {
+            priority: 5,
+            vlan_id: 0x123,
+        };
+        // TCI: priority in the top 3 bits, CFI 0, VLAN in the low 12.
+        assert_eq!(info.tci(), 0xA123);
+        assert_eq!(Ieee8021Q::from_tci(0xA123), info);
+        assert_eq!(Ieee8021Q::from_tci(0xB123), info, "CFI ignored");
+        // NDIS_NET_BUFFER_LIST_8021Q_INFO: UserPriority bits 0..3, CFI bit 3, VlanId 4..16.
+        assert_eq!(info.to_info(), 5 | (0x123 << 4));
+        assert_eq!(Ieee8021Q::from_info(5 | (0x123 << 4) | 8), Some(info));
+        assert_eq!(Ieee8021Q::from_info(0), None);
+        assert_eq!(Ieee8021Q::from_info(1 << 16), None, "reserved bits ignored");
+        // Out-of-range fields are masked, not carried into neighbours.
+        let wide = Ieee8021Q {
+            priority: 0xFF,
+            vlan_id: 0xFFFF,
+        };
+        assert_eq!(wide.tci(), 0xEFFF);
+        assert_eq!(wide.to_info(), 7 | (0xFFF << 4));
+    }
+}
