@@ -134,6 +134,24 @@ pub unsafe fn set_required_attributes(
     unsafe { sys::NdisMSetMiniportAttributes(handle, &mut general) }
 }
 
+/// A 64-bit scatter/gather DMA description (no callbacks, 64 KiB mappings), for a raw test
+/// driver's `NdisMRegisterScatterGatherDma`.
+pub fn sg_dma_description() -> sys::NDIS_SG_DMA_DESCRIPTION {
+    sys::NDIS_SG_DMA_DESCRIPTION {
+        Header: sys::NDIS_OBJECT_HEADER {
+            Type: sys::NDIS_OBJECT_TYPE_SG_DMA_DESCRIPTION,
+            Revision: sys::NDIS_SG_DMA_DESCRIPTION_REVISION_1,
+            Size: sys::NDIS_SIZEOF_SG_DMA_DESCRIPTION_REVISION_1,
+        },
+        Flags: sys::NDIS_SG_DMA_64_BIT_ADDRESS,
+        MaximumPhysicalMapping: 65536,
+        ProcessSGListHandler: None,
+        SharedMemAllocateCompleteHandler: None,
+        ScatterGatherListSize: 0,
+        PdoOverride: core::ptr::null_mut(),
+    }
+}
+
 /// Registers `chars` from `DriverEntry`; returns the status and the driver handle.
 ///
 /// # Safety

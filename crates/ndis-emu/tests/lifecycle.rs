@@ -248,29 +248,13 @@ fn reset_complete_without_a_pending_reset_is_caught() {
 
 // ---- shared memory ----
 
-fn sg_description() -> sys::NDIS_SG_DMA_DESCRIPTION {
-    sys::NDIS_SG_DMA_DESCRIPTION {
-        Header: sys::NDIS_OBJECT_HEADER {
-            Type: sys::NDIS_OBJECT_TYPE_SG_DMA_DESCRIPTION,
-            Revision: sys::NDIS_SG_DMA_DESCRIPTION_REVISION_1,
-            Size: sys::NDIS_SIZEOF_SG_DMA_DESCRIPTION_REVISION_1,
-        },
-        Flags: sys::NDIS_SG_DMA_64_BIT_ADDRESS,
-        MaximumPhysicalMapping: 65536,
-        ProcessSGListHandler: None,
-        SharedMemAllocateCompleteHandler: None,
-        ScatterGatherListSize: 0,
-        PdoOverride: std::ptr::null_mut(),
-    }
-}
-
 thread_local! {
     static DMA: Cell<usize> = const { Cell::new(0) };
     static BLOCK: Cell<(usize, i64)> = const { Cell::new((0, 0)) };
 }
 
 fn register_dma(h: sys::NDIS_HANDLE) -> sys::NDIS_STATUS {
-    let mut d = sg_description();
+    let mut d = ndis_emu::raw::sg_dma_description();
     let mut dma: sys::NDIS_HANDLE = std::ptr::null_mut();
     // SAFETY: initialize's handle; the description and out-handle live across the call.
     let s = unsafe { sys::NdisMRegisterScatterGatherDma(h, &mut d, &mut dma) };
@@ -397,7 +381,7 @@ fn a_second_dma_registration_or_a_failed_allocation_is_a_clean_error() {
         |h| {
             assert_eq!(register_dma(h), sys::NDIS_STATUS_SUCCESS);
             let first = DMA.get();
-            let mut d = sg_description();
+            let mut d = ndis_emu::raw::sg_dma_description();
             let mut dma: sys::NDIS_HANDLE = std::ptr::null_mut();
             // SAFETY: as in register_dma.
             let s = unsafe { sys::NdisMRegisterScatterGatherDma(h, &mut d, &mut dma) };

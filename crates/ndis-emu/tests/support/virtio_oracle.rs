@@ -87,19 +87,7 @@ unsafe extern "system-unwind" fn initialize(
     // SAFETY: initialize's own handle.
     let s = unsafe { ndis_emu::raw::set_required_attributes(h, 1 as sys::NDIS_HANDLE) };
     assert_eq!(s, sys::NDIS_STATUS_SUCCESS);
-    let mut d = sys::NDIS_SG_DMA_DESCRIPTION {
-        Header: sys::NDIS_OBJECT_HEADER {
-            Type: sys::NDIS_OBJECT_TYPE_SG_DMA_DESCRIPTION,
-            Revision: sys::NDIS_SG_DMA_DESCRIPTION_REVISION_1,
-            Size: sys::NDIS_SIZEOF_SG_DMA_DESCRIPTION_REVISION_1,
-        },
-        Flags: sys::NDIS_SG_DMA_64_BIT_ADDRESS,
-        MaximumPhysicalMapping: 65536,
-        ProcessSGListHandler: None,
-        SharedMemAllocateCompleteHandler: None,
-        ScatterGatherListSize: 0,
-        PdoOverride: std::ptr::null_mut(),
-    };
+    let mut d = ndis_emu::raw::sg_dma_description();
     let mut dma: sys::NDIS_HANDLE = std::ptr::null_mut();
     // SAFETY: initialize's handle; description and out-handle live across the call.
     let s = unsafe { sys::NdisMRegisterScatterGatherDma(h, &mut d, &mut dma) };
