@@ -513,6 +513,44 @@ fn a_control_command_the_device_never_answers_retires_the_control_queue() {
 }
 
 #[test]
+fn a_device_that_refuses_every_control_command_still_runs() {
+    // Refusing from the start: the device keeps to one pair, the permanent address stays
+    // current, and the receive filter still stands.
+    let emu = Emulator::new(config(4));
+    emu.set_keyword("NetworkAddress", "02AABBCCDDEE");
+    assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let mut net = VirtioNet::new(VirtioNetConfig::new(4));
+    net.refuse_control_commands(true);
+    let adapter = emu
+        .add_adapter_with(InterruptResources::msix(10), Box::new(net))
+        .expect("initialize");
+    assert_eq!(emu.restart(adapter), sys::NDIS_STATUS_SUCCESS);
+    let nic = Nic {
+        device: emu.device_of(adapter),
+        emu,
+        adapter,
+        device_pairs: 4,
+    };
+    assert_eq!(nic.net(|n, _| n.active_queue_pairs()), 1);
+    let current = nic
+        .emu
+        .oid_query(nic.adapter, sys::OID_802_3_CURRENT_ADDRESS, 6)
+        .data;
+    assert_eq!(current, MAC);
+    let f = (sys::NDIS_PACKET_TYPE_DIRECTED | sys::NDIS_PACKET_TYPE_ALL_MULTICAST).to_le_bytes();
+    let r = nic
+        .emu
+        .oid_set(nic.adapter, sys::OID_GEN_CURRENT_PACKET_FILTER, &f);
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    assert!(!nic.net(|n, _| n.all_multicast()), "refused, so unchanged");
+    assert!(nic.net(|n, _| n.control_log().iter().all(|c| c.ack != 0)));
+    // Sends from every processor go to the one pair the device uses.
+    check_tx(&nic, &(0..40).map(|i| frame(i, 64)).collect::<Vec<_>>());
+    check_rx(&nic, 1, 20);
+    nic.stop();
+}
+
+#[test]
 fn the_mac_comes_from_the_device_configuration() {
     let nic = start(1, InterruptResources::msix(4));
     let r = nic

@@ -220,6 +220,8 @@ pub struct VirtioNet {
     pending: Vec<bool>,
     loopback: bool,
     refusal: VectorRefusal,
+    /// Every control command is answered ERR (a misbehaviour switch).
+    refuse_control: bool,
     removed: bool,
     counters: Counters,
     control_log: Vec<ControlCommand>,
@@ -294,6 +296,7 @@ impl VirtioNet {
             pending: vec![false; vectors],
             loopback: false,
             refusal: VectorRefusal::None,
+            refuse_control: false,
             removed: false,
             counters: Counters {
                 notifications: vec![0; queue_count],
@@ -472,6 +475,11 @@ impl VirtioNet {
     /// processing, and a running driver gets a configuration-change notification.
     pub fn fail_device(&mut self, bus: &mut Bus<'_>, why: &str) {
         self.fail(bus, why.to_string());
+    }
+
+    /// While on, every control-queue command is answered `VIRTIO_NET_ERR` and changes nothing.
+    pub fn refuse_control_commands(&mut self, on: bool) {
+        self.refuse_control = on;
     }
 
     /// Which vector mappings to refuse from now on (existing mappings stay).
@@ -925,6 +933,9 @@ impl VirtioNet {
     }
 
     fn command(&mut self, class: u8, command: u8, data: &[u8]) -> u8 {
+        if self.refuse_control {
+            return ctrl::ERR;
+        }
         match (class, command) {
             (ctrl::CLASS_RX, ctrl::RX_PROMISC..=ctrl::RX_NOBCAST)
                 if self.negotiated(feature::CTRL_RX) && data.len() == 1 =>
