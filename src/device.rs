@@ -565,13 +565,13 @@ impl Device {
         // the MTU only by a tag it already carries (one this driver inserts counts against the
         // untagged limit, since the tagged frame must fit `max`).
         let tag = self.tx_tag(nbl);
-        let too_long = |f: &ndis::nbl::SendFrame<'_>| {
-            f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag())
-        };
-        if nbl.frames().any(|f| too_long(&f)) {
-            return Status::INVALID_LENGTH;
+        let mut frames = 0;
+        for f in nbl.frames() {
+            if f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag()) {
+                return Status::INVALID_LENGTH;
+            }
+            frames += 1;
         }
-        let frames = nbl.frames().count();
         if tx.free.len() < frames {
             // Let the device see what is queued (the doorbell for this call has not rung
             // yet), then take back what it finished.

@@ -67,6 +67,19 @@ struct Run {
     notifications: u64,
 }
 
+impl Run {
+    /// A run of `packets` in `secs`, with the device counters read before and after it.
+    fn between(secs: f64, packets: usize, before: &Counters, after: &Counters) -> Run {
+        let doorbells = |c: &Counters| c.notifications.iter().sum::<u64>();
+        Run {
+            secs,
+            packets,
+            interrupts: interrupts(after) - interrupts(before),
+            notifications: doorbells(after) - doorbells(before),
+        }
+    }
+}
+
 // ================================ ours: vionet on ndis-emu ================================
 
 struct Ours {
@@ -164,13 +177,7 @@ fn measure_ours(rx: bool, rounds: usize) -> Run {
     let after = counters(&o.emu, o.dev);
     assert_eq!(packets, rounds * BATCH);
     o.stop();
-    Run {
-        secs,
-        packets,
-        interrupts: interrupts(&after) - interrupts(&before),
-        notifications: after.notifications.iter().sum::<u64>()
-            - before.notifications.iter().sum::<u64>(),
-    }
+    Run::between(secs, packets, &before, &after)
 }
 
 // ============== baseline: virtio-drivers' VirtIONetRaw over a raw test miniport ==============
@@ -377,13 +384,7 @@ fn measure_baseline(rx: bool, rounds: usize) -> Run {
     let after = counters(&b.emu, b.dev);
     assert_eq!(packets, rounds * BATCH);
     b.stop();
-    Run {
-        secs,
-        packets,
-        interrupts: interrupts(&after) - interrupts(&before),
-        notifications: after.notifications.iter().sum::<u64>()
-            - before.notifications.iter().sum::<u64>(),
-    }
+    Run::between(secs, packets, &before, &after)
 }
 
 // ======================================== report ========================================

@@ -655,18 +655,21 @@ impl Emulator {
     /// asking the miniport to tag the frames.
     pub fn send_tagged(&self, adapter: AdapterId, frames: &[&[u8]], priority: u8, vlan_id: u16) {
         let info = usize::from(priority & 7) | (usize::from(vlan_id & 0x0FFF) << 4);
-        let lists: Vec<[&[u8]; 1]> = frames.iter().map(|f| [*f]).collect();
-        let lists: Vec<&[&[u8]]> = lists.iter().map(|l| l.as_slice()).collect();
-        self.send_chain(adapter, &lists, usize::MAX, info)
+        self.send_one_per_list(adapter, frames, usize::MAX, info)
     }
 
     /// As [`send`](Self::send), each frame's bytes spread over MDLs of `piece` bytes (the last
     /// one shorter): the layout a protocol produces when it prepends headers in their own
     /// buffers, which a driver must handle as well as a contiguous frame.
     pub fn send_fragmented(&self, adapter: AdapterId, frames: &[&[u8]], piece: usize) {
+        self.send_one_per_list(adapter, frames, piece, 0)
+    }
+
+    /// One list per frame, every list with the same 802.1Q information entry.
+    fn send_one_per_list(&self, adapter: AdapterId, frames: &[&[u8]], piece: usize, info: usize) {
         let lists: Vec<[&[u8]; 1]> = frames.iter().map(|f| [*f]).collect();
         let lists: Vec<&[&[u8]]> = lists.iter().map(|l| l.as_slice()).collect();
-        self.send_chain(adapter, &lists, piece, 0)
+        self.send_chain(adapter, &lists, piece, info)
     }
 
     fn send_chain(&self, adapter: AdapterId, lists: &[&[&[u8]]], piece: usize, ieee8021q: usize) {
@@ -723,25 +726,23 @@ impl Emulator {
 
     /// Sends the driver completed since the last call: (frame, NET_BUFFER_LIST status).
     pub fn send_completions(&self) -> Vec<(Vec<u8>, sys::NDIS_STATUS)> {
-        let mut st = self.machine.st();
-        let d = &mut st.datapath;
-        let mut out = Vec::with_capacity(d.completed.len());
-        for (slot, status) in d.completed.drain(..) {
-            out.push((slot.take_frame(), status));
-            d.free_slots.push_back(slot);
-        }
-        out
+        self.take_completed(|slot, status| (slot.take_frame(), status))
     }
 
     /// As [`send_completions`](Self::send_completions), statuses only: for a caller that does
     /// not need the frames back (a benchmark's send loop), nothing is copied or allocated per
     /// list.
     pub fn send_statuses(&self) -> Vec<sys::NDIS_STATUS> {
+        self.take_completed(|_, status| status)
+    }
+
+    /// Maps each completed send, then recycles its slot.
+    fn take_completed<T>(&self, mut f: impl FnMut(SlotPtr, sys::NDIS_STATUS) -> T) -> Vec<T> {
         let mut st = self.machine.st();
         let d = &mut st.datapath;
         let mut out = Vec::with_capacity(d.completed.len());
         for (slot, status) in d.completed.drain(..) {
-            out.push(status);
+            out.push(f(slot, status));
             d.free_slots.push_back(slot);
         }
         out

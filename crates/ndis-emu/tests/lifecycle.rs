@@ -11,7 +11,7 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 
 #[path = "support/scripted_driver.rs"]
 mod scripted_driver;
-use scripted_driver::{ON_INIT, handle, set_scripts};
+use scripted_driver::{ON_INIT, handle};
 
 thread_local! {
     static PAUSE_ANSWER: Cell<sys::NDIS_STATUS> = const { Cell::new(sys::NDIS_STATUS_SUCCESS) };
@@ -83,15 +83,9 @@ fn start(
     init: impl Fn(sys::NDIS_HANDLE) + 'static,
     halt: impl Fn(sys::NDIS_HANDLE) + 'static,
 ) -> (Emulator, ndis_emu::AdapterId) {
-    set_scripts(init, halt);
     PAUSE_ANSWER.set(sys::NDIS_STATUS_SUCCESS);
     RESTART_ANSWER.set(sys::NDIS_STATUS_SUCCESS);
-    let emu = Emulator::new(Config::default());
-    assert_eq!(emu.load_driver(entry), 0);
-    let a = emu
-        .add_adapter(InterruptResources::None)
-        .expect("initialize");
-    (emu, a)
+    scripted_driver::start(entry, init, halt)
 }
 
 #[test]
@@ -430,13 +424,7 @@ fn map_first_bar(h: sys::NDIS_HANDLE) {
 }
 
 fn start_mapped(halt: impl Fn(sys::NDIS_HANDLE) + 'static) -> (Emulator, ndis_emu::AdapterId) {
-    set_scripts(map_first_bar, halt);
-    let emu = Emulator::new(Config::default());
-    assert_eq!(emu.load_driver(entry), 0);
-    let a = emu
-        .add_adapter(InterruptResources::None)
-        .expect("initialize");
-    (emu, a)
+    scripted_driver::start(entry, map_first_bar, halt)
 }
 
 fn unmap(h: sys::NDIS_HANDLE) {

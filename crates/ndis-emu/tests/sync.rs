@@ -12,7 +12,7 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 
 #[path = "support/scripted_driver.rs"]
 mod scripted_driver;
-use scripted_driver::{ON_INIT, set_scripts};
+use scripted_driver::ON_INIT;
 
 thread_local! {
     static TIMER: Cell<usize> = const { Cell::new(0) };
@@ -31,14 +31,8 @@ fn start(
     init: impl Fn(sys::NDIS_HANDLE) + 'static,
     halt: impl Fn(sys::NDIS_HANDLE) + 'static,
 ) -> (Emulator, ndis_emu::AdapterId) {
-    set_scripts(init, halt);
     FIRED.with(|f| f.borrow_mut().clear());
-    let emu = Emulator::new(Config::default());
-    assert_eq!(emu.load_driver(entry), 0);
-    let a = emu
-        .add_adapter(InterruptResources::None)
-        .expect("initialize");
-    (emu, a)
+    scripted_driver::start(entry, init, halt)
 }
 
 fn stop(emu: &Emulator, a: ndis_emu::AdapterId) {

@@ -196,21 +196,7 @@ impl SendFrame<'_> {
 
     /// The destination address (the first 6 bytes), if the frame has one.
     pub fn destination(&self) -> Option<[u8; 6]> {
-        if self.len() < 6 {
-            return None;
-        }
-        let mut storage = [0u8; 6];
-        // SAFETY: a live NET_BUFFER with at least 6 bytes; `storage` holds them if they are not
-        // contiguous.
-        let p = unsafe { sys::NdisGetDataBuffer(self.nb, 6, storage.as_mut_ptr().cast(), 1, 0) };
-        if p.is_null() {
-            return None;
-        }
-        if p.cast::<u8>() != storage.as_mut_ptr() {
-            // SAFETY: NDIS returned 6 contiguous bytes of the frame.
-            storage.copy_from_slice(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), 6) });
-        }
-        Some(storage)
+        self.peek::<6>()
     }
 
     /// The first `N` bytes of the frame (None when it is shorter), without counting a copy.
@@ -241,24 +227,7 @@ impl SendFrame<'_> {
     /// Copies the frame into `out`; returns its length, or None if `out` is too short (nothing is
     /// written past `out` either way).
     pub fn copy_to(&self, out: &mut [u8]) -> Option<usize> {
-        let n = self.len();
-        if n > out.len() {
-            return None;
-        }
-        if n == 0 {
-            return Some(0);
-        }
-        // SAFETY: a live NET_BUFFER; `out` holds at least `n` bytes of storage for a non-
-        // contiguous frame. IRQL <= DISPATCH_LEVEL (a send call).
-        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, out.as_mut_ptr().cast(), 1, 0) };
-        if p.is_null() {
-            return None;
-        }
-        if p.cast::<u8>() != out.as_mut_ptr() {
-            // SAFETY: NDIS returned `n` contiguous bytes of the frame.
-            let data = unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) };
-            out[..n].copy_from_slice(data);
-        }
+        let n = self.gather(out)?;
         self.count_copy(&out[..n]);
         Some(n)
     }
@@ -273,27 +242,10 @@ impl SendFrame<'_> {
         offset: usize,
         scratch: &mut [u8],
     ) -> Option<usize> {
-        let n = self.len();
-        if n > scratch.len() {
-            return None;
-        }
-        if n == 0 {
-            return Some(0);
-        }
-        // SAFETY: a live NET_BUFFER; without storage NDIS returns the bytes in place when they
-        // are contiguous and NULL otherwise. IRQL <= DISPATCH_LEVEL (a send call).
-        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, core::ptr::null_mut(), 1, 0) };
-        if p.is_null() {
-            let n = self.copy_to(scratch)?;
-            memory.write_bytes(offset, &scratch[..n]);
-            return Some(n);
-        }
-        // SAFETY: NDIS returned `n` contiguous bytes of the frame, which stay valid and unchanged
-        // for the send call.
-        let data = unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) };
+        let data = self.view(scratch)?;
         memory.write_bytes(offset, data);
         self.count_copy(data);
-        Some(n)
+        Some(data.len())
     }
 
     /// As [`copy_to_device`](Self::copy_to_device), with an 802.1Q tag carrying `tci` inserted
@@ -307,37 +259,58 @@ impl SendFrame<'_> {
         scratch: &mut [u8],
         tci: u16,
     ) -> Option<usize> {
-        if self.has_8021q_tag() {
-            return self.copy_to_device(memory, offset, scratch);
+        let room = scratch.len();
+        let data = self.view(scratch).filter(|d| d.len() >= 12)?;
+        if data.len() >= 14 && data[12..14] == [0x81, 0x00] {
+            memory.write_bytes(offset, data);
+            self.count_copy(data);
+            return Some(data.len());
         }
-        let n = self.len();
-        if n < 12 || n + 4 > scratch.len() {
+        if data.len() + 4 > room {
             return None;
         }
-        // SAFETY: as in `copy_to_device`.
-        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, core::ptr::null_mut(), 1, 0) };
-        let data: &[u8] = if p.is_null() {
-            let n = self.copy_to_untracked(scratch)?;
-            &scratch[..n]
-        } else {
-            // SAFETY: NDIS returned `n` contiguous bytes of the frame, valid for the call.
-            unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) }
-        };
         let [hi, lo] = tci.to_be_bytes();
         memory.write_bytes(offset, &data[..12]);
         memory.write_bytes(offset + 12, &[0x81, 0x00, hi, lo]);
         memory.write_bytes(offset + 16, &data[12..]);
         self.count_copy(data);
-        Some(n + 4)
+        Some(data.len() + 4)
     }
 
-    /// `copy_to` without the statistics (the caller counts the frame once).
-    fn copy_to_untracked(&self, out: &mut [u8]) -> Option<usize> {
+    /// The frame's bytes, in place when they are contiguous (one MDL, the usual case),
+    /// otherwise gathered into `scratch`; None if it is longer than `scratch`. Not counted.
+    fn view<'s>(&'s self, scratch: &'s mut [u8]) -> Option<&'s [u8]> {
+        let n = self.len();
+        if n > scratch.len() {
+            return None;
+        }
+        if n == 0 {
+            return Some(&[]);
+        }
+        // SAFETY: a live NET_BUFFER; without storage NDIS returns the bytes in place when they
+        // are contiguous and NULL otherwise. IRQL <= DISPATCH_LEVEL (a send call).
+        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, core::ptr::null_mut(), 1, 0) };
+        if p.is_null() {
+            let n = self.gather(scratch)?;
+            return Some(&scratch[..n]);
+        }
+        // SAFETY: NDIS returned `n` contiguous bytes of the frame, which stay valid and unchanged
+        // for the send call.
+        Some(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) })
+    }
+
+    /// Gathers the frame into `out`; returns its length, or None if `out` is too short. Not
+    /// counted.
+    fn gather(&self, out: &mut [u8]) -> Option<usize> {
         let n = self.len();
         if n > out.len() {
             return None;
         }
-        // SAFETY: as in `copy_to`.
+        if n == 0 {
+            return Some(0);
+        }
+        // SAFETY: a live NET_BUFFER; `out` holds at least `n` bytes of storage for a non-
+        // contiguous frame. IRQL <= DISPATCH_LEVEL (a send call).
         let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, out.as_mut_ptr().cast(), 1, 0) };
         if p.is_null() {
             return None;

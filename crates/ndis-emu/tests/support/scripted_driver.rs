@@ -34,6 +34,22 @@ pub fn init_params() -> *mut sys::NDIS_MINIPORT_INIT_PARAMETERS {
     INIT_PARAMS.get() as *mut sys::NDIS_MINIPORT_INIT_PARAMETERS
 }
 
+/// Loads the driver `entry` registers, with the scripts, and adds one adapter without
+/// interrupt resources (initialize must succeed).
+pub fn start(
+    entry: ndis_emu::DriverEntry,
+    init: impl Fn(sys::NDIS_HANDLE) + 'static,
+    halt: impl Fn(sys::NDIS_HANDLE) + 'static,
+) -> (ndis_emu::Emulator, ndis_emu::AdapterId) {
+    set_scripts(init, halt);
+    let emu = ndis_emu::Emulator::new(ndis_emu::Config::default());
+    assert_eq!(emu.load_driver(entry), 0);
+    let a = emu
+        .add_adapter(ndis_emu::InterruptResources::None)
+        .expect("initialize");
+    (emu, a)
+}
+
 /// Installs the scripts for the next initialize and halt.
 pub fn set_scripts(
     init: impl Fn(sys::NDIS_HANDLE) + 'static,
