@@ -14,6 +14,7 @@ use ndis::io::{IoSpace, OwnedWindow, Resources};
 use ndis::irql::Passive;
 use ndis::miniport::{AdapterInfo, HaltAction, Init, Miniport, NdisAdapter};
 use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::offload::{ChecksumOffload, OffloadInfo};
 use ndis::oid::{QueryBuffer, SetData};
 use ndis::sync::Once;
 use ndis::{Status, adapter::AdapterHandle};
@@ -38,6 +39,9 @@ pub mod keywords {
     /// A locally set MAC address (`NetworkAddress`, 12 hex digits), read with
     /// `NdisReadNetworkAddress`; used when the device takes `VIRTIO_NET_CTRL_MAC_ADDR_SET`.
     pub const NETWORK_ADDRESS: &str = "NetworkAddress";
+    /// Checksum offload per task (`*IPChecksumOffloadIPv4`, `*TCPChecksumOffloadIPv4`, ...: 0
+    /// off, 1 Tx, 2 Rx, 3 both), read by `ChecksumOffload::from_keywords`.
+    pub const CHECKSUM: [&str; 5] = ndis::offload::CHECKSUM_KEYWORDS;
     /// The integer keywords (declared with default, min and max).
     pub const NUMERIC: &[&str] = &[NUM_QUEUES, RECEIVE_BUFFERS, TRANSMIT_BUFFERS, JUMBO_PACKET];
     pub const ALL: &[&str] = &[
@@ -47,13 +51,21 @@ pub mod keywords {
         JUMBO_PACKET,
         PRIORITY_VLAN_TAG,
         NETWORK_ADDRESS,
+        CHECKSUM[0],
+        CHECKSUM[1],
+        CHECKSUM[2],
+        CHECKSUM[3],
+        CHECKSUM[4],
     ];
 }
 
-/// Features the driver can work with. No offloads yet: every frame is copied whole.
-/// `RING_EVENT_IDX`: the device interrupts once when the used index crosses `used_event`, not
+/// Features the driver can work with. `CSUM`: the device finishes TCP/UDP checksums the stack
+/// asks for; `GUEST_CSUM`: it says which received checksums it validated (or left partial).
+/// Every frame is still copied whole (no segmentation offload). `RING_EVENT_IDX`: the device interrupts once when the used index crosses `used_event`, not
 /// once per completed buffer, so a burst that arrives before the DPC runs costs one interrupt.
 const SUPPORTED_FEATURES: u64 = features::VERSION_1
+    | features::CSUM
+    | features::GUEST_CSUM
     | features::MAC
     | features::STATUS
     | features::MTU
@@ -229,7 +241,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
         return Err(Status::ADAPTER_NOT_FOUND);
     }
-    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address) = {
+    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address, checksums) = {
         let c = init.configuration()?;
         (
             c.read_u32_in(keywords::NUM_QUEUES, 1..=16, 16, passive) as u16,
@@ -238,6 +250,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             c.read_u32_in(keywords::JUMBO_PACKET, 1514..=9014, 1514, passive) as usize,
             Tagging::from_keyword(c.read_u32_in(keywords::PRIORITY_VLAN_TAG, 0..=3, 3, passive)),
             c.read_network_address(passive),
+            ChecksumOffload::from_keywords(&c, ChecksumOffload::all(), passive),
         )
     };
     let t = transport(handle, &cfg, init.resources(), passive)?;
@@ -343,10 +356,31 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     if tagging.vlan {
         info.mac_options |= ndis::sys::NDIS_MAC_OPTION_8021Q_VLAN;
     }
+    let hardware = checksum_offload(negotiated);
+    if !hardware.is_empty() {
+        info.offload = Some(OffloadInfo {
+            hardware,
+            enabled: checksums & hardware,
+        });
+    }
     info.description = "ndis-rs virtio-net";
     info.receive_buffer_space = (rx_size as u32) * frame.buffer as u32;
     info.transmit_buffer_space = (tx_size as u32) * frame.buffer as u32;
     Ok((VioNetAdapter { interrupt, device }, info))
+}
+
+/// The checksum tasks the negotiated features allow. The IPv4 header checksum (which virtio
+/// has no feature for) is computed or verified by the driver, offered along with the device's
+/// TCP/UDP checksums in each direction.
+fn checksum_offload(negotiated: u64) -> ChecksumOffload {
+    let mut tasks = ChecksumOffload::empty();
+    if negotiated & features::CSUM != 0 {
+        tasks |= ChecksumOffload::TX;
+    }
+    if negotiated & features::GUEST_CSUM != 0 {
+        tasks |= ChecksumOffload::RX;
+    }
+    tasks
 }
 
 impl Miniport for VioNetAdapter {

@@ -17,11 +17,14 @@ use ndis::hw::DeviceMemory;
 use ndis::io::OwnedWindow;
 use ndis::irql::{AtMostDispatch, Passive};
 use ndis::miniport::NdisAdapter;
-use ndis::nbl::{Ieee8021Q, ReceivePool, Returned, SendIrql, SendLists, SendNbl};
+use ndis::nbl::{
+    CopyError, Ieee8021Q, ReceivePool, Returned, RxFrame, SendIrql, SendLists, SendNbl, TxPrep,
+};
+use ndis::offload::DeviceRxChecksum;
 use ndis::sync::SpinLock;
 use ndis::{Status, adapter::AdapterHandle};
 
-use crate::virtio::net::{self, NetHeader, VectorPlan};
+use crate::virtio::net::{self, NetHeader, VectorPlan, features};
 use crate::virtio::pci::{Notifier, Transport};
 use crate::virtio::queue::{Buffer, Layout, Slot, SplitQueue};
 
@@ -84,9 +87,6 @@ impl Tagging {
         self.priority || self.vlan
     }
 }
-
-/// A frame ready to indicate: (buffer, offset, length, 802.1Q information).
-type RxFrame = (usize, usize, usize, Option<Ieee8021Q>);
 
 /// Receives collected per pass before indicating them in one chain.
 const RX_BATCH: usize = 64;
@@ -369,7 +369,7 @@ impl Device {
         }
         let mut total = 0u32;
         loop {
-            let mut frames: [RxFrame; RX_BATCH] = [(0, 0, 0, None); RX_BATCH];
+            let mut frames = [RxFrame::default(); RX_BATCH];
             let mut runts = 0;
             let mut n = 0;
             let mut repost = [0usize; RX_BATCH];
@@ -385,7 +385,7 @@ impl Device {
                             let len = len as usize;
                             match self.accept(pair, b, len, vlan_filter) {
                                 Received::Frame(frame) => {
-                                    frames[n] = frame;
+                                    frames[n] = self.with_checksum(pair, frame);
                                     n += 1;
                                 }
                                 Received::Runt => {
@@ -444,7 +444,12 @@ impl Device {
         if length > self.frame.max {
             return Received::Dropped; // the device's MTU is larger than the adapter's
         }
-        let untouched = Received::Frame((b, NetHeader::LEN, length, None));
+        let untouched = Received::Frame(RxFrame {
+            index: b,
+            offset: NetHeader::LEN,
+            length,
+            ..RxFrame::default()
+        });
         if !self.tagging.any() && length <= self.frame.frame {
             return untouched;
         }
@@ -482,7 +487,54 @@ impl Device {
             vlan_id: tag.vlan_id,
         };
         let info = (info != Ieee8021Q::default()).then_some(info);
-        Received::Frame((b, NetHeader::LEN + 4, length - 4, info))
+        Received::Frame(RxFrame {
+            index: b,
+            offset: NetHeader::LEN + 4,
+            length: length - 4,
+            ieee8021q: info,
+            ..RxFrame::default()
+        })
+    }
+
+    /// `frame` with what NDIS is to be told about its checksums: the device's verdict from the
+    /// virtio header (`DATA_VALID`, or `NEEDS_CSUM` for a checksum it left partial, which is
+    /// completed here), within the tasks in force. Only with `GUEST_CSUM`, without which the
+    /// device never says anything.
+    fn with_checksum(&self, pair: &Pair, mut frame: RxFrame) -> RxFrame {
+        if self.features & features::GUEST_CSUM == 0 {
+            return frame;
+        }
+        let mut header = [0u8; NetHeader::LEN];
+        let at = frame.index * self.frame.buffer;
+        pair.pool.memory().read_bytes(at, &mut header);
+        let Some(header) = NetHeader::decode(&header) else {
+            return frame;
+        };
+        // A stripped tag moved the frame's start 4 bytes on.
+        let stripped = frame.offset - NetHeader::LEN;
+        let device = if header.flags & NetHeader::F_NEEDS_CSUM != 0 {
+            match usize::from(header.csum_start).checked_sub(stripped) {
+                Some(start) => DeviceRxChecksum::Partial {
+                    start: start as u16,
+                    offset: header.csum_offset,
+                },
+                None => DeviceRxChecksum::Unchecked,
+            }
+        } else if header.flags & NetHeader::F_DATA_VALID != 0 {
+            DeviceRxChecksum::Valid
+        } else {
+            DeviceRxChecksum::Unchecked
+        };
+        if device != DeviceRxChecksum::Unchecked || !self.ndis.checksum_offload().is_empty() {
+            frame.checksum = pair.pool.checksum(
+                frame.index,
+                frame.offset,
+                frame.length,
+                self.ndis.checksum_offload(),
+                device,
+            );
+        }
+        frame
     }
 
     /// The TCI to insert into the frames of `nbl`, if any: its own priority and VLAN (as far
@@ -565,10 +617,20 @@ impl Device {
         // the MTU only by a tag it already carries (one this driver inserts counts against the
         // untagged limit, since the tagged frame must fit `max`).
         let tag = self.tx_tag(nbl);
+        let prep = TxPrep {
+            tci: tag,
+            checksum: nbl.checksum_request(),
+            device_l4: self.features & features::CSUM != 0,
+        };
+        let offload = !prep.checksum.is_empty();
         let mut frames = 0;
         for f in nbl.frames() {
             if f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag()) {
                 return Status::INVALID_LENGTH;
+            }
+            // A request the frame's headers do not match fails the whole list.
+            if offload && f.check(&prep, &mut tx.scratch) == Err(CopyError::Malformed) {
+                return Status::INVALID_PACKET;
             }
             frames += 1;
         }
@@ -591,20 +653,33 @@ impl Device {
                 return Status::RESOURCES;
             };
             let at = b as usize * self.frame.buffer;
-            let copied = match tag {
-                Some(tci) => frame.copy_to_device_tagged(
-                    &tx.bounce,
-                    at + NetHeader::LEN,
-                    &mut tx.scratch,
-                    tci,
-                ),
-                None => frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch),
+            let mut header = NetHeader::default();
+            let copied = match (offload, tag) {
+                (false, None) => {
+                    frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
+                }
+                _ => frame
+                    .copy_to_device_prepared(
+                        &tx.bounce,
+                        at + NetHeader::LEN,
+                        &mut tx.scratch,
+                        &prep,
+                    )
+                    .ok()
+                    .map(|c| {
+                        if let Some((start, offset)) = c.partial {
+                            header.flags = NetHeader::F_NEEDS_CSUM;
+                            header.csum_start = start;
+                            header.csum_offset = offset;
+                        }
+                        c.len
+                    }),
             };
             let Some(len) = copied else {
                 tx.free.push(b);
                 return Status::INVALID_LENGTH;
             };
-            tx.bounce.write_bytes(at, &NetHeader::default().encode());
+            tx.bounce.write_bytes(at, &header.encode());
             let chain = [Buffer {
                 addr: tx.bounce.device_address() + at as u64,
                 len: (NetHeader::LEN + len) as u32,

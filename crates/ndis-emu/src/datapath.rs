@@ -14,6 +14,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use crate::bugcheck::{self, rule};
 use crate::machine::{self, Callback, Machine, State, on_cpu};
 use crate::ndis::{AdapterState, adapter_of_handle};
+use crate::offload::{RxChecksumInfo, SendChecksum};
 use crate::{AdapterId, Emulator};
 
 const POOL_TAG: usize = 0x4E44_5000_0000;
@@ -58,6 +59,13 @@ impl SendSlot {
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct SlotPtr(NonNull<SendSlot>);
 
+/// The `NetBufferListInfo` entries a protocol sets on a send list.
+#[derive(Debug, Clone, Copy, Default)]
+struct ListInfo {
+    ieee8021q: usize,
+    checksum: usize,
+}
+
 impl SlotPtr {
     /// Makes the slot describe `frames` as a fresh list (one NET_BUFFER per frame) followed by
     /// `next`, each frame's bytes in MDLs of `piece` bytes (the last one shorter). Every pointer
@@ -70,7 +78,7 @@ impl SlotPtr {
         self,
         frames: &[&[u8]],
         piece: usize,
-        ieee8021q: usize,
+        info: ListInfo,
         next: *mut sys::NET_BUFFER_LIST,
     ) -> *mut sys::NET_BUFFER_LIST {
         assert!(
@@ -135,7 +143,10 @@ impl SlotPtr {
             nbl.write(core::mem::zeroed());
             (*nbl).FirstNetBuffer = nb;
             (*nbl).Next = next;
-            (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] = ieee8021q as sys::PVOID;
+            (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] =
+                info.ieee8021q as sys::PVOID;
+            (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] =
+                info.checksum as sys::PVOID;
             (*nbl).SourceHandle = 0x4E44_5300_0000usize as sys::NDIS_HANDLE;
             nbl
         }
@@ -187,7 +198,8 @@ pub(crate) struct DatapathState {
     free_slots: VecDeque<SlotPtr>,
     /// Frames indicated, per adapter, until the test takes them, with their list's 802.1Q
     /// information entry.
-    received: Vec<Vec<(Vec<u8>, usize)>>,
+    /// Per adapter: (frame, 802.1Q info, checksum info) of each indicated buffer.
+    received: Vec<Vec<(Vec<u8>, usize, usize)>>,
     /// The protocol returns indicated lists from inside the indication (see
     /// [`Emulator::set_returns_during_indication`]).
     returns_during_indication: bool,
@@ -548,7 +560,12 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
         // SAFETY: a live list of this driver, with one valid buffer chain.
         let mut nb = unsafe { (*nbl).FirstNetBuffer };
         // SAFETY: a live list of this driver.
-        let ieee8021q = unsafe { (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] };
+        let (ieee8021q, checksum) = unsafe {
+            (
+                (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo],
+                (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo],
+            )
+        };
         while !nb.is_null() {
             // SAFETY: a buffer of the list, describing the driver's receive memory.
             let frame = unsafe { buffer_bytes(nb) };
@@ -556,7 +573,7 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
             if received.len() <= a {
                 received.resize_with(a + 1, Vec::new);
             }
-            received[a].push((frame, ieee8021q as usize));
+            received[a].push((frame, ieee8021q as usize, checksum as usize));
             // SAFETY: as above.
             nb = unsafe { (*nb).Next };
         }
@@ -665,6 +682,55 @@ impl Emulator {
         self.send_one_per_list(adapter, frames, piece, 0)
     }
 
+    /// As [`send`](Self::send), with the protocol asking the miniport for `request`'s
+    /// checksums, the way TCP/IP does: each frame (a correct TCP or UDP over IP frame, as it
+    /// should leave the wire) goes down with its IPv4 header checksum zeroed and the pseudo-
+    /// header sum in its TCP/UDP checksum field, and the list's checksum information says what
+    /// to compute. Like TCP/IP, this asks only for tasks the miniport has on
+    /// ([`offload`](Self::offload)); anything else is a test error (a panic naming the frame).
+    pub fn send_checksummed(&self, adapter: AdapterId, frames: &[&[u8]], request: SendChecksum) {
+        let current = self
+            .offload(adapter)
+            .expect("the adapter reported no checksum offload")
+            .current;
+        let prepared: Vec<(Vec<u8>, usize)> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                crate::offload::prepare(f, request, &current)
+                    .unwrap_or_else(|e| panic!("TCP/IP would not ask to checksum frame {i}: {e}"))
+            })
+            .collect();
+        self.send_prepared(adapter, &prepared)
+    }
+
+    /// As [`send`](Self::send), each list with the checksum information given, whatever the
+    /// frame holds: for the misbehaving protocol (a request its frame does not match), which a
+    /// miniport must fail rather than send wrong.
+    pub fn send_with_checksum_info(&self, adapter: AdapterId, frames: &[(&[u8], u32)]) {
+        let lists: Vec<(Vec<u8>, usize)> = frames
+            .iter()
+            .map(|(f, info)| (f.to_vec(), *info as usize))
+            .collect();
+        self.send_prepared(adapter, &lists)
+    }
+
+    fn send_prepared(&self, adapter: AdapterId, frames: &[(Vec<u8>, usize)]) {
+        let lists: Vec<[&[u8]; 1]> = frames.iter().map(|(f, _)| [f.as_slice()]).collect();
+        let lists: Vec<(&[&[u8]], ListInfo)> = lists
+            .iter()
+            .zip(frames)
+            .map(|(l, (_, checksum))| {
+                let info = ListInfo {
+                    checksum: *checksum,
+                    ..ListInfo::default()
+                };
+                (l.as_slice(), info)
+            })
+            .collect();
+        self.send_chain_with(adapter, &lists, usize::MAX)
+    }
+
     /// One list per frame, every list with the same 802.1Q information entry.
     fn send_one_per_list(&self, adapter: AdapterId, frames: &[&[u8]], piece: usize, info: usize) {
         let lists: Vec<[&[u8]; 1]> = frames.iter().map(|f| [*f]).collect();
@@ -673,6 +739,15 @@ impl Emulator {
     }
 
     fn send_chain(&self, adapter: AdapterId, lists: &[&[&[u8]]], piece: usize, ieee8021q: usize) {
+        let info = ListInfo {
+            ieee8021q,
+            ..ListInfo::default()
+        };
+        let lists: Vec<(&[&[u8]], ListInfo)> = lists.iter().map(|l| (*l, info)).collect();
+        self.send_chain_with(adapter, &lists, piece)
+    }
+
+    fn send_chain_with(&self, adapter: AdapterId, lists: &[(&[&[u8]], ListInfo)], piece: usize) {
         let (handler, context, cpu, first) = {
             let mut st = self.machine.st();
             let a = adapter.0;
@@ -689,14 +764,14 @@ impl Emulator {
                 .expect("send handler");
             let context = st.ndis.adapters[a].context.unwrap_or(0);
             let mut first: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
-            for frames in lists.iter().rev() {
+            for (frames, info) in lists.iter().rev() {
                 let slot = st
                     .datapath
                     .free_slots
                     .pop_front()
                     .unwrap_or_else(SendSlot::allocate);
                 // SAFETY: a free slot (new, or completed and taken out of `completed`).
-                first = unsafe { slot.fill(frames, piece, ieee8021q, first) };
+                first = unsafe { slot.fill(frames, piece, *info, first) };
                 st.datapath
                     .sends
                     .insert(first as usize, SendRecord { adapter: a, slot });
@@ -752,7 +827,7 @@ impl Emulator {
     pub fn received_frames(&self, adapter: AdapterId) -> Vec<Vec<u8>> {
         let mut st = self.machine.st();
         match st.datapath.received.get_mut(adapter.0) {
-            Some(frames) => frames.drain(..).map(|(f, _)| f).collect(),
+            Some(frames) => frames.drain(..).map(|(f, ..)| f).collect(),
             None => Vec::new(),
         }
     }
@@ -766,13 +841,26 @@ impl Emulator {
         };
         frames
             .drain(..)
-            .map(|(f, info)| {
+            .map(|(f, info, _)| {
                 let (priority, vlan_id) = ((info & 7) as u8, ((info >> 4) & 0x0FFF) as u16);
                 (
                     f,
                     (priority != 0 || vlan_id != 0).then_some((priority, vlan_id)),
                 )
             })
+            .collect()
+    }
+
+    /// As [`received_frames`](Self::received_frames), each with what the miniport said about
+    /// its checksums.
+    pub fn received_frames_checksum(&self, adapter: AdapterId) -> Vec<(Vec<u8>, RxChecksumInfo)> {
+        let mut st = self.machine.st();
+        let Some(frames) = st.datapath.received.get_mut(adapter.0) else {
+            return Vec::new();
+        };
+        frames
+            .drain(..)
+            .map(|(f, _, c)| (f, RxChecksumInfo::from_info(c)))
             .collect()
     }
 

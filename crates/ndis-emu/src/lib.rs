@@ -23,6 +23,7 @@ mod io;
 mod machine;
 mod memory;
 mod ndis;
+mod offload;
 mod oid;
 pub mod pci;
 pub mod raw;
@@ -47,6 +48,7 @@ pub use faults::FaultPlan;
 pub use heap::{DriverHeap, instrumentation};
 pub use memory::{Allocation, AllocationKind};
 pub use ndis::AdapterState;
+pub use offload::{ChecksumTasks, OffloadState, RxChecksumInfo, SendChecksum};
 pub use oid::OidResult;
 pub use sync::LinkState;
 pub use trace::Event;
@@ -312,6 +314,7 @@ impl Emulator {
                 attribute_flags: 0,
                 dma: None,
                 general_set: false,
+                offload: None,
                 interrupt: None,
                 hang: ndis::HangCheck::default(),
                 // SAFETY: all-zero is a valid NDIS_MINIPORT_INIT_PARAMETERS (null pointers, zeros).
@@ -423,13 +426,44 @@ impl Emulator {
                 Box::new(move || unsafe { f(ctx, p) })
             },
         );
-        let mut st = self.st();
-        match status {
-            sys::NDIS_STATUS_PENDING => {}
-            sys::NDIS_STATUS_SUCCESS => st.ndis.adapters[a.0].state = AdapterState::Running,
-            _ => st.ndis.adapters[a.0].state = AdapterState::Paused,
+        let bind = {
+            let mut st = self.st();
+            match status {
+                sys::NDIS_STATUS_PENDING => {}
+                sys::NDIS_STATUS_SUCCESS => st.ndis.adapters[a.0].state = AdapterState::Running,
+                _ => st.ndis.adapters[a.0].state = AdapterState::Paused,
+            }
+            let offload = &st.ndis.adapters[a.0].offload;
+            status == sys::NDIS_STATUS_SUCCESS && offload.is_some_and(|o| o.encapsulation.is_none())
+        };
+        if bind {
+            self.bind_tcpip(a);
         }
         status
+    }
+
+    /// What NDIS does when TCP/IP binds to an adapter that reported checksum offload: set
+    /// `OID_OFFLOAD_ENCAPSULATION` (Ethernet, 14-byte header, IPv4 and IPv6 on), before which a
+    /// miniport must not validate receive checksums. Done once, at the first restart.
+    fn bind_tcpip(&self, a: AdapterId) {
+        let mut e = [0u8; sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1 as usize];
+        e[0] = sys::NDIS_OBJECT_TYPE_OFFLOAD_ENCAPSULATION;
+        e[1] = sys::NDIS_OFFLOAD_ENCAPSULATION_REVISION_1;
+        e[2..4].copy_from_slice(&sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1.to_le_bytes());
+        for at in [4, 16] {
+            e[at..at + 4].copy_from_slice(&sys::NDIS_OFFLOAD_SET_ON.to_le_bytes());
+            e[at + 4..at + 8].copy_from_slice(&sys::NDIS_ENCAPSULATION_IEEE_802_3.to_le_bytes());
+            e[at + 8..at + 12].copy_from_slice(&14u32.to_le_bytes());
+        }
+        let result = self.oid_set(a, sys::OID_OFFLOAD_ENCAPSULATION, &e);
+        if let Some(o) = &mut self.st().ndis.adapters[a.0].offload {
+            o.encapsulation = Some(result.status);
+        }
+    }
+
+    /// `adapter`'s checksum offload as NDIS knows it (None: no offload attributes).
+    pub fn offload(&self, a: AdapterId) -> Option<OffloadState> {
+        self.st().ndis.adapters[a.0].offload
     }
 
     /// `MiniportPause`: Running -> Paused (-> Pausing when the driver pends it; its

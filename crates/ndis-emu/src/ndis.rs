@@ -56,6 +56,8 @@ pub(crate) struct Adapter {
     /// The scatter/gather DMA registration, if any.
     pub dma: Option<usize>,
     pub general_set: bool,
+    /// Checksum offload, once the offload attributes are set.
+    pub offload: Option<crate::offload::OffloadState>,
     pub interrupt: Option<usize>,
     pub hang: HangCheck,
     pub init_params: Box<sys::NDIS_MINIPORT_INIT_PARAMETERS>,
@@ -490,9 +492,70 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
                     "other attributes set before the general attributes (order: registration, general, others)",
                 );
             }
+            if header.Type == sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES {
+                drop(st);
+                // SAFETY: the header says this is the offload member.
+                let o = unsafe { (*attributes).OffloadAttributes };
+                let state = offload_attributes(header, &o);
+                machine::current().st().ndis.adapters[a].offload = Some(state);
+            }
         }
     }
     sys::NDIS_STATUS_SUCCESS
+}
+
+/// The checksum offload the attributes describe; a bad header of the attributes or of either
+/// `NDIS_OFFLOAD` they point to is the bug check NDIS raises for a bad object header.
+fn offload_attributes(
+    header: sys::NDIS_OBJECT_HEADER,
+    o: &sys::NDIS_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES,
+) -> crate::offload::OffloadState {
+    if header.Revision < sys::NDIS_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES_REVISION_1
+        || header.Size < sys::NDIS_SIZEOF_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES_REVISION_1
+    {
+        header_bugcheck(
+            "NdisMSetMiniportAttributes",
+            "offload attributes",
+            header,
+            "0xA0 / 1 / 40",
+        );
+    }
+    let read = |p: *mut sys::NDIS_OFFLOAD, what: &str| -> crate::offload::ChecksumTasks {
+        if p.is_null() {
+            bugcheck::raise(
+                bugcheck::BUGCODE_NDIS_DRIVER,
+                [bugcheck::NDIS_BUGCHECK_INVALID_OBJECT_HEADER, 0, 0, 0],
+                format!("NdisMSetMiniportAttributes: offload attributes without {what}"),
+            );
+        }
+        // SAFETY: a non-null NDIS_OFFLOAD of the caller's; its header's Size is checked before
+        // more than the header is read.
+        let size =
+            usize::from(unsafe { (*p).Header.Size }).min(core::mem::size_of::<sys::NDIS_OFFLOAD>());
+        // SAFETY: as above, `size` bytes at most the structure's.
+        let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size) };
+        if !crate::offload::offload_header_ok(bytes) {
+            // SAFETY: as above.
+            let h = unsafe { (*p).Header };
+            header_bugcheck("NdisMSetMiniportAttributes", what, h, "0xA7 / 1+ / 112+");
+        }
+        crate::offload::ChecksumTasks::from_offload(bytes)
+    };
+    let hardware = read(o.HardwareOffloadCapabilities, "HardwareOffloadCapabilities");
+    let current = read(o.DefaultOffloadConfiguration, "DefaultOffloadConfiguration");
+    if !current.within(&hardware) {
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::ATTRIBUTE_ORDER, 0, 0, 0],
+            "NdisMSetMiniportAttributes: the default offload configuration enables a task the hardware capabilities do not have",
+        );
+    }
+    crate::offload::OffloadState {
+        hardware,
+        current,
+        indications: 0,
+        encapsulation: None,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

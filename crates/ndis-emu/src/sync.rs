@@ -404,6 +404,44 @@ pub(crate) unsafe fn ndis_m_indicate_status_ex(
             );
         }
     }
+    if ind.StatusCode == sys::NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG {
+        if !crate::offload::offload_header_ok(&buffer) {
+            drop(st);
+            bugcheck::raise(
+                bugcheck::BUGCODE_NDIS_DRIVER,
+                [
+                    bugcheck::NDIS_BUGCHECK_INVALID_OBJECT_HEADER,
+                    buffer.len(),
+                    0,
+                    0,
+                ],
+                "NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG indicated without a valid NDIS_OFFLOAD (0xA7 / 1+ / 112+) as its buffer",
+            );
+        }
+        let current = crate::offload::ChecksumTasks::from_offload(&buffer);
+        match &mut st.ndis.adapters[a].offload {
+            Some(o) if current.within(&o.hardware) => {
+                o.current = current;
+                o.indications += 1;
+            }
+            Some(_) => {
+                drop(st);
+                bugcheck::raise(
+                    bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                    [rule::DATAPATH, a, 0, 0],
+                    "NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG enables a task the adapter's hardware capabilities do not have",
+                );
+            }
+            None => {
+                drop(st);
+                bugcheck::raise(
+                    bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                    [rule::ATTRIBUTE_ORDER, a, 0, 0],
+                    "NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG from an adapter that set no offload attributes",
+                );
+            }
+        }
+    }
     st.sync.indications.push((a, ind.StatusCode, buffer));
 }
 

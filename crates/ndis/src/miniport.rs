@@ -23,6 +23,7 @@ use crate::io::{PciConfig, Resources};
 use crate::irql::Passive;
 use crate::irql::{BelowDispatch, Dispatch};
 use crate::nbl::{Returned, SendIrql, SendLists, SendNbl};
+use crate::offload::{ChecksumOffload, OffloadInfo};
 use crate::oid::{QueryBuffer, SetData};
 
 /// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
@@ -46,6 +47,8 @@ pub struct AdapterInfo {
     /// Filled by the framework from the driver's constants.
     pub ndis_version: (u8, u8),
     pub driver_version: (u8, u8),
+    /// Checksum offload, if the device does any (see [`crate::offload`]).
+    pub offload: Option<OffloadInfo>,
 }
 
 impl AdapterInfo {
@@ -70,6 +73,7 @@ impl AdapterInfo {
             description: "",
             ndis_version: (6, 0),
             driver_version: (0, 0),
+            offload: None,
         }
     }
 }
@@ -280,6 +284,11 @@ pub struct NdisAdapter {
     /// Running flag, receives lent to NDIS, sends in progress and a pending pause, decided under
     /// one lock so that a pause can never complete while an indication or a send is under way.
     gate: crate::sync::SpinLock<Gate>,
+    /// The checksum tasks the stack has on ([`ChecksumOffload`] bits), and which IP versions
+    /// NDIS has set the encapsulation for (bit 0 IPv4, bit 1 IPv6): see
+    /// [`NdisAdapter::checksum_offload`]. Written only by OID sets, which NDIS serializes.
+    offload_on: AtomicU32,
+    encapsulation: AtomicU32,
     pub stats: Statistics,
 }
 
@@ -332,6 +341,8 @@ impl NdisAdapter {
             multicast: crate::sync::SpinLock::new(([[0; 6]; MAX_MULTICAST], 0)),
             info: crate::sync::Once::new(),
             gate: crate::sync::SpinLock::new(Gate::default()),
+            offload_on: AtomicU32::new(0),
+            encapsulation: AtomicU32::new(0),
             stats: Statistics::default(),
         }
     }
@@ -463,6 +474,59 @@ impl NdisAdapter {
             .expect("adapter info is set when initialize succeeds")
     }
 
+    /// The checksum tasks in force, for the datapath at any IRQL: what the stack has switched
+    /// on, for the IP versions NDIS has set the Ethernet encapsulation for (none before it
+    /// does). Empty for a driver that declared no offload.
+    pub fn checksum_offload(&self) -> ChecksumOffload {
+        let on = ChecksumOffload::from_bits_truncate(self.offload_on.load(Ordering::Acquire));
+        let encapsulation = self.encapsulation.load(Ordering::Acquire);
+        let mut versions = ChecksumOffload::empty();
+        if encapsulation & 1 != 0 {
+            versions |= ChecksumOffload::IPV4;
+        }
+        if encapsulation & 2 != 0 {
+            versions |= ChecksumOffload::IPV6;
+        }
+        on & versions
+    }
+
+    /// The checksum tasks switched on, whatever the encapsulation (what NDIS is told).
+    pub(crate) fn offload_configured(&self) -> ChecksumOffload {
+        ChecksumOffload::from_bits_truncate(self.offload_on.load(Ordering::Acquire))
+    }
+
+    /// Applies a new configuration and tells NDIS (`NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG`).
+    pub(crate) fn set_offload(&self, on: ChecksumOffload, passive: &Passive<'_>) {
+        self.offload_on.store(on.bits(), Ordering::Release);
+        self.indicate_offload(passive);
+    }
+
+    /// Applies an `OID_OFFLOAD_ENCAPSULATION` set (per IP version: on, off, unchanged) and
+    /// tells NDIS the configuration, as the OID requires.
+    pub(crate) fn set_encapsulation(&self, versions: [Option<bool>; 2], passive: &Passive<'_>) {
+        let mut bits = self.encapsulation.load(Ordering::Acquire);
+        for (i, v) in versions.into_iter().enumerate() {
+            match v {
+                Some(true) => bits |= 1 << i,
+                Some(false) => bits &= !(1 << i),
+                None => {}
+            }
+        }
+        self.encapsulation.store(bits, Ordering::Release);
+        self.indicate_offload(passive);
+    }
+
+    fn indicate_offload(&self, passive: &Passive<'_>) {
+        let mut current = self.offload_configured().to_ndis(self.info().ndis_version);
+        let size = u32::from(current.Header.Size);
+        self.indicate_status(
+            sys::NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG,
+            &mut current,
+            size,
+            passive,
+        );
+    }
+
     /// Reports a link change to NDIS (`NDIS_STATUS_LINK_STATE`); repeated reports of the same
     /// state are dropped.
     ///
@@ -558,6 +622,19 @@ impl NdisAdapter {
             PauseFunctions: 0,
             AutoNegotiationFlags: 0,
         };
+        let size = core::mem::size_of::<sys::NDIS_LINK_STATE>() as u32;
+        self.indicate_status(sys::NDIS_STATUS_LINK_STATE, &mut state, size, _irql);
+    }
+
+    /// `NdisMIndicateStatusEx` with the first `size` bytes of `buffer`.
+    fn indicate_status<T, C: crate::irql::AtMostDispatch>(
+        &self,
+        code: sys::NDIS_STATUS,
+        buffer: &mut T,
+        size: u32,
+        _irql: &C,
+    ) {
+        debug_assert!(size as usize <= core::mem::size_of::<T>());
         let mut indication = sys::NDIS_STATUS_INDICATION {
             Header: sys::NDIS_OBJECT_HEADER {
                 Type: sys::NDIS_OBJECT_TYPE_STATUS_INDICATION,
@@ -566,17 +643,17 @@ impl NdisAdapter {
             },
             SourceHandle: self.handle.as_raw(),
             PortNumber: 0,
-            StatusCode: sys::NDIS_STATUS_LINK_STATE,
+            StatusCode: code,
             Flags: 0,
             DestinationHandle: core::ptr::null_mut(),
             RequestId: core::ptr::null_mut(),
-            StatusBuffer: (&mut state as *mut sys::NDIS_LINK_STATE).cast(),
-            StatusBufferSize: core::mem::size_of::<sys::NDIS_LINK_STATE>() as u32,
+            StatusBuffer: (buffer as *mut T).cast(),
+            StatusBufferSize: size,
             Guid: sys::GUID::default(),
             NdisReserved: [core::ptr::null_mut(); 4],
         };
-        // SAFETY: IRQL <= DISPATCH_LEVEL (token); the indication and its buffer live across the
-        // call.
+        // SAFETY: IRQL <= DISPATCH_LEVEL (token); the indication and its buffer (at least
+        // `size` bytes) live across the call.
         unsafe { sys::NdisMIndicateStatusEx(self.handle.as_raw(), &mut indication) };
     }
 }
@@ -765,14 +842,7 @@ fn general_attributes<A: Miniport>(
     info: &AdapterInfo,
     (link_up, link_speed): LinkState,
 ) -> Result<(), Status> {
-    let mut oids = [0u32; 64];
-    let mut n = 0;
-    for oid in crate::oid::FRAMEWORK_OIDS.iter().chain(A::EXTRA_OIDS) {
-        if n < oids.len() {
-            oids[n] = *oid;
-            n += 1;
-        }
-    }
+    let (mut oids, n) = crate::oid::supported::<A>(info);
     // SAFETY: all-zero is a valid attribute union (plain data).
     let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
     let mut permanent = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
@@ -832,6 +902,37 @@ fn general_attributes<A: Miniport>(
     }
 }
 
+/// The offload attributes (after the general ones): hardware capabilities and the
+/// configuration at start. Only for a driver that declared offload.
+fn offload_attributes(handle: sys::NDIS_HANDLE, info: &AdapterInfo) -> Result<(), Status> {
+    let Some(o) = info.offload else {
+        return Ok(());
+    };
+    let mut hardware = o.hardware.to_ndis(info.ndis_version);
+    let mut current = (o.enabled & o.hardware).to_ndis(info.ndis_version);
+    // SAFETY: all-zero is a valid attribute union (plain data).
+    let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
+    a.OffloadAttributes = sys::NDIS_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES {
+        Header: sys::NDIS_OBJECT_HEADER {
+            Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES,
+            Revision: sys::NDIS_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES_REVISION_1,
+            Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES_REVISION_1,
+        },
+        DefaultOffloadConfiguration: &mut current,
+        HardwareOffloadCapabilities: &mut hardware,
+        DefaultTcpConnectionOffloadConfiguration: core::ptr::null_mut(),
+        TcpConnectionOffloadHardwareCapabilities: core::ptr::null_mut(),
+    };
+    // SAFETY: as for the registration attributes; both offload structures live across the call
+    // (NDIS copies them).
+    let s = unsafe { sys::NdisMSetMiniportAttributes(handle, &mut a) };
+    if s == sys::NDIS_STATUS_SUCCESS {
+        Ok(())
+    } else {
+        Err(Status(s))
+    }
+}
+
 /// `MiniportInitializeEx` for driver `D`.
 pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::MiniportDriver>(
     handle: sys::NDIS_HANDLE,
@@ -864,7 +965,12 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
         // The current state may come from a report during initialize; the maximum speed stays
         // what `AdapterInfo` says.
         let link = ndis.link_for_attributes((info.link_up, info.link_speed), &passive);
-        if let Err(e) = general_attributes::<D::Adapter>(handle, &info, link) {
+        if let Some(o) = &mut info.offload {
+            o.enabled &= o.hardware;
+        }
+        let attributes = general_attributes::<D::Adapter>(handle, &info, link)
+            .and_then(|()| offload_attributes(handle, &info));
+        if let Err(e) = attributes {
             // SAFETY: still in initialize at PASSIVE_LEVEL.
             adapter.halt(&ndis, sys::NdisHaltDeviceInitializationFailed, &unsafe {
                 Passive::assume()
@@ -872,6 +978,8 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
             return Err(e);
         }
         ndis.lookahead.store(info.mtu, Ordering::Relaxed);
+        let enabled = info.offload.map_or(0, |o| o.enabled.bits());
+        ndis.offload_on.store(enabled, Ordering::Release);
         ndis.info.set(info);
         ndis.attributes_told(link, &passive);
         Ok(adapter)

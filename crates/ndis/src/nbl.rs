@@ -25,6 +25,8 @@ use crate::dma::{DmaRegistration, SharedMemory};
 use crate::hw::DeviceMemory;
 use crate::irql::{AtMostDispatch, BelowDispatch, Dispatch, Passive};
 use crate::miniport::NdisAdapter;
+use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, RxChecksum};
+use crate::packet::{self, IpVersion, Layers};
 
 /// The chain of lists one `MiniportSendNetBufferLists` call hands over, valid during the call.
 ///
@@ -157,6 +159,14 @@ impl<'a> SendNbl<'a> {
         Ieee8021Q::from_info(value as usize)
     }
 
+    /// The checksums the stack asks the device to compute for this list's frames (only ever
+    /// ones switched on, see [`NdisAdapter::checksum_offload`]).
+    pub fn checksum_request(&self) -> ChecksumRequest {
+        // SAFETY: as for `ieee8021q`.
+        let value = unsafe { (*self.nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] };
+        ChecksumRequest::from_info(value as usize)
+    }
+
     /// The frames of the list (one per NET_BUFFER).
     pub fn frames(&self) -> impl Iterator<Item = SendFrame<'_>> {
         // SAFETY: NDIS owns the list for the duration of the send call and hands it to the
@@ -259,22 +269,66 @@ impl SendFrame<'_> {
         scratch: &mut [u8],
         tci: u16,
     ) -> Option<usize> {
+        let prep = TxPrep {
+            tci: Some(tci),
+            ..TxPrep::default()
+        };
+        self.copy_to_device_prepared(memory, offset, scratch, &prep)
+            .ok()
+            .map(|c| c.len)
+    }
+
+    /// Whether [`copy_to_device_prepared`](Self::copy_to_device_prepared) would take this
+    /// frame, without writing anything: for a driver that checks a whole list before queueing
+    /// any of it.
+    pub fn check(&self, prep: &TxPrep, scratch: &mut [u8]) -> Result<(), CopyError> {
         let room = scratch.len();
-        let data = self.view(scratch).filter(|d| d.len() >= 12)?;
-        if data.len() >= 14 && data[12..14] == [0x81, 0x00] {
+        let data = self.view(scratch).ok_or(CopyError::TooLong)?;
+        plan(data, prep, room).map(|_| ())
+    }
+
+    /// Copies the frame into device memory at `offset` the way `prep` says: with an 802.1Q tag
+    /// inserted (unless the frame carries one), and with the checksums the stack asked for
+    /// done, as far as the device cannot do them. The IPv4 header checksum is computed here; a
+    /// TCP/UDP checksum is left to the device (returned as [`DeviceCopy::partial`]) when
+    /// `prep.device_l4` says it can, and the frame has no bytes after its IP packet; otherwise
+    /// it is computed here too. The checksum field must hold the pseudo-header sum, as the
+    /// stack leaves it.
+    ///
+    /// Nothing is written on error: [`CopyError::TooLong`] for a frame longer than `scratch`
+    /// (which bounds the frame as written), [`CopyError::Malformed`] for a frame whose headers
+    /// do not match the checksum request (not TCP/UDP over the IP version named, truncated,
+    /// fragmented) or too short to be tagged.
+    pub fn copy_to_device_prepared(
+        &self,
+        memory: &impl DeviceMemory,
+        offset: usize,
+        scratch: &mut [u8],
+        prep: &TxPrep,
+    ) -> Result<DeviceCopy, CopyError> {
+        let room = scratch.len();
+        let data = self.view(scratch).ok_or(CopyError::TooLong)?;
+        let plan = plan(data, prep, room)?;
+        let shift = plan.shift;
+        if shift == 0 {
             memory.write_bytes(offset, data);
-            self.count_copy(data);
-            return Some(data.len());
+        } else {
+            let [hi, lo] = prep.tci.unwrap_or_default().to_be_bytes();
+            memory.write_bytes(offset, &data[..12]);
+            memory.write_bytes(offset + 12, &[0x81, 0x00, hi, lo]);
+            memory.write_bytes(offset + 16, &data[12..]);
         }
-        if data.len() + 4 > room {
-            return None;
+        if let Some((at, value)) = plan.ip_header {
+            memory.write_bytes(offset + shift + at, &value.to_be_bytes());
         }
-        let [hi, lo] = tci.to_be_bytes();
-        memory.write_bytes(offset, &data[..12]);
-        memory.write_bytes(offset + 12, &[0x81, 0x00, hi, lo]);
-        memory.write_bytes(offset + 16, &data[12..]);
+        if let Some((at, value)) = plan.l4 {
+            memory.write_bytes(offset + shift + at, &value.to_be_bytes());
+        }
         self.count_copy(data);
-        Some(data.len() + 4)
+        Ok(DeviceCopy {
+            len: data.len() + shift,
+            partial: plan.partial,
+        })
     }
 
     /// The frame's bytes, in place when they are contiguous (one MDL, the usual case),
@@ -332,23 +386,147 @@ impl SendFrame<'_> {
     }
 }
 
-/// A frame to indicate from a [`ReceivePool`] buffer: `(index, offset, length)`, or with its
-/// 802.1Q information `(index, offset, length, Option<Ieee8021Q>)` for a driver that strips tags.
+/// How a frame goes to the device ([`SendFrame::copy_to_device_prepared`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxPrep {
+    /// The TCI of an 802.1Q tag to insert.
+    pub tci: Option<u16>,
+    /// The checksums the stack asked for ([`SendNbl::checksum_request`]).
+    pub checksum: ChecksumRequest,
+    /// Whether the device finishes a TCP/UDP checksum itself (from a start offset, storing at
+    /// a field offset, the pseudo-header sum already in the field).
+    pub device_l4: bool,
+}
+
+/// A frame as copied to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceCopy {
+    /// Bytes written.
+    pub len: usize,
+    /// The TCP/UDP checksum left to the device: `(start, offset)` from the start of the frame
+    /// as written.
+    pub partial: Option<(u16, u16)>,
+}
+
+/// Why a frame was not copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyError {
+    /// Longer than the room given.
+    TooLong,
+    /// Its headers do not allow what was asked (see
+    /// [`SendFrame::copy_to_device_prepared`]).
+    Malformed,
+}
+
+/// What copying a frame involves, decided before anything is written.
+struct Plan {
+    /// Bytes a tag inserted after the addresses adds (0 or 4).
+    shift: usize,
+    /// (offset in the frame as read, value) of the IPv4 header checksum to store.
+    ip_header: Option<(usize, u16)>,
+    /// Likewise for a TCP/UDP checksum computed here.
+    l4: Option<(usize, u16)>,
+    partial: Option<(u16, u16)>,
+}
+
+fn plan(data: &[u8], prep: &TxPrep, room: usize) -> Result<Plan, CopyError> {
+    let tagged = data.len() >= 14 && data[12..14] == [0x81, 0x00];
+    let shift = match prep.tci {
+        Some(_) if data.len() < 12 => return Err(CopyError::Malformed),
+        Some(_) if !tagged => 4,
+        _ => 0,
+    };
+    if data.len() + shift > room {
+        return Err(CopyError::TooLong);
+    }
+    let mut plan = Plan {
+        shift,
+        ip_header: None,
+        l4: None,
+        partial: None,
+    };
+    let r = &prep.checksum;
+    if r.is_empty() {
+        return Ok(plan);
+    }
+    let l = packet::parse(data).ok_or(CopyError::Malformed)?;
+    let version_ok = match l.ip {
+        IpVersion::V4 => r.ipv4,
+        IpVersion::V6 => r.ipv6,
+    };
+    let protocol_ok = (!r.tcp || l.protocol == packet::PROTO_TCP)
+        && (!r.udp || l.protocol == packet::PROTO_UDP)
+        && (!r.tcp || r.tcp_header_offset == 0 || usize::from(r.tcp_header_offset) == l.l4);
+    if !version_ok || !protocol_ok {
+        return Err(CopyError::Malformed);
+    }
+    if r.ip_header && l.ip == IpVersion::V4 {
+        let header = &data[l.l3..l.l3 + l.l3_len];
+        plan.ip_header = Some((l.l3 + 10, packet::ipv4_header_checksum(header)));
+    }
+    if r.tcp || r.udp {
+        plan_l4(data, &l, prep.device_l4, &mut plan);
+    }
+    Ok(plan)
+}
+
+fn plan_l4(data: &[u8], l: &Layers, device: bool, plan: &mut Plan) {
+    let start = l.l4 + plan.shift;
+    // The device sums to the end of the buffer: padding after the IP packet would count.
+    if device && l.end == data.len() && start <= usize::from(u16::MAX) {
+        plan.partial = Some((start as u16, packet::checksum_offset(l.protocol) as u16));
+    } else {
+        let value = packet::finish(packet::sum(&data[l.l4..l.end], 0), l.protocol);
+        plan.l4 = Some((l.checksum_field(), value));
+    }
+}
+
+/// A frame to indicate from a [`ReceivePool`] buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxFrame {
+    /// The buffer.
+    pub index: usize,
+    /// Where the frame starts in it, and its length.
+    pub offset: usize,
+    pub length: usize,
+    /// 802.1Q information, for a driver that strips tags.
+    pub ieee8021q: Option<Ieee8021Q>,
+    /// What the driver found about its checksums ([`ReceivePool::checksum`]).
+    pub checksum: RxChecksum,
+}
+
+/// What [`ReceivePool::indicate`] takes: an [`RxFrame`], or the short forms `(index, offset,
+/// length)` and `(index, offset, length, Option<Ieee8021Q>)`.
 pub trait ReceivedFrame {
-    fn parts(&self) -> (usize, usize, usize, Option<Ieee8021Q>);
+    fn parts(&self) -> RxFrame;
+}
+
+impl ReceivedFrame for RxFrame {
+    fn parts(&self) -> RxFrame {
+        *self
+    }
 }
 
 impl ReceivedFrame for (usize, usize, usize) {
-    fn parts(&self) -> (usize, usize, usize, Option<Ieee8021Q>) {
-        (self.0, self.1, self.2, None)
+    fn parts(&self) -> RxFrame {
+        (self.0, self.1, self.2, None).parts()
     }
 }
 
 impl ReceivedFrame for (usize, usize, usize, Option<Ieee8021Q>) {
-    fn parts(&self) -> (usize, usize, usize, Option<Ieee8021Q>) {
-        *self
+    fn parts(&self) -> RxFrame {
+        RxFrame {
+            index: self.0,
+            offset: self.1,
+            length: self.2,
+            ieee8021q: self.3,
+            checksum: RxChecksum::empty(),
+        }
     }
 }
+
+/// Bytes of a received frame read to find its headers.
+const RX_HEADER_BYTES: usize = 128;
 
 /// Receive buffers lent to NDIS by index.
 pub struct ReceivePool {
@@ -466,6 +644,101 @@ impl ReceivePool {
         self.entries.is_empty()
     }
 
+    /// What to tell NDIS about the checksums of the frame at `offset`, `length` in buffer
+    /// `index` (claimed by the driver), given what the device said and the tasks in force
+    /// ([`NdisAdapter::checksum_offload`]).
+    ///
+    /// A TCP/UDP checksum the device left [`Partial`](DeviceRxChecksum::Partial) is completed
+    /// in the buffer whatever is switched on (the stack would otherwise see a wrong one); one
+    /// it validated is reported as such for the tasks switched on. The IPv4 header checksum is
+    /// verified here when its task is on. A frame whose headers do not parse, or whose partial
+    /// description does not match them, is reported as not checked: the stack verifies it.
+    pub fn checksum(
+        &self,
+        index: usize,
+        offset: usize,
+        length: usize,
+        enabled: ChecksumOffload,
+        device: DeviceRxChecksum,
+    ) -> RxChecksum {
+        let mut out = RxChecksum::empty();
+        let partial = matches!(device, DeviceRxChecksum::Partial { .. });
+        let fits = offset
+            .checked_add(length)
+            .is_some_and(|end| end <= self.buffer_size);
+        if !fits
+            || index >= self.entries.len()
+            || (!enabled.intersects(ChecksumOffload::RX) && !partial)
+        {
+            return out;
+        }
+        let base = index * self.buffer_size + offset;
+        let mut head = [0u8; RX_HEADER_BYTES];
+        let head = &mut head[..length.min(RX_HEADER_BYTES)];
+        self.memory.read_bytes(base, head);
+        let Some(l) = packet::parse_headers(head, length) else {
+            return out;
+        };
+        let (tcp, udp, ip) = match l.ip {
+            IpVersion::V4 => (
+                ChecksumOffload::IPV4_RX_TCP,
+                ChecksumOffload::IPV4_RX_UDP,
+                ChecksumOffload::IPV4_RX_IP,
+            ),
+            IpVersion::V6 => (
+                ChecksumOffload::IPV6_RX_TCP,
+                ChecksumOffload::IPV6_RX_UDP,
+                ChecksumOffload::empty(),
+            ),
+        };
+        if enabled.intersects(ip) {
+            out |= if packet::ipv4_header_ok(head, &l) {
+                RxChecksum::IP_SUCCEEDED
+            } else {
+                RxChecksum::IP_FAILED
+            };
+        }
+        let (task, succeeded) = if l.protocol == packet::PROTO_TCP {
+            (tcp, RxChecksum::TCP_SUCCEEDED)
+        } else {
+            (udp, RxChecksum::UDP_SUCCEEDED)
+        };
+        let valid = match device {
+            DeviceRxChecksum::Unchecked => false,
+            DeviceRxChecksum::Valid => true,
+            DeviceRxChecksum::Partial { start, offset: at } => {
+                let matches = usize::from(start) == l.l4
+                    && usize::from(at) == packet::checksum_offset(l.protocol);
+                matches && {
+                    self.complete_checksum(base, &l);
+                    true
+                }
+            }
+        };
+        if valid && enabled.intersects(task) {
+            out |= succeeded;
+        }
+        out
+    }
+
+    /// Computes the TCP/UDP checksum of the frame at `base` (pseudo-header sum in its field)
+    /// and stores it, reading the segment in pieces (nothing is allocated).
+    fn complete_checksum(&self, base: usize, l: &Layers) {
+        let mut acc = 0u64;
+        let mut chunk = [0u8; RX_HEADER_BYTES];
+        let mut at = l.l4;
+        while at < l.end {
+            // Even-sized pieces, so the 16-bit words line up across them.
+            let n = (l.end - at).min(chunk.len());
+            self.memory.read_bytes(base + at, &mut chunk[..n]);
+            acc = packet::sum(&chunk[..n], acc);
+            at += n;
+        }
+        let value = packet::finish(acc, l.protocol);
+        self.memory
+            .write_bytes(base + l.checksum_field(), &value.to_be_bytes());
+    }
+
     /// Whether buffer `index` is lent to NDIS (indicated and not yet returned).
     pub fn is_lent(&self, index: usize) -> bool {
         self.entries
@@ -520,7 +793,13 @@ impl ReceivePool {
         // Counted only if the chain goes up (one pass over the frames).
         let mut per_kind = [(0u64, 0u64); 3];
         for frame in frames {
-            let (index, offset, length, ieee8021q) = frame.parts();
+            let RxFrame {
+                index,
+                offset,
+                length,
+                ieee8021q,
+                checksum,
+            } = frame.parts();
             let Some(entry) = self.entries.get(index) else {
                 adapter.stats.rx_errors(1);
                 continue;
@@ -560,6 +839,8 @@ impl ReceivePool {
                 // Set (or cleared) for every indication: the list is reused.
                 (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] =
                     ieee8021q.map_or(0, Ieee8021Q::to_info) as sys::PVOID;
+                (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] =
+                    checksum.bits() as usize as sys::PVOID;
                 if tail.is_null() {
                     head = nbl;
                 } else {
@@ -707,7 +988,114 @@ impl Returned<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Ieee8021Q;
+    use super::*;
+
+    /// The frame as TCP/IP hands it down for checksum offload: IPv4 header checksum zero,
+    /// pseudo-header sum in the TCP checksum field.
+    fn offloaded(frame: &[u8]) -> alloc::vec::Vec<u8> {
+        let mut f = frame.to_vec();
+        let l = packet::parse(&f).unwrap();
+        f[l.l3 + 10..l.l3 + 12].fill(0);
+        let p = packet::pseudo_header_sum(&f, &l);
+        f[l.checksum_field()..l.checksum_field() + 2].copy_from_slice(&p.to_be_bytes());
+        f
+    }
+
+    fn tcp_request() -> ChecksumRequest {
+        ChecksumRequest {
+            ipv4: true,
+            tcp: true,
+            ip_header: true,
+            tcp_header_offset: 34,
+            ..ChecksumRequest::default()
+        }
+    }
+
+    /// The frame `plan` says to write (without a tag), with its values stored.
+    fn apply(data: &[u8], p: &Plan) -> alloc::vec::Vec<u8> {
+        let mut out = data.to_vec();
+        for (at, v) in [p.ip_header, p.l4].into_iter().flatten() {
+            out[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn software_checksums_restore_the_frame_the_stack_built() {
+        let good = packet::tcp4(&[], b"payload of odd size");
+        let sent = offloaded(&good);
+        assert_ne!(sent, good);
+        let prep = TxPrep {
+            checksum: tcp_request(),
+            ..TxPrep::default()
+        };
+        let p = plan(&sent, &prep, 2048).unwrap();
+        assert_eq!(p.partial, None);
+        assert_eq!(apply(&sent, &p), good);
+    }
+
+    #[test]
+    fn a_capable_device_gets_the_transport_checksum_and_padding_keeps_it_here() {
+        let good = packet::tcp4(&[], b"x");
+        let sent = offloaded(&good);
+        let prep = TxPrep {
+            checksum: tcp_request(),
+            device_l4: true,
+            tci: Some(5),
+        };
+        let p = plan(&sent, &prep, 2048).unwrap();
+        assert_eq!((p.shift, p.partial, p.l4), (4, Some((38, 16)), None));
+        // Ethernet padding after the IP packet: the device would sum it, so not the device.
+        let mut padded = sent.clone();
+        padded.extend_from_slice(&[0xAA; 6]);
+        let p = plan(&padded, &prep, 2048).unwrap();
+        assert_eq!(p.partial, None);
+        assert_eq!(apply(&padded, &p)[..good.len()], good[..]);
+    }
+
+    #[test]
+    fn requests_the_headers_do_not_match_are_malformed() {
+        let sent = offloaded(&packet::tcp4(&[], b"x"));
+        let mut prep = TxPrep {
+            checksum: tcp_request(),
+            ..TxPrep::default()
+        };
+        let wrong = [
+            ChecksumRequest {
+                udp: true,
+                tcp: false,
+                ..tcp_request()
+            },
+            ChecksumRequest {
+                ipv4: false,
+                ipv6: true,
+                ..tcp_request()
+            },
+            ChecksumRequest {
+                tcp_header_offset: 30,
+                ..tcp_request()
+            },
+        ];
+        for r in wrong {
+            prep.checksum = r;
+            assert_eq!(
+                plan(&sent, &prep, 2048).err(),
+                Some(CopyError::Malformed),
+                "{r:?}"
+            );
+        }
+        prep.checksum = tcp_request();
+        assert_eq!(
+            plan(&sent[..40], &prep, 2048).err(),
+            Some(CopyError::Malformed)
+        );
+        assert_eq!(plan(&sent, &prep, 20).err(), Some(CopyError::TooLong));
+        prep.checksum = ChecksumRequest::default();
+        assert!(
+            plan(&sent[..5], &prep, 2048).is_ok(),
+            "no request, no parsing"
+        );
+    }
 
     #[test]
     fn ieee8021q_matches_the_tci_and_the_net_buffer_list_info_layout() {

@@ -11,7 +11,7 @@ use ndis_sys as sys;
 
 use crate::Status;
 use crate::irql::Passive;
-use crate::miniport::{Miniport, NdisAdapter};
+use crate::miniport::{AdapterInfo, Miniport, NdisAdapter};
 
 /// The OIDs the framework answers (reported in the general attributes' supported list, with the
 /// driver's [`Miniport::EXTRA_OIDS`]).
@@ -51,6 +51,33 @@ pub const FRAMEWORK_OIDS: &[u32] = &[
     sys::OID_PNP_QUERY_POWER,
     sys::OID_PNP_SET_POWER,
 ];
+
+/// The OIDs the framework answers for a driver that declares checksum offload.
+pub const OFFLOAD_OIDS: &[u32] = &[
+    sys::OID_TCP_OFFLOAD_PARAMETERS,
+    sys::OID_OFFLOAD_ENCAPSULATION,
+];
+
+/// Longest supported-OID list reported (the framework's, the offload ones, the driver's).
+const MAX_SUPPORTED: usize = 64;
+
+/// The supported-OID list of an adapter of driver `M` described by `info`.
+pub(crate) fn supported<M: Miniport>(info: &AdapterInfo) -> ([u32; MAX_SUPPORTED], usize) {
+    let offload: &[u32] = if info.offload.is_some() {
+        OFFLOAD_OIDS
+    } else {
+        &[]
+    };
+    let mut oids = [0u32; MAX_SUPPORTED];
+    let mut n = 0;
+    for oid in FRAMEWORK_OIDS.iter().chain(offload).chain(M::EXTRA_OIDS) {
+        if n < oids.len() {
+            oids[n] = *oid;
+            n += 1;
+        }
+    }
+    (oids, n)
+}
 
 /// The data of a set request. Reading through [`SetData::read`] / [`SetData::read_u32`] records
 /// the size a short buffer lacks, which NDIS must be told (`BytesNeeded`) with
@@ -164,16 +191,12 @@ pub(crate) fn query<M: Miniport>(
     let s = &adapter.stats;
     match oid {
         sys::OID_GEN_SUPPORTED_LIST => {
-            let mut list = [0u8; 4 * 64];
-            let mut n = 0;
-            for oid in FRAMEWORK_OIDS.iter().chain(M::EXTRA_OIDS) {
-                if n + 4 > list.len() {
-                    break;
-                }
-                list[n..n + 4].copy_from_slice(&oid.to_le_bytes());
-                n += 4;
+            let (oids, n) = supported::<M>(info);
+            let mut list = [0u8; 4 * MAX_SUPPORTED];
+            for (bytes, oid) in list.chunks_exact_mut(4).zip(&oids[..n]) {
+                bytes.copy_from_slice(&oid.to_le_bytes());
             }
-            out.write(&list[..n])
+            out.write(&list[..4 * n])
         }
         sys::OID_GEN_HARDWARE_STATUS => out.write_u32(sys::NdisHardwareStatusReady),
         sys::OID_GEN_MEDIA_SUPPORTED | sys::OID_GEN_MEDIA_IN_USE => {
@@ -309,6 +332,19 @@ pub(crate) fn set<M: Miniport>(
             Ok(data.len())
         }
         sys::OID_GEN_INTERRUPT_MODERATION => Err(Status::INVALID_DATA),
+        sys::OID_TCP_OFFLOAD_PARAMETERS if adapter.info().offload.is_some() => {
+            let hardware = adapter.info().offload.unwrap_or_default().hardware;
+            let next = adapter.offload_configured().apply(data, hardware, needed)?;
+            adapter.set_offload(next, passive);
+            Ok(data.len())
+        }
+        sys::OID_OFFLOAD_ENCAPSULATION if adapter.info().offload.is_some() => {
+            let versions = crate::offload::parse_encapsulation(data, needed)?;
+            adapter.set_encapsulation(versions, passive);
+            Ok(usize::from(
+                sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1,
+            ))
+        }
         sys::OID_PNP_SET_POWER => {
             read_u32(data, needed)?;
             Ok(4)

@@ -18,6 +18,7 @@ impl Status {
     pub const INVALID_PARAMETER: Status = Status(sys::NDIS_STATUS_INVALID_PARAMETER);
     pub const INVALID_LENGTH: Status = Status(sys::NDIS_STATUS_INVALID_LENGTH);
     pub const INVALID_DATA: Status = Status(sys::NDIS_STATUS_INVALID_DATA);
+    pub const INVALID_PACKET: Status = Status(sys::NDIS_STATUS_INVALID_PACKET);
     pub const INVALID_OID: Status = Status(sys::NDIS_STATUS_INVALID_OID);
     pub const BAD_VERSION: Status = Status(sys::NDIS_STATUS_BAD_VERSION);
     pub const BAD_CHARACTERISTICS: Status = Status(sys::NDIS_STATUS_BAD_CHARACTERISTICS);

@@ -1,0 +1,216 @@
+//! Checksum task offload as NDIS and the TCP/IP transport see it: the offload attributes a
+//! miniport sets at initialize, the `NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG` indications that
+//! change them, the encapsulation NDIS sets when TCP/IP binds, and what the transport does to a
+//! frame before asking a miniport to checksum it (the pseudo-header sum in the TCP/UDP checksum
+//! field, zero in the IPv4 header checksum). Frames are parsed with `etherparse`, independently
+//! of the framework's own parsing.
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use ndis_sys as sys;
+
+/// The checksum tasks of an `NDIS_OFFLOAD` (transmit: the miniport computes; receive: it
+/// validates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChecksumTasks {
+    pub ipv4_tx_ip: bool,
+    pub ipv4_tx_tcp: bool,
+    pub ipv4_tx_udp: bool,
+    pub ipv4_rx_ip: bool,
+    pub ipv4_rx_tcp: bool,
+    pub ipv4_rx_udp: bool,
+    pub ipv6_tx_tcp: bool,
+    pub ipv6_tx_udp: bool,
+    pub ipv6_rx_tcp: bool,
+    pub ipv6_rx_udp: bool,
+}
+
+impl ChecksumTasks {
+    /// From the bytes of an `NDIS_OFFLOAD` (its checksum member at offset 4), which the caller
+    /// has checked hold at least a revision-1 structure.
+    pub(crate) fn from_offload(b: &[u8]) -> Self {
+        let word = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let field = |o: usize, shift: u32| (word(o) >> shift) & 3 == sys::NDIS_OFFLOAD_SUPPORTED;
+        // IPv4Transmit at 4, IPv4Receive at 12, IPv6Transmit at 20, IPv6Receive at 28; each an
+        // Encapsulation ULONG, then the bit-fields.
+        ChecksumTasks {
+            ipv4_tx_ip: field(8, sys::NDIS_CHECKSUM_IPV4_IP_SHIFT),
+            ipv4_tx_tcp: field(8, sys::NDIS_CHECKSUM_IPV4_TCP_SHIFT),
+            ipv4_tx_udp: field(8, sys::NDIS_CHECKSUM_IPV4_UDP_SHIFT),
+            ipv4_rx_ip: field(16, sys::NDIS_CHECKSUM_IPV4_IP_SHIFT),
+            ipv4_rx_tcp: field(16, sys::NDIS_CHECKSUM_IPV4_TCP_SHIFT),
+            ipv4_rx_udp: field(16, sys::NDIS_CHECKSUM_IPV4_UDP_SHIFT),
+            ipv6_tx_tcp: field(24, sys::NDIS_CHECKSUM_IPV6_TCP_SHIFT),
+            ipv6_tx_udp: field(24, sys::NDIS_CHECKSUM_IPV6_UDP_SHIFT),
+            ipv6_rx_tcp: field(32, sys::NDIS_CHECKSUM_IPV6_TCP_SHIFT),
+            ipv6_rx_udp: field(32, sys::NDIS_CHECKSUM_IPV6_UDP_SHIFT),
+        }
+    }
+
+    /// Whether every task of `self` is in `other`.
+    pub(crate) fn within(&self, other: &Self) -> bool {
+        let a = self.flags();
+        let b = other.flags();
+        a.iter().zip(b).all(|(x, y)| !x || y)
+    }
+
+    fn flags(&self) -> [bool; 10] {
+        [
+            self.ipv4_tx_ip,
+            self.ipv4_tx_tcp,
+            self.ipv4_tx_udp,
+            self.ipv4_rx_ip,
+            self.ipv4_rx_tcp,
+            self.ipv4_rx_udp,
+            self.ipv6_tx_tcp,
+            self.ipv6_tx_udp,
+            self.ipv6_rx_tcp,
+            self.ipv6_rx_udp,
+        ]
+    }
+}
+
+/// A miniport's checksum offload as NDIS knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OffloadState {
+    /// From the offload attributes.
+    pub hardware: ChecksumTasks,
+    /// The attributes' default configuration, then each `CURRENT_CONFIG` indication.
+    pub current: ChecksumTasks,
+    /// `NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG` indications received.
+    pub indications: usize,
+    /// The `OID_OFFLOAD_ENCAPSULATION` set NDIS made when TCP/IP bound (None: not yet).
+    pub encapsulation: Option<sys::NDIS_STATUS>,
+}
+
+/// Whether `b` is an `NDIS_OFFLOAD` NDIS accepts: the object type, a revision, and at least the
+/// revision-1 size (both in the header and in the bytes given).
+pub(crate) fn offload_header_ok(b: &[u8]) -> bool {
+    b.len() >= usize::from(sys::NDIS_SIZEOF_NDIS_OFFLOAD_REVISION_1)
+        && b[0] == sys::NDIS_OBJECT_TYPE_OFFLOAD
+        && b[1] >= sys::NDIS_OFFLOAD_REVISION_1
+        && usize::from(u16::from_le_bytes([b[2], b[3]])) >= 112
+}
+
+/// The checksums the protocol asks a miniport for on a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendChecksum {
+    /// The IPv4 header checksum.
+    pub ip_header: bool,
+    /// The TCP or UDP checksum (whichever the frame carries).
+    pub transport: bool,
+}
+
+/// What TCP/IP does to `frame` (a correct Ethernet frame carrying TCP or UDP over IP) before
+/// asking for `request` with the tasks `current` on: the IPv4 header checksum zeroed, the
+/// TCP/UDP checksum field holding the pseudo-header sum; and the list's
+/// `TcpIpChecksumNetBufferListInfo` value. Err says why the transport would not ask.
+pub(crate) fn prepare(
+    frame: &[u8],
+    request: SendChecksum,
+    current: &ChecksumTasks,
+) -> Result<(Vec<u8>, usize), String> {
+    let packet = SlicedPacket::from_ethernet(frame).map_err(|e| format!("not a frame: {e}"))?;
+    let offset = |s: &[u8]| s.as_ptr() as usize - frame.as_ptr() as usize;
+    let (ipv4, l3, pseudo) = match &packet.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            let mut sum = words(&h.source()) + words(&h.destination());
+            sum += u64::from(u8::from(h.protocol()));
+            sum += u64::from(ip.payload().payload.len() as u16);
+            (true, offset(h.slice()), sum)
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            let mut sum = words(&h.source()) + words(&h.destination());
+            sum += u64::from(u8::from(ip.payload().ip_number));
+            sum += ip.payload().payload.len() as u64;
+            (false, offset(h.slice()), sum)
+        }
+        _ => return Err("not IP".into()),
+    };
+    let (tcp, l4) = match &packet.transport {
+        Some(TransportSlice::Tcp(t)) => (true, offset(t.slice())),
+        Some(TransportSlice::Udp(u)) => (false, offset(u.slice())),
+        _ => return Err("neither TCP nor UDP".into()),
+    };
+    let allowed = match (ipv4, tcp) {
+        (true, true) => current.ipv4_tx_tcp,
+        (true, false) => current.ipv4_tx_udp,
+        (false, true) => current.ipv6_tx_tcp,
+        (false, false) => current.ipv6_tx_udp,
+    };
+    if request.transport && !allowed {
+        return Err("the miniport has that transport checksum task off".into());
+    }
+    if request.ip_header && !(ipv4 && current.ipv4_tx_ip) {
+        return Err(
+            "the miniport has the IPv4 header checksum task off (or the frame is IPv6)".into(),
+        );
+    }
+    let mut out = frame.to_vec();
+    let mut info = if ipv4 {
+        sys::NDIS_CHECKSUM_TX_IS_IPV4
+    } else {
+        sys::NDIS_CHECKSUM_TX_IS_IPV6
+    };
+    if request.ip_header {
+        out[l3 + 10..l3 + 12].fill(0);
+        info |= sys::NDIS_CHECKSUM_TX_IP_HEADER;
+    }
+    if request.transport {
+        let field = l4 + if tcp { 16 } else { 6 };
+        out[field..field + 2].copy_from_slice(&fold(pseudo).to_be_bytes());
+        info |= if tcp {
+            sys::NDIS_CHECKSUM_TX_TCP
+                | ((l4 as u32) << sys::NDIS_CHECKSUM_TX_TCP_HEADER_OFFSET_SHIFT)
+        } else {
+            sys::NDIS_CHECKSUM_TX_UDP
+        };
+    }
+    Ok((out, info as usize))
+}
+
+/// The sum of `b` as big-endian 16-bit words (`b` of even length).
+fn words(b: &[u8]) -> u64 {
+    b.chunks_exact(2)
+        .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum()
+}
+
+fn fold(mut sum: u64) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// What a miniport said about a received list's checksums
+/// (`NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO.Receive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxChecksumInfo {
+    pub tcp_succeeded: bool,
+    pub udp_succeeded: bool,
+    pub ip_succeeded: bool,
+    pub tcp_failed: bool,
+    pub udp_failed: bool,
+    pub ip_failed: bool,
+}
+
+impl RxChecksumInfo {
+    pub(crate) fn from_info(v: usize) -> Self {
+        let v = v as u32;
+        RxChecksumInfo {
+            tcp_succeeded: v & sys::NDIS_CHECKSUM_RX_TCP_SUCCEEDED != 0,
+            udp_succeeded: v & sys::NDIS_CHECKSUM_RX_UDP_SUCCEEDED != 0,
+            ip_succeeded: v & sys::NDIS_CHECKSUM_RX_IP_SUCCEEDED != 0,
+            tcp_failed: v & sys::NDIS_CHECKSUM_RX_TCP_FAILED != 0,
+            udp_failed: v & sys::NDIS_CHECKSUM_RX_UDP_FAILED != 0,
+            ip_failed: v & sys::NDIS_CHECKSUM_RX_IP_FAILED != 0,
+        }
+    }
+
+    /// Whether the miniport said nothing (the stack checks for itself).
+    pub fn is_unchecked(&self) -> bool {
+        *self == Self::default()
+    }
+}

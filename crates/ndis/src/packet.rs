@@ -1,0 +1,289 @@
+//! Just enough Ethernet/IP parsing and Internet checksum arithmetic (RFC 1071) for checksum
+//! offload: where the IP and TCP/UDP headers of a frame are, and the sums a driver completes in
+//! software when its device does not. Pure functions over byte slices, so every bound is checked
+//! and nothing here trusts a length field it has not compared with the frame.
+
+/// IP protocol numbers this module understands.
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86DD;
+const ETHERTYPE_8021Q: u16 = 0x8100;
+
+/// IPv6 extension headers walked over (hop-by-hop, routing, destination options); a fragment
+/// header (44) or anything else ends the walk.
+const IPV6_EXTENSIONS: [u8; 3] = [0, 43, 60];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpVersion {
+    V4,
+    V6,
+}
+
+/// Where the headers of an Ethernet frame carrying TCP or UDP over IP are. Offsets are from the
+/// start of the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    pub ip: IpVersion,
+    /// Start of the IP header.
+    pub l3: usize,
+    /// IPv4 header length (IHL * 4); 40 for IPv6.
+    pub l3_len: usize,
+    /// Start of the TCP or UDP header.
+    pub l4: usize,
+    /// [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub protocol: u8,
+    /// End of the IP packet (the frame may carry padding after it).
+    pub end: usize,
+}
+
+impl Layers {
+    /// Offset of the TCP/UDP checksum field from the start of the frame.
+    pub fn checksum_field(&self) -> usize {
+        self.l4 + checksum_offset(self.protocol)
+    }
+
+    /// Bytes of the TCP/UDP segment (header and payload).
+    pub fn l4_len(&self) -> usize {
+        self.end - self.l4
+    }
+}
+
+/// Offset of the checksum field in a TCP (16) or UDP (6) header.
+pub fn checksum_offset(protocol: u8) -> usize {
+    if protocol == PROTO_TCP { 16 } else { 6 }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// The layers of `frame` (Ethernet II, at most one 802.1Q tag), or None unless it is a whole,
+/// unfragmented TCP or UDP segment over IPv4 or IPv6 whose IP lengths fit the frame.
+pub fn parse(frame: &[u8]) -> Option<Layers> {
+    parse_headers(frame, frame.len())
+}
+
+/// As [`parse`], from the first bytes of a frame of `frame_len` bytes (`head` must hold every
+/// header through the TCP/UDP one, or None).
+pub fn parse_headers(frame: &[u8], frame_len: usize) -> Option<Layers> {
+    let mut l3 = 14;
+    let mut ethertype = be16(frame, 12)?;
+    if ethertype == ETHERTYPE_8021Q {
+        l3 = 18;
+        ethertype = be16(frame, 16)?;
+    }
+    let (ip, l3_len, mut protocol, end) = match ethertype {
+        ETHERTYPE_IPV4 => {
+            let v = *frame.get(l3)?;
+            let ihl = usize::from(v & 0x0F) * 4;
+            if v >> 4 != 4 || ihl < 20 {
+                return None;
+            }
+            let total = usize::from(be16(frame, l3 + 2)?);
+            let fragment = be16(frame, l3 + 6)?;
+            // More fragments, or an offset: not a whole segment.
+            if fragment & 0x3FFF != 0 || total < ihl {
+                return None;
+            }
+            (IpVersion::V4, ihl, *frame.get(l3 + 9)?, l3 + total)
+        }
+        ETHERTYPE_IPV6 => {
+            if *frame.get(l3)? >> 4 != 6 {
+                return None;
+            }
+            let payload = usize::from(be16(frame, l3 + 4)?);
+            (IpVersion::V6, 40, *frame.get(l3 + 6)?, l3 + 40 + payload)
+        }
+        _ => return None,
+    };
+    if end > frame_len {
+        return None;
+    }
+    let mut l4 = l3 + l3_len;
+    if ip == IpVersion::V6 {
+        while IPV6_EXTENSIONS.contains(&protocol) {
+            let next = *frame.get(l4)?;
+            let len = (usize::from(*frame.get(l4 + 1)?) + 1) * 8;
+            l4 += len;
+            protocol = next;
+        }
+    }
+    let header = match protocol {
+        PROTO_TCP => 20,
+        PROTO_UDP => 8,
+        _ => return None,
+    };
+    if l4 + header > end || l4 + header > frame.len() {
+        return None;
+    }
+    Some(Layers {
+        ip,
+        l3,
+        l3_len,
+        l4,
+        protocol,
+        end,
+    })
+}
+
+/// Adds `data` to a one's complement running sum (big-endian 16-bit words; an odd last byte is
+/// padded with zero). The sum is kept unfolded in 64 bits, so any frame fits.
+pub fn sum(data: &[u8], mut acc: u64) -> u64 {
+    let mut words = data.chunks_exact(2);
+    for w in &mut words {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+/// Folds a running sum to 16 bits (not complemented).
+pub fn fold(mut acc: u64) -> u16 {
+    while acc > 0xFFFF {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The one's complement sum of the TCP/UDP pseudo-header of `frame` (RFC 793, RFC 768, RFC
+/// 8200 section 8.1), folded: what a stack stores in the checksum field for a device to finish.
+pub fn pseudo_header_sum(frame: &[u8], l: &Layers) -> u16 {
+    let (addresses, words) = match l.ip {
+        IpVersion::V4 => (&frame[l.l3 + 12..l.l3 + 20], 0),
+        IpVersion::V6 => (&frame[l.l3 + 8..l.l3 + 40], 0),
+    };
+    let len = l.l4_len() as u64;
+    fold(sum(addresses, words) + u64::from(l.protocol) + (len >> 16) + (len & 0xFFFF))
+}
+
+/// The IPv4 header checksum of `header` (its checksum field counted as zero).
+pub fn ipv4_header_checksum(header: &[u8]) -> u16 {
+    let acc = sum(header, 0) - u64::from(be16(header, 10).unwrap_or(0));
+    !fold(acc)
+}
+
+/// The TCP/UDP checksum to store, from the sum over the segment with the pseudo-header sum in
+/// its checksum field. A UDP result of zero is sent as 0xFFFF (zero means "no checksum").
+pub fn finish(acc: u64, protocol: u8) -> u16 {
+    match !fold(acc) {
+        0 if protocol == PROTO_UDP => 0xFFFF,
+        c => c,
+    }
+}
+
+/// Whether the TCP/UDP checksum of `frame` is right (a UDP-over-IPv4 checksum of zero, "none
+/// sent", is not).
+pub fn l4_checksum_ok(frame: &[u8], l: &Layers) -> bool {
+    let field = l.checksum_field();
+    if l.protocol == PROTO_UDP && l.ip == IpVersion::V4 && frame[field..field + 2] == [0, 0] {
+        return false;
+    }
+    let acc = sum(&frame[l.l4..l.end], u64::from(pseudo_header_sum(frame, l)));
+    fold(acc) == 0xFFFF
+}
+
+/// Whether the IPv4 header checksum of `frame` is right.
+pub fn ipv4_header_ok(frame: &[u8], l: &Layers) -> bool {
+    fold(sum(&frame[l.l3..l.l3 + l.l3_len], 0)) == 0xFFFF
+}
+
+/// A TCP/IPv4 frame with correct checksums: 14 + 20 (+ options) + 20 + payload.
+#[cfg(test)]
+pub(crate) fn tcp4(options: &[u8], payload: &[u8]) -> alloc::vec::Vec<u8> {
+    tests::tcp4(options, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn tcp4(options: &[u8], payload: &[u8]) -> alloc::vec::Vec<u8> {
+        let ihl = 20 + options.len();
+        let total = ihl + 20 + payload.len();
+        let mut f = alloc::vec![0u8; 14 + total];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x40 | (ihl / 4) as u8;
+        f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+        f[22] = 64;
+        f[23] = PROTO_TCP;
+        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+        f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+        f[34..34 + options.len()].copy_from_slice(options);
+        let l4 = 14 + ihl;
+        f[l4..l4 + 4].copy_from_slice(&[0x30, 0x39, 0x00, 0x50]);
+        f[l4 + 12] = 0x50;
+        f[l4 + 20..].copy_from_slice(payload);
+        let c = ipv4_header_checksum(&f[14..14 + ihl]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        let l = parse(&f).unwrap();
+        let p = pseudo_header_sum(&f, &l);
+        f[l.checksum_field()..l.checksum_field() + 2].copy_from_slice(&p.to_be_bytes());
+        let c = finish(sum(&f[l.l4..l.end], 0), PROTO_TCP);
+        f[l.checksum_field()..l.checksum_field() + 2].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn a_built_frame_verifies_and_a_flipped_bit_does_not() {
+        let mut f = tcp4(&[1, 1, 1, 0], b"hello, odd");
+        let l = parse(&f).unwrap();
+        assert_eq!((l.l3, l.l3_len, l.l4, l.end), (14, 24, 38, f.len()));
+        assert!(ipv4_header_ok(&f, &l) && l4_checksum_ok(&f, &l));
+        let last = f.len() - 1;
+        f[last] ^= 1;
+        assert!(!l4_checksum_ok(&f, &l));
+        f[22] ^= 1; // TTL
+        assert!(!ipv4_header_ok(&f, &l));
+    }
+
+    #[test]
+    fn the_rfc1071_example_sums_to_its_published_value() {
+        // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums (folded) to 0xddf2.
+        assert_eq!(
+            fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7], 0)),
+            0xddf2
+        );
+    }
+
+    #[test]
+    fn fragments_truncations_and_other_protocols_are_not_parsed() {
+        let f = tcp4(&[], b"x");
+        assert!(parse(&f).is_some());
+        let mut frag = f.clone();
+        frag[20] = 0x20; // more fragments
+        assert!(parse(&frag).is_none());
+        let mut icmp = f.clone();
+        icmp[23] = 1;
+        assert!(parse(&icmp).is_none());
+        let mut long = f.clone();
+        long[16..18].copy_from_slice(&1000u16.to_be_bytes());
+        assert!(parse(&long).is_none());
+        for n in 0..f.len() {
+            assert!(parse(&f[..n]).is_none(), "a frame cut to {n} bytes parsed");
+        }
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_and_a_fragment_header_stops() {
+        let mut f = alloc::vec![0u8; 14 + 40 + 8 + 8];
+        f[12..14].copy_from_slice(&[0x86, 0xDD]);
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&16u16.to_be_bytes());
+        f[20] = 0; // hop-by-hop
+        f[54] = PROTO_UDP; // its next header; length 0 = 8 bytes
+        let l = parse(&f).unwrap();
+        assert_eq!((l.l4, l.protocol, l.end), (62, PROTO_UDP, 70));
+        f[20] = 44;
+        assert!(parse(&f).is_none());
+    }
+
+    #[test]
+    fn a_udp_sum_of_zero_is_sent_as_all_ones() {
+        assert_eq!(finish(0xFFFF, PROTO_UDP), 0xFFFF);
+        assert_eq!(finish(0xFFFF, PROTO_TCP), 0);
+    }
+}
