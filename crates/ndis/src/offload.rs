@@ -397,6 +397,14 @@ mod tests {
             (o.Header.Revision, o.Header.Size),
             (2, sys::NDIS_SIZEOF_NDIS_OFFLOAD_REVISION_2)
         );
+        for (version, revision, size) in [((6, 0), 1, 112), ((6, 30), 3, 156), ((6, 87), 3, 156)] {
+            let h = ChecksumOffload::all().to_ndis(version).Header;
+            assert_eq!(
+                (h.Type, h.Revision, h.Size),
+                (0xA7, revision, size),
+                "{version:?}"
+            );
+        }
         let c = o.Checksum;
         assert_eq!(
             c.IPv4Transmit.Encapsulation,

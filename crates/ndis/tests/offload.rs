@@ -1,0 +1,188 @@
+//! Checksum offload as the framework runs it for a driver: the attributes at initialize, the
+//! tasks in force only once NDIS has set the encapsulation, and the two offload OIDs answered
+//! with a `CURRENT_CONFIG` indication after each change.
+#![cfg(not(windows))]
+
+use ndis::driver::MiniportDriver;
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
+use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::offload::{ChecksumOffload, OffloadInfo};
+use ndis::{NdisVersion, Status};
+use ndis_emu::{AdapterId, Config, Emulator, InterruptResources};
+use ndis_sys as sys;
+
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
+struct Driver;
+struct Adapter;
+
+/// A private OID whose query answers `NdisAdapter::checksum_offload()` (the bits).
+const OID_IN_FORCE: u32 = 0xFF01_0010;
+
+impl MiniportDriver for Driver {
+    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    const DRIVER_VERSION: (u8, u8) = (1, 0);
+    type Adapter = Adapter;
+    fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
+        let hardware = ChecksumOffload::IPV4;
+        let enabled = {
+            let c = init.configuration()?;
+            ChecksumOffload::from_keywords(&c, hardware, init.passive())
+        };
+        let mut info = AdapterInfo::ethernet([2, 0, 0, 0, 0, 1], 1500, 1_000_000_000, true);
+        info.offload = Some(OffloadInfo { hardware, enabled });
+        Ok((Adapter, info))
+    }
+}
+
+impl Miniport for Adapter {
+    const EXTRA_OIDS: &'static [u32] = &[OID_IN_FORCE];
+
+    fn oid_query(
+        &self,
+        adapter: &NdisAdapter,
+        oid: u32,
+        out: &mut ndis::oid::QueryBuffer<'_>,
+        _: &ndis::irql::Passive<'_>,
+    ) -> Result<(), Status> {
+        match oid {
+            OID_IN_FORCE => out.write_u32(adapter.checksum_offload().bits()),
+            _ => Err(Status::NOT_SUPPORTED),
+        }
+    }
+    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &SendIrql<'_>) {
+        lists.each(|_| Status::SUCCESS);
+    }
+    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
+}
+
+ndis::miniport_driver!(Driver = Driver);
+
+fn in_force(emu: &Emulator, a: AdapterId) -> ChecksumOffload {
+    let r = emu.oid_query(a, OID_IN_FORCE, 4);
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    ChecksumOffload::from_bits_truncate(u32::from_le_bytes(r.data[..4].try_into().unwrap()))
+}
+
+/// The `NDIS_OFFLOAD` headers of the `CURRENT_CONFIG` indications since the last call.
+fn config_indications(emu: &Emulator, a: AdapterId) -> Vec<(u8, usize)> {
+    emu.status_indications(a)
+        .into_iter()
+        .filter(|(code, _)| *code == sys::NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG)
+        .map(|(_, b)| (b[1], b.len()))
+        .collect()
+}
+
+fn encapsulation(v4: u32, v6: u32, header: u32) -> Vec<u8> {
+    let mut e = vec![0u8; 28];
+    e[0] = sys::NDIS_OBJECT_TYPE_OFFLOAD_ENCAPSULATION;
+    e[1] = 1;
+    e[2..4].copy_from_slice(&28u16.to_le_bytes());
+    for (at, on) in [(4, v4), (16, v6)] {
+        e[at..at + 4].copy_from_slice(&on.to_le_bytes());
+        e[at + 4..at + 8].copy_from_slice(&sys::NDIS_ENCAPSULATION_IEEE_802_3.to_le_bytes());
+        e[at + 8..at + 12].copy_from_slice(&header.to_le_bytes());
+    }
+    e
+}
+
+fn parameters(values: [u8; 5]) -> Vec<u8> {
+    let mut p = vec![0u8; 20];
+    p[0] = sys::NDIS_OBJECT_TYPE_DEFAULT;
+    p[1] = 1;
+    p[2..4].copy_from_slice(&20u16.to_le_bytes());
+    p[4..9].copy_from_slice(&values);
+    p
+}
+
+#[test]
+fn tasks_are_in_force_only_once_the_encapsulation_is_set() {
+    let emu = Emulator::new(Config::default());
+    emu.set_keyword("*UDPChecksumOffloadIPv4", "1"); // transmit only
+    assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let a = emu.add_adapter(InterruptResources::None).expect("init");
+    let configured = ChecksumOffload::IPV4 - ChecksumOffload::IPV4_RX_UDP;
+    let o = emu.offload(a).expect("offload attributes");
+    assert!(o.hardware.ipv4_rx_udp && !o.hardware.ipv6_tx_tcp);
+    assert!(!o.current.ipv4_rx_udp && o.current.ipv4_tx_udp);
+    // Not bound yet: nothing in force.
+    assert_eq!(in_force(&emu, a), ChecksumOffload::empty());
+    let supported = emu.oid_query(a, sys::OID_GEN_SUPPORTED_LIST, 1024).data;
+    for oid in [
+        sys::OID_TCP_OFFLOAD_PARAMETERS,
+        sys::OID_OFFLOAD_ENCAPSULATION,
+    ] {
+        assert!(
+            supported.chunks(4).any(|c| c == oid.to_le_bytes()),
+            "{oid:#x} listed"
+        );
+    }
+
+    // TCP/IP binds at the first restart: the encapsulation, then the configuration indicated.
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(
+        emu.offload(a).unwrap().encapsulation,
+        Some(sys::NDIS_STATUS_SUCCESS)
+    );
+    assert_eq!(in_force(&emu, a), configured);
+    assert_eq!(
+        config_indications(&emu, a),
+        vec![(2, 144)],
+        "revision 2 for NDIS 6.20"
+    );
+
+    // IPv4 encapsulation off: nothing in force, the configuration is still indicated.
+    let off = encapsulation(
+        sys::NDIS_OFFLOAD_SET_OFF,
+        sys::NDIS_OFFLOAD_SET_NO_CHANGE,
+        0,
+    );
+    assert_eq!(
+        emu.oid_set(a, sys::OID_OFFLOAD_ENCAPSULATION, &off).status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(in_force(&emu, a), ChecksumOffload::empty());
+    assert_eq!(config_indications(&emu, a).len(), 1);
+    // Other framing than Ethernet's 14-byte header is refused, and changes nothing.
+    let odd = encapsulation(sys::NDIS_OFFLOAD_SET_ON, sys::NDIS_OFFLOAD_SET_ON, 22);
+    assert_eq!(
+        emu.oid_set(a, sys::OID_OFFLOAD_ENCAPSULATION, &odd).status,
+        sys::NDIS_STATUS_INVALID_PARAMETER
+    );
+    assert_eq!(in_force(&emu, a), ChecksumOffload::empty());
+    let on = encapsulation(sys::NDIS_OFFLOAD_SET_ON, sys::NDIS_OFFLOAD_SET_ON, 14);
+    assert_eq!(
+        emu.oid_set(a, sys::OID_OFFLOAD_ENCAPSULATION, &on).status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(in_force(&emu, a), configured);
+
+    // Parameters: UDP/IPv4 receive on (in the hardware): applied and indicated; TCP/IPv6 on
+    // (not in the hardware): refused, nothing changes, nothing indicated.
+    let _ = config_indications(&emu, a);
+    assert_eq!(
+        emu.oid_set(
+            a,
+            sys::OID_TCP_OFFLOAD_PARAMETERS,
+            &parameters([0, 0, 4, 0, 0])
+        )
+        .status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(in_force(&emu, a), ChecksumOffload::IPV4);
+    assert_eq!(config_indications(&emu, a).len(), 1);
+    assert!(emu.offload(a).unwrap().current.ipv4_rx_udp);
+    let r = emu.oid_set(
+        a,
+        sys::OID_TCP_OFFLOAD_PARAMETERS,
+        &parameters([0, 0, 0, 4, 0]),
+    );
+    assert_eq!(r.status, sys::NDIS_STATUS_INVALID_PARAMETER);
+    assert_eq!(in_force(&emu, a), ChecksumOffload::IPV4);
+    assert!(config_indications(&emu, a).is_empty());
+
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
