@@ -16,7 +16,7 @@ use ndis_emu::devices::virtio_net::regs::{self, NO_VECTOR, common, feature, stat
 use ndis_emu::devices::virtio_net::{VectorRefusal, VirtioNet, VirtioNetConfig};
 use ndis_emu::pci::PciFunction;
 use ndis_emu::vm_memory::{Bytes, GuestAddress};
-use ndis_emu::{Config, DeviceId, Emulator, GUEST_MEMORY_BASE, InterruptResources};
+use ndis_emu::{Config, Emulator, InterruptResources};
 use ndis_sys as sys;
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::InterruptStatus;
@@ -28,6 +28,9 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 #[path = "support/virtio_oracle.rs"]
 mod virtio_oracle;
 use virtio_oracle::{EmuTransport, allocate, entry, release};
+#[path = "support/virtio_rings.rs"]
+mod virtio_rings;
+use virtio_rings::{BASE, RING_SIZE, Regs, Ring, device_only, model};
 
 thread_local! {
     /// Bounce buffers of `Hal::share`: physical address -> (virtual address, length).
@@ -115,10 +118,6 @@ fn frame(n: u8, len: usize) -> Vec<u8> {
         *b = (i as u8).wrapping_mul(7).wrapping_add(n);
     }
     f
-}
-
-fn model<R>(emu: &Emulator, dev: DeviceId, f: impl FnOnce(&mut VirtioNet) -> R) -> R {
-    emu.with_device::<VirtioNet, _>(dev, |m, _| f(m))
 }
 
 #[test]
@@ -277,163 +276,6 @@ fn with_msix_granted_an_oracle_that_maps_no_vector_gets_no_interrupt() {
 
 // ---- register level ----
 
-/// Register access to a device-only model (no driver), through `with_device`.
-struct Regs<'a> {
-    emu: &'a Emulator,
-    dev: DeviceId,
-}
-
-impl Regs<'_> {
-    fn read(&self, bar: u8, offset: u64, width: u32) -> u32 {
-        self.emu
-            .with_device::<VirtioNet, _>(self.dev, |m, bus| m.mmio_read(bus, bar, offset, width))
-    }
-    fn write(&self, bar: u8, offset: u64, width: u32, value: u32) {
-        self.emu.with_device::<VirtioNet, _>(self.dev, |m, bus| {
-            m.mmio_write(bus, bar, offset, width, value)
-        })
-    }
-    fn common(&self, field: u64, width: u32) -> u32 {
-        self.read(regs::MODERN_BAR, regs::COMMON_OFFSET + field, width)
-    }
-    fn set_common(&self, field: u64, width: u32, value: u32) {
-        self.write(regs::MODERN_BAR, regs::COMMON_OFFSET + field, width, value)
-    }
-    fn isr(&self) -> u8 {
-        self.read(regs::MODERN_BAR, regs::ISR_OFFSET, 1) as u8
-    }
-    fn model<R>(&self, f: impl FnOnce(&mut VirtioNet) -> R) -> R {
-        model(self.emu, self.dev, f)
-    }
-    fn mem_write<T: ndis_emu::vm_memory::ByteValued>(&self, at: u64, v: T) {
-        self.emu.with_device::<VirtioNet, _>(self.dev, |_, bus| {
-            bus.memory().write_obj(v, GuestAddress(at)).unwrap()
-        })
-    }
-    fn mem_read_u16(&self, at: u64) -> u16 {
-        self.emu.with_device::<VirtioNet, _>(self.dev, |_, bus| {
-            bus.memory().read_obj::<u16>(GuestAddress(at)).unwrap()
-        })
-    }
-
-    /// Negotiates `features` and sets DRIVER_OK after `setup` (queue programming) ran.
-    fn bring_up(&self, features: u64, setup: impl FnOnce(&Self)) {
-        self.set_common(common::DEVICE_STATUS, 1, 0);
-        self.set_common(
-            common::DEVICE_STATUS,
-            1,
-            (status::ACKNOWLEDGE | status::DRIVER) as u32,
-        );
-        self.set_common(common::DRIVER_FEATURE_SELECT, 4, 0);
-        self.set_common(common::DRIVER_FEATURE, 4, features as u32);
-        self.set_common(common::DRIVER_FEATURE_SELECT, 4, 1);
-        self.set_common(common::DRIVER_FEATURE, 4, (features >> 32) as u32);
-        let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
-        self.set_common(common::DEVICE_STATUS, 1, s as u32);
-        assert_eq!(
-            self.common(common::DEVICE_STATUS, 1) as u8,
-            s,
-            "FEATURES_OK stuck"
-        );
-        setup(self);
-        self.set_common(common::DEVICE_STATUS, 1, (s | status::DRIVER_OK) as u32);
-    }
-}
-
-fn device_only(resources: InterruptResources, cfg: VirtioNetConfig) -> (Emulator, DeviceId) {
-    let emu = Emulator::new(Config::default());
-    let (dev, _) = emu.add_device_with(resources, Box::new(VirtioNet::new(cfg)));
-    (emu, dev)
-}
-
-/// A hand-built split ring of 8 entries in guest memory (no NDIS allocation: the device only
-/// needs addresses inside the region).
-struct Ring {
-    queue: u16,
-    desc: u64,
-    avail: u64,
-    used: u64,
-    buffers: u64,
-    next: u16,
-}
-
-const RING_SIZE: u16 = 8;
-
-impl Ring {
-    fn program(r: &Regs<'_>, queue: u16, base: u64) -> Ring {
-        let ring = Ring {
-            queue,
-            desc: base,
-            avail: base + 0x1000,
-            used: base + 0x2000,
-            buffers: base + 0x3000,
-            next: 0,
-        };
-        if (GUEST_MEMORY_BASE..GUEST_MEMORY_BASE + ndis_emu::GUEST_MEMORY_SIZE).contains(&base) {
-            // A fresh ring, as a driver initializes it after every reset.
-            r.emu.with_device::<VirtioNet, _>(r.dev, |_, bus| {
-                bus.memory()
-                    .write_slice(&[0u8; 0x3000], GuestAddress(base))
-                    .unwrap()
-            });
-        }
-        r.set_common(common::QUEUE_SELECT, 2, queue as u32);
-        r.set_common(common::QUEUE_SIZE, 2, RING_SIZE as u32);
-        for (field, value) in [
-            (common::QUEUE_DESC, ring.desc),
-            (common::QUEUE_DRIVER, ring.avail),
-            (common::QUEUE_DEVICE, ring.used),
-        ] {
-            r.set_common(field, 4, value as u32);
-            r.set_common(field + 4, 4, (value >> 32) as u32);
-        }
-        r.set_common(common::QUEUE_ENABLE, 2, 1);
-        ring
-    }
-
-    /// Descriptor `i`: (address, length, flags, next).
-    fn desc(&self, r: &Regs<'_>, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = self.desc + 16 * i as u64;
-        r.mem_write(at, addr.to_le());
-        r.mem_write(at + 8, len.to_le());
-        r.mem_write(at + 12, flags.to_le());
-        r.mem_write(at + 14, next.to_le());
-    }
-
-    /// Makes chain `head` available and rings the doorbell.
-    fn publish(&mut self, r: &Regs<'_>, head: u16) {
-        r.mem_write(
-            self.avail + 4 + 2 * (self.next % RING_SIZE) as u64,
-            head.to_le(),
-        );
-        self.next = self.next.wrapping_add(1);
-        r.mem_write(self.avail + 2, self.next.to_le());
-        r.write(
-            regs::MODERN_BAR,
-            regs::NOTIFY_OFFSET + self.queue as u64 * regs::NOTIFY_OFF_MULTIPLIER as u64,
-            2,
-            self.queue as u32,
-        );
-    }
-
-    /// A TX chain of header + `payload` in one descriptor at slot `slot`.
-    fn transmit(&mut self, r: &Regs<'_>, slot: u16, payload: &[u8]) {
-        let buf = self.buffers + 0x800 * slot as u64;
-        let mut bytes = vec![0u8; regs::NET_HDR_LEN];
-        bytes.extend_from_slice(payload);
-        r.emu.with_device::<VirtioNet, _>(r.dev, |_, bus| {
-            bus.memory().write_slice(&bytes, GuestAddress(buf)).unwrap()
-        });
-        self.desc(r, slot, buf, bytes.len() as u32, 0, 0);
-        self.publish(r, slot);
-    }
-
-    fn used_idx(&self, r: &Regs<'_>) -> u16 {
-        r.mem_read_u16(self.used + 2)
-    }
-}
-
-const BASE: u64 = GUEST_MEMORY_BASE + 0x10_0000;
 const VERSION_1: u64 = feature::VERSION_1;
 
 #[test]

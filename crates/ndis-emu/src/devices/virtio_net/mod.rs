@@ -6,12 +6,14 @@
 //! A test is the network: it injects frames ([`VirtioNet::inject_frame`]), reads what the driver
 //! transmitted ([`VirtioNet::transmitted_frames`]), loops TX back to RX, captures to pcap, drops
 //! the link, and flips misbehaviour switches (surprise removal, refused vector mappings, a used
-//! index past the ring, a stalled queue).
+//! index past the ring, a stalled queue). It completes TX checksums and validates or hands over
+//! partial RX checksums ([`VirtioNet::set_rx_checksum`], [`RxChecksum`]).
 //!
 //! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths) never
 //! panics the model: it sets DEVICE_NEEDS_RESET, stops processing and records why
 //! ([`VirtioNet::device_error`]), as the spec allows a device to do.
 
+mod checksum;
 mod pcap;
 pub mod regs;
 
@@ -27,9 +29,12 @@ use crate::pci::{BarInfo, Bus, CONFIG_SPACE_SIZE, InterruptMode, PciFunction};
 use regs::{NO_VECTOR, common, ctrl, feature, status};
 
 /// The features offered unless the test chooses: what our reference driver and `virtio-drivers`
-/// both understand. MRG_RXBUF is left out on purpose: with VERSION_1 the header is 12 bytes
-/// either way, and one buffer per frame keeps RX completions one-to-one.
+/// both understand, plus the checksum offloads QEMU offers by default (CSUM, GUEST_CSUM), which
+/// a driver may leave alone. MRG_RXBUF is left out on purpose: with VERSION_1 the header is 12
+/// bytes either way, and one buffer per frame keeps RX completions one-to-one.
 pub const DEFAULT_FEATURES: u64 = feature::VERSION_1
+    | feature::CSUM
+    | feature::GUEST_CSUM
     | feature::MAC
     | feature::STATUS
     | feature::MTU
@@ -100,6 +105,24 @@ pub enum VectorRefusal {
     AtOrAbove(u16),
 }
 
+/// What the device tells the driver about received checksums once GUEST_CSUM is negotiated
+/// (without it every RX header has flags 0). Frames the model can vouch for are Ethernet, at
+/// most one 802.1Q tag, IPv4 (not a fragment) or IPv6 (no extension headers), TCP or UDP, with a
+/// checksum that verifies (UDP over IPv4 without a checksum does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RxChecksum {
+    /// Such frames are marked DATA_VALID, as a NIC that checked them; others get flags 0.
+    #[default]
+    Validate,
+    /// Such frames arrive as a host delivers locally generated packets: NEEDS_CSUM, the
+    /// checksum field holding the pseudo-header sum, `csum_start` at the TCP/UDP header,
+    /// `csum_offset` 16 (TCP) or 6 (UDP). Frames that do not qualify (or whose non-zero Ethernet
+    /// padding would spoil the driver's completion) are handled as in `Validate`.
+    Partial,
+    /// flags 0 for every frame: the driver checks everything itself.
+    Off,
+}
+
 /// What the device did, for assertions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -122,6 +145,12 @@ pub struct Counters {
     pub rx_dropped: u64,
     /// Frames written into RX buffers, per queue pair.
     pub rx_delivered: Vec<u64>,
+    /// TX frames whose partial checksum (NEEDS_CSUM) the device completed.
+    pub tx_checksummed: u64,
+    /// RX frames delivered marked DATA_VALID.
+    pub rx_data_valid: u64,
+    /// RX frames delivered with a partial checksum (NEEDS_CSUM).
+    pub rx_partial: u64,
     /// ISR status reads.
     pub isr_reads: u64,
 }
@@ -219,6 +248,9 @@ pub struct VirtioNet {
     msix: Vec<MsixEntry>,
     pending: Vec<bool>,
     loopback: bool,
+    /// What RX headers say about checksums when GUEST_CSUM is negotiated (a test switch: it
+    /// survives device resets).
+    rx_checksum: RxChecksum,
     refusal: VectorRefusal,
     /// Every control command is answered ERR (a misbehaviour switch).
     refuse_control: bool,
@@ -242,6 +274,7 @@ pub struct VirtioNet {
 #[derive(Default)]
 struct Scratch {
     chain: Vec<Descriptor>,
+    /// A TX chain's bytes; an RX frame delivered with a partial checksum.
     bytes: Vec<u8>,
 }
 
@@ -295,6 +328,7 @@ impl VirtioNet {
             ],
             pending: vec![false; vectors],
             loopback: false,
+            rx_checksum: RxChecksum::default(),
             refusal: VectorRefusal::None,
             refuse_control: false,
             removed: false,
@@ -364,6 +398,12 @@ impl VirtioNet {
     /// Every transmitted frame also arrives on the same pair's RX queue.
     pub fn set_loopback(&mut self, on: bool) {
         self.loopback = on;
+    }
+
+    /// How RX headers report checksums once the driver negotiated GUEST_CSUM (default
+    /// [`RxChecksum::Validate`]); applies to frames delivered from now on.
+    pub fn set_rx_checksum(&mut self, mode: RxChecksum) {
+        self.rx_checksum = mode;
     }
 
     /// Writes a classic pcap capture of every frame transmitted and received to `path`.
@@ -807,16 +847,28 @@ impl VirtioNet {
         Scratch { chain, bytes }: &mut Scratch,
     ) -> Result<bool, String> {
         let mut used = false;
+        let csum = self.negotiated(feature::CSUM);
         while let Some(head) = pop(&mut self.queues[q].queue, mem, chain)? {
             gather(mem, chain, MAX_TX_CHAIN, bytes)?;
-            if bytes.len() < regs::NET_HDR_LEN {
+            let Some(header) = bytes.first_chunk() else {
                 return Err(format!(
                     "TX chain {head} holds {} bytes, less than the {}-byte virtio_net_hdr",
                     bytes.len(),
                     regs::NET_HDR_LEN
                 ));
+            };
+            let request = checksum::TxHeader(header).checksum_request(
+                head,
+                csum,
+                bytes.len() - regs::NET_HDR_LEN,
+            )?;
+            let mut frame = bytes[regs::NET_HDR_LEN..].to_vec();
+            // What goes on the wire (and so into the record, the capture and the loopback) is
+            // the frame with its checksum completed.
+            if let Some((start, field)) = request {
+                checksum::insert_checksum(&mut frame, start, field);
+                self.counters.tx_checksummed += 1;
             }
-            let frame = bytes[regs::NET_HDR_LEN..].to_vec();
             if let Some(p) = &mut self.pcap {
                 p.record(&frame);
             }
@@ -852,9 +904,18 @@ impl VirtioNet {
         q: usize,
         pair: usize,
         incoming: &mut &[&[u8]],
-        Scratch { chain, .. }: &mut Scratch,
+        Scratch {
+            chain,
+            bytes: rewritten,
+        }: &mut Scratch,
     ) -> Result<bool, String> {
         let mut used = false;
+        // Frames are parsed only when the mode needs it and the driver asked for GUEST_CSUM.
+        let rx_checksum = if self.negotiated(feature::GUEST_CSUM) {
+            self.rx_checksum
+        } else {
+            RxChecksum::Off
+        };
         loop {
             // The backlog first (it arrived earlier), then the caller's frames.
             let from_backlog = !self.pairs[pair].backlog.is_empty();
@@ -874,16 +935,35 @@ impl VirtioNet {
                 .sum();
             let total = regs::NET_HDR_LEN + frame.len();
             if room >= total as u64 {
-                let mut header = [0u8; regs::NET_HDR_LEN];
-                header[10..12].copy_from_slice(&1u16.to_le_bytes()); // num_buffers
-                scatter(mem, chain, &[&header, frame])?;
+                let verdict = match rx_checksum {
+                    RxChecksum::Off => checksum::RxVerdict::Unchecked,
+                    mode => checksum::classify(frame, mode),
+                };
+                // A partial checksum rewrites the frame: in the reused scratch buffer, so that
+                // the one `scatter` call stays as cheap as without checksum offload.
+                let delivered: &[u8] = match verdict.partial_field() {
+                    Some((at, sum)) => {
+                        rewritten.clear();
+                        rewritten.extend_from_slice(frame);
+                        rewritten[at..at + 2].copy_from_slice(&sum);
+                        rewritten
+                    }
+                    None => frame,
+                };
+                scatter(mem, chain, &[&verdict.header(), delivered])?;
                 queue
                     .add_used(mem, head, total as u32)
                     .map_err(|e| format!("add_used({head}): {e}"))?;
+                // The capture shows the frame as it came off the wire.
                 if let Some(p) = &mut self.pcap {
                     p.record(frame);
                 }
                 self.counters.rx_delivered[pair] += 1;
+                match verdict {
+                    checksum::RxVerdict::DataValid => self.counters.rx_data_valid += 1,
+                    checksum::RxVerdict::Partial { .. } => self.counters.rx_partial += 1,
+                    checksum::RxVerdict::Unchecked => {}
+                }
                 used = true;
             } else {
                 // Too small for this frame (no MRG_RXBUF): the frame is dropped, the buffer

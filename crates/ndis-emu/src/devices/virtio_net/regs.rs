@@ -84,7 +84,10 @@ pub mod status {
 
 /// Feature bits (virtio-net and transport).
 pub mod feature {
+    /// The device completes partial TX checksums (`NEEDS_CSUM`).
     pub const CSUM: u64 = 1 << 0;
+    /// The driver accepts RX frames marked `DATA_VALID` or carrying a partial checksum.
+    pub const GUEST_CSUM: u64 = 1 << 1;
     pub const MTU: u64 = 1 << 3;
     pub const MAC: u64 = 1 << 5;
     pub const MRG_RXBUF: u64 = 1 << 15;
@@ -109,6 +112,24 @@ pub const ISR_CONFIG: u8 = 2;
 pub const NET_S_LINK_UP: u16 = 1;
 /// `struct virtio_net_hdr_v1` (with `num_buffers`, present whenever VERSION_1 is negotiated).
 pub const NET_HDR_LEN: usize = 12;
+/// `flags`: the checksum from `csum_start` to the end of the frame is still to be computed and
+/// stored at `csum_start + csum_offset` (the field holds the pseudo-header sum).
+pub const NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// `flags` (RX only): the device verified the frame's checksums.
+pub const NET_HDR_F_DATA_VALID: u8 = 2;
+/// `gso_type`: not a segmentation offload.
+pub const NET_HDR_GSO_NONE: u8 = 0;
+
+/// Byte offsets of the `virtio_net_hdr_v1` fields (every multi-byte field little-endian).
+pub mod net_hdr {
+    pub const FLAGS: usize = 0;
+    pub const GSO_TYPE: usize = 1;
+    pub const HDR_LEN: usize = 2;
+    pub const GSO_SIZE: usize = 4;
+    pub const CSUM_START: usize = 6;
+    pub const CSUM_OFFSET: usize = 8;
+    pub const NUM_BUFFERS: usize = 10;
+}
 
 /// Control queue classes, commands and acks.
 pub mod ctrl {
