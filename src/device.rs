@@ -498,8 +498,8 @@ impl Device {
 
     /// `frame` with what NDIS is to be told about its checksums: the device's verdict from the
     /// virtio header (`DATA_VALID`, or `NEEDS_CSUM` for a checksum it left partial, which is
-    /// completed here), within the tasks in force. Only with `GUEST_CSUM`, without which the
-    /// device never says anything.
+    /// completed here), within the tasks in force, and then the IPv4 header checksum, verified
+    /// here. Only with `GUEST_CSUM`, without which the device never says anything.
     fn with_checksum(&self, pair: &Pair, mut frame: RxFrame) -> RxFrame {
         if self.features & features::GUEST_CSUM == 0 {
             return frame;
@@ -525,7 +525,9 @@ impl Device {
         } else {
             DeviceRxChecksum::Unchecked
         };
-        if device != DeviceRxChecksum::Unchecked || !self.ndis.checksum_offload().is_empty() {
+        // A frame the device did not check is left to the stack whole: verifying only its IPv4
+        // header here would move work, not save it.
+        if device != DeviceRxChecksum::Unchecked {
             frame.checksum = pair.pool.checksum(
                 frame.index,
                 frame.offset,
@@ -653,11 +655,10 @@ impl Device {
                 return Status::RESOURCES;
             };
             let at = b as usize * self.frame.buffer;
-            let mut header = NetHeader::default();
             let copied = match (offload, tag) {
-                (false, None) => {
-                    frame.copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
-                }
+                (false, None) => frame
+                    .copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
+                    .map(|len| (len, None)),
                 _ => frame
                     .copy_to_device_prepared(
                         &tx.bounce,
@@ -666,18 +667,20 @@ impl Device {
                         &prep,
                     )
                     .ok()
-                    .map(|c| {
-                        if let Some((start, offset)) = c.partial {
-                            header.flags = NetHeader::F_NEEDS_CSUM;
-                            header.csum_start = start;
-                            header.csum_offset = offset;
-                        }
-                        c.len
-                    }),
+                    .map(|c| (c.len, c.partial)),
             };
-            let Some(len) = copied else {
+            let Some((len, partial)) = copied else {
                 tx.free.push(b);
                 return Status::INVALID_LENGTH;
+            };
+            let header = match partial {
+                None => NetHeader::default(),
+                Some((start, offset)) => NetHeader {
+                    flags: NetHeader::F_NEEDS_CSUM,
+                    csum_start: start,
+                    csum_offset: offset,
+                    ..NetHeader::default()
+                },
             };
             tx.bounce.write_bytes(at, &header.encode());
             let chain = [Buffer {

@@ -717,18 +717,11 @@ impl Emulator {
 
     fn send_prepared(&self, adapter: AdapterId, frames: &[(Vec<u8>, usize)]) {
         let lists: Vec<[&[u8]; 1]> = frames.iter().map(|(f, _)| [f.as_slice()]).collect();
-        let lists: Vec<(&[&[u8]], ListInfo)> = lists
-            .iter()
-            .zip(frames)
-            .map(|(l, (_, checksum))| {
-                let info = ListInfo {
-                    checksum: *checksum,
-                    ..ListInfo::default()
-                };
-                (l.as_slice(), info)
-            })
-            .collect();
-        self.send_chain_with(adapter, &lists, usize::MAX)
+        let lists: Vec<&[&[u8]]> = lists.iter().map(|l| l.as_slice()).collect();
+        self.send_chain_with(adapter, &lists, usize::MAX, |i| ListInfo {
+            checksum: frames[i].1,
+            ..ListInfo::default()
+        })
     }
 
     /// One list per frame, every list with the same 802.1Q information entry.
@@ -739,15 +732,20 @@ impl Emulator {
     }
 
     fn send_chain(&self, adapter: AdapterId, lists: &[&[&[u8]]], piece: usize, ieee8021q: usize) {
-        let info = ListInfo {
+        self.send_chain_with(adapter, lists, piece, |_| ListInfo {
             ieee8021q,
             ..ListInfo::default()
-        };
-        let lists: Vec<(&[&[u8]], ListInfo)> = lists.iter().map(|l| (*l, info)).collect();
-        self.send_chain_with(adapter, &lists, piece)
+        })
     }
 
-    fn send_chain_with(&self, adapter: AdapterId, lists: &[(&[&[u8]], ListInfo)], piece: usize) {
+    /// One call of the send handler with `lists` chained, list `i` carrying `info(i)`.
+    fn send_chain_with(
+        &self,
+        adapter: AdapterId,
+        lists: &[&[&[u8]]],
+        piece: usize,
+        info: impl Fn(usize) -> ListInfo,
+    ) {
         let (handler, context, cpu, first) = {
             let mut st = self.machine.st();
             let a = adapter.0;
@@ -764,14 +762,14 @@ impl Emulator {
                 .expect("send handler");
             let context = st.ndis.adapters[a].context.unwrap_or(0);
             let mut first: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
-            for (frames, info) in lists.iter().rev() {
+            for (i, frames) in lists.iter().enumerate().rev() {
                 let slot = st
                     .datapath
                     .free_slots
                     .pop_front()
                     .unwrap_or_else(SendSlot::allocate);
                 // SAFETY: a free slot (new, or completed and taken out of `completed`).
-                first = unsafe { slot.fill(frames, piece, *info, first) };
+                first = unsafe { slot.fill(frames, piece, info(i), first) };
                 st.datapath
                     .sends
                     .insert(first as usize, SendRecord { adapter: a, slot });

@@ -164,6 +164,9 @@ impl<'a> SendNbl<'a> {
     pub fn checksum_request(&self) -> ChecksumRequest {
         // SAFETY: as for `ieee8021q`.
         let value = unsafe { (*self.nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] };
+        if value.is_null() {
+            return ChecksumRequest::default(); // the usual case, decoded for nothing
+        }
         ChecksumRequest::from_info(value as usize)
     }
 
