@@ -5,7 +5,10 @@
 
 use ndis_emu::devices::virtio_net::regs::feature as regs_feature;
 use ndis_emu::devices::virtio_net::{VectorRefusal, VirtioNet, VirtioNetConfig};
-use ndis_emu::{AdapterId, Config, DeviceId, Emulator, InterruptResources, sweep_fallible_calls};
+use ndis_emu::{
+    AdapterId, Config, DeviceId, Emulator, InterruptResources, offload_parameters,
+    sweep_fallible_calls,
+};
 use ndis_sys as sys;
 
 /// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
@@ -1197,15 +1200,6 @@ fn l4_frames() -> Vec<Vec<u8>> {
         }
     }
     frames
-}
-
-fn offload_parameters(values: [u8; 5]) -> Vec<u8> {
-    let mut p = vec![0u8; 20];
-    p[0] = sys::NDIS_OBJECT_TYPE_DEFAULT;
-    p[1] = sys::NDIS_OFFLOAD_PARAMETERS_REVISION_1;
-    p[2..4].copy_from_slice(&sys::NDIS_SIZEOF_OFFLOAD_PARAMETERS_REVISION_1.to_le_bytes());
-    p[4..9].copy_from_slice(&values);
-    p
 }
 
 #[test]

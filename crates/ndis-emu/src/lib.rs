@@ -48,7 +48,10 @@ pub use faults::FaultPlan;
 pub use heap::{DriverHeap, instrumentation};
 pub use memory::{Allocation, AllocationKind};
 pub use ndis::AdapterState;
-pub use offload::{ChecksumTasks, OffloadState, RxChecksumInfo, SendChecksum};
+pub use offload::{
+    ChecksumTasks, OffloadState, RxChecksumInfo, SendChecksum, offload_encapsulation,
+    offload_parameters,
+};
 pub use oid::OidResult;
 pub use sync::LinkState;
 pub use trace::Event;
@@ -446,15 +449,7 @@ impl Emulator {
     /// `OID_OFFLOAD_ENCAPSULATION` (Ethernet, 14-byte header, IPv4 and IPv6 on), before which a
     /// miniport must not validate receive checksums. Done once, at the first restart.
     fn bind_tcpip(&self, a: AdapterId) {
-        let mut e = [0u8; sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1 as usize];
-        e[0] = sys::NDIS_OBJECT_TYPE_OFFLOAD_ENCAPSULATION;
-        e[1] = sys::NDIS_OFFLOAD_ENCAPSULATION_REVISION_1;
-        e[2..4].copy_from_slice(&sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1.to_le_bytes());
-        for at in [4, 16] {
-            e[at..at + 4].copy_from_slice(&sys::NDIS_OFFLOAD_SET_ON.to_le_bytes());
-            e[at + 4..at + 8].copy_from_slice(&sys::NDIS_ENCAPSULATION_IEEE_802_3.to_le_bytes());
-            e[at + 8..at + 12].copy_from_slice(&14u32.to_le_bytes());
-        }
+        let e = offload_encapsulation(sys::NDIS_OFFLOAD_SET_ON, sys::NDIS_OFFLOAD_SET_ON, 14);
         let result = self.oid_set(a, sys::OID_OFFLOAD_ENCAPSULATION, &e);
         if let Some(o) = &mut self.st().ndis.adapters[a.0].offload {
             o.encapsulation = Some(result.status);

@@ -91,6 +91,34 @@ pub(crate) fn offload_header_ok(b: &[u8]) -> bool {
         && usize::from(u16::from_le_bytes([b[2], b[3]])) >= 112
 }
 
+/// An `NDIS_OFFLOAD_PARAMETERS` (revision 1) for `OID_TCP_OFFLOAD_PARAMETERS` whose checksum
+/// members are `checksums` (IPv4 header, TCP/IPv4, UDP/IPv4, TCP/IPv6, UDP/IPv6; each
+/// `NDIS_OFFLOAD_PARAMETERS_*`: 0 no change, 1 off, 2 Tx, 3 Rx, 4 both), every other member "no
+/// change".
+pub fn offload_parameters(checksums: [u8; 5]) -> Vec<u8> {
+    let mut p = vec![0u8; usize::from(sys::NDIS_SIZEOF_OFFLOAD_PARAMETERS_REVISION_1)];
+    p[0] = sys::NDIS_OBJECT_TYPE_DEFAULT;
+    p[1] = sys::NDIS_OFFLOAD_PARAMETERS_REVISION_1;
+    p[2..4].copy_from_slice(&sys::NDIS_SIZEOF_OFFLOAD_PARAMETERS_REVISION_1.to_le_bytes());
+    p[4..9].copy_from_slice(&checksums);
+    p
+}
+
+/// An `NDIS_OFFLOAD_ENCAPSULATION` for `OID_OFFLOAD_ENCAPSULATION`: IPv4 and IPv6 `Enabled`
+/// (`NDIS_OFFLOAD_SET_*`), both IEEE 802.3 with a `header`-byte framing header.
+pub fn offload_encapsulation(ipv4: u32, ipv6: u32, header: u32) -> Vec<u8> {
+    let mut e = vec![0u8; usize::from(sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1)];
+    e[0] = sys::NDIS_OBJECT_TYPE_OFFLOAD_ENCAPSULATION;
+    e[1] = sys::NDIS_OFFLOAD_ENCAPSULATION_REVISION_1;
+    e[2..4].copy_from_slice(&sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1.to_le_bytes());
+    for (at, enabled) in [(4, ipv4), (16, ipv6)] {
+        e[at..at + 4].copy_from_slice(&enabled.to_le_bytes());
+        e[at + 4..at + 8].copy_from_slice(&sys::NDIS_ENCAPSULATION_IEEE_802_3.to_le_bytes());
+        e[at + 8..at + 12].copy_from_slice(&header.to_le_bytes());
+    }
+    e
+}
+
 /// The checksums the protocol asks a miniport for on a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SendChecksum {

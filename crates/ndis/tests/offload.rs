@@ -8,7 +8,10 @@ use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
 use ndis::nbl::{Returned, SendIrql, SendLists};
 use ndis::offload::{ChecksumOffload, OffloadInfo};
 use ndis::{NdisVersion, Status};
-use ndis_emu::{AdapterId, Config, Emulator, InterruptResources};
+use ndis_emu::{
+    AdapterId, Config, Emulator, InterruptResources, offload_encapsulation as encapsulation,
+    offload_parameters as parameters,
+};
 use ndis_sys as sys;
 
 #[global_allocator]
@@ -72,28 +75,6 @@ fn config_indications(emu: &Emulator, a: AdapterId) -> Vec<(u8, usize)> {
         .filter(|(code, _)| *code == sys::NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG)
         .map(|(_, b)| (b[1], b.len()))
         .collect()
-}
-
-fn encapsulation(v4: u32, v6: u32, header: u32) -> Vec<u8> {
-    let mut e = vec![0u8; 28];
-    e[0] = sys::NDIS_OBJECT_TYPE_OFFLOAD_ENCAPSULATION;
-    e[1] = 1;
-    e[2..4].copy_from_slice(&28u16.to_le_bytes());
-    for (at, on) in [(4, v4), (16, v6)] {
-        e[at..at + 4].copy_from_slice(&on.to_le_bytes());
-        e[at + 4..at + 8].copy_from_slice(&sys::NDIS_ENCAPSULATION_IEEE_802_3.to_le_bytes());
-        e[at + 8..at + 12].copy_from_slice(&header.to_le_bytes());
-    }
-    e
-}
-
-fn parameters(values: [u8; 5]) -> Vec<u8> {
-    let mut p = vec![0u8; 20];
-    p[0] = sys::NDIS_OBJECT_TYPE_DEFAULT;
-    p[1] = 1;
-    p[2..4].copy_from_slice(&20u16.to_le_bytes());
-    p[4..9].copy_from_slice(&values);
-    p
 }
 
 #[test]
