@@ -810,6 +810,11 @@ fn tagged(frame: &[u8], tci: u16) -> Vec<u8> {
     .concat()
 }
 
+/// `frame` without the 802.1Q tag after its addresses.
+fn untagged(frame: &[u8]) -> Vec<u8> {
+    [&frame[..12], &frame[16..]].concat()
+}
+
 #[test]
 fn vlan_tags_are_inserted_on_send_stripped_on_receive_and_filtered() {
     let nic = start(1, InterruptResources::msix(4));
@@ -1490,5 +1495,66 @@ fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed()
     assert_eq!(got.len(), 1);
     assert!(got[0].0 == *f, "untagged, checksum completed");
     assert!(got[0].1.tcp_succeeded);
+    nic.stop();
+}
+
+#[test]
+fn a_device_that_forges_its_checksum_verdicts_cannot_make_the_driver_misbehave() {
+    use ndis_emu::devices::virtio_net::RxChecksum;
+    let nic = start(1, InterruptResources::msix(4));
+    let frames = l4_frames();
+    let mut inputs = vec![frames[0].clone(), frames[13].clone(), frame(9, 60)];
+    inputs.push(tagged(&frames[2], 5 << 13));
+    let mut short = frames[5].clone();
+    short.truncate(40); // IPv4 lengths past the frame's end
+    inputs.push(short);
+    let l4 = [34u16, 38, 54, 0, 13, 59, 60, 1513, 1514, 4000, u16::MAX];
+    let offsets = [0u16, 6, 16, 17, 1500, u16::MAX];
+    for flags in [1u8, 2, 3, 0xFF] {
+        for &csum_start in &l4 {
+            for &csum_offset in &offsets {
+                nic.net(|n, bus| {
+                    n.set_rx_checksum(RxChecksum::Forged {
+                        flags,
+                        csum_start,
+                        csum_offset,
+                    });
+                    for f in &inputs {
+                        n.inject_frame(bus, 0, f);
+                    }
+                });
+                nic.emu.run_dpcs();
+                let got = nic.emu.received_frames_checksum(nic.adapter);
+                nic.emu.return_receives(nic.adapter);
+                assert_eq!(got.len(), inputs.len(), "every frame indicated");
+                // Where a truthful device would start each input's partial checksum (None: it
+                // has none): only that description is acted on.
+                let honest = [Some(34), Some(54), None, Some(38), None];
+                for (((bytes, info), f), start) in got.iter().zip(&inputs).zip(honest) {
+                    let expected = if f[12..14] == [0x81, 0x00] {
+                        untagged(f)
+                    } else {
+                        f.clone()
+                    };
+                    let matches = flags & 1 != 0 && start == Some(csum_start) && csum_offset == 16;
+                    if matches {
+                        assert!(info.tcp_succeeded, "{flags} {csum_start} {csum_offset}");
+                    } else {
+                        assert!(
+                            *bytes == expected,
+                            "{flags} {csum_start} {csum_offset}: frame changed"
+                        );
+                        // A partial description that does not match: no verdict on TCP/UDP
+                        // (the IPv4 header is still verified here, from the frame itself).
+                        if flags & 1 != 0 {
+                            let claimed = info.tcp_succeeded || info.udp_succeeded;
+                            assert!(!claimed, "{flags} {csum_start} {csum_offset}");
+                        }
+                    }
+                    assert!(!(info.tcp_failed || info.udp_failed));
+                }
+            }
+        }
+    }
     nic.stop();
 }

@@ -199,8 +199,22 @@ impl RxVerdict {
 
 /// How a received frame is delivered in `mode`, GUEST_CSUM being negotiated (the frame is
 /// parsed only in the modes that need it).
+/// The RX header of [`RxChecksum::Forged`]: whatever the misbehaving device claims.
+pub(super) fn forged_header(
+    flags: u8,
+    csum_start: u16,
+    csum_offset: u16,
+) -> [u8; regs::NET_HDR_LEN] {
+    let mut h = [0u8; regs::NET_HDR_LEN];
+    h[net_hdr::FLAGS] = flags;
+    h[net_hdr::CSUM_START..net_hdr::CSUM_START + 2].copy_from_slice(&csum_start.to_le_bytes());
+    h[net_hdr::CSUM_OFFSET..net_hdr::CSUM_OFFSET + 2].copy_from_slice(&csum_offset.to_le_bytes());
+    h[net_hdr::NUM_BUFFERS..net_hdr::NUM_BUFFERS + 2].copy_from_slice(&1u16.to_le_bytes());
+    h
+}
+
 pub(super) fn classify(frame: &[u8], mode: RxChecksum) -> RxVerdict {
-    if mode == RxChecksum::Off {
+    if matches!(mode, RxChecksum::Off | RxChecksum::Forged { .. }) {
         return RxVerdict::Unchecked;
     }
     let Some(segment) = verified_segment(frame) else {

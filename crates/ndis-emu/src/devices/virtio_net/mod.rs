@@ -121,6 +121,15 @@ pub enum RxChecksum {
     Partial,
     /// flags 0 for every frame: the driver checks everything itself.
     Off,
+    /// Misbehaviour: every frame arrives unchanged under a header claiming `flags`,
+    /// `csum_start` and `csum_offset`, whatever the frame is (a start or offset past its end, a
+    /// DATA_VALID for a frame that is not TCP/UDP). The driver must not read or write outside
+    /// the buffer for it, nor lose the frame.
+    Forged {
+        flags: u8,
+        csum_start: u16,
+        csum_offset: u16,
+    },
 }
 
 /// What the device did, for assertions.
@@ -936,7 +945,7 @@ impl VirtioNet {
             let total = regs::NET_HDR_LEN + frame.len();
             if room >= total as u64 {
                 let verdict = match rx_checksum {
-                    RxChecksum::Off => checksum::RxVerdict::Unchecked,
+                    RxChecksum::Off | RxChecksum::Forged { .. } => checksum::RxVerdict::Unchecked,
                     mode => checksum::classify(frame, mode),
                 };
                 // A partial checksum rewrites the frame: in the reused scratch buffer, so that
@@ -950,7 +959,15 @@ impl VirtioNet {
                     }
                     None => frame,
                 };
-                scatter(mem, chain, &[&verdict.header(), delivered])?;
+                let header = match rx_checksum {
+                    RxChecksum::Forged {
+                        flags,
+                        csum_start,
+                        csum_offset,
+                    } => checksum::forged_header(flags, csum_start, csum_offset),
+                    _ => verdict.header(),
+                };
+                scatter(mem, chain, &[&header, delivered])?;
                 queue
                     .add_used(mem, head, total as u32)
                     .map_err(|e| format!("add_used({head}): {e}"))?;
