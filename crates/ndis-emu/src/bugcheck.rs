@@ -66,6 +66,9 @@ pub mod rule {
     /// Register access outside a live `NdisMMapIoSpace` mapping, misaligned, or a mapping
     /// not released by halt.
     pub const MMIO: usize = 0x0009_100E;
+    /// Checksum offload misuse: a configuration (default or indicated) enabling a task the
+    /// hardware capabilities lack, or a configuration indicated without offload attributes.
+    pub const OFFLOAD: usize = 0x0009_100F;
 }
 
 /// One emulated bug check.

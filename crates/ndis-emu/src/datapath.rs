@@ -683,10 +683,11 @@ impl Emulator {
     }
 
     /// As [`send`](Self::send), with the protocol asking the miniport for `request`'s
-    /// checksums, the way TCP/IP does: each frame (a correct TCP or UDP over IP frame, as it
-    /// should leave the wire) goes down with its IPv4 header checksum zeroed and the pseudo-
-    /// header sum in its TCP/UDP checksum field, and the list's checksum information says what
-    /// to compute. Like TCP/IP, this asks only for tasks the miniport has on
+    /// checksums, the way TCP/IP does: each frame (correct, as it should leave the wire; a
+    /// whole TCP or UDP segment for a transport checksum, any IPv4 packet, fragments and ICMP
+    /// included, for the header checksum alone) goes down with its IPv4 header checksum zeroed
+    /// and the pseudo-header sum in its TCP/UDP checksum field, and the list's checksum
+    /// information says what to compute. Like TCP/IP, this asks only for tasks the miniport has on
     /// ([`offload`](Self::offload)); anything else is a test error (a panic naming the frame).
     pub fn send_checksummed(&self, adapter: AdapterId, frames: &[&[u8]], request: SendChecksum) {
         let current = self

@@ -546,7 +546,7 @@ fn offload_attributes(
     if !current.within(&hardware) {
         bugcheck::raise(
             bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [rule::ATTRIBUTE_ORDER, 0, 0, 0],
+            [rule::OFFLOAD, 0, 0, 0],
             "NdisMSetMiniportAttributes: the default offload configuration enables a task the hardware capabilities do not have",
         );
     }

@@ -156,25 +156,32 @@ pub(crate) fn prepare(
         }
         _ => return Err("not IP".into()),
     };
-    let (tcp, l4) = match &packet.transport {
-        Some(TransportSlice::Tcp(t)) => (true, offset(t.slice())),
-        Some(TransportSlice::Udp(u)) => (false, offset(u.slice())),
-        _ => return Err("neither TCP nor UDP".into()),
-    };
-    let allowed = match (ipv4, tcp) {
-        (true, true) => current.ipv4_tx_tcp,
-        (true, false) => current.ipv4_tx_udp,
-        (false, true) => current.ipv6_tx_tcp,
-        (false, false) => current.ipv6_tx_udp,
-    };
-    if request.transport && !allowed {
-        return Err("the miniport has that transport checksum task off".into());
-    }
     if request.ip_header && !(ipv4 && current.ipv4_tx_ip) {
         return Err(
             "the miniport has the IPv4 header checksum task off (or the frame is IPv6)".into(),
         );
     }
+    // The IPv4 header checksum alone may be asked for any IPv4 packet (ICMP, a fragment); a
+    // transport checksum needs a whole TCP or UDP segment.
+    let transport = if request.transport {
+        let (tcp, l4) = match &packet.transport {
+            Some(TransportSlice::Tcp(t)) => (true, offset(t.slice())),
+            Some(TransportSlice::Udp(u)) => (false, offset(u.slice())),
+            _ => return Err("not a whole TCP or UDP segment".into()),
+        };
+        let allowed = match (ipv4, tcp) {
+            (true, true) => current.ipv4_tx_tcp,
+            (true, false) => current.ipv4_tx_udp,
+            (false, true) => current.ipv6_tx_tcp,
+            (false, false) => current.ipv6_tx_udp,
+        };
+        if !allowed {
+            return Err("the miniport has that transport checksum task off".into());
+        }
+        Some((tcp, l4))
+    } else {
+        None
+    };
     let mut out = frame.to_vec();
     let mut info = if ipv4 {
         sys::NDIS_CHECKSUM_TX_IS_IPV4
@@ -185,7 +192,7 @@ pub(crate) fn prepare(
         out[l3 + 10..l3 + 12].fill(0);
         info |= sys::NDIS_CHECKSUM_TX_IP_HEADER;
     }
-    if request.transport {
+    if let Some((tcp, l4)) = transport {
         let field = l4 + if tcp { 16 } else { 6 };
         out[field..field + 2].copy_from_slice(&fold(pseudo).to_be_bytes());
         info |= if tcp {

@@ -428,7 +428,7 @@ pub(crate) unsafe fn ndis_m_indicate_status_ex(
                 drop(st);
                 bugcheck::raise(
                     bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-                    [rule::DATAPATH, a, 0, 0],
+                    [rule::OFFLOAD, a, 0, 0],
                     "NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG enables a task the adapter's hardware capabilities do not have",
                 );
             }
@@ -436,7 +436,7 @@ pub(crate) unsafe fn ndis_m_indicate_status_ex(
                 drop(st);
                 bugcheck::raise(
                     bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-                    [rule::ATTRIBUTE_ORDER, a, 0, 0],
+                    [rule::OFFLOAD, a, 0, 0],
                     "NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG from an adapter that set no offload attributes",
                 );
             }

@@ -516,8 +516,10 @@ impl NdisAdapter {
         self.indicate_offload(passive);
     }
 
+    /// Tells NDIS the tasks in force: an IP version whose encapsulation is off reports none,
+    /// as `OID_OFFLOAD_ENCAPSULATION` asks ("update the currently reported capabilities").
     fn indicate_offload(&self, passive: &Passive<'_>) {
-        let mut current = self.offload_configured().to_ndis(self.info().ndis_version);
+        let mut current = self.checksum_offload().to_ndis(self.info().ndis_version);
         let size = u32::from(current.Header.Size);
         self.indicate_status(
             sys::NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG,

@@ -287,7 +287,7 @@ impl SendFrame<'_> {
     pub fn check(&self, prep: &TxPrep, scratch: &mut [u8]) -> Result<(), CopyError> {
         let room = scratch.len();
         let data = self.view(scratch).ok_or(CopyError::TooLong)?;
-        plan(data, prep, room).map(|_| ())
+        inspect(data, prep, room).map(|_| ())
     }
 
     /// Copies the frame into device memory at `offset` the way `prep` says: with an 802.1Q tag
@@ -432,7 +432,19 @@ struct Plan {
     partial: Option<(u16, u16)>,
 }
 
-fn plan(data: &[u8], prep: &TxPrep, room: usize) -> Result<Plan, CopyError> {
+/// The headers a frame's checksum request needs, found and matched against the request.
+enum Headers {
+    /// Nothing to compute.
+    None,
+    /// Only the IPv4 header checksum (any protocol, fragments included): (start, length).
+    Ipv4Header(usize, usize),
+    /// A whole TCP or UDP segment.
+    Segment(Layers),
+}
+
+/// The tag room and the headers of `data` for `prep`, or why it cannot be copied; nothing is
+/// computed yet (`SendFrame::check` stops here).
+fn inspect(data: &[u8], prep: &TxPrep, room: usize) -> Result<(usize, Headers), CopyError> {
     let tagged = data.len() >= 14 && data[12..14] == [0x81, 0x00];
     let shift = match prep.tci {
         Some(_) if data.len() < 12 => return Err(CopyError::Malformed),
@@ -442,15 +454,18 @@ fn plan(data: &[u8], prep: &TxPrep, room: usize) -> Result<Plan, CopyError> {
     if data.len() + shift > room {
         return Err(CopyError::TooLong);
     }
-    let mut plan = Plan {
-        shift,
-        ip_header: None,
-        l4: None,
-        partial: None,
-    };
     let r = &prep.checksum;
     if r.is_empty() {
-        return Ok(plan);
+        return Ok((shift, Headers::None));
+    }
+    if !(r.tcp || r.udp) {
+        // The IPv4 header checksum alone, which TCP/IP asks for on every IPv4 packet (ICMP and
+        // fragments too); IPv6 has none.
+        if !r.ipv4 {
+            return Ok((shift, Headers::None));
+        }
+        let (l3, len) = packet::ipv4_header(data).ok_or(CopyError::Malformed)?;
+        return Ok((shift, Headers::Ipv4Header(l3, len)));
     }
     let l = packet::parse(data).ok_or(CopyError::Malformed)?;
     let version_ok = match l.ip {
@@ -463,12 +478,28 @@ fn plan(data: &[u8], prep: &TxPrep, room: usize) -> Result<Plan, CopyError> {
     if !version_ok || !protocol_ok {
         return Err(CopyError::Malformed);
     }
-    if r.ip_header && l.ip == IpVersion::V4 {
-        let header = &data[l.l3..l.l3 + l.l3_len];
-        plan.ip_header = Some((l.l3 + 10, packet::ipv4_header_checksum(header)));
-    }
-    if r.tcp || r.udp {
-        plan_l4(data, &l, prep.device_l4, &mut plan);
+    Ok((shift, Headers::Segment(l)))
+}
+
+fn plan(data: &[u8], prep: &TxPrep, room: usize) -> Result<Plan, CopyError> {
+    let (shift, headers) = inspect(data, prep, room)?;
+    let mut plan = Plan {
+        shift,
+        ip_header: None,
+        l4: None,
+        partial: None,
+    };
+    let ip_header =
+        |l3: usize, len: usize| Some((l3 + 10, packet::ipv4_header_checksum(&data[l3..l3 + len])));
+    match headers {
+        Headers::None => {}
+        Headers::Ipv4Header(l3, len) => plan.ip_header = ip_header(l3, len),
+        Headers::Segment(l) => {
+            if prep.checksum.ip_header && l.ip == IpVersion::V4 {
+                plan.ip_header = ip_header(l.l3, l.l3_len);
+            }
+            plan_l4(data, &l, prep.device_l4, &mut plan);
+        }
     }
     Ok(plan)
 }
@@ -651,11 +682,14 @@ impl ReceivePool {
     /// `index` (claimed by the driver), given what the device said and the tasks in force
     /// ([`NdisAdapter::checksum_offload`]).
     ///
-    /// A TCP/UDP checksum the device left [`Partial`](DeviceRxChecksum::Partial) is completed
-    /// in the buffer whatever is switched on (the stack would otherwise see a wrong one); one
-    /// it validated is reported as such for the tasks switched on. The IPv4 header checksum is
-    /// verified here when its task is on. A frame whose headers do not parse, or whose partial
-    /// description does not match them, is reported as not checked: the stack verifies it.
+    /// A checksum the device left [`Partial`](DeviceRxChecksum::Partial) is completed in the
+    /// buffer first, whatever is switched on and whatever the frame carries, from the device's
+    /// own start and offset (as Linux does), when they lie inside the frame: the stack would
+    /// drop the frame otherwise. Success is reported for a completed or
+    /// [`Valid`](DeviceRxChecksum::Valid) TCP/UDP checksum only when its task is on and the
+    /// frame's headers (the first 128 bytes) parse to that very checksum; the IPv4 header
+    /// checksum is verified here when its task is on (`IP_SUCCEEDED` or `IP_FAILED`, never for
+    /// IPv6). Anything else is reported as not checked, and the stack verifies it.
     pub fn checksum(
         &self,
         index: usize,
@@ -665,17 +699,22 @@ impl ReceivePool {
         device: DeviceRxChecksum,
     ) -> RxChecksum {
         let mut out = RxChecksum::empty();
-        let partial = matches!(device, DeviceRxChecksum::Partial { .. });
         let fits = offset
             .checked_add(length)
             .is_some_and(|end| end <= self.buffer_size);
-        if !fits
-            || index >= self.entries.len()
-            || (!enabled.intersects(ChecksumOffload::RX) && !partial)
-        {
+        if !fits || index >= self.entries.len() {
             return out;
         }
         let base = index * self.buffer_size + offset;
+        let completed = match device {
+            DeviceRxChecksum::Partial { start, offset } => {
+                self.complete_partial(base, length, usize::from(start), usize::from(offset))
+            }
+            _ => false,
+        };
+        if !enabled.intersects(ChecksumOffload::RX) {
+            return out;
+        }
         let mut head = [0u8; RX_HEADER_BYTES];
         let head = &mut head[..length.min(RX_HEADER_BYTES)];
         self.memory.read_bytes(base, head);
@@ -710,12 +749,10 @@ impl ReceivePool {
             DeviceRxChecksum::Unchecked => false,
             DeviceRxChecksum::Valid => true,
             DeviceRxChecksum::Partial { start, offset: at } => {
-                let matches = usize::from(start) == l.l4
-                    && usize::from(at) == packet::checksum_offset(l.protocol);
-                matches && {
-                    self.complete_checksum(base, &l);
-                    true
-                }
+                completed
+                    && usize::from(start) == l.l4
+                    && usize::from(at) == packet::checksum_offset(l.protocol)
+                    && l.end == length
             }
         };
         if valid && enabled.intersects(task) {
@@ -724,22 +761,32 @@ impl ReceivePool {
         out
     }
 
-    /// Computes the TCP/UDP checksum of the frame at `base` (pseudo-header sum in its field)
-    /// and stores it, reading the segment in pieces (nothing is allocated).
-    fn complete_checksum(&self, base: usize, l: &Layers) {
+    /// Completes a checksum the device left partial: the one's complement sum from `start` to
+    /// the end of the frame at `base` (the field at `start + at` holding the pseudo-header sum)
+    /// is stored at `start + at`. Reads the frame in pieces (nothing is allocated); false, with
+    /// nothing written, when the description does not fit inside the frame.
+    fn complete_partial(&self, base: usize, length: usize, start: usize, at: usize) -> bool {
+        let field = start + at;
+        if start >= length || field + 2 > length {
+            return false;
+        }
         let mut acc = 0u64;
         let mut chunk = [0u8; RX_HEADER_BYTES];
-        let mut at = l.l4;
-        while at < l.end {
+        let mut from = start;
+        while from < length {
             // Even-sized pieces, so the 16-bit words line up across them.
-            let n = (l.end - at).min(chunk.len());
-            self.memory.read_bytes(base + at, &mut chunk[..n]);
+            let n = (length - from).min(chunk.len());
+            self.memory.read_bytes(base + from, &mut chunk[..n]);
             acc = packet::sum(&chunk[..n], acc);
-            at += n;
+            from += n;
         }
-        let value = packet::finish(acc, l.protocol);
-        self.memory
-            .write_bytes(base + l.checksum_field(), &value.to_be_bytes());
+        // A result of zero is stored as all ones, as Linux does (for UDP, zero means none).
+        let value = match !packet::fold(acc) {
+            0 => 0xFFFF,
+            v => v,
+        };
+        self.memory.write_bytes(base + field, &value.to_be_bytes());
+        true
     }
 
     /// Whether buffer `index` is lent to NDIS (indicated and not yet returned).

@@ -182,8 +182,12 @@ impl ChecksumOffload {
             return Err(Status::INVALID_LENGTH);
         };
         let size = usize::from(u16::from_le_bytes([p[2], p[3]]));
-        if p[0] != sys::NDIS_OBJECT_TYPE_DEFAULT || p[1] == 0 || size < min || size > data.len() {
+        if p[0] != sys::NDIS_OBJECT_TYPE_DEFAULT || p[1] == 0 || size < min {
             return Err(Status::INVALID_DATA);
+        }
+        if size > data.len() {
+            *needed = size;
+            return Err(Status::INVALID_LENGTH);
         }
         let mut next = self;
         for (t, &value) in TASKS.iter().zip(&p[4..9]) {
@@ -198,8 +202,20 @@ impl ChecksumOffload {
             next.set(t.tx, tx);
             next.set(t.rx, rx);
         }
-        // LsoV1 .. TcpConnectionIPv6: 0 no change, 1 disabled (every one of them).
-        if p[9..15].iter().any(|&v| v > 1) {
+        // Offloads never reported may only be left or switched off: LsoV1 .. TcpConnectionIPv6
+        // (revision 1), IPsecV2 and IPsecV2IPv4 (2), RscIPv4 and RscIPv6 (3: bytes 22, 23), all
+        // "0 no change, 1 disabled"; EncapsulatedPacketTaskOffload (byte 24) is
+        // NDIS_OFFLOAD_SET_*, where 1 is on. Members of later revisions are not read.
+        let data = &data[..size];
+        let disabled_at_most = |range: core::ops::Range<usize>| {
+            data.get(range).is_none_or(|b| b.iter().all(|&v| v <= 1))
+        };
+        let encapsulated_on = data.get(24) == Some(&(sys::NDIS_OFFLOAD_SET_ON as u8));
+        if !disabled_at_most(9..15)
+            || !disabled_at_most(20..22)
+            || !disabled_at_most(22..24)
+            || encapsulated_on
+        {
             return Err(Status::INVALID_PARAMETER);
         }
         if !hardware.contains(next) {
@@ -218,7 +234,7 @@ fn encapsulation(any: bool) -> u32 {
 }
 
 /// What an `OID_OFFLOAD_ENCAPSULATION` set says for IPv4 and IPv6: `Some(true)` on, `Some(false)`
-/// off, `None` unchanged. Only Ethernet framing (IEEE 802.3, 14-byte header) is accepted.
+/// off, `None` unchanged. An encapsulation switched on must include Ethernet (IEEE 802.3).
 pub(crate) fn parse_encapsulation(
     data: &[u8],
     needed: &mut usize,
@@ -238,7 +254,9 @@ pub(crate) fn parse_encapsulation(
             sys::NDIS_OFFLOAD_SET_NO_CHANGE => None,
             sys::NDIS_OFFLOAD_SET_OFF => Some(false),
             sys::NDIS_OFFLOAD_SET_ON => {
-                if u32_at(at + 4) != sys::NDIS_ENCAPSULATION_IEEE_802_3 || u32_at(at + 8) != 14 {
+                // A set of framings; Ethernet must be among them. `HeaderSize` is not needed:
+                // the framework finds the IP header itself (a tag included).
+                if u32_at(at + 4) & sys::NDIS_ENCAPSULATION_IEEE_802_3 == 0 {
                     return Err(Status::INVALID_PARAMETER);
                 }
                 Some(true)
@@ -377,6 +395,21 @@ mod tests {
             hw.apply(&wrong_type, hw, &mut needed),
             Err(Status::INVALID_DATA)
         );
+        let mut rev3 = alloc::vec![0u8; 26];
+        rev3[..20].copy_from_slice(&params([0; 5]));
+        rev3[1] = 3;
+        rev3[2] = 26;
+        assert_eq!(hw.apply(&rev3, hw, &mut needed), Ok(hw));
+        rev3[22] = 2; // RscIPv4 enabled
+        assert_eq!(
+            hw.apply(&rev3, hw, &mut needed),
+            Err(Status::INVALID_PARAMETER)
+        );
+        assert_eq!(
+            hw.apply(&rev3[..24], hw, &mut needed),
+            Err(Status::INVALID_LENGTH)
+        );
+        assert_eq!(needed, 26);
         let mut lso_on = params([0; 5]);
         lso_on[11] = 2; // LsoV2IPv4 enabled
         assert_eq!(
@@ -426,7 +459,9 @@ mod tests {
         e[12] = 14;
         let mut needed = 0;
         assert_eq!(parse_encapsulation(&e, &mut needed), Ok([Some(true), None]));
-        e[12] = 22;
+        e[12] = 18; // a tag's room: fine
+        assert_eq!(parse_encapsulation(&e, &mut needed), Ok([Some(true), None]));
+        e[8] = 1; // NDIS_ENCAPSULATION_NULL only
         assert_eq!(
             parse_encapsulation(&e, &mut needed),
             Err(Status::INVALID_PARAMETER)

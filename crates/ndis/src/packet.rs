@@ -36,6 +36,9 @@ pub struct Layers {
     pub protocol: u8,
     /// End of the IP packet (the frame may carry padding after it).
     pub end: usize,
+    /// An IPv6 routing header was walked: the pseudo-header's destination is then the final
+    /// one named in it, which [`pseudo_header_sum`] does not look for.
+    pub routed: bool,
 }
 
 impl Layers {
@@ -57,6 +60,20 @@ pub fn checksum_offset(protocol: u8) -> usize {
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Where the IPv4 header of `frame` (Ethernet II, at most one 802.1Q tag) is, and its length,
+/// if the frame carries IPv4 and holds the whole header: all a header checksum needs (the
+/// packet may be a fragment, or carry any protocol).
+pub fn ipv4_header(frame: &[u8]) -> Option<(usize, usize)> {
+    let (l3, ethertype) = match be16(frame, 12)? {
+        ETHERTYPE_8021Q => (18, be16(frame, 16)?),
+        other => (14, other),
+    };
+    let v = *frame.get(l3)?;
+    let ihl = usize::from(v & 0x0F) * 4;
+    let ok = ethertype == ETHERTYPE_IPV4 && v >> 4 == 4 && ihl >= 20 && l3 + ihl <= frame.len();
+    ok.then_some((l3, ihl))
 }
 
 /// The layers of `frame` (Ethernet II, at most one 802.1Q tag), or None unless it is a whole,
@@ -102,8 +119,10 @@ pub fn parse_headers(frame: &[u8], frame_len: usize) -> Option<Layers> {
         return None;
     }
     let mut l4 = l3 + l3_len;
+    let mut routed = false;
     if ip == IpVersion::V6 {
         while IPV6_EXTENSIONS.contains(&protocol) {
+            routed |= protocol == 43;
             let next = *frame.get(l4)?;
             let len = (usize::from(*frame.get(l4 + 1)?) + 1) * 8;
             l4 += len;
@@ -125,6 +144,7 @@ pub fn parse_headers(frame: &[u8], frame_len: usize) -> Option<Layers> {
         l4,
         protocol,
         end,
+        routed,
     })
 }
 
@@ -151,6 +171,8 @@ pub fn fold(mut acc: u64) -> u16 {
 
 /// The one's complement sum of the TCP/UDP pseudo-header of `frame` (RFC 793, RFC 768, RFC
 /// 8200 section 8.1), folded: what a stack stores in the checksum field for a device to finish.
+/// The destination is the IP header's: for an IPv6 packet with a routing header
+/// ([`Layers::routed`]) RFC 8200 wants the final destination instead, which this does not find.
 pub fn pseudo_header_sum(frame: &[u8], l: &Layers) -> u16 {
     let (addresses, words) = match l.ip {
         IpVersion::V4 => (&frame[l.l3 + 12..l.l3 + 20], 0),
@@ -175,11 +197,12 @@ pub fn finish(acc: u64, protocol: u8) -> u16 {
     }
 }
 
-/// Whether the TCP/UDP checksum of `frame` is right (a UDP-over-IPv4 checksum of zero, "none
-/// sent", is not).
+/// Whether the TCP/UDP checksum of `frame` is known right: a UDP checksum of zero ("none
+/// sent" over IPv4, invalid over IPv6) and a routed IPv6 packet (see [`pseudo_header_sum`]) are
+/// not.
 pub fn l4_checksum_ok(frame: &[u8], l: &Layers) -> bool {
     let field = l.checksum_field();
-    if l.protocol == PROTO_UDP && l.ip == IpVersion::V4 && frame[field..field + 2] == [0, 0] {
+    if (l.protocol == PROTO_UDP && frame[field..field + 2] == [0, 0]) || l.routed {
         return false;
     }
     let acc = sum(&frame[l.l4..l.end], u64::from(pseudo_header_sum(frame, l)));

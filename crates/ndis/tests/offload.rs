@@ -125,8 +125,12 @@ fn tasks_are_in_force_only_once_the_encapsulation_is_set() {
     );
     assert_eq!(in_force(&emu, a), ChecksumOffload::empty());
     assert_eq!(config_indications(&emu, a).len(), 1);
-    // Other framing than Ethernet's 14-byte header is refused, and changes nothing.
-    let odd = encapsulation(sys::NDIS_OFFLOAD_SET_ON, sys::NDIS_OFFLOAD_SET_ON, 22);
+    // ...and reports the IPv4 tasks off.
+    let current = emu.offload(a).unwrap().current;
+    assert!(!current.ipv4_tx_tcp && !current.ipv4_rx_tcp && !current.ipv4_tx_ip);
+    // A framing set without Ethernet is refused, and changes nothing.
+    let mut odd = encapsulation(sys::NDIS_OFFLOAD_SET_ON, sys::NDIS_OFFLOAD_SET_ON, 14);
+    odd[8..12].copy_from_slice(&sys::NDIS_ENCAPSULATION_NULL.to_le_bytes());
     assert_eq!(
         emu.oid_set(a, sys::OID_OFFLOAD_ENCAPSULATION, &odd).status,
         sys::NDIS_STATUS_INVALID_PARAMETER
