@@ -1,0 +1,121 @@
+//! What the vionet tests on the emulator share: an adapter on the virtio-net device model, test
+//! frames, and byte-exact send checks. Included with `#[path]` by each test binary, which uses
+//! a subset of it.
+#![allow(dead_code)]
+
+use ndis_emu::devices::virtio_net::{VirtioNet, VirtioNetConfig};
+use ndis_emu::{AdapterId, Config, DeviceId, Emulator, InterruptResources};
+use ndis_sys as sys;
+
+pub const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+pub struct Nic {
+    pub emu: Emulator,
+    pub adapter: AdapterId,
+    pub device: DeviceId,
+    /// Queue pairs the device model has.
+    pub device_pairs: u16,
+}
+
+pub fn config(cpus: usize) -> Config {
+    Config {
+        cpus,
+        ..Config::default()
+    }
+}
+
+pub fn start_with(
+    emu: Emulator,
+    pairs: u16,
+    resources: InterruptResources,
+    tweak: impl FnOnce(&mut VirtioNetConfig),
+) -> Result<Nic, sys::NDIS_STATUS> {
+    assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let mut cfg = VirtioNetConfig::new(pairs);
+    tweak(&mut cfg);
+    let adapter = emu.add_adapter_with(resources, Box::new(VirtioNet::new(cfg)))?;
+    let device = emu.device_of(adapter);
+    assert_eq!(emu.restart(adapter), sys::NDIS_STATUS_SUCCESS);
+    Ok(Nic {
+        emu,
+        adapter,
+        device,
+        device_pairs: pairs,
+    })
+}
+
+pub fn start(pairs: u16, resources: InterruptResources) -> Nic {
+    start_with(Emulator::new(config(4)), pairs, resources, |_| {}).expect("initialize")
+}
+
+impl Nic {
+    pub fn net<R>(&self, f: impl FnOnce(&mut VirtioNet, &mut ndis_emu::pci::Bus<'_>) -> R) -> R {
+        self.emu.with_device::<VirtioNet, R>(self.device, f)
+    }
+
+    pub fn stop(self) {
+        self.emu.return_receives(self.adapter);
+        assert_eq!(self.emu.pause(self.adapter), sys::NDIS_STATUS_SUCCESS);
+        self.emu.halt(self.adapter, sys::NdisHaltDeviceDisabled);
+        self.emu.unload();
+    }
+}
+
+pub fn frame(seed: u8, len: usize) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, seed];
+    f.extend_from_slice(&MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend((0..len - 14).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed)));
+    f
+}
+
+/// Sends `frames` and checks the device got them byte-exact (over all queue pairs).
+pub fn check_tx(nic: &Nic, frames: &[Vec<u8>]) {
+    check_tx_in_pieces(nic, frames, usize::MAX)
+}
+
+/// As `check_tx`, each frame in MDLs of `piece` bytes.
+pub fn check_tx_in_pieces(nic: &Nic, frames: &[Vec<u8>], piece: usize) {
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    nic.emu.send_fragmented(nic.adapter, &refs, piece);
+    let completions = nic.emu.send_completions();
+    let failed: Vec<(usize, i32)> = completions
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, s))| *s != sys::NDIS_STATUS_SUCCESS)
+        .map(|(i, (_, s))| (i, *s))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "failed sends (index, status): {failed:?}"
+    );
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for p in 0..nic.device_pairs {
+        seen.extend(nic.net(|n, _| n.take_transmitted(p)));
+    }
+    assert_eq!(seen.len(), frames.len(), "frames the device saw");
+    let mut seen_sorted = seen.clone();
+    seen_sorted.sort();
+    let mut sent = frames.to_vec();
+    sent.sort();
+    assert!(
+        seen_sorted == sent,
+        "the device saw different bytes than were sent"
+    );
+}
+
+/// `frame` with an 802.1Q tag carrying `tci` after its addresses.
+pub fn tagged(frame: &[u8], tci: u16) -> Vec<u8> {
+    [
+        &frame[..12],
+        &[0x81, 0x00],
+        &tci.to_be_bytes()[..],
+        &frame[12..],
+    ]
+    .concat()
+}
+
+/// `frame` without the 802.1Q tag after its addresses.
+pub fn untagged(frame: &[u8]) -> Vec<u8> {
+    [&frame[..12], &frame[16..]].concat()
+}
