@@ -339,11 +339,12 @@ fn tx_needs_csum_without_csum_negotiated_is_a_device_error() {
 }
 
 #[test]
-fn tx_gso_is_a_device_error() {
+fn tx_gso_without_tso_negotiated_is_a_device_error() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
     let (_rx, mut tx) = bring_up(&emu, dev, CSUMS);
-    let header = tx_header(0, 1, 0, 0); // VIRTIO_NET_HDR_GSO_TCPV4
+    // VIRTIO_NET_HDR_GSO_TCPV4 with CSUM but not HOST_TSO4 negotiated (TSO: virtio_net_tso.rs).
+    let header = tx_header(0, 1, 0, 0);
     tx.transmit_with_header(&r, 0, &header, &tcp_v4(&payload(20)));
     assert!(needs_reset(&r));
     let why = r.model(|m| m.device_error().unwrap().to_string());

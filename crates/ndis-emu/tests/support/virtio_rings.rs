@@ -1,7 +1,8 @@
 //! Register-level access to a device-only virtio-net model (no driver): common configuration
 //! through `with_device`, feature negotiation, and hand-built split rings in guest memory, for
 //! tests of what no well-behaved driver does and of what `virtio-drivers` never negotiates.
-//! Shared by `tests/virtio_net_model.rs` and `tests/virtio_net_checksum.rs`.
+//! Shared by `tests/virtio_net_model.rs`, `tests/virtio_net_checksum.rs` and
+//! `tests/virtio_net_tso.rs`.
 
 // Each includer uses a different subset.
 #![allow(dead_code)]
@@ -97,6 +98,9 @@ pub struct Ring {
 }
 
 pub const RING_SIZE: u16 = 8;
+/// The size of each slot's buffer for [`Ring::transmit_large`]: the 8 of a ring end 0x8F000
+/// bytes past its base, before the next ring a test programs 1 MiB further.
+pub const LARGE_BUFFER: u64 = 0x1_1000;
 
 impl Ring {
     pub fn program(r: &Regs<'_>, queue: u16, base: u64) -> Ring {
@@ -171,6 +175,27 @@ impl Ring {
         let buf = self.buffers + 0x800 * slot as u64;
         let mut bytes = header.to_vec();
         bytes.extend_from_slice(payload);
+        r.emu.with_device::<VirtioNet, _>(r.dev, |_, bus| {
+            bus.memory().write_slice(&bytes, GuestAddress(buf)).unwrap()
+        });
+        self.desc(r, slot, buf, bytes.len() as u32, 0, 0);
+        self.publish(r, slot);
+    }
+
+    /// A TX chain of `header` + `packet` in one descriptor at slot `slot`, for packets up to
+    /// [`LARGE_BUFFER`] bytes (a 64 KiB GSO packet and more): each slot has a buffer of that size
+    /// after the 2 KiB ones, which it does not overlap.
+    pub fn transmit_large(
+        &mut self,
+        r: &Regs<'_>,
+        slot: u16,
+        header: &[u8; regs::NET_HDR_LEN],
+        packet: &[u8],
+    ) {
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(packet);
+        assert!(bytes.len() as u64 <= LARGE_BUFFER, "{} bytes", bytes.len());
+        let buf = self.buffers + 0x800 * RING_SIZE as u64 + LARGE_BUFFER * slot as u64;
         r.emu.with_device::<VirtioNet, _>(r.dev, |_, bus| {
             bus.memory().write_slice(&bytes, GuestAddress(buf)).unwrap()
         });

@@ -4,7 +4,8 @@
 //! TX: a driver that negotiated CSUM may hand over a frame whose TCP/UDP checksum field holds
 //! only the pseudo-header sum (`NEEDS_CSUM`); the device completes it, as a host NIC would, before
 //! the frame goes on the wire. That sum is written here by hand, a few lines that tests check
-//! against frames `etherparse` built.
+//! against frames `etherparse` built. A header asking for segmentation (`gso_type`) is checked
+//! and carried out by [`super::gso`], which completes every segment's checksum with the same sum.
 //!
 //! RX: with GUEST_CSUM the device may tell the driver that a frame's checksum is good
 //! (`DATA_VALID`) or deliver it with a partial checksum, as a host does with locally generated
@@ -14,19 +15,32 @@
 use etherparse::{LinkExtSlice, NetSlice, SlicedPacket, TransportSlice};
 
 use super::RxChecksum;
-use super::regs::{self, net_hdr};
+use super::gso::Segmentation;
+use super::regs::{self, feature, net_hdr};
 
-const IP_PROTO_TCP: u8 = 6;
+pub(super) const IP_PROTO_TCP: u8 = 6;
 const IP_PROTO_UDP: u8 = 17;
 /// Where the checksum field sits in a TCP and a UDP header (`csum_offset`).
-const TCP_CSUM_OFFSET: u16 = 16;
+pub(super) const TCP_CSUM_OFFSET: u16 = 16;
 const UDP_CSUM_OFFSET: u16 = 6;
-/// The 802.1Q TPID: the one tag the RX path looks through.
-const TPID_8021Q: [u8; 2] = [0x81, 0x00];
+/// The 802.1Q TPID: the one tag the RX path and TSO look through.
+pub(super) const TPID_8021Q: [u8; 2] = [0x81, 0x00];
 /// Where the Ethernet type (or TPID) sits in a frame.
-const ETHER_TYPE_AT: usize = 12;
+pub(super) const ETHER_TYPE_AT: usize = 12;
 
 // ---- TX ----
+
+/// What the device does with a TX frame before it goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TxRequest {
+    /// Nothing: the frame goes out as the driver wrote it.
+    AsIs,
+    /// Complete the partial checksum summed from `start` and stored at `field`
+    /// ([`insert_checksum`]).
+    Checksum { start: usize, field: usize },
+    /// Cut the TCP packet into segments (TSO), each with its checksum completed.
+    Segment(Segmentation),
+}
 
 /// A TX chain's `virtio_net_hdr`, read field by field only when needed: most frames ask for
 /// nothing, and the model runs on every benchmark's datapath.
@@ -34,58 +48,57 @@ const ETHER_TYPE_AT: usize = 12;
 pub(super) struct TxHeader<'a>(pub &'a [u8; regs::NET_HDR_LEN]);
 
 impl TxHeader<'_> {
-    fn flags(&self) -> u8 {
+    pub fn flags(&self) -> u8 {
         self.0[net_hdr::FLAGS]
     }
 
-    fn gso_type(&self) -> u8 {
+    pub fn gso_type(&self) -> u8 {
         self.0[net_hdr::GSO_TYPE]
     }
 
-    fn le16(&self, at: usize) -> u16 {
+    pub fn le16(&self, at: usize) -> u16 {
         u16::from_le_bytes([self.0[at], self.0[at + 1]])
     }
 
-    /// Where the device must complete a checksum in a frame of `frame_len` bytes: `(csum_start,
-    /// offset of the checksum field)`, or None when the driver did not ask. Errors are the
-    /// driver's protocol violations: GSO (never offered), NEEDS_CSUM without CSUM negotiated
-    /// (the spec forbids it), a checksum field outside the frame.
-    pub fn checksum_request(
-        &self,
-        head: u16,
-        csum_negotiated: bool,
-        frame_len: usize,
-    ) -> Result<Option<(usize, usize)>, String> {
+    /// What the device must do with `frame` before sending it, given the `negotiated` feature
+    /// bits. Errors are the driver's protocol violations: NEEDS_CSUM without CSUM negotiated (the
+    /// spec forbids it), a checksum field outside the frame, and every GSO request
+    /// [`Segmentation::new`] refuses.
+    pub fn request(&self, head: u16, negotiated: u64, frame: &[u8]) -> Result<TxRequest, String> {
         // The common case first, inline: a plain frame.
         if self.flags() == 0 && self.gso_type() == regs::NET_HDR_GSO_NONE {
-            return Ok(None);
+            return Ok(TxRequest::AsIs);
         }
-        self.offload_request(head, csum_negotiated, frame_len)
+        self.offload_request(head, negotiated, frame)
     }
 
-    /// [`checksum_request`](Self::checksum_request) for a header that asks for something. Out of
-    /// line, so that the TX loop for plain frames stays as small as without offloads.
+    /// [`request`](Self::request) for a header that asks for something. Out of line, so that the
+    /// TX loop for plain frames stays as small as without offloads.
     #[inline(never)]
     fn offload_request(
         &self,
         head: u16,
-        csum_negotiated: bool,
-        frame_len: usize,
-    ) -> Result<Option<(usize, usize)>, String> {
+        negotiated: u64,
+        frame: &[u8],
+    ) -> Result<TxRequest, String> {
         if self.gso_type() != regs::NET_HDR_GSO_NONE {
-            return Err(format!(
-                "TX chain {head}: gso_type {} but no GSO feature was negotiated",
-                self.gso_type()
-            ));
+            return Segmentation::new(head, self, negotiated, frame).map(TxRequest::Segment);
         }
         if self.flags() & regs::NET_HDR_F_NEEDS_CSUM == 0 {
-            return Ok(None);
+            return Ok(TxRequest::AsIs);
         }
-        if !csum_negotiated {
+        if negotiated & feature::CSUM == 0 {
             return Err(format!(
                 "TX chain {head}: NEEDS_CSUM set but VIRTIO_NET_F_CSUM was not negotiated"
             ));
         }
+        let (start, field) = self.checksum_field(head, frame.len())?;
+        Ok(TxRequest::Checksum { start, field })
+    }
+
+    /// `(csum_start, offset of the checksum field)` of a NEEDS_CSUM request, checked to lie
+    /// inside a frame of `frame_len` bytes.
+    fn checksum_field(&self, head: u16, frame_len: usize) -> Result<(usize, usize), String> {
         let (csum_start, csum_offset) = (
             self.le16(net_hdr::CSUM_START),
             self.le16(net_hdr::CSUM_OFFSET),
@@ -98,7 +111,7 @@ impl TxHeader<'_> {
                  {csum_offset} (2 bytes) lies past the end of the {frame_len}-byte frame"
             ));
         }
-        Ok(Some((start, field)))
+        Ok((start, field))
     }
 }
 
@@ -119,7 +132,7 @@ pub(super) fn insert_checksum(frame: &mut [u8], start: usize, field: usize) {
 /// Adds `bytes` as big-endian 16-bit words (an odd trailing byte padded with zero) to `acc`,
 /// without folding. Four bytes at a time: the sum of 32-bit big-endian words folds to the same
 /// 16-bit sum (RFC 1071), and a u64 cannot overflow for any frame.
-fn sum_words(mut acc: u64, bytes: &[u8]) -> u64 {
+pub(super) fn sum_words(mut acc: u64, bytes: &[u8]) -> u64 {
     let mut quads = bytes.chunks_exact(4);
     for q in &mut quads {
         acc += u32::from_be_bytes([q[0], q[1], q[2], q[3]]) as u64;
@@ -136,7 +149,7 @@ fn sum_words(mut acc: u64, bytes: &[u8]) -> u64 {
 }
 
 /// Folds the carries of a ones'-complement sum into 16 bits (not complemented).
-fn fold(mut acc: u64) -> u16 {
+pub(super) fn fold(mut acc: u64) -> u16 {
     while acc > 0xFFFF {
         acc = (acc & 0xFFFF) + (acc >> 16);
     }
@@ -382,15 +395,23 @@ mod tests {
         h[net_hdr::CSUM_START..net_hdr::CSUM_START + 2].copy_from_slice(&34u16.to_le_bytes());
         h[net_hdr::CSUM_OFFSET..net_hdr::CSUM_OFFSET + 2].copy_from_slice(&16u16.to_le_bytes());
         let tx = TxHeader(&h);
-        assert_eq!(tx.checksum_request(0, true, 52), Ok(Some((34, 50))));
-        assert!(tx.checksum_request(0, true, 51).is_err(), "one byte short");
-        assert!(tx.checksum_request(0, false, 52).is_err());
+        let csum = feature::CSUM;
+        let request = tx.request(0, csum, &[0; 52]);
+        assert_eq!(
+            request,
+            Ok(TxRequest::Checksum {
+                start: 34,
+                field: 50
+            })
+        );
+        assert!(tx.request(0, csum, &[0; 51]).is_err(), "one byte short");
+        assert!(tx.request(0, 0, &[0; 52]).is_err(), "CSUM not negotiated");
         // DATA_VALID is not a request.
         h[net_hdr::FLAGS] = regs::NET_HDR_F_DATA_VALID;
-        assert_eq!(TxHeader(&h).checksum_request(0, false, 0), Ok(None));
+        assert_eq!(TxHeader(&h).request(0, 0, &[]), Ok(TxRequest::AsIs));
         h[net_hdr::FLAGS] = 0;
-        assert_eq!(TxHeader(&h).checksum_request(0, false, 0), Ok(None));
-        h[net_hdr::GSO_TYPE] = 1;
-        assert!(TxHeader(&h).checksum_request(0, true, 1000).is_err());
+        assert_eq!(TxHeader(&h).request(0, 0, &[]), Ok(TxRequest::AsIs));
+        h[net_hdr::GSO_TYPE] = regs::NET_HDR_GSO_TCPV4;
+        assert!(TxHeader(&h).request(0, csum, &[0; 1000]).is_err());
     }
 }

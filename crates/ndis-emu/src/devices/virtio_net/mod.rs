@@ -6,14 +6,16 @@
 //! A test is the network: it injects frames ([`VirtioNet::inject_frame`]), reads what the driver
 //! transmitted ([`VirtioNet::transmitted_frames`]), loops TX back to RX, captures to pcap, drops
 //! the link, and flips misbehaviour switches (surprise removal, refused vector mappings, a used
-//! index past the ring, a stalled queue). It completes TX checksums and validates or hands over
-//! partial RX checksums ([`VirtioNet::set_rx_checksum`], [`RxChecksum`]).
+//! index past the ring, a stalled queue). It completes TX checksums, segments TCP packets as a
+//! Linux host does (TSO), and validates or hands over partial RX checksums
+//! ([`VirtioNet::set_rx_checksum`], [`RxChecksum`]).
 //!
 //! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths) never
 //! panics the model: it sets DEVICE_NEEDS_RESET, stops processing and records why
 //! ([`VirtioNet::device_error`]), as the spec allows a device to do.
 
 mod checksum;
+mod gso;
 mod pcap;
 pub mod regs;
 
@@ -29,12 +31,14 @@ use crate::pci::{BarInfo, Bus, CONFIG_SPACE_SIZE, InterruptMode, PciFunction};
 use regs::{NO_VECTOR, common, ctrl, feature, status};
 
 /// The features offered unless the test chooses: what our reference driver and `virtio-drivers`
-/// both understand, plus the checksum offloads QEMU offers by default (CSUM, GUEST_CSUM), which
-/// a driver may leave alone. MRG_RXBUF is left out on purpose: with VERSION_1 the header is 12
-/// bytes either way, and one buffer per frame keeps RX completions one-to-one.
+/// both understand, plus the offloads QEMU offers by default (CSUM, GUEST_CSUM, HOST_TSO4,
+/// HOST_TSO6), which a driver may leave alone. MRG_RXBUF is left out on purpose: with VERSION_1
+/// the header is 12 bytes either way, and one buffer per frame keeps RX completions one-to-one.
 pub const DEFAULT_FEATURES: u64 = feature::VERSION_1
     | feature::CSUM
     | feature::GUEST_CSUM
+    | feature::HOST_TSO4
+    | feature::HOST_TSO6
     | feature::MAC
     | feature::STATUS
     | feature::MTU
@@ -48,10 +52,19 @@ pub const DEFAULT_FEATURES: u64 = feature::VERSION_1
 /// Features the model implements; a test may offer any subset.
 const IMPLEMENTED: u64 = DEFAULT_FEATURES | feature::RING_RESET;
 
-/// Largest TX chain accepted (a 64 KiB frame plus header); more is a driver bug (no GSO here).
+/// Largest TX chain accepted (a 64 KiB frame plus header), a GSO packet included; more is a
+/// driver bug.
 const MAX_TX_CHAIN: usize = 65_536 + regs::NET_HDR_LEN;
 /// Largest control command accepted (a MAC table of ~10 000 entries).
 const MAX_CTRL_CHAIN: usize = 65_536;
+
+/// Feature dependencies (virtio 1.2, 5.1.3.1): a driver that accepts the first feature must
+/// accept at least one of the second; otherwise FEATURES_OK does not stick.
+const FEATURE_DEPENDENCIES: [(u64, u64); 3] = [
+    (feature::HOST_TSO4, feature::CSUM),
+    (feature::HOST_TSO6, feature::CSUM),
+    (feature::HOST_ECN, feature::HOST_TSO4 | feature::HOST_TSO6),
+];
 
 /// How the device is built.
 #[derive(Debug, Clone)]
@@ -154,8 +167,13 @@ pub struct Counters {
     pub rx_dropped: u64,
     /// Frames written into RX buffers, per queue pair.
     pub rx_delivered: Vec<u64>,
-    /// TX frames whose partial checksum (NEEDS_CSUM) the device completed.
+    /// TX frames whose partial checksum (NEEDS_CSUM) the device completed (GSO segments are
+    /// counted in `tx_gso_segments` instead).
     pub tx_checksummed: u64,
+    /// TX packets the device segmented (`gso_type` TCPV4 or TCPV6).
+    pub tx_gso_packets: u64,
+    /// Segments those packets became, each a frame on the wire.
+    pub tx_gso_segments: u64,
     /// RX frames delivered marked DATA_VALID.
     pub rx_data_valid: u64,
     /// RX frames delivered with a partial checksum (NEEDS_CSUM).
@@ -569,7 +587,16 @@ impl VirtioNet {
     // ---- roles, state ----
 
     fn negotiated(&self, f: u64) -> bool {
-        self.driver_features & f != 0 && self.status & status::FEATURES_OK != 0
+        self.features_in_force() & f != 0
+    }
+
+    /// The feature bits in force: what the driver accepted, once FEATURES_OK stuck.
+    fn features_in_force(&self) -> u64 {
+        if self.status & status::FEATURES_OK != 0 {
+            self.driver_features
+        } else {
+            0
+        }
     }
 
     fn role(&self, q: usize) -> Role {
@@ -644,8 +671,12 @@ impl VirtioNet {
     }
 
     fn features_acceptable(&self) -> bool {
-        self.driver_features & !self.cfg.features == 0
-            && self.driver_features & feature::VERSION_1 != 0
+        let accepted = self.driver_features;
+        accepted & !self.cfg.features == 0
+            && accepted & feature::VERSION_1 != 0
+            && FEATURE_DEPENDENCIES
+                .iter()
+                .all(|&(f, needs)| accepted & f == 0 || accepted & needs != 0)
     }
 
     fn write_status(&mut self, bus: &mut Bus<'_>, v: u8) {
@@ -856,35 +887,30 @@ impl VirtioNet {
         Scratch { chain, bytes }: &mut Scratch,
     ) -> Result<bool, String> {
         let mut used = false;
-        let csum = self.negotiated(feature::CSUM);
+        let negotiated = self.features_in_force();
         while let Some(head) = pop(&mut self.queues[q].queue, mem, chain)? {
             gather(mem, chain, MAX_TX_CHAIN, bytes)?;
-            let Some(header) = bytes.first_chunk() else {
+            let Some((header, frame)) = bytes.split_first_chunk() else {
                 return Err(format!(
                     "TX chain {head} holds {} bytes, less than the {}-byte virtio_net_hdr",
                     bytes.len(),
                     regs::NET_HDR_LEN
                 ));
             };
-            let request = checksum::TxHeader(header).checksum_request(
-                head,
-                csum,
-                bytes.len() - regs::NET_HDR_LEN,
-            )?;
-            let mut frame = bytes[regs::NET_HDR_LEN..].to_vec();
             // What goes on the wire (and so into the record, the capture and the loopback) is
-            // the frame with its checksum completed.
-            if let Some((start, field)) = request {
-                checksum::insert_checksum(&mut frame, start, field);
-                self.counters.tx_checksummed += 1;
+            // the frame with its checksum completed, or the segments of a GSO packet.
+            match checksum::TxHeader(header).request(head, negotiated, frame)? {
+                checksum::TxRequest::AsIs => self.put_on_wire(pair, frame.to_vec()),
+                checksum::TxRequest::Checksum { start, field } => {
+                    let mut frame = frame.to_vec();
+                    checksum::insert_checksum(&mut frame, start, field);
+                    self.counters.tx_checksummed += 1;
+                    self.put_on_wire(pair, frame);
+                }
+                checksum::TxRequest::Segment(segmentation) => {
+                    self.put_segments_on_wire(pair, frame, &segmentation)
+                }
             }
-            if let Some(p) = &mut self.pcap {
-                p.record(&frame);
-            }
-            if self.loopback {
-                self.pairs[pair].backlog.push_back(frame.clone());
-            }
-            self.pairs[pair].transmitted.push(frame);
             self.queues[q]
                 .queue
                 .add_used(mem, head, 0)
@@ -892,6 +918,29 @@ impl VirtioNet {
             used = true;
         }
         Ok(used)
+    }
+
+    /// A frame leaves the device: recorded, captured, and looped back if asked.
+    fn put_on_wire(&mut self, pair: usize, frame: Vec<u8>) {
+        if let Some(p) = &mut self.pcap {
+            p.record(&frame);
+        }
+        if self.loopback {
+            self.pairs[pair].backlog.push_back(frame.clone());
+        }
+        self.pairs[pair].transmitted.push(frame);
+    }
+
+    /// Every segment of a GSO packet leaves the device, in order, as a frame of its own. Out of
+    /// line: plain frames must not pay for it.
+    #[inline(never)]
+    fn put_segments_on_wire(&mut self, pair: usize, packet: &[u8], plan: &gso::Segmentation) {
+        let count = plan.count(packet);
+        for i in 0..count {
+            self.put_on_wire(pair, plan.segment(packet, i, count));
+        }
+        self.counters.tx_gso_packets += 1;
+        self.counters.tx_gso_segments += count as u64;
     }
 
     fn receive(

@@ -90,6 +90,13 @@ pub mod feature {
     pub const GUEST_CSUM: u64 = 1 << 1;
     pub const MTU: u64 = 1 << 3;
     pub const MAC: u64 = 1 << 5;
+    /// The device segments TCP/IPv4 packets (`gso_type` TCPV4). Needs CSUM.
+    pub const HOST_TSO4: u64 = 1 << 11;
+    /// The device segments TCP/IPv6 packets (`gso_type` TCPV6). Needs CSUM.
+    pub const HOST_TSO6: u64 = 1 << 12;
+    /// The driver may set the ECN bit of `gso_type`. Needs HOST_TSO4 or HOST_TSO6. Never offered
+    /// by the model: without it the ECN bit is a device error.
+    pub const HOST_ECN: u64 = 1 << 13;
     pub const MRG_RXBUF: u64 = 1 << 15;
     pub const STATUS: u64 = 1 << 16;
     pub const CTRL_VQ: u64 = 1 << 17;
@@ -119,6 +126,13 @@ pub const NET_HDR_F_NEEDS_CSUM: u8 = 1;
 pub const NET_HDR_F_DATA_VALID: u8 = 2;
 /// `gso_type`: not a segmentation offload.
 pub const NET_HDR_GSO_NONE: u8 = 0;
+/// `gso_type`: a TCP/IPv4 packet to segment into `gso_size`-byte payloads (HOST_TSO4).
+pub const NET_HDR_GSO_TCPV4: u8 = 1;
+/// `gso_type`: a TCP/IPv6 packet to segment into `gso_size`-byte payloads (HOST_TSO6).
+pub const NET_HDR_GSO_TCPV6: u8 = 4;
+/// `gso_type` bit: the packet carries ECN (CWR set on the first segment only, as always), allowed
+/// only with HOST_ECN.
+pub const NET_HDR_GSO_ECN: u8 = 0x80;
 
 /// Byte offsets of the `virtio_net_hdr_v1` fields (every multi-byte field little-endian).
 pub mod net_hdr {
