@@ -14,7 +14,7 @@ use ndis::io::{IoSpace, OwnedWindow, Resources};
 use ndis::irql::Passive;
 use ndis::miniport::{AdapterInfo, HaltAction, Init, Miniport, NdisAdapter};
 use ndis::nbl::{Returned, SendIrql, SendLists};
-use ndis::offload::{ChecksumOffload, OffloadInfo};
+use ndis::offload::{ChecksumOffload, LargeSendOffload, LsoCapabilities, OffloadInfo};
 use ndis::oid::{QueryBuffer, SetData};
 use ndis::sync::Once;
 use ndis::{Status, adapter::AdapterHandle};
@@ -42,6 +42,9 @@ pub mod keywords {
     /// Checksum offload per task (`*IPChecksumOffloadIPv4`, `*TCPChecksumOffloadIPv4`, ...: 0
     /// off, 1 Tx, 2 Rx, 3 both), read by `ChecksumOffload::from_keywords`.
     pub const CHECKSUM: [&str; 5] = ndis::offload::CHECKSUM_KEYWORDS;
+    /// Large send offload per IP version (`*LsoV2IPv4`, `*LsoV2IPv6`: 0 off, 1 on), read by
+    /// `LargeSendOffload::from_keywords`.
+    pub const LSO: [&str; 2] = ndis::offload::LSO_KEYWORDS;
     /// The integer keywords (declared with default, min and max).
     pub const NUMERIC: &[&str] = &[NUM_QUEUES, RECEIVE_BUFFERS, TRANSMIT_BUFFERS, JUMBO_PACKET];
     pub const ALL: &[&str] = &[
@@ -56,16 +59,20 @@ pub mod keywords {
         CHECKSUM[2],
         CHECKSUM[3],
         CHECKSUM[4],
+        LSO[0],
+        LSO[1],
     ];
 }
 
 /// Features the driver can work with. `CSUM`: the device finishes TCP/UDP checksums the stack
-/// asks for; `GUEST_CSUM`: it says which received checksums it validated (or left partial).
-/// Every frame is still copied whole (no segmentation offload). `RING_EVENT_IDX`: the device interrupts once when the used index crosses `used_event`, not
+/// asks for; `GUEST_CSUM`: it says which received checksums it validated (or left partial);
+/// `HOST_TSO4`/`6`: it segments large sends. Every frame is still copied whole. `RING_EVENT_IDX`: the device interrupts once when the used index crosses `used_event`, not
 /// once per completed buffer, so a burst that arrives before the DPC runs costs one interrupt.
 const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::CSUM
     | features::GUEST_CSUM
+    | features::HOST_TSO4
+    | features::HOST_TSO6
     | features::MAC
     | features::STATUS
     | features::MTU
@@ -241,7 +248,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
         return Err(Status::ADAPTER_NOT_FOUND);
     }
-    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address, checksums) = {
+    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address, checksums, lso) = {
         let c = init.configuration()?;
         (
             c.read_u32_in(keywords::NUM_QUEUES, 1..=16, 16, passive) as u16,
@@ -251,6 +258,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             Tagging::from_keyword(c.read_u32_in(keywords::PRIORITY_VLAN_TAG, 0..=3, 3, passive)),
             c.read_network_address(passive),
             ChecksumOffload::from_keywords(&c, ChecksumOffload::all(), passive),
+            LargeSendOffload::from_keywords(&c, LargeSendOffload::all(), passive),
         )
     };
     let t = transport(handle, &cfg, init.resources(), passive)?;
@@ -358,9 +366,12 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     }
     let hardware = checksum_offload(negotiated);
     if !hardware.is_empty() {
+        let lso_caps = large_send_offload(negotiated);
         info.offload = Some(OffloadInfo {
             hardware,
             enabled: checksums & hardware,
+            lso: lso_caps,
+            lso_enabled: lso_caps.map_or(LargeSendOffload::empty(), |c| lso & c.versions),
         });
     }
     info.description = "ndis-rs virtio-net";
@@ -381,6 +392,23 @@ fn checksum_offload(negotiated: u64) -> ChecksumOffload {
         tasks |= ChecksumOffload::RX;
     }
     tasks
+}
+
+/// Large send offload as the device segments TCP (`HOST_TSO4`/`6`, which need `CSUM`): up to
+/// NetKVM's 62 KiB of payload, at least two segments.
+fn large_send_offload(negotiated: u64) -> Option<LsoCapabilities> {
+    let mut versions = LargeSendOffload::empty();
+    if negotiated & features::HOST_TSO4 != 0 {
+        versions |= LargeSendOffload::IPV4;
+    }
+    if negotiated & features::HOST_TSO6 != 0 {
+        versions |= LargeSendOffload::IPV6;
+    }
+    (!versions.is_empty()).then_some(LsoCapabilities {
+        versions,
+        max_offload_size: crate::device::LSO_MAX_PAYLOAD,
+        min_segment_count: 2,
+    })
 }
 
 impl Miniport for VioNetAdapter {

@@ -18,9 +18,10 @@ use ndis::io::OwnedWindow;
 use ndis::irql::{AtMostDispatch, Passive};
 use ndis::miniport::NdisAdapter;
 use ndis::nbl::{
-    CopyError, Ieee8021Q, ReceivePool, Returned, RxFrame, SendIrql, SendLists, SendNbl, TxPrep,
+    CopyError, DeviceCopy, Ieee8021Q, ReceivePool, Returned, RxFrame, SendIrql, SendLists, SendNbl,
+    TxPrep,
 };
-use ndis::offload::DeviceRxChecksum;
+use ndis::offload::{DeviceRxChecksum, LargeSend, LargeSendOffload};
 use ndis::sync::SpinLock;
 use ndis::{Status, adapter::AdapterHandle};
 
@@ -57,6 +58,16 @@ impl FrameSize {
         }
     }
 }
+
+/// The largest large send: NetKVM's `MaxOffLoadSize` of TCP payload ([`LSO_MAX_PAYLOAD`]) with
+/// the most header bytes NDIS uses LSO with (`NDIS_LARGE_SEND_OFFLOAD_MAX_HEADER_LENGTH`, 128)
+/// and room for a tag the driver inserts. Under the device's 64 KiB chain.
+pub const LSO_MAX_PAYLOAD: u32 = 0xF800;
+pub const LSO_MAX_FRAME: usize = LSO_MAX_PAYLOAD as usize + 128 + 4;
+/// Bounce buffers a large send may take (the smallest buffer is 2 KiB).
+const LSO_MAX_BUFFERS: usize = (NetHeader::LEN + LSO_MAX_FRAME).div_ceil(2048);
+/// `TxRing::next_bounce` of the last (or only) buffer of a frame.
+const NO_BOUNCE: u16 = u16::MAX;
 
 /// What becomes of a receive.
 enum Received {
@@ -104,6 +115,9 @@ pub struct TxRing {
     vq: Queue,
     /// Bounce buffer carried by each descriptor head.
     bounce_of: Vec<u16>,
+    /// For a bounce buffer in a large send's chain: the next one of the chain ([`NO_BOUNCE`]:
+    /// the last, or a frame of one buffer).
+    next_bounce: Vec<u16>,
     free: Vec<u16>,
     bounce: SharedMemory,
     notifier: Notifier,
@@ -203,6 +217,12 @@ impl Device {
         // holds no address of memory about to be freed, and mark it FAILED.
         let parts = (|| -> Result<(Vec<Pair>, Option<SpinLock<ControlRing>>), Status> {
             let event_idx = features & net::features::RING_EVENT_IDX != 0;
+            let tso = features & (features::HOST_TSO4 | features::HOST_TSO6) != 0;
+            let scratch_len = if tso {
+                frame.max.max(LSO_MAX_FRAME)
+            } else {
+                frame.max
+            };
             let mut pairs = Vec::new();
             for j in 0..plan.pairs() {
                 let rx_max = transport
@@ -238,10 +258,12 @@ impl Device {
                     tx: SpinLock::new(TxRing {
                         vq: tx_vq,
                         bounce_of: vec![0; tx_n as usize],
+                        next_bounce: vec![NO_BOUNCE; tx_n as usize],
                         free: (0..tx_n).rev().collect(),
                         bounce,
                         notifier: tx_notifier,
-                        scratch: vec![0; frame.max].into_boxed_slice(),
+                        // A large send that is not contiguous is gathered here whole.
+                        scratch: vec![0; scratch_len].into_boxed_slice(),
                     }),
                 });
             }
@@ -566,8 +588,15 @@ impl Device {
         loop {
             match tx.vq.pop_used() {
                 Ok(Some((head, _))) => {
-                    let b = tx.bounce_of[head as usize];
-                    tx.free.push(b);
+                    let mut b = tx.bounce_of[head as usize];
+                    loop {
+                        tx.free.push(b);
+                        let next = core::mem::replace(&mut tx.next_bounce[b as usize], NO_BOUNCE);
+                        if next == NO_BOUNCE {
+                            break;
+                        }
+                        b = next;
+                    }
                 }
                 Ok(None) => return true,
                 Err(_) => return false,
@@ -619,10 +648,16 @@ impl Device {
         // the MTU only by a tag it already carries (one this driver inserts counts against the
         // untagged limit, since the tagged frame must fit `max`).
         let tag = self.tx_tag(nbl);
+        match nbl.large_send() {
+            Ok(None) => {}
+            Ok(Some(ls)) => return self.queue_large_send(tx, nbl, ls, tag),
+            Err(status) => return status,
+        }
         let prep = TxPrep {
             tci: tag,
             checksum: nbl.checksum_request(),
             device_l4: self.features & features::CSUM != 0,
+            large_send: None,
         };
         let offload = !prep.checksum.is_empty();
         let mut frames = 0;
@@ -636,19 +671,8 @@ impl Device {
             }
             frames += 1;
         }
-        if tx.free.len() < frames {
-            // Let the device see what is queued (the doorbell for this call has not rung
-            // yet), then take back what it finished.
-            if tx.vq.should_notify() {
-                self.transport.notify(&tx.notifier);
-            }
-            if !self.reap_tx(tx) {
-                self.fail();
-                return Status::DEVICE_FAILED;
-            }
-            if tx.free.len() < frames {
-                return Status::RESOURCES;
-            }
+        if let Err(status) = self.tx_room(tx, frames) {
+            return status;
         }
         for frame in nbl.frames() {
             let Some(b) = tx.free.pop() else {
@@ -697,6 +721,136 @@ impl Device {
             }
         }
         Status::SUCCESS
+    }
+
+    /// Makes room for `n` more transmit buffers (and as many descriptors): rings the doorbell
+    /// for what is queued and reaps what the device finished. Err: the status to fail the list
+    /// with.
+    fn tx_room(&self, tx: &mut TxRing, n: usize) -> Result<(), Status> {
+        if tx.free.len() >= n {
+            return Ok(());
+        }
+        // Let the device see what is queued (the doorbell for this call has not rung yet),
+        // then take back what it finished.
+        if tx.vq.should_notify() {
+            self.transport.notify(&tx.notifier);
+        }
+        if !self.reap_tx(tx) {
+            self.fail();
+            return Err(Status::DEVICE_FAILED);
+        }
+        if tx.free.len() < n {
+            return Err(Status::RESOURCES);
+        }
+        Ok(())
+    }
+
+    /// Queues a large send (LSOv2): the frame, up to [`LSO_MAX_FRAME`] bytes, copied over as
+    /// many bounce buffers as it takes and handed to the device as one chain for it to segment
+    /// (`VIRTIO_NET_F_HOST_TSO4`/`6`). NDIS says such a list must be dropped when LSO is off
+    /// for its IP version (after an OID switched it off): it fails with `INVALID_PACKET`.
+    fn queue_large_send(
+        &self,
+        tx: &mut TxRing,
+        nbl: &SendNbl<'_>,
+        ls: LargeSend,
+        tag: Option<u16>,
+    ) -> Status {
+        let version = if ls.ipv6 {
+            LargeSendOffload::IPV6
+        } else {
+            LargeSendOffload::IPV4
+        };
+        if !self.ndis.large_send_offload().contains(version) {
+            return Status::INVALID_PACKET;
+        }
+        let Some(frame) = nbl.frames().next() else {
+            return Status::INVALID_PACKET;
+        };
+        if frame.len() > LSO_MAX_FRAME - 4 {
+            return Status::INVALID_LENGTH;
+        }
+        let prep = TxPrep {
+            tci: tag,
+            large_send: Some(ls),
+            device_l4: true,
+            ..TxPrep::default()
+        };
+        let buffer = self.frame.buffer;
+        let n = (NetHeader::LEN + frame.len() + 4).div_ceil(buffer);
+        if let Err(status) = self.tx_room(tx, n) {
+            return status;
+        }
+        let mut slots = [0u16; LSO_MAX_BUFFERS];
+        let mut regions = [(0usize, 0usize); LSO_MAX_BUFFERS];
+        for i in 0..n {
+            slots[i] = tx.free.pop().unwrap_or(NO_BOUNCE); // `tx_room` made sure of n
+            let at = usize::from(slots[i]) * buffer;
+            regions[i] = if i == 0 {
+                (at + NetHeader::LEN, buffer - NetHeader::LEN)
+            } else {
+                (at, buffer)
+            };
+        }
+        let copied =
+            frame.copy_to_device_regions(&tx.bounce, &regions[..n], &mut tx.scratch, &prep);
+        let (len, gso, partial) = match copied {
+            Ok(DeviceCopy {
+                len,
+                gso: Some(gso),
+                partial: Some(partial),
+            }) => (len, gso, partial),
+            other => {
+                tx.free.extend(slots[..n].iter().rev());
+                return match other {
+                    Err(CopyError::TooLong) => Status::INVALID_LENGTH,
+                    _ => Status::INVALID_PACKET,
+                };
+            }
+        };
+        let header = NetHeader {
+            flags: NetHeader::F_NEEDS_CSUM,
+            gso_type: if gso.ipv6 {
+                NetHeader::GSO_TCPV6
+            } else {
+                NetHeader::GSO_TCPV4
+            },
+            hdr_len: gso.header_len,
+            gso_size: gso.mss,
+            csum_start: partial.0,
+            csum_offset: partial.1,
+            num_buffers: 0,
+        };
+        tx.bounce
+            .write_bytes(usize::from(slots[0]) * buffer, &header.encode());
+        // The chain: the buffers the frame fills; one taken for a tag it did not need goes back.
+        let used = (NetHeader::LEN + len).div_ceil(buffer);
+        tx.free.extend(slots[used..n].iter().rev());
+        let mut chain = [Buffer {
+            addr: 0,
+            len: 0,
+            device_writable: false,
+        }; LSO_MAX_BUFFERS];
+        let mut left = NetHeader::LEN + len;
+        for (i, b) in chain[..used].iter_mut().enumerate() {
+            let take = left.min(buffer);
+            b.addr = tx.bounce.device_address() + (usize::from(slots[i]) * buffer) as u64;
+            b.len = take as u32;
+            left -= take;
+        }
+        match tx.vq.add(&chain[..used]) {
+            Ok(head) => {
+                tx.bounce_of[head as usize] = slots[0];
+                for pair in slots[..used].windows(2) {
+                    tx.next_bounce[usize::from(pair[0])] = pair[1];
+                }
+                Status::SUCCESS
+            }
+            Err(_) => {
+                tx.free.extend(slots[..used].iter().rev());
+                Status::RESOURCES
+            }
+        }
     }
 
     /// Buffers NDIS handed back go to the device again (in batches; nothing is allocated on

@@ -161,7 +161,7 @@ fn offload_parameters_switch_tasks_and_each_change_is_indicated() {
         (sys::NDIS_STATUS_INVALID_LENGTH, 20)
     );
     let mut lso = offload_parameters([0; 5]);
-    lso[11] = 2; // LsoV2IPv4 enabled: never offered
+    lso[9] = 2; // LsoV1 enabled: never offered
     assert_eq!(
         nic.emu
             .oid_set(nic.adapter, sys::OID_TCP_OFFLOAD_PARAMETERS, &lso)

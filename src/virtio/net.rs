@@ -193,14 +193,17 @@ pub fn mq_vq_pairs_set(pairs: u16) -> Option<[u8; 4]> {
 }
 
 /// `features` without the bits whose dependency is missing (virtio 1.x 5.1.3.1: the control
-/// queue's features need `CTRL_VQ`).
+/// queue's features need `CTRL_VQ`, `HOST_TSO4`/`6` need `CSUM`).
 pub fn with_dependencies(features: u64) -> u64 {
-    if features & features::CTRL_VQ == 0 {
-        features
-            & !(features::CTRL_RX | features::CTRL_MAC_ADDR | features::MQ | features::CTRL_VLAN)
-    } else {
-        features
+    let mut f = features;
+    if f & features::CTRL_VQ == 0 {
+        f &= !(features::CTRL_RX | features::CTRL_MAC_ADDR | features::MQ | features::CTRL_VLAN);
     }
+    // Segmentation needs the device to finish checksums.
+    if f & features::CSUM == 0 {
+        f &= !(features::HOST_TSO4 | features::HOST_TSO6);
+    }
+    f
 }
 
 /// `VIRTIO_NET_CTRL_RX_PROMISC` / `_ALLMULTI` (class, command, on/off).

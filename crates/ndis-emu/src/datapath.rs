@@ -64,6 +64,7 @@ struct SlotPtr(NonNull<SendSlot>);
 struct ListInfo {
     ieee8021q: usize,
     checksum: usize,
+    large_send: usize,
 }
 
 impl SlotPtr {
@@ -147,6 +148,8 @@ impl SlotPtr {
                 info.ieee8021q as sys::PVOID;
             (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] =
                 info.checksum as sys::PVOID;
+            (*nbl).NetBufferListInfo[sys::TcpLargeSendNetBufferListInfo] =
+                info.large_send as sys::PVOID;
             (*nbl).SourceHandle = 0x4E44_5300_0000usize as sys::NDIS_HANDLE;
             nbl
         }
@@ -157,6 +160,15 @@ impl SlotPtr {
         let nbl = self.0.as_ptr();
         // SAFETY: a live slot; the driver completed its list, so nobody writes it now.
         unsafe { ((*nbl).nbl.Next, (*nbl).nbl.Status) }
+    }
+
+    /// The list's `TcpLargeSendNetBufferListInfo` entry as the driver left it (for a large send:
+    /// its completion information).
+    fn large_send_info(self) -> usize {
+        // SAFETY: as for `completion`.
+        unsafe {
+            (*self.0.as_ptr()).nbl.NetBufferListInfo[sys::TcpLargeSendNetBufferListInfo] as usize
+        }
     }
 
     /// Takes the frame bytes out (the slot gets fresh storage on its next fill).
@@ -694,35 +706,118 @@ impl Emulator {
             .offload(adapter)
             .expect("the adapter reported no checksum offload")
             .current;
-        let prepared: Vec<(Vec<u8>, usize)> = frames
+        let prepared: Vec<(Vec<u8>, ListInfo)> = frames
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                crate::offload::prepare(f, request, &current)
-                    .unwrap_or_else(|e| panic!("TCP/IP would not ask to checksum frame {i}: {e}"))
+                let (frame, checksum) = crate::offload::prepare(f, request, &current)
+                    .unwrap_or_else(|e| panic!("TCP/IP would not ask to checksum frame {i}: {e}"));
+                let info = ListInfo {
+                    checksum,
+                    ..ListInfo::default()
+                };
+                (frame, info)
             })
             .collect();
         self.send_prepared(adapter, &prepared)
+    }
+
+    /// As [`send`](Self::send), each frame a large send (LSOv2) with segment payload `mss`, the
+    /// way TCP/IP hands one down: the frame (a correct TCP segment over IP, as it would be
+    /// before segmentation) with its IP lengths and IPv4 header checksum zeroed and the
+    /// pseudo-header sum without the TCP length in its checksum field, and the list's
+    /// `TcpLargeSendNetBufferListInfo` (`LsoV2Transmit`). Like TCP/IP, this asks only within the
+    /// LSO the miniport reported ([`offload`](Self::offload)): on for the IP version, payload
+    /// within `MaxOffLoadSize`, at least `MinSegmentCount` segments; anything else panics,
+    /// naming the frame. [`send_completions_large`](Self::send_completions_large) gives what the
+    /// driver wrote back.
+    pub fn send_large(&self, adapter: AdapterId, frames: &[&[u8]], mss: u32) {
+        self.send_large_in_pieces(adapter, frames, mss, usize::MAX)
+    }
+
+    /// As [`send_large`](Self::send_large), each frame in MDLs of `piece` bytes (TCP/IP keeps a
+    /// large send's headers and payload in separate buffers).
+    pub fn send_large_in_pieces(
+        &self,
+        adapter: AdapterId,
+        frames: &[&[u8]],
+        mss: u32,
+        piece: usize,
+    ) {
+        let current = self
+            .offload(adapter)
+            .expect("the adapter reported no task offload")
+            .current_lso;
+        let prepared: Vec<(Vec<u8>, ListInfo)> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let (frame, large_send) = crate::offload::prepare_large_send(f, mss, &current)
+                    .unwrap_or_else(|e| panic!("TCP/IP would not offload frame {i}: {e}"));
+                let info = ListInfo {
+                    large_send,
+                    ..ListInfo::default()
+                };
+                (frame, info)
+            })
+            .collect();
+        self.send_prepared_in_pieces(adapter, &prepared, piece)
+    }
+
+    /// As [`send`](Self::send), each list with the `TcpLargeSendNetBufferListInfo` value given,
+    /// whatever the frame or the miniport's LSO: for a misbehaving protocol, or a large send
+    /// that raced an OID switching LSO off (which NDIS says the miniport must drop).
+    pub fn send_with_large_send_info(&self, adapter: AdapterId, frames: &[(&[u8], u32)]) {
+        let lists: Vec<(Vec<u8>, ListInfo)> = frames
+            .iter()
+            .map(|(f, info)| {
+                let info = ListInfo {
+                    large_send: *info as usize,
+                    ..ListInfo::default()
+                };
+                (f.to_vec(), info)
+            })
+            .collect();
+        self.send_prepared(adapter, &lists)
+    }
+
+    /// As [`send_completions`](Self::send_completions), with each list's
+    /// `TcpLargeSendNetBufferListInfo` as the driver completed it (for a large send it must
+    /// hold `LsoV2TransmitComplete`: type 2, the rest zero).
+    pub fn send_completions_large(&self) -> Vec<(Vec<u8>, sys::NDIS_STATUS, usize)> {
+        self.take_completed(|slot, status| (slot.take_frame(), status, slot.large_send_info()))
     }
 
     /// As [`send`](Self::send), each list with the checksum information given, whatever the
     /// frame holds: for the misbehaving protocol (a request its frame does not match), which a
     /// miniport must fail rather than send wrong.
     pub fn send_with_checksum_info(&self, adapter: AdapterId, frames: &[(&[u8], u32)]) {
-        let lists: Vec<(Vec<u8>, usize)> = frames
+        let lists: Vec<(Vec<u8>, ListInfo)> = frames
             .iter()
-            .map(|(f, info)| (f.to_vec(), *info as usize))
+            .map(|(f, info)| {
+                let info = ListInfo {
+                    checksum: *info as usize,
+                    ..ListInfo::default()
+                };
+                (f.to_vec(), info)
+            })
             .collect();
         self.send_prepared(adapter, &lists)
     }
 
-    fn send_prepared(&self, adapter: AdapterId, frames: &[(Vec<u8>, usize)]) {
+    fn send_prepared(&self, adapter: AdapterId, frames: &[(Vec<u8>, ListInfo)]) {
+        self.send_prepared_in_pieces(adapter, frames, usize::MAX)
+    }
+
+    fn send_prepared_in_pieces(
+        &self,
+        adapter: AdapterId,
+        frames: &[(Vec<u8>, ListInfo)],
+        piece: usize,
+    ) {
         let lists: Vec<[&[u8]; 1]> = frames.iter().map(|(f, _)| [f.as_slice()]).collect();
         let lists: Vec<&[&[u8]]> = lists.iter().map(|l| l.as_slice()).collect();
-        self.send_chain_with(adapter, &lists, usize::MAX, |i| ListInfo {
-            checksum: frames[i].1,
-            ..ListInfo::default()
-        })
+        self.send_chain_with(adapter, &lists, piece, |i| frames[i].1)
     }
 
     /// One list per frame, every list with the same 802.1Q information entry.

@@ -49,8 +49,8 @@ pub use heap::{DriverHeap, instrumentation};
 pub use memory::{Allocation, AllocationKind};
 pub use ndis::AdapterState;
 pub use offload::{
-    ChecksumTasks, OffloadState, RxChecksumInfo, SendChecksum, offload_encapsulation,
-    offload_parameters,
+    ChecksumTasks, LargeSendTasks, LsoLimits, OffloadState, RxChecksumInfo, SendChecksum,
+    offload_encapsulation, offload_parameters,
 };
 pub use oid::OidResult;
 pub use sync::LinkState;

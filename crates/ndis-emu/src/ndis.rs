@@ -520,7 +520,7 @@ fn offload_attributes(
             "0xA0 / 1 / 40",
         );
     }
-    let read = |p: *mut sys::NDIS_OFFLOAD, what: &str| -> crate::offload::ChecksumTasks {
+    let read = |p: *mut sys::NDIS_OFFLOAD, what: &str| {
         if p.is_null() {
             bugcheck::raise(
                 bugcheck::BUGCODE_NDIS_DRIVER,
@@ -539,11 +539,15 @@ fn offload_attributes(
             let h = unsafe { (*p).Header };
             header_bugcheck("NdisMSetMiniportAttributes", what, h, "0xA7 / 1+ / 112+");
         }
-        crate::offload::ChecksumTasks::from_offload(bytes)
+        (
+            crate::offload::ChecksumTasks::from_offload(bytes),
+            crate::offload::LargeSendTasks::from_offload(bytes),
+        )
     };
-    let hardware = read(o.HardwareOffloadCapabilities, "HardwareOffloadCapabilities");
-    let current = read(o.DefaultOffloadConfiguration, "DefaultOffloadConfiguration");
-    if !current.within(&hardware) {
+    let (hardware, hardware_lso) =
+        read(o.HardwareOffloadCapabilities, "HardwareOffloadCapabilities");
+    let (current, current_lso) = read(o.DefaultOffloadConfiguration, "DefaultOffloadConfiguration");
+    if !current.within(&hardware) || !current_lso.within(&hardware_lso) {
         bugcheck::raise(
             bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
             [rule::OFFLOAD, 0, 0, 0],
@@ -553,6 +557,8 @@ fn offload_attributes(
     crate::offload::OffloadState {
         hardware,
         current,
+        hardware_lso,
+        current_lso,
         indications: 0,
         encapsulation: None,
     }

@@ -69,13 +69,55 @@ impl ChecksumTasks {
     }
 }
 
-/// A miniport's checksum offload as NDIS knows it.
+/// The limits of large send offload (LSOv2) for one IP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LsoLimits {
+    pub max_offload_size: u32,
+    pub min_segment_count: u32,
+}
+
+/// The LSOv2 part of an `NDIS_OFFLOAD`: per IP version, None when not supported (or off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LargeSendTasks {
+    pub ipv4: Option<LsoLimits>,
+    pub ipv6: Option<LsoLimits>,
+}
+
+impl LargeSendTasks {
+    /// From the bytes of an `NDIS_OFFLOAD` (`LsoV2` at offset 80: IPv4 {Encapsulation,
+    /// MaxOffLoadSize, MinSegmentCount}, then IPv6 the same and its flags); a version whose
+    /// encapsulation is `NOT_SUPPORTED` is None.
+    pub(crate) fn from_offload(b: &[u8]) -> Self {
+        let word = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let version = |at: usize| {
+            (word(at) != sys::NDIS_ENCAPSULATION_NOT_SUPPORTED).then(|| LsoLimits {
+                max_offload_size: word(at + 4),
+                min_segment_count: word(at + 8),
+            })
+        };
+        LargeSendTasks {
+            ipv4: version(80),
+            ipv6: version(92),
+        }
+    }
+
+    /// Whether every version on in `self` is on in `other`.
+    pub(crate) fn within(&self, other: &Self) -> bool {
+        (self.ipv4.is_none() || other.ipv4.is_some())
+            && (self.ipv6.is_none() || other.ipv6.is_some())
+    }
+}
+
+/// A miniport's task offload as NDIS knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OffloadState {
     /// From the offload attributes.
     pub hardware: ChecksumTasks,
     /// The attributes' default configuration, then each `CURRENT_CONFIG` indication.
     pub current: ChecksumTasks,
+    /// Large send offload, likewise.
+    pub hardware_lso: LargeSendTasks,
+    pub current_lso: LargeSendTasks,
     /// `NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG` indications received.
     pub indications: usize,
     /// The `OID_OFFLOAD_ENCAPSULATION` set NDIS made when TCP/IP bound (None: not yet).
@@ -202,6 +244,69 @@ pub(crate) fn prepare(
             sys::NDIS_CHECKSUM_TX_UDP
         };
     }
+    Ok((out, info as usize))
+}
+
+/// What TCP/IP does to a large TCP send (`frame`: a correct Ethernet frame carrying one TCP
+/// segment larger than `mss`, as it would be before segmentation) before handing it to a
+/// miniport with LSOv2 on (Microsoft's "Offloading the segmentation of large TCP packets"):
+/// the IPv4 total length and header checksum zeroed (the IPv6 payload length too: the page does
+/// not say, and zero is what a miniport must cope with), the TCP checksum field holding the
+/// pseudo-header sum without the TCP length; and the list's `TcpLargeSendNetBufferListInfo`
+/// (`LsoV2Transmit`: MSS, TCP header offset, type 2, IP version). Err says why TCP/IP would
+/// not offload it: LSO off for its IP version, more payload than `MaxOffLoadSize`, fewer
+/// segments than `MinSegmentCount`.
+pub(crate) fn prepare_large_send(
+    frame: &[u8],
+    mss: u32,
+    current: &LargeSendTasks,
+) -> Result<(Vec<u8>, usize), String> {
+    let packet = SlicedPacket::from_ethernet(frame).map_err(|e| format!("not a frame: {e}"))?;
+    let offset = |s: &[u8]| s.as_ptr() as usize - frame.as_ptr() as usize;
+    let Some(TransportSlice::Tcp(tcp)) = &packet.transport else {
+        return Err("not a whole TCP segment".into());
+    };
+    let l4 = offset(tcp.slice());
+    let payload = tcp.payload().len();
+    let (ipv6, l3, addresses, limits) = match &packet.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            let sum = words(&h.source()) + words(&h.destination());
+            (false, offset(h.slice()), sum, current.ipv4)
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            let sum = words(&h.source()) + words(&h.destination());
+            (true, offset(h.slice()), sum, current.ipv6)
+        }
+        _ => return Err("not IP".into()),
+    };
+    let limits = limits.ok_or("the miniport has LSO off for this IP version")?;
+    if mss == 0 || payload > limits.max_offload_size as usize {
+        return Err(format!(
+            "{payload} bytes of payload: more than MaxOffLoadSize {}",
+            limits.max_offload_size
+        ));
+    }
+    if payload.div_ceil(mss as usize) < limits.min_segment_count as usize {
+        return Err(format!(
+            "{payload} bytes at MSS {mss}: fewer segments than MinSegmentCount {}",
+            limits.min_segment_count
+        ));
+    }
+    let mut out = frame.to_vec();
+    if ipv6 {
+        out[l3 + 4..l3 + 6].fill(0);
+    } else {
+        out[l3 + 2..l3 + 4].fill(0);
+        out[l3 + 10..l3 + 12].fill(0);
+    }
+    let pseudo = fold(addresses + u64::from(6u8));
+    out[l4 + 16..l4 + 18].copy_from_slice(&pseudo.to_be_bytes());
+    let info = mss
+        | ((l4 as u32) << sys::NDIS_LSO_TCP_HEADER_OFFSET_SHIFT)
+        | (sys::NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE << sys::NDIS_LSO_TYPE_SHIFT)
+        | (u32::from(ipv6) << sys::NDIS_LSO_V2_IP_VERSION_SHIFT);
     Ok((out, info as usize))
 }
 

@@ -419,9 +419,11 @@ pub(crate) unsafe fn ndis_m_indicate_status_ex(
             );
         }
         let current = crate::offload::ChecksumTasks::from_offload(&buffer);
+        let current_lso = crate::offload::LargeSendTasks::from_offload(&buffer);
         match &mut st.ndis.adapters[a].offload {
-            Some(o) if current.within(&o.hardware) => {
+            Some(o) if current.within(&o.hardware) && current_lso.within(&o.hardware_lso) => {
                 o.current = current;
+                o.current_lso = current_lso;
                 o.indications += 1;
             }
             Some(_) => {

@@ -722,11 +722,45 @@ fn hdr_len_past_the_frame_is_a_device_error() {
 fn a_truncated_tcp_header_is_a_device_error() {
     let flow = Flow::v4();
     let packet = flow.packet(&[]);
-    let cut = &packet[..packet.len() - 4]; // inside the timestamp option
+    let mut cut = packet[..packet.len() - 4].to_vec(); // inside the timestamp option
+    set_ipv4_total_length(&mut cut);
     let mut header = flow.gso_header(MSS);
     header[net_hdr::HDR_LEN..][..2].copy_from_slice(&0u16.to_le_bytes());
-    let why = refused(TSO, &header, cut);
+    let why = refused(TSO, &header, &cut);
     assert!(why.contains("ends inside its TCP header"), "{why}");
+}
+
+/// Gives an untagged IPv4 frame the total length of what follows its Ethernet header, with the
+/// header checksum to match.
+fn set_ipv4_total_length(frame: &mut [u8]) {
+    let (mut ip, _) = Ipv4Header::from_slice(&frame[14..]).unwrap();
+    ip.total_len = (frame.len() - 14) as u16;
+    ip.header_checksum = ip.calc_header_checksum();
+    let bytes = ip.to_bytes();
+    frame[14..14 + bytes.len()].copy_from_slice(&bytes);
+}
+
+#[test]
+fn ip_lengths_and_the_ipv4_header_checksum_must_be_the_real_ones() {
+    // What a Linux host checks when it routes the packet (a Windows stack hands the miniport
+    // total length 0; the driver must fill it in).
+    let flow = Flow::v4();
+    let packet = flow.packet(&payload(3000));
+    let header = flow.gso_header(MSS);
+    let mut zero_length = packet.clone();
+    zero_length[16..18].fill(0);
+    let why = refused(TSO, &header, &zero_length);
+    assert!(why.contains("IPv4 total length 0"), "{why}");
+    let mut bad_checksum = packet.clone();
+    bad_checksum[24] ^= 1;
+    let why = refused(TSO, &header, &bad_checksum);
+    assert!(why.contains("wrong IPv4 header checksum"), "{why}");
+
+    let flow = Flow::v6();
+    let mut packet = flow.packet(&payload(3000));
+    packet[18..20].fill(0);
+    let why = refused(TSO, &flow.gso_header(MSS), &packet);
+    assert!(why.contains("IPv6 payload length 0"), "{why}");
 }
 
 // ---- negotiation ----

@@ -130,13 +130,39 @@ pub struct NDIS_IPSEC_OFFLOAD_V1 {
 }
 layout!(NDIS_IPSEC_OFFLOAD_V1, size = 28, align = 4, { Supported: 0, IPv4AH: 20, IPv4ESP: 24 });
 
-/// `NDIS_TCP_LARGE_SEND_OFFLOAD_V2`: IPv4 {Encapsulation, MaxOffLoadSize, MinSegmentCount}, IPv6
-/// {the same, then IpExtensionHeadersSupported (bits 0-1) and TcpOptionsSupported (2-3)}.
+/// `NDIS_TCP_LARGE_SEND_OFFLOAD_V2.IPv4`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NDIS_TCP_LARGE_SEND_OFFLOAD_V2_IPV4 {
+    pub Encapsulation: ULONG,
+    pub MaxOffLoadSize: ULONG,
+    pub MinSegmentCount: ULONG,
+}
+layout!(NDIS_TCP_LARGE_SEND_OFFLOAD_V2_IPV4, size = 12, align = 4, {
+    Encapsulation: 0, MaxOffLoadSize: 4, MinSegmentCount: 8,
+});
+
+/// `NDIS_TCP_LARGE_SEND_OFFLOAD_V2.IPv6`; `Flags`: IpExtensionHeadersSupported (bits 0-1),
+/// TcpOptionsSupported (bits 2-3).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NDIS_TCP_LARGE_SEND_OFFLOAD_V2_IPV6 {
+    pub Encapsulation: ULONG,
+    pub MaxOffLoadSize: ULONG,
+    pub MinSegmentCount: ULONG,
+    pub Flags: ULONG,
+}
+layout!(NDIS_TCP_LARGE_SEND_OFFLOAD_V2_IPV6, size = 16, align = 4, {
+    Encapsulation: 0, MaxOffLoadSize: 4, MinSegmentCount: 8, Flags: 12,
+});
+pub const NDIS_LSOV2_IPV6_EXTENSION_HEADERS_SHIFT: u32 = 0;
+pub const NDIS_LSOV2_IPV6_TCP_OPTIONS_SHIFT: u32 = 2;
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NDIS_TCP_LARGE_SEND_OFFLOAD_V2 {
-    pub IPv4: [ULONG; 3],
-    pub IPv6: [ULONG; 4],
+    pub IPv4: NDIS_TCP_LARGE_SEND_OFFLOAD_V2_IPV4,
+    pub IPv6: NDIS_TCP_LARGE_SEND_OFFLOAD_V2_IPV6,
 }
 layout!(NDIS_TCP_LARGE_SEND_OFFLOAD_V2, size = 28, align = 4, { IPv4: 0, IPv6: 12 });
 
@@ -277,3 +303,17 @@ pub const NDIS_CHECKSUM_RX_TCP_SUCCEEDED: ULONG = 1 << 3;
 pub const NDIS_CHECKSUM_RX_UDP_SUCCEEDED: ULONG = 1 << 4;
 pub const NDIS_CHECKSUM_RX_IP_SUCCEEDED: ULONG = 1 << 5;
 pub const NDIS_CHECKSUM_RX_LOOPBACK: ULONG = 1 << 6;
+
+// `NDIS_TCP_LARGE_SEND_OFFLOAD_NET_BUFFER_LIST_INFO` (the low 32 bits of
+// `NetBufferListInfo[TcpLargeSendNetBufferListInfo]`). Transmit (v1 and v2): MSS in bits 0-19,
+// TcpHeaderOffset in bits 20-29, Type in bit 30; v2: IPVersion in bit 31. Completion: v1
+// TcpPayload in bits 0-29, Type in bit 30 (v2: bits 0-29 reserved, zero).
+pub const NDIS_LSO_MSS_MASK: ULONG = 0x000F_FFFF;
+pub const NDIS_LSO_TCP_HEADER_OFFSET_SHIFT: u32 = 20;
+pub const NDIS_LSO_TCP_HEADER_OFFSET_MASK: ULONG = 0x3FF;
+pub const NDIS_LSO_TYPE_SHIFT: u32 = 30;
+pub const NDIS_LSO_V2_IP_VERSION_SHIFT: u32 = 31;
+pub const NDIS_TCP_LARGE_SEND_OFFLOAD_V1_TYPE: ULONG = 0;
+pub const NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE: ULONG = 1;
+pub const NDIS_TCP_LARGE_SEND_OFFLOAD_IPv4: ULONG = 0;
+pub const NDIS_TCP_LARGE_SEND_OFFLOAD_IPv6: ULONG = 1;

@@ -23,7 +23,7 @@ use crate::io::{PciConfig, Resources};
 use crate::irql::Passive;
 use crate::irql::{BelowDispatch, Dispatch};
 use crate::nbl::{Returned, SendIrql, SendLists, SendNbl};
-use crate::offload::{ChecksumOffload, OffloadInfo};
+use crate::offload::{ChecksumOffload, LargeSendOffload, OffloadInfo};
 use crate::oid::{QueryBuffer, SetData};
 
 /// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
@@ -288,6 +288,8 @@ pub struct NdisAdapter {
     /// NDIS has set the encapsulation for (bit 0 IPv4, bit 1 IPv6): see
     /// [`NdisAdapter::checksum_offload`]. Written only by OID sets, which NDIS serializes.
     offload_on: AtomicU32,
+    /// The IP versions large send offload is switched on for ([`LargeSendOffload`] bits).
+    lso_on: AtomicU32,
     encapsulation: AtomicU32,
     pub stats: Statistics,
 }
@@ -342,6 +344,7 @@ impl NdisAdapter {
             info: crate::sync::Once::new(),
             gate: crate::sync::SpinLock::new(Gate::default()),
             offload_on: AtomicU32::new(0),
+            lso_on: AtomicU32::new(0),
             encapsulation: AtomicU32::new(0),
             stats: Statistics::default(),
         }
@@ -479,15 +482,30 @@ impl NdisAdapter {
     /// does). Empty for a driver that declared no offload.
     pub fn checksum_offload(&self) -> ChecksumOffload {
         let on = ChecksumOffload::from_bits_truncate(self.offload_on.load(Ordering::Acquire));
-        let encapsulation = self.encapsulation.load(Ordering::Acquire);
+        let encapsulation = self.encapsulation_versions();
         let mut versions = ChecksumOffload::empty();
-        if encapsulation & 1 != 0 {
+        if encapsulation.contains(LargeSendOffload::IPV4) {
             versions |= ChecksumOffload::IPV4;
         }
-        if encapsulation & 2 != 0 {
+        if encapsulation.contains(LargeSendOffload::IPV6) {
             versions |= ChecksumOffload::IPV6;
         }
         on & versions
+    }
+
+    /// The IP versions large send offload is in force for, like
+    /// [`checksum_offload`](Self::checksum_offload): switched on, and the encapsulation set.
+    pub fn large_send_offload(&self) -> LargeSendOffload {
+        self.lso_configured() & self.encapsulation_versions()
+    }
+
+    fn lso_configured(&self) -> LargeSendOffload {
+        LargeSendOffload::from_bits_truncate(self.lso_on.load(Ordering::Acquire))
+    }
+
+    /// The IP versions NDIS has set the encapsulation for (bit 0 IPv4, bit 1 IPv6).
+    fn encapsulation_versions(&self) -> LargeSendOffload {
+        LargeSendOffload::from_bits_truncate(self.encapsulation.load(Ordering::Acquire))
     }
 
     /// The checksum tasks switched on, whatever the encapsulation (what NDIS is told).
@@ -496,9 +514,20 @@ impl NdisAdapter {
     }
 
     /// Applies a new configuration and tells NDIS (`NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG`).
-    pub(crate) fn set_offload(&self, on: ChecksumOffload, passive: &Passive<'_>) {
+    pub(crate) fn set_offload(
+        &self,
+        on: ChecksumOffload,
+        lso: LargeSendOffload,
+        passive: &Passive<'_>,
+    ) {
         self.offload_on.store(on.bits(), Ordering::Release);
+        self.lso_on.store(lso.bits(), Ordering::Release);
         self.indicate_offload(passive);
+    }
+
+    /// The large send offload switched on, whatever the encapsulation.
+    pub(crate) fn lso_switched_on(&self) -> LargeSendOffload {
+        self.lso_configured()
     }
 
     /// Applies an `OID_OFFLOAD_ENCAPSULATION` set (per IP version: on, off, unchanged) and
@@ -519,7 +548,11 @@ impl NdisAdapter {
     /// Tells NDIS the tasks in force: an IP version whose encapsulation is off reports none,
     /// as `OID_OFFLOAD_ENCAPSULATION` asks ("update the currently reported capabilities").
     fn indicate_offload(&self, passive: &Passive<'_>) {
-        let mut current = self.checksum_offload().to_ndis(self.info().ndis_version);
+        let info = self.info();
+        let mut current = self.checksum_offload().to_ndis(info.ndis_version);
+        if let Some(caps) = info.offload.and_then(|o| o.lso) {
+            self.large_send_offload().describe(&caps, &mut current);
+        }
         let size = u32::from(current.Header.Size);
         self.indicate_status(
             sys::NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG,
@@ -912,6 +945,10 @@ fn offload_attributes(handle: sys::NDIS_HANDLE, info: &AdapterInfo) -> Result<()
     };
     let mut hardware = o.hardware.to_ndis(info.ndis_version);
     let mut current = (o.enabled & o.hardware).to_ndis(info.ndis_version);
+    if let Some(caps) = &o.lso {
+        caps.versions.describe(caps, &mut hardware);
+        o.lso_enabled.describe(caps, &mut current);
+    }
     // SAFETY: all-zero is a valid attribute union (plain data).
     let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
     a.OffloadAttributes = sys::NDIS_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES {
@@ -969,6 +1006,7 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
         let link = ndis.link_for_attributes((info.link_up, info.link_speed), &passive);
         if let Some(o) = &mut info.offload {
             o.enabled &= o.hardware;
+            o.lso_enabled &= o.lso.map_or(LargeSendOffload::empty(), |c| c.versions);
         }
         let attributes = general_attributes::<D::Adapter>(handle, &info, link)
             .and_then(|()| offload_attributes(handle, &info));
@@ -982,6 +1020,8 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
         ndis.lookahead.store(info.mtu, Ordering::Relaxed);
         let enabled = info.offload.map_or(0, |o| o.enabled.bits());
         ndis.offload_on.store(enabled, Ordering::Release);
+        let lso = info.offload.map_or(0, |o| o.lso_enabled.bits());
+        ndis.lso_on.store(lso, Ordering::Release);
         ndis.info.set(info);
         ndis.attributes_told(link, &passive);
         Ok(adapter)

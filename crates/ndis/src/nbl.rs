@@ -25,7 +25,7 @@ use crate::dma::{DmaRegistration, SharedMemory};
 use crate::hw::DeviceMemory;
 use crate::irql::{AtMostDispatch, BelowDispatch, Dispatch, Passive};
 use crate::miniport::NdisAdapter;
-use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, RxChecksum};
+use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, LargeSend, RxChecksum};
 use crate::packet::{self, IpVersion, Layers};
 
 /// The chain of lists one `MiniportSendNetBufferLists` call hands over, valid during the call.
@@ -84,6 +84,7 @@ impl<'a> SendLists<'a> {
                 status = Status::FAILURE;
             }
             crate::miniport::count_send(self.stats, &list, status);
+            list.complete_large_send(status);
             // SAFETY: as above.
             unsafe { (*cur).Status = status.0 };
             cur = next;
@@ -168,6 +169,35 @@ impl<'a> SendNbl<'a> {
             return ChecksumRequest::default(); // the usual case, decoded for nothing
         }
         ChecksumRequest::from_info(value as usize)
+    }
+
+    /// The large send (LSOv2) the stack asks for on this list, if any: its MSS, where the TCP
+    /// header starts, its IP version. `Err(INVALID_PACKET)` for a request this framework never
+    /// advertises (LSOv1) or a list of more than one frame (an LSO list has exactly one).
+    pub fn large_send(&self) -> Result<Option<LargeSend>, Status> {
+        // SAFETY: as for `ieee8021q`.
+        let value = unsafe { (*self.nbl).NetBufferListInfo[sys::TcpLargeSendNetBufferListInfo] };
+        if value.is_null() {
+            return Ok(None);
+        }
+        let ls = LargeSend::from_info(value as usize)?;
+        if ls.is_some() && self.frames().nth(1).is_some() {
+            return Err(Status::INVALID_PACKET);
+        }
+        Ok(ls)
+    }
+
+    /// For a large send completed successfully: `LsoV2TransmitComplete` (Type v2, Reserved 0)
+    /// in place of the request, as NDIS requires.
+    fn complete_large_send(&self, status: Status) {
+        if status.is_success() && matches!(self.large_send(), Ok(Some(_))) {
+            let done = sys::NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE << sys::NDIS_LSO_TYPE_SHIFT;
+            // SAFETY: the list is still the miniport's until completed.
+            unsafe {
+                (*self.nbl).NetBufferListInfo[sys::TcpLargeSendNetBufferListInfo] =
+                    done as usize as sys::PVOID
+            };
+        }
     }
 
     /// The frames of the list (one per NET_BUFFER).
@@ -310,27 +340,41 @@ impl SendFrame<'_> {
         prep: &TxPrep,
     ) -> Result<DeviceCopy, CopyError> {
         let room = scratch.len();
+        self.copy_to_device_regions(memory, &[(offset, room)], scratch, prep)
+    }
+
+    /// As [`copy_to_device_prepared`](Self::copy_to_device_prepared), the frame as written
+    /// spread over `regions` (device-memory offset and length each, filled in order): for a
+    /// frame larger than one device buffer, a large send above all. `scratch` gathers a frame
+    /// that is not contiguous, so it bounds the frame's length too.
+    pub fn copy_to_device_regions(
+        &self,
+        memory: &impl DeviceMemory,
+        regions: &[(usize, usize)],
+        scratch: &mut [u8],
+        prep: &TxPrep,
+    ) -> Result<DeviceCopy, CopyError> {
+        let room = regions.iter().map(|r| r.1).sum();
         let data = self.view(scratch).ok_or(CopyError::TooLong)?;
         let plan = plan(data, prep, room)?;
+        let out = Regions { memory, regions };
         let shift = plan.shift;
         if shift == 0 {
-            memory.write_bytes(offset, data);
+            out.write(0, data);
         } else {
             let [hi, lo] = prep.tci.unwrap_or_default().to_be_bytes();
-            memory.write_bytes(offset, &data[..12]);
-            memory.write_bytes(offset + 12, &[0x81, 0x00, hi, lo]);
-            memory.write_bytes(offset + 16, &data[12..]);
+            out.write(0, &data[..12]);
+            out.write(12, &[0x81, 0x00, hi, lo]);
+            out.write(16, &data[12..]);
         }
-        if let Some((at, value)) = plan.ip_header {
-            memory.write_bytes(offset + shift + at, &value.to_be_bytes());
-        }
-        if let Some((at, value)) = plan.l4 {
-            memory.write_bytes(offset + shift + at, &value.to_be_bytes());
+        for (at, value) in plan.stores.into_iter().flatten() {
+            out.write(shift + at, &value.to_be_bytes());
         }
         self.count_copy(data);
         Ok(DeviceCopy {
             len: data.len() + shift,
             partial: plan.partial,
+            gso: plan.gso,
         })
     }
 
@@ -399,6 +443,9 @@ pub struct TxPrep {
     /// Whether the device finishes a TCP/UDP checksum itself (from a start offset, storing at
     /// a field offset, the pseudo-header sum already in the field).
     pub device_l4: bool,
+    /// A large send the device segments ([`SendNbl::large_send`]); its checksum request, if
+    /// any, is then not looked at (the device computes every segment's checksums).
+    pub large_send: Option<LargeSend>,
 }
 
 /// A frame as copied to the device.
@@ -409,6 +456,18 @@ pub struct DeviceCopy {
     /// The TCP/UDP checksum left to the device: `(start, offset)` from the start of the frame
     /// as written.
     pub partial: Option<(u16, u16)>,
+    /// The segmentation left to the device, for a large send.
+    pub gso: Option<Gso>,
+}
+
+/// How a device is to segment a large send (a virtio `gso_size`, `hdr_len`, `gso_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gso {
+    /// Segment payload size.
+    pub mss: u16,
+    /// Bytes of headers (Ethernet, IP, TCP) of the frame as written.
+    pub header_len: u16,
+    pub ipv6: bool,
 }
 
 /// Why a frame was not copied.
@@ -425,11 +484,37 @@ pub enum CopyError {
 struct Plan {
     /// Bytes a tag inserted after the addresses adds (0 or 4).
     shift: usize,
-    /// (offset in the frame as read, value) of the IPv4 header checksum to store.
-    ip_header: Option<(usize, u16)>,
-    /// Likewise for a TCP/UDP checksum computed here.
-    l4: Option<(usize, u16)>,
+    /// (offset in the frame as read, value) of the 16-bit big-endian fields to store: the IPv4
+    /// header checksum, a TCP/UDP checksum computed here, or a large send's IP length, IPv4
+    /// header checksum and pseudo-header sum.
+    stores: [Option<(usize, u16)>; 3],
     partial: Option<(u16, u16)>,
+    gso: Option<Gso>,
+}
+
+/// Device memory regions written as one run of bytes (`SendFrame::copy_to_device_regions`).
+struct Regions<'r, M> {
+    memory: &'r M,
+    regions: &'r [(usize, usize)],
+}
+
+impl<M: DeviceMemory> Regions<'_, M> {
+    /// Writes `data` at byte `at` of the run (the caller checked that it fits).
+    fn write(&self, mut at: usize, mut data: &[u8]) {
+        for &(offset, len) in self.regions {
+            if data.is_empty() {
+                return;
+            }
+            if at >= len {
+                at -= len;
+                continue;
+            }
+            let n = (len - at).min(data.len());
+            self.memory.write_bytes(offset + at, &data[..n]);
+            data = &data[n..];
+            at = 0;
+        }
+    }
 }
 
 /// The headers a frame's checksum request needs, found and matched against the request.
@@ -440,6 +525,8 @@ enum Headers {
     Ipv4Header(usize, usize),
     /// A whole TCP or UDP segment.
     Segment(Layers),
+    /// A large send's TCP segment (IP lengths taken from the frame) and the TCP header length.
+    LargeSend(Layers, usize, LargeSend),
 }
 
 /// The tag room and the headers of `data` for `prep`, or why it cannot be copied; nothing is
@@ -453,6 +540,9 @@ fn inspect(data: &[u8], prep: &TxPrep, room: usize) -> Result<(usize, Headers), 
     };
     if data.len() + shift > room {
         return Err(CopyError::TooLong);
+    }
+    if let Some(ls) = prep.large_send {
+        return large_send_headers(data, ls).map(|h| (shift, h));
     }
     let r = &prep.checksum;
     if r.is_empty() {
@@ -481,27 +571,76 @@ fn inspect(data: &[u8], prep: &TxPrep, room: usize) -> Result<(usize, Headers), 
     Ok((shift, Headers::Segment(l)))
 }
 
+/// The headers of a large send: a TCP segment over the IP version the request names, its TCP
+/// header where the request says, an MSS a device can take.
+fn large_send_headers(data: &[u8], ls: LargeSend) -> Result<Headers, CopyError> {
+    let l = packet::parse_large_send(data).ok_or(CopyError::Malformed)?;
+    let tcp_len = usize::from(data[l.l4 + 12] >> 4) * 4;
+    let ok = (l.ip == IpVersion::V6) == ls.ipv6
+        && l.protocol == packet::PROTO_TCP
+        && usize::from(ls.tcp_header_offset) == l.l4
+        && tcp_len >= 20
+        && l.l4 + tcp_len <= data.len()
+        && data.len() - l.l3 <= usize::from(u16::MAX)
+        && u16::try_from(ls.mss).is_ok();
+    if ok {
+        Ok(Headers::LargeSend(l, tcp_len, ls))
+    } else {
+        Err(CopyError::Malformed)
+    }
+}
+
 fn plan(data: &[u8], prep: &TxPrep, room: usize) -> Result<Plan, CopyError> {
     let (shift, headers) = inspect(data, prep, room)?;
     let mut plan = Plan {
         shift,
-        ip_header: None,
-        l4: None,
+        stores: [None; 3],
         partial: None,
+        gso: None,
     };
     let ip_header =
         |l3: usize, len: usize| Some((l3 + 10, packet::ipv4_header_checksum(&data[l3..l3 + len])));
     match headers {
         Headers::None => {}
-        Headers::Ipv4Header(l3, len) => plan.ip_header = ip_header(l3, len),
+        Headers::Ipv4Header(l3, len) => plan.stores[0] = ip_header(l3, len),
         Headers::Segment(l) => {
             if prep.checksum.ip_header && l.ip == IpVersion::V4 {
-                plan.ip_header = ip_header(l.l3, l.l3_len);
+                plan.stores[0] = ip_header(l.l3, l.l3_len);
             }
             plan_l4(data, &l, prep.device_l4, &mut plan);
         }
+        Headers::LargeSend(l, tcp_len, ls) => plan_large_send(data, &l, tcp_len, ls, &mut plan),
     }
     Ok(plan)
+}
+
+/// What TCP/IP leaves for the NIC in a large send (Microsoft's "Offloading the segmentation of
+/// large TCP packets": IPv4 total length 0, a pseudo-header sum without the TCP length), turned
+/// into what a virtio device segments (Linux's `tcp_gso_segment`: real IP lengths, a
+/// pseudo-header sum over the whole TCP length, which it adjusts for each segment).
+fn plan_large_send(data: &[u8], l: &Layers, tcp_len: usize, ls: LargeSend, plan: &mut Plan) {
+    let ip_len = (data.len() - l.l3) as u16; // at most 64 KiB: `large_send_headers`
+    match l.ip {
+        IpVersion::V4 => {
+            let mut header = [0u8; 60];
+            let header = &mut header[..l.l3_len];
+            header.copy_from_slice(&data[l.l3..l.l3 + l.l3_len]);
+            header[2..4].copy_from_slice(&ip_len.to_be_bytes());
+            plan.stores[0] = Some((l.l3 + 2, ip_len));
+            plan.stores[1] = Some((l.l3 + 10, packet::ipv4_header_checksum(header)));
+        }
+        IpVersion::V6 => plan.stores[0] = Some((l.l3 + 4, ip_len - 40)),
+    }
+    let field = l.checksum_field();
+    let seeded = u64::from(u16::from_be_bytes([data[field], data[field + 1]]));
+    let segment = (data.len() - l.l4) as u64;
+    plan.stores[2] = Some((field, packet::fold(seeded + segment)));
+    plan.partial = Some(((l.l4 + plan.shift) as u16, 16));
+    plan.gso = Some(Gso {
+        mss: ls.mss as u16,
+        header_len: (l.l4 + tcp_len + plan.shift) as u16,
+        ipv6: ls.ipv6,
+    });
 }
 
 fn plan_l4(data: &[u8], l: &Layers, device: bool, plan: &mut Plan) {
@@ -511,7 +650,7 @@ fn plan_l4(data: &[u8], l: &Layers, device: bool, plan: &mut Plan) {
         plan.partial = Some((start as u16, packet::checksum_offset(l.protocol) as u16));
     } else {
         let value = packet::finish(packet::sum(&data[l.l4..l.end], 0), l.protocol);
-        plan.l4 = Some((l.checksum_field(), value));
+        plan.stores[1] = Some((l.checksum_field(), value));
     }
 }
 
@@ -1064,7 +1203,7 @@ mod tests {
     /// The frame `plan` says to write (without a tag), with its values stored.
     fn apply(data: &[u8], p: &Plan) -> alloc::vec::Vec<u8> {
         let mut out = data.to_vec();
-        for (at, v) in [p.ip_header, p.l4].into_iter().flatten() {
+        for (at, v) in p.stores.into_iter().flatten() {
             out[at..at + 2].copy_from_slice(&v.to_be_bytes());
         }
         out
@@ -1092,15 +1231,131 @@ mod tests {
             checksum: tcp_request(),
             device_l4: true,
             tci: Some(5),
+            large_send: None,
         };
         let p = plan(&sent, &prep, 2048).unwrap();
-        assert_eq!((p.shift, p.partial, p.l4), (4, Some((38, 16)), None));
+        assert_eq!((p.shift, p.partial, p.stores[1]), (4, Some((38, 16)), None));
         // Ethernet padding after the IP packet: the device would sum it, so not the device.
         let mut padded = sent.clone();
         padded.extend_from_slice(&[0xAA; 6]);
         let p = plan(&padded, &prep, 2048).unwrap();
         assert_eq!(p.partial, None);
         assert_eq!(apply(&padded, &p)[..good.len()], good[..]);
+    }
+
+    #[test]
+    fn a_large_send_gets_real_ip_lengths_and_a_pseudo_header_sum_with_the_tcp_length() {
+        let good = packet::tcp4(&[], &[0x5A; 3000]);
+        let l = packet::parse(&good).unwrap();
+        // As TCP/IP hands a large send down: IPv4 total length and header checksum 0, the
+        // pseudo-header sum without the TCP length.
+        let mut sent = good.clone();
+        sent[16..18].fill(0);
+        sent[24..26].fill(0);
+        let tcp_len = (good.len() - l.l4) as u64;
+        let full = u64::from(packet::pseudo_header_sum(&good, &l));
+        let without_length = packet::fold(full + 0xFFFF - tcp_len); // one's complement minus
+        let field = l.checksum_field();
+        sent[field..field + 2].copy_from_slice(&without_length.to_be_bytes());
+        let ls = LargeSend {
+            mss: 1448,
+            tcp_header_offset: 34,
+            ipv6: false,
+        };
+        let prep = TxPrep {
+            large_send: Some(ls),
+            tci: Some(9),
+            ..TxPrep::default()
+        };
+        let p = plan(&sent, &prep, 4096).unwrap();
+        let fixed = apply(&sent, &p);
+        assert_eq!(
+            fixed[..field],
+            good[..field],
+            "IP lengths and header checksum restored"
+        );
+        let want = packet::pseudo_header_sum(&good, &l);
+        assert_eq!(
+            fixed[field..field + 2],
+            want.to_be_bytes(),
+            "length added to the sum"
+        );
+        assert_eq!(p.partial, Some((38, 16)));
+        let gso = p.gso.unwrap();
+        assert_eq!((gso.mss, gso.header_len, gso.ipv6), (1448, 58, false));
+
+        for wrong in [
+            LargeSend { ipv6: true, ..ls },
+            LargeSend {
+                tcp_header_offset: 30,
+                ..ls
+            },
+            LargeSend { mss: 70_000, ..ls },
+        ] {
+            let prep = TxPrep {
+                large_send: Some(wrong),
+                ..TxPrep::default()
+            };
+            assert_eq!(
+                plan(&sent, &prep, 4096).err(),
+                Some(CopyError::Malformed),
+                "{wrong:?}"
+            );
+        }
+        assert_eq!(plan(&sent, &prep, 3000).err(), Some(CopyError::TooLong));
+    }
+
+    #[test]
+    fn regions_take_a_run_of_bytes_across_their_boundaries() {
+        struct Memory(core::cell::RefCell<alloc::vec::Vec<u8>>);
+        impl DeviceMemory for Memory {
+            fn len(&self) -> usize {
+                self.0.borrow().len()
+            }
+            fn device_address(&self) -> u64 {
+                0
+            }
+            fn read_u16(&self, _: usize) -> u16 {
+                unreachable!()
+            }
+            fn read_u32(&self, _: usize) -> u32 {
+                unreachable!()
+            }
+            fn read_u64(&self, _: usize) -> u64 {
+                unreachable!()
+            }
+            fn write_u16(&self, _: usize, _: u16) {
+                unreachable!()
+            }
+            fn write_u32(&self, _: usize, _: u32) {
+                unreachable!()
+            }
+            fn write_u64(&self, _: usize, _: u64) {
+                unreachable!()
+            }
+            fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+                buf.copy_from_slice(&self.0.borrow()[offset..offset + buf.len()]);
+            }
+            fn write_bytes(&self, offset: usize, data: &[u8]) {
+                self.0.borrow_mut()[offset..offset + data.len()].copy_from_slice(data);
+            }
+        }
+        let m = Memory(core::cell::RefCell::new(alloc::vec![0; 32]));
+        let out = Regions {
+            memory: &m,
+            regions: &[(20, 3), (2, 5), (10, 4)],
+        };
+        out.write(0, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        out.write(6, &[0xAA, 0xBB]);
+        let m = m.0.into_inner();
+        assert_eq!(m[20..23], [1, 2, 3]);
+        assert_eq!(m[2..7], [4, 5, 6, 0xAA, 0xBB]);
+        assert_eq!(m[10..14], [9, 10, 11, 12]);
+        assert_eq!(
+            m.iter().filter(|&&b| b != 0).count(),
+            12,
+            "nothing outside the regions"
+        );
     }
 
     #[test]

@@ -202,8 +202,8 @@ impl ChecksumOffload {
             next.set(t.tx, tx);
             next.set(t.rx, rx);
         }
-        // Offloads never reported may only be left or switched off: LsoV1 .. TcpConnectionIPv6
-        // (revision 1), IPsecV2 and IPsecV2IPv4 (2), RscIPv4 and RscIPv6 (3: bytes 22, 23), all
+        // Offloads never reported may only be left or switched off: LsoV1, IPsecV1 and the
+        // TCP connection members (revision 1), IPsecV2 and IPsecV2IPv4 (2), RscIPv4 and RscIPv6 (3: bytes 22, 23), all
         // "0 no change, 1 disabled"; EncapsulatedPacketTaskOffload (byte 24) is
         // NDIS_OFFLOAD_SET_*, where 1 is on. Members of later revisions are not read.
         let data = &data[..size];
@@ -211,7 +211,9 @@ impl ChecksumOffload {
             data.get(range).is_none_or(|b| b.iter().all(|&v| v <= 1))
         };
         let encapsulated_on = data.get(24) == Some(&(sys::NDIS_OFFLOAD_SET_ON as u8));
-        if !disabled_at_most(9..15)
+        // LsoV2IPv4 and LsoV2IPv6 (bytes 11, 12) are `LargeSendOffload::apply`'s.
+        if !disabled_at_most(9..11)
+            || !disabled_at_most(13..15)
             || !disabled_at_most(20..22)
             || !disabled_at_most(22..24)
             || encapsulated_on
@@ -267,14 +269,129 @@ pub(crate) fn parse_encapsulation(
     Ok(out)
 }
 
-/// What the driver declares about checksum offload in its
+/// What the driver declares about task offload in its
 /// [`AdapterInfo`](crate::miniport::AdapterInfo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OffloadInfo {
-    /// What the device (with the driver's help) can do.
+    /// The checksums the device (with the driver's help) can do.
     pub hardware: ChecksumOffload,
-    /// What is on at start (within `hardware`).
+    /// The checksums on at start (within `hardware`).
     pub enabled: ChecksumOffload,
+    /// Large send offload (LSOv2), if the device segments TCP.
+    pub lso: Option<LsoCapabilities>,
+    /// The IP versions LSO is on for at start (within `lso`).
+    pub lso_enabled: LargeSendOffload,
+}
+
+bitflags! {
+    /// The IP versions large send offload (LSOv2) covers.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct LargeSendOffload: u32 {
+        const IPV4 = 1 << 0;
+        const IPV6 = 1 << 1;
+    }
+}
+
+/// What a device's large send offload can do (`NDIS_TCP_LARGE_SEND_OFFLOAD_V2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LsoCapabilities {
+    pub versions: LargeSendOffload,
+    /// Largest TCP payload (with headers) one send may carry.
+    pub max_offload_size: u32,
+    /// Fewest segments a large send must split into (NDIS sends fewer as ordinary frames).
+    pub min_segment_count: u32,
+}
+
+/// The standardized LSOv2 keywords [`LargeSendOffload::from_keywords`] reads (each an enum of 0
+/// disabled, 1 enabled), for the driver's INF.
+pub const LSO_KEYWORDS: [&str; 2] = ["*LsoV2IPv4", "*LsoV2IPv6"];
+
+impl LargeSendOffload {
+    /// What `*LsoV2IPv4` / `*LsoV2IPv6` switch on, within `hardware`; an absent or out-of-range
+    /// value leaves the version as `hardware` has it (the INF default is "enabled").
+    pub fn from_keywords(config: &Configuration, hardware: Self, passive: &Passive<'_>) -> Self {
+        let mut on = Self::empty();
+        for (keyword, version) in LSO_KEYWORDS.iter().zip([Self::IPV4, Self::IPV6]) {
+            if config.read_u32(keyword, passive) != Some(0) {
+                on |= version;
+            }
+        }
+        on & hardware
+    }
+
+    /// These versions after an `OID_TCP_OFFLOAD_PARAMETERS` set whose header
+    /// [`ChecksumOffload::apply`] accepted: `LsoV2IPv4` and `LsoV2IPv6` (1 disabled, 2
+    /// enabled). `INVALID_PARAMETER` for a version the hardware lacks, `INVALID_DATA` for
+    /// another value.
+    pub(crate) fn apply(self, data: &[u8], hardware: Self) -> Result<Self, Status> {
+        let mut next = self;
+        for (at, version) in [(11, Self::IPV4), (12, Self::IPV6)] {
+            match data.get(at).copied().unwrap_or(0) {
+                0 => {}
+                1 => next.remove(version),
+                2 => next.insert(version),
+                _ => return Err(Status::INVALID_DATA),
+            }
+        }
+        if hardware.contains(next) {
+            Ok(next)
+        } else {
+            Err(Status::INVALID_PARAMETER)
+        }
+    }
+
+    /// Fills the `LsoV2` member of `o` for these versions of a device that can do `caps`.
+    pub(crate) fn describe(self, caps: &LsoCapabilities, o: &mut sys::NDIS_OFFLOAD) {
+        let on = self & caps.versions;
+        if on.contains(Self::IPV4) {
+            o.LsoV2.IPv4 = sys::NDIS_TCP_LARGE_SEND_OFFLOAD_V2_IPV4 {
+                Encapsulation: sys::NDIS_ENCAPSULATION_IEEE_802_3,
+                MaxOffLoadSize: caps.max_offload_size,
+                MinSegmentCount: caps.min_segment_count,
+            };
+        }
+        if on.contains(Self::IPV6) {
+            o.LsoV2.IPv6 = sys::NDIS_TCP_LARGE_SEND_OFFLOAD_V2_IPV6 {
+                Encapsulation: sys::NDIS_ENCAPSULATION_IEEE_802_3,
+                MaxOffLoadSize: caps.max_offload_size,
+                MinSegmentCount: caps.min_segment_count,
+                Flags: (1 << sys::NDIS_LSOV2_IPV6_EXTENSION_HEADERS_SHIFT)
+                    | (1 << sys::NDIS_LSOV2_IPV6_TCP_OPTIONS_SHIFT),
+            };
+        }
+    }
+}
+
+/// A large send the stack asks for on a list (`LsoV2Transmit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LargeSend {
+    /// Segment payload size.
+    pub mss: u32,
+    /// Where the TCP header starts.
+    pub tcp_header_offset: u16,
+    pub ipv6: bool,
+}
+
+impl LargeSend {
+    /// From the list's `TcpLargeSendNetBufferListInfo` entry: None without an MSS; Err for an
+    /// LSOv1 request, which this framework never advertises.
+    pub(crate) fn from_info(value: usize) -> Result<Option<Self>, Status> {
+        let v = value as u32;
+        let mss = v & sys::NDIS_LSO_MSS_MASK;
+        if mss == 0 {
+            return Ok(None);
+        }
+        if (v >> sys::NDIS_LSO_TYPE_SHIFT) & 1 != sys::NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE {
+            return Err(Status::INVALID_PACKET);
+        }
+        Ok(Some(LargeSend {
+            mss,
+            tcp_header_offset: ((v >> sys::NDIS_LSO_TCP_HEADER_OFFSET_SHIFT)
+                & sys::NDIS_LSO_TCP_HEADER_OFFSET_MASK) as u16,
+            ipv6: (v >> sys::NDIS_LSO_V2_IP_VERSION_SHIFT) & 1
+                == sys::NDIS_TCP_LARGE_SEND_OFFLOAD_IPv6,
+        }))
+    }
 }
 
 /// The checksums the stack asks for on one send list
@@ -410,10 +527,10 @@ mod tests {
             Err(Status::INVALID_LENGTH)
         );
         assert_eq!(needed, 26);
-        let mut lso_on = params([0; 5]);
-        lso_on[11] = 2; // LsoV2IPv4 enabled
+        let mut lso_v1_on = params([0; 5]);
+        lso_v1_on[9] = 2; // LsoV1 enabled: never reported
         assert_eq!(
-            hw.apply(&lso_on, hw, &mut needed),
+            hw.apply(&lso_v1_on, hw, &mut needed),
             Err(Status::INVALID_PARAMETER)
         );
         assert_eq!(

@@ -12,6 +12,7 @@ use ndis_sys as sys;
 use crate::Status;
 use crate::irql::Passive;
 use crate::miniport::{AdapterInfo, Miniport, NdisAdapter};
+use crate::offload::LargeSendOffload;
 
 /// The OIDs the framework answers (reported in the general attributes' supported list, with the
 /// driver's [`Miniport::EXTRA_OIDS`]).
@@ -333,9 +334,13 @@ pub(crate) fn set<M: Miniport>(
         }
         sys::OID_GEN_INTERRUPT_MODERATION => Err(Status::INVALID_DATA),
         sys::OID_TCP_OFFLOAD_PARAMETERS if adapter.info().offload.is_some() => {
-            let hardware = adapter.info().offload.unwrap_or_default().hardware;
-            let next = adapter.offload_configured().apply(data, hardware, needed)?;
-            adapter.set_offload(next, passive);
+            let o = adapter.info().offload.unwrap_or_default();
+            let next = adapter
+                .offload_configured()
+                .apply(data, o.hardware, needed)?;
+            let lso_hardware = o.lso.map_or(LargeSendOffload::empty(), |c| c.versions);
+            let lso = adapter.lso_switched_on().apply(data, lso_hardware)?;
+            adapter.set_offload(next, lso, passive);
             Ok(data.len())
         }
         sys::OID_OFFLOAD_ENCAPSULATION if adapter.info().offload.is_some() => {

@@ -85,6 +85,17 @@ pub fn parse(frame: &[u8]) -> Option<Layers> {
 /// As [`parse`], from the first bytes of a frame of `frame_len` bytes (`head` must hold every
 /// header through the TCP/UDP one, or None).
 pub fn parse_headers(frame: &[u8], frame_len: usize) -> Option<Layers> {
+    parse_with(frame, frame_len, false)
+}
+
+/// As [`parse`], for the template of a large send (LSOv2), whose IP length fields the stack
+/// leaves 0: the IP packet is taken to run to the end of the frame.
+pub fn parse_large_send(frame: &[u8]) -> Option<Layers> {
+    parse_with(frame, frame.len(), true)
+}
+
+/// `lengths_from_frame`: ignore the IP length fields and take the packet to end with the frame.
+fn parse_with(frame: &[u8], frame_len: usize, lengths_from_frame: bool) -> Option<Layers> {
     let mut l3 = 14;
     let mut ethertype = be16(frame, 12)?;
     if ethertype == ETHERTYPE_8021Q {
@@ -98,7 +109,11 @@ pub fn parse_headers(frame: &[u8], frame_len: usize) -> Option<Layers> {
             if v >> 4 != 4 || ihl < 20 {
                 return None;
             }
-            let total = usize::from(be16(frame, l3 + 2)?);
+            let total = if lengths_from_frame {
+                frame_len.checked_sub(l3)?
+            } else {
+                usize::from(be16(frame, l3 + 2)?)
+            };
             let fragment = be16(frame, l3 + 6)?;
             // More fragments, or an offset: not a whole segment.
             if fragment & 0x3FFF != 0 || total < ihl {
@@ -110,7 +125,11 @@ pub fn parse_headers(frame: &[u8], frame_len: usize) -> Option<Layers> {
             if *frame.get(l3)? >> 4 != 6 {
                 return None;
             }
-            let payload = usize::from(be16(frame, l3 + 4)?);
+            let payload = if lengths_from_frame {
+                frame_len.checked_sub(l3 + 40)?
+            } else {
+                usize::from(be16(frame, l3 + 4)?)
+            };
             (IpVersion::V6, 40, *frame.get(l3 + 6)?, l3 + 40 + payload)
         }
         _ => return None,

@@ -6,7 +6,7 @@
 use ndis::driver::MiniportDriver;
 use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
 use ndis::nbl::{Returned, SendIrql, SendLists};
-use ndis::offload::{ChecksumOffload, OffloadInfo};
+use ndis::offload::{ChecksumOffload, LargeSendOffload, LsoCapabilities, OffloadInfo};
 use ndis::{NdisVersion, Status};
 use ndis_emu::{
     AdapterId, Config, Emulator, InterruptResources, offload_encapsulation as encapsulation,
@@ -20,7 +20,8 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 struct Driver;
 struct Adapter;
 
-/// A private OID whose query answers `NdisAdapter::checksum_offload()` (the bits).
+/// A private OID whose query answers `NdisAdapter::checksum_offload()` (the bits), and
+/// `large_send_offload()` in the second word.
 const OID_IN_FORCE: u32 = 0xFF01_0010;
 
 impl MiniportDriver for Driver {
@@ -29,12 +30,25 @@ impl MiniportDriver for Driver {
     type Adapter = Adapter;
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
         let hardware = ChecksumOffload::IPV4;
-        let enabled = {
+        let lso = LsoCapabilities {
+            versions: LargeSendOffload::IPV4,
+            max_offload_size: 0xF800,
+            min_segment_count: 2,
+        };
+        let (enabled, lso_enabled) = {
             let c = init.configuration()?;
-            ChecksumOffload::from_keywords(&c, hardware, init.passive())
+            (
+                ChecksumOffload::from_keywords(&c, hardware, init.passive()),
+                LargeSendOffload::from_keywords(&c, lso.versions, init.passive()),
+            )
         };
         let mut info = AdapterInfo::ethernet([2, 0, 0, 0, 0, 1], 1500, 1_000_000_000, true);
-        info.offload = Some(OffloadInfo { hardware, enabled });
+        info.offload = Some(OffloadInfo {
+            hardware,
+            enabled,
+            lso: Some(lso),
+            lso_enabled,
+        });
         Ok((Adapter, info))
     }
 }
@@ -50,7 +64,12 @@ impl Miniport for Adapter {
         _: &ndis::irql::Passive<'_>,
     ) -> Result<(), Status> {
         match oid {
-            OID_IN_FORCE => out.write_u32(adapter.checksum_offload().bits()),
+            OID_IN_FORCE => {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&adapter.checksum_offload().bits().to_le_bytes());
+                b[4..].copy_from_slice(&adapter.large_send_offload().bits().to_le_bytes());
+                out.write(&b)
+            }
             _ => Err(Status::NOT_SUPPORTED),
         }
     }
@@ -63,9 +82,17 @@ impl Miniport for Adapter {
 ndis::miniport_driver!(Driver = Driver);
 
 fn in_force(emu: &Emulator, a: AdapterId) -> ChecksumOffload {
-    let r = emu.oid_query(a, OID_IN_FORCE, 4);
+    in_force_both(emu, a).0
+}
+
+fn in_force_both(emu: &Emulator, a: AdapterId) -> (ChecksumOffload, LargeSendOffload) {
+    let r = emu.oid_query(a, OID_IN_FORCE, 8);
     assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
-    ChecksumOffload::from_bits_truncate(u32::from_le_bytes(r.data[..4].try_into().unwrap()))
+    let word = |at: usize| u32::from_le_bytes(r.data[at..at + 4].try_into().unwrap());
+    (
+        ChecksumOffload::from_bits_truncate(word(0)),
+        LargeSendOffload::from_bits_truncate(word(4)),
+    )
 }
 
 /// The `NDIS_OFFLOAD` headers of the `CURRENT_CONFIG` indications since the last call.
@@ -168,6 +195,78 @@ fn tasks_are_in_force_only_once_the_encapsulation_is_set() {
     assert!(config_indications(&emu, a).is_empty());
 
     assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+#[test]
+fn large_send_offload_is_reported_switched_and_in_force_like_the_checksums() {
+    let emu = Emulator::new(Config::default());
+    assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let a = emu.add_adapter(InterruptResources::None).expect("init");
+    let limits = ndis_emu::LsoLimits {
+        max_offload_size: 0xF800,
+        min_segment_count: 2,
+    };
+    let o = emu.offload(a).unwrap();
+    assert_eq!(
+        (o.hardware_lso.ipv4, o.hardware_lso.ipv6),
+        (Some(limits), None)
+    );
+    assert_eq!(o.current_lso, o.hardware_lso, "*LsoV2IPv4 absent: on");
+    assert_eq!(
+        in_force_both(&emu, a).1,
+        LargeSendOffload::empty(),
+        "not bound yet"
+    );
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(in_force_both(&emu, a).1, LargeSendOffload::IPV4);
+
+    let mut p = parameters([0; 5]);
+    p[11] = 1; // LsoV2IPv4 disabled
+    assert_eq!(
+        emu.oid_set(a, sys::OID_TCP_OFFLOAD_PARAMETERS, &p).status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(in_force_both(&emu, a).1, LargeSendOffload::empty());
+    assert_eq!(
+        emu.offload(a).unwrap().current_lso.ipv4,
+        None,
+        "indicated off"
+    );
+    p[11] = 2;
+    assert_eq!(
+        emu.oid_set(a, sys::OID_TCP_OFFLOAD_PARAMETERS, &p).status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(emu.offload(a).unwrap().current_lso.ipv4, Some(limits));
+    p[12] = 2; // LsoV2IPv6: not in the hardware
+    assert_eq!(
+        emu.oid_set(a, sys::OID_TCP_OFFLOAD_PARAMETERS, &p).status,
+        sys::NDIS_STATUS_INVALID_PARAMETER
+    );
+    p[12] = 3;
+    assert_eq!(
+        emu.oid_set(a, sys::OID_TCP_OFFLOAD_PARAMETERS, &p).status,
+        sys::NDIS_STATUS_INVALID_DATA
+    );
+    assert_eq!(in_force_both(&emu, a).1, LargeSendOffload::IPV4);
+
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+    drop(emu);
+
+    // The keyword switches it off at start.
+    let emu = Emulator::new(Config::default());
+    emu.set_keyword("*LsoV2IPv4", "0");
+    assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let a = emu.add_adapter(InterruptResources::None).expect("init");
+    let o = emu.offload(a).unwrap();
+    assert_eq!(
+        (o.hardware_lso.ipv4, o.current_lso.ipv4),
+        (Some(limits), None)
+    );
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
 }

@@ -282,6 +282,29 @@ fn ipv4_offsets(head: u16, frame: &[u8]) -> Result<(usize, usize), String> {
              ({IP_PROTO_TCP})"
         ));
     }
+    // A Linux host checks both when it routes the packet (`ip_rcv`) and drops it otherwise;
+    // the model refuses it loudly. (Windows hands a miniport total length 0: the driver must
+    // fill it in.)
+    let total = u16::from_be_bytes([frame[ip + 2], frame[ip + 3]]) as usize;
+    if total != frame.len() - ip {
+        return Err(format!(
+            "TX chain {head}: gso_type TCPV4 with IPv4 total length {total}, but {} bytes follow \
+             the IP header's start",
+            frame.len() - ip
+        ));
+    }
+    let words = frame[ip..ip + header_len]
+        .chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])));
+    let mut sum: u32 = words.sum();
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    if sum != 0xFFFF {
+        return Err(format!(
+            "TX chain {head}: gso_type TCPV4 with a wrong IPv4 header checksum"
+        ));
+    }
     Ok((ip, ip + header_len))
 }
 
@@ -298,6 +321,14 @@ fn ipv6_offsets(head: u16, frame: &[u8]) -> Result<(usize, usize), String> {
             "TX chain {head}: gso_type TCPV6 but the IPv6 header at {ip} has version {version}, \
              next header {next_header} (6 and TCP ({IP_PROTO_TCP}) expected: no extension \
              headers)"
+        ));
+    }
+    let payload = u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]) as usize;
+    if payload != frame.len() - ip - IPV6_HEADER_LEN {
+        return Err(format!(
+            "TX chain {head}: gso_type TCPV6 with IPv6 payload length {payload}, but {} bytes \
+             follow the IPv6 header",
+            frame.len() - ip - IPV6_HEADER_LEN
         ));
     }
     Ok((ip, ip + IPV6_HEADER_LEN))
