@@ -4,8 +4,8 @@
 //! TX: a driver that negotiated CSUM may hand over a frame whose TCP/UDP checksum field holds
 //! only the pseudo-header sum (`NEEDS_CSUM`); the device completes it, as a host NIC would, before
 //! the frame goes on the wire. That sum is written here by hand, a few lines that tests check
-//! against frames `etherparse` built. A header asking for segmentation (`gso_type`) is checked
-//! and carried out by [`super::gso`], which completes every segment's checksum with the same sum.
+//! against frames `etherparse` built. A header asking for segmentation (`gso_type`) goes to
+//! [`super::gso`] instead, which completes every segment's checksum with the same sum.
 //!
 //! RX: with GUEST_CSUM the device may tell the driver that a frame's checksum is good
 //! (`DATA_VALID`) or deliver it with a partial checksum, as a host does with locally generated
@@ -15,8 +15,7 @@
 use etherparse::{LinkExtSlice, NetSlice, SlicedPacket, TransportSlice};
 
 use super::RxChecksum;
-use super::gso::Segmentation;
-use super::regs::{self, feature, net_hdr};
+use super::regs::{self, net_hdr};
 
 pub(super) const IP_PROTO_TCP: u8 = 6;
 const IP_PROTO_UDP: u8 = 17;
@@ -29,18 +28,6 @@ pub(super) const TPID_8021Q: [u8; 2] = [0x81, 0x00];
 pub(super) const ETHER_TYPE_AT: usize = 12;
 
 // ---- TX ----
-
-/// What the device does with a TX frame before it goes on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TxRequest {
-    /// Nothing: the frame goes out as the driver wrote it.
-    AsIs,
-    /// Complete the partial checksum summed from `start` and stored at `field`
-    /// ([`insert_checksum`]).
-    Checksum { start: usize, field: usize },
-    /// Cut the TCP packet into segments (TSO), each with its checksum completed.
-    Segment(Segmentation),
-}
 
 /// A TX chain's `virtio_net_hdr`, read field by field only when needed: most frames ask for
 /// nothing, and the model runs on every benchmark's datapath.
@@ -60,45 +47,36 @@ impl TxHeader<'_> {
         u16::from_le_bytes([self.0[at], self.0[at + 1]])
     }
 
-    /// What the device must do with `frame` before sending it, given the `negotiated` feature
-    /// bits. Errors are the driver's protocol violations: NEEDS_CSUM without CSUM negotiated (the
-    /// spec forbids it), a checksum field outside the frame, and every GSO request
-    /// [`Segmentation::new`] refuses.
-    pub fn request(&self, head: u16, negotiated: u64, frame: &[u8]) -> Result<TxRequest, String> {
-        // The common case first, inline: a plain frame.
-        if self.flags() == 0 && self.gso_type() == regs::NET_HDR_GSO_NONE {
-            return Ok(TxRequest::AsIs);
-        }
-        self.offload_request(head, negotiated, frame)
+    /// Whether the header asks for nothing (no flags, no segmentation): the frame goes on the
+    /// wire as it is. Checked inline for every frame; everything else is out of line.
+    pub fn asks_nothing(&self) -> bool {
+        self.flags() == 0 && self.gso_type() == regs::NET_HDR_GSO_NONE
     }
 
-    /// [`request`](Self::request) for a header that asks for something. Out of line, so that the
-    /// TX loop for plain frames stays as small as without offloads.
-    #[inline(never)]
-    fn offload_request(
+    /// Whether the driver asks for segmentation (`gso_type` not NONE): such a packet goes to
+    /// [`Segmentation`](super::gso::Segmentation), which checks the rest of the header.
+    pub fn wants_segmentation(&self) -> bool {
+        self.gso_type() != regs::NET_HDR_GSO_NONE
+    }
+
+    /// For a header without segmentation: where the device must complete a checksum in a frame
+    /// of `frame_len` bytes, `(csum_start, offset of the checksum field)`, or None when the
+    /// driver did not ask. Errors are the driver's protocol violations: NEEDS_CSUM without CSUM
+    /// negotiated (the spec forbids it), a checksum field outside the frame.
+    pub fn checksum_request(
         &self,
         head: u16,
-        negotiated: u64,
-        frame: &[u8],
-    ) -> Result<TxRequest, String> {
-        if self.gso_type() != regs::NET_HDR_GSO_NONE {
-            return Segmentation::new(head, self, negotiated, frame).map(TxRequest::Segment);
-        }
+        csum_negotiated: bool,
+        frame_len: usize,
+    ) -> Result<Option<(usize, usize)>, String> {
         if self.flags() & regs::NET_HDR_F_NEEDS_CSUM == 0 {
-            return Ok(TxRequest::AsIs);
+            return Ok(None);
         }
-        if negotiated & feature::CSUM == 0 {
+        if !csum_negotiated {
             return Err(format!(
                 "TX chain {head}: NEEDS_CSUM set but VIRTIO_NET_F_CSUM was not negotiated"
             ));
         }
-        let (start, field) = self.checksum_field(head, frame.len())?;
-        Ok(TxRequest::Checksum { start, field })
-    }
-
-    /// `(csum_start, offset of the checksum field)` of a NEEDS_CSUM request, checked to lie
-    /// inside a frame of `frame_len` bytes.
-    fn checksum_field(&self, head: u16, frame_len: usize) -> Result<(usize, usize), String> {
         let (csum_start, csum_offset) = (
             self.le16(net_hdr::CSUM_START),
             self.le16(net_hdr::CSUM_OFFSET),
@@ -111,7 +89,7 @@ impl TxHeader<'_> {
                  {csum_offset} (2 bytes) lies past the end of the {frame_len}-byte frame"
             ));
         }
-        Ok((start, field))
+        Ok(Some((start, field)))
     }
 }
 
@@ -119,7 +97,7 @@ impl TxHeader<'_> {
 /// field at `field` holds the pseudo-header sum the driver put there and is part of it),
 /// complemented and stored big-endian at `field`. A result of 0 is stored as 0xFFFF, as Linux's
 /// `skb_checksum_help` does: for UDP 0 would mean "no checksum", for TCP both are the same value.
-/// Out of line for the same reason as `offload_request`.
+/// Out of line: only frames that ask for it pay for it.
 #[inline(never)]
 pub(super) fn insert_checksum(frame: &mut [u8], start: usize, field: usize) {
     let checksum = match !fold(sum_words(0, &frame[start..])) {
@@ -395,23 +373,18 @@ mod tests {
         h[net_hdr::CSUM_START..net_hdr::CSUM_START + 2].copy_from_slice(&34u16.to_le_bytes());
         h[net_hdr::CSUM_OFFSET..net_hdr::CSUM_OFFSET + 2].copy_from_slice(&16u16.to_le_bytes());
         let tx = TxHeader(&h);
-        let csum = feature::CSUM;
-        let request = tx.request(0, csum, &[0; 52]);
-        assert_eq!(
-            request,
-            Ok(TxRequest::Checksum {
-                start: 34,
-                field: 50
-            })
-        );
-        assert!(tx.request(0, csum, &[0; 51]).is_err(), "one byte short");
-        assert!(tx.request(0, 0, &[0; 52]).is_err(), "CSUM not negotiated");
-        // DATA_VALID is not a request.
+        assert_eq!(tx.checksum_request(0, true, 52), Ok(Some((34, 50))));
+        assert!(tx.checksum_request(0, true, 51).is_err(), "one byte short");
+        assert!(tx.checksum_request(0, false, 52).is_err());
+        assert!(!tx.asks_nothing() && !tx.wants_segmentation());
+        // DATA_VALID is not a request, though the frame takes the slow path.
         h[net_hdr::FLAGS] = regs::NET_HDR_F_DATA_VALID;
-        assert_eq!(TxHeader(&h).request(0, 0, &[]), Ok(TxRequest::AsIs));
+        assert_eq!(TxHeader(&h).checksum_request(0, false, 0), Ok(None));
+        assert!(!TxHeader(&h).asks_nothing());
         h[net_hdr::FLAGS] = 0;
-        assert_eq!(TxHeader(&h).request(0, 0, &[]), Ok(TxRequest::AsIs));
+        assert_eq!(TxHeader(&h).checksum_request(0, false, 0), Ok(None));
+        assert!(TxHeader(&h).asks_nothing());
         h[net_hdr::GSO_TYPE] = regs::NET_HDR_GSO_TCPV4;
-        assert!(TxHeader(&h).request(0, csum, &[0; 1000]).is_err());
+        assert!(!TxHeader(&h).asks_nothing() && TxHeader(&h).wants_segmentation());
     }
 }
