@@ -208,10 +208,13 @@ pub(crate) struct DatapathState {
     /// Slots ready for reuse, oldest first: a list just completed is the last to be reused, so
     /// a driver completing it twice is caught rather than taken for a new send.
     free_slots: VecDeque<SlotPtr>,
-    /// Frames indicated, per adapter, until the test takes them, with their list's 802.1Q
-    /// information entry.
-    /// Per adapter: (frame, 802.1Q info, checksum info) of each indicated buffer.
+    /// Frames indicated, per adapter, until the test takes them: (frame, 802.1Q information,
+    /// checksum information) of each indicated buffer.
     received: Vec<Vec<(Vec<u8>, usize, usize)>>,
+    /// Count indicated frames instead of copying them (see
+    /// [`Emulator::set_count_received_only`]), per adapter.
+    count_only: bool,
+    received_counts: Vec<usize>,
     /// The protocol returns indicated lists from inside the indication (see
     /// [`Emulator::set_returns_during_indication`]).
     returns_during_indication: bool,
@@ -579,6 +582,16 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
             )
         };
         while !nb.is_null() {
+            if st.datapath.count_only {
+                let counts = &mut st.datapath.received_counts;
+                if counts.len() <= a {
+                    counts.resize(a + 1, 0);
+                }
+                counts[a] += 1;
+                // SAFETY: as below.
+                nb = unsafe { (*nb).Next };
+                continue;
+            }
             // SAFETY: a buffer of the list, describing the driver's receive memory.
             let frame = unsafe { buffer_bytes(nb) };
             let received = &mut st.datapath.received;
@@ -956,6 +969,22 @@ impl Emulator {
             .drain(..)
             .map(|(f, _, c)| (f, RxChecksumInfo::from_info(c)))
             .collect()
+    }
+
+    /// Whether indicated frames are only counted ([`received_count`](Self::received_count))
+    /// instead of copied out: for a measurement whose copy of every frame would be the
+    /// protocol's cost, not the driver's. Off by default.
+    pub fn set_count_received_only(&self, on: bool) {
+        self.machine.st().datapath.count_only = on;
+    }
+
+    /// Frames indicated on `adapter` while only counting, since the last call.
+    pub fn received_count(&self, adapter: AdapterId) -> usize {
+        let mut st = self.machine.st();
+        st.datapath
+            .received_counts
+            .get_mut(adapter.0)
+            .map_or(0, std::mem::take)
     }
 
     /// Whether the protocol returns receives from inside `NdisMIndicateReceiveNetBufferLists`
