@@ -9,13 +9,13 @@
 
 use etherparse::checksum::Sum16BitWords;
 use etherparse::{PacketBuilder, SlicedPacket, VlanId};
-use ndis_emu::devices::virtio_net::regs::{self, feature, net_hdr, status};
+use ndis_emu::devices::virtio_net::regs::{self, feature, net_hdr};
 use ndis_emu::devices::virtio_net::{RxChecksum, VirtioNet, VirtioNetConfig};
 use ndis_emu::{DeviceId, Emulator, InterruptResources};
 
 #[path = "support/virtio_rings.rs"]
 mod virtio_rings;
-use virtio_rings::{BASE, Regs, Ring, device_only};
+use virtio_rings::{Regs, Ring, bring_up_pair, device_only, needs_reset};
 
 const MAC_A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -162,23 +162,6 @@ fn device() -> (Emulator, DeviceId) {
     device_only(InterruptResources::line(), VirtioNetConfig::new(1))
 }
 
-/// Negotiates `features` and programs RX ring 0 and TX ring 1.
-fn bring_up(emu: &Emulator, dev: DeviceId, features: u64) -> (Ring, Ring) {
-    let r = Regs { emu, dev };
-    let mut rings = None;
-    r.bring_up(features, |r| {
-        rings = Some((
-            Ring::program(r, 0, BASE),
-            Ring::program(r, 1, BASE + 0x10_0000),
-        ))
-    });
-    rings.unwrap()
-}
-
-fn needs_reset(r: &Regs<'_>) -> bool {
-    r.common(regs::common::DEVICE_STATUS, 1) as u8 & status::DEVICE_NEEDS_RESET != 0
-}
-
 /// Sends `frame` behind `header` and returns what went on the wire.
 fn send(r: &Regs<'_>, tx: &mut Ring, slot: u16, header: &[u8; 12], frame: &[u8]) -> Vec<u8> {
     tx.transmit_with_header(r, slot, header, frame);
@@ -220,7 +203,7 @@ fn le16(h: &[u8; 12], at: usize) -> u16 {
 fn tx_completes_a_tcp_ipv4_checksum_and_the_wire_sees_the_completed_frame() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (mut rx, mut tx) = bring_up(&emu, dev, CSUMS);
+    let (mut rx, mut tx) = bring_up_pair(&emu, dev, CSUMS);
     r.model(|m| m.set_loopback(true));
     let original = tcp_v4(&payload(200));
     let (header, partial) = partial_tx(&original);
@@ -239,7 +222,7 @@ fn tx_completes_a_tcp_ipv4_checksum_and_the_wire_sees_the_completed_frame() {
 fn tx_completes_udp_ipv6_and_tcp_ipv6_checksums() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (_rx, mut tx) = bring_up(&emu, dev, CSUMS);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, CSUMS);
     for (slot, original) in [udp_v6(&payload(333)), tcp_v6(&payload(64))]
         .into_iter()
         .enumerate()
@@ -254,7 +237,7 @@ fn tx_completes_udp_ipv6_and_tcp_ipv6_checksums() {
 fn tx_pads_an_odd_length_segment_with_a_zero_byte() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (_rx, mut tx) = bring_up(&emu, dev, CSUMS);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, CSUMS);
     for (slot, len) in [(0u16, 1usize), (1, 7), (2, 1001)] {
         let original = tcp_v4(&payload(len));
         assert_eq!(original.len() % 2, 1, "an odd frame");
@@ -271,7 +254,7 @@ fn tx_pads_an_odd_length_segment_with_a_zero_byte() {
 fn tx_sends_a_computed_zero_as_all_ones() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (_rx, mut tx) = bring_up(&emu, dev, CSUMS);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, CSUMS);
     // Choose the last payload word so that everything else plus it sums to 0xFFFF: the
     // checksum (its complement) is then 0, which UDP must send as 0xFFFF.
     let mut data = payload(40);
@@ -296,7 +279,7 @@ fn tx_sends_a_computed_zero_as_all_ones() {
 fn tx_checksum_outside_the_frame_is_a_device_error() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (_rx, mut tx) = bring_up(&emu, dev, CSUMS);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, CSUMS);
     let frame = udp_v4(&payload(10));
     let len = frame.len() as u16;
     // The last two bytes are the last place the field may be.
@@ -314,7 +297,7 @@ fn tx_checksum_outside_the_frame_is_a_device_error() {
     );
     assert_eq!(r.model(|m| m.transmitted_frames(0).len()), 1);
     // A csum_start past the end (u16 sums that would overflow a u16 too).
-    let (_rx, mut tx) = bring_up(&emu, dev, CSUMS);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, CSUMS);
     let far = tx_header(regs::NET_HDR_F_NEEDS_CSUM, 0, u16::MAX, u16::MAX);
     tx.transmit_with_header(&r, 0, &far, &frame);
     assert!(needs_reset(&r));
@@ -326,7 +309,7 @@ fn tx_needs_csum_without_csum_negotiated_is_a_device_error() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
     let features = feature::VERSION_1 | feature::GUEST_CSUM;
-    let (_rx, mut tx) = bring_up(&emu, dev, features);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, features);
     let (header, partial) = partial_tx(&tcp_v4(&payload(20)));
     tx.transmit_with_header(&r, 0, &header, &partial);
     assert!(needs_reset(&r));
@@ -342,7 +325,7 @@ fn tx_needs_csum_without_csum_negotiated_is_a_device_error() {
 fn tx_gso_without_tso_negotiated_is_a_device_error() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (_rx, mut tx) = bring_up(&emu, dev, CSUMS);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, CSUMS);
     // VIRTIO_NET_HDR_GSO_TCPV4 with CSUM but not HOST_TSO4 negotiated (TSO: virtio_net_tso.rs).
     let header = tx_header(0, 1, 0, 0);
     tx.transmit_with_header(&r, 0, &header, &tcp_v4(&payload(20)));
@@ -358,7 +341,7 @@ fn tx_gso_without_tso_negotiated_is_a_device_error() {
 fn rx_validate_marks_good_tcp_ipv4_udp_ipv6_and_vlan_frames_data_valid() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (mut rx, _tx) = bring_up(&emu, dev, CSUMS);
+    let (mut rx, _tx) = bring_up_pair(&emu, dev, CSUMS);
     for good in [
         tcp_v4(&payload(100)),
         udp_v6(&payload(33)),
@@ -377,7 +360,7 @@ fn rx_validate_marks_good_tcp_ipv4_udp_ipv6_and_vlan_frames_data_valid() {
 fn rx_validate_leaves_bad_or_unknown_checksums_unmarked() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (mut rx, _tx) = bring_up(&emu, dev, CSUMS);
+    let (mut rx, _tx) = bring_up_pair(&emu, dev, CSUMS);
     let corrupt = |mut f: Vec<u8>| {
         let last = f.len() - 1;
         f[last] ^= 0x40;
@@ -411,7 +394,7 @@ fn rx_validate_leaves_bad_or_unknown_checksums_unmarked() {
 fn rx_partial_hands_over_the_pseudo_header_sum_and_completing_it_gives_the_original() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (mut rx, _tx) = bring_up(&emu, dev, CSUMS);
+    let (mut rx, _tx) = bring_up_pair(&emu, dev, CSUMS);
     r.model(|m| m.set_rx_checksum(RxChecksum::Partial));
     for original in [
         tcp_v4(&payload(100)),
@@ -468,7 +451,7 @@ fn rx_flags_stay_zero_when_off_or_guest_csum_is_not_negotiated() {
     let r = Regs { emu: &emu, dev };
     let good = tcp_v4(&payload(100));
     // Not negotiated: every mode leaves flags 0.
-    let (mut rx, _tx) = bring_up(&emu, dev, feature::VERSION_1 | feature::CSUM);
+    let (mut rx, _tx) = bring_up_pair(&emu, dev, feature::VERSION_1 | feature::CSUM);
     for mode in [RxChecksum::Validate, RxChecksum::Partial, RxChecksum::Off] {
         r.model(|m| m.set_rx_checksum(mode));
         let (h, delivered) = receive(&r, &mut rx, &good);
@@ -480,7 +463,7 @@ fn rx_flags_stay_zero_when_off_or_guest_csum_is_not_negotiated() {
         assert_eq!(delivered, good, "{mode:?}");
     }
     // Negotiated but Off.
-    let (mut rx, _tx) = bring_up(&emu, dev, CSUMS);
+    let (mut rx, _tx) = bring_up_pair(&emu, dev, CSUMS);
     r.model(|m| m.set_rx_checksum(RxChecksum::Off));
     let (h, delivered) = receive(&r, &mut rx, &good);
     assert_eq!(h[net_hdr::FLAGS], 0);

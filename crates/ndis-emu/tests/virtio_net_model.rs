@@ -10,7 +10,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ptr::NonNull;
-use std::rc::Rc;
 
 use ndis_emu::devices::virtio_net::regs::{self, NO_VECTOR, common, feature, status};
 use ndis_emu::devices::virtio_net::{VectorRefusal, VirtioNet, VirtioNetConfig};
@@ -30,7 +29,7 @@ mod virtio_oracle;
 use virtio_oracle::{EmuTransport, allocate, entry, release};
 #[path = "support/virtio_rings.rs"]
 mod virtio_rings;
-use virtio_rings::{BASE, RING_SIZE, Regs, Ring, device_only, model};
+use virtio_rings::{BASE, RING_SIZE, Regs, Ring, SharedBuf, device_only, model};
 
 thread_local! {
     /// Bounce buffers of `Hal::share`: physical address -> (virtual address, length).
@@ -234,19 +233,6 @@ fn the_oracle_gets_its_frames_back_with_loopback_and_a_pcap_records_both_ways() 
         at += 16 + n;
     }
     assert_eq!(records, vec![f.clone(), f], "TX then its looped-back RX");
-}
-
-#[derive(Clone, Default)]
-struct SharedBuf(Rc<RefCell<Vec<u8>>>);
-
-impl std::io::Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]

@@ -19,7 +19,7 @@ use ndis_emu::{DeviceId, Emulator, InterruptResources};
 
 #[path = "support/virtio_rings.rs"]
 mod virtio_rings;
-use virtio_rings::{BASE, Regs, Ring, device_only};
+use virtio_rings::{Regs, Ring, SharedBuf, bring_up_pair, device_only, needs_reset};
 
 const MAC_A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -281,23 +281,6 @@ fn device() -> (Emulator, DeviceId) {
     device_only(InterruptResources::line(), VirtioNetConfig::new(1))
 }
 
-/// Negotiates `features` and programs RX ring 0 and TX ring 1.
-fn bring_up(emu: &Emulator, dev: DeviceId, features: u64) -> (Ring, Ring) {
-    let r = Regs { emu, dev };
-    let mut rings = None;
-    r.bring_up(features, |r| {
-        rings = Some((
-            Ring::program(r, 0, BASE),
-            Ring::program(r, 1, BASE + 0x10_0000),
-        ))
-    });
-    rings.unwrap()
-}
-
-fn needs_reset(r: &Regs<'_>) -> bool {
-    r.common(common::DEVICE_STATUS, 1) as u8 & status::DEVICE_NEEDS_RESET != 0
-}
-
 /// Sends `packet` behind `header` and returns the frames it became on the wire.
 fn send(r: &Regs<'_>, tx: &mut Ring, slot: u16, header: &[u8; 12], packet: &[u8]) -> Vec<Vec<u8>> {
     tx.transmit_large(r, slot, header, packet);
@@ -314,7 +297,7 @@ fn send(r: &Regs<'_>, tx: &mut Ring, slot: u16, header: &[u8; 12], packet: &[u8]
 fn refused(features: u64, header: &[u8; 12], packet: &[u8]) -> String {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (_rx, mut tx) = bring_up(&emu, dev, features);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, features);
     tx.transmit_large(&r, 0, header, packet);
     assert!(needs_reset(&r), "accepted {header:?}");
     assert!(r.model(|m| m.transmitted_frames(0).is_empty()));
@@ -327,7 +310,7 @@ fn refused(features: u64, header: &[u8; 12], packet: &[u8]) -> String {
 fn segments_match(flow: &Flow, payload: &[u8], mss: usize) -> Vec<Vec<u8>> {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (_rx, mut tx) = bring_up(&emu, dev, TSO);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, TSO);
     let expected = flow.segments(payload, mss);
     let got = send(&r, &mut tx, 0, &flow.gso_header(mss), &flow.packet(payload));
     assert_eq!(got.len(), expected.len(), "segments");
@@ -492,7 +475,7 @@ fn a_64_kib_packet_is_the_largest_accepted() {
 fn every_segment_is_recorded_captured_and_looped_back() {
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (mut rx, mut tx) = bring_up(&emu, dev, TSO);
+    let (mut rx, mut tx) = bring_up_pair(&emu, dev, TSO);
     let capture = SharedBuf::default();
     let sink = capture.clone();
     r.model(|m| {
@@ -536,7 +519,7 @@ fn hdr_len_is_only_a_hint() {
     let expected = flow.segments(&data, MSS);
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
-    let (_rx, mut tx) = bring_up(&emu, dev, TSO);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, TSO);
     for (slot, hdr_len) in [(0u16, 0u16), (1, 1), (2, packet.len() as u16)] {
         let mut header = flow.gso_header(MSS);
         header[net_hdr::HDR_LEN..][..2].copy_from_slice(&hdr_len.to_le_bytes());
@@ -563,7 +546,7 @@ fn a_pseudo_header_sum_for_the_wrong_length_gives_wrong_checksums_on_the_wire() 
         for wrong_len in [0, flow.tcp.header_len() + MSS] {
             let (emu, dev) = device();
             let r = Regs { emu: &emu, dev };
-            let (_rx, mut tx) = bring_up(&emu, dev, TSO);
+            let (_rx, mut tx) = bring_up_pair(&emu, dev, TSO);
             let packet = flow.packet_with_sum_for(&data, wrong_len);
             let got = send(&r, &mut tx, 0, &flow.gso_header(MSS), &packet);
             assert_eq!(got.len(), expected.len());
@@ -816,18 +799,4 @@ fn tso_is_offered_by_default_and_host_ecn_is_not() {
         r.common(common::DEVICE_FEATURE, 4) as u64 & (0b111 << 11),
         feature::HOST_TSO4 | feature::HOST_TSO6
     );
-}
-
-/// A pcap sink the test can read back.
-#[derive(Clone, Default)]
-struct SharedBuf(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
-
-impl std::io::Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -230,3 +230,35 @@ impl Ring {
 }
 
 pub const BASE: u64 = GUEST_MEMORY_BASE + 0x10_0000;
+
+/// Negotiates `features` and programs RX ring 0 and TX ring 1 of pair 0.
+pub fn bring_up_pair(emu: &Emulator, dev: DeviceId, features: u64) -> (Ring, Ring) {
+    let r = Regs { emu, dev };
+    let mut rings = None;
+    r.bring_up(features, |r| {
+        rings = Some((
+            Ring::program(r, 0, BASE),
+            Ring::program(r, 1, BASE + 0x10_0000),
+        ))
+    });
+    rings.unwrap()
+}
+
+/// Whether the device set DEVICE_NEEDS_RESET (it refused something the driver did).
+pub fn needs_reset(r: &Regs<'_>) -> bool {
+    r.common(common::DEVICE_STATUS, 1) as u8 & status::DEVICE_NEEDS_RESET != 0
+}
+
+/// A pcap sink the test can read back.
+#[derive(Clone, Default)]
+pub struct SharedBuf(pub std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
