@@ -73,6 +73,7 @@ const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::GUEST_CSUM
     | features::HOST_TSO4
     | features::HOST_TSO6
+    | features::HOST_ECN
     | features::MAC
     | features::STATUS
     | features::MTU
@@ -366,7 +367,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     }
     let hardware = checksum_offload(negotiated);
     if !hardware.is_empty() {
-        let lso_caps = large_send_offload(negotiated);
+        let lso_caps = large_send_offload(negotiated, device.lso_fits(passive));
         info.offload = Some(OffloadInfo {
             hardware,
             enabled: checksums & hardware,
@@ -395,8 +396,12 @@ fn checksum_offload(negotiated: u64) -> ChecksumOffload {
 }
 
 /// Large send offload as the device segments TCP (`HOST_TSO4`/`6`, which need `CSUM`): up to
-/// NetKVM's 62 KiB of payload, at least two segments.
-fn large_send_offload(negotiated: u64) -> Option<LsoCapabilities> {
+/// NetKVM's 62 KiB of payload, at least two segments; none when the transmit rings are too
+/// small to hold two of the largest (`fits`), since every such send would then fail.
+fn large_send_offload(negotiated: u64, fits: bool) -> Option<LsoCapabilities> {
+    if !fits {
+        return None;
+    }
     let mut versions = LargeSendOffload::empty();
     if negotiated & features::HOST_TSO4 != 0 {
         versions |= LargeSendOffload::IPV4;

@@ -723,6 +723,15 @@ impl Device {
         Status::SUCCESS
     }
 
+    /// Whether every transmit ring holds two of the largest large sends, so that one can be
+    /// queued while the device still holds the other.
+    pub fn lso_fits(&self, passive: &Passive<'_>) -> bool {
+        let needed = (NetHeader::LEN + LSO_MAX_FRAME).div_ceil(self.frame.buffer);
+        self.pairs.iter().all(|p| {
+            p.tx.with(passive, |tx| usize::from(tx.vq.size()) >= 2 * needed)
+        })
+    }
+
     /// Makes room for `n` more transmit buffers (and as many descriptors): rings the doorbell
     /// for what is queued and reaps what the device finished. Err: the status to fail the list
     /// with.
@@ -777,7 +786,8 @@ impl Device {
             ..TxPrep::default()
         };
         let buffer = self.frame.buffer;
-        let n = (NetHeader::LEN + frame.len() + 4).div_ceil(buffer);
+        let tag_room = if tag.is_some() { 4 } else { 0 };
+        let n = (NetHeader::LEN + frame.len() + tag_room).div_ceil(buffer);
         if let Err(status) = self.tx_room(tx, n) {
             return status;
         }
@@ -794,12 +804,25 @@ impl Device {
         }
         let copied =
             frame.copy_to_device_regions(&tx.bounce, &regions[..n], &mut tx.scratch, &prep);
+        // A segment (headers and one MSS of payload) must fit the adapter's frame, a tag
+        // included; CWR needs the device to know ECN (virtio: the driver SHOULD NOT ask for
+        // segmentation of it otherwise).
+        let ecn_ok = self.features & features::HOST_ECN != 0;
+        let segment_max = if tag.is_some() || frame.has_8021q_tag() {
+            self.frame.frame + 4
+        } else {
+            self.frame.frame
+        };
         let (len, gso, partial) = match copied {
             Ok(DeviceCopy {
                 len,
                 gso: Some(gso),
                 partial: Some(partial),
-            }) => (len, gso, partial),
+            }) if usize::from(gso.header_len) + usize::from(gso.mss) <= segment_max
+                && (!gso.ecn || ecn_ok) =>
+            {
+                (len, gso, partial)
+            }
             other => {
                 tx.free.extend(slots[..n].iter().rev());
                 return match other {
@@ -808,13 +831,15 @@ impl Device {
                 };
             }
         };
+        let ecn = if gso.ecn { NetHeader::GSO_ECN } else { 0 };
         let header = NetHeader {
             flags: NetHeader::F_NEEDS_CSUM,
-            gso_type: if gso.ipv6 {
-                NetHeader::GSO_TCPV6
-            } else {
-                NetHeader::GSO_TCPV4
-            },
+            gso_type: ecn
+                | if gso.ipv6 {
+                    NetHeader::GSO_TCPV6
+                } else {
+                    NetHeader::GSO_TCPV4
+                },
             hdr_len: gso.header_len,
             gso_size: gso.mss,
             csum_start: partial.0,

@@ -113,7 +113,11 @@ fn check_large(
     assert_eq!(done.len(), frames.len());
     for (_, status, info) in &done {
         assert_eq!(*status, sys::NDIS_STATUS_SUCCESS);
-        assert_eq!(*info, 1 << 30, "LsoV2TransmitComplete: type 2, reserved 0");
+        assert_eq!(
+            *info,
+            1 << 30,
+            "LsoV2TransmitComplete: type V2 (1), reserved 0"
+        );
     }
     let seen = nic.net(|n, _| n.take_transmitted(0));
     let want: Vec<Vec<u8>> = frames
@@ -137,18 +141,20 @@ fn large_sends_leave_the_wire_as_the_segments_tcp_would_have_sent() {
     let limits = ndis_emu::LsoLimits {
         max_offload_size: 0xF800,
         min_segment_count: 2,
+        extension_headers: false,
     };
     assert_eq!(
         (o.current_lso.ipv4, o.current_lso.ipv6),
         (Some(limits), Some(limits))
     );
     let frames = [
-        large(false, 3000, 0x18, 1), // 1448 + 1448 + 104, PSH on the last
-        large(false, 2 * 1448, 0x19 | 0x80, 2), // an exact multiple; FIN, PSH, CWR
+        large(false, 3000, 0x18, 1), // 1440 + 1440 + 120, PSH on the last
+        large(false, 2 * 1440, 0x19 | 0x80, 2), // an exact multiple; FIN, PSH, CWR
         large(true, 5000, 0x18, 3),
-        large(false, 0xF800, 0x10, 4), // the largest: 44 segments
+        large(false, 0xF800, 0x10, 4), // the largest: 45 segments
     ];
-    check_large(&nic, &frames, 1448, usize::MAX, |s| s.to_vec());
+    // 1440: the largest MSS whose IPv6 segments fit a 1500-byte MTU.
+    check_large(&nic, &frames, 1440, usize::MAX, |s| s.to_vec());
     // Headers and payload in separate buffers (gathered), odd MSS.
     check_large(&nic, &frames[..3], 1001, 54, |s| s.to_vec());
     let stats = nic.net(|n, _| n.counters().clone());
@@ -227,9 +233,82 @@ fn large_sends_ndis_says_to_fail_fail_and_lose_no_buffer() {
         "nothing went out"
     );
 
-    // Every bounce buffer came back: a full ring of frames still goes out.
+    // Every bounce buffer came back: with the device holding everything it is given, exactly
+    // a ring's worth of frames is taken (256), and the next one finds no room.
+    nic.net(|n, bus| n.set_stalled(bus, 1, true));
+    let ring: Vec<Vec<u8>> = (0..257).map(|i| frame(i as u8, 64)).collect();
+    let refs: Vec<&[u8]> = ring.iter().map(|f| f.as_slice()).collect();
+    nic.emu.send(nic.adapter, &refs);
+    let statuses = nic.emu.send_statuses();
+    assert!(
+        statuses[..256]
+            .iter()
+            .all(|s| *s == sys::NDIS_STATUS_SUCCESS)
+    );
+    assert_eq!(statuses[256], sys::NDIS_STATUS_RESOURCES);
+    nic.net(|n, bus| n.set_stalled(bus, 1, false));
     let good: Vec<Vec<u8>> = (0..300).map(|i| frame(i as u8, 64)).collect();
+    nic.net(|n, _| n.take_transmitted(0));
     check_tx(&nic, &good);
+    nic.stop();
+}
+
+#[test]
+fn what_the_device_cannot_segment_is_refused_not_handed_over() {
+    let v2 = |mss: u32, offset: u32, ipv6: bool| {
+        mss | (offset << 20) | (1 << 30) | (u32::from(ipv6) << 31)
+    };
+    // An MSS whose segments would not fit the adapter's frame.
+    let nic = start(1, InterruptResources::msix(4));
+    let tcp = large(false, 6000, 0x18, 1);
+    nic.emu
+        .send_with_large_send_info(nic.adapter, &[(&tcp, v2(1461, 34, false))]);
+    assert_eq!(
+        nic.emu.send_completions_large()[0].1,
+        sys::NDIS_STATUS_INVALID_PACKET
+    );
+    // An IPv6 destination-options header (not claimed): refused, and the device lives on.
+    let plain = large(true, 3000, 0x18, 2);
+    let mut with_option = plain[..54].to_vec();
+    with_option[20] = 60; // next header: destination options
+    with_option.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]); // next TCP, 8 bytes, PadN
+    with_option.extend_from_slice(&plain[54..]);
+    nic.emu
+        .send_with_large_send_info(nic.adapter, &[(&with_option, v2(1440, 62, true))]);
+    assert_eq!(
+        nic.emu.send_completions_large()[0].1,
+        sys::NDIS_STATUS_INVALID_PACKET
+    );
+    check_large(&nic, &[plain], 1440, usize::MAX, |s| s.to_vec());
+    nic.stop();
+
+    // A device without HOST_ECN: a template carrying CWR is refused, others go out.
+    let emu = ndis_emu::Emulator::new(nic::config(2));
+    let nic = nic::start_with(emu, 1, InterruptResources::msix(4), |c| {
+        c.features &= !ndis_emu::devices::virtio_net::regs::feature::HOST_ECN;
+    })
+    .unwrap();
+    let cwr = large(false, 3000, 0x98, 3);
+    nic.emu
+        .send_with_large_send_info(nic.adapter, &[(&cwr, v2(1448, 34, false))]);
+    assert_eq!(
+        nic.emu.send_completions_large()[0].1,
+        sys::NDIS_STATUS_INVALID_PACKET
+    );
+    check_large(
+        &nic,
+        &[large(false, 3000, 0x18, 4)],
+        1448,
+        usize::MAX,
+        |s| s.to_vec(),
+    );
+    nic.stop();
+
+    // Rings too small for two of the largest large sends: no LSO is offered at all.
+    let emu = ndis_emu::Emulator::new(nic::config(2));
+    let nic = nic::start_with(emu, 1, InterruptResources::msix(4), |c| c.queue_size = 16).unwrap();
+    let o = nic.emu.offload(nic.adapter).unwrap();
+    assert_eq!((o.hardware_lso.ipv4, o.hardware_lso.ipv6), (None, None));
     nic.stop();
 }
 
@@ -241,6 +320,6 @@ fn large_sends_fill_the_ring_and_wait_for_room() {
     emu.set_keyword("*TransmitBuffers", "64");
     let nic = nic::start_with(emu, 1, InterruptResources::msix(4), |_| {}).unwrap();
     let frames: Vec<Vec<u8>> = (0..5).map(|i| large(i % 2 == 1, 0xF000, 0x18, i)).collect();
-    check_large(&nic, &frames, 1460, usize::MAX, |s| s.to_vec());
+    check_large(&nic, &frames, 1440, usize::MAX, |s| s.to_vec());
     nic.stop();
 }

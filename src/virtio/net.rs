@@ -69,6 +69,8 @@ pub mod features {
     pub const HOST_TSO4: u64 = 1 << 11;
     /// Bit 12: the device does TSOv6 on transmit.
     pub const HOST_TSO6: u64 = 1 << 12;
+    /// The device handles `GSO_ECN` (CWR on the first segment only) in segmentation requests.
+    pub const HOST_ECN: u64 = 1 << 13;
     /// Bit 15: a received packet may span several buffers (`num_buffers`).
     pub const MRG_RXBUF: u64 = 1 << 15;
     /// Bit 16: the configuration `status` field (link state) is valid.
@@ -193,7 +195,7 @@ pub fn mq_vq_pairs_set(pairs: u16) -> Option<[u8; 4]> {
 }
 
 /// `features` without the bits whose dependency is missing (virtio 1.x 5.1.3.1: the control
-/// queue's features need `CTRL_VQ`, `HOST_TSO4`/`6` need `CSUM`).
+/// queue's features need `CTRL_VQ`, `HOST_TSO4`/`6` need `CSUM`, `HOST_ECN` needs one of them).
 pub fn with_dependencies(features: u64) -> u64 {
     let mut f = features;
     if f & features::CTRL_VQ == 0 {
@@ -202,6 +204,9 @@ pub fn with_dependencies(features: u64) -> u64 {
     // Segmentation needs the device to finish checksums.
     if f & features::CSUM == 0 {
         f &= !(features::HOST_TSO4 | features::HOST_TSO6);
+    }
+    if f & (features::HOST_TSO4 | features::HOST_TSO6) == 0 {
+        f &= !features::HOST_ECN;
     }
     f
 }

@@ -212,7 +212,8 @@ pub(crate) struct DatapathState {
     /// checksum information) of each indicated buffer.
     received: Vec<Vec<(Vec<u8>, usize, usize)>>,
     /// Count indicated frames instead of copying them (see
-    /// [`Emulator::set_count_received_only`]), per adapter.
+    /// [`Emulator::set_count_received_only`]; one switch for every adapter), and the counts per
+    /// adapter.
     count_only: bool,
     received_counts: Vec<usize>,
     /// The protocol returns indicated lists from inside the indication (see
@@ -796,7 +797,7 @@ impl Emulator {
 
     /// As [`send_completions`](Self::send_completions), with each list's
     /// `TcpLargeSendNetBufferListInfo` as the driver completed it (for a large send it must
-    /// hold `LsoV2TransmitComplete`: type 2, the rest zero).
+    /// hold `LsoV2TransmitComplete`: type V2, value 1, the rest zero).
     pub fn send_completions_large(&self) -> Vec<(Vec<u8>, sys::NDIS_STATUS, usize)> {
         self.take_completed(|slot, status| (slot.take_frame(), status, slot.large_send_info()))
     }

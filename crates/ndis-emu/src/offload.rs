@@ -74,6 +74,8 @@ impl ChecksumTasks {
 pub struct LsoLimits {
     pub max_offload_size: u32,
     pub min_segment_count: u32,
+    /// IPv6 only: `IpExtensionHeadersSupported` (the two-bit field is `NDIS_OFFLOAD_SUPPORTED`).
+    pub extension_headers: bool,
 }
 
 /// The LSOv2 part of an `NDIS_OFFLOAD`: per IP version, None when not supported (or off).
@@ -89,22 +91,36 @@ impl LargeSendTasks {
     /// encapsulation is `NOT_SUPPORTED` is None.
     pub(crate) fn from_offload(b: &[u8]) -> Self {
         let word = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let version = |at: usize| {
-            (word(at) != sys::NDIS_ENCAPSULATION_NOT_SUPPORTED).then(|| LsoLimits {
+        let version = |at: usize, extension_headers: bool| {
+            (word(at) != sys::NDIS_ENCAPSULATION_NOT_SUPPORTED).then_some(LsoLimits {
                 max_offload_size: word(at + 4),
                 min_segment_count: word(at + 8),
+                extension_headers,
             })
         };
+        let ipv6_flags = word(104);
         LargeSendTasks {
-            ipv4: version(80),
-            ipv6: version(92),
+            ipv4: version(80, false),
+            ipv6: version(
+                92,
+                (ipv6_flags >> sys::NDIS_LSOV2_IPV6_EXTENSION_HEADERS_SHIFT) & 3 == 1,
+            ),
         }
     }
 
-    /// Whether every version on in `self` is on in `other`.
+    /// Whether every version on in `self` is on in `other`, within its limits: no larger
+    /// `MaxOffLoadSize`, no smaller `MinSegmentCount`, no extension headers it lacks.
     pub(crate) fn within(&self, other: &Self) -> bool {
-        (self.ipv4.is_none() || other.ipv4.is_some())
-            && (self.ipv6.is_none() || other.ipv6.is_some())
+        let fits = |a: Option<LsoLimits>, b: Option<LsoLimits>| match (a, b) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => {
+                a.max_offload_size <= b.max_offload_size
+                    && a.min_segment_count >= b.min_segment_count
+                    && (!a.extension_headers || b.extension_headers)
+            }
+        };
+        fits(self.ipv4, other.ipv4) && fits(self.ipv6, other.ipv6)
     }
 }
 
@@ -253,7 +269,7 @@ pub(crate) fn prepare(
 /// the IPv4 total length and header checksum zeroed (the IPv6 payload length too: the page does
 /// not say, and zero is what a miniport must cope with), the TCP checksum field holding the
 /// pseudo-header sum without the TCP length; and the list's `TcpLargeSendNetBufferListInfo`
-/// (`LsoV2Transmit`: MSS, TCP header offset, type 2, IP version). Err says why TCP/IP would
+/// (`LsoV2Transmit`: MSS, TCP header offset, type V2, IP version). Err says why TCP/IP would
 /// not offload it: LSO off for its IP version, more payload than `MaxOffLoadSize`, fewer
 /// segments than `MinSegmentCount`.
 pub(crate) fn prepare_large_send(

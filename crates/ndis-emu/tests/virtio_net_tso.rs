@@ -781,7 +781,7 @@ fn features_ok_is_refused_for_tso_without_csum() {
 }
 
 #[test]
-fn tso_is_offered_by_default_and_host_ecn_is_not() {
+fn tso_and_host_ecn_are_offered_by_default() {
     let offered = VirtioNetConfig::default().features;
     assert_eq!(
         (feature::HOST_TSO4, feature::HOST_TSO6, feature::HOST_ECN),
@@ -791,12 +791,12 @@ fn tso_is_offered_by_default_and_host_ecn_is_not() {
         offered & (feature::HOST_TSO4 | feature::HOST_TSO6),
         feature::HOST_TSO4 | feature::HOST_TSO6
     );
-    assert_eq!(offered & feature::HOST_ECN, 0);
+    assert_eq!(offered & feature::HOST_ECN, feature::HOST_ECN);
     let (emu, dev) = device();
     let r = Regs { emu: &emu, dev };
     r.set_common(common::DEVICE_FEATURE_SELECT, 4, 0);
     assert_eq!(
         r.common(common::DEVICE_FEATURE, 4) as u64 & (0b111 << 11),
-        feature::HOST_TSO4 | feature::HOST_TSO6
+        feature::HOST_TSO4 | feature::HOST_TSO6 | feature::HOST_ECN
     );
 }

@@ -374,13 +374,17 @@ pub struct LargeSend {
 }
 
 impl LargeSend {
-    /// From the list's `TcpLargeSendNetBufferListInfo` entry: None without an MSS; Err for an
-    /// LSOv1 request, which this framework never advertises.
+    /// From the list's `TcpLargeSendNetBufferListInfo` entry: None when it is zero; Err for an
+    /// LSOv1 request, which this framework never advertises, and for anything non-zero without
+    /// an MSS (NDIS says a list with LSO data the miniport cannot honour must be dropped).
     pub(crate) fn from_info(value: usize) -> Result<Option<Self>, Status> {
         let v = value as u32;
+        if v == 0 {
+            return Ok(None);
+        }
         let mss = v & sys::NDIS_LSO_MSS_MASK;
         if mss == 0 {
-            return Ok(None);
+            return Err(Status::INVALID_PACKET);
         }
         if (v >> sys::NDIS_LSO_TYPE_SHIFT) & 1 != sys::NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE {
             return Err(Status::INVALID_PACKET);

@@ -207,6 +207,7 @@ fn large_send_offload_is_reported_switched_and_in_force_like_the_checksums() {
     let limits = ndis_emu::LsoLimits {
         max_offload_size: 0xF800,
         min_segment_count: 2,
+        extension_headers: false,
     };
     let o = emu.offload(a).unwrap();
     assert_eq!(

@@ -39,6 +39,7 @@ pub const DEFAULT_FEATURES: u64 = feature::VERSION_1
     | feature::GUEST_CSUM
     | feature::HOST_TSO4
     | feature::HOST_TSO6
+    | feature::HOST_ECN
     | feature::MAC
     | feature::STATUS
     | feature::MTU

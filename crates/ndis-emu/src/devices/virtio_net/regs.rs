@@ -94,8 +94,8 @@ pub mod feature {
     pub const HOST_TSO4: u64 = 1 << 11;
     /// The device segments TCP/IPv6 packets (`gso_type` TCPV6). Needs CSUM.
     pub const HOST_TSO6: u64 = 1 << 12;
-    /// The driver may set the ECN bit of `gso_type`. Needs HOST_TSO4 or HOST_TSO6. Never offered
-    /// by the model: without it the ECN bit is a device error.
+    /// The driver may set the ECN bit of `gso_type`. Needs HOST_TSO4 or HOST_TSO6. Offered by
+    /// default, as QEMU does; without it negotiated the ECN bit is a device error.
     pub const HOST_ECN: u64 = 1 << 13;
     pub const MRG_RXBUF: u64 = 1 << 15;
     pub const STATUS: u64 = 1 << 16;
