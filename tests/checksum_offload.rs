@@ -272,17 +272,7 @@ fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed()
     use ndis_emu::devices::virtio_net::RxChecksum;
     let nic = start(1, InterruptResources::msix(4));
     let frames = l4_frames();
-    let receive = |frames: &[Vec<u8>]| {
-        nic.net(|n, bus| {
-            for f in frames {
-                n.inject_frame(bus, 0, f);
-            }
-        });
-        nic.emu.run_dpcs();
-        let got = nic.emu.received_frames_checksum(nic.adapter);
-        nic.emu.return_receives(nic.adapter);
-        got
-    };
+    let receive = |frames: &[Vec<u8>]| nic.receive(frames, Emulator::received_frames_checksum);
     let is_v6 = |f: &[u8]| f[12..14] == [0x86, 0xDD];
     let is_tcp = |f: &[u8]| f[if is_v6(f) { 20 } else { 23 }] == 6;
     // The device validated each: TCP or UDP succeeded, and the IPv4 header verified here.

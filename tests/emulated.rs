@@ -725,17 +725,8 @@ fn vlan_tags_are_inserted_on_send_stripped_on_receive_and_filtered() {
     assert_eq!(sent(&nic), std::slice::from_ref(&f));
 
     // Receive: the tag is stripped into the list's 802.1Q information.
-    let receive = |nic: &Nic, frames: &[Vec<u8>]| {
-        nic.net(|n, bus| {
-            for x in frames {
-                n.inject_frame(bus, 0, x);
-            }
-        });
-        nic.emu.run_dpcs();
-        let got = nic.emu.received_frames_8021q(nic.adapter);
-        nic.emu.return_receives(nic.adapter);
-        got
-    };
+    let receive =
+        |nic: &Nic, frames: &[Vec<u8>]| nic.receive(frames, Emulator::received_frames_8021q);
     assert_eq!(
         receive(&nic, &[tagged(&f, (3 << 13) | 100), f.clone()]),
         [(f.clone(), Some((3, 100))), (f.clone(), None)]

@@ -53,6 +53,24 @@ impl Nic {
         self.emu.with_device::<VirtioNet, R>(self.device, f)
     }
 
+    /// Injects `frames` on pair 0, runs the DPCs, takes what the driver indicated with `take`
+    /// (one of the emulator's `received_frames*`), and returns the receives.
+    pub fn receive<T>(
+        &self,
+        frames: &[Vec<u8>],
+        take: impl FnOnce(&Emulator, AdapterId) -> Vec<T>,
+    ) -> Vec<T> {
+        self.net(|n, bus| {
+            for f in frames {
+                n.inject_frame(bus, 0, f);
+            }
+        });
+        self.emu.run_dpcs();
+        let got = take(&self.emu, self.adapter);
+        self.emu.return_receives(self.adapter);
+        got
+    }
+
     pub fn stop(self) {
         self.emu.return_receives(self.adapter);
         assert_eq!(self.emu.pause(self.adapter), sys::NDIS_STATUS_SUCCESS);
