@@ -660,13 +660,15 @@ impl Device {
             large_send: None,
         };
         let offload = !prep.checksum.is_empty();
+        // A request the frame's headers do not match fails the whole list: checked before
+        // anything is queued when the list has several frames (with one, the copy finds it).
+        let check_first = offload && nbl.frames().nth(1).is_some();
         let mut frames = 0;
         for f in nbl.frames() {
             if f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag()) {
                 return Status::INVALID_LENGTH;
             }
-            // A request the frame's headers do not match fails the whole list.
-            if offload && f.check(&prep, &mut tx.scratch) == Err(CopyError::Malformed) {
+            if check_first && f.check(&prep, &mut tx.scratch) == Err(CopyError::Malformed) {
                 return Status::INVALID_PACKET;
             }
             frames += 1;
@@ -682,7 +684,8 @@ impl Device {
             let copied = match (offload, tag) {
                 (false, None) => frame
                     .copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
-                    .map(|len| (len, None)),
+                    .map(|len| (len, None))
+                    .ok_or(Status::INVALID_LENGTH),
                 _ => frame
                     .copy_to_device_prepared(
                         &tx.bounce,
@@ -690,12 +693,18 @@ impl Device {
                         &mut tx.scratch,
                         &prep,
                     )
-                    .ok()
-                    .map(|c| (c.len, c.partial)),
+                    .map(|c| (c.len, c.partial))
+                    .map_err(|e| match e {
+                        CopyError::Malformed => Status::INVALID_PACKET,
+                        CopyError::TooLong => Status::INVALID_LENGTH,
+                    }),
             };
-            let Some((len, partial)) = copied else {
-                tx.free.push(b);
-                return Status::INVALID_LENGTH;
+            let (len, partial) = match copied {
+                Ok(c) => c,
+                Err(status) => {
+                    tx.free.push(b);
+                    return status;
+                }
             };
             let header = match partial {
                 None => NetHeader::default(),

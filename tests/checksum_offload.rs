@@ -261,6 +261,17 @@ fn a_checksum_request_the_frame_does_not_match_fails_its_list() {
     let statuses = nic.emu.send_statuses();
     assert_eq!(statuses, vec![sys::NDIS_STATUS_INVALID_PACKET; 3]);
     assert!(nic.net(|n, _| n.take_transmitted(0)).is_empty());
+    // A list of several frames, the last one not matching the request: nothing of it goes out.
+    let good = l4_frame(false, true, 10, 3);
+    let list: &[&[u8]] = &[&good, &good, &udp];
+    let info = tcp_info | sys::NDIS_CHECKSUM_TX_IP_HEADER;
+    nic.emu
+        .send_lists_with_checksum_info(nic.adapter, &[list], info);
+    assert_eq!(
+        nic.emu.send_statuses(),
+        vec![sys::NDIS_STATUS_INVALID_PACKET]
+    );
+    assert!(nic.net(|n, _| n.take_transmitted(0)).is_empty());
     // The transmit buffers all came back: a full ring of good sends still goes out.
     let good: Vec<Vec<u8>> = (0..300).map(|i| frame(i as u8, 64)).collect();
     check_tx(&nic, &good);

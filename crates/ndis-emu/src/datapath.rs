@@ -14,7 +14,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use crate::bugcheck::{self, rule};
 use crate::machine::{self, Callback, Machine, State, on_cpu};
 use crate::ndis::{AdapterState, adapter_of_handle};
-use crate::offload::{RxChecksumInfo, SendChecksum};
+use crate::offload::{OffloadState, RxChecksumInfo, SendChecksum};
 use crate::{AdapterId, Emulator};
 
 const POOL_TAG: usize = 0x4E44_5000_0000;
@@ -716,24 +716,14 @@ impl Emulator {
     /// information says what to compute. Like TCP/IP, this asks only for tasks the miniport has on
     /// ([`offload`](Self::offload)); anything else is a test error (a panic naming the frame).
     pub fn send_checksummed(&self, adapter: AdapterId, frames: &[&[u8]], request: SendChecksum) {
-        let current = self
-            .offload(adapter)
-            .expect("the adapter reported no checksum offload")
-            .current;
-        let prepared: Vec<(Vec<u8>, ListInfo)> = frames
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let (frame, checksum) = crate::offload::prepare(f, request, &current)
-                    .unwrap_or_else(|e| panic!("TCP/IP would not ask to checksum frame {i}: {e}"));
-                let info = ListInfo {
-                    checksum,
-                    ..ListInfo::default()
-                };
-                (frame, info)
-            })
-            .collect();
-        self.send_prepared(adapter, &prepared)
+        self.send_as_tcpip(adapter, frames, usize::MAX, |f, o| {
+            let (frame, checksum) = crate::offload::prepare(f, request, &o.current)?;
+            let info = ListInfo {
+                checksum,
+                ..ListInfo::default()
+            };
+            Ok((frame, info))
+        })
     }
 
     /// As [`send`](Self::send), each frame a large send (LSOv2) with segment payload `mss`, the
@@ -758,21 +748,35 @@ impl Emulator {
         mss: u32,
         piece: usize,
     ) {
-        let current = self
+        self.send_as_tcpip(adapter, frames, piece, |f, o| {
+            let (frame, large_send) = crate::offload::prepare_large_send(f, mss, &o.current_lso)?;
+            let info = ListInfo {
+                large_send,
+                ..ListInfo::default()
+            };
+            Ok((frame, info))
+        })
+    }
+
+    /// Each frame as TCP/IP hands it down after `prepare` (given the offload the miniport
+    /// reported; Err: why TCP/IP would not ask, a test error naming the frame), one list each,
+    /// in MDLs of `piece` bytes.
+    fn send_as_tcpip(
+        &self,
+        adapter: AdapterId,
+        frames: &[&[u8]],
+        piece: usize,
+        prepare: impl Fn(&[u8], &OffloadState) -> Result<(Vec<u8>, ListInfo), String>,
+    ) {
+        let offload = self
             .offload(adapter)
-            .expect("the adapter reported no task offload")
-            .current_lso;
+            .expect("the adapter reported no task offload");
         let prepared: Vec<(Vec<u8>, ListInfo)> = frames
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let (frame, large_send) = crate::offload::prepare_large_send(f, mss, &current)
-                    .unwrap_or_else(|e| panic!("TCP/IP would not offload frame {i}: {e}"));
-                let info = ListInfo {
-                    large_send,
-                    ..ListInfo::default()
-                };
-                (frame, info)
+                prepare(f, &offload)
+                    .unwrap_or_else(|e| panic!("TCP/IP would not offload frame {i}: {e}"))
             })
             .collect();
         self.send_prepared_in_pieces(adapter, &prepared, piece)
@@ -782,17 +786,10 @@ impl Emulator {
     /// whatever the frame or the miniport's LSO: for a misbehaving protocol, or a large send
     /// that raced an OID switching LSO off (which NDIS says the miniport must drop).
     pub fn send_with_large_send_info(&self, adapter: AdapterId, frames: &[(&[u8], u32)]) {
-        let lists: Vec<(Vec<u8>, ListInfo)> = frames
-            .iter()
-            .map(|(f, info)| {
-                let info = ListInfo {
-                    large_send: *info as usize,
-                    ..ListInfo::default()
-                };
-                (f.to_vec(), info)
-            })
-            .collect();
-        self.send_prepared(adapter, &lists)
+        self.send_with_info(adapter, frames, |info| ListInfo {
+            large_send: info as usize,
+            ..ListInfo::default()
+        })
     }
 
     /// As [`send_completions`](Self::send_completions), with each list's
@@ -806,21 +803,31 @@ impl Emulator {
     /// frame holds: for the misbehaving protocol (a request its frame does not match), which a
     /// miniport must fail rather than send wrong.
     pub fn send_with_checksum_info(&self, adapter: AdapterId, frames: &[(&[u8], u32)]) {
-        let lists: Vec<(Vec<u8>, ListInfo)> = frames
-            .iter()
-            .map(|(f, info)| {
-                let info = ListInfo {
-                    checksum: *info as usize,
-                    ..ListInfo::default()
-                };
-                (f.to_vec(), info)
-            })
-            .collect();
-        self.send_prepared(adapter, &lists)
+        self.send_with_info(adapter, frames, |info| ListInfo {
+            checksum: info as usize,
+            ..ListInfo::default()
+        })
     }
 
-    fn send_prepared(&self, adapter: AdapterId, frames: &[(Vec<u8>, ListInfo)]) {
-        self.send_prepared_in_pieces(adapter, frames, usize::MAX)
+    /// As [`send_lists`](Self::send_lists), every list with the checksum information `info`
+    /// (`send_with_checksum_info` for lists of several frames).
+    pub fn send_lists_with_checksum_info(&self, adapter: AdapterId, lists: &[&[&[u8]]], info: u32) {
+        self.send_chain_with(adapter, lists, usize::MAX, |_| ListInfo {
+            checksum: info as usize,
+            ..ListInfo::default()
+        })
+    }
+
+    /// One list per frame, its information made from the value given with it.
+    fn send_with_info(
+        &self,
+        adapter: AdapterId,
+        frames: &[(&[u8], u32)],
+        info: impl Fn(u32) -> ListInfo,
+    ) {
+        let lists: Vec<(Vec<u8>, ListInfo)> =
+            frames.iter().map(|(f, v)| (f.to_vec(), info(*v))).collect();
+        self.send_prepared_in_pieces(adapter, &lists, usize::MAX)
     }
 
     fn send_prepared_in_pieces(

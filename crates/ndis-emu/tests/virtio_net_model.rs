@@ -29,7 +29,7 @@ mod virtio_oracle;
 use virtio_oracle::{EmuTransport, allocate, entry, release};
 #[path = "support/virtio_rings.rs"]
 mod virtio_rings;
-use virtio_rings::{BASE, RING_SIZE, Regs, Ring, SharedBuf, device_only, model};
+use virtio_rings::{BASE, RING_SIZE, Regs, Ring, SharedBuf, device_only, model, pcap_records};
 
 thread_local! {
     /// Bounce buffers of `Hal::share`: physical address -> (virtual address, length).
@@ -225,13 +225,7 @@ fn the_oracle_gets_its_frames_back_with_loopback_and_a_pcap_records_both_ways() 
         1,
         "Ethernet"
     );
-    let mut at = 24;
-    let mut records = Vec::new();
-    while at < pcap.len() {
-        let n = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
-        records.push(pcap[at + 16..at + 16 + n].to_vec());
-        at += 16 + n;
-    }
+    let records = pcap_records(&pcap);
     assert_eq!(records, vec![f.clone(), f], "TX then its looped-back RX");
 }
 

@@ -19,7 +19,7 @@ use ndis_emu::{DeviceId, Emulator, InterruptResources};
 
 #[path = "support/virtio_rings.rs"]
 mod virtio_rings;
-use virtio_rings::{Regs, Ring, SharedBuf, bring_up_pair, device_only, needs_reset};
+use virtio_rings::{Regs, Ring, SharedBuf, bring_up_pair, device_only, needs_reset, pcap_records};
 
 const MAC_A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -501,13 +501,7 @@ fn every_segment_is_recorded_captured_and_looped_back() {
     }
     // The capture: each segment as sent, then each as received.
     let pcap = capture.0.borrow().clone();
-    let mut at = 24;
-    let mut records = Vec::new();
-    while at < pcap.len() {
-        let n = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
-        records.push(pcap[at + 16..at + 16 + n].to_vec());
-        at += 16 + n;
-    }
+    let records = pcap_records(&pcap);
     assert_eq!(records, [expected.clone(), expected].concat());
 }
 

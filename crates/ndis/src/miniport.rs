@@ -499,7 +499,8 @@ impl NdisAdapter {
         self.lso_configured() & self.encapsulation_versions()
     }
 
-    fn lso_configured(&self) -> LargeSendOffload {
+    /// The large send offload switched on, whatever the encapsulation (what NDIS is told).
+    pub(crate) fn lso_configured(&self) -> LargeSendOffload {
         LargeSendOffload::from_bits_truncate(self.lso_on.load(Ordering::Acquire))
     }
 
@@ -523,11 +524,6 @@ impl NdisAdapter {
         self.offload_on.store(on.bits(), Ordering::Release);
         self.lso_on.store(lso.bits(), Ordering::Release);
         self.indicate_offload(passive);
-    }
-
-    /// The large send offload switched on, whatever the encapsulation.
-    pub(crate) fn lso_switched_on(&self) -> LargeSendOffload {
-        self.lso_configured()
     }
 
     /// Applies an `OID_OFFLOAD_ENCAPSULATION` set (per IP version: on, off, unchanged) and

@@ -188,9 +188,12 @@ impl<'a> SendNbl<'a> {
     }
 
     /// For a large send completed successfully: `LsoV2TransmitComplete` (Type v2, Reserved 0)
-    /// in place of the request, as NDIS requires.
+    /// in place of the request, as NDIS requires. Any LSO data on a list that succeeded was an
+    /// LSOv2 request (`large_send` refuses everything else), so it is not decoded again.
     fn complete_large_send(&self, status: Status) {
-        if status.is_success() && matches!(self.large_send(), Ok(Some(_))) {
+        // SAFETY: as for `ieee8021q`.
+        let value = unsafe { (*self.nbl).NetBufferListInfo[sys::TcpLargeSendNetBufferListInfo] };
+        if status.is_success() && !value.is_null() {
             let done = sys::NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE << sys::NDIS_LSO_TYPE_SHIFT;
             // SAFETY: the list is still the miniport's until completed.
             unsafe {

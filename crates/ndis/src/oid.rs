@@ -339,7 +339,7 @@ pub(crate) fn set<M: Miniport>(
                 .offload_configured()
                 .apply(data, o.hardware, needed)?;
             let lso_hardware = o.lso.map_or(LargeSendOffload::empty(), |c| c.versions);
-            let lso = adapter.lso_switched_on().apply(data, lso_hardware)?;
+            let lso = adapter.lso_configured().apply(data, lso_hardware)?;
             adapter.set_offload(next, lso, passive);
             Ok(data.len())
         }

@@ -193,12 +193,12 @@ pub fn fold(mut acc: u64) -> u16 {
 /// The destination is the IP header's: for an IPv6 packet with a routing header
 /// ([`Layers::routed`]) RFC 8200 wants the final destination instead, which this does not find.
 pub fn pseudo_header_sum(frame: &[u8], l: &Layers) -> u16 {
-    let (addresses, words) = match l.ip {
-        IpVersion::V4 => (&frame[l.l3 + 12..l.l3 + 20], 0),
-        IpVersion::V6 => (&frame[l.l3 + 8..l.l3 + 40], 0),
+    let addresses = match l.ip {
+        IpVersion::V4 => &frame[l.l3 + 12..l.l3 + 20],
+        IpVersion::V6 => &frame[l.l3 + 8..l.l3 + 40],
     };
     let len = l.l4_len() as u64;
-    fold(sum(addresses, words) + u64::from(l.protocol) + (len >> 16) + (len & 0xFFFF))
+    fold(sum(addresses, 0) + u64::from(l.protocol) + (len >> 16) + (len & 0xFFFF))
 }
 
 /// The IPv4 header checksum of `header` (its checksum field counted as zero).

@@ -262,3 +262,15 @@ impl std::io::Write for SharedBuf {
         Ok(())
     }
 }
+
+/// The frames of a pcap capture (after its 24-byte file header, 16-byte record headers).
+pub fn pcap_records(pcap: &[u8]) -> Vec<Vec<u8>> {
+    let mut at = 24;
+    let mut records = Vec::new();
+    while at < pcap.len() {
+        let n = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        records.push(pcap[at + 16..at + 16 + n].to_vec());
+        at += 16 + n;
+    }
+    records
+}
