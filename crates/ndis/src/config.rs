@@ -7,17 +7,21 @@ use crate::Status;
 use crate::adapter::AdapterHandle;
 use crate::irql::Passive;
 
-/// An open configuration handle, closed on drop.
+/// An open configuration handle, closed on drop. Opened in initialize
+/// ([`Init::configuration`](crate::miniport::Init::configuration)) and borrowing it, so it is
+/// closed there, at PASSIVE_LEVEL: it cannot be kept in the adapter, and while it lives the
+/// initialize context cannot enter a scope that raises the IRQL (where closing would be wrong).
 #[derive(Debug)]
-pub struct Configuration {
+pub struct Configuration<'i> {
     handle: sys::NDIS_HANDLE,
+    _initializing: core::marker::PhantomData<&'i Passive<'i>>,
 }
 
 /// Longest keyword name accepted (registry value names used as NDIS keywords are short).
 const MAX_KEYWORD: usize = 64;
 
-impl Configuration {
-    pub fn open(adapter: AdapterHandle, _passive: &Passive<'_>) -> Result<Self, Status> {
+impl<'i> Configuration<'i> {
+    pub(crate) fn open(adapter: AdapterHandle, _passive: &'i Passive<'_>) -> Result<Self, Status> {
         let mut object = sys::NDIS_CONFIGURATION_OBJECT {
             Header: sys::NDIS_OBJECT_HEADER {
                 Type: sys::NDIS_OBJECT_TYPE_CONFIGURATION_OBJECT,
@@ -33,7 +37,10 @@ impl Configuration {
         if status != sys::NDIS_STATUS_SUCCESS || handle.is_null() {
             return Err(Status(status));
         }
-        Ok(Configuration { handle })
+        Ok(Configuration {
+            handle,
+            _initializing: core::marker::PhantomData,
+        })
     }
 
     /// The keyword as a decimal integer; None when absent or not a number (the caller's
@@ -111,10 +118,11 @@ impl Configuration {
     }
 }
 
-impl Drop for Configuration {
+impl Drop for Configuration<'_> {
     fn drop(&mut self) {
-        // SAFETY: the handle opened in `open`, closed once; configurations are only used at
-        // PASSIVE_LEVEL (the constructor takes the token) and dropped there.
+        // SAFETY: the handle opened in `open`, closed once, at PASSIVE_LEVEL: the configuration
+        // borrows initialize's token, so it is dropped inside initialize and never inside a
+        // scope that raises the IRQL (that scope needs the token mutably).
         unsafe { sys::NdisCloseConfiguration(self.handle) }
     }
 }

@@ -1,29 +1,49 @@
 //! DMA: the scatter/gather registration and shared memory the device reaches by address.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
-
 use ndis_sys as sys;
 
 use crate::Status;
 use crate::adapter::AdapterHandle;
+use crate::heap::Shared;
 use crate::hw::DeviceMemory;
-use crate::irql::Passive;
+use crate::miniport::Initializing;
+use crate::resources::{Kind, Release};
 
-/// `NdisMRegisterScatterGatherDma`, deregistered on drop. NDIS requires it (with the bus-master
-/// attribute) before any shared memory; keep it alive longer than every [`SharedMemory`].
-#[derive(Debug)]
+/// `NdisMRegisterScatterGatherDma`: NDIS requires it (with the bus-master attribute) before any
+/// shared memory. Made only in initialize
+/// ([`Init::register_dma`](crate::miniport::Init::register_dma)); released by the framework
+/// after every [`SharedMemory`] allocated from it (see [`crate::resources`]).
+#[derive(Debug, Clone)]
 pub struct DmaRegistration {
-    handle: AtomicPtr<core::ffi::c_void>,
+    _inner: Shared<DmaInner>,
+}
+
+#[derive(Debug)]
+struct DmaInner {
+    handle: sys::NDIS_HANDLE,
+}
+
+// SAFETY: an opaque NDIS handle, passed back to NDIS only by the framework's release.
+unsafe impl Send for DmaInner {}
+// SAFETY: as above.
+unsafe impl Sync for DmaInner {}
+
+impl Release for DmaInner {
+    const KIND: Kind = Kind::Dma;
+    fn release(&self, kept: bool) {
+        // Kept: shared memory allocated from it is still alive (kept by the driver past halt),
+        // and NDIS must not see the registration go before it.
+        if !kept {
+            // SAFETY: the registration made in `register`, released once (the framework
+            // releases each adopted object once), at PASSIVE_LEVEL in halt or initialize.
+            unsafe { sys::NdisMDeregisterScatterGatherDma(self.handle) }
+        }
+    }
 }
 
 impl DmaRegistration {
-    /// Registers for 64-bit DMA with at most `max_mapping` bytes per mapping. Only during
-    /// initialize.
-    pub fn register(
-        adapter: AdapterHandle,
-        max_mapping: u32,
-        _passive: &Passive<'_>,
-    ) -> Result<Self, Status> {
+    /// Registers for 64-bit DMA with at most `max_mapping` bytes per mapping.
+    pub(crate) fn register(init: &Initializing<'_>, max_mapping: u32) -> Result<Self, Status> {
         let mut description = sys::NDIS_SG_DMA_DESCRIPTION {
             Header: sys::NDIS_OBJECT_HEADER {
                 Type: sys::NDIS_OBJECT_TYPE_SG_DMA_DESCRIPTION,
@@ -38,38 +58,81 @@ impl DmaRegistration {
             PdoOverride: core::ptr::null_mut(),
         };
         let mut handle: sys::NDIS_HANDLE = core::ptr::null_mut();
-        // SAFETY: PASSIVE_LEVEL (token); the description and out-handle live across the call.
+        // SAFETY: inside MiniportInitializeEx of this adapter (the `Initializing` proof); the
+        // description and out-handle live across the call.
         let status = unsafe {
-            sys::NdisMRegisterScatterGatherDma(adapter.as_raw(), &mut description, &mut handle)
+            sys::NdisMRegisterScatterGatherDma(
+                init.handle().as_raw(),
+                &mut description,
+                &mut handle,
+            )
         };
         if status != sys::NDIS_STATUS_SUCCESS {
             return Err(Status(status));
         }
-        Ok(DmaRegistration {
-            handle: AtomicPtr::new(handle),
-        })
-    }
-}
-
-impl Drop for DmaRegistration {
-    fn drop(&mut self) {
-        let h = self.handle.swap(core::ptr::null_mut(), Ordering::AcqRel);
-        if !h.is_null() {
-            // SAFETY: the registration made in `register`, released once (PASSIVE_LEVEL: made in
-            // initialize, dropped in initialize or halt).
-            unsafe { sys::NdisMDeregisterScatterGatherDma(h) }
+        let inner = match Shared::try_new(DmaInner { handle }, init.passive()) {
+            Ok(i) => i,
+            Err(e) => {
+                // SAFETY: just registered, known to nobody else.
+                unsafe { sys::NdisMDeregisterScatterGatherDma(handle) };
+                return Err(e);
+            }
+        };
+        if let Err(e) = init.resources().adopt(&inner, init.passive()) {
+            // SAFETY: as above (dropping `inner` releases nothing).
+            unsafe { sys::NdisMDeregisterScatterGatherDma(handle) };
+            return Err(e);
         }
+        Ok(DmaRegistration { _inner: inner })
+    }
+
+    /// Allocates `length` bytes of shared memory (initialize only).
+    pub fn allocate(&self, init: &Initializing<'_>, length: usize) -> Result<SharedMemory, Status> {
+        SharedMemory::allocate(init, self, length)
     }
 }
 
-/// Shared memory (`NdisMAllocateSharedMemory`): page-aligned, zeroed, cached, freed on drop.
-/// Access is volatile and bounds-checked through [`DeviceMemory`].
-#[derive(Debug)]
+/// Shared memory (`NdisMAllocateSharedMemory`): page-aligned, zeroed, cached. Allocated only in
+/// initialize from a [`DmaRegistration`], which it keeps registered; freed by the framework
+/// after halt (see [`crate::resources`]). Access is volatile and bounds-checked through
+/// [`DeviceMemory`]. Clones share the block.
+#[derive(Debug, Clone)]
 pub struct SharedMemory {
+    _block: Shared<MemoryBlock>,
+    /// Copies of the block's values, for the datapath.
+    va: usize,
+    pa: u64,
+    length: usize,
+}
+
+#[derive(Debug)]
+struct MemoryBlock {
     adapter: AdapterHandle,
     va: usize,
     pa: u64,
     length: usize,
+    /// Registered as long as the memory exists.
+    _dma: DmaRegistration,
+}
+
+impl Release for MemoryBlock {
+    const KIND: Kind = Kind::SharedMemory;
+    fn release(&self, kept: bool) {
+        // Kept past halt by the driver: freeing it would leave a reference to freed memory.
+        if !kept {
+            // SAFETY: the allocation made in `allocate` with these exact arguments, freed once,
+            // at PASSIVE_LEVEL in halt or initialize, after the interrupts are deregistered.
+            unsafe {
+                sys::NdisMFreeSharedMemory(
+                    self.adapter.as_raw(),
+                    self.length as u32,
+                    1,
+                    self.va as sys::PVOID,
+                    self.pa as i64,
+                )
+            }
+        }
+    }
 }
 
 // SAFETY: plain memory the allocation owns; every access is a volatile read or write of bytes
@@ -79,20 +142,20 @@ unsafe impl Send for SharedMemory {}
 unsafe impl Sync for SharedMemory {}
 
 impl SharedMemory {
-    /// Allocates `length` bytes; needs a live [`DmaRegistration`].
-    pub fn allocate(
-        adapter: AdapterHandle,
-        _dma: &DmaRegistration,
+    fn allocate(
+        init: &Initializing<'_>,
+        dma: &DmaRegistration,
         length: usize,
-        _passive: &Passive<'_>,
     ) -> Result<Self, Status> {
         let len = u32::try_from(length).map_err(|_| Status::INVALID_PARAMETER)?;
         if len == 0 {
             return Err(Status::INVALID_PARAMETER);
         }
+        let adapter = init.handle();
         let mut va: sys::PVOID = core::ptr::null_mut();
         let mut pa: sys::PHYSICAL_ADDRESS = 0;
-        // SAFETY: PASSIVE_LEVEL (token); out-pointers live across the call.
+        // SAFETY: inside MiniportInitializeEx (the `Initializing` proof), with the adapter's
+        // live DMA registration; out-pointers live across the call.
         unsafe { sys::NdisMAllocateSharedMemory(adapter.as_raw(), len, 1, &mut va, &mut pa) };
         if va.is_null() {
             return Err(Status::RESOURCES);
@@ -100,8 +163,35 @@ impl SharedMemory {
         // SAFETY: NDIS returned `length` bytes at `va`; zeroing them is the documented
         // contents the rest of the module relies on.
         unsafe { core::ptr::write_bytes(va.cast::<u8>(), 0, length) };
+        let free = || {
+            // SAFETY: the allocation just made, known to nobody else.
+            unsafe { sys::NdisMFreeSharedMemory(adapter.as_raw(), len, 1, va, pa) }
+        };
+        let block = Shared::try_new(
+            MemoryBlock {
+                adapter,
+                va: va as usize,
+                pa: pa as u64,
+                length,
+                _dma: dma.clone(),
+            },
+            init.passive(),
+        );
+        let block = match block {
+            Ok(b) => b,
+            Err(e) => {
+                free();
+                return Err(e);
+            }
+        };
+        if let Err(e) = init.resources().adopt(&block, init.passive()) {
+            free();
+            // The block's drop only drops its DMA reference.
+            drop(block);
+            return Err(e);
+        }
         Ok(SharedMemory {
-            adapter,
+            _block: block,
             va: va as usize,
             pa: pa as u64,
             length,
@@ -122,21 +212,6 @@ impl SharedMemory {
             self.length
         );
         self.va + offset
-    }
-}
-
-impl Drop for SharedMemory {
-    fn drop(&mut self) {
-        // SAFETY: the allocation made in `allocate` with these exact arguments, freed once.
-        unsafe {
-            sys::NdisMFreeSharedMemory(
-                self.adapter.as_raw(),
-                self.length as u32,
-                1,
-                self.va as sys::PVOID,
-                self.pa as i64,
-            )
-        }
     }
 }
 

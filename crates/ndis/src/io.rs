@@ -5,46 +5,72 @@ use ndis_sys as sys;
 use crate::Status;
 use crate::adapter::AdapterHandle;
 use crate::hw::{ConfigSpace, Registers};
-use crate::irql::Passive;
+use crate::heap::Shared;
+use crate::miniport::Initializing;
+use crate::resources::{Kind, Release};
 
-/// A memory range PnP assigned to the adapter (a memory BAR), from its translated resources.
+/// A memory range PnP assigned to one adapter (a memory BAR), from its translated resources.
+/// Only [`Resources`] makes these, so [`Init::map`](crate::miniport::Init::map) can map nothing
+/// but the adapter's own ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryResource {
-    pub start: u64,
-    pub length: u32,
+    start: u64,
+    length: u32,
+    adapter: AdapterHandle,
+}
+
+impl MemoryResource {
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+    pub fn length(&self) -> u32 {
+        self.length
+    }
 }
 
 /// The adapter's translated resources (`NDIS_MINIPORT_INIT_PARAMETERS.AllocatedResources`).
 #[derive(Clone, Copy)]
 pub struct Resources<'a> {
     descriptors: &'a [sys::CM_PARTIAL_RESOURCE_DESCRIPTOR],
+    adapter: AdapterHandle,
 }
 
 impl<'a> Resources<'a> {
     /// # Safety
     /// `list` is null or the resource list NDIS passed to `MiniportInitializeEx`, valid for `'a`.
-    pub(crate) unsafe fn from_raw(list: *const sys::CM_PARTIAL_RESOURCE_LIST) -> Self {
+    pub(crate) unsafe fn from_raw(
+        list: *const sys::CM_PARTIAL_RESOURCE_LIST,
+        adapter: AdapterHandle,
+    ) -> Self {
         if list.is_null() {
-            return Resources { descriptors: &[] };
+            return Resources {
+                descriptors: &[],
+                adapter,
+            };
         }
         // SAFETY: per this function's contract: `Count` descriptors follow the header.
         let descriptors = unsafe {
             core::slice::from_raw_parts((*list).PartialDescriptors.as_ptr(), (*list).Count as usize)
         };
-        Resources { descriptors }
+        Resources {
+            descriptors,
+            adapter,
+        }
     }
 
     /// Memory ranges in resource order (which, for PCI, is BAR order).
     pub fn memory(&self) -> impl Iterator<Item = MemoryResource> + 'a {
+        let adapter = self.adapter;
         self.descriptors
             .iter()
             .filter(|d| d.Type == sys::CmResourceTypeMemory)
-            .map(|d| {
+            .map(move |d| {
                 // SAFETY: the type says this is the memory member.
                 let m = unsafe { d.u.Memory };
                 MemoryResource {
                     start: m.Start as u64,
                     length: m.Length,
+                    adapter,
                 }
             })
     }
@@ -56,29 +82,59 @@ impl<'a> Resources<'a> {
     }
 }
 
-/// A mapped memory range of the device (`NdisMMapIoSpace`), unmapped on drop. All access is
-/// through [`Registers`], bounds-checked.
-#[derive(Debug)]
+/// A mapped memory range of the device (`NdisMMapIoSpace`). Mapped only in initialize
+/// ([`Init::map`](crate::miniport::Init::map)), from the adapter's own resources; unmapped by
+/// the framework after halt (see [`crate::resources`]). All access is through [`Registers`],
+/// bounds-checked. Clones share the mapping.
+#[derive(Debug, Clone)]
 pub struct IoSpace {
+    _mapping: Shared<Mapping>,
+    base: usize,
+    length: usize,
+}
+
+#[derive(Debug)]
+struct Mapping {
     adapter: AdapterHandle,
     base: usize,
     length: usize,
 }
 
-// SAFETY: register access is valid from any processor; the mapping is owned and unmapped once.
+impl Release for Mapping {
+    const KIND: Kind = Kind::IoSpace;
+    fn release(&self, kept: bool) {
+        // Kept past halt: unmapping would turn its register accesses into faults.
+        if !kept {
+            // SAFETY: the mapping made in `map`, released once, at PASSIVE_LEVEL in halt or
+            // initialize, after interrupts (whose ISRs may read registers) are deregistered.
+            unsafe {
+                sys::NdisMUnmapIoSpace(
+                    self.adapter.as_raw(),
+                    self.base as sys::PVOID,
+                    self.length as u32,
+                )
+            }
+        }
+    }
+}
+
+// SAFETY: register access is valid from any processor; the mapping is released only by the
+// framework, never while a handle can reach it.
 unsafe impl Send for IoSpace {}
 // SAFETY: every access is a single volatile register read or write; no Rust-visible state.
 unsafe impl Sync for IoSpace {}
 
 impl IoSpace {
-    /// Maps `range` (one of the adapter's [`Resources::memory`]).
-    pub fn map(
-        adapter: AdapterHandle,
-        range: MemoryResource,
-        _passive: &Passive<'_>,
-    ) -> Result<Self, Status> {
+    /// Maps `range`, one of this adapter's [`Resources::memory`].
+    pub(crate) fn map(init: &Initializing<'_>, range: MemoryResource) -> Result<Self, Status> {
+        if range.adapter != init.handle() {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        let adapter = init.handle();
         let mut va: sys::PVOID = core::ptr::null_mut();
-        // SAFETY: PASSIVE_LEVEL (token); the range comes from the adapter's resources.
+        // SAFETY: inside MiniportInitializeEx of this adapter (the `Initializing` proof); the
+        // range is one of its own translated resources (only `Resources` builds a
+        // `MemoryResource`, and it names the adapter it came from, checked above).
         let status = unsafe {
             sys::NdisMMapIoSpace(&mut va, adapter.as_raw(), range.start as i64, range.length)
         };
@@ -88,8 +144,28 @@ impl IoSpace {
         if va.is_null() {
             return Err(Status::RESOURCES);
         }
-        Ok(IoSpace {
+        let unmap = || {
+            // SAFETY: the mapping just made, known to nobody else.
+            unsafe { sys::NdisMUnmapIoSpace(adapter.as_raw(), va, range.length) }
+        };
+        let mapping = Mapping {
             adapter,
+            base: va as usize,
+            length: range.length as usize,
+        };
+        let mapping = match Shared::try_new(mapping, init.passive()) {
+            Ok(m) => m,
+            Err(e) => {
+                unmap();
+                return Err(e);
+            }
+        };
+        if let Err(e) = init.resources().adopt(&mapping, init.passive()) {
+            unmap();
+            return Err(e);
+        }
+        Ok(IoSpace {
+            _mapping: mapping,
             base: va as usize,
             length: range.length as usize,
         })
@@ -105,20 +181,6 @@ impl IoSpace {
             self.length
         );
         self.base + offset
-    }
-}
-
-impl Drop for IoSpace {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, released once. Drop runs at PASSIVE_LEVEL: mappings
-        // are only created in initialize (token) and dropped in initialize or halt.
-        unsafe {
-            sys::NdisMUnmapIoSpace(
-                self.adapter.as_raw(),
-                self.base as sys::PVOID,
-                self.length as u32,
-            )
-        }
     }
 }
 
@@ -162,14 +224,14 @@ impl Registers for IoSpace {
 /// windows can live in the same structure as the mapping.
 #[derive(Debug, Clone)]
 pub struct OwnedWindow {
-    space: alloc::sync::Arc<IoSpace>,
+    space: IoSpace,
     offset: usize,
     length: usize,
 }
 
 impl OwnedWindow {
     /// `[offset, offset + length)` of `space`; None if it does not fit.
-    pub fn new(space: &alloc::sync::Arc<IoSpace>, offset: usize, length: usize) -> Option<Self> {
+    pub fn new(space: &IoSpace, offset: usize, length: usize) -> Option<Self> {
         (offset.checked_add(length)? <= space.length).then(|| OwnedWindow {
             space: space.clone(),
             offset,
@@ -220,7 +282,7 @@ pub struct PciConfig {
 }
 
 impl PciConfig {
-    pub fn new(adapter: AdapterHandle) -> Self {
+    pub(crate) fn new(adapter: AdapterHandle) -> Self {
         PciConfig { adapter }
     }
 }

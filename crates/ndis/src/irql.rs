@@ -2,10 +2,23 @@
 //!
 //! Every callback the framework makes into driver code hands it a context that carries a token for
 //! the IRQL it runs at: [`Passive`] (PASSIVE_LEVEL: initialize, halt, OID requests), [`Dispatch`]
-//! (DISPATCH_LEVEL: DPCs) or [`Dirql`] (device IRQL: ISRs, synchronize functions). An API that
-//! needs PASSIVE_LEVEL takes `&Passive`, so calling it from an ISR or a DPC does not compile. The
-//! tokens cannot be built by driver code, are neither `Send` nor `Sync`, and borrow the callback's
-//! lifetime, so they cannot be kept past the callback that received them.
+//! (DISPATCH_LEVEL: DPCs, code under a spin lock), [`DispatchOrBelow`] (sends and returns: NDIS
+//! says DISPATCH_LEVEL when it knows, otherwise nothing) or [`Dirql`] (device IRQL: ISRs,
+//! synchronize functions). An API that needs PASSIVE_LEVEL takes `&Passive`, so calling it from an
+//! ISR or a DPC does not compile. The tokens cannot be built by driver code, are neither `Send`
+//! nor `Sync`, and borrow the callback's lifetime, so they cannot be kept past the callback that
+//! received them.
+//!
+//! # Scopes that raise the IRQL
+//! A spin lock ([`SpinLock::with`](crate::sync::SpinLock::with)) and a synchronize function
+//! ([`DpcContext::synchronize`](crate::interrupt::DpcContext::synchronize),
+//! [`InterruptRegistration::synchronize`](crate::interrupt::InterruptRegistration::synchronize))
+//! run their closure at a higher IRQL than the caller's. They take the caller's token *mutably*
+//! for the whole scope and give the closure a token of the level it really runs at: inside,
+//! the outer token is borrowed, so the borrow checker refuses every use of it (a PASSIVE_LEVEL
+//! call under a spin lock, a spin lock inside a synchronize function), and the only token in
+//! reach is the right one. Callbacks therefore receive `&mut` tokens (or `&mut` contexts); APIs
+//! that only need to *know* the IRQL take a shared reference, which a `&mut` token coerces to.
 
 use core::marker::PhantomData;
 
@@ -17,17 +30,26 @@ pub struct Passive<'a>(PhantomData<(&'a (), *mut ())>);
 #[derive(Debug)]
 pub struct Dispatch<'a>(PhantomData<(&'a (), *mut ())>);
 
-/// Proof of running below DISPATCH_LEVEL (PASSIVE_LEVEL or APC_LEVEL: NDIS does not say which)
-/// for lifetime `'a`. Enough for spin locks and DISPATCH_LEVEL-or-below calls, not for
-/// PASSIVE_LEVEL-only APIs.
+/// Proof of running at DISPATCH_LEVEL *or lower* for lifetime `'a`, and whether DISPATCH_LEVEL is
+/// known. NDIS sets `NDIS_SEND_FLAGS_DISPATCH_LEVEL` / `NDIS_RETURN_FLAGS_DISPATCH_LEVEL` when it
+/// knows the call runs at DISPATCH_LEVEL; a caller that does not know its IRQL clears the flag
+/// ("Dispatch IRQL Tracking"), so a cleared flag proves nothing but "at most DISPATCH_LEVEL".
+/// Enough for spin locks and DISPATCH_LEVEL-or-below calls, never for PASSIVE_LEVEL-only APIs.
 #[derive(Debug)]
-pub struct BelowDispatch<'a>(PhantomData<(&'a (), *mut ())>);
+pub struct DispatchOrBelow<'a> {
+    known_dispatch: bool,
+    _irql: PhantomData<(&'a (), *mut ())>,
+}
 
-impl BelowDispatch<'_> {
+impl DispatchOrBelow<'_> {
     /// # Safety
-    /// The caller runs below DISPATCH_LEVEL for the token's whole lifetime.
-    pub const unsafe fn assume() -> Self {
-        BelowDispatch(PhantomData)
+    /// The caller runs at IRQL <= DISPATCH_LEVEL for the token's whole lifetime, and at
+    /// DISPATCH_LEVEL if `known_dispatch`.
+    pub const unsafe fn assume(known_dispatch: bool) -> Self {
+        DispatchOrBelow {
+            known_dispatch,
+            _irql: PhantomData,
+        }
     }
 }
 
@@ -64,35 +86,29 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Passive<'_> {}
     impl Sealed for super::Dispatch<'_> {}
-    impl Sealed for super::BelowDispatch<'_> {}
+    impl Sealed for super::DispatchOrBelow<'_> {}
     impl Sealed for super::Dirql<'_> {}
-    impl Sealed for crate::nbl::SendIrql<'_> {}
 }
 
 /// Contexts at or below DISPATCH_LEVEL (what most NDIS calls allow, and what a spin lock
-/// needs). `at_dispatch` selects the `*_DISPATCH_LEVEL` flags of calls that take them.
+/// needs). `known_dispatch` selects the `*_DISPATCH_LEVEL` flags of calls that take them: set
+/// only when the IRQL is known to be DISPATCH_LEVEL (a cleared flag is always allowed).
 pub trait AtMostDispatch: sealed::Sealed {
-    fn at_dispatch(&self) -> bool;
+    fn known_dispatch(&self) -> bool;
 }
 impl AtMostDispatch for Passive<'_> {
-    fn at_dispatch(&self) -> bool {
-        false
-    }
-}
-impl AtMostDispatch for BelowDispatch<'_> {
-    fn at_dispatch(&self) -> bool {
+    fn known_dispatch(&self) -> bool {
         false
     }
 }
 impl AtMostDispatch for Dispatch<'_> {
-    fn at_dispatch(&self) -> bool {
+    fn known_dispatch(&self) -> bool {
         true
     }
 }
-/// Sends and returns run at PASSIVE_LEVEL or DISPATCH_LEVEL, as NDIS's flags say.
-impl AtMostDispatch for crate::nbl::SendIrql<'_> {
-    fn at_dispatch(&self) -> bool {
-        matches!(self, crate::nbl::SendIrql::AtDispatch(_))
+impl AtMostDispatch for DispatchOrBelow<'_> {
+    fn known_dispatch(&self) -> bool {
+        self.known_dispatch
     }
 }
 
@@ -100,5 +116,5 @@ impl AtMostDispatch for crate::nbl::SendIrql<'_> {
 pub trait AnyIrql: sealed::Sealed {}
 impl AnyIrql for Passive<'_> {}
 impl AnyIrql for Dispatch<'_> {}
-impl AnyIrql for BelowDispatch<'_> {}
+impl AnyIrql for DispatchOrBelow<'_> {}
 impl AnyIrql for Dirql<'_> {}

@@ -13,6 +13,7 @@
 extern crate alloc;
 
 pub mod adapter;
+pub mod heap;
 pub mod config;
 pub mod dma;
 pub mod driver;
@@ -25,6 +26,7 @@ pub mod nbl;
 pub mod offload;
 pub mod oid;
 pub mod packet;
+pub mod resources;
 pub mod status;
 pub mod sync;
 pub mod version;

@@ -11,18 +11,20 @@
 //! order, before the framework's block goes away.
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use ndis_sys as sys;
 
 use crate::Status;
 use crate::adapter::AdapterHandle;
+use crate::heap::Shared;
 use crate::config::Configuration;
-use crate::io::{PciConfig, Resources};
-use crate::irql::Passive;
-use crate::irql::{BelowDispatch, Dispatch};
-use crate::nbl::{Returned, SendIrql, SendLists, SendNbl};
+use crate::dma::DmaRegistration;
+use crate::interrupt::{InterruptHandler, InterruptRegistration, RegisterError};
+use crate::io::{IoSpace, MemoryResource, PciConfig, Resources};
+use crate::irql::{Dispatch, DispatchOrBelow, Passive};
+use crate::nbl::{Returned, SendLists, SendNbl};
+use crate::resources::AdapterResources;
 use crate::offload::{ChecksumOffload, LargeSendOffload, OffloadInfo};
 use crate::oid::{QueryBuffer, SetData};
 
@@ -262,10 +264,18 @@ impl StatisticsSnapshot {
     }
 }
 
-/// The framework's per-adapter state, shared (`Arc`) with whatever driver code needs it from a
-/// DPC: the handle, whether the adapter is running, filters, link state and counters.
+/// The framework's per-adapter state, shared ([`Shared`]) with whatever driver code needs it from
+/// a DPC: whether the adapter is running, filters, link state and counters.
+///
+/// Nothing reaches NDIS through it once `MiniportHaltEx` has returned: indications made through
+/// a reference kept past halt are dropped (NDIS forbids any call with a halted adapter's
+/// handle), and halt waits for indications already under way.
 pub struct NdisAdapter {
     handle: AdapterHandle,
+    /// Calls into NDIS through the handle in progress (low bits), and [`HALTED`].
+    rundown: AtomicUsize,
+    /// What initialize made (interrupts, shared memory, DMA, mappings), released after halt.
+    pub(crate) resources: AdapterResources,
     packet_filter: AtomicU32,
     lookahead: AtomicU32,
     /// Taken only around `Miniport::reset`, to run it at a known IRQL (DISPATCH_LEVEL).
@@ -313,26 +323,43 @@ struct LinkReport {
 #[derive(Default)]
 struct Gate {
     running: bool,
+    /// Receives lent to NDIS (indicated, not yet returned).
     lent: usize,
+    /// `NdisMIndicateReceiveNetBufferLists` calls that have not returned: MiniportPause must
+    /// wait for them too, whatever the protocols returned inside them.
+    indicating: usize,
     sends: usize,
+    /// A pause began and has not completed.
     pausing: bool,
+    /// `MiniportPause` returned PENDING: only then may `NdisMPauseComplete` be called.
+    pause_pended: bool,
 }
 
 impl Gate {
+    fn idle(&self) -> bool {
+        self.lent == 0 && self.sends == 0 && self.indicating == 0
+    }
+
     /// Whether a pending pause can complete now (and is thereby taken: complete it once).
     fn take_pause_completion(&mut self) -> bool {
-        let done = self.pausing && self.lent == 0 && self.sends == 0;
+        let done = self.pausing && self.pause_pended && self.idle();
         if done {
             self.pausing = false;
+            self.pause_pended = false;
         }
         done
     }
 }
 
+/// [`NdisAdapter::rundown`]: halt began; no new call may start.
+const HALTED: usize = 1 << (usize::BITS - 1);
+
 impl NdisAdapter {
     fn new(handle: AdapterHandle) -> Self {
         NdisAdapter {
             handle,
+            rundown: AtomicUsize::new(0),
+            resources: AdapterResources::new(),
             packet_filter: AtomicU32::new(0),
             lookahead: AtomicU32::new(0),
             link_report: crate::sync::SpinLock::new(LinkReport::default()),
@@ -350,22 +377,65 @@ impl NdisAdapter {
         }
     }
 
-    pub fn handle(&self) -> AdapterHandle {
+    pub(crate) fn handle(&self) -> AdapterHandle {
         self.handle
     }
 
-    /// Reserves `count` receives for an indication if the adapter runs; false when paused.
-    pub(crate) fn begin_indication<C: crate::irql::AtMostDispatch>(
-        &self,
-        count: usize,
-        irql: &C,
-    ) -> bool {
-        self.gate.with(irql, |g| {
+    /// Runs `f` (a call into NDIS through the handle) unless halt began; halt waits for it.
+    pub(crate) fn while_live<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let mut v = self.rundown.load(Ordering::Acquire);
+        loop {
+            if v & HALTED != 0 {
+                return None;
+            }
+            match self
+                .rundown
+                .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        let r = f();
+        self.rundown.fetch_sub(1, Ordering::Release);
+        Some(r)
+    }
+
+    /// Halt: no call through the handle starts from now on; waits for those under way.
+    fn run_down(&self) {
+        self.rundown.fetch_or(HALTED, Ordering::AcqRel);
+        while self.rundown.load(Ordering::Acquire) != HALTED {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Whether `MiniportHaltEx` began for this adapter.
+    pub fn is_halted(&self) -> bool {
+        self.rundown.load(Ordering::Acquire) & HALTED != 0
+    }
+
+    /// Reserves `count` receives for an indication if the adapter runs; false when paused. The
+    /// caller calls [`end_indication`](Self::end_indication) once the indicate call returned.
+    pub(crate) fn begin_indication(&self, count: usize) -> bool {
+        self.gate.with_unchecked(|g| {
             if g.running {
                 g.lent += count;
+                g.indicating += 1;
             }
             g.running
         })
+    }
+
+    /// An indication began with [`begin_indication`](Self::begin_indication) returned from
+    /// NDIS; completes a pending pause when it was the last thing under way.
+    pub(crate) fn end_indication(&self) {
+        let complete = self.gate.with_unchecked(|g| {
+            g.indicating -= 1;
+            g.take_pause_completion()
+        });
+        if complete {
+            self.complete_pause();
+        }
     }
 
     /// `count` receives came back; completes a pending pause when they were the last.
@@ -399,8 +469,8 @@ impl NdisAdapter {
     }
 
     fn complete_pause(&self) {
-        // SAFETY: the adapter's handle; MiniportPause returned (or is returning) PENDING, and
-        // `take_pause_completion` hands out this call once.
+        // SAFETY: the adapter's handle (a pause is under way: not halted); MiniportPause returned
+        // PENDING (`pause_pended`), and `take_pause_completion` hands out this call once.
         unsafe { sys::NdisMPauseComplete(self.handle.as_raw()) };
     }
 
@@ -571,7 +641,7 @@ impl NdisAdapter {
         speed: u64,
         irql: &C,
     ) {
-        let flush = self.link_report.with(irql, |r| {
+        let flush = self.link_report.with_unchecked(|r| {
             self.set_latest(r, (up, speed));
             let flush = r.told.is_some() && !r.flushing;
             r.flushing |= flush;
@@ -585,7 +655,7 @@ impl NdisAdapter {
     /// Sends indications until NDIS has the latest state; the caller set `flushing`.
     fn flush_link_state<C: crate::irql::AtMostDispatch>(&self, irql: &C) {
         loop {
-            let next = self.link_report.with(irql, |r| match (r.latest, r.told) {
+            let next = self.link_report.with_unchecked(|r| match (r.latest, r.told) {
                 (Some(latest), Some(told)) if latest != told => {
                     r.told = Some(latest);
                     Some(latest)
@@ -604,8 +674,8 @@ impl NdisAdapter {
 
     /// The general attributes are about to be set: the state they should carry, the latest
     /// report if the driver made one during initialize, else what `AdapterInfo` says.
-    fn link_for_attributes(&self, info: LinkState, passive: &Passive<'_>) -> LinkState {
-        self.link_report.with(passive, |r| {
+    fn link_for_attributes(&self, info: LinkState, _passive: &Passive<'_>) -> LinkState {
+        self.link_report.with_unchecked(|r| {
             let state = r.latest.unwrap_or(info);
             self.set_latest(r, state);
             state
@@ -615,7 +685,7 @@ impl NdisAdapter {
     /// The general attributes told NDIS `state`; changes reported since are sent now (allowed
     /// once the registration attributes are set, even inside `MiniportInitializeEx`).
     fn attributes_told(&self, state: LinkState, passive: &Passive<'_>) {
-        let flush = self.link_report.with(passive, |r| {
+        let flush = self.link_report.with_unchecked(|r| {
             r.told = Some(state);
             let flush = !r.flushing;
             r.flushing = true;
@@ -683,42 +753,213 @@ impl NdisAdapter {
             Guid: sys::GUID::default(),
             NdisReserved: [core::ptr::null_mut(); 4],
         };
-        // SAFETY: IRQL <= DISPATCH_LEVEL (token); the indication and its buffer (at least
-        // `size` bytes) live across the call.
-        unsafe { sys::NdisMIndicateStatusEx(self.handle.as_raw(), &mut indication) };
+        // Dropped after halt: the handle is dead then.
+        self.while_live(|| {
+            // SAFETY: IRQL <= DISPATCH_LEVEL (token); the adapter is not halted (and halt waits
+            // for this call); the indication and its buffer (at least `size` bytes) live across
+            // the call.
+            unsafe { sys::NdisMIndicateStatusEx(self.handle.as_raw(), &mut indication) };
+        });
     }
 }
 
-/// `MiniportHaltEx`'s reason.
-pub type HaltAction = sys::NDIS_HALT_ACTION;
+/// `MiniportHaltEx`'s reason (`NDIS_HALT_ACTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaltAction {
+    Disabled,
+    InstanceDeInitialized,
+    PoweredDown,
+    SurpriseRemoved,
+    Failed,
+    InitializationFailed,
+    Stopped,
+    /// A value this version of the framework does not know.
+    Other(i32),
+}
 
-/// What `MiniportInitializeEx` gives the driver.
-pub struct Init<'a> {
-    adapter: Arc<NdisAdapter>,
-    params: &'a sys::NDIS_MINIPORT_INIT_PARAMETERS,
+impl HaltAction {
+    pub fn from_raw(v: sys::NDIS_HALT_ACTION) -> Self {
+        match v {
+            sys::NdisHaltDeviceDisabled => HaltAction::Disabled,
+            sys::NdisHaltDeviceInstanceDeInitialized => HaltAction::InstanceDeInitialized,
+            sys::NdisHaltDevicePoweredDown => HaltAction::PoweredDown,
+            sys::NdisHaltDeviceSurpriseRemoved => HaltAction::SurpriseRemoved,
+            sys::NdisHaltDeviceFailed => HaltAction::Failed,
+            sys::NdisHaltDeviceInitializationFailed => HaltAction::InitializationFailed,
+            sys::NdisHaltDeviceStopped => HaltAction::Stopped,
+            other => HaltAction::Other(other),
+        }
+    }
+}
+
+/// `MiniportShutdownEx`'s reason (`NDIS_SHUTDOWN_ACTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownAction {
+    /// The system powers off: PASSIVE_LEVEL.
+    PowerOff,
+    /// The system bug-checked: any IRQL up to HIGH_LEVEL; touch registers only.
+    BugCheck,
+    Other(i32),
+}
+
+impl ShutdownAction {
+    pub fn from_raw(v: sys::NDIS_SHUTDOWN_ACTION) -> Self {
+        match v {
+            sys::NdisShutdownPowerOff => ShutdownAction::PowerOff,
+            sys::NdisShutdownBugCheck => ShutdownAction::BugCheck,
+            other => ShutdownAction::Other(other),
+        }
+    }
+}
+
+/// `MiniportDevicePnPEventNotify`'s event (`NDIS_DEVICE_PNP_EVENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PnpEvent {
+    QueryRemoved,
+    Removed,
+    /// The device is gone: stop touching it.
+    SurpriseRemoved,
+    QueryStopped,
+    Stopped,
+    PowerProfileChanged,
+    FilterListChanged,
+    Other(u32),
+}
+
+impl PnpEvent {
+    pub fn from_raw(v: u32) -> Self {
+        match v {
+            sys::NdisDevicePnPEventQueryRemoved => PnpEvent::QueryRemoved,
+            sys::NdisDevicePnPEventRemoved => PnpEvent::Removed,
+            sys::NdisDevicePnPEventSurpriseRemoved => PnpEvent::SurpriseRemoved,
+            sys::NdisDevicePnPEventQueryStopped => PnpEvent::QueryStopped,
+            sys::NdisDevicePnPEventStopped => PnpEvent::Stopped,
+            sys::NdisDevicePnPEventPowerProfileChanged => PnpEvent::PowerProfileChanged,
+            sys::NdisDevicePnPEventFilterListChanged => PnpEvent::FilterListChanged,
+            other => PnpEvent::Other(other),
+        }
+    }
+}
+
+/// The driver's word that its device no longer reaches memory or raises interrupts (reset,
+/// or never started): what [`Miniport::quiesce`] returns and [`Miniport::halt`] receives. The
+/// framework frees device-visible memory only after it has one.
+#[derive(Debug)]
+#[must_use]
+pub struct Quiesced(());
+
+impl Quiesced {
+    /// The device was stopped (for example reset, so it stops DMA and interrupts).
+    pub fn device_stopped() -> Self {
+        Quiesced(())
+    }
+}
+
+/// Proof of running inside `MiniportInitializeEx` of one adapter, at PASSIVE_LEVEL: what the
+/// initialize-only NDIS calls need (registering interrupts and DMA, allocating shared memory,
+/// mapping registers). Driver code gets it from [`Init`] only; it cannot be built, kept past
+/// initialize, or used inside a scope that raises the IRQL (it is reached through `Init`, which
+/// such a scope borrows).
+pub struct Initializing<'a> {
+    handle: AdapterHandle,
+    resources: &'a AdapterResources,
     passive: Passive<'a>,
 }
 
-impl<'a> Init<'a> {
-    pub fn handle(&self) -> AdapterHandle {
-        self.adapter.handle
+impl<'a> Initializing<'a> {
+    /// For code that writes its own `MiniportInitializeEx` (tests of the raw layer).
+    ///
+    /// # Safety
+    /// The caller runs inside `MiniportInitializeEx` of the adapter `handle` names, at
+    /// PASSIVE_LEVEL, for the proof's whole lifetime; `resources` is released with
+    /// [`AdapterResources::release_all`] in that adapter's halt (or its failed initialize).
+    pub unsafe fn assume(handle: sys::NDIS_HANDLE, resources: &'a AdapterResources) -> Self {
+        Initializing {
+            // SAFETY: per this function's contract.
+            handle: unsafe { AdapterHandle::from_raw(handle) },
+            resources,
+            // SAFETY: per this function's contract.
+            passive: unsafe { Passive::assume() },
+        }
     }
-    /// The framework's per-adapter state, to keep for DPCs (indications, counters).
-    pub fn adapter(&self) -> &Arc<NdisAdapter> {
-        &self.adapter
+
+    pub(crate) fn handle(&self) -> AdapterHandle {
+        self.handle
     }
+
+    pub(crate) fn resources(&self) -> &'a AdapterResources {
+        self.resources
+    }
+
     pub fn passive(&self) -> &Passive<'a> {
         &self.passive
     }
+
+    /// The token, for a scope that raises the IRQL.
+    pub fn passive_mut(&mut self) -> &mut Passive<'a> {
+        &mut self.passive
+    }
+
+    /// `NdisMRegisterInterruptEx` (see [`InterruptRegistration`]).
+    pub fn register_interrupt<H: InterruptHandler>(
+        &self,
+        handler: H,
+    ) -> Result<InterruptRegistration<H>, RegisterError<H>> {
+        InterruptRegistration::register(self, handler)
+    }
+}
+
+/// What `MiniportInitializeEx` gives the driver: the adapter's resources and configuration,
+/// and the calls only initialize may make.
+pub struct Init<'a> {
+    adapter: Shared<NdisAdapter>,
+    params: &'a sys::NDIS_MINIPORT_INIT_PARAMETERS,
+    scope: Initializing<'a>,
+}
+
+impl<'a> Init<'a> {
+    /// The framework's per-adapter state, to keep for DPCs (indications, counters).
+    pub fn adapter(&self) -> &Shared<NdisAdapter> {
+        &self.adapter
+    }
+    pub fn passive(&self) -> &Passive<'a> {
+        self.scope.passive()
+    }
+    /// The token, for a scope that raises the IRQL: `init` is borrowed while it runs, so
+    /// nothing of initialize can be used inside.
+    pub fn passive_mut(&mut self) -> &mut Passive<'a> {
+        self.scope.passive_mut()
+    }
+    /// The initialize-only proof, for code below `Init` that makes initialize-only calls.
+    pub fn initializing(&self) -> &Initializing<'a> {
+        &self.scope
+    }
     pub fn resources(&self) -> Resources<'a> {
         // SAFETY: NDIS passes the translated resource list, valid during initialize.
-        unsafe { Resources::from_raw(self.params.AllocatedResources) }
+        unsafe { Resources::from_raw(self.params.AllocatedResources, self.scope.handle) }
     }
     pub fn pci_config(&self) -> PciConfig {
-        PciConfig::new(self.adapter.handle)
+        PciConfig::new(self.scope.handle)
     }
-    pub fn configuration(&self) -> Result<Configuration, Status> {
-        Configuration::open(self.adapter.handle, &self.passive)
+    /// The adapter's registry keywords; closed when dropped, inside initialize.
+    pub fn configuration(&self) -> Result<Configuration<'_>, Status> {
+        Configuration::open(self.scope.handle, self.scope.passive())
+    }
+    /// Maps one of the adapter's memory ranges ([`Init::resources`]).
+    pub fn map(&self, range: MemoryResource) -> Result<IoSpace, Status> {
+        IoSpace::map(&self.scope, range)
+    }
+    /// `NdisMRegisterScatterGatherDma` for 64-bit DMA, at most `max_mapping` bytes per mapping;
+    /// allocate shared memory from it with [`DmaRegistration::allocate`].
+    pub fn register_dma(&self, max_mapping: u32) -> Result<DmaRegistration, Status> {
+        DmaRegistration::register(&self.scope, max_mapping)
+    }
+    /// `NdisMRegisterInterruptEx` (see [`InterruptRegistration`]).
+    pub fn register_interrupt<H: InterruptHandler>(
+        &self,
+        handler: H,
+    ) -> Result<InterruptRegistration<H>, RegisterError<H>> {
+        self.scope.register_interrupt(handler)
     }
 }
 
@@ -734,7 +975,12 @@ pub trait Miniport: Send + Sync + Sized + 'static {
     /// chain arrives at once so that a driver takes its queue lock and rings its doorbell once
     /// per call, not once per list. The framework completes every list when this returns (and
     /// fails them with `NDIS_STATUS_PAUSED` itself while the adapter is paused).
-    fn send(&self, adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>);
+    fn send(
+        &self,
+        adapter: &NdisAdapter,
+        lists: &mut SendLists<'_>,
+        irql: &mut DispatchOrBelow<'_>,
+    );
 
     /// Hang detection. `Some(seconds)` registers `MiniportCheckForHangEx`, which NDIS calls
     /// every `seconds` (0: its 2 s default; NDIS rounds to a multiple of 2 s), and
@@ -745,14 +991,18 @@ pub trait Miniport: Send + Sync + Sized + 'static {
 
     /// Whether the adapter hangs (at PASSIVE_LEVEL, while it runs): for example, the device
     /// made no progress on work it holds since the last check. True asks NDIS for a reset.
-    fn check_for_hang(&self, _adapter: &NdisAdapter, _passive: &Passive<'_>) -> bool {
+    fn check_for_hang(&self, _adapter: &NdisAdapter, _passive: &mut Passive<'_>) -> bool {
         false
     }
 
     /// Bring the hung device back (at DISPATCH_LEVEL). `Ok(true)` asks NDIS to restore the
     /// addressing state (packet filter, multicast list, current address) through OID sets;
     /// `Ok(false)` says the driver kept it. An error leaves the adapter failed.
-    fn reset(&self, _adapter: &NdisAdapter, _dispatch: &Dispatch<'_>) -> Result<bool, Status> {
+    fn reset(
+        &self,
+        _adapter: &NdisAdapter,
+        _dispatch: &mut Dispatch<'_>,
+    ) -> Result<bool, ResetError> {
         Ok(false)
     }
 
@@ -761,27 +1011,40 @@ pub trait Miniport: Send + Sync + Sized + 'static {
         &self,
         adapter: &NdisAdapter,
         returned: &mut Returned<'_>,
-        irql: &SendIrql<'_>,
+        irql: &mut DispatchOrBelow<'_>,
     );
 
     /// Stop indicating; the framework already refuses new sends. Called with the adapter marked
     /// not running.
-    fn pause(&self, _adapter: &NdisAdapter, _passive: &Passive<'_>) {}
+    fn pause(&self, _adapter: &NdisAdapter, _passive: &mut Passive<'_>) {}
 
     /// Start again; on error the adapter stays paused.
-    fn restart(&self, _adapter: &NdisAdapter, _passive: &Passive<'_>) -> Result<(), Status> {
+    fn restart(&self, _adapter: &NdisAdapter, _passive: &mut Passive<'_>) -> Result<(), Status> {
         Ok(())
     }
 
-    /// Quiesce the device (reset it, so it stops DMA); the framework then drops the adapter,
-    /// which releases everything it owns.
-    fn halt(self, _adapter: &NdisAdapter, _action: HaltAction, _passive: &Passive<'_>) {}
+    /// The first step of `MiniportHaltEx`: stop the device, so that it no longer reaches memory
+    /// or raises interrupts (reset it). Required: the framework frees the adapter's shared
+    /// memory after halt, and memory a device still writes must not be freed.
+    fn quiesce(&self, adapter: &NdisAdapter, passive: &mut Passive<'_>) -> Quiesced;
+
+    /// The rest of `MiniportHaltEx`, after [`quiesce`](Self::quiesce). The default drops the
+    /// adapter; the framework then deregisters its interrupts, frees its shared memory, and
+    /// releases its DMA registration and mappings, in that order (see [`crate::resources`]).
+    fn halt(
+        self,
+        _adapter: &NdisAdapter,
+        _quiesced: Quiesced,
+        _action: HaltAction,
+        _passive: &mut Passive<'_>,
+    ) {
+    }
 
     fn set_packet_filter(
         &self,
         _adapter: &NdisAdapter,
         _filter: u32,
-        _passive: &Passive<'_>,
+        _passive: &mut Passive<'_>,
     ) -> Result<(), Status> {
         Ok(())
     }
@@ -790,7 +1053,7 @@ pub trait Miniport: Send + Sync + Sized + 'static {
         &self,
         _adapter: &NdisAdapter,
         _list: &[[u8; 6]],
-        _passive: &Passive<'_>,
+        _passive: &mut Passive<'_>,
     ) -> Result<(), Status> {
         Ok(())
     }
@@ -800,7 +1063,7 @@ pub trait Miniport: Send + Sync + Sized + 'static {
         _adapter: &NdisAdapter,
         _oid: u32,
         _out: &mut QueryBuffer<'_>,
-        _passive: &Passive<'_>,
+        _passive: &mut Passive<'_>,
     ) -> Result<(), Status> {
         Err(Status::NOT_SUPPORTED)
     }
@@ -812,24 +1075,48 @@ pub trait Miniport: Send + Sync + Sized + 'static {
         _adapter: &NdisAdapter,
         _oid: u32,
         _data: &mut SetData<'_>,
-        _passive: &Passive<'_>,
+        _passive: &mut Passive<'_>,
     ) -> Result<usize, Status> {
         Err(Status::NOT_SUPPORTED)
     }
 
-    /// `MiniportShutdownEx` (any IRQL on bug check): put the device in a quiet state, touching
-    /// only registers.
-    fn shutdown(&self, _adapter: &NdisAdapter, _action: sys::NDIS_SHUTDOWN_ACTION) {}
+    /// `MiniportShutdownEx` (at any IRQL on [`ShutdownAction::BugCheck`]): put the device in a
+    /// quiet state, touching only registers. No token: nothing but register access is allowed.
+    fn shutdown(&self, _adapter: &NdisAdapter, _action: ShutdownAction) {}
 
-    /// `MiniportDevicePnPEventNotify`: `event` is an `NDIS_DEVICE_PNP_EVENT`
-    /// (`sys::NdisDevicePnPEventSurpriseRemoved`: stop touching the device).
-    fn pnp_event(&self, _adapter: &NdisAdapter, _event: u32) {}
+    /// `MiniportDevicePnPEventNotify` ([`PnpEvent::SurpriseRemoved`]: stop touching the device).
+    fn pnp_event(&self, _adapter: &NdisAdapter, _event: PnpEvent) {}
+}
+
+/// Why a reset failed: a failure status (never SUCCESS or PENDING; the framework completes
+/// resets synchronously).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetError(Status);
+
+impl ResetError {
+    /// `status` as a reset failure; SUCCESS and PENDING become `NDIS_STATUS_FAILURE`.
+    pub fn new(status: Status) -> Self {
+        if status.is_success() || status.0 == sys::NDIS_STATUS_PENDING {
+            ResetError(Status::FAILURE)
+        } else {
+            ResetError(status)
+        }
+    }
+    pub fn status(self) -> Status {
+        self.0
+    }
+}
+
+impl From<Status> for ResetError {
+    fn from(s: Status) -> Self {
+        ResetError::new(s)
+    }
 }
 
 /// The adapter context NDIS holds: the framework's state and, once initialize succeeded, the
 /// driver's adapter.
 pub(crate) struct Slot<A> {
-    pub(crate) ndis: Arc<NdisAdapter>,
+    pub(crate) ndis: Shared<NdisAdapter>,
     pub(crate) adapter: Option<A>,
 }
 
@@ -978,25 +1265,36 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
     let driver = unsafe { &*(driver_context as *const D) };
     // SAFETY: NDIS passes initialize the adapter's handle.
     let adapter_handle = unsafe { AdapterHandle::from_raw(handle) };
-    let ndis = Arc::new(NdisAdapter::new(adapter_handle));
-    let slot = Box::into_raw(Box::new(Slot::<D::Adapter> {
+    // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
+    let passive = unsafe { Passive::assume() };
+    let Ok(ndis) = Shared::try_new(NdisAdapter::new(adapter_handle), &passive) else {
+        return sys::NDIS_STATUS_RESOURCES;
+    };
+    let slot = Slot::<D::Adapter> {
         ndis: ndis.clone(),
         adapter: None,
-    }));
+    };
+    let Ok(slot) = crate::heap::try_box(slot, &passive) else {
+        return sys::NDIS_STATUS_RESOURCES;
+    };
+    let slot = Box::into_raw(slot);
     let result = (|| {
         registration_attributes::<D::Adapter>(handle, slot.cast())?;
         let mut init = Init {
             adapter: ndis.clone(),
             // SAFETY: NDIS passes valid parameters for the call.
             params: unsafe { &*params },
-            // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
-            passive: unsafe { Passive::assume() },
+            scope: Initializing {
+                handle: adapter_handle,
+                resources: &ndis.resources,
+                // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
+                passive: unsafe { Passive::assume() },
+            },
         };
         let (adapter, mut info) = driver.initialize(&mut init)?;
+        drop(init);
         info.ndis_version = (D::NDIS_VERSION.major, D::NDIS_VERSION.minor);
         info.driver_version = D::DRIVER_VERSION;
-        // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
-        let passive = unsafe { Passive::assume() };
         // The current state may come from a report during initialize; the maximum speed stays
         // what `AdapterInfo` says.
         let link = ndis.link_for_attributes((info.link_up, info.link_speed), &passive);
@@ -1008,9 +1306,14 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
             .and_then(|()| offload_attributes(handle, &info));
         if let Err(e) = attributes {
             // SAFETY: still in initialize at PASSIVE_LEVEL.
-            adapter.halt(&ndis, sys::NdisHaltDeviceInitializationFailed, &unsafe {
-                Passive::assume()
-            });
+            let mut passive = unsafe { Passive::assume() };
+            let quiesced = adapter.quiesce(&ndis, &mut passive);
+            adapter.halt(
+                &ndis,
+                quiesced,
+                HaltAction::InitializationFailed,
+                &mut passive,
+            );
             return Err(e);
         }
         ndis.lookahead.store(info.mtu, Ordering::Relaxed);
@@ -1032,6 +1335,10 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
         Err(status) => {
             // SAFETY: NDIS forgets the context when initialize fails: free it.
             drop(unsafe { Box::from_raw(slot) });
+            // The driver's state is gone: release what it made, then refuse further calls.
+            // SAFETY: PASSIVE_LEVEL in a failing MiniportInitializeEx of this adapter.
+            unsafe { ndis.resources.release_all(&passive) };
+            ndis.run_down();
             if status.is_success() {
                 sys::NDIS_STATUS_FAILURE
             } else {
@@ -1048,10 +1355,21 @@ pub(crate) unsafe extern "system-unwind" fn halt<A: Miniport>(
     // SAFETY: the context made by initialize; halt is the last handler NDIS calls with it.
     let mut slot = unsafe { Box::from_raw(ctx as *mut Slot<A>) };
     slot.ndis.gate.with_unchecked(|g| g.running = false);
+    // SAFETY: MiniportHaltEx runs at PASSIVE_LEVEL.
+    let mut passive = unsafe { Passive::assume() };
     if let Some(adapter) = slot.adapter.take() {
-        // SAFETY: MiniportHaltEx runs at PASSIVE_LEVEL.
-        adapter.halt(&slot.ndis, action, &unsafe { Passive::assume() });
+        let quiesced = adapter.quiesce(&slot.ndis, &mut passive);
+        adapter.halt(
+            &slot.ndis,
+            quiesced,
+            HaltAction::from_raw(action),
+            &mut passive,
+        );
     }
+    // The driver's adapter is gone: interrupts, then shared memory, DMA and mappings.
+    // SAFETY: PASSIVE_LEVEL in MiniportHaltEx of this adapter, after the driver's state.
+    unsafe { slot.ndis.resources.release_all(&passive) };
+    slot.ndis.run_down();
 }
 
 pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
@@ -1061,20 +1379,30 @@ pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
     // SAFETY: a live context (NDIS only pauses initialized adapters).
     let slot = unsafe { slot::<A>(ctx) };
     // From here no indication or send starts; the ones under way hold the pause open.
-    let idle = slot.ndis.gate.with_unchecked(|g| {
+    slot.ndis.gate.with_unchecked(|g| {
         g.running = false;
-        let idle = g.lent == 0 && g.sends == 0;
-        g.pausing = !idle;
-        idle
+        g.pausing = true;
+        g.pause_pended = false;
     });
     if let Some(a) = &slot.adapter {
         // SAFETY: MiniportPause runs at PASSIVE_LEVEL.
-        a.pause(&slot.ndis, &unsafe { Passive::assume() });
+        a.pause(&slot.ndis, &mut unsafe { Passive::assume() });
     }
+    // Decided once MiniportPause is done: idle now means SUCCESS (and no NdisMPauseComplete);
+    // otherwise PENDING, and the last indication, return or send to end completes it — never
+    // before this returns PENDING, as `pause_pended` is set under the same lock.
+    let idle = slot.ndis.gate.with_unchecked(|g| {
+        let idle = g.idle();
+        if idle {
+            g.pausing = false;
+        } else {
+            g.pause_pended = true;
+        }
+        idle
+    });
     if idle {
         sys::NDIS_STATUS_SUCCESS
     } else {
-        // The last return (or send) completes it with NdisMPauseComplete.
         sys::NDIS_STATUS_PENDING
     }
 }
@@ -1089,7 +1417,7 @@ pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
         return sys::NDIS_STATUS_FAILURE;
     };
     // SAFETY: MiniportRestart runs at PASSIVE_LEVEL.
-    match a.restart(&slot.ndis, &unsafe { Passive::assume() }) {
+    match a.restart(&slot.ndis, &mut unsafe { Passive::assume() }) {
         Ok(()) => {
             slot.ndis.gate.with_unchecked(|g| g.running = true);
             sys::NDIS_STATUS_SUCCESS
@@ -1130,22 +1458,19 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
     let slot = unsafe { slot::<A>(ctx) };
     // Counted as in progress until completed, so that a pause waits for it.
     let running = slot.ndis.begin_send();
-    let irql = if flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 {
-        // SAFETY: NDIS says the send runs at DISPATCH_LEVEL.
-        SendIrql::AtDispatch(unsafe { Dispatch::assume() })
-    } else {
-        // SAFETY: without the flag NDIS calls below DISPATCH_LEVEL.
-        SendIrql::BelowDispatch(unsafe { BelowDispatch::assume() })
-    };
+    let known_dispatch = flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
+    // SAFETY: MiniportSendNetBufferLists runs at IRQL <= DISPATCH_LEVEL, at DISPATCH_LEVEL when
+    // NDIS sets the flag (a cleared flag says nothing more).
+    let mut irql = unsafe { DispatchOrBelow::assume(known_dispatch) };
     let mut lists = SendLists::new(nbls, &slot.ndis.stats);
     match (&slot.adapter, running) {
         (Some(a), true) => {
-            a.send(&slot.ndis, &mut lists, &irql);
+            a.send(&slot.ndis, &mut lists, &mut irql);
             lists.finish(Status::FAILURE);
         }
         _ => lists.finish(Status(sys::NDIS_STATUS_PAUSED)),
     }
-    let complete_flags = if flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 {
+    let complete_flags = if known_dispatch {
         sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL
     } else {
         0
@@ -1166,13 +1491,10 @@ pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
 ) {
     // SAFETY: as for pause.
     let slot = unsafe { slot::<A>(ctx) };
-    let irql = if flags & sys::NDIS_RETURN_FLAGS_DISPATCH_LEVEL != 0 {
-        // SAFETY: NDIS says the return runs at DISPATCH_LEVEL.
-        SendIrql::AtDispatch(unsafe { Dispatch::assume() })
-    } else {
-        // SAFETY: without the flag NDIS calls below DISPATCH_LEVEL.
-        SendIrql::BelowDispatch(unsafe { BelowDispatch::assume() })
-    };
+    // SAFETY: MiniportReturnNetBufferLists runs at IRQL <= DISPATCH_LEVEL, at DISPATCH_LEVEL
+    // when NDIS sets the flag.
+    let mut irql =
+        unsafe { DispatchOrBelow::assume(flags & sys::NDIS_RETURN_FLAGS_DISPATCH_LEVEL != 0) };
     let mut count = 0usize;
     let mut cur = nbls;
     while !cur.is_null() {
@@ -1182,7 +1504,7 @@ pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
     }
     let mut returned = Returned::new(nbls);
     if let Some(a) = &slot.adapter {
-        a.return_receives(&slot.ndis, &mut returned, &irql);
+        a.return_receives(&slot.ndis, &mut returned, &mut irql);
     }
     slot.ndis.receives_returned(count);
 }
@@ -1197,7 +1519,7 @@ pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
         return sys::NDIS_STATUS_FAILURE;
     };
     // SAFETY: MiniportOidRequest runs at PASSIVE_LEVEL.
-    let passive = unsafe { Passive::assume() };
+    let mut passive = unsafe { Passive::assume() };
     // SAFETY: NDIS passes a valid request, owned by the miniport until completed.
     let r = unsafe { &mut *request };
     match r.RequestType {
@@ -1216,7 +1538,7 @@ pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
                 }
             };
             let mut out = QueryBuffer::new(buf);
-            let result = crate::oid::query(&slot.ndis, a, q.Oid, &mut out, &passive);
+            let result = crate::oid::query(&slot.ndis, a, q.Oid, &mut out, &mut passive);
             q.BytesWritten = out.written() as u32;
             q.BytesNeeded = out.needed() as u32;
             match result {
@@ -1242,7 +1564,7 @@ pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
                 }
             };
             let mut needed = 0;
-            let result = crate::oid::set(&slot.ndis, a, s.Oid, data, &mut needed, &passive);
+            let result = crate::oid::set(&slot.ndis, a, s.Oid, data, &mut needed, &mut passive);
             s.BytesNeeded = needed as u32;
             match result {
                 Ok(read) => {
@@ -1265,11 +1587,11 @@ pub(crate) unsafe extern "system-unwind" fn check_for_hang<A: Miniport>(
     // SAFETY: as for pause.
     let slot = unsafe { slot::<A>(ctx) };
     // SAFETY: NDIS calls MiniportCheckForHangEx at PASSIVE_LEVEL.
-    let passive = unsafe { Passive::assume() };
+    let mut passive = unsafe { Passive::assume() };
     let hung = slot
         .adapter
         .as_ref()
-        .is_some_and(|a| a.check_for_hang(&slot.ndis, &passive));
+        .is_some_and(|a| a.check_for_hang(&slot.ndis, &mut passive));
     hung as sys::BOOLEAN
 }
 
@@ -1286,8 +1608,8 @@ pub(crate) unsafe extern "system-unwind" fn reset<A: Miniport>(
     // nobody else takes raises it to DISPATCH_LEVEL, so the driver gets a token it can trust.
     let result = slot.ndis.reset_lock.with_unchecked(|()| {
         // SAFETY: a spin lock is held, so this runs at DISPATCH_LEVEL until it is released.
-        let dispatch = unsafe { Dispatch::assume() };
-        adapter.reset(&slot.ndis, &dispatch)
+        let mut dispatch = unsafe { Dispatch::assume() };
+        adapter.reset(&slot.ndis, &mut dispatch)
     });
     match result {
         Ok(addressing) => {
@@ -1295,11 +1617,7 @@ pub(crate) unsafe extern "system-unwind" fn reset<A: Miniport>(
             unsafe { *addressing_reset = addressing as sys::BOOLEAN };
             sys::NDIS_STATUS_SUCCESS
         }
-        Err(Status(s)) if s == sys::NDIS_STATUS_PENDING || s == sys::NDIS_STATUS_SUCCESS => {
-            // The framework completes resets synchronously: neither is a failure status.
-            sys::NDIS_STATUS_FAILURE
-        }
-        Err(e) => e.0,
+        Err(e) => e.status().0,
     }
 }
 
@@ -1321,7 +1639,7 @@ pub(crate) unsafe extern "system-unwind" fn pnp_event<A: Miniport>(
         // SAFETY: NDIS passes a valid event; its first field after the header is the event code
         // (`NDIS_DEVICE_PNP_EVENT`, at offset 8 after PortNumber).
         let code = unsafe { event.cast::<u8>().add(8).cast::<u32>().read_unaligned() };
-        a.pnp_event(&slot.ndis, code);
+        a.pnp_event(&slot.ndis, PnpEvent::from_raw(code));
     }
 }
 
@@ -1332,6 +1650,6 @@ pub(crate) unsafe extern "system-unwind" fn shutdown<A: Miniport>(
     // SAFETY: as for pause.
     let slot = unsafe { slot::<A>(ctx) };
     if let Some(a) = &slot.adapter {
-        a.shutdown(&slot.ndis, action);
+        a.shutdown(&slot.ndis, ShutdownAction::from_raw(action));
     }
 }

@@ -20,11 +20,11 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use ndis_sys as sys;
 
 use crate::Status;
-use crate::adapter::AdapterHandle;
 use crate::dma::{DmaRegistration, SharedMemory};
 use crate::hw::DeviceMemory;
-use crate::irql::{AtMostDispatch, BelowDispatch, Dispatch, Passive};
-use crate::miniport::NdisAdapter;
+use crate::irql::AtMostDispatch;
+use crate::heap::Shared;
+use crate::miniport::{Init, NdisAdapter};
 use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, LargeSend, RxChecksum};
 use crate::packet::{self, IpVersion, Layers};
 
@@ -712,11 +712,17 @@ impl ReceivedFrame for (usize, usize, usize, Option<Ieee8021Q>) {
 /// Bytes of a received frame read to find its headers.
 const RX_HEADER_BYTES: usize = 128;
 
-/// Receive buffers lent to NDIS by index.
+/// Receive buffers lent to NDIS by index, owned by one adapter.
+///
+/// Each buffer is free, claimed by the driver (posted to the device, or being filled) or lent to
+/// NDIS (indicated, not yet returned); every change of state is a compare-and-swap, so a buffer
+/// is indicated at most once however many processors try, and only while claimed. The driver
+/// reaches a buffer's bytes only while it holds the claim ([`read`](Self::read),
+/// [`write`](Self::write)); the device reaches them by address.
 pub struct ReceivePool {
-    adapter: AdapterHandle,
+    adapter: Shared<NdisAdapter>,
     /// Freed only when no list is lent (see Drop).
-    memory: core::mem::ManuallyDrop<SharedMemory>,
+    memory: SharedMemory,
     pool: sys::NDIS_HANDLE,
     buffer_size: usize,
     entries: Vec<Entry>,
@@ -742,19 +748,21 @@ unsafe impl Sync for ReceivePool {}
 const POOL_TAG: u32 = u32::from_le_bytes(*b"ndrx");
 
 impl ReceivePool {
-    /// `count` buffers of `buffer_size` bytes in one shared-memory block.
+    /// `count` buffers of `buffer_size` bytes in one shared-memory block (initialize only).
     pub fn new(
-        adapter: AdapterHandle,
+        init: &Init<'_>,
         dma: &DmaRegistration,
         buffer_size: usize,
         count: usize,
-        passive: &Passive<'_>,
     ) -> Result<Self, Status> {
         let total = buffer_size
             .checked_mul(count)
             .filter(|t| *t > 0 && *t <= u32::MAX as usize)
             .ok_or(Status::INVALID_PARAMETER)?;
-        let memory = SharedMemory::allocate(adapter, dma, total, passive)?;
+        let memory = dma.allocate(init.initializing(), total)?;
+        let passive = init.passive();
+        let owner = init.adapter().clone();
+        let adapter = owner.handle();
         let parameters = sys::NET_BUFFER_LIST_POOL_PARAMETERS {
             Header: sys::NDIS_OBJECT_HEADER {
                 Type: sys::NDIS_OBJECT_TYPE_DEFAULT,
@@ -773,15 +781,13 @@ impl ReceivePool {
             return Err(Status::RESOURCES);
         }
         let mut this = ReceivePool {
-            adapter,
-            memory: core::mem::ManuallyDrop::new(memory),
+            adapter: owner,
+            memory,
             pool,
             buffer_size,
             entries: Vec::new(),
         };
-        if this.entries.try_reserve_exact(count).is_err() {
-            return Err(Status::RESOURCES);
-        }
+        this.entries = crate::heap::try_vec(count, passive)?;
         for i in 0..count {
             let va = this.memory.virtual_address() + i * buffer_size;
             // SAFETY: `buffer_size` bytes of the live shared-memory block at `va`.
@@ -811,9 +817,43 @@ impl ReceivePool {
         Ok(this)
     }
 
-    /// The memory holding the buffers; buffer `i` starts at `i * buffer_size()`.
-    pub fn memory(&self) -> &SharedMemory {
-        &self.memory
+    /// The device address of buffer 0; buffer `i` starts `i * buffer_size()` bytes on.
+    pub fn device_address(&self) -> u64 {
+        self.memory.device_address()
+    }
+
+    /// Whether the driver holds the claim on buffer `index` and `[offset, offset + len)` lies
+    /// inside it; the byte offset in the block if so.
+    fn claimed_range(&self, index: usize, offset: usize, len: usize) -> Option<usize> {
+        let e = self.entries.get(index)?;
+        let inside = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.buffer_size);
+        (inside && e.state.load(Ordering::Acquire) == CLAIMED)
+            .then(|| index * self.buffer_size + offset)
+    }
+
+    /// Reads bytes of buffer `index` at `offset`; false (nothing read) unless the driver holds
+    /// the buffer's claim and the range lies inside it.
+    #[must_use]
+    pub fn read(&self, index: usize, offset: usize, buf: &mut [u8]) -> bool {
+        let Some(at) = self.claimed_range(index, offset, buf.len()) else {
+            return false;
+        };
+        self.memory.read_bytes(at, buf);
+        true
+    }
+
+    /// Writes bytes of buffer `index` at `offset`; false (nothing written) unless the driver
+    /// holds the buffer's claim and the range lies inside it. A buffer lent to NDIS is never
+    /// written.
+    #[must_use]
+    pub fn write(&self, index: usize, offset: usize, data: &[u8]) -> bool {
+        let Some(at) = self.claimed_range(index, offset, data.len()) else {
+            return false;
+        };
+        self.memory.write_bytes(at, data);
+        true
     }
 
     pub fn buffer_size(&self) -> usize {
@@ -849,10 +889,7 @@ impl ReceivePool {
         device: DeviceRxChecksum,
     ) -> RxChecksum {
         let mut out = RxChecksum::empty();
-        let fits = offset
-            .checked_add(length)
-            .is_some_and(|end| end <= self.buffer_size);
-        if !fits || index >= self.entries.len() {
+        if self.claimed_range(index, offset, length).is_none() {
             return out;
         }
         let base = index * self.buffer_size + offset;
@@ -982,11 +1019,11 @@ impl ReceivePool {
     /// counted as receive errors and ignored.
     pub fn indicate<C: AtMostDispatch>(
         &self,
-        adapter: &NdisAdapter,
         frames: &[impl ReceivedFrame],
         irql: &C,
         mut not_indicated: impl FnMut(usize),
     ) -> usize {
+        let adapter = &*self.adapter;
         let mut head: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut tail: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut count = 0usize;
@@ -1004,19 +1041,26 @@ impl ReceivePool {
                 adapter.stats.rx_errors(1);
                 continue;
             };
-            if entry.state.load(Ordering::Acquire) != CLAIMED {
-                adapter.stats.rx_errors(1);
-                continue;
-            }
             let fits = offset
                 .checked_add(length)
                 .is_some_and(|end| end <= self.buffer_size && length > 0);
             if !fits {
                 adapter.stats.rx_errors(1);
-                not_indicated(index);
+                if entry.state.load(Ordering::Acquire) == CLAIMED {
+                    not_indicated(index);
+                }
                 continue;
             }
-            entry.state.store(LENT, Ordering::Release);
+            // Claimed -> lent, once: a second indication of the buffer (the same frame listed
+            // twice, or another processor) finds it lent and is refused.
+            if entry
+                .state
+                .compare_exchange(CLAIMED, LENT, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                adapter.stats.rx_errors(1);
+                continue;
+            }
             let mut destination = [0u8; 6];
             self.memory.read_bytes(
                 index * self.buffer_size + offset,
@@ -1035,7 +1079,7 @@ impl ReceivePool {
                 (*nb).DataLength.DataLength = length as u32;
                 (*nbl).Next = core::ptr::null_mut();
                 (*nbl).Status = sys::NDIS_STATUS_SUCCESS;
-                (*nbl).SourceHandle = self.adapter.as_raw();
+                (*nbl).SourceHandle = adapter.handle().as_raw();
                 // Set (or cleared) for every indication: the list is reused.
                 (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] =
                     ieee8021q.map_or(0, Ieee8021Q::to_info) as sys::PVOID;
@@ -1055,7 +1099,7 @@ impl ReceivePool {
         }
         // Counted under the adapter's lock before NDIS sees them: a pause cannot complete
         // while they are out, and the protocols may return them inside the call.
-        if !adapter.begin_indication(count, irql) {
+        if !adapter.begin_indication(count) {
             // Paused: nothing goes up; the buffers go back to the driver, still claimed.
             let mut cur = head;
             while !cur.is_null() {
@@ -1069,22 +1113,25 @@ impl ReceivePool {
             return 0;
         }
         adapter.stats.received_batch(&per_kind);
-        let flags = if irql.at_dispatch() {
+        let flags = if irql.known_dispatch() {
             sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
         } else {
             0
         };
-        // SAFETY: a chain of `count` of our lists, each marked lent and counted; the flag
-        // matches the IRQL the token proves.
+        // SAFETY: a chain of `count` of our lists, each marked lent and counted; the flag is
+        // set only when the token proves DISPATCH_LEVEL; the adapter runs (the gate said so, and
+        // halt clears `running` first), so its handle is live.
         unsafe {
             sys::NdisMIndicateReceiveNetBufferLists(
-                self.adapter.as_raw(),
+                adapter.handle().as_raw(),
                 head,
                 sys::NDIS_DEFAULT_PORT_NUMBER,
                 count as u32,
                 flags,
             )
         };
+        // Only now may a pause complete: MiniportPause waits for indications to return.
+        adapter.end_indication();
         count
     }
 
@@ -1130,16 +1177,14 @@ impl ReceivePool {
 
 impl Drop for ReceivePool {
     fn drop(&mut self) {
-        let lent = self
-            .entries
-            .iter()
-            .filter(|e| e.state.load(Ordering::Acquire) == LENT)
-            .count();
         // Freeing a list NDIS still holds would be a use-after-free in the protocols: NDIS
         // returns every indicated list before pause completes and before halt, so this is a
-        // framework or NDIS contract violation. Leak them rather than free.
+        // framework or NDIS contract violation. Leak them (and keep the memory their MDLs
+        // describe, by leaking a reference to it) rather than free.
+        let mut lent = 0;
         for e in self.entries.drain(..) {
             if e.state.load(Ordering::Acquire) == LENT {
+                lent += 1;
                 continue;
             }
             // SAFETY: our list and MDL, not lent; freed once (drained).
@@ -1151,19 +1196,10 @@ impl Drop for ReceivePool {
         if lent == 0 {
             // SAFETY: every list of the pool is freed.
             unsafe { sys::NdisFreeNetBufferListPool(self.pool) };
-            // SAFETY: dropped once, here; no list describes it any more.
-            unsafe { core::mem::ManuallyDrop::drop(&mut self.memory) };
+        } else {
+            core::mem::forget(self.memory.clone());
         }
-        // Otherwise the memory stays allocated too: lent lists' MDLs still describe it.
     }
-}
-
-/// The IRQL a send or a return runs at (NDIS may call `MiniportSendNetBufferLists` and
-/// `MiniportReturnNetBufferLists` below or at DISPATCH_LEVEL and says which in its flags).
-pub enum SendIrql<'a> {
-    /// No `*_DISPATCH_LEVEL` flag: PASSIVE_LEVEL or APC_LEVEL.
-    BelowDispatch(BelowDispatch<'a>),
-    AtDispatch(Dispatch<'a>),
 }
 
 /// A chain of receives NDIS handed back (`MiniportReturnNetBufferLists`).

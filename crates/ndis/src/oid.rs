@@ -186,7 +186,7 @@ pub(crate) fn query<M: Miniport>(
     driver: &M,
     oid: u32,
     out: &mut QueryBuffer<'_>,
-    passive: &Passive<'_>,
+    passive: &mut Passive<'_>,
 ) -> Result<(), Status> {
     let info = adapter.info();
     let s = &adapter.stats;
@@ -295,7 +295,7 @@ pub(crate) fn set<M: Miniport>(
     oid: u32,
     data: &[u8],
     needed: &mut usize,
-    passive: &Passive<'_>,
+    passive: &mut Passive<'_>,
 ) -> Result<usize, Status> {
     match oid {
         sys::OID_GEN_CURRENT_PACKET_FILTER => {

@@ -1,32 +1,41 @@
 //! Spin locks (`NDIS_SPIN_LOCK`) around data, and small processor services.
 
-use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use ndis_sys as sys;
+
+use crate::irql::Dispatch;
 
 /// Data shared by DPCs and send/return paths on several processors, under an NDIS spin lock
 /// (the caller runs at DISPATCH_LEVEL while holding it). Data shared with an ISR needs
 /// [`InterruptShared`](crate::interrupt::InterruptShared) instead.
 ///
 /// Taking the lock needs a token of a context at or below DISPATCH_LEVEL, so an ISR (which only
-/// has a [`Dirql`](crate::irql::Dirql) token) cannot take it: that does not compile.
+/// has a [`Dirql`](crate::irql::Dirql) token) cannot take it: that does not compile. The caller's
+/// token is borrowed mutably while the lock is held and the closure gets a [`Dispatch`] token
+/// instead, so PASSIVE_LEVEL calls inside the closure do not compile either (see
+/// [`crate::irql`]).
+///
+/// Creating a lock allocates nothing: the `NDIS_SPIN_LOCK` (a `KSPIN_LOCK` word and the saved
+/// IRQL) lives inline. It may move while nobody holds it; `with` borrows the lock, so a held
+/// lock cannot move.
 pub struct SpinLock<T> {
-    /// Boxed: NDIS spin locks must not move once allocated.
-    lock: Box<UnsafeCell<sys::NDIS_SPIN_LOCK>>,
+    lock: UnsafeCell<sys::NDIS_SPIN_LOCK>,
     value: UnsafeCell<T>,
 }
 
 // SAFETY: the value is only reached under the lock, from one processor at a time.
 unsafe impl<T: Send> Sync for SpinLock<T> {}
-// SAFETY: moving the owner moves the box pointer, not the lock.
+// SAFETY: moving the owner moves an unheld lock word and the value; nothing points into them
+// while nobody holds the lock.
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
     pub fn new(value: T) -> Self {
-        let lock = Box::new(UnsafeCell::new(sys::NDIS_SPIN_LOCK::default()));
-        // SAFETY: a fresh lock at a stable address.
+        let lock = UnsafeCell::new(sys::NDIS_SPIN_LOCK::default());
+        // SAFETY: fresh lock storage, initialized before any use; NdisAllocateSpinLock only
+        // initializes the word (no allocation, any IRQL).
         unsafe { sys::NdisAllocateSpinLock(lock.get()) };
         SpinLock {
             lock,
@@ -34,20 +43,28 @@ impl<T> SpinLock<T> {
         }
     }
 
-    /// Runs `f` with the value, holding the lock (at DISPATCH_LEVEL). Do not take the same lock
-    /// inside `f`: it would deadlock (the emulator stops the run instead).
+    /// Runs `f` with the value, holding the lock at DISPATCH_LEVEL. `irql` is the caller's
+    /// token, unusable until `f` returns; `f` gets the DISPATCH_LEVEL token it runs under.
+    /// Do not take the same lock inside `f`: it would deadlock (the emulator stops the run
+    /// instead).
     pub fn with<C: crate::irql::AtMostDispatch, R>(
         &self,
-        _irql: &C,
-        f: impl FnOnce(&mut T) -> R,
+        _irql: &mut C,
+        f: impl FnOnce(&mut T, &mut Dispatch<'_>) -> R,
     ) -> R {
-        self.with_unchecked(f)
+        self.with_unchecked(|value| {
+            // SAFETY: the lock is held, so this runs at DISPATCH_LEVEL until it is released,
+            // and the token cannot outlive the closure (it borrows this frame).
+            let mut dispatch = unsafe { Dispatch::assume() };
+            f(value, &mut dispatch)
+        })
     }
 
-    /// For framework code that knows its IRQL without a token at hand.
+    /// For framework code that knows its IRQL (<= DISPATCH_LEVEL) without a token at hand, and
+    /// whose closure makes no call that needs one.
     pub(crate) fn with_unchecked<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: an allocated lock at a stable address; IRQL <= DISPATCH_LEVEL (the token of
-        // `with`, or the framework's own knowledge of the callback it runs in).
+        // SAFETY: an initialized lock that cannot move while borrowed; IRQL <= DISPATCH_LEVEL
+        // (the token of `with`, or the framework's own knowledge of the callback it runs in).
         unsafe { sys::NdisAcquireSpinLock(self.lock.get()) };
         // SAFETY: the lock is held: exclusive access.
         let r = f(unsafe { &mut *self.value.get() });
@@ -65,7 +82,7 @@ impl<T> SpinLock<T> {
 
 impl<T> Drop for SpinLock<T> {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new`, not held (we own it exclusively).
+        // SAFETY: initialized in `new`, not held (we own it exclusively).
         unsafe { sys::NdisFreeSpinLock(self.lock.get()) };
     }
 }

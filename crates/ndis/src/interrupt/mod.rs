@@ -14,12 +14,9 @@ mod shared;
 mod types;
 pub mod wdm;
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::marker::PhantomPinned;
-use core::pin::Pin;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use ndis_sys as sys;
@@ -31,12 +28,14 @@ pub use types::{
 };
 
 use crate::Status;
-use crate::adapter::AdapterHandle;
+use crate::heap::Shared;
 use crate::irql::{Dirql, Dispatch, Passive};
+use crate::miniport::Initializing;
+use crate::resources::{Kind, Release};
 
 /// The driver's interrupt state. Lives inside the registration (pinned, shared with the ISR and
 /// DPCs on every processor, hence `Sync`).
-pub trait InterruptHandler: Sync + Sized + 'static {
+pub trait InterruptHandler: Send + Sync + Sized + 'static {
     /// Per-queue state, reachable from that queue's ISR and DPC without a lock.
     type Queue: Sync;
 
@@ -81,7 +80,36 @@ pub(crate) struct Core {
 
 const NOT_READY: u32 = u32::MAX;
 
+#[cold]
+#[track_caller]
+fn guard_outside_grant(m: MessageId, messages: u32) -> ! {
+    panic!(
+        "InterruptShared guarded by message {} reached, but the grant has {messages} messages \
+         (0..{messages}): build it with a MessageId of the grant",
+        m.0
+    )
+}
+
 impl Core {
+    /// State guarded by message `m` is reachable only when `m` is in the grant: the lock of a
+    /// message NDIS never granted does not exist (`NdisMSynchronizeWithInterruptEx` with such a
+    /// `MessageId` reads past the message table). A line grant has one lock and ignores the id.
+    #[track_caller]
+    pub(crate) fn check_guard(&self, m: MessageId) {
+        let messages = self.messages.load(Ordering::Acquire);
+        if messages != NOT_READY && messages != 0 && m.0 >= messages {
+            guard_outside_grant(m, messages);
+        }
+    }
+
+    /// The `MessageId` to pass NDIS for state guarded by `m` (0 for a line grant).
+    pub(crate) fn sync_message(&self, m: MessageId) -> u32 {
+        match self.messages.load(Ordering::Acquire) {
+            0 | NOT_READY => 0,
+            _ => m.0,
+        }
+    }
+
     fn handle(&self) -> sys::NDIS_HANDLE {
         self.handle.load(Ordering::Acquire)
     }
@@ -203,8 +231,10 @@ impl<'a> DpcContext<'a> {
         self.source
     }
 
-    pub fn irql(&self) -> &Dispatch<'a> {
-        &self.irql
+    /// The DISPATCH_LEVEL token of this DPC. Mutable: a scope that raises the IRQL (a spin
+    /// lock) takes it for its duration.
+    pub fn irql(&mut self) -> &mut Dispatch<'a> {
+        &mut self.irql
     }
 
     pub fn budget(&mut self) -> &mut ReceiveBudget {
@@ -221,11 +251,13 @@ impl<'a> DpcContext<'a> {
         self.core.queue_dpc_on(self.source, set)
     }
 
-    /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL.
+    /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL. The DPC's
+    /// context (and its DISPATCH_LEVEL token) is borrowed for the call; `f` gets the DIRQL token
+    /// it runs under, so nothing that needs DISPATCH_LEVEL or lower compiles inside.
     pub fn synchronize<T: Send, R>(
-        &self,
+        &mut self,
         shared: &InterruptShared<T>,
-        f: impl FnOnce(&mut T) -> R,
+        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R,
     ) -> R {
         shared.synchronize(self.core, f)
     }
@@ -236,24 +268,59 @@ struct Inner<H> {
     handler: H,
     /// Written once by `register` before `core.messages` is published; read-only afterwards.
     infos: UnsafeCell<Vec<MessageInfo>>,
-    _pinned: PhantomPinned,
 }
 
 // SAFETY: `infos` is written only by `register` before the grant is published (the trampolines
 // never touch it) and only read afterwards; everything else is Sync on its own.
 unsafe impl<H: Sync> Sync for Inner<H> {}
+// SAFETY: moving the state to another processor moves `H` (Send) and plain data.
+unsafe impl<H: Send> Send for Inner<H> {}
 
-/// Registration failed: the status NDIS returned, and the handler state back (nothing leaked).
+impl<H: InterruptHandler> Release for Inner<H> {
+    const KIND: Kind = Kind::Interrupt;
+    fn release(&self, _kept: bool) {
+        // Always deregistered: NDIS requires it before halt returns. A handle kept past halt
+        // keeps the state alive, and its `synchronize` refuses (the handle is null).
+        let handle = self.core.handle.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !handle.is_null() {
+            // SAFETY: the live registration, deregistered once (the handle was swapped out), at
+            // PASSIVE_LEVEL in halt or initialize; the state outlives it (this reference).
+            unsafe { sys::NdisMDeregisterInterruptEx(handle) };
+        }
+    }
+}
+
+/// Registration failed: the status NDIS returned (or `RESOURCES`), and the handler state back
+/// (nothing leaked).
 #[derive(Debug)]
 pub struct RegisterError<H> {
     pub status: Status,
     pub handler: H,
 }
 
-/// An interrupt registered with NDIS. Owns the handler state; deregisters when dropped or when
-/// [`deregister`](Self::deregister) is called, which returns only after every ISR and DPC ended.
+impl<H> From<RegisterError<H>> for Status {
+    fn from(e: RegisterError<H>) -> Status {
+        e.status
+    }
+}
+
+/// An interrupt registered with NDIS, and the handler state it runs. Registered only in
+/// initialize ([`Init::register_interrupt`](crate::miniport::Init::register_interrupt));
+/// deregistered by the framework when the adapter's state is gone (after
+/// [`Miniport::halt`](crate::miniport::Miniport::halt) or a failed initialize), before the shared
+/// memory and mappings the handler may use: dropping this handle releases nothing, so it may be
+/// dropped anywhere, even in the interrupt's own DPC. The state lives until the last handle and
+/// the framework's reference are gone. Clones share the registration.
 pub struct InterruptRegistration<H: InterruptHandler> {
-    inner: Option<Pin<Box<Inner<H>>>>,
+    inner: Shared<Inner<H>>,
+}
+
+impl<H: InterruptHandler> Clone for InterruptRegistration<H> {
+    fn clone(&self) -> Self {
+        InterruptRegistration {
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 impl<H: InterruptHandler> core::fmt::Debug for InterruptRegistration<H> {
@@ -265,16 +332,15 @@ impl<H: InterruptHandler> core::fmt::Debug for InterruptRegistration<H> {
 }
 
 impl<H: InterruptHandler> InterruptRegistration<H> {
-    /// `NdisMRegisterInterruptEx`, at PASSIVE_LEVEL, from `MiniportInitializeEx` after the
-    /// registration attributes were set. The ISR may run before this returns: interrupts that
-    /// arrive then are acknowledged (messages) or offered to [`InterruptHandler::line_claim`]
-    /// (line) and request no DPC, so enable device interrupts after registration.
-    pub fn register(
-        _at: &Passive<'_>,
-        adapter: AdapterHandle,
+    /// `NdisMRegisterInterruptEx`, from `MiniportInitializeEx` after the registration attributes
+    /// were set. The ISR may run before this returns: interrupts that arrive then are
+    /// acknowledged (messages) or offered to [`InterruptHandler::line_claim`] (line) and request
+    /// no DPC, so enable device interrupts after registration.
+    pub(crate) fn register(
+        init: &Initializing<'_>,
         handler: H,
     ) -> Result<Self, RegisterError<H>> {
-        let inner = Box::pin(Inner {
+        let inner = Inner {
             core: Core {
                 handle: AtomicPtr::new(core::ptr::null_mut()),
                 messages: AtomicU32::new(NOT_READY),
@@ -283,33 +349,55 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
             },
             handler,
             infos: UnsafeCell::new(Vec::new()),
-            _pinned: PhantomPinned,
-        });
+        };
+        let inner = match Shared::try_new_or_back(inner, init.passive()) {
+            Ok(i) => i,
+            Err(inner) => {
+                return Err(RegisterError {
+                    status: Status::RESOURCES,
+                    handler: inner.handler,
+                });
+            }
+        };
+        let give_back = |inner: Shared<Inner<H>>, status: Status| -> RegisterError<H> {
+            match Shared::try_unwrap(inner) {
+                Ok(i) => RegisterError {
+                    status,
+                    handler: i.handler,
+                },
+                Err(_) => unreachable!("NDIS holds no reference to a failed registration"),
+            }
+        };
         let mut chars = characteristics::<H>();
         let mut handle: sys::NDIS_HANDLE = core::ptr::null_mut();
         let context = &*inner as *const Inner<H> as sys::NDIS_HANDLE;
-        // SAFETY: `adapter` is the live adapter handle (AdapterHandle's contract); the context
-        // points to pinned heap state that outlives the registration (deregistered before it is
-        // dropped); `chars` and `handle` are valid locals.
+        // SAFETY: inside MiniportInitializeEx of this adapter (the `Initializing` proof); the
+        // context points to heap state that never moves and outlives the registration (the
+        // framework deregisters before dropping its reference); `chars` and `handle` are valid
+        // locals.
         let status = unsafe {
-            sys::NdisMRegisterInterruptEx(adapter.as_raw(), context, &mut chars, &mut handle)
+            sys::NdisMRegisterInterruptEx(init.handle().as_raw(), context, &mut chars, &mut handle)
         };
         if status != sys::NDIS_STATUS_SUCCESS {
-            // SAFETY: registration failed, so NDIS holds no reference to `inner`: moving out of
-            // the pinned box cannot break a pointer anyone still uses.
-            let inner = unsafe { Pin::into_inner_unchecked(inner) };
-            return Err(RegisterError {
-                status: Status(status),
-                handler: inner.handler,
-            });
+            return Err(give_back(inner, Status(status)));
         }
+        let deregister = || {
+            // SAFETY: the registration just made, deregistered once on this failure path.
+            unsafe { sys::NdisMDeregisterInterruptEx(handle) }
+        };
         let messages = if chars.InterruptType == sys::NDIS_CONNECT_MESSAGE_BASED
             && !chars.MessageInfoTable.is_null()
         {
             // SAFETY: NDIS returned a table of MessageCount entries valid until deregistration.
             let table = unsafe { &*chars.MessageInfoTable };
             let count = table.MessageCount;
-            let mut infos = Vec::with_capacity(count as usize);
+            let mut infos = match crate::heap::try_vec(count as usize, init.passive()) {
+                Ok(v) => v,
+                Err(s) => {
+                    deregister();
+                    return Err(give_back(inner, s));
+                }
+            };
             for i in 0..count {
                 // SAFETY: entry i < MessageCount lies in the NDIS-owned table.
                 let e = unsafe { &*table.MessageInfo.as_ptr().add(i as usize) };
@@ -322,27 +410,26 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
         } else {
             0
         };
+        if let Err(s) = init.resources().adopt(&inner, init.passive()) {
+            deregister();
+            return Err(give_back(inner, s));
+        }
         inner.core.handle.store(handle, Ordering::Release);
         inner.core.step.store(messages.max(1), Ordering::Relaxed);
         inner.core.messages.store(messages, Ordering::Release);
-        Ok(InterruptRegistration { inner: Some(inner) })
-    }
-
-    fn inner(&self) -> &Inner<H> {
-        self.inner.as_ref().expect("live registration")
+        Ok(InterruptRegistration { inner })
     }
 
     pub fn handler(&self) -> &H {
-        &self.inner().handler
+        &self.inner.handler
     }
 
     pub fn grant(&self) -> Grant<'_> {
-        let inner = self.inner();
-        if inner.core.messages.load(Ordering::Acquire) == 0 {
+        if self.inner.core.messages.load(Ordering::Acquire) == 0 {
             Grant::Line
         } else {
             // SAFETY: written before publication, read-only since.
-            Grant::Messages(unsafe { &*inner.infos.get() })
+            Grant::Messages(unsafe { &*self.inner.infos.get() })
         }
     }
 
@@ -351,38 +438,15 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
         QueueMap::new(self.handler().queues().len(), self.grant().message_count())
     }
 
-    /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL, from passive code.
+    /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL, from passive
+    /// code. The caller's token is borrowed for the call; `f` gets the DIRQL token it runs under.
     pub fn synchronize<T: Send, R>(
         &self,
-        _at: &Passive<'_>,
+        _at: &mut Passive<'_>,
         shared: &InterruptShared<T>,
-        f: impl FnOnce(&mut T) -> R,
+        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R,
     ) -> R {
-        shared.synchronize(&self.inner().core, f)
-    }
-
-    /// `NdisMDeregisterInterruptEx` (PASSIVE_LEVEL): returns once no ISR or DPC runs any more,
-    /// and hands the handler state back.
-    pub fn deregister(mut self, _at: &Passive<'_>) -> H {
-        let inner = self.inner.take().expect("live registration");
-        // SAFETY: the handle is live and deregistered once (taken out of `self`).
-        unsafe { sys::NdisMDeregisterInterruptEx(inner.core.handle()) };
-        // SAFETY: after deregistration NDIS calls no handler any more: nothing refers to the
-        // pinned state, so moving out of it is sound.
-        let inner = unsafe { Pin::into_inner_unchecked(inner) };
-        inner.handler
-    }
-}
-
-impl<H: InterruptHandler> Drop for InterruptRegistration<H> {
-    /// Deregisters (at PASSIVE_LEVEL: a registration is only ever owned by passive-level code,
-    /// the adapter's initialize and halt paths).
-    fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            // SAFETY: the live handle, deregistered once; the state is freed after NDIS stopped
-            // calling the handlers.
-            unsafe { sys::NdisMDeregisterInterruptEx(inner.core.handle()) };
-        }
+        shared.synchronize(&self.inner.core, f)
     }
 }
 

@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use ndis_sys as sys;
 
 use super::{Core, IsrContext, MessageId, Source};
+use crate::irql::Dirql;
 
 /// State the ISR touches. There is no way to reach the value but these:
 /// * from the ISR of the interrupt whose lock guards it: [`IsrContext::with_shared`];
@@ -70,19 +71,30 @@ impl<T> InterruptShared<T> {
         r
     }
 
-    pub(super) fn synchronize<R, F: FnOnce(&mut T) -> R>(&self, core: &Core, f: F) -> R {
+    pub(super) fn synchronize<R, F: FnOnce(&mut T, &mut Dirql<'_>) -> R>(
+        &self,
+        core: &Core,
+        f: F,
+    ) -> R {
+        core.check_guard(self.guarded_by);
+        if core.handle().is_null() {
+            used_after_deregistration();
+        }
         struct Call<'a, T, F, R> {
             shared: &'a InterruptShared<T>,
             f: Option<F>,
             result: Option<R>,
         }
-        unsafe extern "system-unwind" fn run<T, F: FnOnce(&mut T) -> R, R>(
+        unsafe extern "system-unwind" fn run<T, F: FnOnce(&mut T, &mut Dirql<'_>) -> R, R>(
             context: sys::PVOID,
         ) -> sys::BOOLEAN {
             // SAFETY: `context` is the `Call` below, alive for the synchronous call.
             let call = unsafe { &mut *context.cast::<Call<'_, T, F, R>>() };
             if let Some(f) = call.f.take() {
-                call.result = Some(call.shared.enter(f));
+                // SAFETY: NDIS runs synchronize functions at DIRQL under the interrupt lock; the
+                // token lives only inside this call.
+                let mut dirql = unsafe { Dirql::assume() };
+                call.result = Some(call.shared.enter(|v| f(v, &mut dirql)));
             }
             sys::TRUE
         }
@@ -96,7 +108,7 @@ impl<T> InterruptShared<T> {
         unsafe {
             sys::NdisMSynchronizeWithInterruptEx(
                 core.handle(),
-                self.guarded_by.0,
+                core.sync_message(self.guarded_by),
                 Some(run::<T, F, R>),
                 (&raw mut call).cast(),
             )
@@ -104,6 +116,15 @@ impl<T> InterruptShared<T> {
         call.result
             .expect("NdisMSynchronizeWithInterruptEx did not call the synchronize function")
     }
+}
+
+#[cold]
+#[track_caller]
+fn used_after_deregistration() -> ! {
+    panic!(
+        "InterruptRegistration::synchronize after the interrupt was deregistered (a handle kept \
+         past MiniportHaltEx)"
+    )
 }
 
 impl IsrContext<'_> {
@@ -114,6 +135,7 @@ impl IsrContext<'_> {
         shared: &InterruptShared<T>,
         f: impl FnOnce(&mut T) -> R,
     ) -> R {
+        self.core.check_guard(shared.guarded_by);
         let messages = self.core.messages.load(Ordering::Acquire);
         let covered = self.core.sync_all
             || messages == 0
