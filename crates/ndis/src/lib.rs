@@ -27,6 +27,7 @@ pub mod oid;
 pub mod packet;
 pub mod status;
 pub mod sync;
+pub mod time;
 pub mod version;
 
 pub use status::Status;
