@@ -12,7 +12,9 @@
 //!
 //! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths) never
 //! panics the model: it sets DEVICE_NEEDS_RESET, stops processing and records why
-//! ([`VirtioNet::device_error`]), as the spec allows a device to do.
+//! ([`VirtioNet::device_error`]), as the spec allows a device to do. Rules the device survives
+//! (a notification before DRIVER_OK) are listed by [`VirtioNet::driver_errors`] for tests to
+//! assert on.
 
 mod checksum;
 mod gso;
