@@ -68,7 +68,10 @@ pub mod keywords {
 /// asks for; `GUEST_CSUM`: it says which received checksums it validated (or left partial);
 /// `HOST_TSO4`/`6`: it segments large sends. Every frame is still copied whole. `RING_EVENT_IDX`: the device interrupts once when the used index crosses `used_event`, not
 /// once per completed buffer, so a burst that arrives before the DPC runs costs one interrupt.
+/// `ACCESS_PLATFORM`: every address given to the device is an NDIS shared-memory address, a
+/// logical (bus) address through the platform's DMA translation, as the feature requires.
 const SUPPORTED_FEATURES: u64 = features::VERSION_1
+    | features::ACCESS_PLATFORM
     | features::CSUM
     | features::GUEST_CSUM
     | features::HOST_TSO4
@@ -278,7 +281,16 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     } else {
         1
     };
-    let mac = config.mac.unwrap_or([0x02, 0, 0, 0, 0, 1]);
+    // The configuration's `mac` is only valid with F_MAC (virtio 1.2, 5.1.4.2); otherwise a
+    // random locally administered address, different per adapter (the BARs) and per boot.
+    let device_mac = config.mac.filter(|_| negotiated & features::MAC != 0);
+    let mac = device_mac.unwrap_or_else(|| {
+        let bars = (0..6).filter_map(|bar| bar_address(&cfg, bar));
+        let seed = bars.fold(ndis::time::performance_counter().ticks, |s, a| {
+            s.rotate_left(17) ^ a
+        });
+        net::random_mac(seed)
+    });
     // The frame size: the keyword, within what the device says it can carry (an MTU below
     // the IPv4 minimum of 68 is not believed).
     let device_frame = match config.mtu {
@@ -345,6 +357,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     // would never come again for an event-index ring.
     interrupt.handler().device.set(device.clone());
     device.transport.add_status(status::DRIVER_OK);
+    device.notify_receive_queues(passive);
     if plan.pairs() > 1 {
         // A refusal is not fatal: the device then keeps to pair 0, which stays correct.
         if device.set_queue_pairs(plan.pairs(), passive).is_err() {
@@ -356,6 +369,11 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     let current = network_address
         .filter(|&a| device.set_mac_address(a, passive).is_ok())
         .unwrap_or(mac);
+    if device_mac.is_none() && current == mac {
+        // The device does not know the generated address: tell it, where it can be told
+        // (5.1.6.5.2: SHOULD, when the default differs from `mac`). Best effort.
+        let _ = device.set_mac_address(mac, passive);
+    }
     let link_up = device.link_up();
     let mut info = AdapterInfo::ethernet(mac, (frame.frame - 14) as u32, LINK_SPEED, link_up);
     info.current_address = current;

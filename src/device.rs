@@ -197,7 +197,9 @@ fn program(transport: &Transport<OwnedWindow>, queue: u16, vq: &Queue) -> Result
 
 impl Device {
     /// Builds and programs every queue of `plan` (vectors already mapped), posts the receive
-    /// buffers. The caller sets DRIVER_OK afterwards.
+    /// buffers without notifying the device (virtio 1.2, 3.1.1: no notification before
+    /// DRIVER_OK). The caller sets DRIVER_OK afterwards, then calls
+    /// [`notify_receive_queues`](Self::notify_receive_queues).
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         handle: AdapterHandle,
@@ -325,9 +327,28 @@ impl Device {
             let all: Vec<usize> = (0..pair.pool.len())
                 .filter(|&i| pair.pool.claim(i))
                 .collect();
-            device.post_rx(pair, &all, passive);
+            // Made available, not announced: the doorbell waits for DRIVER_OK.
+            pair.rx
+                .with(passive, |rx| device.add_rx_buffers(rx, pair, &all));
         }
         Ok(device)
+    }
+
+    /// Once DRIVER_OK is set: one notification per receive queue for the buffers
+    /// [`build`](Self::build) made available (if the device asks for it, as it does unless it
+    /// already looked at the ring).
+    pub fn notify_receive_queues(&self, passive: &Passive<'_>) {
+        if self.is_broken() {
+            return;
+        }
+        for pair in &self.pairs {
+            let notify = pair
+                .rx
+                .with(passive, |rx| rx.vq.should_notify().then_some(rx.notifier));
+            if let Some(n) = notify {
+                self.transport.notify(&n);
+            }
+        }
     }
 
     pub fn is_broken(&self) -> bool {
@@ -359,23 +380,29 @@ impl Device {
             }
             return;
         }
-        let base = pair.pool.memory().device_address();
         let notify = pair.rx.with(irql, |rx| {
-            for &b in buffers {
-                let chain = [Buffer {
-                    addr: base + (b * self.frame.buffer) as u64,
-                    len: self.frame.buffer as u32,
-                    device_writable: true,
-                }];
-                match rx.vq.add(&chain) {
-                    Ok(head) => rx.buffer_of[head as usize] = b as u16,
-                    Err(_) => pair.pool.release(b),
-                }
-            }
+            self.add_rx_buffers(rx, pair, buffers);
             rx.vq.should_notify().then_some(rx.notifier)
         });
         if let Some(n) = notify {
             self.transport.notify(&n);
+        }
+    }
+
+    /// Makes claimed receive buffers available on `rx` (its lock held); a buffer the ring has
+    /// no room for goes back to the pool.
+    fn add_rx_buffers(&self, rx: &mut RxRing, pair: &Pair, buffers: &[usize]) {
+        let base = pair.pool.memory().device_address();
+        for &b in buffers {
+            let chain = [Buffer {
+                addr: base + (b * self.frame.buffer) as u64,
+                len: self.frame.buffer as u32,
+                device_writable: true,
+            }];
+            match rx.vq.add(&chain) {
+                Ok(head) => rx.buffer_of[head as usize] = b as u16,
+                Err(_) => pair.pool.release(b),
+            }
         }
     }
 

@@ -3,7 +3,8 @@
 //! and DMA accesses by the device model.
 #![cfg(not(windows))]
 
-use ndis_emu::devices::virtio_net::{VectorRefusal, VirtioNet, VirtioNetConfig};
+use ndis_emu::devices::virtio_net::regs::feature;
+use ndis_emu::devices::virtio_net::{DEFAULT_FEATURES, VectorRefusal, VirtioNet, VirtioNetConfig};
 use ndis_emu::{Config, DeviceId, Emulator, InterruptResources, sweep_fallible_calls};
 use ndis_sys as sys;
 
@@ -461,11 +462,189 @@ fn a_device_that_refuses_every_control_command_still_runs() {
 #[test]
 fn the_mac_comes_from_the_device_configuration() {
     let nic = start(1, InterruptResources::msix(4));
+    assert_ne!(nic.net(|n, _| n.negotiated_features()) & feature::MAC, 0);
     let r = nic
         .emu
         .oid_query(nic.adapter, sys::OID_802_3_PERMANENT_ADDRESS, 6);
     assert_eq!(r.data, MAC);
+    assert_eq!(
+        nic.net(|n, _| n.mac_address_set()),
+        None,
+        "the device's own address needs no MAC_ADDR_SET"
+    );
     nic.stop();
+}
+
+/// virtio 1.2, 5.1.4.2: without VIRTIO_NET_F_MAC the configuration's `mac` is not the
+/// adapter's (the model still shows [`MAC`] there); the driver makes up a locally administered
+/// unicast address, a different one per adapter, and tells the device when it can.
+#[test]
+fn without_f_mac_each_adapter_gets_its_own_random_locally_administered_address() {
+    for ctrl_mac_addr in [true, false] {
+        let emu = Emulator::new(config(2));
+        assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+        let mut features = DEFAULT_FEATURES & !feature::MAC;
+        if !ctrl_mac_addr {
+            features &= !feature::CTRL_MAC_ADDR;
+        }
+        let adapters: Vec<_> = (0..2)
+            .map(|_| {
+                let mut cfg = VirtioNetConfig::new(1);
+                cfg.features = features;
+                let a = emu
+                    .add_adapter_with(InterruptResources::msix(4), Box::new(VirtioNet::new(cfg)))
+                    .expect("initialize");
+                assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+                a
+            })
+            .collect();
+        let mut permanent = Vec::new();
+        for &a in &adapters {
+            let dev = emu.device_of(a);
+            let net = |f: &dyn Fn(&VirtioNet) -> Option<[u8; 6]>| {
+                emu.with_device::<VirtioNet, _>(dev, |n, _| f(n))
+            };
+            assert_eq!(
+                emu.with_device::<VirtioNet, _>(dev, |n, _| n.negotiated_features()) & feature::MAC,
+                0
+            );
+            let mac = emu.oid_query(a, sys::OID_802_3_PERMANENT_ADDRESS, 6).data;
+            let current = emu.oid_query(a, sys::OID_802_3_CURRENT_ADDRESS, 6).data;
+            assert_eq!(current, mac);
+            assert_ne!(
+                mac, MAC,
+                "the configuration's mac is not valid without F_MAC"
+            );
+            assert_eq!(mac[0] & 0b10, 0b10, "locally administered: {mac:02x?}");
+            assert_eq!(mac[0] & 0b01, 0, "unicast: {mac:02x?}");
+            let told = net(&|n| n.mac_address_set());
+            if ctrl_mac_addr {
+                assert_eq!(told.map(|m| m.to_vec()), Some(mac.clone()));
+            } else {
+                assert_eq!(told, None);
+            }
+            permanent.push(mac);
+        }
+        assert_ne!(permanent[0], permanent[1], "one address per adapter");
+        // The adapters work with their addresses.
+        for &a in &adapters {
+            emu.send(a, &[&frame(1, 64)]);
+            assert_eq!(emu.send_statuses(), vec![sys::NDIS_STATUS_SUCCESS]);
+        }
+        for &a in &adapters {
+            assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+            emu.halt(a, sys::NdisHaltDeviceDisabled);
+        }
+        emu.unload();
+    }
+}
+
+/// virtio 1.2, 3.1.1: the driver MUST NOT notify the device before DRIVER_OK. Receive buffers are
+/// made available during bring-up and each receive queue is notified once, after DRIVER_OK.
+#[test]
+fn receive_queues_are_notified_once_after_driver_ok_and_never_before() {
+    let cases = [
+        (1, InterruptResources::msix(4), DEFAULT_FEATURES),
+        (4, InterruptResources::msix(10), DEFAULT_FEATURES),
+        (4, InterruptResources::line(), DEFAULT_FEATURES),
+        (
+            2,
+            InterruptResources::msix(6),
+            DEFAULT_FEATURES & !feature::RING_EVENT_IDX,
+        ),
+    ];
+    for (pairs, resources, features) in cases {
+        let nic = start_with(Emulator::new(config(4)), pairs, resources, |c| {
+            c.features = features
+        })
+        .expect("initialize");
+        let what = format!("{pairs} pairs, {resources:?}, features {features:#x}");
+        let (errors, early, notifications, active) = nic.net(|n, _| {
+            (
+                n.driver_errors().to_vec(),
+                n.counters().early_notifications,
+                n.counters().notifications.clone(),
+                n.active_queue_pairs(),
+            )
+        });
+        assert_eq!(errors, Vec::<String>::new(), "{what}");
+        assert_eq!(early, 0, "{what}");
+        for j in 0..active as usize {
+            assert_eq!(notifications[2 * j], 1, "RX queue of pair {j}: {what}");
+            assert_eq!(notifications[2 * j + 1], 0, "TX queue of pair {j}: {what}");
+        }
+        // The buffers are the device's: traffic flows on every pair.
+        check_rx(&nic, active, 10);
+        check_tx(&nic, &(0..20).map(|i| frame(i, 64)).collect::<Vec<_>>());
+        nic.stop();
+    }
+}
+
+/// VIRTIO_F_ACCESS_PLATFORM (bit 33): NDIS shared-memory addresses are logical (bus)
+/// addresses, what the feature means, so the driver accepts it when offered; the model, like a
+/// device behind an IOMMU, does not let FEATURES_OK stick without it.
+#[test]
+fn access_platform_is_negotiated_when_offered_and_not_needed_when_not() {
+    for offered in [true, false] {
+        let nic = start_with(
+            Emulator::new(config(2)),
+            2,
+            InterruptResources::msix(6),
+            |c| {
+                if offered {
+                    c.features |= feature::ACCESS_PLATFORM;
+                }
+            },
+        )
+        .unwrap_or_else(|s| panic!("initialize with ACCESS_PLATFORM offered={offered}: {s:#x}"));
+        let negotiated = nic.net(|n, _| n.negotiated_features());
+        assert_eq!(
+            negotiated & feature::ACCESS_PLATFORM != 0,
+            offered,
+            "{negotiated:#x}"
+        );
+        check_rx(&nic, 2, 10);
+        check_tx(&nic, &(0..20).map(|i| frame(i, 64)).collect::<Vec<_>>());
+        nic.stop();
+    }
+}
+
+/// virtio 1.2, 2.7.8: a device-readable chain is completed with a used length of 0, but some
+/// devices report the bytes they read. The driver ignores the value instead of failing the
+/// device: sends keep working, over many more frames than the ring holds (so completions are
+/// reaped many times).
+#[test]
+fn a_non_zero_used_length_on_transmit_chains_is_ignored() {
+    for (pairs, resources) in [
+        (1, InterruptResources::msix(4)),
+        (1, InterruptResources::line()),
+    ] {
+        let nic = start(pairs, resources);
+        nic.net(|n, _| n.set_tx_used_length(1514));
+        for round in 0..3 {
+            check_tx(
+                &nic,
+                &(0..600)
+                    .map(|i| frame(i as u8, 60 + round))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        // The TX completion path of the DPC reaps the rest.
+        match resources {
+            InterruptResources::Line { .. } => nic.emu.fire_line(nic.device),
+            _ => nic.emu.fire_message(nic.device, 1),
+        };
+        nic.emu.run_dpcs();
+        check_tx(&nic, &[frame(9, 100)]);
+        check_rx(&nic, 1, 20);
+        assert_eq!(nic.net(|n, _| n.device_error().map(String::from)), None);
+        assert_ne!(
+            nic.emu.link_state(nic.adapter).map(|l| l.connected),
+            Some(false),
+            "the device was not given up"
+        );
+        nic.stop();
+    }
 }
 
 #[test]

@@ -31,6 +31,20 @@
 //!
 //! When the device refuses a mapping (read-back [`NO_VECTOR`]), the driver builds a new plan
 //! with fewer messages (`k = 2`, then `k = 1`) and finally falls back to line-based interrupts.
+//!
+//! # Spec rules the driver keeps (virtio 1.2)
+//!
+//! * No available-buffer notification before DRIVER_OK (3.1.1): receive buffers are made
+//!   available during bring-up and each receive queue is notified once after DRIVER_OK.
+//! * `VIRTIO_F_ACCESS_PLATFORM` (6) is accepted when offered: every address the driver hands
+//!   the device comes from NDIS shared memory, whose addresses are logical (bus) addresses as
+//!   the platform's DMA translation gives them, which is what the feature means.
+//! * The configuration `mac` is read only with `VIRTIO_NET_F_MAC` (5.1.4.2); without it the
+//!   adapter uses a random locally administered unicast address ([`random_mac`]), seeded by the
+//!   performance counter and the adapter's BAR addresses, and tells the device with
+//!   `MAC_ADDR_SET` when it can.
+//! * A non-zero used length on a transmit chain (nothing device-writable) is ignored, not a
+//!   device fault (2.7.8; see `virtio::queue`).
 
 use super::pci::NO_VECTOR;
 
@@ -209,6 +223,18 @@ pub fn with_dependencies(features: u64) -> u64 {
         f &= !features::HOST_ECN;
     }
     f
+}
+
+/// A locally administered unicast MAC address (first octet: bit 1 set, bit 0 clear) from
+/// `seed`, whose bits are all mixed in (SplitMix64's finalizer), so seeds that differ in one bit
+/// give unrelated addresses.
+pub fn random_mac(seed: u64) -> [u8; 6] {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let b = z.to_le_bytes();
+    [(b[0] & 0xFC) | 0x02, b[1], b[2], b[3], b[4], b[5]]
 }
 
 /// `VIRTIO_NET_CTRL_RX_PROMISC` / `_ALLMULTI` (class, command, on/off).
@@ -458,6 +484,19 @@ mod tests {
     }
 
     #[test]
+    fn random_macs_are_locally_administered_unicast_and_differ() {
+        let macs: Vec<[u8; 6]> = (0..1000u64).map(|i| random_mac(i << 20)).collect();
+        for m in &macs {
+            assert_eq!(m[0] & 0b11, 0b10, "{m:02x?}");
+        }
+        let mut unique = macs.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), macs.len());
+        assert_ne!(random_mac(1), random_mac(2));
+    }
+
+    #[test]
     fn mac_table_set_is_two_tables_and_refuses_a_short_buffer() {
         let a = [1, 0, 0x5E, 0, 0, 1];
         let mut out = [0u8; 64];
@@ -543,6 +582,7 @@ mod tests {
     fn feature_bits_are_the_spec_numbers() {
         let bits = [
             (features::VERSION_1, 32),
+            (features::ACCESS_PLATFORM, 33),
             (features::MAC, 5),
             (features::STATUS, 16),
             (features::MQ, 22),

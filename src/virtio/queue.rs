@@ -8,6 +8,12 @@
 //! `avail_event`) is validated before use; a bad value puts the queue into a sticky fault state
 //! that the driver clears by resetting the device and calling [`SplitQueue::reclaim_after_reset`].
 //!
+//! The used length of a chain without device-writable buffers (a transmit chain) is ignored:
+//! the device wrote nothing, so 0 is what it should report (virtio 1.2, 2.7.8), but some devices
+//! report the bytes they read, and the driver has no use for the value; it is counted
+//! ([`SplitQueue::ignored_used_lengths`]) and returned as 0. For chains the device writes, a
+//! length above their capacity stays a device fault.
+//!
 //! The storage is caller-provided (`S: AsMut<[Slot]>`: an array in tests, a boxed slice in the
 //! driver) so the queue needs no allocator and is never built on a small kernel stack.
 
@@ -42,7 +48,8 @@ pub enum QueueError {
     HeadOutOfRange { head: u32 },
     /// The device returned a head that is not the start of a chain in flight.
     HeadNotInFlight { head: u16 },
-    /// The device claims to have written more than the chain's writable buffers hold.
+    /// The device claims to have written more than the chain's writable buffers hold (only for
+    /// chains with writable buffers: see the module docs).
     LengthTooLarge { head: u16, len: u32, capacity: u32 },
     /// `used.idx` moved further than the number of chains in flight.
     UsedIndexJump {
@@ -142,6 +149,8 @@ pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
     last_used: u16,
     interrupts_enabled: bool,
     fault: Option<QueueError>,
+    /// Used entries of device-readable-only chains that reported a non-zero length.
+    ignored_lengths: u64,
 }
 
 impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
@@ -172,6 +181,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             last_used: 0,
             interrupts_enabled: true,
             fault: None,
+            ignored_lengths: 0,
         };
         q.init();
         Ok(q)
@@ -218,6 +228,11 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// Chains the device holds.
     pub fn in_flight(&self) -> u16 {
         self.in_flight
+    }
+    /// Used entries of chains without device-writable buffers whose non-zero length was ignored
+    /// (reported as 0) since the queue was created.
+    pub fn ignored_used_lengths(&self) -> u64 {
+        self.ignored_lengths
     }
     /// The device fault that stopped the queue, if any.
     pub fn fault(&self) -> Option<QueueError> {
@@ -331,7 +346,8 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     }
 
     /// The next chain the device has finished, as `(head, bytes written)`, after checking the
-    /// device's entry. `Ok(None)`: nothing pending.
+    /// device's entry (bytes written is 0 for a chain without writable buffers, whatever the
+    /// device reported). `Ok(None)`: nothing pending.
     pub fn pop_used(&mut self) -> Result<Option<(u16, u32)>, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
@@ -363,13 +379,19 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         if s.chain_len == 0 {
             return Err(self.set_fault(QueueError::HeadNotInFlight { head }));
         }
-        if len > s.capacity {
+        let len = if s.capacity == 0 && len != 0 {
+            // A device-readable chain: nothing was written, whatever the device says.
+            self.ignored_lengths += 1;
+            0
+        } else if len > s.capacity {
             return Err(self.set_fault(QueueError::LengthTooLarge {
                 head,
                 len,
                 capacity: s.capacity,
             }));
-        }
+        } else {
+            len
+        };
         self.free_chain(head);
         self.last_used = self.last_used.wrapping_add(1);
         if self.event_idx && self.interrupts_enabled {

@@ -71,7 +71,14 @@ impl Nic {
         got
     }
 
+    /// Stops the adapter, after checking the driver broke none of the spec rules the device
+    /// model ignores (e.g. a notification before DRIVER_OK).
     pub fn stop(self) {
+        let errors = self.net(|n, _| n.driver_errors().to_vec());
+        assert!(
+            errors.is_empty(),
+            "driver errors seen by the device: {errors:?}"
+        );
         self.emu.return_receives(self.adapter);
         assert_eq!(self.emu.pause(self.adapter), sys::NDIS_STATUS_SUCCESS);
         self.emu.halt(self.adapter, sys::NdisHaltDeviceDisabled);

@@ -110,6 +110,7 @@ exports! {
     "ntoskrnl.exe" IoDisconnectInterruptEx(a: *mut IO_DISCONNECT_INTERRUPT_PARAMETERS) => io::io_disconnect_interrupt_ex;
     "ntoskrnl.exe" KeGetCurrentProcessorNumberEx(a: *mut PROCESSOR_NUMBER) -> ULONG => ke_get_current_processor_number_ex;
     "ntoskrnl.exe" KeQueryActiveProcessorCountEx(a: USHORT) -> ULONG => ke_query_active_processor_count_ex;
+    "ntoskrnl.exe" KeQueryPerformanceCounter(a: *mut i64) -> i64 => ke_query_performance_counter;
     "hal.dll" KeStallExecutionProcessor(a: ULONG) => ke_stall_execution_processor;
 }
 
@@ -144,4 +145,17 @@ unsafe fn ke_query_active_processor_count_ex(group: u16) -> u32 {
 
 unsafe fn ke_stall_execution_processor(_microseconds: u32) {
     machine::preempt(&machine::current());
+}
+
+/// Ticks per second of the emulated performance counter: the virtual clock's 100 ns unit, the
+/// 10 MHz that current Windows versions report.
+pub const PERFORMANCE_FREQUENCY: i64 = 10_000_000;
+
+unsafe fn ke_query_performance_counter(frequency: *mut i64) -> i64 {
+    let ticks = machine::current().st().sync.performance_counter();
+    if !frequency.is_null() {
+        // SAFETY: a non-null out-pointer from the caller.
+        unsafe { frequency.write(PERFORMANCE_FREQUENCY) };
+    }
+    ticks as i64
 }

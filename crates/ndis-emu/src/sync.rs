@@ -49,6 +49,9 @@ pub(crate) struct SyncState {
     timers: Vec<Timer>,
     /// Virtual time, 100 ns units.
     now: u64,
+    /// `KeQueryPerformanceCounter` calls so far: each reads one tick later than the last, so the
+    /// counter advances even while the virtual clock stands still.
+    performance_reads: u64,
     indications: Vec<(usize, sys::NDIS_STATUS, Vec<u8>)>,
 }
 
@@ -56,6 +59,13 @@ impl SyncState {
     /// Virtual time, 100 ns units.
     pub(crate) fn now(&self) -> u64 {
         self.now
+    }
+
+    /// `KeQueryPerformanceCounter`: the virtual clock (100 ns ticks) plus one tick per call made
+    /// so far, strictly increasing.
+    pub(crate) fn performance_counter(&mut self) -> u64 {
+        self.performance_reads += 1;
+        self.now + self.performance_reads
     }
 }
 

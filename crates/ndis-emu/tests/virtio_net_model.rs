@@ -29,7 +29,10 @@ mod virtio_oracle;
 use virtio_oracle::{EmuTransport, allocate, entry, release};
 #[path = "support/virtio_rings.rs"]
 mod virtio_rings;
-use virtio_rings::{BASE, RING_SIZE, Regs, Ring, SharedBuf, device_only, model, pcap_records};
+use virtio_rings::{
+    BASE, RING_SIZE, Regs, Ring, SharedBuf, bring_up_pair, device_only, model, needs_reset,
+    pcap_records,
+};
 
 thread_local! {
     /// Bounce buffers of `Hal::share`: physical address -> (virtual address, length).
@@ -46,6 +49,8 @@ fn start(resources: InterruptResources, cfg: VirtioNetConfig) -> (Emulator, ndis
 }
 
 fn finish(emu: Emulator, a: ndis_emu::AdapterId) {
+    let errors = model(&emu, emu.device_of(a), |m| m.driver_errors().to_vec());
+    assert!(errors.is_empty(), "the oracle broke a rule: {errors:?}");
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload(); // finds any shared memory the Hal leaked
 }
@@ -843,4 +848,114 @@ fn random_garbage_never_panics_the_device() {
         resets > 10,
         "the garbage reached the device ({resets} resets)"
     );
+}
+
+/// virtio 1.2, 3.1.1: the driver MUST NOT notify before DRIVER_OK. The device ignores such a
+/// doorbell (it may not consume buffers yet) and lists it as a driver error naming the queue;
+/// it keeps working, and the list survives resets.
+#[test]
+fn a_notification_before_driver_ok_is_a_driver_error_naming_the_queue() {
+    let (emu, dev) = device_only(InterruptResources::line(), VirtioNetConfig::new(1));
+    let r = Regs { emu: &emu, dev };
+    let mut rx = None;
+    r.bring_up(VERSION_1, |r| {
+        let mut ring = Ring::program(r, 0, BASE);
+        ring.post_receive(r, 0); // publishes and rings the doorbell: too early
+        assert_eq!(ring.used_idx(r), 0);
+        rx = Some(ring);
+    });
+    let mut rx = rx.unwrap();
+    let errors = r.model(|m| m.driver_errors().to_vec());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("queue 0: available-buffer notification before DRIVER_OK"),
+        "{errors:?}"
+    );
+    assert_eq!(r.model(|m| m.counters().early_notifications), 1);
+    assert!(!needs_reset(&r), "not a reason to stop the device");
+    // Running, the device works, and later doorbells are fine.
+    emu.with_device::<VirtioNet, _>(dev, |m, bus| m.inject_frame(bus, 0, &frame(1, 64)));
+    assert_eq!(rx.used_idx(&r), 1);
+    rx.post_receive(&r, 1);
+    assert_eq!(r.model(|m| m.driver_errors().len()), 1);
+    // After a reset (status 0) the rule applies again, to any queue.
+    r.set_common(common::DEVICE_STATUS, 1, 0);
+    r.write(regs::MODERN_BAR, regs::NOTIFY_OFFSET + 4, 2, 1);
+    let errors = r.model(|m| m.driver_errors().to_vec());
+    assert_eq!(errors.len(), 2, "kept across the reset: {errors:?}");
+    assert!(errors[1].starts_with("queue 1: "), "{errors:?}");
+    assert!(errors[1].contains("status 0x00"), "{errors:?}");
+    // A driver that notifies only after DRIVER_OK leaves the list as it was.
+    let (mut rx, _tx) = bring_up_pair(&emu, dev, VERSION_1);
+    rx.post_receive(&r, 0);
+    assert_eq!(r.model(|m| m.counters().early_notifications), 2);
+}
+
+/// ACCESS_PLATFORM is offered only when the test asks; offered, FEATURES_OK does not stick
+/// unless the driver accepts it (virtio 1.2, 6.1: the device MAY fail without it). MAC can be
+/// left out of the offer like any other feature.
+#[test]
+fn access_platform_and_mac_are_offered_as_configured() {
+    let offered = |cfg: VirtioNetConfig| {
+        let (emu, dev) = device_only(InterruptResources::line(), cfg);
+        let r = Regs { emu: &emu, dev };
+        r.set_common(common::DEVICE_FEATURE_SELECT, 4, 0);
+        let lo = r.common(common::DEVICE_FEATURE, 4) as u64;
+        r.set_common(common::DEVICE_FEATURE_SELECT, 4, 1);
+        lo | (r.common(common::DEVICE_FEATURE, 4) as u64) << 32
+    };
+    let default = offered(VirtioNetConfig::new(1));
+    assert_eq!(
+        default & feature::ACCESS_PLATFORM,
+        0,
+        "not offered by default"
+    );
+    assert_ne!(default & feature::MAC, 0);
+    let mut cfg = VirtioNetConfig::new(1);
+    cfg.features = (cfg.features | feature::ACCESS_PLATFORM) & !feature::MAC;
+    let f = offered(cfg.clone());
+    assert_ne!(f & feature::ACCESS_PLATFORM, 0);
+    assert_eq!(f & feature::MAC, 0);
+
+    let (emu, dev) = device_only(InterruptResources::line(), cfg);
+    let r = Regs { emu: &emu, dev };
+    r.set_common(common::DEVICE_STATUS, 1, 3);
+    r.set_common(common::DRIVER_FEATURE_SELECT, 4, 1);
+    r.set_common(common::DRIVER_FEATURE, 4, 1); // VERSION_1 without ACCESS_PLATFORM
+    r.set_common(common::DEVICE_STATUS, 1, 0xB);
+    assert_eq!(
+        r.common(common::DEVICE_STATUS, 1),
+        3,
+        "FEATURES_OK does not stick without ACCESS_PLATFORM"
+    );
+    let (mut rx, mut tx) = bring_up_pair(&emu, dev, VERSION_1 | feature::ACCESS_PLATFORM);
+    assert_eq!(
+        r.model(|m| m.negotiated_features()),
+        VERSION_1 | feature::ACCESS_PLATFORM
+    );
+    tx.transmit(&r, 0, &frame(2, 60));
+    assert_eq!(r.model(|m| m.transmitted_frames(0).len()), 1);
+    rx.post_receive(&r, 0);
+    emu.with_device::<VirtioNet, _>(dev, |m, bus| m.inject_frame(bus, 0, &frame(3, 60)));
+    assert_eq!(rx.used_idx(&r), 1);
+}
+
+/// TX chains are completed with used length 0 unless the test asks for another value (a device
+/// reporting the bytes it read, which drivers must tolerate); the switch survives a reset.
+#[test]
+fn transmit_used_length_is_zero_unless_switched() {
+    let (emu, dev) = device_only(InterruptResources::line(), VirtioNetConfig::new(1));
+    let r = Regs { emu: &emu, dev };
+    let used_len = |tx: &Ring, n: u64| r.mem_read_u16(tx.used + 4 + 8 * n + 4);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, VERSION_1);
+    tx.transmit(&r, 0, &frame(1, 60));
+    assert_eq!(used_len(&tx, 0), 0);
+    r.model(|m| m.set_tx_used_length(1514));
+    tx.transmit(&r, 1, &frame(2, 60));
+    assert_eq!(used_len(&tx, 1), 1514);
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, VERSION_1);
+    tx.transmit(&r, 0, &frame(3, 60));
+    assert_eq!(used_len(&tx, 0), 1514, "survives the reset");
+    assert!(!needs_reset(&r));
+    assert_eq!(r.model(|m| m.transmitted_frames(0).len()), 3);
 }

@@ -305,6 +305,9 @@ kernel_imports! {
         fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut PROCESSOR_NUMBER) -> ULONG;
         /// Any IRQL.
         fn KeQueryActiveProcessorCountEx(GroupNumber: USHORT) -> ULONG;
+        /// Any IRQL. Returns the performance counter (`LARGE_INTEGER`, passed like an `i64`);
+        /// stores its ticks per second through `PerformanceFrequency` when that is not null.
+        fn KeQueryPerformanceCounter(PerformanceFrequency: *mut i64) -> i64;
     }
     dll "hal.dll" {
         /// Busy-waits; any IRQL.

@@ -29,6 +29,7 @@ pub mod packet;
 pub mod resources;
 pub mod status;
 pub mod sync;
+pub mod time;
 pub mod version;
 
 pub use status::Status;

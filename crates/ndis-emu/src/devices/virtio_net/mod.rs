@@ -12,7 +12,9 @@
 //!
 //! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths) never
 //! panics the model: it sets DEVICE_NEEDS_RESET, stops processing and records why
-//! ([`VirtioNet::device_error`]), as the spec allows a device to do.
+//! ([`VirtioNet::device_error`]), as the spec allows a device to do. Rules the device survives
+//! (a notification before DRIVER_OK) are listed by [`VirtioNet::driver_errors`] for tests to
+//! assert on.
 
 mod checksum;
 mod gso;
@@ -50,8 +52,10 @@ pub const DEFAULT_FEATURES: u64 = feature::VERSION_1
     | feature::RING_EVENT_IDX
     | feature::RING_INDIRECT_DESC;
 
-/// Features the model implements; a test may offer any subset.
-const IMPLEMENTED: u64 = DEFAULT_FEATURES | feature::RING_RESET;
+/// Features the model implements; a test may offer any subset. ACCESS_PLATFORM is not offered
+/// by default (QEMU offers it only with `iommu_platform=on`); offered, it must be accepted
+/// (virtio 1.2, 6.1: a device MAY fail to operate further if it is not).
+const IMPLEMENTED: u64 = DEFAULT_FEATURES | feature::RING_RESET | feature::ACCESS_PLATFORM;
 
 /// Largest TX chain accepted (a 64 KiB frame plus header), a GSO packet included; more is a
 /// driver bug.
@@ -166,6 +170,8 @@ pub struct Counters {
     pub config_interrupts: u64,
     /// Frames dropped because the posted RX buffer was too small for header + frame.
     pub rx_dropped: u64,
+    /// Doorbell writes before DRIVER_OK (each also listed in `driver_errors()`).
+    pub early_notifications: u64,
     /// Frames written into RX buffers, per queue pair.
     pub rx_delivered: Vec<u64>,
     /// TX frames whose partial checksum (NEEDS_CSUM) the device completed (GSO segments are
@@ -293,6 +299,11 @@ pub struct VirtioNet {
     mac_table: MacTables,
     pcap: Option<pcap::PcapWriter>,
     error: Option<String>,
+    /// Rules the driver broke that the device survives (it ignores what the driver did):
+    /// kept across resets, for the test to assert on.
+    driver_errors: Vec<String>,
+    /// The `len` of every TX used entry (0 as the spec asks; a test switch: it survives resets).
+    tx_used_len: u32,
     /// Reused for every chain the queues hand over, so that moving a frame allocates only the
     /// frame itself (the model runs on every test's and benchmark's datapath).
     scratch: Scratch,
@@ -374,6 +385,8 @@ impl VirtioNet {
             pcap: None,
             scratch: Scratch::default(),
             error: None,
+            driver_errors: Vec::new(),
+            tx_used_len: 0,
             cfg,
         }
     }
@@ -476,6 +489,12 @@ impl VirtioNet {
         self.error.as_deref()
     }
 
+    /// Spec rules the driver broke that the device ignores rather than failing on (a
+    /// notification before DRIVER_OK, naming the queue), in order, since the device was built.
+    pub fn driver_errors(&self) -> &[String] {
+        &self.driver_errors
+    }
+
     /// The features the driver accepted (meaningful once FEATURES_OK stuck).
     pub fn negotiated_features(&self) -> u64 {
         self.driver_features
@@ -559,6 +578,13 @@ impl VirtioNet {
     /// truth, as a broken device would.
     pub fn set_used_index_jump(&mut self, queue: u16, on: bool) {
         self.queues[queue as usize].jump_used_index = on;
+    }
+
+    /// Every TX chain is completed with used length `len` instead of 0 (virtio 1.2, 2.7.8: the
+    /// device wrote nothing into a device-readable chain, so 0 is right; drivers must cope with
+    /// devices that report more). Survives device resets.
+    pub fn set_tx_used_length(&mut self, len: u32) {
+        self.tx_used_len = len;
     }
 
     /// A stalled queue is neither consumed nor completed; un-stalling processes what piled up.
@@ -673,8 +699,10 @@ impl VirtioNet {
 
     fn features_acceptable(&self) -> bool {
         let accepted = self.driver_features;
+        let required = self.cfg.features & feature::ACCESS_PLATFORM;
         accepted & !self.cfg.features == 0
             && accepted & feature::VERSION_1 != 0
+            && accepted & required == required
             && FEATURE_DEPENDENCIES
                 .iter()
                 .all(|&(f, needs)| accepted & f == 0 || accepted & needs != 0)
@@ -774,6 +802,15 @@ impl VirtioNet {
             return;
         }
         self.counters.notifications[q] += 1;
+        if self.status & status::DRIVER_OK == 0 && !self.removed {
+            // virtio 1.2, 3.1.1: the driver MUST NOT notify the device before setting
+            // DRIVER_OK. The device does not look at the queue (it may not consume buffers yet).
+            self.counters.early_notifications += 1;
+            self.driver_errors.push(format!(
+                "queue {q}: available-buffer notification before DRIVER_OK (status {:#04x}; virtio 1.2, 3.1.1)",
+                self.status
+            ));
+        }
         self.run_queue(bus, q);
     }
 
@@ -904,7 +941,7 @@ impl VirtioNet {
             }
             self.queues[q]
                 .queue
-                .add_used(mem, head, 0)
+                .add_used(mem, head, self.tx_used_len)
                 .map_err(|e| format!("add_used({head}): {e}"))?;
             used = true;
         }

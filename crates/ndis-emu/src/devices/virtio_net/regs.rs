@@ -107,6 +107,9 @@ pub mod feature {
     pub const RING_INDIRECT_DESC: u64 = 1 << 28;
     pub const RING_EVENT_IDX: u64 = 1 << 29;
     pub const VERSION_1: u64 = 1 << 32;
+    /// The device reaches memory through the platform's translation (an IOMMU): the addresses
+    /// in descriptors and ring registers are bus (logical) addresses, not physical ones.
+    pub const ACCESS_PLATFORM: u64 = 1 << 33;
     pub const RING_RESET: u64 = 1 << 40;
 }
 
