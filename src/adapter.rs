@@ -5,19 +5,20 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use ndis::dma::DmaRegistration;
 use ndis::hw::ConfigSpace;
 use ndis::interrupt::{
     DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
 };
-use ndis::io::{IoSpace, OwnedWindow, Resources};
-use ndis::irql::Passive;
-use ndis::miniport::{AdapterInfo, HaltAction, Init, Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::io::{IoSpace, OwnedWindow};
+use ndis::irql::{DispatchOrBelow, Passive};
+use ndis::miniport::{
+    AdapterInfo, Init, Miniport, NdisAdapter, PnpEvent, Quiesced, ShutdownAction,
+};
+use ndis::nbl::{Returned, SendLists};
 use ndis::offload::{ChecksumOffload, LargeSendOffload, LsoCapabilities, OffloadInfo};
 use ndis::oid::{QueryBuffer, SetData};
 use ndis::sync::Once;
-use ndis::{Status, adapter::AdapterHandle};
+use ndis::Status;
 
 use crate::device::{Device, FrameSize, Tagging};
 use crate::virtio::net::{self, InterruptMode, VectorPlan, features};
@@ -169,10 +170,11 @@ impl InterruptHandler for Interrupts {
 /// What virtio-net reports (it has no real speed); 10 Gb/s as QEMU's NIC models suggest.
 pub const LINK_SPEED: u64 = 10_000_000_000;
 
-/// A started adapter. Field order is drop order: the interrupt is deregistered (all DPCs done)
-/// before the device state goes.
+/// A started adapter. Dropping it releases no NDIS object: after halt the framework deregisters
+/// the interrupt (all DPCs done), then frees the shared memory, the DMA registration and the
+/// mappings; the handler's device state goes with the last reference.
 pub struct VioNetAdapter {
-    interrupt: InterruptRegistration<Interrupts>,
+    _interrupt: InterruptRegistration<Interrupts>,
     device: Arc<Device>,
 }
 
@@ -195,22 +197,18 @@ fn bar_address(cfg: &impl ConfigSpace, bar: u8) -> Option<u64> {
 }
 
 /// Maps the BARs the capabilities use and builds the transport over their windows.
-fn transport(
-    handle: AdapterHandle,
-    cfg: &impl ConfigSpace,
-    resources: Resources<'_>,
-    passive: &Passive<'_>,
-) -> Result<Transport<OwnedWindow>, Status> {
+fn transport(init: &Init<'_>, cfg: &impl ConfigSpace) -> Result<Transport<OwnedWindow>, Status> {
+    let resources = init.resources();
     let resource_of = |bar: u8| bar_address(cfg, bar).and_then(|a| resources.memory_containing(a));
-    let caps = find_capabilities(cfg, |bar| resource_of(bar).map(|r| r.length as u64))
+    let caps = find_capabilities(cfg, |bar| resource_of(bar).map(|r| r.length() as u64))
         .map_err(|_| Status::ADAPTER_NOT_FOUND)?;
-    let mut mapped: Vec<(u8, Arc<IoSpace>)> = Vec::new();
+    let mut mapped: Vec<(u8, IoSpace)> = Vec::new();
     let mut window = |region: CapRegion| -> Result<OwnedWindow, Status> {
         let space = match mapped.iter().find(|(b, _)| *b == region.bar) {
             Some((_, s)) => s.clone(),
             None => {
                 let resource = resource_of(region.bar).ok_or(Status::RESOURCE_CONFLICT)?;
-                let space = Arc::new(IoSpace::map(handle, resource, passive)?);
+                let space = init.map(resource)?;
                 mapped.push((region.bar, space.clone()));
                 space
             }
@@ -246,7 +244,6 @@ fn map_vectors(t: &Transport<OwnedWindow>, plan: &VectorPlan, control: Option<u1
 }
 
 pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), Status> {
-    let handle = init.handle();
     let passive = init.passive();
     let cfg = init.pci_config();
     if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
@@ -265,7 +262,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             LargeSendOffload::from_keywords(&c, LargeSendOffload::all(), passive),
         )
     };
-    let t = transport(handle, &cfg, init.resources(), passive)?;
+    let t = transport(init, &cfg)?;
 
     // virtio 1.x 3.1.1: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK.
     t.reset(|| ndis::sync::stall(10))
@@ -308,7 +305,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         queues: (0..2 * max_pairs + 1).collect(),
         config_pending: AtomicBool::new(false),
     };
-    let interrupt = match InterruptRegistration::register(passive, handle, handler) {
+    let interrupt = match init.register_interrupt(handler) {
         Ok(r) => r,
         Err(e) => {
             t.add_status(status::FAILED);
@@ -328,7 +325,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         t.add_status(status::FAILED);
         return Err(Status::RESOURCE_CONFLICT);
     };
-    let dma = match DmaRegistration::register(handle, 0x1_0000, passive) {
+    let dma = match init.register_dma(0x1_0000) {
         Ok(d) => d,
         Err(e) => {
             t.add_status(status::FAILED);
@@ -336,8 +333,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         }
     };
     let device = Device::build(
-        handle,
-        init.adapter().clone(),
+        init,
         t,
         dma,
         plan,
@@ -347,7 +343,6 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         rx_size,
         tx_size,
         control,
-        passive,
     );
     let device = match device {
         Ok(d) => Arc::new(d),
@@ -357,22 +352,22 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     // would never come again for an event-index ring.
     interrupt.handler().device.set(device.clone());
     device.transport.add_status(status::DRIVER_OK);
-    device.notify_receive_queues(passive);
+    device.notify_receive_queues(init.passive_mut());
     if plan.pairs() > 1 {
         // A refusal is not fatal: the device then keeps to pair 0, which stays correct.
-        if device.set_queue_pairs(plan.pairs(), passive).is_err() {
+        if device.set_queue_pairs(plan.pairs(), init.passive_mut()).is_err() {
             device.active_pairs.store(1, Ordering::Relaxed);
         }
     }
     // A locally set address, if the device can receive on it; otherwise the permanent one
     // stays current (as NDIS asks of a driver that cannot honour NetworkAddress).
     let current = network_address
-        .filter(|&a| device.set_mac_address(a, passive).is_ok())
+        .filter(|&a| device.set_mac_address(a, init.passive_mut()).is_ok())
         .unwrap_or(mac);
     if device_mac.is_none() && current == mac {
         // The device does not know the generated address: tell it, where it can be told
         // (5.1.6.5.2: SHOULD, when the default differs from `mac`). Best effort.
-        let _ = device.set_mac_address(mac, passive);
+        let _ = device.set_mac_address(mac, init.passive_mut());
     }
     let link_up = device.link_up();
     let mut info = AdapterInfo::ethernet(mac, (frame.frame - 14) as u32, LINK_SPEED, link_up);
@@ -385,7 +380,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     }
     let hardware = checksum_offload(negotiated);
     if !hardware.is_empty() {
-        let lso_caps = large_send_offload(negotiated, device.lso_fits(passive));
+        let lso_caps = large_send_offload(negotiated, device.lso_fits(init.passive_mut()));
         info.offload = Some(OffloadInfo {
             hardware,
             enabled: checksums & hardware,
@@ -396,7 +391,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     info.description = "ndis-rs virtio-net";
     info.receive_buffer_space = (rx_size as u32) * frame.buffer as u32;
     info.transmit_buffer_space = (tx_size as u32) * frame.buffer as u32;
-    Ok((VioNetAdapter { interrupt, device }, info))
+    Ok((
+        VioNetAdapter {
+            _interrupt: interrupt,
+            device,
+        },
+        info,
+    ))
 }
 
 /// The checksum tasks the negotiated features allow. The IPv4 header checksum (which virtio
@@ -442,7 +443,7 @@ impl Miniport for VioNetAdapter {
         _adapter: &NdisAdapter,
         oid: u32,
         out: &mut QueryBuffer<'_>,
-        _passive: &Passive<'_>,
+        _passive: &mut Passive<'_>,
     ) -> Result<(), Status> {
         match oid {
             // Listed whatever the keyword says (the OID list is fixed); 0 while VLANs are off.
@@ -458,7 +459,7 @@ impl Miniport for VioNetAdapter {
         _adapter: &NdisAdapter,
         oid: u32,
         data: &mut SetData<'_>,
-        _passive: &Passive<'_>,
+        _passive: &mut Passive<'_>,
     ) -> Result<usize, Status> {
         match oid {
             ndis::sys::OID_GEN_VLAN_ID => {
@@ -476,7 +477,7 @@ impl Miniport for VioNetAdapter {
         }
     }
 
-    fn send(&self, _adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
+    fn send(&self, _adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
         self.device.send(lists, irql)
     }
 
@@ -484,24 +485,23 @@ impl Miniport for VioNetAdapter {
         &self,
         _adapter: &NdisAdapter,
         returned: &mut Returned<'_>,
-        irql: &SendIrql<'_>,
+        irql: &mut DispatchOrBelow<'_>,
     ) {
         self.device.returned(returned, irql);
     }
 
-    fn halt(self, _adapter: &NdisAdapter, _action: HaltAction, _passive: &Passive<'_>) {
-        // The device stops DMA and interrupts first; then the registration is dropped
-        // (deregistered, DPCs drained) and the device state after it.
+    fn quiesce(&self, _adapter: &NdisAdapter, _passive: &mut Passive<'_>) -> Quiesced {
+        // The device stops DMA and interrupts; the framework then deregisters the interrupt
+        // (DPCs drained) and frees the shared memory, after this adapter is dropped.
         self.device.reset();
-        drop(self.interrupt);
-        drop(self.device);
+        Quiesced::device_stopped()
     }
 
     fn set_packet_filter(
         &self,
         _adapter: &NdisAdapter,
         filter: u32,
-        passive: &Passive<'_>,
+        passive: &mut Passive<'_>,
     ) -> Result<(), Status> {
         // Best effort: the filter NDIS asked for stands whatever the device made of it.
         self.device.set_packet_filter(filter, passive);
@@ -512,18 +512,18 @@ impl Miniport for VioNetAdapter {
         &self,
         _adapter: &NdisAdapter,
         list: &[[u8; 6]],
-        passive: &Passive<'_>,
+        passive: &mut Passive<'_>,
     ) -> Result<(), Status> {
         self.device.set_multicast_list(list, passive);
         Ok(())
     }
 
-    fn shutdown(&self, _adapter: &NdisAdapter, _action: ndis::sys::NDIS_SHUTDOWN_ACTION) {
+    fn shutdown(&self, _adapter: &NdisAdapter, _action: ShutdownAction) {
         self.device.reset();
     }
 
-    fn pnp_event(&self, _adapter: &NdisAdapter, event: u32) {
-        if event == ndis::sys::NdisDevicePnPEventSurpriseRemoved {
+    fn pnp_event(&self, _adapter: &NdisAdapter, event: PnpEvent) {
+        if event == PnpEvent::SurpriseRemoved {
             self.device.broken.store(true, Ordering::Release);
         }
     }

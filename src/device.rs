@@ -7,7 +7,6 @@
 //! through its own window (src/adapter.rs).
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
@@ -15,15 +14,16 @@ use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use ndis::dma::{DmaRegistration, SharedMemory};
 use ndis::hw::DeviceMemory;
 use ndis::io::OwnedWindow;
-use ndis::irql::{AtMostDispatch, Passive};
-use ndis::miniport::NdisAdapter;
+use ndis::heap::Shared;
+use ndis::irql::{AtMostDispatch, DispatchOrBelow, Passive};
+use ndis::miniport::{Init, Initializing, NdisAdapter};
 use ndis::nbl::{
-    CopyError, DeviceCopy, Ieee8021Q, ReceivePool, Returned, RxFrame, SendIrql, SendLists, SendNbl,
+    CopyError, DeviceCopy, Ieee8021Q, ReceivePool, Returned, RxFrame, SendLists, SendNbl,
     TxPrep,
 };
 use ndis::offload::{DeviceRxChecksum, LargeSend, LargeSendOffload};
 use ndis::sync::SpinLock;
-use ndis::{Status, adapter::AdapterHandle};
+use ndis::Status;
 
 use crate::virtio::net::{self, NetHeader, VectorPlan, features};
 use crate::virtio::pci::{Notifier, Transport};
@@ -160,7 +160,7 @@ pub struct Device {
     /// The VLAN the adapter belongs to (`OID_GEN_VLAN_ID`; 0: none): receives tagged for
     /// another VLAN are dropped, and sends without a VLAN of their own are tagged with it.
     pub vlan_id: AtomicU16,
-    pub ndis: Arc<NdisAdapter>,
+    pub ndis: Shared<NdisAdapter>,
     /// Set when the device misbehaved (a used ring it cannot have written, NEEDS_RESET) or was
     /// removed: the driver stops touching its queues; sends fail.
     pub broken: AtomicBool,
@@ -171,14 +171,13 @@ pub struct Device {
 
 /// A virtqueue in fresh shared memory, with its private slots.
 fn new_queue(
-    handle: AdapterHandle,
+    init: &Initializing<'_>,
     dma: &DmaRegistration,
     size: u16,
     event_idx: bool,
-    passive: &Passive<'_>,
 ) -> Result<Queue, Status> {
     let layout = Layout::new(size).map_err(|_| Status::INVALID_PARAMETER)?;
-    let memory = SharedMemory::allocate(handle, dma, layout.total, passive)?;
+    let memory = dma.allocate(init, layout.total)?;
     SplitQueue::new(memory, vec![Slot::EMPTY; size as usize], size, event_idx)
         .map_err(|_| Status::RESOURCES)
 }
@@ -202,8 +201,7 @@ impl Device {
     /// [`notify_receive_queues`](Self::notify_receive_queues).
     #[allow(clippy::too_many_arguments)]
     pub fn build(
-        handle: AdapterHandle,
-        ndis: Arc<NdisAdapter>,
+        init: &mut Init<'_>,
         transport: Transport<OwnedWindow>,
         dma: DmaRegistration,
         plan: VectorPlan,
@@ -213,8 +211,9 @@ impl Device {
         rx_size: u16,
         tx_size: u16,
         control_queue: Option<u16>,
-        passive: &Passive<'_>,
     ) -> Result<Device, Status> {
+        let ini = init.initializing();
+        let ndis = init.adapter().clone();
         // Queues were programmed into the device before a later step failed: reset it, so it
         // holds no address of memory about to be freed, and mark it FAILED.
         let parts = (|| -> Result<(Vec<Pair>, Option<SpinLock<ControlRing>>), Status> {
@@ -241,13 +240,12 @@ impl Device {
                 // Powers of two: the device's maximum is one, the keyword may not be.
                 let rx_n = 1 << (15 - rx_n.leading_zeros().min(15));
                 let tx_n = 1 << (15 - tx_n.leading_zeros().min(15));
-                let rx_vq = new_queue(handle, &dma, rx_n, event_idx, passive)?;
-                let mut tx_vq = new_queue(handle, &dma, tx_n, event_idx, passive)?;
+                let rx_vq = new_queue(ini, &dma, rx_n, event_idx)?;
+                let mut tx_vq = new_queue(ini, &dma, tx_n, event_idx)?;
                 // Transmit completions are reaped by the send path; no interrupt needed for them.
                 tx_vq.disable_interrupts();
-                let pool = ReceivePool::new(handle, &dma, frame.buffer, rx_n as usize, passive)?;
-                let bounce =
-                    SharedMemory::allocate(handle, &dma, frame.buffer * tx_n as usize, passive)?;
+                let pool = ReceivePool::new(init, &dma, frame.buffer, rx_n as usize)?;
+                let bounce = dma.allocate(ini, frame.buffer * tx_n as usize)?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
                 pairs.push(Pair {
@@ -276,12 +274,12 @@ impl Device {
                         .map_err(|_| Status::DEVICE_FAILED)?;
                     let size = max.min(16);
                     let size = 1 << (15 - size.leading_zeros().min(15));
-                    let vq = new_queue(handle, &dma, size, event_idx, passive)?;
+                    let vq = new_queue(ini, &dma, size, event_idx)?;
                     let notifier = program(&transport, q, &vq)?;
                     transport
                         .enable_queue(q)
                         .map_err(|_| Status::DEVICE_FAILED)?;
-                    let buffer = SharedMemory::allocate(handle, &dma, CONTROL_BUFFER, passive)?;
+                    let buffer = dma.allocate(ini, CONTROL_BUFFER)?;
                     Some(SpinLock::new(ControlRing {
                         vq,
                         buffer,
@@ -329,7 +327,7 @@ impl Device {
                 .collect();
             // Made available, not announced: the doorbell waits for DRIVER_OK.
             pair.rx
-                .with(passive, |rx| device.add_rx_buffers(rx, pair, &all));
+                .with(init.passive_mut(), |rx, _| device.add_rx_buffers(rx, pair, &all));
         }
         Ok(device)
     }
@@ -337,14 +335,14 @@ impl Device {
     /// Once DRIVER_OK is set: one notification per receive queue for the buffers
     /// [`build`](Self::build) made available (if the device asks for it, as it does unless it
     /// already looked at the ring).
-    pub fn notify_receive_queues(&self, passive: &Passive<'_>) {
+    pub fn notify_receive_queues(&self, passive: &mut Passive<'_>) {
         if self.is_broken() {
             return;
         }
         for pair in &self.pairs {
             let notify = pair
                 .rx
-                .with(passive, |rx| rx.vq.should_notify().then_some(rx.notifier));
+                .with(passive, |rx, _| rx.vq.should_notify().then_some(rx.notifier));
             if let Some(n) = notify {
                 self.transport.notify(&n);
             }
@@ -370,7 +368,7 @@ impl Device {
     }
 
     /// Posts claimed receive buffers to the device and rings the doorbell once.
-    fn post_rx<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &C) {
+    fn post_rx<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &mut C) {
         if buffers.is_empty() {
             return;
         }
@@ -380,7 +378,7 @@ impl Device {
             }
             return;
         }
-        let notify = pair.rx.with(irql, |rx| {
+        let notify = pair.rx.with(irql, |rx, _| {
             self.add_rx_buffers(rx, pair, buffers);
             rx.vq.should_notify().then_some(rx.notifier)
         });
@@ -392,7 +390,7 @@ impl Device {
     /// Makes claimed receive buffers available on `rx` (its lock held); a buffer the ring has
     /// no room for goes back to the pool.
     fn add_rx_buffers(&self, rx: &mut RxRing, pair: &Pair, buffers: &[usize]) {
-        let base = pair.pool.memory().device_address();
+        let base = pair.pool.device_address();
         for &b in buffers {
             let chain = [Buffer {
                 addr: base + (b * self.frame.buffer) as u64,
@@ -409,7 +407,7 @@ impl Device {
     /// Drains up to `budget` receives of pair `j` and indicates them; returns (indicated,
     /// more_pending). Receives that cannot be indicated (paused, runts, oversize) go straight back
     /// to the device.
-    pub fn receive<C: AtMostDispatch>(&self, j: usize, budget: u32, irql: &C) -> (u32, bool) {
+    pub fn receive<C: AtMostDispatch>(&self, j: usize, budget: u32, irql: &mut C) -> (u32, bool) {
         let Some(pair) = self.pairs.get(j) else {
             return (0, false);
         };
@@ -425,7 +423,7 @@ impl Device {
             let mut r = 0;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
-            let (fault, pending) = pair.rx.with(irql, |rx| {
+            let (fault, pending) = pair.rx.with(irql, |rx, _| {
                 rx.vq.disable_interrupts();
                 while n + r < want {
                     match rx.vq.pop_used() {
@@ -464,7 +462,7 @@ impl Device {
             // returns garbage cannot keep the DPC looping.
             total += (n + r) as u32;
             // Frames NDIS does not take (paused) come back here, decided before NDIS sees any.
-            pair.pool.indicate(&self.ndis, &frames[..n], irql, |b| {
+            pair.pool.indicate(&frames[..n], irql, |b| {
                 repost[r] = b;
                 r += 1;
             });
@@ -472,7 +470,7 @@ impl Device {
             self.post_rx(pair, &repost[..r], irql);
             if !pending {
                 // Idle: re-enable, and drain again if the device raced us.
-                let raced = pair.rx.with(irql, |rx| rx.vq.enable_interrupts());
+                let raced = pair.rx.with(irql, |rx, _| rx.vq.enable_interrupts());
                 if !raced || total >= budget {
                     return (total, raced);
                 }
@@ -502,10 +500,10 @@ impl Device {
         if !self.tagging.any() && length <= self.frame.frame {
             return untouched;
         }
-        let at = b * self.frame.buffer + NetHeader::LEN;
-        let memory = pair.pool.memory();
         let mut head = [0u8; 16];
-        memory.read_bytes(at, &mut head);
+        if !pair.pool.read(b, NetHeader::LEN, &mut head) {
+            return Received::Dropped; // not ours to read: never indicated
+        }
         let tagged = length >= 18 && head[12..14] == [0x81, 0x00];
         if !tagged {
             return if length <= self.frame.frame {
@@ -526,7 +524,9 @@ impl Device {
         if vlan_filter != 0 && tag.vlan_id != 0 && tag.vlan_id != vlan_filter {
             return Received::Dropped;
         }
-        memory.write_bytes(at + 4, &head[..12]);
+        if !pair.pool.write(b, NetHeader::LEN + 4, &head[..12]) {
+            return Received::Dropped;
+        }
         let info = Ieee8021Q {
             priority: if self.tagging.priority {
                 tag.priority
@@ -554,8 +554,9 @@ impl Device {
             return frame;
         }
         let mut header = [0u8; NetHeader::LEN];
-        let at = frame.index * self.frame.buffer;
-        pair.pool.memory().read_bytes(at, &mut header);
+        if !pair.pool.read(frame.index, 0, &mut header) {
+            return frame;
+        }
         let Some(header) = NetHeader::decode(&header) else {
             return frame;
         };
@@ -632,10 +633,10 @@ impl Device {
     }
 
     /// The transmit DPC work for pair `j` (used when a TX vector fires).
-    pub fn reap<C: AtMostDispatch>(&self, j: usize, irql: &C) {
+    pub fn reap<C: AtMostDispatch>(&self, j: usize, irql: &mut C) {
         if let Some(pair) = self.pairs.get(j)
             && !self.is_broken()
-            && !pair.tx.with(irql, |tx| self.reap_tx(tx))
+            && !pair.tx.with(irql, |tx, _| self.reap_tx(tx))
         {
             self.fail();
         }
@@ -644,7 +645,7 @@ impl Device {
     /// Copies every frame of every list into transmit buffers of the pair chosen by the current
     /// processor and hands them to the device: one lock acquisition and at most one doorbell
     /// for the whole chain.
-    pub fn send(&self, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
+    pub fn send(&self, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
         if self.is_broken() {
             return lists.each(|_| Status::ADAPTER_REMOVED);
         }
@@ -656,7 +657,7 @@ impl Device {
         let Some(pair) = self.pairs.get(j) else {
             return lists.each(|_| Status::FAILURE);
         };
-        let doorbell = pair.tx.with(irql, |tx| {
+        let doorbell = pair.tx.with(irql, |tx, _| {
             lists.each(|nbl| self.queue_list(tx, nbl));
             tx.vq.should_notify().then_some(tx.notifier)
         });
@@ -761,10 +762,10 @@ impl Device {
 
     /// Whether every transmit ring holds two of the largest large sends, so that one can be
     /// queued while the device still holds the other.
-    pub fn lso_fits(&self, passive: &Passive<'_>) -> bool {
+    pub fn lso_fits(&self, passive: &mut Passive<'_>) -> bool {
         let needed = (NetHeader::LEN + LSO_MAX_FRAME).div_ceil(self.frame.buffer);
         self.pairs.iter().all(|p| {
-            p.tx.with(passive, |tx| usize::from(tx.vq.size()) >= 2 * needed)
+            p.tx.with(passive, |tx, _| usize::from(tx.vq.size()) >= 2 * needed)
         })
     }
 
@@ -916,7 +917,7 @@ impl Device {
 
     /// Buffers NDIS handed back go to the device again (in batches; nothing is allocated on
     /// this DISPATCH_LEVEL path).
-    pub fn returned(&self, returned: &mut Returned<'_>, irql: &SendIrql<'_>) {
+    pub fn returned(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
         for pair in &self.pairs {
             let mut batch = [0usize; RX_BATCH];
             let mut n = 0;
@@ -945,7 +946,7 @@ impl Device {
     /// Tells the device how many queue pairs to use (`VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`); without
     /// it a multiqueue device uses pair 0 only. Polls for the answer (PASSIVE_LEVEL, after
     /// DRIVER_OK).
-    pub fn set_queue_pairs(&self, pairs: u16, passive: &Passive<'_>) -> Result<(), Status> {
+    pub fn set_queue_pairs(&self, pairs: u16, passive: &mut Passive<'_>) -> Result<(), Status> {
         let command = net::mq_vq_pairs_set(pairs).ok_or(Status::INVALID_PARAMETER)?;
         self.control_command(&command, passive)
     }
@@ -956,7 +957,7 @@ impl Device {
     /// Best effort, as virtio's receive filtering is: a device that refuses or does not answer
     /// keeps filtering as it did, and the filter NDIS set still stands (failing the OID would
     /// leave the stack without any filter at all). Returns whether the device took it.
-    pub fn set_packet_filter(&self, filter: u32, passive: &Passive<'_>) -> bool {
+    pub fn set_packet_filter(&self, filter: u32, passive: &mut Passive<'_>) -> bool {
         if self.features & net::features::CTRL_RX == 0 {
             return true;
         }
@@ -972,7 +973,7 @@ impl Device {
 
     /// The unicast address to receive on instead of the configuration-space MAC
     /// (`VIRTIO_NET_CTRL_MAC_ADDR_SET`, with `VIRTIO_NET_F_CTRL_MAC_ADDR`).
-    pub fn set_mac_address(&self, mac: [u8; 6], passive: &Passive<'_>) -> Result<(), Status> {
+    pub fn set_mac_address(&self, mac: [u8; 6], passive: &mut Passive<'_>) -> Result<(), Status> {
         if self.features & net::features::CTRL_MAC_ADDR == 0 {
             return Err(Status::NOT_SUPPORTED);
         }
@@ -981,7 +982,7 @@ impl Device {
 
     /// The multicast addresses to receive (`VIRTIO_NET_CTRL_MAC_TABLE_SET`, with
     /// `VIRTIO_NET_F_CTRL_RX`). Best effort, as [`set_packet_filter`](Self::set_packet_filter).
-    pub fn set_multicast_list(&self, list: &[[u8; 6]], passive: &Passive<'_>) -> bool {
+    pub fn set_multicast_list(&self, list: &[[u8; 6]], passive: &mut Passive<'_>) -> bool {
         if self.features & net::features::CTRL_RX == 0 {
             return true;
         }
@@ -991,7 +992,7 @@ impl Device {
     }
 
     /// Sends one control command and polls for the device's answer (up to 100 ms).
-    fn control_command(&self, command: &[u8], passive: &Passive<'_>) -> Result<(), Status> {
+    fn control_command(&self, command: &[u8], passive: &mut Passive<'_>) -> Result<(), Status> {
         let Some(control) = &self.control else {
             return Err(Status::NOT_SUPPORTED);
         };
@@ -1001,7 +1002,7 @@ impl Device {
         if command.len() > CONTROL_ACK_AT {
             return Err(Status::INVALID_LENGTH);
         }
-        let notifier = control.with(passive, |c| {
+        let notifier = control.with(passive, |c, _| {
             if c.stuck {
                 return Err(Status::DEVICE_FAILED);
             }
@@ -1026,7 +1027,7 @@ impl Device {
         })?;
         self.transport.notify(&notifier);
         for _ in 0..10_000 {
-            let answer = control.with(passive, |c| match c.vq.pop_used() {
+            let answer = control.with(passive, |c, _| match c.vq.pop_used() {
                 Ok(Some(_)) => {
                     let mut ack = [0u8];
                     c.buffer.read_bytes(CONTROL_ACK_AT, &mut ack);
@@ -1050,7 +1051,7 @@ impl Device {
             }
             ndis::sync::stall(10);
         }
-        control.with(passive, |c| c.stuck = true);
+        control.with(passive, |c, _| c.stuck = true);
         Err(Status::DEVICE_FAILED)
     }
 

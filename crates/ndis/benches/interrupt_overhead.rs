@@ -17,9 +17,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use ndis::adapter::AdapterHandle;
+use ndis::miniport::Initializing;
+use ndis::resources::AdapterResources;
 use ndis::interrupt::{
-    DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
+    DpcContext, InterruptHandler, IsrContext, IsrOutcome,
 };
 use ndis::irql::Passive;
 use ndis_emu::{Config, Emulator, InterruptResources};
@@ -194,6 +195,8 @@ enum Variant {
 thread_local! {
     static VARIANT: std::cell::Cell<Variant> = const { std::cell::Cell::new(Variant::Minimal) };
     static KEEP: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = std::cell::RefCell::new(Vec::new());
+    /// The framework variant's resources, released in halt (leaked: a few per run).
+    static RESOURCES: std::cell::Cell<Option<&'static AdapterResources>> = const { std::cell::Cell::new(None) };
     static RAW_HANDLE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
@@ -221,13 +224,12 @@ unsafe extern "system-unwind" fn initialize(
         sys::NdisMSetMiniportAttributes(h, &mut g);
         let variant = VARIANT.with(|v| v.get());
         if variant == Variant::Framework {
-            let reg = InterruptRegistration::register(
-                &Passive::assume(),
-                AdapterHandle::from_raw(h),
-                Framework { queues: queues() },
-            )
-            .map_err(|e| e.status.0)
-            .expect("register");
+            let resources: &'static AdapterResources = Box::leak(Box::new(AdapterResources::new()));
+            RESOURCES.with(|r| r.set(Some(resources)));
+            let reg = Initializing::assume(h, resources)
+                .register_interrupt(Framework { queues: queues() })
+                .map_err(|e| e.status.0)
+                .expect("register");
             KEEP.with(|k| k.borrow_mut().push(Box::new(reg)));
             return 0;
         }
@@ -278,8 +280,11 @@ unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {
         // SAFETY: the raw driver's live interrupt handle, deregistered once.
         unsafe { sys::NdisMDeregisterInterruptEx(raw as sys::NDIS_HANDLE) };
     }
-    // Dropping the framework registration deregisters it.
     KEEP.with(|k| k.borrow_mut().clear());
+    if let Some(resources) = RESOURCES.with(|r| r.take()) {
+        // SAFETY: MiniportHaltEx at PASSIVE_LEVEL, the driver's state gone: deregisters.
+        unsafe { resources.release_all(&Passive::assume()) };
+    }
 }
 unsafe extern "system-unwind" fn ignore_unload(_o: sys::PDRIVER_OBJECT) {}
 

@@ -153,18 +153,22 @@ pub type DriverEntryFn = unsafe extern "system-unwind" fn(
 ///
 /// ```
 /// use ndis::driver::MiniportDriver;
-/// use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-/// use ndis::nbl::{Returned, SendIrql, SendLists};
+/// use ndis::irql::{DispatchOrBelow, Passive};
+/// use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+/// use ndis::nbl::{Returned, SendLists};
 /// use ndis::{NdisVersion, Status};
 ///
 /// struct MyNic;
 /// struct MyAdapter;
 ///
 /// impl Miniport for MyAdapter {
-///     fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &SendIrql<'_>) {
+///     fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &mut DispatchOrBelow<'_>) {
 ///         lists.each(|_| Status::SUCCESS);
 ///     }
-///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
+///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &mut DispatchOrBelow<'_>) {}
+///     fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+///         Quiesced::device_stopped() // no device
+///     }
 /// }
 ///
 /// impl MiniportDriver for MyNic {

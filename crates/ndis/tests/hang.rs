@@ -7,9 +7,9 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use ndis::driver::MiniportDriver;
-use ndis::irql::{Dispatch, Passive};
-use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::irql::{Dispatch, DispatchOrBelow, Passive};
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced, ResetError};
+use ndis::nbl::{Returned, SendLists};
 use ndis::sync::SpinLock;
 use ndis::{NdisVersion, Status};
 use ndis_emu::{Config, Emulator, InterruptResources};
@@ -50,24 +50,28 @@ impl MiniportDriver for Watched {
 }
 
 impl Miniport for WatchedAdapter {
+
+    fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+        Quiesced::device_stopped()
+    }
     /// Rounded up to 4 s by NDIS.
     const CHECK_FOR_HANG_SECONDS: Option<u32> = Some(3);
 
-    fn check_for_hang(&self, _: &NdisAdapter, _: &Passive<'_>) -> bool {
+    fn check_for_hang(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> bool {
         HUNG.get()
     }
 
-    fn reset(&self, _: &NdisAdapter, dispatch: &Dispatch<'_>) -> Result<bool, Status> {
-        self.queue.with(dispatch, |q| *q += 1);
+    fn reset(&self, _: &NdisAdapter, dispatch: &mut Dispatch<'_>) -> Result<bool, ResetError> {
+        self.queue.with(dispatch, |q, _| *q += 1);
         RESETS.set(RESETS.get() + 1);
         HUNG.set(false);
-        RESET_RESULT.get()
+        Ok(RESET_RESULT.get()?)
     }
 
-    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &SendIrql<'_>) {
+    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &mut DispatchOrBelow<'_>) {
         lists.each(|_| Status::SUCCESS);
     }
-    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
+    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &mut DispatchOrBelow<'_>) {}
 }
 
 ndis::miniport_driver!(Watched = Watched);

@@ -4,11 +4,10 @@
 //! spin-lock bug check instead of hanging; the same driver passes while returns are deferred.
 #![cfg(not(windows))]
 
-use ndis::dma::DmaRegistration;
 use ndis::driver::MiniportDriver;
-use ndis::hw::DeviceMemory;
-use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-use ndis::nbl::{ReceivePool, Returned, SendIrql, SendLists};
+use ndis::irql::{DispatchOrBelow, Passive};
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+use ndis::nbl::{ReceivePool, Returned, SendLists};
 use ndis::sync::SpinLock;
 use ndis::{NdisVersion, Status};
 use ndis_emu::{AdapterId, Config, Emulator, InterruptResources, rule};
@@ -22,7 +21,6 @@ const BUFFER: usize = 2048;
 struct Driver;
 struct Adapter {
     receive: ReceivePool,
-    _dma: DmaRegistration,
     /// Taken by both paths; the mistake is holding it across `indicate`.
     lock: SpinLock<u64>,
 }
@@ -32,13 +30,11 @@ impl MiniportDriver for Driver {
     const DRIVER_VERSION: (u8, u8) = (1, 0);
     type Adapter = Adapter;
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
-        let passive = init.passive();
-        let dma = DmaRegistration::register(init.handle(), BUFFER as u32, passive)?;
-        let receive = ReceivePool::new(init.handle(), &dma, BUFFER, 8, passive)?;
+        let dma = init.register_dma(BUFFER as u32)?;
+        let receive = ReceivePool::new(init, &dma, BUFFER, 8)?;
         let info = AdapterInfo::ethernet([2, 0, 0, 0, 0, 1], 1500, 1_000_000_000, true);
         let adapter = Adapter {
             receive,
-            _dma: dma,
             lock: SpinLock::new(0),
         };
         Ok((adapter, info))
@@ -46,7 +42,7 @@ impl MiniportDriver for Driver {
 }
 
 impl Miniport for Adapter {
-    fn send(&self, adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
+    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
         lists.each(|nbl| {
             let mut frames = Vec::new();
             let mut scratch = [0u8; BUFFER];
@@ -56,23 +52,30 @@ impl Miniport for Adapter {
                 else {
                     continue;
                 };
-                self.receive
-                    .memory()
-                    .write_bytes(index * BUFFER, &scratch[..len]);
+                assert!(self.receive.write(index, 0, &scratch[..len]));
                 frames.push((index, 0, len));
             }
-            self.lock.with(irql, |count| {
+            self.lock.with(irql, |count, dispatch| {
                 *count += 1;
                 // Wrong: the protocol may return these before `indicate` comes back.
                 self.receive
-                    .indicate(adapter, &frames, irql, |i| self.receive.release(i));
+                    .indicate(&frames, dispatch, |i| self.receive.release(i));
             });
             Status::SUCCESS
         });
     }
 
-    fn return_receives(&self, _: &NdisAdapter, returned: &mut Returned<'_>, irql: &SendIrql<'_>) {
-        self.lock.with(irql, |count| {
+    fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+        Quiesced::device_stopped()
+    }
+
+    fn return_receives(
+        &self,
+        _: &NdisAdapter,
+        returned: &mut Returned<'_>,
+        irql: &mut DispatchOrBelow<'_>,
+    ) {
+        self.lock.with(irql, |count, _| {
             *count += 1;
             self.receive.take_returned(returned, |_| {});
         });

@@ -8,12 +8,13 @@ use std::cell::RefCell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use ndis::adapter::AdapterHandle;
 use ndis::interrupt::{
     DpcContext, Grant, InterruptHandler, InterruptRegistration, InterruptShared, IsrContext,
     IsrOutcome, MessageId, ProcessorSet, Source,
 };
 use ndis::irql::Passive;
+use ndis::miniport::Initializing;
+use ndis::resources::AdapterResources;
 use ndis_emu::{Config, Emulator, InterruptResources};
 use ndis_sys as sys;
 
@@ -164,6 +165,8 @@ thread_local! {
 
 struct Adapter {
     interrupt: InterruptRegistration<Nic>,
+    /// What the raw layer must release in halt (the framework does it for `Miniport`s).
+    resources: Box<AdapterResources>,
 }
 
 fn adapter() -> &'static Adapter {
@@ -193,8 +196,15 @@ unsafe extern "system-unwind" fn initialize(
     _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
 ) -> i32 {
     let k = KNOBS.with(|k| k.borrow().clone());
-    // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL with this adapter's handle.
-    let (passive, adapter_handle) = unsafe { (Passive::assume(), AdapterHandle::from_raw(handle)) };
+    let resources = Box::new(AdapterResources::new());
+    // SAFETY: inside MiniportInitializeEx of this adapter, at PASSIVE_LEVEL; `resources` is
+    // released in halt or below on failure.
+    let init = unsafe { Initializing::assume(handle, &resources) };
+    let fail = |status: i32| {
+        // SAFETY: a failing initialize at PASSIVE_LEVEL; nothing of the driver remains.
+        unsafe { resources.release_all(init.passive()) };
+        status
+    };
     // SAFETY: attribute unions are plain data; the handle is this adapter's.
     unsafe {
         let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = std::mem::zeroed();
@@ -220,41 +230,47 @@ unsafe extern "system-unwind" fn initialize(
         }
     }
     if k.line_only {
-        return match InterruptRegistration::register(
-            &passive,
-            adapter_handle,
-            LineOnly { marker: 42 },
-        ) {
-            Ok(_registered) => sys::NDIS_STATUS_FAILURE,
+        return match init.register_interrupt(LineOnly { marker: 42 }) {
+            Ok(_registered) => fail(sys::NDIS_STATUS_FAILURE),
             Err(e) => {
                 REGISTER_ERROR
                     .with(|r| *r.borrow_mut() = Some((e.status.0, e.handler.marker as usize)));
-                e.status.0
+                fail(e.status.0)
             }
         };
     }
-    match InterruptRegistration::register(&passive, adapter_handle, Nic::new(k.queues)) {
+    match init.register_interrupt(Nic::new(k.queues)) {
         Ok(interrupt) => {
             if k.fail_after_register {
-                // Dropping the registration on the error path deregisters it.
+                // Released on the error path: deregistered.
                 drop(interrupt);
-                return sys::NDIS_STATUS_DEVICE_FAILED;
+                return fail(sys::NDIS_STATUS_DEVICE_FAILED);
             }
-            let a = Box::into_raw(Box::new(Adapter { interrupt }));
+            drop(init);
+            let a = Box::into_raw(Box::new(Adapter {
+                interrupt,
+                resources,
+            }));
             ADAPTER.with(|x| *x.borrow_mut() = a as usize);
             0
         }
         Err(e) => {
             REGISTER_ERROR.with(|r| *r.borrow_mut() = Some((e.status.0, e.handler.queues.len())));
-            e.status.0
+            fail(e.status.0)
         }
     }
 }
 
 unsafe extern "system-unwind" fn halt(_ctx: sys::NDIS_HANDLE, _a: i32) {
     let a = ADAPTER.with(|a| std::mem::take(&mut *a.borrow_mut()));
-    // SAFETY: the adapter initialize created; dropping it deregisters the interrupt first.
-    drop(unsafe { Box::from_raw(a as *mut Adapter) });
+    // SAFETY: the adapter initialize created.
+    let Adapter {
+        interrupt,
+        resources,
+    } = *unsafe { Box::from_raw(a as *mut Adapter) };
+    drop(interrupt);
+    // SAFETY: MiniportHaltEx at PASSIVE_LEVEL, the driver's state gone: deregisters.
+    unsafe { resources.release_all(&Passive::assume()) };
 }
 
 unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
@@ -708,9 +724,9 @@ fn shared_state_is_counted_by_the_isr_and_read_under_the_lock() {
         emu.fire_message(emu.device_of(a), 0);
     }
     // SAFETY: the test thread is the passive-level caller.
-    let passive = unsafe { Passive::assume() };
+    let mut passive = unsafe { Passive::assume() };
     let reg = &adapter().interrupt;
-    let seen = reg.synchronize(&passive, &reg.handler().isr_count, |n| *n);
+    let seen = reg.synchronize(&mut passive, &reg.handler().isr_count, |n, _| *n);
     assert_eq!(seen, 5);
     assert!(emu.trace().iter().any(|l| l.ends_with("synchronize msg 0")));
     stop(&emu, a);

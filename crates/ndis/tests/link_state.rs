@@ -6,8 +6,9 @@
 use std::cell::Cell;
 
 use ndis::driver::MiniportDriver;
-use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::irql::{DispatchOrBelow, Passive};
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+use ndis::nbl::{Returned, SendLists};
 use ndis::{NdisVersion, Status};
 use ndis_emu::{AdapterId, Config, Emulator, InterruptResources};
 use ndis_sys as sys;
@@ -55,6 +56,10 @@ thread_local! {
 }
 
 impl Miniport for Adapter {
+
+    fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+        Quiesced::device_stopped()
+    }
     const EXTRA_OIDS: &'static [u32] = &[OID_REPORT_LINK, OID_LINK_CHANGED_TWICE];
 
     fn oid_set(
@@ -62,7 +67,7 @@ impl Miniport for Adapter {
         adapter: &NdisAdapter,
         oid: u32,
         data: &mut ndis::oid::SetData<'_>,
-        passive: &ndis::irql::Passive<'_>,
+        passive: &mut Passive<'_>,
     ) -> Result<usize, Status> {
         let data = data.bytes();
         if oid == OID_LINK_CHANGED_TWICE {
@@ -90,10 +95,10 @@ impl Miniport for Adapter {
         Ok(data.len())
     }
 
-    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &SendIrql<'_>) {
+    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &mut DispatchOrBelow<'_>) {
         lists.each(|_| Status::SUCCESS);
     }
-    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
+    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &mut DispatchOrBelow<'_>) {}
 }
 
 ndis::miniport_driver!(Driver = Driver);

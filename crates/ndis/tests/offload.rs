@@ -4,8 +4,9 @@
 #![cfg(not(windows))]
 
 use ndis::driver::MiniportDriver;
-use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::irql::{DispatchOrBelow, Passive};
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+use ndis::nbl::{Returned, SendLists};
 use ndis::offload::{ChecksumOffload, LargeSendOffload, LsoCapabilities, OffloadInfo};
 use ndis::{NdisVersion, Status};
 use ndis_emu::{
@@ -54,6 +55,10 @@ impl MiniportDriver for Driver {
 }
 
 impl Miniport for Adapter {
+
+    fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+        Quiesced::device_stopped()
+    }
     const EXTRA_OIDS: &'static [u32] = &[OID_IN_FORCE];
 
     fn oid_query(
@@ -61,7 +66,7 @@ impl Miniport for Adapter {
         adapter: &NdisAdapter,
         oid: u32,
         out: &mut ndis::oid::QueryBuffer<'_>,
-        _: &ndis::irql::Passive<'_>,
+        _: &mut Passive<'_>,
     ) -> Result<(), Status> {
         match oid {
             OID_IN_FORCE => {
@@ -73,10 +78,10 @@ impl Miniport for Adapter {
             _ => Err(Status::NOT_SUPPORTED),
         }
     }
-    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &SendIrql<'_>) {
+    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &mut DispatchOrBelow<'_>) {
         lists.each(|_| Status::SUCCESS);
     }
-    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
+    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &mut DispatchOrBelow<'_>) {}
 }
 
 ndis::miniport_driver!(Driver = Driver);

@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ndis::driver::MiniportDriver;
-use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendLists};
+use ndis::irql::{DispatchOrBelow, Passive};
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+use ndis::nbl::{Returned, SendLists};
 use ndis::{NdisVersion, Status};
 use ndis_emu::{AdapterId, Config, Emulator, InterruptResources};
 use ndis_sys as sys;
@@ -35,7 +36,11 @@ impl MiniportDriver for Driver {
 }
 
 impl Miniport for Adapter {
-    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &SendIrql<'_>) {
+
+    fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+        Quiesced::device_stopped()
+    }
+    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &mut DispatchOrBelow<'_>) {
         match MODE.load(Ordering::Relaxed) {
             VISIT_ALL => {
                 // Every other list is refused for lack of room; the others "reach the wire".
@@ -59,7 +64,7 @@ impl Miniport for Adapter {
             }
         }
     }
-    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
+    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &mut DispatchOrBelow<'_>) {}
 }
 
 ndis::miniport_driver!(Driver = Driver);

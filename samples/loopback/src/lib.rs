@@ -10,10 +10,10 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use ndis::dma::DmaRegistration;
 use ndis::driver::MiniportDriver;
-use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter};
-use ndis::nbl::{ReceivePool, Returned, SendIrql, SendLists, SendNbl};
+use ndis::irql::{DispatchOrBelow, Passive};
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+use ndis::nbl::{ReceivePool, Returned, SendLists, SendNbl};
 use ndis::{NdisVersion, Status};
 
 #[cfg(windows)]
@@ -35,9 +35,8 @@ const DEFAULT_BUFFERS: u32 = 64;
 pub struct LoopbackDriver;
 
 pub struct Loopback {
-    /// Field order is drop order: the pool (and its shared memory) before the DMA registration.
+    /// Its shared memory keeps the DMA registration; the framework frees both after halt.
     receive: ReceivePool,
-    _dma: DmaRegistration,
     /// Next buffer to try (round robin).
     next: AtomicUsize,
 }
@@ -48,21 +47,19 @@ impl MiniportDriver for LoopbackDriver {
     type Adapter = Loopback;
 
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Loopback, AdapterInfo), Status> {
-        let passive = init.passive();
         let buffers = init.configuration()?.read_u32_in(
             "*ReceiveBuffers",
             1..=1024,
             DEFAULT_BUFFERS,
-            passive,
+            init.passive(),
         );
-        let dma = DmaRegistration::register(init.handle(), BUFFER as u32, passive)?;
-        let receive = ReceivePool::new(init.handle(), &dma, BUFFER, buffers as usize, passive)?;
+        let dma = init.register_dma(BUFFER as u32)?;
+        let receive = ReceivePool::new(init, &dma, BUFFER, buffers as usize)?;
         let mut info = AdapterInfo::ethernet(MAC, MTU as u32, 10_000_000_000, true);
         info.description = "ndis-rs loopback";
         Ok((
             Loopback {
                 receive,
-                _dma: dma,
                 next: AtomicUsize::new(0),
             },
             info,
@@ -78,7 +75,12 @@ impl Loopback {
     }
 
     /// One list: every frame goes back up as a receive.
-    fn loop_back(&self, adapter: &NdisAdapter, nbl: &SendNbl<'_>, irql: &SendIrql<'_>) -> Status {
+    fn loop_back(
+        &self,
+        adapter: &NdisAdapter,
+        nbl: &SendNbl<'_>,
+        irql: &DispatchOrBelow<'_>,
+    ) -> Status {
         let mut frames = Vec::new();
         let mut scratch = [0u8; BUFFER];
         for frame in nbl.frames() {
@@ -93,32 +95,38 @@ impl Loopback {
                 adapter.stats.rx_discards(1);
                 continue;
             };
-            use ndis::hw::DeviceMemory;
-            self.receive
-                .memory()
-                .write_bytes(index * BUFFER, &scratch[..len]);
+            // Ours until indicated: the claim lets the pool write it.
+            let written = self.receive.write(index, 0, &scratch[..len]);
+            debug_assert!(written);
             frames.push((index, 0, len));
         }
         // Frames NDIS does not take (paused meanwhile) give their buffers back.
         let release = |index| self.receive.release(index);
-        match irql {
-            SendIrql::AtDispatch(d) => self.receive.indicate(adapter, &frames, d, release),
-            SendIrql::BelowDispatch(b) => self.receive.indicate(adapter, &frames, b, release),
-        };
+        self.receive.indicate(&frames, irql, release);
         Status::SUCCESS
     }
 }
 
 impl Miniport for Loopback {
-    fn send(&self, adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
+    fn send(
+        &self,
+        adapter: &NdisAdapter,
+        lists: &mut SendLists<'_>,
+        irql: &mut DispatchOrBelow<'_>,
+    ) {
         lists.each(|nbl| self.loop_back(adapter, nbl, irql));
+    }
+
+    fn quiesce(&self, _adapter: &NdisAdapter, _passive: &mut Passive<'_>) -> Quiesced {
+        // No device: nothing reaches the receive memory but this driver.
+        Quiesced::device_stopped()
     }
 
     fn return_receives(
         &self,
         _adapter: &NdisAdapter,
         returned: &mut Returned<'_>,
-        _irql: &SendIrql<'_>,
+        _irql: &mut DispatchOrBelow<'_>,
     ) {
         // The buffers become free again; nothing else to do without a device.
         self.receive.take_returned(returned, |_| {});
