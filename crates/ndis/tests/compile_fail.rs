@@ -1,4 +1,6 @@
-//! What must not compile: PASSIVE_LEVEL-only calls from ISR or DPC contexts, forged or escaping
+//! What must not compile (files named `itemNN_*` after the numbered items of the soundness issue:
+//! each was safe code that compiled before): PASSIVE_LEVEL-only calls from ISR or DPC contexts,
+//! outer tokens inside scopes that raise the IRQL, initialize-only calls elsewhere, forged or escaping
 //! IRQL tokens, and reaching interrupt-shared state without the interrupt lock.
 
 #[test]

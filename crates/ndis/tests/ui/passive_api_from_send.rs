@@ -1,20 +1,14 @@
-// Without NDIS_SEND_FLAGS_DISPATCH_LEVEL a send may still run at APC_LEVEL: its token opens spin
-// locks and indications, not PASSIVE_LEVEL-only APIs such as opening the registry.
-use ndis::config::Configuration;
-use ndis::miniport::{Miniport, NdisAdapter};
-use ndis::nbl::{Returned, SendIrql, SendLists};
-use ndis::Status;
+// A send whose DISPATCH flag is cleared may still run at DISPATCH_LEVEL ("unknown, at most
+// DISPATCH"): its token opens spin locks and indications, never PASSIVE_LEVEL-only APIs.
+use ndis::interrupt::{InterruptHandler, InterruptRegistration, InterruptShared};
+use ndis::irql::DispatchOrBelow;
 
-struct Nic;
-
-impl Miniport for Nic {
-    fn send(&self, adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &SendIrql<'_>) {
-        if let SendIrql::BelowDispatch(below) = irql {
-            let _ = Configuration::open(adapter.handle(), below);
-        }
-        lists.each(|_| Status::SUCCESS);
-    }
-    fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &SendIrql<'_>) {}
+fn in_a_send<H: InterruptHandler>(
+    registration: &InterruptRegistration<H>,
+    shared: &InterruptShared<u32>,
+    irql: &mut DispatchOrBelow<'_>,
+) {
+    registration.synchronize(irql, shared, |n, _| *n += 1);
 }
 
 fn main() {}

@@ -1,10 +1,9 @@
-// Registering an interrupt needs PASSIVE_LEVEL; an ISR runs at DIRQL.
-use ndis::adapter::AdapterHandle;
-use ndis::interrupt::{DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome};
+// Registering an interrupt is an initialize-only call: an ISR (or any callback but initialize) has
+// no `Init`, and the proof cannot be made without `unsafe`.
+use ndis::interrupt::{DpcContext, InterruptHandler, IsrContext, IsrOutcome};
+use ndis::miniport::Initializing;
 
-struct Nic {
-    adapter: AdapterHandle,
-}
+struct Nic;
 
 impl InterruptHandler for Nic {
     type Queue = ();
@@ -12,8 +11,10 @@ impl InterruptHandler for Nic {
     fn queues(&self) -> &[()] {
         &[]
     }
-    fn isr(&self, _queue: &(), ctx: &IsrContext<'_>) -> IsrOutcome {
-        let _ = InterruptRegistration::register(ctx.irql(), self.adapter, Nic { adapter: self.adapter });
+    fn isr(&self, _queue: &(), _ctx: &IsrContext<'_>) -> IsrOutcome {
+        let resources = ndis::resources::AdapterResources::new();
+        let init = Initializing::assume(core::ptr::null_mut(), &resources);
+        let _ = init.register_interrupt(Nic);
         IsrOutcome::Handled
     }
     fn dpc(&self, _queue: &(), _ctx: &mut DpcContext<'_>) {}

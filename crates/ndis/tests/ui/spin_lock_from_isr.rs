@@ -13,12 +13,12 @@ impl InterruptHandler for Nic {
         &[]
     }
     fn isr(&self, _queue: &(), ctx: &IsrContext<'_>) -> IsrOutcome {
-        self.counter.with(ctx.irql(), |c| *c += 1);
+        self.counter.with(ctx.irql(), |c, _| *c += 1);
         IsrOutcome::Handled
     }
     fn dpc(&self, _queue: &(), ctx: &mut DpcContext<'_>) {
         // Fine: a DPC runs at DISPATCH_LEVEL.
-        self.counter.with(ctx.irql(), |c| *c += 1);
+        self.counter.with(ctx.irql(), |c, _| *c += 1);
     }
 }
 

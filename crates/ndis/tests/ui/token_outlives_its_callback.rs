@@ -2,7 +2,7 @@
 use ndis::interrupt::DpcContext;
 use ndis::irql::Dispatch;
 
-fn keep<'a>(ctx: &DpcContext<'a>) -> &'static Dispatch<'static> {
+fn keep<'a>(ctx: &mut DpcContext<'a>) -> &'static mut Dispatch<'static> {
     ctx.irql()
 }
 
