@@ -5,6 +5,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use ndis::Status;
 use ndis::hw::ConfigSpace;
 use ndis::interrupt::{
     DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
@@ -18,7 +19,6 @@ use ndis::nbl::{Returned, SendLists};
 use ndis::offload::{ChecksumOffload, LargeSendOffload, LsoCapabilities, OffloadInfo};
 use ndis::oid::{QueryBuffer, SetData};
 use ndis::sync::Once;
-use ndis::Status;
 
 use crate::device::{Device, FrameSize, Tagging};
 use crate::virtio::net::{self, InterruptMode, VectorPlan, features};
@@ -333,16 +333,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         }
     };
     let device = Device::build(
-        init,
-        t,
-        dma,
-        plan,
-        negotiated,
-        frame,
-        tagging,
-        rx_size,
-        tx_size,
-        control,
+        init, t, dma, plan, negotiated, frame, tagging, rx_size, tx_size, control,
     );
     let device = match device {
         Ok(d) => Arc::new(d),
@@ -355,7 +346,10 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     device.notify_receive_queues(init.passive_mut());
     if plan.pairs() > 1 {
         // A refusal is not fatal: the device then keeps to pair 0, which stays correct.
-        if device.set_queue_pairs(plan.pairs(), init.passive_mut()).is_err() {
+        if device
+            .set_queue_pairs(plan.pairs(), init.passive_mut())
+            .is_err()
+        {
             device.active_pairs.store(1, Ordering::Relaxed);
         }
     }
@@ -477,7 +471,12 @@ impl Miniport for VioNetAdapter {
         }
     }
 
-    fn send(&self, _adapter: &NdisAdapter, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
+    fn send(
+        &self,
+        _adapter: &NdisAdapter,
+        lists: &mut SendLists<'_>,
+        irql: &mut DispatchOrBelow<'_>,
+    ) {
         self.device.send(lists, irql)
     }
 

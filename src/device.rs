@@ -11,19 +11,18 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 
+use ndis::Status;
 use ndis::dma::{DmaRegistration, SharedMemory};
+use ndis::heap::Shared;
 use ndis::hw::DeviceMemory;
 use ndis::io::OwnedWindow;
-use ndis::heap::Shared;
 use ndis::irql::{AtMostDispatch, DispatchOrBelow, Passive};
 use ndis::miniport::{Init, Initializing, NdisAdapter};
 use ndis::nbl::{
-    CopyError, DeviceCopy, Ieee8021Q, ReceivePool, Returned, RxFrame, SendLists, SendNbl,
-    TxPrep,
+    CopyError, DeviceCopy, Ieee8021Q, ReceivePool, Returned, RxFrame, SendLists, SendNbl, TxPrep,
 };
 use ndis::offload::{DeviceRxChecksum, LargeSend, LargeSendOffload};
 use ndis::sync::SpinLock;
-use ndis::Status;
 
 use crate::virtio::net::{self, NetHeader, VectorPlan, features};
 use crate::virtio::pci::{Notifier, Transport};
@@ -326,8 +325,9 @@ impl Device {
                 .filter(|&i| pair.pool.claim(i))
                 .collect();
             // Made available, not announced: the doorbell waits for DRIVER_OK.
-            pair.rx
-                .with(init.passive_mut(), |rx, _| device.add_rx_buffers(rx, pair, &all));
+            pair.rx.with(init.passive_mut(), |rx, _| {
+                device.add_rx_buffers(rx, pair, &all)
+            });
         }
         Ok(device)
     }
@@ -340,9 +340,9 @@ impl Device {
             return;
         }
         for pair in &self.pairs {
-            let notify = pair
-                .rx
-                .with(passive, |rx, _| rx.vq.should_notify().then_some(rx.notifier));
+            let notify = pair.rx.with(passive, |rx, _| {
+                rx.vq.should_notify().then_some(rx.notifier)
+            });
             if let Some(n) = notify {
                 self.transport.notify(&n);
             }

@@ -17,12 +17,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
+use ndis::interrupt::{DpcContext, InterruptHandler, IsrContext, IsrOutcome};
+use ndis::irql::Passive;
 use ndis::miniport::Initializing;
 use ndis::resources::AdapterResources;
-use ndis::interrupt::{
-    DpcContext, InterruptHandler, IsrContext, IsrOutcome,
-};
-use ndis::irql::Passive;
 use ndis_emu::{Config, Emulator, InterruptResources};
 use ndis_sys as sys;
 

@@ -4,8 +4,8 @@ use ndis_sys as sys;
 
 use crate::Status;
 use crate::adapter::AdapterHandle;
-use crate::hw::{ConfigSpace, Registers};
 use crate::heap::Shared;
+use crate::hw::{ConfigSpace, Registers};
 use crate::miniport::Initializing;
 use crate::resources::{Kind, Release};
 

@@ -13,10 +13,10 @@
 extern crate alloc;
 
 pub mod adapter;
-pub mod heap;
 pub mod config;
 pub mod dma;
 pub mod driver;
+pub mod heap;
 pub mod hw;
 pub mod interrupt;
 pub mod io;

@@ -17,16 +17,16 @@ use ndis_sys as sys;
 
 use crate::Status;
 use crate::adapter::AdapterHandle;
-use crate::heap::Shared;
 use crate::config::Configuration;
 use crate::dma::DmaRegistration;
+use crate::heap::Shared;
 use crate::interrupt::{InterruptHandler, InterruptRegistration, RegisterError};
 use crate::io::{IoSpace, MemoryResource, PciConfig, Resources};
 use crate::irql::{Dispatch, DispatchOrBelow, Passive};
 use crate::nbl::{Returned, SendLists, SendNbl};
-use crate::resources::AdapterResources;
 use crate::offload::{ChecksumOffload, LargeSendOffload, OffloadInfo};
 use crate::oid::{QueryBuffer, SetData};
+use crate::resources::AdapterResources;
 
 /// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
 pub const MAX_MULTICAST: usize = 32;
@@ -655,16 +655,18 @@ impl NdisAdapter {
     /// Sends indications until NDIS has the latest state; the caller set `flushing`.
     fn flush_link_state<C: crate::irql::AtMostDispatch>(&self, irql: &C) {
         loop {
-            let next = self.link_report.with_unchecked(|r| match (r.latest, r.told) {
-                (Some(latest), Some(told)) if latest != told => {
-                    r.told = Some(latest);
-                    Some(latest)
-                }
-                _ => {
-                    r.flushing = false;
-                    None
-                }
-            });
+            let next = self
+                .link_report
+                .with_unchecked(|r| match (r.latest, r.told) {
+                    (Some(latest), Some(told)) if latest != told => {
+                        r.told = Some(latest);
+                        Some(latest)
+                    }
+                    _ => {
+                        r.flushing = false;
+                        None
+                    }
+                });
             let Some((up, speed)) = next else {
                 return;
             };
@@ -1651,5 +1653,56 @@ pub(crate) unsafe extern "system-unwind" fn shutdown<A: Miniport>(
     let slot = unsafe { slot::<A>(ctx) };
     if let Some(a) = &slot.adapter {
         a.shutdown(&slot.ndis, ShutdownAction::from_raw(action));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gate;
+
+    /// Item 10 of the soundness issue: a return nested inside the indicate call brings the lent
+    /// count to zero before the call returns; the pause completes only when the indication has
+    /// returned, and never before MiniportPause returned PENDING.
+    #[test]
+    fn item10_pause_waits_for_indications_in_flight_and_for_pause_to_return() {
+        let mut g = Gate {
+            running: true,
+            ..Gate::default()
+        };
+        // An indication of 2 lists begins (begin_indication).
+        g.lent += 2;
+        g.indicating += 1;
+        // MiniportPause starts on another processor.
+        g.running = false;
+        g.pausing = true;
+        // The protocols return both lists inside NdisMIndicateReceiveNetBufferLists.
+        g.lent -= 2;
+        assert!(
+            !g.take_pause_completion(),
+            "completed inside the indication"
+        );
+        // MiniportPause returns PENDING (not idle: the indication is still under way).
+        assert!(!g.idle());
+        g.pause_pended = true;
+        assert!(!g.take_pause_completion());
+        // The indicate call returns (end_indication).
+        g.indicating -= 1;
+        assert!(g.take_pause_completion());
+        assert!(!g.take_pause_completion(), "completed twice");
+    }
+
+    #[test]
+    fn item10_a_pause_is_not_completed_before_miniport_pause_returned() {
+        let mut g = Gate {
+            running: false,
+            pausing: true,
+            sends: 1,
+            ..Gate::default()
+        };
+        // The last send ends while MiniportPause still runs: no NdisMPauseComplete yet.
+        g.sends -= 1;
+        assert!(!g.take_pause_completion());
+        // MiniportPause then finds the adapter idle and returns SUCCESS itself.
+        assert!(g.idle());
     }
 }

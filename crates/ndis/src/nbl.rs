@@ -21,9 +21,9 @@ use ndis_sys as sys;
 
 use crate::Status;
 use crate::dma::{DmaRegistration, SharedMemory};
+use crate::heap::Shared;
 use crate::hw::DeviceMemory;
 use crate::irql::AtMostDispatch;
-use crate::heap::Shared;
 use crate::miniport::{Init, NdisAdapter};
 use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, LargeSend, RxChecksum};
 use crate::packet::{self, IpVersion, Layers};

@@ -94,7 +94,11 @@ impl ChecksumOffload {
     /// What the standardized keywords switch on, within `hardware`. An absent keyword leaves
     /// its task as `hardware` has it (the INF default is "Rx and Tx enabled"); a value outside
     /// 0..=3 likewise, as the advanced property page may hold anything.
-    pub fn from_keywords(config: &Configuration<'_>, hardware: Self, passive: &Passive<'_>) -> Self {
+    pub fn from_keywords(
+        config: &Configuration<'_>,
+        hardware: Self,
+        passive: &Passive<'_>,
+    ) -> Self {
         let mut on = Self::empty();
         for t in &TASKS {
             let both = t.tx | t.rx;
@@ -309,7 +313,11 @@ pub const LSO_KEYWORDS: [&str; 2] = ["*LsoV2IPv4", "*LsoV2IPv6"];
 impl LargeSendOffload {
     /// What `*LsoV2IPv4` / `*LsoV2IPv6` switch on, within `hardware`; an absent or out-of-range
     /// value leaves the version as `hardware` has it (the INF default is "enabled").
-    pub fn from_keywords(config: &Configuration<'_>, hardware: Self, passive: &Passive<'_>) -> Self {
+    pub fn from_keywords(
+        config: &Configuration<'_>,
+        hardware: Self,
+        passive: &Passive<'_>,
+    ) -> Self {
         let mut on = Self::empty();
         for (keyword, version) in LSO_KEYWORDS.iter().zip([Self::IPV4, Self::IPV6]) {
             if config.read_u32(keyword, passive) != Some(0) {

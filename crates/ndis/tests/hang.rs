@@ -50,7 +50,6 @@ impl MiniportDriver for Watched {
 }
 
 impl Miniport for WatchedAdapter {
-
     fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
         Quiesced::device_stopped()
     }

@@ -56,7 +56,6 @@ thread_local! {
 }
 
 impl Miniport for Adapter {
-
     fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
         Quiesced::device_stopped()
     }

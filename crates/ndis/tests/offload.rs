@@ -55,7 +55,6 @@ impl MiniportDriver for Driver {
 }
 
 impl Miniport for Adapter {
-
     fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
         Quiesced::device_stopped()
     }

@@ -281,7 +281,10 @@ impl<H: InterruptHandler> Release for Inner<H> {
     fn release(&self, _kept: bool) {
         // Always deregistered: NDIS requires it before halt returns. A handle kept past halt
         // keeps the state alive, and its `synchronize` refuses (the handle is null).
-        let handle = self.core.handle.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        let handle = self
+            .core
+            .handle
+            .swap(core::ptr::null_mut(), Ordering::AcqRel);
         if !handle.is_null() {
             // SAFETY: the live registration, deregistered once (the handle was swapped out), at
             // PASSIVE_LEVEL in halt or initialize; the state outlives it (this reference).
@@ -336,10 +339,7 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
     /// were set. The ISR may run before this returns: interrupts that arrive then are
     /// acknowledged (messages) or offered to [`InterruptHandler::line_claim`] (line) and request
     /// no DPC, so enable device interrupts after registration.
-    pub(crate) fn register(
-        init: &Initializing<'_>,
-        handler: H,
-    ) -> Result<Self, RegisterError<H>> {
+    pub(crate) fn register(init: &Initializing<'_>, handler: H) -> Result<Self, RegisterError<H>> {
         let inner = Inner {
             core: Core {
                 handle: AtomicPtr::new(core::ptr::null_mut()),

@@ -1,0 +1,252 @@
+//! What the types cannot stop is stopped at run time, without breaking the NDIS contract: each
+//! test is named after the item of the soundness issue it covers (the compile-time half is in
+//! `tests/ui/item*`).
+#![cfg(not(windows))]
+
+use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use ndis::driver::MiniportDriver;
+use ndis::heap::Shared;
+use ndis::interrupt::{
+    DpcContext, InterruptHandler, InterruptRegistration, InterruptShared, IsrContext, IsrOutcome,
+    MessageId,
+};
+use ndis::irql::{DispatchOrBelow, Passive};
+use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+use ndis::nbl::{ReceivePool, Returned, SendLists};
+use ndis::oid::SetData;
+use ndis::{NdisVersion, Status};
+use ndis_emu::{AdapterId, Config, Emulator, InterruptResources};
+use ndis_sys as sys;
+
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
+const BUFFER: usize = 2048;
+/// Sets the link down (for the kept-reference test: a driver report after halt).
+const OID_SYNCHRONIZE_99: u32 = 0xFF02_0001;
+
+thread_local! {
+    /// A reference to the framework's adapter state the driver kept past halt.
+    static KEPT_ADAPTER: RefCell<Option<Shared<NdisAdapter>>> = const { RefCell::new(None) };
+    /// A handle to its own registration the handler drops in its DPC.
+    static OWN_REGISTRATION: RefCell<Option<InterruptRegistration<Nic>>> = const { RefCell::new(None) };
+    static DPCS: Cell<u32> = const { Cell::new(0) };
+    /// How many times the send path lists each frame's buffer.
+    static LIST_TWICE: Cell<bool> = const { Cell::new(false) };
+    static WRITE_WHILE_LENT: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+struct Nic {
+    shared: InterruptShared<u32>,
+    stray: InterruptShared<u32>,
+}
+
+impl InterruptHandler for Nic {
+    type Queue = ();
+    const MSI_SUPPORTED: bool = true;
+    fn queues(&self) -> &[()] {
+        &[()]
+    }
+    fn isr(&self, _: &(), _: &IsrContext<'_>) -> IsrOutcome {
+        IsrOutcome::QueueDpc
+    }
+    fn dpc(&self, _: &(), _: &mut DpcContext<'_>) {
+        DPCS.set(DPCS.get() + 1);
+        // Dropping a handle in the interrupt's own DPC: releases nothing (no deregistration
+        // from the DPC, which would deadlock and free what the DPC runs on).
+        drop(OWN_REGISTRATION.with(|r| r.borrow_mut().take()));
+    }
+}
+
+struct Driver;
+struct Adapter {
+    receive: ReceivePool,
+    interrupt: InterruptRegistration<Nic>,
+}
+
+impl MiniportDriver for Driver {
+    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    const DRIVER_VERSION: (u8, u8) = (1, 0);
+    type Adapter = Adapter;
+    fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
+        let dma = init.register_dma(BUFFER as u32)?;
+        let receive = ReceivePool::new(init, &dma, BUFFER, 8)?;
+        let nic = Nic {
+            shared: InterruptShared::new(MessageId(0), 0),
+            stray: InterruptShared::new(MessageId(99), 0),
+        };
+        let interrupt = init.register_interrupt(nic)?;
+        OWN_REGISTRATION.with(|r| *r.borrow_mut() = Some(interrupt.clone()));
+        KEPT_ADAPTER.with(|k| *k.borrow_mut() = Some(init.adapter().clone()));
+        let info = AdapterInfo::ethernet([2, 0, 0, 0, 0, 1], 1500, 1_000_000_000, true);
+        Ok((Adapter { receive, interrupt }, info))
+    }
+}
+
+impl Miniport for Adapter {
+    fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
+        lists.each(|nbl| {
+            let mut frames = Vec::new();
+            let mut scratch = [0u8; BUFFER];
+            for frame in nbl.frames() {
+                let (Some(len), Some(index)) =
+                    (frame.copy_to(&mut scratch), self.receive.claim_any(0))
+                else {
+                    continue;
+                };
+                assert!(self.receive.write(index, 0, &scratch[..len]));
+                frames.push((index, 0, len));
+                if LIST_TWICE.get() {
+                    frames.push((index, 0, len));
+                }
+            }
+            let first = frames.first().map(|f| f.0);
+            self.receive
+                .indicate(&frames, irql, |i| self.receive.release(i));
+            if let Some(i) = first {
+                // Lent to NDIS now (returns are deferred): the pool refuses to write it.
+                WRITE_WHILE_LENT.set(Some(self.receive.write(i, 0, &[0xEE; 4])));
+            }
+            Status::SUCCESS
+        });
+    }
+
+    fn return_receives(
+        &self,
+        _: &NdisAdapter,
+        returned: &mut Returned<'_>,
+        _: &mut DispatchOrBelow<'_>,
+    ) {
+        self.receive.take_returned(returned, |_| {});
+    }
+
+    fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+        Quiesced::device_stopped() // no device
+    }
+
+    fn oid_set(
+        &self,
+        _: &NdisAdapter,
+        oid: u32,
+        _: &mut SetData<'_>,
+        passive: &mut Passive<'_>,
+    ) -> Result<usize, Status> {
+        match oid {
+            OID_SYNCHRONIZE_99 => {
+                let h = self.interrupt.handler();
+                let n = self.interrupt.synchronize(passive, &h.shared, |v, _| *v);
+                let _ = self.interrupt.synchronize(passive, &h.stray, |v, _| *v + n);
+                Ok(0)
+            }
+            _ => Err(Status::NOT_SUPPORTED),
+        }
+    }
+}
+
+ndis::miniport_driver!(Driver = Driver);
+
+fn start(emu: &Emulator) -> AdapterId {
+    assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let a = emu
+        .add_adapter(InterruptResources::msix(2))
+        .expect("initialize");
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    a
+}
+
+fn stop(emu: &Emulator, a: AdapterId) {
+    emu.return_receives(a);
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    KEPT_ADAPTER.with(|k| k.borrow_mut().take());
+    OWN_REGISTRATION.with(|r| r.borrow_mut().take());
+    emu.unload();
+}
+
+#[test]
+fn item06_a_reference_kept_past_halt_reaches_no_ndis_function() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let kept = KEPT_ADAPTER.with(|k| k.borrow_mut().take()).expect("kept");
+    // SAFETY: the test thread stands for a passive-level caller.
+    let passive = unsafe { Passive::assume() };
+    // While the adapter lives, a report goes out (so the count below can see one).
+    let before = emu.status_indications(a).len();
+    kept.indicate_link_state(false, 0, &passive);
+    assert_eq!(emu.status_indications(a).len(), before + 1);
+    emu.return_receives(a);
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    assert!(kept.is_halted());
+    let before = emu.status_indications(a).len();
+    // Before the fix this reached NdisMIndicateStatusEx with the halted adapter's handle.
+    kept.indicate_link_state(false, 0, &passive);
+    kept.indicate_link_state(true, 10, &passive);
+    assert_eq!(
+        emu.status_indications(a).len(),
+        before,
+        "an indication after halt went out"
+    );
+    drop(kept);
+    OWN_REGISTRATION.with(|r| r.borrow_mut().take());
+    emu.unload();
+}
+
+#[test]
+fn item07_a_registration_dropped_in_its_own_dpc_is_deregistered_at_halt_not_there() {
+    let emu = Emulator::new(Config {
+        trace: true,
+        ..Config::default()
+    });
+    let a = start(&emu);
+    assert!(OWN_REGISTRATION.with(|r| r.borrow().is_some()));
+    DPCS.set(0);
+    emu.fire_message(emu.device_of(a), 0);
+    emu.run_dpcs();
+    assert_eq!(DPCS.get(), 1);
+    assert!(OWN_REGISTRATION.with(|r| r.borrow().is_none()));
+    // Still registered: interrupts keep coming.
+    emu.fire_message(emu.device_of(a), 0);
+    emu.run_dpcs();
+    assert_eq!(DPCS.get(), 2);
+    let deregistered = |emu: &Emulator| {
+        emu.trace()
+            .iter()
+            .filter(|l| l.contains("interrupt deregistered"))
+            .count()
+    };
+    assert_eq!(deregistered(&emu), 0);
+    stop(&emu, a); // unload checks no interrupt is left registered
+    assert_eq!(deregistered(&emu), 1, "{:#?}", emu.trace());
+}
+
+#[test]
+fn item09_a_buffer_listed_twice_is_indicated_once_and_never_written_while_lent() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    LIST_TWICE.set(true);
+    WRITE_WHILE_LENT.set(None);
+    let frame = [0x02u8; 64];
+    emu.send(a, &[&frame]);
+    LIST_TWICE.set(false);
+    assert_eq!(emu.received_frames(a), [frame.to_vec()]);
+    assert_eq!(WRITE_WHILE_LENT.get(), Some(false));
+    stop(&emu, a);
+}
+
+#[test]
+fn item11_interrupt_shared_state_guarded_by_a_message_outside_the_grant_is_refused() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let r = catch_unwind(AssertUnwindSafe(|| emu.oid_set(a, OID_SYNCHRONIZE_99, &[])));
+    let message = match r {
+        Ok(_) => panic!("synchronize with message 99 of a 2-message grant went through"),
+        Err(p) => p.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    assert!(
+        message.contains("guarded by message 99") && message.contains("2 messages"),
+        "{message}"
+    );
+}
