@@ -175,9 +175,11 @@ fn nothing(_h: sys::NDIS_HANDLE) -> sys::NDIS_STATUS {
 
 // --- 1. the handle of an adapter NDIS forgot ------------------------------------------------
 
+type AdapterCall = fn(sys::NDIS_HANDLE);
+
 /// One call of every export that takes a MiniportAdapterHandle, with otherwise plausible
 /// arguments (the handle is checked first).
-fn adapter_handle_calls() -> Vec<(&'static str, fn(sys::NDIS_HANDLE))> {
+fn adapter_handle_calls() -> Vec<(&'static str, AdapterCall)> {
     vec![
         ("NdisMIndicateStatusEx", |h| {
             // SAFETY: all-zero is a valid indication (plain data).
