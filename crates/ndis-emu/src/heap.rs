@@ -187,15 +187,16 @@ unsafe impl GlobalAlloc for DriverHeap {
     }
 }
 
-/// Runs `f` as driver code (the emulator calling a driver callback) at `irql`; an allocation it
-/// made above DISPATCH_LEVEL bug-checks when it returns.
+/// Runs `f` as driver code (the emulator calling a driver callback) at `irql`. An allocation it
+/// made above DISPATCH_LEVEL is reported by [`raise_irql_violation`] once the callback's
+/// processor state is restored (`machine::on_cpu`), so that code unwinding from the bug check
+/// (a test's destructors) runs at the caller's IRQL.
 pub(crate) fn as_driver<R>(irql: u8, f: impl FnOnce() -> R) -> R {
     let previous = IN_DRIVER.with(|d| d.replace(true));
     let previous_irql = DRIVER_IRQL.with(|i| i.replace(irql));
     let r = f();
     IN_DRIVER.with(|d| d.set(previous));
     DRIVER_IRQL.with(|i| i.set(previous_irql));
-    raise_irql_violation();
     r
 }
 

@@ -360,6 +360,9 @@ pub(crate) fn on_cpu<R>(
     st.callbacks.pop();
     st.cpus[cpu].irql = prev_irql;
     st.cpu = prev_cpu;
+    drop(st);
+    // Heap use above DISPATCH_LEVEL during the callback stops the run when it returns.
+    crate::heap::raise_irql_violation();
     r
 }
 
