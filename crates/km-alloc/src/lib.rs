@@ -1,8 +1,12 @@
 //! A `GlobalAlloc` for kernel drivers built without the WDK (with it, `wdk-alloc` is used).
 //!
 //! Memory comes from the non-paged pool, so it may be touched at any IRQL up to DISPATCH_LEVEL;
-//! allocating is allowed at IRQL <= DISPATCH_LEVEL. Pool blocks are 16-byte aligned on x64; larger
-//! alignments are served by over-allocating and keeping the pool pointer just below the block.
+//! allocating is allowed at IRQL <= DISPATCH_LEVEL. Above it (an ISR, a synchronize function) the
+//! allocator returns null without calling the pool, which would bug-check: a fallible allocation
+//! (`Vec::try_reserve`) sees the failure, an infallible one (`Box::new`) reaches the allocation
+//! error handler, whose panic `km-rt` reports as an allocation failure above DISPATCH_LEVEL. Pool
+//! blocks are 16-byte aligned on x64; larger alignments are served by over-allocating and keeping
+//! the pool pointer just below the block.
 #![no_std]
 
 use core::alloc::{GlobalAlloc, Layout};
@@ -21,6 +25,34 @@ impl PoolTag {
     }
 }
 
+/// The highest IRQL at which pool may be allocated (`DISPATCH_LEVEL`).
+pub const MAX_ALLOCATION_IRQL: u8 = ndis_sys::DISPATCH_LEVEL;
+
+/// The IRQL of the calling processor.
+///
+/// On x86-64 Windows this reads CR8, the task-priority register the kernel keeps the IRQL in:
+/// exactly what `KeGetCurrentIrql` compiles to there (the WDK defines it as an inline `ReadCR8`,
+/// not an import). On other targets (the host, where `ndis-emu` checks the IRQL of every pool
+/// call itself, and Windows architectures this crate does not read the IRQL on) it answers
+/// PASSIVE_LEVEL.
+#[inline]
+pub fn current_irql() -> u8 {
+    #[cfg(all(windows, target_arch = "x86_64"))]
+    {
+        let cr8: u64;
+        // SAFETY: a kernel driver runs at CPL 0, where reading CR8 is allowed; the read has no
+        // side effect and touches neither memory, the stack nor the flags.
+        unsafe {
+            core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags))
+        };
+        cr8 as u8
+    }
+    #[cfg(not(all(windows, target_arch = "x86_64")))]
+    {
+        ndis_sys::PASSIVE_LEVEL
+    }
+}
+
 /// Raw pool access.
 ///
 /// # Safety
@@ -31,6 +63,13 @@ pub unsafe trait Pool {
     /// # Safety
     /// `block` came from `allocate` on this pool and is not used afterwards.
     unsafe fn free(&self, block: *mut u8);
+    /// The IRQL of the calling processor, which decides whether `allocate` may be called at all
+    /// (above [`MAX_ALLOCATION_IRQL`] the allocator returns null instead). [`current_irql`] by
+    /// default; a test pool answers what the test wants.
+    #[inline]
+    fn irql(&self) -> u8 {
+        current_irql()
+    }
 }
 
 /// The non-paged kernel pool through `ExAllocatePool2` / `ExFreePoolWithTag`.
@@ -71,6 +110,10 @@ impl<P: Pool> PoolAllocator<P> {
     }
 
     fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        if self.pool.irql() > MAX_ALLOCATION_IRQL {
+            // ExAllocatePool2 above DISPATCH_LEVEL bug-checks; a null is the only safe answer.
+            return core::ptr::null_mut();
+        }
         if layout.align() <= POOL_ALIGNMENT {
             return self.pool.allocate(layout.size(), zeroed);
         }
@@ -129,11 +172,17 @@ mod tests {
     /// double frees, and that hands out blocks only 16-aligned (never more), like the kernel.
     struct HostPool {
         live: RefCell<Vec<(*mut u8, usize)>>,
+        irql: core::cell::Cell<u8>,
+        calls: core::cell::Cell<usize>,
     }
 
     // SAFETY: std::alloc with align 16 returns 16-aligned blocks (or null); zeroed on request.
     unsafe impl Pool for HostPool {
+        fn irql(&self) -> u8 {
+            self.irql.get()
+        }
         fn allocate(&self, bytes: usize, zeroed: bool) -> *mut u8 {
+            self.calls.set(self.calls.get() + 1);
             // Shift by 16 inside a 32-aligned block so the result is 16- but not 32-aligned.
             let layout = Layout::from_size_align(bytes + 16, 32).unwrap();
             // SAFETY: layout has non-zero size.
@@ -170,6 +219,8 @@ mod tests {
     fn allocator() -> PoolAllocator<HostPool> {
         PoolAllocator::new(HostPool {
             live: RefCell::new(Vec::new()),
+            irql: core::cell::Cell::new(0),
+            calls: core::cell::Cell::new(0),
         })
     }
 
@@ -204,6 +255,56 @@ mod tests {
         // SAFETY: from alloc_zeroed with this layout.
         unsafe { a.dealloc(p, layout) };
         assert!(a.pool.live.borrow().is_empty());
+    }
+
+    #[test]
+    fn above_dispatch_level_allocation_is_null_and_never_reaches_the_pool() {
+        let a = allocator();
+        for align in [8usize, 64] {
+            let layout = Layout::from_size_align(40, align).unwrap();
+            for irql in [3u8, 5, 15] {
+                a.pool.irql.set(irql);
+                // SAFETY: non-zero size.
+                assert!(unsafe { a.alloc(layout) }.is_null(), "IRQL {irql}");
+                // SAFETY: as above.
+                assert!(unsafe { a.alloc_zeroed(layout) }.is_null(), "IRQL {irql}");
+            }
+            assert_eq!(
+                a.pool.calls.get(),
+                0,
+                "the pool is never called above DISPATCH"
+            );
+            for irql in [0u8, 1, 2] {
+                a.pool.irql.set(irql);
+                // SAFETY: non-zero size.
+                let p = unsafe { a.alloc(layout) };
+                assert!(!p.is_null(), "IRQL {irql}");
+                // SAFETY: from alloc with this layout.
+                unsafe { a.dealloc(p, layout) };
+            }
+            a.pool.calls.set(0);
+        }
+        assert!(a.pool.live.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_growing_realloc_above_dispatch_level_fails_and_keeps_the_block() {
+        let a = allocator();
+        let layout = Layout::from_size_align(16, 8).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(layout) };
+        a.pool.irql.set(4);
+        // SAFETY: p came from alloc with this layout; the new size is non-zero.
+        assert!(unsafe { a.realloc(p, layout, 64) }.is_null());
+        a.pool.irql.set(2);
+        // SAFETY: a failed realloc leaves p allocated.
+        unsafe { a.dealloc(p, layout) };
+        assert!(a.pool.live.borrow().is_empty());
+    }
+
+    #[test]
+    fn the_host_irql_is_passive_level() {
+        assert_eq!(current_irql(), 0);
     }
 
     #[test]

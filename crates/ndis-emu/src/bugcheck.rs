@@ -69,6 +69,20 @@ pub mod rule {
     /// Checksum offload misuse: a configuration (default or indicated) enabling a task the
     /// hardware capabilities lack, or a configuration indicated without offload attributes.
     pub const OFFLOAD: usize = 0x0009_100F;
+    /// Parameter 4 of a [`DMA`] bug check for shared memory freed after the adapter's
+    /// scatter/gather DMA registration was deregistered (parameters 2 and 3: virtual and
+    /// physical address). Every other `DMA` check has 0 there.
+    pub const DMA_FREED_AFTER_DEREGISTER: usize = 1;
+    /// An NDIS export was called with the MiniportAdapterHandle of an adapter NDIS forgot: its
+    /// MiniportHaltEx returned, or its MiniportInitializeEx failed (param 2: the handle, param 3:
+    /// 1 halted / 2 initialize failed).
+    pub const ADAPTER_USED_AFTER_HALT: usize = 0x0009_1010;
+    /// A MessageId outside the interrupt's grant (param 2: MessageId, param 3: messages granted,
+    /// 0 for a line-based grant; param 4: the interrupt handle).
+    pub const MESSAGE_ID: usize = 0x0009_1011;
+    /// Driver code allocated or freed heap (pool) above DISPATCH_LEVEL (param 2: IRQL, param 3:
+    /// bytes, param 4: 0 allocation / 1 free).
+    pub const ALLOCATION_IRQL: usize = 0x0009_1012;
 }
 
 /// One emulated bug check.

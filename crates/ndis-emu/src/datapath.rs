@@ -478,18 +478,58 @@ pub(crate) unsafe fn ndis_free_mdl(mdl: sys::PMDL) {
     drop(unsafe { Box::from_raw(mdl) });
 }
 
+/// Dispatch IRQL tracking: a set `*_DISPATCH_LEVEL` flag promises the caller runs at
+/// DISPATCH_LEVEL; a clear one only says "at most DISPATCH_LEVEL, not known" (a caller that does
+/// not know its IRQL clears it), which is allowed at any IRQL the function allows.
 fn check_dispatch_flag(st: &State, flags: u32, bit: u32, function: &str) {
-    let at_dispatch = st.irql() == sys::DISPATCH_LEVEL;
-    if (flags & bit != 0) != at_dispatch {
+    let irql = st.irql();
+    if flags & bit != 0 && irql != sys::DISPATCH_LEVEL {
         bugcheck::raise(
             bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [rule::IRQL, st.irql() as usize, flags as usize, 0],
+            [rule::IRQL, irql as usize, flags as usize, 0],
             format!(
-                "{function}: the DISPATCH_LEVEL flag is {} but the caller runs at IRQL {}",
-                if flags & bit != 0 { "set" } else { "clear" },
-                st.irql()
+                "{function}: the DISPATCH_LEVEL flag ({bit:#x}) is set but the caller runs at IRQL {irql} \
+                 ({}). Set it only when the IRQL is known to be DISPATCH_LEVEL (e.g. the send \
+                 handler's NDIS_SEND_FLAGS_DISPATCH_LEVEL was set, a DPC, a spin lock held); clear it \
+                 when unsure.",
+                machine::irql_name(irql)
             ),
         );
+    }
+}
+
+/// How the protocol above calls `MiniportSendNetBufferLists` and `MiniportReturnNetBufferLists`
+/// (`Config::send_irql`, [`Emulator::set_send_irql`]). NDIS's Dispatch IRQL tracking: a set
+/// `NDIS_SEND_FLAGS_DISPATCH_LEVEL` / `NDIS_RETURN_FLAGS_DISPATCH_LEVEL` means the caller is at
+/// DISPATCH_LEVEL; a clear one means "at most DISPATCH_LEVEL, not known", which a driver must
+/// handle at PASSIVE_LEVEL and at DISPATCH_LEVEL alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendIrql {
+    /// At PASSIVE_LEVEL, the flag clear.
+    Passive,
+    /// At DISPATCH_LEVEL with the flag set (the default: what a protocol at DISPATCH_LEVEL that
+    /// knows it does).
+    #[default]
+    DispatchFlagged,
+    /// At DISPATCH_LEVEL with the flag clear: a caller that does not track its IRQL.
+    DispatchUnflagged,
+}
+
+impl SendIrql {
+    fn irql(self) -> u8 {
+        match self {
+            SendIrql::Passive => sys::PASSIVE_LEVEL,
+            SendIrql::DispatchFlagged | SendIrql::DispatchUnflagged => sys::DISPATCH_LEVEL,
+        }
+    }
+
+    /// The flags word: `bit` when flagged.
+    fn flags(self, bit: u32) -> u32 {
+        if self == SendIrql::DispatchFlagged {
+            bit
+        } else {
+            0
+        }
     }
 }
 
@@ -863,8 +903,9 @@ impl Emulator {
         piece: usize,
         info: impl Fn(usize) -> ListInfo,
     ) {
-        let (handler, context, cpu, first) = {
+        let (handler, context, cpu, first, how) = {
             let mut st = self.machine.st();
+            let how = st.config.send_irql;
             let a = adapter.0;
             assert_eq!(
                 st.ndis.adapters[a].state,
@@ -891,22 +932,22 @@ impl Emulator {
                     .sends
                     .insert(first as usize, SendRecord { adapter: a, slot });
             }
-            (handler, context, st.cpu, first)
+            (handler, context, st.cpu, first, how)
         };
         on_cpu(
             &self.machine,
             cpu,
-            sys::DISPATCH_LEVEL,
+            how.irql(),
             Callback::Send(adapter.0),
             || {
                 // SAFETY: the driver's send handler with its adapter context and a chain the emulator
-                // built, at DISPATCH_LEVEL as the flag says.
+                // built, at the IRQL the flag allows (set: DISPATCH_LEVEL; clear: at most that).
                 unsafe {
                     handler(
                         context as sys::NDIS_HANDLE,
                         first,
                         sys::NDIS_DEFAULT_PORT_NUMBER,
-                        sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL,
+                        how.flags(sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL),
                     )
                 }
             },
@@ -1023,8 +1064,9 @@ impl Emulator {
 }
 
 pub(crate) fn return_held(m: &Machine, a: usize) {
-    let (handler, context, cpu, chain) = {
+    let (handler, context, cpu, chain, how) = {
         let mut st = m.st();
+        let how = st.config.send_irql;
         let held = &mut st.datapath.held;
         let mut mine = Vec::with_capacity(held.len());
         mine.extend(held.iter().copied().filter(|&(x, _)| x == a));
@@ -1055,17 +1097,22 @@ pub(crate) fn return_held(m: &Machine, a: usize) {
             context,
             st.cpu,
             mine[0].1 as *mut sys::NET_BUFFER_LIST,
+            how,
         )
     };
-    on_cpu(m, cpu, sys::DISPATCH_LEVEL, Callback::Return(a), || {
-        // SAFETY: the driver's return handler with its adapter context and its own lists.
-        unsafe {
-            handler(
-                context as sys::NDIS_HANDLE,
-                chain,
-                sys::NDIS_RETURN_FLAGS_DISPATCH_LEVEL,
-            )
-        }
+    // The configured IRQL, never below the caller's: a return made from inside an indication
+    // (`set_returns_during_indication`) runs at the indicating driver's IRQL at least, and is
+    // flagged only when the protocol knows it is at DISPATCH_LEVEL.
+    let irql = m.st().irql().max(how.irql());
+    let flags = if irql == sys::DISPATCH_LEVEL {
+        how.flags(sys::NDIS_RETURN_FLAGS_DISPATCH_LEVEL)
+    } else {
+        0
+    };
+    on_cpu(m, cpu, irql, Callback::Return(a), || {
+        // SAFETY: the driver's return handler with its adapter context and its own lists, at the
+        // IRQL the flag allows.
+        unsafe { handler(context as sys::NDIS_HANDLE, chain, flags) }
     });
 }
 

@@ -6,8 +6,9 @@
 //! block's virtual address is the region's host address and its physical address the guest
 //! address, as on a machine without an IOMMU. [`Emulator::dma_read`] and [`Emulator::dma_write`]
 //! reach memory by that address, as a bus master would, but only inside one live block. Freeing
-//! checks that length and both addresses match the allocation; halt requires the DMA registration
-//! to be gone and unload every block to be freed.
+//! checks that length and both addresses match the allocation, and that the DMA registration is
+//! still there (shared memory is freed before `NdisMDeregisterScatterGatherDma`); halt requires the
+//! DMA registration to be gone and unload every block to be freed.
 
 use std::collections::BTreeMap;
 
@@ -247,6 +248,24 @@ pub(crate) unsafe fn ndis_m_free_shared_memory(
             ),
             va as usize,
             pa as usize,
+        );
+    }
+    if st.ndis.adapters[a].dma.is_none() {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [
+                rule::DMA,
+                va as usize,
+                pa as usize,
+                rule::DMA_FREED_AFTER_DEREGISTER,
+            ],
+            format!(
+                "NdisMFreeSharedMemory({length} bytes, va {va:p}, pa {pa:#x}) on adapter {a} after its \
+                 scatter/gather DMA registration was deregistered: free every shared-memory block \
+                 before NdisMDeregisterScatterGatherDma (the memory belongs to the DMA adapter \
+                 object it releases)"
+            ),
         );
     }
     let block = st.dma.blocks.remove(&(pa as u64)).unwrap();

@@ -19,7 +19,7 @@ macro_rules! exports {
             use super::*;
             $(
                 pub(super) unsafe extern "system-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
-                    let _emulator = crate::heap::EmulatorCode::enter();
+                    let _emulator = crate::heap::EmulatorCode::export();
                     // SAFETY: the caller upholds the kernel export's contract, which the
                     // emulation requires too.
                     unsafe { $imp($($arg),*) }
@@ -30,7 +30,7 @@ macro_rules! exports {
             use super::*;
             $(
                 pub(super) unsafe extern "win64-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
-                    let _emulator = crate::heap::EmulatorCode::enter();
+                    let _emulator = crate::heap::EmulatorCode::export();
                     // SAFETY: as for the host-ABI twin.
                     unsafe { $imp($($arg),*) }
                 }

@@ -15,14 +15,52 @@
 //! when freed (by anyone), and `Emulator::unload` reports the survivors like leaked pool
 //! (DRIVER_VERIFIER_DETECTED_VIOLATION 0x62). Allocations by test code and by the emulator itself
 //! are not counted.
+//!
+//! Two more rules of the kernel pool apply to those allocations:
+//! * **IRQL.** Pool may be allocated and freed at IRQL <= DISPATCH_LEVEL only (`km-alloc` returns
+//!   null above it). An allocation or free by driver code running above DISPATCH_LEVEL (an ISR, a
+//!   synchronize function) is latched on this thread with its IRQL and size — the allocator must
+//!   not unwind, so it still serves the request — and the emulator raises 0xC4
+//!   (`rule::ALLOCATION_IRQL`, IRQL, bytes, 0 allocation / 1 free) at the next boundary: the next
+//!   export the driver calls, or the return of the callback, whichever comes first. The IRQL is
+//!   the one the emulator entered the callback at, kept in a thread-local next to `IN_DRIVER`
+//!   (the machine's state is never borrowed from the allocator for it); spin locks, the only way
+//!   a callback changes its IRQL, never take it above DISPATCH_LEVEL.
+//! * **Fallible allocations.** Allocations the driver makes inside
+//!   `ndis_sys::host::fallible_allocation` (a guard the framework wraps around
+//!   `Vec::try_reserve` and the like; the emulator installs its hook) are fallible calls of the
+//!   fault plan, named [`FALLIBLE_SITE`]: a plan or a sweep may fail them (null), and
+//!   `fallible_calls()` lists them. Infallible ones are never failed: `Box::new` aborts on null.
+//!
+//! Whether this allocator is installed at all is probed by [`probe`] when an emulator is created
+//! (`Emulator::leak_detection`).
 
 use rustc_hash::FxHashMap as HashMap;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 
+use ndis_sys as sys;
+
+/// The name of a fallible driver-heap allocation in the fault plan and `fallible_calls()`.
+pub const FALLIBLE_SITE: &str = "driver heap (fallible)";
+
+/// An allocation or free above DISPATCH_LEVEL, waiting for the next boundary to bug-check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IrqlViolation {
+    irql: u8,
+    bytes: usize,
+    free: bool,
+}
+
 thread_local! {
     /// True while driver code runs (set around callbacks, cleared around exports).
     static IN_DRIVER: Cell<bool> = const { Cell::new(false) };
+    /// The IRQL of the driver callback running now (meaningful while IN_DRIVER).
+    static DRIVER_IRQL: Cell<u8> = const { Cell::new(0) };
+    /// Depth of `ndis_sys::host::FallibleAllocation` guards on this thread.
+    static FALLIBLE_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The first allocation or free above DISPATCH_LEVEL not yet reported.
+    static IRQL_VIOLATION: Cell<Option<IrqlViolation>> = const { Cell::new(None) };
     /// Live driver allocations: address -> size.
     static LIVE: RefCell<Option<HashMap<usize, usize>>> = const { RefCell::new(None) };
     /// Set while the allocator itself works, so its own bookkeeping is never recorded.
@@ -51,10 +89,48 @@ fn recording() -> bool {
     IN_DRIVER.try_with(|d| d.get()).unwrap_or(false) && !BUSY.try_with(|b| b.get()).unwrap_or(true)
 }
 
-// SAFETY: every call is forwarded to the system allocator unchanged; the bookkeeping neither
-// touches the blocks nor changes what is returned.
+/// Latches the first allocation or free above DISPATCH_LEVEL (never unwinds).
+fn check_irql(bytes: usize, free: bool) {
+    let irql = DRIVER_IRQL.try_with(|i| i.get()).unwrap_or(0);
+    if irql > sys::DISPATCH_LEVEL {
+        let _ = IRQL_VIOLATION.try_with(|v| {
+            if v.get().is_none() {
+                v.set(Some(IrqlViolation { irql, bytes, free }));
+            }
+        });
+    }
+}
+
+/// Whether the driver allocation of `bytes` about to be made must fail: the IRQL rule is
+/// checked, and a fallible one is a fallible call of the fault plan.
+fn fail_driver_allocation(bytes: usize) -> bool {
+    if !recording() {
+        return false;
+    }
+    check_irql(bytes, false);
+    if FALLIBLE_DEPTH.try_with(|d| d.get()).unwrap_or(0) == 0 {
+        return false;
+    }
+    let mut fail = false;
+    let _ = BUSY.try_with(|busy| {
+        if busy.replace(true) {
+            return;
+        }
+        // The fault log grows here: BUSY keeps that allocation out of the records.
+        fail = crate::machine::fail_fallible_heap_allocation(FALLIBLE_SITE);
+        busy.set(false);
+    });
+    fail
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged, or answered with null
+// (allowed for any allocation); the bookkeeping neither touches the blocks nor changes what is
+// returned.
 unsafe impl GlobalAlloc for DriverHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if fail_driver_allocation(layout.size()) {
+            return core::ptr::null_mut();
+        }
         // SAFETY: forwarded with the caller's layout.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() && recording() {
@@ -66,6 +142,9 @@ unsafe impl GlobalAlloc for DriverHeap {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if fail_driver_allocation(layout.size()) {
+            return core::ptr::null_mut();
+        }
         // SAFETY: forwarded with the caller's layout.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() && recording() {
@@ -77,6 +156,10 @@ unsafe impl GlobalAlloc for DriverHeap {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if fail_driver_allocation(new_size) {
+            // The old block stays valid, as after any failed realloc.
+            return core::ptr::null_mut();
+        }
         // SAFETY: forwarded with the caller's arguments.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
@@ -93,6 +176,9 @@ unsafe impl GlobalAlloc for DriverHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if recording() {
+            check_irql(layout.size(), true);
+        }
         with_bookkeeping(|live| {
             live.remove(&(ptr as usize));
         });
@@ -101,12 +187,43 @@ unsafe impl GlobalAlloc for DriverHeap {
     }
 }
 
-/// Runs `f` as driver code (the emulator calling a driver callback).
-pub(crate) fn as_driver<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f` as driver code (the emulator calling a driver callback) at `irql`. An allocation it
+/// made above DISPATCH_LEVEL is reported by [`raise_irql_violation`] once the callback's
+/// processor state is restored (`machine::on_cpu`), so that code unwinding from the bug check
+/// (a test's destructors) runs at the caller's IRQL.
+pub(crate) fn as_driver<R>(irql: u8, f: impl FnOnce() -> R) -> R {
     let previous = IN_DRIVER.with(|d| d.replace(true));
+    let previous_irql = DRIVER_IRQL.with(|i| i.replace(irql));
     let r = f();
     IN_DRIVER.with(|d| d.set(previous));
+    DRIVER_IRQL.with(|i| i.set(previous_irql));
     r
+}
+
+/// Raises the bug check for an allocation or free above DISPATCH_LEVEL, if one is latched.
+pub(crate) fn raise_irql_violation() {
+    let Some(v) = IRQL_VIOLATION.try_with(|v| v.take()).ok().flatten() else {
+        return;
+    };
+    let what = if v.free { "freed" } else { "allocated" };
+    crate::bugcheck::raise(
+        crate::bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        [
+            crate::bugcheck::rule::ALLOCATION_IRQL,
+            v.irql as usize,
+            v.bytes,
+            v.free as usize,
+        ],
+        format!(
+            "driver code {what} {} bytes of heap at IRQL {} ({}): pool may only be allocated and freed \
+             at IRQL <= DISPATCH_LEVEL (km-alloc returns null above it, and Box::new then aborts). \
+             Allocate before raising (in the DPC or at initialize) and keep ISR and synchronize \
+             functions free of Box/Vec/String work.",
+            v.bytes,
+            v.irql,
+            crate::machine::irql_name(v.irql)
+        ),
+    );
 }
 
 /// Marks the emulator's own work inside an export the driver called.
@@ -115,6 +232,14 @@ pub(crate) struct EmulatorCode(bool);
 impl EmulatorCode {
     pub(crate) fn enter() -> Self {
         EmulatorCode(IN_DRIVER.with(|d| d.replace(false)))
+    }
+
+    /// Entry of an export the driver called: first reports an allocation the driver made above
+    /// DISPATCH_LEVEL since the last boundary.
+    pub(crate) fn export() -> Self {
+        let guard = Self::enter();
+        raise_irql_violation();
+        guard
     }
 }
 
@@ -131,6 +256,18 @@ pub fn instrumentation<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The hook `ndis_sys::host::FallibleAllocation` calls: entering (true) and leaving (false) a
+/// region of fallible allocations on this thread.
+pub(crate) fn fallible_allocation_hook(entering: bool) {
+    let _ = FALLIBLE_DEPTH.try_with(|d| {
+        d.set(if entering {
+            d.get() + 1
+        } else {
+            d.get().saturating_sub(1)
+        })
+    });
+}
+
 /// (count, bytes) of live driver heap blocks on this thread.
 pub(crate) fn live() -> (usize, usize) {
     let mut out = (0, 0);
@@ -141,4 +278,24 @@ pub(crate) fn live() -> (usize, usize) {
 /// Forgets every record (a new emulator starts clean).
 pub(crate) fn reset() {
     with_bookkeeping(|live| live.clear());
+    FALLIBLE_DEPTH.with(|d| d.set(0));
+    IRQL_VIOLATION.with(|v| v.set(None));
+}
+
+/// Whether [`DriverHeap`] is this process's global allocator: a block allocated as driver code
+/// must show up in its records.
+pub(crate) fn probe() -> bool {
+    let layout = Layout::new::<u64>();
+    as_driver(sys::PASSIVE_LEVEL, || {
+        // SAFETY: a non-zero-sized layout; the block is freed below with it.
+        let p = std::hint::black_box(unsafe { std::alloc::alloc(layout) });
+        if p.is_null() {
+            return false;
+        }
+        let mut recorded = false;
+        with_bookkeeping(|live| recorded = live.contains_key(&(p as usize)));
+        // SAFETY: allocated above with this layout, freed once.
+        unsafe { std::alloc::dealloc(p, layout) };
+        recorded
+    })
 }

@@ -42,10 +42,11 @@ pub use bugcheck::{
     VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
 };
 pub use bugcheck::{BugCheck, rule};
+pub use datapath::SendIrql;
 pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
 pub use exports::{Win64Export, win64_exports};
 pub use faults::FaultPlan;
-pub use heap::{DriverHeap, instrumentation};
+pub use heap::{DriverHeap, FALLIBLE_SITE, instrumentation};
 pub use memory::{Allocation, AllocationKind};
 pub use ndis::AdapterState;
 pub use offload::{
@@ -123,6 +124,10 @@ pub struct Config {
     pub interleave_dpcs: bool,
     pub trace: bool,
     pub faults: FaultPlan,
+    /// How the protocol above calls the send and return handlers: at DISPATCH_LEVEL with the
+    /// `*_DISPATCH_LEVEL` flag set (default), at DISPATCH_LEVEL with it clear, or at
+    /// PASSIVE_LEVEL ([`SendIrql`]); [`Emulator::set_send_irql`] changes it during a test.
+    pub send_irql: SendIrql,
 }
 
 impl Default for Config {
@@ -137,6 +142,7 @@ impl Default for Config {
             interleave_dpcs: false,
             trace: false,
             faults: FaultPlan::default(),
+            send_irql: SendIrql::default(),
         }
     }
 }
@@ -153,6 +159,7 @@ pub struct DeviceId(pub usize);
 /// code the test calls runs on this thread.
 pub struct Emulator {
     machine: Rc<Machine>,
+    leak_detection: bool,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -168,14 +175,35 @@ impl Emulator {
             "cpus must be 1..=64 (group 0 only)"
         );
         sys::host::install(&exports::HOST_IMPORTS);
+        sys::host::set_fallible_allocation_hook(heap::fallible_allocation_hook);
         sys::mmio::host::install_mmio(&pci::HOST_MMIO);
         machine::reset_bugchecked();
         heap::reset();
+        let leak_detection = heap::probe();
+        if !leak_detection {
+            warn_no_leak_detection();
+        }
         let machine = Rc::new(Machine {
             state: std::cell::RefCell::new(State::new(config)),
         });
         machine::install(machine.clone());
-        Emulator { machine }
+        Emulator {
+            machine,
+            leak_detection,
+        }
+    }
+
+    /// Whether the driver's Rust heap is accounted: [`DriverHeap`] is this test binary's global
+    /// allocator (probed when the emulator is created). Without it, heap leaks, heap use above
+    /// DISPATCH_LEVEL and fallible heap allocations in fault sweeps go unseen, and
+    /// `Emulator::new` says so once on stderr.
+    pub fn leak_detection(&self) -> bool {
+        self.leak_detection
+    }
+
+    /// How the protocol calls the send and return handlers from now on (see [`SendIrql`]).
+    pub fn set_send_irql(&self, how: SendIrql) {
+        self.st().config.send_irql = how;
     }
 
     fn st(&self) -> std::cell::RefMut<'_, State> {
@@ -809,6 +837,19 @@ impl Drop for Emulator {
     }
 }
 
+/// Tells the test, once per process, that the driver's heap is not accounted.
+fn warn_no_leak_detection() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!(
+            "ndis-emu: warning: leak detection of the driver's heap is OFF: ndis_emu::DriverHeap is \
+             not this test binary's global allocator, so Box/Vec leaks, heap use above \
+             DISPATCH_LEVEL and fallible heap allocations are not seen. Add to the test crate:\n    \
+             #[global_allocator]\n    static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;"
+        );
+    });
+}
+
 /// The CM_PARTIAL_RESOURCE_LIST PnP would hand the driver for `device` (as 4-byte words).
 fn resource_list(device: &Device) -> Box<[u32]> {
     let mut descriptors: Vec<sys::CM_PARTIAL_RESOURCE_DESCRIPTOR> = Vec::new();
@@ -947,4 +988,19 @@ pub fn sweep_fallible_calls(
         );
     }
     SweepReport { sites }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This unit-test binary keeps the system allocator: the probe must see that.
+    #[test]
+    fn without_driver_heap_as_global_allocator_leak_detection_is_off() {
+        let emu = Emulator::new(Config::default());
+        assert!(!emu.leak_detection());
+        // A second emulator probes again (the warning itself is printed once per process).
+        drop(emu);
+        assert!(!Emulator::new(Config::default()).leak_detection());
+    }
 }

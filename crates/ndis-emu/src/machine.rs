@@ -66,6 +66,20 @@ pub(crate) fn install(machine: Rc<Machine>) {
     });
 }
 
+/// The fault plan's answer for a fallible driver-heap allocation (`site`), asked from inside the
+/// allocator: false when no machine is installed or its state is borrowed (emulator code).
+pub(crate) fn fail_fallible_heap_allocation(site: &'static str) -> bool {
+    CURRENT
+        .try_with(|c| {
+            let m = c.try_borrow().ok()?.clone()?;
+            let mut st = m.state.try_borrow_mut().ok()?;
+            Some(st.fallible(site))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
 pub(crate) fn uninstall() {
     CURRENT.with(|c| c.borrow_mut().take());
 }
@@ -339,13 +353,16 @@ pub(crate) fn on_cpu<R>(
         st.callbacks.push(callback);
         prev
     };
-    let r = crate::heap::as_driver(f);
+    let r = crate::heap::as_driver(irql, f);
     let mut st = m.st();
     let depth = st.callbacks.len();
     crate::sync::check_released_at_return(&st, cpu, depth);
     st.callbacks.pop();
     st.cpus[cpu].irql = prev_irql;
     st.cpu = prev_cpu;
+    drop(st);
+    // Heap use above DISPATCH_LEVEL during the callback stops the run when it returns.
+    crate::heap::raise_irql_violation();
     r
 }
 

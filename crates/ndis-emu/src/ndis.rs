@@ -130,12 +130,29 @@ pub(crate) fn adapter_of_handle(st: &State, handle: sys::NDIS_HANDLE, function: 
     adapter_of(st, handle, function)
 }
 
+/// Resolves a live adapter handle. Every export taking a MiniportAdapterHandle resolves it here
+/// (directly or through [`check_ndis_handle`]), so the handle of an adapter NDIS forgot — halted,
+/// or whose initialize failed — is caught for all of them.
 fn adapter_of(st: &State, handle: sys::NDIS_HANDLE, function: &str) -> usize {
     let h = handle as usize;
     if h & TAG_MASK == ADAPTER_TAG {
         let i = (h & !TAG_MASK).wrapping_sub(1);
-        if i < st.ndis.adapters.len() {
-            return i;
+        if let Some(adapter) = st.ndis.adapters.get(i) {
+            let (code, when) = match adapter.state {
+                AdapterState::Halted => (1, "after its MiniportHaltEx returned"),
+                AdapterState::Failed => (2, "after its MiniportInitializeEx failed"),
+                _ => return i,
+            };
+            bugcheck::raise(
+                bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::ADAPTER_USED_AFTER_HALT, h, code, 0],
+                format!(
+                    "{function} called with the MiniportAdapterHandle {h:#x} of adapter {i} {when}: \
+                     NDIS has forgotten the adapter and the handle is dead. Stop every timer, DPC and \
+                     work item that can reach the adapter, and release its resources, before halt \
+                     (or the failed initialize) returns."
+                ),
+            );
         }
     }
     invalid_handle(function, h, "a miniport adapter handle")
@@ -803,14 +820,15 @@ fn isr(i: usize, message: Option<u32>) -> sys::BOOLEAN {
     let mut queue_default: sys::BOOLEAN = sys::FALSE;
     let mut targets: sys::ULONG = 0;
     let ctx = context as sys::NDIS_HANDLE;
-    let claimed = match message {
+    // The miniport's handler is driver code again (its heap use is accounted and IRQL-checked).
+    let claimed = crate::heap::as_driver(irql, || match message {
         // SAFETY: registration checked the handler is present; the outputs are valid locals.
         None => unsafe { (chars.InterruptHandler.unwrap())(ctx, &mut queue_default, &mut targets) },
         // SAFETY: as above; message handlers are present for a message-based grant.
         Some(msg) => unsafe {
             (chars.MessageInterruptHandler.unwrap())(ctx, msg, &mut queue_default, &mut targets)
         },
-    };
+    });
     let mut st = m.st();
     st.callbacks.pop();
     st.callbacks.push(Callback::WdmIsr);
@@ -993,7 +1011,12 @@ fn check_message(st: &State, i: usize, message: u32, function: &str) {
     if !valid {
         bugcheck::raise(
             bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [rule::INVALID_HANDLE, message as usize, messages as usize, 0],
+            [
+                rule::MESSAGE_ID,
+                message as usize,
+                messages as usize,
+                interrupt_handle(i) as usize,
+            ],
             format!(
                 "{function}: MessageId {message} out of range (the grant has {} message(s){})",
                 messages,
@@ -1050,7 +1073,9 @@ pub(crate) unsafe fn ndis_m_synchronize_with_interrupt_ex(
         let int = &st.ndis.interrupts[i];
         let messages = int.messages;
         let kints = st.connections[int.connection].kints.clone();
-        // Line-based grants ignore MessageId.
+        // "If NDIS did not grant message signaled interrupts for the driver, NDIS ignores this
+        // parameter" (the function's documentation): a line-based grant takes any MessageId. A
+        // message-based grant must name one of its messages.
         let k = if messages == 0 {
             kints[0]
         } else {

@@ -486,7 +486,7 @@ fn register_access<R>(
 }
 
 pub(crate) unsafe extern "system-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
-    let _emulator = crate::heap::EmulatorCode::enter();
+    let _emulator = crate::heap::EmulatorCode::export();
     register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
         f.mmio_read(bus, bar, offset, width)
     })
@@ -497,7 +497,7 @@ pub(crate) unsafe extern "system-unwind" fn host_mmio_write(
     width: u32,
     value: u32,
 ) {
-    let _emulator = crate::heap::EmulatorCode::enter();
+    let _emulator = crate::heap::EmulatorCode::export();
     register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
         f.mmio_write(bus, bar, offset, width, value)
     })

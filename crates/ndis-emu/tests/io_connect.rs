@@ -14,13 +14,18 @@ thread_local! {
     static CALLS: RefCell<Vec<(&'static str, Option<u32>)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Records a call from an ISR: test instrumentation (its buffer is the test's, grown at DIRQL).
+fn record(call: (&'static str, Option<u32>)) {
+    ndis_emu::instrumentation(|| CALLS.with(|c| c.borrow_mut().push(call)));
+}
+
 fn calls() -> Vec<(&'static str, Option<u32>)> {
     CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()))
 }
 
 unsafe extern "system-unwind" fn line_isr(_k: sys::PKINTERRUPT, ctx: sys::PVOID) -> sys::BOOLEAN {
     assert_eq!(ctx as usize, 0xC0FFEE);
-    CALLS.with(|c| c.borrow_mut().push(("line", None)));
+    record(("line", None));
     1
 }
 
@@ -29,7 +34,7 @@ unsafe extern "system-unwind" fn fallback_isr(
     ctx: sys::PVOID,
 ) -> sys::BOOLEAN {
     assert_eq!(ctx as usize, 0xC0FFEE);
-    CALLS.with(|c| c.borrow_mut().push(("fallback", None)));
+    record(("fallback", None));
     1
 }
 
@@ -39,7 +44,7 @@ unsafe extern "system-unwind" fn message_isr(
     id: u32,
 ) -> sys::BOOLEAN {
     assert_eq!(ctx as usize, 0xC0FFEE);
-    CALLS.with(|c| c.borrow_mut().push(("message", Some(id))));
+    record(("message", Some(id)));
     1
 }
 

@@ -313,3 +313,178 @@ fn a_missing_required_handler_is_bad_characteristics() {
     }
     assert_eq!(emu.load_driver(entry), sys::NDIS_STATUS_BAD_CHARACTERISTICS);
 }
+
+// --- MessageId outside the grant -----------------------------------------------------------
+
+unsafe extern "system-unwind" fn sync_true(_ctx: sys::PVOID) -> sys::BOOLEAN {
+    1
+}
+
+#[test]
+fn synchronize_with_a_message_id_outside_a_message_grant_is_caught() {
+    let emu = emulator(2);
+    set(|_| {});
+    let a = start(&emu, InterruptResources::msix(2));
+    let ih = interrupt_handle();
+    // The last granted message is fine.
+    // SAFETY: the live interrupt handle, at PASSIVE_LEVEL.
+    let r = unsafe {
+        sys::NdisMSynchronizeWithInterruptEx(ih, 1, Some(sync_true), std::ptr::null_mut())
+    };
+    assert_eq!(r, 1);
+    let b = emu.expect_bugcheck(|| {
+        // SAFETY: as above; MessageId 2 of a 2-message grant (the test expects the bug check).
+        unsafe {
+            sys::NdisMSynchronizeWithInterruptEx(ih, 2, Some(sync_true), std::ptr::null_mut())
+        };
+    });
+    assert_eq!(
+        (b.code, b.params),
+        (0xC4, [rule::MESSAGE_ID, 2, 2, ih as usize]),
+        "{b}"
+    );
+    let _ = a;
+}
+
+#[test]
+fn a_line_grant_ignores_the_synchronize_message_id() {
+    // "If NDIS did not grant message signaled interrupts for the driver, NDIS ignores this
+    // parameter."
+    let emu = emulator(1);
+    set(|_| {});
+    let a = start(&emu, InterruptResources::line());
+    // SAFETY: the live interrupt handle, at PASSIVE_LEVEL.
+    let r = unsafe {
+        sys::NdisMSynchronizeWithInterruptEx(
+            interrupt_handle(),
+            7,
+            Some(sync_true),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 1);
+    stop(&emu, a);
+}
+
+#[test]
+fn queueing_a_dpc_for_a_message_outside_the_grant_is_caught() {
+    let emu = emulator(2);
+    set(|_| {});
+    let _a = start(&emu, InterruptResources::msix(2));
+    let ih = interrupt_handle();
+    let mut ga = sys::GROUP_AFFINITY {
+        Mask: 1,
+        Group: 0,
+        Reserved: [0; 3],
+    };
+    // SAFETY: the live handle; MessageId 5 of a 2-message grant (the test expects the bug check).
+    let b = emu.expect_bugcheck(|| unsafe {
+        sys::NdisMQueueDpcEx(ih, 5, &mut ga, std::ptr::null_mut());
+    });
+    assert_eq!(
+        (b.code, b.params),
+        (0xC4, [rule::MESSAGE_ID, 5, 2, ih as usize]),
+        "{b}"
+    );
+}
+
+// --- heap above DISPATCH_LEVEL ---------------------------------------------------------------
+
+#[test]
+fn a_heap_allocation_in_the_isr_is_caught_when_the_isr_returns() {
+    let emu = emulator(2);
+    set(|k| k.allocate_in_isr = true);
+    let a = start(&emu, InterruptResources::msix(2));
+    let irql = grant().entries[0].1;
+    assert!(irql > 2, "message IRQLs are DIRQL");
+    let b = emu.expect_bugcheck(|| {
+        emu.fire_message(emu.device_of(a), 0);
+    });
+    assert_eq!(
+        (b.code, b.params),
+        (0xC4, [rule::ALLOCATION_IRQL, irql as usize, 48, 0]),
+        "{b}"
+    );
+    // The bug check came when the ISR returned: its DPC never ran.
+    assert!(!seen().iter().any(|s| matches!(s, Seen::Dpc { .. })));
+}
+
+#[test]
+fn a_heap_allocation_in_a_dpc_is_allowed() {
+    let emu = emulator(2);
+    set(|k| k.allocate_in_dpc = true);
+    let a = start(&emu, InterruptResources::msix(2));
+    emu.fire_message(emu.device_of(a), 0);
+    assert!(seen().iter().any(|s| matches!(s, Seen::DpcEnd { .. })));
+    stop(&emu, a);
+}
+
+thread_local! {
+    static AFTER_EXPORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+unsafe extern "system-unwind" fn sync_allocates_then_calls_an_export(
+    _ctx: sys::PVOID,
+) -> sys::BOOLEAN {
+    let v: Vec<u32> = Vec::with_capacity(8);
+    std::hint::black_box(&v);
+    // SAFETY: a plain call (any IRQL); the emulator stops here.
+    unsafe { sys::KeStallExecutionProcessor(1) };
+    ndis_emu::instrumentation(|| AFTER_EXPORT.with(|a| a.set(true)));
+    1
+}
+
+#[test]
+fn a_heap_allocation_in_a_synchronize_function_is_caught_at_its_next_export() {
+    let emu = emulator(2);
+    set(|_| {});
+    let _a = start(&emu, InterruptResources::msix(2));
+    let irql = grant().entries[1].1;
+    let ih = interrupt_handle();
+    AFTER_EXPORT.with(|a| a.set(false));
+    let b = emu.expect_bugcheck(|| {
+        // SAFETY: the live handle, at PASSIVE_LEVEL.
+        unsafe {
+            sys::NdisMSynchronizeWithInterruptEx(
+                ih,
+                1,
+                Some(sync_allocates_then_calls_an_export),
+                std::ptr::null_mut(),
+            )
+        };
+    });
+    assert_eq!(
+        (b.code, b.params),
+        (0xC4, [rule::ALLOCATION_IRQL, irql as usize, 32, 0]),
+        "{b}"
+    );
+    assert!(
+        !AFTER_EXPORT.with(|a| a.get()),
+        "stopped at the export, not after it"
+    );
+}
+
+unsafe extern "system-unwind" fn sync_frees(ctx: sys::PVOID) -> sys::BOOLEAN {
+    // SAFETY: the Box the test leaked into the context, freed once here.
+    drop(unsafe { Box::from_raw(ctx.cast::<[u8; 24]>()) });
+    1
+}
+
+#[test]
+fn a_heap_free_in_a_synchronize_function_is_caught() {
+    let emu = emulator(2);
+    set(|_| {});
+    let _a = start(&emu, InterruptResources::msix(2));
+    let irql = grant().entries[0].1;
+    let ih = interrupt_handle();
+    let block = Box::into_raw(Box::new([1u8; 24]));
+    let b = emu.expect_bugcheck(|| {
+        // SAFETY: the live handle; the context is the block sync_frees takes.
+        unsafe { sys::NdisMSynchronizeWithInterruptEx(ih, 0, Some(sync_frees), block.cast()) };
+    });
+    assert_eq!(
+        (b.code, b.params),
+        (0xC4, [rule::ALLOCATION_IRQL, irql as usize, 24, 1]),
+        "{b}"
+    );
+}

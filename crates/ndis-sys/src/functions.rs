@@ -393,6 +393,71 @@ pub mod host {
              create an ndis_emu::Emulator (it installs one) before running driver code"
         )
     }
+
+    /// The hook [`FallibleAllocation`] calls; null when none is installed.
+    static FALLIBLE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+    /// Installs `hook`, called with `true` when a [`FallibleAllocation`] guard is entered and
+    /// with `false` when it is dropped (once each per guard, so nested guards nest: a hook
+    /// counts depth). The emulator installs one so that its heap accounting knows which heap
+    /// allocations the driver makes fallibly (`Vec::try_reserve`, `Box::try_new`) and may fail
+    /// them in a fault sweep; infallible ones (`Box::new`, `Vec::push`) abort on failure and are
+    /// never failed.
+    pub fn set_fallible_allocation_hook(hook: fn(bool)) {
+        FALLIBLE_HOOK.store(hook as *mut (), Ordering::Release);
+    }
+
+    fn call_fallible_hook(entering: bool) {
+        let hook = FALLIBLE_HOOK.load(Ordering::Acquire);
+        if !hook.is_null() {
+            // SAFETY: only `set_fallible_allocation_hook` stores into FALLIBLE_HOOK, always a
+            // `fn(bool)` cast to a data pointer; function and data pointers have the same size
+            // and representation on every target this host seam builds for.
+            let hook: fn(bool) = unsafe { core::mem::transmute::<*mut (), fn(bool)>(hook) };
+            hook(entering);
+        }
+    }
+
+    /// Marks the heap allocations made while it lives as fallible: their failure (a null from
+    /// the allocator) is handled by the code making them. With no hook installed, entering and
+    /// dropping it do nothing.
+    #[derive(Debug)]
+    #[must_use = "the allocations are marked fallible only while the guard lives"]
+    pub struct FallibleAllocation(());
+
+    impl FallibleAllocation {
+        pub fn enter() -> Self {
+            call_fallible_hook(true);
+            FallibleAllocation(())
+        }
+    }
+
+    impl Drop for FallibleAllocation {
+        fn drop(&mut self) {
+            call_fallible_hook(false);
+        }
+    }
+
+    /// Runs `f` with its heap allocations marked fallible (see [`FallibleAllocation`]).
+    pub fn fallible_allocation<R>(f: impl FnOnce() -> R) -> R {
+        let _guard = FallibleAllocation::enter();
+        f()
+    }
+}
+
+/// Runs `f`, whose heap allocations are fallible (`Vec::try_reserve`, `Box::try_new`: the code
+/// handles a failure). In the kernel image this is just `f()`; on the host it marks them for the
+/// emulator's fault injection ([`host::fallible_allocation`]).
+#[inline]
+pub fn fallible_allocation<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(not(windows))]
+    {
+        host::fallible_allocation(f)
+    }
+    #[cfg(windows)]
+    {
+        f()
+    }
 }
 
 /// The C runtime symbols rustc's code generation references on `*-windows-msvc`: `compiler_builtins`

@@ -92,10 +92,13 @@ impl InterruptHandler for Nic {
     }
 
     fn isr(&self, queue: &Queue, ctx: &IsrContext<'_>) -> IsrOutcome {
-        self.events.lock().unwrap().push(Event::Isr {
-            queue: queue.index,
-            source: ctx.source(),
-            cpu: ctx.processor().1,
+        // Test instrumentation: the event log grows at DIRQL, which driver code may not do.
+        ndis_emu::instrumentation(|| {
+            self.events.lock().unwrap().push(Event::Isr {
+                queue: queue.index,
+                source: ctx.source(),
+                cpu: ctx.processor().1,
+            })
         });
         if self.wrong_lock || matches!(ctx.source(), Source::Line | Source::Message(MessageId(0))) {
             ctx.with_shared(&self.isr_count, |n| *n += 1);

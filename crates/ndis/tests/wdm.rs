@@ -22,7 +22,8 @@ struct Device {
 
 impl WdmInterruptHandler for Device {
     fn isr(&self, source: Source) -> bool {
-        self.seen.lock().unwrap().push(source);
+        // Test instrumentation: the log grows at DIRQL, which driver code may not do.
+        ndis_emu::instrumentation(|| self.seen.lock().unwrap().push(source));
         true
     }
 }

@@ -56,6 +56,10 @@ pub struct Knobs {
     pub stall_in_dpc: bool,
     /// Register the interrupt with a corrupt header.
     pub bad_interrupt_header: bool,
+    /// The ISR allocates (and frees) a 48-byte heap block: not allowed above DISPATCH_LEVEL.
+    pub allocate_in_isr: bool,
+    /// The DPC allocates (and frees) a 48-byte heap block: allowed at DISPATCH_LEVEL.
+    pub allocate_in_dpc: bool,
 }
 
 impl Default for Knobs {
@@ -80,6 +84,8 @@ impl Default for Knobs {
             register_from_isr: false,
             stall_in_dpc: false,
             bad_interrupt_header: false,
+            allocate_in_isr: false,
+            allocate_in_dpc: false,
         }
     }
 }
@@ -118,6 +124,7 @@ thread_local! {
     pub static SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
     pub static GRANT: RefCell<Option<Grant>> = const { RefCell::new(None) };
     static DRIVER_HANDLE: RefCell<usize> = const { RefCell::new(0) };
+    static INTERRUPT_HANDLE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     static DPC_MORE_LEFT: RefCell<u32> = const { RefCell::new(0) };
 }
 
@@ -129,6 +136,17 @@ pub fn set(f: impl FnOnce(&mut Knobs)) {
     KNOBS.with(|k| f(&mut k.borrow_mut()));
     SEEN.with(|s| s.borrow_mut().clear());
     GRANT.with(|g| *g.borrow_mut() = None);
+}
+
+/// The interrupt handle the last registration returned.
+pub fn interrupt_handle() -> sys::NDIS_HANDLE {
+    INTERRUPT_HANDLE.with(|h| h.get()) as sys::NDIS_HANDLE
+}
+
+/// A 48-byte heap block, allocated and dropped (kept from being optimized out).
+pub fn touch_heap() {
+    let block = Box::new([0x5Au8; 48]);
+    std::hint::black_box(&block);
 }
 
 pub fn seen() -> Vec<Seen> {
@@ -310,6 +328,7 @@ unsafe extern "system-unwind" fn initialize(
         }
         // SAFETY: ctx is live.
         unsafe { (*ctx).interrupt = ih };
+        INTERRUPT_HANDLE.with(|h| h.set(ih as usize));
         // What the test learns of the grant is test-owned memory.
         ndis_emu::instrumentation(|| {
             let mut g = Grant {
@@ -386,6 +405,9 @@ fn isr_common(
         cpu: cpu(),
         message,
     });
+    if k.allocate_in_isr {
+        touch_heap();
+    }
     if k.register_from_isr {
         let mut ih: sys::NDIS_HANDLE = std::ptr::null_mut();
         // SAFETY: deliberately wrong IRQL (the test expects the bug check); pointers valid.
@@ -461,6 +483,9 @@ fn dpc_common(message: Option<u32>, dpc_ctx: sys::PVOID, throttle: sys::PVOID) {
         context: dpc_ctx as usize,
         max_nbls: max,
     });
+    if k.allocate_in_dpc {
+        touch_heap();
+    }
     if k.stall_in_dpc {
         // SAFETY: a plain call; a preemption point in the emulator.
         unsafe { sys::KeStallExecutionProcessor(1) };
