@@ -17,7 +17,7 @@ use ndis::miniport::{
 };
 use ndis::nbl::{Returned, SendLists};
 use ndis::offload::{ChecksumOffload, LargeSendOffload, LsoCapabilities, OffloadInfo};
-use ndis::oid::{QueryBuffer, SetData};
+use ndis::oid::{QueryBuffer, SetData, SetRequest};
 use ndis::sync::Once;
 
 use crate::device::{Device, FrameSize, Tagging};
@@ -453,7 +453,7 @@ impl Miniport for VioNetAdapter {
         _adapter: &NdisAdapter,
         oid: u32,
         data: &mut SetData<'_>,
-        _passive: &mut Passive<'_>,
+        _request: &mut SetRequest<'_>,
     ) -> Result<usize, Status> {
         match oid {
             ndis::sys::OID_GEN_VLAN_ID => {
@@ -500,10 +500,10 @@ impl Miniport for VioNetAdapter {
         &self,
         _adapter: &NdisAdapter,
         filter: u32,
-        passive: &mut Passive<'_>,
+        request: &mut SetRequest<'_>,
     ) -> Result<(), Status> {
         // Best effort: the filter NDIS asked for stands whatever the device made of it.
-        self.device.set_packet_filter(filter, passive);
+        self.device.set_packet_filter(filter, request.passive_mut());
         Ok(())
     }
 
@@ -511,9 +511,9 @@ impl Miniport for VioNetAdapter {
         &self,
         _adapter: &NdisAdapter,
         list: &[[u8; 6]],
-        passive: &mut Passive<'_>,
+        request: &mut SetRequest<'_>,
     ) -> Result<(), Status> {
-        self.device.set_multicast_list(list, passive);
+        self.device.set_multicast_list(list, request.passive_mut());
         Ok(())
     }
 

@@ -344,48 +344,6 @@ pub mod host {
         unsafe { &*table }
     }
 
-    static FALLIBLE_ALLOCATION_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
-
-    /// Installs the function told when code enters (`true`) and leaves (`false`) an allocation
-    /// whose failure it handles: the emulator's heap fails only those in its fault sweep (an
-    /// infallible Rust allocation that fails aborts the process).
-    pub fn set_fallible_allocation_hook(hook: fn(bool)) {
-        FALLIBLE_ALLOCATION_HOOK.store(hook as *mut (), Ordering::Release);
-    }
-
-    fn tell_hook(entering: bool) {
-        let hook = FALLIBLE_ALLOCATION_HOOK.load(Ordering::Acquire);
-        if !hook.is_null() {
-            // SAFETY: only `set_fallible_allocation_hook` stores here, always a `fn(bool)`.
-            let hook: fn(bool) = unsafe { core::mem::transmute::<*mut (), fn(bool)>(hook) };
-            hook(entering);
-        }
-    }
-
-    /// Marks an allocation whose failure the caller handles, while it lives (no-op without a
-    /// hook).
-    #[derive(Debug)]
-    pub struct FallibleAllocation(());
-
-    impl FallibleAllocation {
-        pub fn enter() -> Self {
-            tell_hook(true);
-            FallibleAllocation(())
-        }
-    }
-
-    impl Drop for FallibleAllocation {
-        fn drop(&mut self) {
-            tell_hook(false);
-        }
-    }
-
-    /// Runs `f` (an allocation whose failure the caller handles) marked as fallible.
-    pub fn fallible_allocation<R>(f: impl FnOnce() -> R) -> R {
-        let _marked = FallibleAllocation::enter();
-        f()
-    }
-
     #[cold]
     fn no_host_imports() -> ! {
         panic!(

@@ -90,7 +90,7 @@ pub fn characteristics<T: MiniportDriver>(
         },
         DevicePnPEventNotifyHandler: Some(miniport::pnp_event::<T::Adapter>),
         ShutdownHandlerEx: Some(miniport::shutdown::<T::Adapter>),
-        CancelOidRequestHandler: Some(miniport::cancel_oid),
+        CancelOidRequestHandler: Some(miniport::cancel_oid::<T::Adapter>),
         DirectOidRequestHandler: None,
         CancelDirectOidRequestHandler: None,
         SynchronousOidRequestHandler: None,

@@ -20,17 +20,7 @@ use crate::Status;
 use crate::irql::AtMostDispatch;
 
 /// Runs an allocation the caller handles failing of (the host's fault sweep may fail it).
-#[inline]
-fn fallible<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(not(windows))]
-    {
-        ndis_sys::host::fallible_allocation(f)
-    }
-    #[cfg(windows)]
-    {
-        f()
-    }
-}
+use ndis_sys::fallible_allocation as fallible;
 
 /// `Box::new(value)`, or `RESOURCES` (with `value` dropped) when the heap is exhausted.
 pub fn try_box<T, C: AtMostDispatch>(value: T, irql: &C) -> Result<Box<T>, Status> {

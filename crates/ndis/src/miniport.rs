@@ -25,7 +25,7 @@ use crate::io::{IoSpace, MemoryResource, PciConfig, Resources};
 use crate::irql::{Dispatch, DispatchOrBelow, Passive};
 use crate::nbl::{Returned, SendLists, SendNbl};
 use crate::offload::{ChecksumOffload, LargeSendOffload, OffloadInfo};
-use crate::oid::{QueryBuffer, SetData};
+use crate::oid::{PendingSlot, QueryBuffer, SetData, SetRequest};
 use crate::resources::AdapterResources;
 
 /// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
@@ -298,6 +298,9 @@ pub struct NdisAdapter {
     /// NDIS has set the encapsulation for (bit 0 IPv4, bit 1 IPv6): see
     /// [`NdisAdapter::checksum_offload`]. Written only by OID sets, which NDIS serializes.
     offload_on: AtomicU32,
+    /// The set request the driver pended, if any (see [`crate::oid::PendingOid`]).
+    pub(crate) pending_oid: crate::sync::SpinLock<PendingSlot>,
+    oid_generation: AtomicU64,
     /// The IP versions large send offload is switched on for ([`LargeSendOffload`] bits).
     lso_on: AtomicU32,
     encapsulation: AtomicU32,
@@ -371,6 +374,8 @@ impl NdisAdapter {
             info: crate::sync::Once::new(),
             gate: crate::sync::SpinLock::new(Gate::default()),
             offload_on: AtomicU32::new(0),
+            pending_oid: crate::sync::SpinLock::new(PendingSlot::Empty),
+            oid_generation: AtomicU64::new(0),
             lso_on: AtomicU32::new(0),
             encapsulation: AtomicU32::new(0),
             stats: Statistics::default(),
@@ -407,6 +412,10 @@ impl NdisAdapter {
         while self.rundown.load(Ordering::Acquire) != HALTED {
             core::hint::spin_loop();
         }
+    }
+
+    pub(crate) fn next_oid_generation(&self) -> u64 {
+        self.oid_generation.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Whether `MiniportHaltEx` began for this adapter.
@@ -1042,20 +1051,24 @@ pub trait Miniport: Send + Sync + Sized + 'static {
     ) {
     }
 
+    /// `OID_GEN_CURRENT_PACKET_FILTER` (checked against the supported filters). The framework
+    /// keeps the filter once this succeeds, or once a request the driver pended
+    /// ([`SetRequest::pend`]) completes successfully.
     fn set_packet_filter(
         &self,
         _adapter: &NdisAdapter,
         _filter: u32,
-        _passive: &mut Passive<'_>,
+        _request: &mut SetRequest<'_>,
     ) -> Result<(), Status> {
         Ok(())
     }
 
+    /// `OID_802_3_MULTICAST_LIST` (at most [`MAX_MULTICAST`] addresses), kept like the filter.
     fn set_multicast_list(
         &self,
         _adapter: &NdisAdapter,
         _list: &[[u8; 6]],
-        _passive: &mut Passive<'_>,
+        _request: &mut SetRequest<'_>,
     ) -> Result<(), Status> {
         Ok(())
     }
@@ -1071,13 +1084,14 @@ pub trait Miniport: Send + Sync + Sized + 'static {
     }
 
     /// Returns bytes read. Read fixed-size values through `data` so that a short buffer gets
-    /// the size NDIS must be told.
+    /// the size NDIS must be told. A set the device answers later is pended with
+    /// [`SetRequest::pend`] (see [`crate::oid`]).
     fn oid_set(
         &self,
         _adapter: &NdisAdapter,
         _oid: u32,
         _data: &mut SetData<'_>,
-        _passive: &mut Passive<'_>,
+        _request: &mut SetRequest<'_>,
     ) -> Result<usize, Status> {
         Err(Status::NOT_SUPPORTED)
     }
@@ -1566,8 +1580,17 @@ pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
                 }
             };
             let mut needed = 0;
-            let result = crate::oid::set(&slot.ndis, a, s.Oid, data, &mut needed, &mut passive);
+            let mut set = SetRequest::new(passive, &slot.ndis);
+            let (result, after) =
+                crate::oid::set(&slot.ndis, a, s.Oid, data, &mut needed, &mut set);
             s.BytesNeeded = needed as u32;
+            if let Some(generation) = set.pended() {
+                let read = result.map(|r| r.min(data.len()));
+                if read.is_err() {
+                    s.BytesRead = 0;
+                }
+                return crate::oid::settle_pending(&slot.ndis, generation, request, after, read);
+            }
             match result {
                 Ok(read) => {
                     s.BytesRead = read.min(data.len()) as u32;
@@ -1627,8 +1650,13 @@ pub(crate) unsafe extern "system-unwind" fn cancel_send(_ctx: sys::NDIS_HANDLE, 
     // Sends complete before MiniportSendNetBufferLists returns: nothing is ever queued.
 }
 
-pub(crate) unsafe extern "system-unwind" fn cancel_oid(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
-    // OID requests complete synchronously: nothing is ever pending.
+pub(crate) unsafe extern "system-unwind" fn cancel_oid<A: Miniport>(
+    ctx: sys::NDIS_HANDLE,
+    id: sys::PVOID,
+) {
+    // SAFETY: as for pause.
+    let slot = unsafe { slot::<A>(ctx) };
+    crate::oid::cancel_pending(&slot.ndis, id);
 }
 
 pub(crate) unsafe extern "system-unwind" fn pnp_event<A: Miniport>(

@@ -66,8 +66,9 @@ impl Miniport for Adapter {
         adapter: &NdisAdapter,
         oid: u32,
         data: &mut ndis::oid::SetData<'_>,
-        passive: &mut Passive<'_>,
+        request: &mut ndis::oid::SetRequest<'_>,
     ) -> Result<usize, Status> {
+        let passive = request.passive();
         let data = data.bytes();
         if oid == OID_LINK_CHANGED_TWICE {
             let mut device_link = data[0] == 1;

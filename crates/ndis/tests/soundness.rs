@@ -15,7 +15,7 @@ use ndis::interrupt::{
 use ndis::irql::{DispatchOrBelow, Passive};
 use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
 use ndis::nbl::{ReceivePool, Returned, SendLists};
-use ndis::oid::SetData;
+use ndis::oid::{PendingOid, SetData, SetRequest};
 use ndis::{NdisVersion, Status};
 use ndis_emu::{AdapterId, Config, Emulator, InterruptResources};
 use ndis_sys as sys;
@@ -26,6 +26,8 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 const BUFFER: usize = 2048;
 /// Sets the link down (for the kept-reference test: a driver report after halt).
 const OID_SYNCHRONIZE_99: u32 = 0xFF02_0001;
+/// Pends the set (data[0]: 0 completed by the next DPC, 1 completed at once, 2 dropped).
+const OID_PEND: u32 = 0xFF02_0002;
 
 thread_local! {
     /// A reference to the framework's adapter state the driver kept past halt.
@@ -36,6 +38,9 @@ thread_local! {
     /// How many times the send path lists each frame's buffer.
     static LIST_TWICE: Cell<bool> = const { Cell::new(false) };
     static WRITE_WHILE_LENT: Cell<Option<bool>> = const { Cell::new(None) };
+    /// A set request the driver pended, completed by the next DPC with `COMPLETE_WITH`.
+    static PENDING: RefCell<Option<PendingOid>> = const { RefCell::new(None) };
+    static COMPLETE_WITH: Cell<Result<(), Status>> = const { Cell::new(Ok(())) };
 }
 
 struct Nic {
@@ -52,8 +57,11 @@ impl InterruptHandler for Nic {
     fn isr(&self, _: &(), _: &IsrContext<'_>) -> IsrOutcome {
         IsrOutcome::QueueDpc
     }
-    fn dpc(&self, _: &(), _: &mut DpcContext<'_>) {
+    fn dpc(&self, _: &(), ctx: &mut DpcContext<'_>) {
         DPCS.set(DPCS.get() + 1);
+        if let Some(p) = PENDING.with(|p| p.borrow_mut().take()) {
+            p.complete(COMPLETE_WITH.get(), ctx.irql());
+        }
         // Dropping a handle in the interrupt's own DPC: releases nothing (no deregistration
         // from the DPC, which would deadlock and free what the DPC runs on).
         drop(OWN_REGISTRATION.with(|r| r.borrow_mut().take()));
@@ -86,6 +94,8 @@ impl MiniportDriver for Driver {
 }
 
 impl Miniport for Adapter {
+    const EXTRA_OIDS: &'static [u32] = &[OID_SYNCHRONIZE_99, OID_PEND];
+
     fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
         lists.each(|nbl| {
             let mut frames = Vec::new();
@@ -130,11 +140,24 @@ impl Miniport for Adapter {
         &self,
         _: &NdisAdapter,
         oid: u32,
-        _: &mut SetData<'_>,
-        passive: &mut Passive<'_>,
+        data: &mut SetData<'_>,
+        request: &mut SetRequest<'_>,
     ) -> Result<usize, Status> {
         match oid {
+            OID_PEND => {
+                let pending = request.pend();
+                match data.bytes().first() {
+                    // Completed before the handler returns (the device answered at once).
+                    Some(1) => pending.complete(Ok(()), request.passive()),
+                    // Forgotten: dropping it fails the request.
+                    Some(2) => drop(pending),
+                    // Completed by the next DPC.
+                    _ => PENDING.with(|p| *p.borrow_mut() = Some(pending)),
+                }
+                Ok(data.bytes().len())
+            }
             OID_SYNCHRONIZE_99 => {
+                let passive = request.passive_mut();
                 let h = self.interrupt.handler();
                 let n = self.interrupt.synchronize(passive, &h.shared, |v, _| *v);
                 let _ = self.interrupt.synchronize(passive, &h.stray, |v, _| *v + n);
@@ -249,4 +272,50 @@ fn item11_interrupt_shared_state_guarded_by_a_message_outside_the_grant_is_refus
         message.contains("guarded by message 99") && message.contains("2 messages"),
         "{message}"
     );
+}
+
+#[test]
+fn pended_set_completes_from_the_dpc_when_the_device_answers() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    for (result, status) in [
+        (Ok(()), sys::NDIS_STATUS_SUCCESS),
+        (Err(Status::DEVICE_FAILED), sys::NDIS_STATUS_DEVICE_FAILED),
+        // A success status is no failure reason: the request fails plainly.
+        (Err(Status::SUCCESS), sys::NDIS_STATUS_FAILURE),
+    ] {
+        COMPLETE_WITH.set(result);
+        let r = emu.oid_set(a, OID_PEND, &[0, 0, 0]);
+        assert_eq!(r.status, sys::NDIS_STATUS_PENDING);
+        assert!(PENDING.with(|p| p.borrow().is_some()));
+        emu.fire_message(emu.device_of(a), 0);
+        let done = emu.oid_completion().expect("completed by the DPC");
+        assert_eq!(done.status, status);
+        let read = if status == sys::NDIS_STATUS_SUCCESS {
+            3
+        } else {
+            0
+        };
+        assert_eq!(done.bytes_read, read);
+    }
+    stop(&emu, a);
+}
+
+#[test]
+fn a_set_completed_before_its_handler_returns_is_answered_directly() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let r = emu.oid_set(a, OID_PEND, &[1]);
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(r.bytes_read, 1);
+    stop(&emu, a);
+}
+
+#[test]
+fn a_pended_set_the_driver_forgets_fails_instead_of_hanging() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let r = emu.oid_set(a, OID_PEND, &[2]);
+    assert_eq!(r.status, sys::NDIS_STATUS_FAILURE);
+    stop(&emu, a);
 }

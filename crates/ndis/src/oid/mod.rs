@@ -7,6 +7,13 @@
 //! WDK samples do) and `BytesNeeded` set to the full size, writing nothing; a set with a short
 //! buffer likewise. Nothing is ever written past `InformationBufferLength`.
 
+mod pending;
+
+pub(crate) use pending::{
+    AfterSet, Slot as PendingSlot, cancel as cancel_pending, settle as settle_pending,
+};
+pub use pending::{PendingOid, SetRequest};
+
 use ndis_sys as sys;
 
 use crate::Status;
@@ -288,14 +295,29 @@ fn read_u32(data: &[u8], needed: &mut usize) -> Result<u32, Status> {
     }
 }
 
-/// Applies a set: the framework's OIDs, then the driver's. Returns bytes read.
+/// Applies a set: the framework's OIDs, then the driver's. Returns bytes read, and what the
+/// framework applies to its own state if the driver pended the request and later succeeds it.
 pub(crate) fn set<M: Miniport>(
     adapter: &NdisAdapter,
     driver: &M,
     oid: u32,
     data: &[u8],
     needed: &mut usize,
-    passive: &mut Passive<'_>,
+    request: &mut SetRequest<'_>,
+) -> (Result<usize, Status>, AfterSet) {
+    let mut after = AfterSet::Nothing;
+    let r = set_inner(adapter, driver, oid, data, needed, request, &mut after);
+    (r, after)
+}
+
+fn set_inner<M: Miniport>(
+    adapter: &NdisAdapter,
+    driver: &M,
+    oid: u32,
+    data: &[u8],
+    needed: &mut usize,
+    request: &mut SetRequest<'_>,
+    after: &mut AfterSet,
 ) -> Result<usize, Status> {
     match oid {
         sys::OID_GEN_CURRENT_PACKET_FILTER => {
@@ -303,8 +325,12 @@ pub(crate) fn set<M: Miniport>(
             if filter & !adapter.info().supported_packet_filters != 0 {
                 return Err(Status::NOT_SUPPORTED);
             }
-            driver.set_packet_filter(adapter, filter, passive)?;
-            adapter.set_packet_filter(filter);
+            driver.set_packet_filter(adapter, filter, request)?;
+            if request.pended().is_some() {
+                *after = AfterSet::PacketFilter(filter);
+            } else {
+                adapter.set_packet_filter(filter);
+            }
             Ok(4)
         }
         sys::OID_GEN_CURRENT_LOOKAHEAD => {
@@ -328,8 +354,12 @@ pub(crate) fn set<M: Miniport>(
             for (i, chunk) in data.chunks_exact(6).enumerate() {
                 list[i].copy_from_slice(chunk);
             }
-            driver.set_multicast_list(adapter, &list[..n], passive)?;
-            adapter.set_multicast(&list[..n]);
+            driver.set_multicast_list(adapter, &list[..n], request)?;
+            if request.pended().is_some() {
+                *after = AfterSet::Multicast(list, n);
+            } else {
+                adapter.set_multicast(&list[..n]);
+            }
             Ok(data.len())
         }
         sys::OID_GEN_INTERRUPT_MODERATION => Err(Status::INVALID_DATA),
@@ -340,12 +370,12 @@ pub(crate) fn set<M: Miniport>(
                 .apply(data, o.hardware, needed)?;
             let lso_hardware = o.lso.map_or(LargeSendOffload::empty(), |c| c.versions);
             let lso = adapter.lso_configured().apply(data, lso_hardware)?;
-            adapter.set_offload(next, lso, passive);
+            adapter.set_offload(next, lso, request.passive());
             Ok(data.len())
         }
         sys::OID_OFFLOAD_ENCAPSULATION if adapter.info().offload.is_some() => {
             let versions = crate::offload::parse_encapsulation(data, needed)?;
-            adapter.set_encapsulation(versions, passive);
+            adapter.set_encapsulation(versions, request.passive());
             Ok(usize::from(
                 sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1,
             ))
@@ -354,6 +384,6 @@ pub(crate) fn set<M: Miniport>(
             read_u32(data, needed)?;
             Ok(4)
         }
-        _ => driver.oid_set(adapter, oid, &mut SetData::new(data, needed), passive),
+        _ => driver.oid_set(adapter, oid, &mut SetData::new(data, needed), request),
     }
 }

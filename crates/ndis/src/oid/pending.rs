@@ -263,7 +263,13 @@ pub(crate) fn settle(
 /// `MiniportCancelOidRequest`: aborts the outstanding request with `request_id`, if any.
 pub(crate) fn cancel(adapter: &NdisAdapter, request_id: sys::PVOID) {
     let taken = adapter.pending_oid.with_unchecked(|slot| {
-        if let Slot::Outstanding { request, after, read, .. } = *slot {
+        if let Slot::Outstanding {
+            request,
+            after,
+            read,
+            ..
+        } = *slot
+        {
             // SAFETY: the outstanding request, valid until completed.
             if unsafe { (*request.0).RequestId } == request_id {
                 *slot = Slot::Empty;
