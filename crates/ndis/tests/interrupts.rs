@@ -249,7 +249,6 @@ unsafe extern "system-unwind" fn initialize(
                 drop(interrupt);
                 return fail(sys::NDIS_STATUS_DEVICE_FAILED);
             }
-            drop(init);
             let a = Box::into_raw(Box::new(Adapter {
                 interrupt,
                 resources,

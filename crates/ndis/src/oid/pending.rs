@@ -40,8 +40,10 @@ impl AfterSet {
     }
 }
 
-/// The adapter's one pended set (NDIS sends a miniport one OID request at a time).
+/// The adapter's one pended set (NDIS sends a miniport one OID request at a time). One per
+/// adapter, written twice per pended request: the multicast list it may carry is not boxed.
 #[derive(Default)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Slot {
     #[default]
     Empty,
