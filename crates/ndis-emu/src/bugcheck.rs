@@ -83,6 +83,10 @@ pub mod rule {
     /// Driver code allocated or freed heap (pool) above DISPATCH_LEVEL (param 2: IRQL, param 3:
     /// bytes, param 4: 0 allocation / 1 free).
     pub const ALLOCATION_IRQL: usize = 0x0009_1012;
+    /// A driver registered below NDIS 6.20 wrote through the interrupt DPC's `NdisReserved1`
+    /// argument (which 6.20 turned into `ReceiveThrottleParameters`; param 2: the DPC's message,
+    /// param 3: the registered minor version).
+    pub const RESERVED_DPC_ARGUMENT: usize = 0x0009_1013;
 }
 
 /// One emulated bug check.

@@ -889,19 +889,34 @@ fn queue_dpc(st: &mut State, i: usize, message: u32, cpu: usize, context: usize)
 
 /// Runs one queued interrupt DPC on `cpu` at DISPATCH_LEVEL, with receive throttling.
 pub(crate) fn run_interrupt_dpc(m: &Machine, cpu: usize, dpc: DpcRef) {
-    let (chars, context, dpc_context, messages, max) = {
+    let (chars, context, dpc_context, messages, max, minor) = {
         let mut st = m.st();
+        let minor = st
+            .ndis
+            .driver
+            .as_ref()
+            .map_or(20, |d| d.chars.MinorNdisVersion);
         let ncpus = st.cpus.len();
         let max = st.config.max_nbls_per_dpc;
         let int = &mut st.ndis.interrupts[dpc.interrupt];
         let slot = &mut int.slots[dpc.message as usize * ncpus + cpu];
         // Cleared before the call, so the DPC can queue itself again.
         slot.queued = false;
-        (int.chars, int.context, slot.context, int.messages, max)
+        (
+            int.chars,
+            int.context,
+            slot.context,
+            int.messages,
+            max,
+            minor,
+        )
     };
+    // Before NDIS 6.20 the argument is `NdisReserved1`: a block the driver must not touch.
+    const RESERVED: u32 = 0x5EE5_5EE5;
+    let reserved = minor < 20;
     let mut throttle = sys::NDIS_RECEIVE_THROTTLE_PARAMETERS {
-        MaxNblsToIndicate: max,
-        Flags: 0,
+        MaxNblsToIndicate: if reserved { RESERVED } else { max },
+        Flags: if reserved { RESERVED } else { 0 },
     };
     let message = (messages > 0).then_some(dpc.message);
     on_cpu(
@@ -935,7 +950,22 @@ pub(crate) fn run_interrupt_dpc(m: &Machine, cpu: usize, dpc: DpcRef) {
             }
         },
     );
-    let more = throttle.Flags & sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING != 0;
+    if reserved && (throttle.MaxNblsToIndicate != RESERVED || throttle.Flags != RESERVED) {
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [
+                rule::RESERVED_DPC_ARGUMENT,
+                dpc.message as usize,
+                minor as usize,
+                0,
+            ],
+            format!(
+                "an NDIS 6.{minor} driver's interrupt DPC wrote through NdisReserved1 (receive \
+                 throttle parameters exist from NDIS 6.20)"
+            ),
+        );
+    }
+    let more = !reserved && throttle.Flags & sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING != 0;
     let mut st = m.st();
     st.event(|| Event::Dpc {
         cpu,

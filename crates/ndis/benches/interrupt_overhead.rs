@@ -224,7 +224,7 @@ unsafe extern "system-unwind" fn initialize(
         if variant == Variant::Framework {
             let resources: &'static AdapterResources = Box::leak(Box::new(AdapterResources::new()));
             RESOURCES.with(|r| r.set(Some(resources)));
-            let reg = Initializing::assume(h, resources)
+            let reg = Initializing::assume(h, resources, ndis::NdisVersion::V6_20)
                 .register_interrupt(Framework { queues: queues() })
                 .map_err(|e| e.status.0)
                 .expect("register");

@@ -874,6 +874,8 @@ impl Quiesced {
 pub struct Initializing<'a> {
     handle: AdapterHandle,
     resources: &'a AdapterResources,
+    /// The version the driver registered with (what the interrupt DPC's parameters mean).
+    version: crate::NdisVersion,
     passive: Passive<'a>,
 }
 
@@ -883,12 +885,18 @@ impl<'a> Initializing<'a> {
     /// # Safety
     /// The caller runs inside `MiniportInitializeEx` of the adapter `handle` names, at
     /// PASSIVE_LEVEL, for the proof's whole lifetime; `resources` is released with
-    /// [`AdapterResources::release_all`] in that adapter's halt (or its failed initialize).
-    pub unsafe fn assume(handle: sys::NDIS_HANDLE, resources: &'a AdapterResources) -> Self {
+    /// [`AdapterResources::release_all`] in that adapter's halt (or its failed initialize);
+    /// `version` is the NDIS version the driver registered with.
+    pub unsafe fn assume(
+        handle: sys::NDIS_HANDLE,
+        resources: &'a AdapterResources,
+        version: crate::NdisVersion,
+    ) -> Self {
         Initializing {
             // SAFETY: per this function's contract.
             handle: unsafe { AdapterHandle::from_raw(handle) },
             resources,
+            version,
             // SAFETY: per this function's contract.
             passive: unsafe { Passive::assume() },
         }
@@ -900,6 +908,10 @@ impl<'a> Initializing<'a> {
 
     pub(crate) fn resources(&self) -> &'a AdapterResources {
         self.resources
+    }
+
+    pub(crate) fn version(&self) -> crate::NdisVersion {
+        self.version
     }
 
     pub fn passive(&self) -> &Passive<'a> {
@@ -1303,6 +1315,7 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
             scope: Initializing {
                 handle: adapter_handle,
                 resources: &ndis.resources,
+                version: D::NDIS_VERSION,
                 // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
                 passive: unsafe { Passive::assume() },
             },

@@ -202,7 +202,7 @@ unsafe extern "system-unwind" fn initialize(
     let resources = Box::new(AdapterResources::new());
     // SAFETY: inside MiniportInitializeEx of this adapter, at PASSIVE_LEVEL; `resources` is
     // released in halt or below on failure.
-    let init = unsafe { Initializing::assume(handle, &resources) };
+    let init = unsafe { Initializing::assume(handle, &resources, ndis::NdisVersion::V6_20) };
     let fail = |status: i32| {
         // SAFETY: a failing initialize at PASSIVE_LEVEL; nothing of the driver remains.
         unsafe { resources.release_all(init.passive()) };

@@ -76,6 +76,9 @@ pub(crate) struct Core {
     /// Distance between the queues one message serves: the message count, at least 1.
     step: AtomicU32,
     sync_all: bool,
+    /// NDIS 6.20 and later pass `NDIS_RECEIVE_THROTTLE_PARAMETERS` as the DPC's third
+    /// argument; before, that argument is `NdisReserved1` and must not be touched.
+    throttle: bool,
 }
 
 const NOT_READY: u32 = u32::MAX;
@@ -346,6 +349,7 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
                 messages: AtomicU32::new(NOT_READY),
                 step: AtomicU32::new(1),
                 sync_all: H::MSI_SUPPORTED && H::SYNC_WITH_ALL_MESSAGES,
+                throttle: init.version() >= crate::NdisVersion::V6_20,
             },
             handler,
             infos: UnsafeCell::new(Vec::new()),
@@ -646,7 +650,11 @@ mod trampolines {
 
     #[inline(always)]
     fn dpc<H: InterruptHandler>(inner: &Inner<H>, source: Source, throttle: sys::PVOID) {
-        let throttle = throttle.cast::<sys::NDIS_RECEIVE_THROTTLE_PARAMETERS>();
+        let throttle = if inner.core.throttle {
+            throttle.cast::<sys::NDIS_RECEIVE_THROTTLE_PARAMETERS>()
+        } else {
+            core::ptr::null_mut() // NdisReserved1 before NDIS 6.20
+        };
         let max = if throttle.is_null() {
             sys::NDIS_INDICATE_ALL_NBLS
         } else {

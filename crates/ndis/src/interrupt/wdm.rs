@@ -110,10 +110,19 @@ impl<H: WdmInterruptHandler> WdmInterrupt<H> {
         handler: H,
         fully_specified: Option<FullySpecified>,
     ) -> Result<Self, ConnectError<H>> {
-        let inner = Box::pin(Inner {
+        let inner = Inner {
             handler,
             _pinned: PhantomPinned,
-        });
+        };
+        let inner = match crate::heap::try_box_or_back(inner, _at) {
+            Ok(b) => Box::into_pin(b),
+            Err(inner) => {
+                return Err(ConnectError {
+                    status: sys::STATUS_INSUFFICIENT_RESOURCES,
+                    handler: inner.handler,
+                });
+            }
+        };
         let context = (&*inner as *const Inner<H>)
             .cast_mut()
             .cast::<core::ffi::c_void>();

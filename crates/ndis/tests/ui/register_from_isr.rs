@@ -13,7 +13,7 @@ impl InterruptHandler for Nic {
     }
     fn isr(&self, _queue: &(), _ctx: &IsrContext<'_>) -> IsrOutcome {
         let resources = ndis::resources::AdapterResources::new();
-        let init = Initializing::assume(core::ptr::null_mut(), &resources);
+        let init = Initializing::assume(core::ptr::null_mut(), &resources, ndis::NdisVersion::V6_20);
         let _ = init.register_interrupt(Nic);
         IsrOutcome::Handled
     }
