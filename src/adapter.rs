@@ -24,31 +24,34 @@ use crate::device::{Device, FrameSize, Tagging};
 use crate::virtio::net::{self, InterruptMode, VectorPlan, features};
 use crate::virtio::pci::{self, CapRegion, NO_VECTOR, Transport, find_capabilities, status};
 
-/// Registry keywords the driver reads (each declared in the INF's `Ndi\params`).
+/// Registry keywords the driver reads (each declared in the INF's `Ndi\params` as its constant
+/// says: tests/inf.rs checks the declarations against these).
 pub mod keywords {
+    use ndis::keyword::Keyword;
+
     /// Queue pairs to run at most (`*NumRssQueues`, 1..=16).
-    pub const NUM_QUEUES: &str = "*NumRssQueues";
+    pub const NUM_QUEUES: Keyword = Keyword::int("*NumRssQueues", 1, 16, 16);
     /// Receive ring size (`*ReceiveBuffers`, 64..=1024, rounded down to a power of two).
-    pub const RECEIVE_BUFFERS: &str = "*ReceiveBuffers";
+    pub const RECEIVE_BUFFERS: Keyword = Keyword::int("*ReceiveBuffers", 64, 1024, 256);
     /// Transmit ring size (`*TransmitBuffers`, 64..=1024, rounded down to a power of two).
-    pub const TRANSMIT_BUFFERS: &str = "*TransmitBuffers";
+    pub const TRANSMIT_BUFFERS: Keyword = Keyword::int("*TransmitBuffers", 64, 1024, 256);
     /// Largest frame without FCS (`*JumboPacket`, 1514..=9014; 1514 is a standard 1500-byte
     /// MTU), bounded by the device's MTU when it reports one.
-    pub const JUMBO_PACKET: &str = "*JumboPacket";
+    pub const JUMBO_PACKET: Keyword = Keyword::int("*JumboPacket", 1514, 9014, 1514);
     /// 802.1p/802.1Q tagging (`*PriorityVLANTag`: 0 off, 1 priority, 2 VLAN, 3 both).
-    pub const PRIORITY_VLAN_TAG: &str = "*PriorityVLANTag";
+    pub const PRIORITY_VLAN_TAG: Keyword =
+        Keyword::enumeration("*PriorityVLANTag", &[0, 1, 2, 3], 3);
     /// A locally set MAC address (`NetworkAddress`, 12 hex digits), read with
     /// `NdisReadNetworkAddress`; used when the device takes `VIRTIO_NET_CTRL_MAC_ADDR_SET`.
-    pub const NETWORK_ADDRESS: &str = "NetworkAddress";
+    pub const NETWORK_ADDRESS: Keyword = Keyword::text("NetworkAddress");
     /// Checksum offload per task (`*IPChecksumOffloadIPv4`, `*TCPChecksumOffloadIPv4`, ...: 0
     /// off, 1 Tx, 2 Rx, 3 both), read by `ChecksumOffload::from_keywords`.
-    pub const CHECKSUM: [&str; 5] = ndis::offload::CHECKSUM_KEYWORDS;
+    pub const CHECKSUM: [Keyword; 5] = ndis::keyword::CHECKSUM_OFFLOAD;
     /// Large send offload per IP version (`*LsoV2IPv4`, `*LsoV2IPv6`: 0 off, 1 on), read by
     /// `LargeSendOffload::from_keywords`.
-    pub const LSO: [&str; 2] = ndis::offload::LSO_KEYWORDS;
-    /// The integer keywords (declared with default, min and max).
-    pub const NUMERIC: &[&str] = &[NUM_QUEUES, RECEIVE_BUFFERS, TRANSMIT_BUFFERS, JUMBO_PACKET];
-    pub const ALL: &[&str] = &[
+    pub const LSO: [Keyword; 2] = ndis::keyword::LARGE_SEND_OFFLOAD;
+    /// Every keyword the driver reads.
+    pub const ALL: &[Keyword] = &[
         NUM_QUEUES,
         RECEIVE_BUFFERS,
         TRANSMIT_BUFFERS,
@@ -252,11 +255,11 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address, checksums, lso) = {
         let c = init.configuration()?;
         (
-            c.read_u32_in(keywords::NUM_QUEUES, 1..=16, 16, passive) as u16,
-            c.read_u32_in(keywords::RECEIVE_BUFFERS, 64..=1024, 256, passive) as u16,
-            c.read_u32_in(keywords::TRANSMIT_BUFFERS, 64..=1024, 256, passive) as u16,
-            c.read_u32_in(keywords::JUMBO_PACKET, 1514..=9014, 1514, passive) as usize,
-            Tagging::from_keyword(c.read_u32_in(keywords::PRIORITY_VLAN_TAG, 0..=3, 3, passive)),
+            keywords::NUM_QUEUES.read(&c, passive) as u16,
+            keywords::RECEIVE_BUFFERS.read(&c, passive) as u16,
+            keywords::TRANSMIT_BUFFERS.read(&c, passive) as u16,
+            keywords::JUMBO_PACKET.read(&c, passive) as usize,
+            Tagging::from_keyword(keywords::PRIORITY_VLAN_TAG.read(&c, passive)),
             c.read_network_address(passive),
             ChecksumOffload::from_keywords(&c, ChecksumOffload::all(), passive),
             LargeSendOffload::from_keywords(&c, LargeSendOffload::all(), passive),

@@ -756,6 +756,51 @@ fn jumbo_frames_follow_the_keyword_within_the_device_mtu() {
 }
 
 #[test]
+fn keywords_out_of_range_or_not_numbers_are_clamped_or_defaulted_as_their_constants_say() {
+    // (receive buffers, transmit buffers, the 802.1p/802.1Q MAC options) the adapter reports.
+    let (p, q) = (
+        sys::NDIS_MAC_OPTION_8021P_PRIORITY,
+        sys::NDIS_MAC_OPTION_8021Q_VLAN,
+    );
+    let run = |keywords: &[(&str, &str)]| {
+        let emu = Emulator::new(config(2));
+        for (k, v) in keywords {
+            emu.set_keyword(k, v);
+        }
+        let nic = start_with(emu, 1, InterruptResources::msix(4), |_| {}).expect("initialize");
+        let query = |oid| {
+            let d = nic.emu.oid_query(nic.adapter, oid, 4).data;
+            u32::from_le_bytes(d[..4].try_into().unwrap())
+        };
+        // 2 KiB per buffer for standard frames.
+        let got = (
+            query(sys::OID_GEN_RECEIVE_BUFFER_SPACE) / 2048,
+            query(sys::OID_GEN_TRANSMIT_BUFFER_SPACE) / 2048,
+            query(sys::OID_GEN_MAC_OPTIONS) & (p | q),
+        );
+        nic.stop();
+        got
+    };
+    assert_eq!(run(&[]), (256, 256, p | q));
+    assert_eq!(
+        run(&[
+            ("*ReceiveBuffers", "5000"),
+            ("*TransmitBuffers", "1"),
+            ("*PriorityVLANTag", "7"),
+        ]),
+        (1024, 64, p | q)
+    );
+    assert_eq!(
+        run(&[
+            ("*ReceiveBuffers", "many"),
+            ("*TransmitBuffers", "128"),
+            ("*PriorityVLANTag", "1"),
+        ]),
+        (256, 128, p)
+    );
+}
+
+#[test]
 fn receive_buffers_hold_the_device_mtu_even_when_the_adapter_uses_less() {
     // The device may send 9000-byte packets (virtio requires buffers for them); the adapter
     // runs at 1500 and discards what is longer, without the device failing.

@@ -1,10 +1,12 @@
 //! inf/vionet.inx, read with the packaging tool's INF reader: the entries a NIC INF needs, the
 //! hardware IDs of the device the driver accepts, the MSI opt-in, and a declaration for every
 //! registry keyword the driver reads — the list the driver exports and the list it was seen
-//! reading on the emulator.
+//! reading on the emulator — with the type, default, range or values of its constant in
+//! `vionet::adapter::keywords`.
 
 use driver_package::check::{CheckOptions, check};
 use driver_package::inf::Inf;
+use ndis::keyword::{Keyword, Kind};
 
 fn inx() -> (String, Inf) {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inf/vionet.inx"))
@@ -117,63 +119,233 @@ fn msi_is_enabled_in_the_hardware_key() {
     );
 }
 
-/// `Ndi\params\<keyword>` declarations (keyword -> (default, min, max)).
-fn declared_keywords(inf: &Inf) -> Vec<(String, String, String, String)> {
-    let mut out: Vec<(String, String, String, String)> = Vec::new();
+/// One `Ndi\params\<keyword>` declaration: its `type`, `default`, `min` and `max` (as written),
+/// and the values of its `enum` subkey.
+#[derive(Debug, Default)]
+struct Declared {
+    name: String,
+    kind: Option<String>,
+    default: Option<String>,
+    min: Option<String>,
+    max: Option<String>,
+    values: Vec<String>,
+}
+
+/// The keywords `vionet.Reg` declares, in file order.
+fn declared_keywords(inf: &Inf) -> Vec<Declared> {
+    let mut out: Vec<Declared> = Vec::new();
     for e in inf.entries("vionet.Reg") {
         let Some(key) = e.value(1) else { continue };
-        let Some(name) = key.strip_prefix("Ndi\\params\\") else {
+        let prefix = "ndi\\params\\";
+        let Some(rest) = key
+            .get(..prefix.len())
+            .filter(|p| p.eq_ignore_ascii_case(prefix))
+            .and_then(|_| key.get(prefix.len()..))
+            .filter(|rest| !rest.is_empty())
+        else {
             continue;
         };
-        let i = match out.iter().position(|k| k.0 == name) {
+        let (name, subkey) = match rest.split_once('\\') {
+            Some((name, subkey)) => (name, Some(subkey)),
+            None => (rest, None),
+        };
+        let i = match out.iter().position(|d| d.name.eq_ignore_ascii_case(name)) {
             Some(i) => i,
             None => {
-                out.push((
-                    name.to_string(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ));
+                out.push(Declared {
+                    name: name.to_string(),
+                    ..Declared::default()
+                });
                 out.len() - 1
             }
         };
-        let data = e.value(4).unwrap_or_default().to_string();
-        match e.value(2).unwrap_or_default() {
-            "default" => out[i].1 = data,
-            "min" => out[i].2 = data,
-            "max" => out[i].3 = data,
-            _ => {}
+        let d = &mut out[i];
+        let value_name = e.value(2).unwrap_or_default();
+        let data = || Some(e.value(4).unwrap_or_default().to_string());
+        match subkey {
+            Some(s) if s.eq_ignore_ascii_case("enum") => d.values.push(value_name.to_string()),
+            Some(_) => {}
+            None => match value_name.to_ascii_lowercase().as_str() {
+                "type" => d.kind = data(),
+                "default" => d.default = data(),
+                "min" => d.min = data(),
+                "max" => d.max = data(),
+                _ => {}
+            },
         }
     }
     out
 }
 
-#[test]
-fn every_keyword_the_driver_reads_is_declared_with_a_default_and_range() {
-    let (_, inf) = inx();
-    let declared = declared_keywords(&inf);
-    for keyword in vionet::adapter::keywords::ALL {
-        assert!(
-            declared.iter().any(|d| d.0 == *keyword),
-            "{keyword} is read by the driver but not in Ndi\\params"
-        );
-    }
-    for keyword in vionet::adapter::keywords::NUMERIC {
-        let k = declared
+/// Where the INF's declarations disagree with the driver's keyword constants: a keyword the
+/// driver reads that is missing, declared with another type, default, range or set of values, or
+/// a keyword declared that the driver does not read. Empty when they agree.
+fn keyword_mismatches(inf: &Inf, keywords: &[Keyword]) -> Vec<String> {
+    let declared = declared_keywords(inf);
+    let mut problems = Vec::new();
+    for d in &declared {
+        if !keywords
             .iter()
-            .find(|d| d.0 == *keyword)
-            .unwrap_or_else(|| panic!("{keyword} is read by the driver but not in Ndi\\params"));
-        assert!(
-            !k.1.is_empty() && !k.2.is_empty() && !k.3.is_empty(),
-            "{k:?}"
-        );
-        let (default, min, max): (u32, u32, u32) = (
-            k.1.parse().unwrap(),
-            k.2.parse().unwrap(),
-            k.3.parse().unwrap(),
-        );
-        assert!(min <= default && default <= max, "{k:?}");
+            .any(|k| k.name.eq_ignore_ascii_case(&d.name))
+        {
+            problems.push(format!(
+                "{} is declared but the driver does not read it",
+                d.name
+            ));
+        }
     }
+    for k in keywords {
+        let Some(d) = declared
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(k.name))
+        else {
+            problems.push(format!(
+                "{} is read by the driver but not in Ndi\\params",
+                k.name
+            ));
+            continue;
+        };
+        let mut expect = |what: &str, inf: Option<&str>, code: Option<String>| {
+            if inf != code.as_deref() {
+                problems.push(format!(
+                    "{}: {what} is {inf:?} in the INF but {code:?} in the driver",
+                    k.name
+                ));
+            }
+        };
+        let number = |v: u32| Some(v.to_string());
+        match k.kind {
+            Kind::Int { min, max, default } => {
+                expect("type", d.kind.as_deref(), Some("int".into()));
+                expect("default", d.default.as_deref(), number(default));
+                expect("min", d.min.as_deref(), number(min));
+                expect("max", d.max.as_deref(), number(max));
+                let listed = (!d.values.is_empty()).then(|| format!("{:?}", d.values));
+                expect("the enum values", listed.as_deref(), None);
+            }
+            Kind::Enum { values, default } => {
+                expect("type", d.kind.as_deref(), Some("enum".into()));
+                expect("default", d.default.as_deref(), number(default));
+                let mut inf_values: Vec<Option<u32>> =
+                    d.values.iter().map(|v| v.parse().ok()).collect();
+                inf_values.sort();
+                let mut code_values: Vec<Option<u32>> = values.iter().copied().map(Some).collect();
+                code_values.sort();
+                expect(
+                    "the enum values",
+                    Some(&format!("{inf_values:?}")),
+                    Some(format!("{code_values:?}")),
+                );
+                expect("min", d.min.as_deref(), None);
+                expect("max", d.max.as_deref(), None);
+            }
+            Kind::Text => {
+                expect("type", d.kind.as_deref(), Some("edit".into()));
+                expect("default", d.default.as_deref(), Some(String::new()));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_keyword_is_declared_with_the_type_default_and_range_of_its_constant() {
+    let (_, inf) = inx();
+    let problems = keyword_mismatches(&inf, vionet::adapter::keywords::ALL);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The declarations are well formed on their own, too.
+    for d in declared_keywords(&inf) {
+        if let (Some(default), Some(min), Some(max)) = (&d.default, &d.min, &d.max) {
+            let (default, min, max): (u32, u32, u32) = (
+                default.parse().unwrap(),
+                min.parse().unwrap(),
+                max.parse().unwrap(),
+            );
+            assert!(min <= default && default <= max, "{d:?}");
+        }
+    }
+}
+
+#[test]
+fn an_inf_that_disagrees_with_the_keyword_constants_fails_the_check() {
+    let (text, _) = inx();
+    // (line in inf/vionet.inx, its replacement, the keyword and what the check must name).
+    let cases = [
+        (
+            r#"HKR, Ndi\params\*ReceiveBuffers,  max,       0, "1024""#,
+            r#"HKR, Ndi\params\*ReceiveBuffers,  max,       0, "2048""#,
+            "*ReceiveBuffers: max",
+        ),
+        (
+            r#"HKR, Ndi\params\*NumRssQueues,    min,       0, "1""#,
+            r#"HKR, Ndi\params\*NumRssQueues,    min,       0, "2""#,
+            "*NumRssQueues: min",
+        ),
+        (
+            r#"HKR, Ndi\params\*JumboPacket,    default,   0, "1514""#,
+            r#"HKR, Ndi\params\*JumboPacket,    default,   0, "9014""#,
+            "*JumboPacket: default",
+        ),
+        (
+            r#"HKR, Ndi\params\*TransmitBuffers, type,      0, "int""#,
+            r#"HKR, Ndi\params\*TransmitBuffers, type,      0, "long""#,
+            "*TransmitBuffers: type",
+        ),
+        (
+            r#"HKR, Ndi\params\*PriorityVLANTag,      default,   0, "3""#,
+            r#"HKR, Ndi\params\*PriorityVLANTag,      default,   0, "2""#,
+            "*PriorityVLANTag: default",
+        ),
+        (
+            r#"HKR, Ndi\params\*LsoV2IPv6\enum, "1",       0, %Enabled%"#,
+            "",
+            "*LsoV2IPv6: the enum values",
+        ),
+        (
+            r#"HKR, Ndi\params\NetworkAddress,   type,      0, "edit""#,
+            r#"HKR, Ndi\params\NetworkAddress,   type,      0, "int""#,
+            "NetworkAddress: type",
+        ),
+        (
+            r#"HKR, Ndi\params\*UDPChecksumOffloadIPv6,      ParamDesc, 0, %UDPChksumOffv6%"#,
+            r#"HKR, Ndi\params\*UDPChecksumOffloadIPv6x,     ParamDesc, 0, %UDPChksumOffv6%"#,
+            "*UDPChecksumOffloadIPv6x is declared but the driver does not read it",
+        ),
+    ];
+    for (line, replacement, expected) in cases {
+        assert_eq!(
+            text.matches(line).count(),
+            1,
+            "{line} is not in the INX once"
+        );
+        let inf = Inf::parse(&text.replacen(line, replacement, 1));
+        assert!(inf.syntax_errors.is_empty(), "{:?}", inf.syntax_errors);
+        let problems = keyword_mismatches(&inf, vionet::adapter::keywords::ALL);
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{line} -> {replacement}: expected {expected:?} among {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_keyword_constant_that_disagrees_with_the_inf_fails_the_check() {
+    let (_, inf) = inx();
+    let mut keywords = vionet::adapter::keywords::ALL.to_vec();
+    let i = keywords
+        .iter()
+        .position(|k| k.name == "*ReceiveBuffers")
+        .unwrap();
+    keywords[i] = Keyword::int("*ReceiveBuffers", 64, 2048, 256);
+    keywords.push(Keyword::text("*Unknown"));
+    let problems = keyword_mismatches(&inf, &keywords);
+    assert_eq!(
+        problems,
+        [
+            "*ReceiveBuffers: max is Some(\"1024\") in the INF but Some(\"2048\") in the driver",
+            "*Unknown is read by the driver but not in Ndi\\params",
+        ],
+    );
 }
 
 #[cfg(not(windows))]
@@ -195,7 +367,7 @@ fn what_the_driver_reads_on_the_emulator_is_exactly_what_it_declares() {
     read.sort();
     let mut listed: Vec<String> = vionet::adapter::keywords::ALL
         .iter()
-        .map(|s| s.to_string())
+        .map(|k| k.name.to_string())
         .collect();
     listed.sort();
     assert_eq!(read, listed);

@@ -21,6 +21,7 @@ pub mod hw;
 pub mod interrupt;
 pub mod io;
 pub mod irql;
+pub mod keyword;
 pub mod miniport;
 pub mod nbl;
 pub mod offload;

@@ -1,0 +1,156 @@
+//! Large send offload (LSOv2): a frame of up to [`LSO_MAX_FRAME`] bytes copied over several
+//! bounce buffers and handed to the device as one chain for it to segment.
+
+use ndis::Status;
+use ndis::hw::DeviceMemory;
+use ndis::irql::Passive;
+use ndis::nbl::{CopyError, DeviceCopy, SendNbl, TxPrep};
+use ndis::offload::{LargeSend, LargeSendOffload};
+
+use super::{Device, NO_BOUNCE, TxRing};
+use crate::virtio::net::{NetHeader, features};
+use crate::virtio::queue::Buffer;
+
+/// The largest large send: NetKVM's `MaxOffLoadSize` of TCP payload ([`LSO_MAX_PAYLOAD`]) with
+/// the most header bytes NDIS uses LSO with (`NDIS_LARGE_SEND_OFFLOAD_MAX_HEADER_LENGTH`, 128)
+/// and room for a tag the driver inserts. Under the device's 64 KiB chain.
+pub const LSO_MAX_PAYLOAD: u32 = 0xF800;
+pub const LSO_MAX_FRAME: usize = LSO_MAX_PAYLOAD as usize + 128 + 4;
+
+/// Bounce buffers a large send may take (the smallest buffer is 2 KiB).
+const LSO_MAX_BUFFERS: usize = (NetHeader::LEN + LSO_MAX_FRAME).div_ceil(2048);
+
+impl Device {
+    /// Whether every transmit ring holds two of the largest large sends, so that one can be
+    /// queued while the device still holds the other.
+    pub fn lso_fits(&self, passive: &mut Passive<'_>) -> bool {
+        let needed = (NetHeader::LEN + LSO_MAX_FRAME).div_ceil(self.frame.buffer);
+        self.pairs.iter().all(|p| {
+            p.tx.with(passive, |tx, _| usize::from(tx.vq.size()) >= 2 * needed)
+        })
+    }
+
+    /// Queues a large send (LSOv2): the frame, up to [`LSO_MAX_FRAME`] bytes, copied over as
+    /// many bounce buffers as it takes and handed to the device as one chain for it to segment
+    /// (`VIRTIO_NET_F_HOST_TSO4`/`6`). NDIS says such a list must be dropped when LSO is off
+    /// for its IP version (after an OID switched it off): it fails with `INVALID_PACKET`.
+    pub(super) fn queue_large_send(
+        &self,
+        tx: &mut TxRing,
+        nbl: &SendNbl<'_>,
+        ls: LargeSend,
+        tag: Option<u16>,
+    ) -> Status {
+        let version = if ls.ipv6 {
+            LargeSendOffload::IPV6
+        } else {
+            LargeSendOffload::IPV4
+        };
+        if !self.ndis.large_send_offload().contains(version) {
+            return Status::INVALID_PACKET;
+        }
+        let Some(frame) = nbl.frames().next() else {
+            return Status::INVALID_PACKET;
+        };
+        if frame.len() > LSO_MAX_FRAME - 4 {
+            return Status::INVALID_LENGTH;
+        }
+        let prep = TxPrep {
+            tci: tag,
+            large_send: Some(ls),
+            device_l4: true,
+            ..TxPrep::default()
+        };
+        let buffer = self.frame.buffer;
+        let tag_room = if tag.is_some() { 4 } else { 0 };
+        let n = (NetHeader::LEN + frame.len() + tag_room).div_ceil(buffer);
+        if let Err(status) = self.tx_room(tx, n) {
+            return status;
+        }
+        let mut slots = [0u16; LSO_MAX_BUFFERS];
+        let mut regions = [(0usize, 0usize); LSO_MAX_BUFFERS];
+        for i in 0..n {
+            slots[i] = tx.free.pop().unwrap_or(NO_BOUNCE); // `tx_room` made sure of n
+            let at = usize::from(slots[i]) * buffer;
+            regions[i] = if i == 0 {
+                (at + NetHeader::LEN, buffer - NetHeader::LEN)
+            } else {
+                (at, buffer)
+            };
+        }
+        let copied =
+            frame.copy_to_device_regions(&tx.bounce, &regions[..n], &mut tx.scratch, &prep);
+        // A segment (headers and one MSS of payload) must fit the adapter's frame, a tag
+        // included; CWR needs the device to know ECN (virtio: the driver SHOULD NOT ask for
+        // segmentation of it otherwise).
+        let ecn_ok = self.features & features::HOST_ECN != 0;
+        let segment_max = if tag.is_some() || frame.has_8021q_tag() {
+            self.frame.frame + 4
+        } else {
+            self.frame.frame
+        };
+        let (len, gso, partial) = match copied {
+            Ok(DeviceCopy {
+                len,
+                gso: Some(gso),
+                partial: Some(partial),
+            }) if usize::from(gso.header_len) + usize::from(gso.mss) <= segment_max
+                && (!gso.ecn || ecn_ok) =>
+            {
+                (len, gso, partial)
+            }
+            other => {
+                tx.free.extend(slots[..n].iter().rev());
+                return match other {
+                    Err(CopyError::TooLong) => Status::INVALID_LENGTH,
+                    _ => Status::INVALID_PACKET,
+                };
+            }
+        };
+        let ecn = if gso.ecn { NetHeader::GSO_ECN } else { 0 };
+        let header = NetHeader {
+            flags: NetHeader::F_NEEDS_CSUM,
+            gso_type: ecn
+                | if gso.ipv6 {
+                    NetHeader::GSO_TCPV6
+                } else {
+                    NetHeader::GSO_TCPV4
+                },
+            hdr_len: gso.header_len,
+            gso_size: gso.mss,
+            csum_start: partial.0,
+            csum_offset: partial.1,
+            num_buffers: 0,
+        };
+        tx.bounce
+            .write_bytes(usize::from(slots[0]) * buffer, &header.encode());
+        // The chain: the buffers the frame fills; one taken for a tag it did not need goes back.
+        let used = (NetHeader::LEN + len).div_ceil(buffer);
+        tx.free.extend(slots[used..n].iter().rev());
+        let mut chain = [Buffer {
+            addr: 0,
+            len: 0,
+            device_writable: false,
+        }; LSO_MAX_BUFFERS];
+        let mut left = NetHeader::LEN + len;
+        for (i, b) in chain[..used].iter_mut().enumerate() {
+            let take = left.min(buffer);
+            b.addr = tx.bounce.device_address() + (usize::from(slots[i]) * buffer) as u64;
+            b.len = take as u32;
+            left -= take;
+        }
+        match tx.vq.add(&chain[..used]) {
+            Ok(head) => {
+                tx.bounce_of[head as usize] = slots[0];
+                for pair in slots[..used].windows(2) {
+                    tx.next_bounce[usize::from(pair[0])] = pair[1];
+                }
+                Status::SUCCESS
+            }
+            Err(_) => {
+                tx.free.extend(slots[..used].iter().rev());
+                Status::RESOURCES
+            }
+        }
+    }
+}

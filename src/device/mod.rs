@@ -1,0 +1,363 @@
+//! The virtio-net device as the miniport runs it: register windows, queue pairs with their
+//! buffers, the control queue, and the receive/transmit paths shared by DPCs and NDIS calls.
+//!
+//! Locking: each virtqueue sits behind its own NDIS spin lock (DISPATCH_LEVEL); receive buffers
+//! are lent to NDIS outside the lock, because NDIS may hand them back from inside the
+//! indication. Nothing here runs at DIRQL: the line-based ISR reads the ISR-status register
+//! through its own window (src/adapter.rs).
+//!
+//! The device state, its bring-up and its status live here; the paths are split by concern:
+//! [`rx`] (receive, posting, returned buffers, VLAN stripping, checksums), [`tx`] (send, reap,
+//! copies into bounce buffers), [`lso`] (large send) and [`control`] (the control queue and its
+//! commands).
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+
+use ndis::Status;
+use ndis::dma::{DmaRegistration, SharedMemory};
+use ndis::heap::Shared;
+use ndis::io::OwnedWindow;
+use ndis::irql::Passive;
+use ndis::miniport::{Init, Initializing, NdisAdapter};
+use ndis::nbl::ReceivePool;
+use ndis::sync::SpinLock;
+
+use crate::virtio::net::{self, NetHeader, VectorPlan, features};
+use crate::virtio::pci::{Notifier, Transport};
+use crate::virtio::queue::{Layout, Slot, SplitQueue};
+
+mod control;
+mod lso;
+mod rx;
+mod tx;
+
+use control::{CONTROL_BUFFER, ControlRing};
+pub use lso::{LSO_MAX_FRAME, LSO_MAX_PAYLOAD};
+
+/// The frame size the adapter runs with (`*JumboPacket`, bounded by the device's MTU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSize {
+    /// Largest untagged frame (without FCS) sent or accepted: the MTU plus 14.
+    pub frame: usize,
+    /// Largest frame carrying one 802.1Q tag.
+    pub max: usize,
+    /// Bytes per receive or transmit buffer: a virtio-net header and the largest frame the
+    /// *device* may deliver (its MTU, when it reports one larger than ours: virtio requires
+    /// receive buffers for it), rounded up to 2 KiB (2048 for standard frames).
+    pub buffer: usize,
+}
+
+impl FrameSize {
+    /// For untagged frames of up to `frame` bytes (1514 for a 1500-byte MTU), on a device whose
+    /// own largest frame is `device_frame`.
+    pub const fn new(frame: usize, device_frame: usize) -> FrameSize {
+        let largest = if device_frame > frame {
+            device_frame
+        } else {
+            frame
+        };
+        FrameSize {
+            frame,
+            max: frame + 4,
+            buffer: (NetHeader::LEN + largest + 4).next_multiple_of(2048),
+        }
+    }
+}
+
+/// `TxRing::next_bounce` of the last (or only) buffer of a frame.
+const NO_BOUNCE: u16 = u16::MAX;
+
+/// What `*PriorityVLANTag` enables: 802.1p priority and 802.1Q VLAN tags, inserted on send
+/// from the list's 802.1Q information and stripped on receive into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tagging {
+    pub priority: bool,
+    pub vlan: bool,
+}
+
+impl Tagging {
+    /// From the keyword's value (bit 0: priority, bit 1: VLAN).
+    pub fn from_keyword(value: u32) -> Tagging {
+        Tagging {
+            priority: value & 1 != 0,
+            vlan: value & 2 != 0,
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self.priority || self.vlan
+    }
+}
+
+pub type Queue = SplitQueue<SharedMemory, Vec<Slot>>;
+
+pub struct RxRing {
+    vq: Queue,
+    /// Receive-pool buffer posted under each descriptor head.
+    buffer_of: Vec<u16>,
+    notifier: Notifier,
+}
+
+pub struct TxRing {
+    vq: Queue,
+    /// Bounce buffer carried by each descriptor head.
+    bounce_of: Vec<u16>,
+    /// For a bounce buffer in a large send's chain: the next one of the chain ([`NO_BOUNCE`]:
+    /// the last, or a frame of one buffer).
+    next_bounce: Vec<u16>,
+    free: Vec<u16>,
+    bounce: SharedMemory,
+    notifier: Notifier,
+    /// Staging for a frame split over several MDLs (contiguous ones are copied in place).
+    scratch: Box<[u8]>,
+}
+
+pub struct Pair {
+    pub rx: SpinLock<RxRing>,
+    pub pool: ReceivePool,
+    pub tx: SpinLock<TxRing>,
+}
+
+pub struct Device {
+    /// Field order is drop order: queues and buffers before the DMA registration and the
+    /// register mappings (the device is reset before any of this is dropped).
+    pub pairs: Vec<Pair>,
+    control: Option<SpinLock<ControlRing>>,
+    pub transport: Transport<OwnedWindow>,
+    pub plan: VectorPlan,
+    pub features: u64,
+    pub frame: FrameSize,
+    pub tagging: Tagging,
+    /// The VLAN the adapter belongs to (`OID_GEN_VLAN_ID`; 0: none): receives tagged for
+    /// another VLAN are dropped, and sends without a VLAN of their own are tagged with it.
+    pub vlan_id: AtomicU16,
+    pub ndis: Shared<NdisAdapter>,
+    /// Set when the device misbehaved (a used ring it cannot have written, NEEDS_RESET) or was
+    /// removed: the driver stops touching its queues; sends fail.
+    pub broken: AtomicBool,
+    /// Pairs the send path spreads over (1 when the device refused `VQ_PAIRS_SET`).
+    pub active_pairs: AtomicUsize,
+    _dma: DmaRegistration,
+}
+
+/// A virtqueue in fresh shared memory, with its private slots.
+fn new_queue(
+    init: &Initializing<'_>,
+    dma: &DmaRegistration,
+    size: u16,
+    event_idx: bool,
+) -> Result<Queue, Status> {
+    let layout = Layout::new(size).map_err(|_| Status::INVALID_PARAMETER)?;
+    let memory = dma.allocate(init, layout.total)?;
+    SplitQueue::new(memory, vec![Slot::EMPTY; size as usize], size, event_idx)
+        .map_err(|_| Status::RESOURCES)
+}
+
+fn program(transport: &Transport<OwnedWindow>, queue: u16, vq: &Queue) -> Result<Notifier, Status> {
+    transport
+        .setup_queue(
+            queue,
+            vq.size(),
+            vq.desc_address(),
+            vq.driver_address(),
+            vq.device_address(),
+        )
+        .map_err(|_| Status::DEVICE_FAILED)
+}
+
+impl Device {
+    /// Builds and programs every queue of `plan` (vectors already mapped), posts the receive
+    /// buffers without notifying the device (virtio 1.2, 3.1.1: no notification before
+    /// DRIVER_OK). The caller sets DRIVER_OK afterwards, then calls
+    /// [`notify_receive_queues`](Self::notify_receive_queues).
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        init: &mut Init<'_>,
+        transport: Transport<OwnedWindow>,
+        dma: DmaRegistration,
+        plan: VectorPlan,
+        features: u64,
+        frame: FrameSize,
+        tagging: Tagging,
+        rx_size: u16,
+        tx_size: u16,
+        control_queue: Option<u16>,
+    ) -> Result<Device, Status> {
+        let ini = init.initializing();
+        let ndis = init.adapter().clone();
+        // Queues were programmed into the device before a later step failed: reset it, so it
+        // holds no address of memory about to be freed, and mark it FAILED.
+        let parts = (|| -> Result<(Vec<Pair>, Option<SpinLock<ControlRing>>), Status> {
+            let event_idx = features & net::features::RING_EVENT_IDX != 0;
+            let tso = features & (features::HOST_TSO4 | features::HOST_TSO6) != 0;
+            let scratch_len = if tso {
+                frame.max.max(LSO_MAX_FRAME)
+            } else {
+                frame.max
+            };
+            let mut pairs = Vec::new();
+            for j in 0..plan.pairs() {
+                let rx_max = transport
+                    .queue_max_size(net::rx_queue(j))
+                    .map_err(|_| Status::DEVICE_FAILED)?;
+                let tx_max = transport
+                    .queue_max_size(net::tx_queue(j))
+                    .map_err(|_| Status::DEVICE_FAILED)?;
+                let rx_n = rx_size.min(rx_max);
+                let tx_n = tx_size.min(tx_max);
+                if rx_n == 0 || tx_n == 0 {
+                    return Err(Status::DEVICE_FAILED);
+                }
+                // Powers of two: the device's maximum is one, the keyword may not be.
+                let rx_n = 1 << (15 - rx_n.leading_zeros().min(15));
+                let tx_n = 1 << (15 - tx_n.leading_zeros().min(15));
+                let rx_vq = new_queue(ini, &dma, rx_n, event_idx)?;
+                let mut tx_vq = new_queue(ini, &dma, tx_n, event_idx)?;
+                // Transmit completions are reaped by the send path; no interrupt needed for them.
+                tx_vq.disable_interrupts();
+                let pool = ReceivePool::new(init, &dma, frame.buffer, rx_n as usize)?;
+                let bounce = dma.allocate(ini, frame.buffer * tx_n as usize)?;
+                let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
+                let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
+                pairs.push(Pair {
+                    rx: SpinLock::new(RxRing {
+                        vq: rx_vq,
+                        buffer_of: vec![0; rx_n as usize],
+                        notifier: rx_notifier,
+                    }),
+                    pool,
+                    tx: SpinLock::new(TxRing {
+                        vq: tx_vq,
+                        bounce_of: vec![0; tx_n as usize],
+                        next_bounce: vec![NO_BOUNCE; tx_n as usize],
+                        free: (0..tx_n).rev().collect(),
+                        bounce,
+                        notifier: tx_notifier,
+                        // A large send that is not contiguous is gathered here whole.
+                        scratch: vec![0; scratch_len].into_boxed_slice(),
+                    }),
+                });
+            }
+            let control = match control_queue {
+                Some(q) => {
+                    let max = transport
+                        .queue_max_size(q)
+                        .map_err(|_| Status::DEVICE_FAILED)?;
+                    let size = max.min(16);
+                    let size = 1 << (15 - size.leading_zeros().min(15));
+                    let vq = new_queue(ini, &dma, size, event_idx)?;
+                    let notifier = program(&transport, q, &vq)?;
+                    transport
+                        .enable_queue(q)
+                        .map_err(|_| Status::DEVICE_FAILED)?;
+                    let buffer = dma.allocate(ini, CONTROL_BUFFER)?;
+                    Some(SpinLock::new(ControlRing {
+                        vq,
+                        buffer,
+                        notifier,
+                        stuck: false,
+                    }))
+                }
+                None => None,
+            };
+            for j in 0..plan.pairs() {
+                transport
+                    .enable_queue(net::rx_queue(j))
+                    .map_err(|_| Status::DEVICE_FAILED)?;
+                transport
+                    .enable_queue(net::tx_queue(j))
+                    .map_err(|_| Status::DEVICE_FAILED)?;
+            }
+            Ok((pairs, control))
+        })();
+        let (pairs, control) = match parts {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = transport.reset(|| ndis::sync::stall(10));
+                transport.add_status(crate::virtio::pci::status::FAILED);
+                return Err(e);
+            }
+        };
+        let device = Device {
+            pairs,
+            control,
+            transport,
+            plan,
+            features,
+            frame,
+            tagging,
+            vlan_id: AtomicU16::new(0),
+            ndis,
+            broken: AtomicBool::new(false),
+            active_pairs: AtomicUsize::new(plan.pairs() as usize),
+            _dma: dma,
+        };
+        for pair in &device.pairs {
+            let all: Vec<usize> = (0..pair.pool.len())
+                .filter(|&i| pair.pool.claim(i))
+                .collect();
+            // Made available, not announced: the doorbell waits for DRIVER_OK.
+            pair.rx.with(init.passive_mut(), |rx, _| {
+                device.add_rx_buffers(rx, pair, &all)
+            });
+        }
+        Ok(device)
+    }
+
+    /// Once DRIVER_OK is set: one notification per receive queue for the buffers
+    /// [`build`](Self::build) made available (if the device asks for it, as it does unless it
+    /// already looked at the ring).
+    pub fn notify_receive_queues(&self, passive: &mut Passive<'_>) {
+        if self.is_broken() {
+            return;
+        }
+        for pair in &self.pairs {
+            let notify = pair.rx.with(passive, |rx, _| {
+                rx.vq.should_notify().then_some(rx.notifier)
+            });
+            if let Some(n) = notify {
+                self.transport.notify(&n);
+            }
+        }
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn fail(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    /// After a configuration-change notification: a device that set DEVICE_NEEDS_RESET is not
+    /// used again (the driver has no way to bring it back without a reset of its own). Returns
+    /// whether the device is still usable.
+    pub fn check_device_status(&self) -> bool {
+        if !self.is_broken() && self.transport.needs_reset() {
+            self.fail();
+        }
+        !self.is_broken()
+    }
+
+    /// Link state from the device configuration (a config-change event).
+    pub fn link_up(&self) -> bool {
+        self.transport
+            .net_config()
+            .map(|c| c.link_up(self.features & net::features::STATUS != 0))
+            .unwrap_or(false)
+    }
+
+    /// Stops the device: after this it touches no memory and raises no interrupt.
+    pub fn reset(&self) {
+        self.fail();
+        // A removed device reads all ones: there is nothing to reset, and polling for the status
+        // to clear would only burn 100 ms.
+        if self.transport.status() == 0xFF {
+            return;
+        }
+        let _ = self.transport.reset(|| ndis::sync::stall(10));
+    }
+}

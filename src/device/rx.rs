@@ -1,0 +1,269 @@
+//! The receive path: buffers posted to the device and handed back by NDIS, receives drained
+//! from the used ring, 802.1Q tags stripped into the list information, and the checksum verdict
+//! NDIS is told.
+
+use core::sync::atomic::Ordering;
+
+use ndis::irql::{AtMostDispatch, DispatchOrBelow};
+use ndis::nbl::{Ieee8021Q, Returned, RxFrame};
+use ndis::offload::DeviceRxChecksum;
+
+use super::{Device, Pair, RxRing};
+use crate::virtio::net::{NetHeader, features};
+use crate::virtio::queue::Buffer;
+
+/// What becomes of a receive.
+enum Received {
+    /// Shorter than a header, or not what the device may deliver: an error.
+    Runt,
+    /// A frame the adapter does not take (too long for its MTU, another VLAN's): a discard.
+    Dropped,
+    Frame(RxFrame),
+}
+
+/// Receives collected per pass before indicating them in one chain.
+const RX_BATCH: usize = 64;
+
+impl Device {
+    /// Posts claimed receive buffers to the device and rings the doorbell once.
+    fn post_rx<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &mut C) {
+        if buffers.is_empty() {
+            return;
+        }
+        if self.is_broken() {
+            for &b in buffers {
+                pair.pool.release(b);
+            }
+            return;
+        }
+        let notify = pair.rx.with(irql, |rx, _| {
+            self.add_rx_buffers(rx, pair, buffers);
+            rx.vq.should_notify().then_some(rx.notifier)
+        });
+        if let Some(n) = notify {
+            self.transport.notify(&n);
+        }
+    }
+
+    /// Makes claimed receive buffers available on `rx` (its lock held); a buffer the ring has
+    /// no room for goes back to the pool.
+    pub(super) fn add_rx_buffers(&self, rx: &mut RxRing, pair: &Pair, buffers: &[usize]) {
+        let base = pair.pool.device_address();
+        for &b in buffers {
+            let chain = [Buffer {
+                addr: base + (b * self.frame.buffer) as u64,
+                len: self.frame.buffer as u32,
+                device_writable: true,
+            }];
+            match rx.vq.add(&chain) {
+                Ok(head) => rx.buffer_of[head as usize] = b as u16,
+                Err(_) => pair.pool.release(b),
+            }
+        }
+    }
+
+    /// Drains up to `budget` receives of pair `j` and indicates them; returns (indicated,
+    /// more_pending). Receives that cannot be indicated (paused, runts, oversize) go straight back
+    /// to the device.
+    pub fn receive<C: AtMostDispatch>(&self, j: usize, budget: u32, irql: &mut C) -> (u32, bool) {
+        let Some(pair) = self.pairs.get(j) else {
+            return (0, false);
+        };
+        if self.is_broken() {
+            return (0, false);
+        }
+        let mut total = 0u32;
+        loop {
+            let mut frames = [RxFrame::default(); RX_BATCH];
+            let mut runts = 0;
+            let mut n = 0;
+            let mut repost = [0usize; RX_BATCH];
+            let mut r = 0;
+            let want = (budget - total).min(RX_BATCH as u32) as usize;
+            let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
+            let (fault, pending) = pair.rx.with(irql, |rx, _| {
+                rx.vq.disable_interrupts();
+                while n + r < want {
+                    match rx.vq.pop_used() {
+                        Ok(Some((head, len))) => {
+                            let b = rx.buffer_of[head as usize] as usize;
+                            let len = len as usize;
+                            match self.accept(pair, b, len, vlan_filter) {
+                                Received::Frame(frame) => {
+                                    frames[n] = self.with_checksum(pair, frame);
+                                    n += 1;
+                                }
+                                Received::Runt => {
+                                    repost[r] = b;
+                                    r += 1;
+                                    runts += 1;
+                                }
+                                Received::Dropped => {
+                                    repost[r] = b;
+                                    r += 1;
+                                }
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => return (true, false),
+                    }
+                }
+                (false, n + r == want)
+            });
+            if fault {
+                self.fail();
+                return (total, false);
+            }
+            self.ndis.stats.rx_errors(runts as u64);
+            self.ndis.stats.rx_discards((r - runts) as u64);
+            // Every popped entry counts against the budget, runts included: a device that only
+            // returns garbage cannot keep the DPC looping.
+            total += (n + r) as u32;
+            // Frames NDIS does not take (paused) come back here, decided before NDIS sees any.
+            pair.pool.indicate(&frames[..n], irql, |b| {
+                repost[r] = b;
+                r += 1;
+            });
+            // Runts and refused frames go back to the device.
+            self.post_rx(pair, &repost[..r], irql);
+            if !pending {
+                // Idle: re-enable, and drain again if the device raced us.
+                let raced = pair.rx.with(irql, |rx, _| rx.vq.enable_interrupts());
+                if !raced || total >= budget {
+                    return (total, raced);
+                }
+            } else if total >= budget {
+                return (total, true);
+            }
+        }
+    }
+
+    /// A receive of `len` bytes (header included) in buffer `b`: its 802.1Q tag, if tagging is
+    /// on for it, is stripped into the list information (the addresses move up over it). With
+    /// only priority tagging on, VLAN-tagged frames pass as they are; with VLAN tagging on,
+    /// frames tagged for another VLAN than `vlan_filter` (when one is set) are dropped.
+    fn accept(&self, pair: &Pair, b: usize, len: usize, vlan_filter: u16) -> Received {
+        let Some(length) = len.checked_sub(NetHeader::LEN).filter(|&l| l >= 14) else {
+            return Received::Runt;
+        };
+        if length > self.frame.max {
+            return Received::Dropped; // the device's MTU is larger than the adapter's
+        }
+        let untouched = Received::Frame(RxFrame {
+            index: b,
+            offset: NetHeader::LEN,
+            length,
+            ..RxFrame::default()
+        });
+        if !self.tagging.any() && length <= self.frame.frame {
+            return untouched;
+        }
+        let mut head = [0u8; 16];
+        if !pair.pool.read(b, NetHeader::LEN, &mut head) {
+            return Received::Dropped; // not ours to read: never indicated
+        }
+        let tagged = length >= 18 && head[12..14] == [0x81, 0x00];
+        if !tagged {
+            return if length <= self.frame.frame {
+                untouched
+            } else {
+                Received::Dropped
+            };
+        }
+        let tag = Ieee8021Q::from_tci(u16::from_be_bytes([head[14], head[15]]));
+        let strip = if self.tagging.vlan {
+            true
+        } else {
+            self.tagging.priority && tag.vlan_id == 0
+        };
+        if !strip {
+            return untouched; // carried in band
+        }
+        if vlan_filter != 0 && tag.vlan_id != 0 && tag.vlan_id != vlan_filter {
+            return Received::Dropped;
+        }
+        if !pair.pool.write(b, NetHeader::LEN + 4, &head[..12]) {
+            return Received::Dropped;
+        }
+        let info = Ieee8021Q {
+            priority: if self.tagging.priority {
+                tag.priority
+            } else {
+                0
+            },
+            vlan_id: tag.vlan_id,
+        };
+        let info = (info != Ieee8021Q::default()).then_some(info);
+        Received::Frame(RxFrame {
+            index: b,
+            offset: NetHeader::LEN + 4,
+            length: length - 4,
+            ieee8021q: info,
+            ..RxFrame::default()
+        })
+    }
+
+    /// `frame` with what NDIS is to be told about its checksums: the device's verdict from the
+    /// virtio header (`DATA_VALID`, or `NEEDS_CSUM` for a checksum it left partial, which is
+    /// completed here), within the tasks in force, and then the IPv4 header checksum, verified
+    /// here. Only with `GUEST_CSUM`, without which the device never says anything.
+    fn with_checksum(&self, pair: &Pair, mut frame: RxFrame) -> RxFrame {
+        if self.features & features::GUEST_CSUM == 0 {
+            return frame;
+        }
+        let mut header = [0u8; NetHeader::LEN];
+        if !pair.pool.read(frame.index, 0, &mut header) {
+            return frame;
+        }
+        let Some(header) = NetHeader::decode(&header) else {
+            return frame;
+        };
+        // A stripped tag moved the frame's start 4 bytes on.
+        let stripped = frame.offset - NetHeader::LEN;
+        let device = if header.flags & NetHeader::F_NEEDS_CSUM != 0 {
+            match usize::from(header.csum_start).checked_sub(stripped) {
+                Some(start) => DeviceRxChecksum::Partial {
+                    start: start as u16,
+                    offset: header.csum_offset,
+                },
+                None => DeviceRxChecksum::Unchecked,
+            }
+        } else if header.flags & NetHeader::F_DATA_VALID != 0 {
+            DeviceRxChecksum::Valid
+        } else {
+            DeviceRxChecksum::Unchecked
+        };
+        // A frame the device did not check is left to the stack whole: verifying only its IPv4
+        // header here would move work, not save it.
+        if device != DeviceRxChecksum::Unchecked {
+            frame.checksum = pair.pool.checksum(
+                frame.index,
+                frame.offset,
+                frame.length,
+                self.ndis.checksum_offload(),
+                device,
+            );
+        }
+        frame
+    }
+
+    /// Buffers NDIS handed back go to the device again (in batches; nothing is allocated on
+    /// this DISPATCH_LEVEL path).
+    pub fn returned(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
+        for pair in &self.pairs {
+            let mut batch = [0usize; RX_BATCH];
+            let mut n = 0;
+            pair.pool.take_returned(returned, |b| {
+                if pair.pool.claim(b) {
+                    batch[n] = b;
+                    n += 1;
+                    if n == RX_BATCH {
+                        self.post_rx(pair, &batch, irql);
+                        n = 0;
+                    }
+                }
+            });
+            self.post_rx(pair, &batch[..n], irql);
+        }
+    }
+}

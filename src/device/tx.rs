@@ -1,0 +1,208 @@
+//! The transmit path: lists copied into bounce buffers (with the tag and checksum requests
+//! applied) on the pair of the current processor, and descriptors reaped back.
+
+use core::sync::atomic::Ordering;
+
+use ndis::Status;
+use ndis::hw::DeviceMemory;
+use ndis::irql::{AtMostDispatch, DispatchOrBelow};
+use ndis::nbl::{CopyError, Ieee8021Q, SendLists, SendNbl, TxPrep};
+
+use super::{Device, NO_BOUNCE, TxRing};
+use crate::virtio::net::{NetHeader, features};
+use crate::virtio::queue::Buffer;
+
+impl Device {
+    /// The TCI to insert into the frames of `nbl`, if any: its own priority and VLAN (as far
+    /// as tagging is on), the adapter's VLAN when it names none.
+    fn tx_tag(&self, nbl: &SendNbl<'_>) -> Option<u16> {
+        if !self.tagging.any() {
+            return None;
+        }
+        let info = nbl.ieee8021q().unwrap_or_default();
+        let tag = Ieee8021Q {
+            priority: if self.tagging.priority {
+                info.priority
+            } else {
+                0
+            },
+            vlan_id: match (self.tagging.vlan, info.vlan_id) {
+                (false, _) => 0,
+                (true, 0) => self.vlan_id.load(Ordering::Relaxed),
+                (true, id) => id,
+            },
+        };
+        (tag != Ieee8021Q::default()).then(|| tag.tci())
+    }
+
+    /// Reclaims transmit descriptors the device finished.
+    fn reap_tx(&self, tx: &mut TxRing) -> bool {
+        loop {
+            match tx.vq.pop_used() {
+                Ok(Some((head, _))) => {
+                    let mut b = tx.bounce_of[head as usize];
+                    loop {
+                        tx.free.push(b);
+                        let next = core::mem::replace(&mut tx.next_bounce[b as usize], NO_BOUNCE);
+                        if next == NO_BOUNCE {
+                            break;
+                        }
+                        b = next;
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The transmit DPC work for pair `j` (used when a TX vector fires).
+    pub fn reap<C: AtMostDispatch>(&self, j: usize, irql: &mut C) {
+        if let Some(pair) = self.pairs.get(j)
+            && !self.is_broken()
+            && !pair.tx.with(irql, |tx, _| self.reap_tx(tx))
+        {
+            self.fail();
+        }
+    }
+
+    /// Copies every frame of every list into transmit buffers of the pair chosen by the current
+    /// processor and hands them to the device: one lock acquisition and at most one doorbell
+    /// for the whole chain.
+    pub fn send(&self, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
+        if self.is_broken() {
+            return lists.each(|_| Status::ADAPTER_REMOVED);
+        }
+        let pairs = self
+            .active_pairs
+            .load(Ordering::Relaxed)
+            .clamp(1, self.pairs.len().max(1));
+        let j = ndis::sync::current_processor() as usize % pairs;
+        let Some(pair) = self.pairs.get(j) else {
+            return lists.each(|_| Status::FAILURE);
+        };
+        let doorbell = pair.tx.with(irql, |tx, _| {
+            lists.each(|nbl| self.queue_list(tx, nbl));
+            tx.vq.should_notify().then_some(tx.notifier)
+        });
+        if let Some(n) = doorbell {
+            self.transport.notify(&n);
+        }
+    }
+
+    /// Queues the frames of one list, all or nothing as far as ring room goes (NDIS has one
+    /// status per list).
+    fn queue_list(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Status {
+        if self.is_broken() {
+            return Status::ADAPTER_REMOVED;
+        }
+        // All or nothing: nothing of a list with a frame too long goes out. A frame may exceed
+        // the MTU only by a tag it already carries (one this driver inserts counts against the
+        // untagged limit, since the tagged frame must fit `max`).
+        let tag = self.tx_tag(nbl);
+        match nbl.large_send() {
+            Ok(None) => {}
+            Ok(Some(ls)) => return self.queue_large_send(tx, nbl, ls, tag),
+            Err(status) => return status,
+        }
+        let prep = TxPrep {
+            tci: tag,
+            checksum: nbl.checksum_request(),
+            device_l4: self.features & features::CSUM != 0,
+            large_send: None,
+        };
+        let offload = !prep.checksum.is_empty();
+        // A request the frame's headers do not match fails the whole list: checked before
+        // anything is queued when the list has several frames (with one, the copy finds it).
+        let check_first = offload && nbl.frames().nth(1).is_some();
+        let mut frames = 0;
+        for f in nbl.frames() {
+            if f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag()) {
+                return Status::INVALID_LENGTH;
+            }
+            if check_first && f.check(&prep, &mut tx.scratch) == Err(CopyError::Malformed) {
+                return Status::INVALID_PACKET;
+            }
+            frames += 1;
+        }
+        if let Err(status) = self.tx_room(tx, frames) {
+            return status;
+        }
+        for frame in nbl.frames() {
+            let Some(b) = tx.free.pop() else {
+                return Status::RESOURCES;
+            };
+            let at = b as usize * self.frame.buffer;
+            let copied = match (offload, tag) {
+                (false, None) => frame
+                    .copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
+                    .map(|len| (len, None))
+                    .ok_or(Status::INVALID_LENGTH),
+                _ => frame
+                    .copy_to_device_prepared(
+                        &tx.bounce,
+                        at + NetHeader::LEN,
+                        &mut tx.scratch,
+                        &prep,
+                    )
+                    .map(|c| (c.len, c.partial))
+                    .map_err(|e| match e {
+                        CopyError::Malformed => Status::INVALID_PACKET,
+                        CopyError::TooLong => Status::INVALID_LENGTH,
+                    }),
+            };
+            let (len, partial) = match copied {
+                Ok(c) => c,
+                Err(status) => {
+                    tx.free.push(b);
+                    return status;
+                }
+            };
+            let header = match partial {
+                None => NetHeader::default(),
+                Some((start, offset)) => NetHeader {
+                    flags: NetHeader::F_NEEDS_CSUM,
+                    csum_start: start,
+                    csum_offset: offset,
+                    ..NetHeader::default()
+                },
+            };
+            tx.bounce.write_bytes(at, &header.encode());
+            let chain = [Buffer {
+                addr: tx.bounce.device_address() + at as u64,
+                len: (NetHeader::LEN + len) as u32,
+                device_writable: false,
+            }];
+            match tx.vq.add(&chain) {
+                Ok(head) => tx.bounce_of[head as usize] = b,
+                Err(_) => {
+                    tx.free.push(b);
+                    return Status::RESOURCES;
+                }
+            }
+        }
+        Status::SUCCESS
+    }
+
+    /// Makes room for `n` more transmit buffers (and as many descriptors): rings the doorbell
+    /// for what is queued and reaps what the device finished. Err: the status to fail the list
+    /// with.
+    pub(super) fn tx_room(&self, tx: &mut TxRing, n: usize) -> Result<(), Status> {
+        if tx.free.len() >= n {
+            return Ok(());
+        }
+        // Let the device see what is queued (the doorbell for this call has not rung yet),
+        // then take back what it finished.
+        if tx.vq.should_notify() {
+            self.transport.notify(&tx.notifier);
+        }
+        if !self.reap_tx(tx) {
+            self.fail();
+            return Err(Status::DEVICE_FAILED);
+        }
+        if tx.free.len() < n {
+            return Err(Status::RESOURCES);
+        }
+        Ok(())
+    }
+}
