@@ -164,6 +164,10 @@ impl InterruptHandler for Interrupts {
         if config || device.is_broken() {
             device.ndis.link_changed(read_link, ctx.irql());
         }
+        if targets.control_and_config {
+            // A pended OID's command may have been answered.
+            device.control_answered(ctx.irql());
+        }
         if more {
             ctx.budget().request_more();
         }
@@ -505,8 +509,9 @@ impl Miniport for VioNetAdapter {
         filter: u32,
         request: &mut SetRequest<'_>,
     ) -> Result<(), Status> {
-        // Best effort: the filter NDIS asked for stands whatever the device made of it.
-        self.device.set_packet_filter(filter, request.passive_mut());
+        // Best effort: the filter NDIS asked for stands whatever the device made of it. Pended
+        // until the device answered.
+        self.device.set_packet_filter(filter, request);
         Ok(())
     }
 
@@ -516,7 +521,7 @@ impl Miniport for VioNetAdapter {
         list: &[[u8; 6]],
         request: &mut SetRequest<'_>,
     ) -> Result<(), Status> {
-        self.device.set_multicast_list(list, request.passive_mut());
+        self.device.set_multicast_list(list, request);
         Ok(())
     }
 

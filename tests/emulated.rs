@@ -391,7 +391,7 @@ fn packet_filter_and_multicast_list_reach_the_device_through_the_control_queue()
 }
 
 #[test]
-fn a_control_command_the_device_never_answers_retires_the_control_queue() {
+fn a_control_command_the_device_never_answers_pends_its_oid_until_ndis_cancels_it() {
     let nic = start(1, InterruptResources::msix(4));
     let control_queue = 2; // after RX 0 and TX 1
     nic.net(|n, bus| n.set_stalled(bus, control_queue, true));
@@ -403,19 +403,27 @@ fn a_control_command_the_device_never_answers_retires_the_control_queue() {
             &promiscuous,
         )
     };
-    // Receive filtering is best effort: the filter NDIS set stands even though the device never
-    // answered (failing the OID would leave the stack with no filter at all).
+    // The handler does not wait for the device (no busy-wait in MiniportOidRequest): the
+    // request is pended...
+    assert_eq!(set().status, sys::NDIS_STATUS_PENDING);
+    assert!(nic.emu.oid_completion().is_none());
+    // ...until NDIS gives up on it (its Timeout): cancelled, it completes as aborted.
+    nic.emu.cancel_oid();
+    let aborted = nic.emu.oid_completion().expect("completed on cancel");
+    assert_eq!(aborted.status, sys::NDIS_STATUS_REQUEST_ABORTED);
+    // A set while that command is still on the queue is best effort: it succeeds without a
+    // command of its own (the filter NDIS set stands).
     assert_eq!(set().status, sys::NDIS_STATUS_SUCCESS);
-    // The device wakes up and answers the old command late: that answer must not be taken for
-    // a new command's, so the queue stays retired and nothing more is sent on it.
+    // The device wakes and answers the old command: taken for that one (only one is ever in
+    // flight), and the cancelled request's second command is not sent.
     nic.net(|n, bus| n.set_stalled(bus, control_queue, false));
+    nic.emu.run_dpcs();
     let commands = nic.net(|n, _| n.control_log().len());
-    assert_eq!(set().status, sys::NDIS_STATUS_SUCCESS);
-    assert_eq!(nic.net(|n, _| n.control_log().len()), commands);
-    assert_eq!(
-        commands, 1,
-        "only the command that was stuck reached the device"
-    );
+    assert_eq!(commands, 1, "only the stalled command reached the device");
+    // The queue works again: the next set sends both commands and completes.
+    let r = set();
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(nic.net(|n, _| n.control_log().len()), commands + 2);
     // The datapath is unaffected.
     check_tx(&nic, &[frame(3, 64)]);
     nic.stop();

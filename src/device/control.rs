@@ -3,15 +3,18 @@
 use ndis::Status;
 use ndis::dma::SharedMemory;
 use ndis::hw::DeviceMemory;
-use ndis::irql::Passive;
+use ndis::irql::{AtMostDispatch, Passive};
+use ndis::oid::{PendingOid, SetRequest};
 
 use super::{Device, Queue};
 use crate::virtio::net;
 use crate::virtio::pci::Notifier;
 use crate::virtio::queue::Buffer;
 
-/// The control queue: one command at a time, polled, at PASSIVE_LEVEL (initialize and OID
-/// requests, which NDIS serialises).
+/// The control queue: one command at a time. Initialize polls for the answers; an OID request
+/// never waits for the device: it is pended, and the control queue's DPC sends the request's
+/// next command or completes it when the device answers (NDIS serialises OID requests, so one
+/// request at a time is in flight).
 pub struct ControlRing {
     pub(super) vq: Queue,
     /// Command bytes at 0, the device's one-byte ack at [`CONTROL_ACK_AT`].
@@ -20,6 +23,13 @@ pub struct ControlRing {
     /// A command went unanswered: its descriptor may still complete, so the queue is not used
     /// again (a later answer would be taken for the wrong command).
     pub(super) stuck: bool,
+    /// The pended set request the command in flight belongs to, and its next command.
+    pub(super) waiting: Option<Waiting>,
+}
+
+pub(super) struct Waiting {
+    oid: PendingOid,
+    then: Option<[u8; 3]>,
 }
 
 /// Room for the largest command (a MAC table with the framework's whole multicast list).
@@ -41,18 +51,17 @@ impl Device {
     /// Best effort, as virtio's receive filtering is: a device that refuses or does not answer
     /// keeps filtering as it did, and the filter NDIS set still stands (failing the OID would
     /// leave the stack without any filter at all). Returns whether the device took it.
-    pub fn set_packet_filter(&self, filter: u32, passive: &mut Passive<'_>) -> bool {
+    ///
+    /// The OID is pended: the two commands go one after the other as the device answers.
+    pub fn set_packet_filter(&self, filter: u32, request: &mut SetRequest<'_>) {
         if self.features & net::features::CTRL_RX == 0 {
-            return true;
+            return;
         }
         let promiscuous = filter & ndis::sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0;
         let all_multicast = filter & ndis::sys::NDIS_PACKET_TYPE_ALL_MULTICAST != 0;
-        let a = self.control_command(&net::rx_mode(net::ctrl::RX_PROMISC, promiscuous), passive);
-        let b = self.control_command(
-            &net::rx_mode(net::ctrl::RX_ALLMULTI, all_multicast),
-            passive,
-        );
-        a.is_ok() && b.is_ok()
+        let first = net::rx_mode(net::ctrl::RX_PROMISC, promiscuous);
+        let then = net::rx_mode(net::ctrl::RX_ALLMULTI, all_multicast);
+        self.pended_command(&first, Some(then), request);
     }
 
     /// The unicast address to receive on instead of the configuration-space MAC
@@ -66,13 +75,97 @@ impl Device {
 
     /// The multicast addresses to receive (`VIRTIO_NET_CTRL_MAC_TABLE_SET`, with
     /// `VIRTIO_NET_F_CTRL_RX`). Best effort, as [`set_packet_filter`](Self::set_packet_filter).
-    pub fn set_multicast_list(&self, list: &[[u8; 6]], passive: &mut Passive<'_>) -> bool {
+    pub fn set_multicast_list(&self, list: &[[u8; 6]], request: &mut SetRequest<'_>) {
         if self.features & net::features::CTRL_RX == 0 {
-            return true;
+            return;
         }
         let mut command = [0u8; CONTROL_ACK_AT];
-        net::mac_table_set(list, &mut command)
-            .is_some_and(|len| self.control_command(&command[..len], passive).is_ok())
+        if let Some(len) = net::mac_table_set(list, &mut command) {
+            self.pended_command(&command[..len], None, request);
+        }
+    }
+
+    /// Sends `command` for a set request that is pended until the device answered it and
+    /// `then` (see [`control_answered`](Self::control_answered)). Best effort: a command that
+    /// cannot be sent completes the request successfully at once, as a refused one does.
+    fn pended_command(&self, command: &[u8], then: Option<[u8; 3]>, request: &mut SetRequest<'_>) {
+        let Some(control) = &self.control else {
+            return;
+        };
+        if self.is_broken() {
+            return;
+        }
+        let oid = request.pend();
+        let sent = control.with(request.passive_mut(), |c, dispatch| {
+            if c.stuck || c.waiting.is_some() {
+                oid.complete(Ok(()), dispatch);
+                return None;
+            }
+            match submit(c, command) {
+                Ok(notifier) => {
+                    c.waiting = Some(Waiting { oid, then });
+                    // The answer interrupts; one that came already is picked up below.
+                    Some((notifier, c.vq.enable_interrupts()))
+                }
+                Err(_) => {
+                    oid.complete(Ok(()), dispatch);
+                    None
+                }
+            }
+        });
+        if let Some((notifier, answered)) = sent {
+            self.transport.notify(&notifier);
+            if answered {
+                self.control_answered(request.passive_mut());
+            }
+        }
+    }
+
+    /// The control queue's interrupt (its DPC) or a pended command found its answer: sends the
+    /// pended request's next command, or completes the request. Commands of initialize, which
+    /// polls, are not touched here.
+    pub fn control_answered<C: AtMostDispatch>(&self, irql: &mut C) {
+        let Some(control) = &self.control else {
+            return;
+        };
+        let mut failed = false;
+        let (next, done) = control.with(irql, |c, _| {
+            let Some(waiting) = c.waiting.as_mut() else {
+                return (None, None);
+            };
+            match c.vq.pop_used() {
+                Ok(Some(_)) => {}
+                Ok(None) => return (None, None),
+                Err(_) => {
+                    c.stuck = true;
+                    failed = true;
+                }
+            }
+            // A request NDIS cancelled meanwhile gets no further command.
+            let next = if failed || waiting.oid.is_cancelled() {
+                None
+            } else {
+                waiting.then.take()
+            };
+            if let Some(command) = next {
+                if let Ok(notifier) = submit(c, &command) {
+                    c.vq.enable_interrupts();
+                    return (Some(notifier), None);
+                }
+            }
+            // Answered (accepted or refused: receive filtering is best effort), or the device
+            // broke: the request is done.
+            (None, c.waiting.take().map(|w| w.oid))
+        });
+        if failed {
+            self.fail();
+        }
+        if let Some(notifier) = next {
+            self.transport.notify(&notifier);
+        }
+        if let Some(oid) = done {
+            oid.complete(Ok(()), irql);
+        }
     }
 
     /// Sends one control command and polls for the device's answer (up to 100 ms).
@@ -87,27 +180,10 @@ impl Device {
             return Err(Status::INVALID_LENGTH);
         }
         let notifier = control.with(passive, |c, _| {
-            if c.stuck {
+            if c.stuck || c.waiting.is_some() {
                 return Err(Status::DEVICE_FAILED);
             }
-            c.buffer.write_bytes(0, command);
-            c.buffer.write_bytes(CONTROL_ACK_AT, &[0xFF]);
-            let base = c.buffer.device_address();
-            let chain = [
-                Buffer {
-                    addr: base,
-                    len: command.len() as u32,
-                    device_writable: false,
-                },
-                Buffer {
-                    addr: base + CONTROL_ACK_AT as u64,
-                    len: 1,
-                    device_writable: true,
-                },
-            ];
-            c.vq.add(&chain)
-                .map(|_| c.notifier)
-                .map_err(|_| Status::RESOURCES)
+            submit(c, command)
         })?;
         self.transport.notify(&notifier);
         for _ in 0..10_000 {
@@ -138,4 +214,29 @@ impl Device {
         control.with(passive, |c, _| c.stuck = true);
         Err(Status::DEVICE_FAILED)
     }
+}
+
+/// Puts `command` and the ack byte on the control queue (under its lock); the caller notifies.
+fn submit(c: &mut ControlRing, command: &[u8]) -> Result<Notifier, Status> {
+    if command.len() > CONTROL_ACK_AT {
+        return Err(Status::INVALID_LENGTH);
+    }
+    c.buffer.write_bytes(0, command);
+    c.buffer.write_bytes(CONTROL_ACK_AT, &[0xFF]);
+    let base = c.buffer.device_address();
+    let chain = [
+        Buffer {
+            addr: base,
+            len: command.len() as u32,
+            device_writable: false,
+        },
+        Buffer {
+            addr: base + CONTROL_ACK_AT as u64,
+            len: 1,
+            device_writable: true,
+        },
+    ];
+    c.vq.add(&chain)
+        .map(|_| c.notifier)
+        .map_err(|_| Status::RESOURCES)
 }

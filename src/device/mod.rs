@@ -259,6 +259,7 @@ impl Device {
                         buffer,
                         notifier,
                         stuck: false,
+                        waiting: None,
                     }))
                 }
                 None => None,

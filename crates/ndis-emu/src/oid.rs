@@ -277,6 +277,46 @@ impl Emulator {
         )
     }
 
+    /// Cancels the request still pending (as NDIS does when its `Timeout` expires or its issuer
+    /// goes away): `MiniportCancelOidRequest` with its `RequestId`, at PASSIVE_LEVEL. The driver
+    /// must then complete it (`NDIS_STATUS_REQUEST_ABORTED`); see [`Emulator::oid_completion`].
+    /// Panics when no request is pending or the driver has no cancel handler.
+    pub fn cancel_oid(&self) {
+        let (cancel, context, cpu, id, adapter) = {
+            let st = self.machine.st();
+            let pending = st
+                .oid
+                .as_ref()
+                .filter(|p| p.result.is_none())
+                .expect("no OID request is pending");
+            let driver = st.ndis.driver.as_ref().expect("driver");
+            let cancel = driver
+                .chars
+                .CancelOidRequestHandler
+                .expect("the driver registered no MiniportCancelOidRequest");
+            let context = st.ndis.adapters[pending.adapter].context.unwrap_or(0);
+            (
+                cancel,
+                context,
+                st.cpu,
+                pending.request.RequestId as usize,
+                pending.adapter,
+            )
+        };
+        on_cpu(
+            &self.machine,
+            cpu,
+            sys::PASSIVE_LEVEL,
+            Callback::Oid(adapter),
+            || {
+                // SAFETY: the driver's cancel handler with its adapter context and the pending
+                // request's id.
+                unsafe { cancel(context as sys::NDIS_HANDLE, id as sys::PVOID) }
+            },
+        );
+        machine::run_dpcs(&self.machine);
+    }
+
     /// The result of the last request once the driver completed it (None while still pending).
     pub fn oid_completion(&self) -> Option<OidResult> {
         machine::run_dpcs(&self.machine);

@@ -7,7 +7,9 @@
 use std::cell::Cell;
 
 use ndis::driver::MiniportDriver;
-use ndis::interrupt::{DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome};
+use ndis::interrupt::{
+    DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
+};
 use ndis::irql::{DispatchOrBelow, Passive};
 use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
 use ndis::nbl::{Returned, SendLists};

@@ -141,6 +141,18 @@ impl PendingOid {
         self.finish(result);
     }
 
+    /// Whether NDIS cancelled the request (`MiniportCancelOidRequest`): completing it does
+    /// nothing then, and work still to do for it can be dropped.
+    pub fn is_cancelled(&self) -> bool {
+        let generation = self.generation;
+        self.adapter.pending_oid.with_unchecked(|slot| {
+            !matches!(*slot,
+                Slot::Pending { generation: g }
+                | Slot::Early { generation: g, .. }
+                | Slot::Outstanding { generation: g, .. } if g == generation)
+        })
+    }
+
     fn finish(&self, result: Result<(), Status>) {
         let result = result.map_err(|s| {
             if s.is_success() || s.0 == sys::NDIS_STATUS_PENDING {
