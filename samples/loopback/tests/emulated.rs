@@ -246,6 +246,18 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak() {
         "configuration, DMA, shared memory, pool, MDLs, lists: {:?}",
         report.sites
     );
+    // The framework's own heap allocations (adapter state, resource records, the pool's
+    // entries) are failed one at a time too.
+    let heap = report
+        .sites
+        .iter()
+        .filter(|s| **s == ndis_emu::FALLIBLE_SITE)
+        .count();
+    eprintln!(
+        "swept {} fallible calls, {heap} of them heap allocations",
+        report.sites.len()
+    );
+    assert!(heap >= 4, "heap sites swept: {heap} of {:?}", report.sites);
 }
 
 #[test]
