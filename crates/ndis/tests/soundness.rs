@@ -17,7 +17,7 @@ use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
 use ndis::nbl::{ReceivePool, Returned, SendLists};
 use ndis::oid::{PendingOid, SetData, SetRequest};
 use ndis::{NdisVersion, Status};
-use ndis_emu::{AdapterId, Config, Emulator, InterruptResources};
+use ndis_emu::{AdapterId, Config, Emulator, FALLIBLE_SITE, InterruptResources, rule};
 use ndis_sys as sys;
 
 #[global_allocator]
@@ -41,6 +41,7 @@ thread_local! {
     /// A set request the driver pended, completed by the next DPC with `COMPLETE_WITH`.
     static PENDING: RefCell<Option<PendingOid>> = const { RefCell::new(None) };
     static COMPLETE_WITH: Cell<Result<(), Status>> = const { Cell::new(Ok(())) };
+    static ALLOCATE_IN_ISR: Cell<bool> = const { Cell::new(false) };
 }
 
 struct Nic {
@@ -55,6 +56,10 @@ impl InterruptHandler for Nic {
         &[()]
     }
     fn isr(&self, _: &(), _: &IsrContext<'_>) -> IsrOutcome {
+        if ALLOCATE_IN_ISR.get() {
+            // Safe code the types cannot stop: a heap allocation at DIRQL.
+            std::hint::black_box(Vec::<u8>::with_capacity(48));
+        }
         IsrOutcome::QueueDpc
     }
     fn dpc(&self, _: &(), ctx: &mut DpcContext<'_>) {
@@ -317,5 +322,72 @@ fn a_pended_set_the_driver_forgets_fails_instead_of_hanging() {
     let a = start(&emu);
     let r = emu.oid_set(a, OID_PEND, &[2]);
     assert_eq!(r.status, sys::NDIS_STATUS_FAILURE);
+    stop(&emu, a);
+}
+
+#[test]
+fn item02_a_heap_allocation_in_an_isr_is_an_emulated_bug_check() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    ALLOCATE_IN_ISR.set(true);
+    let b = emu.expect_bugcheck(|| {
+        emu.fire_message(emu.device_of(a), 0);
+    });
+    ALLOCATE_IN_ISR.set(false);
+    assert_eq!(
+        (b.code, b.params[0], b.params[2]),
+        (0xC4, rule::ALLOCATION_IRQL, 48),
+        "{b}"
+    );
+    assert!(b.params[1] > 2, "at DIRQL: {b}");
+    KEPT_ADAPTER.with(|k| k.borrow_mut().take());
+    OWN_REGISTRATION.with(|r| r.borrow_mut().take());
+}
+
+#[test]
+fn item03_every_framework_heap_allocation_of_initialize_fails_cleanly_with_resources() {
+    // Each of the framework's fallible allocations in initialize (adapter state, resource
+    // records, the interrupt's state and message table, the pool's entries) failed in turn:
+    // initialize fails with NDIS_STATUS_RESOURCES and unload finds nothing leaked.
+    let mut n = 1;
+    loop {
+        let mut config = Config::default();
+        config.faults.by_name.push((FALLIBLE_SITE.into(), Some(n)));
+        let emu = Emulator::new(config);
+        assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+        let r = emu.add_adapter(InterruptResources::msix(2));
+        let failed = emu.fallible_calls().contains(&(FALLIBLE_SITE, true));
+        match r {
+            Err(status) => {
+                assert!(
+                    failed,
+                    "initialize failed without a heap failure: {status:#x}"
+                );
+                assert_eq!(status, sys::NDIS_STATUS_RESOURCES, "heap failure #{n}");
+                KEPT_ADAPTER.with(|k| k.borrow_mut().take());
+                OWN_REGISTRATION.with(|r| r.borrow_mut().take());
+                emu.unload(); // finds any leak
+            }
+            Ok(a) => {
+                assert!(!failed, "heap failure #{n} was swallowed");
+                stop(&emu, a);
+                break;
+            }
+        }
+        n += 1;
+    }
+    assert!(n > 5, "only {} heap allocations in initialize", n - 1);
+}
+
+#[test]
+fn item08_halt_frees_shared_memory_after_the_interrupt_and_before_the_dma_registration() {
+    // The emulator bug-checks shared memory freed after its DMA registration (and leaks, and an
+    // interrupt left registered); the framework's release order passes, whatever the field order
+    // of the driver's adapter.
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    // The pool's buffers are shared memory (receive works), freed by the framework at halt.
+    emu.send(a, &[&[0x02u8; 64]]);
+    assert_eq!(emu.received_frames(a).len(), 1);
     stop(&emu, a);
 }
