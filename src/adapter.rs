@@ -344,7 +344,8 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     );
     let device = match device {
         Ok(d) => Arc::new(d),
-        Err(e) => return Err(e), // drops the registration (deregisters) first, then the rest
+        // The framework deregisters the interrupt, then frees what `build` allocated.
+        Err(e) => return Err(e),
     };
     // The handler gets the device before the device may interrupt: an interrupt it dropped
     // would never come again for an event-index ring.

@@ -122,8 +122,9 @@ pub struct Pair {
 }
 
 pub struct Device {
-    /// Field order is drop order: queues and buffers before the DMA registration and the
-    /// register mappings (the device is reset before any of this is dropped).
+    /// The queues and buffers. Dropping the device releases no NDIS object: the framework frees
+    /// the shared memory, the DMA registration and the mappings after halt (the device was
+    /// reset in `quiesce`).
     pub pairs: Vec<Pair>,
     control: Option<SpinLock<ControlRing>>,
     pub transport: Transport<OwnedWindow>,

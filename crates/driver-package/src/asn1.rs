@@ -1,8 +1,8 @@
 //! The Microsoft ASN.1 structures no RustCrypto crate defines: Authenticode's
 //! `SpcIndirectDataContent` (what a signature over a PE image or a catalog member actually signs)
 //! and the certificate trust list (CTL) that a `.cat` file wraps in PKCS#7 SignedData.
-//! Layouts follow the Authenticode PE specification and the catalog layout recorded in
-//! `shared/docs/build-and-package.md` §4.2.
+//! Layouts follow the Authenticode PE specification and the catalog layout of `.cat` files that
+//! `signtool`/`makecat` produce (a PKCS#7 SignedData wrapping a CTL; see docs/packaging.md).
 
 use der::asn1::{Any, BitString, BmpString, ContextSpecific, Null, ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Reader, Sequence, TagMode, TagNumber};

@@ -23,9 +23,9 @@ pub trait MiniportDriver: Sync + 'static {
     type Adapter: Miniport;
 
     /// `MiniportInitializeEx`, at PASSIVE_LEVEL, once per adapter NDIS starts: find and start
-    /// the device, and describe it. On error every resource acquired so far is released by
-    /// dropping it (registrations, mappings and memory are owned values), and NDIS sees the
-    /// status.
+    /// the device, and describe it. On error the framework releases every NDIS object made so
+    /// far (interrupts, shared memory, DMA, mappings: see [`crate::resources`]) once the
+    /// driver's partial state is dropped, and NDIS sees the status.
     fn initialize(
         &'static self,
         init: &mut Init<'_>,

@@ -6,9 +6,10 @@
 //! per-adapter block is the adapter context) and sets the general attributes from the returned
 //! [`AdapterInfo`]. Every other handler casts the context back and calls the trait. The framework
 //! answers the general OIDs ([`crate::oid`]), keeps the statistics NDIS asks for, refuses sends
-//! while paused, and owns the order of teardown: halt consumes the driver's adapter, so every
-//! resource it owns (interrupt registration, mappings, shared memory, pools) is released, in field
-//! order, before the framework's block goes away.
+//! while paused, and owns the order of teardown: halt first has the driver stop its device
+//! ([`Miniport::quiesce`]), then consumes the driver's adapter, and then releases what initialize
+//! made (interrupts, shared memory, the DMA registration, mappings) in that order, whatever the
+//! driver's field order (see [`crate::resources`]).
 
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};

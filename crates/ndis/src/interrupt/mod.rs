@@ -1,12 +1,13 @@
 //! Miniport interrupts: register, negotiate the grant, dispatch ISRs and DPCs to queues.
 //!
 //! A driver implements [`InterruptHandler`] for its interrupt state and calls
-//! [`InterruptRegistration::register`] from `MiniportInitializeEx`. The framework fills
+//! [`Init::register_interrupt`](crate::miniport::Init::register_interrupt) from
+//! `MiniportInitializeEx`. The framework fills
 //! `NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS` with monomorphized trampolines (header 0x84/1/96; the
 //! message handlers and `MsiSupported` only when [`InterruptHandler::MSI_SUPPORTED`]), reads back
 //! `InterruptType` and `MessageInfoTable` into a typed [`Grant`], and routes every interrupt to the
-//! queues it serves ([`QueueMap`]). Dropping the registration deregisters, before the handler state
-//! it points to goes away, on the initialize error path as in halt.
+//! queues it serves ([`QueueMap`]). The framework deregisters after halt (or a failed initialize),
+//! before the handler state it points to goes away; dropping a handle releases nothing.
 //!
 //! See `docs/interrupts.md`.
 
