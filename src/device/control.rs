@@ -147,11 +147,9 @@ impl Device {
             } else {
                 waiting.then.take()
             };
-            if let Some(command) = next {
-                if let Ok(notifier) = submit(c, &command) {
-                    c.vq.enable_interrupts();
-                    return (Some(notifier), None);
-                }
+            if let Some(Ok(notifier)) = next.map(|command| submit(c, &command)) {
+                c.vq.enable_interrupts();
+                return (Some(notifier), None);
             }
             // Answered (accepted or refused: receive filtering is best effort), or the device
             // broke: the request is done.
