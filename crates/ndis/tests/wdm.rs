@@ -74,7 +74,7 @@ fn line_only_device_connects_the_fallback_and_says_so() {
     assert_eq!(int.connected(), Connected::Line);
     emu.fire_line(dev);
     assert_eq!(*int.handler().seen.lock().unwrap(), vec![Source::Line]);
-    drop(int); // disconnects
+    int.disconnect(&passive());
     emu.check_released();
 }
 
@@ -96,7 +96,7 @@ fn a_pre_vista_platform_is_retried_fully_specified() {
     assert_eq!(int.connected(), Connected::FullySpecified);
     emu.fire_line(dev);
     assert_eq!(*int.handler().seen.lock().unwrap(), vec![Source::Line]);
-    drop(int);
+    int.disconnect(&passive());
     emu.check_released();
 }
 
@@ -147,4 +147,29 @@ fn a_wrong_fully_specified_vector_fails_cleanly() {
     .unwrap_err();
     assert_eq!(err.status, ndis_sys::STATUS_INVALID_PARAMETER);
     emu.check_released();
+}
+
+#[test]
+fn item07_a_wdm_interrupt_dropped_without_disconnect_stays_connected_and_is_reported() {
+    // Dropped anywhere (here: as if in a DPC), it disconnects nothing at the wrong IRQL; the
+    // interrupt stays connected on leaked state, and unload reports it.
+    let emu = Emulator::new(Config::default());
+    let (dev, pdo) = emu.add_device(InterruptResources::line());
+    // SAFETY: the emulator's live PDO.
+    let int = WdmInterrupt::connect(
+        &passive(),
+        unsafe { PhysicalDevice::from_raw(pdo) },
+        Device::default(),
+        None,
+    )
+    .unwrap();
+    drop(int);
+    // The ISR still runs on valid (leaked) state.
+    assert_eq!(emu.fire_line(dev), Some(true));
+    let b = emu.expect_bugcheck(|| emu.check_released());
+    assert_eq!(
+        (b.code, b.params[0], b.params[2]),
+        (0xC4, ndis_emu::rule::UNLOAD_WITH_OUTSTANDING_OBJECTS, 1),
+        "{b}"
+    );
 }

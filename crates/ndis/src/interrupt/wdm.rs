@@ -67,7 +67,8 @@ struct Inner<H> {
     _pinned: PhantomPinned,
 }
 
-/// A connected WDM interrupt; disconnects when dropped or on [`disconnect`](Self::disconnect).
+/// A connected WDM interrupt, disconnected by [`disconnect`](Self::disconnect) at
+/// PASSIVE_LEVEL (a drop without it leaves it connected: see the `Drop` impl).
 pub struct WdmInterrupt<H: WdmInterruptHandler> {
     inner: Option<Pin<Box<Inner<H>>>>,
     connected: Connected,
@@ -242,8 +243,14 @@ impl<H: WdmInterruptHandler> WdmInterrupt<H> {
     }
 }
 
+/// Dropped without [`WdmInterrupt::disconnect`]: the drop cannot know its IRQL (a DPC, a lock
+/// closure), and `IoDisconnectInterruptEx` needs PASSIVE_LEVEL. So it disconnects nothing and
+/// leaks the handler state the ISR still uses: memory-safe, and reported as a connected
+/// interrupt when the driver unloads (the emulator's UNLOAD_WITH_OUTSTANDING_OBJECTS).
 impl<H: WdmInterruptHandler> Drop for WdmInterrupt<H> {
     fn drop(&mut self) {
-        self.disconnect_raw();
+        if let Some(inner) = self.inner.take() {
+            core::mem::forget(inner);
+        }
     }
 }
