@@ -779,7 +779,7 @@ fn an_interrupt_during_registration_is_acknowledged_and_runs_no_queue() {
 }
 
 #[test]
-fn the_initialize_error_path_deregisters_by_dropping_the_registration() {
+fn the_initialize_error_path_deregisters_when_the_resources_are_released() {
     let emu = emulator(2);
     set(|k| k.fail_after_register = true);
     assert_eq!(emu.load_driver(driver_entry), 0);
