@@ -103,8 +103,9 @@ fn pause(adapter: &NdisAdapter) -> bool {
 }
 
 /// The log of one execution: `NdisMPauseComplete` was called once if the pause returned
-/// PENDING and never if it returned SUCCESS; after the pause began; and when it was, no
-/// indication or send was under way and no list was lent (nor when SUCCESS was decided).
+/// PENDING and never if it returned SUCCESS, and after the pause began; when it was (or when
+/// SUCCESS was decided) no indication or send was under way and no list was lent, and none
+/// started afterwards.
 fn check_pause(log: &[Event], pended: bool) {
     let completions = log.iter().filter(|e| **e == Event::PauseComplete).count();
     assert_eq!(
@@ -113,7 +114,8 @@ fn check_pause(log: &[Event], pended: bool) {
         "NdisMPauseComplete {completions} times for a pause that returned {}: {log:?}",
         if pended { "PENDING" } else { "SUCCESS" }
     );
-    let (mut indicating, mut lent, mut sending, mut paused) = (0, 0, 0, false);
+    let (mut indicating, mut lent, mut sending) = (0, 0, 0);
+    let (mut paused, mut done) = (false, false);
     for e in log {
         match e {
             Event::Note("indicate") => (indicating, lent) = (indicating + 1, lent + 1),
@@ -122,15 +124,22 @@ fn check_pause(log: &[Event], pended: bool) {
             Event::Note("send") => sending += 1,
             Event::Note("send done") => sending -= 1,
             Event::Note("pause") => paused = true,
-            Event::PauseComplete => {
+            Event::PauseComplete | Event::Note("SUCCESS") => {
                 assert!(paused, "completed before the pause began: {log:?}");
                 assert_eq!(
                     (indicating, lent, sending),
                     (0, 0, 0),
-                    "completed while busy: {log:?}"
+                    "paused while busy: {log:?}"
                 );
+                done = true;
             }
             _ => {}
+        }
+        if let Event::Note("indicate" | "send") = e {
+            assert!(
+                !done,
+                "an indication or send began on a paused adapter: {log:?}"
+            );
         }
     }
 }

@@ -52,12 +52,12 @@ pub(crate) fn indicate_status(indication: &mut sys::NDIS_STATUS_INDICATION) {
 }
 
 /// Runs `f` under loom in every interleaving with at most `LOOM_MAX_PREEMPTIONS` preemptions
-/// (default 3). Each execution starts with an empty log.
+/// (default 5). Each execution starts with an empty log.
 #[cfg(test)]
 pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
+        builder.preemption_bound = Some(5);
     }
     builder.check(f);
 }
