@@ -14,10 +14,10 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Status;
 use crate::irql::AtMostDispatch;
+use crate::sync::atomic::{self, AtomicUsize, Ordering};
 
 /// Runs an allocation the caller handles failing of (the host's fault sweep may fail it).
 use ndis_sys::fallible_allocation as fallible;
@@ -160,7 +160,7 @@ impl<T> Drop for Shared<T> {
         if self.block().refs.fetch_sub(1, Ordering::Release) != 1 {
             return;
         }
-        core::sync::atomic::fence(Ordering::Acquire);
+        atomic::fence(Ordering::Acquire);
         // SAFETY: the last reference: nobody else can reach the block; it came from `try_box`.
         drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
     }
@@ -171,3 +171,6 @@ impl<T: core::fmt::Debug> core::fmt::Debug for Shared<T> {
         (**self).fmt(f)
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;

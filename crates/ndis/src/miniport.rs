@@ -12,7 +12,6 @@
 //! driver's field order (see [`crate::resources`]).
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use ndis_sys as sys;
 
@@ -28,6 +27,7 @@ use crate::nbl::{Returned, SendLists, SendNbl};
 use crate::offload::{ChecksumOffload, LargeSendOffload, OffloadInfo};
 use crate::oid::{PendingSlot, QueryBuffer, SetData, SetRequest};
 use crate::resources::AdapterResources;
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
 pub const MAX_MULTICAST: usize = 32;
@@ -411,7 +411,7 @@ impl NdisAdapter {
     fn run_down(&self) {
         self.rundown.fetch_or(HALTED, Ordering::AcqRel);
         while self.rundown.load(Ordering::Acquire) != HALTED {
-            core::hint::spin_loop();
+            crate::sync::atomic::spin_loop();
         }
     }
 
@@ -478,10 +478,38 @@ impl NdisAdapter {
         }
     }
 
+    /// MiniportPause began: from here no indication or send starts.
+    fn begin_pause(&self) {
+        self.gate.with_unchecked(|g| {
+            g.running = false;
+            g.pausing = true;
+            g.pause_pended = false;
+        });
+    }
+
+    /// MiniportPause is done: whether the adapter is idle (SUCCESS); if not, the pause is
+    /// pended, for the last indication, return or send to complete.
+    fn pause_returned(&self) -> bool {
+        self.gate.with_unchecked(|g| {
+            let idle = g.idle();
+            if idle {
+                g.pausing = false;
+            } else {
+                g.pause_pended = true;
+            }
+            idle
+        })
+    }
+
     fn complete_pause(&self) {
+        #[cfg(loom)]
+        crate::sync::recorder::record(crate::sync::recorder::Event::PauseComplete);
+        #[cfg(not(loom))]
         // SAFETY: the adapter's handle (a pause is under way: not halted); MiniportPause returned
         // PENDING (`pause_pended`), and `take_pause_completion` hands out this call once.
-        unsafe { sys::NdisMPauseComplete(self.handle.as_raw()) };
+        unsafe {
+            sys::NdisMPauseComplete(self.handle.as_raw())
+        };
     }
 
     pub fn packet_filter(&self) -> u32 {
@@ -534,7 +562,11 @@ impl NdisAdapter {
         mut read: impl FnMut() -> (bool, u64),
         irql: &C,
     ) {
-        self.link_dirty.store(true, Ordering::SeqCst);
+        // Both read-modify-writes: a caller that finds a reader synchronizes with it through
+        // `link_reading`, and the reader's next `link_dirty` swap synchronizes with every
+        // caller's, even when another caller set the flag again in between (a plain store would
+        // cut that release sequence; see "Model checking" in docs/architecture.md).
+        self.link_dirty.swap(true, Ordering::SeqCst);
         loop {
             if self.link_reading.swap(true, Ordering::SeqCst) {
                 return; // the reader sees `link_dirty` and reads again
@@ -543,7 +575,7 @@ impl NdisAdapter {
                 let (up, speed) = read();
                 self.indicate_link_state(up, speed, irql);
             }
-            self.link_reading.store(false, Ordering::SeqCst);
+            self.link_reading.swap(false, Ordering::SeqCst);
             // A change that came after the last read but before the release: read it here.
             if !self.link_dirty.load(Ordering::SeqCst) {
                 return;
@@ -767,10 +799,15 @@ impl NdisAdapter {
         };
         // Dropped after halt: the handle is dead then.
         self.while_live(|| {
+            #[cfg(not(loom))]
             // SAFETY: IRQL <= DISPATCH_LEVEL (token); the adapter is not halted (and halt waits
             // for this call); the indication and its buffer (at least `size` bytes) live across
             // the call.
-            unsafe { sys::NdisMIndicateStatusEx(self.handle.as_raw(), &mut indication) };
+            unsafe {
+                sys::NdisMIndicateStatusEx(self.handle.as_raw(), &mut indication)
+            };
+            #[cfg(loom)]
+            crate::sync::recorder::indicate_status(&mut indication);
         });
     }
 }
@@ -1409,11 +1446,7 @@ pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
     // SAFETY: a live context (NDIS only pauses initialized adapters).
     let slot = unsafe { slot::<A>(ctx) };
     // From here no indication or send starts; the ones under way hold the pause open.
-    slot.ndis.gate.with_unchecked(|g| {
-        g.running = false;
-        g.pausing = true;
-        g.pause_pended = false;
-    });
+    slot.ndis.begin_pause();
     if let Some(a) = &slot.adapter {
         // SAFETY: MiniportPause runs at PASSIVE_LEVEL.
         a.pause(&slot.ndis, &mut unsafe { Passive::assume() });
@@ -1421,15 +1454,7 @@ pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
     // Decided once MiniportPause is done: idle now means SUCCESS (and no NdisMPauseComplete);
     // otherwise PENDING, and the last indication, return or send to end completes it — never
     // before this returns PENDING, as `pause_pended` is set under the same lock.
-    let idle = slot.ndis.gate.with_unchecked(|g| {
-        let idle = g.idle();
-        if idle {
-            g.pausing = false;
-        } else {
-            g.pause_pended = true;
-        }
-        idle
-    });
+    let idle = slot.ndis.pause_returned();
     if idle {
         sys::NDIS_STATUS_SUCCESS
     } else {
@@ -1697,6 +1722,9 @@ pub(crate) unsafe extern "system-unwind" fn shutdown<A: Miniport>(
         a.shutdown(&slot.ndis, ShutdownAction::from_raw(action));
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,6 @@
 use alloc::vec::Vec;
 use core::cell::Cell;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 use ndis_sys as sys;
 
@@ -27,6 +26,7 @@ use crate::irql::AtMostDispatch;
 use crate::miniport::{Init, NdisAdapter};
 use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, LargeSend, RxChecksum};
 use crate::packet::{self, IpVersion, Layers};
+use crate::sync::atomic::{AtomicU8, Ordering};
 
 /// The chain of lists one `MiniportSendNetBufferLists` call hands over, valid during the call.
 ///
@@ -738,6 +738,47 @@ const FREE: u8 = 0;
 const CLAIMED: u8 = 1;
 const LENT: u8 = 2;
 
+/// The changes of a buffer's state, each one atomic operation.
+impl Entry {
+    fn is(&self, state: u8) -> bool {
+        self.state.load(Ordering::Acquire) == state
+    }
+
+    /// Free -> claimed by the driver; false if the buffer was not free.
+    fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(FREE, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Claimed -> free (a claim given back without indicating); nothing if not claimed.
+    fn release(&self) {
+        let _ = self
+            .state
+            .compare_exchange(CLAIMED, FREE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Claimed -> lent, once; false if the buffer was not claimed (or is lent already).
+    fn lend(&self) -> bool {
+        self.state
+            .compare_exchange(CLAIMED, LENT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Lent -> claimed: by the indicator that lent it, for a chain NDIS never saw.
+    fn unlend(&self) {
+        self.state.store(CLAIMED, Ordering::Release);
+    }
+
+    /// Lent -> free: NDIS returned the list.
+    fn returned(&self) {
+        self.state.store(FREE, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 // SAFETY: the lists and MDLs are owned by the pool and only touched through `&self` methods
 // whose per-buffer `lent` flag gives one user at a time (the driver or NDIS).
 unsafe impl Send for ReceivePool {}
@@ -829,8 +870,7 @@ impl ReceivePool {
         let inside = offset
             .checked_add(len)
             .is_some_and(|end| end <= self.buffer_size);
-        (inside && e.state.load(Ordering::Acquire) == CLAIMED)
-            .then(|| index * self.buffer_size + offset)
+        (inside && e.is(CLAIMED)).then(|| index * self.buffer_size + offset)
     }
 
     /// Reads bytes of buffer `index` at `offset`; false (nothing read) unless the driver holds
@@ -978,18 +1018,12 @@ impl ReceivePool {
 
     /// Whether buffer `index` is lent to NDIS (indicated and not yet returned).
     pub fn is_lent(&self, index: usize) -> bool {
-        self.entries
-            .get(index)
-            .is_some_and(|e| e.state.load(Ordering::Acquire) == LENT)
+        self.entries.get(index).is_some_and(|e| e.is(LENT))
     }
 
     /// Claims buffer `index` for the driver if it is free.
     pub fn claim(&self, index: usize) -> bool {
-        self.entries.get(index).is_some_and(|e| {
-            e.state
-                .compare_exchange(FREE, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        })
+        self.entries.get(index).is_some_and(Entry::claim)
     }
 
     /// Claims any free buffer, scanning from `hint`.
@@ -1003,9 +1037,7 @@ impl ReceivePool {
     /// Gives a claimed buffer back without indicating it.
     pub fn release(&self, index: usize) {
         if let Some(e) = self.entries.get(index) {
-            let _ = e
-                .state
-                .compare_exchange(CLAIMED, FREE, Ordering::AcqRel, Ordering::Acquire);
+            e.release();
         }
     }
 
@@ -1046,18 +1078,14 @@ impl ReceivePool {
                 .is_some_and(|end| end <= self.buffer_size && length > 0);
             if !fits {
                 adapter.stats.rx_errors(1);
-                if entry.state.load(Ordering::Acquire) == CLAIMED {
+                if entry.is(CLAIMED) {
                     not_indicated(index);
                 }
                 continue;
             }
             // Claimed -> lent, once: a second indication of the buffer (the same frame listed
             // twice, or another processor) finds it lent and is refused.
-            if entry
-                .state
-                .compare_exchange(CLAIMED, LENT, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            if !entry.lend() {
                 adapter.stats.rx_errors(1);
                 continue;
             }
@@ -1105,7 +1133,7 @@ impl ReceivePool {
             while !cur.is_null() {
                 // SAFETY: our chain, never handed to NDIS.
                 let (next, index) = unsafe { ((*cur).Next, (*cur).MiniportReserved[0] as usize) };
-                self.entries[index].state.store(CLAIMED, Ordering::Release);
+                self.entries[index].unlend();
                 adapter.stats.rx_discards(1);
                 not_indicated(index);
                 cur = next;
@@ -1153,9 +1181,9 @@ impl ReceivePool {
             let ours = self
                 .entries
                 .get(index)
-                .is_some_and(|e| e.nbl == cur && e.state.load(Ordering::Acquire) == LENT);
+                .is_some_and(|e| e.nbl == cur && e.is(LENT));
             if ours {
-                self.entries[index].state.store(FREE, Ordering::Release);
+                self.entries[index].returned();
                 returned_buffer(index);
             } else {
                 // SAFETY: as above; relinking the lists we leave for another pool.
@@ -1183,7 +1211,7 @@ impl Drop for ReceivePool {
         // describe, by leaking a reference to it) rather than free.
         let mut lent = 0;
         for e in self.entries.drain(..) {
-            if e.state.load(Ordering::Acquire) == LENT {
+            if e.is(LENT) {
                 lent += 1;
                 continue;
             }

@@ -1,11 +1,20 @@
 //! Spin locks (`NDIS_SPIN_LOCK`) around data, and small processor services.
 
+#[cfg(not(loom))]
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 use ndis_sys as sys;
 
 use crate::irql::Dispatch;
+
+pub(crate) mod atomic;
+pub(crate) mod cell;
+#[cfg(all(test, loom))]
+mod loom_tests;
+#[cfg(loom)]
+pub(crate) mod recorder;
+
+use atomic::{AtomicU8, Ordering};
 
 /// Data shared by DPCs and send/return paths on several processors, under an NDIS spin lock
 /// (the caller runs at DISPATCH_LEVEL while holding it). Data shared with an ISR needs
@@ -21,8 +30,12 @@ use crate::irql::Dispatch;
 /// IRQL) lives inline. It may move while nobody holds it; `with` borrows the lock, so a held
 /// lock cannot move.
 pub struct SpinLock<T> {
+    #[cfg(not(loom))]
     lock: UnsafeCell<sys::NDIS_SPIN_LOCK>,
-    value: UnsafeCell<T>,
+    /// The model-checking build's stand-in for the NDIS lock.
+    #[cfg(loom)]
+    lock: loom::sync::Mutex<()>,
+    value: cell::UnsafeCell<T>,
 }
 
 // SAFETY: the value is only reached under the lock, from one processor at a time.
@@ -33,13 +46,19 @@ unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
     pub fn new(value: T) -> Self {
+        #[cfg(not(loom))]
         let lock = UnsafeCell::new(sys::NDIS_SPIN_LOCK::default());
+        #[cfg(not(loom))]
         // SAFETY: fresh lock storage, initialized before any use; NdisAllocateSpinLock only
         // initializes the word (no allocation, any IRQL).
-        unsafe { sys::NdisAllocateSpinLock(lock.get()) };
+        unsafe {
+            sys::NdisAllocateSpinLock(lock.get())
+        };
+        #[cfg(loom)]
+        let lock = loom::sync::Mutex::new(());
         SpinLock {
             lock,
-            value: UnsafeCell::new(value),
+            value: cell::UnsafeCell::new(value),
         }
     }
 
@@ -63,27 +82,41 @@ impl<T> SpinLock<T> {
     /// For framework code that knows its IRQL (<= DISPATCH_LEVEL) without a token at hand, and
     /// whose closure makes no call that needs one.
     pub(crate) fn with_unchecked<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        #[cfg(not(loom))]
         // SAFETY: an initialized lock that cannot move while borrowed; IRQL <= DISPATCH_LEVEL
         // (the token of `with`, or the framework's own knowledge of the callback it runs in).
-        unsafe { sys::NdisAcquireSpinLock(self.lock.get()) };
+        unsafe {
+            sys::NdisAcquireSpinLock(self.lock.get())
+        };
+        #[cfg(loom)]
+        let held = self.lock.lock().unwrap();
         // SAFETY: the lock is held: exclusive access.
-        let r = f(unsafe { &mut *self.value.get() });
+        let r = self.value.with_mut(|value| f(unsafe { &mut *value }));
+        #[cfg(not(loom))]
         // SAFETY: acquired above on this processor.
-        unsafe { sys::NdisReleaseSpinLock(self.lock.get()) };
+        unsafe {
+            sys::NdisReleaseSpinLock(self.lock.get())
+        };
+        #[cfg(loom)]
+        drop(held);
         r
     }
 
     /// Exclusive access without locking, when the borrow checker proves no one else can reach
     /// the value.
     pub fn get_mut(&mut self) -> &mut T {
-        self.value.get_mut()
+        // SAFETY: `&mut self`: nobody else can reach the value for the borrow's length.
+        self.value.with_mut(|value| unsafe { &mut *value })
     }
 }
 
 impl<T> Drop for SpinLock<T> {
     fn drop(&mut self) {
+        #[cfg(not(loom))]
         // SAFETY: initialized in `new`, not held (we own it exclusively).
-        unsafe { sys::NdisFreeSpinLock(self.lock.get()) };
+        unsafe {
+            sys::NdisFreeSpinLock(self.lock.get())
+        };
     }
 }
 
@@ -109,7 +142,7 @@ pub fn stall(microseconds: u32) {
 /// IRQL afterwards without a lock; `get` is None until then.
 pub struct Once<T> {
     state: AtomicU8,
-    value: UnsafeCell<Option<T>>,
+    value: cell::UnsafeCell<Option<T>>,
 }
 // SAFETY: the value is written once (state 0 -> 1 -> 2) before any reader sees state 2.
 unsafe impl<T: Send + Sync> Sync for Once<T> {}
@@ -120,10 +153,19 @@ impl<T> Default for Once<T> {
 }
 
 impl<T> Once<T> {
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Once {
             state: AtomicU8::new(0),
-            value: UnsafeCell::new(None),
+            value: cell::UnsafeCell::new(None),
+        }
+    }
+    /// Not `const` in the model-checking build: loom's atomics are made at run time.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Once {
+            state: AtomicU8::new(0),
+            value: cell::UnsafeCell::new(None),
         }
     }
     pub fn set(&self, v: T) -> bool {
@@ -135,7 +177,7 @@ impl<T> Once<T> {
             return false;
         }
         // SAFETY: state 1 gives this thread exclusive access.
-        unsafe { *self.value.get() = Some(v) };
+        self.value.with_mut(|value| unsafe { *value = Some(v) });
         self.state.store(2, Ordering::Release);
         true
     }
@@ -144,6 +186,6 @@ impl<T> Once<T> {
             return None;
         }
         // SAFETY: state 2: written once, never again.
-        unsafe { (*self.value.get()).as_ref() }
+        self.value.with(|value| unsafe { (*value).as_ref() })
     }
 }
