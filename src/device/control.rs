@@ -129,7 +129,7 @@ impl Device {
             return;
         };
         let mut failed = false;
-        let (next, done) = control.with(irql, |c, _| {
+        let (next, done) = control.with(irql, |c, dispatch| {
             let Some(waiting) = c.waiting.as_mut() else {
                 return (None, None);
             };
@@ -142,7 +142,7 @@ impl Device {
                 }
             }
             // A request NDIS cancelled meanwhile gets no further command.
-            let next = if failed || waiting.oid.is_cancelled() {
+            let next = if failed || waiting.oid.is_cancelled(dispatch) {
                 None
             } else {
                 waiting.then.take()

@@ -21,6 +21,10 @@ pub struct DmaRegistration {
 #[derive(Debug)]
 struct DmaInner {
     handle: sys::NDIS_HANDLE,
+    /// The adapter start it was registered for ([`AdapterResources`] id).
+    ///
+    /// [`AdapterResources`]: crate::resources::AdapterResources
+    owner: u64,
 }
 
 // SAFETY: an opaque NDIS handle, passed back to NDIS only by the framework's release.
@@ -70,7 +74,8 @@ impl DmaRegistration {
         if status != sys::NDIS_STATUS_SUCCESS {
             return Err(Status(status));
         }
-        let inner = match Shared::try_new(DmaInner { handle }, init.passive()) {
+        let owner = init.resources().id();
+        let inner = match Shared::try_new(DmaInner { handle, owner }, init.passive()) {
             Ok(i) => i,
             Err(e) => {
                 // SAFETY: just registered, known to nobody else.
@@ -149,6 +154,11 @@ impl SharedMemory {
     ) -> Result<Self, Status> {
         let len = u32::try_from(length).map_err(|_| Status::INVALID_PARAMETER)?;
         if len == 0 {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        // Another adapter's registration (or one kept from an earlier start) would allocate on
+        // an adapter that never registered for DMA.
+        if dma._inner.owner != init.resources().id() {
             return Err(Status::INVALID_PARAMETER);
         }
         let adapter = init.handle();

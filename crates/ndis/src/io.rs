@@ -9,17 +9,20 @@ use crate::hw::{ConfigSpace, Registers};
 use crate::miniport::Initializing;
 use crate::resources::{Kind, Release};
 
-/// A memory range PnP assigned to one adapter (a memory BAR), from its translated resources.
-/// Only [`Resources`] makes these, so [`Init::map`](crate::miniport::Init::map) can map nothing
-/// but the adapter's own ranges.
+/// A memory range PnP assigned to one adapter (a memory BAR), from the translated resources of
+/// the initialize call it borrows. Only [`Resources`] makes these, so
+/// [`Init::map`](crate::miniport::Init::map) can map nothing but the adapter's own ranges of
+/// this start (a range kept from an earlier start, whose BARs PnP may have moved, does not
+/// outlive its initialize).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryResource {
+pub struct MemoryResource<'a> {
     start: u64,
     length: u32,
     adapter: AdapterHandle,
+    _list: core::marker::PhantomData<&'a sys::CM_PARTIAL_RESOURCE_DESCRIPTOR>,
 }
 
-impl MemoryResource {
+impl MemoryResource<'_> {
     pub fn start(&self) -> u64 {
         self.start
     }
@@ -59,7 +62,7 @@ impl<'a> Resources<'a> {
     }
 
     /// Memory ranges in resource order (which, for PCI, is BAR order).
-    pub fn memory(&self) -> impl Iterator<Item = MemoryResource> + 'a {
+    pub fn memory(&self) -> impl Iterator<Item = MemoryResource<'a>> + 'a {
         let adapter = self.adapter;
         self.descriptors
             .iter()
@@ -71,12 +74,13 @@ impl<'a> Resources<'a> {
                     start: m.Start as u64,
                     length: m.Length,
                     adapter,
+                    _list: core::marker::PhantomData,
                 }
             })
     }
 
     /// The memory range that contains `address` (e.g. a BAR address read from config space).
-    pub fn memory_containing(&self, address: u64) -> Option<MemoryResource> {
+    pub fn memory_containing(&self, address: u64) -> Option<MemoryResource<'a>> {
         self.memory()
             .find(|m| address >= m.start && address < m.start + m.length as u64)
     }
@@ -126,7 +130,7 @@ unsafe impl Sync for IoSpace {}
 
 impl IoSpace {
     /// Maps `range`, one of this adapter's [`Resources::memory`].
-    pub(crate) fn map(init: &Initializing<'_>, range: MemoryResource) -> Result<Self, Status> {
+    pub(crate) fn map(init: &Initializing<'_>, range: MemoryResource<'_>) -> Result<Self, Status> {
         if range.adapter != init.handle() {
             return Err(Status::INVALID_PARAMETER);
         }
@@ -275,22 +279,30 @@ impl Registers for OwnedWindow {
     }
 }
 
-/// The adapter's PCI configuration space (`NdisMGetBusData`).
+/// The adapter's PCI configuration space (`NdisMGetBusData`), read in initialize. It borrows
+/// [`Init`](crate::miniport::Init) (initialize's PASSIVE_LEVEL token), so it cannot be kept in
+/// the adapter, reached from an ISR or `shutdown`, or used after halt: `NdisMGetBusData` needs
+/// IRQL <= DISPATCH_LEVEL and a live adapter.
 #[derive(Debug, Clone, Copy)]
-pub struct PciConfig {
+pub struct PciConfig<'i> {
     adapter: AdapterHandle,
+    _initializing: core::marker::PhantomData<&'i crate::irql::Passive<'i>>,
 }
 
-impl PciConfig {
-    pub(crate) fn new(adapter: AdapterHandle) -> Self {
-        PciConfig { adapter }
+impl<'i> PciConfig<'i> {
+    pub(crate) fn new(adapter: AdapterHandle, _passive: &'i crate::irql::Passive<'_>) -> Self {
+        PciConfig {
+            adapter,
+            _initializing: core::marker::PhantomData,
+        }
     }
 }
 
-impl ConfigSpace for PciConfig {
+impl ConfigSpace for PciConfig<'_> {
     fn read_config(&self, offset: u16, buf: &mut [u8]) -> usize {
-        // SAFETY: the adapter's handle; `buf` is writable for its length. NdisMGetBusData is
-        // allowed at IRQL <= DISPATCH_LEVEL; ConfigSpace is used from initialize and DPCs.
+        // SAFETY: the adapter's handle, live: a `PciConfig` borrows initialize's token, so this
+        // runs inside MiniportInitializeEx at PASSIVE_LEVEL (NdisMGetBusData allows <=
+        // DISPATCH_LEVEL); `buf` is writable for its length.
         let n = unsafe {
             sys::NdisMGetBusData(
                 self.adapter.as_raw(),

@@ -27,7 +27,7 @@ use crate::nbl::{Returned, SendLists, SendNbl};
 use crate::offload::{ChecksumOffload, LargeSendOffload, OffloadInfo};
 use crate::oid::{PendingSlot, QueryBuffer, SetData, SetRequest};
 use crate::resources::AdapterResources;
-use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Multicast addresses the framework keeps (`OID_802_3_MAXIMUM_LIST_SIZE`).
 pub const MAX_MULTICAST: usize = 32;
@@ -273,8 +273,8 @@ impl StatisticsSnapshot {
 /// handle), and halt waits for indications already under way.
 pub struct NdisAdapter {
     handle: AdapterHandle,
-    /// Calls into NDIS through the handle in progress (low bits), and [`HALTED`].
-    rundown: AtomicUsize,
+    /// Calls into NDIS through the handle; run down when halt begins.
+    rundown: crate::sync::Rundown,
     /// What initialize made (interrupts, shared memory, DMA, mappings), released after halt.
     pub(crate) resources: AdapterResources,
     packet_filter: AtomicU32,
@@ -355,14 +355,11 @@ impl Gate {
     }
 }
 
-/// [`NdisAdapter::rundown`]: halt began; no new call may start.
-const HALTED: usize = 1 << (usize::BITS - 1);
-
 impl NdisAdapter {
     fn new(handle: AdapterHandle) -> Self {
         NdisAdapter {
             handle,
-            rundown: AtomicUsize::new(0),
+            rundown: crate::sync::Rundown::new(),
             resources: AdapterResources::new(),
             packet_filter: AtomicU32::new(0),
             lookahead: AtomicU32::new(0),
@@ -389,30 +386,12 @@ impl NdisAdapter {
 
     /// Runs `f` (a call into NDIS through the handle) unless halt began; halt waits for it.
     pub(crate) fn while_live<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
-        let mut v = self.rundown.load(Ordering::Acquire);
-        loop {
-            if v & HALTED != 0 {
-                return None;
-            }
-            match self
-                .rundown
-                .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(now) => v = now,
-            }
-        }
-        let r = f();
-        self.rundown.fetch_sub(1, Ordering::Release);
-        Some(r)
+        self.rundown.enter(f)
     }
 
     /// Halt: no call through the handle starts from now on; waits for those under way.
     fn run_down(&self) {
-        self.rundown.fetch_or(HALTED, Ordering::AcqRel);
-        while self.rundown.load(Ordering::Acquire) != HALTED {
-            crate::sync::atomic::spin_loop();
-        }
+        self.rundown.run_down()
     }
 
     pub(crate) fn next_oid_generation(&self) -> u64 {
@@ -421,7 +400,7 @@ impl NdisAdapter {
 
     /// Whether `MiniportHaltEx` began for this adapter.
     pub fn is_halted(&self) -> bool {
-        self.rundown.load(Ordering::Acquire) & HALTED != 0
+        self.rundown.is_run_down()
     }
 
     /// Reserves `count` receives for an indication if the adapter runs; false when paused. The
@@ -999,15 +978,15 @@ impl<'a> Init<'a> {
         // SAFETY: NDIS passes the translated resource list, valid during initialize.
         unsafe { Resources::from_raw(self.params.AllocatedResources, self.scope.handle) }
     }
-    pub fn pci_config(&self) -> PciConfig {
-        PciConfig::new(self.scope.handle)
+    pub fn pci_config(&self) -> PciConfig<'_> {
+        PciConfig::new(self.scope.handle, self.scope.passive())
     }
     /// The adapter's registry keywords; closed when dropped, inside initialize.
     pub fn configuration(&self) -> Result<Configuration<'_>, Status> {
         Configuration::open(self.scope.handle, self.scope.passive())
     }
     /// Maps one of the adapter's memory ranges ([`Init::resources`]).
-    pub fn map(&self, range: MemoryResource) -> Result<IoSpace, Status> {
+    pub fn map(&self, range: MemoryResource<'_>) -> Result<IoSpace, Status> {
         IoSpace::map(&self.scope, range)
     }
     /// `NdisMRegisterScatterGatherDma` for 64-bit DMA, at most `max_mapping` bytes per mapping;

@@ -56,7 +56,12 @@ unsafe impl Send for Record {}
 /// layer) makes one and calls [`release_all`](Self::release_all) from its halt.
 pub struct AdapterResources {
     records: SpinLock<Vec<Record>>,
+    /// Tells one adapter start from any other (objects made for it refuse to serve another).
+    id: u64,
 }
+
+/// Ids of [`AdapterResources`], never reused.
+static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 impl Default for AdapterResources {
     fn default() -> Self {
@@ -83,7 +88,12 @@ impl AdapterResources {
     pub fn new() -> Self {
         AdapterResources {
             records: SpinLock::new(Vec::new()),
+            id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Takes a reference to `object`, to release it with the others.

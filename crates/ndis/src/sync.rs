@@ -14,7 +14,7 @@ mod loom_tests;
 #[cfg(loom)]
 pub(crate) mod recorder;
 
-use atomic::{AtomicU8, Ordering};
+use atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// Data shared by DPCs and send/return paths on several processors, under an NDIS spin lock
 /// (the caller runs at DISPATCH_LEVEL while holding it). Data shared with an ISR needs
@@ -187,5 +187,56 @@ impl<T> Once<T> {
         }
         // SAFETY: state 2: written once, never again.
         self.value.with(|value| unsafe { (*value).as_ref() })
+    }
+}
+
+/// Rundown protection (as `ExAcquireRundownProtection`): calls that use an object enter it; the
+/// owner runs it down once, after which no call starts and it waits for those under way. Lock-free:
+/// usable at any IRQL for entering and leaving.
+#[derive(Debug, Default)]
+pub(crate) struct Rundown {
+    /// Calls under way (low bits), and [`RUN_DOWN`].
+    state: AtomicUsize,
+}
+
+const RUN_DOWN: usize = 1 << (usize::BITS - 1);
+
+impl Rundown {
+    pub(crate) fn new() -> Self {
+        Rundown {
+            state: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `f` unless the object was run down; the run-down waits for it.
+    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let mut v = self.state.load(Ordering::Acquire);
+        loop {
+            if v & RUN_DOWN != 0 {
+                return None;
+            }
+            match self
+                .state
+                .compare_exchange_weak(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        let r = f();
+        self.state.fetch_sub(1, Ordering::Release);
+        Some(r)
+    }
+
+    /// No call starts from now on; returns once none is under way.
+    pub(crate) fn run_down(&self) {
+        self.state.fetch_or(RUN_DOWN, Ordering::AcqRel);
+        while self.state.load(Ordering::Acquire) != RUN_DOWN {
+            atomic::spin_loop();
+        }
+    }
+
+    pub(crate) fn is_run_down(&self) -> bool {
+        self.state.load(Ordering::Acquire) & RUN_DOWN != 0
     }
 }

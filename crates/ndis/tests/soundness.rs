@@ -6,6 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use ndis::dma::DmaRegistration;
 use ndis::driver::MiniportDriver;
 use ndis::heap::Shared;
 use ndis::interrupt::{
@@ -28,6 +29,8 @@ const BUFFER: usize = 2048;
 const OID_SYNCHRONIZE_99: u32 = 0xFF02_0001;
 /// Pends the set (data[0]: 0 completed by the next DPC, 1 completed at once, 2 dropped).
 const OID_PEND: u32 = 0xFF02_0002;
+/// Synchronizes with this adapter's interrupt on state of another adapter's handler.
+const OID_SYNCHRONIZE_FOREIGN: u32 = 0xFF02_0003;
 
 thread_local! {
     /// A reference to the framework's adapter state the driver kept past halt.
@@ -42,6 +45,13 @@ thread_local! {
     static PENDING: RefCell<Option<PendingOid>> = const { RefCell::new(None) };
     static COMPLETE_WITH: Cell<Result<(), Status>> = const { Cell::new(Ok(())) };
     static ALLOCATE_IN_ISR: Cell<bool> = const { Cell::new(false) };
+    /// A DMA registration kept from another adapter's initialize, and what allocating from it
+    /// in the next initialize gave.
+    static KEEP_DMA: Cell<bool> = const { Cell::new(false) };
+    static KEPT_DMA: RefCell<Option<DmaRegistration>> = const { RefCell::new(None) };
+    static FOREIGN_DMA: Cell<Option<Status>> = const { Cell::new(None) };
+    /// Another adapter's registration, whose interrupt-shared state an OID reaches.
+    static OTHER_REGISTRATION: RefCell<Option<InterruptRegistration<Nic>>> = const { RefCell::new(None) };
 }
 
 struct Nic {
@@ -85,6 +95,13 @@ impl MiniportDriver for Driver {
     type Adapter = Adapter;
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
         let dma = init.register_dma(BUFFER as u32)?;
+        if let Some(other) = KEPT_DMA.with(|k| k.borrow_mut().take()) {
+            let r = other.allocate(init.initializing(), 4096);
+            FOREIGN_DMA.set(Some(r.err().unwrap_or(Status::SUCCESS)));
+        }
+        if KEEP_DMA.replace(false) {
+            KEPT_DMA.with(|k| *k.borrow_mut() = Some(dma.clone()));
+        }
         let receive = ReceivePool::new(init, &dma, BUFFER, 8)?;
         let nic = Nic {
             shared: InterruptShared::new(MessageId(0), 0),
@@ -99,7 +116,7 @@ impl MiniportDriver for Driver {
 }
 
 impl Miniport for Adapter {
-    const EXTRA_OIDS: &'static [u32] = &[OID_SYNCHRONIZE_99, OID_PEND];
+    const EXTRA_OIDS: &'static [u32] = &[OID_SYNCHRONIZE_99, OID_PEND, OID_SYNCHRONIZE_FOREIGN];
 
     fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
         lists.each(|nbl| {
@@ -160,6 +177,15 @@ impl Miniport for Adapter {
                     _ => PENDING.with(|p| *p.borrow_mut() = Some(pending)),
                 }
                 Ok(data.bytes().len())
+            }
+            OID_SYNCHRONIZE_FOREIGN => {
+                let other = OTHER_REGISTRATION
+                    .with(|o| o.borrow().clone())
+                    .expect("other");
+                let shared = &other.handler().shared;
+                Ok(self
+                    .interrupt
+                    .synchronize(request.passive_mut(), shared, |v, _| *v as usize))
             }
             OID_SYNCHRONIZE_99 => {
                 let passive = request.passive_mut();
@@ -390,4 +416,82 @@ fn item08_halt_frees_shared_memory_after_the_interrupt_and_before_the_dma_regist
     emu.send(a, &[&[0x02u8; 64]]);
     assert_eq!(emu.received_frames(a).len(), 1);
     stop(&emu, a);
+}
+
+fn panic_text(r: std::thread::Result<impl Sized>) -> String {
+    match r {
+        Ok(_) => panic!("went through"),
+        Err(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
+#[test]
+fn item08_shared_memory_from_another_adapters_dma_registration_is_refused() {
+    let emu = Emulator::new(Config::default());
+    assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    KEEP_DMA.set(true);
+    FOREIGN_DMA.set(None);
+    let a = emu.add_adapter(InterruptResources::msix(2)).expect("first");
+    let b = emu
+        .add_adapter(InterruptResources::msix(2))
+        .expect("second");
+    // The second adapter's initialize allocated from the first one's registration: refused.
+    assert_eq!(FOREIGN_DMA.get(), Some(Status::INVALID_PARAMETER));
+    for x in [a, b] {
+        assert_eq!(emu.pause(x), sys::NDIS_STATUS_SUCCESS);
+        emu.halt(x, sys::NdisHaltDeviceDisabled);
+    }
+    KEPT_ADAPTER.with(|k| k.borrow_mut().take());
+    OWN_REGISTRATION.with(|r| r.borrow_mut().take());
+    emu.unload();
+}
+
+#[test]
+fn item11_another_interrupts_shared_state_is_refused() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let first = OWN_REGISTRATION.with(|r| r.borrow_mut().take());
+    OTHER_REGISTRATION.with(|o| *o.borrow_mut() = first);
+    let b = emu
+        .add_adapter(InterruptResources::msix(2))
+        .expect("second");
+    let text = panic_text(catch_unwind(AssertUnwindSafe(|| {
+        emu.oid_set(b, OID_SYNCHRONIZE_FOREIGN, &[])
+    })));
+    assert!(text.contains("another interrupt's lock"), "{text}");
+    let _ = a;
+    OTHER_REGISTRATION.with(|o| o.borrow_mut().take());
+    KEPT_ADAPTER.with(|k| k.borrow_mut().take());
+    OWN_REGISTRATION.with(|r| r.borrow_mut().take());
+}
+
+#[test]
+fn item06_a_registration_kept_past_halt_refuses_to_synchronize() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let kept = OWN_REGISTRATION.with(|r| r.borrow().clone()).expect("kept");
+    stop_without_unload(&emu, a);
+    // SAFETY: the test thread stands for a passive-level caller.
+    let mut passive = unsafe { Passive::assume() };
+    let text = panic_text(catch_unwind(AssertUnwindSafe(|| {
+        kept.synchronize(&mut passive, &kept.handler().shared, |v, _| *v)
+    })));
+    assert!(
+        text.contains("after the interrupt was deregistered"),
+        "{text}"
+    );
+    drop(kept);
+    OWN_REGISTRATION.with(|r| r.borrow_mut().take());
+    emu.unload();
+}
+
+fn stop_without_unload(emu: &Emulator, a: AdapterId) {
+    emu.return_receives(a);
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    KEPT_ADAPTER.with(|k| k.borrow_mut().take());
 }

@@ -18,7 +18,7 @@ pub mod wdm;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use ndis_sys as sys;
 
@@ -80,9 +80,26 @@ pub(crate) struct Core {
     /// NDIS 6.20 and later pass `NDIS_RECEIVE_THROTTLE_PARAMETERS` as the DPC's third
     /// argument; before, that argument is `NdisReserved1` and must not be touched.
     throttle: bool,
+    /// Passive-level synchronize calls through the handle; run down before deregistration, so
+    /// a handle kept past halt never reaches a freed interrupt object.
+    calls: crate::sync::Rundown,
+    /// Where the handler state lies (start, length): the `InterruptShared` values this
+    /// interrupt's lock guards are the ones inside it.
+    handler_start: AtomicUsize,
+    /// 0 until `register` set it (an early ISR skips the check).
+    handler_len: AtomicUsize,
 }
 
 const NOT_READY: u32 = u32::MAX;
+
+#[cold]
+#[track_caller]
+fn not_this_interrupts_state() -> ! {
+    panic!(
+        "InterruptShared state reached through an interrupt whose handler does not hold it: it is \
+         guarded by another interrupt's lock (keep InterruptShared inline in the handler)"
+    )
+}
 
 #[cold]
 #[track_caller]
@@ -98,8 +115,17 @@ impl Core {
     /// State guarded by message `m` is reachable only when `m` is in the grant: the lock of a
     /// message NDIS never granted does not exist (`NdisMSynchronizeWithInterruptEx` with such a
     /// `MessageId` reads past the message table). A line grant has one lock and ignores the id.
+    ///
+    /// And the state must be this interrupt's: inside its handler (another registration's
+    /// `InterruptShared` is guarded by another interrupt's lock).
     #[track_caller]
-    pub(crate) fn check_guard(&self, m: MessageId) {
+    pub(crate) fn check_guard<T>(&self, shared: &T, m: MessageId) {
+        let len = self.handler_len.load(Ordering::Acquire);
+        let start = self.handler_start.load(Ordering::Relaxed);
+        let at = shared as *const T as usize;
+        if len != 0 && !(at >= start && at + core::mem::size_of::<T>() <= start + len) {
+            not_this_interrupts_state();
+        }
         let messages = self.messages.load(Ordering::Acquire);
         if messages != NOT_READY && messages != 0 && m.0 >= messages {
             guard_outside_grant(m, messages);
@@ -174,7 +200,9 @@ impl<'a> IsrContext<'a> {
 }
 
 /// The receive throttle of one DPC (`NDIS_RECEIVE_THROTTLE_PARAMETERS`) as a budget to spend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Neither `Copy` nor constructible by a driver: a DPC can only spend its own budget, not put
+/// back an earlier or unthrottled one.
+#[derive(Debug, PartialEq, Eq)]
 pub struct ReceiveBudget {
     remaining: u32,
     throttled: bool,
@@ -258,7 +286,7 @@ impl<'a> DpcContext<'a> {
     /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL. The DPC's
     /// context (and its DISPATCH_LEVEL token) is borrowed for the call; `f` gets the DIRQL token
     /// it runs under, so nothing that needs DISPATCH_LEVEL or lower compiles inside.
-    pub fn synchronize<T: Send, R>(
+    pub fn synchronize<T: Copy + Send, R>(
         &mut self,
         shared: &InterruptShared<T>,
         f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R,
@@ -284,7 +312,9 @@ impl<H: InterruptHandler> Release for Inner<H> {
     const KIND: Kind = Kind::Interrupt;
     fn release(&self, _kept: bool) {
         // Always deregistered: NDIS requires it before halt returns. A handle kept past halt
-        // keeps the state alive, and its `synchronize` refuses (the handle is null).
+        // keeps the state alive, and its `synchronize` refuses: no call through the handle
+        // starts after the run-down, and those under way end before deregistration.
+        self.core.calls.run_down();
         let handle = self
             .core
             .handle
@@ -351,6 +381,9 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
                 step: AtomicU32::new(1),
                 sync_all: H::MSI_SUPPORTED && H::SYNC_WITH_ALL_MESSAGES,
                 throttle: init.version() >= crate::NdisVersion::V6_20,
+                calls: crate::sync::Rundown::new(),
+                handler_start: AtomicUsize::new(0),
+                handler_len: AtomicUsize::new(0),
             },
             handler,
             infos: UnsafeCell::new(Vec::new()),
@@ -419,6 +452,12 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
             deregister();
             return Err(give_back(inner, s));
         }
+        let at = &inner.handler as *const H as usize;
+        inner.core.handler_start.store(at, Ordering::Relaxed);
+        inner
+            .core
+            .handler_len
+            .store(core::mem::size_of::<H>(), Ordering::Release);
         inner.core.handle.store(handle, Ordering::Release);
         inner.core.step.store(messages.max(1), Ordering::Relaxed);
         inner.core.messages.store(messages, Ordering::Release);
@@ -445,13 +484,17 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
 
     /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL, from passive
     /// code. The caller's token is borrowed for the call; `f` gets the DIRQL token it runs under.
-    pub fn synchronize<T: Send, R>(
+    pub fn synchronize<T: Copy + Send, R>(
         &self,
         _at: &mut Passive<'_>,
         shared: &InterruptShared<T>,
         f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R,
     ) -> R {
-        shared.synchronize(&self.inner.core, f)
+        let core = &self.inner.core;
+        match core.calls.enter(|| shared.synchronize(core, f)) {
+            Some(r) => r,
+            None => shared::used_after_deregistration(),
+        }
     }
 }
 

@@ -36,7 +36,11 @@ impl<T> core::fmt::Debug for InterruptShared<T> {
     }
 }
 
-impl<T> InterruptShared<T> {
+impl<T: Copy + Send> InterruptShared<T> {
+    /// `T: Copy`: state an ISR or a synchronize function reaches is plain data. A `Copy` type
+    /// has no drop glue and owns nothing, so no heap block, NDIS list or pended request can be
+    /// freed or completed at DIRQL by replacing or taking it (`mem::take` of a `Vec` inside an
+    /// ISR would free pool above DISPATCH_LEVEL).
     pub const fn new(guarded_by: MessageId, value: T) -> Self {
         InterruptShared {
             value: UnsafeCell::new(value),
@@ -76,7 +80,7 @@ impl<T> InterruptShared<T> {
         core: &Core,
         f: F,
     ) -> R {
-        core.check_guard(self.guarded_by);
+        core.check_guard(self, self.guarded_by);
         if core.handle().is_null() {
             used_after_deregistration();
         }
@@ -85,7 +89,11 @@ impl<T> InterruptShared<T> {
             f: Option<F>,
             result: Option<R>,
         }
-        unsafe extern "system-unwind" fn run<T, F: FnOnce(&mut T, &mut Dirql<'_>) -> R, R>(
+        unsafe extern "system-unwind" fn run<
+            T: Copy + Send,
+            F: FnOnce(&mut T, &mut Dirql<'_>) -> R,
+            R,
+        >(
             context: sys::PVOID,
         ) -> sys::BOOLEAN {
             // SAFETY: `context` is the `Call` below, alive for the synchronous call.
@@ -120,7 +128,7 @@ impl<T> InterruptShared<T> {
 
 #[cold]
 #[track_caller]
-fn used_after_deregistration() -> ! {
+pub(super) fn used_after_deregistration() -> ! {
     panic!(
         "InterruptRegistration::synchronize after the interrupt was deregistered (a handle kept \
          past MiniportHaltEx)"
@@ -130,12 +138,12 @@ fn used_after_deregistration() -> ! {
 impl IsrContext<'_> {
     /// Runs `f` on state this ISR's interrupt lock guards. Panics if `shared` is guarded by the
     /// lock of another message (that ISR could be running on another processor right now).
-    pub fn with_shared<T: Send, R>(
+    pub fn with_shared<T: Copy + Send, R>(
         &self,
         shared: &InterruptShared<T>,
         f: impl FnOnce(&mut T) -> R,
     ) -> R {
-        self.core.check_guard(shared.guarded_by);
+        self.core.check_guard(shared, shared.guarded_by);
         let messages = self.core.messages.load(Ordering::Acquire);
         let covered = self.core.sync_all
             || messages == 0

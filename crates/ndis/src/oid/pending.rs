@@ -109,6 +109,7 @@ impl<'a> SetRequest<'a> {
             adapter: self.adapter.clone(),
             generation,
             done: false,
+            _not_sync: core::marker::PhantomData,
         }
     }
 
@@ -123,6 +124,9 @@ pub struct PendingOid {
     adapter: Shared<NdisAdapter>,
     generation: u64,
     done: bool,
+    /// Not `Sync`: it cannot sit in a `static` (`Once`), where code at any IRQL could reach
+    /// it; it moves to whoever completes it (a DPC), under the driver's own lock.
+    _not_sync: core::marker::PhantomData<core::cell::Cell<()>>,
 }
 
 impl core::fmt::Debug for PendingOid {
@@ -143,7 +147,7 @@ impl PendingOid {
 
     /// Whether NDIS cancelled the request (`MiniportCancelOidRequest`): completing it does
     /// nothing then, and work still to do for it can be dropped.
-    pub fn is_cancelled(&self) -> bool {
+    pub fn is_cancelled<C: AtMostDispatch>(&self, _irql: &C) -> bool {
         let generation = self.generation;
         self.adapter.pending_oid.with_unchecked(|slot| {
             !matches!(*slot,
