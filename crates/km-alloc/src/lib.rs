@@ -4,8 +4,9 @@
 //! allocating is allowed at IRQL <= DISPATCH_LEVEL. Above it (an ISR, a synchronize function) the
 //! allocator returns null without calling the pool, which would bug-check: a fallible allocation
 //! (`Vec::try_reserve`) sees the failure, an infallible one (`Box::new`) reaches the allocation
-//! error handler, whose panic `km-rt` reports as an allocation failure above DISPATCH_LEVEL. Pool
-//! blocks are 16-byte aligned on x64; larger alignments are served by over-allocating and keeping
+//! error handler, whose panic `km-rt` reports as an allocation failure above DISPATCH_LEVEL. A free
+//! above DISPATCH_LEVEL keeps the block (`ExFreePoolWithTag` would bug-check there): memory-safe,
+//! and reported as a pool leak at unload. Pool blocks are 16-byte aligned on x64; larger alignments are served by over-allocating and keeping
 //! the pool pointer just below the block.
 #![no_std]
 
@@ -150,6 +151,12 @@ unsafe impl<P: Pool> GlobalAlloc for PoolAllocator<P> {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if self.pool.irql() > MAX_ALLOCATION_IRQL {
+            // ExFreePoolWithTag above DISPATCH_LEVEL bug-checks (BAD_POOL_CALLER). Keeping the
+            // block is memory-safe, and the pool accounting (Driver Verifier at unload, the
+            // emulator's leak check) reports it: the free was a driver bug.
+            return;
+        }
         let raw = if layout.align() <= POOL_ALIGNMENT {
             ptr
         } else {
@@ -310,5 +317,29 @@ mod tests {
     #[test]
     fn tag_reads_in_written_order() {
         assert_eq!(PoolTag::new(*b"vnet").0.to_le_bytes(), *b"vnet");
+    }
+
+    #[test]
+    fn above_dispatch_level_a_free_keeps_the_block_instead_of_calling_the_pool() {
+        let a = allocator();
+        let layout = Layout::from_size_align(40, 8).unwrap();
+        a.pool.irql.set(0);
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(layout) };
+        assert!(!p.is_null());
+        let calls = a.pool.calls.get();
+        a.pool.irql.set(5);
+        // SAFETY: from alloc with this layout.
+        unsafe { a.dealloc(p, layout) };
+        assert_eq!(a.pool.calls.get(), calls, "the pool was called at DIRQL");
+        assert_eq!(
+            a.pool.live.borrow().len(),
+            1,
+            "the block is kept (a reported leak)"
+        );
+        a.pool.irql.set(0);
+        // SAFETY: still live: the free above DISPATCH did nothing.
+        unsafe { a.dealloc(p, layout) };
+        assert!(a.pool.live.borrow().is_empty());
     }
 }

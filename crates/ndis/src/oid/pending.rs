@@ -11,9 +11,11 @@
 //! multicast list) if it succeeded, fills `BytesRead`, and calls `NdisMOidRequestComplete`. A
 //! completion that comes before the handler returned (the device answered on another processor)
 //! is returned to NDIS directly. A [`PendingOid`] dropped without completing fails the request
-//! (`NDIS_STATUS_FAILURE`): a request is never left outstanding. `MiniportCancelOidRequest`
-//! completes it with `NDIS_STATUS_REQUEST_ABORTED`; the driver's later completion is then
-//! ignored.
+//! (`NDIS_STATUS_FAILURE`). `MiniportCancelOidRequest` completes it with
+//! `NDIS_STATUS_REQUEST_ABORTED`, whatever became of the `PendingOid` (one leaked with
+//! `mem::forget` too): NDIS cancels a request its `Timeout` expired for, so a device that never
+//! answers, or a driver that loses the request, delays the OID but never hangs it. The driver's
+//! later completion is then ignored.
 
 use ndis_sys as sys;
 
