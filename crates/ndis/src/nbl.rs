@@ -719,6 +719,10 @@ const RX_HEADER_BYTES: usize = 128;
 /// is indicated at most once however many processors try, and only while claimed. The driver
 /// reaches a buffer's bytes only while it holds the claim ([`read`](Self::read),
 /// [`write`](Self::write)); the device reaches them by address.
+///
+/// Buffers are named by index and checked at run time, not lent out as borrowed tokens: a
+/// driver posts a claimed buffer to its device ring and finds it again, by the ring's id, in a
+/// later DPC, which a token borrowing the pool could not outlive.
 pub struct ReceivePool {
     adapter: Shared<NdisAdapter>,
     /// Freed only when no list is lent (see Drop).
