@@ -466,7 +466,8 @@ impl Miniport for VioNetAdapter {
         match oid {
             ndis::sys::OID_GEN_VLAN_ID => {
                 let id = data.read_u32()?;
-                if id > 4095 {
+                // 4095 is reserved (IEEE 802.1Q), as the OID's documentation says.
+                if id >= u32::from(ndis::nbl::Ieee8021Q::RESERVED_VLAN) {
                     return Err(Status(ndis::sys::NDIS_STATUS_INVALID_DATA));
                 }
                 if id != 0 && !self.device.tagging.vlan {

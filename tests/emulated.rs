@@ -1286,3 +1286,78 @@ fn each_queue_dpc_runs_at_dispatch_on_its_message_cpu() {
     }
     nic.stop();
 }
+
+#[test]
+fn runts_fail_with_invalid_length_and_short_frames_are_padded_to_60_bytes() {
+    let nic = start(1, InterruptResources::msix(4));
+    let runt = frame(1, 14)[..13].to_vec();
+    let empty: Vec<u8> = Vec::new();
+    let short = frame(2, 42); // an ARP request's size
+    nic.emu
+        .send_lists(nic.adapter, &[&[&runt], &[&empty], &[&short]]);
+    assert_eq!(
+        nic.emu.send_statuses(),
+        vec![
+            sys::NDIS_STATUS_INVALID_LENGTH,
+            sys::NDIS_STATUS_INVALID_LENGTH,
+            sys::NDIS_STATUS_SUCCESS
+        ]
+    );
+    let seen = nic.net(|n, _| n.take_transmitted(0));
+    assert_eq!(seen.len(), 1, "only the 42-byte frame went out");
+    assert_eq!(seen[0].len(), 60);
+    assert_eq!(&seen[0][..42], &short[..]);
+    assert!(seen[0][42..].iter().all(|&b| b == 0), "zero padding");
+    nic.stop();
+}
+
+#[test]
+fn vlan_4095_is_refused_in_the_oid_and_in_a_lists_8021q_info() {
+    let nic = start(1, InterruptResources::msix(4));
+    for id in [4095u32, 4096, u32::MAX] {
+        assert_eq!(
+            nic.emu
+                .oid_set(nic.adapter, sys::OID_GEN_VLAN_ID, &id.to_le_bytes())
+                .status,
+            sys::NDIS_STATUS_INVALID_DATA,
+            "VLAN {id}"
+        );
+    }
+    assert_eq!(
+        nic.emu
+            .oid_set(nic.adapter, sys::OID_GEN_VLAN_ID, &4094u32.to_le_bytes())
+            .status,
+        sys::NDIS_STATUS_SUCCESS
+    );
+    nic.emu.send_tagged(nic.adapter, &[&frame(3, 64)], 0, 4095);
+    assert_eq!(
+        nic.emu.send_statuses(),
+        vec![sys::NDIS_STATUS_INVALID_PACKET]
+    );
+    assert!(nic.net(|n, _| n.take_transmitted(0)).is_empty());
+    nic.emu.send_tagged(nic.adapter, &[&frame(3, 64)], 0, 4094);
+    assert_eq!(nic.emu.send_statuses(), vec![sys::NDIS_STATUS_SUCCESS]);
+    nic.stop();
+}
+
+#[test]
+fn set_power_outside_d0_to_d3_is_invalid_data() {
+    let nic = start(1, InterruptResources::msix(4));
+    for state in [0u32, 5, 0xFFFF_FFFF] {
+        assert_eq!(
+            nic.emu
+                .oid_set(nic.adapter, sys::OID_PNP_SET_POWER, &state.to_le_bytes())
+                .status,
+            sys::NDIS_STATUS_INVALID_DATA,
+            "state {state}"
+        );
+    }
+    assert_eq!(
+        nic.emu
+            .oid_set(nic.adapter, sys::OID_PNP_SET_POWER, &1u32.to_le_bytes())
+            .status,
+        sys::NDIS_STATUS_SUCCESS,
+        "D0"
+    );
+    nic.stop();
+}

@@ -12,6 +12,9 @@ use super::{Device, NO_BOUNCE, TxRing};
 use crate::virtio::net::{NetHeader, features};
 use crate::virtio::queue::Buffer;
 
+/// The shortest Ethernet frame without FCS (IEEE 802.3: 64 with it).
+const MIN_FRAME: usize = 60;
+
 impl Device {
     /// The TCI to insert into the frames of `nbl`, if any: its own priority and VLAN (as far
     /// as tagging is on), the adapter's VLAN when it names none.
@@ -157,6 +160,17 @@ impl Device {
                     tx.free.push(b);
                     return status;
                 }
+            };
+            // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes (zeros add
+            // nothing to a checksum the device completes from `csum_start` to the end).
+            let len = if len < MIN_FRAME {
+                tx.bounce.write_bytes(
+                    at + NetHeader::LEN + len,
+                    &[0; MIN_FRAME][..MIN_FRAME - len],
+                );
+                MIN_FRAME
+            } else {
+                len
             };
             let header = match partial {
                 None => NetHeader::default(),

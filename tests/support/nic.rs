@@ -94,7 +94,17 @@ pub fn frame(seed: u8, len: usize) -> Vec<u8> {
     f
 }
 
-/// Sends `frames` and checks the device got them byte-exact (over all queue pairs).
+/// `frame` as the wire carries it: zero-padded to Ethernet's 60-byte minimum.
+pub fn on_the_wire(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
+}
+
+/// Sends `frames` and checks the device got them byte-exact (over all queue pairs; frames
+/// shorter than 60 bytes zero-padded, as on the wire).
 pub fn check_tx(nic: &Nic, frames: &[Vec<u8>]) {
     check_tx_in_pieces(nic, frames, usize::MAX)
 }
@@ -121,7 +131,7 @@ pub fn check_tx_in_pieces(nic: &Nic, frames: &[Vec<u8>], piece: usize) {
     assert_eq!(seen.len(), frames.len(), "frames the device saw");
     let mut seen_sorted = seen.clone();
     seen_sorted.sort();
-    let mut sent = frames.to_vec();
+    let mut sent: Vec<Vec<u8>> = frames.iter().map(|f| on_the_wire(f)).collect();
     sent.sort();
     assert!(
         seen_sorted == sent,

@@ -58,11 +58,19 @@ impl<'a> SendLists<'a> {
     /// the statistics of the frames it copied). Visits each list once: a second call visits
     /// nothing. `NDIS_STATUS_PENDING` is recorded as `NDIS_STATUS_FAILURE`: every list completes
     /// when `Miniport::send` returns.
+    ///
+    /// Lists no NIC can send are completed by the framework without reaching `f`: a frame
+    /// shorter than an Ethernet header (14 bytes) fails its list with
+    /// `NDIS_STATUS_INVALID_LENGTH`; 802.1Q information naming VLAN 4095 (reserved by IEEE
+    /// 802.1Q) fails it with `NDIS_STATUS_INVALID_PACKET`.
     pub fn each(&mut self, mut f: impl FnMut(&SendNbl<'_>) -> Status) {
         if core::mem::replace(&mut self.visited, true) {
             return;
         }
-        self.for_each_list(|list| f(list));
+        self.for_each_list(|list| match list.refusal() {
+            Some(status) => status,
+            None => f(list),
+        });
     }
 
     /// Completes lists the driver did not visit (see the type's documentation).
@@ -103,6 +111,9 @@ pub struct Ieee8021Q {
 }
 
 impl Ieee8021Q {
+    /// VLAN 4095 (0xFFF), reserved by IEEE 802.1Q: never sent, never joined.
+    pub const RESERVED_VLAN: u16 = 0xFFF;
+
     /// From a tag's TCI (priority in bits 13..16, VLAN identifier in bits 0..12).
     pub fn from_tci(tci: u16) -> Self {
         Ieee8021Q {
@@ -154,6 +165,20 @@ impl<'a> SendNbl<'a> {
 
     /// The 802.1Q information the protocol attached to the list, if any: the driver inserts
     /// the tag when it copies the frames (with `SendFrame::copy_to_device_tagged`).
+    /// Why no NIC can send this list, if so (see [`SendLists::each`]).
+    fn refusal(&self) -> Option<Status> {
+        if self.frames().any(|f| f.len() < 14) {
+            return Some(Status::INVALID_LENGTH);
+        }
+        if self
+            .ieee8021q()
+            .is_some_and(|q| q.vlan_id == Ieee8021Q::RESERVED_VLAN)
+        {
+            return Some(Status::INVALID_PACKET);
+        }
+        None
+    }
+
     pub fn ieee8021q(&self) -> Option<Ieee8021Q> {
         // SAFETY: a list NDIS owns for the send call; the info array is part of the list.
         let value = unsafe { (*self.nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] };

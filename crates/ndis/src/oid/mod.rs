@@ -381,7 +381,12 @@ fn set_inner<M: Miniport>(
             ))
         }
         sys::OID_PNP_SET_POWER => {
-            read_u32(data, needed)?;
+            // An NDIS_DEVICE_POWER_STATE: D0 (1) to D3 (4); Unspecified (0) and Maximum (5) are
+            // no state a device can be put in.
+            let state = read_u32(data, needed)?;
+            if !(1..=4).contains(&state) {
+                return Err(Status::INVALID_DATA);
+            }
             Ok(4)
         }
         _ => driver.oid_set(adapter, oid, &mut SetData::new(data, needed), request),
