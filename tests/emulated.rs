@@ -1169,11 +1169,7 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak() {
         );
         assert!(report.sites.len() > 10, "{:?}", report.sites);
         // Heap allocations the framework makes fallibly are swept like every other call.
-        let heap = report
-            .sites
-            .iter()
-            .filter(|s| **s == ndis_emu::FALLIBLE_SITE)
-            .count();
+        let heap = report.heap_sites();
         eprintln!(
             "swept {} fallible calls, {heap} of them heap allocations",
             report.sites.len()

@@ -943,6 +943,13 @@ pub struct SweepReport {
     pub sites: Vec<&'static str>,
 }
 
+impl SweepReport {
+    /// How many of the swept sites were fallible heap allocations ([`FALLIBLE_SITE`]).
+    pub fn heap_sites(&self) -> usize {
+        self.sites.iter().filter(|s| **s == FALLIBLE_SITE).count()
+    }
+}
+
 /// Runs `scenario` once without faults to list its fallible calls, then once per call with that
 /// call failed. Each run gets a fresh emulator from `config`; the scenario must cope with the
 /// failure and end with `unload()` (whose checks find any leak, live interrupt or DPC). A bug check

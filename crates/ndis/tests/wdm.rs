@@ -41,6 +41,20 @@ const LINE0: FullySpecified = FullySpecified {
     share_vector: false,
 };
 
+/// A line-only device, connected (through the message request's fallback).
+fn connect_line(emu: &Emulator) -> (ndis_emu::DeviceId, WdmInterrupt<Device>) {
+    let (dev, pdo) = emu.add_device(InterruptResources::line());
+    // SAFETY: the emulator's live PDO.
+    let int = WdmInterrupt::connect(
+        &passive(),
+        unsafe { PhysicalDevice::from_raw(pdo) },
+        Device::default(),
+        None,
+    )
+    .unwrap();
+    (dev, int)
+}
+
 #[test]
 fn msix_device_connects_message_based() {
     let emu = Emulator::new(Config::default());
@@ -62,15 +76,7 @@ fn msix_device_connects_message_based() {
 #[test]
 fn line_only_device_connects_the_fallback_and_says_so() {
     let emu = Emulator::new(Config::default());
-    let (dev, pdo) = emu.add_device(InterruptResources::line());
-    // SAFETY: the emulator's live PDO.
-    let int = WdmInterrupt::connect(
-        &passive(),
-        unsafe { PhysicalDevice::from_raw(pdo) },
-        Device::default(),
-        None,
-    )
-    .unwrap();
+    let (dev, int) = connect_line(&emu);
     assert_eq!(int.connected(), Connected::Line);
     emu.fire_line(dev);
     assert_eq!(*int.handler().seen.lock().unwrap(), vec![Source::Line]);
@@ -154,15 +160,7 @@ fn item07_a_wdm_interrupt_dropped_without_disconnect_stays_connected_and_is_repo
     // Dropped anywhere (here: as if in a DPC), it disconnects nothing at the wrong IRQL; the
     // interrupt stays connected on leaked state, and unload reports it.
     let emu = Emulator::new(Config::default());
-    let (dev, pdo) = emu.add_device(InterruptResources::line());
-    // SAFETY: the emulator's live PDO.
-    let int = WdmInterrupt::connect(
-        &passive(),
-        unsafe { PhysicalDevice::from_raw(pdo) },
-        Device::default(),
-        None,
-    )
-    .unwrap();
+    let (dev, int) = connect_line(&emu);
     drop(int);
     // The ISR still runs on valid (leaked) state.
     assert_eq!(emu.fire_line(dev), Some(true));

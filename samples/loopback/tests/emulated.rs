@@ -248,11 +248,7 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak() {
     );
     // The framework's own heap allocations (adapter state, resource records, the pool's
     // entries) are failed one at a time too.
-    let heap = report
-        .sites
-        .iter()
-        .filter(|s| **s == ndis_emu::FALLIBLE_SITE)
-        .count();
+    let heap = report.heap_sites();
     eprintln!(
         "swept {} fallible calls, {heap} of them heap allocations",
         report.sites.len()
