@@ -26,7 +26,7 @@ use km_rt as _;
 #[cfg(all(windows, not(feature = "wdk")))]
 #[global_allocator]
 static ALLOCATOR: km_alloc::PoolAllocator<km_alloc::NonPagedPool> =
-    km_alloc::PoolAllocator::new(km_alloc::NonPagedPool { tag: POOL_TAG });
+    km_alloc::PoolAllocator::new(km_alloc::NonPagedPool::new(POOL_TAG));
 #[cfg(all(windows, feature = "wdk"))]
 use {wdk_panic as _, wdk_sys as _};
 #[cfg(all(windows, feature = "wdk"))]

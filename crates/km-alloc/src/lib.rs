@@ -8,9 +8,15 @@
 //! above DISPATCH_LEVEL keeps the block (`ExFreePoolWithTag` would bug-check there): memory-safe,
 //! and reported as a pool leak at unload. Pool blocks are 16-byte aligned on x64; larger alignments are served by over-allocating and keeping
 //! the pool pointer just below the block.
+//!
+//! [`NonPagedPool`] works on every Windows 10: it uses `ExAllocatePool2` where Windows has it
+//! (2004 and later, found at run time) and `ExAllocatePoolWithTag(NonPagedPoolNx)` with explicit
+//! zeroing elsewhere, so an image using it imports neither `ExAllocatePool2` nor anything newer
+//! than Windows 2000 from the pool API.
 #![no_std]
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the pool guarantees without help (`MEMORY_ALLOCATION_ALIGNMENT` on x64).
 pub const POOL_ALIGNMENT: usize = 16;
@@ -73,33 +79,142 @@ pub unsafe trait Pool {
     }
 }
 
-/// The non-paged kernel pool through `ExAllocatePool2` / `ExFreePoolWithTag`.
-#[derive(Debug, Clone, Copy)]
+/// The non-paged kernel pool, on every Windows 10 and later.
+///
+/// `ExAllocatePool2` exists from Windows 10 2004 (build 19041) on; a driver that imported it
+/// statically would not load on older Windows (packaging refuses such an image for a driver whose
+/// declared minimum is older, see `docs/packaging.md`). So the pool is not imported: the first
+/// allocation made at PASSIVE_LEVEL (in practice in `DriverEntry`) looks `ExAllocatePool2` up with
+/// `MmGetSystemRoutineAddress`, which may only be called at PASSIVE_LEVEL, and caches the answer in
+/// an atomic. Where Windows has it, blocks come from `ExAllocatePool2(POOL_FLAG_NON_PAGED)`;
+/// where it does not (and for allocations made above PASSIVE_LEVEL before the lookup happened),
+/// from `ExAllocatePoolWithTag(NonPagedPoolNx)`, which never zeroes, so the pool zeroes a block
+/// itself when asked to. Both are freed with `ExFreePoolWithTag`.
+#[derive(Debug)]
 pub struct NonPagedPool {
-    pub tag: PoolTag,
+    tag: PoolTag,
+    /// [`UNRESOLVED`], [`ABSENT`], or the address of `ExAllocatePool2`.
+    pool2: AtomicUsize,
+}
+
+/// `NonPagedPool::pool2` before the lookup.
+const UNRESOLVED: usize = 0;
+/// `NonPagedPool::pool2` when this Windows has no `ExAllocatePool2` (an address is never 1).
+const ABSENT: usize = 1;
+
+/// `ExAllocatePool2` as UTF-16, for `MmGetSystemRoutineAddress`.
+static POOL2_NAME: [u16; 15] = utf16(*b"ExAllocatePool2");
+
+const fn utf16<const N: usize>(ascii: [u8; N]) -> [u16; N] {
+    let mut out = [0u16; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = ascii[i] as u16;
+        i += 1;
+    }
+    out
+}
+
+impl NonPagedPool {
+    pub const fn new(tag: PoolTag) -> Self {
+        Self {
+            tag,
+            pool2: AtomicUsize::new(UNRESOLVED),
+        }
+    }
+
+    pub fn tag(&self) -> PoolTag {
+        self.tag
+    }
+
+    /// Whether this Windows has `ExAllocatePool2`: `None` until the lookup has happened.
+    pub fn has_pool2(&self) -> Option<bool> {
+        match self.pool2.load(Ordering::Acquire) {
+            UNRESOLVED => None,
+            ABSENT => Some(false),
+            _ => Some(true),
+        }
+    }
+
+    /// Looks `ExAllocatePool2` up now if that has not happened yet and the caller runs at
+    /// PASSIVE_LEVEL (the only IRQL `MmGetSystemRoutineAddress` allows); above it, changes
+    /// nothing. Returns [`has_pool2`](Self::has_pool2). Allocation does this by itself; a driver
+    /// may call it from `DriverEntry` to have the answer before its first allocation.
+    pub fn resolve(&self) -> Option<bool> {
+        if self.pool2.load(Ordering::Acquire) == UNRESOLVED
+            && current_irql() == ndis_sys::PASSIVE_LEVEL
+        {
+            let mut name = ndis_sys::UNICODE_STRING {
+                Length: (POOL2_NAME.len() * 2) as u16,
+                MaximumLength: (POOL2_NAME.len() * 2) as u16,
+                // MmGetSystemRoutineAddress only reads the name.
+                Buffer: POOL2_NAME.as_ptr().cast_mut(),
+            };
+            // SAFETY: called at PASSIVE_LEVEL (checked above) with a valid UNICODE_STRING that
+            // outlives the call.
+            let address = unsafe { ndis_sys::MmGetSystemRoutineAddress(&mut name) } as usize;
+            // Racing lookups store the same answer.
+            self.pool2.store(
+                if address == 0 { ABSENT } else { address },
+                Ordering::Release,
+            );
+        }
+        self.has_pool2()
+    }
+
+    fn pool2(&self) -> Option<ndis_sys::PFN_EX_ALLOCATE_POOL2> {
+        self.resolve();
+        match self.pool2.load(Ordering::Acquire) {
+            UNRESOLVED | ABSENT => None,
+            address => {
+                // SAFETY: `address` is what MmGetSystemRoutineAddress returned for
+                // "ExAllocatePool2": the kernel's ExAllocatePool2, a function with exactly this
+                // signature and calling convention; function pointers and usize have the same
+                // size on every target this crate builds for.
+                Some(unsafe {
+                    core::mem::transmute::<usize, ndis_sys::PFN_EX_ALLOCATE_POOL2>(address)
+                })
+            }
+        }
+    }
 }
 
 // SAFETY: ExAllocatePool2 returns null or a 16-byte aligned non-paged block of the requested size,
-// zeroed unless POOL_FLAG_UNINITIALIZED is passed; it stays valid until ExFreePoolWithTag.
+// zeroed unless POOL_FLAG_UNINITIALIZED is passed; ExAllocatePoolWithTag returns null or a 16-byte
+// aligned non-paged block, which is zeroed here when asked. Both stay valid until
+// ExFreePoolWithTag.
 unsafe impl Pool for NonPagedPool {
     #[inline]
     fn allocate(&self, bytes: usize, zeroed: bool) -> *mut u8 {
-        let mut flags = ndis_sys::POOL_FLAG_NON_PAGED;
-        if !zeroed {
-            flags |= ndis_sys::POOL_FLAG_UNINITIALIZED;
+        if let Some(pool2) = self.pool2() {
+            let mut flags = ndis_sys::POOL_FLAG_NON_PAGED;
+            if !zeroed {
+                flags |= ndis_sys::POOL_FLAG_UNINITIALIZED;
+            }
+            // SAFETY: the kernel's ExAllocatePool2 (see `pool2`); any size and tag are valid.
+            return unsafe { pool2(flags, bytes, self.tag.0) }.cast();
         }
         // SAFETY: plain FFI call; any size and tag are valid arguments.
-        unsafe { ndis_sys::ExAllocatePool2(flags, bytes, self.tag.0).cast() }
+        let block: *mut u8 = unsafe {
+            ndis_sys::ExAllocatePoolWithTag(ndis_sys::NonPagedPoolNx, bytes, self.tag.0)
+        }
+        .cast();
+        if zeroed && !block.is_null() {
+            // SAFETY: the pool returned a writable block of `bytes` bytes.
+            unsafe { block.write_bytes(0, bytes) };
+        }
+        block
     }
 
     #[inline]
     unsafe fn free(&self, block: *mut u8) {
-        // SAFETY: the caller passes a block from ExAllocatePool2 with this tag, freed once.
+        // SAFETY: the caller passes a block from ExAllocatePool2 or ExAllocatePoolWithTag with
+        // this tag, freed once; ExFreePoolWithTag frees both.
         unsafe { ndis_sys::ExFreePoolWithTag(block.cast(), self.tag.0) }
     }
 }
 
-/// `#[global_allocator] static A: PoolAllocator<NonPagedPool> = PoolAllocator::new(NonPagedPool { tag: PoolTag::new(*b"vnet") });`
+/// `#[global_allocator] static A: PoolAllocator<NonPagedPool> = PoolAllocator::new(NonPagedPool::new(PoolTag::new(*b"vnet")));`
 #[derive(Debug)]
 pub struct PoolAllocator<P: Pool> {
     pool: P,
@@ -110,9 +225,13 @@ impl<P: Pool> PoolAllocator<P> {
         Self { pool }
     }
 
+    pub fn pool(&self) -> &P {
+        &self.pool
+    }
+
     fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         if self.pool.irql() > MAX_ALLOCATION_IRQL {
-            // ExAllocatePool2 above DISPATCH_LEVEL bug-checks; a null is the only safe answer.
+            // Pool allocation above DISPATCH_LEVEL bug-checks; a null is the only safe answer.
             return core::ptr::null_mut();
         }
         if layout.align() <= POOL_ALIGNMENT {

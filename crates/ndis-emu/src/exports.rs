@@ -17,6 +17,9 @@ macro_rules! exports {
     ($( $module:literal $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? => $imp:expr; )*) => {
         mod host_abi {
             use super::*;
+            /// `MmGetSystemRoutineAddress` hands out addresses of this ABI.
+            #[allow(dead_code)]
+            const WIN64: bool = false;
             $(
                 pub(super) unsafe extern "system-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
                     let _emulator = crate::heap::EmulatorCode::export();
@@ -28,6 +31,8 @@ macro_rules! exports {
         }
         mod win64_abi {
             use super::*;
+            #[allow(dead_code)]
+            const WIN64: bool = true;
             $(
                 pub(super) unsafe extern "win64-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
                     let _emulator = crate::heap::EmulatorCode::export();
@@ -42,6 +47,19 @@ macro_rules! exports {
         /// Every export with its Windows x64 ABI entry point.
         pub fn win64_exports() -> Vec<Win64Export> {
             vec![$(Win64Export { module: $module, name: stringify!($name), address: win64_abi::$name as *const () as usize },)*]
+        }
+
+        /// `(module, address)` of the export `name` in the host ABI (`win64 == false`, what
+        /// driver code compiled for the host calls) or the Windows x64 ABI.
+        fn export_address(win64: bool, name: &str) -> Option<(&'static str, usize)> {
+            match name {
+                $(stringify!($name) => Some(($module, if win64 {
+                    win64_abi::$name as *const () as usize
+                } else {
+                    host_abi::$name as *const () as usize
+                })),)*
+                _ => None,
+            }
         }
     };
 }
@@ -104,7 +122,9 @@ exports! {
     "ndis.sys" NdisReadNetworkAddress(a: *mut NDIS_STATUS, b: *mut PVOID, c: *mut UINT, d: NDIS_HANDLE) => config::ndis_read_network_address;
     "ndis.sys" NdisCloseConfiguration(a: NDIS_HANDLE) => config::ndis_close_configuration;
     "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
+    "ntoskrnl.exe" ExAllocatePoolWithTag(a: POOL_TYPE, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool_with_tag;
     "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;
+    "ntoskrnl.exe" MmGetSystemRoutineAddress(a: *mut UNICODE_STRING) -> PVOID => mm_get_system_routine_address::<WIN64>;
     "ntoskrnl.exe" KeBugCheckEx(a: ULONG, b: ULONG_PTR, c: ULONG_PTR, d: ULONG_PTR, e: ULONG_PTR) -> ! => ke_bug_check_ex;
     "ntoskrnl.exe" IoConnectInterruptEx(a: *mut IO_CONNECT_INTERRUPT_PARAMETERS) -> NTSTATUS => io::io_connect_interrupt_ex;
     "ntoskrnl.exe" IoDisconnectInterruptEx(a: *mut IO_DISCONNECT_INTERRUPT_PARAMETERS) => io::io_disconnect_interrupt_ex;
@@ -112,6 +132,58 @@ exports! {
     "ntoskrnl.exe" KeQueryActiveProcessorCountEx(a: USHORT) -> ULONG => ke_query_active_processor_count_ex;
     "ntoskrnl.exe" KeQueryPerformanceCounter(a: *mut i64) -> i64 => ke_query_performance_counter;
     "hal.dll" KeStallExecutionProcessor(a: ULONG) => ke_stall_execution_processor;
+}
+
+/// Fails the test when the driver calls an import the emulated Windows does not export: on that
+/// Windows the image would not have loaded (packaging refuses such an image for its declared
+/// minimum, see `driver-package compat`).
+pub(crate) fn require_export(st: &machine::State, module: &str, function: &str) {
+    let Some(row) = sys::availability::lookup(module, function) else {
+        return;
+    };
+    if row.since > st.config.windows_version {
+        panic!(
+            "the driver imports {module}!{function}, first exported by Windows {} ({}), but the \
+             emulated Windows is {}: Windows would not have loaded the image",
+            row.since,
+            row.since.release_name().unwrap_or("?"),
+            st.config.windows_version
+        );
+    }
+}
+
+/// `MmGetSystemRoutineAddress`: ntoskrnl.exe and hal.dll exports only (not ndis.sys, as on
+/// Windows), and only those the emulated Windows has ([`crate::Config::windows_version`]).
+unsafe fn mm_get_system_routine_address<const WIN64: bool>(
+    name: *mut UNICODE_STRING,
+) -> PVOID {
+    let m = machine::current();
+    let st = m.st();
+    st.require_irql(PASSIVE_LEVEL, "MmGetSystemRoutineAddress");
+    assert!(!name.is_null(), "MmGetSystemRoutineAddress(NULL)");
+    // SAFETY: the caller passes a valid UNICODE_STRING (the export's contract).
+    let s = unsafe { name.read() };
+    let units: &[u16] = if s.Length == 0 {
+        &[]
+    } else {
+        assert!(
+            !s.Buffer.is_null() && s.Length % 2 == 0,
+            "MmGetSystemRoutineAddress: malformed UNICODE_STRING"
+        );
+        // SAFETY: Buffer holds Length bytes (the UNICODE_STRING contract).
+        unsafe { core::slice::from_raw_parts(s.Buffer, s.Length as usize / 2) }
+    };
+    let routine = String::from_utf16_lossy(units);
+    match export_address(WIN64, &routine) {
+        Some((module, address))
+            if module != "ndis.sys"
+                && sys::availability::lookup(module, &routine)
+                    .is_some_and(|row| row.since <= st.config.windows_version) =>
+        {
+            address as PVOID
+        }
+        _ => core::ptr::null_mut(),
+    }
 }
 
 unsafe fn ndis_get_version() -> u32 {

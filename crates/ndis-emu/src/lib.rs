@@ -47,7 +47,7 @@ pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
 pub use exports::{Win64Export, win64_exports};
 pub use faults::FaultPlan;
 pub use heap::{DriverHeap, FALLIBLE_SITE, instrumentation};
-pub use memory::{Allocation, AllocationKind};
+pub use memory::{Allocation, AllocationKind, UNINITIALIZED_FILL};
 pub use ndis::AdapterState;
 pub use offload::{
     ChecksumTasks, LargeSendTasks, LsoLimits, OffloadState, RxChecksumInfo, SendChecksum,
@@ -114,6 +114,11 @@ pub struct Config {
     pub seed: u64,
     /// What `NdisGetVersion` returns.
     pub ndis_runtime_version: u32,
+    /// The Windows being emulated: `MmGetSystemRoutineAddress` finds only the exports that exist
+    /// there (`ndis_sys::availability`), and calling an import newer than it is an error (a real
+    /// Windows would have refused to load the image). `WINDOWS_10_1709` plays a Windows without
+    /// `ExAllocatePool2`.
+    pub windows_version: sys::availability::WindowsVersion,
     /// `MaxNblsToIndicate` handed to interrupt DPCs (`NDIS_INDICATE_ALL_NBLS` for no limit).
     pub max_nbls_per_dpc: u32,
     /// Consecutive `MoreNblsPending` requeues of one DPC before DPC_WATCHDOG_VIOLATION.
@@ -136,6 +141,7 @@ impl Default for Config {
             cpus: 4,
             seed: 0,
             ndis_runtime_version: 0x0006_0056, // NDIS 6.86
+            windows_version: sys::availability::WindowsVersion::new(10, 0, 26100), // 11 24H2
             max_nbls_per_dpc: 64,
             dpc_requeue_limit: 10_000,
             pre_vista_io_connect: false,

@@ -112,6 +112,7 @@ pub(crate) unsafe fn ex_allocate_pool2(
     {
         let m = machine::current();
         let mut st = m.st();
+        crate::exports::require_export(&st, "ntoskrnl.exe", "ExAllocatePool2");
         let max = if flags & sys::POOL_FLAG_PAGED != 0 {
             sys::APC_LEVEL
         } else {
@@ -128,6 +129,35 @@ pub(crate) unsafe fn ex_allocate_pool2(
         tag,
         flags & sys::POOL_FLAG_UNINITIALIZED == 0,
     )
+}
+
+/// `ExAllocatePoolWithTag`: never zeroed (filled with [`UNINITIALIZED_FILL`]), freed with
+/// `ExFreePoolWithTag` like `ExAllocatePool2` memory.
+pub(crate) unsafe fn ex_allocate_pool_with_tag(
+    pool_type: sys::POOL_TYPE,
+    size: usize,
+    tag: u32,
+) -> sys::PVOID {
+    {
+        let m = machine::current();
+        let mut st = m.st();
+        let max = match pool_type {
+            sys::NonPagedPool | sys::NonPagedPoolNx => sys::DISPATCH_LEVEL,
+            sys::PagedPool => sys::APC_LEVEL,
+            other => {
+                drop(st);
+                panic!(
+                    "ExAllocatePoolWithTag: pool type {other} is not emulated \
+                     (NonPagedPool 0, PagedPool 1, NonPagedPoolNx 512 are)"
+                )
+            }
+        };
+        st.require_irql(max, "ExAllocatePoolWithTag");
+        if st.fallible("ExAllocatePoolWithTag") {
+            return core::ptr::null_mut();
+        }
+    }
+    allocate(AllocationKind::Pool, size, tag, false)
 }
 
 pub(crate) unsafe fn ex_free_pool_with_tag(p: sys::PVOID, tag: u32) {

@@ -53,6 +53,18 @@ pub const POOL_FLAG_NON_PAGED: POOL_FLAGS = 0x0000_0000_0000_0040;
 pub const POOL_FLAG_NON_PAGED_EXECUTE: POOL_FLAGS = 0x0000_0000_0000_0080;
 pub const POOL_FLAG_PAGED: POOL_FLAGS = 0x0000_0000_0000_0100;
 
+/// `POOL_TYPE` (a C enum, wdm.h) for `ExAllocatePoolWithTag`.
+pub type POOL_TYPE = i32;
+pub const NonPagedPool: POOL_TYPE = 0;
+pub const PagedPool: POOL_TYPE = 1;
+/// Non-paged, not executable (Windows 8 and later); what HVCI-compatible drivers use.
+pub const NonPagedPoolNx: POOL_TYPE = 512;
+
+/// The signature of `ExAllocatePool2`, for a driver that resolves it at run time with
+/// `MmGetSystemRoutineAddress` because the oldest Windows it supports lacks it.
+pub type PFN_EX_ALLOCATE_POOL2 =
+    unsafe extern "system-unwind" fn(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
+
 /// `EX_POOL_PRIORITY` (a C enum) for `NdisAllocateMemoryWithTagPriority`.
 pub type EX_POOL_PRIORITY = i32;
 pub const LowPoolPriority: EX_POOL_PRIORITY = 0;

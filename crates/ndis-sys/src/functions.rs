@@ -285,8 +285,16 @@ kernel_imports! {
         fn NdisMIndicateStatusEx(MiniportAdapterHandle: NDIS_HANDLE, StatusIndication: *mut NDIS_STATUS_INDICATION);
     }
     dll "ntoskrnl.exe" {
-        /// IRQL <= DISPATCH_LEVEL (non-paged). Windows 10 2004+.
+        /// IRQL <= DISPATCH_LEVEL (non-paged). Windows 10 2004+: a driver whose minimum Windows
+        /// is older must not import it (packaging refuses the image); `km-alloc` resolves it at
+        /// run time instead.
         fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
+        /// IRQL <= DISPATCH_LEVEL for non-paged pool. The memory is not initialized. Deprecated
+        /// from Windows 10 2004 in favour of `ExAllocatePool2`, but exported by every version.
+        fn ExAllocatePoolWithTag(PoolType: POOL_TYPE, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
+        /// PASSIVE_LEVEL. The address of a routine ntoskrnl.exe or hal.dll exports, or null when
+        /// this Windows has no routine of that name.
+        fn MmGetSystemRoutineAddress(SystemRoutineName: *mut UNICODE_STRING) -> PVOID;
         /// IRQL <= DISPATCH_LEVEL.
         fn ExFreePoolWithTag(P: PVOID, Tag: ULONG);
         /// Stops the machine.

@@ -12,6 +12,8 @@
 
 mod layout;
 
+pub mod availability;
+
 pub mod base;
 pub mod datapath;
 pub mod dma;
