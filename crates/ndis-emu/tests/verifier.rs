@@ -488,3 +488,94 @@ fn a_heap_free_in_a_synchronize_function_is_caught() {
         "{b}"
     );
 }
+
+/// `MmGetSystemRoutineAddress` as on `windows`: the address of `name`, or null.
+fn routine(emu_windows: sys::availability::WindowsVersion, name: &str) -> sys::PVOID {
+    let _emu = ndis_emu::Emulator::new(ndis_emu::Config {
+        windows_version: emu_windows,
+        ..Default::default()
+    });
+    let mut units: Vec<u16> = name.encode_utf16().collect();
+    let mut s = sys::UNICODE_STRING {
+        Length: (units.len() * 2) as u16,
+        MaximumLength: (units.len() * 2) as u16,
+        Buffer: units.as_mut_ptr(),
+    };
+    // SAFETY: a valid UNICODE_STRING, at PASSIVE_LEVEL.
+    unsafe { sys::MmGetSystemRoutineAddress(&mut s) }
+}
+
+#[test]
+fn mm_get_system_routine_address_finds_only_what_the_emulated_windows_exports() {
+    use sys::availability::{WINDOWS_10_1709, WINDOWS_10_2004};
+    assert!(routine(WINDOWS_10_1709, "ExAllocatePool2").is_null());
+    assert!(!routine(WINDOWS_10_2004, "ExAllocatePool2").is_null());
+    assert!(!routine(WINDOWS_10_1709, "ExAllocatePoolWithTag").is_null());
+    assert!(!routine(WINDOWS_10_1709, "KeStallExecutionProcessor").is_null()); // hal.dll
+    // ndis.sys exports are not the kernel's or the HAL's; unknown names resolve to nothing.
+    assert!(routine(WINDOWS_10_2004, "NdisGetVersion").is_null());
+    assert!(routine(WINDOWS_10_2004, "ExAllocatePool3").is_null());
+    assert!(routine(WINDOWS_10_2004, "").is_null());
+
+    // The address found is the host-ABI function: calling it allocates.
+    let _emu = ndis_emu::Emulator::new(ndis_emu::Config::default());
+    let mut units: Vec<u16> = "ExAllocatePool2".encode_utf16().collect();
+    let mut s = sys::UNICODE_STRING {
+        Length: 30,
+        MaximumLength: 30,
+        Buffer: units.as_mut_ptr(),
+    };
+    // SAFETY: a valid UNICODE_STRING, at PASSIVE_LEVEL; the address found is ExAllocatePool2 with
+    // the host ABI, and the block is freed once.
+    unsafe {
+        let f = sys::MmGetSystemRoutineAddress(&mut s);
+        let f: sys::PFN_EX_ALLOCATE_POOL2 = core::mem::transmute(f);
+        let p = f(sys::POOL_FLAG_NON_PAGED, 24, 0x7a7a7a7a);
+        assert!(!p.is_null());
+        assert_eq!(*p.cast::<u8>().add(23), 0);
+        sys::ExFreePoolWithTag(p, 0x7a7a7a7a);
+    }
+}
+
+#[test]
+fn mm_get_system_routine_address_above_passive_level_is_irql_not_less_or_equal() {
+    let emu = emulator(1);
+    let mut s = sys::UNICODE_STRING {
+        Length: 0,
+        MaximumLength: 0,
+        Buffer: core::ptr::null_mut(),
+    };
+    // SAFETY: NDIS_SPIN_LOCK is plain data that NdisAllocateSpinLock initializes.
+    let mut lock: sys::NDIS_SPIN_LOCK = unsafe { core::mem::zeroed() };
+    let b = emu.expect_bugcheck(|| {
+        // SAFETY: the lock is initialized before it is acquired (raising to DISPATCH_LEVEL);
+        // the string is a valid (empty) UNICODE_STRING; the IRQL is wrong on purpose.
+        unsafe {
+            sys::NdisAllocateSpinLock(&mut lock);
+            sys::NdisAcquireSpinLock(&mut lock);
+            sys::MmGetSystemRoutineAddress(&mut s);
+        }
+    });
+    assert!(b.message.contains("MmGetSystemRoutineAddress"), "{b}");
+}
+
+#[test]
+fn calling_an_import_newer_than_the_emulated_windows_fails_the_test() {
+    let _emu = ndis_emu::Emulator::new(ndis_emu::Config {
+        windows_version: sys::availability::WINDOWS_10_1709,
+        ..Default::default()
+    });
+    // SAFETY: a plain allocation call; the emulator refuses it before allocating.
+    let err = std::panic::catch_unwind(|| unsafe {
+        sys::ExAllocatePool2(sys::POOL_FLAG_NON_PAGED, 8, 1)
+    })
+    .expect_err("ExAllocatePool2 on Windows 10 1709");
+    let msg = err
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        msg.contains("ntoskrnl.exe!ExAllocatePool2") && msg.contains("10.0.16299"),
+        "{msg}"
+    );
+}
