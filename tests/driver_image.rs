@@ -80,6 +80,23 @@ fn reference_driver_release_image_is_a_kernel_driver() {
             .iter()
             .any(|s| s.name == ".text" && s.executable())
     );
+    // The Windows-version contract: the built image imports only what Windows 10 1709 (the
+    // minimum Cargo.toml declares) exports, each import has a row in the availability table, and
+    // the pool comes through MmGetSystemRoutineAddress rather than an ExAllocatePool2 import.
+    let contract = driver_package::winver::Contract::load(&repo().join("Cargo.toml")).unwrap();
+    assert_eq!(contract.min_windows.to_string(), "10.0.16299");
+    let needs = driver_package::winver::check_imports(Path::new("vionet.sys"), &bytes, &contract)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        needs.len(),
+        image.imports.values().map(Vec::len).sum::<usize>(),
+        "every import checked"
+    );
+    let kernel = imports_of(&image, "ntoskrnl.exe");
+    assert!(!kernel.iter().any(|f| f == "ExAllocatePool2"), "{kernel:?}");
+    for f in ["MmGetSystemRoutineAddress", "ExAllocatePoolWithTag", "ExFreePoolWithTag"] {
+        assert!(kernel.iter().any(|n| n == f), "ntoskrnl.exe!{f} not imported: {kernel:?}");
+    }
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod pe;
 pub mod sign;
 pub mod stamp;
 pub mod text;
+pub mod winver;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use driver_package::cert::TestCert;
 use driver_package::check::{CheckOptions, Stage};
 use driver_package::stamp::{DriverDate, DriverVersion, StampOptions};
 use driver_package::text::Encoding;
-use driver_package::{Error, Result, catalog, check, inf, sign, stamp, text};
+use driver_package::{Error, Result, catalog, check, inf, sign, stamp, text, winver};
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +63,10 @@ enum Command {
         catalog: Option<String>,
         #[arg(long, value_enum, default_value = "auto")]
         encoding: OutEncoding,
+        /// The driver's Cargo.toml: stamp the [Manufacturer] decorations with its
+        /// [package.metadata.ndis-driver] min-windows
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
     /// Check INF/INX files for what breaks a NIC driver installation
     Check {
@@ -76,6 +80,19 @@ enum Command {
         stage: Option<StageArg>,
         #[arg(long, default_value = "amd64")]
         arch: String,
+        /// The driver's Cargo.toml: the [Manufacturer] decorations must target its min-windows
+        /// (stamped INFs only)
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Check a built image and the NDIS range against the minimum Windows the driver declares
+    /// ([package.metadata.ndis-driver] in its Cargo.toml)
+    Compat {
+        /// The driver's Cargo.toml
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The built driver image (.sys)
+        image: PathBuf,
     },
     /// Create <name>.cat for the INF and the files its [SourceDisksFiles] lists (what inf2cat does)
     Catalog {
@@ -117,6 +134,7 @@ fn main() -> ExitCode {
     let name = match &cli.command {
         Command::Stamp { .. } => "stamp",
         Command::Check { .. } => "check",
+        Command::Compat { .. } => "compat",
         Command::Catalog { .. } => "catalog",
         Command::Sign { .. } => "sign",
         Command::Cert { .. } => "cert",
@@ -161,6 +179,7 @@ fn run(command: Command, out: &Out) -> std::result::Result<(), Vec<Error>> {
             arch,
             catalog,
             encoding,
+            manifest,
         } => one(cmd_stamp(
             out,
             &inx,
@@ -171,13 +190,16 @@ fn run(command: Command, out: &Out) -> std::result::Result<(), Vec<Error>> {
             arch,
             catalog,
             encoding,
+            manifest,
         )),
         Command::Check {
             files,
             msi,
             stage,
             arch,
-        } => cmd_check(out, &files, msi, stage, &arch),
+            manifest,
+        } => cmd_check(out, &files, msi, stage, &arch, manifest),
+        Command::Compat { manifest, image } => cmd_compat(out, &manifest, &image),
         Command::Catalog {
             inf,
             out: dest,
@@ -205,7 +227,15 @@ fn cmd_stamp(
     arch: String,
     catalog: Option<String>,
     encoding: OutEncoding,
+    manifest: Option<PathBuf>,
 ) -> Result<()> {
+    let min_windows = match &manifest {
+        Some(m) => {
+            let c = winver::Contract::load(m)?;
+            Some((c.min_windows, m.display().to_string()))
+        }
+        None => None,
+    };
     let version = match (
         driver_version.or_else(|| std::env::var("STAMPINF_VERSION").ok()),
         crate_version,
@@ -241,6 +271,7 @@ fn cmd_stamp(
             OutEncoding::Ascii => Some(Encoding::Utf8),
             OutEncoding::Utf16 => Some(Encoding::Utf16Le),
         },
+        min_windows,
     };
     let data = driver_package::read(inx)?;
     let stamped = stamp::stamp(&data, &opts).map_err(|e| e.in_file(inx))?;
@@ -256,6 +287,15 @@ fn cmd_stamp(
         enc_name(stamped.input_encoding),
         enc_name(stamped.output_encoding),
     ));
+    for d in &stamped.decorations {
+        out.say(format_args!(
+            "[Manufacturer] {} {} -> {} (line {})",
+            d.models,
+            d.written,
+            d.stamped,
+            d.line
+        ));
+    }
     Ok(())
 }
 
@@ -273,8 +313,13 @@ fn cmd_check(
     msi: bool,
     stage: Option<StageArg>,
     arch: &str,
+    manifest: Option<PathBuf>,
 ) -> std::result::Result<(), Vec<Error>> {
     let mut errors = Vec::new();
+    let contract = match &manifest {
+        Some(m) => Some(winver::Contract::load(m).map_err(|e| vec![e])?),
+        None => None,
+    };
     for file in files {
         let stage = match stage {
             Some(StageArg::Inx) => Stage::Inx,
@@ -322,6 +367,76 @@ fn cmd_check(
                 .into_iter()
                 .map(|f| Error::at(file, f.line, f.message)),
         );
+        if let (Some(c), Stage::Inf) = (&contract, stage) {
+            let parsed = inf::Inf::parse(&text);
+            let source = c.manifest.display().to_string();
+            match winver::decorations(&parsed, c.min_windows, &source) {
+                Ok(ds) => {
+                    for d in ds.iter().filter(|d| d.written != d.stamped) {
+                        errors.push(Error::at(
+                            file,
+                            d.line,
+                            format!(
+                                "[Manufacturer] decoration `{}` names no Windows version: \
+                                 the INF would install on Windows older than min-windows = {}",
+                                d.written,
+                                winver::describe(c.min_windows)
+                            ),
+                        ));
+                    }
+                }
+                Err(es) => errors.extend(es.into_iter().map(|e| e.in_file(file))),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn cmd_compat(out: &Out, manifest: &Path, image: &Path) -> std::result::Result<(), Vec<Error>> {
+    let c = winver::Contract::load(manifest).map_err(|e| vec![e])?;
+    out.say(format_args!(
+        "{}: {} declares min-windows = {}, NDIS {}..={}",
+        manifest.display(),
+        c.package,
+        winver::describe(c.min_windows),
+        c.ndis_min,
+        c.ndis_max
+    ));
+    let mut errors = Vec::new();
+    match winver::check_ndis(&c) {
+        Ok(()) => {
+            let first = ndis_sys::availability::ndis_first_windows(c.ndis_min.0, c.ndis_min.1)
+                .expect("a known NDIS version");
+            out.say(format_args!(
+                "NDIS {} first ships with Windows {}: fits min-windows",
+                c.ndis_min,
+                winver::describe(first)
+            ));
+        }
+        Err(e) => errors.push(e),
+    }
+    let data = driver_package::read(image).map_err(|e| vec![e])?;
+    match winver::check_imports(image, &data, &c) {
+        Ok(needs) => {
+            if let Some(newest) = needs.iter().max_by_key(|n| n.since) {
+                out.say(format_args!(
+                    "{}: {} imports, all available on {}; the newest, {}!{}, since Windows {}",
+                    image.display(),
+                    needs.len(),
+                    c.min_windows,
+                    newest.module,
+                    newest.function,
+                    winver::describe(newest.since)
+                ));
+            } else {
+                out.say(format_args!("{}: no imports", image.display()));
+            }
+        }
+        Err(es) => errors.extend(es),
     }
     if errors.is_empty() {
         Ok(())

@@ -3,7 +3,10 @@
 //! Everything else (comments, layout, order) is kept so that INF errors found later still point at
 //! the line the author wrote.
 
+use ndis_sys::availability::WindowsVersion;
+
 use crate::text::{self, Encoding};
+use crate::winver::Decoration;
 use crate::{Error, Result};
 
 /// A `DriverVer` version: four 16-bit fields, as Windows compares them.
@@ -122,6 +125,10 @@ pub struct StampOptions {
     pub catalog: String,
     /// `None`: ASCII when possible, else UTF-16LE with BOM.
     pub encoding: Option<Encoding>,
+    /// The driver's minimum Windows and where it is declared (`Cargo.toml`): every `NT...`
+    /// decoration of `[Manufacturer]` and its models section are stamped to target it (see
+    /// [`crate::winver::decorations`]). `None` leaves decorations as written.
+    pub min_windows: Option<(WindowsVersion, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +137,8 @@ pub struct Stamped {
     pub text: String,
     pub input_encoding: Encoding,
     pub output_encoding: Encoding,
+    /// The `[Manufacturer]` decorations and what they were stamped to.
+    pub decorations: Vec<Decoration>,
 }
 
 /// Stamps INX bytes. Errors carry line numbers but no file; the caller adds it.
@@ -188,6 +197,10 @@ pub fn stamp(inx: &[u8], opts: &StampOptions) -> Result<Stamped> {
             None => inserts.push(format!("{key} = {value}")),
         }
     }
+    let decorations = match &opts.min_windows {
+        Some((min, source)) => stamp_decorations(&text, &mut out, *min, source)?,
+        None => Vec::new(),
+    };
     for (n, line) in inserts.into_iter().enumerate() {
         out.insert(end + 1 + n, line);
     }
@@ -198,7 +211,70 @@ pub fn stamp(inx: &[u8], opts: &StampOptions) -> Result<Stamped> {
         text,
         input_encoding,
         output_encoding,
+        decorations,
     })
+}
+
+/// Rewrites the `[Manufacturer]` decorations in `out` (the INX's lines, `$ARCH$` already
+/// replaced) and the headers of their models sections to target `min`. Line numbers do not move.
+fn stamp_decorations(
+    text: &str,
+    out: &mut [String],
+    min: WindowsVersion,
+    source: &str,
+) -> Result<Vec<Decoration>> {
+    let inf = crate::inf::Inf::parse(text);
+    let decorations =
+        crate::winver::decorations(&inf, min, source).map_err(|mut e| e.swap_remove(0))?;
+    for d in decorations.iter().filter(|d| d.written != d.stamped) {
+        let line = &mut out[d.line - 1];
+        let code_len = crate::inf::strip_comment(line).len();
+        let Some(eq) = line[..code_len].find('=') else {
+            return Err(at(d.line, "cannot stamp a [Manufacturer] entry without `=`"));
+        };
+        let mut fields: Vec<String> = line[eq + 1..code_len].split(',').map(str::to_string).collect();
+        let Some(field) = fields
+            .iter_mut()
+            .skip(1)
+            .find(|f| f.trim().eq_ignore_ascii_case(&d.written))
+        else {
+            return Err(at(
+                d.line,
+                format!(
+                    "cannot stamp decoration `{}`: it is not on the entry's first line",
+                    d.written
+                ),
+            ));
+        };
+        let lead = &field[..field.len() - field.trim_start().len()];
+        let trail = &field[field.trim_end().len()..];
+        *field = format!("{lead}{}{trail}", d.stamped);
+        *line = format!("{}={}{}", &line[..eq], fields.join(","), &line[code_len..]);
+        let section = format!("{}.{}", d.models, d.written);
+        for s in inf.sections_named(&section) {
+            let header = &mut out[s.line - 1];
+            let (Some(open), Some(close)) = (header.find('['), header.find(']')) else {
+                continue;
+            };
+            let name = header[open + 1..close].trim();
+            let prefix = &name[..name.len() - d.written.len()];
+            *header = format!(
+                "{}[{prefix}{}]{}",
+                &header[..open],
+                d.stamped,
+                &header[close + 1..]
+            );
+        }
+    }
+    Ok(decorations)
+}
+
+fn at(line: usize, message: impl Into<String>) -> Error {
+    Error {
+        file: None,
+        line: Some(line),
+        message: message.into(),
+    }
 }
 
 /// Replaces the value of `key = value ; comment`, keeping the key's spelling, the alignment before

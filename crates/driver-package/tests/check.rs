@@ -59,6 +59,14 @@ fn the_real_inx_and_its_stamped_inf_pass() {
         arch: "amd64".into(),
         catalog: "vionet.cat".into(),
         encoding: None,
+        min_windows: Some((
+            driver_package::winver::Contract::load(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"),
+            )
+            .unwrap()
+            .min_windows,
+            "Cargo.toml".into(),
+        )),
     };
     let inf = driver_package::stamp::stamp(inx.as_bytes(), &opts)
         .unwrap()
@@ -213,7 +221,7 @@ const CASES: &[Case] = &[
     Case {
         what: "no $ARCH$ decoration",
         edit: (
-            "%ManufacturerName% = Standard, NT$ARCH$.10",
+            "%ManufacturerName% = Standard, NT$ARCH$$", // `$` at the end: the line ends so
             "%ManufacturerName% = Standard",
         ),
         at: "",

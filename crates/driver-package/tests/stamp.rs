@@ -13,6 +13,7 @@ fn opts() -> StampOptions {
         arch: "amd64".into(),
         catalog: "vionet.cat".into(),
         encoding: None,
+        min_windows: None,
     }
 }
 
@@ -53,8 +54,9 @@ fn stamps_the_real_inx_in_both_encodings() {
         assert_eq!(version_value(&out, "DriverVer"), "02/29/2024,1.2.3.4");
         assert_eq!(version_value(&out, "CatalogFile"), "vionet.cat");
         assert!(!out.to_ascii_lowercase().contains("$arch$"));
-        assert!(out.contains("[Standard.NTamd64.10.0...16299]"));
-        assert!(out.contains("NTamd64.10.0...16299\r\n"));
+        // Without a declared minimum the decorations stay as written.
+        assert!(out.contains("[Standard.NTamd64]\r\n"));
+        assert!(out.contains("= Standard, NTamd64\r\n"));
         // Line-for-line the same as the source, so errors point at the author's lines.
         assert_eq!(out.lines().count(), src.lines().count());
         assert!(!out.replace("\r\n", "").contains('\n'), "bare LF left");
@@ -170,4 +172,42 @@ fn cli_errors_name_the_step_and_file() {
     );
     assert!(!ok);
     assert!(text.contains("does-not-exist.inx: cannot read"), "{text}");
+}
+
+#[test]
+fn decorations_are_stamped_from_the_declared_minimum_windows() {
+    let inx = "[Version]\r\nSignature=\"$WINDOWS NT$\"\r\n[Manufacturer]\r\n%M% = Std , NT$ARCH$ , NTarm64 ; two platforms\r\n\r\n[std.NT$ARCH$] ; models\r\nx = y, PCI\\VEN_1AF4&DEV_1041\r\n[Std.NTarm64]\r\n";
+    let mut o = opts();
+    o.min_windows = Some((
+        ndis_sys::availability::WindowsVersion::new(10, 0, 16299),
+        "Cargo.toml".into(),
+    ));
+    let s = stamp(inx.as_bytes(), &o).unwrap();
+    let lines: Vec<&str> = s.text.lines().collect();
+    // DriverVer and CatalogFile were added after [Version]'s last line: two lines down.
+    assert_eq!(
+        lines[5],
+        "%M% = Std , NTamd64.10.0...16299 , NTarm64.10.0...16299 ; two platforms"
+    );
+    assert_eq!(lines[7], "[std.NTamd64.10.0...16299] ; models");
+    assert_eq!(lines[9], "[Std.NTarm64.10.0...16299]");
+    let stamped: Vec<(&str, &str)> = s
+        .decorations
+        .iter()
+        .map(|d| (d.written.as_str(), d.stamped.as_str()))
+        .collect();
+    assert_eq!(
+        stamped,
+        [
+            ("NTamd64", "NTamd64.10.0...16299"),
+            ("NTarm64", "NTarm64.10.0...16299")
+        ]
+    );
+    assert_eq!(s.text.lines().count(), inx.lines().count() + 2);
+
+    // A decoration naming another Windows fails at its line.
+    let bad = inx.replace("NTarm64 ;", "NTarm64.10.0...17763 ;");
+    let e = stamp(bad.as_bytes(), &o).unwrap_err();
+    assert_eq!(e.line, Some(4));
+    assert!(e.message.contains("`NTarm64.10.0...17763` targets Windows 10.0 build 17763"), "{e}");
 }

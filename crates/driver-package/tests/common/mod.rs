@@ -61,6 +61,77 @@ pub fn minimal_pe(seed: u8) -> Vec<u8> {
     f
 }
 
+/// [`minimal_pe`] with a second, read-only section holding an import table that names
+/// `imports` (module, functions): what a linker writes for `raw-dylib` imports (descriptors, one
+/// lookup table and one address table per module, hint/name entries, module names).
+pub fn pe_with_imports(seed: u8, imports: &[(&str, &[&str])]) -> Vec<u8> {
+    const RVA: u32 = 0x2000;
+    let mut f = minimal_pe(seed);
+    // Section data: descriptors first (one per module + the null one), then per module its
+    // lookup table, address table, name and hint/name entries.
+    let descriptors = 20 * (imports.len() + 1);
+    let mut data = vec![0u8; descriptors];
+    let mut iat_range: Option<(u32, u32)> = None;
+    for (i, (module, functions)) in imports.iter().enumerate() {
+        let table_len = 8 * (functions.len() + 1);
+        let ilt = data.len();
+        data.resize(ilt + table_len, 0);
+        let iat = data.len();
+        data.resize(iat + table_len, 0);
+        let name = data.len();
+        data.extend_from_slice(module.as_bytes());
+        data.push(0);
+        let mut hint_names = Vec::new();
+        for function in *functions {
+            if data.len() % 2 == 1 {
+                data.push(0);
+            }
+            hint_names.push(data.len());
+            data.extend_from_slice(&0u16.to_le_bytes());
+            data.extend_from_slice(function.as_bytes());
+            data.push(0);
+        }
+        for (k, hn) in hint_names.iter().enumerate() {
+            let entry = (RVA as u64 + *hn as u64).to_le_bytes();
+            data[ilt + 8 * k..ilt + 8 * k + 8].copy_from_slice(&entry);
+            data[iat + 8 * k..iat + 8 * k + 8].copy_from_slice(&entry);
+        }
+        let d = 20 * i;
+        data[d..d + 4].copy_from_slice(&(RVA + ilt as u32).to_le_bytes()); // OriginalFirstThunk
+        data[d + 12..d + 16].copy_from_slice(&(RVA + name as u32).to_le_bytes()); // Name
+        data[d + 16..d + 20].copy_from_slice(&(RVA + iat as u32).to_le_bytes()); // FirstThunk
+        let (start, end) = iat_range.unwrap_or((RVA + iat as u32, 0));
+        iat_range = Some((start, end.max(RVA + (iat + table_len) as u32)));
+    }
+    let raw_size = data.len().div_ceil(FILE_ALIGN) * FILE_ALIGN;
+    data.resize(raw_size, 0);
+    let raw_at = f.len();
+    f.extend_from_slice(&data);
+    let put16 =
+        |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 =
+        |f: &mut Vec<u8>, at: usize, v: u32| f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let fh = 0x44;
+    let oh = fh + 20;
+    put16(&mut f, fh + 2, 2); // two sections
+    put32(&mut f, oh + 56, RVA + (raw_size as u32).next_multiple_of(0x1000)); // SizeOfImage
+    let dirs = oh + 112;
+    put32(&mut f, dirs + 8, RVA); // import directory
+    put32(&mut f, dirs + 12, descriptors as u32);
+    if let Some((start, end)) = iat_range {
+        put32(&mut f, dirs + 12 * 8, start); // IAT directory
+        put32(&mut f, dirs + 12 * 8 + 4, end - start);
+    }
+    let sh = oh + 112 + 16 * 8 + 40;
+    f[sh..sh + 8].copy_from_slice(b".idata\0\0");
+    put32(&mut f, sh + 8, data.len() as u32); // VirtualSize
+    put32(&mut f, sh + 12, RVA); // VirtualAddress
+    put32(&mut f, sh + 16, raw_size as u32); // SizeOfRawData
+    put32(&mut f, sh + 20, raw_at as u32); // PointerToRawData
+    put32(&mut f, sh + 36, 0x4000_0040); // INITIALIZED_DATA | READ
+    f
+}
+
 /// A fresh scratch directory under the target directory (kept for inspection after a failure).
 pub fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
