@@ -228,3 +228,24 @@ fn a_hand_written_decoration_that_disagrees_fails_stamping_with_step_file_line_a
     assert!(ok, "{text}");
     assert!(std::fs::read_to_string(dir.join("y.inf")).unwrap().contains("[Standard.NTamd64.10.0...16299]"));
 }
+
+#[test]
+fn docs_packaging_lists_every_row_of_the_availability_table() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/packaging.md"),
+    )
+    .unwrap();
+    for row in ndis_sys::availability::IMPORTS {
+        let cell = format!(
+            "| `{}` | `{}` | {} ({}) | ",
+            row.module,
+            row.function,
+            row.since,
+            row.since.release_name().unwrap()
+        );
+        assert!(
+            doc.lines().any(|l| l.starts_with(&cell)),
+            "docs/packaging.md lacks the row {cell}"
+        );
+    }
+}

@@ -173,8 +173,11 @@ macro_rules! rows {
     };
 }
 
-// NDIS 6.0 (Windows Vista) is the oldest NDIS 6; "NDIS 6.0 and NDIS 5.1 ... Windows XP" pages are
-// recorded as Windows Vista too, the first Windows where the NDIS 6 function of that name exists.
+// Each `says` is the page's "Minimum supported client", read from the page source
+// (MicrosoftDocs/windows-driver-docs-ddi, `req.target-min-winverclnt`). NDIS 6.0 shipped with
+// Windows Vista and NDIS 6.20 with Windows 7 (NDIS_RELEASES); pages that add "NDIS 5.1 ... in
+// Windows XP" are about the NDIS 5.1 function of the same name, so the NDIS 6 one is recorded as
+// Windows Vista.
 rows! {
     "ndis.sys" NdisMRegisterMiniportDriver WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismregisterminiportdriver", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMDeregisterMiniportDriver WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismderegisterminiportdriver", "Supported in NDIS 6.0 and later";
@@ -184,10 +187,10 @@ rows! {
     "ndis.sys" NdisMRegisterInterruptEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismregisterinterruptex", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMDeregisterInterruptEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismderegisterinterruptex", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMQueueDpcEx WINDOWS_7, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismqueuedpcex", "Supported in NDIS 6.20 and later: Windows 7";
-    "ndis.sys" NdisMQueueDpc WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismqueuedpc", "Supported in NDIS 6.0 and later";
+    "ndis.sys" NdisMQueueDpc WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismqueuedpc", "Supported in NDIS 6.0 and 6.1. For NDIS 6.20 and later, use NdisMQueueDpcEx";
     "ndis.sys" NdisMSynchronizeWithInterruptEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismsynchronizewithinterruptex", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisAllocateMemoryWithTagPriority WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisallocatememorywithtagpriority", "Supported in NDIS 6.0 and later";
-    "ndis.sys" NdisFreeMemoryWithTagPriority WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisfreememorywithtagpriority", "Supported in NDIS 6.0 and later";
+    "ndis.sys" NdisFreeMemoryWithTagPriority WINDOWS_7, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisfreememorywithtagpriority", "Supported in NDIS 6.20 and later: Windows 7";
     "ndis.sys" NdisAllocateNetBufferListPool WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisallocatenetbufferlistpool", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisFreeNetBufferListPool WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisfreenetbufferlistpool", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisAllocateNetBufferAndNetBufferList WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisallocatenetbufferandnetbufferlist", "Supported in NDIS 6.0 and later";
@@ -210,40 +213,40 @@ rows! {
     "ndis.sys" NdisFreeTimerObject WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisfreetimerobject", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMPauseComplete WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismpausecomplete", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMRestartComplete WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismrestartcomplete", "Supported in NDIS 6.0 and later";
-    "ndis.sys" NdisMResetComplete WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismresetcomplete", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
+    "ndis.sys" NdisMResetComplete WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismresetcomplete", "Supported in NDIS 5.1, and NDIS 6.0 and later";
     "ndis.sys" NdisMRegisterScatterGatherDma WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismregisterscattergatherdma", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMDeregisterScatterGatherDma WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismderegisterscattergatherdma", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMAllocateSharedMemory WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismallocatesharedmemory", "Supported in NDIS 6.0 and later";
-    "ndis.sys" NdisMFreeSharedMemory WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismfreesharedmemory", "Supported in NDIS 6.0 and later";
-    "ndis.sys" NdisMMapIoSpace WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismmapiospace", "Supported in NDIS 6.0 and later";
-    "ndis.sys" NdisMUnmapIoSpace WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismunmapiospace", "Supported in NDIS 6.0 and later";
+    "ndis.sys" NdisMFreeSharedMemory WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismfreesharedmemory", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
+    "ndis.sys" NdisMMapIoSpace WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismmapiospace", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
+    "ndis.sys" NdisMUnmapIoSpace WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismunmapiospace", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
     "ndis.sys" NdisMGetBusData WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismgetbusdata", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMSetBusData WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismsetbusdata", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisOpenConfigurationEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisopenconfigurationex", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisReadConfiguration WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisreadconfiguration", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
-    "ndis.sys" NdisReadNetworkAddress WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisreadnetworkaddress", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
+    "ndis.sys" NdisReadNetworkAddress WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisreadnetworkaddress", "Supported for NDIS 6.0 and later drivers in Windows Vista and later; for NDIS 5.1 drivers in Windows XP and later";
     "ndis.sys" NdisCloseConfiguration WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndiscloseconfiguration", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
     "ndis.sys" NdisMIndicateStatusEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismindicatestatusex", "Supported in NDIS 6.0 and later";
-    "ntoskrnl.exe" ExAllocatePool2 WINDOWS_10_2004, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepool2", "Available starting with Windows 10, version 2004";
+    "ntoskrnl.exe" ExAllocatePool2 WINDOWS_10_2004, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepool2", "Windows 10, version 2004";
     "ntoskrnl.exe" ExAllocatePoolWithTag WINDOWS_2000, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepoolwithtag", "Available starting with Windows 2000";
     "ntoskrnl.exe" ExFreePoolWithTag WINDOWS_2000, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exfreepoolwithtag", "Available starting with Windows 2000";
     "ntoskrnl.exe" MmGetSystemRoutineAddress WINDOWS_2000, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-mmgetsystemroutineaddress", "Available starting with Windows 2000";
-    "ntoskrnl.exe" KeBugCheckEx WINDOWS_2000, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kebugcheckex", "Available starting with Windows 2000";
+    "ntoskrnl.exe" KeBugCheckEx WINDOWS_2000, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kebugcheckex", "Available in Windows 2000 and later versions of Windows";
     "ntoskrnl.exe" IoConnectInterruptEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-ioconnectinterruptex", "Available on Windows Vista and later versions";
-    "ntoskrnl.exe" IoDisconnectInterruptEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-iodisconnectinterruptex", "Available on Windows Vista and later versions";
+    "ntoskrnl.exe" IoDisconnectInterruptEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-iodisconnectinterruptex", "Available starting with Windows Vista";
     "ntoskrnl.exe" KeGetCurrentProcessorNumberEx WINDOWS_7, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kegetcurrentprocessornumberex", "Available in Windows 7 and later versions of Windows";
     "ntoskrnl.exe" KeQueryActiveProcessorCountEx WINDOWS_7, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kequeryactiveprocessorcountex", "Available in Windows 7 and later versions of Windows";
-    "ntoskrnl.exe" KeQueryPerformanceCounter WINDOWS_2000, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kequeryperformancecounter", "Available starting with Windows 2000";
+    "ntoskrnl.exe" KeQueryPerformanceCounter WINDOWS_2000, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kequeryperformancecounter", "Available starting with Windows 2000; the page names Hal.dll as its DLL, ndis-sys imports it from ntoskrnl.exe";
     "hal.dll" KeStallExecutionProcessor WINDOWS_2000, "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-kestallexecutionprocessor", "Available starting with Windows 2000";
-    // The C runtime block (`crate::crt`): no Microsoft Learn page gives requirements for the
-    // kernel's exports of these routines. ntoskrnl.exe has exported them since the first x64
-    // Windows; recorded as Windows 2000, older than anything a package installs on.
-    "ntoskrnl.exe" memcpy WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/memcpy-wmemcpy", "C run-time routine exported by ntoskrnl.exe; no kernel requirements table";
-    "ntoskrnl.exe" memmove WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/memmove-wmemmove", "C run-time routine exported by ntoskrnl.exe; no kernel requirements table";
-    "ntoskrnl.exe" memset WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/memset-wmemset", "C run-time routine exported by ntoskrnl.exe; no kernel requirements table";
-    "ntoskrnl.exe" memcmp WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/memcmp-wmemcmp", "C run-time routine exported by ntoskrnl.exe; no kernel requirements table";
-    "ntoskrnl.exe" strlen WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/strlen-wcslen-mbslen-mbslen-l-mbstrlen-mbstrlen-l", "C run-time routine exported by ntoskrnl.exe; no kernel requirements table";
-    "ntoskrnl.exe" __chkstk WINDOWS_2000, "https://learn.microsoft.com/windows/win32/devnotes/-win32-chkstk", "compiler stack probe exported by ntoskrnl.exe on x64; no kernel requirements table";
+    // The C runtime block (`crate::crt`): Microsoft documents no requirements for ntoskrnl.exe's
+    // exports of these routines. They are recorded as Windows 2000 (older than anything a package
+    // installs on) without a source that says so: UNVERIFIED, see docs/packaging.md.
+    "ntoskrnl.exe" memcpy WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/memcpy-wmemcpy", "a C run-time page: no requirements for the ntoskrnl.exe export; Windows 2000 is UNVERIFIED";
+    "ntoskrnl.exe" memmove WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/memmove-wmemmove", "a C run-time page: no requirements for the ntoskrnl.exe export; Windows 2000 is UNVERIFIED";
+    "ntoskrnl.exe" memset WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/memset-wmemset", "a C run-time page: no requirements for the ntoskrnl.exe export; Windows 2000 is UNVERIFIED";
+    "ntoskrnl.exe" memcmp WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/memcmp-wmemcmp", "a C run-time page: no requirements for the ntoskrnl.exe export; Windows 2000 is UNVERIFIED";
+    "ntoskrnl.exe" strlen WINDOWS_2000, "https://learn.microsoft.com/cpp/c-runtime-library/reference/strlen-wcslen-mbslen-mbslen-l-mbstrlen-mbstrlen-l", "a C run-time page: no requirements for the ntoskrnl.exe export; Windows 2000 is UNVERIFIED";
+    "ntoskrnl.exe" __chkstk WINDOWS_2000, "https://learn.microsoft.com/windows/win32/devnotes/-win32-__chkstk", "the page documents the user-mode export (kernelbase.dll), not ntoskrnl.exe's; Windows 2000 is UNVERIFIED";
 }
 
 /// The row of `module!function` (module names compare case-insensitively, as the loader does).
