@@ -94,8 +94,15 @@ fn reference_driver_release_image_is_a_kernel_driver() {
     );
     let kernel = imports_of(&image, "ntoskrnl.exe");
     assert!(!kernel.iter().any(|f| f == "ExAllocatePool2"), "{kernel:?}");
-    for f in ["MmGetSystemRoutineAddress", "ExAllocatePoolWithTag", "ExFreePoolWithTag"] {
-        assert!(kernel.iter().any(|n| n == f), "ntoskrnl.exe!{f} not imported: {kernel:?}");
+    for f in [
+        "MmGetSystemRoutineAddress",
+        "ExAllocatePoolWithTag",
+        "ExFreePoolWithTag",
+    ] {
+        assert!(
+            kernel.iter().any(|n| n == f),
+            "ntoskrnl.exe!{f} not imported: {kernel:?}"
+        );
     }
 }
 

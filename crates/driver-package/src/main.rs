@@ -290,10 +290,7 @@ fn cmd_stamp(
     for d in &stamped.decorations {
         out.say(format_args!(
             "[Manufacturer] {} {} -> {} (line {})",
-            d.models,
-            d.written,
-            d.stamped,
-            d.line
+            d.models, d.written, d.stamped, d.line
         ));
     }
     Ok(())

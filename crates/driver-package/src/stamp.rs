@@ -230,9 +230,15 @@ fn stamp_decorations(
         let line = &mut out[d.line - 1];
         let code_len = crate::inf::strip_comment(line).len();
         let Some(eq) = line[..code_len].find('=') else {
-            return Err(at(d.line, "cannot stamp a [Manufacturer] entry without `=`"));
+            return Err(at(
+                d.line,
+                "cannot stamp a [Manufacturer] entry without `=`",
+            ));
         };
-        let mut fields: Vec<String> = line[eq + 1..code_len].split(',').map(str::to_string).collect();
+        let mut fields: Vec<String> = line[eq + 1..code_len]
+            .split(',')
+            .map(str::to_string)
+            .collect();
         let Some(field) = fields
             .iter_mut()
             .skip(1)

@@ -169,7 +169,11 @@ impl Contract {
             let line = key_line(text, key);
             match table.get(key) {
                 Some(toml::Value::String(s)) => Ok((s.clone(), line)),
-                Some(_) => Err(Error::at(manifest, line, format!("`{key}` must be a string"))),
+                Some(_) => Err(Error::at(
+                    manifest,
+                    line,
+                    format!("`{key}` must be a string"),
+                )),
                 None => Err(Error::at(
                     manifest,
                     line,
@@ -252,7 +256,8 @@ pub fn check_imports(
     data: &[u8],
     c: &Contract,
 ) -> std::result::Result<Vec<ImportNeed>, Vec<Error>> {
-    let parsed = pe_check::DriverImage::parse(data).map_err(|e| vec![Error::file(image, e.to_string())])?;
+    let parsed =
+        pe_check::DriverImage::parse(data).map_err(|e| vec![Error::file(image, e.to_string())])?;
     let mut needs = Vec::new();
     let mut errors = Vec::new();
     for (module, functions) in &parsed.imports {
@@ -304,7 +309,9 @@ pub struct Decoration {
 
 /// The target OS version a decoration names: `NTamd64.10.0...16299` -> `(10, 0, Some(16299))`;
 /// `None` when it names no version at all (`NTamd64`).
-fn decoration_version(d: &str) -> std::result::Result<Option<(String, String, Option<String>)>, ()> {
+fn decoration_version(
+    d: &str,
+) -> std::result::Result<Option<(String, String, Option<String>)>, ()> {
     let mut parts = d.split('.');
     parts.next(); // NT<arch>
     let rest: Vec<&str> = parts.collect();
@@ -326,7 +333,11 @@ fn decoration_version(d: &str) -> std::result::Result<Option<(String, String, Op
 /// already names a version must name exactly `min` (major, minor and build): anything else is an
 /// error at its line, because the INF would then install on a Windows the image does not support
 /// (older) or refuse one it does (newer). `min_source` says where `min` was declared.
-pub fn decorations(inf: &Inf, min: WindowsVersion, min_source: &str) -> std::result::Result<Vec<Decoration>, Vec<Error>> {
+pub fn decorations(
+    inf: &Inf,
+    min: WindowsVersion,
+    min_source: &str,
+) -> std::result::Result<Vec<Decoration>, Vec<Error>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let version = if min.build == 0 {
@@ -386,7 +397,11 @@ pub fn decorations(inf: &Inf, min: WindowsVersion, min_source: &str) -> std::res
             }
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -401,31 +416,67 @@ mod tests {
 
     #[test]
     fn reads_the_contract_and_its_lines() {
-        let c = contract(&format!("{PKG}min-windows = \"10.0.16299\"\nndis = \"6.20..=6.89\"\n")).unwrap();
+        let c = contract(&format!(
+            "{PKG}min-windows = \"10.0.16299\"\nndis = \"6.20..=6.89\"\n"
+        ))
+        .unwrap();
         assert_eq!(c.min_windows, WindowsVersion::new(10, 0, 16299));
-        assert_eq!((c.ndis_min, c.ndis_max), (NdisVersion(6, 20), NdisVersion(6, 89)));
+        assert_eq!(
+            (c.ndis_min, c.ndis_max),
+            (NdisVersion(6, 20), NdisVersion(6, 89))
+        );
         assert_eq!((c.min_windows_line, c.ndis_line), (5, 6));
-        let single = contract(&format!("{PKG}min-windows = \"10.0.17763\"\nndis = \"6.82\"\n")).unwrap();
-        assert_eq!((single.ndis_min, single.ndis_max), (NdisVersion(6, 82), NdisVersion(6, 82)));
+        let single = contract(&format!(
+            "{PKG}min-windows = \"10.0.17763\"\nndis = \"6.82\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (single.ndis_min, single.ndis_max),
+            (NdisVersion(6, 82), NdisVersion(6, 82))
+        );
     }
 
     #[test]
     fn bad_declarations_name_the_line_and_reason() {
         for (body, line, reason) in [
-            ("min-windows = \"10.0\"\nndis = \"6.20\"\n", 5, "not a Windows version"),
-            ("min-windows = \"6.1.7600\"\nndis = \"6.20\"\n", 5, "below Windows 10"),
+            (
+                "min-windows = \"10.0\"\nndis = \"6.20\"\n",
+                5,
+                "not a Windows version",
+            ),
+            (
+                "min-windows = \"6.1.7600\"\nndis = \"6.20\"\n",
+                5,
+                "below Windows 10",
+            ),
             ("min-windows = 10\nndis = \"6.20\"\n", 5, "must be a string"),
             ("ndis = \"6.20\"\n", 4, "has no `min-windows`"),
-            ("min-windows = \"10.0.16299\"\nndis = \"6.21..=6.89\"\n", 6, "not an NDIS 6 version"),
-            ("min-windows = \"10.0.16299\"\nndis = \"6.89..=6.20\"\n", 6, "the range is empty"),
-            ("min-windows = \"10.0.16299\"\nndis = \"6.20..6.89\"\n", 6, "inclusive"),
+            (
+                "min-windows = \"10.0.16299\"\nndis = \"6.21..=6.89\"\n",
+                6,
+                "not an NDIS 6 version",
+            ),
+            (
+                "min-windows = \"10.0.16299\"\nndis = \"6.89..=6.20\"\n",
+                6,
+                "the range is empty",
+            ),
+            (
+                "min-windows = \"10.0.16299\"\nndis = \"6.20..6.89\"\n",
+                6,
+                "inclusive",
+            ),
         ] {
             let e = contract(&format!("{PKG}{body}")).unwrap_err();
             assert_eq!(e.line, Some(line), "{body}: {e}");
             assert!(e.message.contains(reason), "{body}: {e}");
         }
         let e = contract("[package]\nname = \"d\"\n").unwrap_err();
-        assert!(e.message.contains("declares no [package.metadata.ndis-driver]"), "{e}");
+        assert!(
+            e.message
+                .contains("declares no [package.metadata.ndis-driver]"),
+            "{e}"
+        );
         let e = contract("[package\n").unwrap_err();
         assert_eq!(e.line, Some(1));
         assert!(e.message.contains("not valid TOML"), "{e}");
@@ -433,12 +484,21 @@ mod tests {
 
     #[test]
     fn the_ndis_minimum_must_ship_with_the_minimum_windows() {
-        let fits = contract(&format!("{PKG}min-windows = \"10.0.16299\"\nndis = \"6.20..=6.89\"\n")).unwrap();
+        let fits = contract(&format!(
+            "{PKG}min-windows = \"10.0.16299\"\nndis = \"6.20..=6.89\"\n"
+        ))
+        .unwrap();
         assert!(check_ndis(&fits).is_ok());
         // 6.80 ships with 1709 itself: the boundary fits.
-        let boundary = contract(&format!("{PKG}min-windows = \"10.0.16299\"\nndis = \"6.80..=6.89\"\n")).unwrap();
+        let boundary = contract(&format!(
+            "{PKG}min-windows = \"10.0.16299\"\nndis = \"6.80..=6.89\"\n"
+        ))
+        .unwrap();
         assert!(check_ndis(&boundary).is_ok());
-        let too_new = contract(&format!("{PKG}min-windows = \"10.0.16299\"\nndis = \"6.82..=6.89\"\n")).unwrap();
+        let too_new = contract(&format!(
+            "{PKG}min-windows = \"10.0.16299\"\nndis = \"6.82..=6.89\"\n"
+        ))
+        .unwrap();
         let e = check_ndis(&too_new).unwrap_err();
         assert_eq!(e.line, Some(6));
         assert!(
@@ -446,16 +506,24 @@ mod tests {
             "{e}"
         );
         // A server-only NDIS version is refused for the client build before it.
-        let server = contract(&format!("{PKG}min-windows = \"10.0.19044\"\nndis = \"6.85\"\n")).unwrap();
+        let server = contract(&format!(
+            "{PKG}min-windows = \"10.0.19044\"\nndis = \"6.85\"\n"
+        ))
+        .unwrap();
         assert!(check_ndis(&server).is_err());
     }
 
     #[test]
     fn decorations_are_stamped_or_must_agree() {
         let min = WindowsVersion::new(10, 0, 16299);
-        let inf = Inf::parse("[Manufacturer]\n%M% = Std, NTamd64, NTarm64.10.0...16299, ntx86.10.0.1..16299\n");
+        let inf = Inf::parse(
+            "[Manufacturer]\n%M% = Std, NTamd64, NTarm64.10.0...16299, ntx86.10.0.1..16299\n",
+        );
         let d = decorations(&inf, min, "Cargo.toml").unwrap();
-        let pairs: Vec<(&str, &str)> = d.iter().map(|d| (d.written.as_str(), d.stamped.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = d
+            .iter()
+            .map(|d| (d.written.as_str(), d.stamped.as_str()))
+            .collect();
         assert_eq!(
             pairs,
             [
@@ -464,14 +532,28 @@ mod tests {
                 ("ntx86.10.0.1..16299", "ntx86.10.0.1..16299"),
             ]
         );
-        for bad in ["NTamd64.10.0...17763", "NTamd64.10.0", "NTamd64.6.1...16299", "NTamd64.10.0.1.2.3.4"] {
+        for bad in [
+            "NTamd64.10.0...17763",
+            "NTamd64.10.0",
+            "NTamd64.6.1...16299",
+            "NTamd64.10.0.1.2.3.4",
+        ] {
             let inf = Inf::parse(&format!("[Version]\n[Manufacturer]\n%M% = Std, {bad}\n"));
             let e = decorations(&inf, min, "Cargo.toml").unwrap_err();
             assert_eq!(e.len(), 1, "{bad}");
             assert_eq!(e[0].line, Some(3), "{bad}");
-            assert!(e[0].message.contains(&format!("`{bad}`")), "{bad}: {}", e[0]);
+            assert!(
+                e[0].message.contains(&format!("`{bad}`")),
+                "{bad}: {}",
+                e[0]
+            );
         }
-        let e = decorations(&Inf::parse("[Manufacturer]\n%M% = Std, NTamd64.10.0...17763\n"), min, "Cargo.toml").unwrap_err();
+        let e = decorations(
+            &Inf::parse("[Manufacturer]\n%M% = Std, NTamd64.10.0...17763\n"),
+            min,
+            "Cargo.toml",
+        )
+        .unwrap_err();
         assert!(
             e[0].message.contains("targets Windows 10.0 build 17763, but Cargo.toml declares min-windows = 10.0.16299 (Windows 10 1709)"),
             "{}",

@@ -25,12 +25,19 @@ fn manifest(dir: &Path, min_windows: &str, ndis: &str) -> PathBuf {
 
 /// A driver image importing what vionet imports from the pool API, plus `extra` from ntoskrnl.
 fn image(dir: &Path, extra: &[&str]) -> PathBuf {
-    let mut kernel = vec!["ExAllocatePoolWithTag", "ExFreePoolWithTag", "MmGetSystemRoutineAddress"];
+    let mut kernel = vec![
+        "ExAllocatePoolWithTag",
+        "ExFreePoolWithTag",
+        "MmGetSystemRoutineAddress",
+    ];
     kernel.extend_from_slice(extra);
     let pe = common::pe_with_imports(
         7,
         &[
-            ("ndis.sys", &["NdisMRegisterMiniportDriver", "NdisMQueueDpcEx"]),
+            (
+                "ndis.sys",
+                &["NdisMRegisterMiniportDriver", "NdisMQueueDpcEx"],
+            ),
             ("ntoskrnl.exe", &kernel),
             ("hal.dll", &["KeStallExecutionProcessor"]),
         ],
@@ -51,9 +58,18 @@ fn compat(manifest: &Path, image: &Path) -> (bool, String) {
 
 #[test]
 fn the_fixture_generator_writes_the_import_table_it_is_asked_for() {
-    let pe = common::pe_with_imports(1, &[("ntoskrnl.exe", &["ExAllocatePool2", "KeBugCheckEx"]), ("hal.dll", &["KeStallExecutionProcessor"])]);
+    let pe = common::pe_with_imports(
+        1,
+        &[
+            ("ntoskrnl.exe", &["ExAllocatePool2", "KeBugCheckEx"]),
+            ("hal.dll", &["KeStallExecutionProcessor"]),
+        ],
+    );
     let image = DriverImage::parse(&pe).unwrap();
-    assert_eq!(image.imports["ntoskrnl.exe"], ["ExAllocatePool2", "KeBugCheckEx"]);
+    assert_eq!(
+        image.imports["ntoskrnl.exe"],
+        ["ExAllocatePool2", "KeBugCheckEx"]
+    );
     assert_eq!(image.imports["hal.dll"], ["KeStallExecutionProcessor"]);
     assert_eq!(image.imports.len(), 2);
 }
@@ -72,8 +88,14 @@ fn an_import_newer_than_the_declared_windows_fails_with_step_file_and_reason() {
         sys.display(),
         m.display()
     );
-    assert!(text.contains(&expected), "expected:\n{expected}\ngot:\n{text}");
-    assert!(text.contains("[check-windows-version] failed (1 error)"), "{text}");
+    assert!(
+        text.contains(&expected),
+        "expected:\n{expected}\ngot:\n{text}"
+    );
+    assert!(
+        text.contains("[check-windows-version] failed (1 error)"),
+        "{text}"
+    );
 
     // Declaring Windows 10 2004 makes the same image acceptable.
     let m = manifest(&dir, "10.0.19041", "6.20..=6.89");
@@ -92,9 +114,20 @@ fn an_image_within_the_declared_windows_passes_and_says_what_it_needs() {
     let (ok, text) = compat(&m, &image(&dir, &[]));
     assert!(ok, "{text}");
     assert!(text.contains("[check-windows-version] "), "{text}");
-    assert!(text.contains("declares min-windows = 10.0.16299 (Windows 10 1709), NDIS 6.20..=6.89"), "{text}");
-    assert!(text.contains("NDIS 6.20 first ships with Windows 6.1.7600 (Windows 7): fits"), "{text}");
-    assert!(text.contains("6 imports, all available on 10.0.16299; the newest, ndis.sys!NdisMQueueDpcEx"), "{text}");
+    assert!(
+        text.contains("declares min-windows = 10.0.16299 (Windows 10 1709), NDIS 6.20..=6.89"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NDIS 6.20 first ships with Windows 6.1.7600 (Windows 7): fits"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "6 imports, all available on 10.0.16299; the newest, ndis.sys!NdisMQueueDpcEx"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -118,7 +151,10 @@ fn an_ndis_minimum_newer_than_the_declared_windows_fails_at_its_line() {
          10.0.16299 (Windows 10 1709)",
         m.display()
     );
-    assert!(text.contains(&expected), "expected:\n{expected}\ngot:\n{text}");
+    assert!(
+        text.contains(&expected),
+        "expected:\n{expected}\ngot:\n{text}"
+    );
 }
 
 #[test]
@@ -129,7 +165,13 @@ fn broken_inputs_get_a_clear_error() {
     std::fs::write(&truncated, &common::minimal_pe(1)[..200]).unwrap();
     let (ok, text) = compat(&m, &truncated);
     assert!(!ok);
-    assert!(text.contains(&format!("error: {}: not a readable PE32+ image", truncated.display())), "{text}");
+    assert!(
+        text.contains(&format!(
+            "error: {}: not a readable PE32+ image",
+            truncated.display()
+        )),
+        "{text}"
+    );
     let (ok, text) = compat(&dir.join("missing.toml"), &truncated);
     assert!(!ok);
     assert!(text.contains("missing.toml: cannot read"), "{text}");
@@ -137,7 +179,13 @@ fn broken_inputs_get_a_clear_error() {
     std::fs::write(&bad, "[package]\nname = \"x\"\n[package.metadata.ndis-driver]\nmin-windows = \"10.0\"\nndis = \"6.20\"\n").unwrap();
     let (ok, text) = compat(&bad, &truncated);
     assert!(!ok);
-    assert!(text.contains(&format!("error: {}:4: min-windows: `10.0` is not a Windows version", bad.display())), "{text}");
+    assert!(
+        text.contains(&format!(
+            "error: {}:4: min-windows: `10.0` is not a Windows version",
+            bad.display()
+        )),
+        "{text}"
+    );
 }
 
 #[test]
@@ -147,17 +195,33 @@ fn stamping_writes_the_declared_minimum_into_the_decorations_and_the_check_verif
     let inf = dir.join("vionet.inf");
     let (ok, text) = common::run(
         common::bin()
-            .args(["--step", "stampinf", "stamp", "--crate-version", "1.0.0", "--manifest"])
+            .args([
+                "--step",
+                "stampinf",
+                "stamp",
+                "--crate-version",
+                "1.0.0",
+                "--manifest",
+            ])
             .arg(&m)
             .arg("-o")
             .arg(&inf)
             .arg(common::repo_inx()),
     );
     assert!(ok, "{text}");
-    assert!(text.contains("[stampinf] [Manufacturer] Standard NTamd64 -> NTamd64.10.0...16299"), "{text}");
+    assert!(
+        text.contains("[stampinf] [Manufacturer] Standard NTamd64 -> NTamd64.10.0...16299"),
+        "{text}"
+    );
     let stamped = std::fs::read_to_string(&inf).unwrap();
-    assert!(stamped.contains("%ManufacturerName% = Standard, NTamd64.10.0...16299\r\n"), "{stamped}");
-    assert!(stamped.contains("\r\n[Standard.NTamd64.10.0...16299]\r\n"), "{stamped}");
+    assert!(
+        stamped.contains("%ManufacturerName% = Standard, NTamd64.10.0...16299\r\n"),
+        "{stamped}"
+    );
+    assert!(
+        stamped.contains("\r\n[Standard.NTamd64.10.0...16299]\r\n"),
+        "{stamped}"
+    );
     let check = |manifest: &Path, inf: &Path| {
         common::run(
             common::bin()
@@ -175,7 +239,11 @@ fn stamping_writes_the_declared_minimum_into_the_decorations_and_the_check_verif
     let m2 = manifest(&other, "10.0.17763", "6.20..=6.89");
     let (ok, text) = check(&m2, &inf);
     assert!(!ok, "{text}");
-    let line = stamped.lines().position(|l| l.starts_with("%ManufacturerName%")).unwrap() + 1;
+    let line = stamped
+        .lines()
+        .position(|l| l.starts_with("%ManufacturerName%"))
+        .unwrap()
+        + 1;
     assert!(
         text.contains(&format!(
             "[infverif] error: {}:{line}: [Manufacturer] decoration `NTamd64.10.0...16299` targets Windows 10.0 build 16299, but {} declares min-windows = 10.0.17763",
@@ -191,17 +259,30 @@ fn a_hand_written_decoration_that_disagrees_fails_stamping_with_step_file_line_a
     let dir = common::scratch("compat-stamp-disagrees");
     let m = manifest(&dir, "10.0.16299", "6.20..=6.89");
     let src = std::fs::read_to_string(common::repo_inx()).unwrap();
-    let broken_text = src.replace(
-        "= Standard, NT$ARCH$\n",
-        "= Standard, NT$ARCH$.10.0...19041\n",
-    ).replace("[Standard.NT$ARCH$]", "[Standard.NT$ARCH$.10.0...19041]");
+    let broken_text = src
+        .replace(
+            "= Standard, NT$ARCH$\n",
+            "= Standard, NT$ARCH$.10.0...19041\n",
+        )
+        .replace("[Standard.NT$ARCH$]", "[Standard.NT$ARCH$.10.0...19041]");
     assert_ne!(broken_text, src, "the INX changed: update this test");
     let broken = dir.join("broken.inx");
     std::fs::write(&broken, &broken_text).unwrap();
-    let line = broken_text.lines().position(|l| l.contains("...19041") && !l.starts_with('[')).unwrap() + 1;
+    let line = broken_text
+        .lines()
+        .position(|l| l.contains("...19041") && !l.starts_with('['))
+        .unwrap()
+        + 1;
     let (ok, text) = common::run(
         common::bin()
-            .args(["--step", "stampinf", "stamp", "--crate-version", "1.0.0", "--manifest"])
+            .args([
+                "--step",
+                "stampinf",
+                "stamp",
+                "--crate-version",
+                "1.0.0",
+                "--manifest",
+            ])
             .arg(&m)
             .arg("-o")
             .arg(dir.join("x.inf"))
@@ -213,7 +294,10 @@ fn a_hand_written_decoration_that_disagrees_fails_stamping_with_step_file_line_a
         broken.display(),
         m.display()
     );
-    assert!(text.contains(&expected), "expected:\n{expected}\ngot:\n{text}");
+    assert!(
+        text.contains(&expected),
+        "expected:\n{expected}\ngot:\n{text}"
+    );
     // Agreeing with the manifest, the hand-written decoration is kept.
     let agreeing = dir.join("agreeing.inx");
     std::fs::write(&agreeing, broken_text.replace("19041", "16299")).unwrap();
@@ -226,7 +310,11 @@ fn a_hand_written_decoration_that_disagrees_fails_stamping_with_step_file_line_a
             .arg(&agreeing),
     );
     assert!(ok, "{text}");
-    assert!(std::fs::read_to_string(dir.join("y.inf")).unwrap().contains("[Standard.NTamd64.10.0...16299]"));
+    assert!(
+        std::fs::read_to_string(dir.join("y.inf"))
+            .unwrap()
+            .contains("[Standard.NTamd64.10.0...16299]")
+    );
 }
 
 #[test]

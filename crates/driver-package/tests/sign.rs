@@ -473,10 +473,7 @@ fn truncated_or_garbage_input_is_an_error_never_a_panic() {
             arch: "amd64".into(),
             catalog: "x.cat".into(),
             encoding: None,
-            min_windows: Some((
-                ndis_sys::availability::WINDOWS_10_1709,
-                "Cargo.toml".into(),
-            )),
+            min_windows: Some((ndis_sys::availability::WINDOWS_10_1709, "Cargo.toml".into())),
         },
     );
 }

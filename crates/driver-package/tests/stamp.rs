@@ -209,5 +209,9 @@ fn decorations_are_stamped_from_the_declared_minimum_windows() {
     let bad = inx.replace("NTarm64 ;", "NTarm64.10.0...17763 ;");
     let e = stamp(bad.as_bytes(), &o).unwrap_err();
     assert_eq!(e.line, Some(4));
-    assert!(e.message.contains("`NTarm64.10.0...17763` targets Windows 10.0 build 17763"), "{e}");
+    assert!(
+        e.message
+            .contains("`NTarm64.10.0...17763` targets Windows 10.0 build 17763"),
+        "{e}"
+    );
 }

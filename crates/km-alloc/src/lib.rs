@@ -195,10 +195,9 @@ unsafe impl Pool for NonPagedPool {
             return unsafe { pool2(flags, bytes, self.tag.0) }.cast();
         }
         // SAFETY: plain FFI call; any size and tag are valid arguments.
-        let block: *mut u8 = unsafe {
-            ndis_sys::ExAllocatePoolWithTag(ndis_sys::NonPagedPoolNx, bytes, self.tag.0)
-        }
-        .cast();
+        let block: *mut u8 =
+            unsafe { ndis_sys::ExAllocatePoolWithTag(ndis_sys::NonPagedPoolNx, bytes, self.tag.0) }
+                .cast();
         if zeroed && !block.is_null() {
             // SAFETY: the pool returned a writable block of `bytes` bytes.
             unsafe { block.write_bytes(0, bytes) };

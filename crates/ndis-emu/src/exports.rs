@@ -154,9 +154,7 @@ pub(crate) fn require_export(st: &machine::State, module: &str, function: &str) 
 
 /// `MmGetSystemRoutineAddress`: ntoskrnl.exe and hal.dll exports only (not ndis.sys, as on
 /// Windows), and only those the emulated Windows has ([`crate::Config::windows_version`]).
-unsafe fn mm_get_system_routine_address<const WIN64: bool>(
-    name: *mut UNICODE_STRING,
-) -> PVOID {
+unsafe fn mm_get_system_routine_address<const WIN64: bool>(name: *mut UNICODE_STRING) -> PVOID {
     let m = machine::current();
     let st = m.st();
     st.require_irql(PASSIVE_LEVEL, "MmGetSystemRoutineAddress");

@@ -570,10 +570,7 @@ fn calling_an_import_newer_than_the_emulated_windows_fails_the_test() {
         sys::ExAllocatePool2(sys::POOL_FLAG_NON_PAGED, 8, 1)
     })
     .expect_err("ExAllocatePool2 on Windows 10 1709");
-    let msg = err
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(
         msg.contains("ntoskrnl.exe!ExAllocatePool2") && msg.contains("10.0.16299"),
         "{msg}"

@@ -117,11 +117,11 @@ pub const NDIS_RELEASES_SOURCE: &str = "https://learn.microsoft.com/windows-hard
 /// 6.85 and 6.88 first shipped on server releases (Windows Server 2022 and its 23H2), so a client
 /// build number below those does not have them.
 pub const NDIS_RELEASES: &[NdisRelease] = &[
-    ndis(0, 6, 0, 6000),   // Windows Vista
-    ndis(1, 6, 0, 6001),   // Windows Vista SP1 / Windows Server 2008
-    ndis(20, 6, 1, 7600),  // Windows 7 / Windows Server 2008 R2
-    ndis(30, 6, 2, 9200),  // Windows 8 / Windows Server 2012
-    ndis(40, 6, 3, 9600),  // Windows 8.1 / Windows Server 2012 R2
+    ndis(0, 6, 0, 6000),    // Windows Vista
+    ndis(1, 6, 0, 6001),    // Windows Vista SP1 / Windows Server 2008
+    ndis(20, 6, 1, 7600),   // Windows 7 / Windows Server 2008 R2
+    ndis(30, 6, 2, 9200),   // Windows 8 / Windows Server 2012
+    ndis(40, 6, 3, 9600),   // Windows 8.1 / Windows Server 2012 R2
     ndis(50, 10, 0, 10240), // Windows 10 1507
     ndis(51, 10, 0, 10586), // Windows 10 1511
     ndis(60, 10, 0, 14393), // Windows 10 1607 / Windows Server 2016
@@ -267,8 +267,7 @@ mod tests {
 
     #[test]
     fn every_declared_import_has_exactly_one_row() {
-        let declared: BTreeSet<(&str, &str)> =
-            crate::HostImports::NAMES.iter().copied().collect();
+        let declared: BTreeSet<(&str, &str)> = crate::HostImports::NAMES.iter().copied().collect();
         let mut rows = BTreeSet::new();
         for a in IMPORTS {
             assert!(
@@ -286,7 +285,9 @@ mod tests {
         // The only rows without a host-seam import are the C runtime block, which exists on
         // Windows only (crate::crt) and is parsed out of functions.rs below.
         let src = include_str!("functions.rs");
-        let crt_start = src.find("pub mod crt").expect("functions.rs has the crt block");
+        let crt_start = src
+            .find("pub mod crt")
+            .expect("functions.rs has the crt block");
         let crt: BTreeSet<&str> = src[crt_start..]
             .lines()
             .filter_map(|l| l.trim().strip_prefix("pub fn "))
@@ -321,7 +322,12 @@ mod tests {
                 let page = std::format!("{WDM_DDI}{}", a.function.to_ascii_lowercase());
                 assert!(a.source.starts_with(&page), "{}: {}", a.function, a.source);
             }
-            assert!(a.since.release_name().is_some(), "{}: {}", a.function, a.since);
+            assert!(
+                a.since.release_name().is_some(),
+                "{}: {}",
+                a.function,
+                a.since
+            );
         }
         assert_eq!(
             lookup("NTOSKRNL.EXE", "ExAllocatePool2").map(|a| a.since),

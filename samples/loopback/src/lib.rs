@@ -20,8 +20,9 @@ use ndis::{NdisVersion, Status};
 use km_rt as _;
 #[cfg(windows)]
 #[global_allocator]
-static ALLOCATOR: km_alloc::PoolAllocator<km_alloc::NonPagedPool> =
-    km_alloc::PoolAllocator::new(km_alloc::NonPagedPool::new(km_alloc::PoolTag::new(*b"loop")));
+static ALLOCATOR: km_alloc::PoolAllocator<km_alloc::NonPagedPool> = km_alloc::PoolAllocator::new(
+    km_alloc::NonPagedPool::new(km_alloc::PoolTag::new(*b"loop")),
+);
 
 /// A locally administered address (bit 1 of the first byte set).
 pub const MAC: [u8; 6] = [0x02, 0x00, 0x4C, 0x4F, 0x4F, 0x50];

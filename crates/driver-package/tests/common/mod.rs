@@ -114,7 +114,11 @@ pub fn pe_with_imports(seed: u8, imports: &[(&str, &[&str])]) -> Vec<u8> {
     let fh = 0x44;
     let oh = fh + 20;
     put16(&mut f, fh + 2, 2); // two sections
-    put32(&mut f, oh + 56, RVA + (raw_size as u32).next_multiple_of(0x1000)); // SizeOfImage
+    put32(
+        &mut f,
+        oh + 56,
+        RVA + (raw_size as u32).next_multiple_of(0x1000),
+    ); // SizeOfImage
     let dirs = oh + 112;
     put32(&mut f, dirs + 8, RVA); // import directory
     put32(&mut f, dirs + 12, descriptors as u32);
