@@ -298,6 +298,29 @@ fn a_hand_written_decoration_that_disagrees_fails_stamping_with_step_file_line_a
         text.contains(&expected),
         "expected:\n{expected}\ngot:\n{text}"
     );
+    // The INX check refuses it too (cargo make package runs it before touching the package).
+    let (ok, text) = common::run(
+        common::bin()
+            .args(["--step", "infverif-inx", "check", "--msi", "--manifest"])
+            .arg(&m)
+            .arg(&broken),
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "[infverif-inx] error: {}:{line}: [Manufacturer] decoration `NT$ARCH$.10.0...19041` targets Windows 10.0 build 19041",
+            broken.display()
+        )),
+        "{text}"
+    );
+    // The real INX names no version: the INX check accepts it.
+    let (ok, text) = common::run(
+        common::bin()
+            .args(["check", "--msi", "--manifest"])
+            .arg(&m)
+            .arg(common::repo_inx()),
+    );
+    assert!(ok, "{text}");
     // Agreeing with the manifest, the hand-written decoration is kept.
     let agreeing = dir.join("agreeing.inx");
     std::fs::write(&agreeing, broken_text.replace("19041", "16299")).unwrap();
