@@ -263,7 +263,16 @@ fn stamp_decorations(
                 continue;
             };
             let name = header[open + 1..close].trim();
-            let prefix = &name[..name.len() - d.written.len()];
+            // Already renamed (a second [Manufacturer] entry naming the same section)?
+            let Some(prefix) = name
+                .len()
+                .checked_sub(d.written.len())
+                .and_then(|at| Some((name.get(..at)?, name.get(at..)?)))
+                .filter(|(_, tail)| tail.eq_ignore_ascii_case(&d.written))
+                .map(|(prefix, _)| prefix)
+            else {
+                continue;
+            };
             *header = format!(
                 "{}[{prefix}{}]{}",
                 &header[..open],

@@ -205,6 +205,19 @@ fn decorations_are_stamped_from_the_declared_minimum_windows() {
     );
     assert_eq!(s.text.lines().count(), inx.lines().count() + 2);
 
+    // Two manufacturers sharing one models section: stamped once, both entries rewritten.
+    let shared = "[Version]\r\n[Manufacturer]\r\n%A% = Std, NT$ARCH$\r\n%B% = Std, NT$ARCH$\r\n[Std.NT$ARCH$]\r\n";
+    let s = stamp(shared.as_bytes(), &o).unwrap();
+    let lines: Vec<&str> = s.text.lines().collect();
+    assert_eq!(
+        &lines[4..7],
+        [
+            "%A% = Std, NTamd64.10.0...16299",
+            "%B% = Std, NTamd64.10.0...16299",
+            "[Std.NTamd64.10.0...16299]"
+        ]
+    );
+
     // A decoration naming another Windows fails at its line.
     let bad = inx.replace("NTarm64 ;", "NTarm64.10.0...17763 ;");
     let e = stamp(bad.as_bytes(), &o).unwrap_err();
