@@ -338,7 +338,16 @@ impl Device {
         let mut forfeit_tx = 0u64;
         for (j, pair) in self.pairs.iter().enumerate() {
             let j = j as u16;
+            // The device is reset: it writes nothing any more, so the used rings say what it
+            // finished before (a faulted ring says nothing, and everything is reclaimed).
             pair.rx.with(irql, |rx, _| -> Result<(), Status> {
+                // Frames delivered but not yet indicated: dropped, and counted.
+                let mut delivered = 0u64;
+                while let Ok(Some((head, _))) = rx.vq.pop_used() {
+                    pair.pool.release(rx.buffer_of[head as usize] as usize);
+                    delivered += 1;
+                }
+                self.ndis.stats.rx_discards(delivered);
                 let buffer_of = &rx.buffer_of;
                 rx.vq.reclaim_after_reset(|head| {
                     pair.pool.release(buffer_of[head as usize] as usize)
@@ -347,6 +356,8 @@ impl Device {
                 Ok(())
             })?;
             pair.tx.with(irql, |tx, _| -> Result<(), Status> {
+                // Sent before the reset: their buffers are simply free again.
+                let _ = self.reap_tx(tx);
                 let TxRing {
                     vq,
                     bounce_of,

@@ -39,7 +39,7 @@ impl Device {
     }
 
     /// Reclaims transmit descriptors the device finished.
-    fn reap_tx(&self, tx: &mut TxRing) -> bool {
+    pub(super) fn reap_tx(&self, tx: &mut TxRing) -> bool {
         loop {
             match tx.vq.pop_used() {
                 Ok(Some((head, _))) => super::health::free_bounce_chain(
