@@ -155,9 +155,7 @@ impl Device {
             if !self.is_healthy() {
                 return None;
             }
-            let Some(waiting) = c.waiting.as_mut() else {
-                return None;
-            };
+            let waiting = c.waiting.as_mut()?;
             match c.vq.pop_used() {
                 Ok(Some(_)) => {}
                 Ok(None) => return None,
