@@ -114,6 +114,7 @@ pub(crate) enum Callback {
     Timer,
     CheckForHang(usize),
     Reset(usize),
+    PnpEvent(usize),
 }
 
 #[derive(Debug, Default)]

@@ -27,6 +27,7 @@ pub mod nbl;
 pub mod offload;
 pub mod oid;
 pub mod packet;
+pub mod power;
 pub mod resources;
 pub mod status;
 pub mod sync;
