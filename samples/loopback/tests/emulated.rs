@@ -4,7 +4,9 @@
 #![cfg(not(windows))]
 
 use loopback_miniport::{DRIVER_ENTRY, MAC};
-use ndis_emu::{AdapterId, Config, Emulator, InterruptResources, sweep_fallible_calls};
+use ndis_emu::{
+    AdapterId, Config, Emulator, InterruptResources, SystemSleep, sweep_fallible_calls,
+};
 use ndis_sys as sys;
 
 #[global_allocator]
@@ -332,4 +334,40 @@ fn item8_the_packet_filter_decides_what_is_indicated() {
     assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
+}
+
+/// Lifecycle issue, item 1: a driver that declares no power management (this one) is halted
+/// before each sleep and initialized again after it, and works as before every time.
+#[test]
+fn without_power_management_each_sleep_halts_and_wake_up_initializes_again() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let round = |seed: u8| {
+        let frames: Vec<Vec<u8>> = (0..10)
+            .map(|i| frame(MAC, 64 + i, seed + i as u8))
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        emu.send(a, &refs);
+        assert!(
+            emu.send_completions()
+                .iter()
+                .all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS)
+        );
+        assert_eq!(emu.received_frames(a), frames);
+        emu.return_receives(a);
+    };
+    for (i, how) in [SystemSleep::SLEEP, SystemSleep::HIBERNATE]
+        .into_iter()
+        .cycle()
+        .take(20)
+        .enumerate()
+    {
+        round(i as u8 * 10);
+        emu.sleep(a, how);
+        assert_eq!(emu.adapter_state(a), ndis_emu::AdapterState::Halted);
+        emu.wake(a).expect("initialized again");
+        assert_eq!(emu.adapter_state(a), ndis_emu::AdapterState::Running);
+        round(i as u8 * 10 + 5);
+    }
+    stop(&emu, a);
 }
