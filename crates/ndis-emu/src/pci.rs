@@ -46,6 +46,10 @@ impl Bus<'_> {
     /// Asserts message `message` (MSI/MSI-X), or the line when `None`. Ignored while the driver
     /// has no connected interrupt of that kind (as a message to an unprogrammed address is lost).
     pub fn raise(&mut self, message: Option<u32>) {
+        // A device that is gone or out of D0 signals nothing (wake events are not modelled).
+        if self.st.devices[self.device].pci.presence != Presence::Working {
+            return;
+        }
         let Some(&first) = machine::targets(self.st, self.device, message).first() else {
             return; // nothing connected: lost, as a real device's would be
         };
