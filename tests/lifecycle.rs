@@ -66,7 +66,10 @@ fn item4_surprise_removal_with_traffic_in_flight() {
             // Gone: registers read all ones; then NDIS tells the driver.
             nic.emu.remove_device(nic.adapter);
             nic.emu.notify_surprise_removal(nic.adapter);
-            let done = nic.emu.oid_completion().expect("the pended set is completed");
+            let done = nic
+                .emu
+                .oid_completion()
+                .expect("the pended set is completed");
             assert_eq!(done.status, sys::NDIS_STATUS_NOT_ACCEPTED, "{grant:?}");
             let r = nic.emu.oid_query(nic.adapter, sys::OID_GEN_LINK_SPEED, 4);
             assert_eq!(r.status, sys::NDIS_STATUS_NOT_ACCEPTED);
