@@ -253,6 +253,7 @@ impl Emulator {
             message_vector_base: base,
             message_connection: None,
             pci,
+            power_management_disabled: false,
         });
         let d = st.devices.len() - 1;
         let pdo = st.devices[d].pdo.as_ptr() as sys::PDEVICE_OBJECT;

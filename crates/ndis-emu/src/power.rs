@@ -84,7 +84,8 @@ impl Emulator {
             );
             let flags = adapter.attribute_flags;
             let managed = adapter.pm_capabilities
-                && flags & sys::NDIS_MINIPORT_ATTRIBUTES_NO_HALT_ON_SUSPEND != 0;
+                && flags & sys::NDIS_MINIPORT_ATTRIBUTES_NO_HALT_ON_SUSPEND != 0
+                && !st.devices[adapter.device].power_management_disabled;
             let registered = st
                 .ndis
                 .driver
@@ -184,6 +185,15 @@ impl Emulator {
     pub fn sleep_cycle(&self, a: AdapterId, how: SystemSleep) -> Result<(), WakeError> {
         self.sleep(a, how);
         self.wake(a)
+    }
+
+    /// What the user sets with "Allow the computer to turn off this device to save power" on
+    /// the adapter's Power Management tab (`PnPCapabilities`): cleared, NDIS treats the adapter
+    /// as not power-managed, whatever its driver declares, and halts it before each sleep.
+    pub fn set_power_management_allowed(&self, a: AdapterId, allowed: bool) {
+        let mut st = self.st();
+        let device = st.ndis.adapters[a.0].device;
+        st.devices[device].power_management_disabled = !allowed;
     }
 
     /// The device state NDIS last set for adapter `a` (`NDIS_DEVICE_POWER_STATE`).
