@@ -506,6 +506,8 @@ fn a_locally_set_mac_address_is_replayed_after_a_reset() {
     let nic = nic::start_with(emu, 1, InterruptResources::msix(4), |_| {}).expect("initialize");
     let local = [0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE];
     assert_eq!(nic.net(|n, _| n.mac_address_set()), Some(local));
+    // Promiscuous: the test frames are not addressed to `local`.
+    configure(&nic);
     inject(&nic, Fault::SelfReset, true);
     assert_eq!(
         nic.net(|n, _| n.mac_address_set()),

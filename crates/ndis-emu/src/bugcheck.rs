@@ -87,6 +87,13 @@ pub mod rule {
     /// argument (which 6.20 turned into `ReceiveThrottleParameters`; param 2: the DPC's message,
     /// param 3: the registered minor version).
     pub const RESERVED_DPC_ARGUMENT: usize = 0x0009_1013;
+    /// A device out of D0 was used: its registers accessed after `OID_PNP_SET_POWER` put it in
+    /// a low-power state, or receives indicated then (p2: adapter or address, p3: the state).
+    pub const LOW_POWER_ACCESS: usize = 0x0009_1020;
+    /// A surprise-removed device's registers accessed after the driver was told of the removal.
+    pub const REMOVED_DEVICE_ACCESS: usize = 0x0009_1021;
+    /// `OID_PNP_QUERY_POWER` or a low-power `OID_PNP_SET_POWER` did not succeed (both must).
+    pub const POWER_OID: usize = 0x0009_1022;
 }
 
 /// One emulated bug check.
