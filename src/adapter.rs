@@ -18,6 +18,7 @@ use ndis::miniport::{
 use ndis::nbl::{Returned, SendLists};
 use ndis::offload::{ChecksumOffload, LargeSendOffload, LsoCapabilities, OffloadInfo};
 use ndis::oid::{QueryBuffer, SetData, SetRequest};
+use ndis::power::{DevicePowerState, PowerCapabilities};
 use ndis::sync::Once;
 
 use crate::device::{Device, FrameSize, Health, Tagging, map_vectors};
@@ -472,6 +473,31 @@ impl Miniport for VioNetAdapter {
             Err(s) if s == Status::ADAPTER_REMOVED => Err(ResetError::new(s)),
             Err(_) => Err(ResetError::new(Status(ndis::sys::NDIS_STATUS_HARD_ERRORS))),
         }
+    }
+
+    /// Kept across sleep and hibernation (D3 only: virtio has no lighter state that keeps its
+    /// rings), and not paused for it where NDIS allows (6.30 and later), as NetKVM does.
+    const POWER: Option<PowerCapabilities> = Some(PowerCapabilities {
+        no_pause_on_suspend: true,
+        ..PowerCapabilities::D3
+    });
+
+    /// Leaving D0: the device is reset (it may lose power next) and the datapath goes quiet;
+    /// receives NDIS still holds come back while asleep and wait in the pool.
+    fn power_down(
+        &self,
+        _adapter: &NdisAdapter,
+        _state: DevicePowerState,
+        passive: &mut Passive<'_>,
+    ) {
+        self.device.suspend(passive);
+    }
+
+    /// Back in D0: the device is brought up again as initialize did (features, vectors,
+    /// queues on their memory, receive buffers), its filter, multicast list, MAC and queue
+    /// pairs replayed, and the link reported.
+    fn power_up(&self, _adapter: &NdisAdapter, passive: &mut Passive<'_>) -> Result<(), Status> {
+        self.device.resume(passive)
     }
 
     fn oid_query(
