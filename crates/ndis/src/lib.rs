@@ -31,10 +31,11 @@ pub mod resources;
 pub mod status;
 pub mod sync;
 pub mod time;
+pub mod pnp;
 pub mod version;
 
 pub use status::Status;
-pub use version::NdisVersion;
+pub use version::{NdisVersion, NdisVersions};
 
 /// Re-exported so macro expansions in driver crates resolve the raw types without a direct
 /// dependency on `ndis-sys`.
