@@ -250,6 +250,29 @@ fn map_vectors(t: &Transport<OwnedWindow>, plan: &VectorPlan, control: Option<u1
     true
 }
 
+/// The message interrupts to ask PnP for, before the device can be read: 2 per queue pair plus
+/// one for the control queue and configuration changes, the per-queue plan of
+/// [`VectorPlan`]. The device's own pair count is unknown here, so the pairs are the
+/// processors, capped by `*NumRssQueues` when the keyword can be read (a larger device table
+/// is never wasted: the plan keeps to what the device has). Pair *j*'s two messages run on
+/// processor *j* (mod the processor count), so its receive and transmit DPCs stay on one
+/// processor; the last message lands after the last pair's.
+pub fn interrupt_request(filter: &ndis::pnp::ResourceFilter<'_>) -> ndis::pnp::InterruptRequest {
+    let cpus = filter.processors().max(1);
+    let wanted = filter
+        .configuration()
+        .ok()
+        .map_or(cpus, |config| {
+            keywords::NUM_QUEUES.read(&config, filter.passive())
+        });
+    let max_pairs = (ndis::pnp::MAX_MESSAGES - 1) / 2;
+    let pairs = cpus.min(wanted).clamp(1, max_pairs);
+    ndis::pnp::InterruptRequest::messages(
+        2 * pairs + 1,
+        ndis::pnp::MessageAffinity::Spread { per_processor: 2 },
+    )
+}
+
 pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), Status> {
     let passive = init.passive();
     let cfg = init.pci_config();

@@ -26,6 +26,7 @@ mod ndis;
 mod offload;
 mod oid;
 pub mod pci;
+mod pnp;
 pub mod raw;
 mod sync;
 mod trace;
@@ -54,6 +55,7 @@ pub use offload::{
     offload_encapsulation, offload_parameters,
 };
 pub use oid::OidResult;
+pub use pnp::{InterruptAsk, RegisteredDriver};
 pub use sync::LinkState;
 pub use trace::Event;
 /// The guest-memory and virtqueue crates the device models are built on, for tests that drive a
@@ -247,6 +249,8 @@ impl Emulator {
         let pci = pci::attach(st.devices.len(), resources, function);
         st.devices.push(Device {
             resources,
+            offer: resources,
+            message_cpus: Vec::new(),
             pdo: Box::new([0; 8]),
             message_vector_base: base,
             message_connection: None,
@@ -351,6 +355,8 @@ impl Emulator {
                 // SAFETY: all-zero is a valid NDIS_MINIPORT_INIT_PARAMETERS (null pointers, zeros).
                 init_params: Box::new(unsafe { std::mem::zeroed() }),
                 resources,
+                pnp: None,
+                lifecycle: Vec::new(),
             };
             *adapter.init_params = sys::NDIS_MINIPORT_INIT_PARAMETERS {
                 Header: sys::NDIS_OBJECT_HEADER {
@@ -367,6 +373,13 @@ impl Emulator {
             st.ndis.adapters.push(adapter);
             (a, init, driver_context, params)
         };
+        if self.st().ndis.driver.as_ref().is_some_and(|d| d.pnp.is_some()) {
+            let started = pnp::start(&self.machine, a);
+            machine::run_dpcs(&self.machine);
+            started?;
+            pnp::after_start(&mut self.st(), a);
+        }
+        self.st().ndis.adapters[a].lifecycle.push("MiniportInitializeEx");
         let cpu = self.machine.st().cpu;
         let status = machine::on_cpu(
             &self.machine,
@@ -386,6 +399,9 @@ impl Emulator {
             },
         );
         ndis::after_initialize(&mut self.st(), a, status);
+        if status != sys::NDIS_STATUS_SUCCESS {
+            pnp::remove(&self.machine, a);
+        }
         machine::run_dpcs(&self.machine);
         if status == sys::NDIS_STATUS_SUCCESS {
             Ok(AdapterId(a))
@@ -546,6 +562,8 @@ impl Emulator {
             })
         });
         ndis::after_halt(&mut self.st(), a.0);
+        self.st().ndis.adapters[a.0].lifecycle.push("MiniportHaltEx");
+        pnp::remove(&self.machine, a.0);
     }
 
     /// Calls the driver's unload handler, then checks that the driver deregistered and released
