@@ -259,12 +259,9 @@ fn map_vectors(t: &Transport<OwnedWindow>, plan: &VectorPlan, control: Option<u1
 /// processor; the last message lands after the last pair's.
 pub fn interrupt_request(filter: &ndis::pnp::ResourceFilter<'_>) -> ndis::pnp::InterruptRequest {
     let cpus = filter.processors().max(1);
-    let wanted = filter
-        .configuration()
-        .ok()
-        .map_or(cpus, |config| {
-            keywords::NUM_QUEUES.read(&config, filter.passive())
-        });
+    let wanted = filter.configuration().ok().map_or(cpus, |config| {
+        keywords::NUM_QUEUES.read(&config, filter.passive())
+    });
     let max_pairs = (ndis::pnp::MAX_MESSAGES - 1) / 2;
     let pairs = cpus.min(wanted).clamp(1, max_pairs);
     ndis::pnp::InterruptRequest::messages(

@@ -29,8 +29,15 @@ const fn os(minor: u32) -> u32 {
 
 /// Frames both ways on pair 0, byte-exact.
 fn traffic(nic: &Nic) {
-    check_tx(nic, &(0..20).map(|i| frame(i, 60 + 37 * i as usize)).collect::<Vec<_>>());
-    let sent: Vec<Vec<u8>> = (0..20).map(|i| frame(100 + i, 64 + 41 * i as usize)).collect();
+    check_tx(
+        nic,
+        &(0..20)
+            .map(|i| frame(i, 60 + 37 * i as usize))
+            .collect::<Vec<_>>(),
+    );
+    let sent: Vec<Vec<u8>> = (0..20)
+        .map(|i| frame(100 + i, 64 + 41 * i as usize))
+        .collect();
     let got = nic.receive(&sent, |e, a| e.received_frames(a));
     assert!(got == sent, "received frames differ from those injected");
 }
@@ -42,12 +49,21 @@ fn vionet_registers_the_newest_version_each_os_knows_and_runs_there() {
         let nic = start_with(emu, 2, InterruptResources::msix(6), |_| {}).expect("initialize");
         let registered = nic.emu.registered_driver().unwrap();
         assert_eq!(registered.ndis_version, (6, minor as u8), "OS 6.{minor}");
-        assert_eq!(registered.characteristics_revision, revision, "OS 6.{minor}");
+        assert_eq!(
+            registered.characteristics_revision, revision,
+            "OS 6.{minor}"
+        );
         assert!(registered.pnp_handlers);
         // OID_GEN_DRIVER_VERSION: the NDIS version registered, major in the high byte.
-        let q = nic.emu.oid_query(nic.adapter, sys::OID_GEN_DRIVER_VERSION, 2);
+        let q = nic
+            .emu
+            .oid_query(nic.adapter, sys::OID_GEN_DRIVER_VERSION, 2);
         assert_eq!(q.status, sys::NDIS_STATUS_SUCCESS);
-        assert_eq!(q.data, (0x0600u16 | minor as u16).to_le_bytes(), "OS 6.{minor}");
+        assert_eq!(
+            q.data,
+            (0x0600u16 | minor as u16).to_le_bytes(),
+            "OS 6.{minor}"
+        );
         assert_eq!(nic.net(|n, _| n.active_queue_pairs()), 2);
         traffic(&nic);
         nic.stop();
@@ -137,7 +153,11 @@ fn the_platform_limit_caps_the_grant_and_the_driver_plans_from_the_grant() {
                 granted: limit
             }
         );
-        assert_eq!(nic.net(|n, _| n.active_queue_pairs()), pairs, "limit {limit}");
+        assert_eq!(
+            nic.net(|n, _| n.active_queue_pairs()),
+            pairs,
+            "limit {limit}"
+        );
         traffic(&nic);
         nic.stop();
     }
@@ -172,7 +192,10 @@ fn a_line_device_is_left_to_its_line_and_a_failed_filter_allocation_fails_the_st
     let nic = start_with(emu, 1, InterruptResources::line(), |_| {}).expect("initialize");
     let ask = nic.emu.interrupt_ask(nic.adapter).unwrap();
     assert_eq!((ask.messages, ask.line), (0, true));
-    assert_eq!(nic.emu.assigned_resources(nic.device), InterruptResources::line());
+    assert_eq!(
+        nic.emu.assigned_resources(nic.device),
+        InterruptResources::line()
+    );
     traffic(&nic);
     nic.stop();
 

@@ -373,13 +373,21 @@ impl Emulator {
             st.ndis.adapters.push(adapter);
             (a, init, driver_context, params)
         };
-        if self.st().ndis.driver.as_ref().is_some_and(|d| d.pnp.is_some()) {
+        if self
+            .st()
+            .ndis
+            .driver
+            .as_ref()
+            .is_some_and(|d| d.pnp.is_some())
+        {
             let started = pnp::start(&self.machine, a);
             machine::run_dpcs(&self.machine);
             started?;
             pnp::after_start(&mut self.st(), a);
         }
-        self.st().ndis.adapters[a].lifecycle.push("MiniportInitializeEx");
+        self.st().ndis.adapters[a]
+            .lifecycle
+            .push("MiniportInitializeEx");
         let cpu = self.machine.st().cpu;
         let status = machine::on_cpu(
             &self.machine,
@@ -562,7 +570,9 @@ impl Emulator {
             })
         });
         ndis::after_halt(&mut self.st(), a.0);
-        self.st().ndis.adapters[a.0].lifecycle.push("MiniportHaltEx");
+        self.st().ndis.adapters[a.0]
+            .lifecycle
+            .push("MiniportHaltEx");
         pnp::remove(&self.machine, a.0);
     }
 

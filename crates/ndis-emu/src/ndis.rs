@@ -317,16 +317,10 @@ pub(crate) unsafe fn ndis_m_register_miniport_driver(
     if let Some(set_options) = set_options {
         // Read first: the state must not stay borrowed while the driver runs.
         let cpu = m.st().cpu;
-        let status = on_cpu(
-            &m,
-            cpu,
-            sys::PASSIVE_LEVEL,
-            Callback::SetOptions,
-            || {
-                // SAFETY: the driver's handler, called as NDIS does, inside registration.
-                unsafe { set_options(DRIVER_HANDLE as sys::NDIS_HANDLE, driver_context) }
-            },
-        );
+        let status = on_cpu(&m, cpu, sys::PASSIVE_LEVEL, Callback::SetOptions, || {
+            // SAFETY: the driver's handler, called as NDIS does, inside registration.
+            unsafe { set_options(DRIVER_HANDLE as sys::NDIS_HANDLE, driver_context) }
+        });
         if status != sys::NDIS_STATUS_SUCCESS {
             let mut st = m.st();
             if let Some(d) = &mut st.ndis.driver {

@@ -95,7 +95,12 @@ fn requirements(st: &machine::State, d: usize) -> Vec<u8> {
         InterruptResources::None => {}
         InterruptResources::Line { line, .. } => {
             let v = machine::LINE_VECTOR_BASE + line as u32;
-            descriptors.push(descriptor(0, sys::CmResourceTypeInterrupt, 0, interrupt(v, v)));
+            descriptors.push(descriptor(
+                0,
+                sys::CmResourceTypeInterrupt,
+                0,
+                interrupt(v, v),
+            ));
         }
         InterruptResources::Msi { requested, .. } => {
             let u = interrupt(TOKEN - (requested.max(1) - 1), TOKEN);
@@ -155,7 +160,10 @@ fn first_configuration(b: &[u8], cpus: usize) -> Result<InterruptAsk, (usize, us
     let malformed = |detail: usize, why: String| (rule::REQUIREMENTS_MALFORMED, detail, why);
     let header = sys::IO_RESOURCE_REQUIREMENTS_LIST_HEADER;
     if b.len() < header + sys::IO_RESOURCE_LIST_HEADER {
-        return Err(malformed(b.len(), format!("ListSize {} is shorter than one configuration", b.len())));
+        return Err(malformed(
+            b.len(),
+            format!("ListSize {} is shorter than one configuration", b.len()),
+        ));
     }
     let lists = u32_at(b, 28) as usize;
     if lists == 0 {
@@ -165,7 +173,10 @@ fn first_configuration(b: &[u8], cpus: usize) -> Result<InterruptAsk, (usize, us
     let mut first = None;
     for i in 0..lists {
         if at + sys::IO_RESOURCE_LIST_HEADER > b.len() {
-            return Err(malformed(b.len(), format!("configuration {i} starts past ListSize")));
+            return Err(malformed(
+                b.len(),
+                format!("configuration {i} starts past ListSize"),
+            ));
         }
         let n = u32_at(b, at + 4) as usize;
         let end = n
@@ -174,7 +185,10 @@ fn first_configuration(b: &[u8], cpus: usize) -> Result<InterruptAsk, (usize, us
         let Some(end) = end.filter(|&e| e <= b.len()) else {
             return Err(malformed(
                 b.len(),
-                format!("configuration {i}: {n} descriptors do not fit in ListSize {}", b.len()),
+                format!(
+                    "configuration {i}: {n} descriptors do not fit in ListSize {}",
+                    b.len()
+                ),
             ));
         };
         if i == 0 {
@@ -206,7 +220,11 @@ fn first_configuration(b: &[u8], cpus: usize) -> Result<InterruptAsk, (usize, us
         };
         let pinned = if u16_at(d, 16) == sys::IrqPolicySpecifiedProcessors {
             let mask = u64::from_le_bytes(d[24..32].try_into().unwrap()) as usize;
-            let usable = if cpus >= 64 { mask } else { mask & ((1 << cpus) - 1) };
+            let usable = if cpus >= 64 {
+                mask
+            } else {
+                mask & ((1 << cpus) - 1)
+            };
             if usable == 0 {
                 return Err((
                     rule::REQUIREMENTS_NO_PROCESSOR,
@@ -230,7 +248,12 @@ fn first_configuration(b: &[u8], cpus: usize) -> Result<InterruptAsk, (usize, us
     Ok(ask)
 }
 
-fn call_filter(m: &Machine, a: usize, handler: sys::MINIPORT_PNP_IRP_HANDLER, context: usize) -> Result<(), sys::NDIS_STATUS> {
+fn call_filter(
+    m: &Machine,
+    a: usize,
+    handler: sys::MINIPORT_PNP_IRP_HANDLER,
+    context: usize,
+) -> Result<(), sys::NDIS_STATUS> {
     let Some(filter) = handler else {
         return Ok(());
     };
@@ -248,11 +271,17 @@ fn call_filter(m: &Machine, a: usize, handler: sys::MINIPORT_PNP_IRP_HANDLER, co
     irp.Size = core::mem::size_of::<sys::IRP>() as u16;
     irp.IoStatus.Information = original as usize;
     let irp_ptr: *mut sys::IRP = &mut *irp;
-    let status = machine::on_cpu(m, cpu, sys::PASSIVE_LEVEL, Callback::FilterResources(a), || {
-        // SAFETY: the driver's handler with its add-device context and an IRP that lives
-        // across the call, at PASSIVE_LEVEL, as NDIS calls it.
-        unsafe { filter(context as sys::NDIS_HANDLE, irp_ptr) }
-    });
+    let status = machine::on_cpu(
+        m,
+        cpu,
+        sys::PASSIVE_LEVEL,
+        Callback::FilterResources(a),
+        || {
+            // SAFETY: the driver's handler with its add-device context and an IRP that lives
+            // across the call, at PASSIVE_LEVEL, as NDIS calls it.
+            unsafe { filter(context as sys::NDIS_HANDLE, irp_ptr) }
+        },
+    );
     let handed_back = irp.IoStatus.Information as *mut u8;
     if status != sys::NDIS_STATUS_SUCCESS {
         // The IRP fails; PnP frees whatever list it carries.
@@ -270,11 +299,21 @@ fn call_filter(m: &Machine, a: usize, handler: sys::MINIPORT_PNP_IRP_HANDLER, co
     } else {
         // SAFETY: the list the driver handed back starts with its size.
         let size = unsafe { handed_back.cast::<u32>().read_unaligned() } as usize;
-        let known = m.st().pool.live.get(&(handed_back as usize)).map(|a| a.size);
+        let known = m
+            .st()
+            .pool
+            .live
+            .get(&(handed_back as usize))
+            .map(|a| a.size);
         let Some(block) = known else {
             bugcheck::raise(
                 bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-                [rule::RESOURCE_REQUIREMENTS, handed_back as usize, rule::REQUIREMENTS_MALFORMED, size],
+                [
+                    rule::RESOURCE_REQUIREMENTS,
+                    handed_back as usize,
+                    rule::REQUIREMENTS_MALFORMED,
+                    size,
+                ],
                 "MiniportFilterResourceRequirements left a list in Irp->IoStatus.Information that is \
                  not pool the driver allocated (PnP frees it with ExFreePool)",
             );
@@ -282,8 +321,15 @@ fn call_filter(m: &Machine, a: usize, handler: sys::MINIPORT_PNP_IRP_HANDLER, co
         if size > block {
             bugcheck::raise(
                 bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-                [rule::RESOURCE_REQUIREMENTS, handed_back as usize, rule::REQUIREMENTS_MALFORMED, size],
-                format!("the filtered list's ListSize {size} is larger than its {block}-byte block"),
+                [
+                    rule::RESOURCE_REQUIREMENTS,
+                    handed_back as usize,
+                    rule::REQUIREMENTS_MALFORMED,
+                    size,
+                ],
+                format!(
+                    "the filtered list's ListSize {size} is larger than its {block}-byte block"
+                ),
             );
         }
         // SAFETY: `size` bytes of a live pool block.
@@ -293,8 +339,15 @@ fn call_filter(m: &Machine, a: usize, handler: sys::MINIPORT_PNP_IRP_HANDLER, co
             Ok(ask) => ask,
             Err((what, detail, why)) => bugcheck::raise(
                 bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-                [rule::RESOURCE_REQUIREMENTS, handed_back as usize, what, detail],
-                format!("MiniportFilterResourceRequirements of adapter {a} handed back a list PnP cannot use: {why}"),
+                [
+                    rule::RESOURCE_REQUIREMENTS,
+                    handed_back as usize,
+                    what,
+                    detail,
+                ],
+                format!(
+                    "MiniportFilterResourceRequirements of adapter {a} handed back a list PnP cannot use: {why}"
+                ),
             ),
         }
     };
@@ -315,11 +368,23 @@ fn assign(st: &mut machine::State, a: usize, ask: &InterruptAsk) {
             let cpus = (0..n as usize)
                 .map(|i| ask.processors[i].unwrap_or(i % ncpus))
                 .collect();
-            (InterruptResources::MsiX { requested, granted: n }, cpus)
+            (
+                InterruptResources::MsiX {
+                    requested,
+                    granted: n,
+                },
+                cpus,
+            )
         }
         InterruptResources::Msi { requested, granted } if ask.messages > 0 => {
             let n = ask.messages.min(requested).min(granted);
-            (InterruptResources::Msi { requested, granted: n }, Vec::new())
+            (
+                InterruptResources::Msi {
+                    requested,
+                    granted: n,
+                },
+                Vec::new(),
+            )
         }
         InterruptResources::Msi { .. } | InterruptResources::MsiX { .. } if ask.line => (
             InterruptResources::Line {
@@ -372,7 +437,12 @@ pub(crate) fn start(m: &Machine, a: usize) -> Result<(), sys::NDIS_STATUS> {
         match (add, pnp.add_context) {
             (Some(_), None) => bugcheck::raise(
                 bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-                [rule::ADD_DEVICE_ATTRIBUTES, adapter_handle(a) as usize, 0, 0],
+                [
+                    rule::ADD_DEVICE_ATTRIBUTES,
+                    adapter_handle(a) as usize,
+                    0,
+                    0,
+                ],
                 format!(
                     "MiniportAddDevice of adapter {a} returned NDIS_STATUS_SUCCESS without setting the \
                      add-device registration attributes (NdisMSetMiniportAttributes with \
@@ -382,10 +452,19 @@ pub(crate) fn start(m: &Machine, a: usize) -> Result<(), sys::NDIS_STATUS> {
             (_, c) => c.unwrap_or(0),
         }
     };
-    m.st().ndis.adapters[a].lifecycle.push("MiniportFilterResourceRequirements");
-    let filtered = call_filter(m, a, chars.MiniportFilterResourceRequirementsHandler, context);
+    m.st().ndis.adapters[a]
+        .lifecycle
+        .push("MiniportFilterResourceRequirements");
+    let filtered = call_filter(
+        m,
+        a,
+        chars.MiniportFilterResourceRequirementsHandler,
+        context,
+    );
     let started = filtered.and_then(|()| {
-        m.st().ndis.adapters[a].lifecycle.push("MiniportStartDevice");
+        m.st().ndis.adapters[a]
+            .lifecycle
+            .push("MiniportStartDevice");
         let Some(start) = chars.MiniportStartDeviceHandler else {
             return Ok(());
         };
@@ -436,11 +515,17 @@ pub(crate) fn remove(m: &Machine, a: usize) {
         (remove, context, cpu)
     };
     if let Some(remove) = remove {
-        machine::on_cpu(m, cpu, sys::PASSIVE_LEVEL, Callback::RemoveDevice(a), || {
-            // SAFETY: the driver's RemoveDevice with its add-device context, at PASSIVE_LEVEL,
-            // after which NDIS forgets the context.
-            unsafe { remove(context as sys::NDIS_HANDLE) }
-        });
+        machine::on_cpu(
+            m,
+            cpu,
+            sys::PASSIVE_LEVEL,
+            Callback::RemoveDevice(a),
+            || {
+                // SAFETY: the driver's RemoveDevice with its add-device context, at PASSIVE_LEVEL,
+                // after which NDIS forgets the context.
+                unsafe { remove(context as sys::NDIS_HANDLE) }
+            },
+        );
     }
 }
 
@@ -464,12 +549,21 @@ pub(crate) fn add_device_attributes(
         );
     }
     // SAFETY: as above.
-    let context = unsafe { (*attributes).AddDeviceRegistrationAttributes.MiniportAddDeviceContext };
+    let context = unsafe {
+        (*attributes)
+            .AddDeviceRegistrationAttributes
+            .MiniportAddDeviceContext
+    };
     let pnp = st.ndis.adapters[a].pnp.as_mut().expect("pnp adapter");
     if pnp.add_context.is_some() {
         bugcheck::raise(
             bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [rule::ADD_DEVICE_ATTRIBUTES, adapter_handle(a) as usize, 1, 0],
+            [
+                rule::ADD_DEVICE_ATTRIBUTES,
+                adapter_handle(a) as usize,
+                1,
+                0,
+            ],
             "NdisMSetMiniportAttributes: add-device registration attributes set twice",
         );
     }
@@ -485,7 +579,11 @@ pub(crate) fn after_start(st: &mut machine::State, a: usize) {
     let adapter = &mut st.ndis.adapters[a];
     adapter.resources = resources;
     adapter.init_params.AllocatedResources = adapter.resources.as_mut_ptr().cast();
-    let context = adapter.pnp.as_ref().and_then(|p| p.add_context).unwrap_or(0);
+    let context = adapter
+        .pnp
+        .as_ref()
+        .and_then(|p| p.add_context)
+        .unwrap_or(0);
     adapter.init_params.MiniportAddDeviceContext = context as sys::NDIS_HANDLE;
 }
 

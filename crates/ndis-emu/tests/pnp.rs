@@ -112,7 +112,10 @@ unsafe fn write_in_place(p: *mut u8, b: &[u8]) {
     unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), p, b.len()) };
 }
 
-unsafe extern "system-unwind" fn filter(context: sys::NDIS_HANDLE, irp: sys::PIRP) -> sys::NDIS_STATUS {
+unsafe extern "system-unwind" fn filter(
+    context: sys::NDIS_HANDLE,
+    irp: sys::PIRP,
+) -> sys::NDIS_STATUS {
     see(context as usize);
     // SAFETY: the IRP NDIS passes, valid for the call; its list starts with its size.
     let list = unsafe { (*irp).IoStatus.Information } as *mut u8;
@@ -140,8 +143,11 @@ unsafe extern "system-unwind" fn filter(context: sys::NDIS_HANDLE, irp: sys::PIR
         }
         Filter::Replace { n, leak_old } => {
             let message = descriptors.iter().find(|d| is_message(d)).unwrap().clone();
-            let mut kept: Vec<Vec<u8>> =
-                descriptors.iter().filter(|d| !is_message(d)).cloned().collect();
+            let mut kept: Vec<Vec<u8>> = descriptors
+                .iter()
+                .filter(|d| !is_message(d))
+                .cloned()
+                .collect();
             for _ in 0..n {
                 kept.insert(0, message.clone());
             }
@@ -342,7 +348,10 @@ fn the_pnp_handlers_run_in_the_order_pnp_and_ndis_use_with_the_add_device_contex
     // Filter, start, initialize and remove all got the context AddDevice registered.
     let seen = SEEN_CONTEXT.with(|s| s.borrow().clone());
     assert_eq!(seen.len(), 4);
-    assert!(seen[0] != 0 && seen.iter().all(|&c| c == seen[0]), "{seen:x?}");
+    assert!(
+        seen[0] != 0 && seen.iter().all(|&c| c == seen[0]),
+        "{seen:x?}"
+    );
     emu.unload();
 }
 
@@ -431,7 +440,10 @@ fn a_replaced_list_decides_the_grant_and_the_old_one_must_be_freed() {
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     let b = emu.expect_bugcheck(|| emu.unload());
     assert_eq!(b.code, ndis_emu::DRIVER_VERIFIER_DETECTED_VIOLATION);
-    assert_eq!(b.params[0], ndis_emu::VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS);
+    assert_eq!(
+        b.params[0],
+        ndis_emu::VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS
+    );
     assert_eq!(b.params[1], 0, "pool, not the driver heap");
 }
 

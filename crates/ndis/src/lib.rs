@@ -27,11 +27,11 @@ pub mod nbl;
 pub mod offload;
 pub mod oid;
 pub mod packet;
+pub mod pnp;
 pub mod resources;
 pub mod status;
 pub mod sync;
 pub mod time;
-pub mod pnp;
 pub mod version;
 
 pub use status::Status;

@@ -1222,9 +1222,8 @@ fn general_attributes<A: Miniport>(
     let mut current = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
     current[..6].copy_from_slice(&info.current_address);
     let speed = if link_up { link_speed } else { u64::MAX };
-    let (revision, size) =
-        crate::NdisVersion::new(info.ndis_version.0, info.ndis_version.1)
-            .general_attributes_revision();
+    let (revision, size) = crate::NdisVersion::new(info.ndis_version.0, info.ndis_version.1)
+        .general_attributes_revision();
     a.GeneralAttributes = sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES {
         Header: sys::NDIS_OBJECT_HEADER {
             Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES,
@@ -1337,8 +1336,7 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
     let slot = Box::into_raw(slot);
     let result = (|| {
         // DriverEntry registered this version; an NDIS that changed underneath is refused.
-        let version =
-            crate::version::registered(D::NDIS_VERSIONS).ok_or(Status::BAD_VERSION)?;
+        let version = crate::version::registered(D::NDIS_VERSIONS).ok_or(Status::BAD_VERSION)?;
         registration_attributes::<D::Adapter>(handle, slot.cast(), version)?;
         let mut init = Init {
             adapter: ndis.clone(),

@@ -353,7 +353,8 @@ fn rewrite(
         o[..header].copy_from_slice(&old[..header]);
     }
     for (at, n) in alternatives(old)? {
-        let descriptors = |i: usize| &old[at + sys::IO_RESOURCE_LIST_HEADER + i * DESCRIPTOR..][..DESCRIPTOR];
+        let descriptors =
+            |i: usize| &old[at + sys::IO_RESOURCE_LIST_HEADER + i * DESCRIPTOR..][..DESCRIPTOR];
         let template = (0..n).map(descriptors).find(|d| is_message(d));
         let list_at = size;
         size += sys::IO_RESOURCE_LIST_HEADER;
@@ -377,7 +378,8 @@ fn rewrite(
                     new[I_MIN..I_MIN + 4].copy_from_slice(&vector.to_le_bytes());
                     new[I_MAX..I_MAX + 4].copy_from_slice(&vector.to_le_bytes());
                     if let Some(cpu) = request.processor_of(m, processors) {
-                        let flags = u16_at(&new, D_FLAGS)? | sys::CM_RESOURCE_INTERRUPT_POLICY_INCLUDED;
+                        let flags =
+                            u16_at(&new, D_FLAGS)? | sys::CM_RESOURCE_INTERRUPT_POLICY_INCLUDED;
                         new[D_FLAGS..D_FLAGS + 2].copy_from_slice(&flags.to_le_bytes());
                         new[I_POLICY..I_POLICY + 2]
                             .copy_from_slice(&sys::IrqPolicySpecifiedProcessors.to_le_bytes());

@@ -154,7 +154,10 @@ impl NdisVersions {
     /// `min..=max`; both must be versions Windows shipped and `min <= max` (checked at compile
     /// time when used in a constant).
     pub const fn new(min: NdisVersion, max: NdisVersion) -> Self {
-        assert!(min.is_known() && max.is_known(), "not an NDIS version Windows shipped");
+        assert!(
+            min.is_known() && max.is_known(),
+            "not an NDIS version Windows shipped"
+        );
         assert!(max.at_least(min), "min above max");
         Self { min, max }
     }

@@ -64,7 +64,10 @@ fn descriptors(b: &[u8], which: usize) -> Vec<[u8; DESCRIPTOR]> {
 fn filtered(old: &[u8], request: &InterruptRequest, processors: u32) -> Vec<u8> {
     let size = rewrite(old, request, processors, None).unwrap();
     let mut out = vec![0u8; size];
-    assert_eq!(rewrite(old, request, processors, Some(&mut out)), Some(size));
+    assert_eq!(
+        rewrite(old, request, processors, Some(&mut out)),
+        Some(size)
+    );
     assert_eq!(u32_at(&out, 0), Some(size as u32), "ListSize");
     out
 }
@@ -86,7 +89,10 @@ fn messages_are_replaced_by_the_request_each_pinned_where_it_says() {
         let msg = &d[1 + m];
         assert!(is_message(msg));
         assert_eq!(messages_of(msg), Some(1));
-        assert_eq!(u16_at(msg, I_POLICY), Some(sys::IrqPolicySpecifiedProcessors));
+        assert_eq!(
+            u16_at(msg, I_POLICY),
+            Some(sys::IrqPolicySpecifiedProcessors)
+        );
         assert_ne!(
             u16_at(msg, D_FLAGS).unwrap() & sys::CM_RESOURCE_INTERRUPT_POLICY_INCLUDED,
             0
