@@ -142,7 +142,7 @@ pub(crate) unsafe extern "system-unwind" fn set_options<D: MiniportDriver>(
                 Revision: sys::NDIS_MINIPORT_PNP_CHARACTERISTICS_REVISION_1,
                 Size: sys::NDIS_SIZEOF_MINIPORT_PNP_CHARACTERISTICS_REVISION_1,
             },
-            MiniportAddDeviceHandler: Some(add_device::<D>),
+            MiniportAddDeviceHandler: Some(add_device),
             MiniportRemoveDeviceHandler: Some(remove_device),
             MiniportFilterResourceRequirementsHandler: Some(filter_resource_requirements::<D>),
             MiniportStartDeviceHandler: Some(start_device),
@@ -154,7 +154,7 @@ pub(crate) unsafe extern "system-unwind" fn set_options<D: MiniportDriver>(
     unsafe { sys::NdisSetOptionalHandlers(driver_handle, &mut handlers) }
 }
 
-unsafe extern "system-unwind" fn add_device<D: MiniportDriver>(
+unsafe extern "system-unwind" fn add_device(
     miniport_handle: sys::NDIS_HANDLE,
     driver_context: sys::NDIS_HANDLE,
 ) -> sys::NDIS_STATUS {
