@@ -355,9 +355,9 @@ impl Device {
     /// Stops the device: after this it touches no memory and raises no interrupt.
     pub fn reset(&self) {
         self.fail();
-        // A removed device reads all ones: there is nothing to reset, and polling for the status
-        // to clear would only burn 100 ms.
-        if self.transport.status() == 0xFF {
+        // A removed device is not touched once NDIS said so; before that it reads all ones:
+        // there is nothing to reset, and polling for the status to clear would only burn 100 ms.
+        if self.ndis.is_surprise_removed() || self.transport.status() == 0xFF {
             return;
         }
         let _ = self.transport.reset(|| ndis::sync::stall(10));

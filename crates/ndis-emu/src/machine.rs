@@ -118,6 +118,7 @@ pub(crate) enum Callback {
     FilterResources(usize),
     StartDevice(usize),
     RemoveDevice(usize),
+    PnpEvent(usize),
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +193,9 @@ pub(crate) struct Device {
     pub message_connection: Option<usize>,
     /// Configuration space, BARs and the device model behind them.
     pub pci: crate::pci::PciState,
+    /// The user cleared "Allow the computer to turn off this device to save power"
+    /// (`PnPCapabilities` in the device's key): NDIS treats the adapter as not power-managed.
+    pub power_management_disabled: bool,
 }
 
 impl Device {

@@ -60,6 +60,15 @@ pub(crate) struct Adapter {
     pub offload: Option<crate::offload::OffloadState>,
     pub interrupt: Option<usize>,
     pub hang: HangCheck,
+    /// The general attributes carried power-management capabilities.
+    pub pm_capabilities: bool,
+    /// `NDIS_DEVICE_POWER_STATE` NDIS last set (D0 from initialize).
+    pub device_state: u32,
+    pub asleep: crate::power::Asleep,
+    /// The protocols bound (at the first successful restart): TCP/IP's packet filter is set.
+    pub bound: bool,
+    /// What the driver answered TCP/IP's packet filter at bind.
+    pub bind_filter: Option<sys::NDIS_STATUS>,
     pub init_params: Box<sys::NDIS_MINIPORT_INIT_PARAMETERS>,
     /// Backing store of the CM_PARTIAL_RESOURCE_LIST in `init_params`.
     pub resources: Box<[u32]>,
@@ -542,6 +551,9 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
                 );
             }
             st.ndis.adapters[a].general_set = true;
+            // SAFETY: the header says this is the general member.
+            let g = unsafe { (*attributes).GeneralAttributes };
+            st.ndis.adapters[a].pm_capabilities = pm_capabilities(&st, &g);
         }
         _ => {
             if !st.ndis.adapters[a].general_set {
@@ -560,6 +572,46 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
         }
     }
     sys::NDIS_STATUS_SUCCESS
+}
+
+/// Whether the general attributes report power management: `NDIS_PM_CAPABILITIES` from NDIS
+/// 6.20 (its header checked as NDIS checks it), `NDIS_PNP_CAPABILITIES` before.
+fn pm_capabilities(st: &State, g: &sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES) -> bool {
+    let registered = st
+        .ndis
+        .driver
+        .as_ref()
+        .map_or(0, |d| d.chars.MinorNdisVersion);
+    if registered < 20 {
+        return !g.PowerManagementCapabilities.is_null();
+    }
+    let p = g
+        .PowerManagementCapabilitiesEx
+        .cast::<sys::NDIS_PM_CAPABILITIES>();
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: the caller's capabilities, read up to the header first.
+    let h = unsafe { (*p).Header };
+    let ok = h.Type == sys::NDIS_OBJECT_TYPE_DEFAULT
+        && match h.Revision {
+            sys::NDIS_PM_CAPABILITIES_REVISION_1 => {
+                h.Size >= sys::NDIS_SIZEOF_NDIS_PM_CAPABILITIES_REVISION_1
+            }
+            sys::NDIS_PM_CAPABILITIES_REVISION_2 => {
+                h.Size >= sys::NDIS_SIZEOF_NDIS_PM_CAPABILITIES_REVISION_2 && registered >= 30
+            }
+            _ => false,
+        };
+    if !ok {
+        header_bugcheck(
+            "NdisMSetMiniportAttributes",
+            "power-management capabilities",
+            h,
+            "0x80 (default) / 1 / 52, or 2 / 60 from NDIS 6.30",
+        );
+    }
+    true
 }
 
 /// The checksum offload the attributes describe; a bad header of the attributes or of either

@@ -253,8 +253,10 @@ macro_rules! miniport_driver {
                 with_slot(|slot| unsafe { $crate::driver::driver_unload(slot) })
             }
 
-            /// The image entry point (`/ENTRY:DriverEntry`).
-            #[unsafe(export_name = "DriverEntry")]
+            /// The image entry point (`/ENTRY:DriverEntry`). Exported only from the Windows
+            /// image: host tests reach it through `DRIVER_ENTRY`, and a test binary may hold
+            /// several drivers.
+            #[cfg_attr(windows, unsafe(export_name = "DriverEntry"))]
             pub unsafe extern "system-unwind" fn driver_entry(
                 driver_object: $crate::sys::PDRIVER_OBJECT,
                 registry_path: *const $crate::sys::UNICODE_STRING,

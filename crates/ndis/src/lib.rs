@@ -11,6 +11,9 @@
 #![no_std]
 
 extern crate alloc;
+/// Host builds only: to tell an unwinding emulated bug check from a driver bug in destructors.
+#[cfg(not(windows))]
+extern crate std;
 
 pub mod adapter;
 pub mod config;
@@ -28,6 +31,7 @@ pub mod offload;
 pub mod oid;
 pub mod packet;
 pub mod pnp;
+pub mod power;
 pub mod resources;
 pub mod status;
 pub mod sync;

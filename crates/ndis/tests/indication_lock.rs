@@ -93,7 +93,7 @@ fn start(emu: &Emulator) -> AdapterId {
 
 #[test]
 fn a_lock_held_across_an_indication_is_caught_when_the_protocol_returns_inside_it() {
-    let frame = [0x02u8; 64];
+    let frame = [0xFFu8; 64];
 
     // Deferred returns: the mistake goes unnoticed.
     let emu = Emulator::new(Config::default());

@@ -1484,6 +1484,12 @@ impl PciFunction for VirtioNet {
         }
     }
 
+    fn power_lost(&mut self) {
+        // Every register back to its power-on value; the MSI-X table is the platform's (restored
+        // with configuration space by the PCI bus driver).
+        self.reset();
+    }
+
     fn config_write(&mut self, offset: usize, data: &[u8]) {
         if self.removed {
             return;
