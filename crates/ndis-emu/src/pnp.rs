@@ -430,7 +430,11 @@ pub(crate) fn start(m: &Machine, a: usize) -> Result<(), sys::NDIS_STATUS> {
         // No device to remove: RemoveDevice pairs with a successful AddDevice only.
         let mut st = m.st();
         st.ndis.adapters[a].state = AdapterState::Failed;
-        st.ndis.adapters[a].pnp.as_mut().expect("pnp adapter").removed = true;
+        st.ndis.adapters[a]
+            .pnp
+            .as_mut()
+            .expect("pnp adapter")
+            .removed = true;
         return Err(status);
     }
     let context = {
