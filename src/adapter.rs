@@ -346,7 +346,9 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     let candidates = [granted, granted.min(2), granted.min(1)];
     let plan = candidates
         .into_iter()
-        .map(|k| VectorPlan::new(k, max_pairs, cpus))
+        // The device's own pair count places the control queue (queue 2 x device pairs); the
+        // pairs run are capped by the keyword and the processors.
+        .map(|k| VectorPlan::new(k, device_pairs, max_pairs))
         .find(|plan| map_vectors(&t, plan, control));
     let Some(plan) = plan else {
         t.add_status(status::FAILED);
