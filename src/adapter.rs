@@ -248,6 +248,26 @@ fn transport(init: &Init<'_>, cfg: &impl ConfigSpace) -> Result<Transport<OwnedW
         .map_err(|_| Status::ADAPTER_NOT_FOUND)
 }
 
+/// The message interrupts to ask PnP for, before the device can be read: 2 per queue pair plus
+/// one for the control queue and configuration changes, the per-queue plan of
+/// [`VectorPlan`]. The device's own pair count is unknown here, so the pairs are the
+/// processors, capped by `*NumRssQueues` when the keyword can be read (a larger device table
+/// is never wasted: the plan keeps to what the device has). Pair *j*'s two messages run on
+/// processor *j* (mod the processor count), so its receive and transmit DPCs stay on one
+/// processor; the last message lands after the last pair's.
+pub fn interrupt_request(filter: &ndis::pnp::ResourceFilter<'_>) -> ndis::pnp::InterruptRequest {
+    let cpus = filter.processors().max(1);
+    let wanted = filter.configuration().ok().map_or(cpus, |config| {
+        keywords::NUM_QUEUES.read(&config, filter.passive())
+    });
+    let max_pairs = (ndis::pnp::MAX_MESSAGES - 1) / 2;
+    let pairs = cpus.min(wanted).clamp(1, max_pairs);
+    ndis::pnp::InterruptRequest::messages(
+        2 * pairs + 1,
+        ndis::pnp::MessageAffinity::Spread { per_processor: 2 },
+    )
+}
+
 pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), Status> {
     let passive = init.passive();
     let cfg = init.pci_config();
@@ -324,7 +344,9 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     let candidates = [granted, granted.min(2), granted.min(1)];
     let plan = candidates
         .into_iter()
-        .map(|k| VectorPlan::new(k, max_pairs, cpus))
+        // The device's own pair count places the control queue (queue 2 x device pairs); the
+        // pairs run are capped by the keyword and the processors.
+        .map(|k| VectorPlan::new(k, device_pairs, max_pairs))
         .find(|plan| map_vectors(&t, plan, control));
     let Some(plan) = plan else {
         t.add_status(status::FAILED);

@@ -1271,11 +1271,16 @@ fn each_queue_dpc_runs_at_dispatch_on_its_message_cpu() {
     }
     nic.emu.run_dpcs();
     let trace = nic.emu.trace();
-    // The emulator targets message m at processor m mod 4 (docs/emulator.md); RX of pair j is
-    // message 2j, so its DPC must run there, at DISPATCH_LEVEL.
+    // vionet's filtered requirements pin pair j's two messages to processor j, and the
+    // emulated PnP honours them (docs/emulator.md); RX of pair j is message 2j, so its DPC must
+    // run on processor j, at DISPATCH_LEVEL (without the pinning it would be processor 2j mod 4).
+    assert_eq!(
+        nic.emu.message_processors(nic.emu.device_of(nic.adapter)),
+        [0, 0, 1, 1, 2, 2, 3, 3, 0]
+    );
     for j in 0..4usize {
         let m = 2 * j;
-        let cpu = m % 4;
+        let cpu = j;
         let line = format!("cpu{cpu} irql  2 DPC msg {m}");
         assert!(
             trace.iter().any(|l| l.starts_with(&line)),

@@ -94,6 +94,20 @@ pub mod rule {
     pub const REMOVED_DEVICE_ACCESS: usize = 0x0009_1021;
     /// `OID_PNP_QUERY_POWER` or a low-power `OID_PNP_SET_POWER` did not succeed (both must).
     pub const POWER_OID: usize = 0x0009_1022;
+    /// A resource requirements list the driver handed back from
+    /// `MiniportFilterResourceRequirements` that PnP cannot use: its sizes disagree, it has no
+    /// configuration, or a message is pinned to no processor of the machine (param 2: the list,
+    /// param 3: what is wrong, [`REQUIREMENTS_MALFORMED`] or [`REQUIREMENTS_NO_PROCESSOR`];
+    /// param 4: the list's size or the message).
+    pub const RESOURCE_REQUIREMENTS: usize = 0x0009_1030;
+    /// Parameter 3 of [`RESOURCE_REQUIREMENTS`]: sizes, counts or vector ranges that do not fit.
+    pub const REQUIREMENTS_MALFORMED: usize = 1;
+    /// Parameter 3 of [`RESOURCE_REQUIREMENTS`]: `IrqPolicySpecifiedProcessors` with a mask
+    /// naming no processor of the machine.
+    pub const REQUIREMENTS_NO_PROCESSOR: usize = 2;
+    /// `MiniportAddDevice` returned success without setting the add-device registration
+    /// attributes, or set them twice (param 2: the adapter handle).
+    pub const ADD_DEVICE_ATTRIBUTES: usize = 0x0009_1031;
 }
 
 /// One emulated bug check.

@@ -26,6 +26,7 @@ mod ndis;
 mod offload;
 mod oid;
 pub mod pci;
+mod pnp;
 mod power;
 pub mod raw;
 mod sync;
@@ -55,6 +56,7 @@ pub use offload::{
     offload_encapsulation, offload_parameters,
 };
 pub use oid::OidResult;
+pub use pnp::{InterruptAsk, RegisteredDriver};
 pub use power::{SystemSleep, WakeError};
 pub use sync::LinkState;
 pub use trace::Event;
@@ -249,6 +251,8 @@ impl Emulator {
         let pci = pci::attach(st.devices.len(), resources, function);
         st.devices.push(Device {
             resources,
+            offer: resources,
+            message_cpus: Vec::new(),
             pdo: Box::new([0; 8]),
             message_vector_base: base,
             message_connection: None,
@@ -368,6 +372,14 @@ impl Emulator {
             let driver_context = driver.context;
             let a = reuse.unwrap_or(st.ndis.adapters.len());
             let resources = resource_list(&st.devices[device.0]);
+            // A re-initialization after a sleep keeps the device PnP started: its add-device
+            // context and the handlers called so far.
+            let (kept_pnp, kept_lifecycle) = reuse
+                .map(|i| {
+                    let old = &mut st.ndis.adapters[i];
+                    (old.pnp.take(), std::mem::take(&mut old.lifecycle))
+                })
+                .unwrap_or_default();
             let mut adapter = ndis::Adapter {
                 device: device.0,
                 state: AdapterState::Initializing,
@@ -386,6 +398,8 @@ impl Emulator {
                 // SAFETY: all-zero is a valid NDIS_MINIPORT_INIT_PARAMETERS (null pointers, zeros).
                 init_params: Box::new(unsafe { std::mem::zeroed() }),
                 resources,
+                pnp: kept_pnp,
+                lifecycle: kept_lifecycle,
             };
             *adapter.init_params = sys::NDIS_MINIPORT_INIT_PARAMETERS {
                 Header: sys::NDIS_OBJECT_HEADER {
@@ -405,6 +419,25 @@ impl Emulator {
             }
             (a, init, driver_context, params)
         };
+        let pnp_driver = self
+            .st()
+            .ndis
+            .driver
+            .as_ref()
+            .is_some_and(|d| d.pnp.is_some());
+        if pnp_driver && reuse.is_none() {
+            let started = pnp::start(&self.machine, a);
+            machine::run_dpcs(&self.machine);
+            if let Err(status) = started {
+                return (a, status);
+            }
+        }
+        if pnp_driver {
+            pnp::after_start(&mut self.st(), a);
+        }
+        self.st().ndis.adapters[a]
+            .lifecycle
+            .push("MiniportInitializeEx");
         let cpu = self.machine.st().cpu;
         let status = machine::on_cpu(
             &self.machine,
@@ -424,6 +457,9 @@ impl Emulator {
             },
         );
         ndis::after_initialize(&mut self.st(), a, status);
+        if status != sys::NDIS_STATUS_SUCCESS {
+            pnp::remove(&self.machine, a);
+        }
         machine::run_dpcs(&self.machine);
         (a, status)
     }
@@ -626,6 +662,14 @@ impl Emulator {
             })
         });
         ndis::after_halt(&mut self.st(), a.0);
+        self.st().ndis.adapters[a.0]
+            .lifecycle
+            .push("MiniportHaltEx");
+        // Halted for a sleep, the device stays: no IRP_MN_REMOVE_DEVICE, and the wake-up
+        // initializes it again without a new AddDevice.
+        if action != sys::NdisHaltDevicePoweredDown {
+            pnp::remove(&self.machine, a.0);
+        }
     }
 
     /// Calls the driver's unload handler, then checks that the driver deregistered and released
@@ -653,6 +697,12 @@ impl Emulator {
                 .map(|o| o.as_ptr() as sys::PDRIVER_OBJECT);
             (unload, object, st.cpu)
         };
+        // PnP removes every device before the driver unloads (one halted for a sleep that
+        // never woke still has its AddDevice context).
+        let adapters = self.st().ndis.adapters.len();
+        for a in 0..adapters {
+            pnp::remove(&self.machine, a);
+        }
         if let (Some(unload), Some(object)) = (unload, object) {
             machine::on_cpu(
                 &self.machine,

@@ -98,7 +98,7 @@ pub enum InterruptMode {
 }
 
 impl InterruptMode {
-    fn of(resources: crate::InterruptResources) -> Self {
+    pub(crate) fn of(resources: crate::InterruptResources) -> Self {
         match resources {
             crate::InterruptResources::None => InterruptMode::None,
             crate::InterruptResources::Line { .. } => InterruptMode::Line,

@@ -30,6 +30,7 @@ pub mod nbl;
 pub mod offload;
 pub mod oid;
 pub mod packet;
+pub mod pnp;
 pub mod power;
 pub mod resources;
 pub mod status;
@@ -38,7 +39,7 @@ pub mod time;
 pub mod version;
 
 pub use status::Status;
-pub use version::NdisVersion;
+pub use version::{NdisVersion, NdisVersions};
 
 /// Re-exported so macro expansions in driver crates resolve the raw types without a direct
 /// dependency on `ndis-sys`.

@@ -48,7 +48,8 @@ pub struct AdapterInfo {
     pub transmit_buffer_space: u32,
     pub receive_buffer_space: u32,
     pub description: &'static str,
-    /// Filled by the framework from the driver's constants.
+    /// Filled by the framework: the NDIS version registered (negotiated at `DriverEntry`) and
+    /// the driver's own version.
     pub ndis_version: (u8, u8),
     pub driver_version: (u8, u8),
     /// Checksum offload, if the device does any (see [`crate::offload`]).
@@ -1074,7 +1075,9 @@ impl<'a> Initializing<'a> {
         self.resources
     }
 
-    pub(crate) fn version(&self) -> crate::NdisVersion {
+    /// The NDIS version the driver registered with (negotiated at `DriverEntry`): what decides
+    /// which version-bound features and structure revisions are in force.
+    pub fn version(&self) -> crate::NdisVersion {
         self.version
     }
 
@@ -1120,6 +1123,11 @@ impl<'a> Init<'a> {
     /// The initialize-only proof, for code below `Init` that makes initialize-only calls.
     pub fn initializing(&self) -> &Initializing<'a> {
         &self.scope
+    }
+    /// The NDIS version registered at `DriverEntry` (the newest both the driver and the running
+    /// NDIS support), for features that exist only from some version on.
+    pub fn ndis_version(&self) -> crate::NdisVersion {
+        self.scope.version()
     }
     pub fn resources(&self) -> Resources<'a> {
         // SAFETY: NDIS passes the translated resource list, valid during initialize.
@@ -1417,18 +1425,12 @@ fn registration_attributes<A: Miniport>(
     context: sys::NDIS_HANDLE,
     version: crate::NdisVersion,
 ) -> Result<(), Status> {
-    // Revision 2 carries the 6.30 flags.
-    let revision = if version >= crate::NdisVersion::V6_30 {
-        sys::NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES_REVISION_2
-    } else {
-        sys::NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES_REVISION_1
-    };
     // SAFETY: all-zero is a valid attribute union (plain data).
     let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
     a.RegistrationAttributes = sys::NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES {
         Header: sys::NDIS_OBJECT_HEADER {
             Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES,
-            Revision: revision,
+            Revision: version.registration_attributes_revision(),
             Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES_REVISION_1,
         },
         MiniportAdapterContext: context,
@@ -1485,11 +1487,13 @@ fn general_attributes<A: Miniport>(
     let mut current = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
     current[..6].copy_from_slice(&info.current_address);
     let speed = if link_up { link_speed } else { u64::MAX };
+    let (revision, size) = crate::NdisVersion::new(info.ndis_version.0, info.ndis_version.1)
+        .general_attributes_revision();
     a.GeneralAttributes = sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES {
         Header: sys::NDIS_OBJECT_HEADER {
             Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES,
-            Revision: sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
-            Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
+            Revision: revision,
+            Size: size,
         },
         Flags: 0,
         MediaType: sys::NdisMedium802_3,
@@ -1596,7 +1600,9 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
     };
     let slot = Box::into_raw(slot);
     let result = (|| {
-        registration_attributes::<D::Adapter>(handle, slot.cast(), D::NDIS_VERSION)?;
+        // DriverEntry registered this version; an NDIS that changed underneath is refused.
+        let version = crate::version::registered(D::NDIS_VERSIONS).ok_or(Status::BAD_VERSION)?;
+        registration_attributes::<D::Adapter>(handle, slot.cast(), version)?;
         let mut init = Init {
             adapter: ndis.clone(),
             // SAFETY: NDIS passes valid parameters for the call.
@@ -1604,14 +1610,14 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
             scope: Initializing {
                 handle: adapter_handle,
                 resources: &ndis.resources,
-                version: D::NDIS_VERSION,
+                version,
                 // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
                 passive: unsafe { Passive::assume() },
             },
         };
         let (adapter, mut info) = driver.initialize(&mut init)?;
         drop(init);
-        info.ndis_version = (D::NDIS_VERSION.major, D::NDIS_VERSION.minor);
+        info.ndis_version = (version.major, version.minor);
         info.driver_version = D::DRIVER_VERSION;
         // The current state may come from a report during initialize; the maximum speed stays
         // what `AdapterInfo` says.

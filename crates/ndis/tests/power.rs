@@ -204,7 +204,7 @@ macro_rules! power_driver {
             use super::*;
             pub struct Driver;
             impl MiniportDriver for Driver {
-                const NDIS_VERSION: NdisVersion = $version;
+                const NDIS_VERSIONS: ndis::NdisVersions = $version;
                 const DRIVER_VERSION: (u8, u8) = (1, 0);
                 type Adapter = Nic<$npos>;
                 fn initialize(
@@ -219,10 +219,19 @@ macro_rules! power_driver {
     };
 }
 
-power_driver!(v620, NdisVersion::V6_20, false);
-power_driver!(npos630, NdisVersion::V6_30, true);
+power_driver!(v620, ndis::NdisVersions::exactly(NdisVersion::V6_20), false);
+// 6.30 where the OS has it, 6.20 on Windows 7.
+power_driver!(
+    npos630,
+    ndis::NdisVersions::new(NdisVersion::V6_20, NdisVersion::V6_30),
+    true
+);
 // Declares NO_PAUSE_ON_SUSPEND, but registers NDIS 6.20, which has no such flag.
-power_driver!(npos620, NdisVersion::V6_20, true);
+power_driver!(
+    npos620,
+    ndis::NdisVersions::exactly(NdisVersion::V6_20),
+    true
+);
 
 fn start(emu: &Emulator, entry: ndis::driver::DriverEntryFn) -> AdapterId {
     // Room the driver's pushes need, allocated here (test code, not driver heap).
@@ -338,7 +347,7 @@ fn item1_no_pause_on_suspend_needs_ndis_6_30() {
     traffic(&emu, a, 1);
     stop(&emu, a);
     drop(emu);
-    // An OS older than 6.30 ignores it too.
+    // On an OS older than 6.30 the same driver registers 6.20, where the flag does not exist.
     let emu = Emulator::new(Config {
         ndis_runtime_version: 0x0006_0014,
         ..Config::default()

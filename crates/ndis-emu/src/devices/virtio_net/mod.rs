@@ -1559,8 +1559,12 @@ impl PciFunction for VirtioNet {
     }
 
     fn interrupts_assigned(&mut self, mode: InterruptMode) {
+        // PnP may assign again after a driver filtered the requirements (the line instead of
+        // the messages): MSI-X is enabled exactly when messages are granted.
         if self.cfg.msix_vectors > 0 && matches!(mode, InterruptMode::Messages(_)) {
             self.config_space[regs::CAP_MSIX_AT + 3] |= 0x80;
+        } else {
+            self.config_space[regs::CAP_MSIX_AT + 3] &= !0x80;
         }
     }
 
