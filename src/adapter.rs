@@ -11,18 +11,19 @@ use ndis::interrupt::{
     DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
 };
 use ndis::io::{IoSpace, OwnedWindow};
-use ndis::irql::{DispatchOrBelow, Passive};
+use ndis::irql::{Dispatch, DispatchOrBelow, Passive};
 use ndis::miniport::{
-    AdapterInfo, Init, Miniport, NdisAdapter, PnpEvent, Quiesced, ShutdownAction,
+    AdapterInfo, Init, Miniport, NdisAdapter, PnpEvent, Quiesced, ResetError, ShutdownAction,
 };
 use ndis::nbl::{Returned, SendLists};
 use ndis::offload::{ChecksumOffload, LargeSendOffload, LsoCapabilities, OffloadInfo};
 use ndis::oid::{QueryBuffer, SetData, SetRequest};
+use ndis::power::{DevicePowerState, PowerCapabilities};
 use ndis::sync::Once;
 
-use crate::device::{Device, FrameSize, Tagging};
+use crate::device::{Device, FrameSize, Health, Tagging, map_vectors};
 use crate::virtio::net::{self, InterruptMode, VectorPlan, features};
-use crate::virtio::pci::{self, CapRegion, NO_VECTOR, Transport, find_capabilities, status};
+use crate::virtio::pci::{self, CapRegion, Transport, find_capabilities, status};
 
 /// Registry keywords the driver reads (each declared in the INF's `Ndi\params` as its constant
 /// says: tests/inf.rs checks the declarations against these).
@@ -110,13 +111,20 @@ impl InterruptHandler for Interrupts {
     }
 
     fn line_claim(&self, _ctx: &IsrContext<'_>) -> bool {
+        // Asleep (D3) or removed: the registers are not touched, and a reset device raises
+        // nothing, so an interrupt on the shared line is another device's.
+        if let Some(d) = self.device.get()
+            && matches!(d.health(), Health::Asleep | Health::Gone)
+        {
+            return false;
+        }
         // Reading clears the bits and de-asserts the line.
         let isr = pci::IsrStatus(ndis::hw::Registers::read8(&self.isr, 0));
         if isr.is_device_gone() {
             // Surprise removal: not ours (a dead device raises nothing), and the driver stops
             // touching the device from now on.
             if let Some(d) = self.device.get() {
-                d.broken.store(true, Ordering::Release);
+                d.mark_removed();
             }
             return false;
         }
@@ -128,6 +136,8 @@ impl InterruptHandler for Interrupts {
 
     fn isr(&self, queue: &u16, _ctx: &IsrContext<'_>) -> IsrOutcome {
         match self.device.get() {
+            // A message of a sleeping device: nothing is read, nothing queued.
+            Some(d) if d.health() == Health::Asleep => IsrOutcome::Handled,
             // In line mode one queue does all the work.
             Some(d) if d.plan.mode() == InterruptMode::Line && *queue != 0 => IsrOutcome::Handled,
             Some(_) => IsrOutcome::QueueDpc,
@@ -139,13 +149,18 @@ impl InterruptHandler for Interrupts {
         let Some(device) = self.device.get() else {
             return;
         };
-        // A failed device reads as a lost link, so the stack stops sending to it (the framework
-        // drops reports that change nothing, and orders reports from several processors).
-        let read_link = || (device.check_device_status() && device.link_up(), LINK_SPEED);
-        if device.is_broken() {
-            // Removed or misbehaving: the device is not touched again.
-            device.ndis.link_changed(read_link, ctx.irql());
-            return;
+        // A device that needs a reset reads as a lost link, so the stack stops sending to it
+        // (the framework drops reports that change nothing, and orders reports from several
+        // processors). Registers are read only while the device is healthy.
+        let read_link = || (device.reported_link(), LINK_SPEED);
+        match device.health() {
+            Health::Healthy => {}
+            // A reset or power transition owns the device; it reports the link when done.
+            Health::Resetting | Health::Asleep => return,
+            Health::NeedsReset | Health::Failed | Health::Gone => {
+                device.ndis.link_changed(read_link, ctx.irql());
+                return;
+            }
         }
         let targets = device.plan.message_targets(*queue);
         let mut more = false;
@@ -161,7 +176,9 @@ impl InterruptHandler for Interrupts {
         let config = targets.control_and_config
             && (device.plan.mode() != InterruptMode::Line
                 || self.config_pending.swap(false, Ordering::AcqRel));
-        if config || device.is_broken() {
+        // A configuration change (a link change, or the device saying it reset or needs a
+        // reset: the status is read), or a ring fault found above.
+        if config || !device.is_healthy() {
             device.ndis.link_changed(read_link, ctx.irql());
         }
         if targets.control_and_config {
@@ -231,23 +248,24 @@ fn transport(init: &Init<'_>, cfg: &impl ConfigSpace) -> Result<Transport<OwnedW
         .map_err(|_| Status::ADAPTER_NOT_FOUND)
 }
 
-/// Maps config and queue vectors for `plan`; on a refusal reports it (the caller tries a
-/// smaller plan).
-fn map_vectors(t: &Transport<OwnedWindow>, plan: &VectorPlan, control: Option<u16>) -> bool {
-    if plan.mode() == InterruptMode::Line {
-        return true;
-    }
-    if t.set_config_vector(plan.config_vector()).is_err() {
-        return false;
-    }
-    let queues = (0..2 * plan.pairs()).chain(control);
-    for q in queues {
-        let v = plan.queue_vector(q).unwrap_or(NO_VECTOR);
-        if t.set_queue_vector(q, v).is_err() {
-            return false;
-        }
-    }
-    true
+/// The message interrupts to ask PnP for, before the device can be read: 2 per queue pair plus
+/// one for the control queue and configuration changes, the per-queue plan of
+/// [`VectorPlan`]. The device's own pair count is unknown here, so the pairs are the
+/// processors, capped by `*NumRssQueues` when the keyword can be read (a larger device table
+/// is never wasted: the plan keeps to what the device has). Pair *j*'s two messages run on
+/// processor *j* (mod the processor count), so its receive and transmit DPCs stay on one
+/// processor; the last message lands after the last pair's.
+pub fn interrupt_request(filter: &ndis::pnp::ResourceFilter<'_>) -> ndis::pnp::InterruptRequest {
+    let cpus = filter.processors().max(1);
+    let wanted = filter.configuration().ok().map_or(cpus, |config| {
+        keywords::NUM_QUEUES.read(&config, filter.passive())
+    });
+    let max_pairs = (ndis::pnp::MAX_MESSAGES - 1) / 2;
+    let pairs = cpus.min(wanted).clamp(1, max_pairs);
+    ndis::pnp::InterruptRequest::messages(
+        2 * pairs + 1,
+        ndis::pnp::MessageAffinity::Spread { per_processor: 2 },
+    )
 }
 
 pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), Status> {
@@ -326,7 +344,9 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     let candidates = [granted, granted.min(2), granted.min(1)];
     let plan = candidates
         .into_iter()
-        .map(|k| VectorPlan::new(k, max_pairs, cpus))
+        // The device's own pair count places the control queue (queue 2 x device pairs); the
+        // pairs run are capped by the keyword and the processors.
+        .map(|k| VectorPlan::new(k, device_pairs, max_pairs))
         .find(|plan| map_vectors(&t, plan, control));
     let Some(plan) = plan else {
         t.add_status(status::FAILED);
@@ -440,6 +460,68 @@ fn large_send_offload(negotiated: u64, fits: bool) -> Option<LsoCapabilities> {
 impl Miniport for VioNetAdapter {
     const EXTRA_OIDS: &'static [u32] = &[ndis::sys::OID_GEN_VLAN_ID];
 
+    /// NDIS's 2 s default: the device status is polled that often (one register read), so a
+    /// device that reset itself without saying so is found within 2 s.
+    const CHECK_FOR_HANG_SECONDS: Option<u32> = Some(0);
+
+    /// True for a device that needs a reset: it lost DRIVER_OK, set DEVICE_NEEDS_RESET, reset
+    /// itself, wrote a ring it cannot have, or a previous reset failed. The link is reported
+    /// down first. A sleeping, resetting or removed device is not touched and not "hung".
+    fn check_for_hang(&self, adapter: &NdisAdapter, passive: &mut Passive<'_>) -> bool {
+        let d = &self.device;
+        d.check_health();
+        match d.health() {
+            Health::NeedsReset | Health::Failed => {
+                adapter.link_changed(|| (d.reported_link(), LINK_SPEED), passive);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `MiniportResetEx` (DISPATCH_LEVEL): the device is re-initialized into what initialize
+    /// set up, its control-queue state replayed, so NDIS need not restore addressing
+    /// (`Ok(false)`). A failure leaves it reset and marked FAILED.
+    fn reset(
+        &self,
+        _adapter: &NdisAdapter,
+        dispatch: &mut Dispatch<'_>,
+    ) -> Result<bool, ResetError> {
+        // Stop (reset, datapath quiet, a pended control OID completed), then bring back: the
+        // pair power management uses for D3 and D0.
+        self.device.suspend(dispatch);
+        match self.device.resume(dispatch) {
+            Ok(()) => Ok(false),
+            Err(s) if s == Status::ADAPTER_REMOVED => Err(ResetError::new(s)),
+            Err(_) => Err(ResetError::new(Status(ndis::sys::NDIS_STATUS_HARD_ERRORS))),
+        }
+    }
+
+    /// Kept across sleep and hibernation (D3 only: virtio has no lighter state that keeps its
+    /// rings), and not paused for it where NDIS allows (6.30 and later), as NetKVM does.
+    const POWER: Option<PowerCapabilities> = Some(PowerCapabilities {
+        no_pause_on_suspend: true,
+        ..PowerCapabilities::D3
+    });
+
+    /// Leaving D0: the device is reset (it may lose power next) and the datapath goes quiet;
+    /// receives NDIS still holds come back while asleep and wait in the pool.
+    fn power_down(
+        &self,
+        _adapter: &NdisAdapter,
+        _state: DevicePowerState,
+        passive: &mut Passive<'_>,
+    ) {
+        self.device.suspend(passive);
+    }
+
+    /// Back in D0: the device is brought up again as initialize did (features, vectors,
+    /// queues on their memory, receive buffers), its filter, multicast list, MAC and queue
+    /// pairs replayed, and the link reported.
+    fn power_up(&self, _adapter: &NdisAdapter, passive: &mut Passive<'_>) -> Result<(), Status> {
+        self.device.resume(passive)
+    }
+
     fn oid_query(
         &self,
         _adapter: &NdisAdapter,
@@ -533,7 +615,7 @@ impl Miniport for VioNetAdapter {
 
     fn pnp_event(&self, _adapter: &NdisAdapter, event: PnpEvent) {
         if event == PnpEvent::SurpriseRemoved {
-            self.device.broken.store(true, Ordering::Release);
+            self.device.mark_removed();
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `vionet`: the reference NIC miniport of the framework, for virtio-net (modern PCI, 1AF4:1041).
 //!
-//! An NDIS 6.20 miniport: modern virtio-pci transport, N queue pairs plus the control queue, one
+//! An NDIS 6.20 to 6.89 miniport (the newest the running Windows knows): modern virtio-pci
+//! transport, N queue pairs plus the control queue, one
 //! MSI-X message per queue (fewer when fewer are granted or the device refuses vectors), or the
 //! line with the read-to-clear ISR status; per-queue DPCs with receive budgets; copied sends;
 //! receive buffers lent to NDIS from shared memory. No `unsafe`: registers and DMA memory are
@@ -18,7 +19,8 @@ pub mod virtio;
 
 use ndis::driver::MiniportDriver;
 use ndis::miniport::{AdapterInfo, Init};
-use ndis::{NdisVersion, Status};
+use ndis::pnp::{InterruptRequest, ResourceFilter};
+use ndis::{NdisVersion, NdisVersions, Status};
 
 // Kernel runtime: the project's own pieces, or the WDK's with the `wdk` feature.
 #[cfg(all(windows, not(feature = "wdk")))]
@@ -42,9 +44,16 @@ const POOL_TAG: km_alloc::PoolTag = km_alloc::PoolTag::new(*b"vnet");
 pub struct VioNet;
 
 impl MiniportDriver for VioNet {
-    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    /// Windows 7 to Windows 11 24H2 / Server 2025 (the certification minimum there).
+    const NDIS_VERSIONS: NdisVersions = NdisVersions::new(NdisVersion::V6_20, NdisVersion::V6_89);
     const DRIVER_VERSION: (u8, u8) = (0, 1);
     type Adapter = adapter::VioNetAdapter;
+    /// One message per queue, each pinned to its pair's processor (see `interrupt_request`).
+    const FILTER_RESOURCES: bool = true;
+
+    fn interrupt_request(&'static self, filter: &ResourceFilter<'_>) -> InterruptRequest {
+        adapter::interrupt_request(filter)
+    }
 
     fn initialize(
         &'static self,

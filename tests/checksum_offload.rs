@@ -285,6 +285,7 @@ fn a_checksum_request_the_frame_does_not_match_fails_its_list() {
 fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed() {
     use ndis_emu::devices::virtio_net::RxChecksum;
     let nic = start(1, InterruptResources::msix(4));
+    nic.accept_all();
     let frames = l4_frames();
     let receive = |frames: &[Vec<u8>]| nic.receive(frames, Emulator::received_frames_checksum);
     let is_v6 = |f: &[u8]| f[12..14] == [0x86, 0xDD];
@@ -340,6 +341,7 @@ fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed()
     // A tag stripped off a partially checksummed frame: the start the device gave moves.
     let emu = Emulator::new(config(2));
     let nic = start_with(emu, 1, InterruptResources::msix(4), |_| {}).unwrap();
+    nic.accept_all();
     nic.net(|n, _| n.set_rx_checksum(RxChecksum::Partial));
     let f = &frames[3];
     nic.net(|n, bus| n.inject_frame(bus, 0, &tagged(f, 3 << 13)));
@@ -355,6 +357,7 @@ fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed()
 fn a_device_that_forges_its_checksum_verdicts_cannot_make_the_driver_misbehave() {
     use ndis_emu::devices::virtio_net::RxChecksum;
     let nic = start(1, InterruptResources::msix(4));
+    nic.accept_all();
     let frames = l4_frames();
     let mut inputs = vec![frames[0].clone(), frames[13].clone(), frame(9, 60)];
     inputs.push(tagged(&frames[2], 5 << 13));
@@ -484,6 +487,7 @@ fn ipv4_options_are_walked_on_both_paths() {
     use ndis_emu::SendChecksum;
     use ndis_emu::devices::virtio_net::RxChecksum;
     let nic = start(1, InterruptResources::msix(4));
+    nic.accept_all();
     let frames = [
         tcp4_with_options(b"with options"),
         tcp4_with_options(&[7; 501]),

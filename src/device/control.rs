@@ -10,6 +10,7 @@ use super::{Device, Queue};
 use crate::virtio::net;
 use crate::virtio::pci::Notifier;
 use crate::virtio::queue::Buffer;
+use ndis::sync::SpinLock;
 
 /// The control queue: one command at a time. Initialize polls for the answers; an OID request
 /// never waits for the device: it is pended, and the control queue's DPC sends the request's
@@ -28,12 +29,12 @@ pub struct ControlRing {
 }
 
 pub(super) struct Waiting {
-    oid: PendingOid,
+    pub(super) oid: PendingOid,
     then: Option<[u8; 3]>,
 }
 
 /// Room for the largest command (a MAC table with the framework's whole multicast list).
-const CONTROL_ACK_AT: usize = net::mac_table_set_len(ndis::miniport::MAX_MULTICAST);
+pub(super) const CONTROL_ACK_AT: usize = net::mac_table_set_len(ndis::miniport::MAX_MULTICAST);
 pub(super) const CONTROL_BUFFER: usize = CONTROL_ACK_AT + 1;
 
 impl Device {
@@ -43,6 +44,15 @@ impl Device {
     pub fn set_queue_pairs(&self, pairs: u16, passive: &mut Passive<'_>) -> Result<(), Status> {
         let command = net::mq_vq_pairs_set(pairs).ok_or(Status::INVALID_PARAMETER)?;
         self.control_command(&command, passive)
+    }
+
+    /// The packet filter and multicast list, kept for a re-initialization to replay.
+    fn remember<C: AtMostDispatch>(
+        &self,
+        irql: &mut C,
+        f: impl FnOnce(&mut super::health::Restore),
+    ) {
+        self.restore.with(irql, |r, _| f(r));
     }
 
     /// Promiscuous and all-multicast reception from NDIS's packet filter (with
@@ -57,6 +67,7 @@ impl Device {
         if self.features & net::features::CTRL_RX == 0 {
             return;
         }
+        self.remember(request.passive_mut(), |r| r.filter = Some(filter));
         let promiscuous = filter & ndis::sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0;
         let all_multicast = filter & ndis::sys::NDIS_PACKET_TYPE_ALL_MULTICAST != 0;
         let first = net::rx_mode(net::ctrl::RX_PROMISC, promiscuous);
@@ -70,7 +81,9 @@ impl Device {
         if self.features & net::features::CTRL_MAC_ADDR == 0 {
             return Err(Status::NOT_SUPPORTED);
         }
-        self.control_command(&net::mac_addr_set(mac), passive)
+        self.control_command(&net::mac_addr_set(mac), passive)?;
+        self.remember(passive, |r| r.mac = Some(mac));
+        Ok(())
     }
 
     /// The multicast addresses to receive (`VIRTIO_NET_CTRL_MAC_TABLE_SET`, with
@@ -79,6 +92,12 @@ impl Device {
         if self.features & net::features::CTRL_RX == 0 {
             return;
         }
+        let n = list.len().min(ndis::miniport::MAX_MULTICAST);
+        self.remember(request.passive_mut(), |r| {
+            let mut kept = [[0u8; 6]; ndis::miniport::MAX_MULTICAST];
+            kept[..n].copy_from_slice(&list[..n]);
+            r.multicast = Some((kept, n));
+        });
         let mut command = [0u8; CONTROL_ACK_AT];
         if let Some(len) = net::mac_table_set(list, &mut command) {
             self.pended_command(&command[..len], None, request);
@@ -92,32 +111,32 @@ impl Device {
         let Some(control) = &self.control else {
             return;
         };
-        if self.is_broken() {
+        if !self.is_healthy() {
+            // Kept (see `remember`) and replayed when the device is re-initialized.
             return;
         }
         let oid = request.pend();
-        let sent = control.with(request.passive_mut(), |c, dispatch| {
-            if c.stuck || c.waiting.is_some() {
+        let answered = control.with(request.passive_mut(), |c, dispatch| {
+            if c.stuck || c.waiting.is_some() || !self.is_healthy() {
                 oid.complete(Ok(()), dispatch);
-                return None;
+                return false;
             }
             match submit(c, command) {
                 Ok(notifier) => {
                     c.waiting = Some(Waiting { oid, then });
                     // The answer interrupts; one that came already is picked up below.
-                    Some((notifier, c.vq.enable_interrupts()))
+                    let answered = c.vq.enable_interrupts();
+                    self.transport.notify(&notifier);
+                    answered
                 }
                 Err(_) => {
                     oid.complete(Ok(()), dispatch);
-                    None
+                    false
                 }
             }
         });
-        if let Some((notifier, answered)) = sent {
-            self.transport.notify(&notifier);
-            if answered {
-                self.control_answered(request.passive_mut());
-            }
+        if answered {
+            self.control_answered(request.passive_mut());
         }
     }
 
@@ -128,14 +147,18 @@ impl Device {
         let Some(control) = &self.control else {
             return;
         };
+        if !self.is_healthy() {
+            return;
+        }
         let mut failed = false;
-        let (next, done) = control.with(irql, |c, dispatch| {
-            let Some(waiting) = c.waiting.as_mut() else {
-                return (None, None);
-            };
+        let done = control.with(irql, |c, dispatch| {
+            if !self.is_healthy() {
+                return None;
+            }
+            let waiting = c.waiting.as_mut()?;
             match c.vq.pop_used() {
                 Ok(Some(_)) => {}
-                Ok(None) => return (None, None),
+                Ok(None) => return None,
                 Err(_) => {
                     c.stuck = true;
                     failed = true;
@@ -149,17 +172,15 @@ impl Device {
             };
             if let Some(Ok(notifier)) = next.map(|command| submit(c, &command)) {
                 c.vq.enable_interrupts();
-                return (Some(notifier), None);
+                self.transport.notify(&notifier);
+                return None;
             }
             // Answered (accepted or refused: receive filtering is best effort), or the device
             // broke: the request is done.
-            (None, c.waiting.take().map(|w| w.oid))
+            c.waiting.take().map(|w| w.oid)
         });
         if failed {
-            self.fail();
-        }
-        if let Some(notifier) = next {
-            self.transport.notify(&notifier);
+            self.needs_reset();
         }
         if let Some(oid) = done {
             oid.complete(Ok(()), irql);
@@ -171,21 +192,34 @@ impl Device {
         let Some(control) = &self.control else {
             return Err(Status::NOT_SUPPORTED);
         };
-        if self.is_broken() {
+        if !self.is_healthy() {
             return Err(Status::DEVICE_FAILED);
         }
+        self.command_polled(control, command, passive, 10_000)
+    }
+
+    /// Sends one control command and polls up to `polls` times, 10 µs apart, for the answer
+    /// (`NDIS_STATUS_NOT_ACCEPTED`: the device refused it). Does not look at the health: a
+    /// re-initialization uses it before the device counts as healthy again.
+    pub(super) fn command_polled<C: AtMostDispatch>(
+        &self,
+        control: &SpinLock<ControlRing>,
+        command: &[u8],
+        irql: &mut C,
+        polls: u32,
+    ) -> Result<(), Status> {
         if command.len() > CONTROL_ACK_AT {
             return Err(Status::INVALID_LENGTH);
         }
-        let notifier = control.with(passive, |c, _| {
+        let notifier = control.with(irql, |c, _| {
             if c.stuck || c.waiting.is_some() {
                 return Err(Status::DEVICE_FAILED);
             }
             submit(c, command)
         })?;
         self.transport.notify(&notifier);
-        for _ in 0..10_000 {
-            let answer = control.with(passive, |c, _| match c.vq.pop_used() {
+        for _ in 0..polls {
+            let answer = control.with(irql, |c, _| match c.vq.pop_used() {
                 Ok(Some(_)) => {
                     let mut ack = [0u8];
                     c.buffer.read_bytes(CONTROL_ACK_AT, &mut ack);
@@ -202,14 +236,14 @@ impl Device {
                 }
             });
             if answer == Some(Err(Status::DEVICE_FAILED)) {
-                self.fail();
+                self.needs_reset();
             }
             if let Some(result) = answer {
                 return result;
             }
             ndis::sync::stall(10);
         }
-        control.with(passive, |c, _| c.stuck = true);
+        control.with(irql, |c, _| c.stuck = true);
         Err(Status::DEVICE_FAILED)
     }
 }

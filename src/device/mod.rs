@@ -14,7 +14,7 @@
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU16, AtomicUsize};
 
 use ndis::Status;
 use ndis::dma::{DmaRegistration, SharedMemory};
@@ -30,11 +30,13 @@ use crate::virtio::pci::{Notifier, Transport};
 use crate::virtio::queue::{Layout, Slot, SplitQueue};
 
 mod control;
+mod health;
 mod lso;
 mod rx;
 mod tx;
 
 use control::{CONTROL_BUFFER, ControlRing};
+pub use health::{Health, map_vectors};
 pub use lso::{LSO_MAX_FRAME, LSO_MAX_PAYLOAD};
 
 /// The frame size the adapter runs with (`*JumboPacket`, bounded by the device's MTU).
@@ -136,9 +138,13 @@ pub struct Device {
     /// another VLAN are dropped, and sends without a VLAN of their own are tagged with it.
     pub vlan_id: AtomicU16,
     pub ndis: Shared<NdisAdapter>,
-    /// Set when the device misbehaved (a used ring it cannot have written, NEEDS_RESET) or was
-    /// removed: the driver stops touching its queues; sends fail.
-    pub broken: AtomicBool,
+    /// A [`Health`]: anything but `Healthy` and the driver stops touching the device's queues,
+    /// and sends fail with [`Health::send_status`].
+    health: AtomicU8,
+    /// The control queue's index, for re-programming it after a reset.
+    control_queue: Option<u16>,
+    /// What the control queue told the device, replayed after a reset.
+    restore: SpinLock<health::Restore>,
     /// Pairs the send path spreads over (1 when the device refused `VQ_PAIRS_SET`).
     pub active_pairs: AtomicUsize,
     _dma: DmaRegistration,
@@ -293,7 +299,9 @@ impl Device {
             tagging,
             vlan_id: AtomicU16::new(0),
             ndis,
-            broken: AtomicBool::new(false),
+            health: AtomicU8::new(Health::Healthy as u8),
+            control_queue,
+            restore: SpinLock::new(health::Restore::new()),
             active_pairs: AtomicUsize::new(plan.pairs() as usize),
             _dma: dma,
         };
@@ -313,35 +321,13 @@ impl Device {
     /// [`build`](Self::build) made available (if the device asks for it, as it does unless it
     /// already looked at the ring).
     pub fn notify_receive_queues(&self, passive: &mut Passive<'_>) {
-        if self.is_broken() {
-            return;
-        }
         for pair in &self.pairs {
-            let notify = pair.rx.with(passive, |rx, _| {
-                rx.vq.should_notify().then_some(rx.notifier)
+            pair.rx.with(passive, |rx, _| {
+                if self.is_healthy() && rx.vq.should_notify() {
+                    self.transport.notify(&rx.notifier);
+                }
             });
-            if let Some(n) = notify {
-                self.transport.notify(&n);
-            }
         }
-    }
-
-    pub fn is_broken(&self) -> bool {
-        self.broken.load(Ordering::Acquire)
-    }
-
-    fn fail(&self) {
-        self.broken.store(true, Ordering::Release);
-    }
-
-    /// After a configuration-change notification: a device that set DEVICE_NEEDS_RESET is not
-    /// used again (the driver has no way to bring it back without a reset of its own). Returns
-    /// whether the device is still usable.
-    pub fn check_device_status(&self) -> bool {
-        if !self.is_broken() && self.transport.needs_reset() {
-            self.fail();
-        }
-        !self.is_broken()
     }
 
     /// Link state from the device configuration (a config-change event).
@@ -352,12 +338,13 @@ impl Device {
             .unwrap_or(false)
     }
 
-    /// Stops the device: after this it touches no memory and raises no interrupt.
+    /// Stops the device for good (halt, shutdown): after this it touches no memory and raises
+    /// no interrupt, and the driver never touches it again.
     pub fn reset(&self) {
-        self.fail();
-        // A removed device reads all ones: there is nothing to reset, and polling for the status
-        // to clear would only burn 100 ms.
-        if self.transport.status() == 0xFF {
+        self.mark_removed();
+        // A removed device is not touched once NDIS said so; before that it reads all ones:
+        // there is nothing to reset, and polling for the status to clear would only burn 100 ms.
+        if self.ndis.is_surprise_removed() || self.transport.status() == 0xFF {
             return;
         }
         let _ = self.transport.reset(|| ndis::sync::stall(10));

@@ -2,7 +2,7 @@
 //! from the used ring, 802.1Q tags stripped into the list information, and the checksum verdict
 //! NDIS is told.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{Ordering, fence};
 
 use ndis::irql::{AtMostDispatch, DispatchOrBelow};
 use ndis::nbl::{Ieee8021Q, Returned, RxFrame};
@@ -26,23 +26,46 @@ const RX_BATCH: usize = 64;
 
 impl Device {
     /// Posts claimed receive buffers to the device and rings the doorbell once.
-    fn post_rx<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &mut C) {
+    pub(super) fn post_rx<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &mut C) {
         if buffers.is_empty() {
             return;
         }
-        if self.is_broken() {
+        let mut again = [0usize; RX_BATCH];
+        let mut buffers = buffers;
+        if !self.is_healthy() {
+            // To the pool; a re-initialization posts what it finds there.
             for &b in buffers {
                 pair.pool.release(b);
             }
-            return;
+            // One that finished between the check and the release may not have seen these:
+            // take back what it did not (SeqCst pairs with its store and fence).
+            fence(Ordering::SeqCst);
+            if self.health.load(Ordering::SeqCst) != super::Health::Healthy as u8 {
+                return;
+            }
+            let mut n = 0;
+            for &b in buffers.iter().take(RX_BATCH) {
+                if pair.pool.claim(b) {
+                    again[n] = b;
+                    n += 1;
+                }
+            }
+            buffers = &again[..n];
         }
-        let notify = pair.rx.with(irql, |rx, _| {
+        // The doorbell under the lock, after the health was read under it: a
+        // re-initialization takes this lock before it resets the device.
+        pair.rx.with(irql, |rx, _| {
+            if !self.is_healthy() {
+                for &b in buffers {
+                    pair.pool.release(b);
+                }
+                return;
+            }
             self.add_rx_buffers(rx, pair, buffers);
-            rx.vq.should_notify().then_some(rx.notifier)
+            if rx.vq.should_notify() {
+                self.transport.notify(&rx.notifier);
+            }
         });
-        if let Some(n) = notify {
-            self.transport.notify(&n);
-        }
     }
 
     /// Makes claimed receive buffers available on `rx` (its lock held); a buffer the ring has
@@ -69,7 +92,7 @@ impl Device {
         let Some(pair) = self.pairs.get(j) else {
             return (0, false);
         };
-        if self.is_broken() {
+        if !self.is_healthy() {
             return (0, false);
         }
         let mut total = 0u32;
@@ -82,6 +105,9 @@ impl Device {
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
             let (fault, pending) = pair.rx.with(irql, |rx, _| {
+                if !self.is_healthy() {
+                    return (false, false);
+                }
                 rx.vq.disable_interrupts();
                 while n + r < want {
                     match rx.vq.pop_used() {
@@ -111,7 +137,8 @@ impl Device {
                 (false, n + r == want)
             });
             if fault {
-                self.fail();
+                // A used ring the device cannot have written: it needs a reset.
+                self.needs_reset();
                 return (total, false);
             }
             self.ndis.stats.rx_errors(runts as u64);

@@ -8,7 +8,7 @@ use ndis::hw::DeviceMemory;
 use ndis::irql::{AtMostDispatch, DispatchOrBelow};
 use ndis::nbl::{CopyError, Ieee8021Q, SendLists, SendNbl, TxPrep};
 
-use super::{Device, NO_BOUNCE, TxRing};
+use super::{Device, TxRing};
 use crate::virtio::net::{NetHeader, features};
 use crate::virtio::queue::Buffer;
 
@@ -39,20 +39,15 @@ impl Device {
     }
 
     /// Reclaims transmit descriptors the device finished.
-    fn reap_tx(&self, tx: &mut TxRing) -> bool {
+    pub(super) fn reap_tx(&self, tx: &mut TxRing) -> bool {
         loop {
             match tx.vq.pop_used() {
-                Ok(Some((head, _))) => {
-                    let mut b = tx.bounce_of[head as usize];
-                    loop {
-                        tx.free.push(b);
-                        let next = core::mem::replace(&mut tx.next_bounce[b as usize], NO_BOUNCE);
-                        if next == NO_BOUNCE {
-                            break;
-                        }
-                        b = next;
-                    }
-                }
+                Ok(Some((head, _))) => super::health::free_bounce_chain(
+                    &tx.bounce_of,
+                    &mut tx.next_bounce,
+                    &mut tx.free,
+                    head,
+                ),
                 Ok(None) => return true,
                 Err(_) => return false,
             }
@@ -62,10 +57,12 @@ impl Device {
     /// The transmit DPC work for pair `j` (used when a TX vector fires).
     pub fn reap<C: AtMostDispatch>(&self, j: usize, irql: &mut C) {
         if let Some(pair) = self.pairs.get(j)
-            && !self.is_broken()
-            && !pair.tx.with(irql, |tx, _| self.reap_tx(tx))
+            && self.is_healthy()
+            && !pair
+                .tx
+                .with(irql, |tx, _| !self.is_healthy() || self.reap_tx(tx))
         {
-            self.fail();
+            self.needs_reset();
         }
     }
 
@@ -73,8 +70,11 @@ impl Device {
     /// processor and hands them to the device: one lock acquisition and at most one doorbell
     /// for the whole chain.
     pub fn send(&self, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
-        if self.is_broken() {
-            return lists.each(|_| Status::ADAPTER_REMOVED);
+        // The one health check of the send path: a relaxed load.
+        let health = self.health.load(Ordering::Relaxed);
+        if health != super::Health::Healthy as u8 {
+            let status = self.health().send_status();
+            return lists.each(|_| status);
         }
         let pairs = self
             .active_pairs
@@ -84,20 +84,20 @@ impl Device {
         let Some(pair) = self.pairs.get(j) else {
             return lists.each(|_| Status::FAILURE);
         };
-        let doorbell = pair.tx.with(irql, |tx, _| {
+        // The doorbell under the lock (see `device::health`).
+        pair.tx.with(irql, |tx, _| {
             lists.each(|nbl| self.queue_list(tx, nbl));
-            tx.vq.should_notify().then_some(tx.notifier)
+            if self.is_healthy() && tx.vq.should_notify() {
+                self.transport.notify(&tx.notifier);
+            }
         });
-        if let Some(n) = doorbell {
-            self.transport.notify(&n);
-        }
     }
 
     /// Queues the frames of one list, all or nothing as far as ring room goes (NDIS has one
     /// status per list).
     fn queue_list(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Status {
-        if self.is_broken() {
-            return Status::ADAPTER_REMOVED;
+        if !self.is_healthy() {
+            return self.health().send_status();
         }
         // All or nothing: nothing of a list with a frame too long goes out. A frame may exceed
         // the MTU only by a tag it already carries (one this driver inserts counts against the
@@ -211,10 +211,15 @@ impl Device {
             self.transport.notify(&tx.notifier);
         }
         if !self.reap_tx(tx) {
-            self.fail();
-            return Err(Status::DEVICE_FAILED);
+            self.needs_reset();
+            return Err(self.health().send_status());
         }
         if tx.free.len() < n {
+            // A full ring the device does not drain: has it reset itself or stopped? (One
+            // register read, only on this slow path.)
+            if !self.check_health() {
+                return Err(self.health().send_status());
+            }
             return Err(Status::RESOURCES);
         }
         Ok(())

@@ -71,6 +71,20 @@ impl Nic {
         got
     }
 
+    /// Sets the packet filter to promiscuous, for tests of frames that are not addressed to
+    /// the adapter (the filter TCP/IP sets at bind would drop them).
+    pub fn accept_all(&self) {
+        let f = sys::NDIS_PACKET_TYPE_PROMISCUOUS.to_le_bytes();
+        let mut r = self
+            .emu
+            .oid_set(self.adapter, sys::OID_GEN_CURRENT_PACKET_FILTER, &f);
+        if r.status == sys::NDIS_STATUS_PENDING {
+            self.emu.run_dpcs();
+            r = self.emu.oid_completion().expect("the filter set completes");
+        }
+        assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    }
+
     /// Stops the adapter, after checking the driver broke none of the spec rules the device
     /// model ignores (e.g. a notification before DRIVER_OK).
     pub fn stop(self) {
@@ -86,9 +100,11 @@ impl Nic {
     }
 }
 
+/// A frame of `len` bytes to the adapter (directed: the packet filter TCP/IP sets passes it)
+/// from a station that `seed` names.
 pub fn frame(seed: u8, len: usize) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, seed];
-    f.extend_from_slice(&MAC);
+    let mut f = MAC.to_vec();
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, seed]);
     f.extend_from_slice(&[0x08, 0x00]);
     f.extend((0..len - 14).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed)));
     f

@@ -87,6 +87,27 @@ pub mod rule {
     /// argument (which 6.20 turned into `ReceiveThrottleParameters`; param 2: the DPC's message,
     /// param 3: the registered minor version).
     pub const RESERVED_DPC_ARGUMENT: usize = 0x0009_1013;
+    /// A device out of D0 was used: its registers accessed after `OID_PNP_SET_POWER` put it in
+    /// a low-power state, or receives indicated then (p2: adapter or address, p3: the state).
+    pub const LOW_POWER_ACCESS: usize = 0x0009_1020;
+    /// A surprise-removed device's registers accessed after the driver was told of the removal.
+    pub const REMOVED_DEVICE_ACCESS: usize = 0x0009_1021;
+    /// `OID_PNP_QUERY_POWER` or a low-power `OID_PNP_SET_POWER` did not succeed (both must).
+    pub const POWER_OID: usize = 0x0009_1022;
+    /// A resource requirements list the driver handed back from
+    /// `MiniportFilterResourceRequirements` that PnP cannot use: its sizes disagree, it has no
+    /// configuration, or a message is pinned to no processor of the machine (param 2: the list,
+    /// param 3: what is wrong, [`REQUIREMENTS_MALFORMED`] or [`REQUIREMENTS_NO_PROCESSOR`];
+    /// param 4: the list's size or the message).
+    pub const RESOURCE_REQUIREMENTS: usize = 0x0009_1030;
+    /// Parameter 3 of [`RESOURCE_REQUIREMENTS`]: sizes, counts or vector ranges that do not fit.
+    pub const REQUIREMENTS_MALFORMED: usize = 1;
+    /// Parameter 3 of [`RESOURCE_REQUIREMENTS`]: `IrqPolicySpecifiedProcessors` with a mask
+    /// naming no processor of the machine.
+    pub const REQUIREMENTS_NO_PROCESSOR: usize = 2;
+    /// `MiniportAddDevice` returned success without setting the add-device registration
+    /// attributes, or set them twice (param 2: the adapter handle).
+    pub const ADD_DEVICE_ATTRIBUTES: usize = 0x0009_1031;
 }
 
 /// One emulated bug check.

@@ -589,6 +589,18 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
         "NdisMIndicateReceiveNetBufferLists",
     );
     let a = adapter_of_handle(&st, handle, "NdisMIndicateReceiveNetBufferLists");
+    let device_state = st.ndis.adapters[a].device_state;
+    if device_state != sys::NdisDeviceStateD0 {
+        drop(st);
+        bugcheck::raise(
+            bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [rule::LOW_POWER_ACCESS, a, device_state as usize, 0],
+            format!(
+                "receives indicated on adapter {a} in D{}: nothing is indicated out of D0",
+                device_state.saturating_sub(1)
+            ),
+        );
+    }
     if st.ndis.adapters[a].state != AdapterState::Running {
         let state = st.ndis.adapters[a].state;
         drop(st);

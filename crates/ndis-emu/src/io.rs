@@ -69,6 +69,7 @@ pub(crate) fn connect(
     let messages = dev.message_count();
     let shared_line = matches!(dev.resources, InterruptResources::Line { shared: true, .. });
     let base = dev.message_vector_base;
+    let message_cpus = dev.message_cpus.clone();
 
     let connect_line =
         |st: &mut State, routine: LineRoutine, vector: u32| -> Result<Connected, i32> {
@@ -136,7 +137,10 @@ pub(crate) fn connect(
             let info = table.as_mut_ptr().cast::<sys::IO_INTERRUPT_MESSAGE_INFO>();
             for i in 0..messages {
                 let vector = base + i % crate::machine::MESSAGE_VECTOR_SPAN;
-                let cpu = i as usize % ncpus;
+                let cpu = message_cpus
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or(i as usize % ncpus);
                 let lock = shared_lock.unwrap_or_else(|| st.new_lock());
                 let irql = irqls[i as usize];
                 st.kints.push(KInterrupt {

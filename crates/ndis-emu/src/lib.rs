@@ -26,6 +26,8 @@ mod ndis;
 mod offload;
 mod oid;
 pub mod pci;
+mod pnp;
+mod power;
 pub mod raw;
 mod sync;
 mod trace;
@@ -54,6 +56,8 @@ pub use offload::{
     offload_encapsulation, offload_parameters,
 };
 pub use oid::OidResult;
+pub use pnp::{InterruptAsk, RegisteredDriver};
+pub use power::{SystemSleep, WakeError};
 pub use sync::LinkState;
 pub use trace::Event;
 /// The guest-memory and virtqueue crates the device models are built on, for tests that drive a
@@ -253,10 +257,13 @@ impl Emulator {
         let pci = pci::attach(st.devices.len(), resources, function);
         st.devices.push(Device {
             resources,
+            offer: resources,
+            message_cpus: Vec::new(),
             pdo: Box::new([0; 8]),
             message_vector_base: base,
             message_connection: None,
             pci,
+            power_management_disabled: false,
         });
         let d = st.devices.len() - 1;
         let pdo = st.devices[d].pdo.as_ptr() as sys::PDEVICE_OBJECT;
@@ -329,6 +336,33 @@ impl Emulator {
         function: Box<dyn pci::PciFunction>,
     ) -> Result<AdapterId, sys::NDIS_STATUS> {
         let (device, _) = self.add_device_with(resources, function);
+        let (a, status) = self.initialize_on(device, None);
+        if status == sys::NDIS_STATUS_SUCCESS {
+            Ok(AdapterId(a))
+        } else {
+            Err(status)
+        }
+    }
+
+    /// `MiniportInitializeEx` again for halted adapter `a`, on its device (after a sleep
+    /// without power management): the same `AdapterId`, a fresh adapter context.
+    pub(crate) fn reinitialize(&self, a: AdapterId) -> sys::NDIS_STATUS {
+        let device = {
+            let st = self.st();
+            let adapter = &st.ndis.adapters[a.0];
+            assert_eq!(
+                adapter.state,
+                AdapterState::Halted,
+                "reinitialize a halted adapter"
+            );
+            DeviceId(adapter.device)
+        };
+        self.initialize_on(device, Some(a.0)).1
+    }
+
+    /// Builds the init parameters (with the resource list) for an adapter on `device` — a new
+    /// one, or `reuse` — and calls `MiniportInitializeEx` at PASSIVE_LEVEL.
+    fn initialize_on(&self, device: DeviceId, reuse: Option<usize>) -> (usize, sys::NDIS_STATUS) {
         let (a, init, driver_context, params) = {
             let mut st = self.st();
             let driver = st
@@ -342,8 +376,16 @@ impl Emulator {
                 .InitializeHandlerEx
                 .expect("checked at registration");
             let driver_context = driver.context;
-            let a = st.ndis.adapters.len();
+            let a = reuse.unwrap_or(st.ndis.adapters.len());
             let resources = resource_list(&st.devices[device.0]);
+            // A re-initialization after a sleep keeps the device PnP started: its add-device
+            // context and the handlers called so far.
+            let (kept_pnp, kept_lifecycle) = reuse
+                .map(|i| {
+                    let old = &mut st.ndis.adapters[i];
+                    (old.pnp.take(), std::mem::take(&mut old.lifecycle))
+                })
+                .unwrap_or_default();
             let mut adapter = ndis::Adapter {
                 device: device.0,
                 state: AdapterState::Initializing,
@@ -354,9 +396,16 @@ impl Emulator {
                 offload: None,
                 interrupt: None,
                 hang: ndis::HangCheck::default(),
+                pm_capabilities: false,
+                device_state: sys::NdisDeviceStateD0,
+                asleep: power::Asleep::Awake,
+                bound: false,
+                bind_filter: None,
                 // SAFETY: all-zero is a valid NDIS_MINIPORT_INIT_PARAMETERS (null pointers, zeros).
                 init_params: Box::new(unsafe { std::mem::zeroed() }),
                 resources,
+                pnp: kept_pnp,
+                lifecycle: kept_lifecycle,
             };
             *adapter.init_params = sys::NDIS_MINIPORT_INIT_PARAMETERS {
                 Header: sys::NDIS_OBJECT_HEADER {
@@ -370,9 +419,31 @@ impl Emulator {
                 ..*adapter.init_params
             };
             let params = &mut *adapter.init_params as *mut sys::NDIS_MINIPORT_INIT_PARAMETERS;
-            st.ndis.adapters.push(adapter);
+            match reuse {
+                Some(i) => st.ndis.adapters[i] = adapter,
+                None => st.ndis.adapters.push(adapter),
+            }
             (a, init, driver_context, params)
         };
+        let pnp_driver = self
+            .st()
+            .ndis
+            .driver
+            .as_ref()
+            .is_some_and(|d| d.pnp.is_some());
+        if pnp_driver && reuse.is_none() {
+            let started = pnp::start(&self.machine, a);
+            machine::run_dpcs(&self.machine);
+            if let Err(status) = started {
+                return (a, status);
+            }
+        }
+        if pnp_driver {
+            pnp::after_start(&mut self.st(), a);
+        }
+        self.st().ndis.adapters[a]
+            .lifecycle
+            .push("MiniportInitializeEx");
         let cpu = self.machine.st().cpu;
         let status = machine::on_cpu(
             &self.machine,
@@ -392,12 +463,11 @@ impl Emulator {
             },
         );
         ndis::after_initialize(&mut self.st(), a, status);
-        machine::run_dpcs(&self.machine);
-        if status == sys::NDIS_STATUS_SUCCESS {
-            Ok(AdapterId(a))
-        } else {
-            Err(status)
+        if status != sys::NDIS_STATUS_SUCCESS {
+            pnp::remove(&self.machine, a);
         }
+        machine::run_dpcs(&self.machine);
+        (a, status)
     }
 
     pub fn adapter_state(&self, a: AdapterId) -> AdapterState {
@@ -419,7 +489,7 @@ impl Emulator {
             sys::NDIS_HANDLE,
         ) -> Box<dyn FnOnce() -> sys::NDIS_STATUS>,
     ) -> sys::NDIS_STATUS {
-        let (call, cpu) = {
+        {
             let st = self.st();
             let adapter = &st.ndis.adapters[a.0];
             assert_eq!(
@@ -427,6 +497,23 @@ impl Emulator {
                 "adapter {} is {:?}, expected {from:?}",
                 a.0, adapter.state
             );
+        }
+        self.adapter_callback(a, callback, pick)
+    }
+
+    /// Calls one of adapter `a`'s handlers at PASSIVE_LEVEL, whatever its state.
+    fn adapter_callback(
+        &self,
+        a: AdapterId,
+        callback: Callback,
+        pick: impl FnOnce(
+            &sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS,
+            sys::NDIS_HANDLE,
+        ) -> Box<dyn FnOnce() -> sys::NDIS_STATUS>,
+    ) -> sys::NDIS_STATUS {
+        let (call, cpu) = {
+            let st = self.st();
+            let adapter = &st.ndis.adapters[a.0];
             let chars = &st.ndis.driver.as_ref().expect("driver").chars;
             (
                 pick(chars, adapter.context.unwrap_or(0) as sys::NDIS_HANDLE),
@@ -463,20 +550,49 @@ impl Emulator {
                 Box::new(move || unsafe { f(ctx, p) })
             },
         );
-        let bind = {
+        let (bind, encapsulation) = {
             let mut st = self.st();
             match status {
                 sys::NDIS_STATUS_PENDING => {}
                 sys::NDIS_STATUS_SUCCESS => st.ndis.adapters[a.0].state = AdapterState::Running,
                 _ => st.ndis.adapters[a.0].state = AdapterState::Paused,
             }
-            let offload = &st.ndis.adapters[a.0].offload;
-            status == sys::NDIS_STATUS_SUCCESS && offload.is_some_and(|o| o.encapsulation.is_none())
+            let adapter = &mut st.ndis.adapters[a.0];
+            let bind = status == sys::NDIS_STATUS_SUCCESS && !adapter.bound;
+            adapter.bound |= bind;
+            let offload = &adapter.offload;
+            (
+                bind,
+                status == sys::NDIS_STATUS_SUCCESS
+                    && offload.is_some_and(|o| o.encapsulation.is_none()),
+            )
         };
         if bind {
+            self.bind_packet_filter(a);
+        }
+        if encapsulation {
             self.bind_tcpip(a);
         }
         status
+    }
+
+    /// The packet filter TCP/IP sets when it binds (directed, multicast, broadcast): until a
+    /// protocol sets one, the filter is 0 and a miniport indicates nothing. Done at the first
+    /// restart after initialize; a test changes it with `OID_GEN_CURRENT_PACKET_FILTER`.
+    fn bind_packet_filter(&self, a: AdapterId) {
+        let filter = sys::NDIS_PACKET_TYPE_DIRECTED
+            | sys::NDIS_PACKET_TYPE_MULTICAST
+            | sys::NDIS_PACKET_TYPE_BROADCAST;
+        let mut r = self.oid_set(a, sys::OID_GEN_CURRENT_PACKET_FILTER, &filter.to_le_bytes());
+        if r.status == sys::NDIS_STATUS_PENDING {
+            self.run_dpcs();
+            r.status = self
+                .oid_completion()
+                .map_or(sys::NDIS_STATUS_PENDING, |c| c.status);
+        }
+        // A driver that refuses it (a raw test driver without OID handling) stays with filter 0,
+        // as TCP/IP's bind would then fail on Windows; the adapter itself is not failed.
+        self.st().ndis.adapters[a.0].bind_filter = Some(r.status);
     }
 
     /// What NDIS does when TCP/IP binds to an adapter that reported checksum offload: set
@@ -552,6 +668,14 @@ impl Emulator {
             })
         });
         ndis::after_halt(&mut self.st(), a.0);
+        self.st().ndis.adapters[a.0]
+            .lifecycle
+            .push("MiniportHaltEx");
+        // Halted for a sleep, the device stays: no IRP_MN_REMOVE_DEVICE, and the wake-up
+        // initializes it again without a new AddDevice.
+        if action != sys::NdisHaltDevicePoweredDown {
+            pnp::remove(&self.machine, a.0);
+        }
     }
 
     /// Calls the driver's unload handler, then checks that the driver deregistered and released
@@ -579,6 +703,12 @@ impl Emulator {
                 .map(|o| o.as_ptr() as sys::PDRIVER_OBJECT);
             (unload, object, st.cpu)
         };
+        // PnP removes every device before the driver unloads (one halted for a sleep that
+        // never woke still has its AddDevice context).
+        let adapters = self.st().ndis.adapters.len();
+        for a in 0..adapters {
+            pnp::remove(&self.machine, a);
+        }
         if let (Some(unload), Some(object)) = (unload, object) {
             machine::on_cpu(
                 &self.machine,

@@ -114,6 +114,11 @@ pub(crate) enum Callback {
     Timer,
     CheckForHang(usize),
     Reset(usize),
+    AddDevice(usize),
+    FilterResources(usize),
+    StartDevice(usize),
+    RemoveDevice(usize),
+    PnpEvent(usize),
 }
 
 #[derive(Debug, Default)]
@@ -173,7 +178,13 @@ pub(crate) struct Connection {
 /// An emulated PCI function with its assigned interrupt resources.
 #[derive(Debug)]
 pub(crate) struct Device {
+    /// What PnP assigned (for a driver with PnP handlers: after its filtered requirements).
     pub resources: InterruptResources,
+    /// What the test set up: the device's interrupt capability and the platform's limit.
+    pub offer: InterruptResources,
+    /// The processor of each message, from the filtered requirements (empty: message *i* on
+    /// processor *i* mod N).
+    pub message_cpus: Vec<usize>,
     /// Backing store for the PDO pointer handed to drivers.
     pub pdo: Box<[u64; 8]>,
     /// First message vector.
@@ -182,6 +193,9 @@ pub(crate) struct Device {
     pub message_connection: Option<usize>,
     /// Configuration space, BARs and the device model behind them.
     pub pci: crate::pci::PciState,
+    /// The user cleared "Allow the computer to turn off this device to save power"
+    /// (`PnPCapabilities` in the device's key): NDIS treats the adapter as not power-managed.
+    pub power_management_disabled: bool,
 }
 
 impl Device {

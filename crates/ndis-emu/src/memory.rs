@@ -203,3 +203,25 @@ pub(crate) unsafe fn ndis_free_memory_with_tag_priority(
         tag,
     )
 }
+
+/// Pool the emulated system allocates itself (PnP's resource requirements lists), accounted as
+/// pool so the driver may free it (as `ExFreePool` does: tag 0) and a leak of it is reported.
+pub(crate) fn allocate_pool(size: usize, tag: u32) -> *mut u8 {
+    let p = allocate(AllocationKind::Pool, size, tag, true);
+    assert!(!p.is_null(), "host allocation failed");
+    p.cast()
+}
+
+/// Frees a pool block on the system's behalf (whatever its tag), as PnP frees the list a
+/// driver handed back.
+pub(crate) fn release_pool(p: *mut u8) {
+    let m = machine::current();
+    let mut st = m.st();
+    let a = st
+        .pool
+        .live
+        .remove(&(p as usize))
+        .expect("a live pool block");
+    // SAFETY: allocated by `allocate` with this layout; removed from `live`, so freed once.
+    unsafe { std::alloc::dealloc(p, layout(a.size)) };
+}

@@ -60,9 +60,22 @@ pub(crate) struct Adapter {
     pub offload: Option<crate::offload::OffloadState>,
     pub interrupt: Option<usize>,
     pub hang: HangCheck,
+    /// The general attributes carried power-management capabilities.
+    pub pm_capabilities: bool,
+    /// `NDIS_DEVICE_POWER_STATE` NDIS last set (D0 from initialize).
+    pub device_state: u32,
+    pub asleep: crate::power::Asleep,
+    /// The protocols bound (at the first successful restart): TCP/IP's packet filter is set.
+    pub bound: bool,
+    /// What the driver answered TCP/IP's packet filter at bind.
+    pub bind_filter: Option<sys::NDIS_STATUS>,
     pub init_params: Box<sys::NDIS_MINIPORT_INIT_PARAMETERS>,
     /// Backing store of the CM_PARTIAL_RESOURCE_LIST in `init_params`.
     pub resources: Box<[u32]>,
+    /// The PnP side, when the driver registered PnP handlers.
+    pub pnp: Option<crate::pnp::AdapterPnp>,
+    /// The driver's PnP and lifecycle handlers NDIS called for this adapter, in order.
+    pub lifecycle: Vec<&'static str>,
 }
 
 /// `MiniportCheckForHangEx` on the virtual clock, and the resets it asks for.
@@ -241,7 +254,9 @@ pub(crate) unsafe fn ndis_m_register_miniport_driver(
         }
         // SAFETY: the version bytes follow the header.
         let (major, minor) = unsafe { ((*chars).MajorNdisVersion, (*chars).MinorNdisVersion) };
-        if let Err(status) = validate_driver_version(major, minor, header) {
+        if let Err(status) =
+            validate_driver_version(major, minor, header, st.config.ndis_runtime_version)
+        {
             return status;
         }
         // Copy what the revision covers; later fields stay empty.
@@ -309,16 +324,12 @@ pub(crate) unsafe fn ndis_m_register_miniport_driver(
         copy.SetOptionsHandler
     };
     if let Some(set_options) = set_options {
-        let status = on_cpu(
-            &m,
-            m.st().cpu,
-            sys::PASSIVE_LEVEL,
-            Callback::SetOptions,
-            || {
-                // SAFETY: the driver's handler, called as NDIS does, inside registration.
-                unsafe { set_options(DRIVER_HANDLE as sys::NDIS_HANDLE, driver_context) }
-            },
-        );
+        // Read first: the state must not stay borrowed while the driver runs.
+        let cpu = m.st().cpu;
+        let status = on_cpu(&m, cpu, sys::PASSIVE_LEVEL, Callback::SetOptions, || {
+            // SAFETY: the driver's handler, called as NDIS does, inside registration.
+            unsafe { set_options(DRIVER_HANDLE as sys::NDIS_HANDLE, driver_context) }
+        });
         if status != sys::NDIS_STATUS_SUCCESS {
             let mut st = m.st();
             if let Some(d) = &mut st.ndis.driver {
@@ -330,16 +341,31 @@ pub(crate) unsafe fn ndis_m_register_miniport_driver(
     sys::NDIS_STATUS_SUCCESS
 }
 
-/// The revision and size a declared NDIS version may register with (see docs/emulator.md).
+/// The minor NDIS version the driver registered with (0 before registration).
+fn registered_minor(st: &State) -> u8 {
+    st.ndis
+        .driver
+        .as_ref()
+        .map_or(0, |d| d.chars.MinorNdisVersion)
+}
+
+/// The revision and size a declared NDIS version may register with, on an NDIS of version
+/// `runtime` (`NdisGetVersion`): a version it does not know, or newer than itself, is
+/// NDIS_STATUS_BAD_VERSION; a revision the version does not have (revision 3 before 6.80) is
+/// NDIS_STATUS_BAD_CHARACTERISTICS (see docs/emulator.md).
 fn validate_driver_version(
     major: u8,
     minor: u8,
     header: sys::NDIS_OBJECT_HEADER,
+    runtime: u32,
 ) -> Result<(), sys::NDIS_STATUS> {
     const MINORS: &[u8] = &[
-        0, 1, 20, 30, 40, 50, 51, 60, 70, 80, 81, 82, 83, 84, 85, 86, 87,
+        0, 1, 20, 30, 40, 50, 51, 60, 70, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89,
     ];
     if major != 6 || !MINORS.contains(&minor) {
+        return Err(sys::NDIS_STATUS_BAD_VERSION);
+    }
+    if ((major as u32) << 16 | minor as u32) > runtime {
         return Err(sys::NDIS_STATUS_BAD_VERSION);
     }
     let (min_revision, size) = match header.Revision {
@@ -426,6 +452,24 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
     let mut st = m.st();
     st.require_irql(sys::PASSIVE_LEVEL, "NdisMSetMiniportAttributes");
     let a = adapter_of(&st, handle, "NdisMSetMiniportAttributes");
+    if st.in_callback(|c| c == Callback::AddDevice(a)) {
+        // SAFETY: the caller passes a readable attribute union; the header selects the member.
+        let header = unsafe { (*attributes).Header };
+        if header.Type != sys::NDIS_OBJECT_TYPE_MINIPORT_ADD_DEVICE_REGISTRATION_ATTRIBUTES {
+            bugcheck::raise(
+                bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [rule::CALL_CONTEXT, handle as usize, header.Type as usize, 0],
+                format!(
+                    "NdisMSetMiniportAttributes from MiniportAddDevice of adapter {a} with attributes                      of type {:#x}: only the add-device registration attributes (0xA4) belong there",
+                    header.Type
+                ),
+            );
+        }
+        if st.fallible("NdisMSetMiniportAttributes") {
+            return sys::NDIS_STATUS_RESOURCES;
+        }
+        return crate::pnp::add_device_attributes(&mut st, a, attributes);
+    }
     if !st.in_callback(|c| c == Callback::Initialize(a)) {
         bugcheck::raise(
             bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
@@ -450,7 +494,10 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
     }
     match header.Type {
         sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES => {
-            if !matches!(header.Revision, 1 | 2) {
+            // Revision 2 exists from NDIS 6.30: a driver registered for less, or an older NDIS,
+            // does not know it.
+            let newest = if registered_minor(&st) >= 30 { 2 } else { 1 };
+            if !(1..=newest).contains(&header.Revision) {
                 return sys::NDIS_STATUS_BAD_VERSION;
             }
             if header.Size < sys::NDIS_SIZEOF_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES_REVISION_1 {
@@ -483,7 +530,10 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
         sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES => {
             let min = match header.Revision {
                 1 => sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_1,
-                2 => sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
+                // Revision 2 is NDIS 6.20's.
+                2 if registered_minor(&st) >= 20 => {
+                    sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2
+                }
                 _ => return sys::NDIS_STATUS_BAD_VERSION,
             };
             if header.Size < min {
@@ -501,6 +551,9 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
                 );
             }
             st.ndis.adapters[a].general_set = true;
+            // SAFETY: the header says this is the general member.
+            let g = unsafe { (*attributes).GeneralAttributes };
+            st.ndis.adapters[a].pm_capabilities = pm_capabilities(&st, &g);
         }
         _ => {
             if !st.ndis.adapters[a].general_set {
@@ -519,6 +572,46 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
         }
     }
     sys::NDIS_STATUS_SUCCESS
+}
+
+/// Whether the general attributes report power management: `NDIS_PM_CAPABILITIES` from NDIS
+/// 6.20 (its header checked as NDIS checks it), `NDIS_PNP_CAPABILITIES` before.
+fn pm_capabilities(st: &State, g: &sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES) -> bool {
+    let registered = st
+        .ndis
+        .driver
+        .as_ref()
+        .map_or(0, |d| d.chars.MinorNdisVersion);
+    if registered < 20 {
+        return !g.PowerManagementCapabilities.is_null();
+    }
+    let p = g
+        .PowerManagementCapabilitiesEx
+        .cast::<sys::NDIS_PM_CAPABILITIES>();
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: the caller's capabilities, read up to the header first.
+    let h = unsafe { (*p).Header };
+    let ok = h.Type == sys::NDIS_OBJECT_TYPE_DEFAULT
+        && match h.Revision {
+            sys::NDIS_PM_CAPABILITIES_REVISION_1 => {
+                h.Size >= sys::NDIS_SIZEOF_NDIS_PM_CAPABILITIES_REVISION_1
+            }
+            sys::NDIS_PM_CAPABILITIES_REVISION_2 => {
+                h.Size >= sys::NDIS_SIZEOF_NDIS_PM_CAPABILITIES_REVISION_2 && registered >= 30
+            }
+            _ => false,
+        };
+    if !ok {
+        header_bugcheck(
+            "NdisMSetMiniportAttributes",
+            "power-management capabilities",
+            h,
+            "0x80 (default) / 1 / 52, or 2 / 60 from NDIS 6.30",
+        );
+    }
+    true
 }
 
 /// The checksum offload the attributes describe; a bad header of the attributes or of either

@@ -173,6 +173,8 @@ impl Emulator {
                 buffer[..input.len()].copy_from_slice(input);
             } else {
                 buffer[..length].fill(crate::memory::UNINITIALIZED_FILL);
+                // A query that carries input (OID_PNP_QUERY_POWER's device state).
+                buffer[..input.len()].copy_from_slice(input);
             }
             // SAFETY: all-zero is a valid request (plain data and null pointers).
             let mut request: Box<sys::NDIS_OID_REQUEST> = Box::new(unsafe { std::mem::zeroed() });
@@ -264,6 +266,25 @@ impl Emulator {
     /// driver has not completed it yet: see [`Emulator::oid_completion`].
     pub fn oid_query(&self, adapter: AdapterId, oid: u32, length: usize) -> OidResult {
         self.oid_request(adapter, sys::NdisRequestQueryInformation, oid, &[], length)
+    }
+
+    /// A query whose information buffer (`length` bytes) starts with `input`, as
+    /// `OID_PNP_QUERY_POWER` carries the state it asks about.
+    pub fn oid_query_with(
+        &self,
+        adapter: AdapterId,
+        oid: u32,
+        input: &[u8],
+        length: usize,
+    ) -> OidResult {
+        assert!(input.len() <= length);
+        self.oid_request(
+            adapter,
+            sys::NdisRequestQueryInformation,
+            oid,
+            input,
+            length,
+        )
     }
 
     /// `OID_*` set with `data` as the information buffer.

@@ -46,6 +46,10 @@ impl Bus<'_> {
     /// Asserts message `message` (MSI/MSI-X), or the line when `None`. Ignored while the driver
     /// has no connected interrupt of that kind (as a message to an unprogrammed address is lost).
     pub fn raise(&mut self, message: Option<u32>) {
+        // A device that is gone or out of D0 signals nothing (wake events are not modelled).
+        if self.st.devices[self.device].pci.presence != Presence::Working {
+            return;
+        }
         let Some(&first) = machine::targets(self.st, self.device, message).first() else {
             return; // nothing connected: lost, as a real device's would be
         };
@@ -94,7 +98,7 @@ pub enum InterruptMode {
 }
 
 impl InterruptMode {
-    fn of(resources: crate::InterruptResources) -> Self {
+    pub(crate) fn of(resources: crate::InterruptResources) -> Self {
         match resources {
             crate::InterruptResources::None => InterruptMode::None,
             crate::InterruptResources::Line { .. } => InterruptMode::Line,
@@ -117,6 +121,10 @@ pub trait PciFunction: std::any::Any {
     /// PnP assigned the function its interrupt resources (before the driver starts), as Windows
     /// enables MSI-X in the capability when it grants messages.
     fn interrupts_assigned(&mut self, _mode: InterruptMode) {}
+    /// The function lost power (D3cold, as in a system sleep or hibernation): its registers and
+    /// internal state go back to their power-on values. Configuration space is not touched: the
+    /// PCI bus driver restores it before the driver sees the device in D0 again.
+    fn power_lost(&mut self) {}
     /// A configuration-space write the emulator does not handle itself (everything but the BAR
     /// registers, which are read-only here: BAR sizing is PnP's job, not the driver's).
     fn config_write(&mut self, offset: usize, data: &[u8]) {
@@ -171,6 +179,24 @@ impl PciFunction for PlainFunction {
     }
 }
 
+/// What configuration cycles reach once a function is gone: all ones, writes lost.
+struct RemovedFunction([u8; CONFIG_SPACE_SIZE]);
+
+impl PciFunction for RemovedFunction {
+    fn config(&mut self) -> &mut [u8; CONFIG_SPACE_SIZE] {
+        self.0 = [0xFF; CONFIG_SPACE_SIZE];
+        &mut self.0
+    }
+    fn bars(&self) -> Vec<BarInfo> {
+        Vec::new()
+    }
+    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, _width: u32) -> u32 {
+        u32::MAX
+    }
+    fn mmio_write(&mut self, _: &mut Bus<'_>, _: u8, _: u64, _: u32, _: u32) {}
+    fn config_write(&mut self, _offset: usize, _data: &[u8]) {}
+}
+
 /// A BAR as placed in the machine's physical address space.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PlacedBar {
@@ -179,10 +205,24 @@ pub(crate) struct PlacedBar {
     pub size: u64,
 }
 
+/// Whether a function answers its registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Presence {
+    #[default]
+    Working,
+    /// Out of D0 after the driver handled `OID_PNP_SET_POWER` (the raw NDIS device state):
+    /// every register access is a driver bug.
+    LowPower(u32),
+    /// Gone from the bus: reads return all ones, writes are lost. Once the driver was `told`
+    /// (`NdisDevicePnPEventSurpriseRemoved`), an access is a driver bug.
+    Removed { told: bool },
+}
+
 /// Per-device PCI state in the machine.
 pub(crate) struct PciState {
     pub function: Option<Box<dyn PciFunction>>,
     pub bars: Vec<PlacedBar>,
+    pub presence: Presence,
 }
 
 impl std::fmt::Debug for PciState {
@@ -241,6 +281,7 @@ pub(crate) fn attach(
     PciState {
         function: Some(function),
         bars,
+        presence: Presence::Working,
     }
 }
 
@@ -371,6 +412,12 @@ fn bus_data(
     }
     let n = (length as usize).min(CONFIG_SPACE_SIZE - offset);
     let device = st.ndis.adapters[a].device;
+    if matches!(st.devices[device].pci.presence, Presence::Removed { .. }) {
+        // Nothing answers: reads see all ones, writes are lost.
+        let mut gone = RemovedFunction([0xFF; CONFIG_SPACE_SIZE]);
+        access(&mut gone, offset, n);
+        return n as u32;
+    }
     let f = st.devices[device]
         .pci
         .function
@@ -432,14 +479,15 @@ pub(crate) unsafe fn ndis_m_set_bus_data(
 
 /// Finds the mapping of `address..address + width` and runs `access` on its function with the
 /// function taken out of its slot (so that the model can use the [`Bus`]).
+/// `None`: the device is gone from the bus (the access reached nothing).
 fn register_access<R>(
     address: usize,
     width: u32,
     what: &str,
     access: impl FnOnce(&mut dyn PciFunction, &mut Bus<'_>, u8, u64) -> R,
-) -> R {
+) -> Option<R> {
     let m = machine::current();
-    let result = {
+    let result: Result<Option<R>, ()> = (|| {
         let mut st = m.st();
         let found = st
             .mmio
@@ -467,6 +515,34 @@ fn register_access<R>(
             mapping.bar,
             mapping.bar_offset + (address - mapping.va) as u64,
         );
+        match st.devices[device].pci.presence {
+            Presence::Working => {}
+            Presence::LowPower(state) => {
+                drop(st);
+                bugcheck::raise(
+                    bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                    [rule::LOW_POWER_ACCESS, address, state as usize, 0],
+                    format!(
+                        "{what} at {address:#x}: the device is in D{} (OID_PNP_SET_POWER put it \
+                         there); no register access until OID_PNP_SET_POWER brings it back to D0",
+                        state.saturating_sub(1)
+                    ),
+                );
+            }
+            Presence::Removed { told: true } => {
+                drop(st);
+                bugcheck::raise(
+                    bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                    [rule::REMOVED_DEVICE_ACCESS, address, width as usize, 0],
+                    format!(
+                        "{what} at {address:#x}: the device was surprise-removed and the driver \
+                         was told (NdisDevicePnPEventSurpriseRemoved); touch no register after that"
+                    ),
+                );
+            }
+            // Gone, and the driver does not know yet: the bus answers all ones.
+            Presence::Removed { told: false } => return Ok(None),
+        }
         let mut function = st.devices[device]
             .pci
             .function
@@ -478,17 +554,22 @@ fn register_access<R>(
         };
         let r = access(function.as_mut(), &mut bus, bar, offset);
         st.devices[device].pci.function = Some(function);
-        r
-    };
+        Ok(Some(r))
+    })();
     // The access may have raised interrupts; they arrive now if the IRQL allows.
     machine::deliver_pending(&m);
-    result
+    result.unwrap_or(None)
 }
 
 pub(crate) unsafe extern "system-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
     let _emulator = crate::heap::EmulatorCode::export();
     register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
         f.mmio_read(bus, bar, offset, width)
+    })
+    .unwrap_or(match width {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        _ => u32::MAX,
     })
 }
 
@@ -498,9 +579,10 @@ pub(crate) unsafe extern "system-unwind" fn host_mmio_write(
     value: u32,
 ) {
     let _emulator = crate::heap::EmulatorCode::export();
-    register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
+    // A write to a removed device is lost.
+    let _ = register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
         f.mmio_write(bus, bar, offset, width, value)
-    })
+    });
 }
 
 pub(crate) static HOST_MMIO: sys::mmio::HostMmio = sys::mmio::HostMmio {

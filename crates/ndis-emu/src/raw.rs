@@ -125,10 +125,25 @@ pub unsafe fn set_required_attributes(
     }
     // SAFETY: as above.
     let mut general: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
-    general.GeneralAttributes.Header = sys::NDIS_OBJECT_HEADER {
-        Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES,
-        Revision: sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
-        Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
+    // Revision 2 is NDIS 6.20's; a driver registered for less sets revision 1.
+    let minor = crate::machine::current()
+        .st()
+        .ndis
+        .driver
+        .as_ref()
+        .map_or(20, |d| d.chars.MinorNdisVersion);
+    general.GeneralAttributes.Header = if minor >= 20 {
+        sys::NDIS_OBJECT_HEADER {
+            Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES,
+            Revision: sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
+            Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
+        }
+    } else {
+        sys::NDIS_OBJECT_HEADER {
+            Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES,
+            Revision: sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_1,
+            Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_1,
+        }
     };
     // SAFETY: as above.
     unsafe { sys::NdisMSetMiniportAttributes(handle, &mut general) }

@@ -120,11 +120,42 @@ opaque!(
     DEVICE_OBJECT,
     /// The kernel's interrupt object; only ever handled by pointer.
     KINTERRUPT,
-    /// Only ever handled by pointer.
-    IRP,
 );
 
 pub type PDRIVER_OBJECT = *mut DRIVER_OBJECT;
 pub type PDEVICE_OBJECT = *mut DEVICE_OBJECT;
 pub type PKINTERRUPT = *mut KINTERRUPT;
 pub type PIRP = *mut IRP;
+
+/// `IO_STATUS_BLOCK`: `Status` shares its 8-byte slot with `Pointer`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IO_STATUS_BLOCK {
+    pub Status: usize,
+    pub Information: ULONG_PTR,
+}
+layout!(IO_STATUS_BLOCK, size = 16, align = 8, { Status: 0, Information: 8 });
+
+/// `IRP` (wdm.h). Only the head up to `IoStatus` is spelled out, which is all a miniport's PnP
+/// handlers read (`IoStatus.Information` carries the resource requirements list); the rest is
+/// kept opaque at its real size so an IRP built on the host has the kernel's shape.
+#[repr(C)]
+#[derive(Debug)]
+pub struct IRP {
+    pub Type: i16,
+    pub Size: USHORT,
+    pub AllocationProcessorNumber: USHORT,
+    pub Reserved: USHORT,
+    pub MdlAddress: PVOID,
+    pub Flags: ULONG,
+    pub AssociatedIrp: PVOID,
+    pub ThreadListEntry: [PVOID; 2],
+    pub IoStatus: IO_STATUS_BLOCK,
+    pub Rest: [u64; 18],
+}
+layout!(IRP, size = 0xD0, align = 8, {
+    Type: 0, Size: 2, MdlAddress: 8, Flags: 16, AssociatedIrp: 24, ThreadListEntry: 32,
+    IoStatus: 48, Rest: 64,
+});
+/// `IO_TYPE_IRP`.
+pub const IO_TYPE_IRP: i16 = 6;

@@ -92,3 +92,117 @@ layout!(CM_PARTIAL_RESOURCE_LIST, size = 28, align = 4, {
     Version: 0, Revision: 2, Count: 4, PartialDescriptors: 8,
 });
 pub type NDIS_RESOURCE_LIST = CM_PARTIAL_RESOURCE_LIST;
+
+// ---------------------------------------------------------------------------------------------
+// Resource requirements (IRP_MN_FILTER_RESOURCE_REQUIREMENTS hands these to the function driver
+// in `Irp->IoStatus.Information`). Natural alignment, unlike the CM_ descriptors.
+
+/// `IO_RESOURCE_DESCRIPTOR.Option`.
+pub const IO_RESOURCE_PREFERRED: UCHAR = 0x01;
+pub const IO_RESOURCE_DEFAULT: UCHAR = 0x02;
+/// An alternative to the descriptor before it (a line behind a message interrupt).
+pub const IO_RESOURCE_ALTERNATIVE: UCHAR = 0x08;
+
+/// `IRQ_DEVICE_POLICY` (a USHORT in the descriptor when processor groups are compiled in).
+pub type IRQ_DEVICE_POLICY = USHORT;
+pub const IrqPolicyMachineDefault: IRQ_DEVICE_POLICY = 0;
+pub const IrqPolicyAllCloseProcessors: IRQ_DEVICE_POLICY = 1;
+pub const IrqPolicyOneCloseProcessor: IRQ_DEVICE_POLICY = 2;
+pub const IrqPolicyAllProcessorsInMachine: IRQ_DEVICE_POLICY = 3;
+pub const IrqPolicySpecifiedProcessors: IRQ_DEVICE_POLICY = 4;
+pub const IrqPolicySpreadMessagesAcrossAllProcessors: IRQ_DEVICE_POLICY = 5;
+
+/// `IRQ_PRIORITY`.
+pub type IRQ_PRIORITY = ULONG;
+pub const IrqPriorityUndefined: IRQ_PRIORITY = 0;
+
+/// `u.Interrupt` of an `IO_RESOURCE_DESCRIPTOR`. A message descriptor covers the vectors
+/// `MinimumVector..=MaximumVector`, counted down from `CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN`: one
+/// message per vector.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IO_RESOURCE_INTERRUPT {
+    pub MinimumVector: ULONG,
+    pub MaximumVector: ULONG,
+    pub AffinityPolicy: IRQ_DEVICE_POLICY,
+    pub Group: USHORT,
+    pub PriorityPolicy: IRQ_PRIORITY,
+    pub TargetedProcessors: KAFFINITY,
+}
+layout!(IO_RESOURCE_INTERRUPT, size = 24, align = 8, {
+    MinimumVector: 0, MaximumVector: 4, AffinityPolicy: 8, Group: 10, PriorityPolicy: 12,
+    TargetedProcessors: 16,
+});
+
+/// `u.Memory` and `u.Port` of an `IO_RESOURCE_DESCRIPTOR`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IO_RESOURCE_MEMORY {
+    pub Length: ULONG,
+    pub Alignment: ULONG,
+    pub MinimumAddress: PHYSICAL_ADDRESS,
+    pub MaximumAddress: PHYSICAL_ADDRESS,
+}
+layout!(IO_RESOURCE_MEMORY, size = 24, align = 8, {
+    Length: 0, Alignment: 4, MinimumAddress: 8, MaximumAddress: 16,
+});
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union IO_RESOURCE_DESCRIPTOR_U {
+    pub Interrupt: IO_RESOURCE_INTERRUPT,
+    pub Memory: IO_RESOURCE_MEMORY,
+    pub Port: IO_RESOURCE_MEMORY,
+    pub Generic: [ULONG; 6],
+}
+layout!(IO_RESOURCE_DESCRIPTOR_U, size = 24, align = 8, {});
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IO_RESOURCE_DESCRIPTOR {
+    pub Option: UCHAR,
+    pub Type: UCHAR,
+    pub ShareDisposition: UCHAR,
+    pub Spare1: UCHAR,
+    pub Flags: USHORT,
+    pub Spare2: USHORT,
+    pub u: IO_RESOURCE_DESCRIPTOR_U,
+}
+layout!(IO_RESOURCE_DESCRIPTOR, size = 32, align = 8, {
+    Option: 0, Type: 1, ShareDisposition: 2, Spare1: 3, Flags: 4, Spare2: 6, u: 8,
+});
+
+/// One alternative configuration: `Count` descriptors from offset 8 (declared with one, as in C).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IO_RESOURCE_LIST {
+    pub Version: USHORT,
+    pub Revision: USHORT,
+    pub Count: ULONG,
+    pub Descriptors: [IO_RESOURCE_DESCRIPTOR; 1],
+}
+layout!(IO_RESOURCE_LIST, size = 40, align = 8, {
+    Version: 0, Revision: 2, Count: 4, Descriptors: 8,
+});
+
+/// `AlternativeLists` lists follow one another from offset 32; `ListSize` is the byte size of
+/// the whole block.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IO_RESOURCE_REQUIREMENTS_LIST {
+    pub ListSize: ULONG,
+    /// `INTERFACE_TYPE` (`PCIBus` = 5).
+    pub InterfaceType: ULONG,
+    pub BusNumber: ULONG,
+    pub SlotNumber: ULONG,
+    pub Reserved: [ULONG; 3],
+    pub AlternativeLists: ULONG,
+    pub List: [IO_RESOURCE_LIST; 1],
+}
+layout!(IO_RESOURCE_REQUIREMENTS_LIST, size = 72, align = 8, {
+    ListSize: 0, InterfaceType: 4, BusNumber: 8, SlotNumber: 12, Reserved: 16,
+    AlternativeLists: 28, List: 32,
+});
+/// Bytes before the first `IO_RESOURCE_LIST`, and before a list's first descriptor.
+pub const IO_RESOURCE_REQUIREMENTS_LIST_HEADER: usize = 32;
+pub const IO_RESOURCE_LIST_HEADER: usize = 8;

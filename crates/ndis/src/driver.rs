@@ -10,12 +10,18 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use ndis_sys as sys;
 
 use crate::miniport::{self, AdapterInfo, Init, Miniport};
-use crate::{NdisVersion, Status};
+use crate::pnp::{InterruptRequest, MessageAffinity, ResourceFilter};
+use crate::{NdisVersion, NdisVersions, Status};
 
 /// The part of a miniport driver that exists before any adapter.
 pub trait MiniportDriver: Sync + 'static {
-    /// The NDIS version the driver is written against; it selects the characteristics revision.
-    const NDIS_VERSION: NdisVersion;
+    /// The NDIS versions the driver supports. `DriverEntry` registers the newest one the running
+    /// NDIS also knows (with the characteristics revision it implies), and fails with
+    /// `NDIS_STATUS_BAD_VERSION` on an NDIS older than `min`, rather than register for a
+    /// version whose rules it does not follow. The version chosen is
+    /// [`Init::ndis_version`](crate::miniport::Init::ndis_version) in initialize and
+    /// `AdapterInfo::ndis_version` after it.
+    const NDIS_VERSIONS: NdisVersions;
     /// Reported to NDIS as `MajorDriverVersion.MinorDriverVersion`.
     const DRIVER_VERSION: (u8, u8);
 
@@ -30,6 +36,24 @@ pub trait MiniportDriver: Sync + 'static {
         &'static self,
         init: &mut Init<'_>,
     ) -> Result<(Self::Adapter, AdapterInfo), Status>;
+
+    /// Registers the PnP handlers (`MiniportSetOptions`, then `MiniportAddDevice`,
+    /// `MiniportFilterResourceRequirements`, `MiniportStartDevice`, `MiniportRemoveDevice`;
+    /// see [`crate::pnp`]) so that [`interrupt_request`](Self::interrupt_request) decides the
+    /// message interrupts PnP is asked for. False, the default, registers none of them and
+    /// leaves the interrupt resources to the bus and the INF.
+    const FILTER_RESOURCES: bool = false;
+
+    /// How many message interrupts to ask for, and where each runs, before the adapter starts
+    /// (PASSIVE_LEVEL, device not yet mapped). Called only with `FILTER_RESOURCES`; possibly
+    /// more than once, and again while an adapter runs (the new requirements apply from the
+    /// next start). The default asks for what the bus offered, where the platform puts it.
+    fn interrupt_request(&'static self, filter: &ResourceFilter<'_>) -> InterruptRequest {
+        match filter.offered_messages() {
+            0 => InterruptRequest::line(),
+            n => InterruptRequest::messages(n, MessageAffinity::Platform),
+        }
+    }
 }
 
 /// Holds the `NdisMiniportDriverHandle` between `DriverEntry` and unload. One per driver image,
@@ -49,25 +73,31 @@ impl Default for DriverSlot {
     }
 }
 
-/// Builds the characteristics for `T`: header revision/size from `T::NDIS_VERSION`, every
-/// required handler set to a trampoline, the optional ones (`SetOptions`, hang check, reset,
-/// direct and synchronous OIDs) left empty.
+/// Builds the characteristics for `T` registering as `version`: header revision/size from the
+/// version, every required handler set to a trampoline, the optional ones registered as `T`
+/// declares (`SetOptions` with `FILTER_RESOURCES`, hang check and reset with
+/// `CHECK_FOR_HANG_SECONDS`), direct and synchronous OIDs left empty.
 pub fn characteristics<T: MiniportDriver>(
     unload: unsafe extern "system-unwind" fn(sys::PDRIVER_OBJECT),
+    version: NdisVersion,
 ) -> sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS {
-    let (revision, size) = T::NDIS_VERSION.driver_characteristics_revision();
+    let (revision, size) = version.driver_characteristics_revision();
     sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS {
         Header: sys::NDIS_OBJECT_HEADER {
             Type: sys::NDIS_OBJECT_TYPE_MINIPORT_DRIVER_CHARACTERISTICS,
             Revision: revision,
             Size: size,
         },
-        MajorNdisVersion: T::NDIS_VERSION.major,
-        MinorNdisVersion: T::NDIS_VERSION.minor,
+        MajorNdisVersion: version.major,
+        MinorNdisVersion: version.minor,
         MajorDriverVersion: T::DRIVER_VERSION.0,
         MinorDriverVersion: T::DRIVER_VERSION.1,
         Flags: 0,
-        SetOptionsHandler: None,
+        SetOptionsHandler: if T::FILTER_RESOURCES {
+            Some(crate::pnp::set_options::<T>)
+        } else {
+            None
+        },
         InitializeHandlerEx: Some(miniport::initialize::<T>),
         HaltHandlerEx: Some(miniport::halt::<T::Adapter>),
         UnloadHandler: Some(unload),
@@ -97,7 +127,10 @@ pub fn characteristics<T: MiniportDriver>(
     }
 }
 
-/// The body of the `DriverEntry` that [`miniport_driver!`](crate::miniport_driver) emits.
+/// The body of the `DriverEntry` that [`miniport_driver!`](crate::miniport_driver) emits: picks
+/// the NDIS version ([`NdisVersions::negotiate`] on `NdisGetVersion`), and registers; an NDIS
+/// older than the driver's minimum fails it with `NDIS_STATUS_BAD_VERSION`, before anything is
+/// registered.
 ///
 /// # Safety
 /// Called once, at PASSIVE_LEVEL, with the driver object and registry path the I/O manager passed
@@ -109,7 +142,10 @@ pub unsafe fn driver_entry<T: MiniportDriver>(
     registry_path: *const sys::UNICODE_STRING,
     unload: unsafe extern "system-unwind" fn(sys::PDRIVER_OBJECT),
 ) -> sys::NTSTATUS {
-    let chars = characteristics::<T>(unload);
+    let Some(version) = crate::version::registered(T::NDIS_VERSIONS) else {
+        return sys::NDIS_STATUS_BAD_VERSION;
+    };
+    let chars = characteristics::<T>(unload, version);
     let mut handle: sys::NDIS_HANDLE = core::ptr::null_mut();
     // SAFETY: the pointers come from the I/O manager; `chars` lives across the call (NDIS copies
     // it); the driver context is a 'static reference, valid for the image's lifetime.
@@ -156,7 +192,7 @@ pub type DriverEntryFn = unsafe extern "system-unwind" fn(
 /// use ndis::irql::{DispatchOrBelow, Passive};
 /// use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
 /// use ndis::nbl::{Returned, SendLists};
-/// use ndis::{NdisVersion, Status};
+/// use ndis::{NdisVersion, NdisVersions, Status};
 ///
 /// struct MyNic;
 /// struct MyAdapter;
@@ -172,7 +208,7 @@ pub type DriverEntryFn = unsafe extern "system-unwind" fn(
 /// }
 ///
 /// impl MiniportDriver for MyNic {
-///     const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+///     const NDIS_VERSIONS: NdisVersions = NdisVersions::new(NdisVersion::V6_20, NdisVersion::V6_89);
 ///     const DRIVER_VERSION: (u8, u8) = (1, 0);
 ///     type Adapter = MyAdapter;
 ///     fn initialize(&'static self, _: &mut Init<'_>) -> Result<(MyAdapter, AdapterInfo), Status> {
@@ -217,8 +253,10 @@ macro_rules! miniport_driver {
                 with_slot(|slot| unsafe { $crate::driver::driver_unload(slot) })
             }
 
-            /// The image entry point (`/ENTRY:DriverEntry`).
-            #[unsafe(export_name = "DriverEntry")]
+            /// The image entry point (`/ENTRY:DriverEntry`). Exported only from the Windows
+            /// image: host tests reach it through `DRIVER_ENTRY`, and a test binary may hold
+            /// several drivers.
+            #[cfg_attr(windows, unsafe(export_name = "DriverEntry"))]
             pub unsafe extern "system-unwind" fn driver_entry(
                 driver_object: $crate::sys::PDRIVER_OBJECT,
                 registry_path: *const $crate::sys::UNICODE_STRING,

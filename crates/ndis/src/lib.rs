@@ -11,6 +11,9 @@
 #![no_std]
 
 extern crate alloc;
+/// Host builds only: to tell an unwinding emulated bug check from a driver bug in destructors.
+#[cfg(not(windows))]
+extern crate std;
 
 pub mod adapter;
 pub mod config;
@@ -27,6 +30,8 @@ pub mod nbl;
 pub mod offload;
 pub mod oid;
 pub mod packet;
+pub mod pnp;
+pub mod power;
 pub mod resources;
 pub mod status;
 pub mod sync;
@@ -34,7 +39,7 @@ pub mod time;
 pub mod version;
 
 pub use status::Status;
-pub use version::NdisVersion;
+pub use version::{NdisVersion, NdisVersions};
 
 /// Re-exported so macro expansions in driver crates resolve the raw types without a direct
 /// dependency on `ndis-sys`.

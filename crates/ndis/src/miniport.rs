@@ -26,6 +26,7 @@ use crate::irql::{Dispatch, DispatchOrBelow, Passive};
 use crate::nbl::{Returned, SendLists, SendNbl};
 use crate::offload::{ChecksumOffload, LargeSendOffload, OffloadInfo};
 use crate::oid::{PendingSlot, QueryBuffer, SetData, SetRequest};
+use crate::power::{DevicePowerState, PowerCapabilities};
 use crate::resources::AdapterResources;
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -47,7 +48,8 @@ pub struct AdapterInfo {
     pub transmit_buffer_space: u32,
     pub receive_buffer_space: u32,
     pub description: &'static str,
-    /// Filled by the framework from the driver's constants.
+    /// Filled by the framework: the NDIS version registered (negotiated at `DriverEntry`) and
+    /// the driver's own version.
     pub ndis_version: (u8, u8),
     pub driver_version: (u8, u8),
     /// Checksum offload, if the device does any (see [`crate::offload`]).
@@ -305,6 +307,10 @@ pub struct NdisAdapter {
     /// The IP versions large send offload is switched on for ([`LargeSendOffload`] bits).
     lso_on: AtomicU32,
     encapsulation: AtomicU32,
+    /// The device power state NDIS last set (`NDIS_DEVICE_POWER_STATE`; D0 from initialize).
+    power: AtomicU32,
+    /// `NdisDevicePnPEventSurpriseRemoved` came: OIDs are refused, sends fail.
+    surprise_removed: AtomicBool,
     pub stats: Statistics,
 }
 
@@ -318,9 +324,18 @@ struct LinkReport {
     latest: Option<LinkState>,
     /// What NDIS was told, by the general attributes or an indication (None: initialize has
     /// not set the general attributes yet, so changes only update `latest`).
-    told: Option<LinkState>,
+    told: Option<Told>,
     /// One caller at a time sends indications, until `told == latest`.
     flushing: bool,
+}
+
+/// What NDIS was last told of the link.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Told {
+    State(LinkState),
+    /// `MediaConnectStateUnknown`, as the adapter left D0: the next report goes up whatever it
+    /// says.
+    Unknown,
 }
 
 /// See [`NdisAdapter::gate`].
@@ -337,6 +352,8 @@ struct Gate {
     pausing: bool,
     /// `MiniportPause` returned PENDING: only then may `NdisMPauseComplete` be called.
     pause_pended: bool,
+    /// Out of D0: nothing is indicated and sends are refused, paused or not.
+    low_power: bool,
 }
 
 impl Gate {
@@ -376,6 +393,8 @@ impl NdisAdapter {
             oid_generation: AtomicU64::new(0),
             lso_on: AtomicU32::new(0),
             encapsulation: AtomicU32::new(0),
+            power: AtomicU32::new(sys::NdisDeviceStateD0),
+            surprise_removed: AtomicBool::new(false),
             stats: Statistics::default(),
         }
     }
@@ -403,15 +422,62 @@ impl NdisAdapter {
         self.rundown.is_run_down()
     }
 
+    /// The device power state NDIS last set (D0 from initialize on).
+    pub fn power_state(&self) -> DevicePowerState {
+        DevicePowerState::from_raw(self.power.load(Ordering::Acquire))
+            .unwrap_or(DevicePowerState::D0)
+    }
+
+    /// Whether NDIS reported the device surprise-removed: its registers read all ones and must
+    /// not be touched again.
+    pub fn is_surprise_removed(&self) -> bool {
+        self.surprise_removed.load(Ordering::Acquire)
+    }
+
+    /// Leaving D0: no indication or send starts from now on, the interrupts stop reaching the
+    /// driver, and the ones under way are waited for (NDIS asks the miniport to wait for its
+    /// indications to return before the transition).
+    fn enter_low_power(&self, state: DevicePowerState) {
+        self.resources.device_off().store(true, Ordering::Release);
+        self.gate.with_unchecked(|g| g.low_power = true);
+        self.power.store(state.to_raw(), Ordering::Release);
+        // Sends and indications under way run on other processors at DISPATCH_LEVEL and end
+        // without waiting for anything this thread holds.
+        while !self
+            .gate
+            .with_unchecked(|g| g.sends == 0 && g.indicating == 0)
+        {
+            crate::sync::stall(10);
+        }
+    }
+
+    /// The device is about to be brought back to D0: its interrupts reach the driver again
+    /// (the re-initialization may enable them before it returns). Sends and indications stay
+    /// refused until [`back_in_d0`](Self::back_in_d0).
+    fn device_on(&self) {
+        self.resources.device_off().store(false, Ordering::Release);
+    }
+
+    fn back_in_d0(&self) {
+        self.power.store(sys::NdisDeviceStateD0, Ordering::Release);
+        self.gate.with_unchecked(|g| g.low_power = false);
+    }
+
+    /// D0 failed: the device stays off.
+    fn device_stays_off(&self) {
+        self.resources.device_off().store(true, Ordering::Release);
+    }
+
     /// Reserves `count` receives for an indication if the adapter runs; false when paused. The
     /// caller calls [`end_indication`](Self::end_indication) once the indicate call returned.
     pub(crate) fn begin_indication(&self, count: usize) -> bool {
         self.gate.with_unchecked(|g| {
-            if g.running {
+            let open = g.running && !g.low_power;
+            if open {
                 g.lent += count;
                 g.indicating += 1;
             }
-            g.running
+            open
         })
     }
 
@@ -438,12 +504,20 @@ impl NdisAdapter {
         }
     }
 
-    fn begin_send(&self) -> bool {
+    /// Counts a send as in progress, or says why the adapter refuses it.
+    fn begin_send(&self) -> Result<(), Status> {
+        if self.surprise_removed.load(Ordering::Relaxed) {
+            return Err(Status::ADAPTER_REMOVED);
+        }
         self.gate.with_unchecked(|g| {
-            if g.running {
+            if g.low_power {
+                Err(Status::LOW_POWER_STATE)
+            } else if !g.running {
+                Err(Status::PAUSED)
+            } else {
                 g.sends += 1;
+                Ok(())
             }
-            g.running
         })
     }
 
@@ -491,6 +565,31 @@ impl NdisAdapter {
         };
     }
 
+    /// Whether packet filter `filter` passes a frame for `destination` (NDIS_PACKET_TYPE_*):
+    /// promiscuous passes everything, filter 0 nothing.
+    pub fn filter_accepts(&self, filter: u32, destination: &[u8; 6]) -> bool {
+        if filter & sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0 {
+            return true;
+        }
+        match cast_kind(destination) {
+            2 => filter & sys::NDIS_PACKET_TYPE_BROADCAST != 0,
+            1 => {
+                filter & sys::NDIS_PACKET_TYPE_ALL_MULTICAST != 0
+                    || (filter & sys::NDIS_PACKET_TYPE_MULTICAST != 0 && {
+                        let (list, n) = self.multicast();
+                        list[..n].contains(destination)
+                    })
+            }
+            _ => {
+                filter & sys::NDIS_PACKET_TYPE_DIRECTED != 0
+                    && self
+                        .info
+                        .get()
+                        .is_some_and(|i| i.current_address == *destination)
+            }
+        }
+    }
+
     pub fn packet_filter(&self) -> u32 {
         self.packet_filter.load(Ordering::Relaxed)
     }
@@ -505,6 +604,11 @@ impl NdisAdapter {
     }
     pub(crate) fn multicast(&self) -> ([[u8; 6]; MAX_MULTICAST], usize) {
         self.multicast.with_unchecked(|m| *m)
+    }
+
+    /// The multicast list NDIS set last (`OID_802_3_MULTICAST_LIST`): the first `n` entries.
+    pub fn multicast_list(&self) -> ([[u8; 6]; MAX_MULTICAST], usize) {
+        self.multicast()
     }
     pub(crate) fn set_multicast(&self, list: &[[u8; 6]]) {
         self.multicast.with_unchecked(|m| {
@@ -679,8 +783,8 @@ impl NdisAdapter {
             let next = self
                 .link_report
                 .with_unchecked(|r| match (r.latest, r.told) {
-                    (Some(latest), Some(told)) if latest != told => {
-                        r.told = Some(latest);
+                    (Some(latest), Some(told)) if told != Told::State(latest) => {
+                        r.told = Some(Told::State(latest));
                         Some(latest)
                     }
                     _ => {
@@ -709,7 +813,7 @@ impl NdisAdapter {
     /// once the registration attributes are set, even inside `MiniportInitializeEx`).
     fn attributes_told(&self, state: LinkState, passive: &Passive<'_>) {
         let flush = self.link_report.with_unchecked(|r| {
-            r.told = Some(state);
+            r.told = Some(Told::State(state));
             let flush = !r.flushing;
             r.flushing = true;
             flush
@@ -719,9 +823,61 @@ impl NdisAdapter {
         }
     }
 
-    fn send_link_indication<C: crate::irql::AtMostDispatch>(
+    /// The adapter left D0: NDIS is told the link state is unknown (`MediaConnectStateUnknown`,
+    /// what the certification tests expect of a sleeping adapter), and the first report after
+    /// D0 goes up whatever it says.
+    fn link_unknown(&self, passive: &Passive<'_>) {
+        let send = self.link_report.with_unchecked(|r| {
+            let send = r.told.is_some() && r.told != Some(Told::Unknown);
+            if send {
+                r.told = Some(Told::Unknown);
+            }
+            send
+        });
+        if send {
+            self.send_link_state(
+                sys::MediaConnectStateUnknown,
+                sys::MediaDuplexStateUnknown,
+                u64::MAX,
+                passive,
+            );
+        }
+    }
+
+    /// Back in D0: NDIS learns the latest state (the driver's report during
+    /// [`Miniport::power_up`] if it made one).
+    fn flush_after_d0(&self, passive: &Passive<'_>) {
+        let flush = self.link_report.with_unchecked(|r| {
+            let flush = r.told.is_some() && !r.flushing;
+            r.flushing |= flush;
+            flush
+        });
+        if flush {
+            self.flush_link_state(passive);
+        }
+    }
+
+    fn send_link_indication<C: crate::irql::AtMostDispatch>(&self, up: bool, speed: u64, irql: &C) {
+        let (connect, duplex, speed) = if up {
+            (
+                sys::MediaConnectStateConnected,
+                sys::MediaDuplexStateFull,
+                speed,
+            )
+        } else {
+            (
+                sys::MediaConnectStateDisconnected,
+                sys::MediaDuplexStateUnknown,
+                u64::MAX,
+            )
+        };
+        self.send_link_state(connect, duplex, speed, irql);
+    }
+
+    fn send_link_state<C: crate::irql::AtMostDispatch>(
         &self,
-        up: bool,
+        connect: i32,
+        duplex: i32,
         speed: u64,
         _irql: &C,
     ) {
@@ -731,18 +887,10 @@ impl NdisAdapter {
                 Revision: sys::NDIS_LINK_STATE_REVISION_1,
                 Size: sys::NDIS_SIZEOF_LINK_STATE_REVISION_1,
             },
-            MediaConnectState: if up {
-                sys::MediaConnectStateConnected
-            } else {
-                sys::MediaConnectStateDisconnected
-            },
-            MediaDuplexState: if up {
-                sys::MediaDuplexStateFull
-            } else {
-                sys::MediaDuplexStateUnknown
-            },
-            XmitLinkSpeed: if up { speed } else { u64::MAX },
-            RcvLinkSpeed: if up { speed } else { u64::MAX },
+            MediaConnectState: connect,
+            MediaDuplexState: duplex,
+            XmitLinkSpeed: speed,
+            RcvLinkSpeed: speed,
             PauseFunctions: 0,
             AutoNegotiationFlags: 0,
         };
@@ -927,7 +1075,9 @@ impl<'a> Initializing<'a> {
         self.resources
     }
 
-    pub(crate) fn version(&self) -> crate::NdisVersion {
+    /// The NDIS version the driver registered with (negotiated at `DriverEntry`): what decides
+    /// which version-bound features and structure revisions are in force.
+    pub fn version(&self) -> crate::NdisVersion {
         self.version
     }
 
@@ -973,6 +1123,11 @@ impl<'a> Init<'a> {
     /// The initialize-only proof, for code below `Init` that makes initialize-only calls.
     pub fn initializing(&self) -> &Initializing<'a> {
         &self.scope
+    }
+    /// The NDIS version registered at `DriverEntry` (the newest both the driver and the running
+    /// NDIS support), for features that exist only from some version on.
+    pub fn ndis_version(&self) -> crate::NdisVersion {
+        self.scope.version()
     }
     pub fn resources(&self) -> Resources<'a> {
         // SAFETY: NDIS passes the translated resource list, valid during initialize.
@@ -1129,8 +1284,85 @@ pub trait Miniport: Send + Sync + Sized + 'static {
     /// quiet state, touching only registers. No token: nothing but register access is allowed.
     fn shutdown(&self, _adapter: &NdisAdapter, _action: ShutdownAction) {}
 
-    /// `MiniportDevicePnPEventNotify` ([`PnpEvent::SurpriseRemoved`]: stop touching the device).
+    /// `MiniportDevicePnPEventNotify`. On [`PnpEvent::SurpriseRemoved`] the device is gone:
+    /// touch none of its registers from here on (halt included). The framework has already
+    /// marked the adapter removed when this is called (sends fail with
+    /// `NDIS_STATUS_ADAPTER_REMOVED`, OID requests get `NDIS_STATUS_NOT_ACCEPTED`), and after it
+    /// returns completes a set request the driver pended, which the device will never answer.
     fn pnp_event(&self, _adapter: &NdisAdapter, _event: PnpEvent) {}
+
+    /// Power management (see [`crate::power`]). `None`, the default: NDIS halts the adapter
+    /// before the machine sleeps and initializes it again on wake-up. `Some`: the adapter is
+    /// kept, and [`power_down`](Self::power_down) and [`power_up`](Self::power_up) are called;
+    /// a driver of real hardware overrides both.
+    const POWER: Option<PowerCapabilities> = None;
+
+    /// `OID_PNP_SET_POWER` to a low-power state (`state` is D1 or D2 only if declared, otherwise
+    /// D3), at PASSIVE_LEVEL. Sends and indications have stopped, and the interrupts no longer
+    /// reach the driver. Stop the device: disable its interrupts and DMA and its receive engine
+    /// (reset it); after this returns its registers must not be touched until
+    /// [`power_up`](Self::power_up), and the device may lose power (everything in its
+    /// registers is then gone). Receives the protocols still hold (NDIS 6.30 and later does not
+    /// wait for them) come back to [`return_receives`](Self::return_receives) in this state:
+    /// keep the buffers, give them to the device after D0.
+    fn power_down(
+        &self,
+        _adapter: &NdisAdapter,
+        _state: DevicePowerState,
+        _passive: &mut Passive<'_>,
+    ) {
+    }
+
+    /// `OID_PNP_SET_POWER` to D0, at PASSIVE_LEVEL: bring the device back as initialize left it
+    /// (it may have been reset or lost power), with the adapter's current configuration —
+    /// packet filter, multicast list and current address (all kept by the framework:
+    /// [`NdisAdapter::packet_filter`], [`NdisAdapter::multicast_list`]), and whatever the driver
+    /// keeps (VLAN, offloads) — and report the link. Interrupts reach the driver again while
+    /// this runs; sends and indications start once it returned. An error means the device is
+    /// unrecoverable: it stays off, and NDIS fails the adapter.
+    fn power_up(&self, _adapter: &NdisAdapter, _passive: &mut Passive<'_>) -> Result<(), Status> {
+        Ok(())
+    }
+}
+
+/// `OID_PNP_SET_POWER`, after its state was validated: moves the adapter to `requested` and
+/// calls the driver's hook for the transition.
+pub(crate) fn set_power<A: Miniport>(
+    adapter: &NdisAdapter,
+    driver: &A,
+    requested: DevicePowerState,
+    passive: &mut Passive<'_>,
+) -> Result<(), Status> {
+    let current = adapter.power_state();
+    match (current, requested) {
+        (c, r) if c == r => Ok(()),
+        (DevicePowerState::D0, low) => {
+            let state = A::POWER.unwrap_or(PowerCapabilities::D3).effective(low);
+            adapter.enter_low_power(low);
+            driver.power_down(adapter, state, passive);
+            adapter.link_unknown(passive);
+            Ok(())
+        }
+        (_, DevicePowerState::D0) => {
+            adapter.device_on();
+            match driver.power_up(adapter, passive) {
+                Ok(()) => {
+                    adapter.back_in_d0();
+                    adapter.flush_after_d0(passive);
+                    Ok(())
+                }
+                Err(e) => {
+                    adapter.device_stays_off();
+                    Err(if e.is_success() { Status::FAILURE } else { e })
+                }
+            }
+        }
+        // From one low-power state to another: the device is already off.
+        (_, low) => {
+            adapter.power.store(low.to_raw(), Ordering::Release);
+            Ok(())
+        }
+    }
 }
 
 /// Why a reset failed: a failure status (never SUCCESS or PENDING; the framework completes
@@ -1172,22 +1404,37 @@ unsafe fn slot<'a, A>(ctx: sys::NDIS_HANDLE) -> &'a Slot<A> {
     unsafe { &*(ctx as *const Slot<A>) }
 }
 
+/// The registration flags for driver `A` at `version`: power management keeps the adapter
+/// across a sleep (no halt), and no pause around power transitions where asked for and NDIS
+/// knows the flag (6.30 and later).
+pub(crate) fn registration_flags<A: Miniport>(version: crate::NdisVersion) -> u32 {
+    let mut flags = sys::NDIS_MINIPORT_ATTRIBUTES_HARDWARE_DEVICE
+        | sys::NDIS_MINIPORT_ATTRIBUTES_BUS_MASTER
+        | sys::NDIS_MINIPORT_ATTRIBUTES_SURPRISE_REMOVE_OK;
+    if let Some(power) = A::POWER {
+        flags |= sys::NDIS_MINIPORT_ATTRIBUTES_NO_HALT_ON_SUSPEND;
+        if power.no_pause_on_suspend && version >= crate::NdisVersion::V6_30 {
+            flags |= sys::NDIS_MINIPORT_ATTRIBUTES_NO_PAUSE_ON_SUSPEND;
+        }
+    }
+    flags
+}
+
 fn registration_attributes<A: Miniport>(
     handle: sys::NDIS_HANDLE,
     context: sys::NDIS_HANDLE,
+    version: crate::NdisVersion,
 ) -> Result<(), Status> {
     // SAFETY: all-zero is a valid attribute union (plain data).
     let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
     a.RegistrationAttributes = sys::NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES {
         Header: sys::NDIS_OBJECT_HEADER {
             Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES,
-            Revision: sys::NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES_REVISION_1,
+            Revision: version.registration_attributes_revision(),
             Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES_REVISION_1,
         },
         MiniportAdapterContext: context,
-        AttributeFlags: sys::NDIS_MINIPORT_ATTRIBUTES_HARDWARE_DEVICE
-            | sys::NDIS_MINIPORT_ATTRIBUTES_BUS_MASTER
-            | sys::NDIS_MINIPORT_ATTRIBUTES_SURPRISE_REMOVE_OK,
+        AttributeFlags: registration_flags::<A>(version),
         CheckForHangTimeInSeconds: A::CHECK_FOR_HANG_SECONDS.unwrap_or(0),
         InterfaceType: sys::NdisInterfacePci,
     };
@@ -1206,6 +1453,33 @@ fn general_attributes<A: Miniport>(
     (link_up, link_speed): LinkState,
 ) -> Result<(), Status> {
     let (mut oids, n) = crate::oid::supported::<A>(info);
+    let version = crate::NdisVersion::new(info.ndis_version.0, info.ndis_version.1);
+    // No wake-up: every wake source "unspecified". 6.20 and later take NDIS_PM_CAPABILITIES,
+    // earlier versions NDIS_PNP_CAPABILITIES; both live across the call (NDIS copies them).
+    let mut pm = A::POWER.map(|p| p.to_ndis(version));
+    let mut pnp = A::POWER.map(|_| sys::NDIS_PNP_CAPABILITIES {
+        Flags: 0,
+        WakeUpCapabilities: sys::NDIS_PM_WAKE_UP_CAPABILITIES {
+            MinMagicPacketWakeUp: sys::NdisDeviceStateUnspecified,
+            MinPatternWakeUp: sys::NdisDeviceStateUnspecified,
+            MinLinkChangeWakeUp: sys::NdisDeviceStateUnspecified,
+        },
+    });
+    let (pm_ex, pm_old): (sys::PVOID, sys::PVOID) = if version >= crate::NdisVersion::V6_20 {
+        (
+            pm.as_mut().map_or(core::ptr::null_mut(), |p| {
+                (p as *mut sys::NDIS_PM_CAPABILITIES).cast()
+            }),
+            core::ptr::null_mut(),
+        )
+    } else {
+        (
+            core::ptr::null_mut(),
+            pnp.as_mut().map_or(core::ptr::null_mut(), |p| {
+                (p as *mut sys::NDIS_PNP_CAPABILITIES).cast()
+            }),
+        )
+    };
     // SAFETY: all-zero is a valid attribute union (plain data).
     let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
     let mut permanent = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
@@ -1213,11 +1487,13 @@ fn general_attributes<A: Miniport>(
     let mut current = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
     current[..6].copy_from_slice(&info.current_address);
     let speed = if link_up { link_speed } else { u64::MAX };
+    let (revision, size) = crate::NdisVersion::new(info.ndis_version.0, info.ndis_version.1)
+        .general_attributes_revision();
     a.GeneralAttributes = sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES {
         Header: sys::NDIS_OBJECT_HEADER {
             Type: sys::NDIS_OBJECT_TYPE_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES,
-            Revision: sys::NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
-            Size: sys::NDIS_SIZEOF_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES_REVISION_2,
+            Revision: revision,
+            Size: size,
         },
         Flags: 0,
         MediaType: sys::NdisMedium802_3,
@@ -1234,7 +1510,7 @@ fn general_attributes<A: Miniport>(
         },
         MediaDuplexState: sys::MediaDuplexStateFull,
         LookaheadSize: info.mtu,
-        PowerManagementCapabilities: core::ptr::null_mut(),
+        PowerManagementCapabilities: pm_old,
         MacOptions: info.mac_options,
         SupportedPacketFilters: info.supported_packet_filters,
         MaxMulticastListSize: MAX_MULTICAST as u32,
@@ -1254,7 +1530,7 @@ fn general_attributes<A: Miniport>(
         SupportedOidList: oids.as_mut_ptr(),
         SupportedOidListLength: (n * 4) as u32,
         AutoNegotiationFlags: 0,
-        PowerManagementCapabilitiesEx: core::ptr::null_mut(),
+        PowerManagementCapabilitiesEx: pm_ex,
     };
     // SAFETY: as for the registration attributes; NDIS copies the OID list.
     let s = unsafe { sys::NdisMSetMiniportAttributes(handle, &mut a) };
@@ -1324,7 +1600,9 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
     };
     let slot = Box::into_raw(slot);
     let result = (|| {
-        registration_attributes::<D::Adapter>(handle, slot.cast())?;
+        // DriverEntry registered this version; an NDIS that changed underneath is refused.
+        let version = crate::version::registered(D::NDIS_VERSIONS).ok_or(Status::BAD_VERSION)?;
+        registration_attributes::<D::Adapter>(handle, slot.cast(), version)?;
         let mut init = Init {
             adapter: ndis.clone(),
             // SAFETY: NDIS passes valid parameters for the call.
@@ -1332,14 +1610,14 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
             scope: Initializing {
                 handle: adapter_handle,
                 resources: &ndis.resources,
-                version: D::NDIS_VERSION,
+                version,
                 // SAFETY: MiniportInitializeEx runs at PASSIVE_LEVEL.
                 passive: unsafe { Passive::assume() },
             },
         };
         let (adapter, mut info) = driver.initialize(&mut init)?;
         drop(init);
-        info.ndis_version = (D::NDIS_VERSION.major, D::NDIS_VERSION.minor);
+        info.ndis_version = (version.major, version.minor);
         info.driver_version = D::DRIVER_VERSION;
         // The current state may come from a report during initialize; the maximum speed stays
         // what `AdapterInfo` says.
@@ -1491,18 +1769,20 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
     // SAFETY: as for pause.
     let slot = unsafe { slot::<A>(ctx) };
     // Counted as in progress until completed, so that a pause waits for it.
-    let running = slot.ndis.begin_send();
+    let admitted = slot.ndis.begin_send();
+    let running = admitted.is_ok();
     let known_dispatch = flags & sys::NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
     // SAFETY: MiniportSendNetBufferLists runs at IRQL <= DISPATCH_LEVEL, at DISPATCH_LEVEL when
     // NDIS sets the flag (a cleared flag says nothing more).
     let mut irql = unsafe { DispatchOrBelow::assume(known_dispatch) };
     let mut lists = SendLists::new(nbls, &slot.ndis.stats);
-    match (&slot.adapter, running) {
-        (Some(a), true) => {
+    match (&slot.adapter, admitted) {
+        (Some(a), Ok(())) => {
             a.send(&slot.ndis, &mut lists, &mut irql);
             lists.finish(Status::FAILURE);
         }
-        _ => lists.finish(Status(sys::NDIS_STATUS_PAUSED)),
+        (_, Err(refusal)) => lists.finish(refusal),
+        (None, Ok(())) => lists.finish(Status::PAUSED),
     }
     let complete_flags = if known_dispatch {
         sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL
@@ -1554,6 +1834,10 @@ pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
     };
     // SAFETY: MiniportOidRequest runs at PASSIVE_LEVEL.
     let mut passive = unsafe { Passive::assume() };
+    // The device is gone: nothing the request could ask of it can be done.
+    if slot.ndis.is_surprise_removed() {
+        return sys::NDIS_STATUS_NOT_ACCEPTED;
+    }
     // SAFETY: NDIS passes a valid request, owned by the miniport until completed.
     let r = unsafe { &mut *request };
     match r.RequestType {
@@ -1687,7 +1971,14 @@ pub(crate) unsafe extern "system-unwind" fn pnp_event<A: Miniport>(
         // SAFETY: NDIS passes a valid event; its first field after the header is the event code
         // (`NDIS_DEVICE_PNP_EVENT`, at offset 8 after PortNumber).
         let code = unsafe { event.cast::<u8>().add(8).cast::<u32>().read_unaligned() };
-        a.pnp_event(&slot.ndis, PnpEvent::from_raw(code));
+        let event = PnpEvent::from_raw(code);
+        if event == PnpEvent::SurpriseRemoved {
+            slot.ndis.surprise_removed.store(true, Ordering::Release);
+        }
+        a.pnp_event(&slot.ndis, event);
+        if event == PnpEvent::SurpriseRemoved {
+            crate::oid::abort_pending(&slot.ndis, Status::NOT_ACCEPTED);
+        }
     }
 }
 

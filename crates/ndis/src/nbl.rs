@@ -1090,6 +1090,7 @@ impl ReceivePool {
         let mut count = 0usize;
         // Counted only if the chain goes up (one pass over the frames).
         let mut per_kind = [(0u64, 0u64); 3];
+        let filter = adapter.packet_filter();
         for frame in frames {
             let RxFrame {
                 index,
@@ -1112,9 +1113,7 @@ impl ReceivePool {
                 }
                 continue;
             }
-            // Claimed -> lent, once: a second indication of the buffer (the same frame listed
-            // twice, or another processor) finds it lent and is refused.
-            if !entry.lend() {
+            if !entry.is(CLAIMED) {
                 adapter.stats.rx_errors(1);
                 continue;
             }
@@ -1123,6 +1122,18 @@ impl ReceivePool {
                 index * self.buffer_size + offset,
                 &mut destination[..length.min(6)],
             );
+            // The packet filter, for whatever the device let through (virtio-net, for one, has
+            // no way to receive nothing).
+            if !adapter.filter_accepts(filter, &destination) {
+                not_indicated(index);
+                continue;
+            }
+            // Claimed -> lent, once: a second indication of the buffer (the same frame listed
+            // twice, or another processor) finds it lent and is refused.
+            if !entry.lend() {
+                adapter.stats.rx_errors(1);
+                continue;
+            }
             let kind = &mut per_kind[crate::miniport::cast_kind(&destination)];
             kind.0 += 1;
             kind.1 += length as u64;

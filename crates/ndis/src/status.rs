@@ -26,6 +26,12 @@ impl Status {
     pub const DEVICE_FAILED: Status = Status(sys::NDIS_STATUS_DEVICE_FAILED);
     pub const RESOURCE_CONFLICT: Status = Status(sys::NDIS_STATUS_RESOURCE_CONFLICT);
     pub const ADAPTER_REMOVED: Status = Status(sys::NDIS_STATUS_ADAPTER_REMOVED);
+    /// Sends refused while the adapter is out of D0 (`OID_PNP_SET_POWER` asks for it).
+    pub const LOW_POWER_STATE: Status = Status(sys::NDIS_STATUS_LOW_POWER_STATE);
+    /// Sends refused while the adapter is paused.
+    pub const PAUSED: Status = Status(sys::NDIS_STATUS_PAUSED);
+    /// OID requests after surprise removal.
+    pub const NOT_ACCEPTED: Status = Status(sys::NDIS_STATUS_NOT_ACCEPTED);
 
     pub const fn is_success(self) -> bool {
         self.0 >= 0
@@ -48,6 +54,9 @@ impl Status {
             Self::DEVICE_FAILED => "NDIS_STATUS_DEVICE_FAILED",
             Self::RESOURCE_CONFLICT => "NDIS_STATUS_RESOURCE_CONFLICT",
             Self::ADAPTER_REMOVED => "NDIS_STATUS_ADAPTER_REMOVED",
+            Self::LOW_POWER_STATE => "NDIS_STATUS_LOW_POWER_STATE",
+            Self::PAUSED => "NDIS_STATUS_PAUSED",
+            Self::NOT_ACCEPTED => "NDIS_STATUS_NOT_ACCEPTED",
             _ => return None,
         })
     }

@@ -32,7 +32,7 @@ struct WatchedAdapter {
 }
 
 impl MiniportDriver for Watched {
-    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    const NDIS_VERSIONS: ndis::NdisVersions = ndis::NdisVersions::exactly(NdisVersion::V6_20);
     const DRIVER_VERSION: (u8, u8) = (1, 0);
     type Adapter = WatchedAdapter;
     fn initialize(

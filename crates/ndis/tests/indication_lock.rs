@@ -26,7 +26,7 @@ struct Adapter {
 }
 
 impl MiniportDriver for Driver {
-    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    const NDIS_VERSIONS: ndis::NdisVersions = ndis::NdisVersions::exactly(NdisVersion::V6_20);
     const DRIVER_VERSION: (u8, u8) = (1, 0);
     type Adapter = Adapter;
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
@@ -93,7 +93,7 @@ fn start(emu: &Emulator) -> AdapterId {
 
 #[test]
 fn a_lock_held_across_an_indication_is_caught_when_the_protocol_returns_inside_it() {
-    let frame = [0x02u8; 64];
+    let frame = [0xFFu8; 64];
 
     // Deferred returns: the mistake goes unnoticed.
     let emu = Emulator::new(Config::default());

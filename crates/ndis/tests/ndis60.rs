@@ -52,7 +52,7 @@ struct Adapter {
 }
 
 impl MiniportDriver for Driver {
-    const NDIS_VERSION: NdisVersion = NdisVersion::V6_0;
+    const NDIS_VERSIONS: ndis::NdisVersions = ndis::NdisVersions::exactly(NdisVersion::V6_0);
     const DRIVER_VERSION: (u8, u8) = (1, 0);
     type Adapter = Adapter;
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {

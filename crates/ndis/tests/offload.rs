@@ -26,7 +26,7 @@ struct Adapter;
 const OID_IN_FORCE: u32 = 0xFF01_0010;
 
 impl MiniportDriver for Driver {
-    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    const NDIS_VERSIONS: ndis::NdisVersions = ndis::NdisVersions::exactly(NdisVersion::V6_20);
     const DRIVER_VERSION: (u8, u8) = (1, 0);
     type Adapter = Adapter;
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {

@@ -90,7 +90,7 @@ struct Adapter {
 }
 
 impl MiniportDriver for Driver {
-    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    const NDIS_VERSIONS: ndis::NdisVersions = ndis::NdisVersions::exactly(NdisVersion::V6_20);
     const DRIVER_VERSION: (u8, u8) = (1, 0);
     type Adapter = Adapter;
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
@@ -282,7 +282,7 @@ fn item09_a_buffer_listed_twice_is_indicated_once_and_never_written_while_lent()
     let a = start(&emu);
     LIST_TWICE.set(true);
     WRITE_WHILE_LENT.set(None);
-    let frame = [0x02u8; 64];
+    let frame = [0xFFu8; 64];
     emu.send(a, &[&frame]);
     LIST_TWICE.set(false);
     assert_eq!(emu.received_frames(a), [frame.to_vec()]);
@@ -413,7 +413,7 @@ fn item08_halt_frees_shared_memory_after_the_interrupt_and_before_the_dma_regist
     let emu = Emulator::new(Config::default());
     let a = start(&emu);
     // The pool's buffers are shared memory (receive works), freed by the framework at halt.
-    emu.send(a, &[&[0x02u8; 64]]);
+    emu.send(a, &[&[0xFFu8; 64]]);
     assert_eq!(emu.received_frames(a).len(), 1);
     stop(&emu, a);
 }

@@ -14,7 +14,7 @@ use ndis::driver::MiniportDriver;
 use ndis::irql::{DispatchOrBelow, Passive};
 use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
 use ndis::nbl::{ReceivePool, Returned, SendLists, SendNbl};
-use ndis::{NdisVersion, Status};
+use ndis::{NdisVersion, NdisVersions, Status};
 
 #[cfg(windows)]
 use km_rt as _;
@@ -41,7 +41,9 @@ pub struct Loopback {
 }
 
 impl MiniportDriver for LoopbackDriver {
-    const NDIS_VERSION: NdisVersion = NdisVersion::V6_20;
+    /// Windows 7 (6.20, where the NDIS 6 interfaces the framework uses are all present) to
+    /// Windows 11 24H2 / Server 2025 (6.89): no hardware, nothing tied to a newer version.
+    const NDIS_VERSIONS: NdisVersions = NdisVersions::new(NdisVersion::V6_20, NdisVersion::V6_89);
     const DRIVER_VERSION: (u8, u8) = (1, 0);
     type Adapter = Loopback;
 

@@ -4,7 +4,9 @@
 #![cfg(not(windows))]
 
 use loopback_miniport::{DRIVER_ENTRY, MAC};
-use ndis_emu::{AdapterId, Config, Emulator, InterruptResources, sweep_fallible_calls};
+use ndis_emu::{
+    AdapterId, Config, Emulator, InterruptResources, SystemSleep, sweep_fallible_calls,
+};
 use ndis_sys as sys;
 
 #[global_allocator]
@@ -38,9 +40,7 @@ fn frame(dst: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
 fn every_frame_sent_is_received_back_byte_for_byte() {
     let emu = Emulator::new(Config::default());
     let a = start(&emu);
-    let frames: Vec<Vec<u8>> = (0..40)
-        .map(|i| frame([0x02, 0, 0, 0, 0, i as u8], 60 + i * 37, i as u8))
-        .collect();
+    let frames: Vec<Vec<u8>> = (0..40).map(|i| frame(MAC, 60 + i * 37, i as u8)).collect();
     let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
     emu.send(a, &refs);
     let completions = emu.send_completions();
@@ -64,9 +64,7 @@ fn with_receives_returned_during_the_indication_two_buffers_carry_every_frame() 
     emu.set_keyword("*ReceiveBuffers", "2");
     emu.set_returns_during_indication(true);
     let a = start(&emu);
-    let frames: Vec<Vec<u8>> = (0..30)
-        .map(|i| frame([2, 0, 0, 0, 0, 1], 64 + i, i as u8))
-        .collect();
+    let frames: Vec<Vec<u8>> = (0..30).map(|i| frame(MAC, 64 + i, i as u8)).collect();
     for f in &frames {
         emu.send(a, &[f]);
     }
@@ -81,7 +79,7 @@ fn with_every_buffer_held_by_the_protocol_frames_are_dropped_not_corrupted() {
     let emu = Emulator::new(Config::default());
     emu.set_keyword("*ReceiveBuffers", "2");
     let a = start(&emu);
-    let frames: Vec<Vec<u8>> = (0..3).map(|i| frame([2, 0, 0, 0, 0, 1], 64, i)).collect();
+    let frames: Vec<Vec<u8>> = (0..3).map(|i| frame(MAC, 64, i)).collect();
     for f in &frames {
         emu.send(a, &[f]);
     }
@@ -132,7 +130,12 @@ fn the_framework_answers_the_general_oids() {
     let d = q(sys::OID_GEN_VENDOR_DESCRIPTION, 64);
     assert_eq!(d.data, b"ndis-rs loopback\0");
 
-    // Statistics count what went through.
+    // Statistics count what went through (every multicast frame passes the filter).
+    let all = sys::NDIS_PACKET_TYPE_DIRECTED
+        | sys::NDIS_PACKET_TYPE_ALL_MULTICAST
+        | sys::NDIS_PACKET_TYPE_BROADCAST;
+    let r = emu.oid_set(a, sys::OID_GEN_CURRENT_PACKET_FILTER, &all.to_le_bytes());
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
     emu.send(
         a,
         &[
@@ -260,13 +263,7 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak() {
 fn pause_waits_for_the_receives_the_protocols_still_hold() {
     let emu = Emulator::new(Config::default());
     let a = start(&emu);
-    emu.send(
-        a,
-        &[
-            &frame([2, 0, 0, 0, 0, 1], 64, 1),
-            &frame([2, 0, 0, 0, 0, 1], 64, 2),
-        ],
-    );
+    emu.send(a, &[&frame(MAC, 64, 1), &frame(MAC, 64, 2)]);
     emu.send_completions();
     assert_eq!(emu.held_receives(a), 2);
     // Pause while two receives are out: the framework pends it ...
@@ -277,4 +274,100 @@ fn pause_waits_for_the_receives_the_protocols_still_hold() {
     assert_eq!(emu.adapter_state(a), ndis_emu::AdapterState::Paused);
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
+}
+
+/// Item 8 of the lifecycle issue: the framework applies the packet filter to what a device
+/// delivers. TCP/IP's filter at bind (directed, multicast, broadcast) passes frames to the
+/// adapter's address, broadcasts and the multicast list; filter 0 passes nothing; promiscuous
+/// everything.
+#[test]
+fn item8_the_packet_filter_decides_what_is_indicated() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let other = frame([0x02, 0, 0, 0, 0, 9], 64, 1);
+    let mine = frame(MAC, 64, 2);
+    let broadcast = frame([0xFF; 6], 64, 3);
+    let listed = frame([0x01, 0, 0x5E, 0, 0, 7], 64, 4);
+    let unlisted = frame([0x01, 0, 0x5E, 0, 0, 8], 64, 5);
+    let all = [&other[..], &mine, &broadcast, &listed, &unlisted];
+    let received = |emu: &Emulator| {
+        emu.send(a, &all);
+        assert!(
+            emu.send_completions()
+                .iter()
+                .all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS)
+        );
+        let got = emu.received_frames(a);
+        emu.return_receives(a);
+        got
+    };
+    let r = emu.oid_set(a, sys::OID_802_3_MULTICAST_LIST, &[0x01, 0, 0x5E, 0, 0, 7]);
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    // As bound: directed | multicast | broadcast.
+    assert_eq!(
+        u32_of(&emu.oid_query(a, sys::OID_GEN_CURRENT_PACKET_FILTER, 4).data),
+        sys::NDIS_PACKET_TYPE_DIRECTED
+            | sys::NDIS_PACKET_TYPE_MULTICAST
+            | sys::NDIS_PACKET_TYPE_BROADCAST
+    );
+    assert_eq!(
+        received(&emu),
+        [mine.clone(), broadcast.clone(), listed.clone()]
+    );
+    let set = |f: u32| {
+        let r = emu.oid_set(a, sys::OID_GEN_CURRENT_PACKET_FILTER, &f.to_le_bytes());
+        assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    };
+    set(0);
+    assert!(received(&emu).is_empty(), "filter 0 indicates nothing");
+    set(sys::NDIS_PACKET_TYPE_ALL_MULTICAST);
+    assert_eq!(received(&emu), [listed.clone(), unlisted.clone()]);
+    set(sys::NDIS_PACKET_TYPE_BROADCAST);
+    assert_eq!(received(&emu), std::slice::from_ref(&broadcast));
+    set(sys::NDIS_PACKET_TYPE_PROMISCUOUS);
+    assert_eq!(received(&emu).len(), all.len());
+    // Filtered frames are not errors or discards.
+    let s = emu.oid_query(a, sys::OID_GEN_STATISTICS, 152);
+    let field = |i: usize| u64::from_le_bytes(s.data[8 + 8 * i..16 + 8 * i].try_into().unwrap());
+    assert_eq!((field(0), field(1)), (0, 0), "ifInDiscards, ifInErrors");
+    emu.return_receives(a);
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}
+
+/// Lifecycle issue, item 1: a driver that declares no power management (this one) is halted
+/// before each sleep and initialized again after it, and works as before every time.
+#[test]
+fn without_power_management_each_sleep_halts_and_wake_up_initializes_again() {
+    let emu = Emulator::new(Config::default());
+    let a = start(&emu);
+    let round = |seed: u8| {
+        let frames: Vec<Vec<u8>> = (0..10)
+            .map(|i| frame(MAC, 64 + i, seed + i as u8))
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        emu.send(a, &refs);
+        assert!(
+            emu.send_completions()
+                .iter()
+                .all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS)
+        );
+        assert_eq!(emu.received_frames(a), frames);
+        emu.return_receives(a);
+    };
+    for (i, how) in [SystemSleep::SLEEP, SystemSleep::HIBERNATE]
+        .into_iter()
+        .cycle()
+        .take(20)
+        .enumerate()
+    {
+        round(i as u8 * 10);
+        emu.sleep(a, how);
+        assert_eq!(emu.adapter_state(a), ndis_emu::AdapterState::Halted);
+        emu.wake(a).expect("initialized again");
+        assert_eq!(emu.adapter_state(a), ndis_emu::AdapterState::Running);
+        round(i as u8 * 10 + 5);
+    }
+    stop(&emu, a);
 }

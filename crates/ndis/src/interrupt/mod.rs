@@ -88,6 +88,8 @@ pub(crate) struct Core {
     handler_start: AtomicUsize,
     /// 0 until `register` set it (an early ISR skips the check).
     handler_len: AtomicUsize,
+    /// The adapter's "device out of D0" flag (`AdapterResources::device_off`).
+    device_off: *const core::sync::atomic::AtomicBool,
 }
 
 const NOT_READY: u32 = u32::MAX;
@@ -142,6 +144,15 @@ impl Core {
 
     fn handle(&self) -> sys::NDIS_HANDLE {
         self.handle.load(Ordering::Acquire)
+    }
+
+    /// Whether the adapter's device is out of D0 (see [`crate::power`]).
+    #[inline(always)]
+    fn device_is_off(&self) -> bool {
+        // SAFETY: `device_off` points into the `AdapterResources` this interrupt was adopted by;
+        // they release (deregister) the interrupt before they are dropped, and NDIS calls no ISR
+        // or DPC after deregistration, so the flag outlives every call that reads it.
+        unsafe { &*self.device_off }.load(Ordering::Acquire)
     }
 
     fn queue_dpc_on(&self, source: Source, set: ProcessorSet) -> ProcessorSet {
@@ -303,9 +314,12 @@ struct Inner<H> {
 }
 
 // SAFETY: `infos` is written only by `register` before the grant is published (the trampolines
-// never touch it) and only read afterwards; everything else is Sync on its own.
+// never touch it) and only read afterwards; `core.device_off` points to an atomic (shared
+// access is its purpose) that outlives every read (see `Core::device_is_off`); everything else
+// is Sync on its own.
 unsafe impl<H: Sync> Sync for Inner<H> {}
-// SAFETY: moving the state to another processor moves `H` (Send) and plain data.
+// SAFETY: moving the state to another processor moves `H` (Send), plain data, and a pointer to
+// an atomic that any processor may read.
 unsafe impl<H: Send> Send for Inner<H> {}
 
 impl<H: InterruptHandler> Release for Inner<H> {
@@ -384,6 +398,7 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
                 calls: crate::sync::Rundown::new(),
                 handler_start: AtomicUsize::new(0),
                 handler_len: AtomicUsize::new(0),
+                device_off: init.resources().device_off(),
             },
             handler,
             infos: UnsafeCell::new(Vec::new()),
@@ -585,6 +600,9 @@ mod trampolines {
                 Source::Line => early_line_isr(inner, queue_default, targets),
             };
         }
+        if inner.core.device_is_off() {
+            return device_off_isr(source, queue_default, targets);
+        }
         let step = inner.core.step.load(Ordering::Relaxed);
         // SAFETY: NDIS runs ISRs at DIRQL under the interrupt lock.
         let irql = unsafe { Dirql::assume() };
@@ -642,6 +660,23 @@ mod trampolines {
     ) -> sys::BOOLEAN {
         core.queue_dpc_on(source, set);
         report(queue_default, targets, false, sys::TRUE)
+    }
+
+    /// The device is out of D0: its registers must not be read (they read all ones), so the
+    /// driver is not asked. A line is someone else's interrupt; a message cannot come from a
+    /// powered-down device, and is acknowledged without a DPC.
+    #[cold]
+    #[inline(never)]
+    fn device_off_isr(
+        source: Source,
+        queue_default: *mut sys::BOOLEAN,
+        targets: *mut u32,
+    ) -> sys::BOOLEAN {
+        let claimed = match source {
+            Source::Line => sys::FALSE,
+            Source::Message(_) => sys::TRUE,
+        };
+        report(queue_default, targets, false, claimed)
     }
 
     /// A line interrupt before registration returned: ask `line_claim`, request nothing.
@@ -705,6 +740,15 @@ mod trampolines {
             // SAFETY: NDIS 6.20+ passes a valid throttle block for the DPC's duration.
             unsafe { (*throttle).MaxNblsToIndicate }
         };
+        // A DPC queued before the device left D0 finds it off: nothing to do, and its registers
+        // must not be touched.
+        if inner.core.device_is_off() {
+            if !throttle.is_null() {
+                // SAFETY: NDIS 6.20+ passes a valid throttle block for the DPC's duration.
+                unsafe { (*throttle).Flags &= !sys::NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING };
+            }
+            return;
+        }
         // DPCs are only queued once the grant is published: no readiness check here.
         let step = inner.core.step.load(Ordering::Relaxed);
         let mut ctx = DpcContext {

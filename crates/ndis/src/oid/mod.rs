@@ -10,7 +10,8 @@
 mod pending;
 
 pub(crate) use pending::{
-    AfterSet, Slot as PendingSlot, cancel as cancel_pending, settle as settle_pending,
+    AfterSet, Slot as PendingSlot, abort as abort_pending, cancel as cancel_pending,
+    settle as settle_pending,
 };
 pub use pending::{PendingOid, SetRequest};
 
@@ -20,6 +21,7 @@ use crate::Status;
 use crate::irql::Passive;
 use crate::miniport::{AdapterInfo, Miniport, NdisAdapter};
 use crate::offload::LargeSendOffload;
+use crate::power::DevicePowerState;
 
 /// The OIDs the framework answers (reported in the general attributes' supported list, with the
 /// driver's [`Miniport::EXTRA_OIDS`]).
@@ -384,9 +386,15 @@ fn set_inner<M: Miniport>(
             // An NDIS_DEVICE_POWER_STATE: D0 (1) to D3 (4); Unspecified (0) and Maximum (5) are
             // no state a device can be put in.
             let state = read_u32(data, needed)?;
-            if !(1..=4).contains(&state) {
-                return Err(Status::INVALID_DATA);
-            }
+            let state = DevicePowerState::from_raw(state).ok_or(Status::INVALID_DATA)?;
+            crate::miniport::set_power(adapter, driver, state, request.passive_mut())?;
+            Ok(4)
+        }
+        // Some callers send the query as a set: the same answer (always success for a state,
+        // which guarantees the following OID_PNP_SET_POWER will be honoured).
+        sys::OID_PNP_QUERY_POWER => {
+            let state = read_u32(data, needed)?;
+            DevicePowerState::from_raw(state).ok_or(Status::INVALID_DATA)?;
             Ok(4)
         }
         _ => driver.oid_set(adapter, oid, &mut SetData::new(data, needed), request),

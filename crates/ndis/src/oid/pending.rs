@@ -280,6 +280,27 @@ pub(crate) fn settle(
     })
 }
 
+/// Completes the outstanding request, whatever it is, with `status` (the device that would have
+/// answered it is gone). A later completion by the driver finds nothing to complete.
+pub(crate) fn abort(adapter: &NdisAdapter, status: Status) {
+    let taken = adapter.pending_oid.with_unchecked(|slot| {
+        if let Slot::Outstanding {
+            request,
+            after,
+            read,
+            ..
+        } = *slot
+        {
+            *slot = Slot::Empty;
+            return Some((request, after, read));
+        }
+        None
+    });
+    if let Some((request, after, read)) = taken {
+        complete_outstanding(adapter, request, after, read, Err(status));
+    }
+}
+
 /// `MiniportCancelOidRequest`: aborts the outstanding request with `request_id`, if any.
 pub(crate) fn cancel(adapter: &NdisAdapter, request_id: sys::PVOID) {
     let taken = adapter.pending_oid.with_unchecked(|slot| {

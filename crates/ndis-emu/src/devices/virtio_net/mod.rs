@@ -187,6 +187,11 @@ pub struct Counters {
     pub rx_partial: u64,
     /// ISR status reads.
     pub isr_reads: u64,
+    /// Doorbell writes while DRIVER_OK was gone because the *device* reset itself or cleared it
+    /// ([`VirtioNet::reset_by_device`], [`VirtioNet::clear_driver_ok`]), before the driver
+    /// reset it: not a driver error (the driver cannot know at once), but a driver that noticed
+    /// should ring no more.
+    pub notifications_after_device_reset: u64,
 }
 
 /// One command the control queue carried.
@@ -304,6 +309,10 @@ pub struct VirtioNet {
     driver_errors: Vec<String>,
     /// The `len` of every TX used entry (0 as the spec asks; a test switch: it survives resets).
     tx_used_len: u32,
+    /// The device itself reset or dropped DRIVER_OK; cleared when the driver writes status 0.
+    unprompted_reset: bool,
+    /// While on, FEATURES_OK never sticks (a test switch: it survives resets).
+    refuse_features_ok: bool,
     /// Reused for every chain the queues hand over, so that moving a frame allocates only the
     /// frame itself (the model runs on every test's and benchmark's datapath).
     scratch: Scratch,
@@ -387,6 +396,8 @@ impl VirtioNet {
             error: None,
             driver_errors: Vec::new(),
             tx_used_len: 0,
+            unprompted_reset: false,
+            refuse_features_ok: false,
             cfg,
         }
     }
@@ -564,6 +575,75 @@ impl VirtioNet {
         self.fail(bus, why.to_string());
     }
 
+    /// The device resets itself, as a hypervisor resetting the function would: status 0, every
+    /// queue disabled with its rings forgotten, MSI-X mappings and control-queue state (filters,
+    /// MAC, queue pairs) gone; frames waiting in the backlogs stay. With `notify`, a
+    /// configuration-change interrupt announces it: the ISR config bit and the line, or a
+    /// message on the vector the configuration had before the reset.
+    pub fn reset_by_device(&mut self, bus: &mut Bus<'_>, notify: bool) {
+        let vector = self.config_vector;
+        self.reset();
+        self.unprompted_reset = true;
+        if notify && !self.removed {
+            self.counters.config_interrupts += 1;
+            self.isr |= regs::ISR_CONFIG;
+            match bus.interrupt_mode() {
+                InterruptMode::Messages(granted) => self.send_vector(bus, vector, granted),
+                InterruptMode::Line | InterruptMode::None => self.assert_line(bus),
+            }
+        }
+    }
+
+    /// The device sets DEVICE_NEEDS_RESET and stops processing, as
+    /// [`fail_device`](Self::fail_device) does, with a configuration-change notification only
+    /// if `notify` (and the driver is running): a device that does not say so is found by
+    /// polling.
+    pub fn set_needs_reset(&mut self, bus: &mut Bus<'_>, notify: bool) {
+        if self.status & status::DEVICE_NEEDS_RESET != 0 {
+            return;
+        }
+        self.status |= status::DEVICE_NEEDS_RESET;
+        self.error = Some("DEVICE_NEEDS_RESET set by the test".to_string());
+        if notify && self.status & status::DRIVER_OK != 0 {
+            self.signal_config(bus);
+        }
+    }
+
+    /// The device clears DRIVER_OK from its status (queues and mappings stay, nothing is
+    /// processed), with a configuration-change notification if `notify`.
+    pub fn clear_driver_ok(&mut self, bus: &mut Bus<'_>, notify: bool) {
+        if self.status & status::DRIVER_OK == 0 {
+            return;
+        }
+        self.status &= !status::DRIVER_OK;
+        self.unprompted_reset = true;
+        if notify {
+            self.signal_config(bus);
+        }
+    }
+
+    /// While on, FEATURES_OK does not stick, whatever the driver accepted (a device that can no
+    /// longer be brought up). Survives resets.
+    pub fn refuse_features_ok(&mut self, on: bool) {
+        self.refuse_features_ok = on;
+    }
+
+    /// Changes the features offered from the next read of `device_feature` on (a device that
+    /// comes back from a reset offering less). `CTRL_VQ` must not change: it decides the
+    /// number of queues.
+    pub fn set_offered_features(&mut self, features: u64) {
+        assert!(
+            features & feature::VERSION_1 != 0 && features & !IMPLEMENTED == 0,
+            "features must include VERSION_1 and only bits the model implements"
+        );
+        assert_eq!(
+            features & feature::CTRL_VQ,
+            self.cfg.features & feature::CTRL_VQ,
+            "CTRL_VQ decides the queue count and cannot change"
+        );
+        self.cfg.features = features;
+    }
+
     /// While on, every control-queue command is answered `VIRTIO_NET_ERR` and changes nothing.
     pub fn refuse_control_commands(&mut self, on: bool) {
         self.refuse_control = on;
@@ -711,13 +791,14 @@ impl VirtioNet {
     fn write_status(&mut self, bus: &mut Bus<'_>, v: u8) {
         if v == 0 {
             self.reset();
+            self.unprompted_reset = false;
             return;
         }
         let old = self.status;
         let mut new = v | (old & status::DEVICE_NEEDS_RESET);
         if new & status::FEATURES_OK != 0
             && old & status::FEATURES_OK == 0
-            && !self.features_acceptable()
+            && (!self.features_acceptable() || self.refuse_features_ok)
         {
             new &= !status::FEATURES_OK;
         }
@@ -802,7 +883,10 @@ impl VirtioNet {
             return;
         }
         self.counters.notifications[q] += 1;
-        if self.status & status::DRIVER_OK == 0 && !self.removed {
+        if self.status & status::DRIVER_OK == 0 && !self.removed && self.unprompted_reset {
+            // The device dropped DRIVER_OK itself; the driver has not reset it yet.
+            self.counters.notifications_after_device_reset += 1;
+        } else if self.status & status::DRIVER_OK == 0 && !self.removed {
             // virtio 1.2, 3.1.1: the driver MUST NOT notify the device before setting
             // DRIVER_OK. The device does not look at the queue (it may not consume buffers yet).
             self.counters.early_notifications += 1;
@@ -1475,9 +1559,19 @@ impl PciFunction for VirtioNet {
     }
 
     fn interrupts_assigned(&mut self, mode: InterruptMode) {
+        // PnP may assign again after a driver filtered the requirements (the line instead of
+        // the messages): MSI-X is enabled exactly when messages are granted.
         if self.cfg.msix_vectors > 0 && matches!(mode, InterruptMode::Messages(_)) {
             self.config_space[regs::CAP_MSIX_AT + 3] |= 0x80;
+        } else {
+            self.config_space[regs::CAP_MSIX_AT + 3] &= !0x80;
         }
+    }
+
+    fn power_lost(&mut self) {
+        // Every register back to its power-on value; the MSI-X table is the platform's (restored
+        // with configuration space by the PCI bus driver).
+        self.reset();
     }
 
     fn config_write(&mut self, offset: usize, data: &[u8]) {
