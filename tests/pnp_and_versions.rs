@@ -204,7 +204,7 @@ fn a_line_device_is_left_to_its_line_and_a_failed_filter_allocation_fails_the_st
     let emu = Emulator::new(Config {
         cpus: 2,
         faults: FaultPlan {
-            by_name: vec![("ExAllocatePool2".into(), None)],
+            by_name: vec![("ExAllocatePoolWithTag".into(), None)],
             ..FaultPlan::default()
         },
         ..Config::default()

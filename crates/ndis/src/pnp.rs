@@ -241,13 +241,17 @@ unsafe extern "system-unwind" fn filter_resource_requirements<D: MiniportDriver>
         return sys::NDIS_STATUS_INVALID_DATA;
     };
     // SAFETY: PASSIVE_LEVEL; PnP frees the list it is handed back with ExFreePool, so it comes
-    // from pool, paged as the IRP's documentation asks.
-    let new = unsafe { sys::ExAllocatePool2(sys::POOL_FLAG_PAGED, new_size, LIST_TAG) };
+    // from pool, paged as the IRP's documentation asks. ExAllocatePoolWithTag rather than
+    // ExAllocatePool2: the latter exists only from Windows 10 2004 on, and importing it would keep
+    // the driver from loading on the older Windows it declares (docs/packaging.md).
+    let new = unsafe { sys::ExAllocatePoolWithTag(sys::PagedPool, new_size, LIST_TAG) };
     if new.is_null() {
         return sys::NDIS_STATUS_RESOURCES;
     }
     // SAFETY: a fresh block of `new_size` bytes, ours until it is handed to PnP below.
     let out = unsafe { core::slice::from_raw_parts_mut(new.cast::<u8>(), new_size) };
+    // ExAllocatePoolWithTag does not zero; nothing of the pool's old contents reaches PnP.
+    out.fill(0);
     rewrite(old, &request, processors, Some(out));
     // SAFETY: the IRP's list is replaced: the old one (PnP's pool, freed as ExFreePool does,
     // tag 0) is no longer referenced, and the IRP now carries the new one.
