@@ -68,7 +68,7 @@ fn note(what: &'static str) {
 
 /// A send on a DPC (`MiniportSendNetBufferLists`).
 fn send(adapter: &NdisAdapter) {
-    if adapter.begin_send() {
+    if adapter.begin_send().is_ok() {
         note("send");
         note("send done");
         adapter.end_send();
