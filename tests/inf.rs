@@ -372,3 +372,20 @@ fn what_the_driver_reads_on_the_emulator_is_exactly_what_it_declares() {
     listed.sort();
     assert_eq!(read, listed);
 }
+
+/// The NDIS range Cargo.toml declares for packaging ([package.metadata.ndis-driver]) is the one
+/// the driver registers with at run time (`MiniportDriver::NDIS_VERSIONS`).
+#[test]
+fn the_declared_ndis_range_is_the_one_the_driver_registers() {
+    use ndis::driver::MiniportDriver;
+    let c = driver_package::winver::Contract::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/Cargo.toml"
+    )))
+    .unwrap();
+    let v = <vionet::VioNet as MiniportDriver>::NDIS_VERSIONS;
+    assert_eq!(
+        (c.ndis_min.0, c.ndis_min.1, c.ndis_max.0, c.ndis_max.1),
+        (v.min.major, v.min.minor, v.max.major, v.max.minor)
+    );
+}
