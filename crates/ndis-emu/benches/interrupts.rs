@@ -15,7 +15,7 @@ use ndis_sys as sys;
 static ISR_COUNT: AtomicU64 = AtomicU64::new(0);
 static DPC_COUNT: AtomicU64 = AtomicU64::new(0);
 
-unsafe extern "system-unwind" fn isr(
+unsafe extern "win64-unwind" fn isr(
     _c: sys::NDIS_HANDLE,
     _m: u32,
     qd: *mut sys::BOOLEAN,
@@ -27,7 +27,7 @@ unsafe extern "system-unwind" fn isr(
     1
 }
 
-unsafe extern "system-unwind" fn dpc(
+unsafe extern "win64-unwind" fn dpc(
     _c: sys::NDIS_HANDLE,
     _m: u32,
     _d: sys::PVOID,
@@ -37,26 +37,26 @@ unsafe extern "system-unwind" fn dpc(
     DPC_COUNT.fetch_add(1, Relaxed);
 }
 
-unsafe extern "system-unwind" fn line_isr(
+unsafe extern "win64-unwind" fn line_isr(
     _c: sys::NDIS_HANDLE,
     _q: *mut sys::BOOLEAN,
     _t: *mut u32,
 ) -> sys::BOOLEAN {
     0
 }
-unsafe extern "system-unwind" fn line_dpc(
+unsafe extern "win64-unwind" fn line_dpc(
     _c: sys::NDIS_HANDLE,
     _d: sys::PVOID,
     _t: sys::PVOID,
     _r: sys::PVOID,
 ) {
 }
-unsafe extern "system-unwind" fn nop(_c: sys::NDIS_HANDLE) {}
-unsafe extern "system-unwind" fn nop_m(_c: sys::NDIS_HANDLE, _m: u32) {}
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {}
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {}
+unsafe extern "win64-unwind" fn nop(_c: sys::NDIS_HANDLE) {}
+unsafe extern "win64-unwind" fn nop_m(_c: sys::NDIS_HANDLE, _m: u32) {}
+unsafe extern "win64-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {}
+unsafe extern "win64-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {}
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     h: sys::NDIS_HANDLE,
     _d: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -98,7 +98,7 @@ unsafe extern "system-unwind" fn initialize(
     }
 }
 
-unsafe extern "system-unwind" fn entry(
+unsafe extern "win64-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

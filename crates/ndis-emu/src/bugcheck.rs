@@ -4,7 +4,7 @@
 //! whose message reads like the blue screen (code, four parameters, the name of the check) plus
 //! what was violated and how to fix it. The structured value is kept per thread, so
 //! [`crate::Emulator::expect_bugcheck`] can assert on the code and parameters. Unwinding crosses the
-//! driver's callbacks safely because every NDIS boundary is `extern "system-unwind"`.
+//! driver's callbacks safely because every NDIS boundary is `extern "win64-unwind"`.
 
 use std::cell::RefCell;
 use std::fmt;

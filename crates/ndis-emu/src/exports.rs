@@ -1,7 +1,8 @@
-//! The export table: every emulated function, once with the host ABI (installed into
-//! `ndis_sys::HostImports`, which driver code compiled for the host calls) and once with the
-//! Windows x64 ABI (`extern "win64-unwind"`), listed by `module!name` so a PE loader can bind the
-//! imports of a real cross-built `.sys` loaded into a host process.
+//! The export table: every emulated function, with the Windows x64 ABI the NDIS seam uses on
+//! every target (`extern "win64-unwind"`, see docs/architecture.md), installed into
+//! `ndis_sys::HostImports` (which driver code compiled for the host calls) and listed by
+//! `module!name`, so a PE loader can bind the imports of a real cross-built `.sys` loaded into a
+//! host process to the very same functions.
 //!
 //! The host table's type comes from `ndis-sys`, so an import added there without an emulation
 //! here fails to compile.
@@ -15,13 +16,10 @@ use crate::{config, datapath, dma, io, machine, memory, ndis, oid, pci, sync};
 
 macro_rules! exports {
     ($( $module:literal $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)? => $imp:expr; )*) => {
-        mod host_abi {
+        mod win64_abi {
             use super::*;
-            /// `MmGetSystemRoutineAddress` hands out addresses of this ABI.
-            #[allow(dead_code)]
-            const WIN64: bool = false;
             $(
-                pub(super) unsafe extern "system-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
+                pub(super) unsafe extern "win64-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
                     let _emulator = crate::heap::EmulatorCode::export();
                     // SAFETY: the caller upholds the kernel export's contract, which the
                     // emulation requires too.
@@ -29,35 +27,19 @@ macro_rules! exports {
                 }
             )*
         }
-        mod win64_abi {
-            use super::*;
-            #[allow(dead_code)]
-            const WIN64: bool = true;
-            $(
-                pub(super) unsafe extern "win64-unwind" fn $name($($arg: $ty),*) $(-> $ret)? {
-                    let _emulator = crate::heap::EmulatorCode::export();
-                    // SAFETY: as for the host-ABI twin.
-                    unsafe { $imp($($arg),*) }
-                }
-            )*
-        }
 
-        pub(crate) static HOST_IMPORTS: HostImports = HostImports { $($name: host_abi::$name,)* };
+        pub(crate) static HOST_IMPORTS: HostImports = HostImports { $($name: win64_abi::$name,)* };
 
-        /// Every export with its Windows x64 ABI entry point.
+        /// Every export with its Windows x64 ABI entry point: the same functions driver code
+        /// compiled for the host reaches through `HostImports`.
         pub fn win64_exports() -> Vec<Win64Export> {
             vec![$(Win64Export { module: $module, name: stringify!($name), address: win64_abi::$name as *const () as usize },)*]
         }
 
-        /// `(module, address)` of the export `name` in the host ABI (`win64 == false`, what
-        /// driver code compiled for the host calls) or the Windows x64 ABI.
-        fn export_address(win64: bool, name: &str) -> Option<(&'static str, usize)> {
+        /// `(module, address)` of the export `name` (one ABI for host builds and images).
+        fn export_address(name: &str) -> Option<(&'static str, usize)> {
             match name {
-                $(stringify!($name) => Some(($module, if win64 {
-                    win64_abi::$name as *const () as usize
-                } else {
-                    host_abi::$name as *const () as usize
-                })),)*
+                $(stringify!($name) => Some(($module, win64_abi::$name as *const () as usize)),)*
                 _ => None,
             }
         }
@@ -124,7 +106,7 @@ exports! {
     "ntoskrnl.exe" ExAllocatePool2(a: POOL_FLAGS, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool2;
     "ntoskrnl.exe" ExAllocatePoolWithTag(a: POOL_TYPE, b: SIZE_T, c: ULONG) -> PVOID => memory::ex_allocate_pool_with_tag;
     "ntoskrnl.exe" ExFreePoolWithTag(a: PVOID, b: ULONG) => memory::ex_free_pool_with_tag;
-    "ntoskrnl.exe" MmGetSystemRoutineAddress(a: *mut UNICODE_STRING) -> PVOID => mm_get_system_routine_address::<WIN64>;
+    "ntoskrnl.exe" MmGetSystemRoutineAddress(a: *mut UNICODE_STRING) -> PVOID => mm_get_system_routine_address;
     "ntoskrnl.exe" KeBugCheckEx(a: ULONG, b: ULONG_PTR, c: ULONG_PTR, d: ULONG_PTR, e: ULONG_PTR) -> ! => ke_bug_check_ex;
     "ntoskrnl.exe" IoConnectInterruptEx(a: *mut IO_CONNECT_INTERRUPT_PARAMETERS) -> NTSTATUS => io::io_connect_interrupt_ex;
     "ntoskrnl.exe" IoDisconnectInterruptEx(a: *mut IO_DISCONNECT_INTERRUPT_PARAMETERS) => io::io_disconnect_interrupt_ex;
@@ -154,7 +136,7 @@ pub(crate) fn require_export(st: &machine::State, module: &str, function: &str) 
 
 /// `MmGetSystemRoutineAddress`: ntoskrnl.exe and hal.dll exports only (not ndis.sys, as on
 /// Windows), and only those the emulated Windows has ([`crate::Config::windows_version`]).
-unsafe fn mm_get_system_routine_address<const WIN64: bool>(name: *mut UNICODE_STRING) -> PVOID {
+unsafe fn mm_get_system_routine_address(name: *mut UNICODE_STRING) -> PVOID {
     let m = machine::current();
     let st = m.st();
     st.require_irql(PASSIVE_LEVEL, "MmGetSystemRoutineAddress");
@@ -172,7 +154,7 @@ unsafe fn mm_get_system_routine_address<const WIN64: bool>(name: *mut UNICODE_ST
         unsafe { core::slice::from_raw_parts(s.Buffer, s.Length as usize / 2) }
     };
     let routine = String::from_utf16_lossy(units);
-    match export_address(WIN64, &routine) {
+    match export_address(&routine) {
         Some((module, address))
             if module != "ndis.sys"
                 && sys::availability::lookup(module, &routine)

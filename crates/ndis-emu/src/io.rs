@@ -23,9 +23,9 @@ pub(crate) const STATUS_NOT_FOUND: i32 = 0xC000_0225u32 as i32;
 pub(crate) const STATUS_CONFLICTING_ADDRESSES: i32 = 0xC000_0018u32 as i32;
 
 pub(crate) type LineRoutine =
-    unsafe extern "system-unwind" fn(sys::PKINTERRUPT, sys::PVOID) -> sys::BOOLEAN;
+    unsafe extern "win64-unwind" fn(sys::PKINTERRUPT, sys::PVOID) -> sys::BOOLEAN;
 pub(crate) type MessageRoutine =
-    unsafe extern "system-unwind" fn(sys::PKINTERRUPT, sys::PVOID, u32) -> sys::BOOLEAN;
+    unsafe extern "win64-unwind" fn(sys::PKINTERRUPT, sys::PVOID, u32) -> sys::BOOLEAN;
 
 pub(crate) enum Request {
     Line {

@@ -67,7 +67,7 @@ pub use {virtio_queue, vm_memory};
 use machine::{Callback, Device, Machine, State};
 
 /// `DriverEntry` as the emulator calls it.
-pub type DriverEntry = unsafe extern "system-unwind" fn(
+pub type DriverEntry = unsafe extern "win64-unwind" fn(
     sys::PDRIVER_OBJECT,
     *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS;

@@ -157,9 +157,9 @@ pub(crate) struct KInterrupt {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Routine {
-    Line(unsafe extern "system-unwind" fn(sys::PKINTERRUPT, sys::PVOID) -> sys::BOOLEAN),
+    Line(unsafe extern "win64-unwind" fn(sys::PKINTERRUPT, sys::PVOID) -> sys::BOOLEAN),
     Message(
-        unsafe extern "system-unwind" fn(sys::PKINTERRUPT, sys::PVOID, u32) -> sys::BOOLEAN,
+        unsafe extern "win64-unwind" fn(sys::PKINTERRUPT, sys::PVOID, u32) -> sys::BOOLEAN,
         u32,
     ),
 }

@@ -875,7 +875,7 @@ pub(crate) unsafe fn ndis_m_deregister_interrupt_ex(handle: sys::NDIS_HANDLE) {
 }
 
 /// NDIS's line service routine: calls MiniportInterrupt and queues what its outputs ask for.
-unsafe extern "system-unwind" fn ndis_line_isr(
+unsafe extern "win64-unwind" fn ndis_line_isr(
     _k: sys::PKINTERRUPT,
     context: sys::PVOID,
 ) -> sys::BOOLEAN {
@@ -883,7 +883,7 @@ unsafe extern "system-unwind" fn ndis_line_isr(
 }
 
 /// NDIS's message service routine: calls MiniportMessageInterrupt for `message`.
-unsafe extern "system-unwind" fn ndis_message_isr(
+unsafe extern "win64-unwind" fn ndis_message_isr(
     _k: sys::PKINTERRUPT,
     context: sys::PVOID,
     message: u32,

@@ -561,7 +561,7 @@ fn register_access<R>(
     result.unwrap_or(None)
 }
 
-pub(crate) unsafe extern "system-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
     let _emulator = crate::heap::EmulatorCode::export();
     register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
         f.mmio_read(bus, bar, offset, width)
@@ -573,11 +573,7 @@ pub(crate) unsafe extern "system-unwind" fn host_mmio_read(address: usize, width
     })
 }
 
-pub(crate) unsafe extern "system-unwind" fn host_mmio_write(
-    address: usize,
-    width: u32,
-    value: u32,
-) {
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u32) {
     let _emulator = crate::heap::EmulatorCode::export();
     // A write to a removed device is lost.
     let _ = register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {

@@ -4,53 +4,53 @@
 
 use ndis_sys as sys;
 
-unsafe extern "system-unwind" fn pause(
+unsafe extern "win64-unwind" fn pause(
     _c: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
 ) -> sys::NDIS_STATUS {
     sys::NDIS_STATUS_SUCCESS
 }
-unsafe extern "system-unwind" fn restart(
+unsafe extern "win64-unwind" fn restart(
     _c: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
 ) -> sys::NDIS_STATUS {
     sys::NDIS_STATUS_SUCCESS
 }
-unsafe extern "system-unwind" fn oid(
+unsafe extern "win64-unwind" fn oid(
     _c: sys::NDIS_HANDLE,
     _r: *mut sys::NDIS_OID_REQUEST,
 ) -> sys::NDIS_STATUS {
     sys::NDIS_STATUS_NOT_SUPPORTED
 }
-unsafe extern "system-unwind" fn send(
+unsafe extern "win64-unwind" fn send(
     _c: sys::NDIS_HANDLE,
     _n: *mut sys::NET_BUFFER_LIST,
     _p: u32,
     _f: u32,
 ) {
 }
-unsafe extern "system-unwind" fn return_nbls(
+unsafe extern "win64-unwind" fn return_nbls(
     _c: sys::NDIS_HANDLE,
     _n: *mut sys::NET_BUFFER_LIST,
     _f: u32,
 ) {
 }
-unsafe extern "system-unwind" fn cancel(_c: sys::NDIS_HANDLE, _id: sys::PVOID) {}
-unsafe extern "system-unwind" fn pnp(_c: sys::NDIS_HANDLE, _e: *mut sys::NET_DEVICE_PNP_EVENT) {}
-unsafe extern "system-unwind" fn shutdown(_c: sys::NDIS_HANDLE, _a: sys::NDIS_SHUTDOWN_ACTION) {}
+unsafe extern "win64-unwind" fn cancel(_c: sys::NDIS_HANDLE, _id: sys::PVOID) {}
+unsafe extern "win64-unwind" fn pnp(_c: sys::NDIS_HANDLE, _e: *mut sys::NET_DEVICE_PNP_EVENT) {}
+unsafe extern "win64-unwind" fn shutdown(_c: sys::NDIS_HANDLE, _a: sys::NDIS_SHUTDOWN_ACTION) {}
 
 /// Driver characteristics for NDIS 6.`minor` (revision 1 for 6.0, 2 from 6.1) with the given
 /// initialize, halt and unload handlers; every other required handler is a no-op (pause and
 /// restart succeed, OID requests are not supported).
 pub fn driver_characteristics(
     minor: u8,
-    initialize: unsafe extern "system-unwind" fn(
+    initialize: unsafe extern "win64-unwind" fn(
         sys::NDIS_HANDLE,
         sys::NDIS_HANDLE,
         *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
     ) -> sys::NDIS_STATUS,
-    halt: unsafe extern "system-unwind" fn(sys::NDIS_HANDLE, sys::NDIS_HALT_ACTION),
-    unload: unsafe extern "system-unwind" fn(sys::PDRIVER_OBJECT),
+    halt: unsafe extern "win64-unwind" fn(sys::NDIS_HANDLE, sys::NDIS_HALT_ACTION),
+    unload: unsafe extern "win64-unwind" fn(sys::PDRIVER_OBJECT),
 ) -> sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS {
     let (revision, size) = if minor >= 1 {
         (

@@ -23,7 +23,7 @@ const TIMER_TAG: usize = 0x4E44_5400_0000;
 /// What the virtual clock reaches next.
 enum Due {
     Timer(
-        unsafe extern "system-unwind" fn(sys::PVOID, sys::PVOID, sys::PVOID, sys::PVOID),
+        unsafe extern "win64-unwind" fn(sys::PVOID, sys::PVOID, sys::PVOID, sys::PVOID),
         usize,
         usize,
     ),
@@ -31,7 +31,7 @@ enum Due {
 }
 
 struct Timer {
-    function: unsafe extern "system-unwind" fn(sys::PVOID, sys::PVOID, sys::PVOID, sys::PVOID),
+    function: unsafe extern "win64-unwind" fn(sys::PVOID, sys::PVOID, sys::PVOID, sys::PVOID),
     context: usize,
     /// The adapter whose handle allocated it (None: the driver handle).
     owner: Option<usize>,

@@ -52,7 +52,7 @@ fn adapter(ctx: sys::NDIS_HANDLE) -> &'static Loopback {
     unsafe { &*(ctx as *const Loopback) }
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     h: sys::NDIS_HANDLE,
     _d: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -101,7 +101,7 @@ unsafe extern "system-unwind" fn initialize(
     unsafe { ndis_emu::raw::set_required_attributes(h, ctx.cast()) }
 }
 
-unsafe extern "system-unwind" fn halt(ctx: sys::NDIS_HANDLE, _a: i32) {
+unsafe extern "win64-unwind" fn halt(ctx: sys::NDIS_HANDLE, _a: i32) {
     // SAFETY: the adapter created in initialize, freed once.
     let a = unsafe { Box::from_raw(ctx.cast::<Loopback>()) };
     // SAFETY: every list and MDL is back with the driver at halt.
@@ -117,12 +117,12 @@ unsafe extern "system-unwind" fn halt(ctx: sys::NDIS_HANDLE, _a: i32) {
     }
 }
 
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
+unsafe extern "win64-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
     // SAFETY: the registered driver handle.
     unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.get() as sys::NDIS_HANDLE) };
 }
 
-unsafe extern "system-unwind" fn send(
+unsafe extern "win64-unwind" fn send(
     ctx: sys::NDIS_HANDLE,
     nbls: *mut sys::NET_BUFFER_LIST,
     _port: u32,
@@ -203,7 +203,7 @@ unsafe extern "system-unwind" fn send(
     }
 }
 
-unsafe extern "system-unwind" fn return_nbls(
+unsafe extern "win64-unwind" fn return_nbls(
     ctx: sys::NDIS_HANDLE,
     mut nbl: *mut sys::NET_BUFFER_LIST,
     _flags: u32,
@@ -219,7 +219,7 @@ unsafe extern "system-unwind" fn return_nbls(
     }
 }
 
-unsafe extern "system-unwind" fn oid(
+unsafe extern "win64-unwind" fn oid(
     ctx: sys::NDIS_HANDLE,
     r: *mut sys::NDIS_OID_REQUEST,
 ) -> sys::NDIS_STATUS {
@@ -261,7 +261,7 @@ unsafe extern "system-unwind" fn oid(
     }
 }
 
-unsafe extern "system-unwind" fn pause(
+unsafe extern "win64-unwind" fn pause(
     ctx: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
 ) -> i32 {
@@ -269,7 +269,7 @@ unsafe extern "system-unwind" fn pause(
     sys::NDIS_STATUS_SUCCESS
 }
 
-unsafe extern "system-unwind" fn entry(
+unsafe extern "win64-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

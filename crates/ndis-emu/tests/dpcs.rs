@@ -65,7 +65,7 @@ fn interrupt_handle_of_first_adapter() -> sys::NDIS_HANDLE {
     0x4E44_4900_0001usize as sys::NDIS_HANDLE
 }
 
-unsafe extern "system-unwind" fn queue_twice(ctx: sys::PVOID) -> sys::BOOLEAN {
+unsafe extern "win64-unwind" fn queue_twice(ctx: sys::PVOID) -> sys::BOOLEAN {
     for _ in 0..2 {
         let mut ga = sys::GROUP_AFFINITY {
             Mask: 0b0011,

@@ -272,10 +272,7 @@ thread_local! {
     static CLAIMS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-unsafe extern "system-unwind" fn claiming_isr(
-    _k: sys::PKINTERRUPT,
-    _c: sys::PVOID,
-) -> sys::BOOLEAN {
+unsafe extern "win64-unwind" fn claiming_isr(_k: sys::PKINTERRUPT, _c: sys::PVOID) -> sys::BOOLEAN {
     CLAIMS.with(|c| c.set(c.get() + 1));
     1
 }

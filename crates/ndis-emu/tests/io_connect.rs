@@ -23,13 +23,13 @@ fn calls() -> Vec<(&'static str, Option<u32>)> {
     CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()))
 }
 
-unsafe extern "system-unwind" fn line_isr(_k: sys::PKINTERRUPT, ctx: sys::PVOID) -> sys::BOOLEAN {
+unsafe extern "win64-unwind" fn line_isr(_k: sys::PKINTERRUPT, ctx: sys::PVOID) -> sys::BOOLEAN {
     assert_eq!(ctx as usize, 0xC0FFEE);
     record(("line", None));
     1
 }
 
-unsafe extern "system-unwind" fn fallback_isr(
+unsafe extern "win64-unwind" fn fallback_isr(
     _k: sys::PKINTERRUPT,
     ctx: sys::PVOID,
 ) -> sys::BOOLEAN {
@@ -38,7 +38,7 @@ unsafe extern "system-unwind" fn fallback_isr(
     1
 }
 
-unsafe extern "system-unwind" fn message_isr(
+unsafe extern "win64-unwind" fn message_isr(
     _k: sys::PKINTERRUPT,
     ctx: sys::PVOID,
     id: u32,

@@ -26,11 +26,11 @@ thread_local! {
     static COMPLETE_INSIDE_RESET: Cell<bool> = const { Cell::new(false) };
 }
 
-unsafe extern "system-unwind" fn check_for_hang(_c: sys::NDIS_HANDLE) -> sys::BOOLEAN {
+unsafe extern "win64-unwind" fn check_for_hang(_c: sys::NDIS_HANDLE) -> sys::BOOLEAN {
     HUNG.get() as sys::BOOLEAN
 }
 
-unsafe extern "system-unwind" fn reset(_c: sys::NDIS_HANDLE, addressing: *mut sys::BOOLEAN) -> i32 {
+unsafe extern "win64-unwind" fn reset(_c: sys::NDIS_HANDLE, addressing: *mut sys::BOOLEAN) -> i32 {
     HUNG.set(false);
     // SAFETY: NDIS passes a writable flag.
     unsafe { *addressing = 1 };
@@ -41,7 +41,7 @@ unsafe extern "system-unwind" fn reset(_c: sys::NDIS_HANDLE, addressing: *mut sy
     RESET_ANSWER.get()
 }
 
-unsafe extern "system-unwind" fn pause(
+unsafe extern "win64-unwind" fn pause(
     _c: sys::NDIS_HANDLE,
     p: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
 ) -> sys::NDIS_STATUS {
@@ -56,7 +56,7 @@ unsafe extern "system-unwind" fn pause(
     PAUSE_ANSWER.get()
 }
 
-unsafe extern "system-unwind" fn restart(
+unsafe extern "win64-unwind" fn restart(
     _c: sys::NDIS_HANDLE,
     p: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
 ) -> sys::NDIS_STATUS {
@@ -66,7 +66,7 @@ unsafe extern "system-unwind" fn restart(
     RESTART_ANSWER.get()
 }
 
-unsafe extern "system-unwind" fn entry(
+unsafe extern "win64-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

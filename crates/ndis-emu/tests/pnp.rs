@@ -112,7 +112,7 @@ unsafe fn write_in_place(p: *mut u8, b: &[u8]) {
     unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), p, b.len()) };
 }
 
-unsafe extern "system-unwind" fn filter(
+unsafe extern "win64-unwind" fn filter(
     context: sys::NDIS_HANDLE,
     irp: sys::PIRP,
 ) -> sys::NDIS_STATUS {
@@ -187,7 +187,7 @@ unsafe extern "system-unwind" fn filter(
     sys::NDIS_STATUS_SUCCESS
 }
 
-unsafe extern "system-unwind" fn add_device(
+unsafe extern "win64-unwind" fn add_device(
     handle: sys::NDIS_HANDLE,
     _driver: sys::NDIS_HANDLE,
 ) -> sys::NDIS_STATUS {
@@ -210,7 +210,7 @@ unsafe extern "system-unwind" fn add_device(
     unsafe { sys::NdisMSetMiniportAttributes(handle, &mut a) }
 }
 
-unsafe extern "system-unwind" fn remove_device(context: sys::NDIS_HANDLE) {
+unsafe extern "win64-unwind" fn remove_device(context: sys::NDIS_HANDLE) {
     see(context as usize);
     if !context.is_null() {
         // SAFETY: the box add_device made; RemoveDevice comes once.
@@ -218,7 +218,7 @@ unsafe extern "system-unwind" fn remove_device(context: sys::NDIS_HANDLE) {
     }
 }
 
-unsafe extern "system-unwind" fn start_device(
+unsafe extern "win64-unwind" fn start_device(
     context: sys::NDIS_HANDLE,
     _irp: sys::PIRP,
 ) -> sys::NDIS_STATUS {
@@ -226,7 +226,7 @@ unsafe extern "system-unwind" fn start_device(
     sys::NDIS_STATUS_SUCCESS
 }
 
-unsafe extern "system-unwind" fn set_options(
+unsafe extern "win64-unwind" fn set_options(
     driver: sys::NDIS_HANDLE,
     _context: sys::NDIS_HANDLE,
 ) -> sys::NDIS_STATUS {
@@ -248,7 +248,7 @@ unsafe extern "system-unwind" fn set_options(
     unsafe { sys::NdisSetOptionalHandlers(driver, &mut h) }
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     handle: sys::NDIS_HANDLE,
     _driver: sys::NDIS_HANDLE,
     params: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -286,15 +286,15 @@ unsafe extern "system-unwind" fn initialize(
     unsafe { sys::NdisMSetMiniportAttributes(handle, &mut g) }
 }
 
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {}
+unsafe extern "win64-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {}
 
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
+unsafe extern "win64-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
     let h = DRIVER.with(Cell::get);
     // SAFETY: the handle registration returned.
     unsafe { sys::NdisMDeregisterMiniportDriver(h as sys::NDIS_HANDLE) };
 }
 
-unsafe extern "system-unwind" fn driver_entry(
+unsafe extern "win64-unwind" fn driver_entry(
     object: sys::PDRIVER_OBJECT,
     path: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

@@ -17,7 +17,7 @@ thread_local! {
     static PM_HEADER: Cell<(u8, u16)> = const { Cell::new((1, 52)) };
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     h: sys::NDIS_HANDLE,
     _d: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -64,14 +64,14 @@ unsafe extern "system-unwind" fn initialize(
     }
 }
 
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {}
+unsafe extern "win64-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {}
 
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
+unsafe extern "win64-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
     // SAFETY: the registered driver handle.
     unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.get() as sys::NDIS_HANDLE) };
 }
 
-unsafe extern "system-unwind" fn oid(
+unsafe extern "win64-unwind" fn oid(
     _c: sys::NDIS_HANDLE,
     r: *mut sys::NDIS_OID_REQUEST,
 ) -> sys::NDIS_STATUS {
@@ -84,7 +84,7 @@ unsafe extern "system-unwind" fn oid(
     }
 }
 
-unsafe extern "system-unwind" fn entry(
+unsafe extern "win64-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

@@ -49,7 +49,7 @@ fn handle() -> sys::NDIS_HANDLE {
     HANDLE.get() as sys::NDIS_HANDLE
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     h: sys::NDIS_HANDLE,
     _d: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -63,16 +63,16 @@ unsafe extern "system-unwind" fn initialize(
     ON_INIT.with(|f| f.borrow().as_ref().map_or(0, |f| f(h)))
 }
 
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {
+unsafe extern "win64-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {
     ON_HALT.with(|f| f.borrow().as_ref().map(|f| f(handle())));
 }
 
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
+unsafe extern "win64-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
     // SAFETY: the registered driver handle.
     unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.get() as sys::NDIS_HANDLE) };
 }
 
-unsafe extern "system-unwind" fn send(
+unsafe extern "win64-unwind" fn send(
     _c: sys::NDIS_HANDLE,
     nbls: *mut sys::NET_BUFFER_LIST,
     _port: u32,
@@ -120,7 +120,7 @@ unsafe extern "system-unwind" fn send(
     }
 }
 
-unsafe extern "system-unwind" fn return_nbls(
+unsafe extern "win64-unwind" fn return_nbls(
     _c: sys::NDIS_HANDLE,
     nbl: *mut sys::NET_BUFFER_LIST,
     flags: u32,
@@ -130,7 +130,7 @@ unsafe extern "system-unwind" fn return_nbls(
     RX.set([rx[0], rx[1], nbl as usize, rx[3]]);
 }
 
-unsafe extern "system-unwind" fn entry(
+unsafe extern "win64-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

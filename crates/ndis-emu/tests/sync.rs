@@ -19,7 +19,7 @@ thread_local! {
     static FIRED: RefCell<Vec<(u32, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
-unsafe extern "system-unwind" fn entry(
+unsafe extern "win64-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {
@@ -142,7 +142,7 @@ fn the_dpr_variant_at_passive_level_is_an_irql_violation() {
     assert_eq!((b.code, b.params[0], b.params[1]), (0xC4, rule::IRQL, 0));
 }
 
-unsafe extern "system-unwind" fn on_timer(
+unsafe extern "win64-unwind" fn on_timer(
     _s1: sys::PVOID,
     context: sys::PVOID,
     _s2: sys::PVOID,

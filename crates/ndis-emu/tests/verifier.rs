@@ -248,7 +248,7 @@ fn register_with(emu: &ndis_emu::Emulator, minor: u8, revision: u8, size: u16) -
     emu.load_driver(entry_with_header)
 }
 
-unsafe extern "system-unwind" fn entry_with_header(
+unsafe extern "win64-unwind" fn entry_with_header(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {
@@ -277,22 +277,22 @@ unsafe extern "system-unwind" fn entry_with_header(
 }
 
 fn fill_handlers(c: &mut sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS) {
-    unsafe extern "system-unwind" fn init(
+    unsafe extern "win64-unwind" fn init(
         _: sys::NDIS_HANDLE,
         _: sys::NDIS_HANDLE,
         _: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
     ) -> i32 {
         sys::NDIS_STATUS_FAILURE
     }
-    unsafe extern "system-unwind" fn halt(_: sys::NDIS_HANDLE, _: i32) {}
-    unsafe extern "system-unwind" fn unload(_: sys::PDRIVER_OBJECT) {}
+    unsafe extern "win64-unwind" fn halt(_: sys::NDIS_HANDLE, _: i32) {}
+    unsafe extern "win64-unwind" fn unload(_: sys::PDRIVER_OBJECT) {}
     *c = ndis_emu::raw::driver_characteristics(20, init, halt, unload);
 }
 
 #[test]
 fn a_missing_required_handler_is_bad_characteristics() {
     let emu = emulator(1);
-    unsafe extern "system-unwind" fn entry(
+    unsafe extern "win64-unwind" fn entry(
         o: sys::PDRIVER_OBJECT,
         p: *const sys::UNICODE_STRING,
     ) -> sys::NTSTATUS {
@@ -316,7 +316,7 @@ fn a_missing_required_handler_is_bad_characteristics() {
 
 // --- MessageId outside the grant -----------------------------------------------------------
 
-unsafe extern "system-unwind" fn sync_true(_ctx: sys::PVOID) -> sys::BOOLEAN {
+unsafe extern "win64-unwind" fn sync_true(_ctx: sys::PVOID) -> sys::BOOLEAN {
     1
 }
 
@@ -423,7 +423,7 @@ thread_local! {
     static AFTER_EXPORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-unsafe extern "system-unwind" fn sync_allocates_then_calls_an_export(
+unsafe extern "win64-unwind" fn sync_allocates_then_calls_an_export(
     _ctx: sys::PVOID,
 ) -> sys::BOOLEAN {
     let v: Vec<u32> = Vec::with_capacity(8);
@@ -464,7 +464,7 @@ fn a_heap_allocation_in_a_synchronize_function_is_caught_at_its_next_export() {
     );
 }
 
-unsafe extern "system-unwind" fn sync_frees(ctx: sys::PVOID) -> sys::BOOLEAN {
+unsafe extern "win64-unwind" fn sync_frees(ctx: sys::PVOID) -> sys::BOOLEAN {
     // SAFETY: the Box the test leaked into the context, freed once here.
     drop(unsafe { Box::from_raw(ctx.cast::<[u8; 24]>()) });
     1

@@ -63,7 +63,7 @@ pub const NonPagedPoolNx: POOL_TYPE = 512;
 /// The signature of `ExAllocatePool2`, for a driver that resolves it at run time with
 /// `MmGetSystemRoutineAddress` because the oldest Windows it supports lacks it.
 pub type PFN_EX_ALLOCATE_POOL2 =
-    unsafe extern "system-unwind" fn(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
+    unsafe extern "win64-unwind" fn(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
 
 /// `EX_POOL_PRIORITY` (a C enum) for `NdisAllocateMemoryWithTagPriority`.
 pub type EX_POOL_PRIORITY = i32;

@@ -14,7 +14,7 @@ pub struct SCATTER_GATHER_LIST {
 
 /// `MINIPORT_PROCESS_SG_LIST`: DISPATCH_LEVEL.
 pub type MINIPORT_PROCESS_SG_LIST_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         pDO: PDEVICE_OBJECT,
         Reserved: PVOID,
         pSGL: *mut SCATTER_GATHER_LIST,
@@ -23,7 +23,7 @@ pub type MINIPORT_PROCESS_SG_LIST_HANDLER = Option<
 >;
 /// `MINIPORT_ALLOCATE_SHARED_MEM_COMPLETE`.
 pub type MINIPORT_ALLOCATE_SHARED_MEM_COMPLETE_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         VirtualAddress: PVOID,
         PhysicalAddress: *mut PHYSICAL_ADDRESS,

@@ -9,7 +9,7 @@
 //!   [`host::install`]. A table rather than link-time symbol resolution: it does not depend on the
 //!   order in which the linker meets the driver and the emulator, and nothing is left unresolved.
 //!
-//! Callers are identical in both worlds. The ABI is `extern "system-unwind"`: the Windows x64
+//! Callers are identical in both worlds. The ABI is `extern "win64-unwind"`: the Windows x64
 //! calling convention on Windows, where nothing can unwind (kernel images are built with
 //! `panic = "abort"`); on the host it lets an emulated bug check unwind back to the test as a panic
 //! instead of aborting the test binary. See `docs/architecture.md`.
@@ -33,7 +33,7 @@ macro_rules! kernel_imports {
         $(
             #[cfg(windows)]
             #[link(name = $dll, kind = "raw-dylib", modifiers = "+verbatim")]
-            unsafe extern "system-unwind" {
+            unsafe extern "win64-unwind" {
                 $( $(#[$m])* pub fn $name($($arg: $ty),*) $(-> $ret)?; )*
             }
         )*
@@ -42,7 +42,7 @@ macro_rules! kernel_imports {
         #[cfg(not(windows))]
         #[derive(Clone, Copy, Debug)]
         pub struct HostImports {
-            $($( pub $name: unsafe extern "system-unwind" fn($($ty),*) $(-> $ret)?, )*)*
+            $($( pub $name: unsafe extern "win64-unwind" fn($($ty),*) $(-> $ret)?, )*)*
         }
 
         #[cfg(not(windows))]

@@ -78,7 +78,7 @@ pub const NDIS_RECEIVE_THROTTLE_MORE_NBLS_PENDING: ULONG = 0x1;
 /// `MINIPORT_ISR`: runs at the line's DIRQL. NDIS queues the DPCs the outputs describe whatever
 /// the return value is.
 pub type MINIPORT_ISR_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportInterruptContext: NDIS_HANDLE,
         QueueDefaultInterruptDpc: *mut BOOLEAN,
         TargetProcessors: *mut ULONG,
@@ -86,7 +86,7 @@ pub type MINIPORT_ISR_HANDLER = Option<
 >;
 /// `MINIPORT_INTERRUPT_DPC` (6.20+ shape): DISPATCH_LEVEL on the CPU it was queued for.
 pub type MINIPORT_INTERRUPT_DPC_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportInterruptContext: NDIS_HANDLE,
         MiniportDpcContext: PVOID,
         ReceiveThrottleParameters: PVOID,
@@ -94,12 +94,12 @@ pub type MINIPORT_INTERRUPT_DPC_HANDLER = Option<
     ),
 >;
 pub type MINIPORT_DISABLE_INTERRUPT_HANDLER =
-    Option<unsafe extern "system-unwind" fn(MiniportInterruptContext: NDIS_HANDLE)>;
+    Option<unsafe extern "win64-unwind" fn(MiniportInterruptContext: NDIS_HANDLE)>;
 pub type MINIPORT_ENABLE_INTERRUPT_HANDLER =
-    Option<unsafe extern "system-unwind" fn(MiniportInterruptContext: NDIS_HANDLE)>;
+    Option<unsafe extern "win64-unwind" fn(MiniportInterruptContext: NDIS_HANDLE)>;
 /// `MINIPORT_MESSAGE_INTERRUPT`: runs at the message's DIRQL.
 pub type MINIPORT_MSI_ISR_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportInterruptContext: NDIS_HANDLE,
         MessageId: ULONG,
         QueueDefaultInterruptDpc: *mut BOOLEAN,
@@ -108,7 +108,7 @@ pub type MINIPORT_MSI_ISR_HANDLER = Option<
 >;
 /// `MINIPORT_MESSAGE_INTERRUPT_DPC` (6.20+ shape); the fifth argument is on the stack on x64.
 pub type MINIPORT_MSI_INTERRUPT_DPC_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportInterruptContext: NDIS_HANDLE,
         MessageId: ULONG,
         MiniportDpcContext: PVOID,
@@ -117,14 +117,14 @@ pub type MINIPORT_MSI_INTERRUPT_DPC_HANDLER = Option<
     ),
 >;
 pub type MINIPORT_DISABLE_MSI_INTERRUPT_HANDLER = Option<
-    unsafe extern "system-unwind" fn(MiniportInterruptContext: NDIS_HANDLE, MessageId: ULONG),
+    unsafe extern "win64-unwind" fn(MiniportInterruptContext: NDIS_HANDLE, MessageId: ULONG),
 >;
 pub type MINIPORT_ENABLE_MSI_INTERRUPT_HANDLER = Option<
-    unsafe extern "system-unwind" fn(MiniportInterruptContext: NDIS_HANDLE, MessageId: ULONG),
+    unsafe extern "win64-unwind" fn(MiniportInterruptContext: NDIS_HANDLE, MessageId: ULONG),
 >;
 /// `MINIPORT_SYNCHRONIZE_INTERRUPT`: runs at DIRQL under the interrupt lock.
 pub type MINIPORT_SYNCHRONIZE_INTERRUPT_HANDLER =
-    Option<unsafe extern "system-unwind" fn(SynchronizeContext: PVOID) -> BOOLEAN>;
+    Option<unsafe extern "win64-unwind" fn(SynchronizeContext: PVOID) -> BOOLEAN>;
 
 /// Input to `NdisMRegisterInterruptEx`; `InterruptType` and `MessageInfoTable` are outputs.
 #[repr(C)]

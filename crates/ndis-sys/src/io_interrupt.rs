@@ -15,11 +15,11 @@ pub const CONNECT_CURRENT_VERSION: ULONG = 0x5;
 
 /// `KSERVICE_ROUTINE`: a line-based ISR at DIRQL.
 pub type PKSERVICE_ROUTINE = Option<
-    unsafe extern "system-unwind" fn(Interrupt: PKINTERRUPT, ServiceContext: PVOID) -> BOOLEAN,
+    unsafe extern "win64-unwind" fn(Interrupt: PKINTERRUPT, ServiceContext: PVOID) -> BOOLEAN,
 >;
 /// `KMESSAGE_SERVICE_ROUTINE`: a message-based ISR at the message's DIRQL.
 pub type PKMESSAGE_SERVICE_ROUTINE = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         Interrupt: PKINTERRUPT,
         ServiceContext: PVOID,
         MessageId: ULONG,

@@ -10,6 +10,14 @@
 #![no_std]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 
+// The NDIS seam speaks the Windows x64 convention on every target (`extern "win64-unwind"`), so
+// that a host build and a Windows image call and are called the same way (docs/architecture.md).
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "ndis-sys uses the Windows x64 calling convention on every target: build for x86_64 \
+     (on Apple silicon, with an x86_64 toolchain under Rosetta)"
+);
+
 mod layout;
 
 pub mod availability;

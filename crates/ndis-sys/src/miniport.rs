@@ -126,46 +126,46 @@ pub const NDIS_MINIPORT_ATTRIBUTES_REGISTER_BUGCHECK_CALLBACK: ULONG = 0x0000_04
 pub const NDIS_RUNTIME_VERSION_620: ULONG = 0x0006_0014;
 
 pub type SET_OPTIONS_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         NdisDriverHandle: NDIS_HANDLE,
         DriverContext: NDIS_HANDLE,
     ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_INITIALIZE_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         NdisMiniportHandle: NDIS_HANDLE,
         MiniportDriverContext: NDIS_HANDLE,
         MiniportInitParameters: *mut NDIS_MINIPORT_INIT_PARAMETERS,
     ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_HALT_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         HaltAction: NDIS_HALT_ACTION,
     ),
 >;
 pub type MINIPORT_DRIVER_UNLOAD =
-    Option<unsafe extern "system-unwind" fn(DriverObject: PDRIVER_OBJECT)>;
+    Option<unsafe extern "win64-unwind" fn(DriverObject: PDRIVER_OBJECT)>;
 pub type MINIPORT_PAUSE_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         PauseParameters: *mut NDIS_MINIPORT_PAUSE_PARAMETERS,
     ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_RESTART_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         RestartParameters: *mut NDIS_MINIPORT_RESTART_PARAMETERS,
     ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_OID_REQUEST_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         OidRequest: *mut NDIS_OID_REQUEST,
     ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_SEND_NET_BUFFER_LISTS_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         NetBufferList: *mut NET_BUFFER_LIST,
         PortNumber: NDIS_PORT_NUMBER,
@@ -173,36 +173,36 @@ pub type MINIPORT_SEND_NET_BUFFER_LISTS_HANDLER = Option<
     ),
 >;
 pub type MINIPORT_RETURN_NET_BUFFER_LISTS_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         NetBufferLists: *mut NET_BUFFER_LIST,
         ReturnFlags: ULONG,
     ),
 >;
 pub type MINIPORT_CANCEL_SEND_HANDLER =
-    Option<unsafe extern "system-unwind" fn(MiniportAdapterContext: NDIS_HANDLE, CancelId: PVOID)>;
+    Option<unsafe extern "win64-unwind" fn(MiniportAdapterContext: NDIS_HANDLE, CancelId: PVOID)>;
 pub type MINIPORT_CHECK_FOR_HANG_HANDLER =
-    Option<unsafe extern "system-unwind" fn(MiniportAdapterContext: NDIS_HANDLE) -> BOOLEAN>;
+    Option<unsafe extern "win64-unwind" fn(MiniportAdapterContext: NDIS_HANDLE) -> BOOLEAN>;
 pub type MINIPORT_RESET_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         AddressingReset: *mut BOOLEAN,
     ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_DEVICE_PNP_EVENT_NOTIFY_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         NetDevicePnPEvent: *mut NET_DEVICE_PNP_EVENT,
     ),
 >;
 pub type MINIPORT_SHUTDOWN_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAdapterContext: NDIS_HANDLE,
         ShutdownAction: NDIS_SHUTDOWN_ACTION,
     ),
 >;
 pub type MINIPORT_CANCEL_OID_REQUEST_HANDLER =
-    Option<unsafe extern "system-unwind" fn(MiniportAdapterContext: NDIS_HANDLE, RequestId: PVOID)>;
+    Option<unsafe extern "win64-unwind" fn(MiniportAdapterContext: NDIS_HANDLE, RequestId: PVOID)>;
 pub type MINIPORT_DIRECT_OID_REQUEST_HANDLER = MINIPORT_OID_REQUEST_HANDLER;
 pub type MINIPORT_CANCEL_DIRECT_OID_REQUEST_HANDLER = MINIPORT_CANCEL_OID_REQUEST_HANDLER;
 pub type MINIPORT_SYNCHRONOUS_OID_REQUEST_HANDLER = MINIPORT_OID_REQUEST_HANDLER;
@@ -363,16 +363,16 @@ pub union NDIS_MINIPORT_ADAPTER_ATTRIBUTES {
 }
 
 pub type MINIPORT_ADD_DEVICE_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         NdisMiniportHandle: NDIS_HANDLE,
         MiniportDriverContext: NDIS_HANDLE,
     ) -> NDIS_STATUS,
 >;
 pub type MINIPORT_REMOVE_DEVICE_HANDLER =
-    Option<unsafe extern "system-unwind" fn(MiniportAddDeviceContext: NDIS_HANDLE)>;
+    Option<unsafe extern "win64-unwind" fn(MiniportAddDeviceContext: NDIS_HANDLE)>;
 /// `MINIPORT_PNP_IRP`: filter-resource-requirements and start-device.
 pub type MINIPORT_PNP_IRP_HANDLER = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         MiniportAddDeviceContext: NDIS_HANDLE,
         Irp: PIRP,
     ) -> NDIS_STATUS,

@@ -48,8 +48,8 @@ mod imp {
 #[cfg(not(windows))]
 #[derive(Clone, Copy, Debug)]
 pub struct HostMmio {
-    pub read: unsafe extern "system-unwind" fn(address: usize, width: u32) -> u32,
-    pub write: unsafe extern "system-unwind" fn(address: usize, width: u32, value: u32),
+    pub read: unsafe extern "win64-unwind" fn(address: usize, width: u32) -> u32,
+    pub write: unsafe extern "win64-unwind" fn(address: usize, width: u32, value: u32),
 }
 
 #[cfg(not(windows))]

@@ -21,7 +21,7 @@ pub const NDIS_SIZEOF_TIMER_CHARACTERISTICS_REVISION_1: USHORT = 24;
 
 /// `NDIS_TIMER_FUNCTION`: runs at DISPATCH_LEVEL.
 pub type NDIS_TIMER_FUNCTION = Option<
-    unsafe extern "system-unwind" fn(
+    unsafe extern "win64-unwind" fn(
         SystemSpecific1: PVOID,
         FunctionContext: PVOID,
         SystemSpecific2: PVOID,

@@ -52,7 +52,7 @@ struct Raw {
 }
 
 #[inline(never)]
-unsafe extern "system-unwind" fn routed_message_isr(
+unsafe extern "win64-unwind" fn routed_message_isr(
     ctx: sys::NDIS_HANDLE,
     m: u32,
     qd: *mut sys::BOOLEAN,
@@ -78,7 +78,7 @@ unsafe extern "system-unwind" fn routed_message_isr(
 }
 
 #[inline(never)]
-unsafe extern "system-unwind" fn routed_message_dpc(
+unsafe extern "win64-unwind" fn routed_message_dpc(
     ctx: sys::NDIS_HANDLE,
     m: u32,
     _d: sys::PVOID,
@@ -103,7 +103,7 @@ unsafe extern "system-unwind" fn routed_message_dpc(
 }
 
 #[inline(never)]
-unsafe extern "system-unwind" fn raw_message_isr(
+unsafe extern "win64-unwind" fn raw_message_isr(
     ctx: sys::NDIS_HANDLE,
     m: u32,
     qd: *mut sys::BOOLEAN,
@@ -120,7 +120,7 @@ unsafe extern "system-unwind" fn raw_message_isr(
 }
 
 #[inline(never)]
-unsafe extern "system-unwind" fn raw_message_dpc(
+unsafe extern "win64-unwind" fn raw_message_dpc(
     ctx: sys::NDIS_HANDLE,
     m: u32,
     _d: sys::PVOID,
@@ -139,22 +139,22 @@ unsafe extern "system-unwind" fn raw_message_dpc(
     }
 }
 
-unsafe extern "system-unwind" fn raw_line_isr(
+unsafe extern "win64-unwind" fn raw_line_isr(
     _c: sys::NDIS_HANDLE,
     _q: *mut sys::BOOLEAN,
     _t: *mut u32,
 ) -> sys::BOOLEAN {
     0
 }
-unsafe extern "system-unwind" fn raw_line_dpc(
+unsafe extern "win64-unwind" fn raw_line_dpc(
     _c: sys::NDIS_HANDLE,
     _d: sys::PVOID,
     _t: sys::PVOID,
     _r: sys::PVOID,
 ) {
 }
-unsafe extern "system-unwind" fn nop(_c: sys::NDIS_HANDLE) {}
-unsafe extern "system-unwind" fn nop_m(_c: sys::NDIS_HANDLE, _m: u32) {}
+unsafe extern "win64-unwind" fn nop(_c: sys::NDIS_HANDLE) {}
+unsafe extern "win64-unwind" fn nop_m(_c: sys::NDIS_HANDLE, _m: u32) {}
 
 // --- framework --------------------------------------------------------------------------------
 
@@ -198,7 +198,7 @@ thread_local! {
     static RAW_HANDLE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     h: sys::NDIS_HANDLE,
     _d: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -272,7 +272,7 @@ unsafe extern "system-unwind" fn initialize(
     }
 }
 
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {
+unsafe extern "win64-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {
     let raw = RAW_HANDLE.with(|r| r.replace(0));
     if raw != 0 {
         // SAFETY: the raw driver's live interrupt handle, deregistered once.
@@ -284,9 +284,9 @@ unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: i32) {
         unsafe { resources.release_all(&Passive::assume()) };
     }
 }
-unsafe extern "system-unwind" fn ignore_unload(_o: sys::PDRIVER_OBJECT) {}
+unsafe extern "win64-unwind" fn ignore_unload(_o: sys::PDRIVER_OBJECT) {}
 
-unsafe extern "system-unwind" fn entry(
+unsafe extern "win64-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

@@ -78,7 +78,7 @@ impl Default for DriverSlot {
 /// declares (`SetOptions` with `FILTER_RESOURCES`, hang check and reset with
 /// `CHECK_FOR_HANG_SECONDS`), direct and synchronous OIDs left empty.
 pub fn characteristics<T: MiniportDriver>(
-    unload: unsafe extern "system-unwind" fn(sys::PDRIVER_OBJECT),
+    unload: unsafe extern "win64-unwind" fn(sys::PDRIVER_OBJECT),
     version: NdisVersion,
 ) -> sys::NDIS_MINIPORT_DRIVER_CHARACTERISTICS {
     let (revision, size) = version.driver_characteristics_revision();
@@ -140,7 +140,7 @@ pub unsafe fn driver_entry<T: MiniportDriver>(
     slot: &DriverSlot,
     driver_object: sys::PDRIVER_OBJECT,
     registry_path: *const sys::UNICODE_STRING,
-    unload: unsafe extern "system-unwind" fn(sys::PDRIVER_OBJECT),
+    unload: unsafe extern "win64-unwind" fn(sys::PDRIVER_OBJECT),
 ) -> sys::NTSTATUS {
     let Some(version) = crate::version::registered(T::NDIS_VERSIONS) else {
         return sys::NDIS_STATUS_BAD_VERSION;
@@ -178,7 +178,7 @@ pub unsafe fn driver_unload(slot: &DriverSlot) {
 }
 
 /// The type of `DriverEntry`.
-pub type DriverEntryFn = unsafe extern "system-unwind" fn(
+pub type DriverEntryFn = unsafe extern "win64-unwind" fn(
     sys::PDRIVER_OBJECT,
     *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS;
@@ -247,7 +247,7 @@ macro_rules! miniport_driver {
                 }
             }
 
-            unsafe extern "system-unwind" fn unload(_driver_object: $crate::sys::PDRIVER_OBJECT) {
+            unsafe extern "win64-unwind" fn unload(_driver_object: $crate::sys::PDRIVER_OBJECT) {
                 // SAFETY: NDIS calls the unload handler once, at PASSIVE_LEVEL, after halting
                 // every adapter; the slot is the one driver_entry filled.
                 with_slot(|slot| unsafe { $crate::driver::driver_unload(slot) })
@@ -257,7 +257,7 @@ macro_rules! miniport_driver {
             /// image: host tests reach it through `DRIVER_ENTRY`, and a test binary may hold
             /// several drivers.
             #[cfg_attr(windows, unsafe(export_name = "DriverEntry"))]
-            pub unsafe extern "system-unwind" fn driver_entry(
+            pub unsafe extern "win64-unwind" fn driver_entry(
                 driver_object: $crate::sys::PDRIVER_OBJECT,
                 registry_path: *const $crate::sys::UNICODE_STRING,
             ) -> $crate::sys::NTSTATUS {

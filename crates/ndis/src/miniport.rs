@@ -1577,7 +1577,7 @@ fn offload_attributes(handle: sys::NDIS_HANDLE, info: &AdapterInfo) -> Result<()
 }
 
 /// `MiniportInitializeEx` for driver `D`.
-pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::MiniportDriver>(
+pub(crate) unsafe extern "win64-unwind" fn initialize<D: crate::driver::MiniportDriver>(
     handle: sys::NDIS_HANDLE,
     driver_context: sys::NDIS_HANDLE,
     params: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -1672,7 +1672,7 @@ pub(crate) unsafe extern "system-unwind" fn initialize<D: crate::driver::Minipor
     }
 }
 
-pub(crate) unsafe extern "system-unwind" fn halt<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn halt<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     action: sys::NDIS_HALT_ACTION,
 ) {
@@ -1696,7 +1696,7 @@ pub(crate) unsafe extern "system-unwind" fn halt<A: Miniport>(
     slot.ndis.run_down();
 }
 
-pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn pause<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     _params: *mut sys::NDIS_MINIPORT_PAUSE_PARAMETERS,
 ) -> sys::NDIS_STATUS {
@@ -1719,7 +1719,7 @@ pub(crate) unsafe extern "system-unwind" fn pause<A: Miniport>(
     }
 }
 
-pub(crate) unsafe extern "system-unwind" fn restart<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn restart<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     _params: *mut sys::NDIS_MINIPORT_RESTART_PARAMETERS,
 ) -> sys::NDIS_STATUS {
@@ -1760,7 +1760,7 @@ pub(crate) fn count_send(stats: &Statistics, list: &SendNbl<'_>, status: Status)
     }
 }
 
-pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn send<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     nbls: *mut sys::NET_BUFFER_LIST,
     _port: sys::NDIS_PORT_NUMBER,
@@ -1798,7 +1798,7 @@ pub(crate) unsafe extern "system-unwind" fn send<A: Miniport>(
     }
 }
 
-pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn return_nbls<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     nbls: *mut sys::NET_BUFFER_LIST,
     flags: sys::ULONG,
@@ -1823,7 +1823,7 @@ pub(crate) unsafe extern "system-unwind" fn return_nbls<A: Miniport>(
     slot.ndis.receives_returned(count);
 }
 
-pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn oid_request<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     request: *mut sys::NDIS_OID_REQUEST,
 ) -> sys::NDIS_STATUS {
@@ -1908,7 +1908,7 @@ pub(crate) unsafe extern "system-unwind" fn oid_request<A: Miniport>(
     }
 }
 
-pub(crate) unsafe extern "system-unwind" fn check_for_hang<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn check_for_hang<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
 ) -> sys::BOOLEAN {
     // SAFETY: as for pause.
@@ -1922,7 +1922,7 @@ pub(crate) unsafe extern "system-unwind" fn check_for_hang<A: Miniport>(
     hung as sys::BOOLEAN
 }
 
-pub(crate) unsafe extern "system-unwind" fn reset<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn reset<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     addressing_reset: *mut sys::BOOLEAN,
 ) -> sys::NDIS_STATUS {
@@ -1948,11 +1948,11 @@ pub(crate) unsafe extern "system-unwind" fn reset<A: Miniport>(
     }
 }
 
-pub(crate) unsafe extern "system-unwind" fn cancel_send(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
+pub(crate) unsafe extern "win64-unwind" fn cancel_send(_ctx: sys::NDIS_HANDLE, _id: sys::PVOID) {
     // Sends complete before MiniportSendNetBufferLists returns: nothing is ever queued.
 }
 
-pub(crate) unsafe extern "system-unwind" fn cancel_oid<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn cancel_oid<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     id: sys::PVOID,
 ) {
@@ -1961,7 +1961,7 @@ pub(crate) unsafe extern "system-unwind" fn cancel_oid<A: Miniport>(
     crate::oid::cancel_pending(&slot.ndis, id);
 }
 
-pub(crate) unsafe extern "system-unwind" fn pnp_event<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn pnp_event<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     event: *mut sys::NET_DEVICE_PNP_EVENT,
 ) {
@@ -1982,7 +1982,7 @@ pub(crate) unsafe extern "system-unwind" fn pnp_event<A: Miniport>(
     }
 }
 
-pub(crate) unsafe extern "system-unwind" fn shutdown<A: Miniport>(
+pub(crate) unsafe extern "win64-unwind" fn shutdown<A: Miniport>(
     ctx: sys::NDIS_HANDLE,
     action: sys::NDIS_SHUTDOWN_ACTION,
 ) {

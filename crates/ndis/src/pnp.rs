@@ -131,7 +131,7 @@ struct PnpDevice {
 }
 
 /// `MiniportSetOptions`: registers the PnP handlers, inside `NdisMRegisterMiniportDriver`.
-pub(crate) unsafe extern "system-unwind" fn set_options<D: MiniportDriver>(
+pub(crate) unsafe extern "win64-unwind" fn set_options<D: MiniportDriver>(
     driver_handle: sys::NDIS_HANDLE,
     _driver_context: sys::NDIS_HANDLE,
 ) -> sys::NDIS_STATUS {
@@ -154,7 +154,7 @@ pub(crate) unsafe extern "system-unwind" fn set_options<D: MiniportDriver>(
     unsafe { sys::NdisSetOptionalHandlers(driver_handle, &mut handlers) }
 }
 
-unsafe extern "system-unwind" fn add_device(
+unsafe extern "win64-unwind" fn add_device(
     miniport_handle: sys::NDIS_HANDLE,
     driver_context: sys::NDIS_HANDLE,
 ) -> sys::NDIS_STATUS {
@@ -189,7 +189,7 @@ unsafe extern "system-unwind" fn add_device(
     status
 }
 
-unsafe extern "system-unwind" fn remove_device(context: sys::NDIS_HANDLE) {
+unsafe extern "win64-unwind" fn remove_device(context: sys::NDIS_HANDLE) {
     // SAFETY: the context add_device registered; RemoveDevice is the last handler to get it.
     drop(unsafe { alloc::boxed::Box::from_raw(context as *mut PnpDevice) });
 }
@@ -197,14 +197,14 @@ unsafe extern "system-unwind" fn remove_device(context: sys::NDIS_HANDLE) {
 /// `MiniportStartDevice`. The framework adds message descriptors only while filtering and never
 /// removes them here (Windows forbids dropping added messages at start), so there is nothing to
 /// change: the IRP goes on as NDIS passed it.
-unsafe extern "system-unwind" fn start_device(
+unsafe extern "win64-unwind" fn start_device(
     _context: sys::NDIS_HANDLE,
     _irp: sys::PIRP,
 ) -> sys::NDIS_STATUS {
     sys::NDIS_STATUS_SUCCESS
 }
 
-unsafe extern "system-unwind" fn filter_resource_requirements<D: MiniportDriver>(
+unsafe extern "win64-unwind" fn filter_resource_requirements<D: MiniportDriver>(
     context: sys::NDIS_HANDLE,
     irp: sys::PIRP,
 ) -> sys::NDIS_STATUS {

@@ -193,7 +193,7 @@ impl InterruptHandler for LineOnly {
     fn dpc(&self, _q: &(), _c: &mut DpcContext<'_>) {}
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     handle: sys::NDIS_HANDLE,
     _d: sys::NDIS_HANDLE,
     _p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -263,7 +263,7 @@ unsafe extern "system-unwind" fn initialize(
     }
 }
 
-unsafe extern "system-unwind" fn halt(_ctx: sys::NDIS_HANDLE, _a: i32) {
+unsafe extern "win64-unwind" fn halt(_ctx: sys::NDIS_HANDLE, _a: i32) {
     let a = ADAPTER.with(|a| std::mem::take(&mut *a.borrow_mut()));
     // SAFETY: the adapter initialize created.
     let Adapter {
@@ -275,12 +275,12 @@ unsafe extern "system-unwind" fn halt(_ctx: sys::NDIS_HANDLE, _a: i32) {
     unsafe { resources.release_all(&Passive::assume()) };
 }
 
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
+unsafe extern "win64-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
     // SAFETY: the handle DriverEntry registered.
     unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.with(|d| *d.borrow()) as sys::NDIS_HANDLE) };
 }
 
-unsafe extern "system-unwind" fn driver_entry(
+unsafe extern "win64-unwind" fn driver_entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

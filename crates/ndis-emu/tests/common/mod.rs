@@ -190,7 +190,7 @@ pub fn emulator_with(config: Config) -> Emulator {
 
 // --- driver -----------------------------------------------------------------------------------
 
-pub unsafe extern "system-unwind" fn driver_entry(
+pub unsafe extern "win64-unwind" fn driver_entry(
     object: sys::PDRIVER_OBJECT,
     path: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {
@@ -201,7 +201,7 @@ pub unsafe extern "system-unwind" fn driver_entry(
     status
 }
 
-unsafe extern "system-unwind" fn unload(_object: sys::PDRIVER_OBJECT) {
+unsafe extern "win64-unwind" fn unload(_object: sys::PDRIVER_OBJECT) {
     if knobs().deregister_driver_in_unload {
         let h = DRIVER_HANDLE.with(|h| *h.borrow());
         // SAFETY: the handle registration returned.
@@ -254,7 +254,7 @@ fn set_attributes(handle: sys::NDIS_HANDLE, ctx: *mut Adapter, k: &Knobs) -> sys
     0
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     handle: sys::NDIS_HANDLE,
     _driver_ctx: sys::NDIS_HANDLE,
     _params: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -361,7 +361,7 @@ unsafe extern "system-unwind" fn initialize(
     0
 }
 
-unsafe extern "system-unwind" fn halt(ctx: sys::NDIS_HANDLE, _action: sys::NDIS_HALT_ACTION) {
+unsafe extern "win64-unwind" fn halt(ctx: sys::NDIS_HANDLE, _action: sys::NDIS_HALT_ACTION) {
     let k = knobs();
     // SAFETY: our adapter context, freed once here.
     let a = unsafe { Box::from_raw(ctx.cast::<Adapter>()) };
@@ -386,13 +386,13 @@ unsafe extern "system-unwind" fn halt(ctx: sys::NDIS_HANDLE, _action: sys::NDIS_
     }
 }
 
-pub unsafe extern "system-unwind" fn sync_fn(_ctx: sys::PVOID) -> sys::BOOLEAN {
+pub unsafe extern "win64-unwind" fn sync_fn(_ctx: sys::PVOID) -> sys::BOOLEAN {
     record(Seen::Sync { cpu: cpu() });
     0x5A
 }
 
-unsafe extern "system-unwind" fn enable_disable(_c: sys::NDIS_HANDLE) {}
-unsafe extern "system-unwind" fn msg_enable_disable(_c: sys::NDIS_HANDLE, _m: u32) {}
+unsafe extern "win64-unwind" fn enable_disable(_c: sys::NDIS_HANDLE) {}
+unsafe extern "win64-unwind" fn msg_enable_disable(_c: sys::NDIS_HANDLE, _m: u32) {}
 
 fn isr_common(
     ctx: sys::NDIS_HANDLE,
@@ -455,7 +455,7 @@ fn isr_common(
     }
 }
 
-unsafe extern "system-unwind" fn isr(
+unsafe extern "win64-unwind" fn isr(
     ctx: sys::NDIS_HANDLE,
     qd: *mut sys::BOOLEAN,
     tp: *mut u32,
@@ -463,7 +463,7 @@ unsafe extern "system-unwind" fn isr(
     isr_common(ctx, None, qd, tp)
 }
 
-unsafe extern "system-unwind" fn msg_isr(
+unsafe extern "win64-unwind" fn msg_isr(
     ctx: sys::NDIS_HANDLE,
     m: u32,
     qd: *mut sys::BOOLEAN,
@@ -514,7 +514,7 @@ fn dpc_common(message: Option<u32>, dpc_ctx: sys::PVOID, throttle: sys::PVOID) {
     record(Seen::DpcEnd { cpu: cpu() });
 }
 
-unsafe extern "system-unwind" fn dpc(
+unsafe extern "win64-unwind" fn dpc(
     _ctx: sys::NDIS_HANDLE,
     dpc_ctx: sys::PVOID,
     throttle: sys::PVOID,
@@ -523,7 +523,7 @@ unsafe extern "system-unwind" fn dpc(
     dpc_common(None, dpc_ctx, throttle)
 }
 
-unsafe extern "system-unwind" fn msg_dpc(
+unsafe extern "win64-unwind" fn msg_dpc(
     _ctx: sys::NDIS_HANDLE,
     m: u32,
     dpc_ctx: sys::PVOID,

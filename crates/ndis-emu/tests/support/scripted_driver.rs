@@ -59,7 +59,7 @@ pub fn set_scripts(
     ON_HALT.with(|f| *f.borrow_mut() = Some(Box::new(halt)));
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     h: sys::NDIS_HANDLE,
     _d: sys::NDIS_HANDLE,
     p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -73,11 +73,11 @@ unsafe extern "system-unwind" fn initialize(
     s
 }
 
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {
+unsafe extern "win64-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {
     ON_HALT.with(|f| f.borrow().as_ref().map(|f| f(handle())));
 }
 
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
+unsafe extern "win64-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
     // SAFETY: the registered driver handle.
     unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.get() as sys::NDIS_HANDLE) };
 }

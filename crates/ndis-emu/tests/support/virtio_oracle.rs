@@ -78,7 +78,7 @@ pub fn capabilities() -> Vec<(u16, u32)> {
     caps
 }
 
-unsafe extern "system-unwind" fn initialize(
+unsafe extern "win64-unwind" fn initialize(
     h: sys::NDIS_HANDLE,
     _d: sys::NDIS_HANDLE,
     p: *mut sys::NDIS_MINIPORT_INIT_PARAMETERS,
@@ -124,7 +124,7 @@ unsafe extern "system-unwind" fn initialize(
     sys::NDIS_STATUS_SUCCESS
 }
 
-unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {
+unsafe extern "win64-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_ACTION) {
     let (va, length) = MAPPING.get();
     // SAFETY: the mapping and the DMA registration made in initialize, released once.
     unsafe {
@@ -133,12 +133,12 @@ unsafe extern "system-unwind" fn halt(_c: sys::NDIS_HANDLE, _a: sys::NDIS_HALT_A
     }
 }
 
-unsafe extern "system-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
+unsafe extern "win64-unwind" fn unload(_o: sys::PDRIVER_OBJECT) {
     // SAFETY: the registered driver handle.
     unsafe { sys::NdisMDeregisterMiniportDriver(DRIVER.get() as sys::NDIS_HANDLE) };
 }
 
-pub unsafe extern "system-unwind" fn entry(
+pub unsafe extern "win64-unwind" fn entry(
     o: sys::PDRIVER_OBJECT,
     p: *const sys::UNICODE_STRING,
 ) -> sys::NTSTATUS {

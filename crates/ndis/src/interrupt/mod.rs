@@ -698,7 +698,7 @@ mod trampolines {
         report(queue_default, targets, false, claimed as sys::BOOLEAN)
     }
 
-    pub(super) unsafe extern "system-unwind" fn line_isr<H: InterruptHandler>(
+    pub(super) unsafe extern "win64-unwind" fn line_isr<H: InterruptHandler>(
         ctx: sys::NDIS_HANDLE,
         queue_default: *mut sys::BOOLEAN,
         targets: *mut u32,
@@ -712,7 +712,7 @@ mod trampolines {
         )
     }
 
-    pub(super) unsafe extern "system-unwind" fn message_isr<H: InterruptHandler>(
+    pub(super) unsafe extern "win64-unwind" fn message_isr<H: InterruptHandler>(
         ctx: sys::NDIS_HANDLE,
         message: u32,
         queue_default: *mut sys::BOOLEAN,
@@ -793,7 +793,7 @@ mod trampolines {
         core.queue_dpc_on(source, ProcessorSet::single(group, number));
     }
 
-    pub(super) unsafe extern "system-unwind" fn line_dpc<H: InterruptHandler>(
+    pub(super) unsafe extern "win64-unwind" fn line_dpc<H: InterruptHandler>(
         ctx: sys::NDIS_HANDLE,
         _dpc_context: sys::PVOID,
         throttle: sys::PVOID,
@@ -803,7 +803,7 @@ mod trampolines {
         dpc(unsafe { inner::<H>(ctx) }, Source::Line, throttle)
     }
 
-    pub(super) unsafe extern "system-unwind" fn message_dpc<H: InterruptHandler>(
+    pub(super) unsafe extern "win64-unwind" fn message_dpc<H: InterruptHandler>(
         ctx: sys::NDIS_HANDLE,
         message: u32,
         _dpc_context: sys::PVOID,
@@ -840,21 +840,21 @@ mod trampolines {
         }
     }
 
-    pub(super) unsafe extern "system-unwind" fn line_disable<H: InterruptHandler>(
+    pub(super) unsafe extern "win64-unwind" fn line_disable<H: InterruptHandler>(
         ctx: sys::NDIS_HANDLE,
     ) {
         // SAFETY: NDIS passes back the context `register` gave it.
         each_queue(unsafe { inner::<H>(ctx) }, Source::Line, false)
     }
 
-    pub(super) unsafe extern "system-unwind" fn line_enable<H: InterruptHandler>(
+    pub(super) unsafe extern "win64-unwind" fn line_enable<H: InterruptHandler>(
         ctx: sys::NDIS_HANDLE,
     ) {
         // SAFETY: NDIS passes back the context `register` gave it.
         each_queue(unsafe { inner::<H>(ctx) }, Source::Line, true)
     }
 
-    pub(super) unsafe extern "system-unwind" fn message_disable<H: InterruptHandler>(
+    pub(super) unsafe extern "win64-unwind" fn message_disable<H: InterruptHandler>(
         ctx: sys::NDIS_HANDLE,
         m: u32,
     ) {
@@ -866,7 +866,7 @@ mod trampolines {
         )
     }
 
-    pub(super) unsafe extern "system-unwind" fn message_enable<H: InterruptHandler>(
+    pub(super) unsafe extern "win64-unwind" fn message_enable<H: InterruptHandler>(
         ctx: sys::NDIS_HANDLE,
         m: u32,
     ) {

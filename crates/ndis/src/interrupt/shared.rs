@@ -89,7 +89,7 @@ impl<T: Copy + Send> InterruptShared<T> {
             f: Option<F>,
             result: Option<R>,
         }
-        unsafe extern "system-unwind" fn run<
+        unsafe extern "win64-unwind" fn run<
             T: Copy + Send,
             F: FnOnce(&mut T, &mut Dirql<'_>) -> R,
             R,

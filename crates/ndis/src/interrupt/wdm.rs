@@ -84,7 +84,7 @@ impl<H: WdmInterruptHandler> core::fmt::Debug for WdmInterrupt<H> {
     }
 }
 
-unsafe extern "system-unwind" fn line_isr<H: WdmInterruptHandler>(
+unsafe extern "win64-unwind" fn line_isr<H: WdmInterruptHandler>(
     _k: sys::PKINTERRUPT,
     ctx: sys::PVOID,
 ) -> sys::BOOLEAN {
@@ -93,7 +93,7 @@ unsafe extern "system-unwind" fn line_isr<H: WdmInterruptHandler>(
     inner.handler.isr(Source::Line) as sys::BOOLEAN
 }
 
-unsafe extern "system-unwind" fn message_isr<H: WdmInterruptHandler>(
+unsafe extern "win64-unwind" fn message_isr<H: WdmInterruptHandler>(
     _k: sys::PKINTERRUPT,
     ctx: sys::PVOID,
     message: u32,
