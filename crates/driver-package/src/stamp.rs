@@ -154,23 +154,37 @@ pub fn stamp(inx: &[u8], opts: &StampOptions) -> Result<Stamped> {
     let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches('\r')).collect();
 
     // Locate [Version]: its header and the last non-blank line that belongs to it.
+    // A second [Version] section is refused: Windows merges sections of one name, so its
+    // DriverVer or CatalogFile would sit beside the stamped ones.
     let mut version_header = None;
     let mut version_end = None;
+    let mut version_done = false;
     for (i, line) in lines.iter().enumerate() {
         let t = crate::inf::strip_comment(line).trim();
         if t.starts_with('[') {
-            if version_header.is_some() {
-                break;
-            }
-            if t.trim_start_matches('[')
+            let is_version = t
+                .trim_start_matches('[')
                 .trim_end_matches(']')
                 .trim()
-                .eq_ignore_ascii_case("Version")
-            {
-                version_header = Some(i);
-                version_end = Some(i);
+                .eq_ignore_ascii_case("Version");
+            match version_header {
+                Some(first) if is_version => {
+                    return Err(at(
+                        i + 1,
+                        format!(
+                            "a second [Version] section (the first is at line {}): DriverVer and CatalogFile are stamped into one",
+                            first + 1
+                        ),
+                    ));
+                }
+                Some(_) => version_done = true,
+                None if is_version => {
+                    version_header = Some(i);
+                    version_end = Some(i);
+                }
+                None => {}
             }
-        } else if version_header.is_some() && !t.is_empty() {
+        } else if version_header.is_some() && !version_done && !t.is_empty() {
             version_end = Some(i);
         }
     }

@@ -84,6 +84,22 @@ fn non_ascii_text_is_written_as_utf16_with_bom_and_can_be_forced() {
     assert_eq!(&ascii.bytes[..2], &[0xFF, 0xFE]);
 }
 
+/// Found by the `inf` fuzz target (docs/fuzzing.md): a second `[Version]` section kept its own
+/// `DriverVer` beside the stamped one.
+#[test]
+fn a_second_version_section_is_refused_at_its_line() {
+    let inx = "[Version]\nSignature = \"$WINDOWS NT$\"\nDriverVer = 01/01/1970,0.0.0.0\n\n[Strings]\n\n[Version]\nDriverVer = 01/01/1970,0.0.0.0\n";
+    for bytes in [inx.as_bytes().to_vec(), utf16(inx)] {
+        let e = stamp(&bytes, &opts()).unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(
+            e.to_string()
+                .contains("a second [Version] section (the first is at line 1)"),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn bad_input_is_an_error() {
     assert!(stamp(b"[Strings]\r\na=b\r\n", &opts()).is_err());
