@@ -65,6 +65,8 @@ def frames():
         "tcp4-vlan": eth(0x0800, vlan=0x2005) + ipv4(6, tcp(p[:99])),
         "udp4-vlan-prio": eth(0x0800, vlan=0xA000) + ipv4(17, udp(p[:10])),
         "arp": eth(0x0806) + bytes(28),
+        # A hop-by-hop header after destination options (found by the packet target).
+        "udp6-hopbyhop-second": eth(0x86DD) + ipv6(17, udp(p[:16]), ext=bytes([0, 0, 1, 4, 0, 0, 0, 0]) + bytes([17, 0, 1, 4, 0, 0, 0, 0]), first=60),
         # Issue 17's two frames: a TCP data offset of 1, a UDP length past the IP payload.
         "tcp4-doff1": eth(0x0800) + ipv4(6, tcp(p, doff=1) if False else struct.pack("!HHIIBBHHH", 1, 2, 3, 4, 0x10, 0x18, 100, 0, 0) + p),
         "udp4-long": eth(0x0800) + ipv4(17, udp(p[:96], length=108)),
@@ -126,6 +128,8 @@ def main():
     for i, name in enumerate(["raw", "utf8", "utf8-bom", "utf16le"]):
         write("inf", "vionet-" + name, bytes([i | 4]) + inx)
     write("inf", "vionet-to-utf16", bytes([1 | 16]) + inx)
+    # Two [Version] sections (found by the inf target): the stamper refuses the second.
+    write("inf", "two-version-sections", bytes([1]) + inx + b"\r\n[Version]\r\nDriverVer = 01/01/1970,0.0.0.0\r\n")
     for path in sys.argv[1:]:
         write("pe", os.path.basename(path), open(path, "rb").read())
 
