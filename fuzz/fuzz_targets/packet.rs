@@ -19,7 +19,7 @@ const HEAD: usize = 128;
 fuzz_target!(|frame: &[u8]| {
     // The IPv4 header alone (what a header-checksum-only send needs).
     if let Some((l3, len)) = packet::ipv4_header(frame) {
-        assert!(l3 + len <= frame.len() && len >= 20 && len <= 60);
+        assert!(l3 + len <= frame.len() && (20..=60).contains(&len));
         let c = packet::ipv4_header_checksum(&frame[l3..l3 + len]);
         let mut fixed = frame.to_vec();
         fixed[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());

@@ -18,7 +18,7 @@
 use libfuzzer_sys::fuzz_target;
 use ndis_emu::ListInfo;
 use ndis_rs_fuzz::nic::Nic;
-use ndis_rs_fuzz::{Input, as_tcpip_sends, independent};
+use ndis_rs_fuzz::{Input, as_tcpip_sends, independent, rfc1071};
 use ndis_sys as sys;
 
 struct List {
@@ -248,6 +248,16 @@ fuzz_target!(|data: &[u8]| {
                     list.tcpip,
                     &s[..s.len().min(64)],
                     &original[..original.len().min(64)]
+                );
+            }
+            if ip && !l4 {
+                // The IPv4 header checksum alone (any IPv4 packet): right over the header.
+                let l3 = if s[12..14] == [0x81, 0x00] { 18 } else { 14 };
+                let ihl = usize::from(s[l3] & 0x0F) * 4;
+                assert_eq!(
+                    rfc1071(&s[l3..l3 + ihl]),
+                    0xFFFF,
+                    "list {i} frame {j}: a wrong IPv4 header checksum sent"
                 );
             }
             if ip && l4 {
