@@ -130,6 +130,10 @@ def main():
     write("inf", "vionet-to-utf16", bytes([1 | 16]) + inx)
     # Two [Version] sections (found by the inf target): the stamper refuses the second.
     write("inf", "two-version-sections", bytes([1]) + inx + b"\r\n[Version]\r\nDriverVer = 01/01/1970,0.0.0.0\r\n")
+    # DriverVer twice in [Version], and a malformed header that does not end [Version] (both
+    # found by the inf target): refused, and stamped where the reader sees the section.
+    write("inf", "driverver-twice", bytes([1]) + inx.replace(b"PnpLockDown", b"DriverVer = 01/01/1970,0.0.0.0\r\nPnpLockDown", 1))
+    write("inf", "malformed-header-in-version", bytes([1]) + inx.replace(b"DriverVer", b"[Strings]junk\r\nDriverVer", 1))
     for path in sys.argv[1:]:
         write("pe", os.path.basename(path), open(path, "rb").read())
 
