@@ -133,8 +133,11 @@ fuzz_target!(|data: &[u8]| {
                         .filter(|(_, l)| l.contains("DriverVer ="))
                         .map(|(i, l)| (i + 1, l))
                         .collect();
-                    let sections: Vec<(usize, &str)> =
-                        stamped.sections.iter().map(|s| (s.line, s.name.as_str())).collect();
+                    let sections: Vec<(usize, &str)> = stamped
+                        .sections
+                        .iter()
+                        .map(|s| (s.line, s.name.as_str()))
+                        .collect();
                     panic!("a stamped INF without DriverVer in [Version]: {at:?} in {sections:?}")
                 });
             assert_eq!(version.values, ["05/19/2026", "1.2.3.4"], "DriverVer");
