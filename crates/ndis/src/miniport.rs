@@ -54,6 +54,9 @@ pub struct AdapterInfo {
     pub driver_version: (u8, u8),
     /// Checksum offload, if the device does any (see [`crate::offload`]).
     pub offload: Option<OffloadInfo>,
+    /// Receive side scaling, if the driver does it (see [`crate::rss`]); None also when the
+    /// user switched it off (`*RSS` = 0).
+    pub rss: Option<crate::rss::RssCapabilities>,
 }
 
 impl AdapterInfo {
@@ -79,6 +82,7 @@ impl AdapterInfo {
             ndis_version: (6, 0),
             driver_version: (0, 0),
             offload: None,
+            rss: None,
         }
     }
 }
@@ -311,6 +315,8 @@ pub struct NdisAdapter {
     power: AtomicU32,
     /// `NdisDevicePnPEventSurpriseRemoved` came: OIDs are refused, sends fail.
     surprise_removed: AtomicBool,
+    /// The RSS (or receive-hash) parameters in force, for the datapath: see [`NdisAdapter::rss`].
+    pub(crate) rss: crate::rss::RssState,
     pub stats: Statistics,
 }
 
@@ -395,6 +401,7 @@ impl NdisAdapter {
             encapsulation: AtomicU32::new(0),
             power: AtomicU32::new(sys::NdisDeviceStateD0),
             surprise_removed: AtomicBool::new(false),
+            rss: crate::rss::RssState::new(),
             stats: Statistics::default(),
         }
     }
@@ -415,6 +422,23 @@ impl NdisAdapter {
 
     pub(crate) fn next_oid_generation(&self) -> u64 {
         self.oid_generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The RSS configuration in force, lock-free, from any IRQL: None while neither RSS nor
+    /// receive hashing is on, which costs one relaxed load; otherwise a copy of the table (the
+    /// processors NDIS named, each with the driver's queue for it), the key and the hash types.
+    #[inline]
+    pub fn rss(&self) -> Option<crate::rss::RssTable> {
+        if !self.rss.is_on() {
+            return None;
+        }
+        Some(self.rss.snapshot())
+    }
+
+    /// Whether RSS or receive hashing is on (one relaxed load).
+    #[inline]
+    pub fn rss_on(&self) -> bool {
+        self.rss.is_on()
     }
 
     /// Whether `MiniportHaltEx` began for this adapter.
@@ -1280,6 +1304,21 @@ pub trait Miniport: Send + Sync + Sized + 'static {
         Err(Status::NOT_SUPPORTED)
     }
 
+    /// The RSS configuration changed (`OID_GEN_RECEIVE_SCALE_PARAMETERS` or
+    /// `OID_GEN_RECEIVE_HASH`, at PASSIVE_LEVEL, at any time while the adapter exists): `table`
+    /// is what is now in force, already visible through [`NdisAdapter::rss`]. Program the
+    /// device here (its indirection table, key, hash types) without resetting it. An error
+    /// refuses the set: the framework puts the previous configuration back and calls this again
+    /// with it.
+    fn rss_changed(
+        &self,
+        _adapter: &NdisAdapter,
+        _table: &crate::rss::RssTable,
+        _passive: &mut Passive<'_>,
+    ) -> Result<(), Status> {
+        Ok(())
+    }
+
     /// `MiniportShutdownEx` (at any IRQL on [`ShutdownAction::BugCheck`]): put the device in a
     /// quiet state, touching only registers. No token: nothing but register access is allowed.
     fn shutdown(&self, _adapter: &NdisAdapter, _action: ShutdownAction) {}
@@ -1480,6 +1519,11 @@ fn general_attributes<A: Miniport>(
             }),
         )
     };
+    // Lives across the call (NDIS copies it).
+    let mut rss = info.rss.map(|r| r.to_ndis(version));
+    let rss_ptr: sys::PVOID = rss.as_mut().map_or(core::ptr::null_mut(), |r| {
+        (r as *mut sys::NDIS_RECEIVE_SCALE_CAPABILITIES).cast()
+    });
     // SAFETY: all-zero is a valid attribute union (plain data).
     let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
     let mut permanent = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
@@ -1517,7 +1561,7 @@ fn general_attributes<A: Miniport>(
         MacAddressLength: 6,
         PermanentMacAddress: permanent,
         CurrentMacAddress: current,
-        RecvScaleCapabilities: core::ptr::null_mut(),
+        RecvScaleCapabilities: rss_ptr,
         AccessType: sys::NET_IF_ACCESS_BROADCAST,
         DirectionType: sys::NET_IF_DIRECTION_SENDRECEIVE,
         ConnectionType: sys::NET_IF_CONNECTION_DEDICATED,

@@ -702,6 +702,9 @@ pub struct RxFrame {
     pub ieee8021q: Option<Ieee8021Q>,
     /// What the driver found about its checksums ([`ReceivePool::checksum`]).
     pub checksum: RxChecksum,
+    /// Its RSS hash (from the device, or [`ReceivePool::rss_hash`]), written into the list's
+    /// hash value and information; None clears them.
+    pub hash: Option<crate::rss::RxHash>,
 }
 
 /// What [`ReceivePool::indicate`] takes: an [`RxFrame`], or the short forms `(index, offset,
@@ -730,6 +733,7 @@ impl ReceivedFrame for (usize, usize, usize, Option<Ieee8021Q>) {
             length: self.2,
             ieee8021q: self.3,
             checksum: RxChecksum::empty(),
+            hash: None,
         }
     }
 }
@@ -1098,6 +1102,7 @@ impl ReceivePool {
                 length,
                 ieee8021q,
                 checksum,
+                hash,
             } = frame.parts();
             let Some(entry) = self.entries.get(index) else {
                 adapter.stats.rx_errors(1);
@@ -1153,6 +1158,11 @@ impl ReceivePool {
                     ieee8021q.map_or(0, Ieee8021Q::to_info) as sys::PVOID;
                 (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] =
                     checksum.bits() as usize as sys::PVOID;
+                // NET_BUFFER_LIST_SET_HASH_VALUE / _TYPE / _FUNCTION (or cleared).
+                let (value, info) = hash.map_or((0, 0), |h| (h.value, h.info()));
+                (*nbl).NetBufferListInfo[sys::NetBufferListHashValue] =
+                    value as usize as sys::PVOID;
+                (*nbl).NetBufferListInfo[sys::NetBufferListHashInfo] = info as usize as sys::PVOID;
                 if tail.is_null() {
                     head = nbl;
                 } else {
@@ -1201,6 +1211,24 @@ impl ReceivePool {
         // Only now may a pause complete: MiniportPause waits for indications to return.
         adapter.end_indication();
         count
+    }
+
+    /// The RSS hash of the frame at `offset..offset + length` of claimed buffer `index` under
+    /// `table` (its headers, from the first 128 bytes); None when the buffer is not claimed,
+    /// or the frame has nothing the types on hash over.
+    pub fn rss_hash(
+        &self,
+        index: usize,
+        offset: usize,
+        length: usize,
+        table: &crate::rss::RssTable,
+    ) -> Option<crate::rss::RxHash> {
+        let mut head = [0u8; RX_HEADER_BYTES];
+        let n = length.min(RX_HEADER_BYTES);
+        if !self.read(index, offset, &mut head[..n]) {
+            return None;
+        }
+        table.hash(&head[..n])
     }
 
     /// Hands each returned list of this pool to `returned_buffer` (by buffer index, now free);

@@ -239,20 +239,18 @@ pub fn ipv4_header_ok(frame: &[u8], l: &Layers) -> bool {
 /// window slides left by one bit. `key` is the 40-byte secret NDIS sets; bits past its end count
 /// as 0 (an input of at most 36 bytes, the longest RSS hashes, never reaches them).
 pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
-    let key_bit = |i: usize| {
-        key.get(i / 8)
-            .map_or(0, |b| u32::from(b >> (7 - i % 8)) & 1)
-    };
-    // The 32-bit window starting at bit 0.
-    let mut window = (0..32).fold(0u32, |w, i| (w << 1) | key_bit(i));
+    let key_byte = |i: usize| u64::from(key.get(i).copied().unwrap_or(0));
+    // Bits n*8.. n*8+63 of the key: the 32-bit window of bit b of input byte n is its top 32
+    // bits shifted left by b.
+    let mut window = (0..8).fold(0u64, |w, i| (w << 8) | key_byte(i));
     let mut result = 0u32;
-    for (n, byte) in input.iter().enumerate() {
+    for (n, &byte) in input.iter().enumerate() {
         for bit in 0..8 {
-            if byte & (0x80 >> bit) != 0 {
-                result ^= window;
-            }
-            window = (window << 1) | key_bit(n * 8 + bit + 32);
+            // All ones when the bit is set: branch-free.
+            let take = 0u32.wrapping_sub(u32::from(byte >> (7 - bit)) & 1);
+            result ^= ((window << bit) >> 32) as u32 & take;
         }
+        window = (window << 8) | key_byte(n + 8);
     }
     result
 }
