@@ -51,9 +51,17 @@ pub mod keywords {
     /// Large send offload per IP version (`*LsoV2IPv4`, `*LsoV2IPv6`: 0 off, 1 on), read by
     /// `LargeSendOffload::from_keywords`.
     pub const LSO: [Keyword; 2] = ndis::keyword::LARGE_SEND_OFFLOAD;
+    /// Receive side scaling (`*RSS` 0/1, `*RssBaseProcNumber`, `*MaxRssProcessors`,
+    /// `*RssProfile`): `*RSS` = 0 reports no RSS; the others are NDIS's, which applies them
+    /// to the table it sets.
+    pub const RSS: [Keyword; 4] = ndis::keyword::RSS;
     /// Every keyword the driver reads.
     pub const ALL: &[Keyword] = &[
         NUM_QUEUES,
+        RSS[0],
+        RSS[1],
+        RSS[2],
+        RSS[3],
         RECEIVE_BUFFERS,
         TRANSMIT_BUFFERS,
         JUMBO_PACKET,
@@ -164,11 +172,24 @@ impl InterruptHandler for Interrupts {
         }
         let targets = device.plan.message_targets(*queue);
         let mut more = false;
+        // One relaxed load while RSS is off.
+        let rss = device.ndis.rss();
+        let mut kick = 0u64;
         for j in targets.rx_pairs.clone() {
             let budget = ctx.budget().remaining().min(1024);
-            let (done, pending) = device.receive(j as usize, budget, ctx.irql());
+            let (done, pending) =
+                device.receive(j as usize, budget, rss.as_ref(), &mut kick, ctx.irql());
             ctx.budget().take(done);
             more |= pending;
+        }
+        // Frames steered to this processor (by this DPC or others'), in order.
+        if rss.is_some() || device.steer.waiting.load(Ordering::Relaxed) != 0 {
+            device.drain_steered(ctx.irql());
+        }
+        while kick != 0 {
+            let cpu = kick.trailing_zeros();
+            kick &= kick - 1;
+            ctx.queue_dpc_on(ndis::interrupt::ProcessorSet::single(0, cpu));
         }
         for j in targets.tx_pairs {
             device.reap(j as usize, ctx.irql());
@@ -274,8 +295,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
         return Err(Status::ADAPTER_NOT_FOUND);
     }
-    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address, checksums, lso) = {
+    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address, checksums, lso, rss) = {
         let c = init.configuration()?;
+        let rss = keywords::RSS[0].read(&c, passive) != 0;
+        for k in &keywords::RSS[1..] {
+            // Declared for the advanced page; NDIS applies them to the table it sets.
+            let _ = k.read(&c, passive);
+        }
         (
             keywords::NUM_QUEUES.read(&c, passive) as u16,
             keywords::RECEIVE_BUFFERS.read(&c, passive) as u16,
@@ -285,6 +311,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             c.read_network_address(passive),
             ChecksumOffload::from_keywords(&c, ChecksumOffload::all(), passive),
             LargeSendOffload::from_keywords(&c, LargeSendOffload::all(), passive),
+            rss,
         )
     };
     let t = transport(init, &cfg)?;
@@ -410,6 +437,9 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             lso_enabled: lso_caps.map_or(LargeSendOffload::empty(), |c| lso & c.versions),
         });
     }
+    if rss {
+        info.rss = Some(rss_capabilities(&interrupt, &plan, &device));
+    }
     info.description = "ndis-rs virtio-net";
     info.receive_buffer_space = (rx_size as u32) * frame.buffer as u32;
     info.transmit_buffer_space = (tx_size as u32) * frame.buffer as u32;
@@ -420,6 +450,32 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         },
         info,
     ))
+}
+
+/// RSS as the driver does it: software Toeplitz over the running pairs' receive queues, each
+/// queue's default processor that of its receive message (pair j's processor for a line or a
+/// shared message).
+fn rss_capabilities(
+    interrupt: &InterruptRegistration<Interrupts>,
+    plan: &VectorPlan,
+    device: &Device,
+) -> ndis::rss::RssCapabilities {
+    let pairs = device.active_pairs.load(Ordering::Relaxed) as u16;
+    let grant = interrupt.grant();
+    let messages = grant.message_count();
+    let mut caps = ndis::rss::RssCapabilities::new(pairs, messages, messages > 1);
+    if let ndis::interrupt::Grant::Messages(m) = grant {
+        for j in 0..usize::from(pairs).min(ndis::rss::MAX_QUEUES) {
+            let vector = plan.queue_vector(net::rx_queue(j as u16)).unwrap_or(pci::NO_VECTOR);
+            if let Some(info) = m.get(usize::from(vector)) {
+                let mask = info.affinity.mask();
+                if mask != 0 && info.affinity.group() == 0 {
+                    caps.queue_processors[j] = mask.trailing_zeros() as u16;
+                }
+            }
+        }
+    }
+    caps
 }
 
 /// The checksum tasks the negotiated features allow. The IPv4 header checksum (which virtio

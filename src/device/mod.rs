@@ -33,6 +33,7 @@ mod control;
 mod health;
 mod lso;
 mod rx;
+pub mod steer;
 mod tx;
 
 use control::{CONTROL_BUFFER, ControlRing};
@@ -147,6 +148,8 @@ pub struct Device {
     restore: SpinLock<health::Restore>,
     /// Pairs the send path spreads over (1 when the device refused `VQ_PAIRS_SET`).
     pub active_pairs: AtomicUsize,
+    /// Frames waiting to be indicated on the processor RSS names for them.
+    pub steer: steer::Steering,
     _dma: DmaRegistration,
 }
 
@@ -289,6 +292,17 @@ impl Device {
                 return Err(e);
             }
         };
+        // Every receive buffer of every pair fits in any one processor's FIFO.
+        let buffers: usize = pairs.iter().map(|p| p.pool.len()).sum();
+        let cpus = ndis::sync::processor_count().clamp(1, 64) as usize;
+        let steer = match steer::Steering::new(cpus, buffers) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = transport.reset(|| ndis::sync::stall(10));
+                transport.add_status(crate::virtio::pci::status::FAILED);
+                return Err(e);
+            }
+        };
         let device = Device {
             pairs,
             control,
@@ -303,6 +317,7 @@ impl Device {
             control_queue,
             restore: SpinLock::new(health::Restore::new()),
             active_pairs: AtomicUsize::new(plan.pairs() as usize),
+            steer,
             _dma: dma,
         };
         for pair in &device.pairs {

@@ -88,7 +88,19 @@ impl Device {
     /// Drains up to `budget` receives of pair `j` and indicates them; returns (indicated,
     /// more_pending). Receives that cannot be indicated (paused, runts, oversize) go straight back
     /// to the device.
-    pub fn receive<C: AtMostDispatch>(&self, j: usize, budget: u32, irql: &mut C) -> (u32, bool) {
+    ///
+    /// With `rss` (RSS or receive hashing on) every frame gets its hash, and goes to the FIFO of
+    /// the processor the table names for it (this one when the table names none), pushed
+    /// under the ring's lock (see [`super::steer`]); `kick` collects the other processors
+    /// pushed to, whose DPCs the caller queues, and the caller drains this processor's FIFO.
+    pub fn receive<C: AtMostDispatch>(
+        &self,
+        j: usize,
+        budget: u32,
+        rss: Option<&ndis::rss::RssTable>,
+        kick: &mut u64,
+        irql: &mut C,
+    ) -> (u32, bool) {
         let Some(pair) = self.pairs.get(j) else {
             return (0, false);
         };
@@ -104,20 +116,48 @@ impl Device {
             let mut r = 0;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
-            let (fault, pending) = pair.rx.with(irql, |rx, _| {
+            let mut steered = 0;
+            let here = ndis::sync::current_processor() as usize;
+            let (fault, pending) = pair.rx.with(irql, |rx, dispatch| {
                 if !self.is_healthy() {
                     return (false, false);
                 }
                 rx.vq.disable_interrupts();
-                while n + r < want {
+                while n + r + steered < want {
                     match rx.vq.pop_used() {
                         Ok(Some((head, len))) => {
                             let b = rx.buffer_of[head as usize] as usize;
                             let len = len as usize;
                             match self.accept(pair, b, len, vlan_filter) {
                                 Received::Frame(frame) => {
-                                    frames[n] = self.with_checksum(pair, frame);
-                                    n += 1;
+                                    let mut frame = self.with_checksum(pair, frame);
+                                    match rss {
+                                        None => {
+                                            frames[n] = frame;
+                                            n += 1;
+                                        }
+                                        Some(t) => {
+                                            frame.hash = pair.pool.rss_hash(
+                                                frame.index,
+                                                frame.offset,
+                                                frame.length,
+                                                t,
+                                            );
+                                            let cpu = frame
+                                                .hash
+                                                .and_then(|h| t.target(h.value))
+                                                .map_or(here, |e| usize::from(e.processor.number));
+                                            if self.steer.push(cpu, j as u16, frame, dispatch) {
+                                                steered += 1;
+                                                if cpu != here && cpu < 64 {
+                                                    *kick |= 1 << cpu;
+                                                }
+                                            } else {
+                                                repost[r] = b;
+                                                r += 1;
+                                            }
+                                        }
+                                    }
                                 }
                                 Received::Runt => {
                                     repost[r] = b;
@@ -134,7 +174,7 @@ impl Device {
                         Err(_) => return (true, false),
                     }
                 }
-                (false, n + r == want)
+                (false, n + r + steered == want)
             });
             if fault {
                 // A used ring the device cannot have written: it needs a reset.
@@ -145,7 +185,7 @@ impl Device {
             self.ndis.stats.rx_discards((r - runts) as u64);
             // Every popped entry counts against the budget, runts included: a device that only
             // returns garbage cannot keep the DPC looping.
-            total += (n + r) as u32;
+            total += (n + r + steered) as u32;
             // Frames NDIS does not take (paused) come back here, decided before NDIS sees any.
             pair.pool.indicate(&frames[..n], irql, |b| {
                 repost[r] = b;
@@ -161,6 +201,41 @@ impl Device {
                 }
             } else if total >= budget {
                 return (total, true);
+            }
+        }
+    }
+
+    /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first,
+    /// in runs of one pair; returns how many were taken.
+    pub fn drain_steered<C: AtMostDispatch>(&self, irql: &mut C) -> u32 {
+        let here = ndis::sync::current_processor() as usize;
+        let mut total = 0u32;
+        loop {
+            let mut batch = [(0u16, RxFrame::default()); RX_BATCH];
+            let n = self.steer.take(here, &mut batch, irql);
+            if n == 0 {
+                return total;
+            }
+            total += n as u32;
+            let mut start = 0;
+            while start < n {
+                let j = batch[start].0;
+                let mut end = start;
+                let mut frames = [RxFrame::default(); RX_BATCH];
+                while end < n && batch[end].0 == j {
+                    frames[end - start] = batch[end].1;
+                    end += 1;
+                }
+                if let Some(pair) = self.pairs.get(usize::from(j)) {
+                    let mut repost = [0usize; RX_BATCH];
+                    let mut r = 0;
+                    pair.pool.indicate(&frames[..end - start], irql, |b| {
+                        repost[r] = b;
+                        r += 1;
+                    });
+                    self.post_rx(pair, &repost[..r], irql);
+                }
+                start = end;
             }
         }
     }

@@ -628,10 +628,12 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
         // SAFETY: a live list of this driver, with one valid buffer chain.
         let mut nb = unsafe { (*nbl).FirstNetBuffer };
         // SAFETY: a live list of this driver.
-        let (ieee8021q, checksum) = unsafe {
+        let (ieee8021q, checksum, hash_value, hash_info) = unsafe {
             (
                 (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo],
                 (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo],
+                (*nbl).NetBufferListInfo[sys::NetBufferListHashValue] as usize,
+                (*nbl).NetBufferListInfo[sys::NetBufferListHashInfo] as usize,
             )
         };
         while !nb.is_null() {
@@ -647,6 +649,10 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
             }
             // SAFETY: a buffer of the list, describing the driver's receive memory.
             let frame = unsafe { buffer_bytes(nb) };
+            let cpu = st.cpu;
+            if let Some(r) = st.rss.adapters.get_mut(&a) {
+                r.check(cpu, &frame, hash_value, hash_info);
+            }
             let received = &mut st.datapath.received;
             if received.len() <= a {
                 received.resize_with(a + 1, Vec::new);

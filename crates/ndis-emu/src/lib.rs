@@ -28,6 +28,7 @@ mod oid;
 pub mod pci;
 mod pnp;
 mod power;
+pub mod rss;
 pub mod raw;
 mod sync;
 mod trace;
@@ -137,6 +138,9 @@ pub struct Config {
     /// `*_DISPATCH_LEVEL` flag set (default), at DISPATCH_LEVEL with it clear, or at
     /// PASSIVE_LEVEL ([`SendIrql`]); [`Emulator::set_send_irql`] changes it during a test.
     pub send_irql: SendIrql,
+    /// TCP/IP configures RSS when it binds to an adapter that reports RSS capabilities (see
+    /// [`rss`]); on by default.
+    pub rss_at_bind: bool,
 }
 
 impl Default for Config {
@@ -153,6 +157,7 @@ impl Default for Config {
             trace: false,
             faults: FaultPlan::default(),
             send_irql: SendIrql::default(),
+            rss_at_bind: true,
         }
     }
 }
@@ -573,7 +578,53 @@ impl Emulator {
         if encapsulation {
             self.bind_tcpip(a);
         }
+        if bind {
+            self.bind_rss(a);
+        }
         status
+    }
+
+    /// What TCP/IP does when it binds to an adapter that reported RSS capabilities
+    /// (`Config::rss_at_bind`, on by default): `OID_GEN_RECEIVE_SCALE_PARAMETERS` with a random
+    /// 40-byte key (from the seed), IPv4, TCP/IPv4, IPv6 and TCP/IPv6, and a 128-entry table
+    /// over the first min(processors, receive queues) processors, round robin.
+    fn bind_rss(&self, a: AdapterId) {
+        let (caps, cpus, key) = {
+            let mut st = self.st();
+            if !st.config.rss_at_bind {
+                return;
+            }
+            let caps = st.rss.adapters.get(&a.0).and_then(|r| r.caps);
+            let mut key = [0u8; 40];
+            for b in &mut key {
+                *b = st.random_below(256) as u8;
+            }
+            (caps, st.cpus.len(), key)
+        };
+        let Some(caps) = caps else {
+            return;
+        };
+        let spread = cpus.min(caps.receive_queues.max(1) as usize).max(1);
+        let table: Vec<u8> = (0..128).map(|i| (i % spread) as u8).collect();
+        let types = sys::NDIS_HASH_IPV4
+            | sys::NDIS_HASH_TCP_IPV4
+            | sys::NDIS_HASH_IPV6
+            | sys::NDIS_HASH_TCP_IPV6;
+        let data = rss::receive_scale_parameters(0, types, &table, &key);
+        let _ = self.oid_set(a, sys::OID_GEN_RECEIVE_SCALE_PARAMETERS, &data);
+    }
+
+    /// What the RSS checker saw on `adapter` since the last report (and resets it), with the
+    /// configuration it checks against (None: RSS off).
+    pub fn rss_report(&self, a: AdapterId) -> (rss::RssReport, Option<rss::RssConfig>) {
+        let mut st = self.st();
+        let r = st.rss.adapters.entry(a.0).or_default();
+        (core::mem::take(&mut r.report), r.config.clone())
+    }
+
+    /// The RSS capabilities `adapter` reported in its general attributes.
+    pub fn rss_capabilities(&self, a: AdapterId) -> Option<rss::RssCapabilities> {
+        self.st().rss.adapters.get(&a.0).and_then(|r| r.caps)
     }
 
     /// The packet filter TCP/IP sets when it binds (directed, multicast, broadcast): until a

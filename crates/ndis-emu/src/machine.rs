@@ -252,6 +252,7 @@ pub(crate) struct State {
     pub dma: crate::dma::DmaState,
     pub mmio: crate::pci::MmioState,
     pub config_keys: crate::config::ConfigState,
+    pub rss: crate::rss::RssState,
 }
 
 impl State {
@@ -283,6 +284,7 @@ impl State {
             dma: Default::default(),
             mmio: Default::default(),
             config_keys: Default::default(),
+            rss: Default::default(),
         }
     }
 
