@@ -466,7 +466,9 @@ fn rss_capabilities(
     let mut caps = ndis::rss::RssCapabilities::new(pairs, messages, messages > 1);
     if let ndis::interrupt::Grant::Messages(m) = grant {
         for j in 0..usize::from(pairs).min(ndis::rss::MAX_QUEUES) {
-            let vector = plan.queue_vector(net::rx_queue(j as u16)).unwrap_or(pci::NO_VECTOR);
+            let vector = plan
+                .queue_vector(net::rx_queue(j as u16))
+                .unwrap_or(pci::NO_VECTOR);
             if let Some(info) = m.get(usize::from(vector)) {
                 let mask = info.affinity.mask();
                 if mask != 0 && info.affinity.group() == 0 {

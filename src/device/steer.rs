@@ -80,7 +80,13 @@ impl Steering {
 
     /// Queues `frame` of pair `pair` for processor `cpu`; false if it cannot (no such
     /// processor, or full).
-    pub fn push<C: AtMostDispatch>(&self, cpu: usize, pair: u16, frame: RxFrame, irql: &mut C) -> bool {
+    pub fn push<C: AtMostDispatch>(
+        &self,
+        cpu: usize,
+        pair: u16,
+        frame: RxFrame,
+        irql: &mut C,
+    ) -> bool {
         let Some(f) = self.fifos.get(cpu) else {
             return false;
         };
@@ -92,7 +98,12 @@ impl Steering {
     }
 
     /// Takes up to `out.len()` frames waiting for `cpu`, oldest first.
-    pub fn take<C: AtMostDispatch>(&self, cpu: usize, out: &mut [(u16, RxFrame)], irql: &mut C) -> usize {
+    pub fn take<C: AtMostDispatch>(
+        &self,
+        cpu: usize,
+        out: &mut [(u16, RxFrame)],
+        irql: &mut C,
+    ) -> usize {
         let Some(f) = self.fifos.get(cpu) else {
             return 0;
         };

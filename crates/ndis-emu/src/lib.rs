@@ -28,8 +28,8 @@ mod oid;
 pub mod pci;
 mod pnp;
 mod power;
-pub mod rss;
 pub mod raw;
+pub mod rss;
 mod sync;
 mod trace;
 

@@ -69,7 +69,10 @@ pub(crate) struct RssState {
 /// Checks and parses `NDIS_RECEIVE_SCALE_CAPABILITIES` (None: a bad header, as NDIS refuses).
 /// # Safety
 /// `p` is null or points to at least the header the driver claims.
-pub(crate) unsafe fn parse_capabilities(p: *const u8, registered_minor: u8) -> Result<Option<RssCapabilities>, String> {
+pub(crate) unsafe fn parse_capabilities(
+    p: *const u8,
+    registered_minor: u8,
+) -> Result<Option<RssCapabilities>, String> {
     if p.is_null() {
         return Ok(None);
     }
@@ -113,7 +116,11 @@ pub fn receive_scale_parameters(flags: u16, types: u32, table: &[u8], key: &[u8]
     b[1] = sys::NDIS_RECEIVE_SCALE_PARAMETERS_REVISION_2;
     b[2..4].copy_from_slice(&(header as u16).to_le_bytes());
     b[4..6].copy_from_slice(&flags.to_le_bytes());
-    let info = if types == 0 { 0 } else { sys::NdisHashFunctionToeplitz | types };
+    let info = if types == 0 {
+        0
+    } else {
+        sys::NdisHashFunctionToeplitz | types
+    };
     b[8..12].copy_from_slice(&info.to_le_bytes());
     b[12..14].copy_from_slice(&((4 * table.len()) as u16).to_le_bytes());
     b[16..20].copy_from_slice(&(header as u32).to_le_bytes());
@@ -153,7 +160,11 @@ pub fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
 /// frame parsed with `etherparse`; None for a frame RSS does not hash. A TCP segment (no
 /// fragment, TCP directly after the IP header) gets the 4-tuple when its TCP type is on;
 /// otherwise the addresses when the IP version's type is on.
-pub fn expected_hash(key: &[u8; 40], types: u32, frame: &[u8]) -> Option<(u32, u32, Option<Vec<u8>>)> {
+pub fn expected_hash(
+    key: &[u8; 40],
+    types: u32,
+    frame: &[u8],
+) -> Option<(u32, u32, Option<Vec<u8>>)> {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     let p = SlicedPacket::from_ethernet(frame).ok()?;
     let (mut input, tcp_type, ip_type, fragment) = match &p.net {
@@ -161,7 +172,12 @@ pub fn expected_hash(key: &[u8; 40], types: u32, frame: &[u8]) -> Option<(u32, u
             let h = v4.header();
             let mut i = h.source().to_vec();
             i.extend_from_slice(&h.destination());
-            (i, sys::NDIS_HASH_TCP_IPV4, sys::NDIS_HASH_IPV4, h.is_fragmenting_payload())
+            (
+                i,
+                sys::NDIS_HASH_TCP_IPV4,
+                sys::NDIS_HASH_IPV4,
+                h.is_fragmenting_payload(),
+            )
         }
         Some(NetSlice::Ipv6(v6)) => {
             let h = v6.header();
@@ -191,7 +207,9 @@ fn tcp_sequence(frame: &[u8]) -> Option<(u32, u32)> {
     use etherparse::{SlicedPacket, TransportSlice};
     let p = SlicedPacket::from_ethernet(frame).ok()?;
     match &p.transport {
-        Some(TransportSlice::Tcp(t)) => Some((t.sequence_number(), t.payload().len().max(1) as u32)),
+        Some(TransportSlice::Tcp(t)) => {
+            Some((t.sequence_number(), t.payload().len().max(1) as u32))
+        }
         _ => None,
     }
 }
@@ -218,7 +236,9 @@ impl AdapterRss {
         let Some((hash, kind, flow)) = expected else {
             if got_info != 0 {
                 self.report.wrong_hash += 1;
-                self.problem(format!("a frame RSS does not hash carries hash info {got_info:#x}"));
+                self.problem(format!(
+                    "a frame RSS does not hash carries hash info {got_info:#x}"
+                ));
             }
             return;
         };

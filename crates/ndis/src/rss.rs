@@ -102,7 +102,10 @@ impl RssCapabilities {
 
     /// `NDIS_RECEIVE_SCALE_CAPABILITIES` for the registered version: revision 1 (16 bytes) to
     /// NDIS 6.20, 2 (18, the table size) from 6.30, 3 from 6.60.
-    pub(crate) fn to_ndis(self, version: crate::NdisVersion) -> sys::NDIS_RECEIVE_SCALE_CAPABILITIES {
+    pub(crate) fn to_ndis(
+        self,
+        version: crate::NdisVersion,
+    ) -> sys::NDIS_RECEIVE_SCALE_CAPABILITIES {
         let (revision, size) = if version >= crate::NdisVersion::new(6, 60) {
             (
                 sys::NDIS_RECEIVE_SCALE_CAPABILITIES_REVISION_3,
@@ -335,10 +338,14 @@ impl RssState {
         fence(Ordering::Release);
         for (i, k) in self.key.iter().enumerate() {
             let b = &t.key[4 * i..4 * i + 4];
-            k.store(u32::from_le_bytes([b[0], b[1], b[2], b[3]]), Ordering::Relaxed);
+            k.store(
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                Ordering::Relaxed,
+            );
         }
         self.len.store(t.len as u32, Ordering::Relaxed);
-        self.base_cpu.store(u32::from(t.base_cpu), Ordering::Relaxed);
+        self.base_cpu
+            .store(u32::from(t.base_cpu), Ordering::Relaxed);
         for (a, e) in self.entries.iter().zip(&t.entries[..t.len]) {
             let v = (u32::from(e.queue) << 16)
                 | (u32::from(e.processor.group & 0xFF) << 8)
@@ -348,9 +355,7 @@ impl RssState {
         let on = if t.types.is_empty() {
             0
         } else {
-            sys::NdisHashFunctionToeplitz
-                | t.types.bits()
-                | if t.steering { STEERING } else { 0 }
+            sys::NdisHashFunctionToeplitz | t.types.bits() | if t.steering { STEERING } else { 0 }
         };
         self.on.store(on, Ordering::Relaxed);
         self.seq.store(s.wrapping_add(2), Ordering::Release);
@@ -681,14 +686,21 @@ mod tests {
         let c = caps();
         let r = |v| {
             let n = c.to_ndis(v);
-            (n.Header.Revision, n.Header.Size, n.NumberOfIndirectionTableEntries)
+            (
+                n.Header.Revision,
+                n.Header.Size,
+                n.NumberOfIndirectionTableEntries,
+            )
         };
         assert_eq!(r(crate::NdisVersion::V6_20), (1, 16, 0));
         assert_eq!(r(crate::NdisVersion::V6_30), (2, 18, 128));
         assert_eq!(r(crate::NdisVersion::new(6, 60)), (3, 18, 128));
         assert_eq!(r(crate::NdisVersion::V6_89), (3, 18, 128));
         let f = c.to_ndis(crate::NdisVersion::V6_89).CapabilitiesFlags;
-        assert_eq!(f & sys::NDIS_HASH_FUNCTION_MASK, sys::NdisHashFunctionToeplitz);
+        assert_eq!(
+            f & sys::NDIS_HASH_FUNCTION_MASK,
+            sys::NdisHashFunctionToeplitz
+        );
         assert_ne!(f & sys::NDIS_RSS_CAPS_HASH_TYPE_TCP_IPV4, 0);
         assert_ne!(f & sys::NDIS_RSS_CAPS_HASH_TYPE_TCP_IPV6, 0);
         assert_eq!(f & sys::NDIS_RSS_CAPS_HASH_TYPE_UDP_IPV4, 0);
@@ -720,6 +732,9 @@ mod tests {
         // Processor 3 does not exist on a 3-processor machine: refused.
         let back = parse_parameters(&out[..n], &RssTable::OFF, &caps(), 3, &mut needed);
         assert_eq!(back, Err(Status::INVALID_PARAMETER));
-        assert_eq!(write_parameters(&t, crate::NdisVersion::V6_89, &mut out[..10]), n);
+        assert_eq!(
+            write_parameters(&t, crate::NdisVersion::V6_89, &mut out[..10]),
+            n
+        );
     }
 }

@@ -298,7 +298,9 @@ pub(crate) fn query<M: Miniport>(
         sys::OID_PNP_QUERY_POWER => Ok(()),
         sys::OID_GEN_RECEIVE_SCALE_CAPABILITIES if info.rss.is_some() => {
             let version = crate::NdisVersion::new(info.ndis_version.0, info.ndis_version.1);
-            let caps = info.rss.unwrap_or_else(|| crate::rss::RssCapabilities::new(1, 0, false));
+            let caps = info
+                .rss
+                .unwrap_or_else(|| crate::rss::RssCapabilities::new(1, 0, false));
             let c = caps.to_ndis(version);
             out.write(&struct_bytes(&c)[..usize::from(c.Header.Size)])
         }
@@ -415,7 +417,10 @@ fn set_inner<M: Miniport>(
         sys::OID_GEN_RECEIVE_SCALE_PARAMETERS | sys::OID_GEN_RECEIVE_HASH
             if adapter.info().rss.is_some() =>
         {
-            let caps = adapter.info().rss.unwrap_or_else(|| crate::rss::RssCapabilities::new(1, 0, false));
+            let caps = adapter
+                .info()
+                .rss
+                .unwrap_or_else(|| crate::rss::RssCapabilities::new(1, 0, false));
             let current = adapter.rss.snapshot();
             let next = if oid == sys::OID_GEN_RECEIVE_HASH {
                 crate::rss::parse_receive_hash(data, &current, &caps, needed)?
