@@ -486,7 +486,8 @@ mod tests {
     ];
 
     /// (destination, destination port, source, source port, IPv4-only hash, with-TCP hash).
-    const MS_IPV4: [([u8; 4], u16, [u8; 4], u16, u32, u32); 5] = [
+    type Ipv4Case = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+    const MS_IPV4: [Ipv4Case; 5] = [
         (
             [161, 142, 100, 80],
             1766,
