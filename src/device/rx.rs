@@ -117,7 +117,8 @@ impl Device {
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
             let mut steered = 0;
-            let here = ndis::sync::current_processor() as usize;
+            // Only steering needs the processor (an NDIS call): none while RSS is off.
+            let here = rss.map_or(0, |_| ndis::sync::current_processor() as usize);
             let (fault, pending) = pair.rx.with(irql, |rx, dispatch| {
                 if !self.is_healthy() {
                     return (false, false);
