@@ -208,6 +208,8 @@ impl Device {
 
     /// Queues the frames of one list, all or nothing as far as ring room goes (NDIS has one
     /// status per list).
+    // Inlined into both callers (the send call and the backlog drain): the per-packet path.
+    #[inline(always)]
     fn queue_list(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Queued {
         Queued::Done(match self.queue_list_or(tx, nbl) {
             Ok(status) => status,
@@ -215,6 +217,7 @@ impl Device {
         })
     }
 
+    #[inline(always)]
     fn queue_list_or(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Result<Status, NoRoom> {
         if !self.is_healthy() {
             return Ok(self.health().send_status());

@@ -331,6 +331,7 @@ impl<'a> SendNbl<'a> {
     }
 
     /// The status and statistics of a list about to be completed.
+    #[inline(always)]
     fn finish(&self, stats: &crate::miniport::Statistics, status: Status) {
         crate::miniport::count_send(stats, self, status);
         self.complete_large_send(status);
