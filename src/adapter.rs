@@ -638,10 +638,22 @@ impl Miniport for VioNetAdapter {
         self.device.returned(returned, irql);
     }
 
-    fn quiesce(&self, _adapter: &NdisAdapter, _passive: &mut Passive<'_>) -> Quiesced {
+    /// Lists held for a full ring are completed (`NDIS_STATUS_PAUSED`, or the removed or
+    /// failed device's status): a pause completes only once none is held.
+    fn pause(&self, _adapter: &NdisAdapter, passive: &mut Passive<'_>) {
+        let status = if self.device.is_healthy() {
+            Status::PAUSED
+        } else {
+            self.device.health().send_status()
+        };
+        self.device.flush_backlog(status, passive);
+    }
+
+    fn quiesce(&self, _adapter: &NdisAdapter, passive: &mut Passive<'_>) -> Quiesced {
         // The device stops DMA and interrupts; the framework then deregisters the interrupt
         // (DPCs drained) and frees the shared memory, after this adapter is dropped.
         self.device.reset();
+        self.device.flush_backlog(Status::FAILURE, passive);
         Quiesced::device_stopped()
     }
 

@@ -1217,44 +1217,88 @@ fn a_used_index_that_jumps_is_a_device_error_not_an_overrun() {
     nic.stop();
 }
 
+/// A full ring holds lists back (up to `TX_BACKLOG` per ring) instead of failing them, and
+/// sends them, in order, from the transmit completion path once the device makes room; only
+/// lists beyond the backlog fail with `NDIS_STATUS_RESOURCES`.
 #[test]
-fn a_stalled_transmit_queue_fails_sends_without_hanging() {
+fn a_stalled_transmit_queue_holds_a_bounded_backlog_and_sends_it_when_the_device_drains() {
+    for resources in [InterruptResources::msix(4), InterruptResources::line()] {
+        let nic = start(1, resources);
+        nic.net(|n, bus| n.set_stalled(bus, 1, true));
+        let frames: Vec<Vec<u8>> = (0..340).map(|i| frame(i as u8, 64 + i % 7)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        nic.emu.send(nic.adapter, &refs);
+        let c = nic.emu.send_completions();
+        // 256 on the ring (copied: complete now), 64 held, 20 beyond the backlog.
+        assert_eq!(c.len(), 256 + 20);
+        let ok: Vec<Vec<u8>> = c
+            .iter()
+            .filter(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS)
+            .map(|(f, _)| f.clone())
+            .collect();
+        assert_eq!(ok[..], frames[..256]);
+        let refused: Vec<&Vec<u8>> = c
+            .iter()
+            .filter(|(_, s)| *s == sys::NDIS_STATUS_RESOURCES)
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(refused.len(), 20);
+        assert!(refused.iter().zip(&frames[320..]).all(|(a, b)| *a == b));
+        // Each refused list is counted once, as a discard (ifOutDiscards, the 12th counter).
+        let stats = nic
+            .emu
+            .oid_query(nic.adapter, sys::OID_GEN_STATISTICS, 152)
+            .data;
+        let out_discards = u64::from_le_bytes(stats[96..104].try_into().unwrap());
+        assert_eq!(out_discards, 20);
+        assert!(nic.net(|n, _| n.transmitted_frames(0).is_empty()));
+        // Unstalled, the device drains the ring; its interrupt's DPC sends the backlog, which
+        // completes once the device took it, without another send call.
+        nic.net(|n, bus| n.set_stalled(bus, 1, false));
+        nic.emu.run_dpcs();
+        let mut later = nic.emu.send_completions();
+        for _ in 0..4 {
+            if later.len() == 64 {
+                break;
+            }
+            nic.emu.run_dpcs();
+            later.extend(nic.emu.send_completions());
+        }
+        assert_eq!(later.len(), 64, "{resources:?}");
+        assert!(later.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
+        assert!(
+            later
+                .iter()
+                .zip(&frames[256..320])
+                .all(|((f, _), g)| f == g)
+        );
+        nic.emu.send(nic.adapter, &[&frame(7, 90)]);
+        assert_eq!(nic.emu.send_completions()[0].1, sys::NDIS_STATUS_SUCCESS);
+        let seen = nic.net(|n, _| n.take_transmitted(0));
+        assert_eq!(seen.len(), 321);
+        assert!(seen[..320] == frames[..320] && seen[320] == frame(7, 90));
+        nic.stop();
+    }
+}
+
+/// Lists held for a full ring do not outlive a pause: the pause completes them
+/// (`NDIS_STATUS_PAUSED`) and completes itself only after (the emulator checks that no send is
+/// outstanding when `NdisMPauseComplete` comes or the pause returns).
+#[test]
+fn a_pause_completes_the_lists_a_full_ring_held() {
     let nic = start(1, InterruptResources::msix(4));
     nic.net(|n, bus| n.set_stalled(bus, 1, true));
     let frames: Vec<Vec<u8>> = (0..300).map(|i| frame(i as u8, 64)).collect();
     let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
     nic.emu.send(nic.adapter, &refs);
+    assert_eq!(nic.emu.send_completions().len(), 256);
+    assert_eq!(nic.emu.pause(nic.adapter), sys::NDIS_STATUS_SUCCESS);
     let c = nic.emu.send_completions();
-    assert_eq!(c.len(), 300);
-    let accepted: Vec<Vec<u8>> = c
-        .iter()
-        .filter(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS)
-        .map(|(f, _)| f.clone())
-        .collect();
-    assert_eq!(
-        accepted.len(),
-        256,
-        "a 256-entry ring takes 256 frames while stalled"
-    );
-    assert!(
-        c.iter()
-            .all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS || *s == sys::NDIS_STATUS_RESOURCES)
-    );
-    // Each refused list is counted once, as a discard (ifOutDiscards, the 12th counter).
-    let stats = nic
-        .emu
-        .oid_query(nic.adapter, sys::OID_GEN_STATISTICS, 152)
-        .data;
-    let out_discards = u64::from_le_bytes(stats[96..104].try_into().unwrap());
-    assert_eq!(out_discards, 44);
-    assert!(nic.net(|n, _| n.transmitted_frames(0).is_empty()));
-    // Unstalled, the device drains the ring and sends succeed again.
+    assert_eq!(c.len(), 44);
+    assert!(c.iter().all(|(_, s)| *s == sys::NDIS_STATUS_PAUSED));
+    assert!(c.iter().zip(&frames[256..]).all(|((f, _), g)| f == g));
+    assert_eq!(nic.emu.restart(nic.adapter), sys::NDIS_STATUS_SUCCESS);
     nic.net(|n, bus| n.set_stalled(bus, 1, false));
-    nic.emu.send(nic.adapter, &[&frame(7, 90)]);
-    assert_eq!(nic.emu.send_completions()[0].1, sys::NDIS_STATUS_SUCCESS);
-    let seen = nic.net(|n, _| n.take_transmitted(0));
-    assert_eq!(seen.len(), 257);
-    assert!(seen[..256] == accepted[..] && seen[256] == frame(7, 90));
     nic.stop();
 }
 

@@ -229,6 +229,8 @@ impl Device {
         if self.transport.status() != 0xFF {
             let _ = self.transport.reset(|| ndis::sync::stall(10));
         }
+        // Lists held for a full ring: completed before the device leaves D0 or is reset.
+        self.flush_backlog(self.health().send_status(), irql);
         self.abandon_control(irql);
     }
 

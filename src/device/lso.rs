@@ -40,20 +40,20 @@ impl Device {
         nbl: &SendNbl<'_>,
         ls: LargeSend,
         tag: Option<u16>,
-    ) -> Status {
+    ) -> Result<Status, super::tx::NoRoom> {
         let version = if ls.ipv6 {
             LargeSendOffload::IPV6
         } else {
             LargeSendOffload::IPV4
         };
         if !self.ndis.large_send_offload().contains(version) {
-            return Status::INVALID_PACKET;
+            return Ok(Status::INVALID_PACKET);
         }
         let Some(frame) = nbl.frames().next() else {
-            return Status::INVALID_PACKET;
+            return Ok(Status::INVALID_PACKET);
         };
         if frame.len() > LSO_MAX_FRAME - 4 {
-            return Status::INVALID_LENGTH;
+            return Ok(Status::INVALID_LENGTH);
         }
         let prep = TxPrep {
             tci: tag,
@@ -64,8 +64,10 @@ impl Device {
         let buffer = self.frame.buffer;
         let tag_room = if tag.is_some() { 4 } else { 0 };
         let n = (NetHeader::LEN + frame.len() + tag_room).div_ceil(buffer);
-        if let Err(status) = self.tx_room(tx, n) {
-            return status;
+        match self.tx_room(tx, n) {
+            Ok(()) => {}
+            Err(Status::RESOURCES) => return Err(super::tx::NoRoom),
+            Err(status) => return Ok(status),
         }
         let mut slots = [0u16; LSO_MAX_BUFFERS];
         let mut regions = [(0usize, 0usize); LSO_MAX_BUFFERS];
@@ -101,10 +103,10 @@ impl Device {
             }
             other => {
                 tx.free.extend(slots[..n].iter().rev());
-                return match other {
+                return Ok(match other {
                     Err(CopyError::TooLong) => Status::INVALID_LENGTH,
                     _ => Status::INVALID_PACKET,
-                };
+                });
             }
         };
         let ecn = if gso.ecn { NetHeader::GSO_ECN } else { 0 };
@@ -145,11 +147,11 @@ impl Device {
                 for pair in slots[..used].windows(2) {
                     tx.next_bounce[usize::from(pair[0])] = pair[1];
                 }
-                Status::SUCCESS
+                Ok(Status::SUCCESS)
             }
             Err(_) => {
                 tx.free.extend(slots[..used].iter().rev());
-                Status::RESOURCES
+                Ok(Status::RESOURCES)
             }
         }
     }

@@ -12,6 +12,7 @@
 //! commands).
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU16, AtomicUsize};
@@ -22,7 +23,7 @@ use ndis::heap::Shared;
 use ndis::io::OwnedWindow;
 use ndis::irql::Passive;
 use ndis::miniport::{Init, Initializing, NdisAdapter};
-use ndis::nbl::ReceivePool;
+use ndis::nbl::{HeldSend, ReceivePool};
 use ndis::sync::SpinLock;
 
 use crate::virtio::net::{self, NetHeader, VectorPlan, features};
@@ -116,6 +117,9 @@ pub struct TxRing {
     notifier: Notifier,
     /// Staging for a frame split over several MDLs (contiguous ones are copied in place).
     scratch: Box<[u8]>,
+    /// Lists held while the ring is full (at most [`tx::TX_BACKLOG`]), sent in order from the
+    /// completion path (with transmit interrupts on while any wait) or the next send call.
+    backlog: VecDeque<HeldSend>,
 }
 
 pub struct Pair {
@@ -248,6 +252,7 @@ impl Device {
                         notifier: tx_notifier,
                         // A large send that is not contiguous is gathered here whole.
                         scratch: vec![0; scratch_len].into_boxed_slice(),
+                        backlog: VecDeque::with_capacity(tx::TX_BACKLOG),
                     }),
                 });
             }

@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 use ndis::Status;
 use ndis::hw::DeviceMemory;
 use ndis::irql::{AtMostDispatch, DispatchOrBelow};
-use ndis::nbl::{CopyError, Ieee8021Q, SendLists, SendNbl, TxPrep};
+use ndis::nbl::{CopyError, Ieee8021Q, SendCompletion, SendLists, SendNbl, TxPrep};
 
 use super::{Device, TxRing};
 use crate::virtio::net::{NetHeader, features};
@@ -14,6 +14,21 @@ use crate::virtio::queue::Buffer;
 
 /// The shortest Ethernet frame without FCS (IEEE 802.3: 64 with it).
 const MIN_FRAME: usize = 60;
+
+/// Lists a transmit ring holds back while it is full ([`TxRing::backlog`]), sent from the
+/// transmit completion path; beyond this a list fails with `NDIS_STATUS_RESOURCES`.
+pub const TX_BACKLOG: usize = 64;
+
+/// The ring has no room for a list now (nothing of it was queued).
+pub(super) struct NoRoom;
+
+/// What became of a list offered to the ring.
+enum Queued {
+    /// Queued (or refused for good): the list's status.
+    Done(Status),
+    /// The ring has no room for it now; nothing of it was queued.
+    NoRoom,
+}
 
 impl Device {
     /// The TCI to insert into the frames of `nbl`, if any: its own priority and VLAN (as far
@@ -54,16 +69,96 @@ impl Device {
         }
     }
 
-    /// The transmit DPC work for pair `j` (used when a TX vector fires).
+    /// The transmit DPC work for pair `j` (used when a TX vector fires): reclaims what the
+    /// device finished and sends the ring's backlog into the room made (completing those
+    /// lists), outside the lock.
     pub fn reap<C: AtMostDispatch>(&self, j: usize, irql: &mut C) {
-        if let Some(pair) = self.pairs.get(j)
-            && self.is_healthy()
-            && !pair
-                .tx
-                .with(irql, |tx, _| !self.is_healthy() || self.reap_tx(tx))
-        {
+        let Some(pair) = self.pairs.get(j) else {
+            return;
+        };
+        if !self.is_healthy() {
+            return;
+        }
+        let mut done = SendCompletion::new(&self.ndis);
+        let ok = pair.tx.with(irql, |tx, _| {
+            if !self.is_healthy() {
+                return true;
+            }
+            if !self.reap_tx(tx) {
+                return false;
+            }
+            if !tx.backlog.is_empty() {
+                self.drain_backlog(tx, &mut done);
+                if self.is_healthy() && tx.vq.should_notify() {
+                    self.transport.notify(&tx.notifier);
+                }
+            }
+            true
+        });
+        done.complete(irql);
+        if !ok {
             self.needs_reset();
         }
+    }
+
+    /// Sends lists of the backlog, oldest first, while the ring has room; each one sent (or
+    /// refused for good) goes to `done`. With the backlog empty, transmit interrupts go off
+    /// again (the send path reaps); while it is not, they stay on, so that the completion path
+    /// runs when the device makes room.
+    fn drain_backlog(&self, tx: &mut TxRing, done: &mut SendCompletion<'_>) {
+        loop {
+            while let Some(held) = tx.backlog.pop_front() {
+                match self.queue_list(tx, held.list()) {
+                    Queued::NoRoom => {
+                        tx.backlog.push_front(held);
+                        break;
+                    }
+                    Queued::Done(status) => done.push(held, status),
+                }
+            }
+            if tx.backlog.is_empty() {
+                tx.vq.disable_interrupts();
+                return;
+            }
+            // Still full: interrupts on; if the device finished entries meanwhile (no
+            // interrupt may come for them), reap and try again.
+            if !tx.vq.enable_interrupts() || !self.reap_tx(tx) || tx.free.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Holds `nbl` at the end of the backlog (the ring is full, or older lists wait): `PENDING`
+    /// (the framework leaves it to the driver), or `RESOURCES` when the backlog is full too.
+    fn defer(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Status {
+        if tx.backlog.len() >= TX_BACKLOG {
+            return Status::RESOURCES;
+        }
+        match nbl.hold() {
+            Some(held) => {
+                tx.backlog.push_back(held);
+                if tx.backlog.len() == 1 {
+                    // The completion path sends it once the device made room.
+                    tx.vq.enable_interrupts();
+                }
+                Status(ndis::sys::NDIS_STATUS_PENDING)
+            }
+            None => Status::RESOURCES,
+        }
+    }
+
+    /// Completes every list of every backlog with `status` (pause, reset, power-down, halt):
+    /// nothing is left held when the adapter stops.
+    pub fn flush_backlog<C: AtMostDispatch>(&self, status: Status, irql: &mut C) {
+        let mut done = SendCompletion::new(&self.ndis);
+        for pair in &self.pairs {
+            pair.tx.with(irql, |tx, _| {
+                while let Some(held) = tx.backlog.pop_front() {
+                    done.push(held, status);
+                }
+            });
+        }
+        done.complete(irql);
     }
 
     /// Copies every frame of every list into transmit buffers of the pair chosen by the current
@@ -84,20 +179,48 @@ impl Device {
         let Some(pair) = self.pairs.get(j) else {
             return lists.each(|_| Status::FAILURE);
         };
+        // Backlog lists the ring now takes complete after the lock (a completion may send
+        // again, on this processor).
+        let mut done = SendCompletion::new(&self.ndis);
         // The doorbell under the lock (see `device::health`).
         pair.tx.with(irql, |tx, _| {
-            lists.each(|nbl| self.queue_list(tx, nbl));
+            if !tx.backlog.is_empty() {
+                if !self.reap_tx(tx) {
+                    self.needs_reset();
+                }
+                self.drain_backlog(tx, &mut done);
+            }
+            lists.each(|nbl| {
+                // Behind a backlog, a list waits its turn (frames go out in order).
+                if tx.backlog.is_empty()
+                    && let Queued::Done(status) = self.queue_list(tx, nbl)
+                {
+                    return status;
+                }
+                self.defer(tx, nbl)
+            });
             if self.is_healthy() && tx.vq.should_notify() {
                 self.transport.notify(&tx.notifier);
             }
         });
+        done.complete(irql);
     }
 
     /// Queues the frames of one list, all or nothing as far as ring room goes (NDIS has one
     /// status per list).
-    fn queue_list(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Status {
+    // Inlined into both callers (the send call and the backlog drain): the per-packet path.
+    #[inline(always)]
+    fn queue_list(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Queued {
+        Queued::Done(match self.queue_list_or(tx, nbl) {
+            Ok(status) => status,
+            Err(NoRoom) => return Queued::NoRoom,
+        })
+    }
+
+    #[inline(always)]
+    fn queue_list_or(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Result<Status, NoRoom> {
         if !self.is_healthy() {
-            return self.health().send_status();
+            return Ok(self.health().send_status());
         }
         // All or nothing: nothing of a list with a frame too long goes out. A frame may exceed
         // the MTU only by a tag it already carries (one this driver inserts counts against the
@@ -106,7 +229,7 @@ impl Device {
         match nbl.large_send() {
             Ok(None) => {}
             Ok(Some(ls)) => return self.queue_large_send(tx, nbl, ls, tag),
-            Err(status) => return status,
+            Err(status) => return Ok(status),
         }
         let prep = TxPrep {
             tci: tag,
@@ -121,19 +244,21 @@ impl Device {
         let mut frames = 0;
         for f in nbl.frames() {
             if f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag()) {
-                return Status::INVALID_LENGTH;
+                return Ok(Status::INVALID_LENGTH);
             }
             if check_first && f.check(&prep, &mut tx.scratch) == Err(CopyError::Malformed) {
-                return Status::INVALID_PACKET;
+                return Ok(Status::INVALID_PACKET);
             }
             frames += 1;
         }
-        if let Err(status) = self.tx_room(tx, frames) {
-            return status;
+        match self.tx_room(tx, frames) {
+            Ok(()) => {}
+            Err(Status::RESOURCES) => return Err(NoRoom),
+            Err(status) => return Ok(status),
         }
         for frame in nbl.frames() {
             let Some(b) = tx.free.pop() else {
-                return Status::RESOURCES;
+                return Ok(Status::RESOURCES);
             };
             let at = b as usize * self.frame.buffer;
             let copied = match (offload, tag) {
@@ -158,7 +283,7 @@ impl Device {
                 Ok(c) => c,
                 Err(status) => {
                     tx.free.push(b);
-                    return status;
+                    return Ok(status);
                 }
             };
             // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes (zeros add
@@ -191,11 +316,11 @@ impl Device {
                 Ok(head) => tx.bounce_of[head as usize] = b,
                 Err(_) => {
                     tx.free.push(b);
-                    return Status::RESOURCES;
+                    return Ok(Status::RESOURCES);
                 }
             }
         }
-        Status::SUCCESS
+        Ok(Status::SUCCESS)
     }
 
     /// Makes room for `n` more transmit buffers (and as many descriptors): rings the doorbell
