@@ -48,9 +48,9 @@ pub use bugcheck::{BugCheck, rule};
 pub use datapath::SendIrql;
 pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
 pub use exports::{RUST_PANIC_BUGCHECK, Win64Export, win64_exports};
-pub use image::{LoadError, LoadedImage};
 pub use faults::FaultPlan;
 pub use heap::{DriverHeap, FALLIBLE_SITE, instrumentation};
+pub use image::{LoadError, LoadedImage};
 pub use memory::{Allocation, AllocationKind, UNINITIALIZED_FILL};
 pub use ndis::AdapterState;
 pub use offload::{
@@ -228,7 +228,6 @@ impl Emulator {
         self.images.borrow_mut().push(mapping);
         Ok(image)
     }
-
 
     /// Whether the driver's Rust heap is accounted: [`DriverHeap`] is this test binary's global
     /// allocator (probed when the emulator is created). Without it, heap leaks, heap use above

@@ -134,7 +134,11 @@ mod tests {
     #[test]
     fn chkstk_probes_without_moving_the_stack_or_changing_registers() {
         for size in [0x10, 0xFFF, 0x1000, 0x1001, 0x4000, 0x10_000] {
-            assert_eq!(probe(size), (size, 0x1111, 0x2222, 0x3333, 0), "size {size:#x}");
+            assert_eq!(
+                probe(size),
+                (size, 0x1111, 0x2222, 0x3333, 0),
+                "size {size:#x}"
+            );
         }
     }
 

@@ -171,11 +171,7 @@ fn parse_bugcheck(text: &str) -> Option<BugCheck> {
     lines.next()?;
     let hex = |s: &str| usize::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
     let code = hex(lines.next()?)? as u32;
-    let params: Vec<usize> = lines
-        .next()?
-        .split(' ')
-        .map(hex)
-        .collect::<Option<_>>()?;
+    let params: Vec<usize> = lines.next()?.split(' ').map(hex).collect::<Option<_>>()?;
     Some(BugCheck {
         code,
         params: params.try_into().ok()?,
@@ -189,8 +185,8 @@ mod tests {
 
     #[test]
     fn a_bug_check_report_reads_back() {
-        let b = parse_bugcheck("bugcheck\n0x52504e43\n0x1 0x2 0x3 0x4\npanicked at\nx.rs:1")
-            .unwrap();
+        let b =
+            parse_bugcheck("bugcheck\n0x52504e43\n0x1 0x2 0x3 0x4\npanicked at\nx.rs:1").unwrap();
         assert_eq!(
             b,
             BugCheck {

@@ -323,7 +323,9 @@ pub(crate) fn load_bytes(
         if len > 0 {
             let data = image
                 .get(rva..rva + len)
-                .ok_or_else(|| LoadError::Malformed("relocation directory outside the image".into()))?
+                .ok_or_else(|| {
+                    LoadError::Malformed("relocation directory outside the image".into())
+                })?
                 .to_vec();
             let mut blocks = object::read::pe::RelocationBlockIterator::new(&data);
             while let Some(block) = blocks
@@ -406,7 +408,9 @@ pub(crate) fn load_bytes(
                 let function = String::from_utf8_lossy(function).into_owned();
                 let address = super::resolve(&module, &function, windows)?;
                 let iat = image.get_mut(slot..slot + 8).ok_or_else(|| {
-                    LoadError::Malformed(format!("IAT slot of {module}!{function} outside the image"))
+                    LoadError::Malformed(format!(
+                        "IAT slot of {module}!{function} outside the image"
+                    ))
                 })?;
                 iat.copy_from_slice(&(address as u64).to_le_bytes());
                 imports.push(BoundImport {
@@ -446,16 +450,13 @@ pub(crate) fn load_bytes(
     let mut page = 0;
     while page < pages {
         let prot = protection[page];
-        let run = protection[page..].iter().take_while(|&&p| p == prot).count();
+        let run = protection[page..]
+            .iter()
+            .take_while(|&&p| p == prot)
+            .count();
         // SAFETY: the range lies inside the mapping; after this no Rust reference to the image's
         // bytes is used (`image` ends here), and the image's own code is what runs on them.
-        let r = unsafe {
-            libc::mprotect(
-                mapping.base.add(page * PAGE).cast(),
-                run * PAGE,
-                prot,
-            )
-        };
+        let r = unsafe { libc::mprotect(mapping.base.add(page * PAGE).cast(), run * PAGE, prot) };
         if r != 0 {
             return Err(LoadError::Map(format!(
                 "mprotect: {}",
@@ -538,10 +539,12 @@ fn init_security_cookie(
 fn fresh_cookie() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0));
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
     let cookie = h.finish() & 0x0000_FFFF_FFFF_FFFF;
     if cookie == DEFAULT_SECURITY_COOKIE || cookie == 0 {
         DEFAULT_SECURITY_COOKIE ^ 0x1
