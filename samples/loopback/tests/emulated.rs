@@ -449,3 +449,44 @@ fn without_power_management_each_sleep_halts_and_wake_up_initializes_again(build
     stop(&emu, a);
 }
 }
+
+/// Issue 14, item 5: a panic in the kernel image ends as km-rt's bug check 0x52504E43 ("RPNC")
+/// with the file and line of the panic, reported from the child process to this test as the
+/// structured bug check. The image is the release image built with the test-only feature
+/// `test-panic` (the shipped image never reads `TestPanic`); the host build has no kernel panic
+/// handler (a host panic is a Rust panic), so this scenario exists for the image only.
+#[test]
+fn a_panic_in_the_image_is_bug_check_rpnc_with_its_file_and_line() {
+    let image = image_with(&["test-panic"]);
+    let b = ndis_emu::expect_bugcheck(|| {
+        ndis_emu::image::isolated(
+            concat!(
+                module_path!(),
+                "::a_panic_in_the_image_is_bug_check_rpnc_with_its_file_and_line"
+            ),
+            || {
+                let emu = Emulator::new(Config::default());
+                emu.set_keyword("TestPanic", "1");
+                let loaded = emu.load_image(&image).expect("load the image");
+                assert_eq!(emu.load_driver(loaded.entry()), sys::STATUS_SUCCESS);
+                let result = emu.add_adapter(InterruptResources::None);
+                panic!("initialize returned ({result:?}) instead of panicking");
+            },
+        )
+    });
+    let source = include_str!("../src/lib.rs");
+    let line = source
+        .lines()
+        .position(|l| l.contains("panic!(\"TestPanic is 1"))
+        .expect("the panic in src/lib.rs")
+        + 1;
+    let file = "samples/loopback/src/lib.rs";
+    assert_eq!(b.code, ndis_emu::RUST_PANIC_BUGCHECK, "{b}");
+    assert_eq!(b.params[1], file.len(), "parameter 2: the file name's length");
+    assert_eq!(b.params[2], line, "parameter 3: the line");
+    assert_eq!(b.params[3] >> 32 & 1, 0, "not an allocation failure");
+    assert!(
+        b.message.contains(&format!("{file}:{line}:")),
+        "the message names file and line: {b}"
+    );
+}
