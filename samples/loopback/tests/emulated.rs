@@ -482,7 +482,11 @@ fn a_panic_in_the_image_is_bug_check_rpnc_with_its_file_and_line() {
         + 1;
     let file = "samples/loopback/src/lib.rs";
     assert_eq!(b.code, ndis_emu::RUST_PANIC_BUGCHECK, "{b}");
-    assert_eq!(b.params[1], file.len(), "parameter 2: the file name's length");
+    assert_eq!(
+        b.params[1],
+        file.len(),
+        "parameter 2: the file name's length"
+    );
     assert_eq!(b.params[2], line, "parameter 3: the line");
     assert_eq!(b.params[3] >> 32 & 1, 0, "not an allocation failure");
     assert!(
