@@ -19,6 +19,7 @@ mod dma;
 mod exports;
 mod faults;
 mod heap;
+mod image;
 mod io;
 mod machine;
 mod memory;
