@@ -217,6 +217,10 @@ impl Emulator {
     pub fn load_image(&self, path: impl AsRef<std::path::Path>) -> Result<LoadedImage, LoadError> {
         let windows = self.st().config.windows_version;
         let (image, mapping) = image::loader::load_file(path.as_ref(), windows)?;
+        // The image's register accesses and privileged instructions fault on the host: the
+        // trap performs them (image/trap.rs).
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
         self.images.borrow_mut().push(mapping);
         Ok(image)
     }
@@ -225,6 +229,10 @@ impl Emulator {
     pub fn load_image_bytes(&self, name: &str, bytes: &[u8]) -> Result<LoadedImage, LoadError> {
         let windows = self.st().config.windows_version;
         let (image, mapping) = image::loader::load_bytes(name, bytes, windows)?;
+        // The image's register accesses and privileged instructions fault on the host: the
+        // trap performs them (image/trap.rs).
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
         self.images.borrow_mut().push(mapping);
         Ok(image)
     }

@@ -9,6 +9,11 @@
 //!   not read), so the machine stops as Windows' would, in the child.
 //! * [`cross_build`]: builds a driver crate for `x86_64-pc-windows-msvc` from a test.
 //!
+//! * `trap`: the image's hardware access. Its register accesses are plain loads and stores on
+//!   the address `NdisMMapIoSpace` returned, and it reads CR8 and `gs:` as kernel code does;
+//!   on the host those fault, and a signal handler performs them against the emulator
+//!   (Linux x86_64). [`crate::Emulator::load_image`] turns it on.
+//!
 //! The seam for the hardware-access trap (register accesses and privileged instructions executed
 //! by image code): [`set_map_hook`] is told of every image mapped and unmapped, and
 //! [`image_containing`] answers, without locks or allocation (callable from a signal handler),
@@ -18,6 +23,8 @@ mod build;
 mod crt;
 mod isolate;
 pub mod loader;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod trap;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
