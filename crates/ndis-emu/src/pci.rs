@@ -242,11 +242,19 @@ struct Mapping {
     /// Offset of the mapping's start inside the BAR.
     bar_offset: u64,
     live: bool,
+    /// For an image: the reservation `va` lies in (kept after unmap, so that a stale access
+    /// faults and is reported; released with the emulator).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    _guard: Option<crate::image::trap::GuardRegion>,
 }
 
 #[derive(Default)]
 pub(crate) struct MmioState {
     mappings: Vec<Mapping>,
+    /// Set when the emulator serves a loaded image (`Emulator::trap_hardware_access`): new
+    /// mappings are guard regions whose accesses fault into `image::trap`.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub trapping: Option<crate::image::trap::Trapping>,
 }
 
 /// Places `function`'s BARs for device `device` and writes their addresses into its
@@ -331,6 +339,20 @@ pub(crate) unsafe fn ndis_m_map_io_space(
         return sys::NDIS_STATUS_RESOURCES;
     }
     let index = st.mmio.mappings.len();
+    // A host build's accesses are calls (`HOST_MMIO`), so any address no host pointer can have
+    // does; an image dereferences the address, so it gets a region whose every access faults.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    let (address, guard) = if st.mmio.trapping.is_some() {
+        let page_offset = (start % 4096) as usize;
+        let Some(region) = crate::image::trap::GuardRegion::reserve(page_offset, length as usize)
+        else {
+            return sys::NDIS_STATUS_RESOURCES;
+        };
+        (region.base() + page_offset, Some(region))
+    } else {
+        (MMIO_VA_BASE + index * MMIO_VA_STRIDE, None)
+    };
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
     let address = MMIO_VA_BASE + index * MMIO_VA_STRIDE;
     st.mmio.mappings.push(Mapping {
         va: address,
@@ -340,6 +362,8 @@ pub(crate) unsafe fn ndis_m_map_io_space(
         bar: bar.index,
         bar_offset: start - bar.physical,
         live: true,
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        _guard: guard,
     });
     // SAFETY: as above.
     unsafe { va.write(address as sys::PVOID) };
@@ -561,7 +585,9 @@ fn register_access<R>(
     result.unwrap_or(None)
 }
 
-pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
+/// A register read of `width` bytes at `address` by driver code: a host build's
+/// `READ_REGISTER_*` and an image's trapped load alike.
+pub(crate) fn mmio_read(address: usize, width: u32) -> u32 {
     let _emulator = crate::heap::EmulatorCode::export();
     register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
         f.mmio_read(bus, bar, offset, width)
@@ -573,12 +599,21 @@ pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width:
     })
 }
 
-pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u32) {
+/// A register write by driver code (see [`mmio_read`]).
+pub(crate) fn mmio_write(address: usize, width: u32, value: u32) {
     let _emulator = crate::heap::EmulatorCode::export();
     // A write to a removed device is lost.
     let _ = register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
         f.mmio_write(bus, bar, offset, width, value)
     });
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
+    mmio_read(address, width)
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u32) {
+    mmio_write(address, width, value)
 }
 
 pub(crate) static HOST_MMIO: sys::mmio::HostMmio = sys::mmio::HostMmio {
