@@ -100,9 +100,9 @@ fn loads_of_every_width_and_form_read_the_device_and_continue_after_the_instruct
     set_device_reg(&emu, a, 0x100, 4, 0x8182_83F4);
     set_device_reg(&emu, a, 0x104, 4, 0x1122_3344);
     let p = va + 0x100;
-    let (mut r32, mut after): (u64, u64);
-    // SAFETY (every block below): reads inside the live 16 KiB mapping, aligned for their
-    // width; the trap performs them and resumes after the instruction.
+    let (r32, after): (u64, u64);
+    // SAFETY: a read inside the live 16 KiB mapping, aligned for its width; the trap performs
+    // it and resumes after the instruction (so do all the reads below).
     unsafe {
         asm!("mov {v:e}, dword ptr [{p}]", "mov {a}, 0x5a5a",
              p = in(reg) p, v = out(reg) r32, a = out(reg) after, options(nostack));
@@ -552,7 +552,7 @@ fn shared_memory_is_host_memory_the_image_and_the_device_both_see() {
         let mut b = [0u8; 4];
         bus.dma_read(pa as u64 + 8, &mut b)
             .expect("inside the block");
-        bus.dma_write(pa as u64 + 16, &0x0DDB_A11u32.to_le_bytes())
+        bus.dma_write(pa as u64 + 16, &0x00DD_BA11_u32.to_le_bytes())
             .expect("inside the block");
         u32::from_le_bytes(b)
     });
@@ -562,7 +562,7 @@ fn shared_memory_is_host_memory_the_image_and_the_device_both_see() {
     unsafe {
         asm!("mov {v:e}, dword ptr [{p} + 16]", p = in(reg) va, v = out(reg) v, options(nostack))
     };
-    assert_eq!(v, 0x0DDB_A11);
+    assert_eq!(v, 0x00DD_BA11);
     finish(emu, a);
 }
 
