@@ -31,9 +31,13 @@ macro_rules! exports {
         pub(crate) static HOST_IMPORTS: HostImports = HostImports { $($name: win64_abi::$name,)* };
 
         /// Every export with its Windows x64 ABI entry point: the same functions driver code
-        /// compiled for the host reaches through `HostImports`.
+        /// compiled for the host reaches through `HostImports`, and the C run-time functions
+        /// ntoskrnl.exe exports for images (`memcpy`, `memset`, `__chkstk`, ...; host builds
+        /// use the host's C library).
         pub fn win64_exports() -> Vec<Win64Export> {
-            vec![$(Win64Export { module: $module, name: stringify!($name), address: win64_abi::$name as *const () as usize },)*]
+            let mut v = vec![$(Win64Export { module: $module, name: stringify!($name), address: win64_abi::$name as *const () as usize },)*];
+            v.extend(crate::image::crt_exports());
+            v
         }
 
         /// `(module, address)` of the export `name` (one ABI for host builds and images).
@@ -170,8 +174,31 @@ unsafe fn ndis_get_version() -> u32 {
     machine::current().st().config.ndis_runtime_version
 }
 
+/// The bug-check code km-rt's (and wdk-panic's) panic handler raises: "RPNC", parameters file
+/// name address, its length, line, column (low 32 bits of parameter 4).
+pub const RUST_PANIC_BUGCHECK: u32 = 0x5250_4E43;
+
 unsafe fn ke_bug_check_ex(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> ! {
-    crate::bugcheck::raise(code, [p1, p2, p3, p4], "the driver called KeBugCheckEx")
+    let message = if code == RUST_PANIC_BUGCHECK {
+        // The file name lies in the image that panicked; a pointer anywhere else is not read.
+        match crate::image::image_str(p1, p2) {
+            Some(file) => format!(
+                "the driver panicked at {file}:{p3}:{} (KeBugCheckEx from its panic handler{})",
+                p4 as u32,
+                if p4 as u64 & (1 << 32) != 0 {
+                    ", a failed heap allocation"
+                } else {
+                    ""
+                }
+            ),
+            None => "the driver called KeBugCheckEx with the Rust panic code (file name not \
+                     inside a loaded image)"
+                .to_string(),
+        }
+    } else {
+        "the driver called KeBugCheckEx".to_string()
+    };
+    crate::bugcheck::raise(code, [p1, p2, p3, p4], message)
 }
 
 unsafe fn ke_get_current_processor_number_ex(number: *mut PROCESSOR_NUMBER) -> u32 {

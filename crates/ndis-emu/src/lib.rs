@@ -19,7 +19,7 @@ mod dma;
 mod exports;
 mod faults;
 mod heap;
-mod image;
+pub mod image;
 mod io;
 mod machine;
 mod memory;
@@ -47,9 +47,10 @@ pub use bugcheck::{
 pub use bugcheck::{BugCheck, rule};
 pub use datapath::SendIrql;
 pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
-pub use exports::{Win64Export, win64_exports};
+pub use exports::{RUST_PANIC_BUGCHECK, Win64Export, win64_exports};
 pub use faults::FaultPlan;
 pub use heap::{DriverHeap, FALLIBLE_SITE, instrumentation};
+pub use image::{LoadError, LoadedImage};
 pub use memory::{Allocation, AllocationKind, UNINITIALIZED_FILL};
 pub use ndis::AdapterState;
 pub use offload::{
@@ -171,6 +172,8 @@ pub struct DeviceId(pub usize);
 pub struct Emulator {
     machine: Rc<Machine>,
     leak_detection: bool,
+    /// Driver images loaded with [`Emulator::load_image`]: mapped until [`Emulator::unload`].
+    images: std::cell::RefCell<Vec<image::loader::Mapping>>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -201,7 +204,35 @@ impl Emulator {
         Emulator {
             machine,
             leak_detection,
+            images: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// Loads a cross-built driver image (`.sys`/`.dll`, PE32+ AMD64) as the Windows loader
+    /// would: mapped, relocated, its `/GS` cookie initialised, every import bound to the
+    /// emulated exports ([`win64_exports`]) that exist on [`Config::windows_version`]. Then
+    /// `load_driver(image.entry())` runs its `DriverEntry`. The image stays mapped until
+    /// [`unload`](Self::unload) (or until the emulator is dropped). A missing import fails the
+    /// load naming `module!function`, as Windows fails the start with Code 39.
+    pub fn load_image(&self, path: impl AsRef<std::path::Path>) -> Result<LoadedImage, LoadError> {
+        let windows = self.st().config.windows_version;
+        let (image, mapping) = image::loader::load_file(path.as_ref(), windows)?;
+        self.images.borrow_mut().push(mapping);
+        // The image dereferences its register mappings and reads CR8: trap both from now on.
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
+        Ok(image)
+    }
+
+    /// [`load_image`](Self::load_image) from the image's bytes; `name` names it in the trace.
+    pub fn load_image_bytes(&self, name: &str, bytes: &[u8]) -> Result<LoadedImage, LoadError> {
+        let windows = self.st().config.windows_version;
+        let (image, mapping) = image::loader::load_bytes(name, bytes, windows)?;
+        self.images.borrow_mut().push(mapping);
+        // The image dereferences its register mappings and reads CR8: trap both from now on.
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
+        Ok(image)
     }
 
     /// Whether the driver's Rust heap is accounted: [`DriverHeap`] is this test binary's global
@@ -722,6 +753,8 @@ impl Emulator {
                 },
             );
         }
+        // Windows unmaps a driver image once its unload routine returned.
+        self.images.borrow_mut().clear();
         self.check_released();
     }
 
@@ -958,19 +991,27 @@ impl Emulator {
     /// Runs `f`, which must bug-check, and returns the bug check. Panics if `f` returns normally
     /// or panics for another reason. The machine is dead afterwards.
     pub fn expect_bugcheck(&self, f: impl FnOnce()) -> BugCheck {
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(()) => panic!("expected a bug check, but the code ran to completion"),
-            Err(payload) => match bugcheck::take_last() {
-                Some(b) if machine::bugchecked() => b,
-                _ => resume_unwind(payload),
-            },
-        }
+        expect_bugcheck(f)
     }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
         machine::uninstall();
+        // No callback into an image can be made any more.
+        self.images.borrow_mut().clear();
+    }
+}
+
+/// [`Emulator::expect_bugcheck`] without an emulator: for a bug check a child process of
+/// [`image::isolated`] reported (the parent raises it again), or any code that raises one.
+pub fn expect_bugcheck(f: impl FnOnce()) -> BugCheck {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => panic!("expected a bug check, but the code ran to completion"),
+        Err(payload) => match bugcheck::take_last() {
+            Some(b) if machine::bugchecked() => b,
+            _ => resume_unwind(payload),
+        },
     }
 }
 
