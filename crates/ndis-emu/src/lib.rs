@@ -227,6 +227,9 @@ impl Emulator {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         self.trap_hardware_access();
         self.images.borrow_mut().push(mapping);
+        // The image dereferences its register mappings and reads CR8: trap both from now on.
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
         Ok(image)
     }
 
@@ -239,6 +242,9 @@ impl Emulator {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         self.trap_hardware_access();
         self.images.borrow_mut().push(mapping);
+        // The image dereferences its register mappings and reads CR8: trap both from now on.
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
         Ok(image)
     }
 

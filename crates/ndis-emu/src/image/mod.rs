@@ -23,6 +23,9 @@ mod build;
 mod crt;
 mod isolate;
 pub mod loader;
+/// The image's hardware access: guard-mapped BARs, and a fault handler performing register
+/// accesses, CR8 and `gs:` reads (`Emulator::trap_hardware_access`, switched on by
+/// `Emulator::load_image`).
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) mod trap;
 
