@@ -251,6 +251,10 @@ impl Device {
             }
             frames += 1;
         }
+        // A list with more frames than the ring has slots never fits: refused now, not held.
+        if frames > tx.bounce_of.len() {
+            return Ok(Status::RESOURCES);
+        }
         match self.tx_room(tx, frames) {
             Ok(()) => {}
             Err(Status::RESOURCES) => return Err(NoRoom),
