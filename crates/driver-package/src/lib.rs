@@ -17,6 +17,7 @@ pub mod sign;
 pub mod stamp;
 pub mod text;
 pub mod winver;
+pub mod workspace;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
