@@ -13,6 +13,7 @@ pub mod cert;
 pub mod check;
 pub mod inf;
 pub mod pe;
+pub mod scaffold;
 pub mod sign;
 pub mod stamp;
 pub mod text;

@@ -142,6 +142,18 @@ enum Command {
         #[arg(last = true)]
         exec: Vec<String>,
     },
+    /// Create a new driver crate in <workspace>/samples/NAME (a workspace member that builds,
+    /// passes its emulator tests and packages)
+    NewDriver {
+        /// The crate name (lowercase letters, digits, `-`, `_`)
+        name: String,
+        /// The PCI vendor and device IDs, VVVV:DDDD in hex (default 1234:5678, a placeholder)
+        #[arg(long)]
+        pci: Option<String>,
+        /// The workspace root (default: the current directory)
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+    },
     /// Create the test certificate if there is none, and export it as DER (.cer)
     Cert {
         #[arg(long)]
@@ -162,6 +174,7 @@ fn main() -> ExitCode {
         Command::Sign { .. } => "sign",
         Command::Cert { .. } => "cert",
         Command::Drivers { .. } => "drivers",
+        Command::NewDriver { .. } => "new-driver",
     };
     let step = cli.step.clone().unwrap_or_else(|| name.to_string());
     let out = Out { step: &step };
@@ -231,6 +244,11 @@ fn run(command: Command, out: &Out) -> std::result::Result<(), Vec<Error>> {
             manifest,
             exec,
         } => one(cmd_drivers(out, dir, driver, inx, manifest, &exec)),
+        Command::NewDriver {
+            name,
+            pci,
+            workspace,
+        } => one(cmd_new_driver(out, &name, pci.as_deref(), workspace)),
         Command::Catalog {
             inf,
             out: dest,
@@ -648,5 +666,58 @@ fn cmd_drivers(
             )));
         }
     }
+    Ok(())
+}
+
+fn cmd_new_driver(
+    out: &Out,
+    name: &str,
+    pci: Option<&str>,
+    workspace: Option<PathBuf>,
+) -> Result<()> {
+    let root = match workspace {
+        Some(w) => w,
+        None => {
+            std::env::current_dir().map_err(|e| Error::msg(format!("no current directory: {e}")))?
+        }
+    };
+    let scaffold = driver_package::scaffold::Scaffold::new(name, pci)?;
+    if pci.is_none() {
+        let (v, d) = driver_package::scaffold::DEFAULT_PCI_ID;
+        out.say(format_args!(
+            "no --pci VVVV:DDDD given: using the placeholder {v:04X}:{d:04X} (change it in src/lib.rs and the INX)"
+        ));
+    }
+    let dir = scaffold.create(&root)?;
+    for (path, _) in scaffold.files() {
+        out.say(format_args!("created {}", dir.join(path).display()));
+    }
+    out.say(format_args!(
+        "added samples/{} to the workspace members in {}",
+        scaffold.name,
+        root.join("Cargo.toml").display()
+    ));
+    // Record the new package in Cargo.lock (no new dependency: nothing is downloaded), so that
+    // `--locked` builds accept it.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Error::msg(format!("cannot run `cargo metadata`: {e}")))?;
+    if !status.success() {
+        return Err(Error::file(
+            &root.join("Cargo.lock"),
+            "`cargo metadata --offline` could not record the new crate; run `cargo update -p \
+             <name>` once online",
+        ));
+    }
+    out.say(format_args!(
+        "next: cargo test -p {0}; cargo build -p {0} --release --target x86_64-pc-windows-msvc; \
+         cd {1} && cargo make package",
+        scaffold.name,
+        dir.display()
+    ));
     Ok(())
 }
