@@ -1,0 +1,214 @@
+//! The vendor's first hour, end to end: `cargo make new-driver` scaffolds a driver crate into a
+//! copy of this workspace, the crate's emulator tests pass on the host, `cargo make package`
+//! cross-builds it for x86_64-pc-windows-msvc and packages it, and osslsigncode verifies the
+//! signatures; samples/loopback packages the same way. The builds share this workspace's target
+//! directory (the outer `cargo test` holds no lock on it while tests run), so only the new crate
+//! and the copy's path crates compile. Needs cargo-make (`.ci/run` installs it), osslsigncode
+//! and openssl; a missing tool prints SKIPPED.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+}
+
+/// `name` on PATH, or `None` with the reason printed (the only case in which a test may skip).
+fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!("SKIPPED: `{name}` is not installed; .ci/run installs it");
+    }
+    found
+}
+
+/// Runs `cmd` in `dir` with the shared target directory; panics with its output on failure.
+fn run(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env_remove("RUSTFLAGS")
+        .env_remove("DRIVER")
+        .env_remove("DRIVER_INX")
+        .env_remove("DRIVER_MANIFEST")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "`{program} {}` in {} failed:\n{text}",
+        args.join(" "),
+        dir.display()
+    );
+    text
+}
+
+/// Copies the workspace's sources (not target/ or .git) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// The six files of `<image>_package/` exist, and osslsigncode verifies the image's signature,
+/// the catalog's, and that the catalog lists the image.
+fn verify_package(image: &str) {
+    let dir = target_dir()
+        .join("x86_64-pc-windows-msvc/release")
+        .join(format!("{image}_package"));
+    for ext in ["sys", "inf", "cat", "pdb", "map", "cer"] {
+        let f = dir.join(format!("{image}.{ext}"));
+        let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0, "{} missing or empty", f.display());
+    }
+    let (Some(osslsigncode), Some(openssl)) = (tool("osslsigncode"), tool("openssl")) else {
+        return;
+    };
+    let ca = dir.join("ca.pem");
+    let cer = dir.join(format!("{image}.cer"));
+    let (sys, cat) = (
+        dir.join(format!("{image}.sys")),
+        dir.join(format!("{image}.cat")),
+    );
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    run(
+        &dir,
+        openssl.to_str().unwrap(),
+        &["x509", "-inform", "DER", "-in", &s(&cer), "-out", &s(&ca)],
+    );
+    for args in [
+        vec!["-in".to_string(), s(&sys)],
+        vec!["-in".to_string(), s(&cat)],
+        vec!["-catalog".to_string(), s(&cat), "-in".to_string(), s(&sys)],
+    ] {
+        let mut all = vec!["verify".to_string(), "-CAfile".to_string(), s(&ca)];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let out = run(&dir, osslsigncode.to_str().unwrap(), &refs);
+        assert!(
+            out.contains("Signature verification: ok") || out.contains("File is signed in catalog"),
+            "{out}"
+        );
+    }
+    std::fs::remove_file(&ca).unwrap();
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+#[test]
+fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
+    if tool("cargo-make").is_none() {
+        return;
+    }
+    // A fixed place, so that a second run reuses the copy's build artifacts.
+    let ws = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("new-driver-workspace");
+    if ws.exists() {
+        std::fs::remove_dir_all(&ws).unwrap();
+    }
+    copy_tree(repo(), &ws);
+    let cargo = cargo();
+    let out = run(
+        &ws,
+        &cargo,
+        &["make", "new-driver", "acme-nic", "--pci", "8086:100E"],
+    );
+    assert!(out.contains("[new-driver] created"), "{out}");
+    let krate = ws.join("samples/acme-nic");
+    let manifest = std::fs::read_to_string(ws.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("\"samples/acme-nic\""), "{manifest}");
+    let inx = std::fs::read_to_string(krate.join("inf/acme_nic.inx")).unwrap();
+    assert!(inx.contains(r"PCI\VEN_8086&DEV_100E"), "{inx}");
+    // Scaffolding the same name again is refused.
+    let again = Command::new(&cargo)
+        .current_dir(&ws)
+        .args(["make", "new-driver", "acme-nic"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already a workspace member")
+            || String::from_utf8_lossy(&again.stdout).contains("already a workspace member")
+    );
+    // Host: its emulator tests (adapter up, frames both ways, fault sweep without leaks).
+    let out = run(&krate, &cargo, &["test", "--locked", "-p", "acme-nic"]);
+    assert!(
+        out.contains("test frames_go_out_and_come_in_byte_for_byte ... ok"),
+        "{out}"
+    );
+    // Windows: `cargo make package` in the crate's directory cross-builds and packages it.
+    let out = run(&krate, &cargo, &["make", "package"]);
+    assert!(out.contains("[package] acme-nic done"), "{out}");
+    assert!(
+        !out.contains("[package] vionet"),
+        "only the crate of this directory: {out}"
+    );
+    verify_package("acme_nic");
+}
+
+#[test]
+fn loopback_packages_in_its_directory_and_verifies() {
+    if tool("cargo-make").is_none() {
+        return;
+    }
+    let out = run(
+        &repo().join("samples/loopback"),
+        &cargo(),
+        &["make", "package"],
+    );
+    assert!(out.contains("[package] loopback-miniport done"), "{out}");
+    assert!(
+        out.contains("[stampinf] ") && out.contains("loopback_miniport.inf"),
+        "{out}"
+    );
+    verify_package("loopback_miniport");
+}
+
+#[test]
+fn an_unknown_driver_or_a_crate_that_is_none_fails_with_what_to_do() {
+    if tool("cargo-make").is_none() {
+        return;
+    }
+    let out = Command::new(cargo())
+        .current_dir(repo())
+        .args(["make", "package"])
+        .env("DRIVER", "no-such-nic")
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[package] error: unknown driver `no-such-nic`")
+            && text.contains("vionet, loopback-miniport"),
+        "{text}"
+    );
+}
