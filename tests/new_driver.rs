@@ -3,7 +3,11 @@
 //! cross-builds it for x86_64-pc-windows-msvc and packages it, and osslsigncode verifies the
 //! signatures; samples/loopback packages the same way. The builds share this workspace's target
 //! directory (the outer `cargo test` holds no lock on it while tests run), so only the new crate
-//! and the copy's path crates compile. Needs cargo-make (`.ci/run` installs it), osslsigncode
+//! compiles anew. Cargo names a path crate's artifacts by its path *relative to the workspace
+//! root*, so the copy's `crates/ndis` and this workspace's share artifacts: the copy is made
+//! fresh (the same sources), its steps run in one test (this workspace's packaging first), and the copy is deleted when the
+//! test ends, so that the next build of this workspace does not take the copy's files for its own
+//! (their dep-info then names missing files, which cargo rebuilds). The new crate must also be rustfmt- and clippy-clean. Needs cargo-make (`.ci/run` installs it), osslsigncode
 //! and openssl; a missing tool prints SKIPPED.
 
 use std::path::{Path, PathBuf};
@@ -118,20 +122,46 @@ fn verify_package(image: &str) {
     std::fs::remove_file(&ca).unwrap();
 }
 
+/// One test at a time: the copy and this workspace build the same artifacts.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Deletes the copy of the workspace when dropped (also when the test fails).
+struct Copy(PathBuf);
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// In this order: this workspace's own packaging first, the copy last, so that the workspace's
+/// artifacts are rebuilt (after the copy is deleted) only once, by whatever builds next.
 #[test]
-fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
+fn loopback_packages_then_a_scaffolded_driver_builds_passes_its_tests_and_packages() {
+    let _serial = serial();
     if tool("cargo-make").is_none() {
         return;
     }
-    // A fixed place, so that a second run reuses the copy's build artifacts.
+    loopback_packages_in_its_directory_and_verifies();
+    an_unknown_driver_fails_with_what_to_do();
+    a_scaffolded_driver_builds_passes_its_tests_and_packages();
+}
+
+fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
+    // A fixed place: the copy's crates have the paths this workspace's have, relative to the root.
     let ws = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("new-driver-workspace");
     if ws.exists() {
         std::fs::remove_dir_all(&ws).unwrap();
     }
+    let _copy = Copy(ws.clone());
     copy_tree(repo(), &ws);
     let cargo = cargo();
     let out = run(
@@ -157,6 +187,17 @@ fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
         String::from_utf8_lossy(&again.stderr).contains("already a workspace member")
             || String::from_utf8_lossy(&again.stdout).contains("already a workspace member")
     );
+    // As CI holds the workspace's own crates to: rustfmt-clean, clippy-clean on both targets.
+    run(&krate, &cargo, &["fmt", "-p", "acme-nic", "--", "--check"]);
+    for target in [None, Some("x86_64-pc-windows-msvc")] {
+        let mut args = vec!["clippy", "--locked", "-p", "acme-nic"];
+        match target {
+            Some(t) => args.extend(["--target", t]),
+            None => args.push("--all-targets"),
+        }
+        args.extend(["--", "-D", "warnings"]);
+        run(&krate, &cargo, &args);
+    }
     // Host: its emulator tests (adapter up, frames both ways, fault sweep without leaks).
     let out = run(&krate, &cargo, &["test", "--locked", "-p", "acme-nic"]);
     assert!(
@@ -173,11 +214,7 @@ fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
     verify_package("acme_nic");
 }
 
-#[test]
 fn loopback_packages_in_its_directory_and_verifies() {
-    if tool("cargo-make").is_none() {
-        return;
-    }
     let out = run(
         &repo().join("samples/loopback"),
         &cargo(),
@@ -191,11 +228,7 @@ fn loopback_packages_in_its_directory_and_verifies() {
     verify_package("loopback_miniport");
 }
 
-#[test]
-fn an_unknown_driver_or_a_crate_that_is_none_fails_with_what_to_do() {
-    if tool("cargo-make").is_none() {
-        return;
-    }
+fn an_unknown_driver_fails_with_what_to_do() {
     let out = Command::new(cargo())
         .current_dir(repo())
         .args(["make", "package"])

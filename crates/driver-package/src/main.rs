@@ -713,6 +713,17 @@ fn cmd_new_driver(
              <name>` once online",
         ));
     }
+    // The templates are rustfmt-clean for a short name; a long one can move a line break.
+    let fmt =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(&root)
+            .args(["fmt", "-p", &scaffold.name])
+            .status();
+    if !fmt.is_ok_and(|s| s.success()) {
+        out.say(
+            "note: `cargo fmt` did not run (is rustfmt installed?); the sources are unformatted",
+        );
+    }
     out.say(format_args!(
         "next: cargo test -p {0}; cargo build -p {0} --release --target x86_64-pc-windows-msvc; \
          cd {1} && cargo make package",
