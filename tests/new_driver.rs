@@ -1,13 +1,15 @@
 //! The vendor's first hour, end to end: `cargo make new-driver` scaffolds a driver crate into a
 //! copy of this workspace, the crate's emulator tests pass on the host, `cargo make package`
 //! cross-builds it for x86_64-pc-windows-msvc and packages it, and osslsigncode verifies the
-//! signatures; samples/loopback packages the same way. The builds share this workspace's target
-//! directory (the outer `cargo test` holds no lock on it while tests run), so only the new crate
-//! compiles anew. Cargo names a path crate's artifacts by its path *relative to the workspace
-//! root*, so the copy's `crates/ndis` and this workspace's share artifacts: the copy is made
-//! fresh (the same sources), its steps run in one test (this workspace's packaging first), and the copy is deleted when the
-//! test ends, so that the next build of this workspace does not take the copy's files for its own
-//! (their dep-info then names missing files, which cargo rebuilds). The new crate must also be rustfmt- and clippy-clean. Needs cargo-make (`.ci/run` installs it), osslsigncode
+//! signatures; samples/loopback packages the same way, in this workspace and its target
+//! directory (the outer `cargo test` holds no lock on it while tests run).
+//!
+//! The copy builds in a target directory of its own, `target/new-driver-tests` (kept, so a second
+//! run is incremental). It cannot share this workspace's: cargo names a path crate's artifacts by
+//! its path relative to the workspace root, so the copy's `crates/ndis-sys` would overwrite this
+//! workspace's `libndis_sys-<hash>.rlib` with one built from other source paths, and the doc tests
+//! that `cargo test --workspace` runs after this test would fail to link ("found possibly newer
+//! version of crate"). The new crate must also be rustfmt- and clippy-clean. Needs cargo-make (`.ci/run` installs it), osslsigncode
 //! and openssl; a missing tool prints SKIPPED.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +25,11 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo().join("target"))
 }
 
+/// Where the copy of the workspace builds (see the module documentation).
+fn copy_target_dir() -> PathBuf {
+    target_dir().join("new-driver-tests")
+}
+
 /// `name` on PATH, or `None` with the reason printed (the only case in which a test may skip).
 fn tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -35,13 +42,12 @@ fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// Runs `cmd` in `dir` with the shared target directory; panics with its output on failure.
-fn run(dir: &Path, program: &str, args: &[&str]) -> String {
+/// Runs `program` in `dir` building into `target`; panics with its output on failure.
+fn run_in(target: &Path, dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .current_dir(dir)
         .args(args)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .env_remove("RUSTFLAGS")
+        .env("CARGO_TARGET_DIR", target)
         .env_remove("DRIVER")
         .env_remove("DRIVER_INX")
         .env_remove("DRIVER_MANIFEST")
@@ -59,6 +65,11 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
         dir.display()
     );
     text
+}
+
+/// `run_in` this workspace's target directory.
+fn run(dir: &Path, program: &str, args: &[&str]) -> String {
+    run_in(&target_dir(), dir, program, args)
 }
 
 /// Copies the workspace's sources (not target/ or .git) to `to`.
@@ -81,8 +92,8 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// The six files of `<image>_package/` exist, and osslsigncode verifies the image's signature,
 /// the catalog's, and that the catalog lists the image.
-fn verify_package(image: &str) {
-    let dir = target_dir()
+fn verify_package(target: &Path, image: &str) {
+    let dir = target
         .join("x86_64-pc-windows-msvc/release")
         .join(format!("{image}_package"));
     for ext in ["sys", "inf", "cat", "pdb", "map", "cer"] {
@@ -122,14 +133,8 @@ fn verify_package(image: &str) {
     std::fs::remove_file(&ca).unwrap();
 }
 
-/// One test at a time: the copy and this workspace build the same artifacts.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Deletes the copy of the workspace when dropped (also when the test fails).
+/// Deletes the copy of the workspace (not its target directory) when dropped, also when the test
+/// fails.
 struct Copy(PathBuf);
 
 impl Drop for Copy {
@@ -142,11 +147,9 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// In this order: this workspace's own packaging first, the copy last, so that the workspace's
-/// artifacts are rebuilt (after the copy is deleted) only once, by whatever builds next.
+/// One test: the steps share the package directories and the certificate, so they run in order.
 #[test]
 fn loopback_packages_then_a_scaffolded_driver_builds_passes_its_tests_and_packages() {
-    let _serial = serial();
     if tool("cargo-make").is_none() {
         return;
     }
@@ -156,15 +159,17 @@ fn loopback_packages_then_a_scaffolded_driver_builds_passes_its_tests_and_packag
 }
 
 fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
-    // A fixed place: the copy's crates have the paths this workspace's have, relative to the root.
+    // A fixed place, so that the copy's target directory serves the next run incrementally.
     let ws = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("new-driver-workspace");
     if ws.exists() {
         std::fs::remove_dir_all(&ws).unwrap();
     }
     let _copy = Copy(ws.clone());
+    let copy = copy_target_dir();
     copy_tree(repo(), &ws);
     let cargo = cargo();
-    let out = run(
+    let out = run_in(
+        &copy,
         &ws,
         &cargo,
         &["make", "new-driver", "acme-nic", "--pci", "8086:100E"],
@@ -179,7 +184,7 @@ fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
     let again = Command::new(&cargo)
         .current_dir(&ws)
         .args(["make", "new-driver", "acme-nic"])
-        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_TARGET_DIR", &copy)
         .output()
         .unwrap();
     assert!(!again.status.success());
@@ -188,7 +193,12 @@ fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
             || String::from_utf8_lossy(&again.stdout).contains("already a workspace member")
     );
     // As CI holds the workspace's own crates to: rustfmt-clean, clippy-clean on both targets.
-    run(&krate, &cargo, &["fmt", "-p", "acme-nic", "--", "--check"]);
+    run_in(
+        &copy,
+        &krate,
+        &cargo,
+        &["fmt", "-p", "acme-nic", "--", "--check"],
+    );
     for target in [None, Some("x86_64-pc-windows-msvc")] {
         let mut args = vec!["clippy", "--locked", "-p", "acme-nic"];
         match target {
@@ -196,22 +206,27 @@ fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
             None => args.push("--all-targets"),
         }
         args.extend(["--", "-D", "warnings"]);
-        run(&krate, &cargo, &args);
+        run_in(&copy, &krate, &cargo, &args);
     }
     // Host: its emulator tests (adapter up, frames both ways, fault sweep without leaks).
-    let out = run(&krate, &cargo, &["test", "--locked", "-p", "acme-nic"]);
+    let out = run_in(
+        &copy,
+        &krate,
+        &cargo,
+        &["test", "--locked", "-p", "acme-nic"],
+    );
     assert!(
         out.contains("test frames_go_out_and_come_in_byte_for_byte ... ok"),
         "{out}"
     );
     // Windows: `cargo make package` in the crate's directory cross-builds and packages it.
-    let out = run(&krate, &cargo, &["make", "package"]);
+    let out = run_in(&copy, &krate, &cargo, &["make", "package"]);
     assert!(out.contains("[package] acme-nic done"), "{out}");
     assert!(
         !out.contains("[package] vionet"),
         "only the crate of this directory: {out}"
     );
-    verify_package("acme_nic");
+    verify_package(&copy_target_dir(), "acme_nic");
 }
 
 fn loopback_packages_in_its_directory_and_verifies() {
@@ -225,7 +240,7 @@ fn loopback_packages_in_its_directory_and_verifies() {
         out.contains("[stampinf] ") && out.contains("loopback_miniport.inf"),
         "{out}"
     );
-    verify_package("loopback_miniport");
+    verify_package(&target_dir(), "loopback_miniport");
 }
 
 fn an_unknown_driver_fails_with_what_to_do() {
