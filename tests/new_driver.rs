@@ -135,9 +135,9 @@ fn verify_package(target: &Path, image: &str) {
 
 /// Deletes the copy of the workspace (not its target directory) when dropped, also when the test
 /// fails.
-struct Copy(PathBuf);
+struct CopyGuard(PathBuf);
 
-impl Drop for Copy {
+impl Drop for CopyGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
@@ -164,7 +164,7 @@ fn a_scaffolded_driver_builds_passes_its_tests_and_packages() {
     if ws.exists() {
         std::fs::remove_dir_all(&ws).unwrap();
     }
-    let _copy = Copy(ws.clone());
+    let _copy = CopyGuard(ws.clone());
     let copy = copy_target_dir();
     copy_tree(repo(), &ws);
     let cargo = cargo();
