@@ -10,7 +10,7 @@ use ndis::hw::ConfigSpace;
 use ndis::interrupt::{
     DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
 };
-use ndis::io::{IoSpace, OwnedWindow};
+use ndis::io::{IoSpace, OwnedWindow, bar_address};
 use ndis::irql::{Dispatch, DispatchOrBelow, Passive};
 use ndis::miniport::{
     AdapterInfo, Init, Miniport, NdisAdapter, PnpEvent, Quiesced, ResetError, ShutdownAction,
@@ -221,24 +221,6 @@ pub const LINK_SPEED: u64 = 10_000_000_000;
 pub struct VioNetAdapter {
     _interrupt: InterruptRegistration<Interrupts>,
     device: Arc<Device>,
-}
-
-/// A memory BAR's address from configuration space (64-bit BARs span two registers).
-fn bar_address(cfg: &impl ConfigSpace, bar: u8) -> Option<u64> {
-    if bar > 5 {
-        return None;
-    }
-    let reg = 0x10 + 4 * bar as u16;
-    let low = cfg.config_u32(reg)?;
-    if low & 1 != 0 {
-        return None; // an I/O BAR
-    }
-    let high = if low & 0x6 == 0x4 && bar < 5 {
-        cfg.config_u32(reg + 4)?
-    } else {
-        0
-    };
-    Some(((high as u64) << 32) | (low & !0xF) as u64)
 }
 
 /// Maps the BARs the capabilities use and builds the transport over their windows.

@@ -1412,3 +1412,76 @@ fn set_power_outside_d0_to_d3_is_invalid_data() {
     );
     nic.stop();
 }
+
+/// Sixty-four adapters on one machine: every device's BARs get addresses of their own (the
+/// configuration-space value is the address, 64-bit BARs decode above 4 GiB, nothing overlaps
+/// another device or the guest memory DMA uses), and every adapter initializes and moves frames
+/// both ways. (BARs were once placed at a fixed stride that wrapped at the 17th device.)
+#[test]
+fn sixty_four_adapters_each_get_their_own_bars_and_carry_traffic() {
+    use ndis_emu::pci::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE, PciFunction};
+    let emu = Emulator::new(config(2));
+    // The smallest rings the driver accepts, so that 64 adapters fit the guest memory.
+    emu.set_keyword("*ReceiveBuffers", "64");
+    emu.set_keyword("*TransmitBuffers", "64");
+    emu.set_keyword("*NumRssQueues", "1");
+    assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    let mut nics = Vec::new();
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for i in 0..64 {
+        let cfg = VirtioNetConfig::new(1);
+        let bars = VirtioNet::new(cfg.clone()).bars();
+        let adapter = emu
+            .add_adapter_with(InterruptResources::msix(4), Box::new(VirtioNet::new(cfg)))
+            .unwrap_or_else(|s| panic!("adapter {i}: initialize failed with {s:#x}"));
+        assert_eq!(emu.restart(adapter), sys::NDIS_STATUS_SUCCESS);
+        let device = emu.device_of(adapter);
+        emu.with_device::<VirtioNet, _>(device, |n, _| {
+            let config = n.config();
+            for b in &bars {
+                let reg = 0x10 + 4 * b.index as usize;
+                let low = u32::from_le_bytes(config[reg..reg + 4].try_into().unwrap());
+                let mut address = (low & !0xF) as u64;
+                if b.is_64bit {
+                    let high = u32::from_le_bytes(config[reg + 4..reg + 8].try_into().unwrap());
+                    address |= (high as u64) << 32;
+                    assert!(address >= 1 << 32, "adapter {i}: a 64-bit BAR above 4 GiB");
+                }
+                assert_ne!(address, 0, "adapter {i} BAR {}: an address", b.index);
+                assert_eq!(address % b.size, 0, "adapter {i} BAR {}: aligned", b.index);
+                ranges.push((address, address + b.size));
+            }
+        });
+        nics.push((adapter, device));
+    }
+    ranges.push((GUEST_MEMORY_BASE, GUEST_MEMORY_BASE + GUEST_MEMORY_SIZE));
+    ranges.sort();
+    for w in ranges.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "overlapping ranges {:x?} and {:x?}",
+            w[0],
+            w[1]
+        );
+    }
+    for (i, &(adapter, device)) in nics.iter().enumerate() {
+        let out = frame(i as u8, 100 + i);
+        emu.send(adapter, &[&out]);
+        let sent = emu.with_device::<VirtioNet, _>(device, |n, _| n.take_transmitted(0));
+        assert_eq!(sent, vec![out], "adapter {i} transmitted");
+        let inbound = frame(200u8.wrapping_add(i as u8), 90 + i);
+        emu.with_device::<VirtioNet, _>(device, |n, bus| n.inject_frame(bus, 0, &inbound));
+        emu.run_dpcs();
+        assert_eq!(
+            emu.received_frames(adapter),
+            vec![inbound],
+            "adapter {i} received"
+        );
+        emu.return_receives(adapter);
+    }
+    for &(adapter, _) in &nics {
+        assert_eq!(emu.pause(adapter), sys::NDIS_STATUS_SUCCESS);
+        emu.halt(adapter, sys::NdisHaltDeviceDisabled);
+    }
+    emu.unload();
+}

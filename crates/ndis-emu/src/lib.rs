@@ -299,7 +299,8 @@ impl Emulator {
         let base =
             machine::MESSAGE_VECTOR_BASE + st.next_message_vector % machine::MESSAGE_VECTOR_SPAN;
         st.next_message_vector += messages.max(1);
-        let pci = pci::attach(st.devices.len(), resources, function);
+        let index = st.devices.len();
+        let pci = pci::attach(&mut st.mmio, index, resources, function);
         st.devices.push(Device {
             resources,
             offer: resources,

@@ -18,20 +18,40 @@ use crate::bugcheck::{self, rule};
 use crate::machine::{self, State};
 use crate::ndis::adapter_of_handle;
 
+/// The guest-physical region shared memory (DMA) is carved from; no BAR is placed inside it.
+pub use crate::dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
+
 /// Configuration space the emulator presents (PCI, not the 4 KiB extended space).
 pub const CONFIG_SPACE_SIZE: usize = 256;
-/// Where the emulator places BARs: device `d`, BAR `i` at `BAR_BASE + d * 0x100_0000 + i * 0x10_0000`.
-const BAR_BASE: u64 = 0xF000_0000;
+/// Where the emulator places 32-bit BARs: naturally aligned, one after the other, in
+/// `[BAR32_BASE, BAR32_END)` (below 4 GiB, the platform's MMIO hole, clear of the guest memory DMA
+/// uses at [`GUEST_MEMORY_BASE`]).
+pub const BAR32_BASE: u64 = 0xC000_0000;
+/// End of the 32-bit BAR window (the local APIC and I/O APIC live above, as on a PC).
+pub const BAR32_END: u64 = 0xFEC0_0000;
+/// Where the emulator places 64-bit BARs: naturally aligned from 512 GiB up, far above guest
+/// memory.
+pub const BAR64_BASE: u64 = 0x80_0000_0000;
+/// The largest 32-bit BAR a function may declare (512 MiB).
+pub const BAR32_MAX_SIZE: u64 = 1 << 29;
+/// The largest 64-bit BAR a function may declare (2 GiB: a larger one would need
+/// `CmResourceTypeMemoryLarge` descriptors, which the emulator does not produce).
+pub const BAR64_MAX_SIZE: u64 = 1 << 31;
 /// Virtual addresses of register mappings: kernel-half addresses no host pointer can have.
 const MMIO_VA_BASE: usize = 0xFFFF_F700_0000_0000;
 const MMIO_VA_STRIDE: usize = 1 << 32;
 
 /// A memory BAR a function decodes.
+///
+/// The emulator places every BAR at an address aligned to its size, as PCI requires: 32-bit BARs
+/// below 4 GiB (from [`BAR32_BASE`]), 64-bit BARs from [`BAR64_BASE`], never overlapping another
+/// device's BAR or guest memory, however many devices are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BarInfo {
     /// 0..=5; a 64-bit BAR also occupies `index + 1`.
     pub index: u8,
-    /// A power of two, at least 16.
+    /// A power of two, at least 16; at most [`BAR32_MAX_SIZE`] (32-bit) or [`BAR64_MAX_SIZE`]
+    /// (64-bit).
     pub size: u64,
     pub is_64bit: bool,
 }
@@ -255,24 +275,85 @@ pub(crate) struct MmioState {
     /// mappings are guard regions whose accesses fault into `image::trap`.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub trapping: Option<crate::image::trap::Trapping>,
+    /// BAR address allocation (never reused: a removed device's range stays retired).
+    bar_space: BarSpace,
+}
+
+/// Bump allocation of BAR addresses in the two windows, each BAR naturally aligned.
+#[derive(Debug, Default)]
+struct BarSpace {
+    /// Next free address above [`BAR32_BASE`] (0: none handed out yet).
+    next32: u64,
+    /// Next free address above [`BAR64_BASE`] (0: none handed out yet).
+    next64: u64,
+}
+
+impl BarSpace {
+    /// An address for a BAR of `size` (a power of two), or `None` when the window is full.
+    fn place(&mut self, size: u64, is_64bit: bool) -> Option<u64> {
+        let (next, base, end) = if is_64bit {
+            (&mut self.next64, BAR64_BASE, u64::MAX)
+        } else {
+            (&mut self.next32, BAR32_BASE, BAR32_END)
+        };
+        let from = (*next).max(base);
+        let at = from.checked_add(size - 1)? & !(size - 1);
+        let top = at.checked_add(size)?;
+        if top > end {
+            return None;
+        }
+        *next = top;
+        Some(at)
+    }
 }
 
 /// Places `function`'s BARs for device `device` and writes their addresses into its
 /// configuration space.
 pub(crate) fn attach(
+    mmio: &mut MmioState,
     device: usize,
     resources: crate::InterruptResources,
     mut function: Box<dyn PciFunction>,
 ) -> PciState {
     function.interrupts_assigned(InterruptMode::of(resources));
     let mut bars = Vec::new();
-    for b in function.bars() {
+    let declared = function.bars();
+    for b in &declared {
+        let max = if b.is_64bit {
+            BAR64_MAX_SIZE
+        } else {
+            BAR32_MAX_SIZE
+        };
         assert!(
-            b.index <= 5 && b.size.is_power_of_two() && b.size >= 16 && b.size <= 0x10_0000,
-            "BAR {}: index 0..=5, size a power of two in 16..=1 MiB",
+            b.index <= if b.is_64bit { 4 } else { 5 }
+                && b.size.is_power_of_two()
+                && (16..=max).contains(&b.size),
+            "device {device} BAR {}: index 0..=5 (0..=4 for a 64-bit BAR), size {:#x} must be a \
+             power of two in 16..={max:#x}",
+            b.index,
+            b.size
+        );
+        let overlap = declared.iter().any(|o| {
+            !std::ptr::eq(o, b)
+                && (o.index == b.index
+                    || (o.is_64bit && o.index + 1 == b.index)
+                    || (b.is_64bit && b.index + 1 == o.index))
+        });
+        assert!(
+            !overlap,
+            "device {device} BAR {}: its BAR register is also another BAR's (a 64-bit BAR takes \
+             two)",
             b.index
         );
-        let physical = BAR_BASE + device as u64 * 0x100_0000 + b.index as u64 * 0x10_0000;
+        let physical = mmio.bar_space.place(b.size, b.is_64bit).unwrap_or_else(|| {
+            panic!(
+                "device {device} BAR {} ({:#x} bytes): the {} BAR window is full; declare \
+                 a 64-bit BAR or smaller BARs",
+                b.index,
+                b.size,
+                if b.is_64bit { "64-bit" } else { "32-bit" }
+            )
+        });
         let reg = 0x10 + 4 * b.index as usize;
         let low = (physical as u32) | if b.is_64bit { 0x4 } else { 0 };
         function.config()[reg..reg + 4].copy_from_slice(&low.to_le_bytes());
