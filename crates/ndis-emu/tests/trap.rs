@@ -41,7 +41,8 @@ unsafe extern "win64-unwind" fn entry(
 fn map_bar0(h: sys::NDIS_HANDLE) {
     let mut va: sys::PVOID = std::ptr::null_mut();
     // SAFETY: device 0's BAR 0, the adapter's own resource (docs/emulator.md, PCI functions).
-    let status = unsafe { sys::NdisMMapIoSpace(&mut va, h, 0xF000_0000, BAR_LENGTH) };
+    let status =
+        unsafe { sys::NdisMMapIoSpace(&mut va, h, ndis_emu::pci::BAR32_BASE as i64, BAR_LENGTH) };
     assert_eq!(status, sys::NDIS_STATUS_SUCCESS);
     MAPPING.set(va as usize);
 }
