@@ -66,6 +66,11 @@ impl MapHook for super::Device {
             send.complete(&mut done, Status::FAILURE);
             return;
         };
+        // Inline, from a map call made under this ring's lock on this processor.
+        if pair.mapping_cpu.load(Ordering::Acquire) == ndis::sync::current_processor() {
+            pair.handoff.with(irql, |h, _| *h = Some(send));
+            return;
+        }
         let mut to_map = None;
         pair.tx.with(irql, |tx, _| {
             tx.mapping = false;
@@ -422,7 +427,7 @@ impl Device {
         let mut done = SendCompletion::new(&self.ndis);
         let mut to_map = None;
         // The doorbell under the lock (see `device::health`).
-        pair.tx.with(irql, |tx, _| {
+        pair.tx.with(irql, |tx, irql_token| {
             if !tx.backlog.is_empty() && tx.parked.is_none() && !tx.mapping {
                 if !self.reap_tx(tx) {
                     self.needs_reset();
@@ -435,12 +440,42 @@ impl Device {
                     match self.queue_list(tx, nbl, true) {
                         Queued::Done(status) => return status,
                         Queued::Map => {
-                            if let Some(held) = nbl.hold() {
-                                tx.mapping = true;
-                                to_map = Some(held);
-                                return Status(ndis::sys::NDIS_STATUS_PENDING);
+                            let Some(held) = nbl.hold() else {
+                                return Status::RESOURCES;
+                            };
+                            // Mapped under the lock: an inline callback hands the send over
+                            // (`pair.handoff`) and it is queued now; a deferred one finds
+                            // `tx.mapping` set and later lists waiting behind it.
+                            let cpu = ndis::sync::current_processor();
+                            pair.mapping_cpu.store(cpu, Ordering::Release);
+                            let mapped = held.map(&self._dma, self, j, &*irql_token);
+                            pair.mapping_cpu.store(u32::MAX, Ordering::Release);
+                            match mapped {
+                                Ok(()) => {}
+                                Err((held, _)) => {
+                                    // Copied instead.
+                                    return match self.queue_list(tx, held.list(), false) {
+                                        Queued::Done(status) => {
+                                            done.push(held, status);
+                                            Status(ndis::sys::NDIS_STATUS_PENDING)
+                                        }
+                                        _ => {
+                                            tx.backlog.push_back(held);
+                                            tx.vq.enable_interrupts();
+                                            Status(ndis::sys::NDIS_STATUS_PENDING)
+                                        }
+                                    };
+                                }
                             }
-                            return Status::RESOURCES;
+                            match pair.handoff.with(&mut *irql_token, |h, _| h.take()) {
+                                Some(send) => {
+                                    if let Err(send) = self.queue_mapped(tx, send, &mut done) {
+                                        tx.parked = Some(send);
+                                    }
+                                }
+                                None => tx.mapping = true,
+                            }
+                            return Status(ndis::sys::NDIS_STATUS_PENDING);
                         }
                         Queued::NoRoom => {}
                     }

@@ -101,11 +101,11 @@ impl SlotPtr {
         // borrowed field by field, and the list is written through a raw place.
         unsafe {
             let total: usize = frames.iter().map(|f| f.len()).sum();
-            if (*slot).frame_cap < total {
+            if (*slot).frame_cap < total.max(1) {
                 if (*slot).frame_cap > 0 {
                     dma.release((*slot).frame_pa, (*slot).frame_cap as u64);
                 }
-                let cap = total.next_multiple_of(4096);
+                let cap = total.max(1).next_multiple_of(4096);
                 (*slot).frame_pa = dma
                     .allocate(cap as u64)
                     .expect("guest memory for the protocol's send buffers");
