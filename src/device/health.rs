@@ -338,6 +338,9 @@ impl Device {
             return Err(Status::RESOURCE_CONFLICT);
         }
         let mut forfeit_tx = 0u64;
+        // Mapped sends: finished ones complete, the others were never sent (the device is
+        // reset: it reads none of them any more).
+        let mut mapped_done = ndis::nbl::SendCompletion::new(&self.ndis);
         for (j, pair) in self.pairs.iter().enumerate() {
             let j = j as u16;
             // The device is reset: it writes nothing any more, so the used rings say what it
@@ -360,23 +363,31 @@ impl Device {
             pair.tx.with(irql, |tx, _| -> Result<(), Status> {
                 // Sent before the reset: their buffers are simply free again.
                 let _ = self.reap_tx(tx);
+                Self::complete_finished(tx, &mut mapped_done);
                 let TxRing {
                     vq,
                     bounce_of,
                     next_bounce,
                     free,
+                    mapped_of,
                     ..
                 } = &mut *tx;
                 vq.reclaim_after_reset(|head| {
                     free_bounce_chain(bounce_of, next_bounce, free, head);
-                    forfeit_tx += 1;
+                    match mapped_of[head as usize].take() {
+                        // Completed as failed (and counted so by the framework).
+                        Some(m) => m.complete(&mut mapped_done, Status::FAILURE),
+                        None => forfeit_tx += 1,
+                    }
                 });
+                tx.in_flight_mapped = 0;
                 // Completions are reaped by the send path, as initialize set it up.
                 tx.vq.disable_interrupts();
                 tx.notifier = program(t, net::tx_queue(j), &tx.vq)?;
                 Ok(())
             })?;
         }
+        mapped_done.complete(irql);
         if forfeit_tx > 0 {
             // Completed to NDIS, never sent: counted, not lost silently.
             self.ndis.stats.tx_errors(forfeit_tx);

@@ -23,7 +23,7 @@ use ndis::heap::Shared;
 use ndis::io::OwnedWindow;
 use ndis::irql::Passive;
 use ndis::miniport::{Init, Initializing, NdisAdapter};
-use ndis::nbl::{HeldSend, ReceivePool};
+use ndis::nbl::{HeldSend, MappedSend, ReceivePool};
 use ndis::sync::SpinLock;
 
 use crate::virtio::net::{self, NetHeader, VectorPlan, features};
@@ -40,6 +40,7 @@ mod tx;
 use control::{CONTROL_BUFFER, ControlRing};
 pub use health::{Health, map_vectors};
 pub use lso::{LSO_MAX_FRAME, LSO_MAX_PAYLOAD};
+pub use tx::MAP_THRESHOLD;
 
 /// The frame size the adapter runs with (`*JumboPacket`, bounded by the device's MTU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,12 +121,36 @@ pub struct TxRing {
     /// Lists held while the ring is full (at most [`tx::TX_BACKLOG`]), sent in order from the
     /// completion path (with transmit interrupts on while any wait) or the next send call.
     backlog: VecDeque<HeldSend>,
+    /// The mapped send (zero-copy) carried by each descriptor head, if any: completed when the
+    /// device hands the head back.
+    mapped_of: Vec<Option<MappedSend>>,
+    /// Mapped sends the device finished (reaped), completed by the holder of the lock before
+    /// it lets go (at most the ring's size: no allocation).
+    finished: Vec<MappedSend>,
+    /// A mapping was asked for and NDIS has not called back yet: later lists wait behind it.
+    mapping: bool,
+    /// A mapped send that found the ring full: queued first when the device makes room.
+    parked: Option<MappedSend>,
+    /// Mapped sends on the ring: transmit interrupts stay on while any are.
+    in_flight_mapped: usize,
+}
+
+impl TxRing {
+    /// Lists wait their turn (frames go out in order): a backlog, a mapping not yet called
+    /// back, or a mapped send waiting for room.
+    fn waiting(&self) -> bool {
+        !self.backlog.is_empty() || self.mapping || self.parked.is_some()
+    }
 }
 
 pub struct Pair {
     pub rx: SpinLock<RxRing>,
     pub pool: ReceivePool,
     pub tx: SpinLock<TxRing>,
+    /// The processor mapping a list under the TX lock (`u32::MAX`: none): NDIS's inline
+    /// callback on it cannot take the lock, and leaves the mapped send in `handoff`.
+    pub mapping_cpu: core::sync::atomic::AtomicU32,
+    pub handoff: SpinLock<Option<MappedSend>>,
 }
 
 pub struct Device {
@@ -253,7 +278,14 @@ impl Device {
                         // A large send that is not contiguous is gathered here whole.
                         scratch: vec![0; scratch_len].into_boxed_slice(),
                         backlog: VecDeque::with_capacity(tx::TX_BACKLOG),
+                        mapped_of: (0..tx_n).map(|_| None).collect(),
+                        finished: Vec::with_capacity(tx_n as usize),
+                        mapping: false,
+                        parked: None,
+                        in_flight_mapped: 0,
                     }),
+                    mapping_cpu: core::sync::atomic::AtomicU32::new(u32::MAX),
+                    handoff: SpinLock::new(None),
                 });
             }
             let control = match control_queue {

@@ -97,6 +97,8 @@ exports! {
     "ndis.sys" NdisMResetComplete(a: NDIS_HANDLE, b: NDIS_STATUS, c: BOOLEAN) => ndis::ndis_m_reset_complete;
     "ndis.sys" NdisMRegisterScatterGatherDma(a: NDIS_HANDLE, b: *mut NDIS_SG_DMA_DESCRIPTION, c: *mut NDIS_HANDLE) -> NDIS_STATUS => dma::ndis_m_register_scatter_gather_dma;
     "ndis.sys" NdisMDeregisterScatterGatherDma(a: NDIS_HANDLE) => dma::ndis_m_deregister_scatter_gather_dma;
+    "ndis.sys" NdisMAllocateNetBufferSGList(a: NDIS_HANDLE, b: *mut NET_BUFFER, c: PVOID, d: ULONG, e: PVOID, f: ULONG) -> NDIS_STATUS => dma::ndis_m_allocate_net_buffer_sg_list;
+    "ndis.sys" NdisMFreeNetBufferSGList(a: NDIS_HANDLE, b: *mut SCATTER_GATHER_LIST, c: *mut NET_BUFFER) => dma::ndis_m_free_net_buffer_sg_list;
     "ndis.sys" NdisMAllocateSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: *mut PVOID, e: *mut PHYSICAL_ADDRESS) => dma::ndis_m_allocate_shared_memory;
     "ndis.sys" NdisMFreeSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: PVOID, e: PHYSICAL_ADDRESS) => dma::ndis_m_free_shared_memory;
     "ndis.sys" NdisMMapIoSpace(a: *mut PVOID, b: NDIS_HANDLE, c: PHYSICAL_ADDRESS, d: UINT) -> NDIS_STATUS => pci::ndis_m_map_io_space;

@@ -47,7 +47,7 @@ pub use bugcheck::{
 };
 pub use bugcheck::{BugCheck, rule};
 pub use datapath::SendIrql;
-pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
+pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE, SgCallback};
 pub use exports::{RUST_PANIC_BUGCHECK, Win64Export, win64_exports};
 pub use faults::FaultPlan;
 pub use heap::{DriverHeap, FALLIBLE_SITE, instrumentation};
@@ -143,6 +143,10 @@ pub struct Config {
     /// TCP/IP configures RSS when it binds to an adapter that reports RSS capabilities (see
     /// [`rss`]); on by default.
     pub rss_at_bind: bool,
+    /// When NDIS calls a miniport's `ProcessSGListHandler` for a list of
+    /// `NdisMAllocateNetBufferSGList`: inline (default) or deferred to a later DPC;
+    /// [`Emulator::set_sg_callback`] changes it during a test.
+    pub sg_callback: SgCallback,
 }
 
 impl Default for Config {
@@ -160,6 +164,7 @@ impl Default for Config {
             faults: FaultPlan::default(),
             send_irql: SendIrql::default(),
             rss_at_bind: true,
+            sg_callback: SgCallback::Inline,
         }
     }
 }

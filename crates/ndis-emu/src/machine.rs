@@ -119,6 +119,8 @@ pub(crate) enum Callback {
     StartDevice(usize),
     RemoveDevice(usize),
     PnpEvent(usize),
+    /// A `ProcessSGListHandler` call for adapter n.
+    ProcessSgList(usize),
 }
 
 #[derive(Debug, Default)]
@@ -579,6 +581,11 @@ pub(crate) fn deliver_pending(m: &Machine) {
 /// processor of each step with the seeded PRNG.
 pub(crate) fn run_dpcs(m: &Machine) {
     loop {
+        // A scatter/gather callback NDIS deferred runs as a DPC too, in the order they were
+        // owed.
+        if crate::dma::run_deferred_sg_callback(m) {
+            continue;
+        }
         let cpu = {
             let mut st = m.st();
             let mut eligible = 0usize;

@@ -31,6 +31,10 @@ use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, LargeSe
 use crate::packet::{self, IpVersion, Layers};
 use crate::sync::atomic::{AtomicU8, Ordering};
 
+mod mapped;
+pub(crate) use mapped::process_sg_list;
+pub use mapped::{MapHook, MappedSend, SgElement};
+
 /// The chain of lists one `MiniportSendNetBufferLists` call hands over, valid during the call.
 ///
 /// The driver gives each list its status through [`SendLists::each`], typically inside one
