@@ -20,7 +20,7 @@ fn modes() -> Vec<(InterruptResources, SgCallback)> {
     let mut v = Vec::new();
     for r in [InterruptResources::msix(4), InterruptResources::line()] {
         for how in [SgCallback::Inline, SgCallback::Deferred] {
-            v.push((r.clone(), how));
+            v.push((r, how));
         }
     }
     v
@@ -42,7 +42,7 @@ fn completions(nic: &Nic, n: usize) -> Vec<(Vec<u8>, sys::NDIS_STATUS)> {
 #[test]
 fn mapped_sends_are_byte_exact_and_complete_only_after_the_device_used_them() {
     for (resources, how) in modes() {
-        let nic = start(resources.clone(), how);
+        let nic = start(resources, how);
         // Transmit queue of pair 0 stalled: the device takes nothing.
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
         let frames: Vec<Vec<u8>> = (0..12).map(|i| frame(i as u8, 1514 - i)).collect();
@@ -86,7 +86,7 @@ fn mapped_sends_are_byte_exact_and_complete_only_after_the_device_used_them() {
 #[test]
 fn mapped_frames_spread_over_many_mdls_are_byte_exact() {
     for (resources, how) in modes() {
-        let nic = start(resources.clone(), how);
+        let nic = start(resources, how);
         // 100-byte pieces: 16 elements, mapped; 8-byte pieces: more elements than the driver
         // chains, so the frame is copied after the mapping is freed.
         for piece in [100, 8, 1514] {
@@ -110,7 +110,7 @@ fn mapped_frames_spread_over_many_mdls_are_byte_exact() {
 #[test]
 fn a_pause_waits_for_mapped_sends_in_flight_and_halt_finds_no_sg_list() {
     for (resources, how) in modes() {
-        let nic = start(resources.clone(), how);
+        let nic = start(resources, how);
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
         let frames: Vec<Vec<u8>> = (0..5).map(|i| frame(i as u8, 1400)).collect();
         for f in &frames {
@@ -140,7 +140,7 @@ fn a_pause_waits_for_mapped_sends_in_flight_and_halt_finds_no_sg_list() {
 #[test]
 fn a_halt_with_the_device_stalled_completes_mapped_sends_and_frees_their_lists() {
     for (resources, how) in modes() {
-        let nic = start(resources.clone(), how);
+        let nic = start(resources, how);
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
         for i in 0..4 {
             nic.emu.send(nic.adapter, &[&frame(i, 1514)]);
