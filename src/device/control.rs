@@ -196,7 +196,11 @@ impl Device {
     }
 
     /// Sends one control command and polls for the device's answer (up to 100 ms).
-    pub(super) fn control_command(&self, command: &[u8], passive: &mut Passive<'_>) -> Result<(), Status> {
+    pub(super) fn control_command(
+        &self,
+        command: &[u8],
+        passive: &mut Passive<'_>,
+    ) -> Result<(), Status> {
         let Some(control) = &self.control else {
             return Err(Status::NOT_SUPPORTED);
         };

@@ -124,11 +124,10 @@ impl Device {
             csum_offset: partial.1,
             num_buffers: 0,
         };
-        tx.bounce
-            .write_bytes(
-                usize::from(slots[0]) * buffer,
-                &header.encode_hash()[..self.hdr_len],
-            );
+        tx.bounce.write_bytes(
+            usize::from(slots[0]) * buffer,
+            &header.encode_hash()[..self.hdr_len],
+        );
         // The chain: the buffers the frame fills; one taken for a tag it did not need goes back.
         let used = (self.hdr_len + len).div_ceil(buffer);
         tx.free.extend(slots[used..n].iter().rev());

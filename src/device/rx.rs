@@ -165,7 +165,9 @@ impl Device {
                                             if direct && cpu == here {
                                                 frames[n] = frame;
                                                 n += 1;
-                                            } else if self.steer.push(cpu, j as u16, frame, dispatch)
+                                            } else if self
+                                                .steer
+                                                .push(cpu, j as u16, frame, dispatch)
                                             {
                                                 steered += 1;
                                                 if cpu != here && cpu < 64 {

@@ -271,12 +271,7 @@ impl Device {
                     .map(|len| (len, None))
                     .ok_or(Status::INVALID_LENGTH),
                 _ => frame
-                    .copy_to_device_prepared(
-                        &tx.bounce,
-                        at + self.hdr_len,
-                        &mut tx.scratch,
-                        &prep,
-                    )
+                    .copy_to_device_prepared(&tx.bounce, at + self.hdr_len, &mut tx.scratch, &prep)
                     .map(|c| (c.len, c.partial))
                     .map_err(|e| match e {
                         CopyError::Malformed => Status::INVALID_PACKET,
@@ -293,10 +288,8 @@ impl Device {
             // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes (zeros add
             // nothing to a checksum the device completes from `csum_start` to the end).
             let len = if len < MIN_FRAME {
-                tx.bounce.write_bytes(
-                    at + self.hdr_len + len,
-                    &[0; MIN_FRAME][..MIN_FRAME - len],
-                );
+                tx.bounce
+                    .write_bytes(at + self.hdr_len + len, &[0; MIN_FRAME][..MIN_FRAME - len]);
                 MIN_FRAME
             } else {
                 len

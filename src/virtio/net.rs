@@ -722,7 +722,10 @@ mod tests {
         assert_eq!(rss_config(1, &table[..96], 0, 1, &key, &mut out), None);
         let n = hash_config(0x1b, &key, &mut out).unwrap();
         assert_eq!(n, 2 + 4 + 8 + 1 + 40);
-        assert_eq!(&out[..15], &[4, 2, 0x1b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40]);
+        assert_eq!(
+            &out[..15],
+            &[4, 2, 0x1b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40]
+        );
         let mut h = [0u8; 20];
         h[12..16].copy_from_slice(&0xdead_beefu32.to_le_bytes());
         assert_eq!(NetHeader::decode_hash(&h), None, "REPORT_NONE");

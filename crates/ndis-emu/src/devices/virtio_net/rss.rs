@@ -236,9 +236,7 @@ pub fn hash(frame: &[u8], types: u32, key: &[u8]) -> Option<(u32, u16)> {
     }
     let ports = |t: &Option<TransportSlice<'_>>| match t {
         Some(TransportSlice::Tcp(tcp)) => Some((true, tcp.source_port(), tcp.destination_port())),
-        Some(TransportSlice::Udp(udp)) => {
-            Some((false, udp.source_port(), udp.destination_port()))
-        }
+        Some(TransportSlice::Udp(udp)) => Some((false, udp.source_port(), udp.destination_port())),
         _ => None,
     };
     let mut input = Vec::with_capacity(36);
