@@ -64,9 +64,9 @@ const IMPLEMENTED: u64 = DEFAULT_FEATURES
     | feature::RSS
     | feature::HASH_REPORT;
 
-/// Largest TX chain accepted (a 64 KiB frame plus header), a GSO packet included; more is a
+/// Largest TX frame accepted behind its header (64 KiB), a GSO packet included; more is a
 /// driver bug.
-const MAX_TX_CHAIN: usize = 65_536 + regs::NET_HDR_HASH_LEN;
+const MAX_TX_FRAME: usize = 65_536;
 /// Largest control command accepted (a MAC table of ~10 000 entries).
 const MAX_CTRL_CHAIN: usize = 65_536;
 
@@ -1093,7 +1093,7 @@ impl VirtioNet {
         let mut used = false;
         let hdr_len = self.hdr_len();
         while let Some(head) = pop(&mut self.queues[q].queue, mem, chain)? {
-            gather(mem, chain, MAX_TX_CHAIN, bytes)?;
+            gather(mem, chain, MAX_TX_FRAME + hdr_len, bytes)?;
             // With HASH_REPORT the header is `virtio_net_hdr_v1_hash` in this direction too;
             // its hash fields mean nothing on transmit.
             let (Some((header, _)), Some(frame)) =
