@@ -83,6 +83,8 @@ pub mod keywords {
 /// once per completed buffer, so a burst that arrives before the DPC runs costs one interrupt.
 /// `ACCESS_PLATFORM`: every address given to the device is an NDIS shared-memory address, a
 /// logical (bus) address through the platform's DMA translation, as the feature requires.
+/// `RSS`: the device steers by NDIS's indirection table; `HASH_REPORT`: it reports each frame's
+/// hash (both through the control queue, see `device::rss`).
 const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::ACCESS_PLATFORM
     | features::CSUM
@@ -97,7 +99,13 @@ const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::CTRL_VQ
     | features::CTRL_RX
     | features::CTRL_MAC_ADDR
-    | features::RING_EVENT_IDX;
+    | features::RING_EVENT_IDX
+    | features::RSS
+    | features::HASH_REPORT;
+
+/// Features only RSS uses: not negotiated with `*RSS` = 0 (hash reports would only lengthen
+/// every header).
+const RSS_FEATURES: u64 = features::RSS | features::HASH_REPORT;
 
 /// What the interrupt layer owns: the ISR-status window for line-based claims, and the device
 /// once it is built (DPCs before that find nothing to do).
@@ -303,8 +311,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         .map_err(|_| Status::DEVICE_FAILED)?;
     t.add_status(status::ACKNOWLEDGE);
     t.add_status(status::DRIVER);
+    let wanted = if rss {
+        SUPPORTED_FEATURES
+    } else {
+        SUPPORTED_FEATURES & !RSS_FEATURES
+    };
     let negotiated = t
-        .negotiate_features_with(SUPPORTED_FEATURES, net::with_dependencies)
+        .negotiate_features_with(wanted, net::with_dependencies)
         .map_err(|_| Status::ADAPTER_NOT_FOUND)?;
     let config = t.net_config().map_err(|_| Status::DEVICE_FAILED)?;
     let device_pairs = if negotiated & features::MQ != 0 {
@@ -372,7 +385,10 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         init, t, dma, plan, negotiated, frame, tagging, rx_size, tx_size, control,
     );
     let device = match device {
-        Ok(d) => Arc::new(d),
+        Ok(mut d) => {
+            d.rss_limits = config.rss;
+            Arc::new(d)
+        }
         // The framework deregisters the interrupt, then frees what `build` allocated.
         Err(e) => return Err(e),
     };
@@ -420,7 +436,9 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         });
     }
     if rss {
-        info.rss = Some(rss_capabilities(&interrupt, &plan, &device));
+        let caps = rss_capabilities(&interrupt, &plan, &device);
+        device.queue_cpus.set(caps.queue_processors);
+        info.rss = Some(caps);
     }
     info.description = "ndis-rs virtio-net";
     info.receive_buffer_space = (rx_size as u32) * frame.buffer as u32;
@@ -434,9 +452,9 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     ))
 }
 
-/// RSS as the driver does it: software Toeplitz over the running pairs' receive queues, each
-/// queue's default processor that of its receive message (pair j's processor for a line or a
-/// shared message).
+/// RSS over the running pairs' receive queues (by the device with `VIRTIO_NET_F_RSS`, else
+/// software Toeplitz), each queue's default processor that of its receive message (pair j's
+/// processor for a line or a shared message).
 fn rss_capabilities(
     interrupt: &InterruptRegistration<Interrupts>,
     plan: &VectorPlan,
@@ -658,6 +676,18 @@ impl Miniport for VioNetAdapter {
         request: &mut SetRequest<'_>,
     ) -> Result<(), Status> {
         self.device.set_multicast_list(list, request);
+        Ok(())
+    }
+
+    /// The device gets what it can do of the new configuration (device RSS, hash reports);
+    /// the rest is done in software. Never refused.
+    fn rss_changed(
+        &self,
+        _adapter: &NdisAdapter,
+        table: &ndis::rss::RssTable,
+        passive: &mut Passive<'_>,
+    ) -> Result<(), Status> {
+        self.device.program_rss(table, passive);
         Ok(())
     }
 

@@ -373,3 +373,285 @@ fn rss_off_by_keyword_reports_nothing_and_refuses_the_oid() {
     traffic(&nic, 8, 2);
     nic.stop();
 }
+
+// ---- Device RSS and hash report (VIRTIO_NET_F_RSS, VIRTIO_NET_F_HASH_REPORT) ----
+
+use ndis_emu::devices::virtio_net::{DEFAULT_FEATURES, regs::feature};
+
+/// An adapter on a device offering `extra` features (RSS, HASH_REPORT) on top of the defaults.
+fn start_offering(
+    extra: u64,
+    resources: InterruptResources,
+    tweak: impl FnOnce(&mut ndis_emu::devices::virtio_net::VirtioNetConfig),
+) -> Nic {
+    start_with(Emulator::new(config(4)), 4, resources, |c| {
+        c.features = DEFAULT_FEATURES | extra;
+        tweak(c);
+    })
+    .expect("initialize")
+}
+
+/// As [`traffic`], but the frames come "from the wire": the device picks each one's queue.
+/// Sequence numbers keep growing from call to call, so that each flow stays in order for the
+/// checker across calls.
+fn wire_traffic(nic: &Nic, flows: u16, per_flow: u32) -> usize {
+    static NEXT_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100_000);
+    let base = NEXT_SEQ.fetch_add(per_flow * 16, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for round in 0..per_flow {
+        let frames: Vec<Vec<u8>> = (0..flows)
+            .map(|flow| segment(flow, base + round * 16, flow % 3 == 0))
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        nic.net(|n, bus| n.inject_from_wire(bus, &refs));
+        sent += usize::from(flows);
+        if round % 2 == 1 {
+            nic.emu.run_dpcs();
+            nic.emu.return_receives(nic.adapter);
+        }
+    }
+    nic.emu.run_dpcs();
+    let got = nic.emu.received_frames(nic.adapter).len();
+    nic.emu.return_receives(nic.adapter);
+    assert_eq!(got, sent, "every frame indicated once");
+    sent
+}
+
+/// The last command of class MQ the device accepted, and its command number.
+fn last_mq(nic: &Nic) -> (u8, Vec<u8>) {
+    nic.net(|n, _| {
+        let c = n
+            .control_log()
+            .iter()
+            .rev()
+            .find(|c| c.class == 4 && c.ack == 0)
+            .expect("an MQ command");
+        (c.command, c.data.clone())
+    })
+}
+
+/// What the device must hold for NDIS's configuration in force: each entry's processor as
+/// the queue whose DPC runs there (processor p's queue is p with 4 queues on 4 processors).
+fn assert_device_holds_ndis_table(nic: &Nic) {
+    let ndis = nic.emu.rss_report(nic.adapter).1.expect("RSS on");
+    let device = nic
+        .net(|n, _| n.rss_config().cloned())
+        .expect("RSS_CONFIG in force");
+    let expected: Vec<u16> = ndis.table.iter().map(|&p| u16::from(p)).collect();
+    assert_eq!(device.table, expected);
+    assert_eq!(device.key, ndis.key.to_vec());
+    assert_eq!(device.hash_types, 0x1b, "IPv4, TCPv4, IPv6, TCPv6");
+    assert_eq!(device.max_tx_vq, 4);
+}
+
+#[test]
+fn device_rss_four_queues_four_processors_many_flows_under_msix() {
+    let nic = start_offering(
+        feature::RSS | feature::HASH_REPORT,
+        InterruptResources::msix(10),
+        |_| {},
+    );
+    let negotiated = nic.net(|n, _| n.negotiated_features());
+    assert_ne!(negotiated & feature::RSS, 0);
+    assert_ne!(negotiated & feature::HASH_REPORT, 0);
+    // TCP/IP's set at bind reached the device as RSS_CONFIG.
+    assert_eq!(last_mq(&nic).0, 1);
+    assert_device_holds_ndis_table(&nic);
+    let sent = wire_traffic(&nic, 96, 8);
+    let r = report(&nic);
+    assert_clean(&r, sent);
+    assert!(r.per_cpu.iter().all(|&n| n > 0), "{:?}", r.per_cpu);
+    let counters = nic.net(|n, _| n.counters().clone());
+    assert_eq!(counters.rx_rss_steered as usize, sent, "the device steered");
+    assert_eq!(counters.rx_hash_reported as usize, sent);
+    // Each queue got the flows its entries name: frames landed on all four.
+    assert!(counters.rx_delivered.iter().all(|&n| n > 0));
+    // The device's hash is what the driver indicates: a device lying about it is believed
+    // (so the driver did not compute it), and the checker sees every hash wrong.
+    nic.net(|n, _| n.forge_hash_values(0x0100_0000));
+    let sent = wire_traffic(&nic, 16, 2);
+    let r = report(&nic);
+    assert_eq!(r.wrong_hash as usize, sent, "{:?}", r.problems);
+    nic.net(|n, _| n.forge_hash_values(0));
+    nic.stop();
+}
+
+#[test]
+fn device_rss_without_hash_report_steers_and_the_driver_hashes() {
+    let nic = start_offering(feature::RSS, InterruptResources::msix(10), |_| {});
+    assert_eq!(last_mq(&nic).0, 1);
+    assert_device_holds_ndis_table(&nic);
+    let sent = wire_traffic(&nic, 64, 4);
+    assert_clean(&report(&nic), sent);
+    assert_eq!(nic.net(|n, _| n.counters().rx_hash_reported), 0);
+    nic.stop();
+}
+
+#[test]
+fn hash_report_without_rss_takes_the_hash_from_the_device() {
+    for resources in [InterruptResources::msix(10), InterruptResources::line()] {
+        let nic = start_offering(feature::HASH_REPORT, resources, |_| {});
+        // HASH_CONFIG: NDIS's types and key, no steering.
+        let (command, data) = last_mq(&nic);
+        assert_eq!(command, 2);
+        let key = nic.emu.rss_report(nic.adapter).1.unwrap().key;
+        assert_eq!(&data[..4], &0x1bu32.to_le_bytes());
+        assert_eq!(&data[13..], &key[..]);
+        let sent = traffic(&nic, 64, 4);
+        assert_clean(&report(&nic), sent);
+        assert_eq!(nic.net(|n, _| n.counters().rx_hash_reported) as usize, sent);
+        nic.net(|n, _| n.forge_hash_values(1));
+        let sent = traffic(&nic, 16, 2);
+        assert_eq!(
+            report(&nic).wrong_hash as usize,
+            sent,
+            "the device's hash is used"
+        );
+        nic.stop();
+    }
+}
+
+#[test]
+fn table_only_and_key_changes_reach_the_device_and_disable_goes_back_to_automatic() {
+    let nic = start_offering(
+        feature::RSS | feature::HASH_REPORT,
+        InterruptResources::msix(10),
+        |_| {},
+    );
+    let key: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+    let table: Vec<u8> = (0..64).map(|i| (3 - i % 4) as u8).collect();
+    assert_eq!(
+        set(&nic, &receive_scale_parameters(0, TYPES, &table, &key)),
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_device_holds_ndis_table(&nic);
+    assert_eq!(nic.net(|n, _| n.rss_config().unwrap().table.len()), 64);
+    let moved: Vec<u8> = (0..128).map(|i| ((i / 2) % 4) as u8).collect();
+    let unchanged = sys::NDIS_RSS_PARAM_FLAG_BASE_CPU_UNCHANGED
+        | sys::NDIS_RSS_PARAM_FLAG_HASH_INFO_UNCHANGED
+        | sys::NDIS_RSS_PARAM_FLAG_HASH_KEY_UNCHANGED;
+    let commands = nic.net(|n, _| n.control_log().len());
+    assert_eq!(
+        set(
+            &nic,
+            &receive_scale_parameters(unchanged, TYPES, &moved, &[0; 40])
+        ),
+        sys::NDIS_STATUS_SUCCESS
+    );
+    assert_eq!(nic.net(|n, _| n.control_log().len()), commands + 1);
+    assert_device_holds_ndis_table(&nic);
+    assert_eq!(nic.net(|n, _| n.rss_config().unwrap().key.clone()), key);
+    let sent = wire_traffic(&nic, 48, 4);
+    assert_clean(&report(&nic), sent);
+    // Disabled: VQ_PAIRS_SET, automatic steering, no hashes.
+    let off = receive_scale_parameters(sys::NDIS_RSS_PARAM_FLAG_DISABLE_RSS, 0, &[], &[]);
+    assert_eq!(set(&nic, &off), sys::NDIS_STATUS_SUCCESS);
+    assert_eq!(last_mq(&nic).0, 0);
+    assert!(nic.net(|n, _| n.rss_config().is_none()));
+    wire_traffic(&nic, 16, 2);
+    nic.stop();
+}
+
+#[test]
+fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct() {
+    // The device refuses: it keeps the old table, the driver steers the new one in software.
+    let nic = start_offering(
+        feature::RSS | feature::HASH_REPORT,
+        InterruptResources::msix(10),
+        |_| {},
+    );
+    let before = nic.net(|n, _| n.rss_config().cloned());
+    nic.net(|n, _| n.refuse_control_commands(true));
+    let key = [0x3cu8; 40];
+    let table: Vec<u8> = (0..128).map(|i| (i * 7 % 4) as u8).collect();
+    assert_eq!(
+        set(&nic, &receive_scale_parameters(0, TYPES, &table, &key)),
+        sys::NDIS_STATUS_SUCCESS,
+        "NDIS's set stands"
+    );
+    assert_eq!(nic.net(|n, _| n.rss_config().cloned()), before);
+    let sent = wire_traffic(&nic, 64, 4);
+    assert_clean(&report(&nic), sent);
+    nic.net(|n, _| n.refuse_control_commands(false));
+    nic.stop();
+
+    // A device whose table is too short for NDIS's, and one without TCP/IPv6 hashing: no
+    // RSS_CONFIG it would have to refuse; hashes without steering where it can, else software.
+    for (tweak, expect) in [
+        (
+            (|c: &mut ndis_emu::devices::virtio_net::VirtioNetConfig| {
+                c.rss_max_indirection_table_length = 64
+            }) as fn(&mut _),
+            Some(2u8),
+        ),
+        (
+            |c: &mut ndis_emu::devices::virtio_net::VirtioNetConfig| c.supported_hash_types = 0x0f,
+            None,
+        ),
+    ] {
+        let nic = start_offering(
+            feature::RSS | feature::HASH_REPORT,
+            InterruptResources::msix(10),
+            tweak,
+        );
+        let last = nic.net(|n, _| {
+            n.control_log()
+                .iter()
+                .rev()
+                .find(|c| c.class == 4)
+                .map(|c| c.command)
+        });
+        match expect {
+            Some(c) => assert_eq!(last, Some(c)),
+            None => assert_eq!(last, Some(0), "automatic steering (VQ_PAIRS_SET)"),
+        }
+        let refused = nic.net(|n, _| n.rss_refusals().to_vec());
+        assert!(refused.is_empty(), "{refused:?}");
+        let sent = wire_traffic(&nic, 64, 4);
+        assert_clean(&report(&nic), sent);
+        nic.stop();
+    }
+}
+
+#[test]
+fn a_reset_and_a_sleep_replay_the_rss_config() {
+    use ndis_emu::SystemSleep;
+    use std::time::Duration;
+    let nic = start_offering(
+        feature::RSS | feature::HASH_REPORT,
+        InterruptResources::msix(10),
+        |_| {},
+    );
+    let key = [0x21u8; 40];
+    let table: Vec<u8> = (0..128).map(|i| ((i / 3) % 4) as u8).collect();
+    assert_eq!(
+        set(&nic, &receive_scale_parameters(0, TYPES, &table, &key)),
+        sys::NDIS_STATUS_SUCCESS
+    );
+    let programmed = nic.net(|n, _| n.rss_config().cloned()).unwrap();
+
+    // The device asks for a reset; check-for-hang resets it; the configuration comes back.
+    nic.net(|n, bus| n.set_needs_reset(bus, true));
+    nic.emu.run_dpcs();
+    nic.emu.advance_time(Duration::from_secs(2));
+    assert_eq!(
+        nic.emu.resets(nic.adapter),
+        vec![(sys::NDIS_STATUS_SUCCESS, false)]
+    );
+    assert_eq!(
+        nic.net(|n, _| n.rss_config().cloned()),
+        Some(programmed.clone())
+    );
+    let sent = wire_traffic(&nic, 48, 4);
+    let r = report(&nic);
+    assert_clean(&r, sent);
+
+    // Sleep resets the device (it forgets); waking replays.
+    nic.emu.sleep(nic.adapter, SystemSleep::SLEEP);
+    assert!(nic.net(|n, _| n.rss_config().is_none()), "reset in D3");
+    nic.emu.wake(nic.adapter).expect("awake");
+    assert_eq!(nic.net(|n, _| n.rss_config().cloned()), Some(programmed));
+    let sent = wire_traffic(&nic, 48, 4);
+    assert_clean(&report(&nic), sent);
+    nic.stop();
+}

@@ -87,6 +87,8 @@ pub(super) struct Restore {
     pub(super) filter: Option<u32>,
     /// The multicast list NDIS last set (with `CTRL_RX`).
     pub(super) multicast: Option<([[u8; 6]; MAX_MULTICAST], usize)>,
+    /// The last RSS or hash command (with `RSS` or `HASH_REPORT`).
+    pub(super) rss: Option<super::rss::RssCommand>,
 }
 
 impl Restore {
@@ -95,6 +97,7 @@ impl Restore {
             mac: None,
             filter: None,
             multicast: None,
+            rss: None,
         }
     }
 }
@@ -259,8 +262,8 @@ impl Device {
     /// on its shared memory with fresh ring state (descriptors the device held are forfeit:
     /// receive buffers go back to the pool, transmit bounce buffers are freed and the frames
     /// counted as transmit errors); the control queue re-created; DRIVER_OK; receive buffers
-    /// posted and their doorbells rung; then queue pairs, MAC address, receive filter and
-    /// multicast list replayed through the control queue as the adapter last had them. VLAN and
+    /// posted and their doorbells rung; then queue pairs, MAC address, receive filter,
+    /// multicast list and the RSS or hash configuration replayed through the control queue as the adapter last had them. VLAN and
     /// offloads are driver state and stay as they are. Receives lent to NDIS stay lent and are
     /// posted when returned.
     pub fn reinitialize<C: AtMostDispatch>(&self, irql: &mut C) -> Result<(), Status> {
@@ -491,6 +494,9 @@ impl Device {
                 refused(self.command_polled(control, &command[..len], irql, REINIT_COMMAND_POLLS))?;
             }
         }
+        // After VQ_PAIRS_SET: the last multiqueue command decides the mode. Refused: software
+        // RSS, as when NDIS set it.
+        refused(self.replay_rss(irql, REINIT_COMMAND_POLLS))?;
         Ok(())
     }
 

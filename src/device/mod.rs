@@ -33,6 +33,7 @@ use crate::virtio::queue::{Layout, Slot, SplitQueue};
 mod control;
 mod health;
 mod lso;
+pub mod rss;
 mod rx;
 pub mod steer;
 mod tx;
@@ -67,7 +68,8 @@ impl FrameSize {
         FrameSize {
             frame,
             max: frame + 4,
-            buffer: (NetHeader::LEN + largest + 4).next_multiple_of(2048),
+            // Room for the longer header hash reporting uses.
+            buffer: (NetHeader::HASH_LEN + largest + 4).next_multiple_of(2048),
         }
     }
 }
@@ -179,6 +181,16 @@ pub struct Device {
     pub active_pairs: AtomicUsize,
     /// Frames waiting to be indicated on the processor RSS names for them.
     pub steer: steer::Steering,
+    /// Bytes of the virtio-net header on both queues: [`NetHeader::HASH_LEN`] with
+    /// `HASH_REPORT`, else [`NetHeader::LEN`].
+    pub hdr_len: usize,
+    /// What the device's RSS and hash reporting can take (from its configuration).
+    pub rss_limits: Option<crate::virtio::pci::RssLimits>,
+    /// The processor each receive queue's DPC runs on (as reported in the RSS capabilities).
+    pub queue_cpus: ndis::sync::Once<[u16; ndis::rss::MAX_QUEUES]>,
+    /// [`rss::DEVICE_HASH`] and [`rss::DEVICE_STEERS`]: what the device does of NDIS's RSS
+    /// configuration now (0: software hashing and steering).
+    rss_mode: AtomicU8,
     _dma: DmaRegistration,
 }
 
@@ -355,6 +367,14 @@ impl Device {
             restore: SpinLock::new(health::Restore::new()),
             active_pairs: AtomicUsize::new(plan.pairs() as usize),
             steer,
+            hdr_len: if features & features::HASH_REPORT != 0 {
+                NetHeader::HASH_LEN
+            } else {
+                NetHeader::LEN
+            },
+            rss_limits: None,
+            queue_cpus: ndis::sync::Once::new(),
+            rss_mode: AtomicU8::new(0),
             _dma: dma,
         };
         for pair in &device.pairs {

@@ -8,6 +8,7 @@ use ndis::irql::{AtMostDispatch, DispatchOrBelow};
 use ndis::nbl::{Ieee8021Q, Returned, RxFrame};
 use ndis::offload::DeviceRxChecksum;
 
+use super::rss::{DEVICE_HASH, DEVICE_STEERS, ndis_hash};
 use super::{Device, Pair, RxRing};
 use crate::virtio::net::{NetHeader, features};
 use crate::virtio::queue::Buffer;
@@ -119,10 +120,19 @@ impl Device {
             let mut steered = 0;
             // Only steering needs the processor (an NDIS call): none while RSS is off.
             let here = rss.map_or(0, |_| ndis::sync::current_processor() as usize);
+            let mode = rss.map_or(0, |_| self.rss_mode());
             let (fault, pending) = pair.rx.with(irql, |rx, dispatch| {
                 if !self.is_healthy() {
                     return (false, false);
                 }
+                // The device steers, and this is the processor of this queue's entries: its
+                // frames are indicated here at once, unless frames of this ring still wait in
+                // this processor's FIFO (only this ring's lock, held, adds to them), which must
+                // go first.
+                let direct = mode & DEVICE_STEERS != 0
+                    && rss.is_some_and(|t| t.is_enabled())
+                    && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
+                    && self.steer.is_empty(here, dispatch);
                 rx.vq.disable_interrupts();
                 while n + r + steered < want {
                     match rx.vq.pop_used() {
@@ -138,17 +148,27 @@ impl Device {
                                             n += 1;
                                         }
                                         Some(t) => {
-                                            frame.hash = pair.pool.rss_hash(
-                                                frame.index,
-                                                frame.offset,
-                                                frame.length,
-                                                t,
-                                            );
+                                            frame.hash = if mode & DEVICE_HASH != 0 {
+                                                self.reported_hash(pair, b)
+                                            } else {
+                                                pair.pool.rss_hash(
+                                                    frame.index,
+                                                    frame.offset,
+                                                    frame.length,
+                                                    t,
+                                                )
+                                            };
                                             let cpu = frame
                                                 .hash
                                                 .and_then(|h| t.target(h.value))
                                                 .map_or(here, |e| usize::from(e.processor.number));
-                                            if self.steer.push(cpu, j as u16, frame, dispatch) {
+                                            if direct && cpu == here {
+                                                frames[n] = frame;
+                                                n += 1;
+                                            } else if self
+                                                .steer
+                                                .push(cpu, j as u16, frame, dispatch)
+                                            {
                                                 steered += 1;
                                                 if cpu != here && cpu < 64 {
                                                     *kick |= 1 << cpu;
@@ -206,6 +226,15 @@ impl Device {
         }
     }
 
+    /// The hash the device reported in buffer `b`'s `virtio_net_hdr_v1_hash`, as NDIS's.
+    fn reported_hash(&self, pair: &Pair, b: usize) -> Option<ndis::rss::RxHash> {
+        let mut header = [0u8; NetHeader::HASH_LEN];
+        if !pair.pool.read(b, 0, &mut header) {
+            return None;
+        }
+        NetHeader::decode_hash(&header).and_then(|(value, report)| ndis_hash(value, report))
+    }
+
     /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first,
     /// in runs of one pair; returns how many were taken.
     pub fn drain_steered<C: AtMostDispatch>(&self, irql: &mut C) -> u32 {
@@ -246,7 +275,8 @@ impl Device {
     /// only priority tagging on, VLAN-tagged frames pass as they are; with VLAN tagging on,
     /// frames tagged for another VLAN than `vlan_filter` (when one is set) are dropped.
     fn accept(&self, pair: &Pair, b: usize, len: usize, vlan_filter: u16) -> Received {
-        let Some(length) = len.checked_sub(NetHeader::LEN).filter(|&l| l >= 14) else {
+        let hdr = self.hdr_len;
+        let Some(length) = len.checked_sub(hdr).filter(|&l| l >= 14) else {
             return Received::Runt;
         };
         if length > self.frame.max {
@@ -254,7 +284,7 @@ impl Device {
         }
         let untouched = Received::Frame(RxFrame {
             index: b,
-            offset: NetHeader::LEN,
+            offset: hdr,
             length,
             ..RxFrame::default()
         });
@@ -262,7 +292,7 @@ impl Device {
             return untouched;
         }
         let mut head = [0u8; 16];
-        if !pair.pool.read(b, NetHeader::LEN, &mut head) {
+        if !pair.pool.read(b, hdr, &mut head) {
             return Received::Dropped; // not ours to read: never indicated
         }
         let tagged = length >= 18 && head[12..14] == [0x81, 0x00];
@@ -285,7 +315,7 @@ impl Device {
         if vlan_filter != 0 && tag.vlan_id != 0 && tag.vlan_id != vlan_filter {
             return Received::Dropped;
         }
-        if !pair.pool.write(b, NetHeader::LEN + 4, &head[..12]) {
+        if !pair.pool.write(b, hdr + 4, &head[..12]) {
             return Received::Dropped;
         }
         let info = Ieee8021Q {
@@ -299,7 +329,7 @@ impl Device {
         let info = (info != Ieee8021Q::default()).then_some(info);
         Received::Frame(RxFrame {
             index: b,
-            offset: NetHeader::LEN + 4,
+            offset: hdr + 4,
             length: length - 4,
             ieee8021q: info,
             ..RxFrame::default()
@@ -322,7 +352,7 @@ impl Device {
             return frame;
         };
         // A stripped tag moved the frame's start 4 bytes on.
-        let stripped = frame.offset - NetHeader::LEN;
+        let stripped = frame.offset - self.hdr_len;
         let device = if header.flags & NetHeader::F_NEEDS_CSUM != 0 {
             match usize::from(header.csum_start).checked_sub(stripped) {
                 Some(start) => DeviceRxChecksum::Partial {

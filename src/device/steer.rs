@@ -97,6 +97,13 @@ impl Steering {
         pushed
     }
 
+    /// Whether nothing waits for `cpu` (true for a processor without a FIFO).
+    pub fn is_empty<C: AtMostDispatch>(&self, cpu: usize, irql: &mut C) -> bool {
+        self.fifos
+            .get(cpu)
+            .is_none_or(|f| f.with(irql, |f, _| f.len == 0))
+    }
+
     /// Takes up to `out.len()` frames waiting for `cpu`, oldest first.
     pub fn take<C: AtMostDispatch>(
         &self,

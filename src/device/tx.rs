@@ -577,16 +577,11 @@ impl Device {
             let at = b as usize * self.frame.buffer;
             let copied = match (offload, tag) {
                 (false, None) => frame
-                    .copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
+                    .copy_to_device(&tx.bounce, at + self.hdr_len, &mut tx.scratch)
                     .map(|len| (len, None))
                     .ok_or(Status::INVALID_LENGTH),
                 _ => frame
-                    .copy_to_device_prepared(
-                        &tx.bounce,
-                        at + NetHeader::LEN,
-                        &mut tx.scratch,
-                        &prep,
-                    )
+                    .copy_to_device_prepared(&tx.bounce, at + self.hdr_len, &mut tx.scratch, &prep)
                     .map(|c| (c.len, c.partial))
                     .map_err(|e| match e {
                         CopyError::Malformed => Status::INVALID_PACKET,
@@ -603,10 +598,8 @@ impl Device {
             // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes (zeros add
             // nothing to a checksum the device completes from `csum_start` to the end).
             let len = if len < MIN_FRAME {
-                tx.bounce.write_bytes(
-                    at + NetHeader::LEN + len,
-                    &[0; MIN_FRAME][..MIN_FRAME - len],
-                );
+                tx.bounce
+                    .write_bytes(at + self.hdr_len + len, &[0; MIN_FRAME][..MIN_FRAME - len]);
                 MIN_FRAME
             } else {
                 len
@@ -620,10 +613,11 @@ impl Device {
                     ..NetHeader::default()
                 },
             };
-            tx.bounce.write_bytes(at, &header.encode());
+            tx.bounce
+                .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
             let chain = [Buffer {
                 addr: tx.bounce.device_address() + at as u64,
-                len: (NetHeader::LEN + len) as u32,
+                len: (self.hdr_len + len) as u32,
                 device_writable: false,
             }];
             match tx.vq.add(&chain) {
