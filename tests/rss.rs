@@ -655,3 +655,23 @@ fn a_reset_and_a_sleep_replay_the_rss_config() {
     assert_clean(&report(&nic), sent);
     nic.stop();
 }
+
+/// With hash report negotiated the header is 20 bytes in both directions: copied sends, mapped
+/// (zero-copy) sends and frames over several MDLs all reach the device byte-exact.
+#[test]
+fn sends_carry_the_longer_header_when_hash_report_is_negotiated() {
+    for resources in [InterruptResources::msix(10), InterruptResources::line()] {
+        let nic = start_offering(feature::HASH_REPORT, resources, |_| {});
+        assert_ne!(
+            nic.net(|n, _| n.negotiated_features()) & feature::HASH_REPORT,
+            0
+        );
+        // 64-byte (copied) and 1514-byte (mapped above the copy threshold) frames.
+        let frames: Vec<Vec<u8>> = (0..20)
+            .map(|i| nic::frame(i, if i % 2 == 0 { 64 } else { 1514 }))
+            .collect();
+        nic::check_tx(&nic, &frames);
+        nic::check_tx_in_pieces(&nic, &frames, 100);
+        nic.stop();
+    }
+}

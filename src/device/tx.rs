@@ -233,7 +233,9 @@ impl Device {
             return Err(send);
         };
         let at = b as usize * self.frame.buffer;
-        tx.bounce.write_bytes(at, &NetHeader::default().encode());
+        // The header in force (20 bytes once hash report is negotiated, in both directions).
+        tx.bounce
+            .write_bytes(at, &NetHeader::default().encode_hash()[..self.hdr_len]);
         let mut chain = [Buffer {
             addr: 0,
             len: 0,
@@ -241,7 +243,7 @@ impl Device {
         }; MAX_MAPPED_ELEMENTS + 1];
         chain[0] = Buffer {
             addr: tx.bounce.device_address() + at as u64,
-            len: NetHeader::LEN as u32,
+            len: self.hdr_len as u32,
             device_writable: false,
         };
         for (c, e) in chain[1..].iter_mut().zip(send.elements()) {
