@@ -5,9 +5,7 @@
 
 use ndis_emu::devices::virtio_net::regs::feature;
 use ndis_emu::devices::virtio_net::{DEFAULT_FEATURES, VectorRefusal, VirtioNet, VirtioNetConfig};
-use ndis_emu::{
-    Config, DeviceId, Emulator, FaultPlan, InterruptResources, sweep_fallible_calls,
-};
+use ndis_emu::{Config, DeviceId, Emulator, FaultPlan, InterruptResources, sweep_fallible_calls};
 use ndis_sys as sys;
 
 /// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
@@ -18,7 +16,9 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 #[path = "support/nic.rs"]
 mod nic;
 
-use nic::{Build, MAC, Nic, check_tx, check_tx_in_pieces, config, frame, start, start_with, tagged};
+use nic::{
+    Build, MAC, Nic, check_tx, check_tx_in_pieces, config, frame, start, start_with, tagged,
+};
 
 /// Injects frames on each pair and checks the driver indicated them byte-exact.
 fn check_rx(nic: &Nic, pairs: u16, per_pair: usize) {
