@@ -1244,7 +1244,7 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak(build: Build) {
             |emu| {
                 emu.set_keyword("*ReceiveBuffers", "64");
                 emu.set_keyword("*TransmitBuffers", "64");
-                if nic::load(&emu, build) != sys::STATUS_SUCCESS {
+                if nic::load(emu, build) != sys::STATUS_SUCCESS {
                     return;
                 }
                 let model = VirtioNet::new(VirtioNetConfig::new(pairs));
