@@ -11,7 +11,7 @@ mod nic;
 use ndis_emu::rss::{RssReport, receive_scale_parameters};
 use ndis_emu::{Emulator, InterruptResources};
 use ndis_sys as sys;
-use nic::{MAC, Nic, config, start_with};
+use nic::{Build, MAC, Nic, config, start_with};
 
 #[global_allocator]
 static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
@@ -20,7 +20,7 @@ const TYPES: u32 =
     sys::NDIS_HASH_IPV4 | sys::NDIS_HASH_TCP_IPV4 | sys::NDIS_HASH_IPV6 | sys::NDIS_HASH_TCP_IPV6;
 
 fn start(resources: InterruptResources) -> Nic {
-    start_with(Emulator::new(config(4)), 4, resources, |_| {}).expect("initialize")
+    start_with(Build::Host, Emulator::new(config(4)), 4, resources, |_| {}).expect("initialize")
 }
 
 /// A TCP segment of flow `flow` (its ports and addresses), sequence `seq`, over IPv4 or IPv6.
@@ -356,7 +356,8 @@ fn receive_hash_is_refused_while_rss_is_on_and_hashes_without_steering_otherwise
 fn rss_off_by_keyword_reports_nothing_and_refuses_the_oid() {
     let emu = Emulator::new(config(4));
     emu.set_keyword("*RSS", "0");
-    let nic = start_with(emu, 4, InterruptResources::msix(10), |_| {}).expect("initialize");
+    let nic =
+        start_with(Build::Host, emu, 4, InterruptResources::msix(10), |_| {}).expect("initialize");
     assert!(nic.emu.rss_capabilities(nic.adapter).is_none());
     let key = [1u8; 40];
     let data = receive_scale_parameters(0, TYPES, &[0; 128], &key);
@@ -384,7 +385,7 @@ fn start_offering(
     resources: InterruptResources,
     tweak: impl FnOnce(&mut ndis_emu::devices::virtio_net::VirtioNetConfig),
 ) -> Nic {
-    start_with(Emulator::new(config(4)), 4, resources, |c| {
+    start_with(Build::Host, Emulator::new(config(4)), 4, resources, |c| {
         c.features = DEFAULT_FEATURES | extra;
         tweak(c);
     })

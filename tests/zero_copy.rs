@@ -8,10 +8,11 @@ use ndis_sys as sys;
 #[path = "support/nic.rs"]
 mod nic;
 
-use nic::{Nic, config, frame, start_with};
+use nic::{Build, Nic, config, frame, start_with};
 
 fn start(resources: InterruptResources, how: SgCallback) -> Nic {
-    let nic = start_with(Emulator::new(config(4)), 1, resources, |_| {}).expect("initialize");
+    let nic = start_with(Build::Host, Emulator::new(config(4)), 1, resources, |_| {})
+        .expect("initialize");
     nic.emu.set_sg_callback(how);
     nic
 }
