@@ -534,3 +534,95 @@ fn ipv4_options_are_walked_on_both_paths(build: Build) {
     nic.stop();
 }
 }
+
+/// `frame` (TCP or UDP over IPv4, from `l4_frame`) with its TCP data offset or UDP length field
+/// replaced and both checksums recomputed over the bytes as they are, so that only the length
+/// field is wrong.
+fn with_transport_length(mut f: Vec<u8>, tcp: bool, value: u16) -> Vec<u8> {
+    let l4 = 34;
+    if tcp {
+        f[l4 + 12] = (value as u8) << 4 | (f[l4 + 12] & 0x0F);
+    } else {
+        f[l4 + 4..l4 + 6].copy_from_slice(&value.to_be_bytes());
+    }
+    let field = l4 + if tcp { 16 } else { 6 };
+    f[field..field + 2].fill(0);
+    let mut acc: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for w in b.chunks(2) {
+            acc += u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0));
+        }
+    };
+    add(&f[26..34]);
+    add(&[0, if tcp { 6 } else { 17 }]);
+    add(&((f.len() - l4) as u16).to_be_bytes());
+    add(&f[l4..]);
+    while acc > 0xFFFF {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    let c = !(acc as u16);
+    f[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+both_builds! {
+/// Issue 17: a device that sets DATA_VALID on frames it never checked made vionet report
+/// TCP_SUCCEEDED for a TCP data offset of 1 (4 bytes) and UDP_SUCCEEDED for a UDP length (1408)
+/// larger than the IP payload (1404). Neither, nor a data offset past the segment or a UDP
+/// length below 8 or short of the payload, is reported checksum-valid; the frames still arrive,
+/// for the stack to judge.
+fn malformed_transport_lengths_are_never_reported_checksum_valid(build: Build) {
+    use ndis_emu::devices::virtio_net::RxChecksum;
+    let nic = start(build, 1, InterruptResources::msix(4));
+    nic.accept_all();
+    let tcp = l4_frame(false, true, 1400, 1);
+    let udp = l4_frame(false, false, 1396, 2);
+    assert_eq!(udp.len() - 34, 1404);
+    let bad = vec![
+        with_transport_length(tcp.clone(), true, 1),
+        with_transport_length(tcp.clone(), true, 4),
+        with_transport_length(l4_frame(false, true, 20, 3), true, 15), // 60 > 40 bytes
+        with_transport_length(udp.clone(), false, 1408),
+        with_transport_length(udp.clone(), false, 4),
+        with_transport_length(udp.clone(), false, 1000),
+    ];
+    nic.net(|n, _| {
+        n.set_rx_checksum(RxChecksum::Forged {
+            flags: 2, // DATA_VALID
+            csum_start: 0,
+            csum_offset: 0,
+        })
+    });
+    let got = nic.receive(&bad, |e, a| e.received_frames_checksum(a));
+    assert_eq!(got.len(), bad.len(), "every frame indicated");
+    for ((bytes, info), f) in got.iter().zip(&bad) {
+        assert_eq!(bytes, f);
+        assert!(
+            !info.tcp_succeeded && !info.udp_succeeded,
+            "{info:?} for {:02x?}",
+            &f[34..54]
+        );
+    }
+    // The same frames well formed are reported right, as before.
+    let good = vec![tcp, udp];
+    let got = nic.receive(&good, |e, a| e.received_frames_checksum(a));
+    assert!(got[0].1.tcp_succeeded && got[1].1.udp_succeeded, "{got:?}");
+
+    // Asked to checksum them on send, the driver fails the lists instead of sending a checksum
+    // over a segment the headers do not describe.
+    let info = sys::NDIS_CHECKSUM_TX_IS_IPV4 | sys::NDIS_CHECKSUM_TX_TCP;
+    let udp_info = sys::NDIS_CHECKSUM_TX_IS_IPV4 | sys::NDIS_CHECKSUM_TX_UDP;
+    let sends: Vec<(&[u8], u32)> = bad
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.as_slice(), if i < 3 { info } else { udp_info }))
+        .collect();
+    nic.emu.send_with_checksum_info(nic.adapter, &sends);
+    assert_eq!(
+        nic.emu.send_statuses(),
+        vec![sys::NDIS_STATUS_INVALID_PACKET; bad.len()]
+    );
+    assert!(nic.net(|n, _| n.take_transmitted(0)).is_empty());
+    nic.stop();
+}
+}

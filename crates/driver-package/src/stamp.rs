@@ -153,32 +153,44 @@ pub fn stamp(inx: &[u8], opts: &StampOptions) -> Result<Stamped> {
     let text = replace_ignore_case(&text, "$ARCH$", &opts.arch);
     let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches('\r')).collect();
 
-    // Locate [Version]: its header and the last non-blank line that belongs to it.
-    let mut version_header = None;
-    let mut version_end = None;
-    for (i, line) in lines.iter().enumerate() {
-        let t = crate::inf::strip_comment(line).trim();
-        if t.starts_with('[') {
-            if version_header.is_some() {
-                break;
-            }
-            if t.trim_start_matches('[')
-                .trim_end_matches(']')
-                .trim()
-                .eq_ignore_ascii_case("Version")
-            {
-                version_header = Some(i);
-                version_end = Some(i);
-            }
-        } else if version_header.is_some() && !t.is_empty() {
-            version_end = Some(i);
-        }
-    }
-    let (Some(header), Some(end)) = (version_header, version_end) else {
+    // [Version] and its entries as the INF reader (and so the checker) sees them: a line the
+    // reader does not take for a section header (`[A]junk`) does not end the section here
+    // either. A second [Version] section, or a second DriverVer or CatalogFile in it, is
+    // refused: Windows merges sections of one name, and the entry left as written would sit
+    // beside the stamped one.
+    let inf = crate::inf::Inf::parse(&text);
+    let mut versions = inf.sections_named("Version");
+    let Some(version) = versions.next() else {
         return Err(Error::msg(
             "no [Version] section to stamp DriverVer and CatalogFile into",
         ));
     };
+    if let Some(second) = versions.next() {
+        return Err(at(
+            second.line,
+            format!(
+                "a second [Version] section (the first is at line {}): DriverVer and CatalogFile are stamped into one",
+                version.line
+            ),
+        ));
+    }
+    // The physical line after an entry (its continuation lines included), 0-based.
+    let continues = |i: usize| {
+        lines
+            .get(i)
+            .is_some_and(|l| crate::inf::strip_comment(l).trim_end().ends_with('\\'))
+    };
+    let after = |line: usize| {
+        let mut i = line - 1;
+        while continues(i) && i + 1 < lines.len() {
+            i += 1;
+        }
+        i + 1
+    };
+    let end = version
+        .entries
+        .last()
+        .map_or(version.line, |e| after(e.line));
 
     let driver_ver = format!("{},{}", opts.date, opts.version);
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
@@ -187,14 +199,28 @@ pub fn stamp(inx: &[u8], opts: &StampOptions) -> Result<Stamped> {
         ("DriverVer", driver_ver),
         ("CatalogFile", opts.catalog.clone()),
     ] {
-        let existing = (header + 1..=end).find(|&i| {
-            let t = crate::inf::strip_comment(lines[i]);
-            t.split_once('=')
-                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(key))
-        });
-        match existing {
-            Some(i) => out[i] = set_value(lines[i], &value),
-            None => inserts.push(format!("{key} = {value}")),
+        let mut existing = version.all(key);
+        match (existing.next(), existing.next()) {
+            (Some(first), Some(again)) => {
+                return Err(at(
+                    again.line,
+                    format!(
+                        "{key} appears twice in [Version] (the first at line {}): only one is stamped",
+                        first.line
+                    ),
+                ));
+            }
+            (Some(e), None) => {
+                let i = e.line - 1;
+                if continues(i) || !crate::inf::strip_comment(lines[i]).contains('=') {
+                    return Err(at(
+                        e.line,
+                        format!("cannot stamp {key}: its entry does not fit on one line"),
+                    ));
+                }
+                out[i] = set_value(lines[i], &value);
+            }
+            _ => inserts.push(format!("{key} = {value}")),
         }
     }
     let decorations = match &opts.min_windows {
@@ -202,9 +228,31 @@ pub fn stamp(inx: &[u8], opts: &StampOptions) -> Result<Stamped> {
         None => Vec::new(),
     };
     for (n, line) in inserts.into_iter().enumerate() {
-        out.insert(end + 1 + n, line);
+        out.insert(end + n, line);
     }
     let text = out.join("\n");
+    // What the reader makes of the result: one DriverVer and one CatalogFile in [Version], the
+    // stamped ones. Line continuations (a trailing `\`) can join a stamped or inserted line
+    // with its neighbours; such an INX is refused rather than stamped wrong.
+    let stamped = crate::inf::Inf::parse(&text);
+    let version = stamped.section("Version");
+    for (key, value) in [
+        (
+            "DriverVer",
+            vec![opts.date.to_string(), opts.version.to_string()],
+        ),
+        ("CatalogFile", vec![opts.catalog.clone()]),
+    ] {
+        let found: Vec<&crate::inf::Entry> = version.iter().flat_map(|s| s.all(key)).collect();
+        if found.len() != 1 || found[0].values != value {
+            return Err(at(
+                version.map_or(1, |s| s.line),
+                format!(
+                    "cannot stamp {key} into [Version]: a line continuation (trailing `\\`) joins it with another line"
+                ),
+            ));
+        }
+    }
     let (bytes, output_encoding) = text::encode_for_windows(&text, opts.encoding);
     Ok(Stamped {
         bytes,

@@ -84,6 +84,64 @@ fn non_ascii_text_is_written_as_utf16_with_bom_and_can_be_forced() {
     assert_eq!(&ascii.bytes[..2], &[0xFF, 0xFE]);
 }
 
+/// Found by the `inf` fuzz target (docs/fuzzing.md): a second `[Version]` section kept its own
+/// `DriverVer` beside the stamped one.
+#[test]
+fn a_second_version_section_is_refused_at_its_line() {
+    let inx = "[Version]\nSignature = \"$WINDOWS NT$\"\nDriverVer = 01/01/1970,0.0.0.0\n\n[Strings]\n\n[Version]\nDriverVer = 01/01/1970,0.0.0.0\n";
+    for bytes in [inx.as_bytes().to_vec(), utf16(inx)] {
+        let e = stamp(&bytes, &opts()).unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(
+            e.to_string()
+                .contains("a second [Version] section (the first is at line 1)"),
+            "{e}"
+        );
+    }
+}
+
+/// Found by the `inf` fuzz target: a second `DriverVer` in `[Version]` was left as written, and
+/// a line the INF reader does not take for a section header (`[Strings]junk`) ended the
+/// stamper's `[Version]` but not the reader's, so the `DriverVer` after it stayed beside the
+/// one the stamper inserted.
+#[test]
+fn the_version_section_is_the_one_the_inf_reader_sees() {
+    let twice = "[Version]\nSignature = \"$WINDOWS NT$\"\nDriverVer = 01/01/1970,0.0.0.0\nDriverVer = 01/01/1970,0.0.0.0\n";
+    let e = stamp(twice.as_bytes(), &opts()).unwrap_err();
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(
+        e.to_string()
+            .contains("DriverVer appears twice in [Version] (the first at line 3)"),
+        "{e}"
+    );
+
+    let hidden = "[Version]\nSignature = \"$WINDOWS NT$\"\n[Strings]junk\nDriverVer = 01/01/1970,0.0.0.0\nCatalogFile = old.cat\n\n[Strings]\n";
+    let s = stamp(hidden.as_bytes(), &opts()).unwrap();
+    let inf = driver_package::inf::Inf::parse(&s.text);
+    let version = inf.section("Version").unwrap();
+    let values =
+        |key: &str| -> Vec<Vec<String>> { version.all(key).map(|e| e.values.clone()).collect() };
+    assert_eq!(
+        values("DriverVer"),
+        [["02/29/2024", "1.2.3.4"]],
+        "{}",
+        s.text
+    );
+    assert_eq!(values("CatalogFile"), [["vionet.cat"]], "{}", s.text);
+
+    let continued = "[Version]\nSignature = \"$WINDOWS NT$\"\nDriverVer = 01/01/1970,\\\n0.0.0.0\n";
+    let e = stamp(continued.as_bytes(), &opts()).unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.to_string().contains("does not fit on one line"), "{e}");
+
+    // The last entry of [Version] continued by a trailing backslash: an inserted line would
+    // become part of it.
+    let joins = "[Version]\nSignature = \"$WINDOWS NT$\"\nProvider = ndis-rs \\";
+    let e = stamp(joins.as_bytes(), &opts()).unwrap_err();
+    assert_eq!(e.line, Some(1), "{e}");
+    assert!(e.to_string().contains("a line continuation"), "{e}");
+}
+
 #[test]
 fn bad_input_is_an_error() {
     assert!(stamp(b"[Strings]\r\na=b\r\n", &opts()).is_err());

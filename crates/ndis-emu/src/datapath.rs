@@ -68,12 +68,14 @@ impl SendSlot {
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct SlotPtr(NonNull<SendSlot>);
 
-/// The `NetBufferListInfo` entries a protocol sets on a send list.
-#[derive(Debug, Clone, Copy, Default)]
-struct ListInfo {
-    ieee8021q: usize,
-    checksum: usize,
-    large_send: usize,
+/// The `NetBufferListInfo` entries a protocol sets on a send list: its
+/// `Ieee8021QNetBufferListInfo`, `TcpIpChecksumNetBufferListInfo` and
+/// `TcpLargeSendNetBufferListInfo` values, raw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListInfo {
+    pub ieee8021q: usize,
+    pub checksum: usize,
+    pub large_send: usize,
 }
 
 impl SlotPtr {
@@ -933,6 +935,19 @@ impl Emulator {
             checksum: info as usize,
             ..ListInfo::default()
         })
+    }
+
+    /// One call of the send handler with `lists` chained, each list with the information given
+    /// with it whatever its frames hold (a protocol that may be wrong: the fuzz target of the
+    /// send path), each frame's bytes in MDLs of `piece` bytes.
+    pub fn send_lists_with_info(
+        &self,
+        adapter: AdapterId,
+        lists: &[(&[&[u8]], ListInfo)],
+        piece: usize,
+    ) {
+        let frames: Vec<&[&[u8]]> = lists.iter().map(|(f, _)| *f).collect();
+        self.send_chain_with(adapter, &frames, piece, |i| lists[i].1)
     }
 
     /// One list per frame, its information made from the value given with it.

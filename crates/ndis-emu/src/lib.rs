@@ -46,7 +46,7 @@ pub use bugcheck::{
     VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
 };
 pub use bugcheck::{BugCheck, rule};
-pub use datapath::SendIrql;
+pub use datapath::{ListInfo, SendIrql};
 pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE, SgCallback};
 pub use exports::{RUST_PANIC_BUGCHECK, Win64Export, win64_exports};
 pub use faults::FaultPlan;

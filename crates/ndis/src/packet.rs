@@ -141,6 +141,11 @@ fn parse_with(frame: &[u8], frame_len: usize, lengths_from_frame: bool) -> Optio
     let mut routed = false;
     if ip == IpVersion::V6 {
         while IPV6_EXTENSIONS.contains(&protocol) {
+            // Hop-by-hop options only right after the IPv6 header (RFC 8200, 4.1): a later
+            // one makes the packet one the stack discards.
+            if protocol == 0 && l4 != l3 + 40 {
+                return None;
+            }
             routed |= protocol == 43;
             let next = *frame.get(l4)?;
             let len = (usize::from(*frame.get(l4 + 1)?) + 1) * 8;
@@ -154,6 +159,20 @@ fn parse_with(frame: &[u8], frame_len: usize, lengths_from_frame: bool) -> Optio
         _ => return None,
     };
     if l4 + header > end || l4 + header > frame.len() {
+        return None;
+    }
+    // The transport header's own length fields must agree with the segment, or its checksum
+    // is not the one computed over `l4..end`: a TCP data offset of 5..=15 words ending inside
+    // the segment (RFC 9293), a UDP length equal to the segment's (RFC 768; a shorter one
+    // would leave padding that the checksum does not cover, a longer one is truncated).
+    let fits = match protocol {
+        PROTO_TCP => {
+            let data_offset = usize::from(frame[l4 + 12] >> 4) * 4;
+            data_offset >= 20 && l4 + data_offset <= end
+        }
+        _ => usize::from(u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]])) == end - l4,
+    };
+    if !fits {
         return None;
     }
     Some(Layers {
@@ -411,6 +430,7 @@ mod tests {
         f[18..20].copy_from_slice(&16u16.to_be_bytes());
         f[20] = 0; // hop-by-hop
         f[54] = PROTO_UDP; // its next header; length 0 = 8 bytes
+        f[66..68].copy_from_slice(&8u16.to_be_bytes()); // the UDP length
         let l = parse(&f).unwrap();
         assert_eq!((l.l4, l.protocol, l.end), (62, PROTO_UDP, 70));
         f[20] = 44;
@@ -470,6 +490,81 @@ mod tests {
             }
         }
         assert!(parsed > 0, "the generator reaches the parsed case");
+    }
+
+    /// A UDP/IPv4 frame with correct checksums whose UDP length field says `udp_len`.
+    fn udp4(payload: &[u8], udp_len: u16) -> alloc::vec::Vec<u8> {
+        let mut f = tcp4(&[], payload);
+        f[23] = PROTO_UDP;
+        let total = f.len() - 14;
+        let l4 = 34;
+        // A UDP header where the TCP one was, the payload after it.
+        let mut udp = alloc::vec![0u8; 8];
+        udp[..4].copy_from_slice(&[0x14, 0xE9, 0x00, 0x35]);
+        udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        f.splice(l4..l4 + 20, udp);
+        let total = total - 12;
+        f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+        f[24..26].fill(0);
+        let c = ipv4_header_checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        // The checksum over the segment as it is, its length counted from the IP header.
+        let mut pseudo = alloc::vec::Vec::from(&f[26..34]);
+        pseudo.extend_from_slice(&[0, PROTO_UDP]);
+        pseudo.extend_from_slice(&((f.len() - l4) as u16).to_be_bytes());
+        let c = finish(sum(&f[l4..], sum(&pseudo, 0)), PROTO_UDP);
+        f[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    /// Issue 17 (and the `packet` fuzz target): a TCP data offset below 5 words or past the
+    /// segment, and a UDP length other than the segment's, were parsed, and a checksum over
+    /// `l4..end` then reported right for them.
+    #[test]
+    fn transport_lengths_that_disagree_with_the_segment_are_not_parsed() {
+        let good = tcp4(&[], &[0x11; 1400]);
+        assert!(parse(&good).is_some_and(|l| l4_checksum_ok(&good, &l)));
+        for (doff, what) in [(0u8, "0"), (1, "1 (4 bytes)"), (4, "4")] {
+            let mut f = good.clone();
+            f[34 + 12] = doff << 4;
+            assert_eq!(parse(&f), None, "TCP data offset {what}");
+        }
+        // 15 words (60 bytes) fits this segment; past a short one it does not.
+        let mut f = good.clone();
+        f[34 + 12] = 0xF0;
+        assert!(parse(&f).is_some());
+        let short = tcp4(&[], &[0x22; 30]);
+        let mut f = short.clone();
+        f[34 + 12] = 0xF0; // 60 > 50 bytes of segment
+        assert_eq!(parse(&f), None, "TCP header past the segment");
+        assert_eq!(parse_headers(&f[..64], f.len()), None);
+
+        let payload = [0x33u8; 1396];
+        let right = udp4(&payload, 1404);
+        let l = parse(&right).expect("a UDP length equal to the segment's");
+        assert!(l4_checksum_ok(&right, &l));
+        // The issue's frame: 1408 > the 1404 the IP header leaves; and the lengths below 8 and
+        // short of the segment.
+        for len in [1408u16, 0, 4, 7, 8, 1000, 1403] {
+            assert_eq!(parse(&udp4(&payload, len)), None, "UDP length {len}");
+        }
+    }
+
+    /// Found by the `packet` fuzz target: a hop-by-hop header after another extension header
+    /// was walked over (RFC 8200 allows it only first; the stack discards such packets).
+    #[test]
+    fn a_hop_by_hop_header_that_is_not_first_stops_the_walk() {
+        let mut f = alloc::vec![0u8; 14 + 40 + 8 + 8 + 8];
+        f[12..14].copy_from_slice(&[0x86, 0xDD]);
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&24u16.to_be_bytes());
+        f[20] = 60; // destination options
+        f[54] = 0; // then hop-by-hop
+        f[62] = PROTO_UDP;
+        f[74..76].copy_from_slice(&8u16.to_be_bytes());
+        assert_eq!(parse(&f), None);
+        f[54] = 60; // destination options twice is allowed
+        assert!(parse(&f).is_some_and(|l| l.l4 == 70));
     }
 
     #[test]
