@@ -10,7 +10,7 @@ use ndis::hw::ConfigSpace;
 use ndis::interrupt::{
     DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
 };
-use ndis::io::{IoSpace, OwnedWindow};
+use ndis::io::{IoSpace, OwnedWindow, bar_address};
 use ndis::irql::{Dispatch, DispatchOrBelow, Passive};
 use ndis::miniport::{
     AdapterInfo, Init, Miniport, NdisAdapter, PnpEvent, Quiesced, ResetError, ShutdownAction,
@@ -51,9 +51,17 @@ pub mod keywords {
     /// Large send offload per IP version (`*LsoV2IPv4`, `*LsoV2IPv6`: 0 off, 1 on), read by
     /// `LargeSendOffload::from_keywords`.
     pub const LSO: [Keyword; 2] = ndis::keyword::LARGE_SEND_OFFLOAD;
+    /// Receive side scaling (`*RSS` 0/1, `*RssBaseProcNumber`, `*MaxRssProcessors`,
+    /// `*RssProfile`): `*RSS` = 0 reports no RSS; the others are NDIS's, which applies them
+    /// to the table it sets.
+    pub const RSS: [Keyword; 4] = ndis::keyword::RSS;
     /// Every keyword the driver reads.
     pub const ALL: &[Keyword] = &[
         NUM_QUEUES,
+        RSS[0],
+        RSS[1],
+        RSS[2],
+        RSS[3],
         RECEIVE_BUFFERS,
         TRANSMIT_BUFFERS,
         JUMBO_PACKET,
@@ -75,6 +83,8 @@ pub mod keywords {
 /// once per completed buffer, so a burst that arrives before the DPC runs costs one interrupt.
 /// `ACCESS_PLATFORM`: every address given to the device is an NDIS shared-memory address, a
 /// logical (bus) address through the platform's DMA translation, as the feature requires.
+/// `RSS`: the device steers by NDIS's indirection table; `HASH_REPORT`: it reports each frame's
+/// hash (both through the control queue, see `device::rss`).
 const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::ACCESS_PLATFORM
     | features::CSUM
@@ -89,7 +99,13 @@ const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::CTRL_VQ
     | features::CTRL_RX
     | features::CTRL_MAC_ADDR
-    | features::RING_EVENT_IDX;
+    | features::RING_EVENT_IDX
+    | features::RSS
+    | features::HASH_REPORT;
+
+/// Features only RSS uses: not negotiated with `*RSS` = 0 (hash reports would only lengthen
+/// every header).
+const RSS_FEATURES: u64 = features::RSS | features::HASH_REPORT;
 
 /// What the interrupt layer owns: the ISR-status window for line-based claims, and the device
 /// once it is built (DPCs before that find nothing to do).
@@ -164,11 +180,24 @@ impl InterruptHandler for Interrupts {
         }
         let targets = device.plan.message_targets(*queue);
         let mut more = false;
+        // One relaxed load while RSS is off.
+        let rss = device.ndis.rss();
+        let mut kick = 0u64;
         for j in targets.rx_pairs.clone() {
             let budget = ctx.budget().remaining().min(1024);
-            let (done, pending) = device.receive(j as usize, budget, ctx.irql());
+            let (done, pending) =
+                device.receive(j as usize, budget, rss.as_ref(), &mut kick, ctx.irql());
             ctx.budget().take(done);
             more |= pending;
+        }
+        // Frames steered to this processor (by this DPC or others'), in order.
+        if rss.is_some() || device.steer.waiting.load(Ordering::Relaxed) != 0 {
+            device.drain_steered(ctx.irql());
+        }
+        while kick != 0 {
+            let cpu = kick.trailing_zeros();
+            kick &= kick - 1;
+            ctx.queue_dpc_on(ndis::interrupt::ProcessorSet::single(0, cpu));
         }
         for j in targets.tx_pairs {
             device.reap(j as usize, ctx.irql());
@@ -200,24 +229,6 @@ pub const LINK_SPEED: u64 = 10_000_000_000;
 pub struct VioNetAdapter {
     _interrupt: InterruptRegistration<Interrupts>,
     device: Arc<Device>,
-}
-
-/// A memory BAR's address from configuration space (64-bit BARs span two registers).
-fn bar_address(cfg: &impl ConfigSpace, bar: u8) -> Option<u64> {
-    if bar > 5 {
-        return None;
-    }
-    let reg = 0x10 + 4 * bar as u16;
-    let low = cfg.config_u32(reg)?;
-    if low & 1 != 0 {
-        return None; // an I/O BAR
-    }
-    let high = if low & 0x6 == 0x4 && bar < 5 {
-        cfg.config_u32(reg + 4)?
-    } else {
-        0
-    };
-    Some(((high as u64) << 32) | (low & !0xF) as u64)
 }
 
 /// Maps the BARs the capabilities use and builds the transport over their windows.
@@ -274,8 +285,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     if cfg.config_u16(0) != Some(0x1AF4) || cfg.config_u16(2) != Some(0x1041) {
         return Err(Status::ADAPTER_NOT_FOUND);
     }
-    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address, checksums, lso) = {
+    let (wanted_pairs, rx_size, tx_size, jumbo, tagging, network_address, checksums, lso, rss) = {
         let c = init.configuration()?;
+        let rss = keywords::RSS[0].read(&c, passive) != 0;
+        for k in &keywords::RSS[1..] {
+            // Declared for the advanced page; NDIS applies them to the table it sets.
+            let _ = k.read(&c, passive);
+        }
         (
             keywords::NUM_QUEUES.read(&c, passive) as u16,
             keywords::RECEIVE_BUFFERS.read(&c, passive) as u16,
@@ -285,6 +301,7 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             c.read_network_address(passive),
             ChecksumOffload::from_keywords(&c, ChecksumOffload::all(), passive),
             LargeSendOffload::from_keywords(&c, LargeSendOffload::all(), passive),
+            rss,
         )
     };
     let t = transport(init, &cfg)?;
@@ -294,8 +311,13 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         .map_err(|_| Status::DEVICE_FAILED)?;
     t.add_status(status::ACKNOWLEDGE);
     t.add_status(status::DRIVER);
+    let wanted = if rss {
+        SUPPORTED_FEATURES
+    } else {
+        SUPPORTED_FEATURES & !RSS_FEATURES
+    };
     let negotiated = t
-        .negotiate_features_with(SUPPORTED_FEATURES, net::with_dependencies)
+        .negotiate_features_with(wanted, net::with_dependencies)
         .map_err(|_| Status::ADAPTER_NOT_FOUND)?;
     let config = t.net_config().map_err(|_| Status::DEVICE_FAILED)?;
     let device_pairs = if negotiated & features::MQ != 0 {
@@ -363,7 +385,10 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         init, t, dma, plan, negotiated, frame, tagging, rx_size, tx_size, control,
     );
     let device = match device {
-        Ok(d) => Arc::new(d),
+        Ok(mut d) => {
+            d.rss_limits = config.rss;
+            Arc::new(d)
+        }
         // The framework deregisters the interrupt, then frees what `build` allocated.
         Err(e) => return Err(e),
     };
@@ -410,6 +435,11 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
             lso_enabled: lso_caps.map_or(LargeSendOffload::empty(), |c| lso & c.versions),
         });
     }
+    if rss {
+        let caps = rss_capabilities(&interrupt, &plan, &device);
+        device.queue_cpus.set(caps.queue_processors);
+        info.rss = Some(caps);
+    }
     info.description = "ndis-rs virtio-net";
     info.receive_buffer_space = (rx_size as u32) * frame.buffer as u32;
     info.transmit_buffer_space = (tx_size as u32) * frame.buffer as u32;
@@ -420,6 +450,34 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
         },
         info,
     ))
+}
+
+/// RSS over the running pairs' receive queues (by the device with `VIRTIO_NET_F_RSS`, else
+/// software Toeplitz), each queue's default processor that of its receive message (pair j's
+/// processor for a line or a shared message).
+fn rss_capabilities(
+    interrupt: &InterruptRegistration<Interrupts>,
+    plan: &VectorPlan,
+    device: &Device,
+) -> ndis::rss::RssCapabilities {
+    let pairs = device.active_pairs.load(Ordering::Relaxed) as u16;
+    let grant = interrupt.grant();
+    let messages = grant.message_count();
+    let mut caps = ndis::rss::RssCapabilities::new(pairs, messages, messages > 1);
+    if let ndis::interrupt::Grant::Messages(m) = grant {
+        for j in 0..usize::from(pairs).min(ndis::rss::MAX_QUEUES) {
+            let vector = plan
+                .queue_vector(net::rx_queue(j as u16))
+                .unwrap_or(pci::NO_VECTOR);
+            if let Some(info) = m.get(usize::from(vector)) {
+                let mask = info.affinity.mask();
+                if mask != 0 && info.affinity.group() == 0 {
+                    caps.queue_processors[j] = mask.trailing_zeros() as u16;
+                }
+            }
+        }
+    }
+    caps
 }
 
 /// The checksum tasks the negotiated features allow. The IPv4 header checksum (which virtio
@@ -580,10 +638,22 @@ impl Miniport for VioNetAdapter {
         self.device.returned(returned, irql);
     }
 
-    fn quiesce(&self, _adapter: &NdisAdapter, _passive: &mut Passive<'_>) -> Quiesced {
+    /// Lists held for a full ring are completed (`NDIS_STATUS_PAUSED`, or the removed or
+    /// failed device's status): a pause completes only once none is held.
+    fn pause(&self, _adapter: &NdisAdapter, passive: &mut Passive<'_>) {
+        let status = if self.device.is_healthy() {
+            Status::PAUSED
+        } else {
+            self.device.health().send_status()
+        };
+        self.device.flush_backlog(status, passive);
+    }
+
+    fn quiesce(&self, _adapter: &NdisAdapter, passive: &mut Passive<'_>) -> Quiesced {
         // The device stops DMA and interrupts; the framework then deregisters the interrupt
         // (DPCs drained) and frees the shared memory, after this adapter is dropped.
         self.device.reset();
+        self.device.flush_backlog(Status::FAILURE, passive);
         Quiesced::device_stopped()
     }
 
@@ -606,6 +676,18 @@ impl Miniport for VioNetAdapter {
         request: &mut SetRequest<'_>,
     ) -> Result<(), Status> {
         self.device.set_multicast_list(list, request);
+        Ok(())
+    }
+
+    /// The device gets what it can do of the new configuration (device RSS, hash reports);
+    /// the rest is done in software. Never refused.
+    fn rss_changed(
+        &self,
+        _adapter: &NdisAdapter,
+        table: &ndis::rss::RssTable,
+        passive: &mut Passive<'_>,
+    ) -> Result<(), Status> {
+        self.device.program_rss(table, passive);
         Ok(())
     }
 

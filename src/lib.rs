@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod adapter;
 mod device;
+pub use device::MAP_THRESHOLD;
 pub mod virtio;
 
 use ndis::driver::MiniportDriver;

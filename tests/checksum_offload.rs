@@ -3,6 +3,7 @@
 //! the virtio-net device model's CSUM/GUEST_CSUM (and a device that lies about them).
 #![cfg(not(windows))]
 
+#[macro_use]
 #[path = "support/nic.rs"]
 mod nic;
 
@@ -56,8 +57,8 @@ fn l4_frames() -> Vec<Vec<u8>> {
     frames
 }
 
-#[test]
-fn checksum_offload_is_declared_from_the_device_features_and_the_keywords() {
+both_builds! {
+fn checksum_offload_is_declared_from_the_device_features_and_the_keywords(build: Build) {
     use ndis_emu::ChecksumTasks;
     let all = ChecksumTasks {
         ipv4_tx_ip: true,
@@ -71,7 +72,7 @@ fn checksum_offload_is_declared_from_the_device_features_and_the_keywords() {
         ipv6_rx_tcp: true,
         ipv6_rx_udp: true,
     };
-    let nic = start(1, InterruptResources::msix(4));
+    let nic = start(build, 1, InterruptResources::msix(4));
     let o = nic.emu.offload(nic.adapter).expect("offload attributes");
     assert_eq!((o.hardware, o.current), (all, all));
     // TCP/IP bound: the encapsulation was set, and the configuration indicated after it.
@@ -85,7 +86,7 @@ fn checksum_offload_is_declared_from_the_device_features_and_the_keywords() {
     emu.set_keyword("*TCPChecksumOffloadIPv4", "1");
     emu.set_keyword("*UDPChecksumOffloadIPv6", "0");
     emu.set_keyword("*IPChecksumOffloadIPv4", "7");
-    let nic = start_with(emu, 1, InterruptResources::msix(4), |_| {}).unwrap();
+    let nic = start_with(build, emu, 1, InterruptResources::msix(4), |_| {}).unwrap();
     let o = nic.emu.offload(nic.adapter).unwrap();
     let want = ChecksumTasks {
         ipv4_rx_tcp: false,
@@ -100,6 +101,7 @@ fn checksum_offload_is_declared_from_the_device_features_and_the_keywords() {
     // the offload OIDs are not the framework's to answer.
     for (features, tx, rx) in [(regs_feature::CSUM, true, false), (0, false, false)] {
         let nic = start_with(
+            build,
             Emulator::new(config(2)),
             1,
             InterruptResources::msix(4),
@@ -128,10 +130,11 @@ fn checksum_offload_is_declared_from_the_device_features_and_the_keywords() {
         nic.stop();
     }
 }
+}
 
-#[test]
-fn offload_parameters_switch_tasks_and_each_change_is_indicated() {
-    let nic = start(1, InterruptResources::msix(4));
+both_builds! {
+fn offload_parameters_switch_tasks_and_each_change_is_indicated(build: Build) {
+    let nic = start(build, 1, InterruptResources::msix(4));
     let set = |values| {
         nic.emu
             .oid_set(
@@ -171,11 +174,12 @@ fn offload_parameters_switch_tasks_and_each_change_is_indicated() {
     assert_eq!(current(), o);
     nic.stop();
 }
+}
 
-#[test]
-fn checksums_the_stack_asks_for_are_right_on_the_wire() {
+both_builds! {
+fn checksums_the_stack_asks_for_are_right_on_the_wire(build: Build) {
     use ndis_emu::SendChecksum;
-    let nic = start(1, InterruptResources::msix(4));
+    let nic = start(build, 1, InterruptResources::msix(4));
     let frames = l4_frames();
     let both = SendChecksum {
         ip_header: true,
@@ -242,10 +246,11 @@ fn checksums_the_stack_asks_for_are_right_on_the_wire() {
     }
     nic.stop();
 }
+}
 
-#[test]
-fn a_checksum_request_the_frame_does_not_match_fails_its_list() {
-    let nic = start(1, InterruptResources::msix(4));
+both_builds! {
+fn a_checksum_request_the_frame_does_not_match_fails_its_list(build: Build) {
+    let nic = start(build, 1, InterruptResources::msix(4));
     let udp = l4_frame(false, false, 10, 1);
     let tcp_info = sys::NDIS_CHECKSUM_TX_IS_IPV4 | sys::NDIS_CHECKSUM_TX_TCP;
     let not_ip = frame(2, 80);
@@ -280,11 +285,12 @@ fn a_checksum_request_the_frame_does_not_match_fails_its_list() {
     check_tx(&nic, &good);
     nic.stop();
 }
+}
 
-#[test]
-fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed() {
+both_builds! {
+fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed(build: Build) {
     use ndis_emu::devices::virtio_net::RxChecksum;
-    let nic = start(1, InterruptResources::msix(4));
+    let nic = start(build, 1, InterruptResources::msix(4));
     nic.accept_all();
     let frames = l4_frames();
     let receive = |frames: &[Vec<u8>]| nic.receive(frames, Emulator::received_frames_checksum);
@@ -340,7 +346,7 @@ fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed()
 
     // A tag stripped off a partially checksummed frame: the start the device gave moves.
     let emu = Emulator::new(config(2));
-    let nic = start_with(emu, 1, InterruptResources::msix(4), |_| {}).unwrap();
+    let nic = start_with(build, emu, 1, InterruptResources::msix(4), |_| {}).unwrap();
     nic.accept_all();
     nic.net(|n, _| n.set_rx_checksum(RxChecksum::Partial));
     let f = &frames[3];
@@ -352,11 +358,12 @@ fn received_checksums_are_reported_for_the_tasks_on_and_partial_ones_completed()
     assert!(got[0].1.tcp_succeeded);
     nic.stop();
 }
+}
 
-#[test]
-fn a_device_that_forges_its_checksum_verdicts_cannot_make_the_driver_misbehave() {
+both_builds! {
+fn a_device_that_forges_its_checksum_verdicts_cannot_make_the_driver_misbehave(build: Build) {
     use ndis_emu::devices::virtio_net::RxChecksum;
-    let nic = start(1, InterruptResources::msix(4));
+    let nic = start(build, 1, InterruptResources::msix(4));
     nic.accept_all();
     let frames = l4_frames();
     let mut inputs = vec![frames[0].clone(), frames[13].clone(), frame(9, 60)];
@@ -426,12 +433,13 @@ fn a_device_that_forges_its_checksum_verdicts_cannot_make_the_driver_misbehave()
     }
     nic.stop();
 }
+}
 
-#[test]
-fn an_ipv4_header_checksum_alone_is_done_for_any_ipv4_packet() {
+both_builds! {
+fn an_ipv4_header_checksum_alone_is_done_for_any_ipv4_packet(build: Build) {
     use etherparse::{Ipv4Header, PacketBuilder};
     use ndis_emu::SendChecksum;
-    let nic = start(1, InterruptResources::msix(4));
+    let nic = start(build, 1, InterruptResources::msix(4));
     // What TCP/IP asks for on every IPv4 packet with the IPv4 task on: ICMP, and fragments of a
     // datagram too large for one frame.
     let mut icmp = Vec::new();
@@ -458,6 +466,7 @@ fn an_ipv4_header_checksum_alone_is_done_for_any_ipv4_packet() {
     assert!(seen == want, "IPv4 header checksums restored on the wire");
     nic.stop();
 }
+}
 
 /// TCP/IPv4 with 8 bytes of IPv4 options (NOP, NOP, NOP, end, padding), correct checksums.
 fn tcp4_with_options(payload: &[u8]) -> Vec<u8> {
@@ -482,11 +491,11 @@ fn tcp4_with_options(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-#[test]
-fn ipv4_options_are_walked_on_both_paths() {
+both_builds! {
+fn ipv4_options_are_walked_on_both_paths(build: Build) {
     use ndis_emu::SendChecksum;
     use ndis_emu::devices::virtio_net::RxChecksum;
-    let nic = start(1, InterruptResources::msix(4));
+    let nic = start(build, 1, InterruptResources::msix(4));
     nic.accept_all();
     let frames = [
         tcp4_with_options(b"with options"),
@@ -524,6 +533,7 @@ fn ipv4_options_are_walked_on_both_paths() {
     assert_eq!((counters.rx_data_valid, counters.rx_partial), (2, 2));
     nic.stop();
 }
+}
 
 /// `frame` (TCP or UDP over IPv4, from `l4_frame`) with its TCP data offset or UDP length field
 /// replaced and both checksums recomputed over the bytes as they are, so that only the length
@@ -555,15 +565,15 @@ fn with_transport_length(mut f: Vec<u8>, tcp: bool, value: u16) -> Vec<u8> {
     f
 }
 
+both_builds! {
 /// Issue 17: a device that sets DATA_VALID on frames it never checked made vionet report
 /// TCP_SUCCEEDED for a TCP data offset of 1 (4 bytes) and UDP_SUCCEEDED for a UDP length (1408)
 /// larger than the IP payload (1404). Neither, nor a data offset past the segment or a UDP
 /// length below 8 or short of the payload, is reported checksum-valid; the frames still arrive,
 /// for the stack to judge.
-#[test]
-fn malformed_transport_lengths_are_never_reported_checksum_valid() {
+fn malformed_transport_lengths_are_never_reported_checksum_valid(build: Build) {
     use ndis_emu::devices::virtio_net::RxChecksum;
-    let nic = start(1, InterruptResources::msix(4));
+    let nic = start(build, 1, InterruptResources::msix(4));
     nic.accept_all();
     let tcp = l4_frame(false, true, 1400, 1);
     let udp = l4_frame(false, false, 1396, 2);
@@ -614,4 +624,5 @@ fn malformed_transport_lengths_are_never_reported_checksum_valid() {
     );
     assert!(nic.net(|n, _| n.take_transmitted(0)).is_empty());
     nic.stop();
+}
 }

@@ -17,10 +17,11 @@ use ndis_sys as sys;
 #[global_allocator]
 static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 
+#[macro_use]
 #[path = "support/nic.rs"]
 mod nic;
 
-use nic::{MAC, Nic, check_tx, frame, start};
+use nic::{Build, MAC, Nic, check_tx, frame, start};
 
 /// What goes wrong with the device.
 #[derive(Debug, Clone, Copy)]
@@ -192,8 +193,8 @@ fn check_for_hang(nic: &Nic) -> Vec<(i32, bool)> {
 /// interrupt path, link down, sends refused with MEDIA_DISCONNECTED and no doorbell rung; then
 /// check-for-hang asks for a reset, which brings back everything, with receives lent to NDIS
 /// across the reset reposted when returned.
-fn announced(fault: Fault, pairs: u16, resources: InterruptResources) {
-    let nic = start(pairs, resources);
+fn announced(build: Build, fault: Fault, pairs: u16, resources: InterruptResources) {
+    let nic = start(build, pairs, resources);
     configure(&nic);
     traffic(&nic, 1);
     assert_configured(&nic, pairs);
@@ -248,35 +249,38 @@ fn announced(fault: Fault, pairs: u16, resources: InterruptResources) {
     nic.stop();
 }
 
-#[test]
-fn a_device_that_resets_itself_is_noticed_and_recovered_by_reset() {
+both_builds! {
+fn a_device_that_resets_itself_is_noticed_and_recovered_by_reset(build: Build) {
     for (pairs, resources) in grants() {
-        announced(Fault::SelfReset, pairs, resources);
+        announced(build, Fault::SelfReset, pairs, resources);
     }
 }
-
-#[test]
-fn a_device_that_sets_needs_reset_is_noticed_and_recovered_by_reset() {
-    for (pairs, resources) in grants() {
-        announced(Fault::NeedsReset, pairs, resources);
-    }
 }
 
-#[test]
-fn a_device_that_loses_driver_ok_is_noticed_and_recovered_by_reset() {
+both_builds! {
+fn a_device_that_sets_needs_reset_is_noticed_and_recovered_by_reset(build: Build) {
     for (pairs, resources) in grants() {
-        announced(Fault::LostDriverOk, pairs, resources);
+        announced(build, Fault::NeedsReset, pairs, resources);
     }
 }
+}
 
+both_builds! {
+fn a_device_that_loses_driver_ok_is_noticed_and_recovered_by_reset(build: Build) {
+    for (pairs, resources) in grants() {
+        announced(build, Fault::LostDriverOk, pairs, resources);
+    }
+}
+}
+
+both_builds! {
 /// A fault the device does not announce: found by check-for-hang (one status read every 2 s),
 /// or earlier by a transmit ring that fills up. Frames completed to NDIS that the device never
 /// took are counted as transmit errors when the reset forfeits them, and not sent afterwards.
-#[test]
-fn a_silent_fault_is_found_by_check_for_hang_and_forfeited_sends_are_counted() {
+fn a_silent_fault_is_found_by_check_for_hang_and_forfeited_sends_are_counted(build: Build) {
     for fault in FAULTS {
         for (pairs, resources) in grants() {
-            let nic = start(pairs, resources);
+            let nic = start(build, pairs, resources);
             configure(&nic);
             traffic(&nic, 10);
             let _ = link_reports(&nic);
@@ -319,13 +323,14 @@ fn a_silent_fault_is_found_by_check_for_hang_and_forfeited_sends_are_counted() {
         }
     }
 }
+}
 
+both_builds! {
 /// The symptom: after a silent self-reset, 256 sends SUCCESS and then RESOURCES
 /// forever. Now the full ring makes the driver read the status: the rest fail with
 /// MEDIA_DISCONNECTED, and the link is reported down at the next check, which resets.
-#[test]
-fn a_full_transmit_ring_of_a_reset_device_fails_sends_as_disconnected_not_resources() {
-    let nic = start(1, InterruptResources::msix(4));
+fn a_full_transmit_ring_of_a_reset_device_fails_sends_as_disconnected_not_resources(build: Build) {
+    let nic = start(build, 1, InterruptResources::msix(4));
     traffic(&nic, 20);
     inject(&nic, Fault::SelfReset, false);
     let statuses = sends_refused(&nic, 300);
@@ -362,12 +367,13 @@ fn a_full_transmit_ring_of_a_reset_device_fails_sends_as_disconnected_not_resour
     traffic(&nic, 21);
     nic.stop();
 }
+}
 
+both_builds! {
 /// A used ring the device cannot have written is a fault a reset clears too.
-#[test]
-fn a_used_ring_fault_is_recovered_by_reset() {
+fn a_used_ring_fault_is_recovered_by_reset(build: Build) {
     for (pairs, resources) in grants() {
-        let nic = start(pairs, resources);
+        let nic = start(build, pairs, resources);
         traffic(&nic, 30);
         let _ = link_reports(&nic);
         nic.net(|n, _| n.set_used_index_jump(0, true));
@@ -393,13 +399,14 @@ fn a_used_ring_fault_is_recovered_by_reset() {
         nic.stop();
     }
 }
+}
 
+both_builds! {
 /// A device that fails again while it is re-initialized: the reset reports
 /// NDIS_STATUS_HARD_ERRORS, the device is left reset and FAILED, sends get HARD_ERRORS, nothing
 /// is rung; once the device behaves, a later check-for-hang recovers it. Halt has zero leaks
 /// either way.
-#[test]
-fn a_device_that_fails_during_reinitialization_leaves_the_adapter_failed_cleanly() {
+fn a_device_that_fails_during_reinitialization_leaves_the_adapter_failed_cleanly(build: Build) {
     #[derive(Debug, Clone, Copy)]
     enum Refusal {
         FeaturesOk,
@@ -413,7 +420,7 @@ fn a_device_that_fails_during_reinitialization_leaves_the_adapter_failed_cleanly
     ] {
         for (pairs, resources) in grants() {
             for recover in [false, true] {
-                let nic = start(pairs, resources);
+                let nic = start(build, pairs, resources);
                 configure(&nic);
                 traffic(&nic, 40);
                 nic.net(|n, bus| match refusal {
@@ -474,13 +481,14 @@ fn a_device_that_fails_during_reinitialization_leaves_the_adapter_failed_cleanly
         }
     }
 }
+}
 
+both_builds! {
 /// Surprise removal is not a reset: registers reading all ones stay "removed", check-for-hang
 /// does not ask for a reset, sends keep failing with ADAPTER_REMOVED.
-#[test]
-fn a_removed_device_is_not_reset() {
+fn a_removed_device_is_not_reset(build: Build) {
     for (pairs, resources) in grants() {
-        let nic = start(pairs, resources);
+        let nic = start(build, pairs, resources);
         traffic(&nic, 50);
         nic.net(|n, _| n.set_surprise_removed(true));
         assert!(
@@ -496,14 +504,15 @@ fn a_removed_device_is_not_reset() {
         nic.stop();
     }
 }
+}
 
+both_builds! {
 /// The MAC address given with MAC_ADDR_SET at initialize (here the `NetworkAddress` keyword) is
 /// given again after a reset.
-#[test]
-fn a_locally_set_mac_address_is_replayed_after_a_reset() {
+fn a_locally_set_mac_address_is_replayed_after_a_reset(build: Build) {
     let emu = ndis_emu::Emulator::new(nic::config(4));
     emu.set_keyword("NetworkAddress", "02AABBCCDDEE");
-    let nic = nic::start_with(emu, 1, InterruptResources::msix(4), |_| {}).expect("initialize");
+    let nic = nic::start_with(build, emu, 1, InterruptResources::msix(4), |_| {}).expect("initialize");
     let local = [0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE];
     assert_eq!(nic.net(|n, _| n.mac_address_set()), Some(local));
     // Promiscuous: the test frames are not addressed to `local`.
@@ -522,4 +531,5 @@ fn a_locally_set_mac_address_is_replayed_after_a_reset() {
     assert_ne!(local, MAC);
     traffic(&nic, 60);
     nic.stop();
+}
 }

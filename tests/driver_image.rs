@@ -3,12 +3,10 @@
 //! runtime symbols. Needs the `x86_64-pc-windows-msvc` rustup target (rust-toolchain.toml lists
 //! it; `.ci/run` installs it on a fresh machine).
 
+#![cfg(not(windows))] // the builds are driven by the host-side helper of ndis-emu
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use pe_check::DriverImage;
-
-const TARGET: &str = "x86_64-pc-windows-msvc";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,27 +20,10 @@ fn target_dir() -> PathBuf {
         .join("driver-image-tests")
 }
 
-/// `cargo build --target x86_64-pc-windows-msvc` of the package in `dir`; returns the image bytes.
+/// `cargo build --target x86_64-pc-windows-msvc` of the package in `dir` (the emulator's helper,
+/// which the image tests of the emulated suites share); returns the image bytes.
 fn cross_build(dir: &Path, profile: &str, lib_name: &str) -> Vec<u8> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(dir) // .cargo/config.toml (linker = rust-lld) is found from here
-        .args(["build", "--lib", "--target", TARGET, "--profile", profile])
-        .env("CARGO_TARGET_DIR", target_dir())
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cross-build of {} ({profile}) failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let profile_dir = if profile == "dev" { "debug" } else { profile };
-    let image = target_dir()
-        .join(TARGET)
-        .join(profile_dir)
-        .join(format!("{lib_name}.dll"));
+    let image = ndis_emu::image::cross_build(dir, &target_dir(), profile, lib_name, &[]);
     std::fs::read(&image).unwrap_or_else(|e| panic!("read {}: {e}", image.display()))
 }
 

@@ -12,7 +12,7 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 #[path = "support/nic.rs"]
 mod nic;
 
-use nic::{Nic, check_tx, frame, start_with};
+use nic::{Build, Nic, check_tx, frame, start_with};
 
 fn emulator(cpus: usize, runtime: u32) -> Emulator {
     Emulator::new(Config {
@@ -46,7 +46,8 @@ fn traffic(nic: &Nic) {
 fn vionet_registers_the_newest_version_each_os_knows_and_runs_there() {
     for (minor, revision) in [(20, 2), (30, 2), (50, 2), (85, 3), (89, 3)] {
         let emu = emulator(2, os(minor));
-        let nic = start_with(emu, 2, InterruptResources::msix(6), |_| {}).expect("initialize");
+        let nic = start_with(Build::Host, emu, 2, InterruptResources::msix(6), |_| {})
+            .expect("initialize");
         let registered = nic.emu.registered_driver().unwrap();
         assert_eq!(registered.ndis_version, (6, minor as u8), "OS 6.{minor}");
         assert_eq!(
@@ -73,7 +74,8 @@ fn vionet_registers_the_newest_version_each_os_knows_and_runs_there() {
 #[test]
 fn on_an_ndis_newer_than_it_knows_vionet_registers_its_newest() {
     let emu = emulator(2, os(95));
-    let nic = start_with(emu, 1, InterruptResources::msix(3), |_| {}).expect("initialize");
+    let nic =
+        start_with(Build::Host, emu, 1, InterruptResources::msix(3), |_| {}).expect("initialize");
     assert_eq!(nic.emu.registered_driver().unwrap().ndis_version, (6, 89));
     traffic(&nic);
     nic.stop();
@@ -106,7 +108,8 @@ fn vionet_asks_for_two_messages_per_pair_plus_one_each_pinned_to_its_pair() {
         if let Some(v) = rss {
             emu.set_keyword("*NumRssQueues", v);
         }
-        let nic = start_with(emu, 8, InterruptResources::msix(18), |_| {}).expect("initialize");
+        let nic = start_with(Build::Host, emu, 8, InterruptResources::msix(18), |_| {})
+            .expect("initialize");
         let ask = nic.emu.interrupt_ask(nic.adapter).unwrap();
         assert_eq!(
             ask,
@@ -144,7 +147,7 @@ fn the_platform_limit_caps_the_grant_and_the_driver_plans_from_the_grant() {
             requested: 10,
             granted: limit,
         };
-        let nic = start_with(emu, 4, resources, |_| {}).expect("initialize");
+        let nic = start_with(Build::Host, emu, 4, resources, |_| {}).expect("initialize");
         assert_eq!(nic.emu.interrupt_ask(nic.adapter).unwrap().messages, 9);
         assert_eq!(
             nic.emu.assigned_resources(nic.device),
@@ -166,7 +169,8 @@ fn the_platform_limit_caps_the_grant_and_the_driver_plans_from_the_grant() {
 #[test]
 fn the_pnp_handlers_come_in_order_and_remove_device_follows_halt() {
     let emu = emulator(2, os(89));
-    let nic = start_with(emu, 1, InterruptResources::msix(3), |_| {}).expect("initialize");
+    let nic =
+        start_with(Build::Host, emu, 1, InterruptResources::msix(3), |_| {}).expect("initialize");
     assert_eq!(
         nic.emu.lifecycle(nic.adapter),
         [
@@ -189,7 +193,8 @@ fn the_pnp_handlers_come_in_order_and_remove_device_follows_halt() {
 #[test]
 fn a_line_device_is_left_to_its_line_and_a_failed_filter_allocation_fails_the_start() {
     let emu = emulator(2, os(89));
-    let nic = start_with(emu, 1, InterruptResources::line(), |_| {}).expect("initialize");
+    let nic =
+        start_with(Build::Host, emu, 1, InterruptResources::line(), |_| {}).expect("initialize");
     let ask = nic.emu.interrupt_ask(nic.adapter).unwrap();
     assert_eq!((ask.messages, ask.line), (0, true));
     assert_eq!(

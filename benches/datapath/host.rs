@@ -33,7 +33,12 @@ const HDR: usize = regs::NET_HDR_LEN;
 const CALLGRIND_ROUNDS: usize = 100;
 
 fn frame(n: usize) -> Vec<u8> {
-    let mut f = vec![0u8; FRAME_LEN];
+    frame_of(n, FRAME_LEN)
+}
+
+/// Frame `n` of `len` bytes (an IPv4 ethertype, a pattern after the header).
+fn frame_of(n: usize, len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
     f[0..6].copy_from_slice(&[0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
     f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, n as u8]);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -44,11 +49,36 @@ fn frame(n: usize) -> Vec<u8> {
 }
 
 fn one_cpu() -> Config {
+    cpus(1)
+}
+
+fn cpus(n: usize) -> Config {
     Config {
-        cpus: 1,
+        cpus: n,
         ..Config::default()
     }
 }
+
+/// A 64 KiB-class large send: one TCP/IPv4 segment of [`LSO_PAYLOAD`] bytes with correct
+/// checksums, as TCP/IP hands it down before segmentation.
+fn large_send() -> Vec<u8> {
+    use etherparse::PacketBuilder;
+    let tcp = PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 1], [0x52, 0x54, 0x00, 0x12, 0x34, 0x56])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(50000, 443, 1, 65535)
+        .ack(7);
+    let data: Vec<u8> = (0..LSO_PAYLOAD).map(|i| (i % 251) as u8).collect();
+    let mut out = Vec::new();
+    tcp.write(&mut out, &data).unwrap();
+    out
+}
+
+/// Payload of the large send: vionet's largest (NetKVM's 62 KiB, `LSO_MAX_PAYLOAD`).
+const LSO_PAYLOAD: usize = 0xF800;
+/// MSS of the large send.
+const LSO_MSS: u32 = 1448;
+/// Large sends per round (each its own call, as TCP/IP sends them one list at a time).
+const LSO_BATCH: usize = 4;
 
 fn interrupts(c: &Counters) -> u64 {
     c.message_interrupts.iter().sum::<u64>() + c.line_interrupts
@@ -90,12 +120,17 @@ struct Ours {
 
 impl Ours {
     fn start() -> Ours {
-        let emu = Emulator::new(one_cpu());
+        Ours::start_with(1)
+    }
+
+    /// `pairs` queue pairs on as many emulated processors (MSI-X, 2N+2 messages).
+    fn start_with(pairs: u16) -> Ours {
+        let emu = Emulator::new(cpus(pairs as usize));
         assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
         let adapter = emu
             .add_adapter_with(
-                InterruptResources::msix(4),
-                Box::new(VirtioNet::new(VirtioNetConfig::new(1))),
+                InterruptResources::msix(2 * u32::from(pairs) + 2),
+                Box::new(VirtioNet::new(VirtioNetConfig::new(pairs))),
             )
             .expect("vionet initializes");
         let dev = emu.device_of(adapter);
@@ -122,6 +157,59 @@ impl Ours {
         assert!(done.iter().all(|s| *s == sys::NDIS_STATUS_SUCCESS));
         self.emu
             .with_device::<VirtioNet, _>(self.dev, |n, _| n.take_transmitted(0))
+    }
+
+    /// One TX batch from each of `pairs` processors (vionet sends on the pair of the current
+    /// processor); returns the frames the device saw on each queue, in queue order.
+    fn tx_round_on(&self, refs: &[&[u8]], pairs: u16) -> Vec<Vec<u8>> {
+        let mut seen = Vec::new();
+        for q in 0..pairs {
+            self.emu.set_passive_cpu(q as usize);
+            self.emu.send(self.adapter, refs);
+        }
+        let done = self.emu.send_statuses();
+        assert_eq!(done.len(), refs.len() * pairs as usize, "send completions");
+        assert!(done.iter().all(|s| *s == sys::NDIS_STATUS_SUCCESS));
+        for q in 0..pairs {
+            seen.extend(
+                self.emu
+                    .with_device::<VirtioNet, _>(self.dev, |n, _| n.take_transmitted(q)),
+            );
+        }
+        seen
+    }
+
+    /// One round of [`LSO_BATCH`] large sends; returns the segments the device sent.
+    fn lso_round(&self, frame: &[u8]) -> usize {
+        for _ in 0..LSO_BATCH {
+            self.emu.send_large(self.adapter, &[frame], LSO_MSS);
+        }
+        let done = self.emu.send_statuses();
+        assert_eq!(done.len(), LSO_BATCH, "large send completions");
+        assert!(done.iter().all(|s| *s == sys::NDIS_STATUS_SUCCESS));
+        self.emu
+            .with_device::<VirtioNet, _>(self.dev, |n, _| n.take_transmitted(0))
+            .len()
+    }
+
+    /// A burst of [`BATCH`] frames on each of `pairs` receive queues, counted.
+    fn rx_count_on(&self, f: &[u8], pairs: u16) -> usize {
+        let burst = [f; BATCH];
+        for q in 0..pairs {
+            self.emu
+                .with_device::<VirtioNet, _>(self.dev, |n, bus| n.inject_frames(bus, q, &burst));
+        }
+        self.emu.run_dpcs();
+        let want = BATCH * pairs as usize;
+        let mut got = self.emu.received_count(self.adapter);
+        self.emu.return_receives(self.adapter);
+        while got < want {
+            let more = self.emu.received_count(self.adapter);
+            assert!(more > 0, "frames lost: {got} of {want}");
+            got += more;
+            self.emu.return_receives(self.adapter);
+        }
+        got
     }
 
     /// One RX burst; returns the frames the protocol got.
@@ -176,6 +264,151 @@ fn ours_rx(o: &Ours, f: &[u8], rounds: usize) -> usize {
         n += black_box(o.rx_count(f));
     }
     n
+}
+
+#[inline(never)]
+fn ours_txq(o: &Ours, refs: &[&[u8]], pairs: u16, rounds: usize) -> usize {
+    let mut n = 0;
+    for _ in 0..rounds {
+        n += black_box(o.tx_round_on(refs, pairs)).len();
+    }
+    n
+}
+
+#[inline(never)]
+fn ours_rxq(o: &Ours, f: &[u8], pairs: u16, rounds: usize) -> usize {
+    let mut n = 0;
+    for _ in 0..rounds {
+        n += black_box(o.rx_count_on(f, pairs));
+    }
+    n
+}
+
+#[inline(never)]
+fn ours_lso(o: &Ours, frame: &[u8], rounds: usize) -> usize {
+    let mut segments = 0;
+    for _ in 0..rounds {
+        segments += black_box(o.lso_round(frame));
+    }
+    assert_eq!(
+        segments,
+        rounds * LSO_BATCH * LSO_PAYLOAD.div_ceil(LSO_MSS as usize)
+    );
+    rounds * LSO_BATCH
+}
+
+/// One benchmark case of the instruction table.
+#[derive(Clone, Copy)]
+struct Case {
+    /// Row label and child argument.
+    name: &'static str,
+    path: Path,
+    len: usize,
+    pairs: u16,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Tx,
+    Rx,
+    LargeSend,
+}
+
+const CASES: [Case; 7] = [
+    Case {
+        name: "tx64",
+        path: Path::Tx,
+        len: 64,
+        pairs: 1,
+    },
+    Case {
+        name: "rx64",
+        path: Path::Rx,
+        len: 64,
+        pairs: 1,
+    },
+    Case {
+        name: "tx1514",
+        path: Path::Tx,
+        len: 1514,
+        pairs: 1,
+    },
+    Case {
+        name: "rx1514",
+        path: Path::Rx,
+        len: 1514,
+        pairs: 1,
+    },
+    Case {
+        name: "lso64k",
+        path: Path::LargeSend,
+        len: 0,
+        pairs: 1,
+    },
+    Case {
+        name: "tx64x4q",
+        path: Path::Tx,
+        len: 64,
+        pairs: 4,
+    },
+    Case {
+        name: "rx64x4q",
+        path: Path::Rx,
+        len: 64,
+        pairs: 4,
+    },
+];
+
+/// Ours on `case`: (packets, doorbells, interrupts) of the measured rounds (for a large send a
+/// packet is one large send).
+fn measure_ours_case(case: Case, rounds: usize) -> Run {
+    let o = Ours::start_with(case.pairs);
+    let frames: Vec<Vec<u8>> = (0..BATCH).map(|n| frame_of(n, case.len.max(14))).collect();
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    let big = large_send();
+    let mut want = Vec::new();
+    for _ in 0..case.pairs {
+        want.extend(frames.iter().cloned());
+    }
+    match case.path {
+        Path::Rx => {
+            assert!(o.rx_round(&frames[1]).iter().all(|g| *g == frames[1]));
+            o.emu.set_count_received_only(true);
+        }
+        Path::Tx => assert!(
+            o.tx_round_on(&refs, case.pairs) == want,
+            "frames byte-exact"
+        ),
+        Path::LargeSend => assert!(o.lso_round(&big) > 0),
+    }
+    let before = counters(&o.emu, o.dev);
+    let start = Instant::now();
+    let packets = match case.path {
+        Path::Rx => ours_rxq(&o, &frames[1], case.pairs, rounds),
+        Path::Tx => ours_txq(&o, &refs, case.pairs, rounds),
+        Path::LargeSend => ours_lso(&o, &big, rounds),
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let after = counters(&o.emu, o.dev);
+    o.emu.set_passive_cpu(0);
+    o.stop();
+    Run::between(secs, packets, &before, &after)
+}
+
+/// The baseline on `case`, where virtio-drivers can run it: None (with the reason) for what
+/// `VirtIONetRaw` cannot do.
+fn measure_baseline_case(case: Case, rounds: usize) -> Result<Run, &'static str> {
+    if case.path == Path::LargeSend {
+        return Err("n/a: VirtIONetRaw negotiates no HOST_TSO4/6 and fills no GSO header");
+    }
+    if case.pairs != 1 {
+        return Err("n/a: VirtIONetRaw drives one queue pair (no VIRTIO_NET_F_MQ)");
+    }
+    Ok(measure_baseline_len(
+        case.path == Path::Rx,
+        rounds,
+        case.len,
+    ))
 }
 
 fn measure_ours(rx: bool, rounds: usize) -> Run {
@@ -409,8 +642,12 @@ fn baseline_rx(b: &mut Baseline, f: &[u8], rounds: usize) -> usize {
 }
 
 fn measure_baseline(rx: bool, rounds: usize) -> Run {
+    measure_baseline_len(rx, rounds, FRAME_LEN)
+}
+
+fn measure_baseline_len(rx: bool, rounds: usize, len: usize) -> Run {
     let mut b = Baseline::start();
-    let frames: Vec<Vec<u8>> = (0..BATCH).map(frame).collect();
+    let frames: Vec<Vec<u8>> = (0..BATCH).map(|n| frame_of(n, len)).collect();
     if rx {
         assert!(b.rx_round(&frames[1]).iter().all(|g| *g == frames[1]));
     } else {
@@ -451,13 +688,20 @@ fn is_driver_code(line: &str, who: &str) -> bool {
 /// Instructions callgrind counted inside `function` (and everything it called), inside the
 /// device model's register and frame entry points, and in the driver's own code (self cost), for
 /// one child run.
-fn callgrind(path: &str, who: &str) -> Option<(u64, u64, u64)> {
+fn callgrind(case: Case, who: &str) -> Option<(u64, u64, u64, Run)> {
+    let path = case.name;
     let exe = std::env::current_exe().ok()?;
     let out = std::env::temp_dir().join(format!(
         "datapath.{}.{who}.{path}.callgrind",
         std::process::id()
     ));
-    let function = format!("datapath::host::{who}_{path}");
+    let function = match (who, case.path) {
+        ("ours", Path::Tx) => "datapath::host::ours_txq",
+        ("ours", Path::Rx) => "datapath::host::ours_rxq",
+        ("ours", Path::LargeSend) => "datapath::host::ours_lso",
+        (_, Path::Rx) => "datapath::host::baseline_rx",
+        _ => "datapath::host::baseline_tx",
+    };
     let status = Command::new("valgrind")
         .args([
             "--tool=callgrind",
@@ -486,6 +730,22 @@ fn callgrind(path: &str, who: &str) -> Option<(u64, u64, u64)> {
             .ok()?;
         Some(String::from_utf8_lossy(&o.stdout).into_owned())
     };
+    // The child's own report of the measured rounds: packets, doorbells, interrupts.
+    let run = String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .find_map(|l| {
+            let v: Vec<u64> = l
+                .strip_prefix("EXITS ")?
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (v.len() == 3).then(|| Run {
+                secs: 0.0,
+                packets: v[0] as usize,
+                notifications: v[1],
+                interrupts: v[2],
+            })
+        })?;
     let (inclusive, exclusive) = (annotate("yes"), annotate("no"));
     let _ = std::fs::remove_file(&out);
     let count = |l: &str| -> Option<u64> {
@@ -516,16 +776,33 @@ fn callgrind(path: &str, who: &str) -> Option<(u64, u64, u64)> {
         .filter(|l| is_driver_code(l, who))
         .filter_map(count)
         .sum();
-    Some((total, model, driver))
+    Some((total, model, driver, run))
 }
 
-fn child(who: &str, path: &str) {
-    let rx = path == "rx";
-    match who {
-        "ours" => measure_ours(rx, CALLGRIND_ROUNDS),
-        _ => measure_baseline(rx, CALLGRIND_ROUNDS),
+fn child(who: &str, name: &str) {
+    let case = *CASES.iter().find(|c| c.name == name).expect("a known case");
+    let rounds = if case.path == Path::LargeSend {
+        CALLGRIND_ROUNDS / 10
+    } else {
+        CALLGRIND_ROUNDS
     };
+    let run = match who {
+        "ours" => measure_ours_case(case, rounds),
+        _ => measure_baseline_case(case, rounds).expect("a case the baseline runs"),
+    };
+    println!(
+        "EXITS {} {} {}",
+        run.packets, run.notifications, run.interrupts
+    );
 }
+
+/// Cycles of one VM exit for an MMIO doorbell that KVM hands to an ioeventfd (about 3,600:
+/// QEMU's docs/specs/pci-testdev.txt measures ioeventfd-backed MMIO exits with this device;
+/// see docs/emulator.md).
+const DOORBELL_EXIT_CYCLES: f64 = 3600.0;
+/// Cycles of the exits an interrupt costs a guest (about 2,000: the SplitX paper, Landau,
+/// Ben-Yehuda, Gordon, WIOV 2011; see docs/emulator.md).
+const INTERRUPT_EXIT_CYCLES: f64 = 2000.0;
 
 pub fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -593,40 +870,84 @@ pub fn main() {
         println!("valgrind not found: no instruction counts");
         return;
     }
-    let packets = (CALLGRIND_ROUNDS * BATCH) as f64;
     println!(
-        "instructions per packet (callgrind, {} packets; whole path = driver + emulated NDIS + device model + harness; driver code = self cost of vionet::/ndis:: (ours) or virtio_drivers:: (baseline) functions):",
-        CALLGRIND_ROUNDS * BATCH
+        "per packet under callgrind ({CALLGRIND_ROUNDS} rounds; large send: {} rounds of {LSO_BATCH} sends of {LSO_PAYLOAD} bytes of TCP payload, MSS {LSO_MSS}, a packet = one large send); whole = driver + emulated NDIS + device model + harness; driver = self cost of vionet::/ndis:: (ours) or virtio_drivers:: (baseline) functions; exits = doorbells + interrupts; KVM est. = driver instructions (1 instruction ~ 1 cycle) + doorbells x {DOORBELL_EXIT_CYCLES} + interrupts x {INTERRUPT_EXIT_CYCLES} cycles (docs/emulator.md):",
+        CALLGRIND_ROUNDS / 10
     );
     println!(
-        "{:<4} {:<9} {:>12} {:>14} {:>14} {:>10} {:>14} {:>10}",
-        "path", "driver", "instr/pkt", "model instr", "rest instr", "ratio", "driver code", "ratio"
+        "{:<8} {:<9} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "case",
+        "driver",
+        "whole",
+        "driver",
+        "ratio",
+        "doorbell",
+        "irq",
+        "exits",
+        "KVM est.",
+        "ratio"
     );
-    for path in ["tx", "rx"] {
-        let mut base_total = None;
-        let mut base_driver = None;
+    let mut ratios = std::collections::HashMap::new();
+    for case in CASES {
+        let mut base: Option<(f64, f64)> = None;
         for who in ["baseline", "ours"] {
-            match callgrind(path, who) {
-                Some((total, model, driver)) => {
-                    let t = total as f64 / packets;
-                    let m = model as f64 / packets;
-                    let d = driver as f64 / packets;
-                    let ratio = |base: Option<f64>, x: f64| match (who, base) {
-                        ("ours", Some(b)) => format!("{:.2}x", x / b),
-                        _ => String::new(),
-                    };
-                    let (r_total, r_driver) = (ratio(base_total, t), ratio(base_driver, d));
-                    if who == "baseline" {
-                        base_total = Some(t);
-                        base_driver = Some(d);
-                    }
-                    println!(
-                        "{path:<4} {who:<9} {t:>12.0} {m:>14.0} {:>14.0} {r_total:>10} {d:>14.0} {r_driver:>10}",
-                        t - m
-                    );
-                }
-                None => println!("{path:<4} {who:<9} callgrind failed"),
+            if who == "baseline"
+                && let Err(why) = measure_baseline_case(case, 0).map(|_| ())
+            {
+                println!("{:<8} {who:<9} {why}", case.name);
+                continue;
+            }
+            let Some((total, _model, driver, run)) = callgrind(case, who) else {
+                println!("{:<8} {who:<9} callgrind failed", case.name);
+                continue;
+            };
+            let p = run.packets as f64;
+            let (t, d) = (total as f64 / p, driver as f64 / p);
+            let (db, irq) = (run.notifications as f64 / p, run.interrupts as f64 / p);
+            let kvm = d + db * DOORBELL_EXIT_CYCLES + irq * INTERRUPT_EXIT_CYCLES;
+            let ratio = |b: Option<f64>, x: f64| match (who, b) {
+                ("ours", Some(b)) => format!("{:.2}x", x / b),
+                _ => String::new(),
+            };
+            println!(
+                "{:<8} {who:<9} {t:>10.0} {d:>10.0} {:>7} {db:>9.4} {irq:>9.4} {:>9.4} {kvm:>10.0} {:>7}",
+                case.name,
+                ratio(base.map(|b| b.0), d),
+                db + irq,
+                ratio(base.map(|b| b.1), kvm),
+            );
+            if who == "baseline" {
+                base = Some((d, kvm));
+            } else if let Some((bd, _)) = base {
+                ratios.insert(case.name, d / bd);
+            }
+            if who == "ours" {
+                ratios.insert(
+                    match case.name {
+                        "tx64" => "ours tx64",
+                        "tx1514" => "ours tx1514",
+                        "tx64x4q" => "ours tx64x4q",
+                        "rx64" => "ours rx64",
+                        "rx64x4q" => "ours rx64x4q",
+                        _ => "",
+                    },
+                    d,
+                );
             }
         }
     }
+    println!("rss      (4 RSS queues, Toeplitz steering: rows come with the RSS work)");
+    println!();
+    let r = |k: &str| ratios.get(k).copied().unwrap_or(f64::NAN);
+    println!(
+        "ours 1514-byte vs 64-byte TX driver code: {:.2}x (goal <= 1.25x); 4 queues vs 1: tx {:.2}x rx {:.2}x (goal <= 1.10x)",
+        r("ours tx1514") / r("ours tx64"),
+        r("ours tx64x4q") / r("ours tx64"),
+        r("ours rx64x4q") / r("ours rx64"),
+    );
+    println!(
+        "driver code vs virtio-drivers: tx {:.2}x rx {:.2}x (goal <= 2.00x)",
+        r("tx64"),
+        r("rx64")
+    );
 }

@@ -33,8 +33,16 @@ pub(super) struct Waiting {
     then: Option<[u8; 3]>,
 }
 
-/// Room for the largest command (a MAC table with the framework's whole multicast list).
-pub(super) const CONTROL_ACK_AT: usize = net::mac_table_set_len(ndis::miniport::MAX_MULTICAST);
+/// Room for the largest command: a MAC table with the framework's whole multicast list, or an
+/// RSS configuration with a 128-entry table and a 40-byte key.
+pub(super) const CONTROL_ACK_AT: usize = {
+    let mac = net::mac_table_set_len(ndis::miniport::MAX_MULTICAST);
+    if mac > net::RSS_CONFIG_MAX_LEN {
+        mac
+    } else {
+        net::RSS_CONFIG_MAX_LEN
+    }
+};
 pub(super) const CONTROL_BUFFER: usize = CONTROL_ACK_AT + 1;
 
 impl Device {
@@ -188,7 +196,11 @@ impl Device {
     }
 
     /// Sends one control command and polls for the device's answer (up to 100 ms).
-    fn control_command(&self, command: &[u8], passive: &mut Passive<'_>) -> Result<(), Status> {
+    pub(super) fn control_command(
+        &self,
+        command: &[u8],
+        passive: &mut Passive<'_>,
+    ) -> Result<(), Status> {
         let Some(control) = &self.control else {
             return Err(Status::NOT_SUPPORTED);
         };

@@ -87,6 +87,8 @@ pub(super) struct Restore {
     pub(super) filter: Option<u32>,
     /// The multicast list NDIS last set (with `CTRL_RX`).
     pub(super) multicast: Option<([[u8; 6]; MAX_MULTICAST], usize)>,
+    /// The last RSS or hash command (with `RSS` or `HASH_REPORT`).
+    pub(super) rss: Option<super::rss::RssCommand>,
 }
 
 impl Restore {
@@ -95,6 +97,7 @@ impl Restore {
             mac: None,
             filter: None,
             multicast: None,
+            rss: None,
         }
     }
 }
@@ -229,6 +232,8 @@ impl Device {
         if self.transport.status() != 0xFF {
             let _ = self.transport.reset(|| ndis::sync::stall(10));
         }
+        // Lists held for a full ring: completed before the device leaves D0 or is reset.
+        self.flush_backlog(self.health().send_status(), irql);
         self.abandon_control(irql);
     }
 
@@ -257,8 +262,8 @@ impl Device {
     /// on its shared memory with fresh ring state (descriptors the device held are forfeit:
     /// receive buffers go back to the pool, transmit bounce buffers are freed and the frames
     /// counted as transmit errors); the control queue re-created; DRIVER_OK; receive buffers
-    /// posted and their doorbells rung; then queue pairs, MAC address, receive filter and
-    /// multicast list replayed through the control queue as the adapter last had them. VLAN and
+    /// posted and their doorbells rung; then queue pairs, MAC address, receive filter,
+    /// multicast list and the RSS or hash configuration replayed through the control queue as the adapter last had them. VLAN and
     /// offloads are driver state and stay as they are. Receives lent to NDIS stay lent and are
     /// posted when returned.
     pub fn reinitialize<C: AtMostDispatch>(&self, irql: &mut C) -> Result<(), Status> {
@@ -336,6 +341,9 @@ impl Device {
             return Err(Status::RESOURCE_CONFLICT);
         }
         let mut forfeit_tx = 0u64;
+        // Mapped sends: finished ones complete, the others were never sent (the device is
+        // reset: it reads none of them any more).
+        let mut mapped_done = ndis::nbl::SendCompletion::new(&self.ndis);
         for (j, pair) in self.pairs.iter().enumerate() {
             let j = j as u16;
             // The device is reset: it writes nothing any more, so the used rings say what it
@@ -358,23 +366,31 @@ impl Device {
             pair.tx.with(irql, |tx, _| -> Result<(), Status> {
                 // Sent before the reset: their buffers are simply free again.
                 let _ = self.reap_tx(tx);
+                Self::complete_finished(tx, &mut mapped_done);
                 let TxRing {
                     vq,
                     bounce_of,
                     next_bounce,
                     free,
+                    mapped_of,
                     ..
                 } = &mut *tx;
                 vq.reclaim_after_reset(|head| {
                     free_bounce_chain(bounce_of, next_bounce, free, head);
-                    forfeit_tx += 1;
+                    match mapped_of[head as usize].take() {
+                        // Completed as failed (and counted so by the framework).
+                        Some(m) => m.complete(&mut mapped_done, Status::FAILURE),
+                        None => forfeit_tx += 1,
+                    }
                 });
+                tx.in_flight_mapped = 0;
                 // Completions are reaped by the send path, as initialize set it up.
                 tx.vq.disable_interrupts();
                 tx.notifier = program(t, net::tx_queue(j), &tx.vq)?;
                 Ok(())
             })?;
         }
+        mapped_done.complete(irql);
         if forfeit_tx > 0 {
             // Completed to NDIS, never sent: counted, not lost silently.
             self.ndis.stats.tx_errors(forfeit_tx);
@@ -478,6 +494,9 @@ impl Device {
                 refused(self.command_polled(control, &command[..len], irql, REINIT_COMMAND_POLLS))?;
             }
         }
+        // After VQ_PAIRS_SET: the last multiqueue command decides the mode. Refused: software
+        // RSS, as when NDIS set it.
+        refused(self.replay_rss(irql, REINIT_COMMAND_POLLS))?;
         Ok(())
     }
 

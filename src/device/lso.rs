@@ -18,13 +18,13 @@ pub const LSO_MAX_PAYLOAD: u32 = 0xF800;
 pub const LSO_MAX_FRAME: usize = LSO_MAX_PAYLOAD as usize + 128 + 4;
 
 /// Bounce buffers a large send may take (the smallest buffer is 2 KiB).
-const LSO_MAX_BUFFERS: usize = (NetHeader::LEN + LSO_MAX_FRAME).div_ceil(2048);
+const LSO_MAX_BUFFERS: usize = (NetHeader::HASH_LEN + LSO_MAX_FRAME).div_ceil(2048);
 
 impl Device {
     /// Whether every transmit ring holds two of the largest large sends, so that one can be
     /// queued while the device still holds the other.
     pub fn lso_fits(&self, passive: &mut Passive<'_>) -> bool {
-        let needed = (NetHeader::LEN + LSO_MAX_FRAME).div_ceil(self.frame.buffer);
+        let needed = (self.hdr_len + LSO_MAX_FRAME).div_ceil(self.frame.buffer);
         self.pairs.iter().all(|p| {
             p.tx.with(passive, |tx, _| usize::from(tx.vq.size()) >= 2 * needed)
         })
@@ -40,20 +40,20 @@ impl Device {
         nbl: &SendNbl<'_>,
         ls: LargeSend,
         tag: Option<u16>,
-    ) -> Status {
+    ) -> Result<Status, super::tx::NoRoom> {
         let version = if ls.ipv6 {
             LargeSendOffload::IPV6
         } else {
             LargeSendOffload::IPV4
         };
         if !self.ndis.large_send_offload().contains(version) {
-            return Status::INVALID_PACKET;
+            return Ok(Status::INVALID_PACKET);
         }
         let Some(frame) = nbl.frames().next() else {
-            return Status::INVALID_PACKET;
+            return Ok(Status::INVALID_PACKET);
         };
         if frame.len() > LSO_MAX_FRAME - 4 {
-            return Status::INVALID_LENGTH;
+            return Ok(Status::INVALID_LENGTH);
         }
         let prep = TxPrep {
             tci: tag,
@@ -63,9 +63,11 @@ impl Device {
         };
         let buffer = self.frame.buffer;
         let tag_room = if tag.is_some() { 4 } else { 0 };
-        let n = (NetHeader::LEN + frame.len() + tag_room).div_ceil(buffer);
-        if let Err(status) = self.tx_room(tx, n) {
-            return status;
+        let n = (self.hdr_len + frame.len() + tag_room).div_ceil(buffer);
+        match self.tx_room(tx, n) {
+            Ok(()) => {}
+            Err(Status::RESOURCES) => return Err(super::tx::NoRoom),
+            Err(status) => return Ok(status),
         }
         let mut slots = [0u16; LSO_MAX_BUFFERS];
         let mut regions = [(0usize, 0usize); LSO_MAX_BUFFERS];
@@ -73,7 +75,7 @@ impl Device {
             slots[i] = tx.free.pop().unwrap_or(NO_BOUNCE); // `tx_room` made sure of n
             let at = usize::from(slots[i]) * buffer;
             regions[i] = if i == 0 {
-                (at + NetHeader::LEN, buffer - NetHeader::LEN)
+                (at + self.hdr_len, buffer - self.hdr_len)
             } else {
                 (at, buffer)
             };
@@ -101,10 +103,10 @@ impl Device {
             }
             other => {
                 tx.free.extend(slots[..n].iter().rev());
-                return match other {
+                return Ok(match other {
                     Err(CopyError::TooLong) => Status::INVALID_LENGTH,
                     _ => Status::INVALID_PACKET,
-                };
+                });
             }
         };
         let ecn = if gso.ecn { NetHeader::GSO_ECN } else { 0 };
@@ -122,17 +124,19 @@ impl Device {
             csum_offset: partial.1,
             num_buffers: 0,
         };
-        tx.bounce
-            .write_bytes(usize::from(slots[0]) * buffer, &header.encode());
+        tx.bounce.write_bytes(
+            usize::from(slots[0]) * buffer,
+            &header.encode_hash()[..self.hdr_len],
+        );
         // The chain: the buffers the frame fills; one taken for a tag it did not need goes back.
-        let used = (NetHeader::LEN + len).div_ceil(buffer);
+        let used = (self.hdr_len + len).div_ceil(buffer);
         tx.free.extend(slots[used..n].iter().rev());
         let mut chain = [Buffer {
             addr: 0,
             len: 0,
             device_writable: false,
         }; LSO_MAX_BUFFERS];
-        let mut left = NetHeader::LEN + len;
+        let mut left = self.hdr_len + len;
         for (i, b) in chain[..used].iter_mut().enumerate() {
             let take = left.min(buffer);
             b.addr = tx.bounce.device_address() + (usize::from(slots[i]) * buffer) as u64;
@@ -145,11 +149,11 @@ impl Device {
                 for pair in slots[..used].windows(2) {
                     tx.next_bounce[usize::from(pair[0])] = pair[1];
                 }
-                Status::SUCCESS
+                Ok(Status::SUCCESS)
             }
             Err(_) => {
                 tx.free.extend(slots[..used].iter().rev());
-                Status::RESOURCES
+                Ok(Status::RESOURCES)
             }
         }
     }

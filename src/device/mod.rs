@@ -12,6 +12,7 @@
 //! commands).
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU16, AtomicUsize};
@@ -22,7 +23,7 @@ use ndis::heap::Shared;
 use ndis::io::OwnedWindow;
 use ndis::irql::Passive;
 use ndis::miniport::{Init, Initializing, NdisAdapter};
-use ndis::nbl::ReceivePool;
+use ndis::nbl::{HeldSend, MappedSend, ReceivePool};
 use ndis::sync::SpinLock;
 
 use crate::virtio::net::{self, NetHeader, VectorPlan, features};
@@ -32,12 +33,15 @@ use crate::virtio::queue::{Layout, Slot, SplitQueue};
 mod control;
 mod health;
 mod lso;
+pub mod rss;
 mod rx;
+pub mod steer;
 mod tx;
 
 use control::{CONTROL_BUFFER, ControlRing};
 pub use health::{Health, map_vectors};
 pub use lso::{LSO_MAX_FRAME, LSO_MAX_PAYLOAD};
+pub use tx::MAP_THRESHOLD;
 
 /// The frame size the adapter runs with (`*JumboPacket`, bounded by the device's MTU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +68,8 @@ impl FrameSize {
         FrameSize {
             frame,
             max: frame + 4,
-            buffer: (NetHeader::LEN + largest + 4).next_multiple_of(2048),
+            // Room for the longer header hash reporting uses.
+            buffer: (NetHeader::HASH_LEN + largest + 4).next_multiple_of(2048),
         }
     }
 }
@@ -115,12 +120,39 @@ pub struct TxRing {
     notifier: Notifier,
     /// Staging for a frame split over several MDLs (contiguous ones are copied in place).
     scratch: Box<[u8]>,
+    /// Lists held while the ring is full (at most [`tx::TX_BACKLOG`]), sent in order from the
+    /// completion path (with transmit interrupts on while any wait) or the next send call.
+    backlog: VecDeque<HeldSend>,
+    /// The mapped send (zero-copy) carried by each descriptor head, if any: completed when the
+    /// device hands the head back.
+    mapped_of: Vec<Option<MappedSend>>,
+    /// Mapped sends the device finished (reaped), completed by the holder of the lock before
+    /// it lets go (at most the ring's size: no allocation).
+    finished: Vec<MappedSend>,
+    /// A mapping was asked for and NDIS has not called back yet: later lists wait behind it.
+    mapping: bool,
+    /// A mapped send that found the ring full: queued first when the device makes room.
+    parked: Option<MappedSend>,
+    /// Mapped sends on the ring: transmit interrupts stay on while any are.
+    in_flight_mapped: usize,
+}
+
+impl TxRing {
+    /// Lists wait their turn (frames go out in order): a backlog, a mapping not yet called
+    /// back, or a mapped send waiting for room.
+    fn waiting(&self) -> bool {
+        !self.backlog.is_empty() || self.mapping || self.parked.is_some()
+    }
 }
 
 pub struct Pair {
     pub rx: SpinLock<RxRing>,
     pub pool: ReceivePool,
     pub tx: SpinLock<TxRing>,
+    /// The processor mapping a list under the TX lock (`u32::MAX`: none): NDIS's inline
+    /// callback on it cannot take the lock, and leaves the mapped send in `handoff`.
+    pub mapping_cpu: core::sync::atomic::AtomicU32,
+    pub handoff: SpinLock<Option<MappedSend>>,
 }
 
 pub struct Device {
@@ -147,6 +179,18 @@ pub struct Device {
     restore: SpinLock<health::Restore>,
     /// Pairs the send path spreads over (1 when the device refused `VQ_PAIRS_SET`).
     pub active_pairs: AtomicUsize,
+    /// Frames waiting to be indicated on the processor RSS names for them.
+    pub steer: steer::Steering,
+    /// Bytes of the virtio-net header on both queues: [`NetHeader::HASH_LEN`] with
+    /// `HASH_REPORT`, else [`NetHeader::LEN`].
+    pub hdr_len: usize,
+    /// What the device's RSS and hash reporting can take (from its configuration).
+    pub rss_limits: Option<crate::virtio::pci::RssLimits>,
+    /// The processor each receive queue's DPC runs on (as reported in the RSS capabilities).
+    pub queue_cpus: ndis::sync::Once<[u16; ndis::rss::MAX_QUEUES]>,
+    /// [`rss::DEVICE_HASH`] and [`rss::DEVICE_STEERS`]: what the device does of NDIS's RSS
+    /// configuration now (0: software hashing and steering).
+    rss_mode: AtomicU8,
     _dma: DmaRegistration,
 }
 
@@ -245,7 +289,15 @@ impl Device {
                         notifier: tx_notifier,
                         // A large send that is not contiguous is gathered here whole.
                         scratch: vec![0; scratch_len].into_boxed_slice(),
+                        backlog: VecDeque::with_capacity(tx::TX_BACKLOG),
+                        mapped_of: (0..tx_n).map(|_| None).collect(),
+                        finished: Vec::with_capacity(tx_n as usize),
+                        mapping: false,
+                        parked: None,
+                        in_flight_mapped: 0,
                     }),
+                    mapping_cpu: core::sync::atomic::AtomicU32::new(u32::MAX),
+                    handoff: SpinLock::new(None),
                 });
             }
             let control = match control_queue {
@@ -289,6 +341,17 @@ impl Device {
                 return Err(e);
             }
         };
+        // Every receive buffer of every pair fits in any one processor's FIFO.
+        let buffers: usize = pairs.iter().map(|p| p.pool.len()).sum();
+        let cpus = ndis::sync::processor_count().clamp(1, 64) as usize;
+        let steer = match steer::Steering::new(cpus, buffers) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = transport.reset(|| ndis::sync::stall(10));
+                transport.add_status(crate::virtio::pci::status::FAILED);
+                return Err(e);
+            }
+        };
         let device = Device {
             pairs,
             control,
@@ -303,6 +366,15 @@ impl Device {
             control_queue,
             restore: SpinLock::new(health::Restore::new()),
             active_pairs: AtomicUsize::new(plan.pairs() as usize),
+            steer,
+            hdr_len: if features & features::HASH_REPORT != 0 {
+                NetHeader::HASH_LEN
+            } else {
+                NetHeader::LEN
+            },
+            rss_limits: None,
+            queue_cpus: ndis::sync::Once::new(),
+            rss_mode: AtomicU8::new(0),
             _dma: dma,
         };
         for pair in &device.pairs {

@@ -8,6 +8,7 @@ use ndis::irql::{AtMostDispatch, DispatchOrBelow};
 use ndis::nbl::{Ieee8021Q, Returned, RxFrame};
 use ndis::offload::DeviceRxChecksum;
 
+use super::rss::{DEVICE_HASH, DEVICE_STEERS, ndis_hash};
 use super::{Device, Pair, RxRing};
 use crate::virtio::net::{NetHeader, features};
 use crate::virtio::queue::Buffer;
@@ -88,7 +89,19 @@ impl Device {
     /// Drains up to `budget` receives of pair `j` and indicates them; returns (indicated,
     /// more_pending). Receives that cannot be indicated (paused, runts, oversize) go straight back
     /// to the device.
-    pub fn receive<C: AtMostDispatch>(&self, j: usize, budget: u32, irql: &mut C) -> (u32, bool) {
+    ///
+    /// With `rss` (RSS or receive hashing on) every frame gets its hash, and goes to the FIFO of
+    /// the processor the table names for it (this one when the table names none), pushed
+    /// under the ring's lock (see [`super::steer`]); `kick` collects the other processors
+    /// pushed to, whose DPCs the caller queues, and the caller drains this processor's FIFO.
+    pub fn receive<C: AtMostDispatch>(
+        &self,
+        j: usize,
+        budget: u32,
+        rss: Option<&ndis::rss::RssTable>,
+        kick: &mut u64,
+        irql: &mut C,
+    ) -> (u32, bool) {
         let Some(pair) = self.pairs.get(j) else {
             return (0, false);
         };
@@ -104,20 +117,68 @@ impl Device {
             let mut r = 0;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
-            let (fault, pending) = pair.rx.with(irql, |rx, _| {
+            let mut steered = 0;
+            // Only steering needs the processor (an NDIS call): none while RSS is off.
+            let here = rss.map_or(0, |_| ndis::sync::current_processor() as usize);
+            let mode = rss.map_or(0, |_| self.rss_mode());
+            let (fault, pending) = pair.rx.with(irql, |rx, dispatch| {
                 if !self.is_healthy() {
                     return (false, false);
                 }
+                // The device steers, and this is the processor of this queue's entries: its
+                // frames are indicated here at once, unless frames of this ring still wait in
+                // this processor's FIFO (only this ring's lock, held, adds to them), which must
+                // go first.
+                let direct = mode & DEVICE_STEERS != 0
+                    && rss.is_some_and(|t| t.is_enabled())
+                    && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
+                    && self.steer.is_empty(here, dispatch);
                 rx.vq.disable_interrupts();
-                while n + r < want {
+                while n + r + steered < want {
                     match rx.vq.pop_used() {
                         Ok(Some((head, len))) => {
                             let b = rx.buffer_of[head as usize] as usize;
                             let len = len as usize;
                             match self.accept(pair, b, len, vlan_filter) {
                                 Received::Frame(frame) => {
-                                    frames[n] = self.with_checksum(pair, frame);
-                                    n += 1;
+                                    let mut frame = self.with_checksum(pair, frame);
+                                    match rss {
+                                        None => {
+                                            frames[n] = frame;
+                                            n += 1;
+                                        }
+                                        Some(t) => {
+                                            frame.hash = if mode & DEVICE_HASH != 0 {
+                                                self.reported_hash(pair, b)
+                                            } else {
+                                                pair.pool.rss_hash(
+                                                    frame.index,
+                                                    frame.offset,
+                                                    frame.length,
+                                                    t,
+                                                )
+                                            };
+                                            let cpu = frame
+                                                .hash
+                                                .and_then(|h| t.target(h.value))
+                                                .map_or(here, |e| usize::from(e.processor.number));
+                                            if direct && cpu == here {
+                                                frames[n] = frame;
+                                                n += 1;
+                                            } else if self
+                                                .steer
+                                                .push(cpu, j as u16, frame, dispatch)
+                                            {
+                                                steered += 1;
+                                                if cpu != here && cpu < 64 {
+                                                    *kick |= 1 << cpu;
+                                                }
+                                            } else {
+                                                repost[r] = b;
+                                                r += 1;
+                                            }
+                                        }
+                                    }
                                 }
                                 Received::Runt => {
                                     repost[r] = b;
@@ -134,7 +195,7 @@ impl Device {
                         Err(_) => return (true, false),
                     }
                 }
-                (false, n + r == want)
+                (false, n + r + steered == want)
             });
             if fault {
                 // A used ring the device cannot have written: it needs a reset.
@@ -145,7 +206,7 @@ impl Device {
             self.ndis.stats.rx_discards((r - runts) as u64);
             // Every popped entry counts against the budget, runts included: a device that only
             // returns garbage cannot keep the DPC looping.
-            total += (n + r) as u32;
+            total += (n + r + steered) as u32;
             // Frames NDIS does not take (paused) come back here, decided before NDIS sees any.
             pair.pool.indicate(&frames[..n], irql, |b| {
                 repost[r] = b;
@@ -165,12 +226,57 @@ impl Device {
         }
     }
 
+    /// The hash the device reported in buffer `b`'s `virtio_net_hdr_v1_hash`, as NDIS's.
+    fn reported_hash(&self, pair: &Pair, b: usize) -> Option<ndis::rss::RxHash> {
+        let mut header = [0u8; NetHeader::HASH_LEN];
+        if !pair.pool.read(b, 0, &mut header) {
+            return None;
+        }
+        NetHeader::decode_hash(&header).and_then(|(value, report)| ndis_hash(value, report))
+    }
+
+    /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first,
+    /// in runs of one pair; returns how many were taken.
+    pub fn drain_steered<C: AtMostDispatch>(&self, irql: &mut C) -> u32 {
+        let here = ndis::sync::current_processor() as usize;
+        let mut total = 0u32;
+        loop {
+            let mut batch = [(0u16, RxFrame::default()); RX_BATCH];
+            let n = self.steer.take(here, &mut batch, irql);
+            if n == 0 {
+                return total;
+            }
+            total += n as u32;
+            let mut start = 0;
+            while start < n {
+                let j = batch[start].0;
+                let mut end = start;
+                let mut frames = [RxFrame::default(); RX_BATCH];
+                while end < n && batch[end].0 == j {
+                    frames[end - start] = batch[end].1;
+                    end += 1;
+                }
+                if let Some(pair) = self.pairs.get(usize::from(j)) {
+                    let mut repost = [0usize; RX_BATCH];
+                    let mut r = 0;
+                    pair.pool.indicate(&frames[..end - start], irql, |b| {
+                        repost[r] = b;
+                        r += 1;
+                    });
+                    self.post_rx(pair, &repost[..r], irql);
+                }
+                start = end;
+            }
+        }
+    }
+
     /// A receive of `len` bytes (header included) in buffer `b`: its 802.1Q tag, if tagging is
     /// on for it, is stripped into the list information (the addresses move up over it). With
     /// only priority tagging on, VLAN-tagged frames pass as they are; with VLAN tagging on,
     /// frames tagged for another VLAN than `vlan_filter` (when one is set) are dropped.
     fn accept(&self, pair: &Pair, b: usize, len: usize, vlan_filter: u16) -> Received {
-        let Some(length) = len.checked_sub(NetHeader::LEN).filter(|&l| l >= 14) else {
+        let hdr = self.hdr_len;
+        let Some(length) = len.checked_sub(hdr).filter(|&l| l >= 14) else {
             return Received::Runt;
         };
         if length > self.frame.max {
@@ -178,7 +284,7 @@ impl Device {
         }
         let untouched = Received::Frame(RxFrame {
             index: b,
-            offset: NetHeader::LEN,
+            offset: hdr,
             length,
             ..RxFrame::default()
         });
@@ -186,7 +292,7 @@ impl Device {
             return untouched;
         }
         let mut head = [0u8; 16];
-        if !pair.pool.read(b, NetHeader::LEN, &mut head) {
+        if !pair.pool.read(b, hdr, &mut head) {
             return Received::Dropped; // not ours to read: never indicated
         }
         let tagged = length >= 18 && head[12..14] == [0x81, 0x00];
@@ -209,7 +315,7 @@ impl Device {
         if vlan_filter != 0 && tag.vlan_id != 0 && tag.vlan_id != vlan_filter {
             return Received::Dropped;
         }
-        if !pair.pool.write(b, NetHeader::LEN + 4, &head[..12]) {
+        if !pair.pool.write(b, hdr + 4, &head[..12]) {
             return Received::Dropped;
         }
         let info = Ieee8021Q {
@@ -223,7 +329,7 @@ impl Device {
         let info = (info != Ieee8021Q::default()).then_some(info);
         Received::Frame(RxFrame {
             index: b,
-            offset: NetHeader::LEN + 4,
+            offset: hdr + 4,
             length: length - 4,
             ieee8021q: info,
             ..RxFrame::default()
@@ -246,7 +352,7 @@ impl Device {
             return frame;
         };
         // A stripped tag moved the frame's start 4 bytes on.
-        let stripped = frame.offset - NetHeader::LEN;
+        let stripped = frame.offset - self.hdr_len;
         let device = if header.flags & NetHeader::F_NEEDS_CSUM != 0 {
             match usize::from(header.csum_start).checked_sub(stripped) {
                 Some(start) => DeviceRxChecksum::Partial {

@@ -1,12 +1,15 @@
 //! The transmit path: lists copied into bounce buffers (with the tag and checksum requests
 //! applied) on the pair of the current processor, and descriptors reaped back.
 
+use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use ndis::Status;
 use ndis::hw::DeviceMemory;
-use ndis::irql::{AtMostDispatch, DispatchOrBelow};
-use ndis::nbl::{CopyError, Ieee8021Q, SendLists, SendNbl, TxPrep};
+use ndis::irql::{AtMostDispatch, Dispatch, DispatchOrBelow};
+use ndis::nbl::{
+    CopyError, HeldSend, Ieee8021Q, MapHook, MappedSend, SendCompletion, SendLists, SendNbl, TxPrep,
+};
 
 use super::{Device, TxRing};
 use crate::virtio::net::{NetHeader, features};
@@ -14,6 +17,85 @@ use crate::virtio::queue::Buffer;
 
 /// The shortest Ethernet frame without FCS (IEEE 802.3: 64 with it).
 const MIN_FRAME: usize = 60;
+
+/// Lists a transmit ring holds back while it is full ([`TxRing::backlog`]), sent from the
+/// transmit completion path; beyond this a list fails with `NDIS_STATUS_RESOURCES`.
+pub const TX_BACKLOG: usize = 64;
+
+/// Frames of at least this many bytes (a list of one frame, with no checksum, tag or large
+/// send to apply) are mapped for DMA and sent in place (`NdisMAllocateNetBufferSGList`);
+/// shorter ones are copied into a bounce buffer, which costs less than a mapping.
+pub const MAP_THRESHOLD: usize = 1024;
+
+/// Longest scatter/gather list sent as it is (one descriptor per element, after the header's);
+/// a frame in more pieces is copied.
+const MAX_MAPPED_ELEMENTS: usize = 32;
+
+/// The ring has no room for a list now (nothing of it was queued).
+pub(super) struct NoRoom;
+
+/// Why a list was not queued now.
+pub(super) enum Defer {
+    NoRoom,
+    /// To be mapped and sent in place.
+    Map,
+}
+
+impl From<NoRoom> for Defer {
+    fn from(_: NoRoom) -> Defer {
+        Defer::NoRoom
+    }
+}
+
+/// What became of a list offered to the ring.
+enum Queued {
+    /// Queued (or refused for good): the list's status.
+    Done(Status),
+    /// The ring has no room for it now; nothing of it was queued.
+    NoRoom,
+    /// Nothing queued: the list is to be mapped (zero-copy).
+    Map,
+}
+
+/// The NDIS callback with a mapped frame: queued on the ring it was mapped for (the cookie).
+impl MapHook for super::Device {
+    fn mapped(self: Arc<Self>, send: MappedSend, irql: &mut Dispatch<'_>) {
+        let j = send.cookie();
+        let mut done = SendCompletion::new(&self.ndis);
+        let Some(pair) = self.pairs.get(j) else {
+            send.complete(&mut done, Status::FAILURE);
+            return;
+        };
+        // Inline, from a map call made under this ring's lock on this processor.
+        if pair.mapping_cpu.load(Ordering::Acquire) == ndis::sync::current_processor() {
+            pair.handoff.with(irql, |h, _| *h = Some(send));
+            return;
+        }
+        let mut to_map = None;
+        pair.tx.with(irql, |tx, _| {
+            tx.mapping = false;
+            if !self.is_healthy() {
+                send.complete(&mut done, self.health().send_status());
+            } else {
+                if let Err(send) = self.queue_mapped(tx, send, &mut done) {
+                    tx.parked = Some(send);
+                }
+                if tx.parked.is_none() && !tx.backlog.is_empty() {
+                    self.drain_backlog(tx, &mut done, &mut to_map);
+                }
+                if self.is_healthy() && tx.vq.should_notify() {
+                    self.transport.notify(&tx.notifier);
+                }
+                self.arm_tx(tx);
+            }
+            Self::complete_finished(tx, &mut done);
+        });
+        done.complete(irql);
+        if let Some(h) = to_map {
+            self.start_map(j, h, irql);
+        }
+    }
+}
 
 impl Device {
     /// The TCI to insert into the frames of `nbl`, if any: its own priority and VLAN (as far
@@ -38,38 +120,296 @@ impl Device {
         (tag != Ieee8021Q::default()).then(|| tag.tci())
     }
 
-    /// Reclaims transmit descriptors the device finished.
+    /// Reclaims transmit descriptors the device finished; mapped sends among them go to
+    /// `tx.finished` (see [`complete_finished`](Self::complete_finished)).
     pub(super) fn reap_tx(&self, tx: &mut TxRing) -> bool {
         loop {
             match tx.vq.pop_used() {
-                Ok(Some((head, _))) => super::health::free_bounce_chain(
-                    &tx.bounce_of,
-                    &mut tx.next_bounce,
-                    &mut tx.free,
-                    head,
-                ),
+                Ok(Some((head, _))) => {
+                    super::health::free_bounce_chain(
+                        &tx.bounce_of,
+                        &mut tx.next_bounce,
+                        &mut tx.free,
+                        head,
+                    );
+                    if let Some(m) = tx.mapped_of[head as usize].take() {
+                        tx.in_flight_mapped -= 1;
+                        tx.finished.push(m);
+                    }
+                }
                 Ok(None) => return true,
                 Err(_) => return false,
             }
         }
     }
 
-    /// The transmit DPC work for pair `j` (used when a TX vector fires).
-    pub fn reap<C: AtMostDispatch>(&self, j: usize, irql: &mut C) {
-        if let Some(pair) = self.pairs.get(j)
-            && self.is_healthy()
-            && !pair
-                .tx
-                .with(irql, |tx, _| !self.is_healthy() || self.reap_tx(tx))
+    /// Completes the mapped sends the device finished (their scatter/gather lists freed).
+    pub(super) fn complete_finished(tx: &mut TxRing, done: &mut SendCompletion<'_>) {
+        for m in tx.finished.drain(..) {
+            m.complete(done, Status::SUCCESS);
+        }
+    }
+
+    /// Transmit interrupts on while anything waits for the device (mapped sends on the ring, a
+    /// backlog, a parked mapped send), off otherwise (the send path reaps).
+    pub(super) fn arm_tx(&self, tx: &mut TxRing) {
+        loop {
+            if tx.in_flight_mapped == 0 && !tx.waiting() {
+                tx.vq.disable_interrupts();
+                return;
+            }
+            // Entries finished before the re-enable get no interrupt: reap them now.
+            if !tx.vq.enable_interrupts() || !self.reap_tx(tx) {
+                return;
+            }
+        }
+    }
+
+    /// Asks NDIS to map `held` (of ring `j`), and copies it instead if that fails. The callback
+    /// may run inside the request (`MapHook::mapped`, which takes the ring's lock: none is
+    /// held here) and start the next mapping of the backlog.
+    pub(super) fn start_map<C: AtMostDispatch>(
+        self: &Arc<Self>,
+        j: usize,
+        held: HeldSend,
+        irql: &mut C,
+    ) {
+        let mut next = Some(held);
+        while let Some(h) = next.take() {
+            let h = match h.map(&self._dma, self, j, irql) {
+                Ok(()) => return,
+                Err((h, _)) => h,
+            };
+            let Some(pair) = self.pairs.get(j) else {
+                let mut done = SendCompletion::new(&self.ndis);
+                done.push(h, Status::FAILURE);
+                done.complete(irql);
+                return;
+            };
+            let mut done = SendCompletion::new(&self.ndis);
+            pair.tx.with(irql, |tx, _| {
+                tx.mapping = false;
+                match self.queue_list(tx, h.list(), false) {
+                    Queued::Done(status) => done.push(h, status),
+                    Queued::NoRoom | Queued::Map => tx.backlog.push_front(h),
+                }
+                if tx.parked.is_none() {
+                    self.drain_backlog(tx, &mut done, &mut next);
+                }
+                if self.is_healthy() && tx.vq.should_notify() {
+                    self.transport.notify(&tx.notifier);
+                }
+                self.arm_tx(tx);
+                Self::complete_finished(tx, &mut done);
+            });
+            done.complete(irql);
+        }
+    }
+
+    /// Queues a mapped frame: its virtio-net header in a bounce buffer, then one descriptor per
+    /// element. Err: no room now (the caller parks it). A mapping of more elements than
+    /// [`MAX_MAPPED_ELEMENTS`] (or than the ring holds) is freed and the frame copied.
+    fn queue_mapped(
+        &self,
+        tx: &mut TxRing,
+        send: MappedSend,
+        done: &mut SendCompletion<'_>,
+    ) -> Result<(), MappedSend> {
+        let n = send.len();
+        if n == 0 || n > MAX_MAPPED_ELEMENTS || n + 1 > usize::from(tx.vq.size()) {
+            let held = send.into_held();
+            match self.queue_list(tx, held.list(), false) {
+                Queued::Done(status) => done.push(held, status),
+                Queued::NoRoom | Queued::Map => tx.backlog.push_front(held),
+            }
+            return Ok(());
+        }
+        if (tx.free.is_empty() || usize::from(tx.vq.num_free()) < n + 1)
+            && (!self.reap_tx(tx) || tx.free.is_empty() || usize::from(tx.vq.num_free()) < n + 1)
         {
+            return Err(send);
+        }
+        let Some(b) = tx.free.pop() else {
+            return Err(send);
+        };
+        let at = b as usize * self.frame.buffer;
+        // The header in force (20 bytes once hash report is negotiated, in both directions).
+        tx.bounce
+            .write_bytes(at, &NetHeader::default().encode_hash()[..self.hdr_len]);
+        let mut chain = [Buffer {
+            addr: 0,
+            len: 0,
+            device_writable: false,
+        }; MAX_MAPPED_ELEMENTS + 1];
+        chain[0] = Buffer {
+            addr: tx.bounce.device_address() + at as u64,
+            len: self.hdr_len as u32,
+            device_writable: false,
+        };
+        for (c, e) in chain[1..].iter_mut().zip(send.elements()) {
+            c.addr = e.address;
+            c.len = e.length;
+        }
+        // Interrupts on before the device can finish it, so that its completion is not missed.
+        tx.vq.enable_interrupts();
+        match tx.vq.add(&chain[..n + 1]) {
+            Ok(head) => {
+                tx.bounce_of[head as usize] = b;
+                tx.mapped_of[head as usize] = Some(send);
+                tx.in_flight_mapped += 1;
+                Ok(())
+            }
+            Err(_) => {
+                tx.free.push(b);
+                Err(send)
+            }
+        }
+    }
+
+    /// The transmit DPC work for pair `j` (used when a TX vector fires): reclaims what the
+    /// device finished and sends the ring's backlog into the room made (completing those
+    /// lists), outside the lock.
+    pub fn reap<C: AtMostDispatch>(self: &Arc<Self>, j: usize, irql: &mut C) {
+        let Some(pair) = self.pairs.get(j) else {
+            return;
+        };
+        if !self.is_healthy() {
+            return;
+        }
+        let mut done = SendCompletion::new(&self.ndis);
+        let mut to_map = None;
+        let ok = pair.tx.with(irql, |tx, _| {
+            if !self.is_healthy() {
+                return true;
+            }
+            if !self.reap_tx(tx) {
+                return false;
+            }
+            if let Some(p) = tx.parked.take()
+                && let Err(p) = self.queue_mapped(tx, p, &mut done)
+            {
+                tx.parked = Some(p);
+            }
+            if tx.parked.is_none() && !tx.backlog.is_empty() {
+                self.drain_backlog(tx, &mut done, &mut to_map);
+            }
+            if self.is_healthy() && tx.vq.should_notify() {
+                self.transport.notify(&tx.notifier);
+            }
+            self.arm_tx(tx);
+            Self::complete_finished(tx, &mut done);
+            true
+        });
+        done.complete(irql);
+        if !ok {
             self.needs_reset();
         }
+        if let Some(h) = to_map {
+            self.start_map(j, h, irql);
+        }
+    }
+
+    /// Sends lists of the backlog, oldest first, while the ring has room; each one sent (or
+    /// refused for good) goes to `done`. With the backlog empty, transmit interrupts go off
+    /// again (the send path reaps); while it is not, they stay on, so that the completion path
+    /// runs when the device makes room.
+    ///
+    /// A list to be mapped stops the drain: it goes to `to_map` (with `tx.mapping` set), for
+    /// the caller to map once it let go of the lock.
+    fn drain_backlog(
+        &self,
+        tx: &mut TxRing,
+        done: &mut SendCompletion<'_>,
+        to_map: &mut Option<HeldSend>,
+    ) {
+        loop {
+            while !tx.mapping
+                && let Some(held) = tx.backlog.pop_front()
+            {
+                match self.queue_list(tx, held.list(), true) {
+                    Queued::NoRoom => {
+                        tx.backlog.push_front(held);
+                        break;
+                    }
+                    Queued::Map => {
+                        tx.mapping = true;
+                        *to_map = Some(held);
+                        return;
+                    }
+                    Queued::Done(status) => done.push(held, status),
+                }
+            }
+            if tx.backlog.is_empty() || tx.mapping {
+                if tx.in_flight_mapped == 0 && !tx.waiting() {
+                    tx.vq.disable_interrupts();
+                }
+                return;
+            }
+            // Still full: interrupts on; if the device finished entries meanwhile (no
+            // interrupt may come for them), reap and try again.
+            if !tx.vq.enable_interrupts() || !self.reap_tx(tx) || tx.free.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Holds `nbl` at the end of the backlog (the ring is full, or older lists wait): `PENDING`
+    /// (the framework leaves it to the driver), or `RESOURCES` when the backlog is full too.
+    fn defer(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Status {
+        if tx.backlog.len() >= TX_BACKLOG {
+            return Status::RESOURCES;
+        }
+        match nbl.hold() {
+            Some(held) => {
+                tx.backlog.push_back(held);
+                if tx.backlog.len() == 1 {
+                    // The completion path sends it once the device made room.
+                    tx.vq.enable_interrupts();
+                }
+                Status(ndis::sys::NDIS_STATUS_PENDING)
+            }
+            None => Status::RESOURCES,
+        }
+    }
+
+    /// Completes every list of every backlog with `status` (pause, reset, power-down, halt):
+    /// nothing is left held when the adapter stops.
+    ///
+    /// Mapped sends: those the device finished complete successfully; the others too, with
+    /// `status`, once the device no longer runs (reset, asleep, removed: it reads no frame any
+    /// more). A running device keeps its own and finishes them (the transmit interrupt is on
+    /// while any is on the ring, and a pause waits for them).
+    pub fn flush_backlog<C: AtMostDispatch>(&self, status: Status, irql: &mut C) {
+        let mut done = SendCompletion::new(&self.ndis);
+        for pair in &self.pairs {
+            pair.tx.with(irql, |tx, _| {
+                while let Some(held) = tx.backlog.pop_front() {
+                    done.push(held, status);
+                }
+                if self.is_healthy() {
+                    let _ = self.reap_tx(tx);
+                } else {
+                    if let Some(p) = tx.parked.take() {
+                        p.complete(&mut done, status);
+                    }
+                    let _ = self.reap_tx(tx);
+                    for slot in tx.mapped_of.iter_mut() {
+                        if let Some(m) = slot.take() {
+                            m.complete(&mut done, status);
+                        }
+                    }
+                    tx.in_flight_mapped = 0;
+                }
+                Self::complete_finished(tx, &mut done);
+            });
+        }
+        done.complete(irql);
     }
 
     /// Copies every frame of every list into transmit buffers of the pair chosen by the current
     /// processor and hands them to the device: one lock acquisition and at most one doorbell
     /// for the whole chain.
-    pub fn send(&self, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
+    pub fn send(self: &Arc<Self>, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
         // The one health check of the send path: a relaxed load.
         let health = self.health.load(Ordering::Relaxed);
         if health != super::Health::Healthy as u8 {
@@ -84,20 +424,102 @@ impl Device {
         let Some(pair) = self.pairs.get(j) else {
             return lists.each(|_| Status::FAILURE);
         };
+        // Backlog lists the ring now takes complete after the lock (a completion may send
+        // again, on this processor).
+        let mut done = SendCompletion::new(&self.ndis);
+        let mut to_map = None;
         // The doorbell under the lock (see `device::health`).
-        pair.tx.with(irql, |tx, _| {
-            lists.each(|nbl| self.queue_list(tx, nbl));
+        pair.tx.with(irql, |tx, irql_token| {
+            if !tx.backlog.is_empty() && tx.parked.is_none() && !tx.mapping {
+                if !self.reap_tx(tx) {
+                    self.needs_reset();
+                }
+                self.drain_backlog(tx, &mut done, &mut to_map);
+            }
+            lists.each(|nbl| {
+                // Behind a backlog or a mapping, a list waits its turn (frames go out in order).
+                if !tx.waiting() {
+                    match self.queue_list(tx, nbl, true) {
+                        Queued::Done(status) => return status,
+                        Queued::Map => {
+                            let Some(held) = nbl.hold() else {
+                                return Status::RESOURCES;
+                            };
+                            // Mapped under the lock: an inline callback hands the send over
+                            // (`pair.handoff`) and it is queued now; a deferred one finds
+                            // `tx.mapping` set and later lists waiting behind it.
+                            let cpu = ndis::sync::current_processor();
+                            pair.mapping_cpu.store(cpu, Ordering::Release);
+                            let mapped = held.map(&self._dma, self, j, &*irql_token);
+                            pair.mapping_cpu.store(u32::MAX, Ordering::Release);
+                            match mapped {
+                                Ok(()) => {}
+                                Err((held, _)) => {
+                                    // Copied instead.
+                                    return match self.queue_list(tx, held.list(), false) {
+                                        Queued::Done(status) => {
+                                            done.push(held, status);
+                                            Status(ndis::sys::NDIS_STATUS_PENDING)
+                                        }
+                                        _ => {
+                                            tx.backlog.push_back(held);
+                                            tx.vq.enable_interrupts();
+                                            Status(ndis::sys::NDIS_STATUS_PENDING)
+                                        }
+                                    };
+                                }
+                            }
+                            match pair.handoff.with(&mut *irql_token, |h, _| h.take()) {
+                                Some(send) => {
+                                    if let Err(send) = self.queue_mapped(tx, send, &mut done) {
+                                        tx.parked = Some(send);
+                                    }
+                                }
+                                None => tx.mapping = true,
+                            }
+                            return Status(ndis::sys::NDIS_STATUS_PENDING);
+                        }
+                        Queued::NoRoom => {}
+                    }
+                }
+                self.defer(tx, nbl)
+            });
             if self.is_healthy() && tx.vq.should_notify() {
                 self.transport.notify(&tx.notifier);
             }
+            if tx.in_flight_mapped > 0 || !tx.finished.is_empty() {
+                self.arm_tx(tx);
+                Self::complete_finished(tx, &mut done);
+            }
         });
+        done.complete(irql);
+        if let Some(h) = to_map {
+            self.start_map(j, h, irql);
+        }
     }
 
     /// Queues the frames of one list, all or nothing as far as ring room goes (NDIS has one
     /// status per list).
-    fn queue_list(&self, tx: &mut TxRing, nbl: &SendNbl<'_>) -> Status {
+    // Inlined into both callers (the send call and the backlog drain): the per-packet path.
+    /// `may_map`: a list that qualifies is left to be mapped ([`Queued::Map`]).
+    #[inline(always)]
+    fn queue_list(&self, tx: &mut TxRing, nbl: &SendNbl<'_>, may_map: bool) -> Queued {
+        Queued::Done(match self.queue_list_or(tx, nbl, may_map) {
+            Ok(status) => status,
+            Err(Defer::NoRoom) => return Queued::NoRoom,
+            Err(Defer::Map) => return Queued::Map,
+        })
+    }
+
+    #[inline(always)]
+    fn queue_list_or(
+        &self,
+        tx: &mut TxRing,
+        nbl: &SendNbl<'_>,
+        may_map: bool,
+    ) -> Result<Status, Defer> {
         if !self.is_healthy() {
-            return self.health().send_status();
+            return Ok(self.health().send_status());
         }
         // All or nothing: nothing of a list with a frame too long goes out. A frame may exceed
         // the MTU only by a tag it already carries (one this driver inserts counts against the
@@ -105,8 +527,8 @@ impl Device {
         let tag = self.tx_tag(nbl);
         match nbl.large_send() {
             Ok(None) => {}
-            Ok(Some(ls)) => return self.queue_large_send(tx, nbl, ls, tag),
-            Err(status) => return status,
+            Ok(Some(ls)) => return self.queue_large_send(tx, nbl, ls, tag).map_err(Defer::from),
+            Err(status) => return Ok(status),
         }
         let prep = TxPrep {
             tci: tag,
@@ -121,33 +543,47 @@ impl Device {
         let mut frames = 0;
         for f in nbl.frames() {
             if f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag()) {
-                return Status::INVALID_LENGTH;
+                return Ok(Status::INVALID_LENGTH);
             }
             if check_first && f.check(&prep, &mut tx.scratch) == Err(CopyError::Malformed) {
-                return Status::INVALID_PACKET;
+                return Ok(Status::INVALID_PACKET);
             }
             frames += 1;
         }
-        if let Err(status) = self.tx_room(tx, frames) {
-            return status;
+        // A list with more frames than the ring has slots never fits: refused now, not held.
+        if frames > tx.bounce_of.len() {
+            return Ok(Status::RESOURCES);
+        }
+        // Zero-copy: one frame with nothing to rewrite, long enough that mapping it costs less
+        // than copying it (the length is within the frame limit, checked above).
+        if may_map
+            && frames == 1
+            && !offload
+            && tag.is_none()
+            && nbl
+                .frames()
+                .next()
+                .is_some_and(|f| f.len() >= MAP_THRESHOLD)
+        {
+            return Err(Defer::Map);
+        }
+        match self.tx_room(tx, frames) {
+            Ok(()) => {}
+            Err(Status::RESOURCES) => return Err(Defer::NoRoom),
+            Err(status) => return Ok(status),
         }
         for frame in nbl.frames() {
             let Some(b) = tx.free.pop() else {
-                return Status::RESOURCES;
+                return Ok(Status::RESOURCES);
             };
             let at = b as usize * self.frame.buffer;
             let copied = match (offload, tag) {
                 (false, None) => frame
-                    .copy_to_device(&tx.bounce, at + NetHeader::LEN, &mut tx.scratch)
+                    .copy_to_device(&tx.bounce, at + self.hdr_len, &mut tx.scratch)
                     .map(|len| (len, None))
                     .ok_or(Status::INVALID_LENGTH),
                 _ => frame
-                    .copy_to_device_prepared(
-                        &tx.bounce,
-                        at + NetHeader::LEN,
-                        &mut tx.scratch,
-                        &prep,
-                    )
+                    .copy_to_device_prepared(&tx.bounce, at + self.hdr_len, &mut tx.scratch, &prep)
                     .map(|c| (c.len, c.partial))
                     .map_err(|e| match e {
                         CopyError::Malformed => Status::INVALID_PACKET,
@@ -158,16 +594,14 @@ impl Device {
                 Ok(c) => c,
                 Err(status) => {
                     tx.free.push(b);
-                    return status;
+                    return Ok(status);
                 }
             };
             // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes (zeros add
             // nothing to a checksum the device completes from `csum_start` to the end).
             let len = if len < MIN_FRAME {
-                tx.bounce.write_bytes(
-                    at + NetHeader::LEN + len,
-                    &[0; MIN_FRAME][..MIN_FRAME - len],
-                );
+                tx.bounce
+                    .write_bytes(at + self.hdr_len + len, &[0; MIN_FRAME][..MIN_FRAME - len]);
                 MIN_FRAME
             } else {
                 len
@@ -181,28 +615,31 @@ impl Device {
                     ..NetHeader::default()
                 },
             };
-            tx.bounce.write_bytes(at, &header.encode());
+            tx.bounce
+                .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
             let chain = [Buffer {
                 addr: tx.bounce.device_address() + at as u64,
-                len: (NetHeader::LEN + len) as u32,
+                len: (self.hdr_len + len) as u32,
                 device_writable: false,
             }];
             match tx.vq.add(&chain) {
                 Ok(head) => tx.bounce_of[head as usize] = b,
                 Err(_) => {
                     tx.free.push(b);
-                    return Status::RESOURCES;
+                    return Ok(Status::RESOURCES);
                 }
             }
         }
-        Status::SUCCESS
+        Ok(Status::SUCCESS)
     }
 
     /// Makes room for `n` more transmit buffers (and as many descriptors): rings the doorbell
     /// for what is queued and reaps what the device finished. Err: the status to fail the list
     /// with.
     pub(super) fn tx_room(&self, tx: &mut TxRing, n: usize) -> Result<(), Status> {
-        if tx.free.len() >= n {
+        // Mapped chains take more descriptors than bounce buffers: both must have room.
+        let room = |tx: &TxRing| tx.free.len() >= n && usize::from(tx.vq.num_free()) >= n;
+        if room(tx) {
             return Ok(());
         }
         // Let the device see what is queued (the doorbell for this call has not rung yet),
@@ -214,7 +651,7 @@ impl Device {
             self.needs_reset();
             return Err(self.health().send_status());
         }
-        if tx.free.len() < n {
+        if !room(tx) {
             // A full ring the device does not drain: has it reset itself or stopped? (One
             // register read, only on this slow path.)
             if !self.check_health() {

@@ -124,6 +124,10 @@ pub struct NetHeader {
 impl NetHeader {
     /// Bytes of the header with `VERSION_1` (which always includes `num_buffers`).
     pub const LEN: usize = 12;
+    /// Bytes of `virtio_net_hdr_v1_hash`, the header on *both* queues once `HASH_REPORT` is
+    /// negotiated (the header format is the device's, not per direction; virtio 1.2, 5.1.6):
+    /// `hash_value` (le32) at 12, `hash_report` (le16) at 16, 2 bytes of padding.
+    pub const HASH_LEN: usize = 20;
     pub const F_NEEDS_CSUM: u8 = 1;
     pub const F_DATA_VALID: u8 = 2;
     pub const F_RSC_INFO: u8 = 4;
@@ -144,6 +148,23 @@ impl NetHeader {
         b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
         b[10..12].copy_from_slice(&self.num_buffers.to_le_bytes());
         b
+    }
+
+    /// [`encode`](Self::encode) followed by zeroed hash fields: the first `len` bytes (12 or 20)
+    /// are the transmit header.
+    pub fn encode_hash(&self) -> [u8; Self::HASH_LEN] {
+        let mut b = [0u8; Self::HASH_LEN];
+        b[..Self::LEN].copy_from_slice(&self.encode());
+        b
+    }
+
+    /// `hash_value` and `hash_report` of a received `virtio_net_hdr_v1_hash`; None for a
+    /// shorter header or `VIRTIO_NET_HASH_REPORT_NONE`.
+    pub fn decode_hash(b: &[u8]) -> Option<(u32, u16)> {
+        let b: &[u8; Self::HASH_LEN] = b.get(..Self::HASH_LEN)?.try_into().ok()?;
+        let report = u16::from_le_bytes([b[16], b[17]]);
+        (report != hash::REPORT_NONE)
+            .then(|| (u32::from_le_bytes([b[12], b[13], b[14], b[15]]), report))
     }
 
     /// `None` when the device returned fewer bytes than a header (a runt that must be dropped).
@@ -179,9 +200,70 @@ pub mod ctrl {
     pub const MQ_VQ_PAIRS_SET: u8 = 0;
     pub const MQ_VQ_PAIRS_MIN: u16 = 1;
     pub const MQ_VQ_PAIRS_MAX: u16 = 0x8000;
+    /// `VIRTIO_NET_CTRL_MQ_RSS_CONFIG` (with `VIRTIO_NET_F_RSS`).
+    pub const MQ_RSS_CONFIG: u8 = 1;
+    /// `VIRTIO_NET_CTRL_MQ_HASH_CONFIG` (with `VIRTIO_NET_F_HASH_REPORT`).
+    pub const MQ_HASH_CONFIG: u8 = 2;
     pub const CLASS_GUEST_OFFLOADS: u8 = 5;
     pub const OK: u8 = 0;
     pub const ERR: u8 = 1;
+}
+
+/// RSS hash types (`VIRTIO_NET_HASH_TYPE_*`) and hash reports (`VIRTIO_NET_HASH_REPORT_*`),
+/// virtio 1.2, 5.1.6.4.3.
+pub mod hash {
+    pub const TYPE_IPV4: u32 = 1 << 0;
+    pub const TYPE_TCPV4: u32 = 1 << 1;
+    pub const TYPE_IPV6: u32 = 1 << 3;
+    pub const TYPE_TCPV6: u32 = 1 << 4;
+    pub const REPORT_NONE: u16 = 0;
+    pub const REPORT_IPV4: u16 = 1;
+    pub const REPORT_TCPV4: u16 = 2;
+    pub const REPORT_IPV6: u16 = 4;
+    pub const REPORT_TCPV6: u16 = 5;
+}
+
+/// Bytes of the largest `RSS_CONFIG` [`rss_config`] writes: class, command, hash_types,
+/// mask, unclassified queue, 128 entries, max_tx_vq, key length, a 40-byte key.
+pub const RSS_CONFIG_MAX_LEN: usize = 2 + 4 + 2 + 2 + 2 * 128 + 2 + 1 + 40;
+
+/// `VIRTIO_NET_CTRL_MQ_RSS_CONFIG` into `out`: `table` holds receive-queue (pair) numbers, a
+/// power of two of them, at most 128. Returns the length, or None for a table or key the
+/// command cannot carry or an `out` too short.
+pub fn rss_config(
+    hash_types: u32,
+    table: &[u16],
+    unclassified: u16,
+    max_tx_vq: u16,
+    key: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    if !table.len().is_power_of_two() || table.len() > 128 || key.len() > 255 {
+        return None;
+    }
+    let len = 2 + 4 + 2 + 2 + 2 * table.len() + 2 + 1 + key.len();
+    let out = out.get_mut(..len)?;
+    out[0] = ctrl::CLASS_MQ;
+    out[1] = ctrl::MQ_RSS_CONFIG;
+    out[2..6].copy_from_slice(&hash_types.to_le_bytes());
+    out[6..8].copy_from_slice(&((table.len() - 1) as u16).to_le_bytes());
+    out[8..10].copy_from_slice(&unclassified.to_le_bytes());
+    for (slot, q) in out[10..].chunks_exact_mut(2).zip(table) {
+        slot.copy_from_slice(&q.to_le_bytes());
+    }
+    let at = 10 + 2 * table.len();
+    out[at..at + 2].copy_from_slice(&max_tx_vq.to_le_bytes());
+    out[at + 2] = key.len() as u8;
+    out[at + 3..].copy_from_slice(key);
+    Some(len)
+}
+
+/// `VIRTIO_NET_CTRL_MQ_HASH_CONFIG` into `out` (hash reports without steering): the RSS
+/// layout with the mask, queue, one entry and max_tx_vq reserved (zero).
+pub fn hash_config(hash_types: u32, key: &[u8], out: &mut [u8]) -> Option<usize> {
+    let len = rss_config(hash_types, &[0], 0, 0, key, out)?;
+    out[1] = ctrl::MQ_HASH_CONFIG;
+    Some(len)
 }
 
 /// The device answered a control command with something other than `VIRTIO_NET_OK`.
@@ -213,7 +295,12 @@ pub fn mq_vq_pairs_set(pairs: u16) -> Option<[u8; 4]> {
 pub fn with_dependencies(features: u64) -> u64 {
     let mut f = features;
     if f & features::CTRL_VQ == 0 {
-        f &= !(features::CTRL_RX | features::CTRL_MAC_ADDR | features::MQ | features::CTRL_VLAN);
+        f &= !(features::CTRL_RX
+            | features::CTRL_MAC_ADDR
+            | features::MQ
+            | features::CTRL_VLAN
+            | features::RSS
+            | features::HASH_REPORT);
     }
     // Segmentation needs the device to finish checksums.
     if f & features::CSUM == 0 {
@@ -592,6 +679,7 @@ mod tests {
             (features::CSUM, 0),
             (features::GUEST_CSUM, 1),
             (features::RSS, 60),
+            (features::HASH_REPORT, 57),
         ];
         for (mask, bit) in bits {
             assert_eq!(mask.trailing_zeros(), bit);
@@ -618,6 +706,32 @@ mod tests {
         assert_eq!(NetHeader::decode(&longer), Some(h));
         assert_eq!(NetHeader::decode(&b[..11]), None);
         assert_eq!(NetHeader::default().encode(), [0; 12]);
+    }
+
+    #[test]
+    fn rss_and_hash_config_layouts() {
+        let mut out = [0u8; RSS_CONFIG_MAX_LEN];
+        let key = [7u8; 40];
+        let table: Vec<u16> = (0..128).map(|i| i % 4).collect();
+        let n = rss_config(0x1b, &table, 2, 4, &key, &mut out).unwrap();
+        assert_eq!(n, RSS_CONFIG_MAX_LEN);
+        assert_eq!(&out[..10], &[4, 1, 0x1b, 0, 0, 0, 127, 0, 2, 0]);
+        assert_eq!(&out[10..14], &[0, 0, 1, 0]);
+        assert_eq!(&out[266..269], &[4, 0, 40]);
+        assert_eq!(&out[269..], &key);
+        assert_eq!(rss_config(1, &table[..96], 0, 1, &key, &mut out), None);
+        let n = hash_config(0x1b, &key, &mut out).unwrap();
+        assert_eq!(n, 2 + 4 + 8 + 1 + 40);
+        assert_eq!(
+            &out[..15],
+            &[4, 2, 0x1b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40]
+        );
+        let mut h = [0u8; 20];
+        h[12..16].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+        assert_eq!(NetHeader::decode_hash(&h), None, "REPORT_NONE");
+        h[16] = 2;
+        assert_eq!(NetHeader::decode_hash(&h), Some((0xdead_beef, 2)));
+        assert_eq!(NetHeader::decode_hash(&h[..19]), None);
     }
 
     #[test]

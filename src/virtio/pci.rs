@@ -335,6 +335,17 @@ pub struct NetConfig {
     pub max_virtqueue_pairs: Option<u16>,
     /// Largest MTU the device supports (meaningful with `VIRTIO_NET_F_MTU`).
     pub mtu: Option<u16>,
+    /// `rss_max_key_size`, `rss_max_indirection_table_length` and `supported_hash_types`
+    /// (meaningful with `VIRTIO_NET_F_RSS` or `VIRTIO_NET_F_HASH_REPORT`).
+    pub rss: Option<RssLimits>,
+}
+
+/// What a device's RSS and hash reporting can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RssLimits {
+    pub max_key_size: u8,
+    pub max_indirection_table_length: u16,
+    pub supported_hash_types: u32,
 }
 
 impl NetConfig {
@@ -606,6 +617,7 @@ impl<R: Registers> Transport<R> {
                 status: None,
                 max_virtqueue_pairs: None,
                 mtu: None,
+                rss: None,
             });
         };
         let len = dev.len();
@@ -614,6 +626,11 @@ impl<R: Registers> Transport<R> {
             status: (len >= 8).then(|| dev.read16(6)),
             max_virtqueue_pairs: (len >= 10).then(|| dev.read16(8)),
             mtu: (len >= 12).then(|| dev.read16(10)),
+            rss: (len >= 24).then(|| RssLimits {
+                max_key_size: dev.read8(17),
+                max_indirection_table_length: dev.read16(18),
+                supported_hash_types: dev.read32(20),
+            }),
         })
     }
 }

@@ -1,11 +1,82 @@
 //! What the vionet tests on the emulator share: an adapter on the virtio-net device model, test
 //! frames, and byte-exact send checks. Included with `#[path]` by each test binary, which uses
 //! a subset of it.
+//!
+//! Every scenario runs on both programs of the driver, through one parameter ([`Build`]): the
+//! driver compiled for the host and linked into the test binary, and the release kernel image
+//! (`vionet.dll`, cross-built for `x86_64-pc-windows-msvc` once per test process) loaded by the
+//! emulator's PE loader. [`both_builds!`] turns `fn name(build: Build)` into the tests
+//! `name::host` and `name::image`; an image scenario runs in a child process
+//! (`ndis_emu::image::isolated`), so a bug check inside the image reaches the test structured.
 #![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
 
 use ndis_emu::devices::virtio_net::{VirtioNet, VirtioNetConfig};
 use ndis_emu::{AdapterId, Config, DeviceId, Emulator, InterruptResources};
 use ndis_sys as sys;
+
+/// Which program of the driver a scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// The driver compiled for the host, linked into this test binary (`vionet::DRIVER_ENTRY`).
+    Host,
+    /// The release kernel image, loaded by the emulator's PE loader (its `DriverEntry`).
+    Image,
+}
+
+/// The release image of vionet (default features, what users install), built once per test
+/// process; the children of `isolated` reuse the parent's build.
+pub fn image() -> PathBuf {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| package.join("target"))
+        .join("driver-image-tests");
+    ndis_emu::image::cross_build(package, &target, "release", "vionet", &[])
+}
+
+/// DriverEntry of `build`: the host build's entry point, or the image loaded into `emu` (the
+/// emulator unmaps it after unload).
+pub fn load(emu: &Emulator, build: Build) -> sys::NTSTATUS {
+    match build {
+        Build::Host => emu.load_driver(vionet::DRIVER_ENTRY),
+        Build::Image => {
+            let image = emu.load_image(image()).expect("load the vionet image");
+            emu.load_driver(image.entry())
+        }
+    }
+}
+
+/// `fn name(build: Build) { .. }` becomes the tests `name::host` and `name::image`; the image
+/// variant builds the image here, in the test process, then runs the scenario in a child
+/// process.
+#[allow(unused_macros)] // pnp_and_versions.rs and rss.rs run the host build only
+macro_rules! both_builds {
+    ($(#[doc = $doc:literal])* fn $name:ident($build:ident: Build) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use crate::nic::Build;
+
+            fn scenario($build: Build) $body
+
+            #[test]
+            fn host() {
+                scenario(Build::Host)
+            }
+
+            #[test]
+            fn image() {
+                crate::nic::image();
+                ndis_emu::image::isolated(concat!(module_path!(), "::image"), || {
+                    scenario(Build::Image)
+                })
+            }
+        }
+    };
+}
 
 pub const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
@@ -25,12 +96,13 @@ pub fn config(cpus: usize) -> Config {
 }
 
 pub fn start_with(
+    build: Build,
     emu: Emulator,
     pairs: u16,
     resources: InterruptResources,
     tweak: impl FnOnce(&mut VirtioNetConfig),
 ) -> Result<Nic, sys::NDIS_STATUS> {
-    assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    assert_eq!(load(&emu, build), sys::STATUS_SUCCESS);
     let mut cfg = VirtioNetConfig::new(pairs);
     tweak(&mut cfg);
     let adapter = emu.add_adapter_with(resources, Box::new(VirtioNet::new(cfg)))?;
@@ -44,8 +116,8 @@ pub fn start_with(
     })
 }
 
-pub fn start(pairs: u16, resources: InterruptResources) -> Nic {
-    start_with(Emulator::new(config(4)), pairs, resources, |_| {}).expect("initialize")
+pub fn start(build: Build, pairs: u16, resources: InterruptResources) -> Nic {
+    start_with(build, Emulator::new(config(4)), pairs, resources, |_| {}).expect("initialize")
 }
 
 impl Nic {

@@ -13,10 +13,12 @@ pub mod cert;
 pub mod check;
 pub mod inf;
 pub mod pe;
+pub mod scaffold;
 pub mod sign;
 pub mod stamp;
 pub mod text;
 pub mod winver;
+pub mod workspace;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use driver_package::cert::TestCert;
 use driver_package::check::{CheckOptions, Stage};
 use driver_package::stamp::{DriverDate, DriverVersion, StampOptions};
 use driver_package::text::Encoding;
-use driver_package::{Error, Result, catalog, check, inf, sign, stamp, text, winver};
+use driver_package::{Error, Result, catalog, check, inf, sign, stamp, text, winver, workspace};
 
 #[derive(Parser)]
 #[command(
@@ -72,7 +72,8 @@ enum Command {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// The driver uses MSI/MSI-X: require the MSISupported key
+        /// The driver uses MSI/MSI-X: require the MSISupported key (implied by `msi = true` in
+        /// the --manifest's [package.metadata.ndis-driver])
         #[arg(long)]
         msi: bool,
         /// inx (unstamped) or inf (stamped); default from the file extension
@@ -119,6 +120,40 @@ enum Command {
         #[arg(long, default_value = sign::DEFAULT_DESCRIPTION)]
         description: String,
     },
+    /// List the driver crates `cargo make package` packages here, or run a command once for each
+    /// with DRIVER_CRATE, DRIVER_NAME, DRIVER_VERSION, DRIVER_MANIFEST, DRIVER_INX, DRIVER_OUT and
+    /// PACKAGE_DIR set (in a driver crate's directory: that crate; at the workspace root: every
+    /// driver crate)
+    Drivers {
+        /// Where `cargo make` was run (default: the current directory)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Only this driver (package or image name; `-` and `_` alike); empty means none
+        #[arg(long)]
+        driver: Option<String>,
+        /// Package this INX instead of the driver's own (one driver only); empty means none
+        #[arg(long)]
+        inx: Option<String>,
+        /// Read the Windows-version contract from this Cargo.toml instead (one driver only); empty
+        /// means none
+        #[arg(long)]
+        manifest: Option<String>,
+        /// The command to run for each driver (after `--`)
+        #[arg(last = true)]
+        exec: Vec<String>,
+    },
+    /// Create a new driver crate in <workspace>/samples/NAME (a workspace member that builds,
+    /// passes its emulator tests and packages)
+    NewDriver {
+        /// The crate name (lowercase letters, digits, `-`, `_`)
+        name: String,
+        /// The PCI vendor and device IDs, VVVV:DDDD in hex (default 1234:5678, a placeholder)
+        #[arg(long)]
+        pci: Option<String>,
+        /// The workspace root (default: the current directory)
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+    },
     /// Create the test certificate if there is none, and export it as DER (.cer)
     Cert {
         #[arg(long)]
@@ -138,6 +173,8 @@ fn main() -> ExitCode {
         Command::Catalog { .. } => "catalog",
         Command::Sign { .. } => "sign",
         Command::Cert { .. } => "cert",
+        Command::Drivers { .. } => "drivers",
+        Command::NewDriver { .. } => "new-driver",
     };
     let step = cli.step.clone().unwrap_or_else(|| name.to_string());
     let out = Out { step: &step };
@@ -200,6 +237,18 @@ fn run(command: Command, out: &Out) -> std::result::Result<(), Vec<Error>> {
             manifest,
         } => cmd_check(out, &files, msi, stage, &arch, manifest),
         Command::Compat { manifest, image } => cmd_compat(out, &manifest, &image),
+        Command::Drivers {
+            dir,
+            driver,
+            inx,
+            manifest,
+            exec,
+        } => one(cmd_drivers(out, dir, driver, inx, manifest, &exec)),
+        Command::NewDriver {
+            name,
+            pci,
+            workspace,
+        } => one(cmd_new_driver(out, &name, pci.as_deref(), workspace)),
         Command::Catalog {
             inf,
             out: dest,
@@ -317,6 +366,8 @@ fn cmd_check(
         Some(m) => Some(winver::Contract::load(m).map_err(|e| vec![e])?),
         None => None,
     };
+    // `msi = true` in [package.metadata.ndis-driver] asks for the MSI keys as --msi does.
+    let msi = msi || contract.as_ref().is_some_and(|c| c.msi);
     for file in files {
         let stage = match stage {
             Some(StageArg::Inx) => Stage::Inx,
@@ -546,4 +597,138 @@ fn cmd_cert(out: &Out, cert_dir: Option<PathBuf>, export: Option<PathBuf>) -> Re
         out.say(format_args!("exported {}", path.display()));
     }
     Ok(cert)
+}
+
+fn cmd_drivers(
+    out: &Out,
+    dir: Option<PathBuf>,
+    driver: Option<String>,
+    inx: Option<String>,
+    manifest: Option<String>,
+    exec: &[String],
+) -> Result<()> {
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            std::env::current_dir().map_err(|e| Error::msg(format!("no current directory: {e}")))?
+        }
+    };
+    let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty()).map(PathBuf::from);
+    let (inx, manifest) = (nonempty(inx), nonempty(manifest));
+    let ws = workspace::Workspace::load(&dir)?;
+    let selected = ws.select(&dir, driver.as_deref())?;
+    if selected.len() > 1 && (inx.is_some() || manifest.is_some()) {
+        let names: Vec<&str> = selected.iter().map(|d| d.package.as_str()).collect();
+        return Err(Error::msg(format!(
+            "DRIVER_INX and DRIVER_MANIFEST replace one driver's file, but {} drivers are selected \
+             ({}): name the driver with DRIVER=<name>",
+            selected.len(),
+            names.join(", ")
+        )));
+    }
+    // Every driver must have its INX before anything is built.
+    let mut plans = Vec::new();
+    for d in &selected {
+        let inx = match &inx {
+            Some(p) => p.clone(),
+            None => d.require_inx()?.to_path_buf(),
+        };
+        let manifest = manifest.clone().unwrap_or_else(|| d.manifest.clone());
+        plans.push((*d, inx, manifest));
+    }
+    for (d, inx, manifest) in &plans {
+        out.say(format_args!(
+            "{} ({}): {} -> {}",
+            d.package,
+            d.manifest.display(),
+            inx.display(),
+            d.package_dir().display()
+        ));
+        let Some((program, args)) = exec.split_first() else {
+            continue;
+        };
+        let status = std::process::Command::new(program)
+            .args(args)
+            .env("DRIVER_CRATE", &d.package)
+            .env("DRIVER_NAME", &d.image)
+            .env("DRIVER_VERSION", &d.version)
+            .env("DRIVER_MANIFEST", manifest)
+            .env("DRIVER_INX", inx)
+            .env("DRIVER_OUT", &d.out_dir)
+            .env("PACKAGE_DIR", d.package_dir())
+            .env("DRIVER_WORKSPACE", &ws.root)
+            .status()
+            .map_err(|e| Error::msg(format!("cannot run `{program}`: {e}")))?;
+        if !status.success() {
+            return Err(Error::msg(format!(
+                "driver `{}` failed ({status}); its step printed the reason above",
+                d.package
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn cmd_new_driver(
+    out: &Out,
+    name: &str,
+    pci: Option<&str>,
+    workspace: Option<PathBuf>,
+) -> Result<()> {
+    let root = match workspace {
+        Some(w) => w,
+        None => {
+            std::env::current_dir().map_err(|e| Error::msg(format!("no current directory: {e}")))?
+        }
+    };
+    let scaffold = driver_package::scaffold::Scaffold::new(name, pci)?;
+    if pci.is_none() {
+        let (v, d) = driver_package::scaffold::DEFAULT_PCI_ID;
+        out.say(format_args!(
+            "no --pci VVVV:DDDD given: using the placeholder {v:04X}:{d:04X} (change it in src/lib.rs and the INX)"
+        ));
+    }
+    let dir = scaffold.create(&root)?;
+    for (path, _) in scaffold.files() {
+        out.say(format_args!("created {}", dir.join(path).display()));
+    }
+    out.say(format_args!(
+        "added samples/{} to the workspace members in {}",
+        scaffold.name,
+        root.join("Cargo.toml").display()
+    ));
+    // Record the new package in Cargo.lock (no new dependency: nothing is downloaded), so that
+    // `--locked` builds accept it.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Error::msg(format!("cannot run `cargo metadata`: {e}")))?;
+    if !status.success() {
+        return Err(Error::file(
+            &root.join("Cargo.lock"),
+            "`cargo metadata --offline` could not record the new crate; run `cargo update -p \
+             <name>` once online",
+        ));
+    }
+    // The templates are rustfmt-clean for a short name; a long one can move a line break.
+    let fmt =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(&root)
+            .args(["fmt", "-p", &scaffold.name])
+            .status();
+    if !fmt.is_ok_and(|s| s.success()) {
+        out.say(
+            "note: `cargo fmt` did not run (is rustfmt installed?); the sources are unformatted",
+        );
+    }
+    out.say(format_args!(
+        "next: cargo test -p {0}; cargo build -p {0} --release --target x86_64-pc-windows-msvc; \
+         cd {1} && cargo make package",
+        scaffold.name,
+        dir.display()
+    ));
+    Ok(())
 }

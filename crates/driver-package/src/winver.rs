@@ -5,6 +5,7 @@
 //! [package.metadata.ndis-driver]
 //! min-windows = "10.0.16299"   # Windows 10 1709
 //! ndis = "6.20..=6.89"
+//! msi = true                   # optional: the INF must set MSISupported (MSI/MSI-X drivers)
 //! ```
 //!
 //! and the checks packaging makes against it: every import of the built image exists on
@@ -43,6 +44,9 @@ pub struct Contract {
     pub ndis_min: NdisVersion,
     pub ndis_max: NdisVersion,
     pub ndis_line: usize,
+    /// `msi = true`: the driver uses MSI/MSI-X, so its INF must opt the device in
+    /// (`MSISupported`); the INF check requires it (optional, default false).
+    pub msi: bool,
 }
 
 /// `10.0.16299` (Windows 10 1709) and its release name, as messages write it.
@@ -198,7 +202,19 @@ impl Contract {
         let (ndis_text, ndis_line) = string("ndis")?;
         let (ndis_min, ndis_max) = parse_ndis_range(&ndis_text)
             .map_err(|m| Error::at(manifest, ndis_line, format!("ndis: {m}")))?;
+        let msi = match table.get("msi") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => {
+                return Err(Error::at(
+                    manifest,
+                    key_line(text, "msi"),
+                    "`msi` must be true or false",
+                ));
+            }
+        };
         Ok(Contract {
+            msi,
             manifest: manifest.to_path_buf(),
             package: name,
             min_windows,

@@ -108,6 +108,12 @@ pub mod rule {
     /// `MiniportAddDevice` returned success without setting the add-device registration
     /// attributes, or set them twice (param 2: the adapter handle).
     pub const ADD_DEVICE_ATTRIBUTES: usize = 0x0009_1031;
+    /// A loaded image executed an instruction the emulator cannot perform for it: a form other
+    /// than a plain load or store on a register mapping, a privileged instruction other than a
+    /// CR8 read, a `gs:` access other than the emulated KPCR fields (param 2: its address,
+    /// param 3: 1 register mapping / 2 privileged / 3 `gs:`). See docs/emulator.md, "Running
+    /// the shipped image: hardware access".
+    pub const UNEMULATED_INSTRUCTION: usize = 0x0009_1040;
 }
 
 /// One emulated bug check.

@@ -8,6 +8,8 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 
+use vm_memory::GuestMemoryBackend;
+
 use ndis_sys as sys;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -34,8 +36,13 @@ struct SendSlot {
     nbs: Vec<sys::NET_BUFFER>,
     /// One MDL per piece of each frame (one per frame, unless the caller asked for fragments).
     mdls: Vec<sys::MDL>,
-    /// The frames' bytes, one after the other.
-    frame: Vec<u8>,
+    /// The frames' bytes, one after the other, in guest-physical memory (so that a device can
+    /// reach them by the addresses `NdisMAllocateNetBufferSGList` hands out, as it reaches a
+    /// protocol's buffers on a real machine): `frame_len` bytes at `frame_pa`, in an extent of
+    /// `frame_cap` bytes (0: none yet).
+    frame_pa: u64,
+    frame_cap: usize,
+    frame_len: usize,
 }
 
 impl SendSlot {
@@ -47,7 +54,9 @@ impl SendSlot {
             nbl: unsafe { core::mem::zeroed() },
             nbs: Vec::new(),
             mdls: Vec::new(),
-            frame: Vec::new(),
+            frame_pa: 0,
+            frame_cap: 0,
+            frame_len: 0,
         });
         SlotPtr(NonNull::from(Box::leak(slot)))
     }
@@ -79,6 +88,7 @@ impl SlotPtr {
     /// The slot is free: no list of it is with the driver.
     unsafe fn fill(
         self,
+        dma: &mut crate::dma::DmaState,
         frames: &[&[u8]],
         piece: usize,
         info: ListInfo,
@@ -92,12 +102,28 @@ impl SlotPtr {
         // SAFETY: the caller's contract: the emulator alone uses the slot now; the vectors are
         // borrowed field by field, and the list is written through a raw place.
         unsafe {
-            let bytes = &mut (*slot).frame;
-            bytes.clear();
-            for f in frames {
-                bytes.extend_from_slice(f);
+            let total: usize = frames.iter().map(|f| f.len()).sum();
+            if (*slot).frame_cap < total.max(1) {
+                if (*slot).frame_cap > 0 {
+                    dma.release((*slot).frame_pa, (*slot).frame_cap as u64);
+                }
+                let cap = total.max(1).next_multiple_of(4096);
+                (*slot).frame_pa = dma
+                    .allocate(cap as u64)
+                    .expect("guest memory for the protocol's send buffers");
+                (*slot).frame_cap = cap;
             }
-            let base = bytes.as_mut_ptr();
+            (*slot).frame_len = total;
+            let base = dma
+                .memory
+                .get_host_address(vm_memory::GuestAddress((*slot).frame_pa))
+                .expect("inside the region");
+            let mut at = 0;
+            for f in frames {
+                // The region is one mapping: `total` bytes from `base` are inside it.
+                core::ptr::copy_nonoverlapping(f.as_ptr(), base.add(at), f.len());
+                at += f.len();
+            }
             let mdls = &mut (*slot).mdls;
             let nbs = &mut (*slot).nbs;
             mdls.clear();
@@ -173,10 +199,24 @@ impl SlotPtr {
         }
     }
 
-    /// Takes the frame bytes out (the slot gets fresh storage on its next fill).
-    fn take_frame(self) -> Vec<u8> {
+    /// A copy of the frame bytes.
+    fn take_frame(self, dma: &crate::dma::DmaState) -> Vec<u8> {
         // SAFETY: a live, completed slot: the emulator alone uses it.
-        unsafe { core::mem::take(&mut (*self.0.as_ptr()).frame) }
+        let (pa, len) = unsafe { ((*self.0.as_ptr()).frame_pa, (*self.0.as_ptr()).frame_len) };
+        let mut out = vec![0; len];
+        if len > 0 {
+            vm_memory::Bytes::read_slice(&dma.memory, &mut out, vm_memory::GuestAddress(pa))
+                .expect("inside the region");
+        }
+        out
+    }
+
+    /// The slot's NET_BUFFERs.
+    fn buffers(self) -> impl Iterator<Item = usize> {
+        // SAFETY: a live slot; the vector is not resized while its list is out.
+        let nbs = unsafe { &(*self.0.as_ptr()).nbs };
+        let base = nbs.as_ptr() as usize;
+        (0..nbs.len()).map(move |i| base + i * core::mem::size_of::<sys::NET_BUFFER>())
     }
 
     /// Frees the slot.
@@ -205,6 +245,8 @@ pub(crate) struct DatapathState {
     lists: HashMap<usize, (usize, *mut sys::NET_BUFFER)>,
     mdls: HashSet<usize>,
     sends: HashMap<usize, SendRecord>,
+    /// The NET_BUFFERs of the lists in `sends`: buffer -> adapter.
+    sent_buffers: HashMap<usize, usize>,
     /// Completed sends, with the status the driver gave each list.
     completed: Vec<(SlotPtr, sys::NDIS_STATUS)>,
     /// Slots ready for reuse, oldest first: a list just completed is the last to be reused, so
@@ -569,6 +611,21 @@ pub(crate) unsafe fn ndis_m_send_net_buffer_lists_complete(
         // The driver handed back a list the emulator built (found in `sends`): read it through
         // the record that owns it.
         let (next, status) = record.slot.completion();
+        for nb in record.slot.buffers() {
+            st.datapath.sent_buffers.remove(&nb);
+            if st.dma.sg.maps(nb) {
+                drop(st);
+                bugcheck::raise(
+                    bugcheck::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                    [rule::DMA, nbl as usize, nb, a],
+                    format!(
+                        "NdisMSendNetBufferListsComplete({nbl:p}) on adapter {a}: its NET_BUFFER \
+                         {nb:#x} still has a scatter/gather list (NdisMFreeNetBufferSGList before \
+                         completing the send)"
+                    ),
+                );
+            }
+        }
         st.datapath.completed.push((record.slot, status));
         nbl = next;
     }
@@ -630,10 +687,12 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
         // SAFETY: a live list of this driver, with one valid buffer chain.
         let mut nb = unsafe { (*nbl).FirstNetBuffer };
         // SAFETY: a live list of this driver.
-        let (ieee8021q, checksum) = unsafe {
+        let (ieee8021q, checksum, hash_value, hash_info) = unsafe {
             (
                 (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo],
                 (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo],
+                (*nbl).NetBufferListInfo[sys::NetBufferListHashValue] as usize,
+                (*nbl).NetBufferListInfo[sys::NetBufferListHashInfo] as usize,
             )
         };
         while !nb.is_null() {
@@ -649,6 +708,10 @@ pub(crate) unsafe fn ndis_m_indicate_receive_net_buffer_lists(
             }
             // SAFETY: a buffer of the list, describing the driver's receive memory.
             let frame = unsafe { buffer_bytes(nb) };
+            let cpu = st.cpu;
+            if let Some(r) = st.rss.adapters.get_mut(&a) {
+                r.check(cpu, &frame, hash_value, hash_info);
+            }
             let received = &mut st.datapath.received;
             if received.len() <= a {
                 received.resize_with(a + 1, Vec::new);
@@ -850,7 +913,9 @@ impl Emulator {
     /// `TcpLargeSendNetBufferListInfo` as the driver completed it (for a large send it must
     /// hold `LsoV2TransmitComplete`: type V2, value 1, the rest zero).
     pub fn send_completions_large(&self) -> Vec<(Vec<u8>, sys::NDIS_STATUS, usize)> {
-        self.take_completed(|slot, status| (slot.take_frame(), status, slot.large_send_info()))
+        self.take_completed(|slot, status, dma| {
+            (slot.take_frame(dma), status, slot.large_send_info())
+        })
     }
 
     /// As [`send`](Self::send), each list with the checksum information given, whatever the
@@ -954,7 +1019,10 @@ impl Emulator {
                     .pop_front()
                     .unwrap_or_else(SendSlot::allocate);
                 // SAFETY: a free slot (new, or completed and taken out of `completed`).
-                first = unsafe { slot.fill(frames, piece, info(i), first) };
+                first = unsafe { slot.fill(&mut st.dma, frames, piece, info(i), first) };
+                for nb in slot.buffers() {
+                    st.datapath.sent_buffers.insert(nb, a);
+                }
                 st.datapath
                     .sends
                     .insert(first as usize, SendRecord { adapter: a, slot });
@@ -984,23 +1052,28 @@ impl Emulator {
 
     /// Sends the driver completed since the last call: (frame, NET_BUFFER_LIST status).
     pub fn send_completions(&self) -> Vec<(Vec<u8>, sys::NDIS_STATUS)> {
-        self.take_completed(|slot, status| (slot.take_frame(), status))
+        self.take_completed(|slot, status, dma| (slot.take_frame(dma), status))
     }
 
     /// As [`send_completions`](Self::send_completions), statuses only: for a caller that does
     /// not need the frames back (a benchmark's send loop), nothing is copied or allocated per
     /// list.
     pub fn send_statuses(&self) -> Vec<sys::NDIS_STATUS> {
-        self.take_completed(|_, status| status)
+        self.take_completed(|_, status, _| status)
     }
 
     /// Maps each completed send, then recycles its slot.
-    fn take_completed<T>(&self, mut f: impl FnMut(SlotPtr, sys::NDIS_STATUS) -> T) -> Vec<T> {
-        let mut st = self.machine.st();
+    fn take_completed<T>(
+        &self,
+        mut f: impl FnMut(SlotPtr, sys::NDIS_STATUS, &crate::dma::DmaState) -> T,
+    ) -> Vec<T> {
+        let mut guard = self.machine.st();
+        let st = &mut *guard;
         let d = &mut st.datapath;
+        let dma = &st.dma;
         let mut out = Vec::with_capacity(d.completed.len());
         for (slot, status) in d.completed.drain(..) {
-            out.push(f(slot, status));
+            out.push(f(slot, status, dma));
             d.free_slots.push_back(slot);
         }
         out
@@ -1144,6 +1217,11 @@ pub(crate) fn return_held(m: &Machine, a: usize) {
 }
 
 /// Before pause completes and at halt the driver owns no protocol sends any more.
+/// Whether `nb` is a NET_BUFFER of a list sent to adapter `a` and not completed.
+pub(crate) fn is_sent_buffer(st: &State, a: usize, nb: usize) -> bool {
+    st.datapath.sent_buffers.get(&nb) == Some(&a)
+}
+
 pub(crate) fn check_no_sends(st: &State, a: usize, when: &str) {
     let outstanding = st
         .datapath

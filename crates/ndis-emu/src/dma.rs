@@ -34,6 +34,8 @@ struct Block {
 
 pub(crate) struct DmaState {
     pub memory: GuestMemoryMmap,
+    /// Scatter/gather lists made by `NdisMAllocateNetBufferSGList` (see [`SgState`]).
+    pub sg: SgState,
     /// Physical address -> live block.
     blocks: BTreeMap<u64, Block>,
     /// Free extents of the region: physical address -> length (page multiples, coalesced).
@@ -49,6 +51,7 @@ impl Default for DmaState {
         .expect("reserving the emulated guest-physical memory (anonymous mmap)");
         DmaState {
             memory,
+            sg: SgState::default(),
             blocks: BTreeMap::new(),
             free: BTreeMap::from([(GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE)]),
         }
@@ -57,7 +60,7 @@ impl Default for DmaState {
 
 impl DmaState {
     /// First fit, so freed blocks are reused and a long test does not run out of region.
-    fn allocate(&mut self, length: u64) -> Option<u64> {
+    pub(crate) fn allocate(&mut self, length: u64) -> Option<u64> {
         let size = length.max(1).next_multiple_of(PAGE);
         let (&start, &len) = self.free.iter().find(|&(_, &len)| len >= size)?;
         self.free.remove(&start);
@@ -76,7 +79,7 @@ impl DmaState {
         Some(start)
     }
 
-    fn release(&mut self, start: u64, length: u64) {
+    pub(crate) fn release(&mut self, start: u64, length: u64) {
         let mut start = start;
         let mut size = length.max(1).next_multiple_of(PAGE);
         if let Some((&next, &next_len)) = self.free.range(start + size..).next()
@@ -144,8 +147,11 @@ pub(crate) unsafe fn ndis_m_register_scatter_gather_dma(
     if st.fallible("NdisMRegisterScatterGatherDma") {
         return sys::NDIS_STATUS_RESOURCES;
     }
-    d.ScatterGatherListSize = 0x1000;
+    // Room for a mapping of MaximumPhysicalMapping bytes over pages it may start inside.
+    let elements = (d.MaximumPhysicalMapping as u64).div_ceil(PAGE) as usize + 1;
+    d.ScatterGatherListSize = sg_list_size(elements) as u32;
     let h = DMA_TAG | (a + 1);
+    st.dma.sg.handlers.insert(a, d.ProcessSGListHandler);
     st.ndis.adapters[a].dma = Some(h);
     // SAFETY: the caller's out-pointer.
     unsafe { out.write(h as sys::NDIS_HANDLE) };
@@ -169,7 +175,19 @@ pub(crate) unsafe fn ndis_m_deregister_scatter_gather_dma(dma: sys::NDIS_HANDLE)
             0,
         );
     };
+    if let Some(n) = st.dma.sg.outstanding(a) {
+        drop(st);
+        dma_violation(
+            format!(
+                "NdisMDeregisterScatterGatherDma on adapter {a} with {n} scatter/gather list(s) \
+                 not freed (NdisMFreeNetBufferSGList each before deregistering)"
+            ),
+            a,
+            n,
+        );
+    }
     st.ndis.adapters[a].dma = None;
+    st.dma.sg.handlers.remove(&a);
 }
 
 pub(crate) unsafe fn ndis_m_allocate_shared_memory(
@@ -272,8 +290,20 @@ pub(crate) unsafe fn ndis_m_free_shared_memory(
     st.dma.release(pa as u64, block.length as u64);
 }
 
-/// Halt: the DMA registration must be gone (ndis.sys frees it no later than that).
+/// Halt: the DMA registration must be gone (ndis.sys frees it no later than that), and every
+/// scatter/gather list freed, none still waiting for its callback.
 pub(crate) fn check_dma_at_halt(st: &State, a: usize) {
+    if let Some(n) = st.dma.sg.outstanding(a) {
+        dma_violation(
+            format!(
+                "MiniportHaltEx of adapter {a} returned with {n} scatter/gather list(s) from \
+                 NdisMAllocateNetBufferSGList not freed with NdisMFreeNetBufferSGList (or still \
+                 waiting for their ProcessSGList callback)"
+            ),
+            a,
+            n,
+        );
+    }
     if st.ndis.adapters[a].dma.is_some() {
         dma_violation(
             format!(
@@ -367,5 +397,361 @@ mod tests {
             d.allocate(GUEST_MEMORY_SIZE + 1).is_none(),
             "exhaustion is a failure, not a panic"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scatter/gather lists of NET_BUFFERs (`NdisMAllocateNetBufferSGList`).
+
+/// Bytes of a `SCATTER_GATHER_LIST` of `elements` entries.
+fn sg_list_size(elements: usize) -> usize {
+    core::mem::size_of::<sys::SCATTER_GATHER_LIST>()
+        + elements * core::mem::size_of::<sys::SCATTER_GATHER_ELEMENT>()
+}
+
+/// When NDIS calls the `ProcessSGListHandler` for a list it made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SgCallback {
+    /// From inside `NdisMAllocateNetBufferSGList`, before it returns (map registers were
+    /// available), at DISPATCH_LEVEL on the calling processor: NDIS's usual case.
+    #[default]
+    Inline,
+    /// Later, as a DPC on a processor the seeded scheduler picks (possibly another one), after
+    /// `NdisMAllocateNetBufferSGList` returned: what NDIS does when it must wait for map
+    /// registers.
+    Deferred,
+}
+
+/// One list handed out: whose, for which NET_BUFFER, and the storage NDIS allocated for it when
+/// the miniport's buffer was missing or too small.
+struct SgRecord {
+    adapter: usize,
+    nb: usize,
+    /// Whether the callback has run (a list is freed only after the driver got it).
+    delivered: bool,
+    _owned: Option<Box<[u64]>>,
+}
+
+/// A callback NDIS still owes (deferred mode).
+struct SgDeferred {
+    handler: unsafe extern "win64-unwind" fn(
+        sys::PDEVICE_OBJECT,
+        sys::PVOID,
+        *mut sys::SCATTER_GATHER_LIST,
+        sys::PVOID,
+    ),
+    list: usize,
+    context: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct SgState {
+    /// Each registration's `ProcessSGListHandler`, per adapter.
+    handlers: std::collections::HashMap<usize, sys::MINIPORT_PROCESS_SG_LIST_HANDLER>,
+    /// Live lists: list address -> record.
+    lists: std::collections::HashMap<usize, SgRecord>,
+    deferred: std::collections::VecDeque<SgDeferred>,
+    /// Lists made and freed, for tests.
+    pub made: u64,
+    pub freed: u64,
+}
+
+impl SgState {
+    /// Lists of adapter `a` not freed, if any.
+    fn outstanding(&self, a: usize) -> Option<usize> {
+        let n = self.lists.values().filter(|r| r.adapter == a).count();
+        (n > 0).then_some(n)
+    }
+
+    /// Whether a list is still out for `nb`.
+    pub(crate) fn maps(&self, nb: usize) -> bool {
+        !self.lists.is_empty() && self.lists.values().any(|r| r.nb == nb)
+    }
+}
+
+/// The guest-physical address of host address `va` inside the emulated region.
+fn physical_of(st: &State, va: usize) -> Option<u64> {
+    let base = st
+        .dma
+        .memory
+        .get_host_address(GuestAddress(GUEST_MEMORY_BASE))
+        .ok()? as usize;
+    let off = va.checked_sub(base)? as u64;
+    (off < GUEST_MEMORY_SIZE).then_some(GUEST_MEMORY_BASE + off)
+}
+
+/// The pieces (guest-physical address, length) of `nb`'s data, split at page boundaries (what
+/// the HAL does without knowing that neighbouring pages are contiguous).
+///
+/// # Safety
+/// `nb` is a valid NET_BUFFER whose MDLs describe readable memory.
+unsafe fn nb_pieces(st: &State, nb: *const sys::NET_BUFFER) -> Result<Vec<(u64, u32)>, String> {
+    // SAFETY: the caller's contract.
+    let (mut mdl, mut off, mut left) = unsafe {
+        (
+            (*nb).CurrentMdl,
+            (*nb).CurrentMdlOffset as usize,
+            (*nb).DataLength.stDataLength,
+        )
+    };
+    let mut out = Vec::new();
+    while left > 0 {
+        if mdl.is_null() {
+            return Err(format!(
+                "the NET_BUFFER describes {left} more bytes than its MDL chain holds"
+            ));
+        }
+        // SAFETY: a valid MDL of the chain.
+        let (va, count, next) = unsafe {
+            (
+                (*mdl).MappedSystemVa as usize,
+                (*mdl).ByteCount as usize,
+                (*mdl).Next,
+            )
+        };
+        let n = count.saturating_sub(off).min(left);
+        let mut at = va + off;
+        let end = at + n;
+        while at < end {
+            let Some(pa) = physical_of(st, at) else {
+                return Err(format!(
+                    "MDL memory at {at:#x} is not device-visible (the emulator maps only its \
+                     guest-physical region)"
+                ));
+            };
+            let take = ((PAGE - pa % PAGE) as usize).min(end - at);
+            out.push((pa, take as u32));
+            at += take;
+        }
+        left -= n;
+        off = 0;
+        mdl = next;
+    }
+    Ok(out)
+}
+
+pub(crate) unsafe fn ndis_m_allocate_net_buffer_sg_list(
+    dma: sys::NDIS_HANDLE,
+    nb: *mut sys::NET_BUFFER,
+    context: sys::PVOID,
+    _flags: sys::ULONG,
+    buffer: sys::PVOID,
+    buffer_size: sys::ULONG,
+) -> sys::NDIS_STATUS {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisMAllocateNetBufferSGList");
+    let Some(a) = st
+        .ndis
+        .adapters
+        .iter()
+        .position(|x| x.dma == Some(dma as usize))
+    else {
+        drop(st);
+        dma_violation(
+            format!("NdisMAllocateNetBufferSGList({dma:p}): not a live DMA registration"),
+            dma as usize,
+            0,
+        );
+    };
+    let Some(handler) = st.dma.sg.handlers.get(&a).copied().flatten() else {
+        drop(st);
+        dma_violation(
+            format!(
+                "NdisMAllocateNetBufferSGList on adapter {a}, whose DMA registration has no \
+                 ProcessSGListHandler"
+            ),
+            a,
+            0,
+        );
+    };
+    if nb.is_null() || !crate::datapath::is_sent_buffer(&st, a, nb as usize) {
+        drop(st);
+        dma_violation(
+            format!(
+                "NdisMAllocateNetBufferSGList({nb:p}) on adapter {a}: not a NET_BUFFER of a \
+                 send list the miniport owns"
+            ),
+            nb as usize,
+            a,
+        );
+    }
+    if st.dma.sg.maps(nb as usize) {
+        drop(st);
+        dma_violation(
+            format!(
+                "NdisMAllocateNetBufferSGList({nb:p}) on adapter {a}: the NET_BUFFER is already \
+                 mapped (free its list first)"
+            ),
+            nb as usize,
+            a,
+        );
+    }
+    if st.fallible("NdisMAllocateNetBufferSGList") {
+        return sys::NDIS_STATUS_RESOURCES;
+    }
+    // SAFETY: a NET_BUFFER of a list the emulator sent and the miniport still owns.
+    let pieces = match unsafe { nb_pieces(&st, nb) } {
+        Ok(p) => p,
+        Err(why) => {
+            drop(st);
+            dma_violation(
+                format!("NdisMAllocateNetBufferSGList({nb:p}) on adapter {a}: {why}"),
+                nb as usize,
+                a,
+            );
+        }
+    };
+    let size = sg_list_size(pieces.len());
+    // The miniport's buffer if it holds the list, else storage NDIS allocates (u64 words: the
+    // list's alignment).
+    let (list, owned) =
+        if !buffer.is_null() && buffer_size as usize >= size && (buffer as usize).is_multiple_of(8)
+        {
+            (buffer.cast::<sys::SCATTER_GATHER_LIST>(), None)
+        } else {
+            let mut words = vec![0u64; size.div_ceil(8)].into_boxed_slice();
+            (
+                words.as_mut_ptr().cast::<sys::SCATTER_GATHER_LIST>(),
+                Some(words),
+            )
+        };
+    // SAFETY: `size` writable, 8-aligned bytes at `list` (the miniport's buffer, checked above,
+    // or the words just allocated; a boxed slice's heap storage does not move with the box).
+    unsafe {
+        (*list).NumberOfElements = pieces.len() as u32;
+        (*list).Reserved = 0;
+        let e = core::ptr::addr_of_mut!((*list).Elements).cast::<sys::SCATTER_GATHER_ELEMENT>();
+        for (i, &(pa, len)) in pieces.iter().enumerate() {
+            e.add(i).write(sys::SCATTER_GATHER_ELEMENT {
+                Address: pa as i64,
+                Length: len,
+                Reserved: 0,
+            });
+        }
+    }
+    st.dma.sg.made += 1;
+    let deferred = st.config.sg_callback == SgCallback::Deferred;
+    st.dma.sg.lists.insert(
+        list as usize,
+        SgRecord {
+            adapter: a,
+            nb: nb as usize,
+            delivered: !deferred,
+            _owned: owned,
+        },
+    );
+    if deferred {
+        st.dma.sg.deferred.push_back(SgDeferred {
+            handler,
+            list: list as usize,
+            context: context as usize,
+        });
+        return sys::NDIS_STATUS_SUCCESS;
+    }
+    let (cpu, irql) = (st.cpu, st.irql().max(sys::DISPATCH_LEVEL));
+    drop(st);
+    // Inline, as NDIS calls it when map registers are free: at DISPATCH_LEVEL, on this
+    // processor, before the allocation returns.
+    machine::on_cpu(&m, cpu, irql, Callback::ProcessSgList(a), || {
+        // SAFETY: the driver's handler with the list made above and its context.
+        unsafe { handler(core::ptr::null_mut(), core::ptr::null_mut(), list, context) }
+    });
+    sys::NDIS_STATUS_SUCCESS
+}
+
+/// Runs one deferred `ProcessSGListHandler` call on a processor below DISPATCH_LEVEL (a DPC);
+/// false when none is owed or no processor can take it now.
+pub(crate) fn run_deferred_sg_callback(m: &machine::Machine) -> bool {
+    let (call, cpu, a) = {
+        let mut st = m.st();
+        if st.dma.sg.deferred.is_empty() {
+            return false;
+        }
+        let eligible: Vec<usize> = (0..st.cpus.len())
+            .filter(|&c| st.cpus[c].irql < sys::DISPATCH_LEVEL)
+            .collect();
+        if eligible.is_empty() {
+            return false;
+        }
+        let cpu = eligible[st.random_below(eligible.len())];
+        let call = st.dma.sg.deferred.pop_front().unwrap();
+        let rec = st
+            .dma
+            .sg
+            .lists
+            .get_mut(&call.list)
+            .expect("a deferred list stays live until delivered");
+        rec.delivered = true;
+        let a = rec.adapter;
+        (call, cpu, a)
+    };
+    machine::on_cpu(
+        m,
+        cpu,
+        sys::DISPATCH_LEVEL,
+        Callback::ProcessSgList(a),
+        || {
+            // SAFETY: the driver's handler with a list NDIS made for it and its context, at
+            // DISPATCH_LEVEL as a DPC.
+            unsafe {
+                (call.handler)(
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    call.list as *mut sys::SCATTER_GATHER_LIST,
+                    call.context as sys::PVOID,
+                )
+            }
+        },
+    );
+    true
+}
+
+pub(crate) unsafe fn ndis_m_free_net_buffer_sg_list(
+    dma: sys::NDIS_HANDLE,
+    list: *mut sys::SCATTER_GATHER_LIST,
+    nb: *mut sys::NET_BUFFER,
+) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::DISPATCH_LEVEL, "NdisMFreeNetBufferSGList");
+    let a = st
+        .ndis
+        .adapters
+        .iter()
+        .position(|x| x.dma == Some(dma as usize));
+    let ok = a.is_some_and(|a| {
+        st.dma
+            .sg
+            .lists
+            .get(&(list as usize))
+            .is_some_and(|r| r.adapter == a && r.nb == nb as usize && r.delivered)
+    });
+    if !ok {
+        drop(st);
+        dma_violation(
+            format!(
+                "NdisMFreeNetBufferSGList({dma:p}, {list:p}, {nb:p}): not a list \
+                 NdisMAllocateNetBufferSGList made for this NET_BUFFER on this DMA registration \
+                 and handed to ProcessSGListHandler, or already freed"
+            ),
+            list as usize,
+            nb as usize,
+        );
+    }
+    st.dma.sg.lists.remove(&(list as usize));
+    st.dma.sg.freed += 1;
+}
+
+impl Emulator {
+    /// Makes `ProcessSGListHandler` calls inline (the default) or deferred to a later DPC.
+    pub fn set_sg_callback(&self, how: SgCallback) {
+        self.machine.st().config.sg_callback = how;
+    }
+
+    /// (made, freed, live) scatter/gather lists of `NdisMAllocateNetBufferSGList` so far.
+    pub fn sg_lists(&self) -> (u64, u64, usize) {
+        let st = self.machine.st();
+        (st.dma.sg.made, st.dma.sg.freed, st.dma.sg.lists.len())
     }
 }

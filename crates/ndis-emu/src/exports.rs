@@ -31,9 +31,13 @@ macro_rules! exports {
         pub(crate) static HOST_IMPORTS: HostImports = HostImports { $($name: win64_abi::$name,)* };
 
         /// Every export with its Windows x64 ABI entry point: the same functions driver code
-        /// compiled for the host reaches through `HostImports`.
+        /// compiled for the host reaches through `HostImports`, and the C run-time functions
+        /// ntoskrnl.exe exports for images (`memcpy`, `memset`, `__chkstk`, ...; host builds
+        /// use the host's C library).
         pub fn win64_exports() -> Vec<Win64Export> {
-            vec![$(Win64Export { module: $module, name: stringify!($name), address: win64_abi::$name as *const () as usize },)*]
+            let mut v = vec![$(Win64Export { module: $module, name: stringify!($name), address: win64_abi::$name as *const () as usize },)*];
+            v.extend(crate::image::crt_exports());
+            v
         }
 
         /// `(module, address)` of the export `name` (one ABI for host builds and images).
@@ -93,6 +97,8 @@ exports! {
     "ndis.sys" NdisMResetComplete(a: NDIS_HANDLE, b: NDIS_STATUS, c: BOOLEAN) => ndis::ndis_m_reset_complete;
     "ndis.sys" NdisMRegisterScatterGatherDma(a: NDIS_HANDLE, b: *mut NDIS_SG_DMA_DESCRIPTION, c: *mut NDIS_HANDLE) -> NDIS_STATUS => dma::ndis_m_register_scatter_gather_dma;
     "ndis.sys" NdisMDeregisterScatterGatherDma(a: NDIS_HANDLE) => dma::ndis_m_deregister_scatter_gather_dma;
+    "ndis.sys" NdisMAllocateNetBufferSGList(a: NDIS_HANDLE, b: *mut NET_BUFFER, c: PVOID, d: ULONG, e: PVOID, f: ULONG) -> NDIS_STATUS => dma::ndis_m_allocate_net_buffer_sg_list;
+    "ndis.sys" NdisMFreeNetBufferSGList(a: NDIS_HANDLE, b: *mut SCATTER_GATHER_LIST, c: *mut NET_BUFFER) => dma::ndis_m_free_net_buffer_sg_list;
     "ndis.sys" NdisMAllocateSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: *mut PVOID, e: *mut PHYSICAL_ADDRESS) => dma::ndis_m_allocate_shared_memory;
     "ndis.sys" NdisMFreeSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: PVOID, e: PHYSICAL_ADDRESS) => dma::ndis_m_free_shared_memory;
     "ndis.sys" NdisMMapIoSpace(a: *mut PVOID, b: NDIS_HANDLE, c: PHYSICAL_ADDRESS, d: UINT) -> NDIS_STATUS => pci::ndis_m_map_io_space;
@@ -170,8 +176,31 @@ unsafe fn ndis_get_version() -> u32 {
     machine::current().st().config.ndis_runtime_version
 }
 
+/// The bug-check code km-rt's (and wdk-panic's) panic handler raises: "RPNC", parameters file
+/// name address, its length, line, column (low 32 bits of parameter 4).
+pub const RUST_PANIC_BUGCHECK: u32 = 0x5250_4E43;
+
 unsafe fn ke_bug_check_ex(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> ! {
-    crate::bugcheck::raise(code, [p1, p2, p3, p4], "the driver called KeBugCheckEx")
+    let message = if code == RUST_PANIC_BUGCHECK {
+        // The file name lies in the image that panicked; a pointer anywhere else is not read.
+        match crate::image::image_str(p1, p2) {
+            Some(file) => format!(
+                "the driver panicked at {file}:{p3}:{} (KeBugCheckEx from its panic handler{})",
+                p4 as u32,
+                if p4 as u64 & (1 << 32) != 0 {
+                    ", a failed heap allocation"
+                } else {
+                    ""
+                }
+            ),
+            None => "the driver called KeBugCheckEx with the Rust panic code (file name not \
+                     inside a loaded image)"
+                .to_string(),
+        }
+    } else {
+        "the driver called KeBugCheckEx".to_string()
+    };
+    crate::bugcheck::raise(code, [p1, p2, p3, p4], message)
 }
 
 unsafe fn ke_get_current_processor_number_ex(number: *mut PROCESSOR_NUMBER) -> u32 {

@@ -19,6 +19,7 @@ mod dma;
 mod exports;
 mod faults;
 mod heap;
+pub mod image;
 mod io;
 mod machine;
 mod memory;
@@ -29,6 +30,7 @@ pub mod pci;
 mod pnp;
 mod power;
 pub mod raw;
+pub mod rss;
 mod sync;
 mod trace;
 
@@ -45,10 +47,11 @@ pub use bugcheck::{
 };
 pub use bugcheck::{BugCheck, rule};
 pub use datapath::{ListInfo, SendIrql};
-pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
-pub use exports::{Win64Export, win64_exports};
+pub use dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE, SgCallback};
+pub use exports::{RUST_PANIC_BUGCHECK, Win64Export, win64_exports};
 pub use faults::FaultPlan;
 pub use heap::{DriverHeap, FALLIBLE_SITE, instrumentation};
+pub use image::{LoadError, LoadedImage};
 pub use memory::{Allocation, AllocationKind, UNINITIALIZED_FILL};
 pub use ndis::AdapterState;
 pub use offload::{
@@ -137,6 +140,13 @@ pub struct Config {
     /// `*_DISPATCH_LEVEL` flag set (default), at DISPATCH_LEVEL with it clear, or at
     /// PASSIVE_LEVEL ([`SendIrql`]); [`Emulator::set_send_irql`] changes it during a test.
     pub send_irql: SendIrql,
+    /// TCP/IP configures RSS when it binds to an adapter that reports RSS capabilities (see
+    /// [`rss`]); on by default.
+    pub rss_at_bind: bool,
+    /// When NDIS calls a miniport's `ProcessSGListHandler` for a list of
+    /// `NdisMAllocateNetBufferSGList`: inline (default) or deferred to a later DPC;
+    /// [`Emulator::set_sg_callback`] changes it during a test.
+    pub sg_callback: SgCallback,
 }
 
 impl Default for Config {
@@ -153,6 +163,8 @@ impl Default for Config {
             trace: false,
             faults: FaultPlan::default(),
             send_irql: SendIrql::default(),
+            rss_at_bind: true,
+            sg_callback: SgCallback::Inline,
         }
     }
 }
@@ -170,6 +182,8 @@ pub struct DeviceId(pub usize);
 pub struct Emulator {
     machine: Rc<Machine>,
     leak_detection: bool,
+    /// Driver images loaded with [`Emulator::load_image`]: mapped until [`Emulator::unload`].
+    images: std::cell::RefCell<Vec<image::loader::Mapping>>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -200,7 +214,43 @@ impl Emulator {
         Emulator {
             machine,
             leak_detection,
+            images: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// Loads a cross-built driver image (`.sys`/`.dll`, PE32+ AMD64) as the Windows loader
+    /// would: mapped, relocated, its `/GS` cookie initialised, every import bound to the
+    /// emulated exports ([`win64_exports`]) that exist on [`Config::windows_version`]. Then
+    /// `load_driver(image.entry())` runs its `DriverEntry`. The image stays mapped until
+    /// [`unload`](Self::unload) (or until the emulator is dropped). A missing import fails the
+    /// load naming `module!function`, as Windows fails the start with Code 39.
+    pub fn load_image(&self, path: impl AsRef<std::path::Path>) -> Result<LoadedImage, LoadError> {
+        let windows = self.st().config.windows_version;
+        let (image, mapping) = image::loader::load_file(path.as_ref(), windows)?;
+        // The image's register accesses and privileged instructions fault on the host: the
+        // trap performs them (image/trap.rs).
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
+        self.images.borrow_mut().push(mapping);
+        // The image dereferences its register mappings and reads CR8: trap both from now on.
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
+        Ok(image)
+    }
+
+    /// [`load_image`](Self::load_image) from the image's bytes; `name` names it in the trace.
+    pub fn load_image_bytes(&self, name: &str, bytes: &[u8]) -> Result<LoadedImage, LoadError> {
+        let windows = self.st().config.windows_version;
+        let (image, mapping) = image::loader::load_bytes(name, bytes, windows)?;
+        // The image's register accesses and privileged instructions fault on the host: the
+        // trap performs them (image/trap.rs).
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
+        self.images.borrow_mut().push(mapping);
+        // The image dereferences its register mappings and reads CR8: trap both from now on.
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        self.trap_hardware_access();
+        Ok(image)
     }
 
     /// Whether the driver's Rust heap is accounted: [`DriverHeap`] is this test binary's global
@@ -254,7 +304,8 @@ impl Emulator {
         let base =
             machine::MESSAGE_VECTOR_BASE + st.next_message_vector % machine::MESSAGE_VECTOR_SPAN;
         st.next_message_vector += messages.max(1);
-        let pci = pci::attach(st.devices.len(), resources, function);
+        let index = st.devices.len();
+        let pci = pci::attach(&mut st.mmio, index, resources, function);
         st.devices.push(Device {
             resources,
             offer: resources,
@@ -573,7 +624,53 @@ impl Emulator {
         if encapsulation {
             self.bind_tcpip(a);
         }
+        if bind {
+            self.bind_rss(a);
+        }
         status
+    }
+
+    /// What TCP/IP does when it binds to an adapter that reported RSS capabilities
+    /// (`Config::rss_at_bind`, on by default): `OID_GEN_RECEIVE_SCALE_PARAMETERS` with a random
+    /// 40-byte key (from the seed), IPv4, TCP/IPv4, IPv6 and TCP/IPv6, and a 128-entry table
+    /// over the first min(processors, receive queues) processors, round robin.
+    fn bind_rss(&self, a: AdapterId) {
+        let (caps, cpus, key) = {
+            let mut st = self.st();
+            if !st.config.rss_at_bind {
+                return;
+            }
+            let caps = st.rss.adapters.get(&a.0).and_then(|r| r.caps);
+            let mut key = [0u8; 40];
+            for b in &mut key {
+                *b = st.random_below(256) as u8;
+            }
+            (caps, st.cpus.len(), key)
+        };
+        let Some(caps) = caps else {
+            return;
+        };
+        let spread = cpus.min(caps.receive_queues.max(1) as usize).max(1);
+        let table: Vec<u8> = (0..128).map(|i| (i % spread) as u8).collect();
+        let types = sys::NDIS_HASH_IPV4
+            | sys::NDIS_HASH_TCP_IPV4
+            | sys::NDIS_HASH_IPV6
+            | sys::NDIS_HASH_TCP_IPV6;
+        let data = rss::receive_scale_parameters(0, types, &table, &key);
+        let _ = self.oid_set(a, sys::OID_GEN_RECEIVE_SCALE_PARAMETERS, &data);
+    }
+
+    /// What the RSS checker saw on `adapter` since the last report (and resets it), with the
+    /// configuration it checks against (None: RSS off).
+    pub fn rss_report(&self, a: AdapterId) -> (rss::RssReport, Option<rss::RssConfig>) {
+        let mut st = self.st();
+        let r = st.rss.adapters.entry(a.0).or_default();
+        (core::mem::take(&mut r.report), r.config.clone())
+    }
+
+    /// The RSS capabilities `adapter` reported in its general attributes.
+    pub fn rss_capabilities(&self, a: AdapterId) -> Option<rss::RssCapabilities> {
+        self.st().rss.adapters.get(&a.0).and_then(|r| r.caps)
     }
 
     /// The packet filter TCP/IP sets when it binds (directed, multicast, broadcast): until a
@@ -721,6 +818,8 @@ impl Emulator {
                 },
             );
         }
+        // Windows unmaps a driver image once its unload routine returned.
+        self.images.borrow_mut().clear();
         self.check_released();
     }
 
@@ -957,19 +1056,27 @@ impl Emulator {
     /// Runs `f`, which must bug-check, and returns the bug check. Panics if `f` returns normally
     /// or panics for another reason. The machine is dead afterwards.
     pub fn expect_bugcheck(&self, f: impl FnOnce()) -> BugCheck {
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(()) => panic!("expected a bug check, but the code ran to completion"),
-            Err(payload) => match bugcheck::take_last() {
-                Some(b) if machine::bugchecked() => b,
-                _ => resume_unwind(payload),
-            },
-        }
+        expect_bugcheck(f)
     }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
         machine::uninstall();
+        // No callback into an image can be made any more.
+        self.images.borrow_mut().clear();
+    }
+}
+
+/// [`Emulator::expect_bugcheck`] without an emulator: for a bug check a child process of
+/// [`image::isolated`] reported (the parent raises it again), or any code that raises one.
+pub fn expect_bugcheck(f: impl FnOnce()) -> BugCheck {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => panic!("expected a bug check, but the code ran to completion"),
+        Err(payload) => match bugcheck::take_last() {
+            Some(b) if machine::bugchecked() => b,
+            _ => resume_unwind(payload),
+        },
     }
 }
 

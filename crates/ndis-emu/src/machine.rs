@@ -119,6 +119,8 @@ pub(crate) enum Callback {
     StartDevice(usize),
     RemoveDevice(usize),
     PnpEvent(usize),
+    /// A `ProcessSGListHandler` call for adapter n.
+    ProcessSgList(usize),
 }
 
 #[derive(Debug, Default)]
@@ -252,6 +254,7 @@ pub(crate) struct State {
     pub dma: crate::dma::DmaState,
     pub mmio: crate::pci::MmioState,
     pub config_keys: crate::config::ConfigState,
+    pub rss: crate::rss::RssState,
 }
 
 impl State {
@@ -283,6 +286,7 @@ impl State {
             dma: Default::default(),
             mmio: Default::default(),
             config_keys: Default::default(),
+            rss: Default::default(),
         }
     }
 
@@ -577,6 +581,11 @@ pub(crate) fn deliver_pending(m: &Machine) {
 /// processor of each step with the seeded PRNG.
 pub(crate) fn run_dpcs(m: &Machine) {
     loop {
+        // A scatter/gather callback NDIS deferred runs as a DPC too, in the order they were
+        // owed.
+        if crate::dma::run_deferred_sg_callback(m) {
+            continue;
+        }
         let cpu = {
             let mut st = m.st();
             let mut eligible = 0usize;

@@ -554,6 +554,23 @@ pub(crate) unsafe fn ndis_m_set_miniport_attributes(
             // SAFETY: the header says this is the general member.
             let g = unsafe { (*attributes).GeneralAttributes };
             st.ndis.adapters[a].pm_capabilities = pm_capabilities(&st, &g);
+            let minor = st
+                .ndis
+                .driver
+                .as_ref()
+                .map_or(0, |d| d.chars.MinorNdisVersion);
+            // SAFETY: null or the driver's capabilities, live across the call.
+            match unsafe { crate::rss::parse_capabilities(g.RecvScaleCapabilities.cast(), minor) } {
+                Ok(caps) => st.rss.adapters.entry(a).or_default().caps = caps,
+                Err(why) => {
+                    drop(st);
+                    bugcheck::raise(
+                        bugcheck::BUGCODE_NDIS_DRIVER,
+                        [bugcheck::NDIS_BUGCHECK_INVALID_OBJECT_HEADER, 0, 0, 0],
+                        format!("NdisMSetMiniportAttributes: {why}"),
+                    );
+                }
+            }
         }
         _ => {
             if !st.ndis.adapters[a].general_set {

@@ -289,13 +289,21 @@ impl Emulator {
 
     /// `OID_*` set with `data` as the information buffer.
     pub fn oid_set(&self, adapter: AdapterId, oid: u32, data: &[u8]) -> OidResult {
-        self.oid_request(
+        let r = self.oid_request(
             adapter,
             sys::NdisRequestSetInformation,
             oid,
             data,
             data.len(),
-        )
+        );
+        // The RSS checker follows what the miniport accepted.
+        if oid == sys::OID_GEN_RECEIVE_SCALE_PARAMETERS && r.status == sys::NDIS_STATUS_SUCCESS {
+            let mut st = self.machine.st();
+            let entry = st.rss.adapters.entry(adapter.0).or_default();
+            let next = crate::rss::apply_set(entry.config.as_ref(), data);
+            entry.set(next);
+        }
+        r
     }
 
     /// Cancels the request still pending (as NDIS does when its `Timeout` expires or its issuer

@@ -18,20 +18,40 @@ use crate::bugcheck::{self, rule};
 use crate::machine::{self, State};
 use crate::ndis::adapter_of_handle;
 
+/// The guest-physical region shared memory (DMA) is carved from; no BAR is placed inside it.
+pub use crate::dma::{GUEST_MEMORY_BASE, GUEST_MEMORY_SIZE};
+
 /// Configuration space the emulator presents (PCI, not the 4 KiB extended space).
 pub const CONFIG_SPACE_SIZE: usize = 256;
-/// Where the emulator places BARs: device `d`, BAR `i` at `BAR_BASE + d * 0x100_0000 + i * 0x10_0000`.
-const BAR_BASE: u64 = 0xF000_0000;
+/// Where the emulator places 32-bit BARs: naturally aligned, one after the other, in
+/// `[BAR32_BASE, BAR32_END)` (below 4 GiB, the platform's MMIO hole, clear of the guest memory DMA
+/// uses at [`GUEST_MEMORY_BASE`]).
+pub const BAR32_BASE: u64 = 0xC000_0000;
+/// End of the 32-bit BAR window (the local APIC and I/O APIC live above, as on a PC).
+pub const BAR32_END: u64 = 0xFEC0_0000;
+/// Where the emulator places 64-bit BARs: naturally aligned from 512 GiB up, far above guest
+/// memory.
+pub const BAR64_BASE: u64 = 0x80_0000_0000;
+/// The largest 32-bit BAR a function may declare (512 MiB).
+pub const BAR32_MAX_SIZE: u64 = 1 << 29;
+/// The largest 64-bit BAR a function may declare (2 GiB: a larger one would need
+/// `CmResourceTypeMemoryLarge` descriptors, which the emulator does not produce).
+pub const BAR64_MAX_SIZE: u64 = 1 << 31;
 /// Virtual addresses of register mappings: kernel-half addresses no host pointer can have.
 const MMIO_VA_BASE: usize = 0xFFFF_F700_0000_0000;
 const MMIO_VA_STRIDE: usize = 1 << 32;
 
 /// A memory BAR a function decodes.
+///
+/// The emulator places every BAR at an address aligned to its size, as PCI requires: 32-bit BARs
+/// below 4 GiB (from [`BAR32_BASE`]), 64-bit BARs from [`BAR64_BASE`], never overlapping another
+/// device's BAR or guest memory, however many devices are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BarInfo {
     /// 0..=5; a 64-bit BAR also occupies `index + 1`.
     pub index: u8,
-    /// A power of two, at least 16.
+    /// A power of two, at least 16; at most [`BAR32_MAX_SIZE`] (32-bit) or [`BAR64_MAX_SIZE`]
+    /// (64-bit).
     pub size: u64,
     pub is_64bit: bool,
 }
@@ -242,29 +262,98 @@ struct Mapping {
     /// Offset of the mapping's start inside the BAR.
     bar_offset: u64,
     live: bool,
+    /// For an image: the reservation `va` lies in (kept after unmap, so that a stale access
+    /// faults and is reported; released with the emulator).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    _guard: Option<crate::image::trap::GuardRegion>,
 }
 
 #[derive(Default)]
 pub(crate) struct MmioState {
     mappings: Vec<Mapping>,
+    /// Set when the emulator serves a loaded image (`Emulator::trap_hardware_access`): new
+    /// mappings are guard regions whose accesses fault into `image::trap`.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub trapping: Option<crate::image::trap::Trapping>,
+    /// BAR address allocation (never reused: a removed device's range stays retired).
+    bar_space: BarSpace,
+}
+
+/// Bump allocation of BAR addresses in the two windows, each BAR naturally aligned.
+#[derive(Debug, Default)]
+struct BarSpace {
+    /// Next free address above [`BAR32_BASE`] (0: none handed out yet).
+    next32: u64,
+    /// Next free address above [`BAR64_BASE`] (0: none handed out yet).
+    next64: u64,
+}
+
+impl BarSpace {
+    /// An address for a BAR of `size` (a power of two), or `None` when the window is full.
+    fn place(&mut self, size: u64, is_64bit: bool) -> Option<u64> {
+        let (next, base, end) = if is_64bit {
+            (&mut self.next64, BAR64_BASE, u64::MAX)
+        } else {
+            (&mut self.next32, BAR32_BASE, BAR32_END)
+        };
+        let from = (*next).max(base);
+        let at = from.checked_add(size - 1)? & !(size - 1);
+        let top = at.checked_add(size)?;
+        if top > end {
+            return None;
+        }
+        *next = top;
+        Some(at)
+    }
 }
 
 /// Places `function`'s BARs for device `device` and writes their addresses into its
 /// configuration space.
 pub(crate) fn attach(
+    mmio: &mut MmioState,
     device: usize,
     resources: crate::InterruptResources,
     mut function: Box<dyn PciFunction>,
 ) -> PciState {
     function.interrupts_assigned(InterruptMode::of(resources));
     let mut bars = Vec::new();
-    for b in function.bars() {
+    let declared = function.bars();
+    for b in &declared {
+        let max = if b.is_64bit {
+            BAR64_MAX_SIZE
+        } else {
+            BAR32_MAX_SIZE
+        };
         assert!(
-            b.index <= 5 && b.size.is_power_of_two() && b.size >= 16 && b.size <= 0x10_0000,
-            "BAR {}: index 0..=5, size a power of two in 16..=1 MiB",
+            b.index <= if b.is_64bit { 4 } else { 5 }
+                && b.size.is_power_of_two()
+                && (16..=max).contains(&b.size),
+            "device {device} BAR {}: index 0..=5 (0..=4 for a 64-bit BAR), size {:#x} must be a \
+             power of two in 16..={max:#x}",
+            b.index,
+            b.size
+        );
+        let overlap = declared.iter().any(|o| {
+            !std::ptr::eq(o, b)
+                && (o.index == b.index
+                    || (o.is_64bit && o.index + 1 == b.index)
+                    || (b.is_64bit && b.index + 1 == o.index))
+        });
+        assert!(
+            !overlap,
+            "device {device} BAR {}: its BAR register is also another BAR's (a 64-bit BAR takes \
+             two)",
             b.index
         );
-        let physical = BAR_BASE + device as u64 * 0x100_0000 + b.index as u64 * 0x10_0000;
+        let physical = mmio.bar_space.place(b.size, b.is_64bit).unwrap_or_else(|| {
+            panic!(
+                "device {device} BAR {} ({:#x} bytes): the {} BAR window is full; declare \
+                 a 64-bit BAR or smaller BARs",
+                b.index,
+                b.size,
+                if b.is_64bit { "64-bit" } else { "32-bit" }
+            )
+        });
         let reg = 0x10 + 4 * b.index as usize;
         let low = (physical as u32) | if b.is_64bit { 0x4 } else { 0 };
         function.config()[reg..reg + 4].copy_from_slice(&low.to_le_bytes());
@@ -331,6 +420,20 @@ pub(crate) unsafe fn ndis_m_map_io_space(
         return sys::NDIS_STATUS_RESOURCES;
     }
     let index = st.mmio.mappings.len();
+    // A host build's accesses are calls (`HOST_MMIO`), so any address no host pointer can have
+    // does; an image dereferences the address, so it gets a region whose every access faults.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    let (address, guard) = if st.mmio.trapping.is_some() {
+        let page_offset = (start % 4096) as usize;
+        let Some(region) = crate::image::trap::GuardRegion::reserve(page_offset, length as usize)
+        else {
+            return sys::NDIS_STATUS_RESOURCES;
+        };
+        (region.base() + page_offset, Some(region))
+    } else {
+        (MMIO_VA_BASE + index * MMIO_VA_STRIDE, None)
+    };
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
     let address = MMIO_VA_BASE + index * MMIO_VA_STRIDE;
     st.mmio.mappings.push(Mapping {
         va: address,
@@ -340,6 +443,8 @@ pub(crate) unsafe fn ndis_m_map_io_space(
         bar: bar.index,
         bar_offset: start - bar.physical,
         live: true,
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        _guard: guard,
     });
     // SAFETY: as above.
     unsafe { va.write(address as sys::PVOID) };
@@ -561,7 +666,9 @@ fn register_access<R>(
     result.unwrap_or(None)
 }
 
-pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
+/// A register read of `width` bytes at `address` by driver code: a host build's
+/// `READ_REGISTER_*` and an image's trapped load alike.
+pub(crate) fn mmio_read(address: usize, width: u32) -> u32 {
     let _emulator = crate::heap::EmulatorCode::export();
     register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
         f.mmio_read(bus, bar, offset, width)
@@ -573,12 +680,21 @@ pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width:
     })
 }
 
-pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u32) {
+/// A register write by driver code (see [`mmio_read`]).
+pub(crate) fn mmio_write(address: usize, width: u32, value: u32) {
     let _emulator = crate::heap::EmulatorCode::export();
     // A write to a removed device is lost.
     let _ = register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
         f.mmio_write(bus, bar, offset, width, value)
     });
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
+    mmio_read(address, width)
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u32) {
+    mmio_write(address, width, value)
 }
 
 pub(crate) static HOST_MMIO: sys::mmio::HostMmio = sys::mmio::HostMmio {

@@ -270,7 +270,7 @@ fn adapter_handle_calls() -> Vec<(&'static str, AdapterCall)> {
         ("NdisMMapIoSpace", |h| {
             let mut va: sys::PVOID = std::ptr::null_mut();
             // SAFETY: as above.
-            unsafe { sys::NdisMMapIoSpace(&mut va, h, 0xF000_0000, 16) };
+            unsafe { sys::NdisMMapIoSpace(&mut va, h, ndis_emu::pci::BAR32_BASE as i64, 16) };
         }),
         ("NdisMUnmapIoSpace", |h| {
             // SAFETY: as above.

@@ -216,6 +216,8 @@ rows! {
     "ndis.sys" NdisMResetComplete WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismresetcomplete", "Supported in NDIS 5.1, and NDIS 6.0 and later";
     "ndis.sys" NdisMRegisterScatterGatherDma WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismregisterscattergatherdma", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMDeregisterScatterGatherDma WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismderegisterscattergatherdma", "Supported in NDIS 6.0 and later";
+    "ndis.sys" NdisMAllocateNetBufferSGList WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismallocatenetbuffersglist", "Supported in NDIS 6.0 and later";
+    "ndis.sys" NdisMFreeNetBufferSGList WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismfreenetbuffersglist", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMAllocateSharedMemory WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismallocatesharedmemory", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMFreeSharedMemory WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismfreesharedmemory", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
     "ndis.sys" NdisMMapIoSpace WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismmapiospace", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";

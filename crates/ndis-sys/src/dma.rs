@@ -4,13 +4,35 @@ use crate::base::*;
 use crate::layout::layout;
 use crate::object::NDIS_OBJECT_HEADER;
 
-/// `SCATTER_GATHER_LIST`; only handled by pointer so far.
+/// `SCATTER_GATHER_ELEMENT` (wdm.h): one physically contiguous piece of a mapping.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SCATTER_GATHER_ELEMENT {
+    /// The device (logical) address of the piece.
+    pub Address: PHYSICAL_ADDRESS,
+    pub Length: ULONG,
+    pub Reserved: ULONG_PTR,
+}
+layout!(SCATTER_GATHER_ELEMENT, size = 24, align = 8, {
+    Address: 0, Length: 8, Reserved: 16,
+});
+
+/// `SCATTER_GATHER_LIST` (wdm.h): `NumberOfElements` entries follow the header in `Elements`
+/// (a C flexible array member, declared `Elements[]`); the list lives in memory NDIS (or the
+/// miniport's preallocated buffer of `ScatterGatherListSize` bytes) provides.
 #[repr(C)]
 #[derive(Debug)]
 pub struct SCATTER_GATHER_LIST {
-    _data: [u8; 0],
-    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+    pub NumberOfElements: ULONG,
+    pub Reserved: ULONG_PTR,
+    pub Elements: [SCATTER_GATHER_ELEMENT; 0],
 }
+layout!(SCATTER_GATHER_LIST, size = 16, align = 8, {
+    NumberOfElements: 0, Reserved: 8, Elements: 16,
+});
+
+/// `NdisMAllocateNetBufferSGList` flag: none are defined for miniports; pass 0.
+pub const NDIS_SG_LIST_FLAGS_NONE: ULONG = 0;
 
 /// `MINIPORT_PROCESS_SG_LIST`: DISPATCH_LEVEL.
 pub type MINIPORT_PROCESS_SG_LIST_HANDLER = Option<

@@ -214,6 +214,26 @@ kernel_imports! {
         ) -> NDIS_STATUS;
         /// PASSIVE_LEVEL.
         fn NdisMDeregisterScatterGatherDma(NdisMiniportDmaHandle: NDIS_HANDLE);
+        /// DISPATCH_LEVEL. Maps a NET_BUFFER's data (from its current MDL and offset) for DMA;
+        /// NDIS calls the registration's `ProcessSGListHandler` with the list, possibly before
+        /// this returns, possibly later (at DISPATCH_LEVEL, maybe on another processor).
+        /// `ScatterGatherListBuffer` (null, or `ScatterGatherListBufferSize` bytes of at least the
+        /// registration's `ScatterGatherListSize`) holds the list if it fits.
+        fn NdisMAllocateNetBufferSGList(
+            NdisMiniportDmaHandle: NDIS_HANDLE,
+            NetBuffer: *mut NET_BUFFER,
+            Context: PVOID,
+            Flags: ULONG,
+            ScatterGatherListBuffer: PVOID,
+            ScatterGatherListBufferSize: ULONG,
+        ) -> NDIS_STATUS;
+        /// DISPATCH_LEVEL. Frees a list `NdisMAllocateNetBufferSGList` made for `NetBuffer`,
+        /// once the device is done with the memory it describes.
+        fn NdisMFreeNetBufferSGList(
+            NdisMiniportDmaHandle: NDIS_HANDLE,
+            pSGL: *mut SCATTER_GATHER_LIST,
+            NetBuffer: *mut NET_BUFFER,
+        );
         /// PASSIVE_LEVEL, from `MiniportInitializeEx`, after SG DMA registration. `*VirtualAddress`
         /// is null on failure.
         fn NdisMAllocateSharedMemory(

@@ -36,6 +36,7 @@ pub mod offload;
 pub mod oid;
 pub mod power;
 pub mod resources;
+pub mod rss;
 pub mod status;
 pub mod sync;
 
@@ -56,5 +57,6 @@ pub use offload::*;
 pub use oid::*;
 pub use power::*;
 pub use resources::*;
+pub use rss::*;
 pub use status::*;
 pub use sync::*;

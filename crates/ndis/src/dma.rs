@@ -21,6 +21,8 @@ pub struct DmaRegistration {
 #[derive(Debug)]
 struct DmaInner {
     handle: sys::NDIS_HANDLE,
+    /// `ScatterGatherListSize` NDIS returned: the bytes a list of one mapping may need.
+    sg_list_size: u32,
     /// The adapter start it was registered for ([`AdapterResources`] id).
     ///
     /// [`AdapterResources`]: crate::resources::AdapterResources
@@ -56,7 +58,9 @@ impl DmaRegistration {
             },
             Flags: sys::NDIS_SG_DMA_64_BIT_ADDRESS,
             MaximumPhysicalMapping: max_mapping,
-            ProcessSGListHandler: None,
+            // Every registration can map sends ([`crate::nbl::HeldSend::map`]); NDIS calls it
+            // only for lists a driver asked for.
+            ProcessSGListHandler: Some(crate::nbl::process_sg_list),
             SharedMemAllocateCompleteHandler: None,
             ScatterGatherListSize: 0,
             PdoOverride: core::ptr::null_mut(),
@@ -75,7 +79,16 @@ impl DmaRegistration {
             return Err(Status(status));
         }
         let owner = init.resources().id();
-        let inner = match Shared::try_new(DmaInner { handle, owner }, init.passive()) {
+        let sg_list_size = description.ScatterGatherListSize;
+        let inner = Shared::try_new(
+            DmaInner {
+                handle,
+                sg_list_size,
+                owner,
+            },
+            init.passive(),
+        );
+        let inner = match inner {
             Ok(i) => i,
             Err(e) => {
                 // SAFETY: just registered, known to nobody else.
@@ -89,6 +102,16 @@ impl DmaRegistration {
             return Err(e);
         }
         Ok(DmaRegistration { _inner: inner })
+    }
+
+    /// The registration's handle, for `NdisMAllocateNetBufferSGList` and its free.
+    pub(crate) fn handle(&self) -> sys::NDIS_HANDLE {
+        self._inner.handle
+    }
+
+    /// The `ScatterGatherListSize` NDIS returned at registration: what one list may need.
+    pub fn sg_list_size(&self) -> usize {
+        self._inner.sg_list_size as usize
     }
 
     /// Allocates `length` bytes of shared memory (initialize only).

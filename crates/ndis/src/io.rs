@@ -315,3 +315,88 @@ impl ConfigSpace for PciConfig<'_> {
         (n as usize).min(buf.len())
     }
 }
+
+/// A base address register as configuration space holds it (PCI 3.0, 6.2.5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bar {
+    /// A memory BAR: its address (both halves of a 64-bit BAR), whether it is 64-bit (and so also
+    /// takes the next BAR register) and prefetchable.
+    Memory {
+        address: u64,
+        is_64bit: bool,
+        prefetchable: bool,
+    },
+    /// An I/O-space BAR: its port address.
+    Io { port: u32 },
+}
+
+/// Decodes BAR `index` (0..=5) from configuration space: `None` for an index past 5, an
+/// unreadable register, a reserved memory type, or a 64-bit BAR in register 5 (it has no upper
+/// half). Reads only: it never sizes the BAR (writing all ones would change the register behind
+/// the PCI bus driver's back; the length comes from the resource PnP assigned,
+/// [`Resources::memory_containing`]).
+///
+/// ```
+/// use ndis::hw::ConfigSpace;
+/// use ndis::io::{Bar, decode_bar};
+///
+/// /// A configuration space with a 64-bit prefetchable BAR 0 at 0x80_0000_0000 and an I/O BAR 2.
+/// struct Cfg([u8; 64]);
+/// impl ConfigSpace for Cfg {
+///     fn read_config(&self, offset: u16, buf: &mut [u8]) -> usize {
+///         let o = offset as usize;
+///         let n = buf.len().min(self.0.len().saturating_sub(o));
+///         buf[..n].copy_from_slice(&self.0[o..o + n]);
+///         n
+///     }
+/// }
+/// let mut c = [0u8; 64];
+/// c[0x10..0x14].copy_from_slice(&0x0000_000Cu32.to_le_bytes()); // 64-bit, prefetchable
+/// c[0x14..0x18].copy_from_slice(&0x80u32.to_le_bytes()); // upper half
+/// c[0x18..0x1C].copy_from_slice(&0xC001u32.to_le_bytes()); // I/O at 0xC000
+/// let cfg = Cfg(c);
+/// assert_eq!(
+///     decode_bar(&cfg, 0),
+///     Some(Bar::Memory { address: 0x80_0000_0000, is_64bit: true, prefetchable: true })
+/// );
+/// assert_eq!(decode_bar(&cfg, 2), Some(Bar::Io { port: 0xC000 }));
+/// assert_eq!(ndis::io::bar_address(&cfg, 0), Some(0x80_0000_0000));
+/// assert_eq!(ndis::io::bar_address(&cfg, 2), None); // not a memory BAR
+/// ```
+pub fn decode_bar(cfg: &impl ConfigSpace, index: u8) -> Option<Bar> {
+    if index > 5 {
+        return None;
+    }
+    let reg = 0x10 + 4 * index as u16;
+    let low = cfg.config_u32(reg)?;
+    if low & 1 != 0 {
+        return Some(Bar::Io { port: low & !0x3 });
+    }
+    let prefetchable = low & 0x8 != 0;
+    match (low >> 1) & 0x3 {
+        0 => Some(Bar::Memory {
+            address: (low & !0xF) as u64,
+            is_64bit: false,
+            prefetchable,
+        }),
+        2 if index < 5 => {
+            let high = cfg.config_u32(reg + 4)?;
+            Some(Bar::Memory {
+                address: ((high as u64) << 32) | (low & !0xF) as u64,
+                is_64bit: true,
+                prefetchable,
+            })
+        }
+        _ => None, // type 1 (below 1 MiB, reserved in PCI 3.0), 3 (reserved), or 64-bit in BAR 5
+    }
+}
+
+/// The address of memory BAR `index`, as [`decode_bar`] decodes it; `None` for an I/O BAR or
+/// anything `decode_bar` refuses. With [`Resources::memory_containing`] it finds the resource to
+/// [`Init::map`](crate::miniport::Init::map).
+pub fn bar_address(cfg: &impl ConfigSpace, index: u8) -> Option<u64> {
+    match decode_bar(cfg, index)? {
+        Bar::Memory { address, .. } => Some(address),
+        Bar::Io { .. } => None,
+    }
+}

@@ -118,3 +118,13 @@ pub const LARGE_SEND_OFFLOAD: [Keyword; 2] = {
         Keyword::enumeration(names[1], VALUES, 1),
     ]
 };
+
+/// The RSS keywords: `*RSS` (0 off, 1 on; default on), `*RssBaseProcNumber` (0..=63),
+/// `*MaxRssProcessors` (1..=64, default 16) and `*RssProfile` (1 ClosestProcessor to 5
+/// ConservativeScaling, default 1). `*NumRssQueues` is the driver's own (its queue count).
+pub const RSS: [Keyword; 4] = [
+    Keyword::enumeration("*RSS", &[0, 1], 1),
+    Keyword::int("*RssBaseProcNumber", 0, 63, 0),
+    Keyword::int("*MaxRssProcessors", 1, 64, 16),
+    Keyword::enumeration("*RssProfile", &[1, 2, 3, 4, 5], 1),
+];

@@ -33,6 +33,7 @@ pub mod packet;
 pub mod pnp;
 pub mod power;
 pub mod resources;
+pub mod rss;
 pub mod status;
 pub mod sync;
 pub mod time;

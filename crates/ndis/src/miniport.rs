@@ -54,6 +54,9 @@ pub struct AdapterInfo {
     pub driver_version: (u8, u8),
     /// Checksum offload, if the device does any (see [`crate::offload`]).
     pub offload: Option<OffloadInfo>,
+    /// Receive side scaling, if the driver does it (see [`crate::rss`]); None also when the
+    /// user switched it off (`*RSS` = 0).
+    pub rss: Option<crate::rss::RssCapabilities>,
 }
 
 impl AdapterInfo {
@@ -79,6 +82,7 @@ impl AdapterInfo {
             ndis_version: (6, 0),
             driver_version: (0, 0),
             offload: None,
+            rss: None,
         }
     }
 }
@@ -294,9 +298,17 @@ pub struct NdisAdapter {
     link_dirty: AtomicBool,
     multicast: crate::sync::SpinLock<([[u8; 6]; MAX_MULTICAST], usize)>,
     info: crate::sync::Once<AdapterInfo>,
-    /// Running flag, receives lent to NDIS, sends in progress and a pending pause, decided under
-    /// one lock so that a pause can never complete while an indication or a send is under way.
+    /// Running flag, receives lent to NDIS and a pending pause, decided under one lock so that
+    /// a pause can never complete while an indication or a send is under way. The sends are
+    /// counted outside it, in [`sends`](Self::sends), so that the send path takes no lock.
     gate: crate::sync::SpinLock<Gate>,
+    /// The send gate, lock-free: [`SENDS_CLOSED`] while sends are refused (not running, or out
+    /// of D0; kept equal to `!(running && !low_power)` under the gate lock), plus the
+    /// `MiniportSendNetBufferLists` calls under way ([`SEND_CALL`] each) and the lists a driver
+    /// holds past its call ([`SEND_HELD`] each). A send call is one `fetch_add` and one
+    /// `fetch_sub`; only the call that brings the count to zero while sends are closed takes the
+    /// gate lock, to complete a pending pause.
+    sends: AtomicU64,
     /// The checksum tasks the stack has on ([`ChecksumOffload`] bits), and which IP versions
     /// NDIS has set the encapsulation for (bit 0 IPv4, bit 1 IPv6): see
     /// [`NdisAdapter::checksum_offload`]. Written only by OID sets, which NDIS serializes.
@@ -311,6 +323,8 @@ pub struct NdisAdapter {
     power: AtomicU32,
     /// `NdisDevicePnPEventSurpriseRemoved` came: OIDs are refused, sends fail.
     surprise_removed: AtomicBool,
+    /// The RSS (or receive-hash) parameters in force, for the datapath: see [`NdisAdapter::rss`].
+    pub(crate) rss: crate::rss::RssState,
     pub stats: Statistics,
 }
 
@@ -338,6 +352,15 @@ enum Told {
     Unknown,
 }
 
+/// [`NdisAdapter::sends`]: sends are refused.
+const SENDS_CLOSED: u64 = 1 << 63;
+/// [`NdisAdapter::sends`]: one send call under way (bits 0..32).
+const SEND_CALL: u64 = 1;
+/// [`NdisAdapter::sends`]: one list a driver holds past its send call (bits 32..63).
+pub(crate) const SEND_HELD: u64 = 1 << 32;
+/// [`NdisAdapter::sends`]: the send calls under way.
+const SEND_CALLS: u64 = SEND_HELD - 1;
+
 /// See [`NdisAdapter::gate`].
 #[derive(Default)]
 struct Gate {
@@ -347,7 +370,6 @@ struct Gate {
     /// `NdisMIndicateReceiveNetBufferLists` calls that have not returned: MiniportPause must
     /// wait for them too, whatever the protocols returned inside them.
     indicating: usize,
-    sends: usize,
     /// A pause began and has not completed.
     pausing: bool,
     /// `MiniportPause` returned PENDING: only then may `NdisMPauseComplete` be called.
@@ -357,13 +379,14 @@ struct Gate {
 }
 
 impl Gate {
-    fn idle(&self) -> bool {
-        self.lent == 0 && self.sends == 0 && self.indicating == 0
+    /// Nothing under way, with `sends` the value of [`NdisAdapter::sends`].
+    fn idle(&self, sends: u64) -> bool {
+        self.lent == 0 && sends & !SENDS_CLOSED == 0 && self.indicating == 0
     }
 
     /// Whether a pending pause can complete now (and is thereby taken: complete it once).
-    fn take_pause_completion(&mut self) -> bool {
-        let done = self.pausing && self.pause_pended && self.idle();
+    fn take_pause_completion(&mut self, sends: u64) -> bool {
+        let done = self.pausing && self.pause_pended && self.idle(sends);
         if done {
             self.pausing = false;
             self.pause_pended = false;
@@ -388,6 +411,7 @@ impl NdisAdapter {
             multicast: crate::sync::SpinLock::new(([[0; 6]; MAX_MULTICAST], 0)),
             info: crate::sync::Once::new(),
             gate: crate::sync::SpinLock::new(Gate::default()),
+            sends: AtomicU64::new(SENDS_CLOSED),
             offload_on: AtomicU32::new(0),
             pending_oid: crate::sync::SpinLock::new(PendingSlot::Empty),
             oid_generation: AtomicU64::new(0),
@@ -395,6 +419,7 @@ impl NdisAdapter {
             encapsulation: AtomicU32::new(0),
             power: AtomicU32::new(sys::NdisDeviceStateD0),
             surprise_removed: AtomicBool::new(false),
+            rss: crate::rss::RssState::new(),
             stats: Statistics::default(),
         }
     }
@@ -415,6 +440,23 @@ impl NdisAdapter {
 
     pub(crate) fn next_oid_generation(&self) -> u64 {
         self.oid_generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The RSS configuration in force, lock-free, from any IRQL: None while neither RSS nor
+    /// receive hashing is on, which costs one relaxed load; otherwise a copy of the table (the
+    /// processors NDIS named, each with the driver's queue for it), the key and the hash types.
+    #[inline]
+    pub fn rss(&self) -> Option<crate::rss::RssTable> {
+        if !self.rss.is_on() {
+            return None;
+        }
+        Some(self.rss.snapshot())
+    }
+
+    /// Whether RSS or receive hashing is on (one relaxed load).
+    #[inline]
+    pub fn rss_on(&self) -> bool {
+        self.rss.is_on()
     }
 
     /// Whether `MiniportHaltEx` began for this adapter.
@@ -439,16 +481,46 @@ impl NdisAdapter {
     /// indications to return before the transition).
     fn enter_low_power(&self, state: DevicePowerState) {
         self.resources.device_off().store(true, Ordering::Release);
-        self.gate.with_unchecked(|g| g.low_power = true);
+        self.gate.with_unchecked(|g| {
+            g.low_power = true;
+            self.sync_send_gate(g);
+        });
         self.power.store(state.to_raw(), Ordering::Release);
         // Sends and indications under way run on other processors at DISPATCH_LEVEL and end
-        // without waiting for anything this thread holds.
-        while !self
-            .gate
-            .with_unchecked(|g| g.sends == 0 && g.indicating == 0)
-        {
+        // without waiting for anything this thread holds. (Lists the driver holds are its to
+        // complete in `power_down`: see `held_sends_completed`.)
+        while !self.gate.with_unchecked(|g| {
+            self.sends.load(Ordering::Acquire) & SEND_CALLS == 0 && g.indicating == 0
+        }) {
             crate::sync::stall(10);
         }
+    }
+
+    /// After `Miniport::power_down`: the driver completed every list it held (NDIS requires
+    /// every send completed before the device leaves D0). Waits for completions still running
+    /// on other processors (a DPC completing the last of them).
+    fn held_sends_completed(&self) {
+        while self.sends.load(Ordering::Acquire) & !SENDS_CLOSED != 0 {
+            crate::sync::stall(10);
+        }
+    }
+
+    /// Makes [`sends`](Self::sends)' closed bit say `!(running && !low_power)` (under the gate
+    /// lock, which orders every change of the two flags).
+    fn sync_send_gate(&self, g: &Gate) {
+        if g.running && !g.low_power {
+            self.sends.fetch_and(!SENDS_CLOSED, Ordering::Release);
+        } else {
+            self.sends.fetch_or(SENDS_CLOSED, Ordering::AcqRel);
+        }
+    }
+
+    /// Sets the running flag (restart, halt, the models), and the send gate with it.
+    fn set_running(&self, running: bool) {
+        self.gate.with_unchecked(|g| {
+            g.running = running;
+            self.sync_send_gate(g);
+        });
     }
 
     /// The device is about to be brought back to D0: its interrupts reach the driver again
@@ -460,7 +532,10 @@ impl NdisAdapter {
 
     fn back_in_d0(&self) {
         self.power.store(sys::NdisDeviceStateD0, Ordering::Release);
-        self.gate.with_unchecked(|g| g.low_power = false);
+        self.gate.with_unchecked(|g| {
+            g.low_power = false;
+            self.sync_send_gate(g);
+        });
     }
 
     /// D0 failed: the device stays off.
@@ -486,7 +561,7 @@ impl NdisAdapter {
     pub(crate) fn end_indication(&self) {
         let complete = self.gate.with_unchecked(|g| {
             g.indicating -= 1;
-            g.take_pause_completion()
+            g.take_pause_completion(self.sends.load(Ordering::Acquire))
         });
         if complete {
             self.complete_pause();
@@ -497,38 +572,65 @@ impl NdisAdapter {
     pub(crate) fn receives_returned(&self, count: usize) {
         let complete = self.gate.with_unchecked(|g| {
             g.lent = g.lent.saturating_sub(count);
-            g.take_pause_completion()
+            g.take_pause_completion(self.sends.load(Ordering::Acquire))
         });
         if complete {
             self.complete_pause();
         }
     }
 
-    /// Counts a send as in progress, or says why the adapter refuses it.
+    /// Counts a send call as in progress, or says why the adapter refuses it: one atomic
+    /// read-modify-write, no lock (the refusal takes the gate lock to tell why).
     fn begin_send(&self) -> Result<(), Status> {
         if self.surprise_removed.load(Ordering::Relaxed) {
             return Err(Status::ADAPTER_REMOVED);
         }
-        self.gate.with_unchecked(|g| {
+        // Acquire: a call admitted after a restart sees what restart did.
+        let before = self.sends.fetch_add(SEND_CALL, Ordering::Acquire);
+        if before & SENDS_CLOSED == 0 {
+            return Ok(());
+        }
+        let why = self.gate.with_unchecked(|g| {
             if g.low_power {
-                Err(Status::LOW_POWER_STATE)
-            } else if !g.running {
-                Err(Status::PAUSED)
+                Status::LOW_POWER_STATE
             } else {
-                g.sends += 1;
-                Ok(())
+                Status::PAUSED
             }
-        })
+        });
+        // Counted for a moment: a pause that saw it waits for this, completed here.
+        self.release_sends(SEND_CALL);
+        Err(why)
     }
 
     fn end_send(&self) {
-        let complete = self.gate.with_unchecked(|g| {
-            g.sends -= 1;
-            g.take_pause_completion()
-        });
-        if complete {
-            self.complete_pause();
+        self.release_sends(SEND_CALL);
+    }
+
+    /// A send call (`SEND_CALL`) or `n` held lists (`n * SEND_HELD`) are done. Release: what
+    /// the call or the driver did with the lists happens before a pause that sees the count.
+    /// The one that leaves nothing under way on a closed gate completes a pending pause.
+    pub(crate) fn release_sends(&self, amount: u64) {
+        let before = self.sends.fetch_sub(amount, Ordering::Release);
+        if before == SENDS_CLOSED | amount {
+            let complete = self
+                .gate
+                .with_unchecked(|g| g.take_pause_completion(self.sends.load(Ordering::Acquire)));
+            if complete {
+                self.complete_pause();
+            }
         }
+    }
+
+    /// A list of a send call under way is now held by the driver (see `SendNbl::hold`): a
+    /// pause, halt or power transition waits for it. Inside a counted call, so the gate is
+    /// not consulted again.
+    pub(crate) fn hold_send(&self) {
+        self.sends.fetch_add(SEND_HELD, Ordering::Relaxed);
+    }
+
+    /// Lists the driver holds now (tests and the models).
+    pub fn held_sends(&self) -> u64 {
+        (self.sends.load(Ordering::Acquire) & !SENDS_CLOSED) >> 32
     }
 
     /// MiniportPause began: from here no indication or send starts.
@@ -537,6 +639,7 @@ impl NdisAdapter {
             g.running = false;
             g.pausing = true;
             g.pause_pended = false;
+            self.sync_send_gate(g);
         });
     }
 
@@ -544,7 +647,7 @@ impl NdisAdapter {
     /// pended, for the last indication, return or send to complete.
     fn pause_returned(&self) -> bool {
         self.gate.with_unchecked(|g| {
-            let idle = g.idle();
+            let idle = g.idle(self.sends.load(Ordering::Acquire));
             if idle {
                 g.pausing = false;
             } else {
@@ -1280,6 +1383,21 @@ pub trait Miniport: Send + Sync + Sized + 'static {
         Err(Status::NOT_SUPPORTED)
     }
 
+    /// The RSS configuration changed (`OID_GEN_RECEIVE_SCALE_PARAMETERS` or
+    /// `OID_GEN_RECEIVE_HASH`, at PASSIVE_LEVEL, at any time while the adapter exists): `table`
+    /// is what is now in force, already visible through [`NdisAdapter::rss`]. Program the
+    /// device here (its indirection table, key, hash types) without resetting it. An error
+    /// refuses the set: the framework puts the previous configuration back and calls this again
+    /// with it.
+    fn rss_changed(
+        &self,
+        _adapter: &NdisAdapter,
+        _table: &crate::rss::RssTable,
+        _passive: &mut Passive<'_>,
+    ) -> Result<(), Status> {
+        Ok(())
+    }
+
     /// `MiniportShutdownEx` (at any IRQL on [`ShutdownAction::BugCheck`]): put the device in a
     /// quiet state, touching only registers. No token: nothing but register access is allowed.
     fn shutdown(&self, _adapter: &NdisAdapter, _action: ShutdownAction) {}
@@ -1340,6 +1458,7 @@ pub(crate) fn set_power<A: Miniport>(
             let state = A::POWER.unwrap_or(PowerCapabilities::D3).effective(low);
             adapter.enter_low_power(low);
             driver.power_down(adapter, state, passive);
+            adapter.held_sends_completed();
             adapter.link_unknown(passive);
             Ok(())
         }
@@ -1480,6 +1599,11 @@ fn general_attributes<A: Miniport>(
             }),
         )
     };
+    // Lives across the call (NDIS copies it).
+    let mut rss = info.rss.map(|r| r.to_ndis(version));
+    let rss_ptr: sys::PVOID = rss.as_mut().map_or(core::ptr::null_mut(), |r| {
+        (r as *mut sys::NDIS_RECEIVE_SCALE_CAPABILITIES).cast()
+    });
     // SAFETY: all-zero is a valid attribute union (plain data).
     let mut a: sys::NDIS_MINIPORT_ADAPTER_ATTRIBUTES = unsafe { core::mem::zeroed() };
     let mut permanent = [0u8; sys::NDIS_MAX_PHYS_ADDRESS_LENGTH];
@@ -1517,7 +1641,7 @@ fn general_attributes<A: Miniport>(
         MacAddressLength: 6,
         PermanentMacAddress: permanent,
         CurrentMacAddress: current,
-        RecvScaleCapabilities: core::ptr::null_mut(),
+        RecvScaleCapabilities: rss_ptr,
         AccessType: sys::NET_IF_ACCESS_BROADCAST,
         DirectionType: sys::NET_IF_DIRECTION_SENDRECEIVE,
         ConnectionType: sys::NET_IF_CONNECTION_DEDICATED,
@@ -1678,7 +1802,7 @@ pub(crate) unsafe extern "win64-unwind" fn halt<A: Miniport>(
 ) {
     // SAFETY: the context made by initialize; halt is the last handler NDIS calls with it.
     let mut slot = unsafe { Box::from_raw(ctx as *mut Slot<A>) };
-    slot.ndis.gate.with_unchecked(|g| g.running = false);
+    slot.ndis.set_running(false);
     // SAFETY: MiniportHaltEx runs at PASSIVE_LEVEL.
     let mut passive = unsafe { Passive::assume() };
     if let Some(adapter) = slot.adapter.take() {
@@ -1731,7 +1855,7 @@ pub(crate) unsafe extern "win64-unwind" fn restart<A: Miniport>(
     // SAFETY: MiniportRestart runs at PASSIVE_LEVEL.
     match a.restart(&slot.ndis, &mut unsafe { Passive::assume() }) {
         Ok(()) => {
-            slot.ndis.gate.with_unchecked(|g| g.running = true);
+            slot.ndis.set_running(true);
             sys::NDIS_STATUS_SUCCESS
         }
         Err(s) if s.is_success() => sys::NDIS_STATUS_FAILURE,
@@ -1775,7 +1899,7 @@ pub(crate) unsafe extern "win64-unwind" fn send<A: Miniport>(
     // SAFETY: MiniportSendNetBufferLists runs at IRQL <= DISPATCH_LEVEL, at DISPATCH_LEVEL when
     // NDIS sets the flag (a cleared flag says nothing more).
     let mut irql = unsafe { DispatchOrBelow::assume(known_dispatch) };
-    let mut lists = SendLists::new(nbls, &slot.ndis.stats);
+    let mut lists = SendLists::new(nbls, &slot.ndis);
     match (&slot.adapter, admitted) {
         (Some(a), Ok(())) => {
             a.send(&slot.ndis, &mut lists, &mut irql);
@@ -1789,10 +1913,15 @@ pub(crate) unsafe extern "win64-unwind" fn send<A: Miniport>(
     } else {
         0
     };
-    // SAFETY: the unchanged chain NDIS sent, every list with its status, completed once.
-    unsafe {
-        sys::NdisMSendNetBufferListsComplete(slot.ndis.handle.as_raw(), nbls, complete_flags)
-    };
+    let done = lists.completed();
+    if !done.is_null() {
+        // SAFETY: the lists of the chain NDIS sent that the driver did not hold, relinked,
+        // every one with its status, completed once (held ones complete through
+        // `SendCompletion`).
+        unsafe {
+            sys::NdisMSendNetBufferListsComplete(slot.ndis.handle.as_raw(), done, complete_flags)
+        };
+    }
     if running {
         slot.ndis.end_send();
     }
@@ -1998,7 +2127,7 @@ mod loom_tests;
 
 #[cfg(test)]
 mod tests {
-    use super::Gate;
+    use super::{Gate, SEND_CALL, SEND_HELD, SENDS_CLOSED};
 
     /// Item 10 of the soundness issue: a return nested inside the indicate call brings the lent
     /// count to zero before the call returns; the pause completes only when the indication has
@@ -2018,17 +2147,17 @@ mod tests {
         // The protocols return both lists inside NdisMIndicateReceiveNetBufferLists.
         g.lent -= 2;
         assert!(
-            !g.take_pause_completion(),
+            !g.take_pause_completion(SENDS_CLOSED),
             "completed inside the indication"
         );
         // MiniportPause returns PENDING (not idle: the indication is still under way).
-        assert!(!g.idle());
+        assert!(!g.idle(SENDS_CLOSED));
         g.pause_pended = true;
-        assert!(!g.take_pause_completion());
+        assert!(!g.take_pause_completion(SENDS_CLOSED));
         // The indicate call returns (end_indication).
         g.indicating -= 1;
-        assert!(g.take_pause_completion());
-        assert!(!g.take_pause_completion(), "completed twice");
+        assert!(g.take_pause_completion(SENDS_CLOSED));
+        assert!(!g.take_pause_completion(SENDS_CLOSED), "completed twice");
     }
 
     #[test]
@@ -2036,13 +2165,16 @@ mod tests {
         let mut g = Gate {
             running: false,
             pausing: true,
-            sends: 1,
             ..Gate::default()
         };
+        assert!(!g.idle(SENDS_CLOSED | SEND_CALL));
+        assert!(
+            !g.idle(SENDS_CLOSED | SEND_HELD),
+            "a held list keeps it busy"
+        );
         // The last send ends while MiniportPause still runs: no NdisMPauseComplete yet.
-        g.sends -= 1;
-        assert!(!g.take_pause_completion());
+        assert!(!g.take_pause_completion(SENDS_CLOSED));
         // MiniportPause then finds the adapter idle and returns SUCCESS itself.
-        assert!(g.idle());
+        assert!(g.idle(SENDS_CLOSED));
     }
 }

@@ -1,10 +1,13 @@
 //! NET_BUFFER_LISTs as safe values: sends the driver copies out, receives it lends to NDIS.
 //!
-//! The framework's send model is *copying*: a driver copies each frame into its own device
-//! buffers inside [`Miniport::send`](crate::miniport::Miniport::send) and returns a status; the
-//! framework completes every list as soon as the call returns. No list outlives the call, so a
-//! driver cannot leak one or complete one twice. A zero-copy model (scatter/gather lists
-//! completed from the DPC) is not offered yet.
+//! Sends: a driver copies each frame into its own device buffers inside
+//! [`Miniport::send`](crate::miniport::Miniport::send) and returns a status, and the framework
+//! completes the list when the call returns; or it *holds* the list ([`SendNbl::hold`]) and
+//! completes it later, from its DPC or the next send call, through a [`SendCompletion`] (a
+//! full ring's backlog, or a frame the device reads in place). A held list is an owned
+//! [`HeldSend`]: it is completed exactly once (completing consumes it), and the framework
+//! counts it, so a pause does not complete and the device does not leave D0 while the driver
+//! still holds one.
 //!
 //! Receives come from a [`ReceivePool`]: fixed buffers in shared memory, each with its own
 //! MDL and NET_BUFFER_LIST made once at initialize. A buffer is *free*, *claimed* by the driver
@@ -28,6 +31,10 @@ use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, LargeSe
 use crate::packet::{self, IpVersion, Layers};
 use crate::sync::atomic::{AtomicU8, Ordering};
 
+mod mapped;
+pub(crate) use mapped::process_sg_list;
+pub use mapped::{MapHook, MappedSend, SgElement};
+
 /// The chain of lists one `MiniportSendNetBufferLists` call hands over, valid during the call.
 ///
 /// The driver gives each list its status through [`SendLists::each`], typically inside one
@@ -38,26 +45,65 @@ pub struct SendLists<'a> {
     first: *mut sys::NET_BUFFER_LIST,
     visited: bool,
     stats: &'a crate::miniport::Statistics,
+    adapter: &'a NdisAdapter,
+    /// The lists completed when the call returns (the call's chain without the held ones).
+    done: Chain,
     _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
 }
 
+/// A chain of lists to complete in one `NdisMSendNetBufferListsComplete` call.
+struct Chain {
+    head: *mut sys::NET_BUFFER_LIST,
+    tail: *mut sys::NET_BUFFER_LIST,
+}
+
+impl Chain {
+    const EMPTY: Chain = Chain {
+        head: core::ptr::null_mut(),
+        tail: core::ptr::null_mut(),
+    };
+
+    /// Appends `nbl` (its `Next` cleared).
+    ///
+    /// # Safety
+    /// `nbl` is a list the miniport owns (not completed), in no other chain.
+    unsafe fn push(&mut self, nbl: *mut sys::NET_BUFFER_LIST) {
+        // SAFETY: the caller's contract; `tail` is a list of this chain.
+        unsafe {
+            (*nbl).Next = core::ptr::null_mut();
+            if self.tail.is_null() {
+                self.head = nbl;
+            } else {
+                (*self.tail).Next = nbl;
+            }
+        }
+        self.tail = nbl;
+    }
+}
+
 impl<'a> SendLists<'a> {
-    pub(crate) fn new(
-        first: *mut sys::NET_BUFFER_LIST,
-        stats: &'a crate::miniport::Statistics,
-    ) -> Self {
+    pub(crate) fn new(first: *mut sys::NET_BUFFER_LIST, adapter: &'a NdisAdapter) -> Self {
         SendLists {
             first,
             visited: false,
-            stats,
+            stats: &adapter.stats,
+            adapter,
+            done: Chain::EMPTY,
             _call: PhantomData,
         }
     }
 
+    /// The chain to hand to `NdisMSendNetBufferListsComplete` once the call is done (null:
+    /// the driver holds every list).
+    pub(crate) fn completed(&self) -> *mut sys::NET_BUFFER_LIST {
+        self.done.head
+    }
+
     /// Hands every list of the call to `f`, in order, and records the status it returns (and
     /// the statistics of the frames it copied). Visits each list once: a second call visits
-    /// nothing. `NDIS_STATUS_PENDING` is recorded as `NDIS_STATUS_FAILURE`: every list completes
-    /// when `Miniport::send` returns.
+    /// nothing. A list `f` held ([`SendNbl::hold`]) is the driver's to complete, whatever `f`
+    /// returns for it; of the others, `NDIS_STATUS_PENDING` is recorded as
+    /// `NDIS_STATUS_FAILURE`: a list not held completes when `Miniport::send` returns.
     ///
     /// Lists no NIC can send are completed by the framework without reaching `f`: a frame
     /// shorter than an Ethernet header (14 bytes) fails its list with
@@ -85,18 +131,117 @@ impl<'a> SendLists<'a> {
         while !cur.is_null() {
             // SAFETY: NDIS hands the miniport a chain of valid lists it owns until completed.
             let next = unsafe { (*cur).Next };
-            let list = SendNbl::new(cur);
+            let list = SendNbl::new(cur, Some(self.adapter));
             let mut status = f(&list);
+            if list.held.get() {
+                // The driver's now (a `HeldSend`): completed through a `SendCompletion`.
+                cur = next;
+                continue;
+            }
             if status.0 == sys::NDIS_STATUS_PENDING {
-                // The copying model completes every list in this call: it cannot pend.
+                // Only a held list completes after the call.
                 status = Status::FAILURE;
             }
-            crate::miniport::count_send(self.stats, &list, status);
-            list.complete_large_send(status);
-            // SAFETY: as above.
-            unsafe { (*cur).Status = status.0 };
+            list.finish(self.stats, status);
+            // SAFETY: a list of the call's chain, not held, in no other chain.
+            unsafe { self.done.push(cur) };
             cur = next;
         }
+    }
+}
+
+/// A send list the driver holds past its send call ([`SendNbl::hold`]). It owns the list: the
+/// frames stay valid and unchanged until it is completed, which consumes it
+/// ([`SendCompletion::push`]). It is not `Clone`; dropping one without completing it leaks the
+/// list, which NDIS (and the emulator, at pause and halt) reports as a send never completed.
+#[must_use = "a held send must be completed (SendCompletion::push)"]
+pub struct HeldSend {
+    list: SendNbl<'static>,
+}
+
+// SAFETY: the list belongs to the miniport until completed, wherever the driver keeps the
+// handle; NDIS lets a send be completed on any processor at IRQL <= DISPATCH_LEVEL. The
+// statistics cell is only reached through `&mut`/owned access or the `list` view (not `Sync`).
+unsafe impl Send for HeldSend {}
+
+impl HeldSend {
+    /// The list, to read and copy as during the send call.
+    pub fn list(&self) -> &SendNbl<'_> {
+        &self.list
+    }
+}
+
+/// Held lists completed together, in one `NdisMSendNetBufferListsComplete` call: push each
+/// with its status, then [`complete`](Self::complete) (from a DPC, the send path, or a pause,
+/// reset or power hook). Dropping a non-empty batch completes it too (at IRQL <=
+/// DISPATCH_LEVEL, where every driver callback but the ISR runs).
+pub struct SendCompletion<'a> {
+    adapter: &'a NdisAdapter,
+    chain: Chain,
+    count: u64,
+}
+
+impl<'a> SendCompletion<'a> {
+    pub fn new(adapter: &'a NdisAdapter) -> Self {
+        SendCompletion {
+            adapter,
+            chain: Chain::EMPTY,
+            count: 0,
+        }
+    }
+
+    /// Adds `held` with its status (counted in the statistics; a successful large send gets
+    /// its completion information). `NDIS_STATUS_PENDING` is recorded as `FAILURE`.
+    pub fn push(&mut self, held: HeldSend, status: Status) {
+        let status = if status.0 == sys::NDIS_STATUS_PENDING {
+            Status::FAILURE
+        } else {
+            status
+        };
+        held.list.finish(&self.adapter.stats, status);
+        // SAFETY: the held list is the miniport's and in no chain (a held list was taken out
+        // of its call's chain); the `HeldSend` is consumed, so it is pushed once.
+        unsafe { self.chain.push(held.list.nbl) };
+        self.count += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Completes the lists pushed so far (nothing when empty).
+    pub fn complete(&mut self, irql: &impl AtMostDispatch) {
+        self.flush(irql.known_dispatch());
+    }
+
+    fn flush(&mut self, dispatch: bool) {
+        if self.count == 0 {
+            return;
+        }
+        let chain = core::mem::replace(&mut self.chain, Chain::EMPTY);
+        let count = core::mem::take(&mut self.count);
+        let flags = if dispatch {
+            sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL
+        } else {
+            0
+        };
+        // SAFETY: lists NDIS sent this adapter and the driver held, each with its status, each
+        // completed once (a `HeldSend` is consumed by `push`); IRQL <= DISPATCH_LEVEL, at
+        // DISPATCH_LEVEL when the flag says so.
+        #[cfg(not(loom))]
+        unsafe {
+            sys::NdisMSendNetBufferListsComplete(self.adapter.handle().as_raw(), chain.head, flags)
+        };
+        #[cfg(loom)]
+        let _ = (chain, flags);
+        self.adapter
+            .release_sends(count * crate::miniport::SEND_HELD);
+    }
+}
+
+impl Drop for SendCompletion<'_> {
+    fn drop(&mut self) {
+        self.flush(false);
     }
 }
 
@@ -147,16 +292,55 @@ pub struct SendNbl<'a> {
     nbl: *mut sys::NET_BUFFER_LIST,
     /// Frames copied out so far, and their (frames, bytes) per kind, for the statistics.
     copies: Cell<(usize, [(u64, u64); 3])>,
+    /// The adapter whose send call this list came in (None for a [`HeldSend`]'s view: holding
+    /// again is refused).
+    adapter: Option<&'a NdisAdapter>,
+    /// [`hold`](Self::hold) took the list.
+    held: Cell<bool>,
     _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
 }
 
 impl<'a> SendNbl<'a> {
-    pub(crate) fn new(nbl: *mut sys::NET_BUFFER_LIST) -> Self {
+    pub(crate) fn new(nbl: *mut sys::NET_BUFFER_LIST, adapter: Option<&'a NdisAdapter>) -> Self {
         SendNbl {
             nbl,
             copies: Cell::new((0, [(0, 0); 3])),
+            adapter,
+            held: Cell::new(false),
             _call: PhantomData,
         }
+    }
+
+    /// Keeps the list past the send call: the framework does not complete it when `send`
+    /// returns (whatever status the closure gives), and the driver completes it later through
+    /// a [`SendCompletion`], exactly once (completing consumes the [`HeldSend`]). Until then a
+    /// pause stays pending, and the driver must complete it in `power_down` (the framework
+    /// waits for that before the device leaves D0) and before halt returns (NDIS, and the
+    /// emulator, check). None if the list is already held, or is itself a held list's view.
+    pub fn hold(&self) -> Option<HeldSend> {
+        let adapter = self.adapter?;
+        if self.held.replace(true) {
+            return None;
+        }
+        adapter.hold_send();
+        Some(HeldSend {
+            list: SendNbl {
+                nbl: self.nbl,
+                copies: Cell::new(self.copies.get()),
+                adapter: None,
+                held: Cell::new(false),
+                _call: PhantomData,
+            },
+        })
+    }
+
+    /// The status and statistics of a list about to be completed.
+    #[inline(always)]
+    fn finish(&self, stats: &crate::miniport::Statistics, status: Status) {
+        crate::miniport::count_send(stats, self, status);
+        self.complete_large_send(status);
+        // SAFETY: a list the miniport owns until it is completed.
+        unsafe { (*self.nbl).Status = status.0 };
     }
 
     pub(crate) fn copies(&self) -> (usize, [(u64, u64); 3]) {
@@ -702,6 +886,9 @@ pub struct RxFrame {
     pub ieee8021q: Option<Ieee8021Q>,
     /// What the driver found about its checksums ([`ReceivePool::checksum`]).
     pub checksum: RxChecksum,
+    /// Its RSS hash (from the device, or [`ReceivePool::rss_hash`]), written into the list's
+    /// hash value and information; None clears them.
+    pub hash: Option<crate::rss::RxHash>,
 }
 
 /// What [`ReceivePool::indicate`] takes: an [`RxFrame`], or the short forms `(index, offset,
@@ -730,6 +917,7 @@ impl ReceivedFrame for (usize, usize, usize, Option<Ieee8021Q>) {
             length: self.2,
             ieee8021q: self.3,
             checksum: RxChecksum::empty(),
+            hash: None,
         }
     }
 }
@@ -1098,6 +1286,7 @@ impl ReceivePool {
                 length,
                 ieee8021q,
                 checksum,
+                hash,
             } = frame.parts();
             let Some(entry) = self.entries.get(index) else {
                 adapter.stats.rx_errors(1);
@@ -1153,6 +1342,11 @@ impl ReceivePool {
                     ieee8021q.map_or(0, Ieee8021Q::to_info) as sys::PVOID;
                 (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] =
                     checksum.bits() as usize as sys::PVOID;
+                // NET_BUFFER_LIST_SET_HASH_VALUE / _TYPE / _FUNCTION (or cleared).
+                let (value, info) = hash.map_or((0, 0), |h| (h.value, h.info()));
+                (*nbl).NetBufferListInfo[sys::NetBufferListHashValue] =
+                    value as usize as sys::PVOID;
+                (*nbl).NetBufferListInfo[sys::NetBufferListHashInfo] = info as usize as sys::PVOID;
                 if tail.is_null() {
                     head = nbl;
                 } else {
@@ -1201,6 +1395,24 @@ impl ReceivePool {
         // Only now may a pause complete: MiniportPause waits for indications to return.
         adapter.end_indication();
         count
+    }
+
+    /// The RSS hash of the frame at `offset..offset + length` of claimed buffer `index` under
+    /// `table` (its headers, from the first 128 bytes); None when the buffer is not claimed,
+    /// or the frame has nothing the types on hash over.
+    pub fn rss_hash(
+        &self,
+        index: usize,
+        offset: usize,
+        length: usize,
+        table: &crate::rss::RssTable,
+    ) -> Option<crate::rss::RxHash> {
+        let mut head = [0u8; RX_HEADER_BYTES];
+        let n = length.min(RX_HEADER_BYTES);
+        if !self.read(index, offset, &mut head[..n]) {
+            return None;
+        }
+        table.hash(&head[..n])
     }
 
     /// Hands each returned list of this pool to `returned_buffer` (by buffer index, now free);

@@ -253,6 +253,98 @@ pub fn ipv4_header_ok(frame: &[u8], l: &Layers) -> bool {
 }
 
 /// A TCP/IPv4 frame with correct checksums: 14 + 20 (+ options) + 20 + payload.
+/// The Toeplitz hash of RSS ("RSS Hashing Functions"): for each bit of `input`, left to right,
+/// the leftmost 32 bits of `key` are XORed into the result where the bit is 1, and the key
+/// window slides left by one bit. `key` is the 40-byte secret NDIS sets; bits past its end count
+/// as 0 (an input of at most 36 bytes, the longest RSS hashes, never reaches them).
+pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
+    let key_byte = |i: usize| u64::from(key.get(i).copied().unwrap_or(0));
+    // Bits n*8.. n*8+63 of the key: the 32-bit window of bit b of input byte n is its top 32
+    // bits shifted left by b.
+    let mut window = (0..8).fold(0u64, |w, i| (w << 8) | key_byte(i));
+    let mut result = 0u32;
+    for (n, &byte) in input.iter().enumerate() {
+        for bit in 0..8 {
+            // All ones when the bit is set: branch-free.
+            let take = 0u32.wrapping_sub(u32::from(byte >> (7 - bit)) & 1);
+            result ^= ((window << bit) >> 32) as u32 & take;
+        }
+        window = (window << 8) | key_byte(n + 8);
+    }
+    result
+}
+
+/// What RSS hashes a frame over: source then destination address, and for a TCP or UDP hash
+/// the source then destination port, in network order ("RSS Hashing Types"); at most 36 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RssInput {
+    bytes: [u8; 36],
+    len: usize,
+}
+
+impl RssInput {
+    /// The 2-tuple (addresses) or 4-tuple (addresses and ports) of a frame's IPv4 or IPv6
+    /// header: `ports` asks for the 4-tuple of a TCP or UDP segment that is no fragment. None for
+    /// a frame too short to hold what it claims, or no IP at all.
+    pub fn of_frame(frame: &[u8], ports: bool) -> Option<(RssInput, IpVersion, Option<u8>)> {
+        let mut l3 = 14;
+        let mut ethertype = be16(frame, 12)?;
+        if ethertype == ETHERTYPE_8021Q {
+            l3 = 18;
+            ethertype = be16(frame, 16)?;
+        }
+        let mut bytes = [0u8; 36];
+        let (ip, addresses, l4, protocol, whole) = match ethertype {
+            ETHERTYPE_IPV4 => {
+                let v = *frame.get(l3)?;
+                let ihl = usize::from(v & 0x0F) * 4;
+                if v >> 4 != 4 || ihl < 20 {
+                    return None;
+                }
+                let a = frame.get(l3 + 12..l3 + 20)?;
+                bytes[..8].copy_from_slice(a);
+                let whole = be16(frame, l3 + 6)? & 0x3FFF == 0;
+                (IpVersion::V4, 8, l3 + ihl, *frame.get(l3 + 9)?, whole)
+            }
+            ETHERTYPE_IPV6 => {
+                if *frame.get(l3)? >> 4 != 6 {
+                    return None;
+                }
+                let a = frame.get(l3 + 8..l3 + 40)?;
+                bytes[..32].copy_from_slice(a);
+                // Extension headers are not walked (the "_EX" hash types are not offered).
+                (IpVersion::V6, 32, l3 + 40, *frame.get(l3 + 6)?, true)
+            }
+            _ => return None,
+        };
+        let l4_protocol = matches!(protocol, PROTO_TCP | PROTO_UDP).then_some(protocol);
+        if ports && whole && l4_protocol.is_some() {
+            let p = frame.get(l4..l4 + 4)?;
+            bytes[addresses..addresses + 4].copy_from_slice(p);
+            return Some((
+                RssInput {
+                    bytes,
+                    len: addresses + 4,
+                },
+                ip,
+                l4_protocol,
+            ));
+        }
+        Some((
+            RssInput {
+                bytes,
+                len: addresses,
+            },
+            ip,
+            None,
+        ))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn tcp4(options: &[u8], payload: &[u8]) -> alloc::vec::Vec<u8> {
     tests::tcp4(options, payload)
@@ -261,6 +353,8 @@ pub(crate) fn tcp4(options: &[u8], payload: &[u8]) -> alloc::vec::Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
 
     pub(super) fn tcp4(options: &[u8], payload: &[u8]) -> alloc::vec::Vec<u8> {
         let ihl = 20 + options.len();
@@ -477,5 +571,144 @@ mod tests {
     fn a_udp_sum_of_zero_is_sent_as_all_ones() {
         assert_eq!(finish(0xFFFF, PROTO_UDP), 0xFFFF);
         assert_eq!(finish(0xFFFF, PROTO_TCP), 0);
+    }
+
+    /// The secret key and the results of Microsoft's "Verifying the RSS Hash Calculation".
+    const MS_KEY: [u8; 40] = [
+        0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f,
+        0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+        0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+    ];
+
+    /// (destination, destination port, source, source port, IPv4-only hash, with-TCP hash).
+    type Ipv4Case = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+    const MS_IPV4: [Ipv4Case; 5] = [
+        (
+            [161, 142, 100, 80],
+            1766,
+            [66, 9, 149, 187],
+            2794,
+            0x323e_8fc2,
+            0x51cc_c178,
+        ),
+        (
+            [65, 69, 140, 83],
+            4739,
+            [199, 92, 111, 2],
+            14230,
+            0xd718_262a,
+            0xc626_b0ea,
+        ),
+        (
+            [12, 22, 207, 184],
+            38024,
+            [24, 19, 198, 95],
+            12898,
+            0xd2d0_a5de,
+            0x5c2b_394a,
+        ),
+        (
+            [209, 142, 163, 6],
+            2217,
+            [38, 27, 205, 30],
+            48228,
+            0x8298_9176,
+            0xafc7_327f,
+        ),
+        (
+            [202, 188, 127, 2],
+            1303,
+            [153, 39, 163, 191],
+            44251,
+            0x5d18_09c5,
+            0x10e8_28a2,
+        ),
+    ];
+
+    fn ipv6(s: &str) -> [u8; 16] {
+        let a: std::net::Ipv6Addr = s.parse().unwrap();
+        a.octets()
+    }
+
+    fn tcp_frame(src: &[u8], dst: &[u8], sport: u16, dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        if src.len() == 4 {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        } else {
+            f.extend_from_slice(&[0x86, 0xDD, 0x60, 0, 0, 0, 0, 20, 6, 64]);
+        }
+        f.extend_from_slice(src);
+        f.extend_from_slice(dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0; 16]);
+        f
+    }
+
+    #[test]
+    fn toeplitz_matches_microsofts_ipv4_verification_values() {
+        for (dst, dport, src, sport, ip_only, with_tcp) in MS_IPV4 {
+            let frame = tcp_frame(&src, &dst, sport, dport);
+            let (two, v, p) = RssInput::of_frame(&frame, false).unwrap();
+            assert_eq!((v, p), (IpVersion::V4, None));
+            assert_eq!(toeplitz(&MS_KEY, two.bytes()), ip_only, "{dst:?}");
+            let (four, _, p) = RssInput::of_frame(&frame, true).unwrap();
+            assert_eq!(p, Some(PROTO_TCP));
+            assert_eq!(toeplitz(&MS_KEY, four.bytes()), with_tcp, "{dst:?}");
+        }
+    }
+
+    #[test]
+    fn toeplitz_matches_microsofts_ipv6_verification_values() {
+        let cases = [
+            (
+                "3ffe:2501:200:3::1",
+                1766,
+                "3ffe:2501:200:1fff::7",
+                2794,
+                0x2cc1_8cd5,
+                0x4020_7d3d,
+            ),
+            (
+                "ff02::1",
+                4739,
+                "3ffe:501:8::260:97ff:fe40:efab",
+                14230,
+                0x0f0c_461c,
+                0xdde5_1bbf,
+            ),
+            (
+                "fe80::200:f8ff:fe21:67cf",
+                38024,
+                "3ffe:1900:4545:3:200:f8ff:fe21:67cf",
+                44251,
+                0x4b61_e985,
+                0x02d1_feef,
+            ),
+        ];
+        for (dst, dport, src, sport, ip_only, with_tcp) in cases {
+            let frame = tcp_frame(&ipv6(src), &ipv6(dst), sport, dport);
+            let (two, v, _) = RssInput::of_frame(&frame, false).unwrap();
+            assert_eq!(v, IpVersion::V6);
+            assert_eq!(toeplitz(&MS_KEY, two.bytes()), ip_only, "{dst}");
+            let (four, _, _) = RssInput::of_frame(&frame, true).unwrap();
+            assert_eq!(toeplitz(&MS_KEY, four.bytes()), with_tcp, "{dst}");
+        }
+    }
+
+    #[test]
+    fn rss_input_refuses_what_it_cannot_read_and_skips_ports_of_fragments() {
+        let frame = tcp_frame(&[10, 0, 0, 1], &[10, 0, 0, 2], 1, 2);
+        for cut in 0..frame.len() {
+            let r = RssInput::of_frame(&frame[..cut], true);
+            // Addresses need the whole IP header's address fields; ports need 4 more bytes.
+            if cut < 34 {
+                assert!(r.is_none(), "{cut}");
+            }
+        }
+        let mut fragment = frame.clone();
+        fragment[20] = 0x20; // more fragments
+        let (input, _, p) = RssInput::of_frame(&fragment, true).unwrap();
+        assert_eq!((input.bytes().len(), p), (8, None));
     }
 }

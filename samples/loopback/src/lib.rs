@@ -48,6 +48,15 @@ impl MiniportDriver for LoopbackDriver {
     type Adapter = Loopback;
 
     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Loopback, AdapterInfo), Status> {
+        // Test builds only (feature `test-panic`, never in the shipped image): a panic on demand.
+        #[cfg(feature = "test-panic")]
+        if init
+            .configuration()?
+            .read_u32_in("TestPanic", 0..=1, 0, init.passive())
+            == 1
+        {
+            panic!("TestPanic is 1: the loopback sample panics in initialize");
+        }
         let buffers = init.configuration()?.read_u32_in(
             "*ReceiveBuffers",
             1..=1024,

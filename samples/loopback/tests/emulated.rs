@@ -1,7 +1,15 @@
 //! The loopback sample on the emulator: frames sent come back byte for byte, the framework
 //! answers the general OIDs (with correct short-buffer behaviour), and initialize survives every
 //! failing NDIS call without leaking.
+//!
+//! Every scenario runs twice, through one parameter ([`Build`]): on the driver compiled for the
+//! host, and on the release kernel image (`loopback_miniport.dll`, cross-built for
+//! `x86_64-pc-windows-msvc` once per test process) loaded into the emulator by its PE loader. An
+//! image scenario runs in a child process (`ndis_emu::image::isolated`), so a bug check inside
+//! the image stops the child and reaches this test as the structured bug check.
 #![cfg(not(windows))]
+
+use std::path::{Path, PathBuf};
 
 use loopback_miniport::{DRIVER_ENTRY, MAC};
 use ndis_emu::{
@@ -12,13 +20,74 @@ use ndis_sys as sys;
 #[global_allocator]
 static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 
-fn start(emu: &Emulator) -> AdapterId {
-    assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+/// Which program of the sample runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// The driver compiled for the host, linked into this test binary.
+    Host,
+    /// The release kernel image, loaded by the emulator's PE loader.
+    Image,
+}
+
+/// The release image of the sample with `features`, built once per test process.
+fn image_with(features: &[&str]) -> PathBuf {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| package.join("../../target"))
+        .join("driver-image-tests");
+    ndis_emu::image::cross_build(package, &target, "release", "loopback_miniport", features)
+}
+
+/// The image users install: default features.
+fn image() -> PathBuf {
+    image_with(&[])
+}
+
+/// DriverEntry of `build`.
+fn load(emu: &Emulator, build: Build) -> sys::NTSTATUS {
+    match build {
+        Build::Host => emu.load_driver(DRIVER_ENTRY),
+        Build::Image => {
+            let image = emu.load_image(image()).expect("load the image");
+            emu.load_driver(image.entry())
+        }
+    }
+}
+
+fn start(emu: &Emulator, build: Build) -> AdapterId {
+    assert_eq!(load(emu, build), sys::STATUS_SUCCESS);
     let a = emu
         .add_adapter(InterruptResources::None)
         .expect("initialize");
     assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
     a
+}
+
+/// `fn name(build: Build) { .. }` becomes the tests `name::host` and `name::image`; the image
+/// variant builds the image here, in the test process, then runs the scenario in a child.
+macro_rules! both_builds {
+    ($(#[doc = $doc:literal])* fn $name:ident($build:ident: Build) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            use super::*;
+
+            fn scenario($build: Build) $body
+
+            #[test]
+            fn host() {
+                scenario(Build::Host)
+            }
+
+            #[test]
+            fn image() {
+                super::image();
+                ndis_emu::image::isolated(concat!(module_path!(), "::image"), || {
+                    scenario(Build::Image)
+                })
+            }
+        }
+    };
 }
 
 fn stop(emu: &Emulator, a: AdapterId) {
@@ -36,10 +105,10 @@ fn frame(dst: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
     f
 }
 
-#[test]
-fn every_frame_sent_is_received_back_byte_for_byte() {
+both_builds! {
+fn every_frame_sent_is_received_back_byte_for_byte(build: Build) {
     let emu = Emulator::new(Config::default());
-    let a = start(&emu);
+    let a = start(&emu, build);
     let frames: Vec<Vec<u8>> = (0..40).map(|i| frame(MAC, 60 + i * 37, i as u8)).collect();
     let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
     emu.send(a, &refs);
@@ -57,13 +126,14 @@ fn every_frame_sent_is_received_back_byte_for_byte() {
     assert_eq!(emu.received_frames(a), vec![frames[3].clone()]);
     stop(&emu, a);
 }
+}
 
-#[test]
-fn with_receives_returned_during_the_indication_two_buffers_carry_every_frame() {
+both_builds! {
+fn with_receives_returned_during_the_indication_two_buffers_carry_every_frame(build: Build) {
     let emu = Emulator::new(Config::default());
     emu.set_keyword("*ReceiveBuffers", "2");
     emu.set_returns_during_indication(true);
-    let a = start(&emu);
+    let a = start(&emu, build);
     let frames: Vec<Vec<u8>> = (0..30).map(|i| frame(MAC, 64 + i, i as u8)).collect();
     for f in &frames {
         emu.send(a, &[f]);
@@ -73,12 +143,13 @@ fn with_receives_returned_during_the_indication_two_buffers_carry_every_frame() 
     assert_eq!(emu.held_receives(a), 0);
     stop(&emu, a);
 }
+}
 
-#[test]
-fn with_every_buffer_held_by_the_protocol_frames_are_dropped_not_corrupted() {
+both_builds! {
+fn with_every_buffer_held_by_the_protocol_frames_are_dropped_not_corrupted(build: Build) {
     let emu = Emulator::new(Config::default());
     emu.set_keyword("*ReceiveBuffers", "2");
-    let a = start(&emu);
+    let a = start(&emu, build);
     let frames: Vec<Vec<u8>> = (0..3).map(|i| frame(MAC, 64, i)).collect();
     for f in &frames {
         emu.send(a, &[f]);
@@ -92,15 +163,16 @@ fn with_every_buffer_held_by_the_protocol_frames_are_dropped_not_corrupted() {
     assert!(emu.keywords_read().contains(&"*ReceiveBuffers".to_string()));
     stop(&emu, a);
 }
+}
 
 fn u32_of(data: &[u8]) -> u32 {
     u32::from_le_bytes(data[..4].try_into().unwrap())
 }
 
-#[test]
-fn the_framework_answers_the_general_oids() {
+both_builds! {
+fn the_framework_answers_the_general_oids(build: Build) {
     let emu = Emulator::new(Config::default());
-    let a = start(&emu);
+    let a = start(&emu, build);
     let q = |oid, len| emu.oid_query(a, oid, len);
 
     let r = q(sys::OID_802_3_PERMANENT_ADDRESS, 6);
@@ -162,11 +234,12 @@ fn the_framework_answers_the_general_oids() {
     );
     stop(&emu, a);
 }
+}
 
-#[test]
-fn short_buffers_and_bad_sets_get_the_statuses_ndis_expects() {
+both_builds! {
+fn short_buffers_and_bad_sets_get_the_statuses_ndis_expects(build: Build) {
     let emu = Emulator::new(Config::default());
-    let a = start(&emu);
+    let a = start(&emu, build);
     let r = emu.oid_query(a, sys::OID_802_3_PERMANENT_ADDRESS, 5);
     assert_eq!(
         (r.status, r.bytes_needed, r.data.len()),
@@ -232,11 +305,12 @@ fn short_buffers_and_bad_sets_get_the_statuses_ndis_expects() {
     );
     stop(&emu, a);
 }
+}
 
-#[test]
-fn initialize_survives_every_failing_ndis_call_without_a_leak() {
+both_builds! {
+fn initialize_survives_every_failing_ndis_call_without_a_leak(build: Build) {
     let report = sweep_fallible_calls(Config::default, |emu| {
-        if emu.load_driver(DRIVER_ENTRY) != sys::STATUS_SUCCESS {
+        if load(emu, build) != sys::STATUS_SUCCESS {
             return; // DriverEntry failed: Windows never calls unload.
         }
         if let Ok(a) = emu.add_adapter(InterruptResources::None) {
@@ -250,19 +324,29 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak() {
         report.sites
     );
     // The framework's own heap allocations (adapter state, resource records, the pool's
-    // entries) are failed one at a time too.
-    let heap = report.heap_sites();
+    // entries) are failed one at a time too: on the host through the accounting allocator, in
+    // the image as the pool calls of km-alloc, its global allocator (ExAllocatePool2 on the
+    // emulated Windows 11).
+    let heap = match build {
+        Build::Host => report.heap_sites(),
+        Build::Image => report
+            .sites
+            .iter()
+            .filter(|s| **s == "ExAllocatePool2")
+            .count(),
+    };
     eprintln!(
         "swept {} fallible calls, {heap} of them heap allocations",
         report.sites.len()
     );
     assert!(heap >= 4, "heap sites swept: {heap} of {:?}", report.sites);
 }
+}
 
-#[test]
-fn pause_waits_for_the_receives_the_protocols_still_hold() {
+both_builds! {
+fn pause_waits_for_the_receives_the_protocols_still_hold(build: Build) {
     let emu = Emulator::new(Config::default());
-    let a = start(&emu);
+    let a = start(&emu, build);
     emu.send(a, &[&frame(MAC, 64, 1), &frame(MAC, 64, 2)]);
     emu.send_completions();
     assert_eq!(emu.held_receives(a), 2);
@@ -275,15 +359,16 @@ fn pause_waits_for_the_receives_the_protocols_still_hold() {
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
 }
+}
 
+both_builds! {
 /// Item 8 of the lifecycle issue: the framework applies the packet filter to what a device
 /// delivers. TCP/IP's filter at bind (directed, multicast, broadcast) passes frames to the
 /// adapter's address, broadcasts and the multicast list; filter 0 passes nothing; promiscuous
 /// everything.
-#[test]
-fn item8_the_packet_filter_decides_what_is_indicated() {
+fn item8_the_packet_filter_decides_what_is_indicated(build: Build) {
     let emu = Emulator::new(Config::default());
-    let a = start(&emu);
+    let a = start(&emu, build);
     let other = frame([0x02, 0, 0, 0, 0, 9], 64, 1);
     let mine = frame(MAC, 64, 2);
     let broadcast = frame([0xFF; 6], 64, 3);
@@ -335,13 +420,14 @@ fn item8_the_packet_filter_decides_what_is_indicated() {
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
 }
+}
 
+both_builds! {
 /// Lifecycle issue, item 1: a driver that declares no power management (this one) is halted
 /// before each sleep and initialized again after it, and works as before every time.
-#[test]
-fn without_power_management_each_sleep_halts_and_wake_up_initializes_again() {
+fn without_power_management_each_sleep_halts_and_wake_up_initializes_again(build: Build) {
     let emu = Emulator::new(Config::default());
-    let a = start(&emu);
+    let a = start(&emu, build);
     let round = |seed: u8| {
         let frames: Vec<Vec<u8>> = (0..10)
             .map(|i| frame(MAC, 64 + i, seed + i as u8))
@@ -370,4 +456,50 @@ fn without_power_management_each_sleep_halts_and_wake_up_initializes_again() {
         round(i as u8 * 10 + 5);
     }
     stop(&emu, a);
+}
+}
+
+/// Issue 14, item 5: a panic in the kernel image ends as km-rt's bug check 0x52504E43 ("RPNC")
+/// with the file and line of the panic, reported from the child process to this test as the
+/// structured bug check. The image is the release image built with the test-only feature
+/// `test-panic` (the shipped image never reads `TestPanic`); the host build has no kernel panic
+/// handler (a host panic is a Rust panic), so this scenario exists for the image only.
+#[test]
+fn a_panic_in_the_image_is_bug_check_rpnc_with_its_file_and_line() {
+    let image = image_with(&["test-panic"]);
+    let b = ndis_emu::expect_bugcheck(|| {
+        ndis_emu::image::isolated(
+            concat!(
+                module_path!(),
+                "::a_panic_in_the_image_is_bug_check_rpnc_with_its_file_and_line"
+            ),
+            || {
+                let emu = Emulator::new(Config::default());
+                emu.set_keyword("TestPanic", "1");
+                let loaded = emu.load_image(&image).expect("load the image");
+                assert_eq!(emu.load_driver(loaded.entry()), sys::STATUS_SUCCESS);
+                let result = emu.add_adapter(InterruptResources::None);
+                panic!("initialize returned ({result:?}) instead of panicking");
+            },
+        )
+    });
+    let source = include_str!("../src/lib.rs");
+    let line = source
+        .lines()
+        .position(|l| l.contains("panic!(\"TestPanic is 1"))
+        .expect("the panic in src/lib.rs")
+        + 1;
+    let file = "samples/loopback/src/lib.rs";
+    assert_eq!(b.code, ndis_emu::RUST_PANIC_BUGCHECK, "{b}");
+    assert_eq!(
+        b.params[1],
+        file.len(),
+        "parameter 2: the file name's length"
+    );
+    assert_eq!(b.params[2], line, "parameter 3: the line");
+    assert_eq!(b.params[3] >> 32 & 1, 0, "not an allocation failure");
+    assert!(
+        b.message.contains(&format!("{file}:{line}:")),
+        "the message names file and line: {b}"
+    );
 }

@@ -123,6 +123,8 @@ fn check_pause(log: &[Event], pended: bool) {
             Event::Note("indicate done") => indicating -= 1,
             Event::Note("send") => sending += 1,
             Event::Note("send done") => sending -= 1,
+            Event::Note("hold") => sending += 1,
+            Event::Note("held done") => sending -= 1,
             Event::Note("pause") => paused = true,
             Event::PauseComplete | Event::Note("SUCCESS") => {
                 assert!(paused, "completed before the pause began: {log:?}");
@@ -146,7 +148,7 @@ fn check_pause(log: &[Event], pended: bool) {
 
 fn running_adapter() -> Arc<NdisAdapter> {
     let adapter = adapter();
-    adapter.gate.with_unchecked(|g| g.running = true);
+    adapter.set_running(true);
     adapter
 }
 
@@ -198,6 +200,94 @@ fn loom_gate_pause_vs_indication_and_late_return() {
         indication.join().unwrap();
         ndis.join().unwrap();
         check_pause(&events(), pended);
+    });
+}
+
+/// A send call that holds its list past the call (as a driver whose ring is full or whose
+/// device still reads the frame does) and completes it later, from a DPC on another processor;
+/// tells `held` (1) once it holds it, (2) if the call was refused.
+fn send_and_hold(adapter: &NdisAdapter, held: &AtomicUsize) {
+    if adapter.begin_send().is_ok() {
+        note("send");
+        note("hold");
+        adapter.hold_send();
+        held.store(1, Ordering::Release);
+        note("send done");
+        adapter.end_send();
+    } else {
+        held.store(2, Ordering::Release);
+    }
+}
+
+/// A pause races a send whose list the driver holds and completes later on another processor
+/// (the device finished with it): the pause completes only after the held list did.
+#[test]
+fn loom_gate_pause_waits_for_a_list_held_past_its_call() {
+    model(|| {
+        let adapter = running_adapter();
+        let held = Arc::new(AtomicUsize::new(0));
+        let sender = {
+            let (adapter, held) = (adapter.clone(), held.clone());
+            thread::spawn(move || send_and_hold(&adapter, &held))
+        };
+        let dpc = {
+            let (adapter, held) = (adapter.clone(), held.clone());
+            thread::spawn(move || {
+                loop {
+                    match held.load(Ordering::Acquire) {
+                        0 => thread::yield_now(),
+                        1 => break,
+                        _ => return,
+                    }
+                }
+                note("held done");
+                adapter.release_sends(super::SEND_HELD);
+            })
+        };
+        let pended = pause(&adapter);
+        sender.join().unwrap();
+        dpc.join().unwrap();
+        check_pause(&events(), pended);
+        assert_eq!(adapter.held_sends(), 0);
+    });
+}
+
+/// Two send calls on two processors (the lock-free gate's admission) race a pause: each is
+/// admitted or refused as a whole, and the pause completes once, after both.
+#[test]
+fn loom_gate_pause_vs_two_lock_free_sends() {
+    model(|| {
+        let adapter = running_adapter();
+        let senders: [_; 2] = core::array::from_fn(|_| {
+            let adapter = adapter.clone();
+            thread::spawn(move || send(&adapter))
+        });
+        let pended = pause(&adapter);
+        for t in senders {
+            t.join().unwrap();
+        }
+        check_pause(&events(), pended);
+    });
+}
+
+/// Restart reopens the gate while a send arrives: a send is refused (PAUSED) or admitted, and
+/// once restart returned every send is admitted.
+#[test]
+fn loom_gate_restart_vs_send() {
+    model(|| {
+        let adapter = adapter();
+        let sender = {
+            let adapter = adapter.clone();
+            thread::spawn(move || match adapter.begin_send() {
+                Ok(()) => adapter.end_send(),
+                Err(s) => assert_eq!(s, crate::Status::PAUSED),
+            })
+        };
+        adapter.set_running(true);
+        assert!(adapter.begin_send().is_ok(), "refused after restart");
+        adapter.end_send();
+        sender.join().unwrap();
+        assert_eq!(adapter.sends.load(Ordering::Acquire), 0);
     });
 }
 

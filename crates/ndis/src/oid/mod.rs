@@ -68,6 +68,13 @@ pub const OFFLOAD_OIDS: &[u32] = &[
     sys::OID_OFFLOAD_ENCAPSULATION,
 ];
 
+/// The OIDs the framework answers for a driver that declares RSS.
+pub const RSS_OIDS: &[u32] = &[
+    sys::OID_GEN_RECEIVE_SCALE_CAPABILITIES,
+    sys::OID_GEN_RECEIVE_SCALE_PARAMETERS,
+    sys::OID_GEN_RECEIVE_HASH,
+];
+
 /// Longest supported-OID list reported (the framework's, the offload ones, the driver's).
 const MAX_SUPPORTED: usize = 64;
 
@@ -78,9 +85,15 @@ pub(crate) fn supported<M: Miniport>(info: &AdapterInfo) -> ([u32; MAX_SUPPORTED
     } else {
         &[]
     };
+    let rss: &[u32] = if info.rss.is_some() { RSS_OIDS } else { &[] };
     let mut oids = [0u32; MAX_SUPPORTED];
     let mut n = 0;
-    for oid in FRAMEWORK_OIDS.iter().chain(offload).chain(M::EXTRA_OIDS) {
+    for oid in FRAMEWORK_OIDS
+        .iter()
+        .chain(offload)
+        .chain(rss)
+        .chain(M::EXTRA_OIDS)
+    {
         if n < oids.len() {
             oids[n] = *oid;
             n += 1;
@@ -283,6 +296,25 @@ pub(crate) fn query<M: Miniport>(
         }
         sys::OID_802_3_MAXIMUM_LIST_SIZE => out.write_u32(crate::miniport::MAX_MULTICAST as u32),
         sys::OID_PNP_QUERY_POWER => Ok(()),
+        sys::OID_GEN_RECEIVE_SCALE_CAPABILITIES if info.rss.is_some() => {
+            let version = crate::NdisVersion::new(info.ndis_version.0, info.ndis_version.1);
+            let caps = info
+                .rss
+                .unwrap_or_else(|| crate::rss::RssCapabilities::new(1, 0, false));
+            let c = caps.to_ndis(version);
+            out.write(&struct_bytes(&c)[..usize::from(c.Header.Size)])
+        }
+        sys::OID_GEN_RECEIVE_SCALE_PARAMETERS if info.rss.is_some() => {
+            let version = crate::NdisVersion::new(info.ndis_version.0, info.ndis_version.1);
+            let mut buf = [0u8; 44 + 4 * crate::rss::TABLE_ENTRIES + crate::rss::KEY_LEN];
+            let n = crate::rss::write_parameters(&adapter.rss.snapshot(), version, &mut buf);
+            out.write(&buf[..n])
+        }
+        sys::OID_GEN_RECEIVE_HASH if info.rss.is_some() => {
+            let mut buf = [0u8; 20 + crate::rss::KEY_LEN];
+            let n = crate::rss::write_receive_hash(&adapter.rss.snapshot(), &mut buf);
+            out.write(&buf[..n])
+        }
         _ => driver.oid_query(adapter, oid, out, passive),
     }
 }
@@ -381,6 +413,28 @@ fn set_inner<M: Miniport>(
             Ok(usize::from(
                 sys::NDIS_SIZEOF_OFFLOAD_ENCAPSULATION_REVISION_1,
             ))
+        }
+        sys::OID_GEN_RECEIVE_SCALE_PARAMETERS | sys::OID_GEN_RECEIVE_HASH
+            if adapter.info().rss.is_some() =>
+        {
+            let caps = adapter
+                .info()
+                .rss
+                .unwrap_or_else(|| crate::rss::RssCapabilities::new(1, 0, false));
+            let current = adapter.rss.snapshot();
+            let next = if oid == sys::OID_GEN_RECEIVE_HASH {
+                crate::rss::parse_receive_hash(data, &current, &caps, needed)?
+            } else {
+                let cpus = crate::sync::processor_count();
+                crate::rss::parse_parameters(data, &current, &caps, cpus, needed)?
+            };
+            adapter.rss.publish(&next);
+            if let Err(e) = driver.rss_changed(adapter, &next, request.passive_mut()) {
+                adapter.rss.publish(&current);
+                let _ = driver.rss_changed(adapter, &current, request.passive_mut());
+                return Err(e);
+            }
+            Ok(data.len())
         }
         sys::OID_PNP_SET_POWER => {
             // An NDIS_DEVICE_POWER_STATE: D0 (1) to D3 (4); Unspecified (0) and Maximum (5) are

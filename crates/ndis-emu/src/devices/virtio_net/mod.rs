@@ -20,6 +20,7 @@ mod checksum;
 mod gso;
 mod pcap;
 pub mod regs;
+pub mod rss;
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,6 +32,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::pci::{BarInfo, Bus, CONFIG_SPACE_SIZE, InterruptMode, PciFunction};
 use regs::{NO_VECTOR, common, ctrl, feature, status};
+pub use rss::RssConfig;
 
 /// The features offered unless the test chooses: what our reference driver and `virtio-drivers`
 /// both understand, plus the offloads QEMU offers by default (CSUM, GUEST_CSUM, HOST_TSO4,
@@ -55,17 +57,24 @@ pub const DEFAULT_FEATURES: u64 = feature::VERSION_1
 /// Features the model implements; a test may offer any subset. ACCESS_PLATFORM is not offered
 /// by default (QEMU offers it only with `iommu_platform=on`); offered, it must be accepted
 /// (virtio 1.2, 6.1: a device MAY fail to operate further if it is not).
-const IMPLEMENTED: u64 = DEFAULT_FEATURES | feature::RING_RESET | feature::ACCESS_PLATFORM;
+/// RSS and HASH_REPORT are not offered by default either (QEMU: `rss=off`, `hash=off`).
+const IMPLEMENTED: u64 = DEFAULT_FEATURES
+    | feature::RING_RESET
+    | feature::ACCESS_PLATFORM
+    | feature::RSS
+    | feature::HASH_REPORT;
 
-/// Largest TX chain accepted (a 64 KiB frame plus header), a GSO packet included; more is a
+/// Largest TX frame accepted behind its header (64 KiB), a GSO packet included; more is a
 /// driver bug.
-const MAX_TX_CHAIN: usize = 65_536 + regs::NET_HDR_LEN;
+const MAX_TX_FRAME: usize = 65_536;
 /// Largest control command accepted (a MAC table of ~10 000 entries).
 const MAX_CTRL_CHAIN: usize = 65_536;
 
 /// Feature dependencies (virtio 1.2, 5.1.3.1): a driver that accepts the first feature must
 /// accept at least one of the second; otherwise FEATURES_OK does not stick.
-const FEATURE_DEPENDENCIES: [(u64, u64); 3] = [
+const FEATURE_DEPENDENCIES: [(u64, u64); 5] = [
+    (feature::RSS, feature::CTRL_VQ),
+    (feature::HASH_REPORT, feature::CTRL_VQ),
     (feature::HOST_TSO4, feature::CSUM),
     (feature::HOST_TSO6, feature::CSUM),
     (feature::HOST_ECN, feature::HOST_TSO4 | feature::HOST_TSO6),
@@ -87,6 +96,12 @@ pub struct VirtioNetConfig {
     pub mtu: u16,
     /// Link state at power-on.
     pub link_up: bool,
+    /// `rss_max_key_size` (the spec asks for at least 40 with RSS).
+    pub rss_max_key_size: u8,
+    /// `rss_max_indirection_table_length` (at least 128 with RSS).
+    pub rss_max_indirection_table_length: u16,
+    /// `supported_hash_types` (`rss::hash_type`; at most [`rss::hash_type::SUPPORTED`]).
+    pub supported_hash_types: u32,
 }
 
 impl VirtioNetConfig {
@@ -101,6 +116,9 @@ impl VirtioNetConfig {
             features: DEFAULT_FEATURES,
             mtu: 1500,
             link_up: true,
+            rss_max_key_size: 40,
+            rss_max_indirection_table_length: 128,
+            supported_hash_types: rss::hash_type::SUPPORTED,
         }
     }
 }
@@ -187,6 +205,11 @@ pub struct Counters {
     pub rx_partial: u64,
     /// ISR status reads.
     pub isr_reads: u64,
+    /// RX frames delivered with a hash report other than NONE (HASH_REPORT negotiated).
+    pub rx_hash_reported: u64,
+    /// Frames from [`VirtioNet::inject_from_wire`] the RSS table steered (the rest went to the
+    /// unclassified queue or, without RSS in force, to the automatic choice).
+    pub rx_rss_steered: u64,
     /// Doorbell writes while DRIVER_OK was gone because the *device* reset itself or cleared it
     /// ([`VirtioNet::reset_by_device`], [`VirtioNet::clear_driver_ok`]), before the driver
     /// reset it: not a driver error (the driver cannot know at once), but a driver that noticed
@@ -313,6 +336,12 @@ pub struct VirtioNet {
     unprompted_reset: bool,
     /// While on, FEATURES_OK never sticks (a test switch: it survives resets).
     refuse_features_ok: bool,
+    /// The RSS or hash configuration in force (`RSS_CONFIG`, `HASH_CONFIG`); None: automatic
+    /// steering without hashes.
+    rss: Option<RssConfig>,
+    rss_refusals: Vec<String>,
+    /// XORed into every reported hash value (a misbehaviour switch; 0: the true hash).
+    hash_xor: u32,
     /// Reused for every chain the queues hand over, so that moving a frame allocates only the
     /// frame itself (the model runs on every test's and benchmark's datapath).
     scratch: Scratch,
@@ -398,6 +427,9 @@ impl VirtioNet {
             tx_used_len: 0,
             unprompted_reset: false,
             refuse_features_ok: false,
+            rss: None,
+            rss_refusals: Vec::new(),
+            hash_xor: 0,
             cfg,
         }
     }
@@ -430,6 +462,55 @@ impl VirtioNet {
                 .extend(incoming.iter().map(|f| f.to_vec()));
             self.run_queue(bus, 2 * p);
         }
+    }
+
+    /// Frames arriving from the network without a queue named: the device steers each one. With
+    /// RSS in force (`RSS_CONFIG`) a frame goes to the receive queue its hash picks from the
+    /// indirection table (the unclassified queue when no enabled type applies); otherwise
+    /// automatic steering, which here is a hash of the frame's addresses and ports (the model's
+    /// choice: one flow, one queue) modulo the active pairs. Frames for one pair keep their
+    /// order, and each pair's share is one burst.
+    pub fn inject_from_wire(&mut self, bus: &mut Bus<'_>, frames: &[&[u8]]) {
+        let mut per_pair: Vec<Vec<&[u8]>> = vec![Vec::new(); self.cfg.queue_pairs as usize];
+        for &f in frames {
+            let pair = match self.rss.as_ref().filter(|c| c.steers()) {
+                Some(c) => {
+                    let hash = rss::hash(f, c.hash_types, &c.key);
+                    if hash.is_some() {
+                        self.counters.rx_rss_steered += 1;
+                    }
+                    c.queue_for(hash)
+                }
+                None => {
+                    let all = rss::hash_type::SUPPORTED;
+                    let h = rss::hash(f, all, &[0x5a; 40]).map_or(0, |(v, _)| v);
+                    (h % u32::from(self.active_pairs.max(1))) as u16
+                }
+            };
+            per_pair[usize::from(pair)].push(f);
+        }
+        for (p, fs) in per_pair.iter().enumerate() {
+            if !fs.is_empty() {
+                self.inject_frames(bus, p as u16, fs);
+            }
+        }
+    }
+
+    /// The RSS or hash configuration the device holds (None: automatic steering, no hashes).
+    pub fn rss_config(&self) -> Option<&RssConfig> {
+        self.rss.as_ref()
+    }
+
+    /// Why the device refused each `RSS_CONFIG` or `HASH_CONFIG` it answered ERR (kept across
+    /// resets).
+    pub fn rss_refusals(&self) -> &[String] {
+        &self.rss_refusals
+    }
+
+    /// A device that reports wrong hashes: `xor` is XORed into every `hash_value` from now on
+    /// (0: the truth again). Steering still uses the true hash. Survives resets.
+    pub fn forge_hash_values(&mut self, xor: u32) {
+        self.hash_xor = xor;
     }
 
     /// Frames the driver transmitted on queue pair `pair`, header stripped, in order.
@@ -746,6 +827,7 @@ impl VirtioNet {
         self.all_multicast = false;
         self.mac_address_set = None;
         self.mac_table = (Vec::new(), Vec::new());
+        self.rss = None;
         self.error = None;
         for s in &mut self.queues {
             s.reset();
@@ -1009,13 +1091,17 @@ impl VirtioNet {
         Scratch { chain, bytes }: &mut Scratch,
     ) -> Result<bool, String> {
         let mut used = false;
+        let hdr_len = self.hdr_len();
         while let Some(head) = pop(&mut self.queues[q].queue, mem, chain)? {
-            gather(mem, chain, MAX_TX_CHAIN, bytes)?;
-            let Some((header, frame)) = bytes.split_first_chunk() else {
+            gather(mem, chain, MAX_TX_FRAME + hdr_len, bytes)?;
+            // With HASH_REPORT the header is `virtio_net_hdr_v1_hash` in this direction too;
+            // its hash fields mean nothing on transmit.
+            let (Some((header, _)), Some(frame)) =
+                (bytes.split_first_chunk(), bytes.get(hdr_len..))
+            else {
                 return Err(format!(
-                    "TX chain {head} holds {} bytes, less than the {}-byte virtio_net_hdr",
+                    "TX chain {head} holds {} bytes, less than the {hdr_len}-byte virtio_net_hdr",
                     bytes.len(),
-                    regs::NET_HDR_LEN
                 ));
             };
             if checksum::TxHeader(header).asks_nothing() {
@@ -1110,6 +1196,12 @@ impl VirtioNet {
         } else {
             RxChecksum::Off
         };
+        let hdr_len = self.hdr_len();
+        // Hashes are reported with HASH_REPORT, under the configuration in force.
+        let reporting = self
+            .rss
+            .as_ref()
+            .filter(|_| hdr_len == regs::NET_HDR_HASH_LEN);
         loop {
             // The backlog first (it arrived earlier), then the caller's frames.
             let from_backlog = !self.pairs[pair].backlog.is_empty();
@@ -1127,7 +1219,7 @@ impl VirtioNet {
                 .filter(|d| d.is_write_only())
                 .map(|d| d.len() as u64)
                 .sum();
-            let total = regs::NET_HDR_LEN + frame.len();
+            let total = hdr_len + frame.len();
             if room >= total as u64 {
                 let verdict = match rx_checksum {
                     RxChecksum::Off | RxChecksum::Forged { .. } => checksum::RxVerdict::Unchecked,
@@ -1152,7 +1244,16 @@ impl VirtioNet {
                     } => checksum::forged_header(flags, csum_start, csum_offset),
                     _ => verdict.header(),
                 };
-                scatter(mem, chain, &[&header, delivered])?;
+                let mut hash_fields = [0u8; regs::NET_HDR_HASH_LEN - regs::NET_HDR_LEN];
+                if let Some(c) = reporting
+                    && let Some((value, kind)) = rss::hash(frame, c.hash_types, &c.key)
+                {
+                    hash_fields[..4].copy_from_slice(&(value ^ self.hash_xor).to_le_bytes());
+                    hash_fields[4..6].copy_from_slice(&kind.to_le_bytes());
+                    self.counters.rx_hash_reported += 1;
+                }
+                let hash_fields = &hash_fields[..hdr_len - regs::NET_HDR_LEN];
+                scatter(mem, chain, &[&header, hash_fields, delivered])?;
                 queue
                     .add_used(mem, head, total as u32)
                     .map_err(|e| format!("add_used({head}): {e}"))?;
@@ -1251,9 +1352,48 @@ impl VirtioNet {
                 let n = u16::from_le_bytes([data[0], data[1]]);
                 if (1..=self.cfg.queue_pairs).contains(&n) {
                     self.active_pairs = n;
+                    // The last multiqueue command decides the mode: automatic steering.
+                    self.rss = None;
                     ctrl::OK
                 } else {
                     ctrl::ERR
+                }
+            }
+            (ctrl::CLASS_MQ, ctrl::MQ_RSS_CONFIG | ctrl::MQ_HASH_CONFIG) => {
+                let steer = command == ctrl::MQ_RSS_CONFIG;
+                let needs = if steer {
+                    feature::RSS
+                } else {
+                    feature::HASH_REPORT
+                };
+                if !self.negotiated(needs) {
+                    return ctrl::ERR;
+                }
+                let limits = rss::Limits {
+                    max_key_size: self.cfg.rss_max_key_size,
+                    max_table_length: self.cfg.rss_max_indirection_table_length,
+                    supported_hash_types: self.cfg.supported_hash_types,
+                    pairs: self.cfg.queue_pairs,
+                };
+                let enabled = |p: u16| {
+                    let q = 2 * usize::from(p);
+                    self.queues.get(q).is_some_and(|s| s.enabled)
+                        && self.queues.get(q + 1).is_some_and(|s| s.enabled)
+                };
+                match rss::parse(data, steer, limits, enabled) {
+                    Ok(config) => {
+                        if let Some(c) = &config
+                            && c.steers()
+                        {
+                            self.active_pairs = c.max_tx_vq;
+                        }
+                        self.rss = config;
+                        ctrl::OK
+                    }
+                    Err(why) => {
+                        self.rss_refusals.push(why);
+                        ctrl::ERR
+                    }
                 }
             }
             _ => ctrl::ERR,
@@ -1331,14 +1471,30 @@ impl VirtioNet {
         c
     }
 
-    fn device_bytes(&self) -> [u8; 12] {
-        let mut d = [0u8; 12];
+    /// `struct virtio_net_config` up to `supported_hash_types` (speed and duplex unknown).
+    fn device_bytes(&self) -> [u8; 24] {
+        let mut d = [0u8; 24];
         d[0..6].copy_from_slice(&self.cfg.mac);
         let link = if self.link_up { regs::NET_S_LINK_UP } else { 0 };
         d[6..8].copy_from_slice(&link.to_le_bytes());
         d[8..10].copy_from_slice(&self.cfg.queue_pairs.to_le_bytes());
         d[10..12].copy_from_slice(&self.cfg.mtu.to_le_bytes());
+        d[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        d[16] = 0xFF;
+        d[17] = self.cfg.rss_max_key_size;
+        d[18..20].copy_from_slice(&self.cfg.rss_max_indirection_table_length.to_le_bytes());
+        d[20..24].copy_from_slice(&self.cfg.supported_hash_types.to_le_bytes());
         d
+    }
+
+    /// The header on both queues: `virtio_net_hdr_v1_hash` with HASH_REPORT, else
+    /// `virtio_net_hdr_v1`.
+    fn hdr_len(&self) -> usize {
+        if self.negotiated(feature::HASH_REPORT) {
+            regs::NET_HDR_HASH_LEN
+        } else {
+            regs::NET_HDR_LEN
+        }
     }
 
     fn write_common(&mut self, bus: &mut Bus<'_>, offset: u64, width: u32, value: u32) {

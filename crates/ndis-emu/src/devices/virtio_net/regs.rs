@@ -104,6 +104,12 @@ pub mod feature {
     pub const CTRL_VLAN: u64 = 1 << 19;
     pub const MQ: u64 = 1 << 22;
     pub const CTRL_MAC_ADDR: u64 = 1 << 23;
+    /// The device reports each received frame's hash (`virtio_net_hdr_v1_hash`, 20 bytes, on
+    /// both queues). Needs CTRL_VQ.
+    pub const HASH_REPORT: u64 = 1 << 57;
+    /// The device steers received frames by an RSS indirection table
+    /// (`VIRTIO_NET_CTRL_MQ_RSS_CONFIG`). Needs CTRL_VQ.
+    pub const RSS: u64 = 1 << 60;
     pub const RING_INDIRECT_DESC: u64 = 1 << 28;
     pub const RING_EVENT_IDX: u64 = 1 << 29;
     pub const VERSION_1: u64 = 1 << 32;
@@ -122,6 +128,9 @@ pub const ISR_CONFIG: u8 = 2;
 pub const NET_S_LINK_UP: u16 = 1;
 /// `struct virtio_net_hdr_v1` (with `num_buffers`, present whenever VERSION_1 is negotiated).
 pub const NET_HDR_LEN: usize = 12;
+/// `struct virtio_net_hdr_v1_hash`: the header on both queues once HASH_REPORT is negotiated
+/// (`hash_value` le32 at 12, `hash_report` le16 at 16, 2 bytes of padding).
+pub const NET_HDR_HASH_LEN: usize = 20;
 /// `flags`: the checksum from `csum_start` to the end of the frame is still to be computed and
 /// stored at `csum_start + csum_offset` (the field holds the pseudo-header sum).
 pub const NET_HDR_F_NEEDS_CSUM: u8 = 1;
@@ -160,6 +169,8 @@ pub mod ctrl {
     pub const CLASS_ANNOUNCE: u8 = 3;
     pub const CLASS_MQ: u8 = 4;
     pub const MQ_VQ_PAIRS_SET: u8 = 0;
+    pub const MQ_RSS_CONFIG: u8 = 1;
+    pub const MQ_HASH_CONFIG: u8 = 2;
     pub const OK: u8 = 0;
     pub const ERR: u8 = 1;
 }

@@ -1,0 +1,133 @@
+//! Software RSS steering: every received frame goes to the processor the indirection table
+//! names for its hash, and is indicated by a DPC on that processor, in the order the device
+//! delivered it.
+//!
+//! Each processor has a bounded FIFO of frames waiting to be indicated there. A receive DPC
+//! pushes each frame it pops onto its target's FIFO *while it still holds the receive ring's
+//! lock*, so frames of one ring enter every FIFO in ring order, whichever processor pops them;
+//! it then queues a DPC on each other processor it pushed to (`NdisMQueueDpcEx`) and drains its
+//! own FIFO. Only DPCs on a processor drain its FIFO, one at a time (DPCs on one processor do
+//! not nest), so a flow (one hash, one target, one ring) is indicated in order. A FIFO holds
+//! every receive buffer the adapter has, so a push never finds it full.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use ndis::Status;
+use ndis::irql::AtMostDispatch;
+use ndis::nbl::RxFrame;
+use ndis::sync::SpinLock;
+
+/// Frames waiting for one processor.
+pub struct Fifo {
+    items: Vec<(u16, RxFrame)>,
+    head: usize,
+    len: usize,
+}
+
+impl Fifo {
+    fn push(&mut self, item: (u16, RxFrame)) -> bool {
+        if self.len == self.items.len() {
+            return false;
+        }
+        let at = (self.head + self.len) % self.items.len();
+        self.items[at] = item;
+        self.len += 1;
+        true
+    }
+
+    fn pop(&mut self) -> Option<(u16, RxFrame)> {
+        if self.len == 0 {
+            return None;
+        }
+        let item = self.items[self.head];
+        self.head = (self.head + 1) % self.items.len();
+        self.len -= 1;
+        Some(item)
+    }
+}
+
+pub struct Steering {
+    fifos: Vec<SpinLock<Fifo>>,
+    /// Frames in all FIFOs: a DPC with RSS off looks at this once (not per frame).
+    pub waiting: AtomicUsize,
+}
+
+impl Steering {
+    /// One FIFO of `capacity` frames per processor (`cpus`).
+    pub fn new(cpus: usize, capacity: usize) -> Result<Steering, Status> {
+        let mut fifos = Vec::new();
+        fifos
+            .try_reserve_exact(cpus)
+            .map_err(|_| Status::RESOURCES)?;
+        for _ in 0..cpus {
+            let mut items = Vec::new();
+            items
+                .try_reserve_exact(capacity.max(1))
+                .map_err(|_| Status::RESOURCES)?;
+            items.resize(capacity.max(1), (0, RxFrame::default()));
+            fifos.push(SpinLock::new(Fifo {
+                items,
+                head: 0,
+                len: 0,
+            }));
+        }
+        Ok(Steering {
+            fifos,
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    /// Queues `frame` of pair `pair` for processor `cpu`; false if it cannot (no such
+    /// processor, or full).
+    pub fn push<C: AtMostDispatch>(
+        &self,
+        cpu: usize,
+        pair: u16,
+        frame: RxFrame,
+        irql: &mut C,
+    ) -> bool {
+        let Some(f) = self.fifos.get(cpu) else {
+            return false;
+        };
+        let pushed = f.with(irql, |f, _| f.push((pair, frame)));
+        if pushed {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    /// Whether nothing waits for `cpu` (true for a processor without a FIFO).
+    pub fn is_empty<C: AtMostDispatch>(&self, cpu: usize, irql: &mut C) -> bool {
+        self.fifos
+            .get(cpu)
+            .is_none_or(|f| f.with(irql, |f, _| f.len == 0))
+    }
+
+    /// Takes up to `out.len()` frames waiting for `cpu`, oldest first.
+    pub fn take<C: AtMostDispatch>(
+        &self,
+        cpu: usize,
+        out: &mut [(u16, RxFrame)],
+        irql: &mut C,
+    ) -> usize {
+        let Some(f) = self.fifos.get(cpu) else {
+            return 0;
+        };
+        let n = f.with(irql, |f, _| {
+            let mut n = 0;
+            while n < out.len() {
+                match f.pop() {
+                    Some(item) => {
+                        out[n] = item;
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            n
+        });
+        self.waiting.fetch_sub(n, Ordering::Relaxed);
+        n
+    }
+}
