@@ -69,8 +69,8 @@ impl Device {
         });
     }
 
-    /// Makes claimed receive buffers available on `rx` (its lock held); a buffer the ring has
-    /// no room for goes back to the pool.
+    /// Stages claimed receive buffers on `rx` (its lock held) for the caller's next
+    /// `should_notify` to publish; a buffer the ring has no room for goes back to the pool.
     pub(super) fn add_rx_buffers(&self, rx: &mut RxRing, pair: &Pair, buffers: &[usize]) {
         let base = pair.pool.device_address();
         for &b in buffers {
@@ -79,7 +79,8 @@ impl Device {
                 len: self.frame.buffer as u32,
                 device_writable: true,
             }];
-            match rx.vq.add(&chain) {
+            // Published by the caller's `should_notify` (after the batch, or at DRIVER_OK).
+            match rx.vq.stage(&chain) {
                 Ok(head) => rx.buffer_of[head as usize] = b as u16,
                 Err(_) => pair.pool.release(b),
             }

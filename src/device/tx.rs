@@ -539,7 +539,7 @@ impl Device {
         let offload = !prep.checksum.is_empty();
         // A request the frame's headers do not match fails the whole list: checked before
         // anything is queued when the list has several frames (with one, the copy finds it).
-        let check_first = offload && nbl.frames().nth(1).is_some();
+        let check_first = offload && nbl.frame_count() > 1;
         let mut frames = 0;
         for f in nbl.frames() {
             if f.len() > self.frame.frame && (f.len() > self.frame.max || !f.has_8021q_tag()) {
@@ -622,7 +622,8 @@ impl Device {
                 len: (self.hdr_len + len) as u32,
                 device_writable: false,
             }];
-            match tx.vq.add(&chain) {
+            // Published with the batch, by the `should_notify` that ends every send call.
+            match tx.vq.stage(&chain) {
                 Ok(head) => tx.bounce_of[head as usize] = b,
                 Err(_) => {
                     tx.free.push(b);

@@ -131,6 +131,13 @@ pub struct Buffer {
     pub device_writable: bool,
 }
 
+impl Buffer {
+    /// Bytes the device may write into it.
+    fn writable_len(&self) -> u32 {
+        if self.device_writable { self.len } else { 0 }
+    }
+}
+
 /// The driver side of one split virtqueue.
 #[derive(Debug)]
 pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
@@ -141,12 +148,17 @@ pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
     free_head: u16,
     num_free: u16,
     in_flight: u16,
-    /// Next `avail.idx` to publish.
+    /// `avail.idx` after the chains staged so far (the next ring entry to write).
     avail_idx: u16,
+    /// `avail.idx` as last written to the ring: chains staged beyond it are not yet visible.
+    published_idx: u16,
     /// `avail.idx` when the device was last considered for a notification.
     notified_avail: u16,
     /// Used entries consumed so far (the driver's copy of how far it has read).
     last_used: u16,
+    /// `used.idx` as last read and validated: entries up to it are read without reading the
+    /// index (and fencing) again.
+    seen_used: u16,
     interrupts_enabled: bool,
     fault: Option<QueueError>,
     /// Used entries of device-readable-only chains that reported a non-zero length.
@@ -177,8 +189,10 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             num_free: 0,
             in_flight: 0,
             avail_idx: 0,
+            published_idx: 0,
             notified_avail: 0,
             last_used: 0,
+            seen_used: 0,
             interrupts_enabled: true,
             fault: None,
             ignored_lengths: 0,
@@ -208,8 +222,10 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         self.num_free = size;
         self.in_flight = 0;
         self.avail_idx = 0;
+        self.published_idx = 0;
         self.notified_avail = 0;
         self.last_used = 0;
+        self.seen_used = 0;
         self.interrupts_enabled = true;
         self.fault = None;
         self.mem.fence();
@@ -268,12 +284,22 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// which [`Self::pop_used`] gives back when the device is done. Call [`Self::should_notify`]
     /// afterwards (once per batch) to know whether to ring the doorbell.
     pub fn add(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
+        let head = self.stage(bufs)?;
+        self.publish();
+        Ok(head)
+    }
+
+    /// As [`Self::add`], without publishing: the chain becomes visible to the device at the next
+    /// [`Self::publish`] or [`Self::should_notify`], so that a batch costs one barrier and one
+    /// index write instead of one per chain. Until then the device cannot return it (a
+    /// [`Self::reclaim_after_reset`] still hands it back).
+    pub fn stage(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
         }
-        if bufs.is_empty() {
+        let Some((last, rest)) = bufs.split_last() else {
             return Err(QueueError::EmptyChain);
-        }
+        };
         if bufs.len() > usize::from(self.num_free) {
             return Err(QueueError::NoSpace {
                 needed: bufs.len(),
@@ -291,28 +317,16 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         let mut idx = head;
         let mut capacity = 0u32;
         let slots = self.slots.as_mut();
-        for (i, b) in bufs.iter().enumerate() {
-            let last = i + 1 == bufs.len();
+        // `num_free` covers the chain, so every `next` followed below is a free descriptor.
+        for b in rest {
             let next = slots[usize::from(idx)].next;
-            let mut flags = 0;
-            if !last {
-                flags |= DESC_F_NEXT;
-            }
-            if b.device_writable {
-                flags |= DESC_F_WRITE;
-                capacity = capacity.saturating_add(b.len);
-            }
-            let d = self.layout.desc + 16 * usize::from(idx);
-            self.mem.write_u64(d, b.addr);
-            self.mem.write_u32(d + 8, b.len);
-            self.mem.write_u16(d + 12, flags);
-            self.mem.write_u16(d + 14, if last { 0 } else { next });
-            if last {
-                self.free_head = next;
-            } else {
-                idx = next;
-            }
+            capacity = capacity.saturating_add(b.writable_len());
+            write_descriptor(&self.mem, self.layout.desc, idx, b, Some(next));
+            idx = next;
         }
+        self.free_head = slots[usize::from(idx)].next;
+        capacity = capacity.saturating_add(last.writable_len());
+        write_descriptor(&self.mem, self.layout.desc, idx, last, None);
         let h = &mut slots[usize::from(head)];
         h.chain_len = bufs.len() as u16;
         h.capacity = capacity;
@@ -321,16 +335,26 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
 
         let slot = usize::from(self.avail_idx & (self.layout.size - 1));
         self.mem.write_u16(self.layout.avail + 4 + 2 * slot, head);
-        // Descriptors and ring entry must be visible before the index that publishes them.
-        self.mem.fence();
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.mem.write_u16(self.layout.avail + 2, self.avail_idx);
         Ok(head)
     }
 
-    /// Whether the device wants a notification for the chains published since the last call
-    /// (`avail_event` with `EVENT_IDX`, otherwise `VIRTQ_USED_F_NO_NOTIFY`).
+    /// Makes the chains staged since the last publish visible to the device (`avail.idx`).
+    pub fn publish(&mut self) {
+        if self.published_idx == self.avail_idx {
+            return;
+        }
+        // Descriptors and ring entries must be visible before the index that publishes them.
+        self.mem.fence();
+        self.published_idx = self.avail_idx;
+        self.mem.write_u16(self.layout.avail + 2, self.avail_idx);
+    }
+
+    /// Publishes what is staged, then says whether the device wants a notification for the
+    /// chains published since the last call (`avail_event` with `EVENT_IDX`, otherwise
+    /// `VIRTQ_USED_F_NO_NOTIFY`).
     pub fn should_notify(&mut self) -> bool {
+        self.publish();
         // The published index must be visible before the device's suppression state is read,
         // or both sides can decide the other one will act.
         self.mem.fence();
@@ -352,20 +376,23 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         if let Some(f) = self.fault {
             return Err(f);
         }
-        let used_idx = self.device_used_idx();
-        if used_idx == self.last_used {
-            return Ok(None);
+        if self.seen_used == self.last_used {
+            let used_idx = self.device_used_idx();
+            if used_idx == self.last_used {
+                return Ok(None);
+            }
+            let pending = used_idx.wrapping_sub(self.last_used);
+            if pending > self.in_flight {
+                return Err(self.set_fault(QueueError::UsedIndexJump {
+                    used_idx,
+                    last_used: self.last_used,
+                    in_flight: self.in_flight,
+                }));
+            }
+            // The entries must not be read before the index that says they are there.
+            self.mem.fence();
+            self.seen_used = used_idx;
         }
-        let pending = used_idx.wrapping_sub(self.last_used);
-        if pending > self.in_flight {
-            return Err(self.set_fault(QueueError::UsedIndexJump {
-                used_idx,
-                last_used: self.last_used,
-                in_flight: self.in_flight,
-            }));
-        }
-        // The entry must not be read before the index that says it is there.
-        self.mem.fence();
         let slot = usize::from(self.last_used & (self.layout.size - 1));
         let e = self.layout.used + 4 + 8 * slot;
         let id = self.mem.read_u32(e);
@@ -465,6 +492,27 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         }
         self.init();
     }
+}
+
+/// Descriptor `idx` of the table at `table`, describing `b`, linked to `next` if there is one:
+/// one 16-byte write (the descriptor is the driver's until its chain is published).
+fn write_descriptor<M: DeviceMemory>(
+    mem: &M,
+    table: usize,
+    idx: u16,
+    b: &Buffer,
+    next: Option<u16>,
+) {
+    let mut flags = if b.device_writable { DESC_F_WRITE } else { 0 };
+    if next.is_some() {
+        flags |= DESC_F_NEXT;
+    }
+    let mut d = [0u8; 16];
+    d[..8].copy_from_slice(&b.addr.to_le_bytes());
+    d[8..12].copy_from_slice(&b.len.to_le_bytes());
+    d[12..14].copy_from_slice(&flags.to_le_bytes());
+    d[14..].copy_from_slice(&next.unwrap_or(0).to_le_bytes());
+    mem.write_bytes(table + 16 * usize::from(idx), &d);
 }
 
 /// `vring_need_event`: the device asked to be notified when the index passes `event`, and it

@@ -1863,24 +1863,54 @@ pub(crate) unsafe extern "win64-unwind" fn restart<A: Miniport>(
     }
 }
 
-/// The statistics of one completed send list: frames from the driver's copies (read again only
-/// when it did not copy each frame exactly once), failed lists once each. A paused adapter's
-/// refusals are not errors.
-pub(crate) fn count_send(stats: &Statistics, list: &SendNbl<'_>, status: Status) {
-    if status.is_success() {
-        let (copied, per_kind) = list.copies();
-        if copied == list.frames().count() {
-            stats.sent_batch(&per_kind);
-        } else {
-            for frame in list.frames() {
-                let destination = frame.destination().unwrap_or_default();
-                stats.sent(&destination, frame.len() as u64);
+/// The statistics of the send lists completed together (one send call, one completion
+/// batch), added to the adapter's counters at once: a few atomic additions per batch instead of
+/// several per list.
+#[derive(Default)]
+pub(crate) struct SendCounts {
+    /// (frames, bytes) sent per kind: unicast, multicast, broadcast.
+    per_kind: [(u64, u64); 3],
+    errors: u64,
+    discards: u64,
+}
+
+impl SendCounts {
+    /// One completed list: frames from the driver's copies (read again only when it did not
+    /// copy each frame exactly once), failed lists once each. A paused adapter's refusals are
+    /// not errors.
+    pub(crate) fn count(&mut self, list: &SendNbl<'_>, status: Status) {
+        if status.is_success() {
+            let (copied, per_kind) = list.copies();
+            if copied == list.frame_count() {
+                for (sum, (n, bytes)) in self.per_kind.iter_mut().zip(per_kind) {
+                    sum.0 += n;
+                    sum.1 += bytes;
+                }
+            } else {
+                for frame in list.frames() {
+                    let destination = frame.destination().unwrap_or_default();
+                    let sum = &mut self.per_kind[cast_kind(&destination)];
+                    sum.0 += 1;
+                    sum.1 += frame.len() as u64;
+                }
             }
+        } else if status == Status::RESOURCES {
+            self.discards += 1;
+        } else if status.0 != sys::NDIS_STATUS_PAUSED {
+            self.errors += 1;
         }
-    } else if status == Status::RESOURCES {
-        stats.tx_discards(1);
-    } else if status.0 != sys::NDIS_STATUS_PAUSED {
-        stats.tx_errors(1);
+    }
+
+    /// Adds what was counted to `stats`, and starts again from zero.
+    pub(crate) fn flush(&mut self, stats: &Statistics) {
+        let counts = core::mem::take(self);
+        stats.sent_batch(&counts.per_kind);
+        if counts.errors > 0 {
+            stats.tx_errors(counts.errors);
+        }
+        if counts.discards > 0 {
+            stats.tx_discards(counts.discards);
+        }
     }
 }
 

@@ -127,6 +127,7 @@ impl<'a> SendLists<'a> {
     }
 
     fn for_each_list(&mut self, mut f: impl FnMut(&SendNbl<'_>) -> Status) {
+        let mut counts = crate::miniport::SendCounts::default();
         let mut cur = self.first;
         while !cur.is_null() {
             // SAFETY: NDIS hands the miniport a chain of valid lists it owns until completed.
@@ -142,11 +143,12 @@ impl<'a> SendLists<'a> {
                 // Only a held list completes after the call.
                 status = Status::FAILURE;
             }
-            list.finish(self.stats, status);
+            list.finish(&mut counts, status);
             // SAFETY: a list of the call's chain, not held, in no other chain.
             unsafe { self.done.push(cur) };
             cur = next;
         }
+        counts.flush(self.stats);
     }
 }
 
@@ -179,6 +181,8 @@ pub struct SendCompletion<'a> {
     adapter: &'a NdisAdapter,
     chain: Chain,
     count: u64,
+    /// The statistics of the lists pushed, added to the adapter's when they complete.
+    counts: crate::miniport::SendCounts,
 }
 
 impl<'a> SendCompletion<'a> {
@@ -187,6 +191,7 @@ impl<'a> SendCompletion<'a> {
             adapter,
             chain: Chain::EMPTY,
             count: 0,
+            counts: crate::miniport::SendCounts::default(),
         }
     }
 
@@ -198,7 +203,7 @@ impl<'a> SendCompletion<'a> {
         } else {
             status
         };
-        held.list.finish(&self.adapter.stats, status);
+        held.list.finish(&mut self.counts, status);
         // SAFETY: the held list is the miniport's and in no chain (a held list was taken out
         // of its call's chain); the `HeldSend` is consumed, so it is pushed once.
         unsafe { self.chain.push(held.list.nbl) };
@@ -220,6 +225,8 @@ impl<'a> SendCompletion<'a> {
         }
         let chain = core::mem::replace(&mut self.chain, Chain::EMPTY);
         let count = core::mem::take(&mut self.count);
+        // Counted before NDIS sees the completion (a statistics query may follow it).
+        self.counts.flush(&self.adapter.stats);
         let flags = if dispatch {
             sys::NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL
         } else {
@@ -291,24 +298,38 @@ impl Ieee8021Q {
 pub struct SendNbl<'a> {
     nbl: *mut sys::NET_BUFFER_LIST,
     /// Frames copied out so far, and their (frames, bytes) per kind, for the statistics.
-    copies: Cell<(usize, [(u64, u64); 3])>,
+    copies: CopyTally,
     /// The adapter whose send call this list came in (None for a [`HeldSend`]'s view: holding
     /// again is refused).
     adapter: Option<&'a NdisAdapter>,
     /// [`hold`](Self::hold) took the list.
     held: Cell<bool>,
+    /// Frames (NET_BUFFERs) of the list, and whether one is shorter than an Ethernet header:
+    /// read once, when the list is first looked at.
+    frame_count: usize,
+    has_runt: bool,
     _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
 }
 
 impl<'a> SendNbl<'a> {
     pub(crate) fn new(nbl: *mut sys::NET_BUFFER_LIST, adapter: Option<&'a NdisAdapter>) -> Self {
-        SendNbl {
+        let mut list = SendNbl {
             nbl,
-            copies: Cell::new((0, [(0, 0); 3])),
+            copies: CopyTally::default(),
             adapter,
             held: Cell::new(false),
+            frame_count: 0,
+            has_runt: false,
             _call: PhantomData,
+        };
+        let (mut count, mut runt) = (0, false);
+        for f in list.frames() {
+            count += 1;
+            runt |= f.len() < 14;
         }
+        list.frame_count = count;
+        list.has_runt = runt;
+        list
     }
 
     /// Keeps the list past the send call: the framework does not complete it when `send`
@@ -326,9 +347,11 @@ impl<'a> SendNbl<'a> {
         Some(HeldSend {
             list: SendNbl {
                 nbl: self.nbl,
-                copies: Cell::new(self.copies.get()),
+                copies: self.copies.clone(),
                 adapter: None,
                 held: Cell::new(false),
+                frame_count: self.frame_count,
+                has_runt: self.has_runt,
                 _call: PhantomData,
             },
         })
@@ -336,8 +359,8 @@ impl<'a> SendNbl<'a> {
 
     /// The status and statistics of a list about to be completed.
     #[inline(always)]
-    fn finish(&self, stats: &crate::miniport::Statistics, status: Status) {
-        crate::miniport::count_send(stats, self, status);
+    fn finish(&self, counts: &mut crate::miniport::SendCounts, status: Status) {
+        counts.count(self, status);
         self.complete_large_send(status);
         // SAFETY: a list the miniport owns until it is completed.
         unsafe { (*self.nbl).Status = status.0 };
@@ -347,11 +370,12 @@ impl<'a> SendNbl<'a> {
         self.copies.get()
     }
 
+
     /// The 802.1Q information the protocol attached to the list, if any: the driver inserts
     /// the tag when it copies the frames (with `SendFrame::copy_to_device_tagged`).
     /// Why no NIC can send this list, if so (see [`SendLists::each`]).
     fn refusal(&self) -> Option<Status> {
-        if self.frames().any(|f| f.len() < 14) {
+        if self.has_runt {
             return Some(Status::INVALID_LENGTH);
         }
         if self
@@ -390,7 +414,7 @@ impl<'a> SendNbl<'a> {
             return Ok(None);
         }
         let ls = LargeSend::from_info(value as usize)?;
-        if self.frames().nth(1).is_some() {
+        if self.frame_count > 1 {
             return Err(Status::INVALID_PACKET);
         }
         Ok(ls)
@@ -410,6 +434,11 @@ impl<'a> SendNbl<'a> {
                     done as usize as sys::PVOID
             };
         }
+    }
+
+    /// How many frames (NET_BUFFERs) the list has.
+    pub fn frame_count(&self) -> usize {
+        self.frame_count
     }
 
     /// The frames of the list (one per NET_BUFFER).
@@ -435,7 +464,43 @@ impl<'a> SendNbl<'a> {
 /// One frame (NET_BUFFER) of a send.
 pub struct SendFrame<'a> {
     nb: *mut sys::NET_BUFFER,
-    copies: &'a Cell<(usize, [(u64, u64); 3])>,
+    copies: &'a CopyTally,
+}
+
+/// Frames a driver copied out of one list, and their (frames, bytes) per kind (unicast,
+/// multicast, broadcast): one cell per figure, so that counting a frame touches two of them.
+#[derive(Default)]
+struct CopyTally {
+    frames: Cell<usize>,
+    /// Frames then bytes, per kind.
+    kinds: [(Cell<u64>, Cell<u64>); 3],
+}
+
+impl CopyTally {
+    fn get(&self) -> (usize, [(u64, u64); 3]) {
+        (
+            self.frames.get(),
+            core::array::from_fn(|k| (self.kinds[k].0.get(), self.kinds[k].1.get())),
+        )
+    }
+
+    fn add(&self, kind: usize, bytes: usize) {
+        self.frames.set(self.frames.get() + 1);
+        if let Some((frames, total)) = self.kinds.get(kind) {
+            frames.set(frames.get() + 1);
+            total.set(total.get() + bytes as u64);
+        }
+    }
+}
+
+impl Clone for CopyTally {
+    fn clone(&self) -> Self {
+        let (frames, kinds) = self.get();
+        CopyTally {
+            frames: Cell::new(frames),
+            kinds: kinds.map(|(n, b)| (Cell::new(n), Cell::new(b))),
+        }
+    }
 }
 
 impl SendFrame<'_> {
@@ -637,11 +702,8 @@ impl SendFrame<'_> {
 
     /// The statistics of a frame the driver copied (see `Miniport::send`).
     fn count_copy(&self, frame: &[u8]) {
-        let (count, mut per_kind) = self.copies.get();
-        let kind = &mut per_kind[crate::miniport::cast_kind(&frame[..frame.len().min(6)])];
-        kind.0 += 1;
-        kind.1 += frame.len() as u64;
-        self.copies.set((count + 1, per_kind));
+        self.copies
+            .add(crate::miniport::cast_kind(&frame[..frame.len().min(6)]), frame.len());
     }
 }
 
