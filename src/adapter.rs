@@ -181,17 +181,16 @@ impl InterruptHandler for Interrupts {
         let targets = device.plan.message_targets(*queue);
         let mut more = false;
         // One relaxed load while RSS is off.
-        let rss = device.ndis.rss();
+        let rss_on = device.ndis.rss_on();
         let mut kick = 0u64;
         for j in targets.rx_pairs.clone() {
             let budget = ctx.budget().remaining().min(1024);
-            let (done, pending) =
-                device.receive(j as usize, budget, rss.as_ref(), &mut kick, ctx.irql());
+            let (done, pending) = device.receive(j as usize, budget, rss_on, &mut kick, ctx.irql());
             ctx.budget().take(done);
             more |= pending;
         }
         // Frames steered to this processor (by this DPC or others'), in order.
-        if rss.is_some() || device.steer.waiting.load(Ordering::Relaxed) != 0 {
+        if rss_on || device.steer.waiting.load(Ordering::Relaxed) != 0 {
             device.drain_steered(ctx.irql());
         }
         while kick != 0 {

@@ -214,7 +214,7 @@ impl Ours {
     fn rx_count_bursts(&self, burst: &[&[u8]], pairs: u16) -> usize {
         for q in 0..pairs {
             self.emu
-                .with_device::<VirtioNet, _>(self.dev, |n, bus| n.inject_frames(bus, q, &burst));
+                .with_device::<VirtioNet, _>(self.dev, |n, bus| n.inject_frames(bus, q, burst));
         }
         self.emu.run_dpcs();
         let want = burst.len() * pairs as usize;

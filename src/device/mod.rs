@@ -106,6 +106,9 @@ pub struct RxRing {
     /// Receive-pool buffer posted under each descriptor head.
     buffer_of: Vec<u16>,
     notifier: Notifier,
+    /// The RSS configuration as this ring's receive path last took it (refreshed when NDIS
+    /// changes it), with the key's Toeplitz table.
+    rss: ndis::rss::RssView,
 }
 
 pub struct TxRing {
@@ -271,6 +274,7 @@ impl Device {
                 tx_vq.disable_interrupts();
                 let pool = ReceivePool::new(init, &dma, frame.buffer, rx_n as usize)?;
                 let bounce = dma.allocate(ini, frame.buffer * tx_n as usize)?;
+                let rss = ndis::rss::RssView::try_new(ini.passive())?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
                 pairs.push(Pair {
@@ -278,6 +282,7 @@ impl Device {
                         vq: rx_vq,
                         buffer_of: vec![0; rx_n as usize],
                         notifier: rx_notifier,
+                        rss,
                     }),
                     pool,
                     tx: SpinLock::new(TxRing {

@@ -91,7 +91,7 @@ impl Device {
     /// more_pending). Receives that cannot be indicated (paused, runts, oversize) go straight back
     /// to the device.
     ///
-    /// With `rss` (RSS or receive hashing on) every frame gets its hash, and goes to the FIFO of
+    /// With `rss_on` (RSS or receive hashing on) every frame gets its hash, and goes to the FIFO of
     /// the processor the table names for it (this one when the table names none), pushed
     /// under the ring's lock (see [`super::steer`]); `kick` collects the other processors
     /// pushed to, whose DPCs the caller queues, and the caller drains this processor's FIFO.
@@ -99,7 +99,7 @@ impl Device {
         &self,
         j: usize,
         budget: u32,
-        rss: Option<&ndis::rss::RssTable>,
+        rss_on: bool,
         kick: &mut u64,
         irql: &mut C,
     ) -> (u32, bool) {
@@ -120,17 +120,30 @@ impl Device {
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
             let mut steered = 0;
             // Only steering needs the processor (an NDIS call): none while RSS is off.
-            let here = rss.map_or(0, |_| ndis::sync::current_processor() as usize);
-            let mode = rss.map_or(0, |_| self.rss_mode());
+            let here = if rss_on {
+                ndis::sync::current_processor() as usize
+            } else {
+                0
+            };
+            let mode = if rss_on { self.rss_mode() } else { 0 };
             let (fault, pending) = pair.rx.with(irql, |rx, dispatch| {
                 if !self.is_healthy() {
                     return (false, false);
                 }
-                // The device steers, and this is the processor of this queue's entries: its
-                // frames are indicated here at once, unless frames of this ring still wait in
-                // this processor's FIFO (only this ring's lock, held, adds to them), which must
-                // go first.
-                let direct = mode & DEVICE_STEERS != 0
+                // The configuration as this ring last saw it; taken again only if it changed.
+                let rss = if rss_on {
+                    self.ndis.rss_view(&mut rx.rss)
+                } else {
+                    None
+                };
+                // The device steers (a flow never changes rings), or there is only this ring (so
+                // nothing else pushes to any FIFO), and this is the processor of this queue's
+                // entries: frames for this processor are indicated here at once, unless frames
+                // of this ring still wait in its FIFO (only this ring's lock, held, adds to
+                // them then), which must go first. With several rings and software steering a
+                // flow the device moved between rings may have frames in flight to this FIFO
+                // from another ring's DPC: they all go through the FIFO.
+                let direct = (mode & DEVICE_STEERS != 0 || self.pairs.len() == 1)
                     && rss.is_some_and(|t| t.is_enabled())
                     && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
                     && self.steer.is_empty(here, dispatch);

@@ -453,6 +453,21 @@ impl NdisAdapter {
         Some(self.rss.snapshot())
     }
 
+    /// As [`rss`](Self::rss), into the caller's `view`, which is only taken again when the
+    /// configuration changed since (one load otherwise). None while neither RSS nor receive
+    /// hashing is on.
+    #[inline]
+    pub fn rss_view<'v>(
+        &self,
+        view: &'v mut crate::rss::RssView,
+    ) -> Option<&'v crate::rss::RssView> {
+        if !self.rss.is_on() {
+            return None;
+        }
+        self.rss.refresh(view);
+        Some(view)
+    }
+
     /// Whether RSS or receive hashing is on (one relaxed load).
     #[inline]
     pub fn rss_on(&self) -> bool {

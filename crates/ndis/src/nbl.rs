@@ -370,7 +370,6 @@ impl<'a> SendNbl<'a> {
         self.copies.get()
     }
 
-
     /// The 802.1Q information the protocol attached to the list, if any: the driver inserts
     /// the tag when it copies the frames (with `SendFrame::copy_to_device_tagged`).
     /// Why no NIC can send this list, if so (see [`SendLists::each`]).
@@ -702,8 +701,10 @@ impl SendFrame<'_> {
 
     /// The statistics of a frame the driver copied (see `Miniport::send`).
     fn count_copy(&self, frame: &[u8]) {
-        self.copies
-            .add(crate::miniport::cast_kind(&frame[..frame.len().min(6)]), frame.len());
+        self.copies.add(
+            crate::miniport::cast_kind(&frame[..frame.len().min(6)]),
+            frame.len(),
+        );
     }
 }
 
@@ -1460,21 +1461,21 @@ impl ReceivePool {
     }
 
     /// The RSS hash of the frame at `offset..offset + length` of claimed buffer `index` under
-    /// `table` (its headers, from the first 128 bytes); None when the buffer is not claimed,
+    /// `view`'s configuration (its headers, from the first 128 bytes); None when the buffer is not claimed,
     /// or the frame has nothing the types on hash over.
     pub fn rss_hash(
         &self,
         index: usize,
         offset: usize,
         length: usize,
-        table: &crate::rss::RssTable,
+        view: &crate::rss::RssView,
     ) -> Option<crate::rss::RxHash> {
         let mut head = [0u8; RX_HEADER_BYTES];
         let n = length.min(RX_HEADER_BYTES);
         if !self.read(index, offset, &mut head[..n]) {
             return None;
         }
-        table.hash(&head[..n])
+        view.hash(&head[..n])
     }
 
     /// Hands each returned list of this pool to `returned_buffer` (by buffer index, now free);

@@ -18,7 +18,9 @@
 use ndis_sys as sys;
 
 use crate::Status;
-use crate::packet::{IpVersion, RssInput, toeplitz};
+use crate::packet::{
+    IpVersion, RssInput, TOEPLITZ_NIBBLES, toeplitz, toeplitz_by_nibbles, toeplitz_nibbles,
+};
 use crate::sync::atomic::{AtomicU32, Ordering, fence};
 
 /// Indirection-table entries the framework supports (Windows' maximum, and what certification
@@ -238,6 +240,11 @@ impl RssTable {
     /// addresses when the IP version's type is on; None for anything else (not IP, an IPv6
     /// extension header before TCP counts as no TCP, a type that is off).
     pub fn hash(&self, frame: &[u8]) -> Option<RxHash> {
+        self.hash_with(frame, |input| toeplitz(&self.key, input))
+    }
+
+    /// [`hash`](Self::hash) with `toeplitz` computing the hash of an input under this key.
+    fn hash_with(&self, frame: &[u8], toeplitz: impl Fn(&[u8]) -> u32) -> Option<RxHash> {
         if self.types.is_empty() {
             return None;
         }
@@ -248,7 +255,7 @@ impl RssTable {
         };
         if protocol == Some(crate::packet::PROTO_TCP) && self.types.contains(tcp) {
             return Some(RxHash {
-                value: toeplitz(&self.key, input.bytes()),
+                value: toeplitz(input.bytes()),
                 kind: tcp,
             });
         }
@@ -257,9 +264,58 @@ impl RssTable {
         }
         let (input, _, _) = RssInput::of_frame(frame, false)?;
         Some(RxHash {
-            value: toeplitz(&self.key, input.bytes()),
+            value: toeplitz(input.bytes()),
             kind: addresses,
         })
+    }
+}
+
+/// A receive path's own copy of the RSS configuration ([`NdisAdapter::rss_view`]): taken again
+/// only when NDIS changed the configuration, with the key's Toeplitz nibble table
+/// ([`crate::packet::toeplitz_nibbles`]) computed then, so that a DPC pays neither a copy of the
+/// table nor the bitwise hash per frame. One per ring (or per processor), kept where its user
+/// holds it exclusively (under the ring's lock).
+///
+/// [`NdisAdapter::rss_view`]: crate::miniport::NdisAdapter::rss_view
+pub struct RssView {
+    table: RssTable,
+    /// [`TOEPLITZ_NIBBLES`] rows for `table`'s key.
+    nibbles: alloc::vec::Vec<[u32; 16]>,
+    /// The configuration's sequence number when `table` was taken (None: never).
+    generation: Option<u32>,
+}
+
+impl RssView {
+    /// An empty view (refreshed at first use); allocates the nibble table (4.5 KiB).
+    pub fn try_new<C: crate::irql::AtMostDispatch>(irql: &C) -> Result<Self, Status> {
+        let mut nibbles = crate::heap::try_vec(TOEPLITZ_NIBBLES, irql)?;
+        // Within the capacity reserved: no allocation.
+        nibbles.resize(TOEPLITZ_NIBBLES, [0u32; 16]);
+        Ok(RssView {
+            table: RssTable::OFF,
+            nibbles,
+            generation: None,
+        })
+    }
+
+    /// The configuration this view holds.
+    pub fn table(&self) -> &RssTable {
+        &self.table
+    }
+
+    /// As [`RssTable::hash`], by the nibble table.
+    pub fn hash(&self, frame: &[u8]) -> Option<RxHash> {
+        self.table
+            .hash_with(frame, |input| toeplitz_by_nibbles(&self.nibbles, input))
+    }
+
+    /// Where a frame of hash `value` goes ([`RssTable::target`]).
+    pub fn target(&self, value: u32) -> Option<RssEntry> {
+        self.table.target(value)
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.table.is_enabled()
     }
 }
 
@@ -299,7 +355,25 @@ impl RssState {
         self.on.load(Ordering::Relaxed) != 0
     }
 
+    /// Brings `view` up to the configuration in force: nothing but one load when it is current.
+    pub(crate) fn refresh(&self, view: &mut RssView) {
+        if view.generation == Some(self.seq.load(Ordering::Acquire)) {
+            return;
+        }
+        let (table, generation) = self.snapshot_with_generation();
+        if view.generation.is_none() || table.key != view.table.key {
+            toeplitz_nibbles(&table.key, &mut view.nibbles);
+        }
+        view.table = table;
+        view.generation = Some(generation);
+    }
+
     pub(crate) fn snapshot(&self) -> RssTable {
+        self.snapshot_with_generation().0
+    }
+
+    /// A consistent copy, with the (even) sequence number it was taken at.
+    fn snapshot_with_generation(&self) -> (RssTable, u32) {
         loop {
             let s = self.seq.load(Ordering::Acquire);
             if s & 1 != 0 {
@@ -327,7 +401,7 @@ impl RssState {
             }
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == s {
-                return t;
+                return (t, s);
             }
         }
     }
