@@ -236,23 +236,27 @@ impl Device {
         // The header in force (20 bytes once hash report is negotiated, in both directions).
         tx.bounce
             .write_bytes(at, &NetHeader::default().encode_hash()[..self.hdr_len]);
-        let mut chain = [Buffer {
-            addr: 0,
-            len: 0,
-            device_writable: false,
-        }; MAX_MAPPED_ELEMENTS + 1];
-        chain[0] = Buffer {
+        let header = Buffer {
             addr: tx.bounce.device_address() + at as u64,
             len: self.hdr_len as u32,
             device_writable: false,
         };
-        for (c, e) in chain[1..].iter_mut().zip(send.elements()) {
-            c.addr = e.address;
-            c.len = e.length;
-        }
         // Interrupts on before the device can finish it, so that its completion is not missed.
         tx.vq.enable_interrupts();
-        match tx.vq.add(&chain[..n + 1]) {
+        // The header, then the frame's elements in place; published with the batch, by the
+        // `should_notify` every caller ends with.
+        let chain = tx.vq.stage_with(n + 1, |i| match i.checked_sub(1) {
+            None => header,
+            Some(e) => {
+                let e = send.element(e).unwrap_or_default();
+                Buffer {
+                    addr: e.address,
+                    len: e.length,
+                    device_writable: false,
+                }
+            }
+        });
+        match chain {
             Ok(head) => {
                 tx.bounce_of[head as usize] = b;
                 tx.mapped_of[head as usize] = Some(send);

@@ -294,43 +294,62 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// index write instead of one per chain. Until then the device cannot return it (a
     /// [`Self::reclaim_after_reset`] still hands it back).
     pub fn stage(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
+        self.stage_with(bufs.len(), |i| bufs[i])
+    }
+
+    /// As [`Self::stage`], for a chain of `len` buffers that `buffer(i)` gives in order (built
+    /// on the fly, without an array of them).
+    pub fn stage_with(
+        &mut self,
+        len: usize,
+        buffer: impl Fn(usize) -> Buffer,
+    ) -> Result<u16, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
         }
-        let Some((last, rest)) = bufs.split_last() else {
+        if len == 0 {
             return Err(QueueError::EmptyChain);
-        };
-        if bufs.len() > usize::from(self.num_free) {
+        }
+        if len > usize::from(self.num_free) {
             return Err(QueueError::NoSpace {
-                needed: bufs.len(),
+                needed: len,
                 free: self.num_free,
             });
         }
-        if bufs
-            .windows(2)
-            .any(|w| w[0].device_writable && !w[1].device_writable)
-        {
-            return Err(QueueError::ReadableAfterWritable);
-        }
-
         let head = self.free_head;
         let mut idx = head;
         let mut capacity = 0u32;
+        let mut writable = false;
         let slots = self.slots.as_mut();
-        // `num_free` covers the chain, so every `next` followed below is a free descriptor.
-        for b in rest {
-            let next = slots[usize::from(idx)].next;
+        // `num_free` covers the chain, so every `next` followed below is a free descriptor;
+        // nothing of the queue's state changes until the chain is complete, so a chain refused
+        // half-way leaves only free descriptors written.
+        for i in 0..len {
+            let b = buffer(i);
+            if writable && !b.device_writable {
+                return Err(QueueError::ReadableAfterWritable);
+            }
+            writable = b.device_writable;
             capacity = capacity.saturating_add(b.writable_len());
-            write_descriptor(&self.mem, self.layout.desc, idx, b, Some(next));
-            idx = next;
+            let next = slots[usize::from(idx)].next;
+            let last = i + 1 == len;
+            write_descriptor(
+                &self.mem,
+                self.layout.desc,
+                idx,
+                &b,
+                (!last).then_some(next),
+            );
+            if last {
+                self.free_head = next;
+            } else {
+                idx = next;
+            }
         }
-        self.free_head = slots[usize::from(idx)].next;
-        capacity = capacity.saturating_add(last.writable_len());
-        write_descriptor(&self.mem, self.layout.desc, idx, last, None);
         let h = &mut slots[usize::from(head)];
-        h.chain_len = bufs.len() as u16;
+        h.chain_len = len as u16;
         h.capacity = capacity;
-        self.num_free -= bufs.len() as u16;
+        self.num_free -= len as u16;
         self.in_flight += 1;
 
         let slot = usize::from(self.avail_idx & (self.layout.size - 1));

@@ -19,12 +19,19 @@ pub(crate) struct Faults {
     pub plan: FaultPlan,
     /// Every fallible call made so far, in order, and whether it was failed.
     pub log: Vec<(&'static str, bool)>,
+    /// Calls made so far per name (so that a call costs a lookup, not a scan of the log: a
+    /// long datapath run makes millions).
+    pub per_name: std::collections::HashMap<&'static str, u64>,
 }
 
 impl Faults {
     pub fn should_fail(&mut self, name: &'static str) -> bool {
         let index = self.log.len() as u64 + 1;
-        let nth_of_name = self.log.iter().filter(|(n, _)| *n == name).count() as u64 + 1;
+        let nth_of_name = {
+            let count = self.per_name.entry(name).or_default();
+            *count += 1;
+            *count
+        };
         let fail = self.plan.nth_fallible_call == Some(index)
             || self
                 .plan

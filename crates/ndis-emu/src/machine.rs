@@ -266,6 +266,7 @@ impl State {
             faults: Faults {
                 plan: config.faults.clone(),
                 log: Vec::new(),
+                per_name: Default::default(),
             },
             config,
             cpus,

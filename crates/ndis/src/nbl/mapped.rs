@@ -46,12 +46,14 @@ struct MapRequest {
     dma: DmaRegistration,
     hook: Option<Arc<dyn MapHook>>,
     cookie: usize,
-    /// Storage offered to NDIS for the list (`SCATTER_GATHER_LIST` is 8-aligned).
-    storage: [u64; INLINE_WORDS],
+    /// Storage offered to NDIS for the list (`SCATTER_GATHER_LIST` is 8-aligned); NDIS writes
+    /// it, nothing reads it but through the list pointer NDIS hands back, so it starts
+    /// uninitialized (no per-send zeroing).
+    storage: [core::mem::MaybeUninit<u64>; INLINE_WORDS],
 }
 
 /// One piece of a mapped frame: where the device reads it and how many bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SgElement {
     /// The device (logical) address, as for [`crate::hw::DeviceMemory::device_address`].
     pub address: u64,
@@ -104,7 +106,7 @@ impl HeldSend {
             dma: dma.clone(),
             hook: Some(hook),
             cookie,
-            storage: [0; INLINE_WORDS],
+            storage: [core::mem::MaybeUninit::uninit(); INLINE_WORDS],
         };
         let request = match crate::heap::try_box_or_back(request, irql) {
             Ok(r) => r,
