@@ -154,10 +154,13 @@ fn large_sends_leave_the_wire_as_the_segments_tcp_would_have_sent(build: Build) 
         large(true, 5000, 0x18, 3),
         large(false, 0xF800, 0x10, 4), // the largest: 45 segments
     ];
-    // 1440: the largest MSS whose IPv6 segments fit a 1500-byte MTU.
+    // 1440: the largest MSS whose IPv6 segments fit a 1500-byte MTU. Each frame in one piece:
+    // mapped (its headers copied and rewritten, the payload read in place), its list freed.
     check_large(&nic, &frames, 1440, usize::MAX, |s| s.to_vec());
-    // Headers and payload in separate buffers (gathered), odd MSS.
+    assert_eq!(nic.emu.sg_lists(), (4, 4, 0), "large sends mapped, lists freed");
+    // Headers and payload in separate buffers (gathered, so copied), odd MSS.
     check_large(&nic, &frames[..3], 1001, 54, |s| s.to_vec());
+    assert_eq!(nic.emu.sg_lists(), (4, 4, 0), "frames in pieces are copied");
     let stats = nic.net(|n, _| n.counters().clone());
     assert_eq!(stats.tx_gso_packets, 7);
     // The adapter's VLAN: the tag goes in before the device segments.
@@ -168,6 +171,7 @@ fn large_sends_leave_the_wire_as_the_segments_tcp_would_have_sent(build: Build) 
         .status;
     assert_eq!(status, sys::NDIS_STATUS_SUCCESS);
     check_large(&nic, &frames[..1], 1448, usize::MAX, |s| tagged(s, 12));
+    assert_eq!(nic.emu.sg_lists(), (5, 5, 0), "a tagged large send is mapped too");
     nic.stop();
 }
 }

@@ -4,7 +4,7 @@
 use ndis::Status;
 use ndis::hw::DeviceMemory;
 use ndis::irql::Passive;
-use ndis::nbl::{CopyError, DeviceCopy, SendNbl, TxPrep};
+use ndis::nbl::{CopyError, DeviceCopy, Gso, SendNbl, TxPrep};
 use ndis::offload::{LargeSend, LargeSendOffload};
 
 use super::{Device, NO_BOUNCE, TxRing};
@@ -30,6 +30,63 @@ impl Device {
         })
     }
 
+    /// Why a large send cannot go out at all, if so: NDIS says such a list must be dropped
+    /// when LSO is off for its IP version (after an OID switched it off), with
+    /// `INVALID_PACKET`; a frame above [`LSO_MAX_FRAME`] (less a tag's room) is too long.
+    pub(super) fn large_send_refusal(&self, nbl: &SendNbl<'_>, ls: LargeSend) -> Option<Status> {
+        let version = if ls.ipv6 {
+            LargeSendOffload::IPV6
+        } else {
+            LargeSendOffload::IPV4
+        };
+        if !self.ndis.large_send_offload().contains(version) {
+            return Some(Status::INVALID_PACKET);
+        }
+        match nbl.frames().next() {
+            None => Some(Status::INVALID_PACKET),
+            Some(frame) if frame.len() > LSO_MAX_FRAME - 4 => Some(Status::INVALID_LENGTH),
+            Some(_) => None,
+        }
+    }
+
+    /// The virtio-net header that has the device segment a large send the framework prepared
+    /// (`gso`, the TCP checksum left `partial`); None when the device must not be asked: a
+    /// segment (headers and one MSS of payload) must fit the adapter's frame (`tagged`: a tag
+    /// included), and CWR needs the device to know ECN (virtio: the driver SHOULD NOT ask for
+    /// segmentation of it otherwise).
+    pub(super) fn large_send_header(
+        &self,
+        gso: Gso,
+        partial: (u16, u16),
+        tagged: bool,
+    ) -> Option<NetHeader> {
+        let ecn_ok = self.features & features::HOST_ECN != 0;
+        let segment_max = if tagged {
+            self.frame.frame + 4
+        } else {
+            self.frame.frame
+        };
+        if usize::from(gso.header_len) + usize::from(gso.mss) > segment_max || (gso.ecn && !ecn_ok)
+        {
+            return None;
+        }
+        let ecn = if gso.ecn { NetHeader::GSO_ECN } else { 0 };
+        Some(NetHeader {
+            flags: NetHeader::F_NEEDS_CSUM,
+            gso_type: ecn
+                | if gso.ipv6 {
+                    NetHeader::GSO_TCPV6
+                } else {
+                    NetHeader::GSO_TCPV4
+                },
+            hdr_len: gso.header_len,
+            gso_size: gso.mss,
+            csum_start: partial.0,
+            csum_offset: partial.1,
+            num_buffers: 0,
+        })
+    }
+
     /// Queues a large send (LSOv2): the frame, up to [`LSO_MAX_FRAME`] bytes, copied over as
     /// many bounce buffers as it takes and handed to the device as one chain for it to segment
     /// (`VIRTIO_NET_F_HOST_TSO4`/`6`). NDIS says such a list must be dropped when LSO is off
@@ -41,20 +98,12 @@ impl Device {
         ls: LargeSend,
         tag: Option<u16>,
     ) -> Result<Status, super::tx::NoRoom> {
-        let version = if ls.ipv6 {
-            LargeSendOffload::IPV6
-        } else {
-            LargeSendOffload::IPV4
-        };
-        if !self.ndis.large_send_offload().contains(version) {
-            return Ok(Status::INVALID_PACKET);
+        if let Some(status) = self.large_send_refusal(nbl, ls) {
+            return Ok(status);
         }
         let Some(frame) = nbl.frames().next() else {
             return Ok(Status::INVALID_PACKET);
         };
-        if frame.len() > LSO_MAX_FRAME - 4 {
-            return Ok(Status::INVALID_LENGTH);
-        }
         let prep = TxPrep {
             tci: tag,
             large_send: Some(ls),
@@ -82,25 +131,19 @@ impl Device {
         }
         let copied =
             frame.copy_to_device_regions(&tx.bounce, &regions[..n], &mut tx.scratch, &prep);
-        // A segment (headers and one MSS of payload) must fit the adapter's frame, a tag
-        // included; CWR needs the device to know ECN (virtio: the driver SHOULD NOT ask for
-        // segmentation of it otherwise).
-        let ecn_ok = self.features & features::HOST_ECN != 0;
-        let segment_max = if tag.is_some() || frame.has_8021q_tag() {
-            self.frame.frame + 4
-        } else {
-            self.frame.frame
-        };
-        let (len, gso, partial) = match copied {
+        let tagged = tag.is_some() || frame.has_8021q_tag();
+        let (len, header) = match copied {
             Ok(DeviceCopy {
                 len,
                 gso: Some(gso),
                 partial: Some(partial),
-            }) if usize::from(gso.header_len) + usize::from(gso.mss) <= segment_max
-                && (!gso.ecn || ecn_ok) =>
-            {
-                (len, gso, partial)
-            }
+            }) => match self.large_send_header(gso, partial, tagged) {
+                Some(header) => (len, header),
+                None => {
+                    tx.free.extend(slots[..n].iter().rev());
+                    return Ok(Status::INVALID_PACKET);
+                }
+            },
             other => {
                 tx.free.extend(slots[..n].iter().rev());
                 return Ok(match other {
@@ -108,21 +151,6 @@ impl Device {
                     _ => Status::INVALID_PACKET,
                 });
             }
-        };
-        let ecn = if gso.ecn { NetHeader::GSO_ECN } else { 0 };
-        let header = NetHeader {
-            flags: NetHeader::F_NEEDS_CSUM,
-            gso_type: ecn
-                | if gso.ipv6 {
-                    NetHeader::GSO_TCPV6
-                } else {
-                    NetHeader::GSO_TCPV4
-                },
-            hdr_len: gso.header_len,
-            gso_size: gso.mss,
-            csum_start: partial.0,
-            csum_offset: partial.1,
-            num_buffers: 0,
         };
         tx.bounce.write_bytes(
             usize::from(slots[0]) * buffer,

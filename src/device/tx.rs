@@ -206,8 +206,57 @@ impl Device {
         }
     }
 
-    /// Queues a mapped frame: its virtio-net header in a bounce buffer, then one descriptor per
-    /// element. Err: no room now (the caller parks it). A mapping of more elements than
+    /// The virtio-net header of a mapped send, with its headers written after it at `at` (in
+    /// a bounce buffer) where a tag, a checksum or a large send rewrites them: (header, bytes
+    /// of frame headers written, bytes of the frame they stand for). Err(Some): the list fails
+    /// with that status; Err(None): the frame is not contiguous, to be copied instead.
+    fn mapped_headers(
+        &self,
+        tx: &mut TxRing,
+        send: &MappedSend,
+        at: usize,
+    ) -> Result<(NetHeader, usize, usize), Option<Status>> {
+        let list = send.list();
+        let frame = list.frames().next().ok_or(Some(Status::INVALID_PACKET))?;
+        let tag = self.tx_tag(list);
+        let large_send = list.large_send().map_err(Some)?;
+        let prep = TxPrep {
+            tci: tag,
+            checksum: if large_send.is_some() {
+                Default::default()
+            } else {
+                list.checksum_request()
+            },
+            device_l4: large_send.is_some() || self.features & features::CSUM != 0,
+            large_send,
+        };
+        if prep.tci.is_none() && prep.checksum.is_empty() && prep.large_send.is_none() {
+            return Ok((NetHeader::default(), 0, 0));
+        }
+        let room = self.frame.buffer - self.hdr_len;
+        let copy = match frame.copy_headers_to_device(&tx.bounce, at + self.hdr_len, room, &prep) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(None),
+            Err(CopyError::TooLong) => return Err(Some(Status::INVALID_LENGTH)),
+            Err(CopyError::Malformed) => return Err(Some(Status::INVALID_PACKET)),
+        };
+        let header = match (copy.copy.gso, copy.copy.partial) {
+            (Some(gso), Some(partial)) => self
+                .large_send_header(gso, partial, tag.is_some() || frame.has_8021q_tag())
+                .ok_or(Some(Status::INVALID_PACKET))?,
+            (None, Some((start, offset))) => NetHeader {
+                flags: NetHeader::F_NEEDS_CSUM,
+                csum_start: start,
+                csum_offset: offset,
+                ..NetHeader::default()
+            },
+            _ => NetHeader::default(),
+        };
+        Ok((header, copy.copy.len, copy.consumed))
+    }
+
+    /// Queues a mapped frame: its virtio-net header in a bounce buffer (with the headers an
+    /// offload or a tag rewrites), then one descriptor per element of the rest. Err: no room now (the caller parks it). A mapping of more elements than
     /// [`MAX_MAPPED_ELEMENTS`] (or than the ring holds) is freed and the frame copied.
     fn queue_mapped(
         &self,
@@ -233,25 +282,47 @@ impl Device {
             return Err(send);
         };
         let at = b as usize * self.frame.buffer;
-        // The header in force (20 bytes once hash report is negotiated, in both directions).
+        // What the device is told, and the headers an offload or a tag rewrites, copied after
+        // it: the device reads the rest of the frame in place, from byte `skip` on.
+        let (header, copied, skip) = match self.mapped_headers(tx, &send, at) {
+            Ok(h) => h,
+            Err(Some(status)) => {
+                tx.free.push(b);
+                send.complete(done, status);
+                return Ok(());
+            }
+            Err(None) => {
+                // Not contiguous: copied whole instead.
+                tx.free.push(b);
+                let held = send.into_held();
+                match self.queue_list(tx, held.list(), false) {
+                    Queued::Done(status) => done.push(held, status),
+                    Queued::NoRoom | Queued::Map => tx.backlog.push_front(held),
+                }
+                return Ok(());
+            }
+        };
         tx.bounce
-            .write_bytes(at, &NetHeader::default().encode_hash()[..self.hdr_len]);
+            .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
+        let (first, cut) = send.locate(skip).unwrap_or((n, 0));
         let header = Buffer {
             addr: tx.bounce.device_address() + at as u64,
-            len: self.hdr_len as u32,
+            len: (self.hdr_len + copied) as u32,
             device_writable: false,
         };
         // Interrupts on before the device can finish it, so that its completion is not missed.
         tx.vq.enable_interrupts();
         // The header, then the frame's elements in place; published with the batch, by the
         // `should_notify` every caller ends with.
-        let chain = tx.vq.stage_with(n + 1, |i| match i.checked_sub(1) {
+        let chain = tx.vq.stage_with(1 + n - first, |i| match i.checked_sub(1) {
             None => header,
             Some(e) => {
-                let e = send.element(e).unwrap_or_default();
+                let e = send.element(first + e).unwrap_or_default();
+                // The first element past the copied headers starts `cut` bytes in.
+                let cut = if i == 1 { cut } else { 0 };
                 Buffer {
-                    addr: e.address,
-                    len: e.length,
+                    addr: e.address + u64::from(cut),
+                    len: e.length - cut,
                     device_writable: false,
                 }
             }
@@ -531,7 +602,21 @@ impl Device {
         let tag = self.tx_tag(nbl);
         match nbl.large_send() {
             Ok(None) => {}
-            Ok(Some(ls)) => return self.queue_large_send(tx, nbl, ls, tag).map_err(Defer::from),
+            Ok(Some(ls)) => {
+                if let Some(status) = self.large_send_refusal(nbl, ls) {
+                    return Ok(status);
+                }
+                // Mapped: the headers copied and rewritten, the payload read in place.
+                if may_map
+                    && nbl
+                        .frames()
+                        .next()
+                        .is_some_and(|f| f.len() >= MAP_THRESHOLD && f.is_contiguous())
+                {
+                    return Err(Defer::Map);
+                }
+                return self.queue_large_send(tx, nbl, ls, tag).map_err(Defer::from);
+            }
             Err(status) => return Ok(status),
         }
         let prep = TxPrep {
@@ -558,16 +643,16 @@ impl Device {
         if frames > tx.bounce_of.len() {
             return Ok(Status::RESOURCES);
         }
-        // Zero-copy: one frame with nothing to rewrite, long enough that mapping it costs less
-        // than copying it (the length is within the frame limit, checked above).
+        // Zero-copy: one frame long enough that mapping it costs less than copying it (the
+        // length is within the frame limit, checked above); headers a checksum or a tag
+        // rewrites are copied (`queue_mapped`), from a frame in one piece.
+        let rewrites = offload || tag.is_some();
         if may_map
             && frames == 1
-            && !offload
-            && tag.is_none()
             && nbl
                 .frames()
                 .next()
-                .is_some_and(|f| f.len() >= MAP_THRESHOLD)
+                .is_some_and(|f| f.len() >= MAP_THRESHOLD && (!rewrites || f.is_contiguous()))
         {
             return Err(Defer::Map);
         }

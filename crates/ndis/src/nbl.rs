@@ -619,6 +619,91 @@ impl SendFrame<'_> {
         self.copy_to_device_regions(memory, &[(offset, room)], scratch, prep)
     }
 
+    /// As [`copy_to_device_prepared`](Self::copy_to_device_prepared) for the frame's headers
+    /// only, for a frame whose payload the device reads in place (a mapped send): the bytes
+    /// from the start of the frame through the last header `prep` rewrites or needs (the L4
+    /// header for a checksum or a large send, the IPv4 header for its checksum, the addresses
+    /// for a tag) are written at `offset`, rewritten, into at most `room` bytes. The returned
+    /// [`DeviceCopy::len`] is what was written there, [`HeaderCopy::consumed`] how many bytes
+    /// of the frame that covers: the device is to read the rest of the frame from there on.
+    /// A checksum computed here (a device without L4 checksums) reads the payload in place.
+    ///
+    /// `Ok(None)` when the frame is not contiguous in memory (more than one MDL: it would have
+    /// to be gathered whole, so the caller copies it instead).
+    pub fn copy_headers_to_device(
+        &self,
+        memory: &impl DeviceMemory,
+        offset: usize,
+        room: usize,
+        prep: &TxPrep,
+    ) -> Result<Option<HeaderCopy>, CopyError> {
+        let Some(data) = self.view_in_place() else {
+            return Ok(None);
+        };
+        // The whole frame need not fit: only its headers are written.
+        let plan = plan(data, prep, data.len() + 4)?;
+        let consumed = plan
+            .stores
+            .iter()
+            .flatten()
+            .map(|(at, _)| at + 2)
+            .fold(plan.header_end, usize::max)
+            .min(data.len());
+        let shift = plan.shift;
+        if consumed + shift > room {
+            return Err(CopyError::TooLong);
+        }
+        let regions = [(offset, room)];
+        let out = Regions {
+            memory,
+            regions: &regions,
+        };
+        let head = &data[..consumed];
+        if shift == 0 {
+            out.write(0, head);
+        } else {
+            let [hi, lo] = prep.tci.unwrap_or_default().to_be_bytes();
+            out.write(0, &head[..12]);
+            out.write(12, &[0x81, 0x00, hi, lo]);
+            out.write(16, &head[12..]);
+        }
+        for (at, value) in plan.stores.into_iter().flatten() {
+            out.write(shift + at, &value.to_be_bytes());
+        }
+        self.count_copy(data);
+        Ok(Some(HeaderCopy {
+            copy: DeviceCopy {
+                len: consumed + shift,
+                partial: plan.partial,
+                gso: plan.gso,
+            },
+            consumed,
+        }))
+    }
+
+    /// Whether the frame's bytes are contiguous in memory (one MDL, the usual case): what
+    /// [`copy_headers_to_device`](Self::copy_headers_to_device) needs.
+    pub fn is_contiguous(&self) -> bool {
+        self.view_in_place().is_some()
+    }
+
+    /// The frame's bytes where they are, when they are contiguous (one MDL); None otherwise.
+    fn view_in_place(&self) -> Option<&[u8]> {
+        let n = self.len();
+        if n == 0 {
+            return Some(&[]);
+        }
+        // SAFETY: a live NET_BUFFER; without storage NDIS returns the bytes in place when they
+        // are contiguous and NULL otherwise. IRQL <= DISPATCH_LEVEL (a send, or a held send).
+        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, core::ptr::null_mut(), 1, 0) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: NDIS returned `n` contiguous bytes of the frame, which stay valid and unchanged
+        // while the list is the miniport's (this view borrows the frame).
+        Some(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) })
+    }
+
     /// As [`copy_to_device_prepared`](Self::copy_to_device_prepared), the frame as written
     /// spread over `regions` (device-memory offset and length each, filled in order): for a
     /// frame larger than one device buffer, a large send above all. `scratch` gathers a frame
@@ -735,6 +820,15 @@ pub struct DeviceCopy {
     pub gso: Option<Gso>,
 }
 
+/// What [`SendFrame::copy_headers_to_device`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderCopy {
+    /// The headers as written (a tag inserted included), with what is left to the device.
+    pub copy: DeviceCopy,
+    /// Bytes of the frame the written headers stand for: the device reads the frame from here.
+    pub consumed: usize,
+}
+
 /// How a device is to segment a large send (a virtio `gso_size`, `hdr_len`, `gso_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gso {
@@ -768,6 +862,10 @@ struct Plan {
     stores: [Option<(usize, u16)>; 3],
     partial: Option<(u16, u16)>,
     gso: Option<Gso>,
+    /// Bytes of the frame as read from its start through the last header the plan looks at
+    /// or rewrites (the L4 header for a checksum or a large send, the IPv4 header for its
+    /// checksum alone, the addresses for a tag alone): what a headers-only copy takes.
+    header_end: usize,
 }
 
 /// Device memory regions written as one run of bytes (`SendFrame::copy_to_device_regions`).
@@ -874,11 +972,27 @@ fn large_send_headers(data: &[u8], ls: LargeSend) -> Result<Headers, CopyError> 
 
 fn plan(data: &[u8], prep: &TxPrep, room: usize) -> Result<Plan, CopyError> {
     let (shift, headers) = inspect(data, prep, room)?;
+    let l4_header_end = |l: &Layers| {
+        let len = if l.protocol == packet::PROTO_TCP {
+            data.get(l.l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4)
+        } else {
+            8
+        };
+        (l.l4 + len).min(data.len())
+    };
+    let header_end = match &headers {
+        Headers::None if shift > 0 => 12,
+        Headers::None => 0,
+        Headers::Ipv4Header(l3, len) => l3 + len,
+        Headers::Segment(l) => l4_header_end(l),
+        Headers::LargeSend(l, tcp_len, _) => l.l4 + tcp_len,
+    };
     let mut plan = Plan {
         shift,
         stores: [None; 3],
         partial: None,
         gso: None,
+        header_end,
     };
     let ip_header =
         |l3: usize, len: usize| Some((l3 + 10, packet::ipv4_header_checksum(&data[l3..l3 + len])));

@@ -212,6 +212,20 @@ impl MappedSend {
     }
 
     /// The elements in order.
+    /// Where byte `offset` of the frame lies: (element, offset inside it). None at or past the
+    /// end of the mapping.
+    pub fn locate(&self, offset: usize) -> Option<(usize, u32)> {
+        let mut left = offset;
+        for (i, e) in self.elements().enumerate() {
+            let len = e.length as usize;
+            if left < len {
+                return Some((i, left as u32));
+            }
+            left -= len;
+        }
+        None
+    }
+
     pub fn elements(&self) -> impl Iterator<Item = SgElement> + '_ {
         (0..self.elements).filter_map(|i| self.element(i))
     }
