@@ -8,7 +8,7 @@ use ndis::irql::{AtMostDispatch, DispatchOrBelow};
 use ndis::nbl::{Ieee8021Q, Returned, RxFrame};
 use ndis::offload::DeviceRxChecksum;
 
-use super::rss::{DEVICE_HASH, DEVICE_STEERS, ndis_hash};
+use super::rss::{DEVICE_HASH, ndis_hash};
 use super::{Device, Pair, RxRing};
 use crate::virtio::net::{NetHeader, features};
 use crate::virtio::queue::Buffer;
@@ -136,15 +136,14 @@ impl Device {
                 } else {
                     None
                 };
-                // The device steers (a flow never changes rings), or there is only this ring (so
-                // nothing else pushes to any FIFO), and this is the processor of this queue's
-                // entries: frames for this processor are indicated here at once, unless frames
-                // of this ring still wait in its FIFO (only this ring's lock, held, adds to
-                // them then), which must go first. With several rings and software steering a
-                // flow the device moved between rings may have frames in flight to this FIFO
-                // from another ring's DPC: they all go through the FIFO.
-                let direct = (mode & DEVICE_STEERS != 0 || self.pairs.len() == 1)
-                    && rss.is_some_and(|t| t.is_enabled())
+                // This is the processor of this queue's entries: frames for it are indicated
+                // here at once (after this pass), unless frames of this ring still wait in its
+                // FIFO from an earlier pass, which must go first. This ring's frames are pushed
+                // only under this lock (held), and only this processor takes from its FIFO, so an
+                // empty FIFO now means none of them waits. (Frames of one flow the device moved
+                // between rings have no order between the rings' DPCs whichever way they go: a
+                // FIFO would not give them one.)
+                let direct = rss.is_some_and(|t| t.is_enabled())
                     && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
                     && self.steer.is_empty(here, dispatch);
                 rx.vq.disable_interrupts();
