@@ -169,7 +169,21 @@ impl Nic {
         assert_eq!(self.emu.pause(self.adapter), sys::NDIS_STATUS_SUCCESS);
         self.emu.halt(self.adapter, sys::NdisHaltDeviceDisabled);
         self.emu.unload();
+        assert_no_infallible_allocation(&self.emu);
     }
+}
+
+/// Checks that the driver made no infallible heap allocation (`Box::new`, `Vec::push` past
+/// capacity, `collect()`, ...) in any callback so far: in the kernel each one bug-checks the
+/// machine when the pool is exhausted. Counted on the host build (`DriverHeap`); the image's
+/// allocations are pool calls, which the fault sweeps fail instead.
+pub fn assert_no_infallible_allocation(emu: &Emulator) {
+    assert_eq!(
+        emu.infallible_heap_allocations(),
+        (0, 0),
+        "infallible driver heap allocations (count, bytes): each would bug-check an exhausted \
+         pool (NDIS_EMU_INFALLIBLE_BACKTRACE=1 prints where)"
+    );
 }
 
 /// A frame of `len` bytes to the adapter (directed: the packet filter TCP/IP sets passes it)
