@@ -71,6 +71,8 @@ thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
     /// (count, bytes) of driver allocations made outside a fallible region.
     static INFALLIBLE: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// Set while [`probe`] runs: its block is not the driver's.
+    static PROBING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Whether each infallible driver allocation prints its backtrace (read once).
@@ -78,6 +80,9 @@ static INFALLIBLE_BACKTRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::ne
 
 /// Counts an infallible driver allocation (and prints where it was made, if asked to).
 fn note_infallible(bytes: usize) {
+    if PROBING.try_with(|p| p.get()).unwrap_or(false) {
+        return;
+    }
     let _ = INFALLIBLE.try_with(|c| {
         let (n, b) = c.get();
         c.set((n + 1, b + bytes));
@@ -320,10 +325,27 @@ pub(crate) fn reset() {
     IRQL_VIOLATION.with(|v| v.set(None));
 }
 
+/// Marks [`probe`]'s allocation as not the driver's infallible one (cleared on drop).
+struct Probing;
+
+impl Probing {
+    fn enter() -> Self {
+        PROBING.with(|p| p.set(true));
+        Probing
+    }
+}
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        PROBING.with(|p| p.set(false));
+    }
+}
+
 /// Whether [`DriverHeap`] is this process's global allocator: a block allocated as driver code
 /// must show up in its records.
 pub(crate) fn probe() -> bool {
     let layout = Layout::new::<u64>();
+    let _probing = Probing::enter();
     as_driver(sys::PASSIVE_LEVEL, || {
         // SAFETY: a non-zero-sized layout; the block is freed below with it.
         let p = std::hint::black_box(unsafe { std::alloc::alloc(layout) });
@@ -334,8 +356,6 @@ pub(crate) fn probe() -> bool {
         with_bookkeeping(|live| recorded = live.contains_key(&(p as usize)));
         // SAFETY: allocated above with this layout, freed once.
         unsafe { std::alloc::dealloc(p, layout) };
-        // The probe's own block is not the driver's.
-        INFALLIBLE.with(|c| c.set((0, 0)));
         recorded
     })
 }
