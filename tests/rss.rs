@@ -5,6 +5,7 @@
 //! 4-processor adapter with many flows, under MSI-X and the line.
 #![cfg(not(windows))]
 
+#[macro_use]
 #[path = "support/nic.rs"]
 mod nic;
 
@@ -19,8 +20,8 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 const TYPES: u32 =
     sys::NDIS_HASH_IPV4 | sys::NDIS_HASH_TCP_IPV4 | sys::NDIS_HASH_IPV6 | sys::NDIS_HASH_TCP_IPV6;
 
-fn start(resources: InterruptResources) -> Nic {
-    start_with(Build::Host, Emulator::new(config(4)), 4, resources, |_| {}).expect("initialize")
+fn start(build: Build, resources: InterruptResources) -> Nic {
+    start_with(build, Emulator::new(config(4)), 4, resources, |_| {}).expect("initialize")
 }
 
 /// A TCP segment of flow `flow` (its ports and addresses), sequence `seq`, over IPv4 or IPv6.
@@ -99,8 +100,8 @@ fn assert_clean(r: &RssReport, sent: usize) {
     );
 }
 
-fn many_flows(resources: InterruptResources, queues: u32) {
-    let nic = start(resources);
+fn many_flows(build: Build, resources: InterruptResources, queues: u32) {
+    let nic = start(build, resources);
     let caps = nic.emu.rss_capabilities(nic.adapter).expect("RSS reported");
     assert_eq!(caps.revision, 3, "NDIS 6.86: revision 3");
     assert_eq!((caps.receive_queues, caps.table_entries), (queues, 128));
@@ -128,19 +129,21 @@ fn many_flows(resources: InterruptResources, queues: u32) {
     nic.stop();
 }
 
-#[test]
-fn four_queues_four_processors_many_flows_under_msix() {
-    many_flows(InterruptResources::msix(10), 4);
+both_builds! {
+fn four_queues_four_processors_many_flows_under_msix(build: Build) {
+    many_flows(build, InterruptResources::msix(10), 4);
+}
 }
 
-#[test]
-fn four_queues_four_processors_many_flows_under_the_line() {
-    many_flows(InterruptResources::line(), 1);
+both_builds! {
+fn four_queues_four_processors_many_flows_under_the_line(build: Build) {
+    many_flows(build, InterruptResources::line(), 1);
+}
 }
 
-#[test]
-fn every_invalid_field_is_refused_and_the_previous_set_kept() {
-    let nic = start(InterruptResources::msix(10));
+both_builds! {
+fn every_invalid_field_is_refused_and_the_previous_set_kept(build: Build) {
+    let nic = start(build, InterruptResources::msix(10));
     let before = query(&nic);
     let key = [0x6du8; 40];
     let table: Vec<u8> = (0..128).map(|i| (i % 4) as u8).collect();
@@ -275,11 +278,12 @@ fn every_invalid_field_is_refused_and_the_previous_set_kept() {
     assert_clean(&report(&nic), sent);
     nic.stop();
 }
+}
 
-#[test]
-fn valid_disable_re_enable_and_table_only_change_under_msix_and_the_line() {
+both_builds! {
+fn valid_disable_re_enable_and_table_only_change_under_msix_and_the_line(build: Build) {
     for resources in [InterruptResources::msix(10), InterruptResources::line()] {
-        let nic = start(resources);
+        let nic = start(build, resources);
         let key: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
         let table: Vec<u8> = (0..64).map(|i| (3 - i % 4) as u8).collect();
         assert_eq!(
@@ -320,10 +324,11 @@ fn valid_disable_re_enable_and_table_only_change_under_msix_and_the_line() {
         nic.stop();
     }
 }
+}
 
-#[test]
-fn receive_hash_is_refused_while_rss_is_on_and_hashes_without_steering_otherwise() {
-    let nic = start(InterruptResources::msix(10));
+both_builds! {
+fn receive_hash_is_refused_while_rss_is_on_and_hashes_without_steering_otherwise(build: Build) {
+    let nic = start(build, InterruptResources::msix(10));
     let mut hash = vec![0u8; 20 + 40];
     hash[0] = sys::NDIS_OBJECT_TYPE_DEFAULT;
     hash[1] = 1;
@@ -351,13 +356,14 @@ fn receive_hash_is_refused_while_rss_is_on_and_hashes_without_steering_otherwise
     traffic(&nic, 8, 2);
     nic.stop();
 }
+}
 
-#[test]
-fn rss_off_by_keyword_reports_nothing_and_refuses_the_oid() {
+both_builds! {
+fn rss_off_by_keyword_reports_nothing_and_refuses_the_oid(build: Build) {
     let emu = Emulator::new(config(4));
     emu.set_keyword("*RSS", "0");
     let nic =
-        start_with(Build::Host, emu, 4, InterruptResources::msix(10), |_| {}).expect("initialize");
+        start_with(build, emu, 4, InterruptResources::msix(10), |_| {}).expect("initialize");
     assert!(nic.emu.rss_capabilities(nic.adapter).is_none());
     let key = [1u8; 40];
     let data = receive_scale_parameters(0, TYPES, &[0; 128], &key);
@@ -374,6 +380,7 @@ fn rss_off_by_keyword_reports_nothing_and_refuses_the_oid() {
     traffic(&nic, 8, 2);
     nic.stop();
 }
+}
 
 // ---- Device RSS and hash report (VIRTIO_NET_F_RSS, VIRTIO_NET_F_HASH_REPORT) ----
 
@@ -381,11 +388,12 @@ use ndis_emu::devices::virtio_net::{DEFAULT_FEATURES, regs::feature};
 
 /// An adapter on a device offering `extra` features (RSS, HASH_REPORT) on top of the defaults.
 fn start_offering(
+    build: Build,
     extra: u64,
     resources: InterruptResources,
     tweak: impl FnOnce(&mut ndis_emu::devices::virtio_net::VirtioNetConfig),
 ) -> Nic {
-    start_with(Build::Host, Emulator::new(config(4)), 4, resources, |c| {
+    start_with(build, Emulator::new(config(4)), 4, resources, |c| {
         c.features = DEFAULT_FEATURES | extra;
         tweak(c);
     })
@@ -445,9 +453,10 @@ fn assert_device_holds_ndis_table(nic: &Nic) {
     assert_eq!(device.max_tx_vq, 4);
 }
 
-#[test]
-fn device_rss_four_queues_four_processors_many_flows_under_msix() {
+both_builds! {
+fn device_rss_four_queues_four_processors_many_flows_under_msix(build: Build) {
     let nic = start_offering(
+        build,
         feature::RSS | feature::HASH_REPORT,
         InterruptResources::msix(10),
         |_| {},
@@ -476,10 +485,11 @@ fn device_rss_four_queues_four_processors_many_flows_under_msix() {
     nic.net(|n, _| n.forge_hash_values(0));
     nic.stop();
 }
+}
 
-#[test]
-fn device_rss_without_hash_report_steers_and_the_driver_hashes() {
-    let nic = start_offering(feature::RSS, InterruptResources::msix(10), |_| {});
+both_builds! {
+fn device_rss_without_hash_report_steers_and_the_driver_hashes(build: Build) {
+    let nic = start_offering(build, feature::RSS, InterruptResources::msix(10), |_| {});
     assert_eq!(last_mq(&nic).0, 1);
     assert_device_holds_ndis_table(&nic);
     let sent = wire_traffic(&nic, 64, 4);
@@ -487,11 +497,12 @@ fn device_rss_without_hash_report_steers_and_the_driver_hashes() {
     assert_eq!(nic.net(|n, _| n.counters().rx_hash_reported), 0);
     nic.stop();
 }
+}
 
-#[test]
-fn hash_report_without_rss_takes_the_hash_from_the_device() {
+both_builds! {
+fn hash_report_without_rss_takes_the_hash_from_the_device(build: Build) {
     for resources in [InterruptResources::msix(10), InterruptResources::line()] {
-        let nic = start_offering(feature::HASH_REPORT, resources, |_| {});
+        let nic = start_offering(build, feature::HASH_REPORT, resources, |_| {});
         // HASH_CONFIG: NDIS's types and key, no steering.
         let (command, data) = last_mq(&nic);
         assert_eq!(command, 2);
@@ -511,10 +522,12 @@ fn hash_report_without_rss_takes_the_hash_from_the_device() {
         nic.stop();
     }
 }
+}
 
-#[test]
-fn table_only_and_key_changes_reach_the_device_and_disable_goes_back_to_automatic() {
+both_builds! {
+fn table_only_and_key_changes_reach_the_device_and_disable_goes_back_to_automatic(build: Build) {
     let nic = start_offering(
+        build,
         feature::RSS | feature::HASH_REPORT,
         InterruptResources::msix(10),
         |_| {},
@@ -552,11 +565,13 @@ fn table_only_and_key_changes_reach_the_device_and_disable_goes_back_to_automati
     wire_traffic(&nic, 16, 2);
     nic.stop();
 }
+}
 
-#[test]
-fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct() {
+both_builds! {
+fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct(build: Build) {
     // The device refuses: it keeps the old table, the driver steers the new one in software.
     let nic = start_offering(
+        build,
         feature::RSS | feature::HASH_REPORT,
         InterruptResources::msix(10),
         |_| {},
@@ -591,6 +606,7 @@ fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct
         ),
     ] {
         let nic = start_offering(
+            build,
             feature::RSS | feature::HASH_REPORT,
             InterruptResources::msix(10),
             tweak,
@@ -613,12 +629,14 @@ fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct
         nic.stop();
     }
 }
+}
 
-#[test]
-fn a_reset_and_a_sleep_replay_the_rss_config() {
+both_builds! {
+fn a_reset_and_a_sleep_replay_the_rss_config(build: Build) {
     use ndis_emu::SystemSleep;
     use std::time::Duration;
     let nic = start_offering(
+        build,
         feature::RSS | feature::HASH_REPORT,
         InterruptResources::msix(10),
         |_| {},
@@ -656,13 +674,14 @@ fn a_reset_and_a_sleep_replay_the_rss_config() {
     assert_clean(&report(&nic), sent);
     nic.stop();
 }
+}
 
+both_builds! {
 /// With hash report negotiated the header is 20 bytes in both directions: copied sends, mapped
 /// (zero-copy) sends and frames over several MDLs all reach the device byte-exact.
-#[test]
-fn sends_carry_the_longer_header_when_hash_report_is_negotiated() {
+fn sends_carry_the_longer_header_when_hash_report_is_negotiated(build: Build) {
     for resources in [InterruptResources::msix(10), InterruptResources::line()] {
-        let nic = start_offering(feature::HASH_REPORT, resources, |_| {});
+        let nic = start_offering(build, feature::HASH_REPORT, resources, |_| {});
         assert_ne!(
             nic.net(|n, _| n.negotiated_features()) & feature::HASH_REPORT,
             0
@@ -675,4 +694,5 @@ fn sends_carry_the_longer_header_when_hash_report_is_negotiated() {
         nic::check_tx_in_pieces(&nic, &frames, 100);
         nic.stop();
     }
+}
 }

@@ -51,7 +51,6 @@ pub fn load(emu: &Emulator, build: Build) -> sys::NTSTATUS {
 /// `fn name(build: Build) { .. }` becomes the tests `name::host` and `name::image`; the image
 /// variant builds the image here, in the test process, then runs the scenario in a child
 /// process.
-#[allow(unused_macros)] // pnp_and_versions.rs and rss.rs run the host build only
 macro_rules! both_builds {
     ($(#[doc = $doc:literal])* fn $name:ident($build:ident: Build) $body:block) => {
         $(#[doc = $doc])*
