@@ -287,6 +287,7 @@ fn refused_vectors_fall_back_to_fewer_messages(build: Build) {
         Err(sys::NDIS_STATUS_RESOURCE_CONFLICT)
     );
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
 }
 }
 
@@ -555,6 +556,7 @@ fn without_f_mac_each_adapter_gets_its_own_random_locally_administered_address(b
             emu.halt(a, sys::NdisHaltDeviceDisabled);
         }
         emu.unload();
+        nic::assert_no_infallible_allocation(&emu);
     }
 }
 }
@@ -1160,6 +1162,7 @@ fn a_device_that_is_not_virtio_net_is_declined(build: Build) {
         Err(sys::NDIS_STATUS_ADAPTER_NOT_FOUND)
     );
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
 }
 }
 
@@ -1230,6 +1233,7 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak(build: Build) {
                     }
                 }
                 emu.unload();
+                nic::assert_no_infallible_allocation(&emu);
             },
         );
         assert!(sites.len() > 10, "{sites:?}");
@@ -1266,6 +1270,7 @@ fn lifecycle_with_a_failure(build: Build, emu: &Emulator) {
         let status = emu.with_device::<VirtioNet, _>(DeviceId(0), |n, _| n.status());
         assert_eq!(status & 0x04, 0, "DRIVER_OK after a failed initialize");
         emu.unload();
+        nic::assert_no_infallible_allocation(&emu);
         return;
     };
     let failed = || emu.fallible_calls().iter().any(|(_, f)| *f);
@@ -1327,6 +1332,7 @@ fn lifecycle_with_a_failure(build: Build, emu: &Emulator) {
     }
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
 }
 
 both_builds! {
@@ -1654,4 +1660,5 @@ fn sixty_four_adapters_each_get_their_own_bars_and_carry_traffic() {
         emu.halt(adapter, sys::NdisHaltDeviceDisabled);
     }
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
 }

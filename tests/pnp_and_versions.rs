@@ -194,6 +194,7 @@ fn the_pnp_handlers_come_in_order_and_remove_device_follows_halt(build: Build) {
     );
     // RemoveDevice released the framework's add-device context: unload finds no leak.
     nic.emu.unload();
+    nic::assert_no_infallible_allocation(&nic.emu);
 }
 }
 
@@ -234,5 +235,6 @@ fn a_line_device_is_left_to_its_line_and_a_failed_filter_allocation_fails_the_st
         ]
     );
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
 }
 }

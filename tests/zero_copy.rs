@@ -144,6 +144,7 @@ fn a_pause_waits_for_mapped_sends_in_flight_and_halt_finds_no_sg_list(build: Bui
         assert_eq!(nic.emu.sg_lists().2, 0);
         nic.emu.halt(nic.adapter, sys::NdisHaltDeviceDisabled);
         nic.emu.unload();
+        nic::assert_no_infallible_allocation(&nic.emu);
     }
 }
 }
@@ -170,6 +171,7 @@ fn a_halt_with_the_device_stalled_completes_mapped_sends_and_frees_their_lists(b
         nic.emu
             .halt(nic.adapter, sys::NdisHaltDeviceSurpriseRemoved);
         nic.emu.unload();
+        nic::assert_no_infallible_allocation(&nic.emu);
     }
 }
 }
