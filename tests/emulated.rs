@@ -1233,7 +1233,7 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak(build: Build) {
                     }
                 }
                 emu.unload();
-                nic::assert_no_infallible_allocation(&emu);
+                nic::assert_no_infallible_allocation(emu);
             },
         );
         assert!(sites.len() > 10, "{sites:?}");
@@ -1270,7 +1270,7 @@ fn lifecycle_with_a_failure(build: Build, emu: &Emulator) {
         let status = emu.with_device::<VirtioNet, _>(DeviceId(0), |n, _| n.status());
         assert_eq!(status & 0x04, 0, "DRIVER_OK after a failed initialize");
         emu.unload();
-        nic::assert_no_infallible_allocation(&emu);
+        nic::assert_no_infallible_allocation(emu);
         return;
     };
     let failed = || emu.fallible_calls().iter().any(|(_, f)| *f);
@@ -1332,7 +1332,7 @@ fn lifecycle_with_a_failure(build: Build, emu: &Emulator) {
     }
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
-    nic::assert_no_infallible_allocation(&emu);
+    nic::assert_no_infallible_allocation(emu);
 }
 
 both_builds! {
