@@ -502,9 +502,7 @@ impl Device {
             self.post_rx(pair, &batch[..n], irql);
         }
     }
-}
 
-impl Device {
     /// Claims every receive buffer of every pair that is free (not lent to NDIS) and makes it
     /// available on its ring, without notifying the device, in batches on the stack (no heap).
     pub(super) fn post_receive_buffers<C: AtMostDispatch>(&self, irql: &mut C) {
