@@ -1,11 +1,11 @@
 //! One virtio-net adapter: bring-up (capabilities, features, interrupt grant, vector plan,
 //! queues), the interrupt handler, and the NDIS handlers.
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use ndis::Status;
+use ndis::heap::Shared;
 use ndis::hw::ConfigSpace;
 use ndis::interrupt::{
     DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome,
@@ -111,7 +111,7 @@ const RSS_FEATURES: u64 = features::RSS | features::HASH_REPORT;
 /// once it is built (DPCs before that find nothing to do).
 pub struct Interrupts {
     isr: OwnedWindow,
-    device: Once<Arc<Device>>,
+    device: Once<Shared<Device>>,
     queues: Vec<u16>,
     /// A line-based ISR read a config-change bit; the DPC reports the link.
     config_pending: AtomicBool,
@@ -199,7 +199,7 @@ impl InterruptHandler for Interrupts {
             ctx.queue_dpc_on(ndis::interrupt::ProcessorSet::single(0, cpu));
         }
         for j in targets.tx_pairs {
-            device.reap(j as usize, ctx.irql());
+            device.reap(device, j as usize, ctx.irql());
         }
         let config = targets.control_and_config
             && (device.plan.mode() != InterruptMode::Line
@@ -227,7 +227,7 @@ pub const LINK_SPEED: u64 = 10_000_000_000;
 /// mappings; the handler's device state goes with the last reference.
 pub struct VioNetAdapter {
     _interrupt: InterruptRegistration<Interrupts>,
-    device: Arc<Device>,
+    device: Shared<Device>,
 }
 
 /// Maps the BARs the capabilities use and builds the transport over their windows.
@@ -236,15 +236,17 @@ fn transport(init: &Init<'_>, cfg: &impl ConfigSpace) -> Result<Transport<OwnedW
     let resource_of = |bar: u8| bar_address(cfg, bar).and_then(|a| resources.memory_containing(a));
     let caps = find_capabilities(cfg, |bar| resource_of(bar).map(|r| r.length() as u64))
         .map_err(|_| Status::ADAPTER_NOT_FOUND)?;
-    let mut mapped: Vec<(u8, IoSpace)> = Vec::new();
+    // One mapping per BAR the capabilities use (a BAR is 0..=5): no heap.
+    let mut mapped: [Option<IoSpace>; 6] = [const { None }; 6];
     let mut window = |region: CapRegion| -> Result<OwnedWindow, Status> {
-        let space = match mapped.iter().find(|(b, _)| *b == region.bar) {
-            Some((_, s)) => s.clone(),
+        let slot = mapped
+            .get_mut(usize::from(region.bar))
+            .ok_or(Status::RESOURCE_CONFLICT)?;
+        let space = match slot {
+            Some(s) => s.clone(),
             None => {
                 let resource = resource_of(region.bar).ok_or(Status::RESOURCE_CONFLICT)?;
-                let space = init.map(resource)?;
-                mapped.push((region.bar, space.clone()));
-                space
+                slot.insert(init.map(resource)?).clone()
             }
         };
         OwnedWindow::new(&space, region.offset as usize, region.length as usize)
@@ -345,10 +347,17 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     let max_pairs = device_pairs.min(wanted_pairs).min(cpus);
 
     // The interrupt first: its grant decides how many queues run.
+    let queues = match ndis::heap::try_collect(0..2 * max_pairs + 1, init.passive()) {
+        Ok(q) => q,
+        Err(e) => {
+            t.add_status(status::FAILED);
+            return Err(e);
+        }
+    };
     let handler = Interrupts {
         isr: t.isr_window().clone(),
         device: Once::new(),
-        queues: (0..2 * max_pairs + 1).collect(),
+        queues,
         config_pending: AtomicBool::new(false),
     };
     let interrupt = match init.register_interrupt(handler) {
@@ -386,7 +395,14 @@ pub fn initialize(init: &mut Init<'_>) -> Result<(VioNetAdapter, AdapterInfo), S
     let device = match device {
         Ok(mut d) => {
             d.rss_limits = config.rss;
-            Arc::new(d)
+            match Shared::try_new_or_back(d, init.passive()) {
+                Ok(d) => d,
+                Err(d) => {
+                    // The queues are programmed: stopped before their memory is freed.
+                    d.fail();
+                    return Err(Status::RESOURCES);
+                }
+            }
         }
         // The framework deregisters the interrupt, then frees what `build` allocated.
         Err(e) => return Err(e),
@@ -625,7 +641,7 @@ impl Miniport for VioNetAdapter {
         lists: &mut SendLists<'_>,
         irql: &mut DispatchOrBelow<'_>,
     ) {
-        self.device.send(lists, irql)
+        self.device.send(&self.device, lists, irql)
     }
 
     fn return_receives(

@@ -5,7 +5,7 @@
 
 use ndis_emu::devices::virtio_net::regs::feature;
 use ndis_emu::devices::virtio_net::{DEFAULT_FEATURES, VectorRefusal, VirtioNet, VirtioNetConfig};
-use ndis_emu::{Config, DeviceId, Emulator, FaultPlan, InterruptResources, sweep_fallible_calls};
+use ndis_emu::{Config, DeviceId, Emulator, InterruptResources, sweep_fallible_calls};
 use ndis_sys as sys;
 
 /// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
@@ -22,34 +22,13 @@ use nic::{
 
 /// Injects frames on each pair and checks the driver indicated them byte-exact.
 fn check_rx(nic: &Nic, pairs: u16, per_pair: usize) {
-    let mut expected = Vec::new();
-    for p in 0..pairs {
-        for i in 0..per_pair {
-            let f = frame((p as usize * 100 + i) as u8, 60 + (17 * i) % 1455);
-            nic.net(|n, bus| n.inject_frame(bus, p, &f));
-            expected.push(f);
-        }
-    }
-    nic.emu.run_dpcs();
-    // The protocol holds what it got until it returns it; returned buffers go back to the device,
-    // which then delivers what waited for a buffer.
-    let mut got = Vec::new();
-    loop {
-        let batch = nic.emu.received_frames(nic.adapter);
-        if batch.is_empty() {
-            break;
-        }
-        got.extend(batch);
-        nic.emu.return_receives(nic.adapter);
-    }
-    got.sort();
-    expected.sort();
-    assert_eq!(got.len(), expected.len(), "frames indicated");
-    assert!(
-        got == expected,
-        "the driver indicated different bytes than the device received"
-    );
-    nic.emu.return_receives(nic.adapter);
+    let frames: Vec<(u16, Vec<u8>)> = (0..pairs)
+        .flat_map(|p| {
+            (0..per_pair)
+                .map(move |i| (p, frame((p as usize * 100 + i) as u8, 60 + (17 * i) % 1455)))
+        })
+        .collect();
+    nic.check_rx_on(&frames);
 }
 
 fn datapath(build: Build, pairs: u16, resources: InterruptResources, expect_pairs: u16) {
@@ -308,6 +287,7 @@ fn refused_vectors_fall_back_to_fewer_messages(build: Build) {
         Err(sys::NDIS_STATUS_RESOURCE_CONFLICT)
     );
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
 }
 }
 
@@ -576,6 +556,7 @@ fn without_f_mac_each_adapter_gets_its_own_random_locally_administered_address(b
             emu.halt(a, sys::NdisHaltDeviceDisabled);
         }
         emu.unload();
+        nic::assert_no_infallible_allocation(&emu);
     }
 }
 }
@@ -1181,6 +1162,7 @@ fn a_device_that_is_not_virtio_net_is_declined(build: Build) {
         Err(sys::NDIS_STATUS_ADAPTER_NOT_FOUND)
     );
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
 }
 }
 
@@ -1193,46 +1175,30 @@ fn is_pool_allocation(site: &str) -> bool {
 /// The fault sweep on `build`: the fallible calls it failed one at a time, and how many of the
 /// calls were heap allocations.
 ///
-/// On the host every call is swept (`sweep_fallible_calls`), the driver's heap allocations
-/// through the accounting allocator: only those the framework makes fallibly (`ndis::heap`,
-/// marked for the emulator), so an infallible `Box`/`Vec`/`Arc` allocation is never failed.
-/// The image cannot mark them: every Rust allocation is a km-alloc pool call, fallible or not,
-/// and failing an infallible one ends in km-rt's bug check 0x52504E43 (a failed heap
-/// allocation), exactly as on Windows. So on the image every NDIS and kernel call is failed one
-/// at a time, and the pool allocations are counted (they are listed) but not failed.
+/// Every call is swept on both builds. On the host the driver's heap allocations go through the
+/// accounting allocator, and those the framework makes fallibly (`ndis::heap`, marked for the
+/// emulator) are fallible calls; an infallible one is counted instead
+/// (`nic::assert_no_infallible_allocation`). In the image every Rust allocation is a km-alloc
+/// pool call, failed like any other: an infallible `Box`/`Vec`/`Arc` allocation would end in
+/// km-rt's bug check 0x52504E43 (a failed heap allocation), as on Windows.
 fn sweep(
     build: Build,
     config: impl Fn() -> Config,
     scenario: impl Fn(&Emulator),
 ) -> (Vec<&'static str>, usize) {
-    if build == Build::Host {
-        let report = sweep_fallible_calls(config, scenario);
-        let heap = report.heap_sites();
-        return (report.sites, heap);
-    }
-    let all: Vec<&'static str> = {
-        let emu = Emulator::new(config());
-        scenario(&emu);
-        emu.fallible_calls().into_iter().map(|(n, _)| n).collect()
+    let report = sweep_fallible_calls(config, |emu| {
+        scenario(emu);
+        nic::assert_no_infallible_allocation(emu);
+    });
+    let heap = match build {
+        Build::Host => report.heap_sites(),
+        Build::Image => report
+            .sites
+            .iter()
+            .filter(|s| is_pool_allocation(s))
+            .count(),
     };
-    let heap = all.iter().filter(|s| is_pool_allocation(s)).count();
-    let mut swept = Vec::new();
-    for (i, site) in all.iter().enumerate() {
-        if is_pool_allocation(site) {
-            continue;
-        }
-        let mut c = config();
-        c.faults = FaultPlan {
-            nth_fallible_call: Some(i as u64 + 1),
-            by_name: Vec::new(),
-        };
-        let emu = Emulator::new(c);
-        scenario(&emu);
-        let failed = emu.fallible_calls().into_iter().filter(|(_, f)| *f).count();
-        assert_eq!(failed, 1, "call #{} ({site}) was not reached again", i + 1);
-        swept.push(*site);
-    }
-    (swept, heap)
+    (report.sites, heap)
 }
 
 both_builds! {
@@ -1267,6 +1233,7 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak(build: Build) {
                     }
                 }
                 emu.unload();
+                nic::assert_no_infallible_allocation(emu);
             },
         );
         assert!(sites.len() > 10, "{sites:?}");
@@ -1276,6 +1243,112 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak(build: Build) {
         );
         assert!(heap >= 8, "heap allocations: {heap} of {sites:?}");
     }
+}
+}
+
+/// A set OID, completed if the driver pends it; its status (any: a failed call may fail it).
+fn set_oid(emu: &Emulator, adapter: ndis_emu::AdapterId, oid: u32, data: &[u8]) -> i32 {
+    let r = emu.oid_set(adapter, oid, data);
+    if r.status != sys::NDIS_STATUS_PENDING {
+        return r.status;
+    }
+    emu.oid_completion().expect("a pended set completes").status
+}
+
+/// The whole life of an adapter with one call failed: initialize, restart (with TCP/IP's RSS
+/// configuration), a packet filter and a multicast list (control-queue OIDs), frames sent and
+/// received, a sleep (D3) and the wake-up (D0, restart), pause, halt, unload. Without a failure
+/// every step must succeed and every frame get through.
+fn lifecycle_with_a_failure(build: Build, emu: &Emulator) {
+    emu.set_keyword("*ReceiveBuffers", "64");
+    emu.set_keyword("*TransmitBuffers", "64");
+    if nic::load(emu, build) != sys::STATUS_SUCCESS {
+        return;
+    }
+    let model = VirtioNet::new(VirtioNetConfig::new(2));
+    let Ok(a) = emu.add_adapter_with(InterruptResources::msix(6), Box::new(model)) else {
+        let status = emu.with_device::<VirtioNet, _>(DeviceId(0), |n, _| n.status());
+        assert_eq!(status & 0x04, 0, "DRIVER_OK after a failed initialize");
+        emu.unload();
+        nic::assert_no_infallible_allocation(emu);
+        return;
+    };
+    let failed = || emu.fallible_calls().iter().any(|(_, f)| *f);
+    let mut ok = [0usize; 4];
+    if emu.restart(a) == sys::NDIS_STATUS_SUCCESS {
+        let filter =
+            (sys::NDIS_PACKET_TYPE_DIRECTED | sys::NDIS_PACKET_TYPE_MULTICAST).to_le_bytes();
+        let list = [1, 0, 0x5e, 0, 0, 1, 1, 0, 0x5e, 0, 0, 2];
+        ok[0] += (set_oid(emu, a, sys::OID_GEN_CURRENT_PACKET_FILTER, &filter)
+            == sys::NDIS_STATUS_SUCCESS) as usize;
+        ok[0] += (set_oid(emu, a, sys::OID_802_3_MULTICAST_LIST, &list) == sys::NDIS_STATUS_SUCCESS)
+            as usize;
+        for round in 0..2u8 {
+            let frames: Vec<Vec<u8>> = (0..4)
+                .map(|i| frame(10 * round + i, 60 + 440 * i as usize))
+                .collect();
+            let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+            emu.send(a, &refs);
+            let statuses = emu.send_statuses();
+            assert_eq!(statuses.len(), frames.len(), "every send completed");
+            ok[1] += statuses
+                .iter()
+                .filter(|s| **s == sys::NDIS_STATUS_SUCCESS)
+                .count();
+            emu.with_device::<VirtioNet, _>(DeviceId(0), |n, bus| {
+                for p in 0..2 {
+                    n.take_transmitted(p);
+                }
+                for f in &frames {
+                    n.inject_frame(bus, 0, f);
+                }
+            });
+            emu.run_dpcs();
+            let got = emu.received_frames(a);
+            assert!(got.iter().all(|f| frames.contains(f)), "frames not sent");
+            ok[2] += got.len();
+            emu.return_receives(a);
+            if round == 0 {
+                emu.sleep(a, ndis_emu::SystemSleep::SLEEP);
+                match emu.wake(a) {
+                    Ok(()) => ok[3] += 1,
+                    Err(e) => {
+                        assert!(failed(), "wake-up failed without a failure: {e:?}");
+                        break;
+                    }
+                }
+            }
+        }
+        if emu.adapter_state(a) == ndis_emu::AdapterState::Running {
+            assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+        }
+    }
+    if !failed() {
+        assert_eq!(
+            ok,
+            [2, 8, 8, 1],
+            "(OIDs, sends, receives, wake-ups) that succeeded"
+        );
+    }
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+    nic::assert_no_infallible_allocation(emu);
+}
+
+both_builds! {
+/// Every fallible call of an adapter's life, failed one at a time: each ends in a status (the
+/// initialize, restart, OID or send that made it fails), never in a bug check, and unload finds
+/// nothing leaked. On the image every pool allocation is one of them (km-alloc is the image's
+/// allocator): an infallible `Box`/`Vec`/`Arc` left on these paths would end in km-rt's bug
+/// check 0x52504E43 here. On the host the framework's fallible allocations are swept, and the
+/// heap accounting finds any infallible one the driver made.
+fn every_allocation_failure_in_the_lifecycle_ends_in_a_status(build: Build) {
+    let (sites, heap) = sweep(build, || config(2), |emu| lifecycle_with_a_failure(build, emu));
+    eprintln!(
+        "{build:?}: swept {} fallible calls, {heap} of them heap allocations",
+        sites.len()
+    );
+    assert!(heap >= 40, "heap allocations: {heap} of {sites:?}");
 }
 }
 
@@ -1587,4 +1660,5 @@ fn sixty_four_adapters_each_get_their_own_bars_and_carry_traffic() {
         emu.halt(adapter, sys::NdisHaltDeviceDisabled);
     }
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
 }

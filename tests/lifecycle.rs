@@ -89,6 +89,7 @@ fn item4_surprise_removal_with_traffic_in_flight(build: Build) {
             nic.emu
                 .halt(nic.adapter, sys::NdisHaltDeviceSurpriseRemoved);
             nic.emu.unload();
+            nic::assert_no_infallible_allocation(&nic.emu);
         }
     }
 }

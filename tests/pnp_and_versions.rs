@@ -9,10 +9,11 @@ use ndis_sys as sys;
 #[global_allocator]
 static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 
+#[macro_use]
 #[path = "support/nic.rs"]
 mod nic;
 
-use nic::{Build, Nic, check_tx, frame, start_with};
+use nic::{Nic, check_tx, frame, start_with};
 
 fn emulator(cpus: usize, runtime: u32) -> Emulator {
     Emulator::new(Config {
@@ -42,11 +43,11 @@ fn traffic(nic: &Nic) {
     assert!(got == sent, "received frames differ from those injected");
 }
 
-#[test]
-fn vionet_registers_the_newest_version_each_os_knows_and_runs_there() {
+both_builds! {
+fn vionet_registers_the_newest_version_each_os_knows_and_runs_there(build: Build) {
     for (minor, revision) in [(20, 2), (30, 2), (50, 2), (85, 3), (89, 3)] {
         let emu = emulator(2, os(minor));
-        let nic = start_with(Build::Host, emu, 2, InterruptResources::msix(6), |_| {})
+        let nic = start_with(build, emu, 2, InterruptResources::msix(6), |_| {})
             .expect("initialize");
         let registered = nic.emu.registered_driver().unwrap();
         assert_eq!(registered.ndis_version, (6, minor as u8), "OS 6.{minor}");
@@ -70,32 +71,35 @@ fn vionet_registers_the_newest_version_each_os_knows_and_runs_there() {
         nic.stop();
     }
 }
+}
 
-#[test]
-fn on_an_ndis_newer_than_it_knows_vionet_registers_its_newest() {
+both_builds! {
+fn on_an_ndis_newer_than_it_knows_vionet_registers_its_newest(build: Build) {
     let emu = emulator(2, os(95));
     let nic =
-        start_with(Build::Host, emu, 1, InterruptResources::msix(3), |_| {}).expect("initialize");
+        start_with(build, emu, 1, InterruptResources::msix(3), |_| {}).expect("initialize");
     assert_eq!(nic.emu.registered_driver().unwrap().ndis_version, (6, 89));
     traffic(&nic);
     nic.stop();
 }
+}
 
-#[test]
-fn an_ndis_older_than_the_minimum_fails_driver_entry_with_bad_version() {
+both_builds! {
+fn an_ndis_older_than_the_minimum_fails_driver_entry_with_bad_version(build: Build) {
     for runtime in [os(1), os(0)] {
         let emu = emulator(2, runtime);
         assert_eq!(
-            emu.load_driver(vionet::DRIVER_ENTRY),
+            nic::load(&emu, build),
             sys::NDIS_STATUS_BAD_VERSION
         );
         assert_eq!(emu.registered_driver(), None, "nothing registered");
         emu.check_released();
     }
 }
+}
 
-#[test]
-fn vionet_asks_for_two_messages_per_pair_plus_one_each_pinned_to_its_pair() {
+both_builds! {
+fn vionet_asks_for_two_messages_per_pair_plus_one_each_pinned_to_its_pair(build: Build) {
     // (processors, *NumRssQueues, messages asked, processor of each message)
     let cases: [(usize, Option<&str>, u32, &[usize]); 4] = [
         (4, None, 9, &[0, 0, 1, 1, 2, 2, 3, 3, 0]),
@@ -108,7 +112,7 @@ fn vionet_asks_for_two_messages_per_pair_plus_one_each_pinned_to_its_pair() {
         if let Some(v) = rss {
             emu.set_keyword("*NumRssQueues", v);
         }
-        let nic = start_with(Build::Host, emu, 8, InterruptResources::msix(18), |_| {})
+        let nic = start_with(build, emu, 8, InterruptResources::msix(18), |_| {})
             .expect("initialize");
         let ask = nic.emu.interrupt_ask(nic.adapter).unwrap();
         assert_eq!(
@@ -138,16 +142,17 @@ fn vionet_asks_for_two_messages_per_pair_plus_one_each_pinned_to_its_pair() {
         nic.stop();
     }
 }
+}
 
-#[test]
-fn the_platform_limit_caps_the_grant_and_the_driver_plans_from_the_grant() {
+both_builds! {
+fn the_platform_limit_caps_the_grant_and_the_driver_plans_from_the_grant(build: Build) {
     for (limit, pairs) in [(3, 1), (2, 1), (1, 1), (7, 3)] {
         let emu = emulator(4, os(89));
         let resources = InterruptResources::MsiX {
             requested: 10,
             granted: limit,
         };
-        let nic = start_with(Build::Host, emu, 4, resources, |_| {}).expect("initialize");
+        let nic = start_with(build, emu, 4, resources, |_| {}).expect("initialize");
         assert_eq!(nic.emu.interrupt_ask(nic.adapter).unwrap().messages, 9);
         assert_eq!(
             nic.emu.assigned_resources(nic.device),
@@ -165,12 +170,13 @@ fn the_platform_limit_caps_the_grant_and_the_driver_plans_from_the_grant() {
         nic.stop();
     }
 }
+}
 
-#[test]
-fn the_pnp_handlers_come_in_order_and_remove_device_follows_halt() {
+both_builds! {
+fn the_pnp_handlers_come_in_order_and_remove_device_follows_halt(build: Build) {
     let emu = emulator(2, os(89));
     let nic =
-        start_with(Build::Host, emu, 1, InterruptResources::msix(3), |_| {}).expect("initialize");
+        start_with(build, emu, 1, InterruptResources::msix(3), |_| {}).expect("initialize");
     assert_eq!(
         nic.emu.lifecycle(nic.adapter),
         [
@@ -188,13 +194,15 @@ fn the_pnp_handlers_come_in_order_and_remove_device_follows_halt() {
     );
     // RemoveDevice released the framework's add-device context: unload finds no leak.
     nic.emu.unload();
+    nic::assert_no_infallible_allocation(&nic.emu);
+}
 }
 
-#[test]
-fn a_line_device_is_left_to_its_line_and_a_failed_filter_allocation_fails_the_start() {
+both_builds! {
+fn a_line_device_is_left_to_its_line_and_a_failed_filter_allocation_fails_the_start(build: Build) {
     let emu = emulator(2, os(89));
     let nic =
-        start_with(Build::Host, emu, 1, InterruptResources::line(), |_| {}).expect("initialize");
+        start_with(build, emu, 1, InterruptResources::line(), |_| {}).expect("initialize");
     let ask = nic.emu.interrupt_ask(nic.adapter).unwrap();
     assert_eq!((ask.messages, ask.line), (0, true));
     assert_eq!(
@@ -214,7 +222,7 @@ fn a_line_device_is_left_to_its_line_and_a_failed_filter_allocation_fails_the_st
         },
         ..Config::default()
     });
-    assert_eq!(emu.load_driver(vionet::DRIVER_ENTRY), sys::STATUS_SUCCESS);
+    assert_eq!(nic::load(&emu, build), sys::STATUS_SUCCESS);
     let model = VirtioNet::new(VirtioNetConfig::new(1));
     let started = emu.add_adapter_with(InterruptResources::msix(3), Box::new(model));
     assert_eq!(started, Err(sys::NDIS_STATUS_RESOURCES));
@@ -227,4 +235,6 @@ fn a_line_device_is_left_to_its_line_and_a_failed_filter_allocation_fails_the_st
         ]
     );
     emu.unload();
+    nic::assert_no_infallible_allocation(&emu);
+}
 }

@@ -5,6 +5,7 @@
 //! 4-processor adapter with many flows, under MSI-X and the line.
 #![cfg(not(windows))]
 
+#[macro_use]
 #[path = "support/nic.rs"]
 mod nic;
 
@@ -19,8 +20,8 @@ static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
 const TYPES: u32 =
     sys::NDIS_HASH_IPV4 | sys::NDIS_HASH_TCP_IPV4 | sys::NDIS_HASH_IPV6 | sys::NDIS_HASH_TCP_IPV6;
 
-fn start(resources: InterruptResources) -> Nic {
-    start_with(Build::Host, Emulator::new(config(4)), 4, resources, |_| {}).expect("initialize")
+fn start(build: Build, resources: InterruptResources) -> Nic {
+    start_with(build, Emulator::new(config(4)), 4, resources, |_| {}).expect("initialize")
 }
 
 /// A TCP segment of flow `flow` (its ports and addresses), sequence `seq`, over IPv4 or IPv6.
@@ -62,20 +63,59 @@ fn query(nic: &Nic) -> Vec<u8> {
     r.data
 }
 
+/// Sets `table` and `key` with TCP/IP's hash types; the set must succeed.
+fn set_table(nic: &Nic, table: &[u8], key: &[u8]) {
+    assert_eq!(
+        set(nic, &receive_scale_parameters(0, TYPES, table, key)),
+        sys::NDIS_STATUS_SUCCESS
+    );
+}
+
+/// Turns RSS off (`NDIS_RSS_PARAM_FLAG_DISABLE_RSS`); the set must succeed.
+fn disable(nic: &Nic) {
+    let off = receive_scale_parameters(sys::NDIS_RSS_PARAM_FLAG_DISABLE_RSS, 0, &[], &[]);
+    assert_eq!(set(nic, &off), sys::NDIS_STATUS_SUCCESS);
+}
+
+/// Parameters that change only the table: base processor, hash information and key
+/// "unchanged" (their fields hold garbage NDIS says to ignore).
+fn table_only(table: &[u8]) -> Vec<u8> {
+    let unchanged = sys::NDIS_RSS_PARAM_FLAG_BASE_CPU_UNCHANGED
+        | sys::NDIS_RSS_PARAM_FLAG_HASH_INFO_UNCHANGED
+        | sys::NDIS_RSS_PARAM_FLAG_HASH_KEY_UNCHANGED;
+    let mut data = receive_scale_parameters(unchanged, TYPES, table, &[0; 40]);
+    data[8..12].fill(0xEE); // ignored: "unchanged"
+    data
+}
+
+/// `good` with `edit` applied: one malformed case of the parameters.
+fn patched(good: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = good.to_vec();
+    edit(&mut b);
+    b
+}
+
 /// `flows` TCP flows, `per_flow` segments each, interleaved, each flow arriving on pair
 /// `flow % pairs` (the device's own steering, not RSS; pairs the driver runs: 4 under MSI-X, 1
 /// under the line), in bursts with DPCs between them.
 fn traffic(nic: &Nic, flows: u16, per_flow: u32) -> usize {
     let pairs = nic.net(|n, _| n.active_queue_pairs()).max(1);
-    let mut sent = 0;
-    for round in 0..per_flow {
+    bursts(nic, flows, per_flow, |round| {
         nic.net(|n, bus| {
             for flow in 0..flows {
                 let f = segment(flow, 1000 + round * 16, flow % 3 == 0);
                 n.inject_frame(bus, flow % pairs, &f);
             }
-        });
-        sent += usize::from(flows);
+        })
+    })
+}
+
+/// `per_flow` rounds of one segment per flow (`inject` hands round r's to the device), with
+/// the DPCs run and the receives returned after every second round; every frame must come up
+/// once. Returns how many were sent.
+fn bursts(nic: &Nic, flows: u16, per_flow: u32, mut inject: impl FnMut(u32)) -> usize {
+    for round in 0..per_flow {
+        inject(round);
         if round % 2 == 1 {
             nic.emu.run_dpcs();
             nic.emu.return_receives(nic.adapter);
@@ -84,6 +124,7 @@ fn traffic(nic: &Nic, flows: u16, per_flow: u32) -> usize {
     nic.emu.run_dpcs();
     let got = nic.emu.received_frames(nic.adapter).len();
     nic.emu.return_receives(nic.adapter);
+    let sent = usize::from(flows) * per_flow as usize;
     assert_eq!(got, sent, "every frame indicated once");
     sent
 }
@@ -99,8 +140,8 @@ fn assert_clean(r: &RssReport, sent: usize) {
     );
 }
 
-fn many_flows(resources: InterruptResources, queues: u32) {
-    let nic = start(resources);
+fn many_flows(build: Build, resources: InterruptResources, queues: u32) {
+    let nic = start(build, resources);
     let caps = nic.emu.rss_capabilities(nic.adapter).expect("RSS reported");
     assert_eq!(caps.revision, 3, "NDIS 6.86: revision 3");
     assert_eq!((caps.receive_queues, caps.table_entries), (queues, 128));
@@ -128,19 +169,21 @@ fn many_flows(resources: InterruptResources, queues: u32) {
     nic.stop();
 }
 
-#[test]
-fn four_queues_four_processors_many_flows_under_msix() {
-    many_flows(InterruptResources::msix(10), 4);
+both_builds! {
+fn four_queues_four_processors_many_flows_under_msix(build: Build) {
+    many_flows(build, InterruptResources::msix(10), 4);
+}
 }
 
-#[test]
-fn four_queues_four_processors_many_flows_under_the_line() {
-    many_flows(InterruptResources::line(), 1);
+both_builds! {
+fn four_queues_four_processors_many_flows_under_the_line(build: Build) {
+    many_flows(build, InterruptResources::line(), 1);
+}
 }
 
-#[test]
-fn every_invalid_field_is_refused_and_the_previous_set_kept() {
-    let nic = start(InterruptResources::msix(10));
+both_builds! {
+fn every_invalid_field_is_refused_and_the_previous_set_kept(build: Build) {
+    let nic = start(build, InterruptResources::msix(10));
     let before = query(&nic);
     let key = [0x6du8; 40];
     let table: Vec<u8> = (0..128).map(|i| (i % 4) as u8).collect();
@@ -148,29 +191,17 @@ fn every_invalid_field_is_refused_and_the_previous_set_kept() {
     let cases: Vec<(&str, Vec<u8>, sys::NDIS_STATUS)> = vec![
         (
             "object type",
-            {
-                let mut b = good.clone();
-                b[0] = 0x80;
-                b
-            },
+            patched(&good, |b| b[0] = 0x80),
             sys::NDIS_STATUS_INVALID_PARAMETER,
         ),
         (
             "revision",
-            {
-                let mut b = good.clone();
-                b[1] = 9;
-                b
-            },
+            patched(&good, |b| b[1] = 9),
             sys::NDIS_STATUS_INVALID_PARAMETER,
         ),
         (
             "header size",
-            {
-                let mut b = good.clone();
-                b[2] = 20;
-                b
-            },
+            patched(&good, |b| b[2] = 20),
             sys::NDIS_STATUS_INVALID_PARAMETER,
         ),
         (
@@ -185,11 +216,7 @@ fn every_invalid_field_is_refused_and_the_previous_set_kept() {
         ),
         (
             "hash function",
-            {
-                let mut b = good.clone();
-                b[8] = 2;
-                b
-            },
+            patched(&good, |b| b[8] = 2),
             sys::NDIS_STATUS_INVALID_PARAMETER,
         ),
         (
@@ -214,11 +241,7 @@ fn every_invalid_field_is_refused_and_the_previous_set_kept() {
         ),
         (
             "table outside the buffer",
-            {
-                let mut b = good.clone();
-                b[16..20].copy_from_slice(&4000u32.to_le_bytes());
-                b
-            },
+            patched(&good, |b| b[16..20].copy_from_slice(&4000u32.to_le_bytes())),
             sys::NDIS_STATUS_INVALID_PARAMETER,
         ),
         (
@@ -228,12 +251,10 @@ fn every_invalid_field_is_refused_and_the_previous_set_kept() {
         ),
         (
             "key outside the buffer",
-            {
-                let mut b = good.clone();
+            patched(&good, |b| {
                 let at = b.len() as u32 - 10;
                 b[24..28].copy_from_slice(&at.to_le_bytes());
-                b
-            },
+            }),
             sys::NDIS_STATUS_INVALID_PARAMETER,
         ),
         (
@@ -243,11 +264,7 @@ fn every_invalid_field_is_refused_and_the_previous_set_kept() {
         ),
         (
             "base processor 9",
-            {
-                let mut b = good.clone();
-                b[6] = 9;
-                b
-            },
+            patched(&good, |b| b[6] = 9),
             sys::NDIS_STATUS_INVALID_PARAMETER,
         ),
         (
@@ -275,17 +292,15 @@ fn every_invalid_field_is_refused_and_the_previous_set_kept() {
     assert_clean(&report(&nic), sent);
     nic.stop();
 }
+}
 
-#[test]
-fn valid_disable_re_enable_and_table_only_change_under_msix_and_the_line() {
+both_builds! {
+fn valid_disable_re_enable_and_table_only_change_under_msix_and_the_line(build: Build) {
     for resources in [InterruptResources::msix(10), InterruptResources::line()] {
-        let nic = start(resources);
+        let nic = start(build, resources);
         let key: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
         let table: Vec<u8> = (0..64).map(|i| (3 - i % 4) as u8).collect();
-        assert_eq!(
-            set(&nic, &receive_scale_parameters(0, TYPES, &table, &key)),
-            sys::NDIS_STATUS_SUCCESS
-        );
+        set_table(&nic, &table, &key);
         let q = query(&nic);
         assert_eq!((q[0], q[1]), (sys::NDIS_OBJECT_TYPE_RSS_PARAMETERS, 3));
         assert_eq!(u16::from_le_bytes([q[12], q[13]]), 64 * 4, "64 entries");
@@ -294,25 +309,16 @@ fn valid_disable_re_enable_and_table_only_change_under_msix_and_the_line() {
         assert_clean(&report(&nic), sent);
 
         // Disabled: no hash in the query; the checker has nothing to hold the driver to.
-        let off = receive_scale_parameters(sys::NDIS_RSS_PARAM_FLAG_DISABLE_RSS, 0, &[], &[]);
-        assert_eq!(set(&nic, &off), sys::NDIS_STATUS_SUCCESS);
+        disable(&nic);
         let q = query(&nic);
         assert_eq!(u32::from_le_bytes(q[8..12].try_into().unwrap()), 0);
         assert!(nic.emu.rss_report(nic.adapter).1.is_none());
         traffic(&nic, 8, 2);
 
         // Enabled again, then only the table changes (everything else "unchanged").
-        assert_eq!(
-            set(&nic, &receive_scale_parameters(0, TYPES, &table, &key)),
-            sys::NDIS_STATUS_SUCCESS
-        );
+        set_table(&nic, &table, &key);
         let moved: Vec<u8> = (0..128).map(|i| ((i / 2) % 4) as u8).collect();
-        let unchanged = sys::NDIS_RSS_PARAM_FLAG_BASE_CPU_UNCHANGED
-            | sys::NDIS_RSS_PARAM_FLAG_HASH_INFO_UNCHANGED
-            | sys::NDIS_RSS_PARAM_FLAG_HASH_KEY_UNCHANGED;
-        let mut only_table = receive_scale_parameters(unchanged, TYPES, &moved, &[0; 40]);
-        only_table[8..12].fill(0xEE); // ignored: "unchanged"
-        assert_eq!(set(&nic, &only_table), sys::NDIS_STATUS_SUCCESS);
+        assert_eq!(set(&nic, &table_only(&moved)), sys::NDIS_STATUS_SUCCESS);
         let q = query(&nic);
         assert_eq!(&q[44 + 512..44 + 512 + 40], &key[..], "key kept");
         let sent = traffic(&nic, 32, 4);
@@ -320,10 +326,11 @@ fn valid_disable_re_enable_and_table_only_change_under_msix_and_the_line() {
         nic.stop();
     }
 }
+}
 
-#[test]
-fn receive_hash_is_refused_while_rss_is_on_and_hashes_without_steering_otherwise() {
-    let nic = start(InterruptResources::msix(10));
+both_builds! {
+fn receive_hash_is_refused_while_rss_is_on_and_hashes_without_steering_otherwise(build: Build) {
+    let nic = start(build, InterruptResources::msix(10));
     let mut hash = vec![0u8; 20 + 40];
     hash[0] = sys::NDIS_OBJECT_TYPE_DEFAULT;
     hash[1] = 1;
@@ -337,8 +344,7 @@ fn receive_hash_is_refused_while_rss_is_on_and_hashes_without_steering_otherwise
         .emu
         .oid_set(nic.adapter, sys::OID_GEN_RECEIVE_HASH, &hash);
     assert_eq!(r.status, sys::NDIS_STATUS_NOT_SUPPORTED);
-    let off = receive_scale_parameters(sys::NDIS_RSS_PARAM_FLAG_DISABLE_RSS, 0, &[], &[]);
-    assert_eq!(set(&nic, &off), sys::NDIS_STATUS_SUCCESS);
+    disable(&nic);
     let r = nic
         .emu
         .oid_set(nic.adapter, sys::OID_GEN_RECEIVE_HASH, &hash);
@@ -351,13 +357,14 @@ fn receive_hash_is_refused_while_rss_is_on_and_hashes_without_steering_otherwise
     traffic(&nic, 8, 2);
     nic.stop();
 }
+}
 
-#[test]
-fn rss_off_by_keyword_reports_nothing_and_refuses_the_oid() {
+both_builds! {
+fn rss_off_by_keyword_reports_nothing_and_refuses_the_oid(build: Build) {
     let emu = Emulator::new(config(4));
     emu.set_keyword("*RSS", "0");
     let nic =
-        start_with(Build::Host, emu, 4, InterruptResources::msix(10), |_| {}).expect("initialize");
+        start_with(build, emu, 4, InterruptResources::msix(10), |_| {}).expect("initialize");
     assert!(nic.emu.rss_capabilities(nic.adapter).is_none());
     let key = [1u8; 40];
     let data = receive_scale_parameters(0, TYPES, &[0; 128], &key);
@@ -374,6 +381,7 @@ fn rss_off_by_keyword_reports_nothing_and_refuses_the_oid() {
     traffic(&nic, 8, 2);
     nic.stop();
 }
+}
 
 // ---- Device RSS and hash report (VIRTIO_NET_F_RSS, VIRTIO_NET_F_HASH_REPORT) ----
 
@@ -381,15 +389,26 @@ use ndis_emu::devices::virtio_net::{DEFAULT_FEATURES, regs::feature};
 
 /// An adapter on a device offering `extra` features (RSS, HASH_REPORT) on top of the defaults.
 fn start_offering(
+    build: Build,
     extra: u64,
     resources: InterruptResources,
     tweak: impl FnOnce(&mut ndis_emu::devices::virtio_net::VirtioNetConfig),
 ) -> Nic {
-    start_with(Build::Host, Emulator::new(config(4)), 4, resources, |c| {
+    start_with(build, Emulator::new(config(4)), 4, resources, |c| {
         c.features = DEFAULT_FEATURES | extra;
         tweak(c);
     })
     .expect("initialize")
+}
+
+/// An adapter on a device with RSS and hash reporting, 4 queues under MSI-X.
+fn start_device_rss(build: Build) -> Nic {
+    start_offering(
+        build,
+        feature::RSS | feature::HASH_REPORT,
+        InterruptResources::msix(10),
+        |_| {},
+    )
 }
 
 /// As [`traffic`], but the frames come "from the wire": the device picks each one's queue.
@@ -398,24 +417,13 @@ fn start_offering(
 fn wire_traffic(nic: &Nic, flows: u16, per_flow: u32) -> usize {
     static NEXT_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100_000);
     let base = NEXT_SEQ.fetch_add(per_flow * 16, std::sync::atomic::Ordering::Relaxed);
-    let mut sent = 0;
-    for round in 0..per_flow {
+    bursts(nic, flows, per_flow, |round| {
         let frames: Vec<Vec<u8>> = (0..flows)
             .map(|flow| segment(flow, base + round * 16, flow % 3 == 0))
             .collect();
         let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
         nic.net(|n, bus| n.inject_from_wire(bus, &refs));
-        sent += usize::from(flows);
-        if round % 2 == 1 {
-            nic.emu.run_dpcs();
-            nic.emu.return_receives(nic.adapter);
-        }
-    }
-    nic.emu.run_dpcs();
-    let got = nic.emu.received_frames(nic.adapter).len();
-    nic.emu.return_receives(nic.adapter);
-    assert_eq!(got, sent, "every frame indicated once");
-    sent
+    })
 }
 
 /// The last command of class MQ the device accepted, and its command number.
@@ -445,13 +453,9 @@ fn assert_device_holds_ndis_table(nic: &Nic) {
     assert_eq!(device.max_tx_vq, 4);
 }
 
-#[test]
-fn device_rss_four_queues_four_processors_many_flows_under_msix() {
-    let nic = start_offering(
-        feature::RSS | feature::HASH_REPORT,
-        InterruptResources::msix(10),
-        |_| {},
-    );
+both_builds! {
+fn device_rss_four_queues_four_processors_many_flows_under_msix(build: Build) {
+    let nic = start_device_rss(build);
     let negotiated = nic.net(|n, _| n.negotiated_features());
     assert_ne!(negotiated & feature::RSS, 0);
     assert_ne!(negotiated & feature::HASH_REPORT, 0);
@@ -476,10 +480,11 @@ fn device_rss_four_queues_four_processors_many_flows_under_msix() {
     nic.net(|n, _| n.forge_hash_values(0));
     nic.stop();
 }
+}
 
-#[test]
-fn device_rss_without_hash_report_steers_and_the_driver_hashes() {
-    let nic = start_offering(feature::RSS, InterruptResources::msix(10), |_| {});
+both_builds! {
+fn device_rss_without_hash_report_steers_and_the_driver_hashes(build: Build) {
+    let nic = start_offering(build, feature::RSS, InterruptResources::msix(10), |_| {});
     assert_eq!(last_mq(&nic).0, 1);
     assert_device_holds_ndis_table(&nic);
     let sent = wire_traffic(&nic, 64, 4);
@@ -487,11 +492,12 @@ fn device_rss_without_hash_report_steers_and_the_driver_hashes() {
     assert_eq!(nic.net(|n, _| n.counters().rx_hash_reported), 0);
     nic.stop();
 }
+}
 
-#[test]
-fn hash_report_without_rss_takes_the_hash_from_the_device() {
+both_builds! {
+fn hash_report_without_rss_takes_the_hash_from_the_device(build: Build) {
     for resources in [InterruptResources::msix(10), InterruptResources::line()] {
-        let nic = start_offering(feature::HASH_REPORT, resources, |_| {});
+        let nic = start_offering(build, feature::HASH_REPORT, resources, |_| {});
         // HASH_CONFIG: NDIS's types and key, no steering.
         let (command, data) = last_mq(&nic);
         assert_eq!(command, 2);
@@ -511,56 +517,37 @@ fn hash_report_without_rss_takes_the_hash_from_the_device() {
         nic.stop();
     }
 }
+}
 
-#[test]
-fn table_only_and_key_changes_reach_the_device_and_disable_goes_back_to_automatic() {
-    let nic = start_offering(
-        feature::RSS | feature::HASH_REPORT,
-        InterruptResources::msix(10),
-        |_| {},
-    );
+both_builds! {
+fn table_only_and_key_changes_reach_the_device_and_disable_goes_back_to_automatic(build: Build) {
+    let nic = start_device_rss(build);
     let key: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
     let table: Vec<u8> = (0..64).map(|i| (3 - i % 4) as u8).collect();
-    assert_eq!(
-        set(&nic, &receive_scale_parameters(0, TYPES, &table, &key)),
-        sys::NDIS_STATUS_SUCCESS
-    );
+    set_table(&nic, &table, &key);
     assert_device_holds_ndis_table(&nic);
     assert_eq!(nic.net(|n, _| n.rss_config().unwrap().table.len()), 64);
     let moved: Vec<u8> = (0..128).map(|i| ((i / 2) % 4) as u8).collect();
-    let unchanged = sys::NDIS_RSS_PARAM_FLAG_BASE_CPU_UNCHANGED
-        | sys::NDIS_RSS_PARAM_FLAG_HASH_INFO_UNCHANGED
-        | sys::NDIS_RSS_PARAM_FLAG_HASH_KEY_UNCHANGED;
     let commands = nic.net(|n, _| n.control_log().len());
-    assert_eq!(
-        set(
-            &nic,
-            &receive_scale_parameters(unchanged, TYPES, &moved, &[0; 40])
-        ),
-        sys::NDIS_STATUS_SUCCESS
-    );
+    assert_eq!(set(&nic, &table_only(&moved)), sys::NDIS_STATUS_SUCCESS);
     assert_eq!(nic.net(|n, _| n.control_log().len()), commands + 1);
     assert_device_holds_ndis_table(&nic);
     assert_eq!(nic.net(|n, _| n.rss_config().unwrap().key.clone()), key);
     let sent = wire_traffic(&nic, 48, 4);
     assert_clean(&report(&nic), sent);
     // Disabled: VQ_PAIRS_SET, automatic steering, no hashes.
-    let off = receive_scale_parameters(sys::NDIS_RSS_PARAM_FLAG_DISABLE_RSS, 0, &[], &[]);
-    assert_eq!(set(&nic, &off), sys::NDIS_STATUS_SUCCESS);
+    disable(&nic);
     assert_eq!(last_mq(&nic).0, 0);
     assert!(nic.net(|n, _| n.rss_config().is_none()));
     wire_traffic(&nic, 16, 2);
     nic.stop();
 }
+}
 
-#[test]
-fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct() {
+both_builds! {
+fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct(build: Build) {
     // The device refuses: it keeps the old table, the driver steers the new one in software.
-    let nic = start_offering(
-        feature::RSS | feature::HASH_REPORT,
-        InterruptResources::msix(10),
-        |_| {},
-    );
+    let nic = start_device_rss(build);
     let before = nic.net(|n, _| n.rss_config().cloned());
     nic.net(|n, _| n.refuse_control_commands(true));
     let key = [0x3cu8; 40];
@@ -591,6 +578,7 @@ fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct
         ),
     ] {
         let nic = start_offering(
+            build,
             feature::RSS | feature::HASH_REPORT,
             InterruptResources::msix(10),
             tweak,
@@ -613,22 +601,16 @@ fn a_configuration_the_device_refuses_or_cannot_hold_leaves_software_rss_correct
         nic.stop();
     }
 }
+}
 
-#[test]
-fn a_reset_and_a_sleep_replay_the_rss_config() {
+both_builds! {
+fn a_reset_and_a_sleep_replay_the_rss_config(build: Build) {
     use ndis_emu::SystemSleep;
     use std::time::Duration;
-    let nic = start_offering(
-        feature::RSS | feature::HASH_REPORT,
-        InterruptResources::msix(10),
-        |_| {},
-    );
+    let nic = start_device_rss(build);
     let key = [0x21u8; 40];
     let table: Vec<u8> = (0..128).map(|i| ((i / 3) % 4) as u8).collect();
-    assert_eq!(
-        set(&nic, &receive_scale_parameters(0, TYPES, &table, &key)),
-        sys::NDIS_STATUS_SUCCESS
-    );
+    set_table(&nic, &table, &key);
     let programmed = nic.net(|n, _| n.rss_config().cloned()).unwrap();
 
     // The device asks for a reset; check-for-hang resets it; the configuration comes back.
@@ -656,13 +638,14 @@ fn a_reset_and_a_sleep_replay_the_rss_config() {
     assert_clean(&report(&nic), sent);
     nic.stop();
 }
+}
 
+both_builds! {
 /// With hash report negotiated the header is 20 bytes in both directions: copied sends, mapped
 /// (zero-copy) sends and frames over several MDLs all reach the device byte-exact.
-#[test]
-fn sends_carry_the_longer_header_when_hash_report_is_negotiated() {
+fn sends_carry_the_longer_header_when_hash_report_is_negotiated(build: Build) {
     for resources in [InterruptResources::msix(10), InterruptResources::line()] {
-        let nic = start_offering(feature::HASH_REPORT, resources, |_| {});
+        let nic = start_offering(build, feature::HASH_REPORT, resources, |_| {});
         assert_ne!(
             nic.net(|n, _| n.negotiated_features()) & feature::HASH_REPORT,
             0
@@ -675,4 +658,5 @@ fn sends_carry_the_longer_header_when_hash_report_is_negotiated() {
         nic::check_tx_in_pieces(&nic, &frames, 100);
         nic.stop();
     }
+}
 }

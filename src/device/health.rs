@@ -414,24 +414,7 @@ impl Device {
                 .map_err(|_| Status::DEVICE_FAILED)?;
         }
         // Made available before DRIVER_OK, announced after it (virtio 1.2, 3.1.1).
-        for pair in &self.pairs {
-            let mut batch = [0usize; 64];
-            let mut n = 0;
-            let size = pair.pool.len();
-            let mut i = 0;
-            while i < size {
-                if pair.pool.claim(i) {
-                    batch[n] = i;
-                    n += 1;
-                }
-                i += 1;
-                if n == batch.len() || (i == size && n > 0) {
-                    pair.rx
-                        .with(irql, |rx, _| self.add_rx_buffers(rx, pair, &batch[..n]));
-                    n = 0;
-                }
-            }
-        }
+        self.post_receive_buffers(irql);
         t.add_status(status::DRIVER_OK);
         if t.status() & status::DRIVER_OK == 0 {
             return Err(Status::DEVICE_FAILED);
@@ -517,6 +500,29 @@ impl Device {
                 }
             }
             self.post_rx(pair, &batch[..n], irql);
+        }
+    }
+
+    /// Claims every receive buffer of every pair that is free (not lent to NDIS) and makes it
+    /// available on its ring, without notifying the device, in batches on the stack (no heap).
+    pub(super) fn post_receive_buffers<C: AtMostDispatch>(&self, irql: &mut C) {
+        for pair in &self.pairs {
+            let mut batch = [0usize; 64];
+            let mut n = 0;
+            let size = pair.pool.len();
+            let mut i = 0;
+            while i < size {
+                if pair.pool.claim(i) {
+                    batch[n] = i;
+                    n += 1;
+                }
+                i += 1;
+                if n == batch.len() || (i == size && n > 0) {
+                    pair.rx
+                        .with(irql, |rx, _| self.add_rx_buffers(rx, pair, &batch[..n]));
+                    n = 0;
+                }
+            }
         }
     }
 }

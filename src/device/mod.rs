@@ -13,13 +13,12 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU16, AtomicUsize};
 
 use ndis::Status;
 use ndis::dma::{DmaRegistration, SharedMemory};
-use ndis::heap::Shared;
+use ndis::heap::{self, Shared};
 use ndis::io::OwnedWindow;
 use ndis::irql::Passive;
 use ndis::miniport::{Init, Initializing, NdisAdapter};
@@ -206,8 +205,14 @@ fn new_queue(
 ) -> Result<Queue, Status> {
     let layout = Layout::new(size).map_err(|_| Status::INVALID_PARAMETER)?;
     let memory = dma.allocate(init, layout.total)?;
-    SplitQueue::new(memory, vec![Slot::EMPTY; size as usize], size, event_idx)
-        .map_err(|_| Status::RESOURCES)
+    let slots = heap::try_filled(Slot::EMPTY, size as usize, init.passive())?;
+    SplitQueue::new(memory, slots, size, event_idx).map_err(|_| Status::RESOURCES)
+}
+
+/// Resets the device and marks it FAILED: initialize failed after queues were programmed.
+fn fail(transport: &Transport<OwnedWindow>) {
+    let _ = transport.reset(|| ndis::sync::stall(10));
+    transport.add_status(crate::virtio::pci::status::FAILED);
 }
 
 fn program(transport: &Transport<OwnedWindow>, queue: u16, vq: &Queue) -> Result<Notifier, Status> {
@@ -252,7 +257,8 @@ impl Device {
             } else {
                 frame.max
             };
-            let mut pairs = Vec::new();
+            let passive = ini.passive();
+            let mut pairs = heap::try_vec(usize::from(plan.pairs()), passive)?;
             for j in 0..plan.pairs() {
                 let rx_max = transport
                     .queue_max_size(net::rx_queue(j))
@@ -277,33 +283,35 @@ impl Device {
                 let rss = ndis::rss::RssView::try_new(ini.passive())?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
-                pairs.push(Pair {
+                let (rx_len, tx_len) = (usize::from(rx_n), usize::from(tx_n));
+                let pair = Pair {
                     rx: SpinLock::new(RxRing {
                         vq: rx_vq,
-                        buffer_of: vec![0; rx_n as usize],
+                        buffer_of: heap::try_filled(0, rx_len, passive)?,
                         notifier: rx_notifier,
                         rss,
                     }),
                     pool,
                     tx: SpinLock::new(TxRing {
                         vq: tx_vq,
-                        bounce_of: vec![0; tx_n as usize],
-                        next_bounce: vec![NO_BOUNCE; tx_n as usize],
-                        free: (0..tx_n).rev().collect(),
+                        bounce_of: heap::try_filled(0, tx_len, passive)?,
+                        next_bounce: heap::try_filled(NO_BOUNCE, tx_len, passive)?,
+                        free: heap::try_collect((0..tx_n).rev(), passive)?,
                         bounce,
                         notifier: tx_notifier,
                         // A large send that is not contiguous is gathered here whole.
-                        scratch: vec![0; scratch_len].into_boxed_slice(),
-                        backlog: VecDeque::with_capacity(tx::TX_BACKLOG),
-                        mapped_of: (0..tx_n).map(|_| None).collect(),
-                        finished: Vec::with_capacity(tx_n as usize),
+                        scratch: heap::try_boxed_slice(0, scratch_len, passive)?,
+                        backlog: heap::try_deque(tx::TX_BACKLOG, passive)?,
+                        mapped_of: heap::try_collect((0..tx_len).map(|_| None), passive)?,
+                        finished: heap::try_vec(tx_len, passive)?,
                         mapping: false,
                         parked: None,
                         in_flight_mapped: 0,
                     }),
                     mapping_cpu: core::sync::atomic::AtomicU32::new(u32::MAX),
                     handoff: SpinLock::new(None),
-                });
+                };
+                heap::try_push(&mut pairs, pair, passive)?;
             }
             let control = match control_queue {
                 Some(q) => {
@@ -341,19 +349,17 @@ impl Device {
         let (pairs, control) = match parts {
             Ok(p) => p,
             Err(e) => {
-                let _ = transport.reset(|| ndis::sync::stall(10));
-                transport.add_status(crate::virtio::pci::status::FAILED);
+                fail(&transport);
                 return Err(e);
             }
         };
         // Every receive buffer of every pair fits in any one processor's FIFO.
         let buffers: usize = pairs.iter().map(|p| p.pool.len()).sum();
         let cpus = ndis::sync::processor_count().clamp(1, 64) as usize;
-        let steer = match steer::Steering::new(cpus, buffers) {
+        let steer = match steer::Steering::new(cpus, buffers, ini.passive()) {
             Ok(s) => s,
             Err(e) => {
-                let _ = transport.reset(|| ndis::sync::stall(10));
-                transport.add_status(crate::virtio::pci::status::FAILED);
+                fail(&transport);
                 return Err(e);
             }
         };
@@ -382,16 +388,15 @@ impl Device {
             rss_mode: AtomicU8::new(0),
             _dma: dma,
         };
-        for pair in &device.pairs {
-            let all: Vec<usize> = (0..pair.pool.len())
-                .filter(|&i| pair.pool.claim(i))
-                .collect();
-            // Made available, not announced: the doorbell waits for DRIVER_OK.
-            pair.rx.with(init.passive_mut(), |rx, _| {
-                device.add_rx_buffers(rx, pair, &all)
-            });
-        }
+        // Made available, not announced: the doorbell waits for DRIVER_OK.
+        device.post_receive_buffers(init.passive_mut());
         Ok(device)
+    }
+
+    /// Stops a device [`build`](Self::build) programmed, when initialize fails after it: reset
+    /// (it holds addresses of memory about to be freed) and marked FAILED.
+    pub fn fail(&self) {
+        fail(&self.transport);
     }
 
     /// Once DRIVER_OK is set: one notification per receive queue for the buffers

@@ -55,22 +55,23 @@ pub struct Steering {
 
 impl Steering {
     /// One FIFO of `capacity` frames per processor (`cpus`).
-    pub fn new(cpus: usize, capacity: usize) -> Result<Steering, Status> {
-        let mut fifos = Vec::new();
-        fifos
-            .try_reserve_exact(cpus)
-            .map_err(|_| Status::RESOURCES)?;
+    pub fn new(
+        cpus: usize,
+        capacity: usize,
+        irql: &impl ndis::irql::AtMostDispatch,
+    ) -> Result<Steering, Status> {
+        let mut fifos = ndis::heap::try_vec(cpus, irql)?;
         for _ in 0..cpus {
-            let mut items = Vec::new();
-            items
-                .try_reserve_exact(capacity.max(1))
-                .map_err(|_| Status::RESOURCES)?;
-            items.resize(capacity.max(1), (0, RxFrame::default()));
-            fifos.push(SpinLock::new(Fifo {
-                items,
-                head: 0,
-                len: 0,
-            }));
+            let items = ndis::heap::try_filled((0, RxFrame::default()), capacity.max(1), irql)?;
+            ndis::heap::try_push(
+                &mut fifos,
+                SpinLock::new(Fifo {
+                    items,
+                    head: 0,
+                    len: 0,
+                }),
+                irql,
+            )?;
         }
         Ok(Steering {
             fifos,

@@ -1,10 +1,10 @@
 //! The transmit path: lists copied into bounce buffers (with the tag and checksum requests
 //! applied) on the pair of the current processor, and descriptors reaped back.
 
-use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use ndis::Status;
+use ndis::heap::Shared;
 use ndis::hw::DeviceMemory;
 use ndis::irql::{AtMostDispatch, Dispatch, DispatchOrBelow};
 use ndis::nbl::{
@@ -59,7 +59,7 @@ enum Queued {
 
 /// The NDIS callback with a mapped frame: queued on the ring it was mapped for (the cookie).
 impl MapHook for super::Device {
-    fn mapped(self: Arc<Self>, send: MappedSend, irql: &mut Dispatch<'_>) {
+    fn mapped(&self, shared: &Shared<Self>, send: MappedSend, irql: &mut Dispatch<'_>) {
         let j = send.cookie();
         let mut done = SendCompletion::new(&self.ndis);
         let Some(pair) = self.pairs.get(j) else {
@@ -92,7 +92,7 @@ impl MapHook for super::Device {
         });
         done.complete(irql);
         if let Some(h) = to_map {
-            self.start_map(j, h, irql);
+            self.start_map(shared, j, h, irql);
         }
     }
 }
@@ -169,14 +169,15 @@ impl Device {
     /// may run inside the request (`MapHook::mapped`, which takes the ring's lock: none is
     /// held here) and start the next mapping of the backlog.
     pub(super) fn start_map<C: AtMostDispatch>(
-        self: &Arc<Self>,
+        &self,
+        shared: &Shared<Self>,
         j: usize,
         held: HeldSend,
         irql: &mut C,
     ) {
         let mut next = Some(held);
         while let Some(h) = next.take() {
-            let h = match h.map(&self._dma, self, j, irql) {
+            let h = match h.map(&self._dma, shared, j, irql) {
                 Ok(()) => return,
                 Err((h, _)) => h,
             };
@@ -344,7 +345,7 @@ impl Device {
     /// The transmit DPC work for pair `j` (used when a TX vector fires): reclaims what the
     /// device finished and sends the ring's backlog into the room made (completing those
     /// lists), outside the lock.
-    pub fn reap<C: AtMostDispatch>(self: &Arc<Self>, j: usize, irql: &mut C) {
+    pub fn reap<C: AtMostDispatch>(&self, shared: &Shared<Self>, j: usize, irql: &mut C) {
         let Some(pair) = self.pairs.get(j) else {
             return;
         };
@@ -380,7 +381,7 @@ impl Device {
             self.needs_reset();
         }
         if let Some(h) = to_map {
-            self.start_map(j, h, irql);
+            self.start_map(shared, j, h, irql);
         }
     }
 
@@ -484,7 +485,12 @@ impl Device {
     /// Copies every frame of every list into transmit buffers of the pair chosen by the current
     /// processor and hands them to the device: one lock acquisition and at most one doorbell
     /// for the whole chain.
-    pub fn send(self: &Arc<Self>, lists: &mut SendLists<'_>, irql: &mut DispatchOrBelow<'_>) {
+    pub fn send(
+        &self,
+        shared: &Shared<Self>,
+        lists: &mut SendLists<'_>,
+        irql: &mut DispatchOrBelow<'_>,
+    ) {
         // The one health check of the send path: a relaxed load.
         let health = self.health.load(Ordering::Relaxed);
         if health != super::Health::Healthy as u8 {
@@ -525,7 +531,7 @@ impl Device {
                             // `tx.mapping` set and later lists waiting behind it.
                             let cpu = ndis::sync::current_processor();
                             pair.mapping_cpu.store(cpu, Ordering::Release);
-                            let mapped = held.map(&self._dma, self, j, &*irql_token);
+                            let mapped = held.map(&self._dma, shared, j, &*irql_token);
                             pair.mapping_cpu.store(u32::MAX, Ordering::Release);
                             match mapped {
                                 Ok(()) => {}
@@ -569,7 +575,7 @@ impl Device {
         });
         done.complete(irql);
         if let Some(h) = to_map {
-            self.start_map(j, h, irql);
+            self.start_map(shared, j, h, irql);
         }
     }
 

@@ -51,7 +51,6 @@ pub fn load(emu: &Emulator, build: Build) -> sys::NTSTATUS {
 /// `fn name(build: Build) { .. }` becomes the tests `name::host` and `name::image`; the image
 /// variant builds the image here, in the test process, then runs the scenario in a child
 /// process.
-#[allow(unused_macros)] // pnp_and_versions.rs and rss.rs run the host build only
 macro_rules! both_builds {
     ($(#[doc = $doc:literal])* fn $name:ident($build:ident: Build) $body:block) => {
         $(#[doc = $doc])*
@@ -143,6 +142,34 @@ impl Nic {
         got
     }
 
+    /// Injects each frame on its pair, runs the DPCs, and checks the driver indicated exactly
+    /// those frames, byte-exact, in any order across pairs. The protocol returns each batch it
+    /// got, so frames that waited for a buffer come up too; nothing is held afterwards.
+    pub fn check_rx_on(&self, frames: &[(u16, Vec<u8>)]) {
+        for (pair, f) in frames {
+            self.net(|n, bus| n.inject_frame(bus, *pair, f));
+        }
+        self.emu.run_dpcs();
+        let mut got = Vec::new();
+        loop {
+            let batch = self.emu.received_frames(self.adapter);
+            if batch.is_empty() {
+                break;
+            }
+            got.extend(batch);
+            self.emu.return_receives(self.adapter);
+        }
+        let mut expected: Vec<&Vec<u8>> = frames.iter().map(|(_, f)| f).collect();
+        got.sort();
+        expected.sort();
+        assert_eq!(got.len(), expected.len(), "frames indicated");
+        assert!(
+            got.iter().eq(expected.iter().copied()),
+            "the driver indicated different bytes than the device received"
+        );
+        self.emu.return_receives(self.adapter);
+    }
+
     /// Sets the packet filter to promiscuous, for tests of frames that are not addressed to
     /// the adapter (the filter TCP/IP sets at bind would drop them).
     pub fn accept_all(&self) {
@@ -169,7 +196,21 @@ impl Nic {
         assert_eq!(self.emu.pause(self.adapter), sys::NDIS_STATUS_SUCCESS);
         self.emu.halt(self.adapter, sys::NdisHaltDeviceDisabled);
         self.emu.unload();
+        assert_no_infallible_allocation(&self.emu);
     }
+}
+
+/// Checks that the driver made no infallible heap allocation (`Box::new`, `Vec::push` past
+/// capacity, `collect()`, ...) in any callback so far: in the kernel each one bug-checks the
+/// machine when the pool is exhausted. Counted on the host build (`DriverHeap`); the image's
+/// allocations are pool calls, which the fault sweeps fail instead.
+pub fn assert_no_infallible_allocation(emu: &Emulator) {
+    assert_eq!(
+        emu.infallible_heap_allocations(),
+        (0, 0),
+        "infallible driver heap allocations (count, bytes): each would bug-check an exhausted \
+         pool (NDIS_EMU_INFALLIBLE_BACKTRACE=1 prints where)"
+    );
 }
 
 /// A frame of `len` bytes to the adapter (directed: the packet filter TCP/IP sets passes it)

@@ -56,6 +56,43 @@ fn compat(manifest: &Path, image: &Path) -> (bool, String) {
     )
 }
 
+/// `--step stampinf stamp --crate-version 1.0.0 --manifest MANIFEST -o OUT INX`.
+fn stamp(manifest: &Path, out: &Path, inx: &Path) -> (bool, String) {
+    common::run(
+        common::bin()
+            .args([
+                "--step",
+                "stampinf",
+                "stamp",
+                "--crate-version",
+                "1.0.0",
+                "--manifest",
+            ])
+            .arg(manifest)
+            .arg("-o")
+            .arg(out)
+            .arg(inx),
+    )
+}
+
+/// `--step STEP check --msi --manifest MANIFEST INF` (an INF or an INX).
+fn check(step: &str, manifest: &Path, inf: &Path) -> (bool, String) {
+    common::run(
+        common::bin()
+            .args(["--step", step, "check", "--msi", "--manifest"])
+            .arg(manifest)
+            .arg(inf),
+    )
+}
+
+/// `text` holds `expected` (the whole line the CLI prints, or its start).
+fn assert_says(text: &str, expected: &str) {
+    assert!(
+        text.contains(expected),
+        "expected:\n{expected}\ngot:\n{text}"
+    );
+}
+
 #[test]
 fn the_fixture_generator_writes_the_import_table_it_is_asked_for() {
     let pe = common::pe_with_imports(
@@ -88,10 +125,7 @@ fn an_import_newer_than_the_declared_windows_fails_with_step_file_and_reason() {
         sys.display(),
         m.display()
     );
-    assert!(
-        text.contains(&expected),
-        "expected:\n{expected}\ngot:\n{text}"
-    );
+    assert_says(&text, &expected);
     assert!(
         text.contains("[check-windows-version] failed (1 error)"),
         "{text}"
@@ -151,10 +185,7 @@ fn an_ndis_minimum_newer_than_the_declared_windows_fails_at_its_line() {
          10.0.16299 (Windows 10 1709)",
         m.display()
     );
-    assert!(
-        text.contains(&expected),
-        "expected:\n{expected}\ngot:\n{text}"
-    );
+    assert_says(&text, &expected);
 }
 
 #[test]
@@ -193,21 +224,7 @@ fn stamping_writes_the_declared_minimum_into_the_decorations_and_the_check_verif
     let dir = common::scratch("compat-stamp");
     let m = manifest(&dir, "10.0.16299", "6.20..=6.89");
     let inf = dir.join("vionet.inf");
-    let (ok, text) = common::run(
-        common::bin()
-            .args([
-                "--step",
-                "stampinf",
-                "stamp",
-                "--crate-version",
-                "1.0.0",
-                "--manifest",
-            ])
-            .arg(&m)
-            .arg("-o")
-            .arg(&inf)
-            .arg(common::repo_inx()),
-    );
+    let (ok, text) = stamp(&m, &inf, &common::repo_inx());
     assert!(ok, "{text}");
     assert!(
         text.contains("[stampinf] [Manufacturer] Standard NTamd64 -> NTamd64.10.0...16299"),
@@ -222,22 +239,14 @@ fn stamping_writes_the_declared_minimum_into_the_decorations_and_the_check_verif
         stamped.contains("\r\n[Standard.NTamd64.10.0...16299]\r\n"),
         "{stamped}"
     );
-    let check = |manifest: &Path, inf: &Path| {
-        common::run(
-            common::bin()
-                .args(["--step", "infverif", "check", "--msi", "--manifest"])
-                .arg(manifest)
-                .arg(inf),
-        )
-    };
-    let (ok, text) = check(&m, &inf);
+    let (ok, text) = check("infverif", &m, &inf);
     assert!(ok, "{text}");
 
     // The same INF checked against a manifest declaring another minimum is refused at the line.
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
     let m2 = manifest(&other, "10.0.17763", "6.20..=6.89");
-    let (ok, text) = check(&m2, &inf);
+    let (ok, text) = check("infverif", &m2, &inf);
     assert!(!ok, "{text}");
     let line = stamped
         .lines()
@@ -273,38 +282,16 @@ fn a_hand_written_decoration_that_disagrees_fails_stamping_with_step_file_line_a
         .position(|l| l.contains("...19041") && !l.starts_with('['))
         .unwrap()
         + 1;
-    let (ok, text) = common::run(
-        common::bin()
-            .args([
-                "--step",
-                "stampinf",
-                "stamp",
-                "--crate-version",
-                "1.0.0",
-                "--manifest",
-            ])
-            .arg(&m)
-            .arg("-o")
-            .arg(dir.join("x.inf"))
-            .arg(&broken),
-    );
+    let (ok, text) = stamp(&m, &dir.join("x.inf"), &broken);
     assert!(!ok, "{text}");
     let expected = format!(
         "[stampinf] error: {}:{line}: [Manufacturer] decoration `NTamd64.10.0...19041` targets Windows 10.0 build 19041, but {} declares min-windows = 10.0.16299 (Windows 10 1709)",
         broken.display(),
         m.display()
     );
-    assert!(
-        text.contains(&expected),
-        "expected:\n{expected}\ngot:\n{text}"
-    );
+    assert_says(&text, &expected);
     // The INX check refuses it too (cargo make package runs it before touching the package).
-    let (ok, text) = common::run(
-        common::bin()
-            .args(["--step", "infverif-inx", "check", "--msi", "--manifest"])
-            .arg(&m)
-            .arg(&broken),
-    );
+    let (ok, text) = check("infverif-inx", &m, &broken);
     assert!(!ok, "{text}");
     assert!(
         text.contains(&format!(
@@ -314,24 +301,12 @@ fn a_hand_written_decoration_that_disagrees_fails_stamping_with_step_file_line_a
         "{text}"
     );
     // The real INX names no version: the INX check accepts it.
-    let (ok, text) = common::run(
-        common::bin()
-            .args(["check", "--msi", "--manifest"])
-            .arg(&m)
-            .arg(common::repo_inx()),
-    );
+    let (ok, text) = check("infverif-inx", &m, &common::repo_inx());
     assert!(ok, "{text}");
     // Agreeing with the manifest, the hand-written decoration is kept.
     let agreeing = dir.join("agreeing.inx");
     std::fs::write(&agreeing, broken_text.replace("19041", "16299")).unwrap();
-    let (ok, text) = common::run(
-        common::bin()
-            .args(["stamp", "--crate-version", "1.0.0", "--manifest"])
-            .arg(&m)
-            .arg("-o")
-            .arg(dir.join("y.inf"))
-            .arg(&agreeing),
-    );
+    let (ok, text) = stamp(&m, &dir.join("y.inf"), &agreeing);
     assert!(ok, "{text}");
     assert!(
         std::fs::read_to_string(dir.join("y.inf"))

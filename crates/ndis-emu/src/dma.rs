@@ -10,6 +10,7 @@
 //! still there (shared memory is freed before `NdisMDeregisterScatterGatherDma`); halt requires the
 //! DMA registration to be gone and unload every block to be freed.
 
+use std::cell::RefMut;
 use std::collections::BTreeMap;
 
 use ndis_sys as sys;
@@ -158,23 +159,39 @@ pub(crate) unsafe fn ndis_m_register_scatter_gather_dma(
     sys::NDIS_STATUS_SUCCESS
 }
 
-pub(crate) unsafe fn ndis_m_deregister_scatter_gather_dma(dma: sys::NDIS_HANDLE) {
-    let m = machine::current();
-    let mut st = m.st();
-    st.require_irql(sys::PASSIVE_LEVEL, "NdisMDeregisterScatterGatherDma");
-    let Some(a) = st
-        .ndis
+/// The adapter whose live DMA registration is `dma`, if any.
+fn dma_owner(st: &State, dma: sys::NDIS_HANDLE) -> Option<usize> {
+    st.ndis
         .adapters
         .iter()
         .position(|x| x.dma == Some(dma as usize))
-    else {
-        drop(st);
-        dma_violation(
-            format!("NdisMDeregisterScatterGatherDma({dma:p}): not a live DMA registration"),
-            dma as usize,
-            0,
-        );
-    };
+}
+
+/// The adapter whose live DMA registration is `dma`, with the state handed back; a DMA bug
+/// check naming `export` if `dma` is no live registration.
+fn adapter_of_dma<'a>(
+    st: RefMut<'a, State>,
+    dma: sys::NDIS_HANDLE,
+    export: &str,
+) -> (RefMut<'a, State>, usize) {
+    match dma_owner(&st, dma) {
+        Some(a) => (st, a),
+        None => {
+            drop(st);
+            dma_violation(
+                format!("{export}({dma:p}): not a live DMA registration"),
+                dma as usize,
+                0,
+            )
+        }
+    }
+}
+
+pub(crate) unsafe fn ndis_m_deregister_scatter_gather_dma(dma: sys::NDIS_HANDLE) {
+    let m = machine::current();
+    let st = m.st();
+    st.require_irql(sys::PASSIVE_LEVEL, "NdisMDeregisterScatterGatherDma");
+    let (mut st, a) = adapter_of_dma(st, dma, "NdisMDeregisterScatterGatherDma");
     if let Some(n) = st.dma.sg.outstanding(a) {
         drop(st);
         dma_violation(
@@ -539,21 +556,9 @@ pub(crate) unsafe fn ndis_m_allocate_net_buffer_sg_list(
     buffer_size: sys::ULONG,
 ) -> sys::NDIS_STATUS {
     let m = machine::current();
-    let mut st = m.st();
+    let st = m.st();
     st.require_irql(sys::DISPATCH_LEVEL, "NdisMAllocateNetBufferSGList");
-    let Some(a) = st
-        .ndis
-        .adapters
-        .iter()
-        .position(|x| x.dma == Some(dma as usize))
-    else {
-        drop(st);
-        dma_violation(
-            format!("NdisMAllocateNetBufferSGList({dma:p}): not a live DMA registration"),
-            dma as usize,
-            0,
-        );
-    };
+    let (mut st, a) = adapter_of_dma(st, dma, "NdisMAllocateNetBufferSGList");
     let Some(handler) = st.dma.sg.handlers.get(&a).copied().flatten() else {
         drop(st);
         dma_violation(
@@ -715,11 +720,7 @@ pub(crate) unsafe fn ndis_m_free_net_buffer_sg_list(
     let m = machine::current();
     let mut st = m.st();
     st.require_irql(sys::DISPATCH_LEVEL, "NdisMFreeNetBufferSGList");
-    let a = st
-        .ndis
-        .adapters
-        .iter()
-        .position(|x| x.dma == Some(dma as usize));
+    let a = dma_owner(&st, dma);
     let ok = a.is_some_and(|a| {
         st.dma
             .sg

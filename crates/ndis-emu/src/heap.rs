@@ -31,6 +31,10 @@
 //!   `Vec::try_reserve` and the like; the emulator installs its hook) are fallible calls of the
 //!   fault plan, named [`FALLIBLE_SITE`]: a plan or a sweep may fail them (null), and
 //!   `fallible_calls()` lists them. Infallible ones are never failed: `Box::new` aborts on null.
+//!   They are counted instead (`Emulator::infallible_heap_allocations`): each is an allocation
+//!   whose failure would bug-check the kernel (km-rt's alloc error handler), so a test can
+//!   require a path to make none. With `NDIS_EMU_INFALLIBLE_BACKTRACE=1` in the environment each
+//!   one prints its backtrace on stderr, to find it.
 //!
 //! Whether this allocator is installed at all is probed by [`probe`] when an emulator is created
 //! (`Emulator::leak_detection`).
@@ -65,6 +69,38 @@ thread_local! {
     static LIVE: RefCell<Option<HashMap<usize, usize>>> = const { RefCell::new(None) };
     /// Set while the allocator itself works, so its own bookkeeping is never recorded.
     static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// (count, bytes) of driver allocations made outside a fallible region.
+    static INFALLIBLE: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// Set while [`probe`] runs: its block is not the driver's.
+    static PROBING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether each infallible driver allocation prints its backtrace (read once).
+static INFALLIBLE_BACKTRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Counts an infallible driver allocation (and prints where it was made, if asked to).
+fn note_infallible(bytes: usize) {
+    if PROBING.try_with(|p| p.get()).unwrap_or(false) {
+        return;
+    }
+    let _ = INFALLIBLE.try_with(|c| {
+        let (n, b) = c.get();
+        c.set((n + 1, b + bytes));
+    });
+    let _ = BUSY.try_with(|busy| {
+        if busy.replace(true) {
+            return;
+        }
+        let print = *INFALLIBLE_BACKTRACE
+            .get_or_init(|| std::env::var_os("NDIS_EMU_INFALLIBLE_BACKTRACE").is_some());
+        if print {
+            eprintln!(
+                "infallible driver heap allocation of {bytes} bytes:\n{}",
+                std::backtrace::Backtrace::force_capture()
+            );
+        }
+        busy.set(false);
+    });
 }
 
 /// A global allocator over the system allocator that records the driver's allocations.
@@ -109,6 +145,7 @@ fn fail_driver_allocation(bytes: usize) -> bool {
     }
     check_irql(bytes, false);
     if FALLIBLE_DEPTH.try_with(|d| d.get()).unwrap_or(0) == 0 {
+        note_infallible(bytes);
         return false;
     }
     let mut fail = false;
@@ -275,17 +312,40 @@ pub(crate) fn live() -> (usize, usize) {
     out
 }
 
+/// (count, bytes) of the driver's infallible heap allocations since the last [`reset`].
+pub(crate) fn infallible() -> (usize, usize) {
+    INFALLIBLE.try_with(|c| c.get()).unwrap_or((0, 0))
+}
+
 /// Forgets every record (a new emulator starts clean).
 pub(crate) fn reset() {
     with_bookkeeping(|live| live.clear());
+    INFALLIBLE.with(|c| c.set((0, 0)));
     FALLIBLE_DEPTH.with(|d| d.set(0));
     IRQL_VIOLATION.with(|v| v.set(None));
+}
+
+/// Marks [`probe`]'s allocation as not the driver's infallible one (cleared on drop).
+struct Probing;
+
+impl Probing {
+    fn enter() -> Self {
+        PROBING.with(|p| p.set(true));
+        Probing
+    }
+}
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        PROBING.with(|p| p.set(false));
+    }
 }
 
 /// Whether [`DriverHeap`] is this process's global allocator: a block allocated as driver code
 /// must show up in its records.
 pub(crate) fn probe() -> bool {
     let layout = Layout::new::<u64>();
+    let _probing = Probing::enter();
     as_driver(sys::PASSIVE_LEVEL, || {
         // SAFETY: a non-zero-sized layout; the block is freed below with it.
         let p = std::hint::black_box(unsafe { std::alloc::alloc(layout) });

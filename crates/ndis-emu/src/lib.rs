@@ -1039,6 +1039,17 @@ impl Emulator {
         self.machine.st().faults.log.clone()
     }
 
+    /// (count, bytes) of the heap allocations driver code made since this emulator was created
+    /// outside a fallible region (`ndis_sys::host::fallible_allocation`): `Box::new`,
+    /// `Vec::push` past capacity, `collect()` and the like. In the kernel each of them bug-checks
+    /// the machine when the pool is exhausted (the Rust alloc error handler), so a path NDIS lets
+    /// fail should make none. Counted by [`DriverHeap`] (zero without it, see
+    /// [`leak_detection`](Self::leak_detection)); with `NDIS_EMU_INFALLIBLE_BACKTRACE` set each
+    /// one prints its backtrace on stderr.
+    pub fn infallible_heap_allocations(&self) -> (usize, usize) {
+        heap::infallible()
+    }
+
     /// Live allocations (address, record).
     pub fn allocations(&self) -> Vec<(usize, Allocation)> {
         let mut v: Vec<_> = self

@@ -62,7 +62,18 @@ fn perms_at(address: usize) -> String {
 
 #[test]
 fn the_release_images_map_relocated_with_section_protections_and_every_import_bound() {
-    for path in [loopback(), vionet()] {
+    // vionet has a stack frame over a page (its `__chkstk` probe); the loopback sample has none
+    // since the framework's halt stopped sorting (a stable sort's 4 KiB stack buffer).
+    for (path, crt) in [
+        (
+            loopback(),
+            &["memcpy", "memset", "ExAllocatePoolWithTag"][..],
+        ),
+        (
+            vionet(),
+            &["__chkstk", "memcpy", "memset", "ExAllocatePoolWithTag"][..],
+        ),
+    ] {
         let emu = Emulator::new(Config::default());
         let image = emu.load_image(path).expect("load");
         assert_ne!(image.base as u64, image.preferred_base, "relocated");
@@ -75,7 +86,7 @@ fn the_release_images_map_relocated_with_section_protections_and_every_import_bo
                 .unwrap_or_else(|| panic!("{}!{} bound to nothing", i.module, i.function));
             assert_eq!(e.address, i.address, "{}!{}", i.module, i.function);
         }
-        for f in ["__chkstk", "memcpy", "memset", "ExAllocatePoolWithTag"] {
+        for &f in crt {
             assert!(
                 image
                     .imports

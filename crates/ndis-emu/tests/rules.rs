@@ -654,6 +654,31 @@ fn a_plan_fails_a_named_fallible_heap_allocation() {
     emu.unload();
 }
 
+#[test]
+fn infallible_driver_allocations_are_counted_and_fallible_ones_are_not() {
+    scripts(allocate_fallibly, free_buffer);
+    let emu = Emulator::new(Config::default());
+    assert_eq!(emu.load_driver(entry), 0);
+    assert_eq!(emu.infallible_heap_allocations(), (0, 0));
+    let a = emu
+        .add_adapter(InterruptResources::None)
+        .expect("initialize");
+    // The `Box<u64>`; not the 4096-byte buffer reserved inside `fallible_allocation`, and not
+    // the emulator's own allocations.
+    assert_eq!(emu.infallible_heap_allocations(), (1, 8));
+    assert_eq!(emu.restart(a), 0);
+    emu.pause(a);
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+    assert_eq!(emu.infallible_heap_allocations(), (1, 8));
+    drop(emu);
+    // A new emulator starts from zero.
+    assert_eq!(
+        Emulator::new(Config::default()).infallible_heap_allocations(),
+        (0, 0)
+    );
+}
+
 // --- 7. leak detection on -----------------------------------------------------------------------
 
 #[test]

@@ -11,6 +11,7 @@
 //! `NdisAllocateMemoryWithTagPriority`); these functions take a token that proves it.
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -51,6 +52,53 @@ pub fn try_vec<T, C: AtMostDispatch>(capacity: usize, _irql: &C) -> Result<Vec<T
     let mut v = Vec::new();
     fallible(|| v.try_reserve_exact(capacity)).map_err(|_| Status::RESOURCES)?;
     Ok(v)
+}
+
+/// `vec![value; len]`, or `RESOURCES`.
+pub fn try_filled<T: Clone, C: AtMostDispatch>(
+    value: T,
+    len: usize,
+    irql: &C,
+) -> Result<Vec<T>, Status> {
+    let mut v = try_vec(len, irql)?;
+    v.resize(len, value); // within capacity: allocates nothing
+    Ok(v)
+}
+
+/// `iter.collect::<Vec<_>>()`, or `RESOURCES`: room for the iterator's lower size bound is
+/// reserved at once, anything past it grows fallibly.
+pub fn try_collect<T, C: AtMostDispatch>(
+    iter: impl IntoIterator<Item = T>,
+    irql: &C,
+) -> Result<Vec<T>, Status> {
+    let iter = iter.into_iter();
+    let mut v = try_vec(iter.size_hint().0, irql)?;
+    for item in iter {
+        try_push(&mut v, item, irql)?;
+    }
+    Ok(v)
+}
+
+/// `vec![value; len].into_boxed_slice()`, or `RESOURCES`.
+pub fn try_boxed_slice<T: Clone, C: AtMostDispatch>(
+    value: T,
+    len: usize,
+    irql: &C,
+) -> Result<Box<[T]>, Status> {
+    let v = try_filled(value, len, irql)?;
+    if v.capacity() != v.len() {
+        // `into_boxed_slice` would reallocate (infallibly) to shrink; the allocator gave more
+        // than was asked for, which the global allocators here never do.
+        return Err(Status::RESOURCES);
+    }
+    Ok(v.into_boxed_slice())
+}
+
+/// An empty double-ended queue with room for `capacity` elements, or `RESOURCES`.
+pub fn try_deque<T, C: AtMostDispatch>(capacity: usize, _irql: &C) -> Result<VecDeque<T>, Status> {
+    let mut q = VecDeque::new();
+    fallible(|| q.try_reserve_exact(capacity)).map_err(|_| Status::RESOURCES)?;
+    Ok(q)
 }
 
 /// Appends to `v`, growing it fallibly.

@@ -33,6 +33,16 @@ pub(crate) enum Kind {
     IoSpace,
 }
 
+impl Kind {
+    /// Every kind, in release order.
+    const ORDER: [Kind; 4] = [
+        Kind::Interrupt,
+        Kind::SharedMemory,
+        Kind::Dma,
+        Kind::IoSpace,
+    ];
+}
+
 /// An NDIS object behind a [`Shared`] that the framework releases.
 pub(crate) trait Release: Send + Sync {
     const KIND: Kind;
@@ -134,11 +144,15 @@ impl AdapterResources {
     /// At PASSIVE_LEVEL in `MiniportHaltEx` or in a failing `MiniportInitializeEx` of the adapter
     /// the objects belong to, after the driver's adapter state is gone.
     pub unsafe fn release_all(&self, _passive: &Passive<'_>) {
-        let mut records = self.records.with_unchecked(core::mem::take);
-        records.sort_by_key(|r| r.kind);
-        for r in records {
-            // SAFETY: each record's pointer is finished once (the vector was taken).
-            unsafe { (r.finish)(r.object) };
+        let records = self.records.with_unchecked(core::mem::take);
+        // One pass per kind, not a sort: a stable sort of more records than its stack buffer
+        // holds allocates, and halt cannot fail. Each kind keeps its adoption order.
+        for kind in Kind::ORDER {
+            for r in records.iter().filter(|r| r.kind == kind) {
+                // SAFETY: each record's pointer is finished once (the vector was taken, and
+                // each record has one kind).
+                unsafe { (r.finish)(r.object) };
+            }
         }
     }
 }

@@ -108,7 +108,14 @@ impl Loopback {
             // Ours until indicated: the claim lets the pool write it.
             let written = self.receive.write(index, 0, &scratch[..len]);
             debug_assert!(written);
-            frames.push((index, 0, len));
+            // Grown fallibly: an infallible push would bug-check an exhausted pool.
+            if let Err(status) = ndis::heap::try_push(&mut frames, (index, 0, len), irql) {
+                self.receive.release(index);
+                for &(index, _, _) in &frames {
+                    self.receive.release(index);
+                }
+                return status;
+            }
         }
         // Frames NDIS does not take (paused meanwhile) give their buffers back.
         let release = |index| self.receive.release(index);

@@ -95,6 +95,13 @@ fn stop(emu: &Emulator, a: AdapterId) {
     assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
+    // In the kernel an infallible allocation bug-checks an exhausted pool; the host build's
+    // are counted (the image's are pool calls, which the sweep fails).
+    assert_eq!(
+        emu.infallible_heap_allocations(),
+        (0, 0),
+        "infallible driver heap allocations (count, bytes)"
+    );
 }
 
 fn frame(dst: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
@@ -314,9 +321,21 @@ fn initialize_survives_every_failing_ndis_call_without_a_leak(build: Build) {
             return; // DriverEntry failed: Windows never calls unload.
         }
         if let Ok(a) = emu.add_adapter(InterruptResources::None) {
+            // The datapath too: a list of frames looped back (a failed allocation fails the
+            // list, and nothing is lost).
+            if emu.restart(a) == sys::NDIS_STATUS_SUCCESS {
+                let frames: Vec<Vec<u8>> = (0..3).map(|i| frame(MAC, 64, i)).collect();
+                let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+                emu.send_lists(a, &[&refs]);
+                assert_eq!(emu.send_statuses().len(), 1, "the list completed");
+                emu.received_frames(a);
+                emu.return_receives(a);
+                assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+            }
             emu.halt(a, sys::NdisHaltDeviceDisabled);
         }
         emu.unload();
+        assert_eq!(emu.infallible_heap_allocations(), (0, 0));
     });
     assert!(
         report.sites.len() >= 4,

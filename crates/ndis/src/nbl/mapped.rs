@@ -15,21 +15,72 @@
 //! scatter/gather list (none leaks) and leaks the send, as a dropped [`HeldSend`] does.
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 
 use ndis_sys as sys;
 
 use super::{HeldSend, SendCompletion, SendNbl};
 use crate::Status;
 use crate::dma::DmaRegistration;
+use crate::heap::Shared;
 use crate::irql::{AtMostDispatch, Dispatch};
 
 /// The driver's side of a mapping: called once per successful [`HeldSend::map`], at
 /// DISPATCH_LEVEL, when NDIS hands over the scatter/gather list. It may run before `map`
 /// returns (on the same processor, so it must not need a lock the caller of `map` holds) or
 /// later, from a DPC on any processor.
-pub trait MapHook: Send + Sync + 'static {
-    fn mapped(self: Arc<Self>, send: MappedSend, irql: &mut Dispatch<'_>);
+///
+/// The hook is a [`Shared`] (allocated fallibly, unlike an `Arc`): each pending mapping keeps
+/// a reference to it, and `mapped` gets that reference as `hook` (the same value as `self`),
+/// to map the next send with.
+pub trait MapHook: Send + Sync + Sized + 'static {
+    fn mapped(&self, hook: &Shared<Self>, send: MappedSend, irql: &mut Dispatch<'_>);
+}
+
+/// A reference to a [`MapHook`] with its type erased: the pointer of a `Shared<H>` and the
+/// functions that call and release it.
+struct ErasedHook {
+    raw: *const (),
+    mapped: unsafe fn(*const (), MappedSend, &mut Dispatch<'_>),
+    release: unsafe fn(*const ()),
+}
+
+impl ErasedHook {
+    fn new<H: MapHook>(hook: &Shared<H>) -> Self {
+        ErasedHook {
+            raw: Shared::into_raw(hook.clone()),
+            mapped: call_hook::<H>,
+            release: release_hook::<H>,
+        }
+    }
+
+    fn call(self, send: MappedSend, irql: &mut Dispatch<'_>) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `raw` is the reference `new` made, handed back once (`self` is consumed and
+        // its drop does not run).
+        unsafe { (this.mapped)(this.raw, send, irql) }
+    }
+}
+
+impl Drop for ErasedHook {
+    fn drop(&mut self) {
+        // SAFETY: the reference `new` made, not called (`call` skips this drop).
+        unsafe { (self.release)(self.raw) }
+    }
+}
+
+/// # Safety
+/// `raw` came from `Shared::<H>::into_raw`, and is turned back once.
+unsafe fn call_hook<H: MapHook>(raw: *const (), send: MappedSend, irql: &mut Dispatch<'_>) {
+    // SAFETY: per this function's contract.
+    let hook = unsafe { Shared::<H>::from_raw(raw) };
+    hook.mapped(&hook, send, irql);
+}
+
+/// # Safety
+/// As [`call_hook`].
+unsafe fn release_hook<H: MapHook>(raw: *const ()) {
+    // SAFETY: per this function's contract.
+    drop(unsafe { Shared::<H>::from_raw(raw) });
 }
 
 /// Elements held in the request itself: a list of up to this many needs no allocation by NDIS
@@ -44,7 +95,7 @@ struct MapRequest {
     held: HeldSend,
     nb: *mut sys::NET_BUFFER,
     dma: DmaRegistration,
-    hook: Option<Arc<dyn MapHook>>,
+    hook: Option<ErasedHook>,
     cookie: usize,
     /// Storage offered to NDIS for the list (`SCATTER_GATHER_LIST` is 8-aligned); NDIS writes
     /// it, nothing reads it but through the list pointer NDIS hands back, so it starts
@@ -75,7 +126,8 @@ pub struct MappedSend {
 // belongs to the held list.
 unsafe impl Send for MappedSend {}
 // SAFETY: `MapRequest` moves between processors only inside a `Box` owned by one party at a time
-// (the caller of `map`, NDIS's context pointer, then a `MappedSend`).
+// (the caller of `map`, NDIS's context pointer, then a `MappedSend`); its hook is a reference
+// to a `Send + Sync` value (`MapHook`).
 unsafe impl Send for MapRequest {}
 
 impl HeldSend {
@@ -87,7 +139,7 @@ impl HeldSend {
     pub fn map<H: MapHook, C: AtMostDispatch>(
         self,
         dma: &DmaRegistration,
-        hook: &Arc<H>,
+        hook: &Shared<H>,
         cookie: usize,
         irql: &C,
     ) -> Result<(), (HeldSend, Status)> {
@@ -99,12 +151,11 @@ impl HeldSend {
         if nb.is_null() || !unsafe { (*nb).Next }.is_null() {
             return Err((self, Status::INVALID_PARAMETER));
         }
-        let hook: Arc<dyn MapHook> = hook.clone();
         let request = MapRequest {
             held: self,
             nb,
             dma: dma.clone(),
-            hook: Some(hook),
+            hook: Some(ErasedHook::new(hook)),
             cookie,
             storage: [core::mem::MaybeUninit::uninit(); INLINE_WORDS],
         };
@@ -163,7 +214,7 @@ pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
     // SAFETY: NDIS calls this handler at DISPATCH_LEVEL.
     let mut dispatch = unsafe { Dispatch::assume() };
     match hook {
-        Some(h) => h.mapped(send, &mut dispatch),
+        Some(h) => h.call(send, &mut dispatch),
         // Not reachable (`map` always sets a hook); the send would leak, the list does not.
         None => drop(send),
     }
