@@ -25,6 +25,11 @@ enum Received {
 /// Receives collected per pass before indicating them in one chain.
 const RX_BATCH: usize = 64;
 
+/// Bytes of a receive buffer read once per frame for every step that looks at it (the
+/// virtio-net header, the tag, the checksum verdict, the RSS hash): the longest header (20)
+/// and what RSS parses of a frame (Ethernet, a tag, IPv4 with options or IPv6, the ports).
+const PEEK: usize = 20 + 108;
+
 impl Device {
     /// Posts claimed receive buffers to the device and rings the doorbell once.
     pub(super) fn post_rx<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &mut C) {
@@ -152,24 +157,30 @@ impl Device {
                         Ok(Some((head, len))) => {
                             let b = rx.buffer_of[head as usize] as usize;
                             let len = len as usize;
-                            match self.accept(pair, b, len, vlan_filter) {
+                            // One read of the buffer's first bytes for all that follows.
+                            let mut peek = [0u8; PEEK];
+                            let seen = len.min(PEEK);
+                            let received = if pair.pool.read(b, 0, &mut peek[..seen]) {
+                                self.accept(pair, b, len, &peek[..seen], vlan_filter)
+                            } else {
+                                Received::Dropped // not ours to read: never indicated
+                            };
+                            let peek = &peek[..seen];
+                            match received {
                                 Received::Frame(frame) => {
-                                    let mut frame = self.with_checksum(pair, frame);
+                                    let mut frame = self.with_checksum(pair, frame, peek);
                                     match rss {
                                         None => {
                                             frames[n] = frame;
                                             n += 1;
                                         }
                                         Some(t) => {
+                                            // A stripped tag is still in `peek`: the
+                                            // hash parses past it.
                                             frame.hash = if mode & DEVICE_HASH != 0 {
-                                                self.reported_hash(pair, b)
+                                                Self::reported_hash(peek)
                                             } else {
-                                                pair.pool.rss_hash(
-                                                    frame.index,
-                                                    frame.offset,
-                                                    frame.length,
-                                                    t,
-                                                )
+                                                t.hash(peek.get(self.hdr_len..).unwrap_or(&[]))
                                             };
                                             let cpu = frame
                                                 .hash
@@ -239,13 +250,11 @@ impl Device {
         }
     }
 
-    /// The hash the device reported in buffer `b`'s `virtio_net_hdr_v1_hash`, as NDIS's.
-    fn reported_hash(&self, pair: &Pair, b: usize) -> Option<ndis::rss::RxHash> {
-        let mut header = [0u8; NetHeader::HASH_LEN];
-        if !pair.pool.read(b, 0, &mut header) {
-            return None;
-        }
-        NetHeader::decode_hash(&header).and_then(|(value, report)| ndis_hash(value, report))
+    /// The hash the device reported in the buffer's `virtio_net_hdr_v1_hash` (its first bytes,
+    /// `peek`), as NDIS's.
+    fn reported_hash(peek: &[u8]) -> Option<ndis::rss::RxHash> {
+        let header = peek.get(..NetHeader::HASH_LEN)?;
+        NetHeader::decode_hash(header).and_then(|(value, report)| ndis_hash(value, report))
     }
 
     /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first,
@@ -287,7 +296,8 @@ impl Device {
     /// on for it, is stripped into the list information (the addresses move up over it). With
     /// only priority tagging on, VLAN-tagged frames pass as they are; with VLAN tagging on,
     /// frames tagged for another VLAN than `vlan_filter` (when one is set) are dropped.
-    fn accept(&self, pair: &Pair, b: usize, len: usize, vlan_filter: u16) -> Received {
+    /// `peek`: the buffer's first bytes (at most [`PEEK`], never past the receive).
+    fn accept(&self, pair: &Pair, b: usize, len: usize, peek: &[u8], vlan_filter: u16) -> Received {
         let hdr = self.hdr_len;
         let Some(length) = len.checked_sub(hdr).filter(|&l| l >= 14) else {
             return Received::Runt;
@@ -305,8 +315,8 @@ impl Device {
             return untouched;
         }
         let mut head = [0u8; 16];
-        if !pair.pool.read(b, hdr, &mut head) {
-            return Received::Dropped; // not ours to read: never indicated
+        if let Some(h) = peek.get(hdr..hdr + 16) {
+            head.copy_from_slice(h);
         }
         let tagged = length >= 18 && head[12..14] == [0x81, 0x00];
         if !tagged {
@@ -353,15 +363,11 @@ impl Device {
     /// virtio header (`DATA_VALID`, or `NEEDS_CSUM` for a checksum it left partial, which is
     /// completed here), within the tasks in force, and then the IPv4 header checksum, verified
     /// here. Only with `GUEST_CSUM`, without which the device never says anything.
-    fn with_checksum(&self, pair: &Pair, mut frame: RxFrame) -> RxFrame {
+    fn with_checksum(&self, pair: &Pair, mut frame: RxFrame, peek: &[u8]) -> RxFrame {
         if self.features & features::GUEST_CSUM == 0 {
             return frame;
         }
-        let mut header = [0u8; NetHeader::LEN];
-        if !pair.pool.read(frame.index, 0, &mut header) {
-            return frame;
-        }
-        let Some(header) = NetHeader::decode(&header) else {
+        let Some(header) = peek.get(..NetHeader::LEN).and_then(NetHeader::decode) else {
             return frame;
         };
         // A stripped tag moved the frame's start 4 bytes on.

@@ -294,7 +294,42 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// index write instead of one per chain. Until then the device cannot return it (a
     /// [`Self::reclaim_after_reset`] still hands it back).
     pub fn stage(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
-        self.stage_with(bufs.len(), |i| bufs[i])
+        if let Some(f) = self.fault {
+            return Err(f);
+        }
+        let Some((last, rest)) = bufs.split_last() else {
+            return Err(QueueError::EmptyChain);
+        };
+        if bufs.len() > usize::from(self.num_free) {
+            return Err(QueueError::NoSpace {
+                needed: bufs.len(),
+                free: self.num_free,
+            });
+        }
+        if bufs
+            .windows(2)
+            .any(|w| w[0].device_writable && !w[1].device_writable)
+        {
+            return Err(QueueError::ReadableAfterWritable);
+        }
+        // The hot path (one buffer a chain, as every copied frame and receive buffer is) kept
+        // apart from `stage_with`'s general loop: it compiles to straight-line code.
+        let head = self.free_head;
+        let mut idx = head;
+        let mut capacity = 0u32;
+        let slots = self.slots.as_mut();
+        // `num_free` covers the chain, so every `next` followed below is a free descriptor.
+        for b in rest {
+            let next = slots[usize::from(idx)].next;
+            capacity = capacity.saturating_add(b.writable_len());
+            write_descriptor(&self.mem, self.layout.desc, idx, b, Some(next));
+            idx = next;
+        }
+        self.free_head = slots[usize::from(idx)].next;
+        capacity = capacity.saturating_add(last.writable_len());
+        write_descriptor(&self.mem, self.layout.desc, idx, last, None);
+        self.commit(head, bufs.len() as u16, capacity);
+        Ok(head)
     }
 
     /// As [`Self::stage`], for a chain of `len` buffers that `buffer(i)` gives in order (built
@@ -346,16 +381,21 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
                 idx = next;
             }
         }
-        let h = &mut slots[usize::from(head)];
-        h.chain_len = len as u16;
-        h.capacity = capacity;
-        self.num_free -= len as u16;
-        self.in_flight += 1;
+        self.commit(head, len as u16, capacity);
+        Ok(head)
+    }
 
+    /// Books a chain of `len` descriptors from `head` (written, `free_head` past it) as in
+    /// flight and puts it in the next available-ring entry (not yet published).
+    fn commit(&mut self, head: u16, len: u16, capacity: u32) {
+        let h = &mut self.slots.as_mut()[usize::from(head)];
+        h.chain_len = len;
+        h.capacity = capacity;
+        self.num_free -= len;
+        self.in_flight += 1;
         let slot = usize::from(self.avail_idx & (self.layout.size - 1));
         self.mem.write_u16(self.layout.avail + 4 + 2 * slot, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        Ok(head)
     }
 
     /// Makes the chains staged since the last publish visible to the device (`avail.idx`).
