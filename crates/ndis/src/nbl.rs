@@ -312,6 +312,7 @@ pub struct SendNbl<'a> {
 }
 
 impl<'a> SendNbl<'a> {
+    #[inline(always)]
     pub(crate) fn new(nbl: *mut sys::NET_BUFFER_LIST, adapter: Option<&'a NdisAdapter>) -> Self {
         let mut list = SendNbl {
             nbl,
