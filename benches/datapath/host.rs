@@ -1002,11 +1002,12 @@ pub fn main() {
                 ratio.map(|x| format!("{x:.2}x")).unwrap_or_default()
             );
         }
-        let irq = ours.interrupts as f64 / ours.packets as f64;
+        let exits = (ours.interrupts + ours.notifications) as f64 / ours.packets as f64;
+        // Wall-clock rates are shown, not judged: the emulator charges nothing for a VM exit,
+        // so the goals are in instructions and exits (the callgrind table below).
         goals.push(format!(
-            "{path}: ours/baseline packet rate {ratio:.2}x (goal >= 1.5x: {}); ours {irq:.4} interrupts/packet (goal <= 1/32 = 0.0313: {})",
-            if ratio >= 1.5 { "met" } else { "MISSED" },
-            if irq <= 1.0 / 32.0 { "met" } else { "MISSED" },
+            "{path}: ours/baseline packet rate {ratio:.2}x (wall clock, no goal); ours {exits:.4} exits (doorbells + interrupts) per packet at saturation (goal <= 1/64 = 0.0156: {})",
+            if exits <= 1.0 / 64.0 + 1e-9 { "met" } else { "MISSED" },
         ));
     }
     println!();
