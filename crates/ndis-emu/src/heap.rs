@@ -48,6 +48,9 @@ use ndis_sys as sys;
 /// The name of a fallible driver-heap allocation in the fault plan and `fallible_calls()`.
 pub const FALLIBLE_SITE: &str = "driver heap (fallible)";
 
+/// Live driver allocations: address -> size, and where each was made (see `crate::site`).
+type Live = HashMap<usize, (usize, Option<crate::site::Site>)>;
+
 /// An allocation or free above DISPATCH_LEVEL, waiting for the next boundary to bug-check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IrqlViolation {
@@ -65,8 +68,8 @@ thread_local! {
     static FALLIBLE_DEPTH: Cell<u32> = const { Cell::new(0) };
     /// The first allocation or free above DISPATCH_LEVEL not yet reported.
     static IRQL_VIOLATION: Cell<Option<IrqlViolation>> = const { Cell::new(None) };
-    /// Live driver allocations: address -> size.
-    static LIVE: RefCell<Option<HashMap<usize, usize>>> = const { RefCell::new(None) };
+    /// Live driver allocations: address -> size, and where each was made (see `crate::site`).
+    static LIVE: RefCell<Option<Live>> = const { RefCell::new(None) };
     /// Set while the allocator itself works, so its own bookkeeping is never recorded.
     static BUSY: Cell<bool> = const { Cell::new(false) };
     /// (count, bytes) of driver allocations made outside a fallible region.
@@ -107,7 +110,7 @@ fn note_infallible(bytes: usize) {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DriverHeap;
 
-fn with_bookkeeping(f: impl FnOnce(&mut HashMap<usize, usize>)) {
+fn with_bookkeeping(f: impl FnOnce(&mut Live)) {
     let _ = BUSY.try_with(|busy| {
         if busy.replace(true) {
             return;
@@ -172,7 +175,7 @@ unsafe impl GlobalAlloc for DriverHeap {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() && recording() {
             with_bookkeeping(|live| {
-                live.insert(p as usize, layout.size());
+                live.insert(p as usize, (layout.size(), Some(crate::site::capture())));
             });
         }
         p
@@ -186,7 +189,7 @@ unsafe impl GlobalAlloc for DriverHeap {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() && recording() {
             with_bookkeeping(|live| {
-                live.insert(p as usize, layout.size());
+                live.insert(p as usize, (layout.size(), Some(crate::site::capture())));
             });
         }
         p
@@ -204,8 +207,15 @@ unsafe impl GlobalAlloc for DriverHeap {
             with_bookkeeping(|live| {
                 // A block keeps its owner across growth: a driver Vec grown by test code is
                 // still the driver's, and vice versa.
-                if live.remove(&(ptr as usize)).is_some() || record {
-                    live.insert(p as usize, new_size);
+                match live.remove(&(ptr as usize)) {
+                    // Grown where it was made: the site of the first allocation stays.
+                    Some((_, site)) => {
+                        live.insert(p as usize, (new_size, site));
+                    }
+                    None if record => {
+                        live.insert(p as usize, (new_size, Some(crate::site::capture())));
+                    }
+                    None => {}
                 }
             });
         }
@@ -308,7 +318,27 @@ pub(crate) fn fallible_allocation_hook(entering: bool) {
 /// (count, bytes) of live driver heap blocks on this thread.
 pub(crate) fn live() -> (usize, usize) {
     let mut out = (0, 0);
-    with_bookkeeping(|live| out = (live.len(), live.values().sum()));
+    with_bookkeeping(|live| out = (live.len(), live.values().map(|(size, _)| size).sum()));
+    out
+}
+
+/// The live driver allocations grouped by where they were made: (site, count, bytes), largest
+/// first. Resolving the sites allocates: done under the bookkeeping guard, so not recorded.
+pub(crate) fn live_by_site(images: &[crate::site::ImageRange]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    with_bookkeeping(|live| {
+        let mut by_site: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+        for (size, site) in live.values_mut() {
+            let name = site
+                .as_mut()
+                .map_or_else(|| "unknown".to_string(), |s| s.describe(images));
+            let e = by_site.entry(name).or_default();
+            e.0 += 1;
+            e.1 += *size;
+        }
+        out = by_site.into_iter().map(|(s, (n, b))| (s, n, b)).collect();
+        out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    });
     out
 }
 

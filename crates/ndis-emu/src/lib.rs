@@ -31,6 +31,7 @@ mod pnp;
 mod power;
 pub mod raw;
 pub mod rss;
+mod site;
 mod sync;
 mod trace;
 
@@ -184,6 +185,9 @@ pub struct Emulator {
     leak_detection: bool,
     /// Driver images loaded with [`Emulator::load_image`]: mapped until [`Emulator::unload`].
     images: std::cell::RefCell<Vec<image::loader::Mapping>>,
+    /// (name, base, size) of every image loaded, kept past unload: leak reports name frames
+    /// inside them.
+    image_ranges: std::cell::RefCell<Vec<site::ImageRange>>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -215,6 +219,7 @@ impl Emulator {
             machine,
             leak_detection,
             images: std::cell::RefCell::new(Vec::new()),
+            image_ranges: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -232,10 +237,20 @@ impl Emulator {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         self.trap_hardware_access();
         self.images.borrow_mut().push(mapping);
+        self.note_image(&image);
         // The image dereferences its register mappings and reads CR8: trap both from now on.
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         self.trap_hardware_access();
         Ok(image)
+    }
+
+    fn note_image(&self, image: &LoadedImage) {
+        let name = std::path::Path::new(&image.name)
+            .file_name()
+            .map_or_else(|| image.name.clone(), |n| n.to_string_lossy().into_owned());
+        self.image_ranges
+            .borrow_mut()
+            .push((name, image.base, image.size));
     }
 
     /// [`load_image`](Self::load_image) from the image's bytes; `name` names it in the trace.
@@ -247,6 +262,7 @@ impl Emulator {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         self.trap_hardware_access();
         self.images.borrow_mut().push(mapping);
+        self.note_image(&image);
         // The image dereferences its register mappings and reads CR8: trap both from now on.
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         self.trap_hardware_access();
@@ -825,7 +841,7 @@ impl Emulator {
 
     /// The checks unload makes, callable on their own (e.g. for WDM-only tests).
     pub fn check_released(&self) {
-        let st = self.st();
+        let mut st = self.st();
         if st.ndis.driver.as_ref().is_some_and(|d| d.live) {
             drop(st);
             bugcheck::raise(
@@ -892,8 +908,13 @@ impl Emulator {
             );
         }
         let (heap_blocks, heap_bytes) = heap::live();
+        let images = self.image_ranges.borrow().clone();
         if heap_blocks > 0 {
             drop(st);
+            let sites: Vec<String> = heap::live_by_site(&images)
+                .into_iter()
+                .map(|(site, n, bytes)| format!("{n} x, {bytes} bytes, allocated at {site}"))
+                .collect();
             bugcheck::raise(
                 DRIVER_VERIFIER_DETECTED_VIOLATION,
                 [
@@ -904,20 +925,26 @@ impl Emulator {
                 ],
                 format!(
                     "the driver is unloading with {heap_blocks} heap allocation(s) ({heap_bytes} bytes) not freed \
-                     (Box/Vec/.. made by driver code; ExAllocatePool2 in the kernel image)"
+                     (Box/Vec/.. made by driver code; ExAllocatePool2 in the kernel image):\n  {}",
+                    sites.join("\n  ")
                 ),
             );
         }
         if !st.pool.live.is_empty() {
             let count = st.pool.live.len();
             let bytes: usize = st.pool.live.values().map(|a| a.size).sum();
-            let mut list: Vec<String> = st
-                .pool
-                .live
-                .iter()
+            let live: Vec<(usize, Allocation)> =
+                st.pool.live.iter().map(|(p, a)| (*p, *a)).collect();
+            let mut sites = std::mem::take(&mut st.pool.sites);
+            drop(st);
+            let mut list: Vec<String> = live
+                .into_iter()
                 .map(|(p, a)| {
+                    let site = sites
+                        .get_mut(&p)
+                        .map_or_else(|| "unknown".to_string(), |s| s.describe(&images));
                     format!(
-                        "{p:#x}: {} bytes, tag '{}', {:?}",
+                        "{p:#x}: {} bytes, tag '{}', {:?}, allocated at {site}",
                         a.size,
                         memory::tag_text(a.tag),
                         a.kind
@@ -925,7 +952,6 @@ impl Emulator {
                 })
                 .collect();
             list.sort();
-            drop(st);
             bugcheck::raise(
                 DRIVER_VERIFIER_DETECTED_VIOLATION,
                 [

@@ -22,9 +22,19 @@ pub struct Allocation {
     pub kind: AllocationKind,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Pool {
     pub live: HashMap<usize, Allocation>,
+    /// Where each live block was allocated (see `crate::site`), for the leak report.
+    pub sites: HashMap<usize, crate::site::Site>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Uninitialized pool is filled with this, so reads of memory the driver never wrote stand out.
@@ -50,11 +60,13 @@ fn allocate(kind: AllocationKind, size: usize, tag: u32, zeroed: bool) -> sys::P
         // SAFETY: p is valid for `size` bytes.
         unsafe { p.write_bytes(UNINITIALIZED_FILL, size) };
     }
-    machine::current()
-        .st()
-        .pool
+    let site = crate::site::capture();
+    let m = machine::current();
+    let mut st = m.st();
+    st.pool
         .live
         .insert(p as usize, Allocation { size, tag, kind });
+    st.pool.sites.insert(p as usize, site);
     p.cast()
 }
 
@@ -93,6 +105,7 @@ fn free(function: &str, kind: AllocationKind, p: sys::PVOID, tag: u32) {
         );
     }
     st.pool.live.remove(&(p as usize));
+    st.pool.sites.remove(&(p as usize));
     // SAFETY: p was allocated above with this layout and is freed once (removed from `live`).
     unsafe { std::alloc::dealloc(p.cast(), layout(a.size)) };
 }

@@ -50,6 +50,15 @@ fn the_sweep_finds_a_driver_that_leaks_on_a_failure_path_and_names_the_call() {
     );
     assert!(text.contains("*** STOP: 0x000000C4 (0x62,"), "{text}");
     assert!(text.contains("not freed"), "{text}");
+    // The report names where the block was allocated: the test driver's initialize, in its
+    // source file, not the emulator's allocator.
+    let site = text
+        .lines()
+        .find(|l| l.contains("allocated at "))
+        .unwrap_or_else(|| panic!("no allocation site in: {text}"));
+    assert!(site.contains("common::initialize"), "{site}");
+    assert!(site.contains("tests/common/mod.rs:"), "{site}");
+    assert!(!site.contains("ndis_emu::"), "{site}");
 }
 
 #[test]
