@@ -1090,6 +1090,26 @@ impl Emulator {
         v
     }
 
+    /// Where each live pool or NDIS-memory block was allocated (address, site), as a leak
+    /// report would name it: the innermost driver frames, or `image+offset` for the shipped
+    /// image (see `crate::site`).
+    pub fn allocation_sites(&self) -> Vec<(usize, String)> {
+        let images = self.image_ranges.borrow().clone();
+        let mut sites = std::mem::take(&mut self.machine.st().pool.sites);
+        let mut v: Vec<(usize, String)> = sites
+            .iter_mut()
+            .map(|(p, site)| (*p, site.describe(&images)))
+            .collect();
+        // Put them back for the next report (resolving them again costs nothing more).
+        let mut st = self.machine.st();
+        for (p, site) in sites {
+            st.pool.sites.entry(p).or_insert(site);
+        }
+        drop(st);
+        v.sort();
+        v
+    }
+
     /// Runs `f`, which must bug-check, and returns the bug check. Panics if `f` returns normally
     /// or panics for another reason. The machine is dead afterwards.
     pub fn expect_bugcheck(&self, f: impl FnOnce()) -> BugCheck {
