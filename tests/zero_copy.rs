@@ -10,6 +10,10 @@ mod nic;
 
 use nic::{Build, Nic, config, frame, start_with};
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 fn start(resources: InterruptResources, how: SgCallback) -> Nic {
     let nic = start_with(Build::Host, Emulator::new(config(4)), 1, resources, |_| {})
         .expect("initialize");

@@ -12,11 +12,19 @@ fn run(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn help_prints_usage_and_succeeds() {
-    for args in [&["--help"][..], &["-h"], &["stamp", "--help"], &["check", "-h"]] {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["stamp", "--help"],
+        &["check", "-h"],
+    ] {
         let out = run(args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}");
-        assert!(stdout.contains("Usage: driver-package"), "{args:?}: {stdout}");
+        assert!(
+            stdout.contains("Usage: driver-package"),
+            "{args:?}: {stdout}"
+        );
     }
     let top = run(&["--help"]);
     let stdout = String::from_utf8_lossy(&top.stdout);

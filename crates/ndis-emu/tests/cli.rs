@@ -12,11 +12,19 @@ fn run(args: &[&str]) -> Output {
 
 #[test]
 fn help_prints_usage_and_succeeds() {
-    for args in [&["--help"][..], &["-h"], &["run", "--help"], &["run", "x.sys", "-h"]] {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["run", "--help"],
+        &["run", "x.sys", "-h"],
+    ] {
         let out = run(args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}");
-        assert!(stdout.starts_with("usage: ndis-emu run IMAGE"), "{args:?}: {stdout}");
+        assert!(
+            stdout.starts_with("usage: ndis-emu run IMAGE"),
+            "{args:?}: {stdout}"
+        );
         assert!(stdout.contains("--messages N"), "{args:?}: {stdout}");
     }
 }

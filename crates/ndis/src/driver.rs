@@ -222,10 +222,29 @@ pub type DriverEntryFn = unsafe extern "win64-unwind" fn(
 #[macro_export]
 macro_rules! miniport_driver {
     ($driver:ty = $value:expr) => {
+        // A kernel image needs its link configured by the crate's build script
+        // (`km_build::configure_driver_link`, which sets this variable for a Windows target).
+        // Without one, rust-lld would fail on `msvcrt.lib`; this says what to add instead.
+        #[cfg(windows)]
+        const _: () = ::core::assert!(
+            ::core::option_env!("NDIS_DRIVER_LINK_CONFIGURED").is_some(),
+            "ndis: this driver crate does not configure the kernel link, so rust-lld would fail \
+             on `msvcrt.lib`. Add build.rs next to Cargo.toml containing \
+             `fn main() {{ km_build::configure_driver_link(); }}`, and to Cargo.toml: \
+             [build-dependencies] km-build = \"0.1\" (or km-build.workspace = true). \
+             See docs/build.md."
+        );
+
         #[doc(hidden)]
         mod __ndis_miniport_driver {
             #[allow(unused_imports)]
             use super::*;
+
+            // km-rt (panic handler, `_fltused`): linked whenever the crate depends on it, which
+            // km-build checks and reports with `cfg(ndis_km_rt)`; the driver's own
+            // `use km_rt as _;` is then not what decides whether the image has a panic handler.
+            #[cfg(all(windows, ndis_km_rt))]
+            use ::km_rt as _;
 
             static DRIVER: $driver = $value;
 

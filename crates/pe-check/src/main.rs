@@ -7,7 +7,8 @@ use pe_check::DriverImage;
 
 const USAGE: &str = "usage: pe-check [--] <image.sys>...";
 
-const HELP: &str = "Checks that each image has the shape Windows requires of an x64 kernel driver: \
+const HELP: &str =
+    "Checks that each image has the shape Windows requires of an x64 kernel driver: \
 NATIVE subsystem, DriverEntry entry point, FORCE_INTEGRITY/NX/DYNAMIC_BASE, a valid checksum, \
 imports only from ndis.sys/ntoskrnl.exe/hal.dll, the import table outside executable sections.
 

@@ -140,10 +140,7 @@ mod host {
 
     pub fn main() {
         // `-h`/`--help` anywhere: the usage on stdout, success (a request, not an error).
-        if std::env::args()
-            .skip(1)
-            .any(|a| a == "-h" || a == "--help")
-        {
+        if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
             println!("{USAGE}\n\n{HELP}");
             exit(0);
         }
