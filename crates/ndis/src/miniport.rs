@@ -396,7 +396,7 @@ impl Gate {
 }
 
 impl NdisAdapter {
-    fn new(handle: AdapterHandle) -> Self {
+    pub(crate) fn new(handle: AdapterHandle) -> Self {
         NdisAdapter {
             handle,
             rundown: crate::sync::Rundown::new(),
