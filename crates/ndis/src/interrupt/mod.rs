@@ -297,10 +297,15 @@ impl<'a> DpcContext<'a> {
     /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL. The DPC's
     /// context (and its DISPATCH_LEVEL token) is borrowed for the call; `f` gets the DIRQL token
     /// it runs under, so nothing that needs DISPATCH_LEVEL or lower compiles inside.
+    ///
+    /// `f` is `Copy + Send`: it captures nothing it owns and no `&Cell`/`&RefCell`, so nothing
+    /// with a `Drop` can be moved into it and dropped at DIRQL (a [`crate::nbl::MappedSend`]
+    /// would free its scatter/gather list there, a [`crate::nbl::SendCompletion`] would complete
+    /// its lists: NDIS allows both only at IRQL <= DISPATCH_LEVEL). Return what it computes.
     pub fn synchronize<T: Copy + Send, R>(
         &mut self,
         shared: &InterruptShared<T>,
-        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R,
+        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R + Copy + Send,
     ) -> R {
         shared.synchronize(self.core, f)
     }
@@ -499,11 +504,12 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
 
     /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL, from passive
     /// code. The caller's token is borrowed for the call; `f` gets the DIRQL token it runs under.
+    /// `f` is `Copy + Send` for the reason [`DpcContext::synchronize`] gives.
     pub fn synchronize<T: Copy + Send, R>(
         &self,
         _at: &mut Passive<'_>,
         shared: &InterruptShared<T>,
-        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R,
+        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R + Copy + Send,
     ) -> R {
         let core = &self.inner.core;
         match core.calls.enter(|| shared.synchronize(core, f)) {
