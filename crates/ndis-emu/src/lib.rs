@@ -9,6 +9,23 @@
 //!
 //! Driver code reaches it through the import seam of `ndis-sys`: creating an [`Emulator`] installs
 //! the emulated exports. See `docs/emulator.md` for a walk-through and a complete example test.
+//!
+//! A test binary makes [`DriverHeap`] its global allocator, so that the driver's heap is
+//! accounted (leaks at unload, heap use above DISPATCH_LEVEL, fallible allocations in fault
+//! sweeps); without it [`Emulator::new`] panics with [`NO_DRIVER_HEAP`], which says so:
+//!
+//! ```
+//! use ndis_emu::{Config, Emulator};
+//!
+//! #[global_allocator]
+//! static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+//!
+//! fn main() {
+//!     let emu = Emulator::new(Config { cpus: 2, ..Config::default() });
+//!     assert!(emu.leak_detection());
+//!     // emu.load_driver(DRIVER_ENTRY), emu.add_adapter(..), emu.send(..), emu.halt(..), ...
+//! }
+//! ```
 #![cfg(not(windows))]
 
 mod bugcheck;

@@ -912,6 +912,17 @@ pub struct RxFrame {
 
 /// What [`ReceivePool::indicate`] takes: an [`RxFrame`], or the short forms `(index, offset,
 /// length)` and `(index, offset, length, Option<Ieee8021Q>)`.
+///
+/// ```
+/// use ndis::nbl::{Ieee8021Q, ReceivedFrame, RxFrame};
+///
+/// // Buffer 3, the frame 12 bytes in (after a device header), 60 bytes long.
+/// let short = (3usize, 12usize, 60usize).parts();
+/// assert_eq!(short, RxFrame { index: 3, offset: 12, length: 60, ..RxFrame::default() });
+/// // The same with the VLAN tag the device stripped.
+/// let tag = Some(Ieee8021Q { priority: 5, vlan_id: 42 });
+/// assert_eq!((3usize, 12usize, 60usize, tag).parts().ieee8021q, tag);
+/// ```
 pub trait ReceivedFrame {
     fn parts(&self) -> RxFrame;
 }
