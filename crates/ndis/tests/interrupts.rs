@@ -858,7 +858,7 @@ fn dpc_runs(ev: &[Event]) -> Vec<(usize, Source, u32)> {
         .collect()
 }
 
-/// docs/interrupts.md, "Which dpc() calls run": a DPC runs `dpc` for every queue its source
+/// docs/interrupts.md, "Which `isr()` and `dpc()` calls run": a DPC runs `dpc` for every queue its source
 /// serves, in queue order, whichever of their ISRs asked for it, and they share one budget.
 #[test]
 fn a_shared_messages_dpc_runs_every_queue_it_serves_with_one_budget() {
