@@ -16,6 +16,9 @@ fn wdk_link_configuration() {
             "feature `wdk`: wdk-build could not configure the driver link (is the WDK installed?): {e}"
         );
     }
+    // What km_build::configure_driver_link would tell `ndis::miniport_driver!`: the link is
+    // configured (km-rt is not linked by the macro: the WDK path uses wdk-panic).
+    println!("cargo::rustc-env={}=1", km_build::LINK_CONFIGURED_ENV);
 }
 
 #[cfg(not(all(windows, feature = "wdk")))]

@@ -566,7 +566,7 @@ impl Miniport for VioNetAdapter {
         match self.device.resume(dispatch) {
             Ok(()) => Ok(false),
             Err(s) if s == Status::ADAPTER_REMOVED => Err(ResetError::new(s)),
-            Err(_) => Err(ResetError::new(Status(ndis::sys::NDIS_STATUS_HARD_ERRORS))),
+            Err(_) => Err(ResetError::new(Status::HARD_ERRORS)),
         }
     }
 
@@ -623,7 +623,7 @@ impl Miniport for VioNetAdapter {
                 let id = data.read_u32()?;
                 // 4095 is reserved (IEEE 802.1Q), as the OID's documentation says.
                 if id >= u32::from(ndis::nbl::Ieee8021Q::RESERVED_VLAN) {
-                    return Err(Status(ndis::sys::NDIS_STATUS_INVALID_DATA));
+                    return Err(Status::INVALID_DATA);
                 }
                 if id != 0 && !self.device.tagging.vlan {
                     return Err(Status::NOT_SUPPORTED);

@@ -8,6 +8,11 @@ use driver_package::check::{CheckOptions, check};
 use driver_package::inf::Inf;
 use ndis::keyword::{Keyword, Kind};
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[cfg(not(windows))]
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 fn inx() -> (String, Inf) {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inf/vionet.inx"))
         .expect("inf/vionet.inx");

@@ -235,10 +235,7 @@ impl Device {
                 Ok(Some(_)) => {
                     let mut ack = [0u8];
                     c.buffer.read_bytes(CONTROL_ACK_AT, &mut ack);
-                    Some(
-                        net::ctrl_ack(ack[0])
-                            .map_err(|_| Status(ndis::sys::NDIS_STATUS_NOT_ACCEPTED)),
-                    )
+                    Some(net::ctrl_ack(ack[0]).map_err(|_| Status::NOT_ACCEPTED))
                 }
                 Ok(None) => None,
                 Err(_) => {

@@ -272,7 +272,7 @@ impl Device {
             match Health::from_u8(h) {
                 Health::Gone => return Err(Status::ADAPTER_REMOVED),
                 Health::Resetting => {
-                    return Err(Status(ndis::sys::NDIS_STATUS_RESET_IN_PROGRESS));
+                    return Err(Status::RESET_IN_PROGRESS);
                 }
                 _ => {}
             }

@@ -442,7 +442,7 @@ impl Device {
                     // The completion path sends it once the device made room.
                     tx.vq.enable_interrupts();
                 }
-                Status(ndis::sys::NDIS_STATUS_PENDING)
+                Status::PENDING
             }
             None => Status::RESOURCES,
         }
@@ -540,12 +540,12 @@ impl Device {
                                     return match self.queue_list(tx, held.list(), false) {
                                         Queued::Done(status) => {
                                             done.push(held, status);
-                                            Status(ndis::sys::NDIS_STATUS_PENDING)
+                                            Status::PENDING
                                         }
                                         _ => {
                                             tx.backlog.push_back(held);
                                             tx.vq.enable_interrupts();
-                                            Status(ndis::sys::NDIS_STATUS_PENDING)
+                                            Status::PENDING
                                         }
                                     };
                                 }
@@ -558,7 +558,7 @@ impl Device {
                                 }
                                 None => tx.mapping = true,
                             }
-                            return Status(ndis::sys::NDIS_STATUS_PENDING);
+                            return Status::PENDING;
                         }
                         Queued::NoRoom => {}
                     }

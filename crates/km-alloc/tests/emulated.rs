@@ -17,6 +17,8 @@ const TAG: PoolTag = PoolTag::new(*b"kmat");
 fn exercise(windows: WindowsVersion) -> (Option<bool>, Vec<&'static str>) {
     let emu = Emulator::new(Config {
         windows_version: windows,
+        // What is tested is the pool allocator itself, called directly, not a driver's Rust heap.
+        unaccounted_heap: true,
         ..Config::default()
     });
     let a = PoolAllocator::new(NonPagedPool::new(TAG));
@@ -82,6 +84,7 @@ fn with_exallocatepool2_it_uses_it() {
 fn a_failed_fallback_allocation_is_null_and_not_written() {
     let emu = Emulator::new(Config {
         windows_version: WINDOWS_10_1709,
+        unaccounted_heap: true,
         faults: ndis_emu::FaultPlan {
             by_name: vec![("ExAllocatePoolWithTag".into(), None)],
             ..Default::default()

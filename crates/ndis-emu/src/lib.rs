@@ -9,6 +9,23 @@
 //!
 //! Driver code reaches it through the import seam of `ndis-sys`: creating an [`Emulator`] installs
 //! the emulated exports. See `docs/emulator.md` for a walk-through and a complete example test.
+//!
+//! A test binary makes [`DriverHeap`] its global allocator, so that the driver's heap is
+//! accounted (leaks at unload, heap use above DISPATCH_LEVEL, fallible allocations in fault
+//! sweeps); without it [`Emulator::new`] panics with [`NO_DRIVER_HEAP`], which says so:
+//!
+//! ```
+//! use ndis_emu::{Config, Emulator};
+//!
+//! #[global_allocator]
+//! static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+//!
+//! fn main() {
+//!     let emu = Emulator::new(Config { cpus: 2, ..Config::default() });
+//!     assert!(emu.leak_detection());
+//!     // emu.load_driver(DRIVER_ENTRY), emu.add_adapter(..), emu.send(..), emu.halt(..), ...
+//! }
+//! ```
 #![cfg(not(windows))]
 
 mod bugcheck;
@@ -148,6 +165,12 @@ pub struct Config {
     /// `NdisMAllocateNetBufferSGList`: inline (default) or deferred to a later DPC;
     /// [`Emulator::set_sg_callback`] changes it during a test.
     pub sg_callback: SgCallback,
+    /// Run without [`DriverHeap`] as the process's global allocator: the driver's Rust heap goes
+    /// unaccounted (no heap leak reports, no heap use above DISPATCH_LEVEL caught, no fallible
+    /// heap allocations in fault sweeps). Off by default: [`Emulator::new`] then panics, naming
+    /// the two lines a test crate adds, instead of letting those checks silently pass. For
+    /// benchmarks and tests of the emulator itself.
+    pub unaccounted_heap: bool,
 }
 
 impl Default for Config {
@@ -166,6 +189,7 @@ impl Default for Config {
             send_irql: SendIrql::default(),
             rss_at_bind: true,
             sg_callback: SgCallback::Inline,
+            unaccounted_heap: false,
         }
     }
 }
@@ -208,9 +232,10 @@ impl Emulator {
         machine::reset_bugchecked();
         heap::reset();
         let leak_detection = heap::probe();
-        if !leak_detection {
-            warn_no_leak_detection();
-        }
+        assert!(
+            leak_detection || config.unaccounted_heap,
+            "{NO_DRIVER_HEAP}"
+        );
         let machine = Rc::new(Machine {
             state: std::cell::RefCell::new(State::new(config)),
         });
@@ -272,7 +297,7 @@ impl Emulator {
     /// Whether the driver's Rust heap is accounted: [`DriverHeap`] is this test binary's global
     /// allocator (probed when the emulator is created). Without it, heap leaks, heap use above
     /// DISPATCH_LEVEL and fallible heap allocations in fault sweeps go unseen, and
-    /// `Emulator::new` says so once on stderr.
+    /// `Emulator::new` refuses to start unless [`Config::unaccounted_heap`] says to.
     pub fn leak_detection(&self) -> bool {
         self.leak_detection
     }
@@ -1137,18 +1162,14 @@ pub fn expect_bugcheck(f: impl FnOnce()) -> BugCheck {
     }
 }
 
-/// Tells the test, once per process, that the driver's heap is not accounted.
-fn warn_no_leak_detection() {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        eprintln!(
-            "ndis-emu: warning: leak detection of the driver's heap is OFF: ndis_emu::DriverHeap is \
-             not this test binary's global allocator, so Box/Vec leaks, heap use above \
-             DISPATCH_LEVEL and fallible heap allocations are not seen. Add to the test crate:\n    \
-             #[global_allocator]\n    static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;"
-        );
-    });
-}
+/// What [`Emulator::new`] panics with when [`DriverHeap`] is not the global allocator.
+pub const NO_DRIVER_HEAP: &str = "ndis-emu: ndis_emu::DriverHeap is not this test binary's global \
+allocator, so the driver's Box/Vec leaks, heap use above DISPATCH_LEVEL and fallible heap \
+allocations would go unseen. Add to the test crate (each tests/*.rs file that starts an \
+emulator, or a module they share):
+    #[global_allocator]
+    static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+(or, to run without heap accounting, Config { unaccounted_heap: true, .. }).";
 
 /// The CM_PARTIAL_RESOURCE_LIST PnP would hand the driver for `device` (as 4-byte words).
 fn resource_list(device: &Device) -> Box<[u32]> {
@@ -1301,13 +1322,36 @@ pub fn sweep_fallible_calls(
 mod tests {
     use super::*;
 
+    fn unaccounted() -> Config {
+        Config {
+            unaccounted_heap: true,
+            ..Config::default()
+        }
+    }
+
     /// This unit-test binary keeps the system allocator: the probe must see that.
     #[test]
     fn without_driver_heap_as_global_allocator_leak_detection_is_off() {
-        let emu = Emulator::new(Config::default());
+        let emu = Emulator::new(unaccounted());
         assert!(!emu.leak_detection());
-        // A second emulator probes again (the warning itself is printed once per process).
+        // A second emulator probes again.
         drop(emu);
-        assert!(!Emulator::new(Config::default()).leak_detection());
+        assert!(!Emulator::new(unaccounted()).leak_detection());
+    }
+
+    /// Without the opt-out, the emulator refuses to start and says which lines to add.
+    #[test]
+    fn without_driver_heap_the_emulator_names_the_global_allocator_to_add() {
+        let err = std::panic::catch_unwind(|| Emulator::new(Config::default()))
+            .expect_err("an emulator without heap accounting");
+        let message = err
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| err.downcast_ref::<&str>().copied())
+            .expect("a message");
+        assert_eq!(message, NO_DRIVER_HEAP);
+        assert!(message.contains(
+            "#[global_allocator]\n    static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;"
+        ));
     }
 }

@@ -8,6 +8,10 @@ use std::cell::Cell;
 use ndis_emu::{Config, Emulator, InterruptResources, SystemSleep, rule};
 use ndis_sys as sys;
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 thread_local! {
     static HANDLE: Cell<usize> = const { Cell::new(0) };
     static DRIVER: Cell<usize> = const { Cell::new(0) };

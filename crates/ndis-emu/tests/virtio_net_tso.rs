@@ -21,6 +21,10 @@ use ndis_emu::{DeviceId, Emulator, InterruptResources};
 mod virtio_rings;
 use virtio_rings::{Regs, Ring, SharedBuf, bring_up_pair, device_only, needs_reset, pcap_records};
 
+/// Counts the driver's heap allocations so unload can find leaks (see ndis_emu::DriverHeap).
+#[global_allocator]
+static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+
 const MAC_A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
 const V4_A: [u8; 4] = [10, 0, 2, 15];

@@ -14,6 +14,61 @@ use crate::pnp::{InterruptRequest, MessageAffinity, ResourceFilter};
 use crate::{NdisVersion, NdisVersions, Status};
 
 /// The part of a miniport driver that exists before any adapter.
+///
+/// `initialize` decides whether a device is one the driver drives. Here it refuses any device
+/// whose PCI vendor is not 8086 (the emulator's default device is 1B36:0005), and the emulator
+/// shows NDIS getting that status back:
+///
+/// ```
+/// use ndis::driver::MiniportDriver;
+/// use ndis::hw::ConfigSpace;
+/// use ndis::irql::{DispatchOrBelow, Passive};
+/// use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+/// use ndis::nbl::{Returned, SendLists};
+/// use ndis::{NdisVersion, NdisVersions, Status};
+/// use ndis_emu::{Config, Emulator, InterruptResources};
+/// use ndis_sys as sys;
+///
+/// #[global_allocator]
+/// static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+///
+/// struct Picky;
+/// struct Adapter;
+///
+/// impl Miniport for Adapter {
+///     fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &mut DispatchOrBelow<'_>) {
+///         lists.each(|_| Status::SUCCESS);
+///     }
+///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &mut DispatchOrBelow<'_>) {}
+///     fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+///         Quiesced::device_stopped()
+///     }
+/// }
+///
+/// impl MiniportDriver for Picky {
+///     const NDIS_VERSIONS: NdisVersions = NdisVersions::new(NdisVersion::V6_20, NdisVersion::V6_89);
+///     const DRIVER_VERSION: (u8, u8) = (1, 0);
+///     type Adapter = Adapter;
+///     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
+///         if init.pci_config().config_u16(0) != Some(0x8086) {
+///             return Err(Status::ADAPTER_NOT_FOUND);
+///         }
+///         Ok((Adapter, AdapterInfo::ethernet([2, 0, 0, 0, 0, 2], 1500, 1_000_000_000, true)))
+///     }
+/// }
+///
+/// ndis::miniport_driver!(Picky = Picky);
+///
+/// fn main() {
+///     let emu = Emulator::new(Config::default());
+///     assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+///     assert_eq!(
+///         emu.add_adapter(InterruptResources::None),
+///         Err(Status::ADAPTER_NOT_FOUND.0)
+///     );
+///     emu.unload();
+/// }
+/// ```
 pub trait MiniportDriver: Sync + 'static {
     /// The NDIS versions the driver supports. `DriverEntry` registers the newest one the running
     /// NDIS also knows (with the characteristics revision it implies), and fails with
@@ -222,10 +277,29 @@ pub type DriverEntryFn = unsafe extern "win64-unwind" fn(
 #[macro_export]
 macro_rules! miniport_driver {
     ($driver:ty = $value:expr) => {
+        // A kernel image needs its link configured by the crate's build script
+        // (`km_build::configure_driver_link`, which sets this variable for a Windows target).
+        // Without one, rust-lld would fail on `msvcrt.lib`; this says what to add instead.
+        #[cfg(windows)]
+        const _: () = ::core::assert!(
+            ::core::option_env!("NDIS_DRIVER_LINK_CONFIGURED").is_some(),
+            "ndis: this driver crate does not configure the kernel link, so rust-lld would fail \
+             on `msvcrt.lib`. Add build.rs next to Cargo.toml containing \
+             `fn main() {{ km_build::configure_driver_link(); }}`, and to Cargo.toml: \
+             [build-dependencies] km-build = \"0.1\" (or km-build.workspace = true). \
+             See docs/build.md."
+        );
+
         #[doc(hidden)]
         mod __ndis_miniport_driver {
             #[allow(unused_imports)]
             use super::*;
+
+            // km-rt (panic handler, `_fltused`): linked whenever the crate depends on it, which
+            // km-build checks and reports with `cfg(ndis_km_rt)`; the driver's own
+            // `use km_rt as _;` is then not what decides whether the image has a panic handler.
+            #[cfg(all(windows, ndis_km_rt))]
+            use ::km_rt as _;
 
             static DRIVER: $driver = $value;
 

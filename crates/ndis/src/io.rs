@@ -400,3 +400,92 @@ pub fn bar_address(cfg: &impl ConfigSpace, index: u8) -> Option<u64> {
         Bar::Io { .. } => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Configuration space as bytes; reads past `len` come back short (an unreadable register).
+    struct Cfg {
+        bytes: [u8; 0x40],
+        len: usize,
+    }
+
+    impl Cfg {
+        fn with_bars(bars: [u32; 6]) -> Self {
+            let mut bytes = [0u8; 0x40];
+            for (i, v) in bars.iter().enumerate() {
+                bytes[0x10 + 4 * i..0x14 + 4 * i].copy_from_slice(&v.to_le_bytes());
+            }
+            Cfg { bytes, len: 0x40 }
+        }
+    }
+
+    impl ConfigSpace for Cfg {
+        fn read_config(&self, offset: u16, buf: &mut [u8]) -> usize {
+            let o = offset as usize;
+            let n = buf.len().min(self.len.saturating_sub(o));
+            buf[..n].copy_from_slice(&self.bytes[o..o + n]);
+            n
+        }
+    }
+
+    fn memory(address: u64, is_64bit: bool, prefetchable: bool) -> Option<Bar> {
+        Some(Bar::Memory {
+            address,
+            is_64bit,
+            prefetchable,
+        })
+    }
+
+    #[test]
+    fn thirty_two_bit_memory_bars_with_and_without_prefetch() {
+        let cfg = Cfg::with_bars([0xFEBC_0000, 0xE000_0008, 0, 0, 0, 0]);
+        assert_eq!(decode_bar(&cfg, 0), memory(0xFEBC_0000, false, false));
+        assert_eq!(decode_bar(&cfg, 1), memory(0xE000_0000, false, true));
+        assert_eq!(bar_address(&cfg, 1), Some(0xE000_0000));
+        // An unimplemented BAR reads 0: a 32-bit memory BAR at 0, as the register says.
+        assert_eq!(decode_bar(&cfg, 2), memory(0, false, false));
+    }
+
+    #[test]
+    fn sixty_four_bit_bars_take_the_next_register_as_the_upper_half() {
+        // BAR 0/1: 64-bit, not prefetchable, above 4 GiB; BAR 2/3: 64-bit prefetchable below it.
+        let cfg = Cfg::with_bars([0x1000_0004, 0x0000_0001, 0xC000_000C, 0, 0, 0]);
+        assert_eq!(decode_bar(&cfg, 0), memory(0x1_1000_0000, true, false));
+        assert_eq!(bar_address(&cfg, 0), Some(0x1_1000_0000));
+        assert_eq!(decode_bar(&cfg, 2), memory(0xC000_0000, true, true));
+        // The low bits (type, prefetchable) never leak into the address.
+        assert_eq!(bar_address(&cfg, 2).unwrap() & 0xF, 0);
+    }
+
+    #[test]
+    fn io_bars_mask_the_two_flag_bits_and_have_no_memory_address() {
+        let cfg = Cfg::with_bars([0, 0, 0, 0, 0xC043, 0]);
+        assert_eq!(decode_bar(&cfg, 4), Some(Bar::Io { port: 0xC040 }));
+        assert_eq!(bar_address(&cfg, 4), None);
+    }
+
+    #[test]
+    fn what_cannot_be_decoded_is_refused() {
+        // Type 1 (below 1 MiB) and type 3 are reserved; a 64-bit BAR in register 5 has no upper
+        // half; there is no BAR 6.
+        let cfg = Cfg::with_bars([0x000F_0002, 0xE000_0006, 0, 0, 0, 0xE000_0004]);
+        assert_eq!(decode_bar(&cfg, 0), None);
+        assert_eq!(decode_bar(&cfg, 1), None);
+        assert_eq!(decode_bar(&cfg, 5), None);
+        assert_eq!(bar_address(&cfg, 5), None);
+        assert_eq!(decode_bar(&cfg, 6), None);
+        assert_eq!(decode_bar(&cfg, u8::MAX), None);
+    }
+
+    #[test]
+    fn an_unreadable_register_or_upper_half_is_refused() {
+        let mut cfg = Cfg::with_bars([0xE000_0004, 0x2, 0xD000_0000, 0, 0, 0]);
+        cfg.len = 0x16; // BAR 0 readable, BAR 1 (its upper half) only in part
+        assert_eq!(decode_bar(&cfg, 0), None);
+        assert_eq!(decode_bar(&cfg, 2), None);
+        cfg.len = 0x18;
+        assert_eq!(decode_bar(&cfg, 0), memory(0x2_E000_0000, true, false));
+    }
+}

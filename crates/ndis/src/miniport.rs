@@ -396,7 +396,7 @@ impl Gate {
 }
 
 impl NdisAdapter {
-    fn new(handle: AdapterHandle) -> Self {
+    pub(crate) fn new(handle: AdapterHandle) -> Self {
         NdisAdapter {
             handle,
             rundown: crate::sync::Rundown::new(),
@@ -1278,6 +1278,70 @@ impl<'a> Init<'a> {
 
 /// One adapter of a NIC driver: the handlers NDIS calls after a successful initialize. Default
 /// bodies do what a simple NIC needs.
+///
+/// A NIC that takes every frame sent to it and drops it, run on the emulator (the general OIDs,
+/// statistics, pause and halt are the framework's):
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// use ndis::driver::MiniportDriver;
+/// use ndis::irql::{DispatchOrBelow, Passive};
+/// use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+/// use ndis::nbl::{Returned, SendLists};
+/// use ndis::{NdisVersion, NdisVersions, Status};
+/// use ndis_emu::{Config, Emulator, InterruptResources};
+/// use ndis_sys as sys;
+///
+/// #[global_allocator]
+/// static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+///
+/// static BYTES: AtomicU64 = AtomicU64::new(0);
+///
+/// struct Sink;
+///
+/// impl Miniport for Sink {
+///     fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &mut DispatchOrBelow<'_>) {
+///         lists.each(|list| {
+///             for frame in list.frames() {
+///                 BYTES.fetch_add(frame.len() as u64, Ordering::Relaxed);
+///             }
+///             Status::SUCCESS
+///         });
+///     }
+///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &mut DispatchOrBelow<'_>) {}
+///     fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+///         Quiesced::device_stopped() // no device to stop
+///     }
+/// }
+///
+/// struct SinkDriver;
+///
+/// impl MiniportDriver for SinkDriver {
+///     const NDIS_VERSIONS: NdisVersions = NdisVersions::new(NdisVersion::V6_20, NdisVersion::V6_89);
+///     const DRIVER_VERSION: (u8, u8) = (1, 0);
+///     type Adapter = Sink;
+///     fn initialize(&'static self, _: &mut Init<'_>) -> Result<(Sink, AdapterInfo), Status> {
+///         Ok((Sink, AdapterInfo::ethernet([2, 0, 0, 0, 0, 1], 1500, 1_000_000_000, true)))
+///     }
+/// }
+///
+/// ndis::miniport_driver!(SinkDriver = SinkDriver);
+///
+/// fn main() {
+///     let emu = Emulator::new(Config::default());
+///     assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+///     let a = emu.add_adapter(InterruptResources::None).expect("initialize");
+///     assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+///     let frame = [0u8; 60];
+///     emu.send(a, &[&frame, &frame]);
+///     assert_eq!(emu.send_statuses(), [sys::NDIS_STATUS_SUCCESS; 2]);
+///     assert_eq!(BYTES.load(Ordering::Relaxed), 120);
+///     assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+///     emu.halt(a, sys::NdisHaltDeviceDisabled);
+///     emu.unload(); // and nothing leaked, or the emulator would say so
+/// }
+/// ```
 pub trait Miniport: Send + Sync + Sized + 'static {
     /// OIDs the driver answers in [`Miniport::oid_query`]/[`Miniport::oid_set`] beyond the
     /// framework's [`FRAMEWORK_OIDS`](crate::oid::FRAMEWORK_OIDS).

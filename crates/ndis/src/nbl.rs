@@ -159,6 +159,9 @@ impl<'a> SendLists<'a> {
 #[must_use = "a held send must be completed (SendCompletion::push)"]
 pub struct HeldSend {
     list: SendNbl<'static>,
+    /// The adapter whose send call handed the list over (its address, for identity only): the
+    /// list completes through that adapter's handle and send gate, never another's.
+    adapter: usize,
 }
 
 // SAFETY: the list belongs to the miniport until completed, wherever the driver keeps the
@@ -171,6 +174,11 @@ impl HeldSend {
     pub fn list(&self) -> &SendNbl<'_> {
         &self.list
     }
+}
+
+/// The identity of an adapter, as a [`HeldSend`] remembers it.
+fn adapter_id(adapter: &NdisAdapter) -> usize {
+    adapter as *const NdisAdapter as usize
 }
 
 /// Held lists completed together, in one `NdisMSendNetBufferListsComplete` call: push each
@@ -197,7 +205,17 @@ impl<'a> SendCompletion<'a> {
 
     /// Adds `held` with its status (counted in the statistics; a successful large send gets
     /// its completion information). `NDIS_STATUS_PENDING` is recorded as `FAILURE`.
+    ///
+    /// # Panics
+    /// If `held` came from another adapter's send call: completing it through this batch would
+    /// hand NDIS one adapter's list on another's handle and release the wrong send gate (the
+    /// owner's pause would never complete). Complete it in a batch of its own adapter.
     pub fn push(&mut self, held: HeldSend, status: Status) {
+        assert!(
+            held.adapter == adapter_id(self.adapter),
+            "a HeldSend pushed into another adapter's SendCompletion: complete it through a \
+             SendCompletion of the adapter whose send call held it"
+        );
         let status = if status.0 == sys::NDIS_STATUS_PENDING {
             Status::FAILURE
         } else {
@@ -355,6 +373,7 @@ impl<'a> SendNbl<'a> {
                 has_runt: self.has_runt,
                 _call: PhantomData,
             },
+            adapter: adapter_id(adapter),
         })
     }
 
@@ -1071,6 +1090,17 @@ pub struct RxFrame {
 
 /// What [`ReceivePool::indicate`] takes: an [`RxFrame`], or the short forms `(index, offset,
 /// length)` and `(index, offset, length, Option<Ieee8021Q>)`.
+///
+/// ```
+/// use ndis::nbl::{Ieee8021Q, ReceivedFrame, RxFrame};
+///
+/// // Buffer 3, the frame 12 bytes in (after a device header), 60 bytes long.
+/// let short = (3usize, 12usize, 60usize).parts();
+/// assert_eq!(short, RxFrame { index: 3, offset: 12, length: 60, ..RxFrame::default() });
+/// // The same with the VLAN tag the device stripped.
+/// let tag = Some(Ieee8021Q { priority: 5, vlan_id: 42 });
+/// assert_eq!((3usize, 12usize, 60usize, tag).parts().ieee8021q, tag);
+/// ```
 pub trait ReceivedFrame {
     fn parts(&self) -> RxFrame;
 }
@@ -1683,6 +1713,37 @@ impl Returned<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A held send carries its adapter: a batch of another adapter refuses it before anything
+    /// reaches NDIS (the item12 soundness fix: this compiled and completed A's list on B's
+    /// handle, releasing B's send gate).
+    #[test]
+    #[cfg(not(windows))]
+    #[should_panic(expected = "a HeldSend pushed into another adapter's SendCompletion")]
+    fn a_held_send_completes_only_through_its_own_adapter() {
+        // The adapters' spin locks are NDIS's: an emulated kernel to allocate them from.
+        let _emu = ndis_emu::Emulator::new(ndis_emu::Config {
+            unaccounted_heap: true,
+            ..ndis_emu::Config::default()
+        });
+        let adapter = || {
+            // SAFETY: a null handle that reaches no NDIS function: `push` refuses the list
+            // before any call, and an empty batch calls nothing when dropped.
+            NdisAdapter::new(unsafe {
+                crate::adapter::AdapterHandle::from_raw(core::ptr::null_mut())
+            })
+        };
+        let (a, b) = (adapter(), adapter());
+        // A list without frames (a list is read when it is taken: it must be one).
+        // SAFETY: NET_BUFFER_LIST is plain data; all zeroes is a list with no NET_BUFFER.
+        let mut nbl: sys::NET_BUFFER_LIST = unsafe { core::mem::zeroed() };
+        let held = HeldSend {
+            list: SendNbl::new(&mut nbl, None),
+            adapter: adapter_id(&a),
+        };
+        let mut done = SendCompletion::new(&b);
+        done.push(held, Status::SUCCESS);
+    }
 
     /// The frame as TCP/IP hands it down for checksum offload: IPv4 header checksum zero,
     /// pseudo-header sum in the TCP checksum field.

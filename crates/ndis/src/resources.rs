@@ -138,7 +138,7 @@ impl AdapterResources {
         pushed
     }
 
-    /// Releases every object adopted so far, in the order of `Kind`.
+    /// Releases every object adopted so far, in the order of `Kind` (see the module documentation).
     ///
     /// # Safety
     /// At PASSIVE_LEVEL in `MiniportHaltEx` or in a failing `MiniportInitializeEx` of the adapter

@@ -50,6 +50,8 @@ enum Mode {
     QueueDpc,
     QueueDpcOn(usize),
     Handled,
+    /// Only this queue's ISR asks for a DPC; the other queues' ISRs say `Handled`.
+    OnlyQueue(usize),
 }
 
 struct Nic {
@@ -107,6 +109,8 @@ impl InterruptHandler for Nic {
             Mode::QueueDpc => IsrOutcome::QueueDpc,
             Mode::QueueDpcOn(mask) => IsrOutcome::QueueDpcOn(ProcessorSet::from_mask(0, mask)),
             Mode::Handled => IsrOutcome::Handled,
+            Mode::OnlyQueue(q) if q == queue.index => IsrOutcome::QueueDpc,
+            Mode::OnlyQueue(_) => IsrOutcome::Handled,
         }
     }
 
@@ -835,6 +839,109 @@ fn a_handled_interrupt_runs_no_dpc() {
             .any(|l| l == "cpu1 irql  6 ISR msg 1 -> TRUE"),
         "{:#?}",
         emu.trace()
+    );
+    stop(&emu, a);
+}
+
+/// The DPC events of `events()`: (queue, source, budget left when its `dpc` began).
+fn dpc_runs(ev: &[Event]) -> Vec<(usize, Source, u32)> {
+    ev.iter()
+        .filter_map(|e| match *e {
+            Event::Dpc {
+                queue,
+                source,
+                budget,
+                ..
+            } => Some((queue, source, budget)),
+            Event::Isr { .. } => None,
+        })
+        .collect()
+}
+
+/// docs/interrupts.md, "Which `isr()` and `dpc()` calls run": a DPC runs `dpc` for every queue its source
+/// serves, in queue order, whichever of their ISRs asked for it, and they share one budget.
+#[test]
+fn a_shared_messages_dpc_runs_every_queue_it_serves_with_one_budget() {
+    let emu = Emulator::new(Config {
+        cpus: 2,
+        max_nbls_per_dpc: 64,
+        trace: true,
+        ..Config::default()
+    });
+    // 5 queues on 2 messages: message 0 serves queues 0, 2, 4; message 1 serves 1, 3.
+    set(|k| {
+        k.queues = 5;
+        k.mode = Mode::OnlyQueue(4);
+    });
+    let a = start(&emu, InterruptResources::msix(2));
+    let queues = &adapter().interrupt.handler().queues;
+    queues[0].backlog.store(10, Ordering::Relaxed);
+    queues[2].backlog.store(20, Ordering::Relaxed);
+    emu.fire_message(emu.device_of(a), 0);
+    let m0 = Source::Message(MessageId(0));
+    let ev = events();
+    let isrs: Vec<usize> = ev
+        .iter()
+        .filter_map(|e| match *e {
+            Event::Isr { queue, .. } => Some(queue),
+            Event::Dpc { .. } => None,
+        })
+        .collect();
+    assert_eq!(isrs, vec![0, 2, 4], "every ISR of the message's queues");
+    // Only queue 4's ISR asked; queues 0 and 2 run too, and see what 0 and 2 took.
+    assert_eq!(dpc_runs(&ev), vec![(0, m0, 64), (2, m0, 54), (4, m0, 34)]);
+    assert_eq!(queues[0].backlog.load(Ordering::Relaxed), 0);
+    assert_eq!(queues[2].backlog.load(Ordering::Relaxed), 0);
+
+    // No ISR asked (queues 1 and 3 both say Handled): no DPC at all, for any queue.
+    emu.fire_message(emu.device_of(a), 1);
+    assert_eq!(dpc_runs(&events()), vec![]);
+    stop(&emu, a);
+}
+
+/// The same rule for a rerun: a queue that asks for more runs the whole set again, every queue
+/// of the source with a fresh budget.
+#[test]
+fn a_rerun_of_a_shared_messages_dpc_runs_every_queue_again() {
+    let emu = Emulator::new(Config {
+        cpus: 2,
+        max_nbls_per_dpc: 8,
+        trace: true,
+        ..Config::default()
+    });
+    set(|k| {
+        k.queues = 2;
+        k.mode = Mode::QueueDpc;
+    });
+    // One message for both queues; queue 1 has 12 receives waiting, queue 0 none.
+    let a = start(&emu, InterruptResources::msix(1));
+    adapter().interrupt.handler().queues[1]
+        .backlog
+        .store(12, Ordering::Relaxed);
+    emu.fire_message(emu.device_of(a), 0);
+    let m0 = Source::Message(MessageId(0));
+    assert_eq!(
+        dpc_runs(&events()),
+        vec![(0, m0, 8), (1, m0, 8), (0, m0, 8), (1, m0, 8)],
+        "two runs (8 then 4 receives of queue 1), each over both queues"
+    );
+    stop(&emu, a);
+}
+
+/// The line: one DPC for the whole device, every queue in order, whichever ISR asked.
+#[test]
+fn the_lines_dpc_runs_every_queue_whichever_isr_asked() {
+    let emu = emulator(2);
+    set(|k| {
+        k.queues = 3;
+        k.mode = Mode::OnlyQueue(1);
+    });
+    let a = start(&emu, InterruptResources::line());
+    emu.fire_on(emu.device_of(a), None, 1);
+    let line = Source::Line;
+    assert_eq!(
+        dpc_runs(&events()),
+        vec![(0, line, 64), (1, line, 64), (2, line, 64)]
     );
     stop(&emu, a);
 }

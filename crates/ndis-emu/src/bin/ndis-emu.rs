@@ -39,6 +39,16 @@ mod host {
     const USAGE: &str = "usage: ndis-emu run IMAGE [--device virtio-net|none] \
                          [--messages N | --line] [--pairs N]";
 
+    const HELP: &str = "Runs a smoke scenario on a cross-built miniport image (.sys/.dll): DriverEntry, \
+                        initialize on the device, 1000 frames each way, pause, restart, halt, unload.\n\
+                        \n  --device virtio-net|none  the emulated device (default virtio-net)\
+                        \n  --messages N              grant N MSI-X messages (1..=2048; default 2*pairs+2)\
+                        \n  --line                    grant the line interrupt instead\
+                        \n  --pairs N                 queue pairs of the virtio-net device (1..=256, default 1)\
+                        \n  -h, --help                this text\n\
+                        \nExit status: 0 passed, 1 a step failed, 2 bad arguments or an image that cannot be \
+                        loaded, 3 bug check.";
+
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Device {
         VirtioNet,
@@ -129,6 +139,11 @@ mod host {
     }
 
     pub fn main() {
+        // `-h`/`--help` anywhere: the usage on stdout, success (a request, not an error).
+        if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+            println!("{USAGE}\n\n{HELP}");
+            exit(0);
+        }
         let args = match parse() {
             Ok(a) => a,
             Err(e) => {

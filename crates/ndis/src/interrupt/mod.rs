@@ -36,6 +36,88 @@ use crate::resources::{Kind, Release};
 
 /// The driver's interrupt state. Lives inside the registration (pinned, shared with the ISR and
 /// DPCs on every processor, hence `Sync`).
+///
+/// Three queues on a grant of two MSI-X messages, on the emulator: message 0 serves queues 0
+/// and 2, and its DPC runs `dpc` for both (docs/interrupts.md, "Which `isr()` and `dpc()` calls
+/// run"):
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// use ndis::driver::MiniportDriver;
+/// use ndis::interrupt::{DpcContext, InterruptHandler, InterruptRegistration, IsrContext, IsrOutcome};
+/// use ndis::irql::{DispatchOrBelow, Passive};
+/// use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
+/// use ndis::nbl::{Returned, SendLists};
+/// use ndis::{NdisVersion, NdisVersions, Status};
+/// use ndis_emu::{Config, Emulator, InterruptResources};
+/// use ndis_sys as sys;
+///
+/// #[global_allocator]
+/// static HEAP: ndis_emu::DriverHeap = ndis_emu::DriverHeap;
+///
+/// static DPCS: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
+///
+/// struct Queue(usize);
+/// struct Nic {
+///     queues: Vec<Queue>,
+/// }
+///
+/// impl InterruptHandler for Nic {
+///     type Queue = Queue;
+///     const MSI_SUPPORTED: bool = true;
+///     fn queues(&self) -> &[Queue] {
+///         &self.queues
+///     }
+///     fn isr(&self, _queue: &Queue, _ctx: &IsrContext<'_>) -> IsrOutcome {
+///         IsrOutcome::QueueDpc // (mask the queue's interrupt on the device here)
+///     }
+///     fn dpc(&self, queue: &Queue, _ctx: &mut DpcContext<'_>) {
+///         DPCS[queue.0].fetch_add(1, Ordering::Relaxed);
+///     }
+/// }
+///
+/// struct Adapter {
+///     _interrupt: InterruptRegistration<Nic>, // deregistered by the framework after halt
+/// }
+///
+/// impl Miniport for Adapter {
+///     fn send(&self, _: &NdisAdapter, lists: &mut SendLists<'_>, _: &mut DispatchOrBelow<'_>) {
+///         lists.each(|_| Status::SUCCESS);
+///     }
+///     fn return_receives(&self, _: &NdisAdapter, _: &mut Returned<'_>, _: &mut DispatchOrBelow<'_>) {}
+///     fn quiesce(&self, _: &NdisAdapter, _: &mut Passive<'_>) -> Quiesced {
+///         Quiesced::device_stopped()
+///     }
+/// }
+///
+/// struct Driver;
+///
+/// impl MiniportDriver for Driver {
+///     const NDIS_VERSIONS: NdisVersions = NdisVersions::new(NdisVersion::V6_20, NdisVersion::V6_89);
+///     const DRIVER_VERSION: (u8, u8) = (1, 0);
+///     type Adapter = Adapter;
+///     fn initialize(&'static self, init: &mut Init<'_>) -> Result<(Adapter, AdapterInfo), Status> {
+///         let nic = Nic { queues: (0..3).map(Queue).collect() };
+///         let interrupt = init.register_interrupt(nic)?; // RegisterError -> Status
+///         let info = AdapterInfo::ethernet([2, 0, 0, 0, 0, 3], 1500, 1_000_000_000, true);
+///         Ok((Adapter { _interrupt: interrupt }, info))
+///     }
+/// }
+///
+/// ndis::miniport_driver!(Driver = Driver);
+///
+/// fn main() {
+///     let emu = Emulator::new(Config::default());
+///     assert_eq!(emu.load_driver(DRIVER_ENTRY), sys::STATUS_SUCCESS);
+///     let a = emu.add_adapter(InterruptResources::msix(2)).expect("initialize");
+///     emu.fire_message(emu.device_of(a), 0);
+///     let dpcs = DPCS.each_ref().map(|n| n.load(Ordering::Relaxed));
+///     assert_eq!(dpcs, [1, 0, 1]);
+///     emu.halt(a, sys::NdisHaltDeviceDisabled);
+///     emu.unload();
+/// }
+/// ```
 pub trait InterruptHandler: Send + Sync + Sized + 'static {
     /// Per-queue state, reachable from that queue's ISR and DPC without a lock.
     type Queue: Sync;
@@ -297,10 +379,15 @@ impl<'a> DpcContext<'a> {
     /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL. The DPC's
     /// context (and its DISPATCH_LEVEL token) is borrowed for the call; `f` gets the DIRQL token
     /// it runs under, so nothing that needs DISPATCH_LEVEL or lower compiles inside.
+    ///
+    /// `f` is `Copy + Send`: it captures nothing it owns and no `&Cell`/`&RefCell`, so nothing
+    /// with a `Drop` can be moved into it and dropped at DIRQL (a [`crate::nbl::MappedSend`]
+    /// would free its scatter/gather list there, a [`crate::nbl::SendCompletion`] would complete
+    /// its lists: NDIS allows both only at IRQL <= DISPATCH_LEVEL). Return what it computes.
     pub fn synchronize<T: Copy + Send, R>(
         &mut self,
         shared: &InterruptShared<T>,
-        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R,
+        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R + Copy + Send,
     ) -> R {
         shared.synchronize(self.core, f)
     }
@@ -499,11 +586,12 @@ impl<H: InterruptHandler> InterruptRegistration<H> {
 
     /// Runs `f` on state shared with the ISR, under the interrupt lock at DIRQL, from passive
     /// code. The caller's token is borrowed for the call; `f` gets the DIRQL token it runs under.
+    /// `f` is `Copy + Send` for the reason [`DpcContext::synchronize`] gives.
     pub fn synchronize<T: Copy + Send, R>(
         &self,
         _at: &mut Passive<'_>,
         shared: &InterruptShared<T>,
-        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R,
+        f: impl FnOnce(&mut T, &mut Dirql<'_>) -> R + Copy + Send,
     ) -> R {
         let core = &self.inner.core;
         match core.calls.enter(|| shared.synchronize(core, f)) {

@@ -17,6 +17,31 @@ use super::{MessageId, ProcessorSet, Source, TriggerMode};
 use crate::irql::Passive;
 
 /// A WDM driver's interrupt service routine.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// use ndis::interrupt::Source;
+/// use ndis::interrupt::wdm::WdmInterruptHandler;
+///
+/// /// Claims the line when the device's cause register (here a stand-in) is set.
+/// struct Device {
+///     cause: AtomicU32,
+/// }
+///
+/// impl WdmInterruptHandler for Device {
+///     fn isr(&self, source: Source) -> bool {
+///         match source {
+///             Source::Line => self.cause.swap(0, Ordering::AcqRel) != 0,
+///             Source::Message(_) => true, // a message is never shared
+///         }
+///     }
+/// }
+///
+/// let d = Device { cause: AtomicU32::new(1) };
+/// assert!(d.isr(Source::Line)); // ours, and the cause is cleared
+/// assert!(!d.isr(Source::Line)); // another device's
+/// ```
 pub trait WdmInterruptHandler: Sync + 'static {
     /// At DIRQL: true if the device raised it.
     fn isr(&self, source: Source) -> bool;

@@ -32,6 +32,43 @@ use crate::irql::{AtMostDispatch, Dispatch};
 /// The hook is a [`Shared`] (allocated fallibly, unlike an `Arc`): each pending mapping keeps
 /// a reference to it, and `mapped` gets that reference as `hook` (the same value as `self`),
 /// to map the next send with.
+///
+/// A hook that queues each mapped send for the device under its own lock; the TX DPC takes them
+/// out and completes them once the device is done (a run of it on the emulator, with a device
+/// that reads the mapped frames, is `tests/zero_copy.rs` of the reference driver):
+///
+/// ```
+/// use ndis::Status;
+/// use ndis::heap::Shared;
+/// use ndis::irql::Dispatch;
+/// use ndis::miniport::NdisAdapter;
+/// use ndis::nbl::{MapHook, MappedSend, SendCompletion};
+/// use ndis::sync::SpinLock;
+///
+/// struct TxRing {
+///     posted: SpinLock<Vec<MappedSend>>,
+/// }
+///
+/// impl MapHook for TxRing {
+///     fn mapped(&self, _hook: &Shared<Self>, send: MappedSend, irql: &mut Dispatch<'_>) {
+///         // (write `send.elements()` into descriptors here)
+///         self.posted.with(irql, |posted, _| posted.push(send));
+///     }
+/// }
+///
+/// impl TxRing {
+///     /// From the TX DPC: the device used every posted frame.
+///     fn reap(&self, adapter: &NdisAdapter, irql: &mut Dispatch<'_>) {
+///         let used: Vec<MappedSend> = self.posted.with(irql, |p, _| p.drain(..).collect());
+///         let mut done = SendCompletion::new(adapter);
+///         for send in used {
+///             send.complete(&mut done, Status::SUCCESS); // frees the scatter/gather list
+///         }
+///         done.complete(irql);
+///     }
+/// }
+/// # fn main() { let _ = TxRing::reap; }
+/// ```
 pub trait MapHook: Send + Sync + Sized + 'static {
     fn mapped(&self, hook: &Shared<Self>, send: MappedSend, irql: &mut Dispatch<'_>);
 }

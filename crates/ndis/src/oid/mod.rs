@@ -1,5 +1,5 @@
 //! OID requests: the general OIDs every Ethernet miniport answers, answered by the framework
-//! from the adapter's [`AdapterInfo`](crate::miniport::AdapterInfo) and counters; the rest go to
+//! from the adapter's [`AdapterInfo`] and counters; the rest go to
 //! the driver.
 //!
 //! Buffers are checked the way NDIS expects: a query whose buffer is too short fails with

@@ -320,12 +320,6 @@ pub(crate) fn cancel(adapter: &NdisAdapter, request_id: sys::PVOID) {
         None
     });
     if let Some((request, after, read)) = taken {
-        complete_outstanding(
-            adapter,
-            request,
-            after,
-            read,
-            Err(Status(sys::NDIS_STATUS_REQUEST_ABORTED)),
-        );
+        complete_outstanding(adapter, request, after, read, Err(Status::REQUEST_ABORTED));
     }
 }
