@@ -224,8 +224,13 @@ unsafe fn ke_query_active_processor_count_ex(group: u16) -> u32 {
     if group == 0 || group == 0xFFFF { n } else { 0 }
 }
 
-unsafe fn ke_stall_execution_processor(_microseconds: u32) {
-    machine::preempt(&machine::current());
+/// A busy wait: the virtual clock advances by `microseconds` (so device events scheduled
+/// within the wait come due: a driver polling a register with stalls sees the device progress),
+/// then a preemption point. Timers do not fire here; they run when the test advances the clock.
+unsafe fn ke_stall_execution_processor(microseconds: u32) {
+    let m = machine::current();
+    m.st().sync.stall(microseconds);
+    machine::preempt(&m);
 }
 
 /// Ticks per second of the emulated performance counter: the virtual clock's 100 ns unit, the

@@ -41,7 +41,8 @@ use ndis_sys as sys;
 
 pub use bugcheck::{
     BAD_POOL_CALLER, BUGCODE_NDIS_DRIVER, DPC_WATCHDOG_VIOLATION,
-    DRIVER_VERIFIER_DETECTED_VIOLATION, NDIS_BUGCHECK_HALT_WITHOUT_INTERRUPT_DEREGISTER,
+    DRIVER_VERIFIER_DETECTED_VIOLATION, HARDWARE_INTERRUPT_STORM,
+    NDIS_BUGCHECK_HALT_WITHOUT_INTERRUPT_DEREGISTER,
     NDIS_BUGCHECK_INIT_FAILED_WITHOUT_INTERRUPT_DEREGISTER, NDIS_BUGCHECK_INVALID_OBJECT_HEADER,
     VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
 };
@@ -52,6 +53,7 @@ pub use exports::{RUST_PANIC_BUGCHECK, Win64Export, win64_exports};
 pub use faults::FaultPlan;
 pub use heap::{DriverHeap, FALLIBLE_SITE, instrumentation};
 pub use image::{LoadError, LoadedImage};
+pub use machine::INTERRUPT_STORM_LIMIT;
 pub use memory::{Allocation, AllocationKind, UNINITIALIZED_FILL};
 pub use ndis::AdapterState;
 pub use offload::{
@@ -315,6 +317,7 @@ impl Emulator {
             message_connection: None,
             pci,
             power_management_disabled: false,
+            line: Default::default(),
         });
         let d = st.devices.len() - 1;
         let pdo = st.devices[d].pdo.as_ptr() as sys::PDEVICE_OBJECT;

@@ -63,8 +63,12 @@ pub struct Bus<'a> {
 }
 
 impl Bus<'_> {
-    /// Asserts message `message` (MSI/MSI-X), or the line when `None`. Ignored while the driver
-    /// has no connected interrupt of that kind (as a message to an unprogrammed address is lost).
+    /// Sends message `message` (MSI/MSI-X): an edge, delivered once. Ignored while the driver has
+    /// no connected interrupt for it (as a message to an unprogrammed address is lost).
+    ///
+    /// `raise(None)` pulses the line once (delivered once, not left asserted); a model of a PCI
+    /// function drives its INTx line with [`set_line`](Self::set_line) instead, which is level-
+    /// triggered as INTx is.
     pub fn raise(&mut self, message: Option<u32>) {
         // A device that is gone or out of D0 signals nothing (wake events are not modelled).
         if self.st.devices[self.device].pci.presence != Presence::Working {
@@ -78,6 +82,67 @@ impl Bus<'_> {
         let affinity = self.st.kints[first].affinity;
         let cpu = machine::pick_cpu(self.st, affinity);
         self.st.pending.push((self.device, message, cpu));
+    }
+
+    /// Drives the function's INTx line, level-triggered as PCI INTx is: asserted, the line
+    /// interrupts, and interrupts again each time the ISRs return while it is still asserted;
+    /// it stays asserted until the model deasserts it (typically when the driver acknowledges
+    /// the cause: a read-to-clear status register, a write-one-to-clear). An ISR that leaves it
+    /// asserted [`INTERRUPT_STORM_LIMIT`](crate::INTERRUPT_STORM_LIMIT) times in a row stops
+    /// the run with `HARDWARE_INTERRUPT_STORM` (0xF2), as Windows' storm detection does.
+    /// Nothing is delivered while no line ISR is connected (the line stays asserted and
+    /// interrupts once one connects), or while the function is out of D0 or removed (the
+    /// emulator deasserts it then). Asserting an asserted line changes nothing.
+    pub fn set_line(&mut self, asserted: bool) {
+        if asserted && self.st.devices[self.device].pci.presence != Presence::Working {
+            return;
+        }
+        if asserted == self.st.devices[self.device].line.asserted {
+            return;
+        }
+        machine::set_line(self.st, self.device, asserted);
+    }
+
+    /// Whether the function's line is asserted (see [`set_line`](Self::set_line)).
+    pub fn line_asserted(&self) -> bool {
+        self.st.devices[self.device].line.asserted
+    }
+
+    /// Schedules [`PciFunction::on_event`] with `token` after `after` of virtual time: how a
+    /// model acts later on its own (a transmit that completes after the doorbell, a frame that
+    /// arrives while the driver's DPC runs). The event fires as soon as the virtual clock has
+    /// reached its time and the emulator next runs: at the driver's next call into the
+    /// emulator (any export that is a preemption point, a register access, a
+    /// `KeStallExecutionProcessor`, which also advances the clock by its microseconds) or
+    /// while the test advances the clock ([`Emulator::advance_time`](crate::Emulator::advance_time)).
+    /// An `after` of zero fires at the driver's next such call. Events of equal time fire in
+    /// the order they were scheduled. A function out of D0 or removed gets none (its pending
+    /// events are dropped when they come due).
+    pub fn schedule(&mut self, after: std::time::Duration, token: u64) {
+        let ticks = u64::try_from(after.as_nanos() / 100).unwrap_or(u64::MAX);
+        let due = self.st.sync.now().saturating_add(ticks);
+        let seq = self.st.mmio.next_event;
+        self.st.mmio.next_event += 1;
+        self.st.mmio.events.push(ScheduledEvent {
+            device: self.device,
+            due,
+            seq,
+            token,
+        });
+    }
+
+    /// The virtual clock (from 0 when the emulator was created; see [`schedule`](Self::schedule)).
+    pub fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.st.sync.now().saturating_mul(100))
+    }
+
+    /// Reports driver misuse the model detected as an emulated bug check with the model's own
+    /// `code` and parameters (a vendor's device would hang or corrupt memory instead; the model
+    /// stops the run with the reason). `message` says what the driver did and what it should do.
+    /// A test catches it with [`Emulator::expect_bugcheck`](crate::Emulator::expect_bugcheck).
+    pub fn bug_check(&mut self, code: u32, params: [usize; 4], message: impl Into<String>) -> ! {
+        let message = format!("device {} reports: {}", self.device, message.into());
+        bugcheck::raise(code, params, message)
     }
 
     /// Reads device-visible (shared) memory as a bus master. `None` if the range is not inside
@@ -134,10 +199,15 @@ pub trait PciFunction: std::any::Any {
     fn config(&mut self) -> &mut [u8; CONFIG_SPACE_SIZE];
     /// The memory BARs the function decodes.
     fn bars(&self) -> Vec<BarInfo>;
-    /// A register read of `width` (1, 2, 4) bytes at `offset` in BAR `bar`.
-    fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u32;
-    /// A register write.
-    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u32);
+    /// A register read of `width` bytes (1, 2, 4 or 8: `READ_REGISTER_UCHAR`..`_ULONG64`, or
+    /// the same load of an image) at `offset` in BAR `bar`; the driver's address was aligned for
+    /// `width` (the emulator stops a misaligned access first). The value is in the low `width`
+    /// bytes; bytes above them are ignored.
+    fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u64;
+    /// A register write of the low `width` bytes of `value` (the bytes above are zero).
+    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u64);
+    /// An event the model scheduled with [`Bus::schedule`] came due.
+    fn on_event(&mut self, _bus: &mut Bus<'_>, _token: u64) {}
     /// PnP assigned the function its interrupt resources (before the driver starts), as Windows
     /// enables MSI-X in the capability when it grants messages.
     fn interrupts_assigned(&mut self, _mode: InterruptMode) {}
@@ -186,13 +256,13 @@ impl PciFunction for PlainFunction {
             is_64bit: false,
         }]
     }
-    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32) -> u32 {
+    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32) -> u64 {
         let o = offset as usize;
-        let mut v = [0u8; 4];
+        let mut v = [0u8; 8];
         v[..width as usize].copy_from_slice(&self.registers[o..o + width as usize]);
-        u32::from_le_bytes(v)
+        u64::from_le_bytes(v)
     }
-    fn mmio_write(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32, value: u32) {
+    fn mmio_write(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32, value: u64) {
         let o = offset as usize;
         self.registers[o..o + width as usize]
             .copy_from_slice(&value.to_le_bytes()[..width as usize]);
@@ -210,10 +280,10 @@ impl PciFunction for RemovedFunction {
     fn bars(&self) -> Vec<BarInfo> {
         Vec::new()
     }
-    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, _width: u32) -> u32 {
-        u32::MAX
+    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, width: u32) -> u64 {
+        all_ones(width)
     }
-    fn mmio_write(&mut self, _: &mut Bus<'_>, _: u8, _: u64, _: u32, _: u32) {}
+    fn mmio_write(&mut self, _: &mut Bus<'_>, _: u8, _: u64, _: u32, _: u64) {}
     fn config_write(&mut self, _offset: usize, _data: &[u8]) {}
 }
 
@@ -277,6 +347,80 @@ pub(crate) struct MmioState {
     pub trapping: Option<crate::image::trap::Trapping>,
     /// BAR address allocation (never reused: a removed device's range stays retired).
     bar_space: BarSpace,
+    /// Events models scheduled ([`Bus::schedule`]), not yet fired.
+    events: Vec<ScheduledEvent>,
+    next_event: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ScheduledEvent {
+    device: usize,
+    /// Virtual time, 100 ns units.
+    due: u64,
+    /// Scheduling order, for events of equal time.
+    seq: u64,
+    token: u64,
+}
+
+/// The earliest time a scheduled event is due, if any is due by `by`.
+pub(crate) fn next_event_due(st: &State, by: u64) -> Option<u64> {
+    st.mmio
+        .events
+        .iter()
+        .map(|e| e.due)
+        .filter(|&d| d <= by)
+        .min()
+}
+
+/// Fires every scheduled event due by the current virtual time, in (time, scheduling) order,
+/// each on its model with the function out of its slot, delivering what it raised. An event
+/// whose model is busy (inside an access or `with_device`) waits for the next call.
+pub(crate) fn fire_due_events(m: &machine::Machine) {
+    loop {
+        let next = {
+            let mut st = m.st();
+            if st.mmio.events.is_empty() {
+                return;
+            }
+            let now = st.sync.now();
+            let pick = st
+                .mmio
+                .events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.due <= now && st.devices[e.device].pci.function.is_some())
+                .min_by_key(|(_, e)| (e.due, e.seq))
+                .map(|(i, _)| i);
+            let Some(i) = pick else {
+                return;
+            };
+            let e = st.mmio.events.remove(i);
+            if st.devices[e.device].pci.presence != Presence::Working {
+                continue; // out of D0 or gone: the event is lost with the device's state
+            }
+            let function = st.devices[e.device].pci.function.take();
+            function.map(|f| (e, f))
+        };
+        let Some((e, mut function)) = next else {
+            return;
+        };
+        {
+            let _emulator = crate::heap::EmulatorCode::enter();
+            let mut st = m.st();
+            let mut bus = Bus {
+                st: &mut st,
+                device: e.device,
+            };
+            function.on_event(&mut bus, e.token);
+            st.devices[e.device].pci.function = Some(function);
+        }
+        machine::deliver_pending(m);
+    }
+}
+
+/// The function lost power: events it scheduled are gone with its state.
+pub(crate) fn drop_events(st: &mut State, device: usize) {
+    st.mmio.events.retain(|e| e.device != device);
 }
 
 /// Bump allocation of BAR addresses in the two windows, each BAR naturally aligned.
@@ -661,27 +805,35 @@ fn register_access<R>(
         st.devices[device].pci.function = Some(function);
         Ok(Some(r))
     })();
-    // The access may have raised interrupts; they arrive now if the IRQL allows.
+    // The access may have raised interrupts; they arrive now if the IRQL allows. Events that
+    // came due (one the access scheduled with no delay, say) fire too.
     machine::deliver_pending(&m);
+    fire_due_events(&m);
     result.unwrap_or(None)
 }
 
 /// A register read of `width` bytes at `address` by driver code: a host build's
 /// `READ_REGISTER_*` and an image's trapped load alike.
-pub(crate) fn mmio_read(address: usize, width: u32) -> u32 {
+pub(crate) fn mmio_read(address: usize, width: u32) -> u64 {
     let _emulator = crate::heap::EmulatorCode::export();
     register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
-        f.mmio_read(bus, bar, offset, width)
+        f.mmio_read(bus, bar, offset, width) & all_ones(width)
     })
-    .unwrap_or(match width {
-        1 => 0xFF,
-        2 => 0xFFFF,
-        _ => u32::MAX,
-    })
+    .unwrap_or(all_ones(width))
+}
+
+/// A `width`-byte value of all ones: what a read of a function that is gone returns.
+pub fn all_ones(width: u32) -> u64 {
+    if width >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * width)) - 1
+    }
 }
 
 /// A register write by driver code (see [`mmio_read`]).
-pub(crate) fn mmio_write(address: usize, width: u32, value: u32) {
+pub(crate) fn mmio_write(address: usize, width: u32, value: u64) {
+    let value = value & all_ones(width);
     let _emulator = crate::heap::EmulatorCode::export();
     // A write to a removed device is lost.
     let _ = register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
@@ -689,11 +841,11 @@ pub(crate) fn mmio_write(address: usize, width: u32, value: u32) {
     });
 }
 
-pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u64 {
     mmio_read(address, width)
 }
 
-pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u32) {
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u64) {
     mmio_write(address, width, value)
 }
 

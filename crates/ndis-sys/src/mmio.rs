@@ -41,15 +41,17 @@ mod imp {
         READ_REGISTER_UCHAR / WRITE_REGISTER_UCHAR: u8;
         READ_REGISTER_USHORT / WRITE_REGISTER_USHORT: u16;
         READ_REGISTER_ULONG / WRITE_REGISTER_ULONG: u32;
+        READ_REGISTER_ULONG64 / WRITE_REGISTER_ULONG64: u64;
     }
 }
 
-/// How the host emulator implements register access: `width` is 1, 2 or 4 bytes.
+/// How the host emulator implements register access: `width` is 1, 2, 4 or 8 bytes, the value
+/// in the low `width` bytes (a read returns the upper bytes zero; a write's are ignored).
 #[cfg(not(windows))]
 #[derive(Clone, Copy, Debug)]
 pub struct HostMmio {
-    pub read: unsafe extern "win64-unwind" fn(address: usize, width: u32) -> u32,
-    pub write: unsafe extern "win64-unwind" fn(address: usize, width: u32, value: u32),
+    pub read: unsafe extern "win64-unwind" fn(address: usize, width: u32) -> u64,
+    pub write: unsafe extern "win64-unwind" fn(address: usize, width: u32, value: u64),
 }
 
 #[cfg(not(windows))]
@@ -69,7 +71,7 @@ mod imp {
             #[inline]
             pub unsafe fn $write(register: *mut $ty, value: $ty) {
                 // SAFETY: as for the read.
-                unsafe { (super::host::mmio().write)(register as usize, $width, value as u32) }
+                unsafe { (super::host::mmio().write)(register as usize, $width, u64::from(value)) }
             }
         )*};
     }
@@ -78,6 +80,7 @@ mod imp {
         READ_REGISTER_UCHAR / WRITE_REGISTER_UCHAR: u8 = 1;
         READ_REGISTER_USHORT / WRITE_REGISTER_USHORT: u16 = 2;
         READ_REGISTER_ULONG / WRITE_REGISTER_ULONG: u32 = 4;
+        READ_REGISTER_ULONG64 / WRITE_REGISTER_ULONG64: u64 = 8;
     }
 }
 

@@ -207,6 +207,11 @@ impl Registers for IoSpace {
         // SAFETY: as above.
         unsafe { sys::mmio::READ_REGISTER_ULONG(a as *const u32) }
     }
+    fn read64(&self, offset: usize) -> u64 {
+        let a = self.address(offset, 8);
+        // SAFETY: as above.
+        unsafe { sys::mmio::READ_REGISTER_ULONG64(a as *const u64) }
+    }
     fn write8(&self, offset: usize, value: u8) {
         let a = self.address(offset, 1);
         // SAFETY: as above.
@@ -221,6 +226,11 @@ impl Registers for IoSpace {
         let a = self.address(offset, 4);
         // SAFETY: as above.
         unsafe { sys::mmio::WRITE_REGISTER_ULONG(a as *mut u32, value) }
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        let a = self.address(offset, 8);
+        // SAFETY: as above.
+        unsafe { sys::mmio::WRITE_REGISTER_ULONG64(a as *mut u64, value) }
     }
 }
 
@@ -268,6 +278,9 @@ impl Registers for OwnedWindow {
     fn read32(&self, offset: usize) -> u32 {
         self.space.read32(self.at(offset, 4))
     }
+    fn read64(&self, offset: usize) -> u64 {
+        self.space.read64(self.at(offset, 8))
+    }
     fn write8(&self, offset: usize, value: u8) {
         self.space.write8(self.at(offset, 1), value)
     }
@@ -276,6 +289,9 @@ impl Registers for OwnedWindow {
     }
     fn write32(&self, offset: usize, value: u32) {
         self.space.write32(self.at(offset, 4), value)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.space.write64(self.at(offset, 8), value)
     }
 }
 

@@ -686,12 +686,13 @@ fn sign_extend(value: u64, width: usize) -> u64 {
 }
 
 const REGISTER_FORMS: &str = "the emulator performs register loads and stores only: \
-    mov r8/r16/r32, [m]; movzx/movsx r16/r32/r64, byte/word [m]; movsxd r64, dword [m]; \
-    mov [m], r8/r16/r32; mov [m], imm8/imm16/imm32 (1-, 2- and 4-byte accesses without a \
-    segment override, what READ_REGISTER_* and WRITE_REGISTER_* compile to). Access the \
-    device through READ_REGISTER_*/WRITE_REGISTER_* (ndis::hw)";
+    mov r8/r16/r32/r64, [m]; movzx/movsx r16/r32/r64, byte/word [m]; movsxd r64, dword [m]; \
+    mov [m], r8/r16/r32/r64; mov [m], imm8/imm16/imm32 (a qword store sign-extends imm32) \
+    (1-, 2-, 4- and 8-byte accesses without a segment override, what READ_REGISTER_* and \
+    WRITE_REGISTER_* compile to). Access the device through READ_REGISTER_*/WRITE_REGISTER_* \
+    (ndis::hw)";
 
-/// An access of a register mapping: a load or a store of 1, 2 or 4 bytes.
+/// An access of a register mapping: a load or a store of 1, 2, 4 or 8 bytes.
 fn register_access(frame: &mut Frame, i: &Instruction) {
     let store = i.op0_kind() == OpKind::Memory;
     let load = !store && i.op_count() == 2 && i.op1_kind() == OpKind::Memory;
@@ -712,7 +713,7 @@ fn register_access(frame: &mut Frame, i: &Instruction) {
         );
     }
     let width = i.memory_size().size();
-    if !matches!(width, 1 | 2 | 4) {
+    if !matches!(width, 1 | 2 | 4 | 8) {
         unemulated(
             i,
             REGISTER_MAPPING,
@@ -723,7 +724,7 @@ fn register_access(frame: &mut Frame, i: &Instruction) {
         );
     }
     let address = effective_address(frame, i);
-    let mask = (1u64 << (8 * width)) - 1;
+    let mask = crate::pci::all_ones(width as u32);
     if store {
         let value = match i.op1_kind() {
             OpKind::Register if is_gpr(i.op1_register()) => read_register(frame, i.op1_register()),
@@ -735,13 +736,13 @@ fn register_access(frame: &mut Frame, i: &Instruction) {
             | OpKind::Immediate32to64 => i.immediate(1),
             _ => unemulated(i, REGISTER_MAPPING, REGISTER_FORMS),
         };
-        crate::pci::mmio_write(address, width as u32, (value & mask) as u32);
+        crate::pci::mmio_write(address, width as u32, value & mask);
     } else {
         let destination = i.op0_register();
         if !is_gpr(destination) || destination.full_register() == Register::RSP {
             unemulated(i, REGISTER_MAPPING, REGISTER_FORMS);
         }
-        let raw = u64::from(crate::pci::mmio_read(address, width as u32)) & mask;
+        let raw = crate::pci::mmio_read(address, width as u32) & mask;
         let value = match i.mnemonic() {
             Mnemonic::Movsx | Mnemonic::Movsxd => sign_extend(raw, width),
             _ => raw,

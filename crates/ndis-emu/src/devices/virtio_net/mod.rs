@@ -30,7 +30,7 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::pci::{BarInfo, Bus, CONFIG_SPACE_SIZE, InterruptMode, PciFunction};
+use crate::pci::{BarInfo, Bus, CONFIG_SPACE_SIZE, InterruptMode, PciFunction, all_ones};
 use regs::{NO_VECTOR, common, ctrl, feature, status};
 pub use rss::RssConfig;
 
@@ -664,6 +664,7 @@ impl VirtioNet {
     pub fn reset_by_device(&mut self, bus: &mut Bus<'_>, notify: bool) {
         let vector = self.config_vector;
         self.reset();
+        bus.set_line(false); // the ISR status is 0 again
         self.unprompted_reset = true;
         if notify && !self.removed {
             self.counters.config_interrupts += 1;
@@ -873,6 +874,7 @@ impl VirtioNet {
     fn write_status(&mut self, bus: &mut Bus<'_>, v: u8) {
         if v == 0 {
             self.reset();
+            bus.set_line(false); // the ISR status is 0 again
             self.unprompted_reset = false;
             return;
         }
@@ -907,10 +909,12 @@ impl VirtioNet {
         }
     }
 
+    /// INTx is level-triggered: the line stays asserted while the ISR status is not 0 (virtio
+    /// 1.2, 4.1.4.5: reading the ISR status de-asserts it).
     fn assert_line(&mut self, bus: &mut Bus<'_>) {
         if bus.interrupt_mode() == InterruptMode::Line {
             self.counters.line_interrupts += 1;
-            bus.raise(None);
+            bus.set_line(true);
         }
     }
 
@@ -1676,20 +1680,12 @@ fn scatter(mem: &GuestMemoryMmap, chain: &[Descriptor], parts: &[&[u8]]) -> Resu
     Ok(())
 }
 
-fn read_bytes(bytes: &[u8], offset: u64, width: u32) -> u32 {
-    let mut v = [0u8; 4];
+fn read_bytes(bytes: &[u8], offset: u64, width: u32) -> u64 {
+    let mut v = [0u8; 8];
     for (i, b) in v.iter_mut().enumerate().take(width as usize) {
         *b = bytes.get(offset as usize + i).copied().unwrap_or(0);
     }
-    u32::from_le_bytes(v)
-}
-
-fn all_ones(width: u32) -> u32 {
-    if width >= 4 {
-        u32::MAX
-    } else {
-        (1u32 << (8 * width)) - 1
-    }
+    u64::from_le_bytes(v)
 }
 
 impl PciFunction for VirtioNet {
@@ -1745,8 +1741,9 @@ impl PciFunction for VirtioNet {
         }
     }
 
-    fn mmio_read(&mut self, _bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u32 {
+    fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u64 {
         if self.removed {
+            bus.set_line(false); // gone from the bus: it drives no line
             return all_ones(width);
         }
         match bar {
@@ -1754,7 +1751,8 @@ impl PciFunction for VirtioNet {
                 o if o < regs::ISR_OFFSET => read_bytes(&self.common_bytes(), o, width),
                 regs::ISR_OFFSET => {
                     self.counters.isr_reads += 1;
-                    std::mem::take(&mut self.isr) as u32
+                    bus.set_line(false);
+                    u64::from(std::mem::take(&mut self.isr))
                 }
                 o if (regs::DEVICE_OFFSET..regs::NOTIFY_OFFSET).contains(&o) => {
                     read_bytes(&self.device_bytes(), o - regs::DEVICE_OFFSET, width)
@@ -1787,13 +1785,16 @@ impl PciFunction for VirtioNet {
         }
     }
 
-    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u32) {
+    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u64) {
         if self.removed {
             return;
         }
         match bar {
             regs::MODERN_BAR => match offset {
-                o if o < regs::ISR_OFFSET => self.write_common(bus, o, width, value),
+                // 64-bit fields are written as two 32-bit halves (virtio 1.2, 4.1.3.1).
+                o if o < regs::ISR_OFFSET && width <= 4 => {
+                    self.write_common(bus, o, width, value as u32)
+                }
                 o if (regs::NOTIFY_OFFSET..regs::NOTIFY_OFFSET + regs::NOTIFY_LENGTH as u64)
                     .contains(&o) =>
                 {
@@ -1816,7 +1817,7 @@ impl PciFunction for VirtioNet {
                         self.msix[i].address =
                             (self.msix[i].address & 0xFFFF_FFFF) | ((value as u64) << 32)
                     }
-                    8 => self.msix[i].data = value,
+                    8 => self.msix[i].data = value as u32,
                     _ => self.set_mask(bus, i, value & 1 != 0),
                 }
             }
