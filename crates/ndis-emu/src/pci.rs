@@ -110,14 +110,16 @@ impl Bus<'_> {
 
     /// Schedules [`PciFunction::on_event`] with `token` after `after` of virtual time: how a
     /// model acts later on its own (a transmit that completes after the doorbell, a frame that
-    /// arrives while the driver's DPC runs). The event fires as soon as the virtual clock has
-    /// reached its time and the emulator next runs: at the driver's next call into the
-    /// emulator (any export that is a preemption point, a register access, a
-    /// `KeStallExecutionProcessor`, which also advances the clock by its microseconds) or
-    /// while the test advances the clock ([`Emulator::advance_time`](crate::Emulator::advance_time)).
-    /// An `after` of zero fires at the driver's next such call. Events of equal time fire in
-    /// the order they were scheduled. A function out of D0 or removed gets none (its pending
-    /// events are dropped when they come due).
+    /// arrives while the driver's DPC runs). The event fires once the virtual clock has
+    /// reached its time, at the first of: the end of a register access (the one that scheduled
+    /// it included: an `after` of zero fires as that access returns), the driver's next call
+    /// to an export that is a preemption point (spin lock release, `KeStallExecutionProcessor`,
+    /// which also advances the clock by its microseconds, interrupt registration and
+    /// synchronization, DPC queueing), or the test advancing the clock
+    /// ([`Emulator::advance_time`](crate::Emulator::advance_time)). Interrupts it raises are
+    /// delivered at once if the IRQL allows (an ISR preempts a running DPC). Events of equal
+    /// time fire in the order they were scheduled. A function out of D0 or removed gets none:
+    /// its events are dropped when it loses power or when they come due.
     pub fn schedule(&mut self, after: std::time::Duration, token: u64) {
         let ticks = u64::try_from(after.as_nanos() / 100).unwrap_or(u64::MAX);
         let due = self.st.sync.now().saturating_add(ticks);
@@ -853,3 +855,216 @@ pub(crate) static HOST_MMIO: sys::mmio::HostMmio = sys::mmio::HostMmio {
     read: host_mmio_read,
     write: host_mmio_write,
 };
+
+/// One MSI-X table entry (PCI 3.0, 6.8.2.6-9): where the message goes, its data, and its
+/// vector-control mask bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MsixEntry {
+    pub address: u64,
+    pub data: u32,
+    pub masked: bool,
+}
+
+/// What [`MsixTable::signal`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsixSignal {
+    /// Sent to the driver ([`Bus::raise`]).
+    Sent,
+    /// The entry is masked: its pending bit is set, and unmasking it sends the message.
+    Pending,
+    /// No such entry, or PnP did not grant it (messages are not in force, or the entry lies at
+    /// or past the granted count): lost, as a message to an unprogrammed address is.
+    Lost,
+}
+
+/// An MSI-X table and its pending-bit array (PBA), as a device model places them in a BAR:
+/// 16-byte entries from `table_offset`, one pending bit per entry in 64-bit words from
+/// `pba_offset` (PCI 3.0, 6.8.2). A model forwards the accesses of that BAR range to
+/// [`read`](Self::read)/[`write`](Self::write) and sends its interrupts with
+/// [`signal`](Self::signal); masking, pending bits and delivery on unmask are done here.
+///
+/// Entries start unmasked with address and data 0: the emulator plays the platform, which
+/// programs every granted entry and unmasks it when PnP enables MSI-X. The table belongs to the
+/// platform, not to the device's reset: a device reset leaves it (clear pending bits with
+/// [`clear_pending`](Self::clear_pending) if the device's reset drops them). The MSI-X
+/// capability in configuration space (table size, BIR, enable and function-mask bits) stays
+/// the model's.
+#[derive(Debug, Clone)]
+pub struct MsixTable {
+    entries: Vec<MsixEntry>,
+    pending: Vec<bool>,
+    table_offset: u64,
+    pba_offset: u64,
+}
+
+impl MsixTable {
+    /// A table of `vectors` entries (1..=2048) at `table_offset`, its PBA at `pba_offset`
+    /// (both 8-byte aligned and not overlapping).
+    pub fn new(vectors: u16, table_offset: u64, pba_offset: u64) -> Self {
+        assert!(
+            (1..=2048).contains(&vectors),
+            "an MSI-X table has 1..=2048 entries, not {vectors}"
+        );
+        let table_end = table_offset + 16 * vectors as u64;
+        let pba_end = pba_offset + Self::pba_bytes(vectors);
+        assert!(
+            table_offset.is_multiple_of(8)
+                && pba_offset.is_multiple_of(8)
+                && (table_end <= pba_offset || pba_end <= table_offset),
+            "the MSI-X table ({table_offset:#x}..{table_end:#x}) and PBA ({pba_offset:#x}..\
+             {pba_end:#x}) must be 8-byte aligned and must not overlap"
+        );
+        MsixTable {
+            entries: vec![MsixEntry::default(); vectors as usize],
+            pending: vec![false; vectors as usize],
+            table_offset,
+            pba_offset,
+        }
+    }
+
+    /// Bytes of the PBA for `vectors` entries (whole 64-bit words).
+    pub fn pba_bytes(vectors: u16) -> u64 {
+        (vectors as u64).div_ceil(64) * 8
+    }
+
+    /// Entries in the table.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Never true (a table has at least one entry); for clippy's `len` convention.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entry(&self, vector: u16) -> Option<MsixEntry> {
+        self.entries.get(vector as usize).copied()
+    }
+
+    /// The PBA bit of `vector`.
+    pub fn is_pending(&self, vector: u16) -> bool {
+        self.pending.get(vector as usize).copied().unwrap_or(false)
+    }
+
+    /// Clears every pending bit.
+    pub fn clear_pending(&mut self) {
+        self.pending.iter_mut().for_each(|p| *p = false);
+    }
+
+    /// Whether BAR offset `offset` lies in the table or the PBA.
+    pub fn contains(&self, offset: u64) -> bool {
+        self.table_range().contains(&offset) || self.pba_range().contains(&offset)
+    }
+
+    fn table_range(&self) -> std::ops::Range<u64> {
+        self.table_offset..self.table_offset + 16 * self.entries.len() as u64
+    }
+
+    fn pba_range(&self) -> std::ops::Range<u64> {
+        self.pba_offset..self.pba_offset + Self::pba_bytes(self.entries.len() as u16)
+    }
+
+    /// Sends message `vector` if its entry is unmasked; sets its pending bit if masked.
+    pub fn signal(&mut self, bus: &mut Bus<'_>, vector: u16) -> MsixSignal {
+        let i = vector as usize;
+        let granted = match bus.interrupt_mode() {
+            InterruptMode::Messages(granted) => granted,
+            _ => 0,
+        };
+        if i >= self.entries.len() || vector as u32 >= granted {
+            MsixSignal::Lost
+        } else if self.entries[i].masked {
+            self.pending[i] = true;
+            MsixSignal::Pending
+        } else {
+            bus.raise(Some(vector as u32));
+            MsixSignal::Sent
+        }
+    }
+
+    /// Masks or unmasks `vector` (as the platform or the driver writing its vector control
+    /// would); unmasking an entry whose pending bit is set clears it and sends the message.
+    /// Returns what happened to a pending message (`None`: none was pending or it stays masked).
+    pub fn set_masked(
+        &mut self,
+        bus: &mut Bus<'_>,
+        vector: u16,
+        masked: bool,
+    ) -> Option<MsixSignal> {
+        let i = vector as usize;
+        let e = self.entries.get_mut(i)?;
+        e.masked = masked;
+        if masked || !self.pending[i] {
+            return None;
+        }
+        self.pending[i] = false;
+        Some(self.signal(bus, vector))
+    }
+
+    /// A read of `width` bytes at BAR offset `offset`: `None` outside the table and PBA
+    /// (the model handles the rest of its BAR).
+    pub fn read(&self, offset: u64, width: u32) -> Option<u64> {
+        let mut bytes = [0u8; 8];
+        if self.table_range().contains(&offset) {
+            let at = offset - self.table_offset;
+            let e = &self.entries[(at / 16) as usize];
+            let mut raw = [0u8; 16];
+            raw[0..8].copy_from_slice(&e.address.to_le_bytes());
+            raw[8..12].copy_from_slice(&e.data.to_le_bytes());
+            raw[12..16].copy_from_slice(&u32::from(e.masked).to_le_bytes());
+            let from = (at % 16) as usize;
+            let n = (width as usize).min(16 - from).min(8);
+            bytes[..n].copy_from_slice(&raw[from..from + n]);
+        } else if self.pba_range().contains(&offset) {
+            let at = offset - self.pba_offset;
+            for (k, b) in bytes.iter_mut().enumerate().take(width as usize) {
+                let byte = at as usize + k;
+                for bit in 0..8 {
+                    if self.pending.get(byte * 8 + bit).copied().unwrap_or(false) {
+                        *b |= 1 << bit;
+                    }
+                }
+            }
+        } else {
+            return None;
+        }
+        Some(u64::from_le_bytes(bytes))
+    }
+
+    /// A write of `width` bytes at BAR offset `offset` inside the table or PBA (see
+    /// [`contains`](Self::contains); a write elsewhere is ignored). Table writes of 4 bytes (any
+    /// dword) or 8 bytes (the address, or data with vector control) take effect, as PCI
+    /// defines; other widths and PBA writes (read-only) are ignored. Clearing an entry's mask
+    /// bit delivers its pending message: the result says what became of it.
+    pub fn write(
+        &mut self,
+        bus: &mut Bus<'_>,
+        offset: u64,
+        width: u32,
+        value: u64,
+    ) -> Option<MsixSignal> {
+        if !self.table_range().contains(&offset) {
+            return None;
+        }
+        let at = offset - self.table_offset;
+        let vector = (at / 16) as u16;
+        let i = vector as usize;
+        let low = (at % 16, value as u32);
+        let high = (at % 16 + 4, (value >> 32) as u32);
+        let dwords = match (at % 16, width) {
+            (_, 4) => [Some(low), None],
+            (0 | 8, 8) => [Some(low), Some(high)],
+            _ => [None, None],
+        };
+        for (o, v) in dwords.into_iter().flatten() {
+            let e = &mut self.entries[i];
+            match o {
+                0 => e.address = (e.address & !0xFFFF_FFFF) | v as u64,
+                4 => e.address = (e.address & 0xFFFF_FFFF) | ((v as u64) << 32),
+                8 => e.data = v,
+                _ => return self.set_masked(bus, vector, v & 1 != 0),
+            }
+        }
+        None
+    }
+}
