@@ -71,6 +71,12 @@ pub use {virtio_queue, vm_memory};
 
 use machine::{Callback, Device, Machine, State};
 
+/// `docs/emulator.md`, compiled by `cargo test --doc`: its Rust blocks are doc tests, so the
+/// example device model of "Writing a device model" is built and run exactly as printed.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/emulator.md")]
+pub struct EmulatorGuide;
+
 /// `DriverEntry` as the emulator calls it.
 pub type DriverEntry = unsafe extern "win64-unwind" fn(
     sys::PDRIVER_OBJECT,
