@@ -28,6 +28,8 @@ const CAUSE: u64 = 0x00;
 const DOORBELL: u64 = 0x08;
 /// A 64-bit register, accessed whole.
 const WIDE: u64 = 0x10;
+/// Writing `n` schedules a second kind of event (token [`OTHER_EVENT`]) `n` microseconds later.
+const DOORBELL2: u64 = 0x0C;
 /// Writing it is driver misuse the model reports (a DMA address of 0, say).
 const MISUSE: u64 = 0x18;
 /// Plain read/write bytes for width tests.
@@ -38,6 +40,7 @@ const MSIX_PBA: u64 = 0xC00;
 const BAR_SIZE: u64 = 0x1000;
 
 const RX_EVENT: u64 = 1;
+const OTHER_EVENT: u64 = 2;
 const CAUSE_RX: u32 = 1;
 /// The model's own bug check code for driver misuse (a vendor picks any).
 const MODEL_BUGCHECK: u32 = 0xE000_0001;
@@ -52,6 +55,8 @@ struct KitDevice {
     accesses: Vec<(bool, u64, u32)>,
     /// Virtual time at each receive event.
     events_at: Vec<Duration>,
+    /// Every event's token, in firing order.
+    tokens: Vec<u64>,
 }
 
 impl KitDevice {
@@ -66,6 +71,7 @@ impl KitDevice {
             msix: MsixTable::new(2, MSIX_TABLE, MSIX_PBA),
             accesses: Vec::new(),
             events_at: Vec::new(),
+            tokens: Vec::new(),
         }
     }
 
@@ -121,6 +127,7 @@ impl PciFunction for KitDevice {
         }
         match offset {
             DOORBELL => bus.schedule(Duration::from_micros(value), RX_EVENT),
+            DOORBELL2 => bus.schedule(Duration::from_micros(value), OTHER_EVENT),
             WIDE => self.wide = value,
             MISUSE => bus.bug_check(
                 MODEL_BUGCHECK,
@@ -136,9 +143,11 @@ impl PciFunction for KitDevice {
         }
     }
     fn on_event(&mut self, bus: &mut Bus<'_>, token: u64) {
-        assert_eq!(token, RX_EVENT);
-        self.events_at.push(bus.now());
-        self.interrupt(bus, CAUSE_RX);
+        self.tokens.push(token);
+        if token == RX_EVENT {
+            self.events_at.push(bus.now());
+            self.interrupt(bus, CAUSE_RX);
+        }
     }
 }
 
@@ -163,6 +172,11 @@ thread_local! {
     /// The DPC rings the doorbell with this delay (µs) and then stalls `DPC_STALL` twice.
     static DPC_DOORBELL: Cell<Option<u64>> = const { Cell::new(None) };
     static DPC_STALL: Cell<u32> = const { Cell::new(0) };
+    /// Initialize registers an interrupt (false: the driver never connects one).
+    static REGISTER: Cell<bool> = const { Cell::new(true) };
+    /// Initialize rings the doorbell (no delay) before it registers the interrupt: the line is
+    /// asserted before anyone listens.
+    static RING_BEFORE_REGISTER: Cell<bool> = const { Cell::new(false) };
     static SEEN: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -273,6 +287,14 @@ fn init(h: sys::NDIS_HANDLE) {
     };
     assert_eq!(status, sys::NDIS_STATUS_SUCCESS);
     MAPPING.set(va as usize);
+    if RING_BEFORE_REGISTER.get() {
+        // SAFETY: DOORBELL inside the live mapping, aligned.
+        unsafe { sys::mmio::WRITE_REGISTER_ULONG(reg(DOORBELL) as *mut u32, 0) };
+    }
+    if !REGISTER.get() {
+        INTERRUPT.set(0);
+        return;
+    }
     // SAFETY: all-zero is valid plain data.
     let mut c: sys::NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS = unsafe { std::mem::zeroed() };
     c.Header = sys::NDIS_OBJECT_HEADER {
@@ -445,6 +467,41 @@ fn a_pulse_on_the_line_is_delivered_once_even_to_an_isr_that_does_not_clear() {
     stop(emu, a);
 }
 
+#[test]
+fn a_line_asserted_before_the_isr_is_connected_interrupts_when_it_connects() {
+    RING_BEFORE_REGISTER.set(true);
+    let (emu, a) = start(InterruptResources::line(), Isr::Acknowledge);
+    RING_BEFORE_REGISTER.set(false);
+    assert_eq!(
+        ISR_CALLS.get(),
+        1,
+        "delivered once NdisMRegisterInterruptEx connected the line"
+    );
+    assert!(!device(&emu, a, |_, bus| bus.line_asserted()));
+    stop(emu, a);
+}
+
+#[test]
+fn a_removed_device_releases_its_line_and_asserts_nothing() {
+    REGISTER.set(false);
+    let (emu, a) = start(InterruptResources::line(), Isr::Acknowledge);
+    REGISTER.set(true);
+    // No ISR connected: the asserted line waits.
+    device(&emu, a, |d, bus| d.interrupt(bus, CAUSE_RX));
+    assert!(device(&emu, a, |_, bus| bus.line_asserted()));
+    emu.remove_device(a);
+    assert!(
+        !device(&emu, a, |_, bus| bus.line_asserted()),
+        "released on removal"
+    );
+    device(&emu, a, |d, bus| d.interrupt(bus, CAUSE_RX));
+    assert!(
+        !device(&emu, a, |_, bus| bus.line_asserted()),
+        "a removed device asserts nothing"
+    );
+    assert_eq!(ISR_CALLS.get(), 0);
+}
+
 // ---- events on the virtual clock ----
 
 #[test]
@@ -508,6 +565,54 @@ fn a_stall_advances_the_clock_so_a_polling_dpc_sees_the_device_progress() {
         [Duration::from_micros(20)]
     );
     DPC_STALL.set(0);
+    stop(emu, a);
+}
+
+#[test]
+fn events_fire_in_time_order_and_equal_times_in_scheduling_order() {
+    let (emu, a) = start(InterruptResources::line(), Isr::Acknowledge);
+    // SAFETY: the doorbells inside the live mapping, aligned.
+    unsafe {
+        sys::mmio::WRITE_REGISTER_ULONG(reg(DOORBELL2) as *mut u32, 30);
+        sys::mmio::WRITE_REGISTER_ULONG(reg(DOORBELL) as *mut u32, 30);
+        sys::mmio::WRITE_REGISTER_ULONG(reg(DOORBELL2) as *mut u32, 10);
+    }
+    emu.advance_time(Duration::from_micros(100));
+    assert_eq!(
+        device(&emu, a, |d, _| d.tokens.clone()),
+        [OTHER_EVENT, OTHER_EVENT, RX_EVENT]
+    );
+    assert_eq!(
+        device(&emu, a, |d, _| d.events_at.clone()),
+        [Duration::from_micros(30)]
+    );
+    stop(emu, a);
+}
+
+#[test]
+fn a_removed_device_gets_no_events() {
+    let (emu, a) = start(InterruptResources::line(), Isr::Acknowledge);
+    // SAFETY: DOORBELL inside the live mapping, aligned.
+    unsafe { sys::mmio::WRITE_REGISTER_ULONG(reg(DOORBELL) as *mut u32, 10) };
+    emu.remove_device(a);
+    emu.advance_time(Duration::from_micros(100));
+    assert_eq!(device(&emu, a, |d, _| d.tokens.clone()), Vec::<u64>::new());
+    assert_eq!(ISR_CALLS.get(), 0);
+}
+
+#[test]
+fn a_function_that_loses_power_drops_its_events() {
+    let (emu, a) = start(InterruptResources::line(), Isr::Acknowledge);
+    assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+    // SAFETY: DOORBELL inside the live mapping, aligned.
+    unsafe { sys::mmio::WRITE_REGISTER_ULONG(reg(DOORBELL) as *mut u32, 10) };
+    // Not power-managed: halted, the function loses power (D3), initialized again on wake.
+    emu.sleep(a, ndis_emu::SystemSleep::S4);
+    emu.wake(a).expect("wake");
+    emu.advance_time(Duration::from_micros(100));
+    assert_eq!(device(&emu, a, |d, _| d.tokens.clone()), Vec::<u64>::new());
+    assert_eq!(ISR_CALLS.get(), 0);
+    assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
     stop(emu, a);
 }
 
