@@ -103,6 +103,8 @@ exports! {
     "ndis.sys" NdisMFreeSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: PVOID, e: PHYSICAL_ADDRESS) => dma::ndis_m_free_shared_memory;
     "ndis.sys" NdisMMapIoSpace(a: *mut PVOID, b: NDIS_HANDLE, c: PHYSICAL_ADDRESS, d: UINT) -> NDIS_STATUS => pci::ndis_m_map_io_space;
     "ndis.sys" NdisMUnmapIoSpace(a: NDIS_HANDLE, b: PVOID, c: UINT) => pci::ndis_m_unmap_io_space;
+    "ndis.sys" NdisMRegisterIoPortRange(a: *mut PVOID, b: NDIS_HANDLE, c: UINT, d: UINT) -> NDIS_STATUS => pci::ndis_m_register_io_port_range;
+    "ndis.sys" NdisMDeregisterIoPortRange(a: NDIS_HANDLE, b: UINT, c: UINT, d: PVOID) => pci::ndis_m_deregister_io_port_range;
     "ndis.sys" NdisMGetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_get_bus_data;
     "ndis.sys" NdisMSetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_set_bus_data;
     "ndis.sys" NdisOpenConfigurationEx(a: *mut NDIS_CONFIGURATION_OBJECT, b: *mut NDIS_HANDLE) -> NDIS_STATUS => config::ndis_open_configuration_ex;

@@ -1133,6 +1133,20 @@ fn resource_list(device: &Device) -> Box<[u32]> {
             },
         });
     }
+    // Its I/O BARs (ports), in BAR order.
+    for bar in &device.pci.io_bars {
+        descriptors.push(sys::CM_PARTIAL_RESOURCE_DESCRIPTOR {
+            Type: sys::CmResourceTypePort,
+            ShareDisposition: sys::CmResourceShareDeviceExclusive,
+            Flags: sys::CM_RESOURCE_PORT_IO,
+            u: sys::CM_PARTIAL_RESOURCE_DESCRIPTOR_U {
+                Port: sys::CM_RESOURCE_MEMORY {
+                    Start: bar.physical as i64,
+                    Length: bar.size as u32,
+                },
+            },
+        });
+    }
     match device.resources {
         InterruptResources::None => {}
         InterruptResources::Line { shared, .. } => {

@@ -1,4 +1,5 @@
-//! PCI functions: configuration space, memory BARs and register access.
+//! PCI functions: configuration space, memory and I/O BARs, register and port access, and the
+//! device-model kit (the level-triggered line, events on the virtual clock, [`MsixTable`]).
 //!
 //! A device model implements [`PciFunction`] and is attached with
 //! [`Emulator::add_adapter_with`](crate::Emulator::add_adapter_with). The emulator assigns each
@@ -37,6 +38,14 @@ pub const BAR32_MAX_SIZE: u64 = 1 << 29;
 /// The largest 64-bit BAR a function may declare (2 GiB: a larger one would need
 /// `CmResourceTypeMemoryLarge` descriptors, which the emulator does not produce).
 pub const BAR64_MAX_SIZE: u64 = 1 << 31;
+/// Where the emulator places I/O BARs: naturally aligned from here up to [`IO_BAR_END`], the
+/// top of the x86 port space (below lie the legacy ISA ports; 0xC000 is where PC firmware such
+/// as SeaBIOS starts PCI I/O).
+pub const IO_BAR_BASE: u64 = 0xC000;
+/// End of the port space.
+pub const IO_BAR_END: u64 = 0x1_0000;
+/// The largest I/O BAR (PCI 3.0, 6.2.5.1: at most 256 bytes).
+pub const IO_BAR_MAX_SIZE: u64 = 256;
 /// Virtual addresses of register mappings: kernel-half addresses no host pointer can have.
 const MMIO_VA_BASE: usize = 0xFFFF_F700_0000_0000;
 const MMIO_VA_STRIDE: usize = 1 << 32;
@@ -54,6 +63,16 @@ pub struct BarInfo {
     /// (64-bit).
     pub size: u64,
     pub is_64bit: bool,
+}
+
+/// An I/O-space BAR a function decodes (port I/O: `in`/`out`, `READ_PORT_*`/`WRITE_PORT_*`
+/// after `NdisMRegisterIoPortRange`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoBarInfo {
+    /// 0..=5, not a register a memory BAR uses.
+    pub index: u8,
+    /// A power of two, 4..=[`IO_BAR_MAX_SIZE`].
+    pub size: u64,
 }
 
 /// What a device model can do to the machine while it runs.
@@ -208,6 +227,19 @@ pub trait PciFunction: std::any::Any {
     fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u64;
     /// A register write of the low `width` bytes of `value` (the bytes above are zero).
     fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u64);
+    /// The I/O-space BARs the function decodes (none by default). The emulator places them
+    /// from [`IO_BAR_BASE`], writes `port | 1` into their BAR registers and lists them as port
+    /// resources (`CmResourceTypePort`, `CM_RESOURCE_PORT_IO`).
+    fn io_bars(&self) -> Vec<IoBarInfo> {
+        Vec::new()
+    }
+    /// A port read of `width` bytes (1, 2 or 4: `READ_PORT_UCHAR`..`_ULONG`, or an image's
+    /// `in`) at `offset` in I/O BAR `bar`. The default reads all ones, as nothing decoding it.
+    fn io_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, width: u32) -> u32 {
+        all_ones(width) as u32
+    }
+    /// A port write (`WRITE_PORT_*`, `out`).
+    fn io_write(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, _width: u32, _value: u32) {}
     /// An event the model scheduled with [`Bus::schedule`] came due.
     fn on_event(&mut self, _bus: &mut Bus<'_>, _token: u64) {}
     /// PnP assigned the function its interrupt resources (before the driver starts), as Windows
@@ -314,6 +346,8 @@ pub(crate) enum Presence {
 pub(crate) struct PciState {
     pub function: Option<Box<dyn PciFunction>>,
     pub bars: Vec<PlacedBar>,
+    /// I/O BARs: `physical` is the first port.
+    pub io_bars: Vec<PlacedBar>,
     pub presence: Presence,
 }
 
@@ -340,9 +374,22 @@ struct Mapping {
     _guard: Option<crate::image::trap::GuardRegion>,
 }
 
+/// A port range registered with `NdisMRegisterIoPortRange`.
+struct PortRange {
+    first: u64,
+    length: u64,
+    adapter: usize,
+    device: usize,
+    bar: u8,
+    /// Offset of the range's first port inside the BAR.
+    bar_offset: u64,
+    live: bool,
+}
+
 #[derive(Default)]
 pub(crate) struct MmioState {
     mappings: Vec<Mapping>,
+    ports: Vec<PortRange>,
     /// Set when the emulator serves a loaded image (`Emulator::trap_hardware_access`): new
     /// mappings are guard regions whose accesses fault into `image::trap`.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -432,6 +479,8 @@ struct BarSpace {
     next32: u64,
     /// Next free address above [`BAR64_BASE`] (0: none handed out yet).
     next64: u64,
+    /// Next free port above [`IO_BAR_BASE`] (0: none handed out yet).
+    next_io: u64,
 }
 
 impl BarSpace {
@@ -442,6 +491,15 @@ impl BarSpace {
         } else {
             (&mut self.next32, BAR32_BASE, BAR32_END)
         };
+        Self::bump(next, base, end, size)
+    }
+
+    /// A port base for an I/O BAR of `size` (a power of two), or `None` when the space is full.
+    fn place_io(&mut self, size: u64) -> Option<u64> {
+        Self::bump(&mut self.next_io, IO_BAR_BASE, IO_BAR_END, size)
+    }
+
+    fn bump(next: &mut u64, base: u64, end: u64, size: u64) -> Option<u64> {
         let from = (*next).max(base);
         let at = from.checked_add(size - 1)? & !(size - 1);
         let top = at.checked_add(size)?;
@@ -513,9 +571,42 @@ pub(crate) fn attach(
             size: b.size,
         });
     }
+    let mut io_bars = Vec::new();
+    let io_declared = function.io_bars();
+    for b in &io_declared {
+        let taken = declared
+            .iter()
+            .any(|m| m.index == b.index || (m.is_64bit && m.index + 1 == b.index))
+            || io_declared
+                .iter()
+                .any(|o| !std::ptr::eq(o, b) && o.index == b.index);
+        assert!(
+            b.index <= 5
+                && !taken
+                && b.size.is_power_of_two()
+                && (4..=IO_BAR_MAX_SIZE).contains(&b.size),
+            "device {device} I/O BAR {}: index 0..=5 not used by another BAR, size {:#x} must be              a power of two in 4..={IO_BAR_MAX_SIZE}",
+            b.index,
+            b.size
+        );
+        let port = mmio.bar_space.place_io(b.size).unwrap_or_else(|| {
+            panic!(
+                "device {device} I/O BAR {} ({} ports): the port space is full",
+                b.index, b.size
+            )
+        });
+        let reg = 0x10 + 4 * b.index as usize;
+        function.config()[reg..reg + 4].copy_from_slice(&(port as u32 | 1).to_le_bytes());
+        io_bars.push(PlacedBar {
+            index: b.index,
+            physical: port,
+            size: b.size,
+        });
+    }
     PciState {
         function: Some(function),
         bars,
+        io_bars,
         presence: Presence::Working,
     }
 }
@@ -624,6 +715,22 @@ pub(crate) unsafe fn ndis_m_unmap_io_space(handle: sys::NDIS_HANDLE, va: sys::PV
 
 /// Halt: every mapping of adapter `a` released.
 pub(crate) fn check_mappings_at_halt(st: &State, a: usize) {
+    let ports = st
+        .mmio
+        .ports
+        .iter()
+        .filter(|p| p.live && p.adapter == a)
+        .count();
+    if ports > 0 {
+        mmio_violation(
+            format!(
+                "MiniportHaltEx of adapter {a} returned with {ports} port range(s) \
+                 (NdisMRegisterIoPortRange) not deregistered"
+            ),
+            a,
+            ports,
+        );
+    }
     let live = st
         .mmio
         .mappings
@@ -731,7 +838,36 @@ pub(crate) unsafe fn ndis_m_set_bus_data(
 /// Finds the mapping of `address..address + width` and runs `access` on its function with the
 /// function taken out of its slot (so that the model can use the [`Bus`]).
 /// `None`: the device is gone from the bus (the access reached nothing).
+/// Which address space a driver's access is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Space {
+    /// A register mapping (`NdisMMapIoSpace`).
+    Memory,
+    /// A registered port range (`NdisMRegisterIoPortRange`).
+    Port,
+}
+
+/// The (device, BAR, offset in the BAR) `address..address + width` of `space` reaches.
+fn resolve(st: &State, space: Space, address: usize, width: u32) -> Option<(usize, u8, u64)> {
+    let end = address.checked_add(width as usize)?;
+    match space {
+        Space::Memory => st
+            .mmio
+            .mappings
+            .iter()
+            .find(|x| x.live && address >= x.va && end <= x.va + x.length)
+            .map(|x| (x.device, x.bar, x.bar_offset + (address - x.va) as u64)),
+        Space::Port => st
+            .mmio
+            .ports
+            .iter()
+            .find(|x| x.live && address as u64 >= x.first && end as u64 <= x.first + x.length)
+            .map(|x| (x.device, x.bar, x.bar_offset + (address as u64 - x.first))),
+    }
+}
+
 fn register_access<R>(
+    space: Space,
     address: usize,
     width: u32,
     what: &str,
@@ -740,15 +876,18 @@ fn register_access<R>(
     let m = machine::current();
     let result: Result<Option<R>, ()> = (|| {
         let mut st = m.st();
-        let found = st
-            .mmio
-            .mappings
-            .iter()
-            .find(|x| x.live && address >= x.va && address + width as usize <= x.va + x.length);
-        let Some(mapping) = found else {
+        let Some((device, bar, offset)) = resolve(&st, space, address, width) else {
             drop(st);
             mmio_violation(
-                format!("{what} at {address:#x}: not inside a live NdisMMapIoSpace mapping"),
+                match space {
+                    Space::Memory => {
+                        format!("{what} at {address:#x}: not inside a live NdisMMapIoSpace mapping")
+                    }
+                    Space::Port => format!(
+                        "{what} at port {address:#x}: not inside a port range registered with \
+                         NdisMRegisterIoPortRange (and not deregistered)"
+                    ),
+                },
                 address,
                 width as usize,
             );
@@ -761,11 +900,6 @@ fn register_access<R>(
                 width as usize,
             );
         }
-        let (device, bar, offset) = (
-            mapping.device,
-            mapping.bar,
-            mapping.bar_offset + (address - mapping.va) as u64,
-        );
         match st.devices[device].pci.presence {
             Presence::Working => {}
             Presence::LowPower(state) => {
@@ -818,9 +952,13 @@ fn register_access<R>(
 /// `READ_REGISTER_*` and an image's trapped load alike.
 pub(crate) fn mmio_read(address: usize, width: u32) -> u64 {
     let _emulator = crate::heap::EmulatorCode::export();
-    register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
-        f.mmio_read(bus, bar, offset, width) & all_ones(width)
-    })
+    register_access(
+        Space::Memory,
+        address,
+        width,
+        "READ_REGISTER",
+        |f, bus, bar, offset| f.mmio_read(bus, bar, offset, width) & all_ones(width),
+    )
     .unwrap_or(all_ones(width))
 }
 
@@ -838,9 +976,134 @@ pub(crate) fn mmio_write(address: usize, width: u32, value: u64) {
     let value = value & all_ones(width);
     let _emulator = crate::heap::EmulatorCode::export();
     // A write to a removed device is lost.
-    let _ = register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
-        f.mmio_write(bus, bar, offset, width, value)
+    let _ = register_access(
+        Space::Memory,
+        address,
+        width,
+        "WRITE_REGISTER",
+        |f, bus, bar, offset| f.mmio_write(bus, bar, offset, width, value),
+    );
+}
+
+/// A port read of `width` (1, 2, 4) bytes at `port` by driver code: a host build's
+/// `READ_PORT_*` and an image's trapped `in` alike. All ones from a removed device.
+pub(crate) fn port_read(port: usize, width: u32) -> u32 {
+    let _emulator = crate::heap::EmulatorCode::export();
+    register_access(
+        Space::Port,
+        port,
+        width,
+        "READ_PORT",
+        |f, bus, bar, offset| f.io_read(bus, bar, offset, width) & all_ones(width) as u32,
+    )
+    .unwrap_or(all_ones(width) as u32)
+}
+
+/// A port write by driver code (see [`port_read`]).
+pub(crate) fn port_write(port: usize, width: u32, value: u32) {
+    let _emulator = crate::heap::EmulatorCode::export();
+    let value = value & all_ones(width) as u32;
+    // A write to a removed device is lost.
+    let _ = register_access(
+        Space::Port,
+        port,
+        width,
+        "WRITE_PORT",
+        |f, bus, bar, offset| f.io_write(bus, bar, offset, width, value),
+    );
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_port_read(port: usize, width: u32) -> u32 {
+    port_read(port, width)
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_port_write(port: usize, width: u32, value: u32) {
+    port_write(port, width, value)
+}
+
+pub(crate) unsafe fn ndis_m_register_io_port_range(
+    port_offset: *mut sys::PVOID,
+    handle: sys::NDIS_HANDLE,
+    initial: u32,
+    count: u32,
+) -> sys::NDIS_STATUS {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::PASSIVE_LEVEL, "NdisMRegisterIoPortRange");
+    let a = adapter_of_handle(&st, handle, "NdisMRegisterIoPortRange");
+    // SAFETY: the caller's out-pointer; null until the registration succeeds.
+    unsafe { port_offset.write(core::ptr::null_mut()) };
+    let device = st.ndis.adapters[a].device;
+    let (first, length) = (initial as u64, count as u64);
+    let bar = st.devices[device]
+        .pci
+        .io_bars
+        .iter()
+        .find(|b| first >= b.physical && first + length <= b.physical + b.size)
+        .copied();
+    let Some(bar) = bar else {
+        drop(st);
+        mmio_violation(
+            format!(
+                "NdisMRegisterIoPortRange({first:#x}, {count} ports) on adapter {a}: the range is \
+                 not inside one of the adapter's port resources"
+            ),
+            first as usize,
+            count as usize,
+        );
+    };
+    if count == 0 {
+        return sys::NDIS_STATUS_FAILURE;
+    }
+    if st.fallible("NdisMRegisterIoPortRange") {
+        return sys::NDIS_STATUS_RESOURCES;
+    }
+    st.mmio.ports.push(PortRange {
+        first,
+        length,
+        adapter: a,
+        device,
+        bar: bar.index,
+        bar_offset: first - bar.physical,
+        live: true,
     });
+    // SAFETY: as above. On x64 the "mapped" base is the port itself (no translation).
+    unsafe { port_offset.write(first as usize as sys::PVOID) };
+    sys::NDIS_STATUS_SUCCESS
+}
+
+pub(crate) unsafe fn ndis_m_deregister_io_port_range(
+    handle: sys::NDIS_HANDLE,
+    initial: u32,
+    count: u32,
+    port_offset: sys::PVOID,
+) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::PASSIVE_LEVEL, "NdisMDeregisterIoPortRange");
+    let a = adapter_of_handle(&st, handle, "NdisMDeregisterIoPortRange");
+    let found = st.mmio.ports.iter_mut().find(|x| {
+        x.live
+            && x.adapter == a
+            && x.first == initial as u64
+            && x.length == count as u64
+            && port_offset as usize as u64 == x.first
+    });
+    match found {
+        Some(range) => range.live = false,
+        None => {
+            drop(st);
+            mmio_violation(
+                format!(
+                    "NdisMDeregisterIoPortRange({initial:#x}, {count} ports, {port_offset:p}) on \
+                     adapter {a}: no such registration (pass what NdisMRegisterIoPortRange was \
+                     given and returned: a subrange cannot be released)"
+                ),
+                initial as usize,
+                count as usize,
+            );
+        }
+    }
 }
 
 pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u64 {
@@ -854,6 +1117,8 @@ pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width
 pub(crate) static HOST_MMIO: sys::mmio::HostMmio = sys::mmio::HostMmio {
     read: host_mmio_read,
     write: host_mmio_write,
+    port_read: host_port_read,
+    port_write: host_port_write,
 };
 
 /// One MSI-X table entry (PCI 3.0, 6.8.2.6-9): where the message goes, its data, and its

@@ -7,7 +7,9 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use ndis_emu::pci::{BarInfo, Bus, CONFIG_SPACE_SIZE, MsixSignal, MsixTable, PciFunction};
+use ndis_emu::pci::{
+    BarInfo, Bus, CONFIG_SPACE_SIZE, IO_BAR_BASE, IoBarInfo, MsixSignal, MsixTable, PciFunction,
+};
 use ndis_emu::{
     AdapterId, Config, Emulator, HARDWARE_INTERRUPT_STORM, INTERRUPT_STORM_LIMIT,
     InterruptResources,
@@ -38,6 +40,9 @@ const SCRATCH: u64 = 0x100;
 const MSIX_TABLE: u64 = 0x800;
 const MSIX_PBA: u64 = 0xC00;
 const BAR_SIZE: u64 = 0x1000;
+/// The I/O BAR (BAR 1): 32 ports of plain bytes.
+const IO_BAR: u8 = 1;
+const PORTS: u32 = 32;
 
 const RX_EVENT: u64 = 1;
 const OTHER_EVENT: u64 = 2;
@@ -50,6 +55,7 @@ struct KitDevice {
     cause: u32,
     wide: u64,
     scratch: [u8; 0x100],
+    ports: [u8; PORTS as usize],
     msix: MsixTable,
     /// (write?, offset, width) of every access, in order.
     accesses: Vec<(bool, u64, u32)>,
@@ -68,6 +74,7 @@ impl KitDevice {
             cause: 0,
             wide: 0,
             scratch: [0; 0x100],
+            ports: [0; PORTS as usize],
             msix: MsixTable::new(2, MSIX_TABLE, MSIX_PBA),
             accesses: Vec::new(),
             events_at: Vec::new(),
@@ -98,6 +105,26 @@ impl PciFunction for KitDevice {
             size: BAR_SIZE,
             is_64bit: false,
         }]
+    }
+    fn io_bars(&self) -> Vec<IoBarInfo> {
+        vec![IoBarInfo {
+            index: IO_BAR,
+            size: PORTS as u64,
+        }]
+    }
+    fn io_read(&mut self, _bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u32 {
+        assert_eq!(bar, IO_BAR);
+        self.accesses.push((false, 0x1_0000 + offset, width));
+        let at = offset as usize;
+        let mut v = [0u8; 4];
+        v[..width as usize].copy_from_slice(&self.ports[at..at + width as usize]);
+        u32::from_le_bytes(v)
+    }
+    fn io_write(&mut self, _bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u32) {
+        assert_eq!(bar, IO_BAR);
+        self.accesses.push((true, 0x1_0000 + offset, width));
+        let at = offset as usize;
+        self.ports[at..at + width as usize].copy_from_slice(&value.to_le_bytes()[..width as usize]);
     }
     fn mmio_read(&mut self, bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32) -> u64 {
         self.accesses.push((false, offset, width));
@@ -166,6 +193,10 @@ enum Isr {
 
 thread_local! {
     static MAPPING: Cell<usize> = const { Cell::new(0) };
+    /// The port base NdisMRegisterIoPortRange returned.
+    static PORT_BASE: Cell<usize> = const { Cell::new(0) };
+    /// Halt forgets NdisMDeregisterIoPortRange (a driver bug the emulator catches).
+    static KEEP_PORTS_AT_HALT: Cell<bool> = const { Cell::new(false) };
     static INTERRUPT: Cell<usize> = const { Cell::new(0) };
     static ISR_MODE: Cell<Isr> = const { Cell::new(Isr::Acknowledge) };
     static ISR_CALLS: Cell<u32> = const { Cell::new(0) };
@@ -287,6 +318,11 @@ fn init(h: sys::NDIS_HANDLE) {
     };
     assert_eq!(status, sys::NDIS_STATUS_SUCCESS);
     MAPPING.set(va as usize);
+    let mut port: sys::PVOID = std::ptr::null_mut();
+    // SAFETY: device 0's I/O BAR (the first the emulator places), the adapter's own resource.
+    let status = unsafe { sys::NdisMRegisterIoPortRange(&mut port, h, IO_BAR_BASE as u32, PORTS) };
+    assert_eq!(status, sys::NDIS_STATUS_SUCCESS);
+    PORT_BASE.set(port as usize);
     if RING_BEFORE_REGISTER.get() {
         // SAFETY: DOORBELL inside the live mapping, aligned.
         unsafe { sys::mmio::WRITE_REGISTER_ULONG(reg(DOORBELL) as *mut u32, 0) };
@@ -329,6 +365,17 @@ fn halt(h: sys::NDIS_HANDLE) {
     }
     // SAFETY: mapped in initialize, unmapped once.
     unsafe { sys::NdisMUnmapIoSpace(h, MAPPING.get() as sys::PVOID, BAR_SIZE as u32) };
+    if !KEEP_PORTS_AT_HALT.get() {
+        // SAFETY: registered in initialize, deregistered once.
+        unsafe {
+            sys::NdisMDeregisterIoPortRange(
+                h,
+                IO_BAR_BASE as u32,
+                PORTS,
+                PORT_BASE.get() as sys::PVOID,
+            )
+        };
+    }
 }
 
 fn start(resources: InterruptResources, isr: Isr) -> (Emulator, AdapterId) {
@@ -412,6 +459,108 @@ fn a_misaligned_8_byte_access_is_caught() {
     });
     assert_eq!((b.code, b.params[0]), (0xC4, ndis_emu::rule::MMIO));
     assert!(b.message.contains("misaligned 8-byte"), "{}", b.message);
+}
+
+// ---- I/O BARs ----
+
+#[test]
+fn an_io_bar_is_placed_in_port_space_and_registered_ports_reach_the_model() {
+    let (emu, a) = start(InterruptResources::None, Isr::Acknowledge);
+    assert_eq!(
+        PORT_BASE.get() as u64,
+        IO_BAR_BASE,
+        "on x64 the port base is the port"
+    );
+    let bar1 = device(&emu, a, |d, _| {
+        u32::from_le_bytes(d.config()[0x14..0x18].try_into().unwrap())
+    });
+    assert_eq!(
+        bar1,
+        IO_BAR_BASE as u32 | 1,
+        "BAR 1: the port, bit 0 set (I/O space)"
+    );
+    let p = PORT_BASE.get();
+    // SAFETY: ports inside the registered range.
+    let (d, w, b) = unsafe {
+        sys::mmio::WRITE_PORT_ULONG(p as *mut u32, 0x4433_2211);
+        sys::mmio::WRITE_PORT_USHORT((p + 4) as *mut u16, 0x6655);
+        sys::mmio::WRITE_PORT_UCHAR((p + 7) as *mut u8, 0x88);
+        (
+            sys::mmio::READ_PORT_ULONG((p + 4) as *const u32),
+            sys::mmio::READ_PORT_USHORT((p + 2) as *const u16),
+            sys::mmio::READ_PORT_UCHAR((p + 1) as *const u8),
+        )
+    };
+    assert_eq!((d, w, b), (0x8800_6655, 0x4433, 0x22));
+    let accesses = device(&emu, a, |d, _| std::mem::take(&mut d.accesses));
+    assert_eq!(
+        accesses,
+        [
+            (true, 0x1_0000, 4),
+            (true, 0x1_0004, 2),
+            (true, 0x1_0007, 1),
+            (false, 0x1_0004, 4),
+            (false, 0x1_0002, 2),
+            (false, 0x1_0001, 1),
+        ],
+        "each port access reaches io_read/io_write of BAR 1 once, with its width"
+    );
+    stop(emu, a);
+}
+
+#[test]
+fn a_port_access_outside_a_registered_range_is_caught() {
+    let (emu, _a) = start(InterruptResources::None, Isr::Acknowledge);
+    let b = emu.expect_bugcheck(|| {
+        // SAFETY: deliberately past the range (the emulator stops it before any access).
+        unsafe { sys::mmio::READ_PORT_UCHAR((PORT_BASE.get() + PORTS as usize) as *const u8) };
+    });
+    assert_eq!((b.code, b.params[0]), (0xC4, ndis_emu::rule::MMIO));
+    assert!(
+        b.message.contains("NdisMRegisterIoPortRange"),
+        "{}",
+        b.message
+    );
+}
+
+#[test]
+fn halting_with_a_port_range_registered_is_caught() {
+    let (emu, a) = start(InterruptResources::None, Isr::Acknowledge);
+    KEEP_PORTS_AT_HALT.set(true);
+    let b = emu.expect_bugcheck(|| emu.halt(a, sys::NdisHaltDeviceDisabled));
+    KEEP_PORTS_AT_HALT.set(false);
+    assert_eq!((b.code, b.params[0]), (0xC4, ndis_emu::rule::MMIO));
+    assert!(b.message.contains("not deregistered"), "{}", b.message);
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn an_images_in_and_out_instructions_are_port_accesses_through_the_trap() {
+    use std::arch::asm;
+    ISR_MODE.set(Isr::Acknowledge);
+    scripted_driver::set_scripts(init, halt);
+    let emu = Emulator::new(Config::default());
+    emu.trap_hardware_access();
+    assert_eq!(emu.load_driver(entry), 0);
+    let a = emu
+        .add_adapter_with(InterruptResources::None, Box::new(KitDevice::new()))
+        .expect("initialize");
+    let p = PORT_BASE.get() as u16;
+    let (al, ax, eax): (u8, u16, u32);
+    // SAFETY: `in`/`out` on ports of the registered range: in user mode they fault, and the
+    // trap performs them on the model and resumes after the instruction.
+    unsafe {
+        asm!("out dx, eax", in("dx") p, in("eax") 0xA1B2_C3D4u32, options(nostack));
+        asm!("out dx, ax", in("dx") p + 4, in("ax") 0xE5F6u16, options(nostack));
+        asm!("out dx, al", in("dx") p + 6, in("al") 0x07u8, options(nostack));
+        asm!("in al, dx", in("dx") p + 3, out("al") al, options(nostack));
+        asm!("in ax, dx", in("dx") p + 4, out("ax") ax, options(nostack));
+        asm!("in eax, dx", in("dx") p, out("eax") eax, options(nostack));
+    }
+    assert_eq!((al, ax, eax), (0xA1, 0xE5F6, 0xA1B2_C3D4));
+    let ports = device(&emu, a, |d, _| d.ports[..8].to_vec());
+    assert_eq!(ports, [0xD4, 0xC3, 0xB2, 0xA1, 0xF6, 0xE5, 0x07, 0x00]);
+    stop(emu, a);
 }
 
 // ---- the level-triggered line ----

@@ -599,11 +599,15 @@ extern "C-unwind" fn trap_emulate(frame: *mut Frame) {
         Kind::Register => register_access(frame, &instruction),
         Kind::Cr8 => cr8(frame, &instruction),
         Kind::Gs => gs_read(frame, &instruction),
+        Kind::Privileged if matches!(instruction.mnemonic(), Mnemonic::In | Mnemonic::Out) => {
+            port_io(frame, &instruction)
+        }
         Kind::Privileged => unemulated(
             &instruction,
             PRIVILEGED,
             "a privileged instruction the emulator does not emulate (it emulates reads of CR8, \
-             the IRQL, and nothing else a driver should execute itself)",
+             the IRQL, `in` and `out` on registered port ranges, and nothing else a driver \
+             should execute itself)",
         ),
         Kind::None => unreachable!("the stub runs only after a classified fault"),
     }
@@ -748,6 +752,28 @@ fn register_access(frame: &mut Frame, i: &Instruction) {
             _ => raw,
         };
         write_register(frame, destination, value);
+    }
+}
+
+/// `in al/ax/eax, dx|imm8` and `out dx|imm8, al/ax/eax`: what `READ_PORT_*`/`WRITE_PORT_*`
+/// compile to on x64 (`__inbyte` and friends), a port access of the width of the register.
+fn port_io(frame: &mut Frame, i: &Instruction) {
+    let (port_operand, data_operand) = match i.mnemonic() {
+        Mnemonic::In => (1, 0),
+        _ => (0, 1),
+    };
+    let port = match i.op_kind(port_operand) {
+        OpKind::Register => read_register(frame, Register::DX),
+        _ => i.immediate(port_operand),
+    } as usize;
+    let data = i.op_register(data_operand);
+    let width = data.size() as u32;
+    if i.mnemonic() == Mnemonic::In {
+        let value = crate::pci::port_read(port, width);
+        write_register(frame, data, u64::from(value));
+    } else {
+        let value = read_register(frame, data) as u32;
+        crate::pci::port_write(port, width, value);
     }
 }
 
