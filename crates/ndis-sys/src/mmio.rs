@@ -55,11 +55,11 @@ mod imp {
             pub unsafe fn $read(port: *const $ty) -> $ty {
                 let value: $ty;
                 compiler_fence(Ordering::SeqCst);
-                // SAFETY: per this function's contract: a port of the device; `in` touches no
-                // memory.
+                // SAFETY: per this function's contract: a port of the device. Not `nomem`: the
+                // access stays ordered with the memory (DMA) accesses around it.
                 unsafe {
                     core::arch::asm!(concat!("in ", $reg, ", dx"), out($reg) value,
-                        in("dx") port as usize as u16, options(nomem, nostack, preserves_flags))
+                        in("dx") port as usize as u16, options(nostack, preserves_flags))
                 };
                 compiler_fence(Ordering::SeqCst);
                 value
@@ -72,7 +72,7 @@ mod imp {
                 // SAFETY: as for the read.
                 unsafe {
                     core::arch::asm!(concat!("out dx, ", $reg), in("dx") port as usize as u16,
-                        in($reg) value, options(nomem, nostack, preserves_flags))
+                        in($reg) value, options(nostack, preserves_flags))
                 };
                 compiler_fence(Ordering::SeqCst);
             }
