@@ -1127,6 +1127,9 @@ impl Registers for Window<'_> {
     fn read32(&self, offset: usize) -> u32 {
         self.read(offset, 4)
     }
+    fn read64(&self, offset: usize) -> u64 {
+        panic!("unexpected 8-byte read at {offset:#x}: virtio-pci registers are 1, 2 or 4 bytes")
+    }
     fn write8(&self, offset: usize, value: u8) {
         self.write(offset, 1, value.into())
     }
@@ -1135,6 +1138,11 @@ impl Registers for Window<'_> {
     }
     fn write32(&self, offset: usize, value: u32) {
         self.write(offset, 4, value)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        panic!(
+            "unexpected 8-byte write of {value:#x} at {offset:#x}: virtio-pci registers are 1, 2 or 4 bytes"
+        )
     }
 }
 

@@ -17,6 +17,9 @@ pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
 pub const BAD_POOL_CALLER: u32 = 0xC2;
 /// DPC_WATCHDOG_VIOLATION.
 pub const DPC_WATCHDOG_VIOLATION: u32 = 0x133;
+/// HARDWARE_INTERRUPT_STORM: a level-triggered line stayed asserted (parameters: the first ISR
+/// on the vector, its context, the interrupt object, 1 not chained / 2 chained).
+pub const HARDWARE_INTERRUPT_STORM: u32 = 0xF2;
 
 // BUGCODE_NDIS_DRIVER first parameters (documented codes).
 pub const NDIS_BUGCHECK_HALT_WITHOUT_INTERRUPT_DEREGISTER: usize = 0x08;
@@ -132,6 +135,7 @@ impl BugCheck {
             DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
             BAD_POOL_CALLER => "BAD_POOL_CALLER",
             DPC_WATCHDOG_VIOLATION => "DPC_WATCHDOG_VIOLATION",
+            HARDWARE_INTERRUPT_STORM => "HARDWARE_INTERRUPT_STORM",
             _ => "DRIVER_BUGCHECK",
         }
     }

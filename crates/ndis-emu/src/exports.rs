@@ -103,6 +103,8 @@ exports! {
     "ndis.sys" NdisMFreeSharedMemory(a: NDIS_HANDLE, b: ULONG, c: BOOLEAN, d: PVOID, e: PHYSICAL_ADDRESS) => dma::ndis_m_free_shared_memory;
     "ndis.sys" NdisMMapIoSpace(a: *mut PVOID, b: NDIS_HANDLE, c: PHYSICAL_ADDRESS, d: UINT) -> NDIS_STATUS => pci::ndis_m_map_io_space;
     "ndis.sys" NdisMUnmapIoSpace(a: NDIS_HANDLE, b: PVOID, c: UINT) => pci::ndis_m_unmap_io_space;
+    "ndis.sys" NdisMRegisterIoPortRange(a: *mut PVOID, b: NDIS_HANDLE, c: UINT, d: UINT) -> NDIS_STATUS => pci::ndis_m_register_io_port_range;
+    "ndis.sys" NdisMDeregisterIoPortRange(a: NDIS_HANDLE, b: UINT, c: UINT, d: PVOID) => pci::ndis_m_deregister_io_port_range;
     "ndis.sys" NdisMGetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_get_bus_data;
     "ndis.sys" NdisMSetBusData(a: NDIS_HANDLE, b: ULONG, c: ULONG, d: PVOID, e: ULONG) -> ULONG => pci::ndis_m_set_bus_data;
     "ndis.sys" NdisOpenConfigurationEx(a: *mut NDIS_CONFIGURATION_OBJECT, b: *mut NDIS_HANDLE) -> NDIS_STATUS => config::ndis_open_configuration_ex;
@@ -224,8 +226,13 @@ unsafe fn ke_query_active_processor_count_ex(group: u16) -> u32 {
     if group == 0 || group == 0xFFFF { n } else { 0 }
 }
 
-unsafe fn ke_stall_execution_processor(_microseconds: u32) {
-    machine::preempt(&machine::current());
+/// A busy wait: the virtual clock advances by `microseconds` (so device events scheduled
+/// within the wait come due: a driver polling a register with stalls sees the device progress),
+/// then a preemption point. Timers do not fire here; they run when the test advances the clock.
+unsafe fn ke_stall_execution_processor(microseconds: u32) {
+    let m = machine::current();
+    m.st().sync.stall(microseconds);
+    machine::preempt(&m);
 }
 
 /// Ticks per second of the emulated performance counter: the virtual clock's 100 ns unit, the

@@ -93,6 +93,10 @@ pub(crate) fn connect(
                 connected: true,
             });
             let k = st.kints.len() - 1;
+            // A level-triggered line asserted before anyone listened interrupts now.
+            if st.devices[device].line.asserted {
+                machine::pend_line(st, device);
+            }
             st.connections.push(Connection {
                 device,
                 version: sys::CONNECT_LINE_BASED,

@@ -59,7 +59,8 @@ use ndis_sys as sys;
 
 pub use bugcheck::{
     BAD_POOL_CALLER, BUGCODE_NDIS_DRIVER, DPC_WATCHDOG_VIOLATION,
-    DRIVER_VERIFIER_DETECTED_VIOLATION, NDIS_BUGCHECK_HALT_WITHOUT_INTERRUPT_DEREGISTER,
+    DRIVER_VERIFIER_DETECTED_VIOLATION, HARDWARE_INTERRUPT_STORM,
+    NDIS_BUGCHECK_HALT_WITHOUT_INTERRUPT_DEREGISTER,
     NDIS_BUGCHECK_INIT_FAILED_WITHOUT_INTERRUPT_DEREGISTER, NDIS_BUGCHECK_INVALID_OBJECT_HEADER,
     VERIFIER_UNLOAD_WITH_OUTSTANDING_ALLOCATIONS,
 };
@@ -70,6 +71,7 @@ pub use exports::{RUST_PANIC_BUGCHECK, Win64Export, win64_exports};
 pub use faults::FaultPlan;
 pub use heap::{DriverHeap, FALLIBLE_SITE, instrumentation};
 pub use image::{LoadError, LoadedImage};
+pub use machine::INTERRUPT_STORM_LIMIT;
 pub use memory::{Allocation, AllocationKind, UNINITIALIZED_FILL};
 pub use ndis::AdapterState;
 pub use offload::{
@@ -86,6 +88,12 @@ pub use trace::Event;
 pub use {virtio_queue, vm_memory};
 
 use machine::{Callback, Device, Machine, State};
+
+/// `docs/emulator.md`, compiled by `cargo test --doc`: its Rust blocks are doc tests, so the
+/// example device model of "Writing a device model" is built and run exactly as printed.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/emulator.md")]
+pub struct EmulatorGuide;
 
 /// `DriverEntry` as the emulator calls it.
 pub type DriverEntry = unsafe extern "win64-unwind" fn(
@@ -356,6 +364,7 @@ impl Emulator {
             message_connection: None,
             pci,
             power_management_disabled: false,
+            line: Default::default(),
         });
         let d = st.devices.len() - 1;
         let pdo = st.devices[d].pdo.as_ptr() as sys::PDEVICE_OBJECT;
@@ -1196,6 +1205,20 @@ fn resource_list(device: &Device) -> Box<[u32]> {
             Flags: 0,
             u: sys::CM_PARTIAL_RESOURCE_DESCRIPTOR_U {
                 Memory: sys::CM_RESOURCE_MEMORY {
+                    Start: bar.physical as i64,
+                    Length: bar.size as u32,
+                },
+            },
+        });
+    }
+    // Its I/O BARs (ports), in BAR order.
+    for bar in &device.pci.io_bars {
+        descriptors.push(sys::CM_PARTIAL_RESOURCE_DESCRIPTOR {
+            Type: sys::CmResourceTypePort,
+            ShareDisposition: sys::CmResourceShareDeviceExclusive,
+            Flags: sys::CM_RESOURCE_PORT_IO,
+            u: sys::CM_PARTIAL_RESOURCE_DESCRIPTOR_U {
+                Port: sys::CM_RESOURCE_MEMORY {
                     Start: bar.physical as i64,
                     Length: bar.size as u32,
                 },

@@ -198,6 +198,95 @@ pub(crate) struct Device {
     /// The user cleared "Allow the computer to turn off this device to save power"
     /// (`PnPCapabilities` in the device's key): NDIS treats the adapter as not power-managed.
     pub power_management_disabled: bool,
+    /// The device's INTx line as its model drives it ([`crate::pci::Bus::set_line`]).
+    pub line: LineLevel,
+}
+
+/// A level-triggered line: asserted until the model deasserts it, so it interrupts again after
+/// every ISR that returns with it still asserted, up to the storm limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LineLevel {
+    pub asserted: bool,
+    /// Deliveries in a row after which the line was still asserted.
+    pub unserviced: u32,
+}
+
+/// How many deliveries in a row may leave a level-triggered line asserted before the emulator
+/// reports `HARDWARE_INTERRUPT_STORM` (see docs/emulator.md, "Choices where Windows' behaviour is
+/// not documented"). An ISR that clears its device's cause never gets past 1; one that clears
+/// one cause per call (and so is called again for the next) stays far below.
+pub const INTERRUPT_STORM_LIMIT: u32 = 1000;
+
+/// Drives device `device`'s line: asserted, it pends one delivery (if none is pending) and keeps
+/// interrupting after each ISR until deasserted; deasserted, a delivery not yet made is dropped
+/// (the level went away before the processor took it).
+pub(crate) fn set_line(st: &mut State, device: usize, asserted: bool) {
+    let line = &mut st.devices[device].line;
+    line.asserted = asserted;
+    if !asserted {
+        line.unserviced = 0;
+        st.pending.retain(|&(d, m, _)| d != device || m.is_some());
+        return;
+    }
+    pend_line(st, device);
+}
+
+/// One pending delivery of `device`'s asserted line, unless one is pending already or nothing
+/// is connected to it.
+pub(crate) fn pend_line(st: &mut State, device: usize) {
+    if st
+        .pending
+        .iter()
+        .any(|&(d, m, _)| d == device && m.is_none())
+    {
+        return;
+    }
+    let Some(&first) = targets(st, device, None).first() else {
+        return;
+    };
+    let affinity = st.kints[first].affinity;
+    let cpu = pick_cpu(st, affinity);
+    st.pending.push((device, None, cpu));
+}
+
+/// After the ISRs of `device`'s line returned: a line still asserted interrupts again (and is
+/// counted toward the storm limit); one deasserted starts the count over.
+fn after_line_isrs(m: &Machine, device: usize, chain: &[usize]) {
+    let mut st = m.st();
+    let line = &mut st.devices[device].line;
+    if !line.asserted {
+        line.unserviced = 0;
+        return;
+    }
+    line.unserviced += 1;
+    if line.unserviced < INTERRUPT_STORM_LIMIT {
+        pend_line(&mut st, device);
+        return;
+    }
+    let first = chain[0];
+    let k = &st.kints[first];
+    let isr = match k.routine {
+        Routine::Line(f) => f as usize,
+        Routine::Message(f, _) => f as usize,
+    };
+    let params = [
+        isr,
+        k.context,
+        kinterrupt_ptr(first) as usize,
+        if chain.len() > 1 { 2 } else { 1 },
+    ];
+    drop(st);
+    bugcheck::raise(
+        bugcheck::HARDWARE_INTERRUPT_STORM,
+        params,
+        format!(
+            "device {device}'s level-triggered line stayed asserted through {INTERRUPT_STORM_LIMIT} \
+             interrupts in a row: the ISR returns (claiming it or not) without making the device \
+             release the line. Clear the interrupt cause in the ISR (read or write the register \
+             that acknowledges it) before returning TRUE; return FALSE only when the device did \
+             not interrupt."
+        ),
+    );
 }
 
 impl Device {
@@ -465,6 +554,10 @@ fn deliver(m: &Machine, device: usize, message: Option<u32>, cpu: usize) -> Opti
         Some(msg) => Chain::One(message_target(&m.st(), device, msg)),
         None => Chain::Line(targets(&m.st(), device, None)),
     };
+    let line_chain: Vec<usize> = match &chain {
+        Chain::Line(v) => v.clone(),
+        Chain::One(_) => Vec::new(),
+    };
     let mut claimed = false;
     for k in chain {
         let (routine, context, irql, lock) = {
@@ -494,6 +587,9 @@ fn deliver(m: &Machine, device: usize, message: Option<u32>, cpu: usize) -> Opti
             break;
         }
     }
+    if !line_chain.is_empty() {
+        after_line_isrs(m, device, &line_chain);
+    }
     Some(claimed)
 }
 
@@ -520,6 +616,8 @@ pub(crate) fn kinterrupt_ptr(k: usize) -> sys::PKINTERRUPT {
 
 /// A preemption point: deliver what is pending and allowed, then run DPCs that may run now.
 pub(crate) fn preempt(m: &Machine) {
+    // A device event that came due acts first (it may raise what is delivered next).
+    crate::pci::fire_due_events(m);
     deliver_pending(m);
     let (irql, interleave) = {
         let st = m.st();

@@ -1,4 +1,5 @@
-//! PCI functions: configuration space, memory BARs and register access.
+//! PCI functions: configuration space, memory and I/O BARs, register and port access, and the
+//! device-model kit (the level-triggered line, events on the virtual clock, [`MsixTable`]).
 //!
 //! A device model implements [`PciFunction`] and is attached with
 //! [`Emulator::add_adapter_with`](crate::Emulator::add_adapter_with). The emulator assigns each
@@ -37,6 +38,14 @@ pub const BAR32_MAX_SIZE: u64 = 1 << 29;
 /// The largest 64-bit BAR a function may declare (2 GiB: a larger one would need
 /// `CmResourceTypeMemoryLarge` descriptors, which the emulator does not produce).
 pub const BAR64_MAX_SIZE: u64 = 1 << 31;
+/// Where the emulator places I/O BARs: naturally aligned from here up to [`IO_BAR_END`], the
+/// top of the x86 port space (below lie the legacy ISA ports; 0xC000 is where PC firmware such
+/// as SeaBIOS starts PCI I/O).
+pub const IO_BAR_BASE: u64 = 0xC000;
+/// End of the port space.
+pub const IO_BAR_END: u64 = 0x1_0000;
+/// The largest I/O BAR (PCI 3.0, 6.2.5.1: at most 256 bytes).
+pub const IO_BAR_MAX_SIZE: u64 = 256;
 /// Virtual addresses of register mappings: kernel-half addresses no host pointer can have.
 const MMIO_VA_BASE: usize = 0xFFFF_F700_0000_0000;
 const MMIO_VA_STRIDE: usize = 1 << 32;
@@ -56,6 +65,16 @@ pub struct BarInfo {
     pub is_64bit: bool,
 }
 
+/// An I/O-space BAR a function decodes (port I/O: `in`/`out`, `READ_PORT_*`/`WRITE_PORT_*`
+/// after `NdisMRegisterIoPortRange`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoBarInfo {
+    /// 0..=5, not a register a memory BAR uses.
+    pub index: u8,
+    /// A power of two, 4..=[`IO_BAR_MAX_SIZE`].
+    pub size: u64,
+}
+
 /// What a device model can do to the machine while it runs.
 pub struct Bus<'a> {
     pub(crate) st: &'a mut State,
@@ -63,8 +82,12 @@ pub struct Bus<'a> {
 }
 
 impl Bus<'_> {
-    /// Asserts message `message` (MSI/MSI-X), or the line when `None`. Ignored while the driver
-    /// has no connected interrupt of that kind (as a message to an unprogrammed address is lost).
+    /// Sends message `message` (MSI/MSI-X): an edge, delivered once. Ignored while the driver has
+    /// no connected interrupt for it (as a message to an unprogrammed address is lost).
+    ///
+    /// `raise(None)` pulses the line once (delivered once, not left asserted); a model of a PCI
+    /// function drives its INTx line with [`set_line`](Self::set_line) instead, which is level-
+    /// triggered as INTx is.
     pub fn raise(&mut self, message: Option<u32>) {
         // A device that is gone or out of D0 signals nothing (wake events are not modelled).
         if self.st.devices[self.device].pci.presence != Presence::Working {
@@ -78,6 +101,69 @@ impl Bus<'_> {
         let affinity = self.st.kints[first].affinity;
         let cpu = machine::pick_cpu(self.st, affinity);
         self.st.pending.push((self.device, message, cpu));
+    }
+
+    /// Drives the function's INTx line, level-triggered as PCI INTx is: asserted, the line
+    /// interrupts, and interrupts again each time the ISRs return while it is still asserted;
+    /// it stays asserted until the model deasserts it (typically when the driver acknowledges
+    /// the cause: a read-to-clear status register, a write-one-to-clear). An ISR that leaves it
+    /// asserted [`INTERRUPT_STORM_LIMIT`](crate::INTERRUPT_STORM_LIMIT) times in a row stops
+    /// the run with `HARDWARE_INTERRUPT_STORM` (0xF2), as Windows' storm detection does.
+    /// Nothing is delivered while no line ISR is connected (the line stays asserted and
+    /// interrupts once one connects), or while the function is out of D0 or removed (the
+    /// emulator deasserts it then). Asserting an asserted line changes nothing.
+    pub fn set_line(&mut self, asserted: bool) {
+        if asserted && self.st.devices[self.device].pci.presence != Presence::Working {
+            return;
+        }
+        if asserted == self.st.devices[self.device].line.asserted {
+            return;
+        }
+        machine::set_line(self.st, self.device, asserted);
+    }
+
+    /// Whether the function's line is asserted (see [`set_line`](Self::set_line)).
+    pub fn line_asserted(&self) -> bool {
+        self.st.devices[self.device].line.asserted
+    }
+
+    /// Schedules [`PciFunction::on_event`] with `token` after `after` of virtual time: how a
+    /// model acts later on its own (a transmit that completes after the doorbell, a frame that
+    /// arrives while the driver's DPC runs). The event fires once the virtual clock has
+    /// reached its time, at the first of: the end of a register access (the one that scheduled
+    /// it included: an `after` of zero fires as that access returns), the driver's next call
+    /// to an export that is a preemption point (spin lock release, `KeStallExecutionProcessor`,
+    /// which also advances the clock by its microseconds, interrupt registration and
+    /// synchronization, DPC queueing), or the test advancing the clock
+    /// ([`Emulator::advance_time`](crate::Emulator::advance_time)). Interrupts it raises are
+    /// delivered at once if the IRQL allows (an ISR preempts a running DPC). Events of equal
+    /// time fire in the order they were scheduled. A function out of D0 or removed gets none:
+    /// its events are dropped when it loses power or when they come due.
+    pub fn schedule(&mut self, after: std::time::Duration, token: u64) {
+        let ticks = u64::try_from(after.as_nanos() / 100).unwrap_or(u64::MAX);
+        let due = self.st.sync.now().saturating_add(ticks);
+        let seq = self.st.mmio.next_event;
+        self.st.mmio.next_event += 1;
+        self.st.mmio.events.push(ScheduledEvent {
+            device: self.device,
+            due,
+            seq,
+            token,
+        });
+    }
+
+    /// The virtual clock (from 0 when the emulator was created; see [`schedule`](Self::schedule)).
+    pub fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.st.sync.now().saturating_mul(100))
+    }
+
+    /// Reports driver misuse the model detected as an emulated bug check with the model's own
+    /// `code` and parameters (a vendor's device would hang or corrupt memory instead; the model
+    /// stops the run with the reason). `message` says what the driver did and what it should do.
+    /// A test catches it with [`Emulator::expect_bugcheck`](crate::Emulator::expect_bugcheck).
+    pub fn bug_check(&mut self, code: u32, params: [usize; 4], message: impl Into<String>) -> ! {
+        let message = format!("device {} reports: {}", self.device, message.into());
+        bugcheck::raise(code, params, message)
     }
 
     /// Reads device-visible (shared) memory as a bus master. `None` if the range is not inside
@@ -134,10 +220,28 @@ pub trait PciFunction: std::any::Any {
     fn config(&mut self) -> &mut [u8; CONFIG_SPACE_SIZE];
     /// The memory BARs the function decodes.
     fn bars(&self) -> Vec<BarInfo>;
-    /// A register read of `width` (1, 2, 4) bytes at `offset` in BAR `bar`.
-    fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u32;
-    /// A register write.
-    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u32);
+    /// A register read of `width` bytes (1, 2, 4 or 8: `READ_REGISTER_UCHAR`..`_ULONG64`, or
+    /// the same load of an image) at `offset` in BAR `bar`; the driver's address was aligned for
+    /// `width` (the emulator stops a misaligned access first). The value is in the low `width`
+    /// bytes; bytes above them are ignored.
+    fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u64;
+    /// A register write of the low `width` bytes of `value` (the bytes above are zero).
+    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u64);
+    /// The I/O-space BARs the function decodes (none by default). The emulator places them
+    /// from [`IO_BAR_BASE`], writes `port | 1` into their BAR registers and lists them as port
+    /// resources (`CmResourceTypePort`, `CM_RESOURCE_PORT_IO`).
+    fn io_bars(&self) -> Vec<IoBarInfo> {
+        Vec::new()
+    }
+    /// A port read of `width` bytes (1, 2 or 4: `READ_PORT_UCHAR`..`_ULONG`, or an image's
+    /// `in`) at `offset` in I/O BAR `bar`. The default reads all ones, as nothing decoding it.
+    fn io_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, width: u32) -> u32 {
+        all_ones(width) as u32
+    }
+    /// A port write (`WRITE_PORT_*`, `out`).
+    fn io_write(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, _width: u32, _value: u32) {}
+    /// An event the model scheduled with [`Bus::schedule`] came due.
+    fn on_event(&mut self, _bus: &mut Bus<'_>, _token: u64) {}
     /// PnP assigned the function its interrupt resources (before the driver starts), as Windows
     /// enables MSI-X in the capability when it grants messages.
     fn interrupts_assigned(&mut self, _mode: InterruptMode) {}
@@ -186,13 +290,13 @@ impl PciFunction for PlainFunction {
             is_64bit: false,
         }]
     }
-    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32) -> u32 {
+    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32) -> u64 {
         let o = offset as usize;
-        let mut v = [0u8; 4];
+        let mut v = [0u8; 8];
         v[..width as usize].copy_from_slice(&self.registers[o..o + width as usize]);
-        u32::from_le_bytes(v)
+        u64::from_le_bytes(v)
     }
-    fn mmio_write(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32, value: u32) {
+    fn mmio_write(&mut self, _bus: &mut Bus<'_>, _bar: u8, offset: u64, width: u32, value: u64) {
         let o = offset as usize;
         self.registers[o..o + width as usize]
             .copy_from_slice(&value.to_le_bytes()[..width as usize]);
@@ -210,10 +314,10 @@ impl PciFunction for RemovedFunction {
     fn bars(&self) -> Vec<BarInfo> {
         Vec::new()
     }
-    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, _width: u32) -> u32 {
-        u32::MAX
+    fn mmio_read(&mut self, _bus: &mut Bus<'_>, _bar: u8, _offset: u64, width: u32) -> u64 {
+        all_ones(width)
     }
-    fn mmio_write(&mut self, _: &mut Bus<'_>, _: u8, _: u64, _: u32, _: u32) {}
+    fn mmio_write(&mut self, _: &mut Bus<'_>, _: u8, _: u64, _: u32, _: u64) {}
     fn config_write(&mut self, _offset: usize, _data: &[u8]) {}
 }
 
@@ -242,6 +346,8 @@ pub(crate) enum Presence {
 pub(crate) struct PciState {
     pub function: Option<Box<dyn PciFunction>>,
     pub bars: Vec<PlacedBar>,
+    /// I/O BARs: `physical` is the first port.
+    pub io_bars: Vec<PlacedBar>,
     pub presence: Presence,
 }
 
@@ -268,15 +374,102 @@ struct Mapping {
     _guard: Option<crate::image::trap::GuardRegion>,
 }
 
+/// A port range registered with `NdisMRegisterIoPortRange`.
+struct PortRange {
+    first: u64,
+    length: u64,
+    adapter: usize,
+    device: usize,
+    bar: u8,
+    /// Offset of the range's first port inside the BAR.
+    bar_offset: u64,
+    live: bool,
+}
+
 #[derive(Default)]
 pub(crate) struct MmioState {
     mappings: Vec<Mapping>,
+    ports: Vec<PortRange>,
     /// Set when the emulator serves a loaded image (`Emulator::trap_hardware_access`): new
     /// mappings are guard regions whose accesses fault into `image::trap`.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub trapping: Option<crate::image::trap::Trapping>,
     /// BAR address allocation (never reused: a removed device's range stays retired).
     bar_space: BarSpace,
+    /// Events models scheduled ([`Bus::schedule`]), not yet fired.
+    events: Vec<ScheduledEvent>,
+    next_event: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ScheduledEvent {
+    device: usize,
+    /// Virtual time, 100 ns units.
+    due: u64,
+    /// Scheduling order, for events of equal time.
+    seq: u64,
+    token: u64,
+}
+
+/// The earliest time a scheduled event is due, if any is due by `by`.
+pub(crate) fn next_event_due(st: &State, by: u64) -> Option<u64> {
+    st.mmio
+        .events
+        .iter()
+        .map(|e| e.due)
+        .filter(|&d| d <= by)
+        .min()
+}
+
+/// Fires every scheduled event due by the current virtual time, in (time, scheduling) order,
+/// each on its model with the function out of its slot, delivering what it raised. An event
+/// whose model is busy (inside an access or `with_device`) waits for the next call.
+pub(crate) fn fire_due_events(m: &machine::Machine) {
+    loop {
+        let next = {
+            let mut st = m.st();
+            if st.mmio.events.is_empty() {
+                return;
+            }
+            let now = st.sync.now();
+            let pick = st
+                .mmio
+                .events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.due <= now && st.devices[e.device].pci.function.is_some())
+                .min_by_key(|(_, e)| (e.due, e.seq))
+                .map(|(i, _)| i);
+            let Some(i) = pick else {
+                return;
+            };
+            let e = st.mmio.events.remove(i);
+            if st.devices[e.device].pci.presence != Presence::Working {
+                continue; // out of D0 or gone: the event is lost with the device's state
+            }
+            let function = st.devices[e.device].pci.function.take();
+            function.map(|f| (e, f))
+        };
+        let Some((e, mut function)) = next else {
+            return;
+        };
+        {
+            let _emulator = crate::heap::EmulatorCode::enter();
+            let mut st = m.st();
+            let mut bus = Bus {
+                st: &mut st,
+                device: e.device,
+            };
+            function.on_event(&mut bus, e.token);
+            st.devices[e.device].pci.function = Some(function);
+        }
+        machine::deliver_pending(m);
+    }
+}
+
+/// The function lost power: events it scheduled are gone with its state.
+pub(crate) fn drop_events(st: &mut State, device: usize) {
+    st.mmio.events.retain(|e| e.device != device);
 }
 
 /// Bump allocation of BAR addresses in the two windows, each BAR naturally aligned.
@@ -286,6 +479,8 @@ struct BarSpace {
     next32: u64,
     /// Next free address above [`BAR64_BASE`] (0: none handed out yet).
     next64: u64,
+    /// Next free port above [`IO_BAR_BASE`] (0: none handed out yet).
+    next_io: u64,
 }
 
 impl BarSpace {
@@ -296,6 +491,15 @@ impl BarSpace {
         } else {
             (&mut self.next32, BAR32_BASE, BAR32_END)
         };
+        Self::bump(next, base, end, size)
+    }
+
+    /// A port base for an I/O BAR of `size` (a power of two), or `None` when the space is full.
+    fn place_io(&mut self, size: u64) -> Option<u64> {
+        Self::bump(&mut self.next_io, IO_BAR_BASE, IO_BAR_END, size)
+    }
+
+    fn bump(next: &mut u64, base: u64, end: u64, size: u64) -> Option<u64> {
         let from = (*next).max(base);
         let at = from.checked_add(size - 1)? & !(size - 1);
         let top = at.checked_add(size)?;
@@ -367,9 +571,42 @@ pub(crate) fn attach(
             size: b.size,
         });
     }
+    let mut io_bars = Vec::new();
+    let io_declared = function.io_bars();
+    for b in &io_declared {
+        let taken = declared
+            .iter()
+            .any(|m| m.index == b.index || (m.is_64bit && m.index + 1 == b.index))
+            || io_declared
+                .iter()
+                .any(|o| !std::ptr::eq(o, b) && o.index == b.index);
+        assert!(
+            b.index <= 5
+                && !taken
+                && b.size.is_power_of_two()
+                && (4..=IO_BAR_MAX_SIZE).contains(&b.size),
+            "device {device} I/O BAR {}: index 0..=5 not used by another BAR, size {:#x} must be              a power of two in 4..={IO_BAR_MAX_SIZE}",
+            b.index,
+            b.size
+        );
+        let port = mmio.bar_space.place_io(b.size).unwrap_or_else(|| {
+            panic!(
+                "device {device} I/O BAR {} ({} ports): the port space is full",
+                b.index, b.size
+            )
+        });
+        let reg = 0x10 + 4 * b.index as usize;
+        function.config()[reg..reg + 4].copy_from_slice(&(port as u32 | 1).to_le_bytes());
+        io_bars.push(PlacedBar {
+            index: b.index,
+            physical: port,
+            size: b.size,
+        });
+    }
     PciState {
         function: Some(function),
         bars,
+        io_bars,
         presence: Presence::Working,
     }
 }
@@ -478,6 +715,22 @@ pub(crate) unsafe fn ndis_m_unmap_io_space(handle: sys::NDIS_HANDLE, va: sys::PV
 
 /// Halt: every mapping of adapter `a` released.
 pub(crate) fn check_mappings_at_halt(st: &State, a: usize) {
+    let ports = st
+        .mmio
+        .ports
+        .iter()
+        .filter(|p| p.live && p.adapter == a)
+        .count();
+    if ports > 0 {
+        mmio_violation(
+            format!(
+                "MiniportHaltEx of adapter {a} returned with {ports} port range(s) \
+                 (NdisMRegisterIoPortRange) not deregistered"
+            ),
+            a,
+            ports,
+        );
+    }
     let live = st
         .mmio
         .mappings
@@ -585,7 +838,36 @@ pub(crate) unsafe fn ndis_m_set_bus_data(
 /// Finds the mapping of `address..address + width` and runs `access` on its function with the
 /// function taken out of its slot (so that the model can use the [`Bus`]).
 /// `None`: the device is gone from the bus (the access reached nothing).
+/// Which address space a driver's access is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Space {
+    /// A register mapping (`NdisMMapIoSpace`).
+    Memory,
+    /// A registered port range (`NdisMRegisterIoPortRange`).
+    Port,
+}
+
+/// The (device, BAR, offset in the BAR) `address..address + width` of `space` reaches.
+fn resolve(st: &State, space: Space, address: usize, width: u32) -> Option<(usize, u8, u64)> {
+    let end = address.checked_add(width as usize)?;
+    match space {
+        Space::Memory => st
+            .mmio
+            .mappings
+            .iter()
+            .find(|x| x.live && address >= x.va && end <= x.va + x.length)
+            .map(|x| (x.device, x.bar, x.bar_offset + (address - x.va) as u64)),
+        Space::Port => st
+            .mmio
+            .ports
+            .iter()
+            .find(|x| x.live && address as u64 >= x.first && end as u64 <= x.first + x.length)
+            .map(|x| (x.device, x.bar, x.bar_offset + (address as u64 - x.first))),
+    }
+}
+
 fn register_access<R>(
+    space: Space,
     address: usize,
     width: u32,
     what: &str,
@@ -594,15 +876,18 @@ fn register_access<R>(
     let m = machine::current();
     let result: Result<Option<R>, ()> = (|| {
         let mut st = m.st();
-        let found = st
-            .mmio
-            .mappings
-            .iter()
-            .find(|x| x.live && address >= x.va && address + width as usize <= x.va + x.length);
-        let Some(mapping) = found else {
+        let Some((device, bar, offset)) = resolve(&st, space, address, width) else {
             drop(st);
             mmio_violation(
-                format!("{what} at {address:#x}: not inside a live NdisMMapIoSpace mapping"),
+                match space {
+                    Space::Memory => {
+                        format!("{what} at {address:#x}: not inside a live NdisMMapIoSpace mapping")
+                    }
+                    Space::Port => format!(
+                        "{what} at port {address:#x}: not inside a port range registered with \
+                         NdisMRegisterIoPortRange (and not deregistered)"
+                    ),
+                },
                 address,
                 width as usize,
             );
@@ -615,11 +900,6 @@ fn register_access<R>(
                 width as usize,
             );
         }
-        let (device, bar, offset) = (
-            mapping.device,
-            mapping.bar,
-            mapping.bar_offset + (address - mapping.va) as u64,
-        );
         match st.devices[device].pci.presence {
             Presence::Working => {}
             Presence::LowPower(state) => {
@@ -661,43 +941,395 @@ fn register_access<R>(
         st.devices[device].pci.function = Some(function);
         Ok(Some(r))
     })();
-    // The access may have raised interrupts; they arrive now if the IRQL allows.
+    // The access may have raised interrupts; they arrive now if the IRQL allows. Events that
+    // came due (one the access scheduled with no delay, say) fire too.
     machine::deliver_pending(&m);
+    fire_due_events(&m);
     result.unwrap_or(None)
 }
 
 /// A register read of `width` bytes at `address` by driver code: a host build's
 /// `READ_REGISTER_*` and an image's trapped load alike.
-pub(crate) fn mmio_read(address: usize, width: u32) -> u32 {
+pub(crate) fn mmio_read(address: usize, width: u32) -> u64 {
     let _emulator = crate::heap::EmulatorCode::export();
-    register_access(address, width, "READ_REGISTER", |f, bus, bar, offset| {
-        f.mmio_read(bus, bar, offset, width)
-    })
-    .unwrap_or(match width {
-        1 => 0xFF,
-        2 => 0xFFFF,
-        _ => u32::MAX,
-    })
+    register_access(
+        Space::Memory,
+        address,
+        width,
+        "READ_REGISTER",
+        |f, bus, bar, offset| f.mmio_read(bus, bar, offset, width) & all_ones(width),
+    )
+    .unwrap_or(all_ones(width))
+}
+
+/// A `width`-byte value of all ones: what a read of a function that is gone returns.
+pub fn all_ones(width: u32) -> u64 {
+    if width >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * width)) - 1
+    }
 }
 
 /// A register write by driver code (see [`mmio_read`]).
-pub(crate) fn mmio_write(address: usize, width: u32, value: u32) {
+pub(crate) fn mmio_write(address: usize, width: u32, value: u64) {
+    let value = value & all_ones(width);
     let _emulator = crate::heap::EmulatorCode::export();
     // A write to a removed device is lost.
-    let _ = register_access(address, width, "WRITE_REGISTER", |f, bus, bar, offset| {
-        f.mmio_write(bus, bar, offset, width, value)
-    });
+    let _ = register_access(
+        Space::Memory,
+        address,
+        width,
+        "WRITE_REGISTER",
+        |f, bus, bar, offset| f.mmio_write(bus, bar, offset, width, value),
+    );
 }
 
-pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u32 {
+/// A port read of `width` (1, 2, 4) bytes at `port` by driver code: a host build's
+/// `READ_PORT_*` and an image's trapped `in` alike. All ones from a removed device.
+pub(crate) fn port_read(port: usize, width: u32) -> u32 {
+    let _emulator = crate::heap::EmulatorCode::export();
+    register_access(
+        Space::Port,
+        port,
+        width,
+        "READ_PORT",
+        |f, bus, bar, offset| f.io_read(bus, bar, offset, width) & all_ones(width) as u32,
+    )
+    .unwrap_or(all_ones(width) as u32)
+}
+
+/// A port write by driver code (see [`port_read`]).
+pub(crate) fn port_write(port: usize, width: u32, value: u32) {
+    let _emulator = crate::heap::EmulatorCode::export();
+    let value = value & all_ones(width) as u32;
+    // A write to a removed device is lost.
+    let _ = register_access(
+        Space::Port,
+        port,
+        width,
+        "WRITE_PORT",
+        |f, bus, bar, offset| f.io_write(bus, bar, offset, width, value),
+    );
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_port_read(port: usize, width: u32) -> u32 {
+    port_read(port, width)
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_port_write(port: usize, width: u32, value: u32) {
+    port_write(port, width, value)
+}
+
+pub(crate) unsafe fn ndis_m_register_io_port_range(
+    port_offset: *mut sys::PVOID,
+    handle: sys::NDIS_HANDLE,
+    initial: u32,
+    count: u32,
+) -> sys::NDIS_STATUS {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::PASSIVE_LEVEL, "NdisMRegisterIoPortRange");
+    let a = adapter_of_handle(&st, handle, "NdisMRegisterIoPortRange");
+    // SAFETY: the caller's out-pointer; null until the registration succeeds.
+    unsafe { port_offset.write(core::ptr::null_mut()) };
+    let device = st.ndis.adapters[a].device;
+    let (first, length) = (initial as u64, count as u64);
+    let bar = st.devices[device]
+        .pci
+        .io_bars
+        .iter()
+        .find(|b| first >= b.physical && first + length <= b.physical + b.size)
+        .copied();
+    let Some(bar) = bar else {
+        drop(st);
+        mmio_violation(
+            format!(
+                "NdisMRegisterIoPortRange({first:#x}, {count} ports) on adapter {a}: the range is \
+                 not inside one of the adapter's port resources"
+            ),
+            first as usize,
+            count as usize,
+        );
+    };
+    if count == 0 {
+        return sys::NDIS_STATUS_FAILURE;
+    }
+    if st.fallible("NdisMRegisterIoPortRange") {
+        return sys::NDIS_STATUS_RESOURCES;
+    }
+    st.mmio.ports.push(PortRange {
+        first,
+        length,
+        adapter: a,
+        device,
+        bar: bar.index,
+        bar_offset: first - bar.physical,
+        live: true,
+    });
+    // SAFETY: as above. On x64 the "mapped" base is the port itself (no translation).
+    unsafe { port_offset.write(first as usize as sys::PVOID) };
+    sys::NDIS_STATUS_SUCCESS
+}
+
+pub(crate) unsafe fn ndis_m_deregister_io_port_range(
+    handle: sys::NDIS_HANDLE,
+    initial: u32,
+    count: u32,
+    port_offset: sys::PVOID,
+) {
+    let m = machine::current();
+    let mut st = m.st();
+    st.require_irql(sys::PASSIVE_LEVEL, "NdisMDeregisterIoPortRange");
+    let a = adapter_of_handle(&st, handle, "NdisMDeregisterIoPortRange");
+    let found = st.mmio.ports.iter_mut().find(|x| {
+        x.live
+            && x.adapter == a
+            && x.first == initial as u64
+            && x.length == count as u64
+            && port_offset as usize as u64 == x.first
+    });
+    match found {
+        Some(range) => range.live = false,
+        None => {
+            drop(st);
+            mmio_violation(
+                format!(
+                    "NdisMDeregisterIoPortRange({initial:#x}, {count} ports, {port_offset:p}) on \
+                     adapter {a}: no such registration (pass what NdisMRegisterIoPortRange was \
+                     given and returned: a subrange cannot be released)"
+                ),
+                initial as usize,
+                count as usize,
+            );
+        }
+    }
+}
+
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_read(address: usize, width: u32) -> u64 {
     mmio_read(address, width)
 }
 
-pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u32) {
+pub(crate) unsafe extern "win64-unwind" fn host_mmio_write(address: usize, width: u32, value: u64) {
     mmio_write(address, width, value)
 }
 
 pub(crate) static HOST_MMIO: sys::mmio::HostMmio = sys::mmio::HostMmio {
     read: host_mmio_read,
     write: host_mmio_write,
+    port_read: host_port_read,
+    port_write: host_port_write,
 };
+
+/// One MSI-X table entry (PCI 3.0, 6.8.2.6-9): where the message goes, its data, and its
+/// vector-control mask bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MsixEntry {
+    pub address: u64,
+    pub data: u32,
+    pub masked: bool,
+}
+
+/// What [`MsixTable::signal`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsixSignal {
+    /// Sent to the driver ([`Bus::raise`]).
+    Sent,
+    /// The entry is masked: its pending bit is set, and unmasking it sends the message.
+    Pending,
+    /// No such entry, or PnP did not grant it (messages are not in force, or the entry lies at
+    /// or past the granted count): lost, as a message to an unprogrammed address is.
+    Lost,
+}
+
+/// An MSI-X table and its pending-bit array (PBA), as a device model places them in a BAR:
+/// 16-byte entries from `table_offset`, one pending bit per entry in 64-bit words from
+/// `pba_offset` (PCI 3.0, 6.8.2). A model forwards the accesses of that BAR range to
+/// [`read`](Self::read)/[`write`](Self::write) and sends its interrupts with
+/// [`signal`](Self::signal); masking, pending bits and delivery on unmask are done here.
+///
+/// Entries start unmasked with address and data 0: the emulator plays the platform, which
+/// programs every granted entry and unmasks it when PnP enables MSI-X. The table belongs to the
+/// platform, not to the device's reset: a device reset leaves it (clear pending bits with
+/// [`clear_pending`](Self::clear_pending) if the device's reset drops them). The MSI-X
+/// capability in configuration space (table size, BIR, enable and function-mask bits) stays
+/// the model's.
+#[derive(Debug, Clone)]
+pub struct MsixTable {
+    entries: Vec<MsixEntry>,
+    pending: Vec<bool>,
+    table_offset: u64,
+    pba_offset: u64,
+}
+
+impl MsixTable {
+    /// A table of `vectors` entries (1..=2048) at `table_offset`, its PBA at `pba_offset`
+    /// (both 8-byte aligned and not overlapping).
+    pub fn new(vectors: u16, table_offset: u64, pba_offset: u64) -> Self {
+        assert!(
+            (1..=2048).contains(&vectors),
+            "an MSI-X table has 1..=2048 entries, not {vectors}"
+        );
+        let table_end = table_offset + 16 * vectors as u64;
+        let pba_end = pba_offset + Self::pba_bytes(vectors);
+        assert!(
+            table_offset.is_multiple_of(8)
+                && pba_offset.is_multiple_of(8)
+                && (table_end <= pba_offset || pba_end <= table_offset),
+            "the MSI-X table ({table_offset:#x}..{table_end:#x}) and PBA ({pba_offset:#x}..\
+             {pba_end:#x}) must be 8-byte aligned and must not overlap"
+        );
+        MsixTable {
+            entries: vec![MsixEntry::default(); vectors as usize],
+            pending: vec![false; vectors as usize],
+            table_offset,
+            pba_offset,
+        }
+    }
+
+    /// Bytes of the PBA for `vectors` entries (whole 64-bit words).
+    pub fn pba_bytes(vectors: u16) -> u64 {
+        (vectors as u64).div_ceil(64) * 8
+    }
+
+    /// Entries in the table.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Never true (a table has at least one entry); for clippy's `len` convention.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entry(&self, vector: u16) -> Option<MsixEntry> {
+        self.entries.get(vector as usize).copied()
+    }
+
+    /// The PBA bit of `vector`.
+    pub fn is_pending(&self, vector: u16) -> bool {
+        self.pending.get(vector as usize).copied().unwrap_or(false)
+    }
+
+    /// Clears every pending bit.
+    pub fn clear_pending(&mut self) {
+        self.pending.iter_mut().for_each(|p| *p = false);
+    }
+
+    /// Whether BAR offset `offset` lies in the table or the PBA.
+    pub fn contains(&self, offset: u64) -> bool {
+        self.table_range().contains(&offset) || self.pba_range().contains(&offset)
+    }
+
+    fn table_range(&self) -> std::ops::Range<u64> {
+        self.table_offset..self.table_offset + 16 * self.entries.len() as u64
+    }
+
+    fn pba_range(&self) -> std::ops::Range<u64> {
+        self.pba_offset..self.pba_offset + Self::pba_bytes(self.entries.len() as u16)
+    }
+
+    /// Sends message `vector` if its entry is unmasked; sets its pending bit if masked.
+    pub fn signal(&mut self, bus: &mut Bus<'_>, vector: u16) -> MsixSignal {
+        let i = vector as usize;
+        let granted = match bus.interrupt_mode() {
+            InterruptMode::Messages(granted) => granted,
+            _ => 0,
+        };
+        if i >= self.entries.len() || vector as u32 >= granted {
+            MsixSignal::Lost
+        } else if self.entries[i].masked {
+            self.pending[i] = true;
+            MsixSignal::Pending
+        } else {
+            bus.raise(Some(vector as u32));
+            MsixSignal::Sent
+        }
+    }
+
+    /// Masks or unmasks `vector` (as the platform or the driver writing its vector control
+    /// would); unmasking an entry whose pending bit is set clears it and sends the message.
+    /// Returns what happened to a pending message (`None`: none was pending or it stays masked).
+    pub fn set_masked(
+        &mut self,
+        bus: &mut Bus<'_>,
+        vector: u16,
+        masked: bool,
+    ) -> Option<MsixSignal> {
+        let i = vector as usize;
+        let e = self.entries.get_mut(i)?;
+        e.masked = masked;
+        if masked || !self.pending[i] {
+            return None;
+        }
+        self.pending[i] = false;
+        Some(self.signal(bus, vector))
+    }
+
+    /// A read of `width` bytes at BAR offset `offset`: `None` outside the table and PBA
+    /// (the model handles the rest of its BAR).
+    pub fn read(&self, offset: u64, width: u32) -> Option<u64> {
+        let mut bytes = [0u8; 8];
+        if self.table_range().contains(&offset) {
+            let at = offset - self.table_offset;
+            let e = &self.entries[(at / 16) as usize];
+            let mut raw = [0u8; 16];
+            raw[0..8].copy_from_slice(&e.address.to_le_bytes());
+            raw[8..12].copy_from_slice(&e.data.to_le_bytes());
+            raw[12..16].copy_from_slice(&u32::from(e.masked).to_le_bytes());
+            let from = (at % 16) as usize;
+            let n = (width as usize).min(16 - from).min(8);
+            bytes[..n].copy_from_slice(&raw[from..from + n]);
+        } else if self.pba_range().contains(&offset) {
+            let at = offset - self.pba_offset;
+            for (k, b) in bytes.iter_mut().enumerate().take(width as usize) {
+                let byte = at as usize + k;
+                for bit in 0..8 {
+                    if self.pending.get(byte * 8 + bit).copied().unwrap_or(false) {
+                        *b |= 1 << bit;
+                    }
+                }
+            }
+        } else {
+            return None;
+        }
+        Some(u64::from_le_bytes(bytes))
+    }
+
+    /// A write of `width` bytes at BAR offset `offset` inside the table or PBA (see
+    /// [`contains`](Self::contains); a write elsewhere is ignored). Table writes of 4 bytes (any
+    /// dword) or 8 bytes (the address, or data with vector control) take effect, as PCI
+    /// defines; other widths and PBA writes (read-only) are ignored. Clearing an entry's mask
+    /// bit delivers its pending message: the result says what became of it.
+    pub fn write(
+        &mut self,
+        bus: &mut Bus<'_>,
+        offset: u64,
+        width: u32,
+        value: u64,
+    ) -> Option<MsixSignal> {
+        if !self.table_range().contains(&offset) {
+            return None;
+        }
+        let at = offset - self.table_offset;
+        let vector = (at / 16) as u16;
+        let i = vector as usize;
+        let low = (at % 16, value as u32);
+        let high = (at % 16 + 4, (value >> 32) as u32);
+        let dwords = match (at % 16, width) {
+            (_, 4) => [Some(low), None],
+            (0 | 8, 8) => [Some(low), Some(high)],
+            _ => [None, None],
+        };
+        for (o, v) in dwords.into_iter().flatten() {
+            let e = &mut self.entries[i];
+            match o {
+                0 => e.address = (e.address & !0xFFFF_FFFF) | v as u64,
+                4 => e.address = (e.address & 0xFFFF_FFFF) | ((v as u64) << 32),
+                8 => e.data = v,
+                _ => return self.set_masked(bus, vector, v & 1 != 0),
+            }
+        }
+        None
+    }
+}

@@ -131,6 +131,8 @@ impl Emulator {
         {
             let mut st = self.st();
             st.devices[device.0].pci.presence = Presence::LowPower(state);
+            // Out of D0 a function signals nothing: its line is released.
+            crate::machine::set_line(&mut st, device.0, false);
             st.ndis.adapters[a.0].device_state = state;
             st.ndis.adapters[a.0].asleep = Asleep::LowPower { paused: !npos };
         }
@@ -208,6 +210,7 @@ impl Emulator {
         let mut st = self.st();
         let device = st.ndis.adapters[a.0].device;
         st.devices[device].pci.presence = Presence::Removed { told: false };
+        crate::machine::set_line(&mut st, device, false);
     }
 
     /// `MiniportDevicePnPEventNotify(NdisDevicePnPEventSurpriseRemoved)` at PASSIVE_LEVEL, after
@@ -264,6 +267,7 @@ impl Emulator {
 
     fn power_lost(&self, device: crate::DeviceId) {
         let mut st = self.st();
+        crate::pci::drop_events(&mut st, device.0);
         if let Some(f) = st.devices[device.0].pci.function.as_mut() {
             f.power_lost();
         }

@@ -28,6 +28,8 @@ enum Due {
         usize,
     ),
     HangCheck(usize),
+    /// Device events ([`crate::pci::Bus::schedule`]) due now.
+    DeviceEvents,
 }
 
 struct Timer {
@@ -59,6 +61,11 @@ impl SyncState {
     /// Virtual time, 100 ns units.
     pub(crate) fn now(&self) -> u64 {
         self.now
+    }
+
+    /// `KeStallExecutionProcessor`: the processor spins, virtual time passes.
+    pub(crate) fn stall(&mut self, microseconds: u32) {
+        self.now = self.now.saturating_add(u64::from(microseconds) * 10);
     }
 
     /// `KeQueryPerformanceCounter`: the virtual clock (100 ns ticks) plus one tick per call made
@@ -494,15 +501,27 @@ impl Emulator {
                     .filter(|(_, a)| a.hang.period > 0 && a.hang.due <= target)
                     .map(|(i, a)| (a.hang.due, i))
                     .min();
+                let event = crate::pci::next_event_due(&st, target);
+                let first_other = [timer.map(|(d, _)| d), hang.map(|(d, _)| d)]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 match (timer, hang) {
+                    // A device event first when it is due no later than the next timer or hang
+                    // check (the device acts, then the driver's timer sees its effect).
+                    _ if event.is_some_and(|e| first_other.is_none_or(|o| e <= o)) => {
+                        let e = event.unwrap_or_default();
+                        st.sync.now = st.sync.now.max(e);
+                        Some(Due::DeviceEvents)
+                    }
                     (_, Some((d, a))) if timer.is_none_or(|(t, _)| d < t) => {
-                        st.sync.now = d;
+                        st.sync.now = st.sync.now.max(d);
                         let h = &mut st.ndis.adapters[a].hang;
                         h.due = d + h.period;
                         Some(Due::HangCheck(a))
                     }
                     (Some((d, i)), _) => {
-                        st.sync.now = d;
+                        st.sync.now = st.sync.now.max(d);
                         let t = &mut st.sync.timers[i];
                         t.due = (t.period_ms > 0).then(|| d + t.period_ms as u64 * 10_000);
                         Some(Due::Timer(t.function, t.context, st.cpu))
@@ -512,6 +531,11 @@ impl Emulator {
             };
             let (function, context, cpu) = match next {
                 None => break,
+                Some(Due::DeviceEvents) => {
+                    crate::pci::fire_due_events(&self.machine);
+                    machine::run_dpcs(&self.machine);
+                    continue;
+                }
                 Some(Due::HangCheck(a)) => {
                     crate::ndis::check_for_hang(&self.machine, a);
                     machine::run_dpcs(&self.machine);
@@ -538,7 +562,8 @@ impl Emulator {
             );
             machine::run_dpcs(&self.machine);
         }
-        self.machine.st().sync.now = target;
+        let mut st = self.machine.st();
+        st.sync.now = st.sync.now.max(target);
     }
 
     /// `MiniportCheckForHangEx` calls made so far for `adapter` (the virtual clock drives them:

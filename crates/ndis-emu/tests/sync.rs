@@ -344,3 +344,34 @@ fn a_link_state_without_a_valid_header_is_7c_21() {
     });
     assert_eq!((b.code, b.params[0]), (0x7C, 0x21));
 }
+
+#[test]
+fn a_stall_advances_the_clock_but_a_timer_fires_only_when_the_test_advances_it() {
+    let (emu, a) = start(
+        |h| {
+            let t = allocate_timer(h);
+            // SAFETY: a live timer; 5 µs relative (100 ns units, negative).
+            unsafe { sys::NdisSetTimerObject(t, -50, 0, std::ptr::null_mut()) };
+        },
+        free_timer,
+    );
+    let mut frequency = 0i64;
+    // SAFETY: plain calls; a valid out-pointer.
+    let before = unsafe { sys::KeQueryPerformanceCounter(&mut frequency) };
+    // SAFETY: a plain call (a busy wait of 10 µs).
+    unsafe { sys::KeStallExecutionProcessor(10) };
+    // SAFETY: as above.
+    let after = unsafe { sys::KeQueryPerformanceCounter(&mut frequency) };
+    assert!(
+        after - before >= 100,
+        "10 µs of 100 ns ticks passed: {before} -> {after}"
+    );
+    assert!(
+        FIRED.with(|f| f.borrow().is_empty()),
+        "the stall fires no timer"
+    );
+    // The timer is overdue: the next advance, however short, fires it.
+    emu.advance_time(Duration::ZERO);
+    assert_eq!(FIRED.with(|f| f.borrow().clone()), vec![(0, 7)]);
+    stop(&emu, a);
+}

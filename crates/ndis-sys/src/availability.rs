@@ -222,6 +222,8 @@ rows! {
     "ndis.sys" NdisMFreeSharedMemory WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismfreesharedmemory", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
     "ndis.sys" NdisMMapIoSpace WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismmapiospace", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
     "ndis.sys" NdisMUnmapIoSpace WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismunmapiospace", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
+    "ndis.sys" NdisMRegisterIoPortRange WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismregisterioportrange", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
+    "ndis.sys" NdisMDeregisterIoPortRange WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismderegisterioportrange", "Supported for NDIS 6.0 and NDIS 5.1 drivers in Windows Vista; for NDIS 5.1 drivers in Windows XP";
     "ndis.sys" NdisMGetBusData WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismgetbusdata", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisMSetBusData WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndismsetbusdata", "Supported in NDIS 6.0 and later";
     "ndis.sys" NdisOpenConfigurationEx WINDOWS_VISTA, "https://learn.microsoft.com/windows-hardware/drivers/ddi/ndis/nf-ndis-ndisopenconfigurationex", "Supported in NDIS 6.0 and later";

@@ -261,6 +261,22 @@ kernel_imports! {
         ) -> NDIS_STATUS;
         /// PASSIVE_LEVEL; the arguments must match the mapping.
         fn NdisMUnmapIoSpace(MiniportAdapterHandle: NDIS_HANDLE, VirtualAddress: PVOID, Length: UINT);
+        /// PASSIVE_LEVEL, in initialize. Claims a port range from the adapter's translated
+        /// resources (an I/O BAR) and returns the port base to access it with `READ_PORT_*` /
+        /// `WRITE_PORT_*` ([`crate::mmio`]).
+        fn NdisMRegisterIoPortRange(
+            PortOffset: *mut PVOID,
+            MiniportAdapterHandle: NDIS_HANDLE,
+            InitialPort: UINT,
+            NumberOfPorts: UINT,
+        ) -> NDIS_STATUS;
+        /// PASSIVE_LEVEL, in initialize or halt; the arguments must match the registration.
+        fn NdisMDeregisterIoPortRange(
+            MiniportAdapterHandle: NDIS_HANDLE,
+            InitialPort: UINT,
+            NumberOfPorts: UINT,
+            PortOffset: PVOID,
+        );
         /// IRQL <= DISPATCH_LEVEL. Reads the adapter's bus (PCI configuration) space; returns the
         /// number of bytes read.
         fn NdisMGetBusData(

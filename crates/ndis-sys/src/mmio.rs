@@ -1,7 +1,10 @@
-//! Device register access: `READ_REGISTER_*` / `WRITE_REGISTER_*` (wdm.h).
+//! Device register access: `READ_REGISTER_*` / `WRITE_REGISTER_*` and `READ_PORT_*` /
+//! `WRITE_PORT_*` (wdm.h).
 //!
 //! On Windows x64 these are inline volatile accesses of a mapping from `NdisMMapIoSpace` (the WDK
-//! defines them as macros over `*(volatile T *)`, with a compiler barrier); nothing is imported.
+//! defines them as macros over `*(volatile T *)`, with a compiler barrier), and inline `in` /
+//! `out` instructions on a port from `NdisMRegisterIoPortRange` (wdm.h's x64 `READ_PORT_UCHAR`
+//! is `__inbyte`); nothing is imported.
 //! On every other target they forward through [`HostMmio`], which the host emulator installs
 //! with [`host::install_mmio`]: its `NdisMMapIoSpace` hands out addresses that are never
 //! dereferenced, and each access reaches the device model. This is the whole hardware seam: a
@@ -41,15 +44,59 @@ mod imp {
         READ_REGISTER_UCHAR / WRITE_REGISTER_UCHAR: u8;
         READ_REGISTER_USHORT / WRITE_REGISTER_USHORT: u16;
         READ_REGISTER_ULONG / WRITE_REGISTER_ULONG: u32;
+        READ_REGISTER_ULONG64 / WRITE_REGISTER_ULONG64: u64;
+    }
+
+    macro_rules! port_access {
+        ($($read:ident / $write:ident : $ty:ty, $reg:tt;)*) => {$(
+            /// # Safety
+            /// `port` lies inside a range registered with `NdisMRegisterIoPortRange`.
+            #[inline]
+            pub unsafe fn $read(port: *const $ty) -> $ty {
+                let value: $ty;
+                compiler_fence(Ordering::SeqCst);
+                // SAFETY: per this function's contract: a port of the device. Not `nomem`: the
+                // access stays ordered with the memory (DMA) accesses around it.
+                unsafe {
+                    core::arch::asm!(concat!("in ", $reg, ", dx"), out($reg) value,
+                        in("dx") port as usize as u16, options(nostack, preserves_flags))
+                };
+                compiler_fence(Ordering::SeqCst);
+                value
+            }
+            /// # Safety
+            /// As for the read.
+            #[inline]
+            pub unsafe fn $write(port: *mut $ty, value: $ty) {
+                compiler_fence(Ordering::SeqCst);
+                // SAFETY: as for the read.
+                unsafe {
+                    core::arch::asm!(concat!("out dx, ", $reg), in("dx") port as usize as u16,
+                        in($reg) value, options(nostack, preserves_flags))
+                };
+                compiler_fence(Ordering::SeqCst);
+            }
+        )*};
+    }
+
+    port_access! {
+        READ_PORT_UCHAR / WRITE_PORT_UCHAR: u8, "al";
+        READ_PORT_USHORT / WRITE_PORT_USHORT: u16, "ax";
+        READ_PORT_ULONG / WRITE_PORT_ULONG: u32, "eax";
     }
 }
 
-/// How the host emulator implements register access: `width` is 1, 2 or 4 bytes.
+/// How the host emulator implements register access: `width` is 1, 2, 4 or 8 bytes, the value
+/// in the low `width` bytes (a read returns the upper bytes zero; a write's are ignored).
 #[cfg(not(windows))]
 #[derive(Clone, Copy, Debug)]
 pub struct HostMmio {
-    pub read: unsafe extern "win64-unwind" fn(address: usize, width: u32) -> u32,
-    pub write: unsafe extern "win64-unwind" fn(address: usize, width: u32, value: u32),
+    pub read: unsafe extern "win64-unwind" fn(address: usize, width: u32) -> u64,
+    pub write: unsafe extern "win64-unwind" fn(address: usize, width: u32, value: u64),
+    /// Port I/O: `width` is 1, 2 or 4 bytes, `port` what `NdisMRegisterIoPortRange` returned
+    /// plus the register's offset.
+    pub port_read: unsafe extern "win64-unwind" fn(port: usize, width: u32) -> u32,
+    pub port_write: unsafe extern "win64-unwind" fn(port: usize, width: u32, value: u32),
 }
 
 #[cfg(not(windows))]
@@ -69,7 +116,7 @@ mod imp {
             #[inline]
             pub unsafe fn $write(register: *mut $ty, value: $ty) {
                 // SAFETY: as for the read.
-                unsafe { (super::host::mmio().write)(register as usize, $width, value as u32) }
+                unsafe { (super::host::mmio().write)(register as usize, $width, u64::from(value)) }
             }
         )*};
     }
@@ -78,6 +125,33 @@ mod imp {
         READ_REGISTER_UCHAR / WRITE_REGISTER_UCHAR: u8 = 1;
         READ_REGISTER_USHORT / WRITE_REGISTER_USHORT: u16 = 2;
         READ_REGISTER_ULONG / WRITE_REGISTER_ULONG: u32 = 4;
+        READ_REGISTER_ULONG64 / WRITE_REGISTER_ULONG64: u64 = 8;
+    }
+
+    macro_rules! forwarded_port_access {
+        ($($read:ident / $write:ident : $ty:ty = $width:literal;)*) => {$(
+            /// # Safety
+            /// `port` lies inside a range registered with `NdisMRegisterIoPortRange`.
+            #[inline]
+            pub unsafe fn $read(port: *const $ty) -> $ty {
+                // SAFETY: the installed implementation has this function's contract; the value
+                // is at most `width` bytes wide.
+                unsafe { (super::host::mmio().port_read)(port as usize, $width) as $ty }
+            }
+            /// # Safety
+            /// As for the read.
+            #[inline]
+            pub unsafe fn $write(port: *mut $ty, value: $ty) {
+                // SAFETY: as for the read.
+                unsafe { (super::host::mmio().port_write)(port as usize, $width, u32::from(value)) }
+            }
+        )*};
+    }
+
+    forwarded_port_access! {
+        READ_PORT_UCHAR / WRITE_PORT_UCHAR: u8 = 1;
+        READ_PORT_USHORT / WRITE_PORT_USHORT: u16 = 2;
+        READ_PORT_ULONG / WRITE_PORT_ULONG: u32 = 4;
     }
 }
 

@@ -15,6 +15,8 @@ pub const CmResourceShareDriverExclusive: UCHAR = 2;
 pub const CmResourceShareShared: UCHAR = 3;
 
 // Flags of an interrupt descriptor.
+/// `CM_PARTIAL_RESOURCE_DESCRIPTOR.Flags` of a port resource: in I/O space (not memory-mapped).
+pub const CM_RESOURCE_PORT_IO: USHORT = 0x0001;
 pub const CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE: USHORT = 0x0000;
 pub const CM_RESOURCE_INTERRUPT_LATCHED: USHORT = 0x0001;
 pub const CM_RESOURCE_INTERRUPT_MESSAGE: USHORT = 0x0002;

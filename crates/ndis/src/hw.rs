@@ -58,9 +58,14 @@ pub trait Registers {
     fn read8(&self, offset: usize) -> u8;
     fn read16(&self, offset: usize) -> u16;
     fn read32(&self, offset: usize) -> u32;
+    /// One 8-byte access (`READ_REGISTER_ULONG64`), never split in two: a device with 64-bit
+    /// registers (a ring base address, a 64-bit counter) may latch or clear on the whole access.
+    fn read64(&self, offset: usize) -> u64;
     fn write8(&self, offset: usize, value: u8);
     fn write16(&self, offset: usize, value: u16);
     fn write32(&self, offset: usize, value: u32);
+    /// One 8-byte access (`WRITE_REGISTER_ULONG64`), as for [`read64`](Self::read64).
+    fn write64(&self, offset: usize, value: u64);
 }
 
 /// PCI configuration space of the adapter.

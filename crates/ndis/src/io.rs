@@ -31,6 +31,28 @@ impl MemoryResource<'_> {
     }
 }
 
+/// A port range PnP assigned to one adapter (an I/O BAR), from the translated resources of the
+/// initialize call it borrows, as [`MemoryResource`] is for memory: only [`Resources`] makes
+/// these, so [`Init::register_ports`](crate::miniport::Init::register_ports) registers nothing
+/// but the adapter's own ranges of this start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortResource<'a> {
+    start: u32,
+    length: u32,
+    adapter: AdapterHandle,
+    _list: core::marker::PhantomData<&'a sys::CM_PARTIAL_RESOURCE_DESCRIPTOR>,
+}
+
+impl PortResource<'_> {
+    /// The first port.
+    pub fn start(&self) -> u32 {
+        self.start
+    }
+    pub fn length(&self) -> u32 {
+        self.length
+    }
+}
+
 /// The adapter's translated resources (`NDIS_MINIPORT_INIT_PARAMETERS.AllocatedResources`).
 #[derive(Clone, Copy)]
 pub struct Resources<'a> {
@@ -73,6 +95,24 @@ impl<'a> Resources<'a> {
                 MemoryResource {
                     start: m.Start as u64,
                     length: m.Length,
+                    adapter,
+                    _list: core::marker::PhantomData,
+                }
+            })
+    }
+
+    /// Port ranges (I/O BARs) in resource order.
+    pub fn ports(&self) -> impl Iterator<Item = PortResource<'a>> + 'a {
+        let adapter = self.adapter;
+        self.descriptors
+            .iter()
+            .filter(|d| d.Type == sys::CmResourceTypePort)
+            .map(move |d| {
+                // SAFETY: the type says this is the port member.
+                let p = unsafe { d.u.Port };
+                PortResource {
+                    start: p.Start as u32,
+                    length: p.Length,
                     adapter,
                     _list: core::marker::PhantomData,
                 }
@@ -207,6 +247,11 @@ impl Registers for IoSpace {
         // SAFETY: as above.
         unsafe { sys::mmio::READ_REGISTER_ULONG(a as *const u32) }
     }
+    fn read64(&self, offset: usize) -> u64 {
+        let a = self.address(offset, 8);
+        // SAFETY: as above.
+        unsafe { sys::mmio::READ_REGISTER_ULONG64(a as *const u64) }
+    }
     fn write8(&self, offset: usize, value: u8) {
         let a = self.address(offset, 1);
         // SAFETY: as above.
@@ -221,6 +266,158 @@ impl Registers for IoSpace {
         let a = self.address(offset, 4);
         // SAFETY: as above.
         unsafe { sys::mmio::WRITE_REGISTER_ULONG(a as *mut u32, value) }
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        let a = self.address(offset, 8);
+        // SAFETY: as above.
+        unsafe { sys::mmio::WRITE_REGISTER_ULONG64(a as *mut u64, value) }
+    }
+}
+
+/// A registered port range of the device (`NdisMRegisterIoPortRange`), for a device whose
+/// registers are in I/O space. Registered only in initialize
+/// ([`Init::register_ports`](crate::miniport::Init::register_ports)) from the adapter's own
+/// resources; deregistered by the framework after halt (see [`crate::resources`]). Accesses are
+/// `READ_PORT_*`/`WRITE_PORT_*` (on x64, `in`/`out`) of 1, 2 or 4 bytes, bounds-checked; port
+/// I/O has no 8-byte access, so this is not a [`Registers`] window. Clones share the range.
+#[derive(Debug, Clone)]
+pub struct IoPorts {
+    _registration: Shared<PortRegistration>,
+    base: usize,
+    length: usize,
+}
+
+#[derive(Debug)]
+struct PortRegistration {
+    adapter: AdapterHandle,
+    first: u32,
+    count: u32,
+    offset: usize,
+}
+
+impl Release for PortRegistration {
+    const KIND: Kind = Kind::IoPorts;
+    fn release(&self, kept: bool) {
+        // Kept past halt: deregistering would leave its accesses unclaimed.
+        if !kept {
+            // SAFETY: the registration made in `register`, released once, at PASSIVE_LEVEL in
+            // halt or initialize, after interrupts (whose ISRs may read ports) are deregistered.
+            unsafe {
+                sys::NdisMDeregisterIoPortRange(
+                    self.adapter.as_raw(),
+                    self.first,
+                    self.count,
+                    self.offset as sys::PVOID,
+                )
+            }
+        }
+    }
+}
+
+// SAFETY: port access is valid from any processor; the range is deregistered only by the
+// framework, never while a handle can reach it.
+unsafe impl Send for IoPorts {}
+// SAFETY: every access is a single port read or write; no Rust-visible state.
+unsafe impl Sync for IoPorts {}
+
+impl IoPorts {
+    /// Registers `range`, one of this adapter's [`Resources::ports`].
+    pub(crate) fn register(
+        init: &Initializing<'_>,
+        range: PortResource<'_>,
+    ) -> Result<Self, Status> {
+        if range.adapter != init.handle() {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        let adapter = init.handle();
+        let mut offset: sys::PVOID = core::ptr::null_mut();
+        // SAFETY: inside MiniportInitializeEx of this adapter (the `Initializing` proof); the
+        // range is one of its own translated resources (checked above).
+        let status = unsafe {
+            sys::NdisMRegisterIoPortRange(&mut offset, adapter.as_raw(), range.start, range.length)
+        };
+        if status != sys::NDIS_STATUS_SUCCESS {
+            return Err(Status(status));
+        }
+        let registration = PortRegistration {
+            adapter,
+            first: range.start,
+            count: range.length,
+            offset: offset as usize,
+        };
+        let deregister = || {
+            // SAFETY: the registration just made, known to nobody else.
+            unsafe {
+                sys::NdisMDeregisterIoPortRange(adapter.as_raw(), range.start, range.length, offset)
+            }
+        };
+        let registration = match Shared::try_new(registration, init.passive()) {
+            Ok(r) => r,
+            Err(e) => {
+                deregister();
+                return Err(e);
+            }
+        };
+        if let Err(e) = init.resources().adopt(&registration, init.passive()) {
+            deregister();
+            return Err(e);
+        }
+        Ok(IoPorts {
+            _registration: registration,
+            base: offset as usize,
+            length: range.length as usize,
+        })
+    }
+
+    /// Ports in the range.
+    pub fn len(&self) -> usize {
+        self.length
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    fn port(&self, offset: usize, width: usize) -> usize {
+        assert!(
+            offset
+                .checked_add(width)
+                .is_some_and(|end| end <= self.length),
+            "port access at {offset:#x} ({width} bytes) outside a {}-port range",
+            self.length
+        );
+        self.base + offset
+    }
+
+    pub fn read8(&self, offset: usize) -> u8 {
+        let p = self.port(offset, 1);
+        // SAFETY: inside the registered range (checked).
+        unsafe { sys::mmio::READ_PORT_UCHAR(p as *const u8) }
+    }
+    pub fn read16(&self, offset: usize) -> u16 {
+        let p = self.port(offset, 2);
+        // SAFETY: as above.
+        unsafe { sys::mmio::READ_PORT_USHORT(p as *const u16) }
+    }
+    pub fn read32(&self, offset: usize) -> u32 {
+        let p = self.port(offset, 4);
+        // SAFETY: as above.
+        unsafe { sys::mmio::READ_PORT_ULONG(p as *const u32) }
+    }
+    pub fn write8(&self, offset: usize, value: u8) {
+        let p = self.port(offset, 1);
+        // SAFETY: as above.
+        unsafe { sys::mmio::WRITE_PORT_UCHAR(p as *mut u8, value) }
+    }
+    pub fn write16(&self, offset: usize, value: u16) {
+        let p = self.port(offset, 2);
+        // SAFETY: as above.
+        unsafe { sys::mmio::WRITE_PORT_USHORT(p as *mut u16, value) }
+    }
+    pub fn write32(&self, offset: usize, value: u32) {
+        let p = self.port(offset, 4);
+        // SAFETY: as above.
+        unsafe { sys::mmio::WRITE_PORT_ULONG(p as *mut u32, value) }
     }
 }
 
@@ -268,6 +465,9 @@ impl Registers for OwnedWindow {
     fn read32(&self, offset: usize) -> u32 {
         self.space.read32(self.at(offset, 4))
     }
+    fn read64(&self, offset: usize) -> u64 {
+        self.space.read64(self.at(offset, 8))
+    }
     fn write8(&self, offset: usize, value: u8) {
         self.space.write8(self.at(offset, 1), value)
     }
@@ -276,6 +476,9 @@ impl Registers for OwnedWindow {
     }
     fn write32(&self, offset: usize, value: u32) {
         self.space.write32(self.at(offset, 4), value)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.space.write64(self.at(offset, 8), value)
     }
 }
 

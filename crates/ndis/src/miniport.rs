@@ -1262,6 +1262,14 @@ impl<'a> Init<'a> {
     pub fn map(&self, range: MemoryResource<'_>) -> Result<IoSpace, Status> {
         IoSpace::map(&self.scope, range)
     }
+    /// Registers one of the adapter's port ranges ([`Resources::ports`](crate::io::Resources::ports)),
+    /// for registers in I/O space.
+    pub fn register_ports(
+        &self,
+        range: crate::io::PortResource<'_>,
+    ) -> Result<crate::io::IoPorts, Status> {
+        crate::io::IoPorts::register(&self.scope, range)
+    }
     /// `NdisMRegisterScatterGatherDma` for 64-bit DMA, at most `max_mapping` bytes per mapping;
     /// allocate shared memory from it with [`DmaRegistration::allocate`].
     pub fn register_dma(&self, max_mapping: u32) -> Result<DmaRegistration, Status> {

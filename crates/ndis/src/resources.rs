@@ -10,7 +10,8 @@
 //! reference to each and releases them all when the driver's adapter is gone (after
 //! [`Miniport::halt`](crate::miniport::Miniport::halt), or when initialize fails), in a fixed
 //! order: interrupts (no ISR or DPC runs afterwards), then shared memory (the device was quiesced,
-//! and nothing can reach it through an interrupt), then the DMA registration, then mappings.
+//! and nothing can reach it through an interrupt), then the DMA registration, then mappings,
+//! then port ranges ([`IoPorts`](crate::io::IoPorts)).
 //!
 //! A handle the driver kept past halt (in a `static`, leaked) keeps its memory alive: its shared
 //! memory and mapping are then not released (NDIS, and the emulator, report them as leaked at
@@ -31,6 +32,7 @@ pub(crate) enum Kind {
     SharedMemory,
     Dma,
     IoSpace,
+    IoPorts,
 }
 
 impl Kind {

@@ -599,11 +599,15 @@ extern "C-unwind" fn trap_emulate(frame: *mut Frame) {
         Kind::Register => register_access(frame, &instruction),
         Kind::Cr8 => cr8(frame, &instruction),
         Kind::Gs => gs_read(frame, &instruction),
+        Kind::Privileged if matches!(instruction.mnemonic(), Mnemonic::In | Mnemonic::Out) => {
+            port_io(frame, &instruction)
+        }
         Kind::Privileged => unemulated(
             &instruction,
             PRIVILEGED,
             "a privileged instruction the emulator does not emulate (it emulates reads of CR8, \
-             the IRQL, and nothing else a driver should execute itself)",
+             the IRQL, `in` and `out` on registered port ranges, and nothing else a driver \
+             should execute itself)",
         ),
         Kind::None => unreachable!("the stub runs only after a classified fault"),
     }
@@ -686,12 +690,13 @@ fn sign_extend(value: u64, width: usize) -> u64 {
 }
 
 const REGISTER_FORMS: &str = "the emulator performs register loads and stores only: \
-    mov r8/r16/r32, [m]; movzx/movsx r16/r32/r64, byte/word [m]; movsxd r64, dword [m]; \
-    mov [m], r8/r16/r32; mov [m], imm8/imm16/imm32 (1-, 2- and 4-byte accesses without a \
-    segment override, what READ_REGISTER_* and WRITE_REGISTER_* compile to). Access the \
-    device through READ_REGISTER_*/WRITE_REGISTER_* (ndis::hw)";
+    mov r8/r16/r32/r64, [m]; movzx/movsx r16/r32/r64, byte/word [m]; movsxd r64, dword [m]; \
+    mov [m], r8/r16/r32/r64; mov [m], imm8/imm16/imm32 (a qword store sign-extends imm32) \
+    (1-, 2-, 4- and 8-byte accesses without a segment override, what READ_REGISTER_* and \
+    WRITE_REGISTER_* compile to). Access the device through READ_REGISTER_*/WRITE_REGISTER_* \
+    (ndis::hw)";
 
-/// An access of a register mapping: a load or a store of 1, 2 or 4 bytes.
+/// An access of a register mapping: a load or a store of 1, 2, 4 or 8 bytes.
 fn register_access(frame: &mut Frame, i: &Instruction) {
     let store = i.op0_kind() == OpKind::Memory;
     let load = !store && i.op_count() == 2 && i.op1_kind() == OpKind::Memory;
@@ -712,7 +717,7 @@ fn register_access(frame: &mut Frame, i: &Instruction) {
         );
     }
     let width = i.memory_size().size();
-    if !matches!(width, 1 | 2 | 4) {
+    if !matches!(width, 1 | 2 | 4 | 8) {
         unemulated(
             i,
             REGISTER_MAPPING,
@@ -723,7 +728,7 @@ fn register_access(frame: &mut Frame, i: &Instruction) {
         );
     }
     let address = effective_address(frame, i);
-    let mask = (1u64 << (8 * width)) - 1;
+    let mask = crate::pci::all_ones(width as u32);
     if store {
         let value = match i.op1_kind() {
             OpKind::Register if is_gpr(i.op1_register()) => read_register(frame, i.op1_register()),
@@ -735,18 +740,40 @@ fn register_access(frame: &mut Frame, i: &Instruction) {
             | OpKind::Immediate32to64 => i.immediate(1),
             _ => unemulated(i, REGISTER_MAPPING, REGISTER_FORMS),
         };
-        crate::pci::mmio_write(address, width as u32, (value & mask) as u32);
+        crate::pci::mmio_write(address, width as u32, value & mask);
     } else {
         let destination = i.op0_register();
         if !is_gpr(destination) || destination.full_register() == Register::RSP {
             unemulated(i, REGISTER_MAPPING, REGISTER_FORMS);
         }
-        let raw = u64::from(crate::pci::mmio_read(address, width as u32)) & mask;
+        let raw = crate::pci::mmio_read(address, width as u32) & mask;
         let value = match i.mnemonic() {
             Mnemonic::Movsx | Mnemonic::Movsxd => sign_extend(raw, width),
             _ => raw,
         };
         write_register(frame, destination, value);
+    }
+}
+
+/// `in al/ax/eax, dx|imm8` and `out dx|imm8, al/ax/eax`: what `READ_PORT_*`/`WRITE_PORT_*`
+/// compile to on x64 (`__inbyte` and friends), a port access of the width of the register.
+fn port_io(frame: &mut Frame, i: &Instruction) {
+    let (port_operand, data_operand) = match i.mnemonic() {
+        Mnemonic::In => (1, 0),
+        _ => (0, 1),
+    };
+    let port = match i.op_kind(port_operand) {
+        OpKind::Register => read_register(frame, Register::DX),
+        _ => i.immediate(port_operand),
+    } as usize;
+    let data = i.op_register(data_operand);
+    let width = data.size() as u32;
+    if i.mnemonic() == Mnemonic::In {
+        let value = crate::pci::port_read(port, width);
+        write_register(frame, data, u64::from(value));
+    } else {
+        let value = read_register(frame, data) as u32;
+        crate::pci::port_write(port, width, value);
     }
 }
 

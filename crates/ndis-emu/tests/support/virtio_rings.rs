@@ -27,10 +27,11 @@ impl Regs<'_> {
     pub fn read(&self, bar: u8, offset: u64, width: u32) -> u32 {
         self.emu
             .with_device::<VirtioNet, _>(self.dev, |m, bus| m.mmio_read(bus, bar, offset, width))
+            as u32
     }
     pub fn write(&self, bar: u8, offset: u64, width: u32, value: u32) {
         self.emu.with_device::<VirtioNet, _>(self.dev, |m, bus| {
-            m.mmio_write(bus, bar, offset, width, value)
+            m.mmio_write(bus, bar, offset, width, value.into())
         })
     }
     pub fn common(&self, field: u64, width: u32) -> u32 {

@@ -30,7 +30,9 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::pci::{BarInfo, Bus, CONFIG_SPACE_SIZE, InterruptMode, PciFunction};
+use crate::pci::{
+    BarInfo, Bus, CONFIG_SPACE_SIZE, InterruptMode, MsixSignal, MsixTable, PciFunction, all_ones,
+};
 use regs::{NO_VECTOR, common, ctrl, feature, status};
 pub use rss::RssConfig;
 
@@ -281,13 +283,6 @@ struct Pair {
     transmitted: Vec<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MsixEntry {
-    address: u64,
-    data: u32,
-    masked: bool,
-}
-
 /// The device. Attach it with `Emulator::add_adapter_with(resources, Box::new(VirtioNet::new(..)))`
 /// and reach it with `emu.with_device::<VirtioNet, _>(emu.device_of(adapter), |net, bus| ..)`.
 pub struct VirtioNet {
@@ -307,8 +302,8 @@ pub struct VirtioNet {
     link_up: bool,
     active_pairs: u16,
     pairs: Vec<Pair>,
-    msix: Vec<MsixEntry>,
-    pending: Vec<bool>,
+    /// The MSI-X table and PBA in [`regs::MSIX_BAR`] (`None` without the capability).
+    msix: Option<MsixTable>,
     loopback: bool,
     /// What RX headers say about checksums when GUEST_CSUM is negotiated (a test switch: it
     /// survives device resets).
@@ -395,15 +390,9 @@ impl VirtioNet {
             link_up: cfg.link_up,
             active_pairs: 1,
             pairs: (0..cfg.queue_pairs).map(|_| Pair::default()).collect(),
-            msix: vec![
-                MsixEntry {
-                    address: 0,
-                    data: 0,
-                    masked: false,
-                };
-                vectors
-            ],
-            pending: vec![false; vectors],
+            msix: (vectors > 0).then(|| {
+                MsixTable::new(cfg.msix_vectors, 0, regs::msix_layout(cfg.msix_vectors).0)
+            }),
             loopback: false,
             rx_checksum: RxChecksum::default(),
             refusal: VectorRefusal::None,
@@ -664,12 +653,13 @@ impl VirtioNet {
     pub fn reset_by_device(&mut self, bus: &mut Bus<'_>, notify: bool) {
         let vector = self.config_vector;
         self.reset();
+        bus.set_line(false); // the ISR status is 0 again
         self.unprompted_reset = true;
         if notify && !self.removed {
             self.counters.config_interrupts += 1;
             self.isr |= regs::ISR_CONFIG;
             match bus.interrupt_mode() {
-                InterruptMode::Messages(granted) => self.send_vector(bus, vector, granted),
+                InterruptMode::Messages(_) => self.send_vector(bus, vector),
                 InterruptMode::Line | InterruptMode::None => self.assert_line(bus),
             }
         }
@@ -764,7 +754,7 @@ impl VirtioNet {
 
     /// The PBA bit of `vector`.
     pub fn vector_pending(&self, vector: u16) -> bool {
-        self.pending.get(vector as usize).copied().unwrap_or(false)
+        self.msix.as_ref().is_some_and(|t| t.is_pending(vector))
     }
 
     /// Rings queue `queue`'s doorbell as the driver would (for tests that drive rings directly).
@@ -832,7 +822,9 @@ impl VirtioNet {
         for s in &mut self.queues {
             s.reset();
         }
-        self.pending.iter_mut().for_each(|p| *p = false);
+        if let Some(t) = &mut self.msix {
+            t.clear_pending();
+        }
     }
 
     /// The driver handed the device something impossible: stop and ask for a reset.
@@ -873,6 +865,7 @@ impl VirtioNet {
     fn write_status(&mut self, bus: &mut Bus<'_>, v: u8) {
         if v == 0 {
             self.reset();
+            bus.set_line(false); // the ISR status is 0 again
             self.unprompted_reset = false;
             return;
         }
@@ -894,23 +887,26 @@ impl VirtioNet {
 
     // ---- interrupts ----
 
-    fn send_vector(&mut self, bus: &mut Bus<'_>, v: u16, granted: u32) {
-        let i = v as usize;
-        if v == NO_VECTOR || i >= self.msix.len() || v as u32 >= granted {
-            self.counters.lost_interrupts += 1;
-        } else if self.msix[i].masked {
-            self.pending[i] = true;
-            self.counters.masked_interrupts += 1;
-        } else {
-            self.counters.message_interrupts[i] += 1;
-            bus.raise(Some(v as u32));
+    fn send_vector(&mut self, bus: &mut Bus<'_>, v: u16) {
+        let signal = match &mut self.msix {
+            Some(t) if v != NO_VECTOR => t.signal(bus, v),
+            _ => MsixSignal::Lost,
+        };
+        self.count(v, signal);
+    }
+
+    fn count(&mut self, v: u16, signal: MsixSignal) {
+        match signal {
+            MsixSignal::Sent => self.counters.message_interrupts[v as usize] += 1,
+            MsixSignal::Pending => self.counters.masked_interrupts += 1,
+            MsixSignal::Lost => self.counters.lost_interrupts += 1,
         }
     }
 
     fn assert_line(&mut self, bus: &mut Bus<'_>) {
         if bus.interrupt_mode() == InterruptMode::Line {
             self.counters.line_interrupts += 1;
-            bus.raise(None);
+            bus.set_line(true);
         }
     }
 
@@ -919,9 +915,7 @@ impl VirtioNet {
             return;
         }
         match bus.interrupt_mode() {
-            InterruptMode::Messages(granted) => {
-                self.send_vector(bus, self.queues[q].vector, granted)
-            }
+            InterruptMode::Messages(_) => self.send_vector(bus, self.queues[q].vector),
             InterruptMode::Line | InterruptMode::None => {
                 self.isr |= regs::ISR_QUEUE;
                 self.assert_line(bus);
@@ -936,25 +930,16 @@ impl VirtioNet {
         self.counters.config_interrupts += 1;
         self.isr |= regs::ISR_CONFIG;
         match bus.interrupt_mode() {
-            InterruptMode::Messages(granted) => self.send_vector(bus, self.config_vector, granted),
+            InterruptMode::Messages(_) => self.send_vector(bus, self.config_vector),
             InterruptMode::Line | InterruptMode::None => self.assert_line(bus),
         }
     }
 
     fn set_mask(&mut self, bus: &mut Bus<'_>, i: usize, masked: bool) {
-        let Some(e) = self.msix.get_mut(i) else {
-            return;
-        };
-        e.masked = masked;
-        if !masked && self.pending[i] {
-            self.pending[i] = false;
-            if let InterruptMode::Messages(granted) = bus.interrupt_mode()
-                && (i as u32) < granted
-                && !self.removed
-            {
-                self.counters.message_interrupts[i] += 1;
-                bus.raise(Some(i as u32));
-            }
+        if let Some(t) = &mut self.msix
+            && let Some(signal) = t.set_masked(bus, i as u16, masked)
+        {
+            self.count(i as u16, signal);
         }
     }
 
@@ -1676,20 +1661,12 @@ fn scatter(mem: &GuestMemoryMmap, chain: &[Descriptor], parts: &[&[u8]]) -> Resu
     Ok(())
 }
 
-fn read_bytes(bytes: &[u8], offset: u64, width: u32) -> u32 {
-    let mut v = [0u8; 4];
+fn read_bytes(bytes: &[u8], offset: u64, width: u32) -> u64 {
+    let mut v = [0u8; 8];
     for (i, b) in v.iter_mut().enumerate().take(width as usize) {
         *b = bytes.get(offset as usize + i).copied().unwrap_or(0);
     }
-    u32::from_le_bytes(v)
-}
-
-fn all_ones(width: u32) -> u32 {
-    if width >= 4 {
-        u32::MAX
-    } else {
-        (1u32 << (8 * width)) - 1
-    }
+    u64::from_le_bytes(v)
 }
 
 impl PciFunction for VirtioNet {
@@ -1745,8 +1722,9 @@ impl PciFunction for VirtioNet {
         }
     }
 
-    fn mmio_read(&mut self, _bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u32 {
+    fn mmio_read(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32) -> u64 {
         if self.removed {
+            bus.set_line(false); // gone from the bus: it drives no line
             return all_ones(width);
         }
         match bar {
@@ -1754,46 +1732,33 @@ impl PciFunction for VirtioNet {
                 o if o < regs::ISR_OFFSET => read_bytes(&self.common_bytes(), o, width),
                 regs::ISR_OFFSET => {
                     self.counters.isr_reads += 1;
-                    std::mem::take(&mut self.isr) as u32
+                    bus.set_line(false);
+                    u64::from(std::mem::take(&mut self.isr))
                 }
                 o if (regs::DEVICE_OFFSET..regs::NOTIFY_OFFSET).contains(&o) => {
                     read_bytes(&self.device_bytes(), o - regs::DEVICE_OFFSET, width)
                 }
                 _ => 0,
             },
-            regs::MSIX_BAR => {
-                let (pba, _) = regs::msix_layout(self.cfg.msix_vectors);
-                if offset >= pba {
-                    let mut bits = [0u8; 8];
-                    let word = ((offset - pba) / 8) as usize;
-                    for (bit, &p) in self.pending.iter().enumerate().skip(word * 64).take(64) {
-                        if p {
-                            bits[(bit % 64) / 8] |= 1 << (bit % 8);
-                        }
-                    }
-                    read_bytes(&bits, offset % 8, width)
-                } else {
-                    let Some(e) = self.msix.get((offset / 16) as usize) else {
-                        return 0;
-                    };
-                    let mut entry = [0u8; 16];
-                    entry[0..8].copy_from_slice(&e.address.to_le_bytes());
-                    entry[8..12].copy_from_slice(&e.data.to_le_bytes());
-                    entry[12..16].copy_from_slice(&u32::from(e.masked).to_le_bytes());
-                    read_bytes(&entry, offset % 16, width)
-                }
-            }
+            regs::MSIX_BAR => self
+                .msix
+                .as_ref()
+                .and_then(|t| t.read(offset, width))
+                .unwrap_or(0),
             _ => 0,
         }
     }
 
-    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u32) {
+    fn mmio_write(&mut self, bus: &mut Bus<'_>, bar: u8, offset: u64, width: u32, value: u64) {
         if self.removed {
             return;
         }
         match bar {
             regs::MODERN_BAR => match offset {
-                o if o < regs::ISR_OFFSET => self.write_common(bus, o, width, value),
+                // 64-bit fields are written as two 32-bit halves (virtio 1.2, 4.1.3.1).
+                o if o < regs::ISR_OFFSET && width <= 4 => {
+                    self.write_common(bus, o, width, value as u32)
+                }
                 o if (regs::NOTIFY_OFFSET..regs::NOTIFY_OFFSET + regs::NOTIFY_LENGTH as u64)
                     .contains(&o) =>
                 {
@@ -1802,22 +1767,11 @@ impl PciFunction for VirtioNet {
                 }
                 _ => {}
             },
-            regs::MSIX_BAR if width == 4 => {
-                let (pba, _) = regs::msix_layout(self.cfg.msix_vectors);
-                let i = (offset / 16) as usize;
-                if offset >= pba || i >= self.msix.len() {
-                    return;
-                }
-                match offset % 16 {
-                    0 => {
-                        self.msix[i].address = (self.msix[i].address & !0xFFFF_FFFF) | value as u64
-                    }
-                    4 => {
-                        self.msix[i].address =
-                            (self.msix[i].address & 0xFFFF_FFFF) | ((value as u64) << 32)
-                    }
-                    8 => self.msix[i].data = value,
-                    _ => self.set_mask(bus, i, value & 1 != 0),
+            regs::MSIX_BAR => {
+                if let Some(t) = &mut self.msix
+                    && let Some(signal) = t.write(bus, offset, width, value)
+                {
+                    self.count((offset / 16) as u16, signal);
                 }
             }
             _ => {}
