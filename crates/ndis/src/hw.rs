@@ -35,7 +35,9 @@
 ///     }
 ///     fn write8(&self, o: usize, v: u8) { self.write32(o, v.into()) }
 ///     fn write16(&self, o: usize, v: u16) { self.write32(o, v.into()) }
+///     fn read64(&self, o: usize) -> u64 { self.read32(o).into() }
 ///     fn write32(&self, o: usize, v: u32) { if o == 0x10 { self.0.set(v) } }
+///     fn write64(&self, o: usize, v: u64) { self.write32(o, v as u32) }
 /// }
 ///
 /// /// Driver code: enables the device when it reports ready.

@@ -37,13 +37,40 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// Every kind, in release order.
-    const ORDER: [Kind; 4] = [
+    const ORDER: [Kind; Kind::COUNT] = [
         Kind::Interrupt,
         Kind::SharedMemory,
         Kind::Dma,
         Kind::IoSpace,
+        Kind::IoPorts,
     ];
+
+    /// Where a kind is released in [`Kind::ORDER`]. Exhaustive: a new kind must be placed here,
+    /// and the check below then fails until `ORDER` lists it (a kind missing from `ORDER` would
+    /// never be released).
+    const fn position(self) -> usize {
+        match self {
+            Kind::Interrupt => 0,
+            Kind::SharedMemory => 1,
+            Kind::Dma => 2,
+            Kind::IoSpace => 3,
+            Kind::IoPorts => 4,
+        }
+    }
+
+    const COUNT: usize = Kind::IoPorts.position() + 1;
 }
+
+const _: () = {
+    let mut i = 0;
+    while i < Kind::COUNT {
+        assert!(
+            Kind::ORDER[i].position() == i,
+            "Kind::ORDER must list every kind once"
+        );
+        i += 1;
+    }
+};
 
 /// An NDIS object behind a [`Shared`] that the framework releases.
 pub(crate) trait Release: Send + Sync {

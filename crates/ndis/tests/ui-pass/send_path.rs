@@ -55,7 +55,7 @@ fn hand_over(held: HeldSend) -> std::thread::JoinHandle<HeldSend> {
 struct Hook(Arc<Tx>);
 
 impl MapHook for Hook {
-    fn mapped(self: Arc<Self>, send: MappedSend, irql: &mut Dispatch<'_>) {
+    fn mapped(&self, _hook: &ndis::heap::Shared<Self>, send: MappedSend, irql: &mut Dispatch<'_>) {
         self.0.mapped.with(irql, |q, _| q.push(send));
     }
 }

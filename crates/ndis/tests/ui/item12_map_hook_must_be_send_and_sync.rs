@@ -1,8 +1,8 @@
 // Item 12: NDIS may hand a mapping over later, from a DPC on any processor, so a map hook is
 // `Send + Sync + 'static`: one holding an `Rc` (or borrowing the caller's stack) is refused.
 use std::rc::Rc;
-use std::sync::Arc;
 
+use ndis::heap::Shared;
 use ndis::irql::Dispatch;
 use ndis::nbl::{MapHook, MappedSend};
 
@@ -11,7 +11,7 @@ struct Ring {
 }
 
 impl MapHook for Ring {
-    fn mapped(self: Arc<Self>, send: MappedSend, _irql: &mut Dispatch<'_>) {
+    fn mapped(&self, _hook: &Shared<Self>, send: MappedSend, _irql: &mut Dispatch<'_>) {
         let _ = (self.slots.len(), send);
     }
 }
