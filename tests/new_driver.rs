@@ -10,7 +10,8 @@
 //! workspace's `libndis_sys-<hash>.rlib` with one built from other source paths, and the doc tests
 //! that `cargo test --workspace` runs after this test would fail to link ("found possibly newer
 //! version of crate"). The new crate must also be rustfmt- and clippy-clean. Needs cargo-make (`.ci/run` installs it), osslsigncode
-//! and openssl; a missing tool prints SKIPPED.
+//! and openssl; a missing tool fails the test, naming what to install (`NDIS_ALLOW_MISSING_TOOLS=1`
+//! skips instead).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,14 +31,24 @@ fn copy_target_dir() -> PathBuf {
     target_dir().join("new-driver-tests")
 }
 
-/// `name` on PATH, or `None` with the reason printed (the only case in which a test may skip).
+/// `name` on PATH. A missing one fails the test with what to install, unless
+/// `NDIS_ALLOW_MISSING_TOOLS=1` says to skip what needs it (`None`, with SKIPPED printed).
 fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file());
     if found.is_none() {
-        eprintln!("SKIPPED: `{name}` is not installed; .ci/run installs it");
+        let install = match name {
+            "cargo-make" => "cargo install --locked cargo-make".to_string(),
+            other => format!("apt-get install {other}"),
+        };
+        let message = format!("`{name}` is not installed: {install} (.ci/run installs it)");
+        if std::env::var_os("NDIS_ALLOW_MISSING_TOOLS").is_some_and(|v| v == "1") {
+            eprintln!("SKIPPED (NDIS_ALLOW_MISSING_TOOLS=1): {message}");
+        } else {
+            panic!("{message}; or set NDIS_ALLOW_MISSING_TOOLS=1 to skip the checks that need it");
+        }
     }
     found
 }
