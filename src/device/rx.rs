@@ -262,8 +262,9 @@ impl Device {
     pub fn drain_steered<C: AtMostDispatch>(&self, irql: &mut C) -> u32 {
         let here = ndis::sync::current_processor() as usize;
         let mut total = 0u32;
+        // Filled by each take before it is read: set up once.
+        let mut batch = [(0u16, RxFrame::default()); RX_BATCH];
         loop {
-            let mut batch = [(0u16, RxFrame::default()); RX_BATCH];
             let n = self.steer.take(here, &mut batch, irql);
             if n == 0 {
                 return total;
@@ -273,15 +274,14 @@ impl Device {
             while start < n {
                 let j = batch[start].0;
                 let mut end = start;
-                let mut frames = [RxFrame::default(); RX_BATCH];
                 while end < n && batch[end].0 == j {
-                    frames[end - start] = batch[end].1;
                     end += 1;
                 }
                 if let Some(pair) = self.pairs.get(usize::from(j)) {
                     let mut repost = [0usize; RX_BATCH];
                     let mut r = 0;
-                    pair.pool.indicate(&frames[..end - start], irql, |b| {
+                    // The run as it came out of the FIFO (the pair index beside each frame).
+                    pair.pool.indicate(&batch[start..end], irql, |b| {
                         repost[r] = b;
                         r += 1;
                     });

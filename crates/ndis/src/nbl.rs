@@ -1111,6 +1111,14 @@ impl ReceivedFrame for RxFrame {
     }
 }
 
+/// A frame with a value of the caller's beside it (the queue it came from, say), which
+/// indication ignores: a driver that keeps such pairs indicates a run of them as they are.
+impl<T> ReceivedFrame for (T, RxFrame) {
+    fn parts(&self) -> RxFrame {
+        self.1
+    }
+}
+
 impl ReceivedFrame for (usize, usize, usize) {
     fn parts(&self) -> RxFrame {
         (self.0, self.1, self.2, None).parts()
