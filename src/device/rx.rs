@@ -403,6 +403,9 @@ impl Device {
     /// this DISPATCH_LEVEL path).
     pub fn returned(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
         for pair in &self.pairs {
+            if returned.is_empty() {
+                break; // every list went back to its pool
+            }
             let mut batch = [0usize; RX_BATCH];
             let mut n = 0;
             pair.pool.take_returned(returned, |b| {

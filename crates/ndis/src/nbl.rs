@@ -1638,8 +1638,8 @@ impl ReceivePool {
         returned: &mut Returned<'_>,
         mut returned_buffer: impl FnMut(usize),
     ) {
-        let mut keep: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
-        let mut keep_tail: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
+        // Lists of this pool are unlinked in place; the others stay where they are, untouched.
+        let mut prev: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut cur = returned.head;
         while !cur.is_null() {
             // SAFETY: NDIS returned a chain of lists the miniport indicated; each is valid.
@@ -1651,23 +1651,19 @@ impl ReceivePool {
                 .get(index)
                 .is_some_and(|e| e.nbl == cur && e.is(LENT));
             if ours {
+                if prev.is_null() {
+                    returned.head = next;
+                } else {
+                    // SAFETY: `prev` is a list of the chain, left in it.
+                    unsafe { (*prev).Next = next };
+                }
                 self.entries[index].returned();
                 returned_buffer(index);
             } else {
-                // SAFETY: as above; relinking the lists we leave for another pool.
-                unsafe {
-                    (*cur).Next = core::ptr::null_mut();
-                    if keep_tail.is_null() {
-                        keep = cur;
-                    } else {
-                        (*keep_tail).Next = cur;
-                    }
-                }
-                keep_tail = cur;
+                prev = cur;
             }
             cur = next;
         }
-        returned.head = keep;
     }
 }
 
