@@ -43,6 +43,9 @@ struct SendSlot {
     frame_pa: u64,
     frame_cap: usize,
     frame_len: usize,
+    /// Which send this was, counted over the emulator's life (lists of one call in chain
+    /// order): completions may come in any order, this gives the order they were sent in.
+    sequence: u64,
 }
 
 impl SendSlot {
@@ -57,6 +60,7 @@ impl SendSlot {
             frame_pa: 0,
             frame_cap: 0,
             frame_len: 0,
+            sequence: 0,
         });
         SlotPtr(NonNull::from(Box::leak(slot)))
     }
@@ -190,6 +194,17 @@ impl SlotPtr {
         unsafe { ((*nbl).nbl.Next, (*nbl).nbl.Status) }
     }
 
+    /// Which send the slot carries (see [`SendSlot::sequence`]).
+    fn sequence(self) -> u64 {
+        // SAFETY: as for `completion`.
+        unsafe { (*self.0.as_ptr()).sequence }
+    }
+
+    fn set_sequence(self, sequence: u64) {
+        // SAFETY: a live slot the emulator is filling: the driver has not seen its list yet.
+        unsafe { (*self.0.as_ptr()).sequence = sequence }
+    }
+
     /// The list's `TcpLargeSendNetBufferListInfo` entry as the driver left it (for a large send:
     /// its completion information).
     fn large_send_info(self) -> usize {
@@ -252,6 +267,8 @@ pub(crate) struct DatapathState {
     /// Slots ready for reuse, oldest first: a list just completed is the last to be reused, so
     /// a driver completing it twice is caught rather than taken for a new send.
     free_slots: VecDeque<SlotPtr>,
+    /// Sends made so far (the next one's `SendSlot::sequence`).
+    sent: u64,
     /// Frames indicated, per adapter, until the test takes them: (frame, 802.1Q information,
     /// checksum information) of each indicated buffer.
     received: Vec<Vec<(Vec<u8>, usize, usize)>>,
@@ -918,6 +935,21 @@ impl Emulator {
         })
     }
 
+    /// As [`send_completions_large`](Self::send_completions_large), in the order the lists were
+    /// sent rather than completed (a miniport may complete them in any order: a mapped send
+    /// when the device is done with it, after lists of the same call it copied), for a test
+    /// that checks each list's outcome against what it sent.
+    pub fn send_completions_large_in_sent_order(&self) -> Vec<(Vec<u8>, sys::NDIS_STATUS, usize)> {
+        let mut done = self.take_completed(|slot, status, dma| {
+            (
+                slot.sequence(),
+                (slot.take_frame(dma), status, slot.large_send_info()),
+            )
+        });
+        done.sort_by_key(|(sequence, _)| *sequence);
+        done.into_iter().map(|(_, d)| d).collect()
+    }
+
     /// As [`send`](Self::send), each list with the checksum information given, whatever the
     /// frame holds: for the misbehaving protocol (a request its frame does not match), which a
     /// miniport must fail rather than send wrong.
@@ -1012,6 +1044,8 @@ impl Emulator {
                 .expect("send handler");
             let context = st.ndis.adapters[a].context.unwrap_or(0);
             let mut first: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
+            let base = st.datapath.sent;
+            st.datapath.sent += lists.len() as u64;
             for (i, frames) in lists.iter().enumerate().rev() {
                 let slot = st
                     .datapath
@@ -1020,6 +1054,7 @@ impl Emulator {
                     .unwrap_or_else(SendSlot::allocate);
                 // SAFETY: a free slot (new, or completed and taken out of `completed`).
                 first = unsafe { slot.fill(&mut st.dma, frames, piece, info(i), first) };
+                slot.set_sequence(base + i as u64);
                 for nb in slot.buffers() {
                     st.datapath.sent_buffers.insert(nb, a);
                 }
