@@ -100,6 +100,18 @@ fuzz_target!(|data: &[u8]| {
                 let f = &frames[k];
                 let strip =
                     f.len() >= 18 && f[12..14] == [0x81, 0x00] && f.len() - 4 == bytes.len();
+                // A stripped frame's tag is in the list information: a candidate whose tag
+                // is not what the driver reported is another frame that looks alike (a frame
+                // and the same frame with a tag inserted are both valid inputs).
+                if strip {
+                    let tci = u16::from_be_bytes([f[14], f[15]]);
+                    let (priority, vlan) = ((tci >> 13) as u8, tci & 0x0FFF);
+                    let want_priority = if tagging & 1 != 0 { priority } else { 0 };
+                    let want = (want_priority != 0 || vlan != 0).then_some((want_priority, vlan));
+                    if *tag != want {
+                        return None;
+                    }
+                }
                 let shift = if strip { 4 } else { 0 };
                 let expected: Vec<u8> = if strip {
                     [&f[..12], &f[16..]].concat()
