@@ -1391,3 +1391,29 @@ fn net_config_is_read_consistently() {
     assert!(c.link_up(false), "without STATUS the link is up");
     assert!(!c.link_up(true));
 }
+
+/// A chain staged but not yet published is not the device's: a used entry naming it cannot be
+/// taken as a completion while `avail.idx` does not cover it (the driver would free descriptors
+/// that an available-ring entry still names, to be published later, and hand them out again).
+/// Either the entry is a device fault, or the chain is published before it is accepted.
+#[test]
+fn a_staged_chain_is_not_completed_before_the_device_can_see_it() {
+    let mem = guest_memory();
+    let (mut drv, _dev) = pair(&mem, 8, false);
+    let h = drv.stage(&rx_buf(100)).unwrap();
+    forge_used(&mem, &drv, 0, u32::from(h), 10);
+    forge_used_idx(&mem, &drv, 1);
+    let popped = drv.pop_used();
+    let avail_idx: u16 = mem
+        .read_obj(GuestAddress(drv.driver_address() + 2))
+        .unwrap();
+    match popped {
+        Ok(Some((head, _))) => assert_eq!(
+            (head, avail_idx),
+            (h, 1),
+            "completed a chain whose avail.idx the device never saw"
+        ),
+        Err(e) => assert!(e.is_device_fault()),
+        Ok(None) => panic!("a used entry ignored"),
+    }
+}

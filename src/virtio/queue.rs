@@ -290,9 +290,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     }
 
     /// As [`Self::add`], without publishing: the chain becomes visible to the device at the next
-    /// [`Self::publish`] or [`Self::should_notify`], so that a batch costs one barrier and one
-    /// index write instead of one per chain. Until then the device cannot return it (a
-    /// [`Self::reclaim_after_reset`] still hands it back).
+    /// [`Self::publish`], [`Self::should_notify`] or [`Self::pop_used`], so that a batch costs
+    /// one barrier and one index write instead of one per chain. Until then the device cannot
+    /// return it (a [`Self::reclaim_after_reset`] still hands it back).
     pub fn stage(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
@@ -435,6 +435,11 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         if let Some(f) = self.fault {
             return Err(f);
         }
+        // A chain staged but not published is not the device's: a used entry naming it must
+        // not free descriptors an available-ring entry still names (and `in_flight` must count
+        // only what the device was given). Publishing first keeps both true; nothing is staged
+        // on the usual paths, which publish before they reap.
+        self.publish();
         if self.seen_used == self.last_used {
             let used_idx = self.device_used_idx();
             if used_idx == self.last_used {

@@ -235,6 +235,7 @@ pub(crate) fn release_pool(p: *mut u8) {
         .live
         .remove(&(p as usize))
         .expect("a live pool block");
+    st.pool.sites.remove(&(p as usize));
     // SAFETY: allocated by `allocate` with this layout; removed from `live`, so freed once.
     unsafe { std::alloc::dealloc(p, layout(a.size)) };
 }

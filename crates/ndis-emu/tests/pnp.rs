@@ -564,3 +564,22 @@ fn registration_is_checked_against_the_os_ndis_version() {
     emu.halt(a, sys::NdisHaltDeviceDisabled);
     emu.unload();
 }
+
+/// The resource requirements list PnP allocates for the filter and frees once the driver
+/// handed it back is gone from the leak-report sites too: `allocation_sites` names live blocks
+/// only (those `allocations` lists).
+#[test]
+fn allocation_sites_name_only_live_blocks_after_the_filter() {
+    let emu = emulator(4, OS_6_89);
+    assert_eq!(emu.load_driver(driver_entry), sys::STATUS_SUCCESS);
+    let a = emu.add_adapter(InterruptResources::msix(4)).expect("start");
+    assert_eq!(emu.lifecycle(a)[1], "MiniportFilterResourceRequirements");
+    let live: Vec<usize> = emu.allocations().into_iter().map(|(p, _)| p).collect();
+    let sites: Vec<usize> = emu.allocation_sites().into_iter().map(|(p, _)| p).collect();
+    assert!(
+        sites.iter().all(|p| live.contains(p)),
+        "sites {sites:x?} of blocks not live (live: {live:x?})"
+    );
+    emu.halt(a, sys::NdisHaltDeviceDisabled);
+    emu.unload();
+}

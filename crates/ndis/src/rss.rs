@@ -356,11 +356,19 @@ impl RssState {
     }
 
     /// Brings `view` up to the configuration in force: nothing but one load when it is current.
+    ///
+    /// Never waits for a writer: a configuration being written (an odd sequence, or one that
+    /// changed during the copy) leaves `view` as it was, for the next refresh to take. The
+    /// writer is an OID set at PASSIVE_LEVEL, which a DPC spinning on the same processor would
+    /// keep from ever finishing.
     pub(crate) fn refresh(&self, view: &mut RssView) {
-        if view.generation == Some(self.seq.load(Ordering::Acquire)) {
+        let seq = self.seq.load(Ordering::Acquire);
+        if view.generation == Some(seq) || seq & 1 != 0 {
             return;
         }
-        let (table, generation) = self.snapshot_with_generation();
+        let Some((table, generation)) = self.try_snapshot(seq) else {
+            return;
+        };
         if view.generation.is_none() || table.key != view.table.key {
             toeplitz_nibbles(&table.key, &mut view.nibbles);
         }
@@ -380,30 +388,36 @@ impl RssState {
                 core::hint::spin_loop();
                 continue;
             }
-            let mut t = RssTable::OFF;
-            let on = self.on.load(Ordering::Relaxed);
-            t.types = HashTypes::from_bits_truncate(on & sys::NDIS_HASH_TYPE_MASK);
-            t.steering = on & STEERING != 0;
-            for (i, k) in self.key.iter().enumerate() {
-                t.key[4 * i..4 * i + 4].copy_from_slice(&k.load(Ordering::Relaxed).to_le_bytes());
-            }
-            t.len = (self.len.load(Ordering::Relaxed) as usize).min(TABLE_ENTRIES);
-            t.base_cpu = self.base_cpu.load(Ordering::Relaxed) as u16;
-            for (e, a) in t.entries[..t.len].iter_mut().zip(&self.entries) {
-                let v = a.load(Ordering::Relaxed);
-                *e = RssEntry {
-                    processor: Processor {
-                        group: ((v >> 8) & 0xFF) as u16,
-                        number: v as u8,
-                    },
-                    queue: (v >> 16) as u16,
-                };
-            }
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s {
-                return (t, s);
+            if let Some(taken) = self.try_snapshot(s) {
+                return taken;
             }
         }
+    }
+
+    /// A copy taken after `seq` (even) was read, if no writer changed the configuration
+    /// meanwhile.
+    fn try_snapshot(&self, s: u32) -> Option<(RssTable, u32)> {
+        let mut t = RssTable::OFF;
+        let on = self.on.load(Ordering::Relaxed);
+        t.types = HashTypes::from_bits_truncate(on & sys::NDIS_HASH_TYPE_MASK);
+        t.steering = on & STEERING != 0;
+        for (i, k) in self.key.iter().enumerate() {
+            t.key[4 * i..4 * i + 4].copy_from_slice(&k.load(Ordering::Relaxed).to_le_bytes());
+        }
+        t.len = (self.len.load(Ordering::Relaxed) as usize).min(TABLE_ENTRIES);
+        t.base_cpu = self.base_cpu.load(Ordering::Relaxed) as u16;
+        for (e, a) in t.entries[..t.len].iter_mut().zip(&self.entries) {
+            let v = a.load(Ordering::Relaxed);
+            *e = RssEntry {
+                processor: Processor {
+                    group: ((v >> 8) & 0xFF) as u16,
+                    number: v as u8,
+                },
+                queue: (v >> 16) as u16,
+            };
+        }
+        fence(Ordering::Acquire);
+        (self.seq.load(Ordering::Relaxed) == s).then_some((t, s))
     }
 
     /// Publishes `t` (callers are serialized: OID requests come one at a time).
@@ -811,5 +825,49 @@ mod tests {
             write_parameters(&t, crate::NdisVersion::V6_89, &mut out[..10]),
             n
         );
+    }
+
+    /// A receive DPC that finds the configuration mid-update (the sequence odd) must not wait
+    /// for the writer: the OID set that publishes runs at PASSIVE_LEVEL, and when the DPC
+    /// preempted it on this very processor the writer cannot run again until the DPC returns
+    /// (a hang, then DPC_WATCHDOG_VIOLATION). The view it holds serves until the next DPC.
+    #[test]
+    #[cfg(not(loom))]
+    fn refresh_keeps_its_view_while_a_writer_is_mid_update() {
+        let state = std::sync::Arc::new(RssState::new());
+        let mut t = RssTable::OFF;
+        t.steering = true;
+        t.types = HashTypes::all();
+        t.len = 1;
+        t.key = [7; KEY_LEN];
+        state.publish(&t);
+        // SAFETY: a host test; nothing depends on the IRQL.
+        let irql = unsafe { crate::irql::Dispatch::assume() };
+        let mut view = RssView::try_new(&irql).unwrap();
+        state.refresh(&mut view);
+        assert_eq!(view.table(), &t);
+        // The writer of the next configuration, stopped half-way (preempted).
+        state.seq.fetch_add(1, Ordering::Relaxed);
+        let (sent, got) = std::sync::mpsc::channel();
+        let reader = state.clone();
+        std::thread::spawn(move || {
+            reader.refresh(&mut view);
+            let _ = sent.send(view);
+        });
+        let mut view = got
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("refresh spun waiting for a writer that cannot run");
+        assert_eq!(view.table(), &t);
+        // Once the writer is done, the next refresh takes the new configuration.
+        state.seq.fetch_sub(1, Ordering::Relaxed);
+        let mut next = t.clone();
+        next.key = [9; KEY_LEN];
+        state.publish(&next);
+        state.refresh(&mut view);
+        assert_eq!(view.table(), &next);
+        // The nibble table follows the new key.
+        let frame = crate::packet::tcp4(&[], &[1, 2, 3]);
+        assert!(next.hash(&frame).is_some());
+        assert_eq!(view.hash(&frame), next.hash(&frame));
     }
 }
