@@ -337,3 +337,37 @@ fn large_sends_fill_the_ring_and_wait_for_room(build: Build) {
     nic.stop();
 }
 }
+
+both_builds! {
+fn a_large_send_mapped_after_lso_was_switched_off_is_dropped(build: Build) {
+    // NDIS's rule for a large send on an IP version whose LSO an OID switched off holds for one
+    // whose mapping completes after the switch too (the callback may come from a later DPC).
+    let nic = start(build, 1, InterruptResources::msix(4));
+    nic.emu.set_sg_callback(ndis_emu::SgCallback::Held);
+    let tcp = large(false, 3000, 0x18, 1);
+    nic.emu.send_large(nic.adapter, &[&tcp], 1448);
+    assert!(
+        nic.emu.send_completions_large().is_empty(),
+        "held until its mapping comes"
+    );
+    let mut p = ndis_emu::offload_parameters([0; 5]);
+    p[11] = 1; // LsoV2IPv4: disabled
+    let status = nic
+        .emu
+        .oid_set(nic.adapter, sys::OID_TCP_OFFLOAD_PARAMETERS, &p)
+        .status;
+    assert_eq!(status, sys::NDIS_STATUS_SUCCESS);
+    nic.emu.release_sg_callbacks();
+    let done = nic.emu.send_completions_large();
+    assert_eq!(done.len(), 1, "completed once");
+    assert_eq!(done[0].1, sys::NDIS_STATUS_INVALID_PACKET);
+    assert!(
+        nic.net(|n, _| n.take_transmitted(0)).is_empty(),
+        "nothing went out"
+    );
+    let (made, freed, live) = nic.emu.sg_lists();
+    assert_eq!((made, live), (1, 0), "mapped once, its list freed");
+    assert_eq!(freed, made);
+    nic.stop();
+}
+}

@@ -221,6 +221,11 @@ impl Device {
         let frame = list.frames().next().ok_or(Some(Status::INVALID_PACKET))?;
         let tag = self.tx_tag(list);
         let large_send = list.large_send().map_err(Some)?;
+        // Checked again: the mapping may complete after an OID switched LSO off for this IP
+        // version, and NDIS says such a list is dropped.
+        if let Some(status) = large_send.and_then(|ls| self.large_send_refusal(list, ls)) {
+            return Err(Some(status));
+        }
         let prep = TxPrep {
             tci: tag,
             checksum: if large_send.is_some() {

@@ -437,6 +437,10 @@ pub enum SgCallback {
     /// `NdisMAllocateNetBufferSGList` returned: what NDIS does when it must wait for map
     /// registers.
     Deferred,
+    /// As `Deferred`, but held back until the test calls
+    /// [`Emulator::release_sg_callbacks`](crate::Emulator::release_sg_callbacks): for what may
+    /// happen between a mapping and its callback (an OID request, a pause).
+    Held,
 }
 
 /// One list handed out: whose, for which NET_BUFFER, and the storage NDIS allocated for it when
@@ -636,7 +640,7 @@ pub(crate) unsafe fn ndis_m_allocate_net_buffer_sg_list(
         }
     }
     st.dma.sg.made += 1;
-    let deferred = st.config.sg_callback == SgCallback::Deferred;
+    let deferred = st.config.sg_callback != SgCallback::Inline;
     st.dma.sg.lists.insert(
         list as usize,
         SgRecord {
@@ -670,7 +674,7 @@ pub(crate) unsafe fn ndis_m_allocate_net_buffer_sg_list(
 pub(crate) fn run_deferred_sg_callback(m: &machine::Machine) -> bool {
     let (call, cpu, a) = {
         let mut st = m.st();
-        if st.dma.sg.deferred.is_empty() {
+        if st.dma.sg.deferred.is_empty() || st.config.sg_callback == SgCallback::Held {
             return false;
         }
         let eligible: Vec<usize> = (0..st.cpus.len())
@@ -748,6 +752,13 @@ impl Emulator {
     /// Makes `ProcessSGListHandler` calls inline (the default) or deferred to a later DPC.
     pub fn set_sg_callback(&self, how: SgCallback) {
         self.machine.st().config.sg_callback = how;
+    }
+
+    /// Lets the callbacks [`SgCallback::Held`] kept back run (as deferred ones, from DPCs),
+    /// and runs the DPCs; later mappings are deferred, not held.
+    pub fn release_sg_callbacks(&self) {
+        self.machine.st().config.sg_callback = SgCallback::Deferred;
+        self.run_dpcs();
     }
 
     /// (made, freed, live) scatter/gather lists of `NdisMAllocateNetBufferSGList` so far.

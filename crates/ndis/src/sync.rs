@@ -120,7 +120,8 @@ impl<T> Drop for SpinLock<T> {
     }
 }
 
-/// The processor the caller runs on (group-relative number).
+/// The processor the caller runs on: its system-wide index, as `KeGetCurrentProcessorNumberEx`
+/// returns it (the group-relative number only on a machine with one processor group).
 pub fn current_processor() -> u32 {
     // SAFETY: a null out-pointer is allowed; any IRQL.
     unsafe { sys::KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) }
