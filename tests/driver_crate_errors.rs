@@ -14,20 +14,17 @@
 //! `target/driver-crate-errors` (kept, so later runs are incremental; not this workspace's own
 //! target directory, see tests/new_driver.rs).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const TARGET: &str = "x86_64-pc-windows-msvc";
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/workspace.rs"]
+mod workspace;
+use workspace::repo;
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"))
-        .join("driver-crate-errors")
+    workspace::target_dir_for("driver-crate-errors")
 }
 
 /// One piece a driver crate may lack.

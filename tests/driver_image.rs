@@ -8,16 +8,12 @@ use std::path::{Path, PathBuf};
 
 use pe_check::DriverImage;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/workspace.rs"]
+mod workspace;
+use workspace::repo;
 
-/// A target directory of its own: the outer `cargo test` may hold the lock on the main one.
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"))
-        .join("driver-image-tests")
+    workspace::target_dir_for("driver-image-tests")
 }
 
 /// `cargo build --target x86_64-pc-windows-msvc` of the package in `dir` (the emulator's helper,

@@ -16,14 +16,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/workspace.rs"]
+mod workspace;
+use workspace::repo;
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"))
+    workspace::target_root()
 }
 
 /// Where the copy of the workspace builds (see the module documentation).

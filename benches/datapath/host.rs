@@ -225,9 +225,7 @@ impl Ours {
         self.rx_count_bursts(&[f; BATCH], pairs)
     }
 
-    /// `burst` arriving on each of `pairs` receive queues, counted (wherever RSS steers them).
-    /// With `wire`, `pairs` copies of `burst` arrive from the wire instead, on the queues the
-    /// device's RSS picks.
+    /// `burst` arriving as [`Ours::inject`] makes it arrive, counted (wherever RSS steers it).
     fn rx_count_bursts(&self, burst: &[&[u8]], pairs: u16) -> usize {
         self.inject(burst, pairs);
         self.emu.run_dpcs();
@@ -274,39 +272,15 @@ impl Ours {
         got
     }
 
-    /// One RX burst; returns the frames the protocol got.
+    /// One RX burst of [`BATCH`] copies of `f` on pair 0; returns the frames the protocol got.
     fn rx_round(&self, f: &[u8]) -> Vec<Vec<u8>> {
-        let burst = [f; BATCH];
-        self.emu
-            .with_device::<VirtioNet, _>(self.dev, |n, bus| n.inject_frames(bus, 0, &burst));
-        self.emu.run_dpcs();
-        let mut got = self.emu.received_frames(self.adapter);
-        self.emu.return_receives(self.adapter);
-        while got.len() < BATCH {
-            let more = self.emu.received_frames(self.adapter);
-            assert!(!more.is_empty(), "frames lost: {} of {BATCH}", got.len());
-            got.extend(more);
-            self.emu.return_receives(self.adapter);
-        }
-        got
+        self.rx_round_flows(&[f; BATCH], 1)
     }
 
     /// As `rx_round`, counting the frames instead of copying them out (the emulator in its
     /// counting mode): the timed loop measures the driver, not a copy the protocol would make.
     fn rx_count(&self, f: &[u8]) -> usize {
-        let burst = [f; BATCH];
-        self.emu
-            .with_device::<VirtioNet, _>(self.dev, |n, bus| n.inject_frames(bus, 0, &burst));
-        self.emu.run_dpcs();
-        let mut got = self.emu.received_count(self.adapter);
-        self.emu.return_receives(self.adapter);
-        while got < BATCH {
-            let more = self.emu.received_count(self.adapter);
-            assert!(more > 0, "frames lost: {got} of {BATCH}");
-            got += more;
-            self.emu.return_receives(self.adapter);
-        }
-        got
+        self.rx_count_bursts(&[f; BATCH], 1)
     }
 }
 

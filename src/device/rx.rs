@@ -151,15 +151,26 @@ impl Device {
                 let direct = rss.is_some_and(|t| t.is_enabled())
                     && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
                     && self.steer.is_empty(here, dispatch);
+                // Whether each frame's first bytes are read (see `PEEK`).
+                let look = rss.is_some()
+                    || self.tagging.any()
+                    || self.features & features::GUEST_CSUM != 0;
                 rx.vq.disable_interrupts();
                 while n + r + steered < want {
                     match rx.vq.pop_used() {
                         Ok(Some((head, len))) => {
                             let b = rx.buffer_of[head as usize] as usize;
                             let len = len as usize;
-                            // One read of the buffer's first bytes for all that follows.
+                            // One read of the buffer's first bytes for all that follows, when
+                            // anything looks at them (nothing does for an untagged adapter
+                            // without checksum verdicts or RSS, but a frame above the MTU, whose
+                            // tag decides whether it is taken).
                             let mut peek = [0u8; PEEK];
-                            let seen = len.min(PEEK);
+                            let seen = if look || len > self.hdr_len + self.frame.frame {
+                                len.min(PEEK)
+                            } else {
+                                0
+                            };
                             let received = if pair.pool.read(b, 0, &mut peek[..seen]) {
                                 self.accept(pair, b, len, &peek[..seen], vlan_filter)
                             } else {

@@ -261,6 +261,16 @@ impl Device {
         Ok((header, copy.copy.len, copy.consumed))
     }
 
+    /// Frees `send`'s mapping and copies its list instead (done now, or first in the backlog
+    /// when the ring has no room).
+    fn copy_instead(&self, tx: &mut TxRing, send: MappedSend, done: &mut SendCompletion<'_>) {
+        let held = send.into_held();
+        match self.queue_list(tx, held.list(), false) {
+            Queued::Done(status) => done.push(held, status),
+            Queued::NoRoom | Queued::Map => tx.backlog.push_front(held),
+        }
+    }
+
     /// Queues a mapped frame: its virtio-net header in a bounce buffer (with the headers an
     /// offload or a tag rewrites), then one descriptor per element of the rest. Err: no room now (the caller parks it). A mapping of more elements than
     /// [`MAX_MAPPED_ELEMENTS`] (or than the ring holds) is freed and the frame copied.
@@ -272,11 +282,7 @@ impl Device {
     ) -> Result<(), MappedSend> {
         let n = send.len();
         if n == 0 || n > MAX_MAPPED_ELEMENTS || n + 1 > usize::from(tx.vq.size()) {
-            let held = send.into_held();
-            match self.queue_list(tx, held.list(), false) {
-                Queued::Done(status) => done.push(held, status),
-                Queued::NoRoom | Queued::Map => tx.backlog.push_front(held),
-            }
+            self.copy_instead(tx, send, done);
             return Ok(());
         }
         if (tx.free.is_empty() || usize::from(tx.vq.num_free()) < n + 1)
@@ -300,11 +306,7 @@ impl Device {
             Err(None) => {
                 // Not contiguous: copied whole instead.
                 tx.free.push(b);
-                let held = send.into_held();
-                match self.queue_list(tx, held.list(), false) {
-                    Queued::Done(status) => done.push(held, status),
-                    Queued::NoRoom | Queued::Map => tx.backlog.push_front(held),
-                }
+                self.copy_instead(tx, send, done);
                 return Ok(());
             }
         };

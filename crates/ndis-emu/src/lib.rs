@@ -1129,16 +1129,13 @@ impl Emulator {
     /// image (see `crate::site`).
     pub fn allocation_sites(&self) -> Vec<(usize, String)> {
         let images = self.image_ranges.borrow().clone();
-        let mut sites = std::mem::take(&mut self.machine.st().pool.sites);
-        let mut v: Vec<(usize, String)> = sites
+        let mut st = self.machine.st();
+        let mut v: Vec<(usize, String)> = st
+            .pool
+            .sites
             .iter_mut()
             .map(|(p, site)| (*p, site.describe(&images)))
             .collect();
-        // Put them back for the next report (resolving them again costs nothing more).
-        let mut st = self.machine.st();
-        for (p, site) in sites {
-            st.pool.sites.entry(p).or_insert(site);
-        }
         drop(st);
         v.sort();
         v

@@ -678,18 +678,8 @@ impl SendFrame<'_> {
             memory,
             regions: &regions,
         };
-        let head = &data[..consumed];
-        if shift == 0 {
-            out.write(0, head);
-        } else {
-            let [hi, lo] = prep.tci.unwrap_or_default().to_be_bytes();
-            out.write(0, &head[..12]);
-            out.write(12, &[0x81, 0x00, hi, lo]);
-            out.write(16, &head[12..]);
-        }
-        for (at, value) in plan.stores.into_iter().flatten() {
-            out.write(shift + at, &value.to_be_bytes());
-        }
+        // `consumed` covers every store, so the headers carry all the plan rewrites.
+        out.write_prepared(&data[..consumed], &plan, prep.tci);
         self.count_copy(data);
         Ok(Some(HeaderCopy {
             copy: DeviceCopy {
@@ -739,21 +729,10 @@ impl SendFrame<'_> {
         let data = self.view(scratch).ok_or(CopyError::TooLong)?;
         let plan = plan(data, prep, room)?;
         let out = Regions { memory, regions };
-        let shift = plan.shift;
-        if shift == 0 {
-            out.write(0, data);
-        } else {
-            let [hi, lo] = prep.tci.unwrap_or_default().to_be_bytes();
-            out.write(0, &data[..12]);
-            out.write(12, &[0x81, 0x00, hi, lo]);
-            out.write(16, &data[12..]);
-        }
-        for (at, value) in plan.stores.into_iter().flatten() {
-            out.write(shift + at, &value.to_be_bytes());
-        }
+        out.write_prepared(data, &plan, prep.tci);
         self.count_copy(data);
         Ok(DeviceCopy {
-            len: data.len() + shift,
+            len: data.len() + plan.shift,
             partial: plan.partial,
             gso: plan.gso,
         })
@@ -766,19 +745,11 @@ impl SendFrame<'_> {
         if n > scratch.len() {
             return None;
         }
-        if n == 0 {
-            return Some(&[]);
+        if let Some(data) = self.view_in_place() {
+            return Some(data);
         }
-        // SAFETY: a live NET_BUFFER; without storage NDIS returns the bytes in place when they
-        // are contiguous and NULL otherwise. IRQL <= DISPATCH_LEVEL (a send call).
-        let p = unsafe { sys::NdisGetDataBuffer(self.nb, n as u32, core::ptr::null_mut(), 1, 0) };
-        if p.is_null() {
-            let n = self.gather(scratch)?;
-            return Some(&scratch[..n]);
-        }
-        // SAFETY: NDIS returned `n` contiguous bytes of the frame, which stay valid and unchanged
-        // for the send call.
-        Some(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n) })
+        let n = self.gather(scratch)?;
+        Some(&scratch[..n])
     }
 
     /// Gathers the frame into `out`; returns its length, or None if `out` is too short. Not
@@ -895,6 +866,23 @@ struct Regions<'r, M> {
 }
 
 impl<M: DeviceMemory> Regions<'_, M> {
+    /// Writes `data` (the frame, or its first bytes) as `plan` says: a tag carrying `tci`
+    /// inserted after the addresses when it shifts the frame, then its stores (which must lie
+    /// inside `data`).
+    fn write_prepared(&self, data: &[u8], plan: &Plan, tci: Option<u16>) {
+        if plan.shift == 0 {
+            self.write(0, data);
+        } else {
+            let [hi, lo] = tci.unwrap_or_default().to_be_bytes();
+            self.write(0, &data[..12]);
+            self.write(12, &[0x81, 0x00, hi, lo]);
+            self.write(16, &data[12..]);
+        }
+        for (at, value) in plan.stores.into_iter().flatten() {
+            self.write(plan.shift + at, &value.to_be_bytes());
+        }
+    }
+
     /// Writes `data` at byte `at` of the run (the caller checked that it fits).
     fn write(&self, mut at: usize, mut data: &[u8]) {
         for &(offset, len) in self.regions {
