@@ -85,14 +85,16 @@ pub struct Layout {
 
 impl Layout {
     /// Descriptor table 16-aligned (at 0), available ring 2-aligned right after it, used ring
-    /// 4-aligned: the modern transport's alignment rules (legacy's 4096 does not apply).
+    /// 4-aligned: the modern transport's alignment rules (legacy's 4096 does not apply). The
+    /// used ring starts 4 bytes past an 8-byte boundary, so that its entries (after the 4-byte
+    /// flags and index) are 8-aligned: one entry is read in one 8-byte access.
     pub const fn new(size: u16) -> Result<Self, QueueError> {
         if size == 0 || !size.is_power_of_two() || size > MAX_QUEUE_SIZE {
             return Err(QueueError::BadSize(size));
         }
         let n = size as usize;
         let avail = 16 * n;
-        let used = (avail + 6 + 2 * n + 3) & !3;
+        let used = ((avail + 6 + 2 * n + 3) & !7) + 4;
         Ok(Self {
             size,
             desc: 0,
@@ -293,42 +295,38 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// [`Self::publish`], [`Self::should_notify`] or [`Self::pop_used`], so that a batch costs
     /// one barrier and one index write instead of one per chain. Until then the device cannot
     /// return it (a [`Self::reclaim_after_reset`] still hands it back).
+    #[inline(always)]
     pub fn stage(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
+        match bufs {
+            // The hot path (one buffer a chain, as every copied frame and receive buffer is),
+            // kept apart from the general loop: straight-line code, inlined into the caller.
+            [one] => self.stage_one(one),
+            _ => self.stage_with(bufs.len(), |i| bufs[i]),
+        }
+    }
+
+    /// [`Self::stage`] of a chain of one buffer.
+    #[inline(always)]
+    fn stage_one(&mut self, b: &Buffer) -> Result<u16, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
         }
-        let Some((last, rest)) = bufs.split_last() else {
-            return Err(QueueError::EmptyChain);
-        };
-        if bufs.len() > usize::from(self.num_free) {
+        if self.num_free == 0 {
             return Err(QueueError::NoSpace {
-                needed: bufs.len(),
-                free: self.num_free,
+                needed: 1,
+                free: 0,
             });
         }
-        if bufs
-            .windows(2)
-            .any(|w| w[0].device_writable && !w[1].device_writable)
-        {
-            return Err(QueueError::ReadableAfterWritable);
-        }
-        // The hot path (one buffer a chain, as every copied frame and receive buffer is) kept
-        // apart from `stage_with`'s general loop: it compiles to straight-line code.
         let head = self.free_head;
-        let mut idx = head;
-        let mut capacity = 0u32;
-        let slots = self.slots.as_mut();
-        // `num_free` covers the chain, so every `next` followed below is a free descriptor.
-        for b in rest {
-            let next = slots[usize::from(idx)].next;
-            capacity = capacity.saturating_add(b.writable_len());
-            write_descriptor(&self.mem, self.layout.desc, idx, b, Some(next));
-            idx = next;
-        }
-        self.free_head = slots[usize::from(idx)].next;
-        capacity = capacity.saturating_add(last.writable_len());
-        write_descriptor(&self.mem, self.layout.desc, idx, last, None);
-        self.commit(head, bufs.len() as u16, capacity);
+        let s = &mut self.slots.as_mut()[usize::from(head)];
+        // `num_free` is not 0: `head` is a free descriptor, `next` the free list's rest.
+        self.free_head = s.next;
+        s.chain_len = 1;
+        s.capacity = b.writable_len();
+        write_descriptor(&self.mem, self.layout.desc, head, b, None);
+        self.num_free -= 1;
+        self.in_flight += 1;
+        self.enqueue(head);
         Ok(head)
     }
 
@@ -393,12 +391,19 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         h.capacity = capacity;
         self.num_free -= len;
         self.in_flight += 1;
+        self.enqueue(head);
+    }
+
+    /// Puts `head` in the next available-ring entry (not yet published).
+    #[inline(always)]
+    fn enqueue(&mut self, head: u16) {
         let slot = usize::from(self.avail_idx & (self.layout.size - 1));
         self.mem.write_u16(self.layout.avail + 4 + 2 * slot, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
     }
 
     /// Makes the chains staged since the last publish visible to the device (`avail.idx`).
+    #[inline(always)]
     pub fn publish(&mut self) {
         if self.published_idx == self.avail_idx {
             return;
@@ -431,6 +436,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// The next chain the device has finished, as `(head, bytes written)`, after checking the
     /// device's entry (bytes written is 0 for a chain without writable buffers, whatever the
     /// device reported). `Ok(None)`: nothing pending.
+    #[inline(always)]
     pub fn pop_used(&mut self) -> Result<Option<(u16, u32)>, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
@@ -458,9 +464,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             self.seen_used = used_idx;
         }
         let slot = usize::from(self.last_used & (self.layout.size - 1));
-        let e = self.layout.used + 4 + 8 * slot;
-        let id = self.mem.read_u32(e);
-        let len = self.mem.read_u32(e + 4);
+        // One 8-byte access (the entries are 8-aligned, see `Layout`): `id` then `len`.
+        let entry = self.mem.read_u64(self.layout.used + 4 + 8 * slot);
+        let (id, len) = (entry as u32, (entry >> 32) as u32);
         if id >= u32::from(self.layout.size) {
             return Err(self.set_fault(QueueError::HeadOutOfRange { head: id }));
         }
@@ -499,17 +505,23 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     }
 
     /// Returns `head`'s chain to the free list, walking the driver's own links (never the ring).
+    #[inline(always)]
     fn free_chain(&mut self, head: u16) {
+        let free_head = self.free_head;
         let slots = self.slots.as_mut();
-        let n = slots[usize::from(head)].chain_len;
-        let mut tail = head;
-        for _ in 1..n {
-            tail = slots[usize::from(tail)].next;
-        }
-        slots[usize::from(tail)].next = self.free_head;
         let h = &mut slots[usize::from(head)];
+        let n = h.chain_len;
         h.chain_len = 0;
         h.capacity = 0;
+        if n == 1 {
+            h.next = free_head;
+        } else {
+            let mut tail = head;
+            for _ in 1..n {
+                tail = slots[usize::from(tail)].next;
+            }
+            slots[usize::from(tail)].next = free_head;
+        }
         self.free_head = head;
         self.num_free += n;
         self.in_flight -= 1;
@@ -560,6 +572,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
 
 /// Descriptor `idx` of the table at `table`, describing `b`, linked to `next` if there is one:
 /// one 16-byte write (the descriptor is the driver's until its chain is published).
+#[inline(always)]
 fn write_descriptor<M: DeviceMemory>(
     mem: &M,
     table: usize,
@@ -571,12 +584,14 @@ fn write_descriptor<M: DeviceMemory>(
     if next.is_some() {
         flags |= DESC_F_NEXT;
     }
-    let mut d = [0u8; 16];
-    d[..8].copy_from_slice(&b.addr.to_le_bytes());
-    d[8..12].copy_from_slice(&b.len.to_le_bytes());
-    d[12..14].copy_from_slice(&flags.to_le_bytes());
-    d[14..].copy_from_slice(&next.unwrap_or(0).to_le_bytes());
-    mem.write_bytes(table + 16 * usize::from(idx), &d);
+    // Two aligned 8-byte writes: `addr`, then `len`, `flags` and `next` (little-endian, so
+    // `len` in the low 32 bits, `next` in the top 16).
+    let at = table + 16 * usize::from(idx);
+    mem.write_u64(at, b.addr);
+    mem.write_u64(
+        at + 8,
+        u64::from(b.len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
+    );
 }
 
 /// `vring_need_event`: the device asked to be notified when the index passes `event`, and it
@@ -597,10 +612,12 @@ mod tests {
             assert_eq!(l.desc, 0);
             assert_eq!(l.avail, 16 * n);
             assert!(l.used >= l.avail + 6 + 2 * n && l.used.is_multiple_of(4));
-            assert!(l.used - (l.avail + 6 + 2 * n) < 4);
+            assert!(l.used - (l.avail + 6 + 2 * n) < 8);
+            // The entries (4 bytes in) are 8-aligned.
+            assert!((l.used + 4).is_multiple_of(8));
             assert_eq!(l.total, l.used + 6 + 8 * n);
         }
-        assert_eq!(Layout::new(1).unwrap().used, 24);
+        assert_eq!(Layout::new(1).unwrap().used, 28);
         for bad in [0u16, 3, 6, 100, 65535] {
             assert_eq!(Layout::new(bad), Err(QueueError::BadSize(bad)));
         }
