@@ -312,10 +312,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             return Err(f);
         }
         if self.num_free == 0 {
-            return Err(QueueError::NoSpace {
-                needed: 1,
-                free: 0,
-            });
+            return Err(QueueError::NoSpace { needed: 1, free: 0 });
         }
         let head = self.free_head;
         let s = &mut self.slots.as_mut()[usize::from(head)];
@@ -438,6 +435,20 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// device reported). `Ok(None)`: nothing pending.
     #[inline(always)]
     pub fn pop_used(&mut self) -> Result<Option<(u16, u32)>, QueueError> {
+        let mut popped = None;
+        self.pop_each(1, |head, len| popped = Some((head, len)))?;
+        Ok(popped)
+    }
+
+    /// Hands up to `max` chains the device finished to `f`, oldest first, as `(head, bytes
+    /// written)` (checked as [`Self::pop_used`] checks them); returns how many. A device fault
+    /// stops the walk: the chains handed over so far are the caller's, and the error follows.
+    #[inline(always)]
+    pub fn pop_each(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(u16, u32),
+    ) -> Result<usize, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
         }
@@ -446,57 +457,64 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         // only what the device was given). Publishing first keeps both true; nothing is staged
         // on the usual paths, which publish before they reap.
         self.publish();
-        if self.seen_used == self.last_used {
-            let used_idx = self.device_used_idx();
-            if used_idx == self.last_used {
-                return Ok(None);
+        let mut n = 0;
+        let result = loop {
+            if n == max {
+                break Ok(n);
             }
-            let pending = used_idx.wrapping_sub(self.last_used);
-            if pending > self.in_flight {
-                return Err(self.set_fault(QueueError::UsedIndexJump {
-                    used_idx,
-                    last_used: self.last_used,
-                    in_flight: self.in_flight,
+            if self.seen_used == self.last_used {
+                let used_idx = self.device_used_idx();
+                if used_idx == self.last_used {
+                    break Ok(n);
+                }
+                let pending = used_idx.wrapping_sub(self.last_used);
+                if pending > self.in_flight {
+                    break Err(self.set_fault(QueueError::UsedIndexJump {
+                        used_idx,
+                        last_used: self.last_used,
+                        in_flight: self.in_flight,
+                    }));
+                }
+                // The entries must not be read before the index that says they are there.
+                self.mem.fence();
+                self.seen_used = used_idx;
+            }
+            let slot = usize::from(self.last_used & (self.layout.size - 1));
+            // One 8-byte access (the entries are 8-aligned, see `Layout`): `id` then `len`.
+            let entry = self.mem.read_u64(self.layout.used + 4 + 8 * slot);
+            let (id, len) = (entry as u32, (entry >> 32) as u32);
+            if id >= u32::from(self.layout.size) {
+                break Err(self.set_fault(QueueError::HeadOutOfRange { head: id }));
+            }
+            let head = id as u16;
+            let s = self.slots.as_mut()[usize::from(head)];
+            if s.chain_len == 0 {
+                break Err(self.set_fault(QueueError::HeadNotInFlight { head }));
+            }
+            let len = if s.capacity == 0 && len != 0 {
+                // A device-readable chain: nothing was written, whatever the device says.
+                self.ignored_lengths += 1;
+                0
+            } else if len > s.capacity {
+                break Err(self.set_fault(QueueError::LengthTooLarge {
+                    head,
+                    len,
+                    capacity: s.capacity,
                 }));
-            }
-            // The entries must not be read before the index that says they are there.
-            self.mem.fence();
-            self.seen_used = used_idx;
-        }
-        let slot = usize::from(self.last_used & (self.layout.size - 1));
-        // One 8-byte access (the entries are 8-aligned, see `Layout`): `id` then `len`.
-        let entry = self.mem.read_u64(self.layout.used + 4 + 8 * slot);
-        let (id, len) = (entry as u32, (entry >> 32) as u32);
-        if id >= u32::from(self.layout.size) {
-            return Err(self.set_fault(QueueError::HeadOutOfRange { head: id }));
-        }
-        let head = id as u16;
-        let slots = self.slots.as_mut();
-        let s = slots[usize::from(head)];
-        if s.chain_len == 0 {
-            return Err(self.set_fault(QueueError::HeadNotInFlight { head }));
-        }
-        let len = if s.capacity == 0 && len != 0 {
-            // A device-readable chain: nothing was written, whatever the device says.
-            self.ignored_lengths += 1;
-            0
-        } else if len > s.capacity {
-            return Err(self.set_fault(QueueError::LengthTooLarge {
-                head,
-                len,
-                capacity: s.capacity,
-            }));
-        } else {
-            len
+            } else {
+                len
+            };
+            self.free_chain(head);
+            self.last_used = self.last_used.wrapping_add(1);
+            n += 1;
+            f(head, len);
         };
-        self.free_chain(head);
-        self.last_used = self.last_used.wrapping_add(1);
-        if self.event_idx && self.interrupts_enabled {
-            // Ask for an interrupt at the next entry, not the one just consumed.
+        if n > 0 && self.event_idx && self.interrupts_enabled {
+            // Ask for an interrupt at the next entry, not the ones just consumed.
             self.mem.write_u16(self.used_event_offset(), self.last_used);
             self.mem.fence();
         }
-        Ok(Some((head, len)))
+        result
     }
 
     fn set_fault(&mut self, e: QueueError) -> QueueError {
