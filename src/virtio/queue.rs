@@ -301,8 +301,46 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             // The hot path (one buffer a chain, as every copied frame and receive buffer is),
             // kept apart from the general loop: straight-line code, inlined into the caller.
             [one] => self.stage_one(one),
-            _ => self.stage_with(bufs.len(), |i| bufs[i]),
+            _ => self.stage_slice(bufs),
         }
+    }
+
+    /// [`Self::stage`] of a chain of any length.
+    fn stage_slice(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
+        if let Some(f) = self.fault {
+            return Err(f);
+        }
+        let Some((last, rest)) = bufs.split_last() else {
+            return Err(QueueError::EmptyChain);
+        };
+        if bufs.len() > usize::from(self.num_free) {
+            return Err(QueueError::NoSpace {
+                needed: bufs.len(),
+                free: self.num_free,
+            });
+        }
+        if bufs
+            .windows(2)
+            .any(|w| w[0].device_writable && !w[1].device_writable)
+        {
+            return Err(QueueError::ReadableAfterWritable);
+        }
+        let head = self.free_head;
+        let mut idx = head;
+        let mut capacity = 0u32;
+        let slots = self.slots.as_mut();
+        // `num_free` covers the chain, so every `next` followed below is a free descriptor.
+        for b in rest {
+            let next = slots[usize::from(idx)].next;
+            capacity = capacity.saturating_add(b.writable_len());
+            write_descriptor(&self.mem, self.layout.desc, idx, b, Some(next));
+            idx = next;
+        }
+        self.free_head = slots[usize::from(idx)].next;
+        capacity = capacity.saturating_add(last.writable_len());
+        write_descriptor(&self.mem, self.layout.desc, idx, last, None);
+        self.commit(head, bufs.len() as u16, capacity);
+        Ok(head)
     }
 
     /// [`Self::stage`] of a chain of one buffer.
@@ -604,11 +642,12 @@ fn write_descriptor<M: DeviceMemory>(
     }
     // Two aligned 8-byte writes: `addr`, then `len`, `flags` and `next` (little-endian, so
     // `len` in the low 32 bits, `next` in the top 16).
-    let at = table + 16 * usize::from(idx);
-    mem.write_u64(at, b.addr);
-    mem.write_u64(
-        at + 8,
-        u64::from(b.len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
+    mem.write_u64_pair(
+        table + 16 * usize::from(idx),
+        [
+            b.addr,
+            u64::from(b.len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
+        ],
     );
 }
 

@@ -322,6 +322,16 @@ impl DeviceMemory for SharedMemory {
         read_u32 / write_u32: u32;
         read_u64 / write_u64: u64;
     }
+    #[inline(always)]
+    fn write_u64_pair(&self, offset: usize, values: [u64; 2]) {
+        let p = self.check(offset, 16) as *mut u64;
+        // SAFETY: 16 bytes inside the block (checked); as for `write_u64`, each store is
+        // volatile and unaligned ones go byte by byte.
+        unsafe {
+            p.write_unaligned_volatile(values[0].to_le());
+            p.add(1).write_unaligned_volatile(values[1].to_le());
+        }
+    }
     /// Bulk copies are plain (not volatile) copies through raw pointers, bracketed by compiler
     /// fences: a buffer is only copied while the device does not own it (before it is published
     /// to the device, after the device handed it back), and the publish/consume protocol orders
