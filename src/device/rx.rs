@@ -36,8 +36,6 @@ impl Device {
         if buffers.is_empty() {
             return;
         }
-        let mut again = [0usize; RX_BATCH];
-        let mut buffers = buffers;
         if !self.is_healthy() {
             // To the pool; a re-initialization posts what it finds there.
             for &b in buffers {
@@ -49,6 +47,7 @@ impl Device {
             if self.health.load(Ordering::SeqCst) != super::Health::Healthy as u8 {
                 return;
             }
+            let mut again = [0usize; RX_BATCH];
             let mut n = 0;
             for &b in buffers.iter().take(RX_BATCH) {
                 if pair.pool.claim(b) {
@@ -56,8 +55,14 @@ impl Device {
                     n += 1;
                 }
             }
-            buffers = &again[..n];
+            self.post_claimed(pair, &again[..n], irql);
+            return;
         }
+        self.post_claimed(pair, buffers, irql);
+    }
+
+    /// [`Self::post_rx`] once the health was seen: under the ring's lock.
+    fn post_claimed<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &mut C) {
         // The doorbell under the lock, after the health was read under it: a
         // re-initialization takes this lock before it resets the device.
         pair.rx.with(irql, |rx, _| {
@@ -115,15 +120,20 @@ impl Device {
             return (0, false);
         }
         let mut total = 0u32;
+        // Each frame's first bytes, read into the front of this per frame: only the bytes read
+        // are looked at, so nothing is cleared between frames.
+        let mut peek = [0u8; PEEK];
         loop {
-            let mut frames = [RxFrame::default(); RX_BATCH];
+            // Frames indicated here, linked as they are popped (lent, not yet seen by NDIS),
+            // indicated once the ring's lock is released.
+            let mut chain = pair.pool.chain();
             let mut runts = 0;
-            let mut n = 0;
+            let mut discards = 0;
+            let mut popped = 0;
             let mut repost = [0usize; RX_BATCH];
             let mut r = 0;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
-            let mut steered = 0;
             // Only steering needs the processor (an NDIS call): none while RSS is off.
             let here = if rss_on {
                 ndis::sync::current_processor() as usize
@@ -155,95 +165,98 @@ impl Device {
                 let look = rss.is_some()
                     || self.tagging.any()
                     || self.features & features::GUEST_CSUM != 0;
+                // A frame up to this long needs no look for its own sake (see below).
+                let plain = self.hdr_len + self.frame.frame;
                 rx.vq.disable_interrupts();
-                while n + r + steered < want {
-                    match rx.vq.pop_used() {
-                        Ok(Some((head, len))) => {
-                            let b = rx.buffer_of[head as usize] as usize;
-                            let len = len as usize;
-                            // One read of the buffer's first bytes for all that follows, when
-                            // anything looks at them (nothing does for an untagged adapter
-                            // without checksum verdicts or RSS, but a frame above the MTU, whose
-                            // tag decides whether it is taken).
-                            let mut peek = [0u8; PEEK];
-                            let seen = if look || len > self.hdr_len + self.frame.frame {
-                                len.min(PEEK)
-                            } else {
-                                0
-                            };
-                            let received = if pair.pool.read(b, 0, &mut peek[..seen]) {
-                                self.accept(pair, b, len, &peek[..seen], vlan_filter)
-                            } else {
-                                Received::Dropped // not ours to read: never indicated
-                            };
-                            let peek = &peek[..seen];
-                            match received {
-                                Received::Frame(frame) => {
-                                    let mut frame = self.with_checksum(pair, frame, peek);
-                                    match rss {
-                                        None => {
-                                            frames[n] = frame;
-                                            n += 1;
-                                        }
-                                        Some(t) => {
-                                            // A stripped tag is still in `peek`: the
-                                            // hash parses past it.
-                                            frame.hash = if mode & DEVICE_HASH != 0 {
-                                                Self::reported_hash(peek)
-                                            } else {
-                                                t.hash(peek.get(self.hdr_len..).unwrap_or(&[]))
-                                            };
-                                            let cpu = frame
-                                                .hash
-                                                .and_then(|h| t.target(h.value))
-                                                .map_or(here, |e| usize::from(e.processor.number));
-                                            if direct && cpu == here {
-                                                frames[n] = frame;
-                                                n += 1;
-                                            } else if self
-                                                .steer
-                                                .push(cpu, j as u16, frame, dispatch)
-                                            {
-                                                steered += 1;
-                                                if cpu != here && cpu < 64 {
-                                                    *kick |= 1 << cpu;
-                                                }
-                                            } else {
-                                                repost[r] = b;
-                                                r += 1;
-                                            }
-                                        }
-                                    }
-                                }
-                                Received::Runt => {
-                                    repost[r] = b;
-                                    r += 1;
-                                    runts += 1;
-                                }
-                                Received::Dropped => {
-                                    repost[r] = b;
-                                    r += 1;
-                                }
-                            }
-                        }
+                while popped < want {
+                    let (head, len) = match rx.vq.pop_used() {
+                        Ok(Some(used)) => used,
                         Ok(None) => break,
                         Err(_) => return (true, false),
+                    };
+                    popped += 1;
+                    let b = rx.buffer_of[head as usize] as usize;
+                    let len = len as usize;
+                    // One read of the buffer's first bytes for all that follows, when anything
+                    // looks at them (nothing does for an untagged adapter without checksum
+                    // verdicts or RSS, but a frame above the MTU, whose tag decides whether it
+                    // is taken).
+                    let seen = if look || len > plain {
+                        len.min(PEEK)
+                    } else {
+                        0
+                    };
+                    let peek = &mut peek[..seen];
+                    let received = if pair.pool.read(b, 0, peek) {
+                        self.accept(pair, b, len, peek, vlan_filter)
+                    } else {
+                        Received::Dropped // not ours to read: never indicated
+                    };
+                    let frame = match received {
+                        Received::Frame(frame) => frame,
+                        Received::Runt => {
+                            repost[r] = b;
+                            r += 1;
+                            runts += 1;
+                            continue;
+                        }
+                        Received::Dropped => {
+                            repost[r] = b;
+                            r += 1;
+                            discards += 1;
+                            continue;
+                        }
+                    };
+                    let mut frame = self.with_checksum(pair, frame, peek);
+                    let Some(t) = rss else {
+                        chain.push(&frame, |b| {
+                            repost[r] = b;
+                            r += 1;
+                        });
+                        continue;
+                    };
+                    // A stripped tag is still in `peek`: the hash parses past it.
+                    frame.hash = if mode & DEVICE_HASH != 0 {
+                        Self::reported_hash(peek)
+                    } else {
+                        t.hash(peek.get(self.hdr_len..).unwrap_or(&[]))
+                    };
+                    let cpu = frame
+                        .hash
+                        .and_then(|h| t.target(h.value))
+                        .map_or(here, |e| usize::from(e.processor.number));
+                    if direct && cpu == here {
+                        chain.push(&frame, |b| {
+                            repost[r] = b;
+                            r += 1;
+                        });
+                    } else if self.steer.push(cpu, j as u16, frame, dispatch) {
+                        if cpu != here && cpu < 64 {
+                            *kick |= 1 << cpu;
+                        }
+                    } else {
+                        repost[r] = b;
+                        r += 1;
+                        discards += 1;
                     }
                 }
-                (false, n + r + steered == want)
+                (false, popped == want)
             });
             if fault {
-                // A used ring the device cannot have written: it needs a reset.
+                // A used ring the device cannot have written: it needs a reset. The frames
+                // chained so far go back to the pool (dropping the chain), for the
+                // re-initialization to post.
+                drop(chain);
                 self.needs_reset();
                 return (total, false);
             }
-            self.ndis.stats.rx_errors(runts as u64);
-            self.ndis.stats.rx_discards((r - runts) as u64);
+            self.ndis.stats.rx_errors(runts);
+            self.ndis.stats.rx_discards(discards);
             // Every popped entry counts against the budget, runts included: a device that only
             // returns garbage cannot keep the DPC looping.
-            total += (n + r + steered) as u32;
+            total += popped as u32;
             // Frames NDIS does not take (paused) come back here, decided before NDIS sees any.
-            pair.pool.indicate(&frames[..n], irql, |b| {
+            chain.indicate(irql, |b| {
                 repost[r] = b;
                 r += 1;
             });
@@ -378,6 +391,11 @@ impl Device {
         if self.features & features::GUEST_CSUM == 0 {
             return frame;
         }
+        // Neither flag (the common case): nothing to tell, whatever the rest of the header says.
+        let flags = peek.first().copied().unwrap_or(0);
+        if flags & (NetHeader::F_NEEDS_CSUM | NetHeader::F_DATA_VALID) == 0 {
+            return frame;
+        }
         let Some(header) = peek.get(..NetHeader::LEN).and_then(NetHeader::decode) else {
             return frame;
         };
@@ -419,14 +437,13 @@ impl Device {
             }
             let mut batch = [0usize; RX_BATCH];
             let mut n = 0;
-            pair.pool.take_returned(returned, |b| {
-                if pair.pool.claim(b) {
-                    batch[n] = b;
-                    n += 1;
-                    if n == RX_BATCH {
-                        self.post_rx(pair, &batch, irql);
-                        n = 0;
-                    }
+            // Each comes back claimed: no other processor can take it in between.
+            pair.pool.reclaim_returned(returned, |b| {
+                batch[n] = b;
+                n += 1;
+                if n == RX_BATCH {
+                    self.post_rx(pair, &batch, irql);
+                    n = 0;
                 }
             });
             self.post_rx(pair, &batch[..n], irql);

@@ -325,6 +325,7 @@ impl RssInput {
     /// The 2-tuple (addresses) or 4-tuple (addresses and ports) of a frame's IPv4 or IPv6
     /// header: `ports` asks for the 4-tuple of a TCP or UDP segment that is no fragment. None for
     /// a frame too short to hold what it claims, or no IP at all.
+    #[inline]
     pub fn of_frame(frame: &[u8], ports: bool) -> Option<(RssInput, IpVersion, Option<u8>)> {
         let mut l3 = 14;
         let mut ethertype = be16(frame, 12)?;
@@ -332,7 +333,8 @@ impl RssInput {
             l3 = 18;
             ethertype = be16(frame, 16)?;
         }
-        let mut bytes = [0u8; 36];
+        // The headers are checked before anything is copied: most frames that are no IP stop
+        // here.
         let (ip, addresses, l4, protocol, whole) = match ethertype {
             ETHERTYPE_IPV4 => {
                 let v = *frame.get(l3)?;
@@ -340,8 +342,6 @@ impl RssInput {
                 if v >> 4 != 4 || ihl < 20 {
                     return None;
                 }
-                let a = frame.get(l3 + 12..l3 + 20)?;
-                bytes[..8].copy_from_slice(a);
                 let whole = be16(frame, l3 + 6)? & 0x3FFF == 0;
                 (IpVersion::V4, 8, l3 + ihl, *frame.get(l3 + 9)?, whole)
             }
@@ -349,13 +349,16 @@ impl RssInput {
                 if *frame.get(l3)? >> 4 != 6 {
                     return None;
                 }
-                let a = frame.get(l3 + 8..l3 + 40)?;
-                bytes[..32].copy_from_slice(a);
                 // Extension headers are not walked (the "_EX" hash types are not offered).
                 (IpVersion::V6, 32, l3 + 40, *frame.get(l3 + 6)?, true)
             }
             _ => return None,
         };
+        // The addresses follow the IPv4 header's 12 bytes, or the IPv6 header's 8.
+        let from = l3 + if addresses == 8 { 12 } else { 8 };
+        let a = frame.get(from..from + addresses)?;
+        let mut bytes = [0u8; 36];
+        bytes[..addresses].copy_from_slice(a);
         let l4_protocol = matches!(protocol, PROTO_TCP | PROTO_UDP).then_some(protocol);
         if ports && whole && l4_protocol.is_some() {
             let p = frame.get(l4..l4 + 4)?;

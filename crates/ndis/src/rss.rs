@@ -244,6 +244,7 @@ impl RssTable {
     }
 
     /// [`hash`](Self::hash) with `toeplitz` computing the hash of an input under this key.
+    #[inline]
     fn hash_with(&self, frame: &[u8], toeplitz: impl Fn(&[u8]) -> u32) -> Option<RxHash> {
         if self.types.is_empty() {
             return None;
@@ -304,6 +305,7 @@ impl RssView {
     }
 
     /// As [`RssTable::hash`], by the nibble table.
+    #[inline]
     pub fn hash(&self, frame: &[u8]) -> Option<RxHash> {
         self.table
             .hash_with(frame, |input| toeplitz_by_nibbles(&self.nibbles, input))
