@@ -161,12 +161,16 @@ impl Device {
                 let direct = rss.is_some_and(|t| t.is_enabled())
                     && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
                     && self.steer.is_empty(here, dispatch);
+                // What decides each frame's path, read once for the pass.
+                let hdr = self.hdr_len;
+                let tagging = self.tagging.any();
+                let csum = self.features & features::GUEST_CSUM != 0;
+                let device_hash = mode & DEVICE_HASH != 0;
                 // Whether each frame's first bytes are read (see `PEEK`).
-                let look = rss.is_some()
-                    || self.tagging.any()
-                    || self.features & features::GUEST_CSUM != 0;
-                // A frame up to this long needs no look for its own sake (see below).
-                let plain = self.hdr_len + self.frame.frame;
+                let look = rss.is_some() || tagging || csum;
+                // The longest receive taken as it is (no tag to look at, within the MTU); one
+                // longer needs its first bytes for the tag that decides whether it is taken.
+                let plain = hdr + self.frame.frame;
                 rx.vq.disable_interrupts();
                 while popped < want {
                     let (head, len) = match rx.vq.pop_used() {
@@ -178,21 +182,35 @@ impl Device {
                     let b = rx.buffer_of[head as usize] as usize;
                     let len = len as usize;
                     // One read of the buffer's first bytes for all that follows, when anything
-                    // looks at them (nothing does for an untagged adapter without checksum
-                    // verdicts or RSS, but a frame above the MTU, whose tag decides whether it
-                    // is taken).
+                    // looks at them.
                     let seen = if look || len > plain {
                         len.min(PEEK)
                     } else {
                         0
                     };
                     let peek = &mut peek[..seen];
-                    let received = if pair.pool.read(b, 0, peek) {
-                        self.accept(pair, b, len, peek, vlan_filter)
+                    if !pair.pool.read(b, 0, peek) {
+                        // Not ours to read: never indicated.
+                        repost[r] = b;
+                        r += 1;
+                        discards += 1;
+                        continue;
+                    }
+                    // A receive within the MTU without a tag (or on an adapter that strips
+                    // none) is taken as it is; the rest is for `accept`.
+                    let untagged =
+                        !tagging || peek.get(hdr + 12..hdr + 14) != Some(&[0x81, 0x00][..]);
+                    let received = if len <= plain && len >= hdr + 14 && untagged {
+                        Received::Frame(RxFrame {
+                            index: b,
+                            offset: hdr,
+                            length: len - hdr,
+                            ..RxFrame::default()
+                        })
                     } else {
-                        Received::Dropped // not ours to read: never indicated
+                        self.accept(pair, b, len, peek, vlan_filter)
                     };
-                    let frame = match received {
+                    let mut frame = match received {
                         Received::Frame(frame) => frame,
                         Received::Runt => {
                             repost[r] = b;
@@ -207,7 +225,14 @@ impl Device {
                             continue;
                         }
                     };
-                    let mut frame = self.with_checksum(pair, frame, peek);
+                    // A verdict only when the device gave one (either flag).
+                    if csum
+                        && peek.first().copied().unwrap_or(0)
+                            & (NetHeader::F_NEEDS_CSUM | NetHeader::F_DATA_VALID)
+                            != 0
+                    {
+                        frame = self.with_checksum(pair, frame, peek);
+                    }
                     let Some(t) = rss else {
                         chain.push(&frame, |b| {
                             repost[r] = b;
@@ -216,15 +241,17 @@ impl Device {
                         continue;
                     };
                     // A stripped tag is still in `peek`: the hash parses past it.
-                    frame.hash = if mode & DEVICE_HASH != 0 {
+                    frame.hash = if device_hash {
                         Self::reported_hash(peek)
                     } else {
-                        t.hash(peek.get(self.hdr_len..).unwrap_or(&[]))
+                        t.hash(peek.get(hdr..).unwrap_or(&[]))
                     };
-                    let cpu = frame
-                        .hash
-                        .and_then(|h| t.target(h.value))
-                        .map_or(here, |e| usize::from(e.processor.number));
+                    let cpu = match frame.hash {
+                        Some(h) => t
+                            .target(h.value)
+                            .map_or(here, |e| usize::from(e.processor.number)),
+                        None => here,
+                    };
                     if direct && cpu == here {
                         chain.push(&frame, |b| {
                             repost[r] = b;
@@ -321,6 +348,7 @@ impl Device {
     /// only priority tagging on, VLAN-tagged frames pass as they are; with VLAN tagging on,
     /// frames tagged for another VLAN than `vlan_filter` (when one is set) are dropped.
     /// `peek`: the buffer's first bytes (at most [`PEEK`], never past the receive).
+    #[inline(never)]
     fn accept(&self, pair: &Pair, b: usize, len: usize, peek: &[u8], vlan_filter: u16) -> Received {
         let hdr = self.hdr_len;
         let Some(length) = len.checked_sub(hdr).filter(|&l| l >= 14) else {
@@ -387,6 +415,7 @@ impl Device {
     /// virtio header (`DATA_VALID`, or `NEEDS_CSUM` for a checksum it left partial, which is
     /// completed here), within the tasks in force, and then the IPv4 header checksum, verified
     /// here. Only with `GUEST_CSUM`, without which the device never says anything.
+    #[inline(never)]
     fn with_checksum(&self, pair: &Pair, mut frame: RxFrame, peek: &[u8]) -> RxFrame {
         if self.features & features::GUEST_CSUM == 0 {
             return frame;

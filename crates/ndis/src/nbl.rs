@@ -1312,6 +1312,17 @@ impl ReceivePool {
         true
     }
 
+    /// The first `length` (< 6) bytes at `at`, then zeros: the destination of a frame too short
+    /// to hold one (the caller checked the range).
+    #[cold]
+    #[inline(never)]
+    fn short_destination(&self, at: usize, length: usize) -> [u8; 6] {
+        let mut destination = [0u8; 6];
+        let n = length.min(6);
+        self.copy_out(at, &mut destination[..n]);
+        destination
+    }
+
     /// [`SharedMemory::read_bytes`](crate::hw::DeviceMemory::read_bytes) of the pool's block,
     /// inlined into the receive path (a copy of a constant size becomes a few loads); `at` and
     /// `buf.len()` lie inside one buffer (the caller checked).
@@ -1517,12 +1528,14 @@ impl ReceivePool {
         let adapter = &*self.adapter;
         let filter = adapter.packet_filter();
         // Directed frames pass when DIRECTED is on and they name the adapter's address (fixed
-        // once the adapter is initialized); None: no directed frame passes (promiscuous aside).
+        // once the adapter is initialized); otherwise the broadcast address stands in, which no
+        // directed frame names, so none passes (promiscuous aside).
         let directed = if filter & sys::NDIS_PACKET_TYPE_DIRECTED != 0 {
-            adapter.current_address().map(|a| address_key(&a))
+            adapter.current_address()
         } else {
             None
-        };
+        }
+        .unwrap_or([0xFF; 6]);
         RxChain {
             pool: self,
             head: core::ptr::null_mut(),
@@ -1676,12 +1689,6 @@ impl Returned<'_> {
     }
 }
 
-/// A destination address as one integer, for a compare against the adapter's in one step.
-fn address_key(a: &[u8; 6]) -> u64 {
-    u64::from(u32::from_le_bytes([a[0], a[1], a[2], a[3]]))
-        | u64::from(u16::from_le_bytes([a[4], a[5]])) << 32
-}
-
 /// Receives of one [`ReceivePool`] lent one by one ([`push`](Self::push)) and indicated to NDIS
 /// in one call ([`indicate`](Self::indicate)); see [`ReceivePool::chain`].
 ///
@@ -1700,8 +1707,9 @@ pub struct RxChain<'p> {
     others: [(u64, u64); 2],
     filter: u32,
     promiscuous: bool,
-    /// [`address_key`] of the adapter's address when the filter passes directed frames.
-    directed: Option<u64>,
+    /// The adapter's address when the filter passes directed frames, else the broadcast
+    /// address, which no directed frame carries.
+    directed: [u8; 6],
 }
 
 impl RxChain<'_> {
@@ -1717,25 +1725,13 @@ impl RxChain<'_> {
     /// Whether the packet filter passes a frame for `destination`; its kind (0 unicast, 1
     /// multicast, 2 broadcast) if so. The same decision as [`NdisAdapter::filter_accepts`].
     #[inline]
-    fn accepts(&self, destination: u64) -> Option<usize> {
-        let kind = if destination & 1 == 0 {
-            0
-        } else if destination == 0xFFFF_FFFF_FFFF {
-            2
-        } else {
-            1
-        };
-        if self.promiscuous || (kind == 0 && self.directed == Some(destination)) {
-            return Some(kind);
+    fn accepts(&self, destination: &[u8; 6]) -> Option<usize> {
+        if destination[0] & 1 == 0 {
+            // Directed: the common case, decided here without the adapter.
+            return (self.promiscuous || self.directed == *destination).then_some(0);
         }
-        if kind == 0 {
-            return None;
-        }
-        let mut bytes = [0u8; 6];
-        bytes.copy_from_slice(&destination.to_le_bytes()[..6]);
-        self.pool
-            .adapter
-            .filter_accepts(self.filter, &bytes)
+        let kind = if *destination == [0xFF; 6] { 2 } else { 1 };
+        (self.promiscuous || self.pool.adapter.filter_accepts(self.filter, destination))
             .then_some(kind)
     }
 
@@ -1783,11 +1779,11 @@ impl RxChain<'_> {
         if length >= 6 {
             pool.copy_out(at, &mut destination);
         } else {
-            pool.copy_out(at, &mut destination[..length]);
+            destination = pool.short_destination(at, length);
         }
         // The packet filter, for whatever the device let through (virtio-net, for one, has no
         // way to receive nothing).
-        let Some(kind) = self.accepts(address_key(&destination)) else {
+        let Some(kind) = self.accepts(&destination) else {
             entry.unlend();
             not_indicated(index);
             return;

@@ -59,7 +59,8 @@ pub fn checksum_offset(protocol: u8) -> usize {
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+    let b = b.get(at..at + 2)?;
+    Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// Where the IPv4 header of `frame` (Ethernet II, at most one 802.1Q tag) is, and its length,
@@ -338,10 +339,11 @@ impl RssInput {
         let (ip, addresses, l4, protocol, whole) = match ethertype {
             ETHERTYPE_IPV4 => {
                 let v = *frame.get(l3)?;
-                let ihl = usize::from(v & 0x0F) * 4;
-                if v >> 4 != 4 || ihl < 20 {
+                // Version 4, and a header length of at least 5 words.
+                if v & 0xF0 != 0x40 || v & 0x0F < 5 {
                     return None;
                 }
+                let ihl = usize::from(v & 0x0F) * 4;
                 let whole = be16(frame, l3 + 6)? & 0x3FFF == 0;
                 (IpVersion::V4, 8, l3 + ihl, *frame.get(l3 + 9)?, whole)
             }
