@@ -19,7 +19,13 @@ enum Received {
     Runt,
     /// A frame the adapter does not take (too long for its MTU, another VLAN's): a discard.
     Dropped,
-    Frame(RxFrame),
+    /// Taken: where it starts in its buffer, its length, the tag stripped into the list
+    /// information.
+    Frame {
+        offset: usize,
+        length: usize,
+        ieee8021q: Option<Ieee8021Q>,
+    },
 }
 
 /// Receives collected per pass before indicating them in one chain.
@@ -84,16 +90,23 @@ impl Device {
     pub(super) fn add_rx_buffers(&self, rx: &mut RxRing, pair: &Pair, buffers: &[usize]) {
         let base = pair.pool.device_address();
         for &b in buffers {
-            let chain = [Buffer {
-                addr: base + (b * self.frame.buffer) as u64,
-                len: self.frame.buffer as u32,
-                device_writable: true,
-            }];
-            // Published by the caller's `should_notify` (after the batch, or at DRIVER_OK).
-            match rx.vq.stage(&chain) {
-                Ok(head) => rx.buffer_of[head as usize] = b as u16,
-                Err(_) => pair.pool.release(b),
-            }
+            Self::stage_rx(rx, pair, base, self.frame.buffer, b);
+        }
+    }
+
+    /// Stages claimed buffer `b` (of `size` bytes, the pool's block at device address `base`) on
+    /// `rx`, or gives it back to the pool when the ring has no room.
+    #[inline]
+    fn stage_rx(rx: &mut RxRing, pair: &Pair, base: u64, size: usize, b: usize) {
+        let chain = [Buffer {
+            addr: base + (b * size) as u64,
+            len: size as u32,
+            device_writable: true,
+        }];
+        // Published by the caller's `should_notify` (after the batch, or at DRIVER_OK).
+        match rx.vq.stage(&chain) {
+            Ok(head) => rx.buffer_of[head as usize] = b as u16,
+            Err(_) => pair.pool.release(b),
         }
     }
 
@@ -201,17 +214,26 @@ impl Device {
                     let untagged =
                         !tagging || peek.get(hdr + 12..hdr + 14) != Some(&[0x81, 0x00][..]);
                     let received = if len <= plain && len >= hdr + 14 && untagged {
-                        Received::Frame(RxFrame {
-                            index: b,
+                        Received::Frame {
                             offset: hdr,
                             length: len - hdr,
-                            ..RxFrame::default()
-                        })
+                            ieee8021q: None,
+                        }
                     } else {
                         self.accept(pair, b, len, peek, vlan_filter)
                     };
                     let mut frame = match received {
-                        Received::Frame(frame) => frame,
+                        Received::Frame {
+                            offset,
+                            length,
+                            ieee8021q,
+                        } => RxFrame {
+                            index: b,
+                            offset,
+                            length,
+                            ieee8021q,
+                            ..RxFrame::default()
+                        },
                         Received::Runt => {
                             repost[r] = b;
                             r += 1;
@@ -357,12 +379,11 @@ impl Device {
         if length > self.frame.max {
             return Received::Dropped; // the device's MTU is larger than the adapter's
         }
-        let untouched = Received::Frame(RxFrame {
-            index: b,
+        let untouched = Received::Frame {
             offset: hdr,
             length,
-            ..RxFrame::default()
-        });
+            ieee8021q: None,
+        };
         if !self.tagging.any() && length <= self.frame.frame {
             return untouched;
         }
@@ -402,13 +423,11 @@ impl Device {
             vlan_id: tag.vlan_id,
         };
         let info = (info != Ieee8021Q::default()).then_some(info);
-        Received::Frame(RxFrame {
-            index: b,
+        Received::Frame {
             offset: hdr + 4,
             length: length - 4,
             ieee8021q: info,
-            ..RxFrame::default()
-        })
+        }
     }
 
     /// `frame` with what NDIS is to be told about its checksums: the device's verdict from the
@@ -457,25 +476,59 @@ impl Device {
         frame
     }
 
-    /// Buffers NDIS handed back go to the device again (in batches; nothing is allocated on
-    /// this DISPATCH_LEVEL path).
+    /// Buffers NDIS handed back go to the device again, staged as they are taken from the chain
+    /// under the ring's lock, one doorbell at the end (nothing is allocated on this
+    /// DISPATCH_LEVEL path).
     pub fn returned(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
         for pair in &self.pairs {
             if returned.is_empty() {
                 break; // every list went back to its pool
             }
-            let mut batch = [0usize; RX_BATCH];
-            let mut n = 0;
-            // Each comes back claimed: no other processor can take it in between.
-            pair.pool.reclaim_returned(returned, |b| {
-                batch[n] = b;
-                n += 1;
-                if n == RX_BATCH {
-                    self.post_rx(pair, &batch, irql);
-                    n = 0;
+            if !self.is_healthy() {
+                self.returned_to_pool(pair, returned, irql);
+                continue;
+            }
+            // As `post_rx`: the health read again and the doorbell rung under the lock, which a
+            // re-initialization takes before it resets the device.
+            pair.rx.with(irql, |rx, _| {
+                if !self.is_healthy() {
+                    // Each comes back claimed; to the pool, for the re-initialization.
+                    pair.pool
+                        .reclaim_returned(returned, |b| pair.pool.release(b));
+                    return;
+                }
+                let base = pair.pool.device_address();
+                let size = self.frame.buffer;
+                // Each comes back claimed: no other processor can take it in between.
+                pair.pool.reclaim_returned(returned, |b| {
+                    Self::stage_rx(rx, pair, base, size, b);
+                });
+                if rx.vq.should_notify() {
+                    self.transport.notify(&rx.notifier);
                 }
             });
-            self.post_rx(pair, &batch[..n], irql);
         }
+    }
+
+    /// [`Self::returned`] while the device is not healthy: through [`Self::post_rx`], which gives
+    /// the buffers to the pool (or posts them, if the device recovered meanwhile).
+    #[cold]
+    fn returned_to_pool(
+        &self,
+        pair: &Pair,
+        returned: &mut Returned<'_>,
+        irql: &mut DispatchOrBelow<'_>,
+    ) {
+        let mut batch = [0usize; RX_BATCH];
+        let mut n = 0;
+        pair.pool.reclaim_returned(returned, |b| {
+            batch[n] = b;
+            n += 1;
+            if n == RX_BATCH {
+                self.post_rx(pair, &batch, irql);
+                n = 0;
+            }
+        });
+        self.post_rx(pair, &batch[..n], irql);
     }
 }
