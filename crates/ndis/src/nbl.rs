@@ -1323,6 +1323,18 @@ impl ReceivePool {
         destination
     }
 
+    /// The 6 bytes at `at` (inside one buffer: the caller checked), by value: a destination
+    /// address, as [`copy_out`](Self::copy_out) would copy it.
+    #[inline(always)]
+    fn destination_at(&self, at: usize) -> [u8; 6] {
+        debug_assert!(at + 6 <= self.buffer_size * self.entries.len());
+        let p = (self.memory.virtual_address() + at) as *const [u8; 6];
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        // SAFETY: as for `copy_out`: 6 bytes of the live block, of a buffer the device is done
+        // with; read unaligned (a frame starts anywhere).
+        unsafe { p.read_unaligned() }
+    }
+
     /// [`SharedMemory::read_bytes`](crate::hw::DeviceMemory::read_bytes) of the pool's block,
     /// inlined into the receive path (a copy of a constant size becomes a few loads); `at` and
     /// `buf.len()` lie inside one buffer (the caller checked).
@@ -1775,12 +1787,11 @@ impl RxChain<'_> {
         }
         // The destination address (bytes past a shorter frame read as zero).
         let at = index * pool.buffer_size + offset;
-        let mut destination = [0u8; 6];
-        if length >= 6 {
-            pool.copy_out(at, &mut destination);
+        let destination = if length >= 6 {
+            pool.destination_at(at)
         } else {
-            destination = pool.short_destination(at, length);
-        }
+            pool.short_destination(at, length)
+        };
         // The packet filter, for whatever the device let through (virtio-net, for one, has no
         // way to receive nothing).
         let Some(kind) = self.accepts(&destination) else {
