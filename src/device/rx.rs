@@ -19,7 +19,13 @@ enum Received {
     Runt,
     /// A frame the adapter does not take (too long for its MTU, another VLAN's): a discard.
     Dropped,
-    Frame(RxFrame),
+    /// Taken: where it starts in its buffer, its length, the tag stripped into the list
+    /// information.
+    Frame {
+        offset: usize,
+        length: usize,
+        ieee8021q: Option<Ieee8021Q>,
+    },
 }
 
 /// Receives collected per pass before indicating them in one chain.
@@ -36,8 +42,6 @@ impl Device {
         if buffers.is_empty() {
             return;
         }
-        let mut again = [0usize; RX_BATCH];
-        let mut buffers = buffers;
         if !self.is_healthy() {
             // To the pool; a re-initialization posts what it finds there.
             for &b in buffers {
@@ -49,6 +53,7 @@ impl Device {
             if self.health.load(Ordering::SeqCst) != super::Health::Healthy as u8 {
                 return;
             }
+            let mut again = [0usize; RX_BATCH];
             let mut n = 0;
             for &b in buffers.iter().take(RX_BATCH) {
                 if pair.pool.claim(b) {
@@ -56,8 +61,14 @@ impl Device {
                     n += 1;
                 }
             }
-            buffers = &again[..n];
+            self.post_claimed(pair, &again[..n], irql);
+            return;
         }
+        self.post_claimed(pair, buffers, irql);
+    }
+
+    /// [`Self::post_rx`] once the health was seen: under the ring's lock.
+    fn post_claimed<C: AtMostDispatch>(&self, pair: &Pair, buffers: &[usize], irql: &mut C) {
         // The doorbell under the lock, after the health was read under it: a
         // re-initialization takes this lock before it resets the device.
         pair.rx.with(irql, |rx, _| {
@@ -79,16 +90,23 @@ impl Device {
     pub(super) fn add_rx_buffers(&self, rx: &mut RxRing, pair: &Pair, buffers: &[usize]) {
         let base = pair.pool.device_address();
         for &b in buffers {
-            let chain = [Buffer {
-                addr: base + (b * self.frame.buffer) as u64,
-                len: self.frame.buffer as u32,
-                device_writable: true,
-            }];
-            // Published by the caller's `should_notify` (after the batch, or at DRIVER_OK).
-            match rx.vq.stage(&chain) {
-                Ok(head) => rx.buffer_of[head as usize] = b as u16,
-                Err(_) => pair.pool.release(b),
-            }
+            Self::stage_rx(rx, pair, base, self.frame.buffer, b);
+        }
+    }
+
+    /// Stages claimed buffer `b` (of `size` bytes, the pool's block at device address `base`) on
+    /// `rx`, or gives it back to the pool when the ring has no room.
+    #[inline]
+    fn stage_rx(rx: &mut RxRing, pair: &Pair, base: u64, size: usize, b: usize) {
+        let chain = [Buffer {
+            addr: base + (b * size) as u64,
+            len: size as u32,
+            device_writable: true,
+        }];
+        // Published by the caller's `should_notify` (after the batch, or at DRIVER_OK).
+        match rx.vq.stage(&chain) {
+            Ok(head) => rx.buffer_of[head as usize] = b as u16,
+            Err(_) => pair.pool.release(b),
         }
     }
 
@@ -115,15 +133,20 @@ impl Device {
             return (0, false);
         }
         let mut total = 0u32;
+        // Each frame's first bytes, read into the front of this per frame: only the bytes read
+        // are looked at, so nothing is cleared between frames.
+        let mut peek = [0u8; PEEK];
         loop {
-            let mut frames = [RxFrame::default(); RX_BATCH];
+            // Frames indicated here, linked as they are popped (lent, not yet seen by NDIS),
+            // indicated once the ring's lock is released.
+            let mut chain = pair.pool.chain();
             let mut runts = 0;
-            let mut n = 0;
+            let mut discards = 0;
+            let mut popped = 0;
             let mut repost = [0usize; RX_BATCH];
             let mut r = 0;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
-            let mut steered = 0;
             // Only steering needs the processor (an NDIS call): none while RSS is off.
             let here = if rss_on {
                 ndis::sync::current_processor() as usize
@@ -151,99 +174,138 @@ impl Device {
                 let direct = rss.is_some_and(|t| t.is_enabled())
                     && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
                     && self.steer.is_empty(here, dispatch);
+                // What decides each frame's path, read once for the pass.
+                let hdr = self.hdr_len;
+                let tagging = self.tagging.any();
+                let csum = self.features & features::GUEST_CSUM != 0;
+                let device_hash = mode & DEVICE_HASH != 0;
                 // Whether each frame's first bytes are read (see `PEEK`).
-                let look = rss.is_some()
-                    || self.tagging.any()
-                    || self.features & features::GUEST_CSUM != 0;
+                let look = rss.is_some() || tagging || csum;
+                // The longest receive taken as it is (no tag to look at, within the MTU); one
+                // longer needs its first bytes for the tag that decides whether it is taken.
+                let plain = hdr + self.frame.frame;
                 rx.vq.disable_interrupts();
-                while n + r + steered < want {
-                    match rx.vq.pop_used() {
-                        Ok(Some((head, len))) => {
-                            let b = rx.buffer_of[head as usize] as usize;
-                            let len = len as usize;
-                            // One read of the buffer's first bytes for all that follows, when
-                            // anything looks at them (nothing does for an untagged adapter
-                            // without checksum verdicts or RSS, but a frame above the MTU, whose
-                            // tag decides whether it is taken).
-                            let mut peek = [0u8; PEEK];
-                            let seen = if look || len > self.hdr_len + self.frame.frame {
-                                len.min(PEEK)
-                            } else {
-                                0
-                            };
-                            let received = if pair.pool.read(b, 0, &mut peek[..seen]) {
-                                self.accept(pair, b, len, &peek[..seen], vlan_filter)
-                            } else {
-                                Received::Dropped // not ours to read: never indicated
-                            };
-                            let peek = &peek[..seen];
-                            match received {
-                                Received::Frame(frame) => {
-                                    let mut frame = self.with_checksum(pair, frame, peek);
-                                    match rss {
-                                        None => {
-                                            frames[n] = frame;
-                                            n += 1;
-                                        }
-                                        Some(t) => {
-                                            // A stripped tag is still in `peek`: the
-                                            // hash parses past it.
-                                            frame.hash = if mode & DEVICE_HASH != 0 {
-                                                Self::reported_hash(peek)
-                                            } else {
-                                                t.hash(peek.get(self.hdr_len..).unwrap_or(&[]))
-                                            };
-                                            let cpu = frame
-                                                .hash
-                                                .and_then(|h| t.target(h.value))
-                                                .map_or(here, |e| usize::from(e.processor.number));
-                                            if direct && cpu == here {
-                                                frames[n] = frame;
-                                                n += 1;
-                                            } else if self
-                                                .steer
-                                                .push(cpu, j as u16, frame, dispatch)
-                                            {
-                                                steered += 1;
-                                                if cpu != here && cpu < 64 {
-                                                    *kick |= 1 << cpu;
-                                                }
-                                            } else {
-                                                repost[r] = b;
-                                                r += 1;
-                                            }
-                                        }
-                                    }
-                                }
-                                Received::Runt => {
-                                    repost[r] = b;
-                                    r += 1;
-                                    runts += 1;
-                                }
-                                Received::Dropped => {
-                                    repost[r] = b;
-                                    r += 1;
-                                }
-                            }
-                        }
+                while popped < want {
+                    let (head, len) = match rx.vq.pop_used() {
+                        Ok(Some(used)) => used,
                         Ok(None) => break,
                         Err(_) => return (true, false),
+                    };
+                    popped += 1;
+                    let b = rx.buffer_of[head as usize] as usize;
+                    let len = len as usize;
+                    // One read of the buffer's first bytes for all that follows, when anything
+                    // looks at them.
+                    let seen = if look || len > plain {
+                        len.min(PEEK)
+                    } else {
+                        0
+                    };
+                    let peek = &mut peek[..seen];
+                    if !pair.pool.read(b, 0, peek) {
+                        // Not ours to read: never indicated.
+                        repost[r] = b;
+                        r += 1;
+                        discards += 1;
+                        continue;
+                    }
+                    // A receive within the MTU without a tag (or on an adapter that strips
+                    // none) is taken as it is; the rest is for `accept`.
+                    let untagged =
+                        !tagging || peek.get(hdr + 12..hdr + 14) != Some(&[0x81, 0x00][..]);
+                    let received = if len <= plain && len >= hdr + 14 && untagged {
+                        Received::Frame {
+                            offset: hdr,
+                            length: len - hdr,
+                            ieee8021q: None,
+                        }
+                    } else {
+                        self.accept(pair, b, len, peek, vlan_filter)
+                    };
+                    let mut frame = match received {
+                        Received::Frame {
+                            offset,
+                            length,
+                            ieee8021q,
+                        } => RxFrame {
+                            index: b,
+                            offset,
+                            length,
+                            ieee8021q,
+                            ..RxFrame::default()
+                        },
+                        Received::Runt => {
+                            repost[r] = b;
+                            r += 1;
+                            runts += 1;
+                            continue;
+                        }
+                        Received::Dropped => {
+                            repost[r] = b;
+                            r += 1;
+                            discards += 1;
+                            continue;
+                        }
+                    };
+                    // A verdict only when the device gave one (either flag).
+                    if csum
+                        && peek.first().copied().unwrap_or(0)
+                            & (NetHeader::F_NEEDS_CSUM | NetHeader::F_DATA_VALID)
+                            != 0
+                    {
+                        frame = self.with_checksum(pair, frame, peek);
+                    }
+                    let Some(t) = rss else {
+                        chain.push(&frame, |b| {
+                            repost[r] = b;
+                            r += 1;
+                        });
+                        continue;
+                    };
+                    // A stripped tag is still in `peek`: the hash parses past it.
+                    frame.hash = if device_hash {
+                        Self::reported_hash(peek)
+                    } else {
+                        t.hash(peek.get(hdr..).unwrap_or(&[]))
+                    };
+                    let cpu = match frame.hash {
+                        Some(h) => t
+                            .target(h.value)
+                            .map_or(here, |e| usize::from(e.processor.number)),
+                        None => here,
+                    };
+                    if direct && cpu == here {
+                        chain.push(&frame, |b| {
+                            repost[r] = b;
+                            r += 1;
+                        });
+                    } else if self.steer.push(cpu, j as u16, frame, dispatch) {
+                        if cpu != here && cpu < 64 {
+                            *kick |= 1 << cpu;
+                        }
+                    } else {
+                        repost[r] = b;
+                        r += 1;
+                        discards += 1;
                     }
                 }
-                (false, n + r + steered == want)
+                (false, popped == want)
             });
             if fault {
-                // A used ring the device cannot have written: it needs a reset.
+                // A used ring the device cannot have written: it needs a reset. The frames
+                // chained so far go back to the pool (dropping the chain), for the
+                // re-initialization to post.
+                drop(chain);
                 self.needs_reset();
                 return (total, false);
             }
-            self.ndis.stats.rx_errors(runts as u64);
-            self.ndis.stats.rx_discards((r - runts) as u64);
+            self.ndis.stats.rx_errors(runts);
+            self.ndis.stats.rx_discards(discards);
             // Every popped entry counts against the budget, runts included: a device that only
             // returns garbage cannot keep the DPC looping.
-            total += (n + r + steered) as u32;
+            total += popped as u32;
             // Frames NDIS does not take (paused) come back here, decided before NDIS sees any.
-            pair.pool.indicate(&frames[..n], irql, |b| {
+            chain.indicate(irql, |b| {
                 repost[r] = b;
                 r += 1;
             });
@@ -308,6 +370,7 @@ impl Device {
     /// only priority tagging on, VLAN-tagged frames pass as they are; with VLAN tagging on,
     /// frames tagged for another VLAN than `vlan_filter` (when one is set) are dropped.
     /// `peek`: the buffer's first bytes (at most [`PEEK`], never past the receive).
+    #[inline(never)]
     fn accept(&self, pair: &Pair, b: usize, len: usize, peek: &[u8], vlan_filter: u16) -> Received {
         let hdr = self.hdr_len;
         let Some(length) = len.checked_sub(hdr).filter(|&l| l >= 14) else {
@@ -316,12 +379,11 @@ impl Device {
         if length > self.frame.max {
             return Received::Dropped; // the device's MTU is larger than the adapter's
         }
-        let untouched = Received::Frame(RxFrame {
-            index: b,
+        let untouched = Received::Frame {
             offset: hdr,
             length,
-            ..RxFrame::default()
-        });
+            ieee8021q: None,
+        };
         if !self.tagging.any() && length <= self.frame.frame {
             return untouched;
         }
@@ -361,21 +423,25 @@ impl Device {
             vlan_id: tag.vlan_id,
         };
         let info = (info != Ieee8021Q::default()).then_some(info);
-        Received::Frame(RxFrame {
-            index: b,
+        Received::Frame {
             offset: hdr + 4,
             length: length - 4,
             ieee8021q: info,
-            ..RxFrame::default()
-        })
+        }
     }
 
     /// `frame` with what NDIS is to be told about its checksums: the device's verdict from the
     /// virtio header (`DATA_VALID`, or `NEEDS_CSUM` for a checksum it left partial, which is
     /// completed here), within the tasks in force, and then the IPv4 header checksum, verified
     /// here. Only with `GUEST_CSUM`, without which the device never says anything.
+    #[inline(never)]
     fn with_checksum(&self, pair: &Pair, mut frame: RxFrame, peek: &[u8]) -> RxFrame {
         if self.features & features::GUEST_CSUM == 0 {
+            return frame;
+        }
+        // Neither flag (the common case): nothing to tell, whatever the rest of the header says.
+        let flags = peek.first().copied().unwrap_or(0);
+        if flags & (NetHeader::F_NEEDS_CSUM | NetHeader::F_DATA_VALID) == 0 {
             return frame;
         }
         let Some(header) = peek.get(..NetHeader::LEN).and_then(NetHeader::decode) else {
@@ -410,26 +476,59 @@ impl Device {
         frame
     }
 
-    /// Buffers NDIS handed back go to the device again (in batches; nothing is allocated on
-    /// this DISPATCH_LEVEL path).
+    /// Buffers NDIS handed back go to the device again, staged as they are taken from the chain
+    /// under the ring's lock, one doorbell at the end (nothing is allocated on this
+    /// DISPATCH_LEVEL path).
     pub fn returned(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
         for pair in &self.pairs {
             if returned.is_empty() {
                 break; // every list went back to its pool
             }
-            let mut batch = [0usize; RX_BATCH];
-            let mut n = 0;
-            pair.pool.take_returned(returned, |b| {
-                if pair.pool.claim(b) {
-                    batch[n] = b;
-                    n += 1;
-                    if n == RX_BATCH {
-                        self.post_rx(pair, &batch, irql);
-                        n = 0;
-                    }
+            if !self.is_healthy() {
+                self.returned_to_pool(pair, returned, irql);
+                continue;
+            }
+            // As `post_rx`: the health read again and the doorbell rung under the lock, which a
+            // re-initialization takes before it resets the device.
+            pair.rx.with(irql, |rx, _| {
+                if !self.is_healthy() {
+                    // Each comes back claimed; to the pool, for the re-initialization.
+                    pair.pool
+                        .reclaim_returned(returned, |b| pair.pool.release(b));
+                    return;
+                }
+                let base = pair.pool.device_address();
+                let size = self.frame.buffer;
+                // Each comes back claimed: no other processor can take it in between.
+                pair.pool.reclaim_returned(returned, |b| {
+                    Self::stage_rx(rx, pair, base, size, b);
+                });
+                if rx.vq.should_notify() {
+                    self.transport.notify(&rx.notifier);
                 }
             });
-            self.post_rx(pair, &batch[..n], irql);
         }
+    }
+
+    /// [`Self::returned`] while the device is not healthy: through [`Self::post_rx`], which gives
+    /// the buffers to the pool (or posts them, if the device recovered meanwhile).
+    #[cold]
+    fn returned_to_pool(
+        &self,
+        pair: &Pair,
+        returned: &mut Returned<'_>,
+        irql: &mut DispatchOrBelow<'_>,
+    ) {
+        let mut batch = [0usize; RX_BATCH];
+        let mut n = 0;
+        pair.pool.reclaim_returned(returned, |b| {
+            batch[n] = b;
+            n += 1;
+            if n == RX_BATCH {
+                self.post_rx(pair, &batch, irql);
+                n = 0;
+            }
+        });
+        self.post_rx(pair, &batch[..n], irql);
     }
 }

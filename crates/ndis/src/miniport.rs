@@ -708,6 +708,11 @@ impl NdisAdapter {
         }
     }
 
+    /// The adapter's current address, once it is initialized.
+    pub(crate) fn current_address(&self) -> Option<[u8; 6]> {
+        self.info.get().map(|i| i.current_address)
+    }
+
     pub fn packet_filter(&self) -> u32 {
         self.packet_filter.load(Ordering::Relaxed)
     }
@@ -2055,18 +2060,13 @@ pub(crate) unsafe extern "win64-unwind" fn return_nbls<A: Miniport>(
     // when NDIS sets the flag.
     let mut irql =
         unsafe { DispatchOrBelow::assume(flags & sys::NDIS_RETURN_FLAGS_DISPATCH_LEVEL != 0) };
-    let mut count = 0usize;
-    let mut cur = nbls;
-    while !cur.is_null() {
-        count += 1;
-        // SAFETY: NDIS returns a chain of lists the miniport indicated.
-        cur = unsafe { (*cur).Next };
-    }
-    let mut returned = Returned::new(nbls);
+    // SAFETY: NDIS returns a chain of lists the miniport indicated.
+    let mut returned = unsafe { Returned::new(nbls) };
     if let Some(a) = &slot.adapter {
         a.return_receives(&slot.ndis, &mut returned, &mut irql);
     }
-    slot.ndis.receives_returned(count);
+    // Counted after the driver took its lists (the pools count what they unlink).
+    slot.ndis.receives_returned(returned.count());
 }
 
 pub(crate) unsafe extern "win64-unwind" fn oid_request<A: Miniport>(

@@ -1207,6 +1207,11 @@ impl Entry {
     fn returned(&self) {
         self.state.store(FREE, Ordering::Release);
     }
+
+    /// Lent -> claimed: NDIS returned the list, and the driver keeps the buffer.
+    fn reclaim(&self) {
+        self.state.store(CLAIMED, Ordering::Release);
+    }
 }
 
 #[cfg(all(test, loom))]
@@ -1298,6 +1303,7 @@ impl ReceivePool {
 
     /// Whether the driver holds the claim on buffer `index` and `[offset, offset + len)` lies
     /// inside it; the byte offset in the block if so.
+    #[inline]
     fn claimed_range(&self, index: usize, offset: usize, len: usize) -> Option<usize> {
         let e = self.entries.get(index)?;
         let inside = offset
@@ -1309,12 +1315,54 @@ impl ReceivePool {
     /// Reads bytes of buffer `index` at `offset`; false (nothing read) unless the driver holds
     /// the buffer's claim and the range lies inside it.
     #[must_use]
+    #[inline]
     pub fn read(&self, index: usize, offset: usize, buf: &mut [u8]) -> bool {
         let Some(at) = self.claimed_range(index, offset, buf.len()) else {
             return false;
         };
-        self.memory.read_bytes(at, buf);
+        self.copy_out(at, buf);
         true
+    }
+
+    /// The first `length` (< 6) bytes at `at`, then zeros: the destination of a frame too short
+    /// to hold one (the caller checked the range).
+    #[cold]
+    #[inline(never)]
+    fn short_destination(&self, at: usize, length: usize) -> [u8; 6] {
+        let mut destination = [0u8; 6];
+        let n = length.min(6);
+        self.copy_out(at, &mut destination[..n]);
+        destination
+    }
+
+    /// The 6 bytes at `at` (inside one buffer: the caller checked), by value: a destination
+    /// address, as [`copy_out`](Self::copy_out) would copy it.
+    #[inline(always)]
+    fn destination_at(&self, at: usize) -> [u8; 6] {
+        debug_assert!(at + 6 <= self.buffer_size * self.entries.len());
+        let p = (self.memory.virtual_address() + at) as *const [u8; 6];
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        // SAFETY: as for `copy_out`: 6 bytes of the live block, of a buffer the device is done
+        // with; read unaligned (a frame starts anywhere).
+        unsafe { p.read_unaligned() }
+    }
+
+    /// [`SharedMemory::read_bytes`](crate::hw::DeviceMemory::read_bytes) of the pool's block,
+    /// inlined into the receive path (a copy of a constant size becomes a few loads); `at` and
+    /// `buf.len()` lie inside one buffer (the caller checked).
+    #[inline(always)]
+    fn copy_out(&self, at: usize, buf: &mut [u8]) {
+        debug_assert!(
+            at.checked_add(buf.len())
+                .is_some_and(|end| end <= self.buffer_size * self.entries.len())
+        );
+        let p = (self.memory.virtual_address() + at) as *const u8;
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        // SAFETY: `buf.len()` bytes of the live block (`buffer_size * entries.len()` bytes from
+        // its virtual address: the caller checked the range lies in one buffer), a buffer the
+        // device is done with (the driver holds its claim, or the caller lent it); `buf` is
+        // ordinary memory, which cannot overlap shared memory handed out by NDIS.
+        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
     }
 
     /// Writes bytes of buffer `index` at `offset`; false (nothing written) unless the driver
@@ -1476,141 +1524,53 @@ impl ReceivePool {
 
     /// Indicates `frames` — (buffer index, offset of the frame in the buffer, length) — in one
     /// chain; returns how many were indicated. Each buffer must be claimed. A frame whose
-    /// buffer is claimed but which cannot be indicated (it does not fit its buffer, or the
-    /// adapter is paused) is handed to `not_indicated` before NDIS sees anything, still
-    /// claimed, for the driver to give back to the device; that decision is never re-read
-    /// afterwards, because NDIS may return (and the driver re-post) indicated buffers on another
-    /// processor at once. Frames naming a buffer out of range or not claimed are driver bugs:
-    /// counted as receive errors and ignored.
+    /// buffer is claimed but which cannot be indicated (it does not fit its buffer, the packet
+    /// filter refuses it, or the adapter is paused) is handed to `not_indicated` before NDIS sees
+    /// anything, still claimed, for the driver to give back to the device; that decision is never
+    /// re-read afterwards, because NDIS may return (and the driver re-post) indicated buffers on
+    /// another processor at once. Frames naming a buffer out of range or not claimed are driver
+    /// bugs: counted as receive errors and ignored. (The same as a [`chain`](Self::chain) the
+    /// frames are pushed to one by one.)
     pub fn indicate<C: AtMostDispatch>(
         &self,
         frames: &[impl ReceivedFrame],
         irql: &C,
         mut not_indicated: impl FnMut(usize),
     ) -> usize {
-        let adapter = &*self.adapter;
-        let mut head: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
-        let mut tail: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
-        let mut count = 0usize;
-        // Counted only if the chain goes up (one pass over the frames).
-        let mut per_kind = [(0u64, 0u64); 3];
-        let filter = adapter.packet_filter();
+        let mut chain = self.chain();
         for frame in frames {
-            let RxFrame {
-                index,
-                offset,
-                length,
-                ieee8021q,
-                checksum,
-                hash,
-            } = frame.parts();
-            let Some(entry) = self.entries.get(index) else {
-                adapter.stats.rx_errors(1);
-                continue;
-            };
-            let fits = offset
-                .checked_add(length)
-                .is_some_and(|end| end <= self.buffer_size && length > 0);
-            if !fits {
-                adapter.stats.rx_errors(1);
-                if entry.is(CLAIMED) {
-                    not_indicated(index);
-                }
-                continue;
-            }
-            if !entry.is(CLAIMED) {
-                adapter.stats.rx_errors(1);
-                continue;
-            }
-            let mut destination = [0u8; 6];
-            self.memory.read_bytes(
-                index * self.buffer_size + offset,
-                &mut destination[..length.min(6)],
-            );
-            // The packet filter, for whatever the device let through (virtio-net, for one, has
-            // no way to receive nothing).
-            if !adapter.filter_accepts(filter, &destination) {
-                not_indicated(index);
-                continue;
-            }
-            // Claimed -> lent, once: a second indication of the buffer (the same frame listed
-            // twice, or another processor) finds it lent and is refused.
-            if !entry.lend() {
-                adapter.stats.rx_errors(1);
-                continue;
-            }
-            let kind = &mut per_kind[crate::miniport::cast_kind(&destination)];
-            kind.0 += 1;
-            kind.1 += length as u64;
-            let nbl = entry.nbl;
-            // SAFETY: our list, not yet seen by NDIS: the driver side may set its fields.
-            unsafe {
-                let nb = (*nbl).FirstNetBuffer;
-                (*nb).CurrentMdl = entry.mdl;
-                (*nb).CurrentMdlOffset = offset as u32;
-                (*nb).DataOffset = offset as u32;
-                (*nb).DataLength.DataLength = length as u32;
-                (*nbl).Next = core::ptr::null_mut();
-                (*nbl).Status = sys::NDIS_STATUS_SUCCESS;
-                (*nbl).SourceHandle = adapter.handle().as_raw();
-                // Set (or cleared) for every indication: the list is reused.
-                (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] =
-                    ieee8021q.map_or(0, Ieee8021Q::to_info) as sys::PVOID;
-                (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] =
-                    checksum.bits() as usize as sys::PVOID;
-                // NET_BUFFER_LIST_SET_HASH_VALUE / _TYPE / _FUNCTION (or cleared).
-                let (value, info) = hash.map_or((0, 0), |h| (h.value, h.info()));
-                (*nbl).NetBufferListInfo[sys::NetBufferListHashValue] =
-                    value as usize as sys::PVOID;
-                (*nbl).NetBufferListInfo[sys::NetBufferListHashInfo] = info as usize as sys::PVOID;
-                if tail.is_null() {
-                    head = nbl;
-                } else {
-                    (*tail).Next = nbl;
-                }
-            }
-            tail = nbl;
-            count += 1;
+            chain.push(&frame.parts(), &mut not_indicated);
         }
-        if count == 0 {
-            return 0;
-        }
-        // Counted under the adapter's lock before NDIS sees them: a pause cannot complete
-        // while they are out, and the protocols may return them inside the call.
-        if !adapter.begin_indication(count) {
-            // Paused: nothing goes up; the buffers go back to the driver, still claimed.
-            let mut cur = head;
-            while !cur.is_null() {
-                // SAFETY: our chain, never handed to NDIS.
-                let (next, index) = unsafe { ((*cur).Next, (*cur).MiniportReserved[0] as usize) };
-                self.entries[index].unlend();
-                adapter.stats.rx_discards(1);
-                not_indicated(index);
-                cur = next;
-            }
-            return 0;
-        }
-        adapter.stats.received_batch(&per_kind);
-        let flags = if irql.known_dispatch() {
-            sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
+        chain.indicate(irql, not_indicated)
+    }
+
+    /// An empty chain of this pool's receives, for a driver that decides per frame while it
+    /// drains its ring (under the ring's lock) and indicates once the lock is released
+    /// ([`RxChain::indicate`]), with no array of frames in between. The packet filter and the
+    /// adapter's address are read here, once for the chain.
+    pub fn chain(&self) -> RxChain<'_> {
+        let adapter = &*self.adapter;
+        let filter = adapter.packet_filter();
+        // Directed frames pass when DIRECTED is on and they name the adapter's address (fixed
+        // once the adapter is initialized); otherwise the broadcast address stands in, which no
+        // directed frame names, so none passes (promiscuous aside).
+        let directed = if filter & sys::NDIS_PACKET_TYPE_DIRECTED != 0 {
+            adapter.current_address()
         } else {
-            0
-        };
-        // SAFETY: a chain of `count` of our lists, each marked lent and counted; the flag is
-        // set only when the token proves DISPATCH_LEVEL; the adapter runs (the gate said so, and
-        // halt clears `running` first), so its handle is live.
-        unsafe {
-            sys::NdisMIndicateReceiveNetBufferLists(
-                adapter.handle().as_raw(),
-                head,
-                sys::NDIS_DEFAULT_PORT_NUMBER,
-                count as u32,
-                flags,
-            )
-        };
-        // Only now may a pause complete: MiniportPause waits for indications to return.
-        adapter.end_indication();
-        count
+            None
+        }
+        .unwrap_or([0xFF; 6]);
+        RxChain {
+            pool: self,
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+            count: 0,
+            bytes: 0,
+            others: [(0, 0); 2],
+            filter,
+            promiscuous: filter & sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0,
+            directed,
+        }
     }
 
     /// The RSS hash of the frame at `offset..offset + length` of claimed buffer `index` under
@@ -1638,29 +1598,48 @@ impl ReceivePool {
         returned: &mut Returned<'_>,
         mut returned_buffer: impl FnMut(usize),
     ) {
-        // Lists of this pool are unlinked in place; the others stay where they are, untouched.
+        self.unlink_returned(returned, |e, index| {
+            e.returned();
+            returned_buffer(index);
+        });
+    }
+
+    /// As [`take_returned`](Self::take_returned), but each buffer of this pool comes back
+    /// claimed by the driver (lent -> claimed in one step: NDIS is done with it, and no other
+    /// processor can claim it in between), for a driver that posts every returned buffer to its
+    /// device again at once.
+    pub fn reclaim_returned(
+        &self,
+        returned: &mut Returned<'_>,
+        mut claimed_buffer: impl FnMut(usize),
+    ) {
+        self.unlink_returned(returned, |e, index| {
+            e.reclaim();
+            claimed_buffer(index);
+        });
+    }
+
+    /// Unlinks each returned list of this pool from `returned` and hands its entry to `each`;
+    /// lists of other pools stay where they are, untouched.
+    #[inline]
+    fn unlink_returned(&self, returned: &mut Returned<'_>, mut each: impl FnMut(&Entry, usize)) {
         let mut prev: *mut sys::NET_BUFFER_LIST = core::ptr::null_mut();
         let mut cur = returned.head;
         while !cur.is_null() {
             // SAFETY: NDIS returned a chain of lists the miniport indicated; each is valid.
-            let next = unsafe { (*cur).Next };
-            // SAFETY: as above.
-            let index = unsafe { (*cur).MiniportReserved[0] } as usize;
-            let ours = self
-                .entries
-                .get(index)
-                .is_some_and(|e| e.nbl == cur && e.is(LENT));
-            if ours {
-                if prev.is_null() {
-                    returned.head = next;
-                } else {
-                    // SAFETY: `prev` is a list of the chain, left in it.
-                    unsafe { (*prev).Next = next };
+            let (next, index) = unsafe { ((*cur).Next, (*cur).MiniportReserved[0] as usize) };
+            match self.entries.get(index) {
+                Some(e) if e.nbl == cur && e.is(LENT) => {
+                    if prev.is_null() {
+                        returned.head = next;
+                    } else {
+                        // SAFETY: `prev` is a list of the chain, left in it.
+                        unsafe { (*prev).Next = next };
+                    }
+                    returned.taken += 1;
+                    each(e, index);
                 }
-                self.entries[index].returned();
-                returned_buffer(index);
-            } else {
-                prev = cur;
+                _ => prev = cur,
             }
             cur = next;
         }
@@ -1697,13 +1676,20 @@ impl Drop for ReceivePool {
 /// A chain of receives NDIS handed back (`MiniportReturnNetBufferLists`).
 pub struct Returned<'a> {
     head: *mut sys::NET_BUFFER_LIST,
+    /// Lists a pool took out of the chain so far.
+    taken: usize,
     _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
 }
 
 impl Returned<'_> {
-    pub(crate) fn new(head: *mut sys::NET_BUFFER_LIST) -> Self {
+    /// # Safety
+    ///
+    /// `head` starts a chain (null-terminated) of valid lists NDIS handed back, left to this
+    /// value for its life.
+    pub(crate) unsafe fn new(head: *mut sys::NET_BUFFER_LIST) -> Self {
         Returned {
             head,
+            taken: 0,
             _call: PhantomData,
         }
     }
@@ -1711,6 +1697,244 @@ impl Returned<'_> {
     /// Whether lists remain that no pool claimed (a bug: they were not ours).
     pub fn is_empty(&self) -> bool {
         self.head.is_null()
+    }
+
+    /// How many lists came back: those the pools took, and those left in the chain.
+    pub(crate) fn count(&self) -> usize {
+        let mut count = self.taken;
+        let mut cur = self.head;
+        while !cur.is_null() {
+            count += 1;
+            // SAFETY: NDIS returned a chain of lists the miniport indicated; the pools only
+            // unlink lists from it.
+            cur = unsafe { (*cur).Next };
+        }
+        count
+    }
+}
+
+/// Receives of one [`ReceivePool`] lent one by one ([`push`](Self::push)) and indicated to NDIS
+/// in one call ([`indicate`](Self::indicate)); see [`ReceivePool::chain`].
+///
+/// A pushed buffer is lent (claimed -> lent, once) as it joins the chain, so a second push of
+/// it, here or on another processor, is refused. A chain dropped without being indicated gives
+/// its buffers back to the pool, free (NDIS never saw them): a re-initialization posts them
+/// again.
+pub struct RxChain<'p> {
+    pool: &'p ReceivePool,
+    head: *mut sys::NET_BUFFER_LIST,
+    tail: *mut sys::NET_BUFFER_LIST,
+    count: usize,
+    /// Bytes of all the frames in the chain; `others`: (frames, bytes) multicast, broadcast
+    /// (unicast is the rest).
+    bytes: u64,
+    others: [(u64, u64); 2],
+    filter: u32,
+    promiscuous: bool,
+    /// The adapter's address when the filter passes directed frames, else the broadcast
+    /// address, which no directed frame carries.
+    directed: [u8; 6],
+}
+
+impl RxChain<'_> {
+    /// Frames in the chain.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether the packet filter passes a frame for `destination`; its kind (0 unicast, 1
+    /// multicast, 2 broadcast) if so. The same decision as [`NdisAdapter::filter_accepts`].
+    #[inline]
+    fn accepts(&self, destination: &[u8; 6]) -> Option<usize> {
+        if destination[0] & 1 == 0 {
+            // Directed: the common case, decided here without the adapter.
+            return (self.promiscuous || self.directed == *destination).then_some(0);
+        }
+        let kind = if *destination == [0xFF; 6] { 2 } else { 1 };
+        (self.promiscuous || self.pool.adapter.filter_accepts(self.filter, destination))
+            .then_some(kind)
+    }
+
+    /// Lends `frame`'s buffer (claimed by the driver) and links its list into the chain. A frame
+    /// whose buffer is claimed but which cannot be indicated (it does not fit its buffer, or the
+    /// packet filter refuses it) goes to `not_indicated`, still claimed; one naming a buffer out
+    /// of range, or not claimed (or pushed already), is a driver bug: counted as a receive error
+    /// and ignored.
+    #[inline]
+    pub fn push(&mut self, frame: &RxFrame, mut not_indicated: impl FnMut(usize)) {
+        let pool = self.pool;
+        let adapter = &*pool.adapter;
+        let &RxFrame {
+            index,
+            offset,
+            length,
+            ieee8021q,
+            checksum,
+            hash,
+        } = frame;
+        let Some(entry) = pool.entries.get(index) else {
+            adapter.stats.rx_errors(1);
+            return;
+        };
+        let fits = offset
+            .checked_add(length)
+            .is_some_and(|end| end <= pool.buffer_size && length > 0);
+        if !fits {
+            adapter.stats.rx_errors(1);
+            if entry.is(CLAIMED) {
+                not_indicated(index);
+            }
+            return;
+        }
+        // Claimed -> lent, once: a second indication of the buffer (the same frame listed
+        // twice, or another processor) finds it lent and is refused. From here this chain alone
+        // holds the buffer (NDIS has not seen it), until it is indicated or unlent.
+        if !entry.lend() {
+            adapter.stats.rx_errors(1);
+            return;
+        }
+        // The destination address (bytes past a shorter frame read as zero).
+        let at = index * pool.buffer_size + offset;
+        let destination = if length >= 6 {
+            pool.destination_at(at)
+        } else {
+            pool.short_destination(at, length)
+        };
+        // The packet filter, for whatever the device let through (virtio-net, for one, has no
+        // way to receive nothing).
+        let Some(kind) = self.accepts(&destination) else {
+            entry.unlend();
+            not_indicated(index);
+            return;
+        };
+        self.bytes += length as u64;
+        if kind != 0 {
+            let k = &mut self.others[kind - 1];
+            k.0 += 1;
+            k.1 += length as u64;
+        }
+        let nbl = entry.nbl;
+        // SAFETY: our list, just lent by this chain and not yet seen by NDIS: the driver side
+        // may set its fields; `tail` is the chain's previous list, equally ours.
+        unsafe {
+            let nb = (*nbl).FirstNetBuffer;
+            (*nb).CurrentMdl = entry.mdl;
+            (*nb).CurrentMdlOffset = offset as u32;
+            (*nb).DataOffset = offset as u32;
+            (*nb).DataLength.DataLength = length as u32;
+            (*nbl).Status = sys::NDIS_STATUS_SUCCESS;
+            (*nbl).SourceHandle = adapter.handle().as_raw();
+            // Set (or cleared) for every indication: the list is reused.
+            (*nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] =
+                ieee8021q.map_or(0, Ieee8021Q::to_info) as sys::PVOID;
+            (*nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] =
+                checksum.bits() as usize as sys::PVOID;
+            // NET_BUFFER_LIST_SET_HASH_VALUE / _TYPE / _FUNCTION (or cleared).
+            let (value, info) = hash.map_or((0, 0), |h| (h.value, h.info()));
+            (*nbl).NetBufferListInfo[sys::NetBufferListHashValue] = value as usize as sys::PVOID;
+            (*nbl).NetBufferListInfo[sys::NetBufferListHashInfo] = info as usize as sys::PVOID;
+            if self.tail.is_null() {
+                self.head = nbl;
+            } else {
+                (*self.tail).Next = nbl;
+            }
+        }
+        self.tail = nbl;
+        self.count += 1;
+    }
+
+    /// Takes the chain's lists back (never seen by NDIS): each is unlent, still claimed, and
+    /// handed to `each` by buffer index.
+    fn unlend_all(&mut self, mut each: impl FnMut(usize)) {
+        let mut cur = self.head;
+        let tail = self.tail;
+        self.head = core::ptr::null_mut();
+        self.tail = core::ptr::null_mut();
+        self.count = 0;
+        while !cur.is_null() {
+            // SAFETY: our chain, never handed to NDIS; `Next` is read only before the tail,
+            // whose `Next` was never set by this chain.
+            let (next, index) = unsafe {
+                let next = if cur == tail {
+                    core::ptr::null_mut()
+                } else {
+                    (*cur).Next
+                };
+                (next, (*cur).MiniportReserved[0] as usize)
+            };
+            self.pool.entries[index].unlend();
+            each(index);
+            cur = next;
+        }
+    }
+
+    /// Indicates the chain to NDIS in one call; returns how many were indicated. When the
+    /// adapter is paused nothing goes up: every buffer goes to `not_indicated`, still claimed,
+    /// before NDIS sees any (counted as discards).
+    pub fn indicate<C: AtMostDispatch>(
+        mut self,
+        irql: &C,
+        mut not_indicated: impl FnMut(usize),
+    ) -> usize {
+        let count = self.count;
+        if count == 0 {
+            return 0;
+        }
+        let pool = self.pool;
+        let adapter = &*pool.adapter;
+        // Counted under the adapter's lock before NDIS sees them: a pause cannot complete
+        // while they are out, and the protocols may return them inside the call.
+        if !adapter.begin_indication(count) {
+            // Paused: nothing goes up; the buffers go back to the driver, still claimed.
+            adapter.stats.rx_discards(count as u64);
+            self.unlend_all(&mut not_indicated);
+            return 0;
+        }
+        let [multicast, broadcast] = self.others;
+        let unicast = (
+            count as u64 - multicast.0 - broadcast.0,
+            self.bytes - multicast.1 - broadcast.1,
+        );
+        adapter
+            .stats
+            .received_batch(&[unicast, multicast, broadcast]);
+        let flags = if irql.known_dispatch() {
+            sys::NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL
+        } else {
+            0
+        };
+        let head = self.head;
+        // SAFETY: the chain's last list, ours and not yet seen by NDIS: the chain ends there.
+        unsafe { (*self.tail).Next = core::ptr::null_mut() };
+        self.head = core::ptr::null_mut();
+        self.tail = core::ptr::null_mut();
+        self.count = 0;
+        // SAFETY: a chain of `count` of our lists, each marked lent and counted; the flag is
+        // set only when the token proves DISPATCH_LEVEL; the adapter runs (the gate said so, and
+        // halt clears `running` first), so its handle is live.
+        unsafe {
+            sys::NdisMIndicateReceiveNetBufferLists(
+                adapter.handle().as_raw(),
+                head,
+                sys::NDIS_DEFAULT_PORT_NUMBER,
+                count as u32,
+                flags,
+            )
+        };
+        // Only now may a pause complete: MiniportPause waits for indications to return.
+        adapter.end_indication();
+        count
+    }
+}
+
+impl Drop for RxChain<'_> {
+    fn drop(&mut self) {
+        let pool = self.pool;
+        self.unlend_all(|index| pool.entries[index].release());
     }
 }
 

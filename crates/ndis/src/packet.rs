@@ -59,7 +59,8 @@ pub fn checksum_offset(protocol: u8) -> usize {
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+    let b = b.get(at..at + 2)?;
+    Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// Where the IPv4 header of `frame` (Ethernet II, at most one 802.1Q tag) is, and its length,
@@ -313,6 +314,56 @@ pub fn toeplitz_by_nibbles(nibbles: &[[u32; 16]], input: &[u8]) -> u32 {
         })
 }
 
+/// [`toeplitz_by_nibbles`] of `N` input bytes that start at input byte `first / 2` (`first`:
+/// their first nibble row), for a full table: unrolled, with no bounds checks left.
+#[inline(always)]
+fn nibble_fold<const N: usize>(
+    rows: &[[u32; 16]; TOEPLITZ_NIBBLES],
+    first: usize,
+    bytes: &[u8; N],
+) -> u32 {
+    let mut acc = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        acc ^=
+            rows[first + 2 * i][usize::from(b >> 4)] ^ rows[first + 2 * i + 1][usize::from(b & 15)];
+    }
+    acc
+}
+
+/// [`toeplitz_by_nibbles`] of the RSS input `fields` names in `frame` (the addresses, then the
+/// ports if any), hashed in place.
+#[inline]
+pub(crate) fn toeplitz_fields(nibbles: &[[u32; 16]], frame: &[u8], fields: &RssFields) -> u32 {
+    let n = fields.address_len();
+    let addresses = frame.get(fields.addresses..).unwrap_or(&[]);
+    let ports = fields
+        .ports
+        .and_then(|(at, _)| frame.get(at..)?.first_chunk::<4>());
+    if let Ok(rows) = <&[[u32; 16]; TOEPLITZ_NIBBLES]>::try_from(nibbles) {
+        // The table covers every input: unrolled per IP version.
+        let hashed = match fields.ip {
+            IpVersion::V4 => addresses
+                .first_chunk::<8>()
+                .map(|a| nibble_fold(rows, 0, a) ^ ports.map_or(0, |p| nibble_fold(rows, 16, p))),
+            IpVersion::V6 => addresses
+                .first_chunk::<32>()
+                .map(|a| nibble_fold(rows, 0, a) ^ ports.map_or(0, |p| nibble_fold(rows, 64, p))),
+        };
+        if let Some(value) = hashed {
+            return value;
+        }
+    }
+    // A partial table: the general fold over the input gathered.
+    let mut input = [0u8; TOEPLITZ_INPUT_MAX];
+    let n = n.min(addresses.len());
+    input[..n].copy_from_slice(&addresses[..n]);
+    let len = ports.map_or(n, |p| {
+        input[n..n + 4].copy_from_slice(p);
+        n + 4
+    });
+    toeplitz_by_nibbles(nibbles, &input[..len])
+}
+
 /// What RSS hashes a frame over: source then destination address, and for a TCP or UDP hash
 /// the source then destination port, in network order ("RSS Hashing Types"); at most 36 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,62 +372,95 @@ pub struct RssInput {
     len: usize,
 }
 
+/// Where a frame's RSS input lies ([`rss_fields`]): offsets into the frame, checked to lie
+/// inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RssFields {
+    pub ip: IpVersion,
+    /// Where the source then destination address start: 8 bytes (IPv4) or 32 (IPv6).
+    pub addresses: usize,
+    /// Where the source then destination port start (4 bytes), and the protocol (TCP or UDP),
+    /// when the 4-tuple was asked for and the frame has one.
+    pub ports: Option<(usize, u8)>,
+}
+
+impl RssFields {
+    /// The addresses' length.
+    pub fn address_len(&self) -> usize {
+        match self.ip {
+            IpVersion::V4 => 8,
+            IpVersion::V6 => 32,
+        }
+    }
+}
+
+/// The fields [`RssInput::of_frame`] copies, found in place: the receive path hashes them where
+/// they are.
+#[inline]
+pub(crate) fn rss_fields(frame: &[u8], ports: bool) -> Option<RssFields> {
+    let mut l3 = 14;
+    let mut ethertype = be16(frame, 12)?;
+    if ethertype == ETHERTYPE_8021Q {
+        l3 = 18;
+        ethertype = be16(frame, 16)?;
+    }
+    let (ip, addresses, l4, protocol, whole) = match ethertype {
+        ETHERTYPE_IPV4 => {
+            let v = *frame.get(l3)?;
+            // Version 4, and a header length of at least 5 words.
+            if v & 0xF0 != 0x40 || v & 0x0F < 5 {
+                return None;
+            }
+            if frame.len() < l3 + 20 {
+                return None;
+            }
+            let ihl = usize::from(v & 0x0F) * 4;
+            let whole = be16(frame, l3 + 6)? & 0x3FFF == 0;
+            (IpVersion::V4, l3 + 12, l3 + ihl, frame[l3 + 9], whole)
+        }
+        ETHERTYPE_IPV6 => {
+            if *frame.get(l3)? >> 4 != 6 || frame.len() < l3 + 40 {
+                return None;
+            }
+            // Extension headers are not walked (the "_EX" hash types are not offered).
+            (IpVersion::V6, l3 + 8, l3 + 40, frame[l3 + 6], true)
+        }
+        _ => return None,
+    };
+    if ports && whole && matches!(protocol, PROTO_TCP | PROTO_UDP) {
+        if l4.checked_add(4).is_none_or(|end| end > frame.len()) {
+            return None;
+        }
+        return Some(RssFields {
+            ip,
+            addresses,
+            ports: Some((l4, protocol)),
+        });
+    }
+    Some(RssFields {
+        ip,
+        addresses,
+        ports: None,
+    })
+}
+
 impl RssInput {
     /// The 2-tuple (addresses) or 4-tuple (addresses and ports) of a frame's IPv4 or IPv6
     /// header: `ports` asks for the 4-tuple of a TCP or UDP segment that is no fragment. None for
     /// a frame too short to hold what it claims, or no IP at all.
     pub fn of_frame(frame: &[u8], ports: bool) -> Option<(RssInput, IpVersion, Option<u8>)> {
-        let mut l3 = 14;
-        let mut ethertype = be16(frame, 12)?;
-        if ethertype == ETHERTYPE_8021Q {
-            l3 = 18;
-            ethertype = be16(frame, 16)?;
-        }
+        let f = rss_fields(frame, ports)?;
+        let n = f.address_len();
         let mut bytes = [0u8; 36];
-        let (ip, addresses, l4, protocol, whole) = match ethertype {
-            ETHERTYPE_IPV4 => {
-                let v = *frame.get(l3)?;
-                let ihl = usize::from(v & 0x0F) * 4;
-                if v >> 4 != 4 || ihl < 20 {
-                    return None;
-                }
-                let a = frame.get(l3 + 12..l3 + 20)?;
-                bytes[..8].copy_from_slice(a);
-                let whole = be16(frame, l3 + 6)? & 0x3FFF == 0;
-                (IpVersion::V4, 8, l3 + ihl, *frame.get(l3 + 9)?, whole)
+        bytes[..n].copy_from_slice(&frame[f.addresses..f.addresses + n]);
+        let (len, protocol) = match f.ports {
+            Some((at, protocol)) => {
+                bytes[n..n + 4].copy_from_slice(&frame[at..at + 4]);
+                (n + 4, Some(protocol))
             }
-            ETHERTYPE_IPV6 => {
-                if *frame.get(l3)? >> 4 != 6 {
-                    return None;
-                }
-                let a = frame.get(l3 + 8..l3 + 40)?;
-                bytes[..32].copy_from_slice(a);
-                // Extension headers are not walked (the "_EX" hash types are not offered).
-                (IpVersion::V6, 32, l3 + 40, *frame.get(l3 + 6)?, true)
-            }
-            _ => return None,
+            None => (n, None),
         };
-        let l4_protocol = matches!(protocol, PROTO_TCP | PROTO_UDP).then_some(protocol);
-        if ports && whole && l4_protocol.is_some() {
-            let p = frame.get(l4..l4 + 4)?;
-            bytes[addresses..addresses + 4].copy_from_slice(p);
-            return Some((
-                RssInput {
-                    bytes,
-                    len: addresses + 4,
-                },
-                ip,
-                l4_protocol,
-            ));
-        }
-        Some((
-            RssInput {
-                bytes,
-                len: addresses,
-            },
-            ip,
-            None,
-        ))
+        Some((RssInput { bytes, len }, f.ip, protocol))
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -725,6 +809,39 @@ mod tests {
         toeplitz_nibbles(&[0xFF; 40], &mut nibbles);
         assert_eq!(toeplitz_by_nibbles(&nibbles, &[0x80]), u32::MAX);
         assert_eq!(toeplitz_by_nibbles(&nibbles, &[0xC0]), 0);
+    }
+
+    /// The receive path's in-place hash of a frame's fields (unrolled over a full table, or the
+    /// general fold over a partial one) is the bitwise hash of the input `of_frame` copies.
+    #[test]
+    fn toeplitz_of_fields_in_place_equals_the_hash_of_the_copied_input() {
+        let mut full = [[0u32; 16]; TOEPLITZ_NIBBLES];
+        toeplitz_nibbles(&MS_KEY, &mut full);
+        let mut frames = Vec::new();
+        for (dst, dport, src, sport, _, _) in MS_IPV4 {
+            frames.push(tcp_frame(&src, &dst, sport, dport));
+        }
+        frames.push(tcp_frame(
+            &ipv6("3ffe:2501:200:1fff::7"),
+            &ipv6("3ffe:2501:200:3::1"),
+            2794,
+            1766,
+        ));
+        let mut tagged = frames[0].clone();
+        tagged.splice(12..12, [0x81, 0x00, 0x20, 0x05]);
+        frames.push(tagged);
+        for frame in &frames {
+            for ports in [false, true] {
+                let fields = rss_fields(frame, ports).unwrap();
+                let (input, _, _) = RssInput::of_frame(frame, ports).unwrap();
+                let want = toeplitz(&MS_KEY, input.bytes());
+                assert_eq!(toeplitz_fields(&full, frame, &fields), want, "{frame:02x?}");
+                // Rows for 36 bytes are all there are; fewer take the general fold, whose missing
+                // rows count as zero key bits.
+                let partial = &full[..input.bytes().len() * 2];
+                assert_eq!(toeplitz_fields(partial, frame, &fields), want);
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,8 @@ use ndis_sys as sys;
 
 use crate::Status;
 use crate::packet::{
-    IpVersion, RssInput, TOEPLITZ_NIBBLES, toeplitz, toeplitz_by_nibbles, toeplitz_nibbles,
+    IpVersion, RssFields, RssInput, TOEPLITZ_NIBBLES, rss_fields, toeplitz, toeplitz_fields,
+    toeplitz_nibbles,
 };
 use crate::sync::atomic::{AtomicU32, Ordering, fence};
 
@@ -240,31 +241,43 @@ impl RssTable {
     /// addresses when the IP version's type is on; None for anything else (not IP, an IPv6
     /// extension header before TCP counts as no TCP, a type that is off).
     pub fn hash(&self, frame: &[u8]) -> Option<RxHash> {
-        self.hash_with(frame, |input| toeplitz(&self.key, input))
+        self.hash_with(frame, |f| {
+            let (input, _, _) = RssInput::of_frame(frame, f.ports.is_some())?;
+            Some(toeplitz(&self.key, input.bytes()))
+        })
     }
 
-    /// [`hash`](Self::hash) with `toeplitz` computing the hash of an input under this key.
-    fn hash_with(&self, frame: &[u8], toeplitz: impl Fn(&[u8]) -> u32) -> Option<RxHash> {
+    /// [`hash`](Self::hash) with `toeplitz` computing the hash of the input `fields` name in
+    /// `frame` (the 4-tuple when they carry ports) under this key.
+    #[inline]
+    fn hash_with(
+        &self,
+        frame: &[u8],
+        toeplitz: impl Fn(&RssFields) -> Option<u32>,
+    ) -> Option<RxHash> {
         if self.types.is_empty() {
             return None;
         }
-        let (input, ip, protocol) = RssInput::of_frame(frame, true)?;
-        let (tcp, addresses) = match ip {
+        let fields = rss_fields(frame, true)?;
+        let (tcp, addresses) = match fields.ip {
             IpVersion::V4 => (HashTypes::TCP_IPV4, HashTypes::IPV4),
             IpVersion::V6 => (HashTypes::TCP_IPV6, HashTypes::IPV6),
         };
-        if protocol == Some(crate::packet::PROTO_TCP) && self.types.contains(tcp) {
+        if matches!(fields.ports, Some((_, crate::packet::PROTO_TCP))) && self.types.contains(tcp) {
             return Some(RxHash {
-                value: toeplitz(input.bytes()),
+                value: toeplitz(&fields)?,
                 kind: tcp,
             });
         }
         if !self.types.contains(addresses) {
             return None;
         }
-        let (input, _, _) = RssInput::of_frame(frame, false)?;
+        let two = RssFields {
+            ports: None,
+            ..fields
+        };
         Some(RxHash {
-            value: toeplitz(input.bytes()),
+            value: toeplitz(&two)?,
             kind: addresses,
         })
     }
@@ -304,9 +317,10 @@ impl RssView {
     }
 
     /// As [`RssTable::hash`], by the nibble table.
+    #[inline]
     pub fn hash(&self, frame: &[u8]) -> Option<RxHash> {
         self.table
-            .hash_with(frame, |input| toeplitz_by_nibbles(&self.nibbles, input))
+            .hash_with(frame, |f| Some(toeplitz_fields(&self.nibbles, frame, f)))
     }
 
     /// Where a frame of hash `value` goes ([`RssTable::target`]).

@@ -118,3 +118,31 @@ fn loom_receive_buffer_return_vs_claim() {
         }
     });
 }
+
+/// NDIS returns a lent buffer to a driver that keeps it ([`ReceivePool::reclaim_returned`]:
+/// lent -> claimed in one step) while another processor tries to claim it: the other claim
+/// never succeeds, and the returning side's write follows NDIS's read.
+///
+/// [`ReceivePool::reclaim_returned`]: super::ReceivePool::reclaim_returned
+#[test]
+fn loom_receive_buffer_reclaimed_on_return_is_nobody_elses() {
+    model(|| {
+        let buffer = Arc::new(Buffer::new());
+        assert!(buffer.entry.claim());
+        buffer.driver_writes(42);
+        assert!(buffer.entry.lend());
+        let ndis = {
+            let buffer = buffer.clone();
+            thread::spawn(move || {
+                assert_eq!(buffer.ndis_reads(), 42);
+                buffer.entry.reclaim();
+                // The return path posts it again (a driver write, as a tag strip would be).
+                buffer.driver_writes(7);
+            })
+        };
+        assert!(!buffer.entry.claim(), "claimed a buffer lent or reclaimed");
+        ndis.join().unwrap();
+        assert!(buffer.entry.is(CLAIMED));
+        assert_eq!(buffer.ndis_reads(), 7);
+    });
+}
