@@ -696,6 +696,120 @@ fn reclaim_after_reset_returns_every_chain_in_flight() {
     assert_eq!(drv.memory().read_u16(l.used + 2), 0);
 }
 
+/// Buffer `i` of a receive ring of fixed descriptors: 256 bytes at its own address.
+fn fixed_buf(i: u16) -> Buffer {
+    Buffer {
+        addr: DATA_BASE + 0x1000 * u64::from(i),
+        len: 256,
+        device_writable: true,
+    }
+}
+
+#[test]
+fn fixed_descriptors_keep_their_buffers_across_many_rounds_and_a_reset() {
+    let mem = guest_memory();
+    let (mut drv, mut dev) = pair(&mem, 8, true);
+    drv.use_fixed_descriptors().unwrap();
+    for i in 0..8 {
+        drv.stage_fixed(i, &fixed_buf(i)).unwrap();
+    }
+    assert!(drv.should_notify());
+    assert_eq!((drv.num_free(), drv.in_flight()), (0, 8));
+    // Posted twice while the device holds it: refused, nothing changes.
+    assert_eq!(
+        drv.stage_fixed(3, &fixed_buf(3)),
+        Err(QueueError::DescriptorInUse { idx: 3 })
+    );
+    assert_eq!(
+        drv.stage_fixed(8, &fixed_buf(0)),
+        Err(QueueError::DescriptorInUse { idx: 8 })
+    );
+    // The other staging calls are for the free list, which this mode does not keep.
+    assert_eq!(drv.stage(&rx_buf(64)), Err(QueueError::WrongMode));
+    assert_eq!(
+        drv.add(&[rx_buf(64)[0], rx_buf(64)[0]]),
+        Err(QueueError::WrongMode)
+    );
+    for round in 0..40u32 {
+        // The device fills buffers in the order it took them; the driver posts each one
+        // again under its own descriptor, which must still name that buffer.
+        let mut done = Vec::new();
+        while let Some((head, read, writable)) = device_take(&mut dev, &mem) {
+            assert!(read.is_empty());
+            assert_eq!(
+                writable,
+                vec![(fixed_buf(head).addr, 256)],
+                "descriptor {head}"
+            );
+            let data = pattern(
+                round * 8 + u32::from(head),
+                1 + (round as usize * 7 + usize::from(head)) % 256,
+            );
+            let n = device_fill(&mem, &writable, &data);
+            dev.add_used(&mem, head, n).unwrap();
+            done.push((head, data));
+            if done.len() == 3 {
+                break; // a few at a time, so that the ring indexes wrap unevenly
+            }
+        }
+        for (head, data) in done {
+            let (h, len) = drv.pop_used().unwrap().unwrap();
+            assert_eq!((h, len as usize), (head, data.len()));
+            let mut got = vec![0u8; data.len()];
+            mem.read_slice(&mut got, GuestAddress(fixed_buf(h).addr))
+                .unwrap();
+            assert_eq!(got, data);
+            drv.stage_fixed(h, &fixed_buf(h)).unwrap();
+        }
+        assert!(drv.in_flight() == 8);
+        let _ = drv.should_notify();
+    }
+    // A descriptor given another buffer is written again.
+    let (head, _, writable) = device_take(&mut dev, &mem).unwrap();
+    dev.add_used(&mem, head, device_fill(&mem, &writable, &[1]))
+        .unwrap();
+    let (h, _) = drv.pop_used().unwrap().unwrap();
+    let moved = Buffer {
+        addr: DATA_BASE + 0x20_0000,
+        len: 128,
+        device_writable: true,
+    };
+    drv.stage_fixed(h, &moved).unwrap();
+    let _ = drv.should_notify();
+    let mut seen = None;
+    while let Some((head, _, writable)) = device_take(&mut dev, &mem) {
+        if head == h {
+            seen = Some(writable);
+        }
+    }
+    assert_eq!(seen, Some(vec![(moved.addr, 128)]));
+    // After a reset the ring is zeroed: every descriptor is written again when posted.
+    let mut reclaimed = Vec::new();
+    drv.reclaim_after_reset(|h| reclaimed.push(h));
+    assert_eq!(reclaimed.len(), 8);
+    let mut dev = device_for(&drv, true);
+    for i in 0..8 {
+        drv.stage_fixed(i, &fixed_buf(i)).unwrap();
+    }
+    assert!(drv.should_notify());
+    for _ in 0..8 {
+        let (head, _, writable) = device_take(&mut dev, &mem).unwrap();
+        assert_eq!(writable, vec![(fixed_buf(head).addr, 256)]);
+    }
+}
+
+#[test]
+fn fixed_descriptors_are_chosen_before_anything_is_in_flight() {
+    let mem = guest_memory();
+    let (mut drv, _dev) = pair(&mem, 8, false);
+    assert_eq!(
+        drv.stage_fixed(0, &fixed_buf(0)),
+        Err(QueueError::WrongMode)
+    );
+    drv.add(&rx_buf(64)).unwrap();
+    assert_eq!(drv.use_fixed_descriptors(), Err(QueueError::WrongMode));
+}
+
 #[test]
 fn new_rejects_bad_sizes_and_short_memory() {
     let mem = guest_memory();

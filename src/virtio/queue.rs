@@ -44,6 +44,11 @@ pub enum QueueError {
     NoSpace { needed: usize, free: u16 },
     /// The spec requires device-readable buffers before device-writable ones.
     ReadableAfterWritable,
+    /// A queue of fixed descriptors ([`SplitQueue::use_fixed_descriptors`]) takes chains only
+    /// through [`SplitQueue::stage_fixed`], and only there.
+    WrongMode,
+    /// [`SplitQueue::stage_fixed`] of a descriptor outside the table, or one the device holds.
+    DescriptorInUse { idx: u16 },
     /// The device returned a head outside the descriptor table.
     HeadOutOfRange { head: u32 },
     /// The device returned a head that is not the start of a chain in flight.
@@ -114,6 +119,9 @@ pub struct Slot {
     chain_len: u16,
     /// For a head in flight: bytes the device may write.
     capacity: u32,
+    /// In fixed mode: the buffer the descriptor holds as written to the ring (None: not written
+    /// since the ring was last zeroed), so that posting it again writes only the ring entry.
+    written: Option<(u64, u32, bool)>,
 }
 
 impl Slot {
@@ -121,6 +129,7 @@ impl Slot {
         next: 0,
         chain_len: 0,
         capacity: 0,
+        written: None,
     };
 }
 
@@ -165,6 +174,9 @@ pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
     fault: Option<QueueError>,
     /// Used entries of device-readable-only chains that reported a non-zero length.
     ignored_lengths: u64,
+    /// Chains of one descriptor each, chosen by the caller ([`Self::stage_fixed`]): the free
+    /// list is not used.
+    fixed: bool,
 }
 
 impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
@@ -198,9 +210,54 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             interrupts_enabled: true,
             fault: None,
             ignored_lengths: 0,
+            fixed: false,
         };
         q.init();
         Ok(q)
+    }
+
+    /// From now on the caller names the descriptor of each chain, one buffer each
+    /// ([`Self::stage_fixed`]), as a receive ring with one buffer per entry does: descriptor `i`
+    /// keeps buffer `i`, so posting it again writes only its available-ring entry. The other
+    /// staging calls are refused ([`QueueError::WrongMode`]). Only with nothing in flight.
+    pub fn use_fixed_descriptors(&mut self) -> Result<(), QueueError> {
+        if self.in_flight != 0 || self.avail_idx != self.published_idx {
+            return Err(QueueError::WrongMode);
+        }
+        self.fixed = true;
+        Ok(())
+    }
+
+    /// Stages buffer `b` as a chain of one under descriptor `idx` (a queue of fixed
+    /// descriptors); the descriptor is written only when it does not already describe `b`.
+    #[inline(always)]
+    pub fn stage_fixed(&mut self, idx: u16, b: &Buffer) -> Result<(), QueueError> {
+        if let Some(f) = self.fault {
+            return Err(f);
+        }
+        if !self.fixed {
+            return Err(QueueError::WrongMode);
+        }
+        let table = self.layout.desc;
+        let Some(s) = self
+            .slots
+            .as_mut()
+            .get_mut(usize::from(idx))
+            .filter(|s| idx < self.layout.size && s.chain_len == 0)
+        else {
+            return Err(QueueError::DescriptorInUse { idx });
+        };
+        let want = Some((b.addr, b.len, b.device_writable));
+        if s.written != want {
+            write_descriptor(&self.mem, table, idx, b, None);
+            s.written = want;
+        }
+        s.chain_len = 1;
+        s.capacity = b.writable_len();
+        self.num_free -= 1;
+        self.in_flight += 1;
+        self.enqueue(idx);
+        Ok(())
     }
 
     fn init(&mut self) {
@@ -310,6 +367,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         if let Some(f) = self.fault {
             return Err(f);
         }
+        if self.fixed {
+            return Err(QueueError::WrongMode);
+        }
         let Some((last, rest)) = bufs.split_last() else {
             return Err(QueueError::EmptyChain);
         };
@@ -349,6 +409,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         if let Some(f) = self.fault {
             return Err(f);
         }
+        if self.fixed {
+            return Err(QueueError::WrongMode);
+        }
         if self.num_free == 0 {
             return Err(QueueError::NoSpace { needed: 1, free: 0 });
         }
@@ -374,6 +437,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     ) -> Result<u16, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
+        }
+        if self.fixed {
+            return Err(QueueError::WrongMode);
         }
         if len == 0 {
             return Err(QueueError::EmptyChain);
@@ -569,6 +635,12 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         let n = h.chain_len;
         h.chain_len = 0;
         h.capacity = 0;
+        if self.fixed {
+            // No free list: the descriptor is the caller's to post again.
+            self.num_free += 1;
+            self.in_flight -= 1;
+            return;
+        }
         if n == 1 {
             h.next = free_head;
         } else {
