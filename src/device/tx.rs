@@ -104,7 +104,21 @@ impl Device {
         if !self.tagging.any() {
             return None;
         }
-        let info = nbl.ieee8021q().unwrap_or_default();
+        let Some(info) = nbl.ieee8021q() else {
+            // Nothing on the list: only the adapter's VLAN can tag its frames.
+            let vlan_id = if self.tagging.vlan {
+                self.vlan_id.load(Ordering::Relaxed)
+            } else {
+                0
+            };
+            return (vlan_id != 0).then(|| {
+                Ieee8021Q {
+                    priority: 0,
+                    vlan_id,
+                }
+                .tci()
+            });
+        };
         let tag = Ieee8021Q {
             priority: if self.tagging.priority {
                 info.priority
@@ -123,24 +137,26 @@ impl Device {
     /// Reclaims transmit descriptors the device finished; mapped sends among them go to
     /// `tx.finished` (see [`complete_finished`](Self::complete_finished)).
     pub(super) fn reap_tx(&self, tx: &mut TxRing) -> bool {
-        loop {
-            match tx.vq.pop_used() {
-                Ok(Some((head, _))) => {
-                    super::health::free_bounce_chain(
-                        &tx.bounce_of,
-                        &mut tx.next_bounce,
-                        &mut tx.free,
-                        head,
-                    );
-                    if let Some(m) = tx.mapped_of[head as usize].take() {
-                        tx.in_flight_mapped -= 1;
-                        tx.finished.push(m);
-                    }
-                }
-                Ok(None) => return true,
-                Err(_) => return false,
+        let TxRing {
+            vq,
+            bounce_of,
+            next_bounce,
+            free,
+            mapped_of,
+            finished,
+            in_flight_mapped,
+            ..
+        } = tx;
+        vq.pop_each(usize::MAX, |head, _| {
+            super::health::free_bounce_chain(bounce_of, next_bounce, free, head);
+            if *in_flight_mapped > 0
+                && let Some(m) = mapped_of[head as usize].take()
+            {
+                *in_flight_mapped -= 1;
+                finished.push(m);
             }
-        }
+        })
+        .is_ok()
     }
 
     /// Completes the mapped sends the device finished (their scatter/gather lists freed).
@@ -632,9 +648,13 @@ impl Device {
             }
             Err(status) => return Ok(status),
         }
+        let checksum = nbl.checksum_request();
+        if tag.is_none() && checksum.is_empty() && nbl.frame_count() == 1 {
+            return self.queue_plain(tx, nbl, may_map);
+        }
         let prep = TxPrep {
             tci: tag,
-            checksum: nbl.checksum_request(),
+            checksum,
             device_l4: self.features & features::CSUM != 0,
             large_send: None,
         };
@@ -731,6 +751,68 @@ impl Device {
                     tx.free.push(b);
                     return Ok(Status::RESOURCES);
                 }
+            }
+        }
+        Ok(Status::SUCCESS)
+    }
+
+    /// A list of one frame with nothing to rewrite (no tag, checksum or large send): the usual
+    /// send, copied whole into one bounce buffer, in one pass.
+    #[inline(always)]
+    fn queue_plain(
+        &self,
+        tx: &mut TxRing,
+        nbl: &SendNbl<'_>,
+        may_map: bool,
+    ) -> Result<Status, Defer> {
+        let Some(frame) = nbl.frames().next() else {
+            return Ok(Status::INVALID_PACKET);
+        };
+        let len = frame.len();
+        if len > self.frame.frame && (len > self.frame.max || !frame.has_8021q_tag()) {
+            return Ok(Status::INVALID_LENGTH);
+        }
+        // Zero-copy: long enough that mapping it costs less than copying it.
+        if may_map && len >= MAP_THRESHOLD {
+            return Err(Defer::Map);
+        }
+        if tx.free.is_empty() || tx.vq.num_free() == 0 {
+            match self.tx_room(tx, 1) {
+                Ok(()) => {}
+                Err(Status::RESOURCES) => return Err(Defer::NoRoom),
+                Err(status) => return Ok(status),
+            }
+        }
+        let Some(b) = tx.free.pop() else {
+            return Ok(Status::RESOURCES);
+        };
+        let at = b as usize * self.frame.buffer;
+        let Some(len) = frame.copy_to_device(&tx.bounce, at + self.hdr_len, &mut tx.scratch) else {
+            tx.free.push(b);
+            return Ok(Status::INVALID_LENGTH);
+        };
+        // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes.
+        let len = if len < MIN_FRAME {
+            tx.bounce
+                .write_bytes(at + self.hdr_len + len, &[0; MIN_FRAME][..MIN_FRAME - len]);
+            MIN_FRAME
+        } else {
+            len
+        };
+        // The header of a frame the device sends as it is: all zeros.
+        tx.bounce
+            .write_bytes(at, &[0; NetHeader::HASH_LEN][..self.hdr_len]);
+        let chain = [Buffer {
+            addr: tx.bounce.device_address() + at as u64,
+            len: (self.hdr_len + len) as u32,
+            device_writable: false,
+        }];
+        // Published with the batch, by the `should_notify` that ends every send call.
+        match tx.vq.stage(&chain) {
+            Ok(head) => tx.bounce_of[head as usize] = b,
+            Err(_) => {
+                tx.free.push(b);
+                return Ok(Status::RESOURCES);
             }
         }
         Ok(Status::SUCCESS)

@@ -85,14 +85,16 @@ pub struct Layout {
 
 impl Layout {
     /// Descriptor table 16-aligned (at 0), available ring 2-aligned right after it, used ring
-    /// 4-aligned: the modern transport's alignment rules (legacy's 4096 does not apply).
+    /// 4-aligned: the modern transport's alignment rules (legacy's 4096 does not apply). The
+    /// used ring starts 4 bytes past an 8-byte boundary, so that its entries (after the 4-byte
+    /// flags and index) are 8-aligned: one entry is read in one 8-byte access.
     pub const fn new(size: u16) -> Result<Self, QueueError> {
         if size == 0 || !size.is_power_of_two() || size > MAX_QUEUE_SIZE {
             return Err(QueueError::BadSize(size));
         }
         let n = size as usize;
         let avail = 16 * n;
-        let used = (avail + 6 + 2 * n + 3) & !3;
+        let used = ((avail + 6 + 2 * n + 3) & !7) + 4;
         Ok(Self {
             size,
             desc: 0,
@@ -293,7 +295,18 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// [`Self::publish`], [`Self::should_notify`] or [`Self::pop_used`], so that a batch costs
     /// one barrier and one index write instead of one per chain. Until then the device cannot
     /// return it (a [`Self::reclaim_after_reset`] still hands it back).
+    #[inline(always)]
     pub fn stage(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
+        match bufs {
+            // The hot path (one buffer a chain, as every copied frame and receive buffer is),
+            // kept apart from the general loop: straight-line code, inlined into the caller.
+            [one] => self.stage_one(one),
+            _ => self.stage_slice(bufs),
+        }
+    }
+
+    /// [`Self::stage`] of a chain of any length.
+    fn stage_slice(&mut self, bufs: &[Buffer]) -> Result<u16, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
         }
@@ -312,8 +325,6 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         {
             return Err(QueueError::ReadableAfterWritable);
         }
-        // The hot path (one buffer a chain, as every copied frame and receive buffer is) kept
-        // apart from `stage_with`'s general loop: it compiles to straight-line code.
         let head = self.free_head;
         let mut idx = head;
         let mut capacity = 0u32;
@@ -329,6 +340,28 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         capacity = capacity.saturating_add(last.writable_len());
         write_descriptor(&self.mem, self.layout.desc, idx, last, None);
         self.commit(head, bufs.len() as u16, capacity);
+        Ok(head)
+    }
+
+    /// [`Self::stage`] of a chain of one buffer.
+    #[inline(always)]
+    fn stage_one(&mut self, b: &Buffer) -> Result<u16, QueueError> {
+        if let Some(f) = self.fault {
+            return Err(f);
+        }
+        if self.num_free == 0 {
+            return Err(QueueError::NoSpace { needed: 1, free: 0 });
+        }
+        let head = self.free_head;
+        let s = &mut self.slots.as_mut()[usize::from(head)];
+        // `num_free` is not 0: `head` is a free descriptor, `next` the free list's rest.
+        self.free_head = s.next;
+        s.chain_len = 1;
+        s.capacity = b.writable_len();
+        write_descriptor(&self.mem, self.layout.desc, head, b, None);
+        self.num_free -= 1;
+        self.in_flight += 1;
+        self.enqueue(head);
         Ok(head)
     }
 
@@ -393,12 +426,19 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         h.capacity = capacity;
         self.num_free -= len;
         self.in_flight += 1;
+        self.enqueue(head);
+    }
+
+    /// Puts `head` in the next available-ring entry (not yet published).
+    #[inline(always)]
+    fn enqueue(&mut self, head: u16) {
         let slot = usize::from(self.avail_idx & (self.layout.size - 1));
         self.mem.write_u16(self.layout.avail + 4 + 2 * slot, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
     }
 
     /// Makes the chains staged since the last publish visible to the device (`avail.idx`).
+    #[inline(always)]
     pub fn publish(&mut self) {
         if self.published_idx == self.avail_idx {
             return;
@@ -431,7 +471,22 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// The next chain the device has finished, as `(head, bytes written)`, after checking the
     /// device's entry (bytes written is 0 for a chain without writable buffers, whatever the
     /// device reported). `Ok(None)`: nothing pending.
+    #[inline(always)]
     pub fn pop_used(&mut self) -> Result<Option<(u16, u32)>, QueueError> {
+        let mut popped = None;
+        self.pop_each(1, |head, len| popped = Some((head, len)))?;
+        Ok(popped)
+    }
+
+    /// Hands up to `max` chains the device finished to `f`, oldest first, as `(head, bytes
+    /// written)` (checked as [`Self::pop_used`] checks them); returns how many. A device fault
+    /// stops the walk: the chains handed over so far are the caller's, and the error follows.
+    #[inline(always)]
+    pub fn pop_each(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(u16, u32),
+    ) -> Result<usize, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
         }
@@ -440,57 +495,64 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         // only what the device was given). Publishing first keeps both true; nothing is staged
         // on the usual paths, which publish before they reap.
         self.publish();
-        if self.seen_used == self.last_used {
-            let used_idx = self.device_used_idx();
-            if used_idx == self.last_used {
-                return Ok(None);
+        let mut n = 0;
+        let result = loop {
+            if n == max {
+                break Ok(n);
             }
-            let pending = used_idx.wrapping_sub(self.last_used);
-            if pending > self.in_flight {
-                return Err(self.set_fault(QueueError::UsedIndexJump {
-                    used_idx,
-                    last_used: self.last_used,
-                    in_flight: self.in_flight,
+            if self.seen_used == self.last_used {
+                let used_idx = self.device_used_idx();
+                if used_idx == self.last_used {
+                    break Ok(n);
+                }
+                let pending = used_idx.wrapping_sub(self.last_used);
+                if pending > self.in_flight {
+                    break Err(self.set_fault(QueueError::UsedIndexJump {
+                        used_idx,
+                        last_used: self.last_used,
+                        in_flight: self.in_flight,
+                    }));
+                }
+                // The entries must not be read before the index that says they are there.
+                self.mem.fence();
+                self.seen_used = used_idx;
+            }
+            let slot = usize::from(self.last_used & (self.layout.size - 1));
+            // One 8-byte access (the entries are 8-aligned, see `Layout`): `id` then `len`.
+            let entry = self.mem.read_u64(self.layout.used + 4 + 8 * slot);
+            let (id, len) = (entry as u32, (entry >> 32) as u32);
+            if id >= u32::from(self.layout.size) {
+                break Err(self.set_fault(QueueError::HeadOutOfRange { head: id }));
+            }
+            let head = id as u16;
+            let s = self.slots.as_mut()[usize::from(head)];
+            if s.chain_len == 0 {
+                break Err(self.set_fault(QueueError::HeadNotInFlight { head }));
+            }
+            let len = if s.capacity == 0 && len != 0 {
+                // A device-readable chain: nothing was written, whatever the device says.
+                self.ignored_lengths += 1;
+                0
+            } else if len > s.capacity {
+                break Err(self.set_fault(QueueError::LengthTooLarge {
+                    head,
+                    len,
+                    capacity: s.capacity,
                 }));
-            }
-            // The entries must not be read before the index that says they are there.
-            self.mem.fence();
-            self.seen_used = used_idx;
-        }
-        let slot = usize::from(self.last_used & (self.layout.size - 1));
-        let e = self.layout.used + 4 + 8 * slot;
-        let id = self.mem.read_u32(e);
-        let len = self.mem.read_u32(e + 4);
-        if id >= u32::from(self.layout.size) {
-            return Err(self.set_fault(QueueError::HeadOutOfRange { head: id }));
-        }
-        let head = id as u16;
-        let slots = self.slots.as_mut();
-        let s = slots[usize::from(head)];
-        if s.chain_len == 0 {
-            return Err(self.set_fault(QueueError::HeadNotInFlight { head }));
-        }
-        let len = if s.capacity == 0 && len != 0 {
-            // A device-readable chain: nothing was written, whatever the device says.
-            self.ignored_lengths += 1;
-            0
-        } else if len > s.capacity {
-            return Err(self.set_fault(QueueError::LengthTooLarge {
-                head,
-                len,
-                capacity: s.capacity,
-            }));
-        } else {
-            len
+            } else {
+                len
+            };
+            self.free_chain(head);
+            self.last_used = self.last_used.wrapping_add(1);
+            n += 1;
+            f(head, len);
         };
-        self.free_chain(head);
-        self.last_used = self.last_used.wrapping_add(1);
-        if self.event_idx && self.interrupts_enabled {
-            // Ask for an interrupt at the next entry, not the one just consumed.
+        if n > 0 && self.event_idx && self.interrupts_enabled {
+            // Ask for an interrupt at the next entry, not the ones just consumed.
             self.mem.write_u16(self.used_event_offset(), self.last_used);
             self.mem.fence();
         }
-        Ok(Some((head, len)))
+        result
     }
 
     fn set_fault(&mut self, e: QueueError) -> QueueError {
@@ -499,17 +561,23 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     }
 
     /// Returns `head`'s chain to the free list, walking the driver's own links (never the ring).
+    #[inline(always)]
     fn free_chain(&mut self, head: u16) {
+        let free_head = self.free_head;
         let slots = self.slots.as_mut();
-        let n = slots[usize::from(head)].chain_len;
-        let mut tail = head;
-        for _ in 1..n {
-            tail = slots[usize::from(tail)].next;
-        }
-        slots[usize::from(tail)].next = self.free_head;
         let h = &mut slots[usize::from(head)];
+        let n = h.chain_len;
         h.chain_len = 0;
         h.capacity = 0;
+        if n == 1 {
+            h.next = free_head;
+        } else {
+            let mut tail = head;
+            for _ in 1..n {
+                tail = slots[usize::from(tail)].next;
+            }
+            slots[usize::from(tail)].next = free_head;
+        }
         self.free_head = head;
         self.num_free += n;
         self.in_flight -= 1;
@@ -560,6 +628,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
 
 /// Descriptor `idx` of the table at `table`, describing `b`, linked to `next` if there is one:
 /// one 16-byte write (the descriptor is the driver's until its chain is published).
+#[inline(always)]
 fn write_descriptor<M: DeviceMemory>(
     mem: &M,
     table: usize,
@@ -571,12 +640,15 @@ fn write_descriptor<M: DeviceMemory>(
     if next.is_some() {
         flags |= DESC_F_NEXT;
     }
-    let mut d = [0u8; 16];
-    d[..8].copy_from_slice(&b.addr.to_le_bytes());
-    d[8..12].copy_from_slice(&b.len.to_le_bytes());
-    d[12..14].copy_from_slice(&flags.to_le_bytes());
-    d[14..].copy_from_slice(&next.unwrap_or(0).to_le_bytes());
-    mem.write_bytes(table + 16 * usize::from(idx), &d);
+    // Two aligned 8-byte writes: `addr`, then `len`, `flags` and `next` (little-endian, so
+    // `len` in the low 32 bits, `next` in the top 16).
+    mem.write_u64_pair(
+        table + 16 * usize::from(idx),
+        [
+            b.addr,
+            u64::from(b.len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
+        ],
+    );
 }
 
 /// `vring_need_event`: the device asked to be notified when the index passes `event`, and it
@@ -597,10 +669,12 @@ mod tests {
             assert_eq!(l.desc, 0);
             assert_eq!(l.avail, 16 * n);
             assert!(l.used >= l.avail + 6 + 2 * n && l.used.is_multiple_of(4));
-            assert!(l.used - (l.avail + 6 + 2 * n) < 4);
+            assert!(l.used - (l.avail + 6 + 2 * n) < 8);
+            // The entries (4 bytes in) are 8-aligned.
+            assert!((l.used + 4).is_multiple_of(8));
             assert_eq!(l.total, l.used + 6 + 8 * n);
         }
-        assert_eq!(Layout::new(1).unwrap().used, 24);
+        assert_eq!(Layout::new(1).unwrap().used, 28);
         for bad in [0u16, 3, 6, 100, 65535] {
             assert_eq!(Layout::new(bad), Err(QueueError::BadSize(bad)));
         }

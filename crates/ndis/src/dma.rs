@@ -236,6 +236,7 @@ impl SharedMemory {
         self.va
     }
 
+    #[inline(always)]
     fn check(&self, offset: usize, width: usize) -> usize {
         assert!(
             offset
@@ -250,12 +251,14 @@ impl SharedMemory {
 
 macro_rules! volatile_rw {
     ($($read:ident / $write:ident : $ty:ty;)*) => {$(
+        #[inline(always)]
         fn $read(&self, offset: usize) -> $ty {
             let p = self.check(offset, core::mem::size_of::<$ty>()) as *const $ty;
             // SAFETY: inside the block (checked); unaligned reads are allowed for the value's
             // bytes. Volatile: the device may have written it.
             <$ty>::from_le(unsafe { p.read_unaligned_volatile() })
         }
+        #[inline(always)]
         fn $write(&self, offset: usize, value: $ty) {
             let p = self.check(offset, core::mem::size_of::<$ty>()) as *mut $ty;
             // SAFETY: as for the read.
@@ -276,6 +279,7 @@ trait UnalignedVolatileMut<T> {
 macro_rules! unaligned_volatile {
     ($($ty:ty),*) => {$(
         impl UnalignedVolatile<$ty> for *const $ty {
+            #[inline(always)]
             unsafe fn read_unaligned_volatile(self) -> $ty {
                 if (self as usize).is_multiple_of(core::mem::align_of::<$ty>()) {
                     // SAFETY: the caller's pointer is valid; aligned here.
@@ -290,6 +294,7 @@ macro_rules! unaligned_volatile {
             }
         }
         impl UnalignedVolatileMut<$ty> for *mut $ty {
+            #[inline(always)]
             unsafe fn write_unaligned_volatile(self, value: $ty) {
                 if (self as usize).is_multiple_of(core::mem::align_of::<$ty>()) {
                     // SAFETY: as for the read.
@@ -317,11 +322,22 @@ impl DeviceMemory for SharedMemory {
         read_u32 / write_u32: u32;
         read_u64 / write_u64: u64;
     }
+    #[inline(always)]
+    fn write_u64_pair(&self, offset: usize, values: [u64; 2]) {
+        let p = self.check(offset, 16) as *mut u64;
+        // SAFETY: 16 bytes inside the block (checked); as for `write_u64`, each store is
+        // volatile and unaligned ones go byte by byte.
+        unsafe {
+            p.write_unaligned_volatile(values[0].to_le());
+            p.add(1).write_unaligned_volatile(values[1].to_le());
+        }
+    }
     /// Bulk copies are plain (not volatile) copies through raw pointers, bracketed by compiler
     /// fences: a buffer is only copied while the device does not own it (before it is published
     /// to the device, after the device handed it back), and the publish/consume protocol orders
     /// it against the device with [`DeviceMemory::fence`]. No reference to device memory is
     /// ever formed.
+    #[inline(always)]
     fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
         let p = self.check(offset, buf.len()) as *const u8;
         core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
@@ -329,6 +345,7 @@ impl DeviceMemory for SharedMemory {
         // cannot overlap shared memory handed out by NDIS.
         unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
     }
+    #[inline(always)]
     fn write_bytes(&self, offset: usize, data: &[u8]) {
         let p = self.check(offset, data.len()) as *mut u8;
         // SAFETY: as for `read_bytes`.

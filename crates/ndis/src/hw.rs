@@ -175,6 +175,12 @@ pub trait DeviceMemory {
     fn write_u16(&self, offset: usize, value: u16);
     fn write_u32(&self, offset: usize, value: u32);
     fn write_u64(&self, offset: usize, value: u64);
+    /// Two 8-byte writes, `values[0]` at `offset` then `values[1]` after it: a 16-byte ring
+    /// descriptor. An implementation may check the range once for both (the framework's does).
+    fn write_u64_pair(&self, offset: usize, values: [u64; 2]) {
+        self.write_u64(offset, values[0]);
+        self.write_u64(offset + 8, values[1]);
+    }
     /// Copies `buf.len()` bytes out, starting at `offset`. A bulk copy, for buffers the device
     /// has handed back (not necessarily volatile): read indexes the device may still be
     /// changing with the `read_u*` accessors.

@@ -1967,17 +1967,17 @@ pub(crate) struct SendCounts {
 }
 
 impl SendCounts {
-    /// One completed list: frames from the driver's copies (read again only when it did not
-    /// copy each frame exactly once), failed lists once each. A paused adapter's refusals are
-    /// not errors.
+    /// One completed list: frames from the driver's copies (read again when it did not copy
+    /// each frame exactly once, or one went to a group address), failed lists once each. A
+    /// paused adapter's refusals are not errors.
+    #[inline(always)]
     pub(crate) fn count(&mut self, list: &SendNbl<'_>, status: Status) {
         if status.is_success() {
-            let (copied, per_kind) = list.copies();
-            if copied == list.frame_count() {
-                for (sum, (n, bytes)) in self.per_kind.iter_mut().zip(per_kind) {
-                    sum.0 += n;
-                    sum.1 += bytes;
-                }
+            let (copied, bytes, group) = list.copies();
+            if copied == list.frame_count() && !group {
+                // Unicast frames, each copied once: the usual send.
+                self.per_kind[0].0 += copied as u64;
+                self.per_kind[0].1 += bytes;
             } else {
                 for frame in list.frames() {
                     let destination = frame.destination().unwrap_or_default();

@@ -299,12 +299,21 @@ impl Ieee8021Q {
 
     /// From the list's `NetBufferListInfo` entry (`UserPriority` in bits 0..3, `VlanId` in bits
     /// 4..16); None when it carries neither.
+    #[inline(always)]
     fn from_info(value: usize) -> Option<Self> {
-        let info = Ieee8021Q {
+        // Neither a priority (bits 0..3) nor a VLAN (bits 4..16); bit 3 is the CFI.
+        if value & 0xFFF7 == 0 {
+            return None;
+        }
+        Some(Ieee8021Q {
             priority: (value & 7) as u8,
-            vlan_id: ((value >> 4) & 0x0FFF) as u16,
-        };
-        (info != Ieee8021Q::default()).then_some(info)
+            vlan_id: Self::info_vlan_id(value),
+        })
+    }
+
+    /// The VLAN identifier of a `NetBufferListInfo` entry.
+    fn info_vlan_id(value: usize) -> u16 {
+        ((value >> 4) & 0x0FFF) as u16
     }
 
     fn to_info(self) -> usize {
@@ -322,8 +331,9 @@ pub struct SendNbl<'a> {
     adapter: Option<&'a NdisAdapter>,
     /// [`hold`](Self::hold) took the list.
     held: Cell<bool>,
-    /// Frames (NET_BUFFERs) of the list, and whether one is shorter than an Ethernet header:
-    /// read once, when the list is first looked at.
+    /// The first frame (NET_BUFFER), the number of them, and whether one is shorter than an
+    /// Ethernet header: read once, when the list is first looked at.
+    first: *mut sys::NET_BUFFER,
     frame_count: usize,
     has_runt: bool,
     _call: PhantomData<&'a mut sys::NET_BUFFER_LIST>,
@@ -332,23 +342,29 @@ pub struct SendNbl<'a> {
 impl<'a> SendNbl<'a> {
     #[inline(always)]
     pub(crate) fn new(nbl: *mut sys::NET_BUFFER_LIST, adapter: Option<&'a NdisAdapter>) -> Self {
-        let mut list = SendNbl {
+        // SAFETY: NDIS hands the miniport lists with a valid NET_BUFFER chain, which stays
+        // valid and unchanged while the list is the miniport's.
+        let first = unsafe { (*nbl).FirstNetBuffer };
+        let (mut count, mut runt) = (0, false);
+        let mut nb = first;
+        while !nb.is_null() {
+            count += 1;
+            // SAFETY: as above.
+            unsafe {
+                runt |= (*nb).DataLength.DataLength < 14;
+                nb = (*nb).Next;
+            }
+        }
+        SendNbl {
             nbl,
             copies: CopyTally::default(),
             adapter,
             held: Cell::new(false),
-            frame_count: 0,
-            has_runt: false,
+            first,
+            frame_count: count,
+            has_runt: runt,
             _call: PhantomData,
-        };
-        let (mut count, mut runt) = (0, false);
-        for f in list.frames() {
-            count += 1;
-            runt |= f.len() < 14;
         }
-        list.frame_count = count;
-        list.has_runt = runt;
-        list
     }
 
     /// Keeps the list past the send call: the framework does not complete it when `send`
@@ -369,6 +385,7 @@ impl<'a> SendNbl<'a> {
                 copies: self.copies.clone(),
                 adapter: None,
                 held: Cell::new(false),
+                first: self.first,
                 frame_count: self.frame_count,
                 has_runt: self.has_runt,
                 _call: PhantomData,
@@ -386,26 +403,28 @@ impl<'a> SendNbl<'a> {
         unsafe { (*self.nbl).Status = status.0 };
     }
 
-    pub(crate) fn copies(&self) -> (usize, [(u64, u64); 3]) {
+    /// (frames copied, their bytes, a group frame among them).
+    pub(crate) fn copies(&self) -> (usize, u64, bool) {
         self.copies.get()
     }
 
     /// The 802.1Q information the protocol attached to the list, if any: the driver inserts
     /// the tag when it copies the frames (with `SendFrame::copy_to_device_tagged`).
     /// Why no NIC can send this list, if so (see [`SendLists::each`]).
+    #[inline(always)]
     fn refusal(&self) -> Option<Status> {
         if self.has_runt {
             return Some(Status::INVALID_LENGTH);
         }
-        if self
-            .ieee8021q()
-            .is_some_and(|q| q.vlan_id == Ieee8021Q::RESERVED_VLAN)
-        {
+        // SAFETY: as for `ieee8021q`.
+        let value = unsafe { (*self.nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] };
+        if Ieee8021Q::info_vlan_id(value as usize) == Ieee8021Q::RESERVED_VLAN {
             return Some(Status::INVALID_PACKET);
         }
         None
     }
 
+    #[inline(always)]
     pub fn ieee8021q(&self) -> Option<Ieee8021Q> {
         // SAFETY: a list NDIS owns for the send call; the info array is part of the list.
         let value = unsafe { (*self.nbl).NetBufferListInfo[sys::Ieee8021QNetBufferListInfo] };
@@ -414,6 +433,7 @@ impl<'a> SendNbl<'a> {
 
     /// The checksums the stack asks the device to compute for this list's frames (only ever
     /// ones switched on, see [`NdisAdapter::checksum_offload`]).
+    #[inline(always)]
     pub fn checksum_request(&self) -> ChecksumRequest {
         // SAFETY: as for `ieee8021q`.
         let value = unsafe { (*self.nbl).NetBufferListInfo[sys::TcpIpChecksumNetBufferListInfo] };
@@ -426,6 +446,7 @@ impl<'a> SendNbl<'a> {
     /// The large send (LSOv2) the stack asks for on this list, if any: its MSS, where the TCP
     /// header starts, its IP version. `Err(INVALID_PACKET)` for a request this framework never
     /// advertises (LSOv1) or a list of more than one frame (an LSO list has exactly one).
+    #[inline(always)]
     pub fn large_send(&self) -> Result<Option<LargeSend>, Status> {
         // SAFETY: as for `ieee8021q`.
         let value = unsafe { (*self.nbl).NetBufferListInfo[sys::TcpLargeSendNetBufferListInfo] };
@@ -461,10 +482,9 @@ impl<'a> SendNbl<'a> {
     }
 
     /// The frames of the list (one per NET_BUFFER).
+    #[inline(always)]
     pub fn frames(&self) -> impl Iterator<Item = SendFrame<'_>> {
-        // SAFETY: NDIS owns the list for the duration of the send call and hands it to the
-        // miniport with a valid NET_BUFFER chain.
-        let mut nb = unsafe { (*self.nbl).FirstNetBuffer };
+        let mut nb = self.first;
         core::iter::from_fn(move || {
             if nb.is_null() {
                 return None;
@@ -486,38 +506,29 @@ pub struct SendFrame<'a> {
     copies: &'a CopyTally,
 }
 
-/// Frames a driver copied out of one list, and their (frames, bytes) per kind (unicast,
-/// multicast, broadcast): one cell per figure, so that counting a frame touches two of them.
-#[derive(Default)]
+/// Frames a driver copied out of one list and their bytes, and whether one of them went to a
+/// group (multicast or broadcast) address. Sends are unicast almost always: those are counted
+/// from the tally; a list with a group frame is counted by kind from its frames when it
+/// completes (see `SendCounts::count`).
+#[derive(Default, Clone)]
 struct CopyTally {
     frames: Cell<usize>,
-    /// Frames then bytes, per kind.
-    kinds: [(Cell<u64>, Cell<u64>); 3],
+    bytes: Cell<u64>,
+    group: Cell<bool>,
 }
 
 impl CopyTally {
-    fn get(&self) -> (usize, [(u64, u64); 3]) {
-        (
-            self.frames.get(),
-            core::array::from_fn(|k| (self.kinds[k].0.get(), self.kinds[k].1.get())),
-        )
+    /// (frames, bytes, a group frame among them).
+    fn get(&self) -> (usize, u64, bool) {
+        (self.frames.get(), self.bytes.get(), self.group.get())
     }
 
-    fn add(&self, kind: usize, bytes: usize) {
+    #[inline(always)]
+    fn add(&self, frame: &[u8]) {
         self.frames.set(self.frames.get() + 1);
-        if let Some((frames, total)) = self.kinds.get(kind) {
-            frames.set(frames.get() + 1);
-            total.set(total.get() + bytes as u64);
-        }
-    }
-}
-
-impl Clone for CopyTally {
-    fn clone(&self) -> Self {
-        let (frames, kinds) = self.get();
-        CopyTally {
-            frames: Cell::new(frames),
-            kinds: kinds.map(|(n, b)| (Cell::new(n), Cell::new(b))),
+        self.bytes.set(self.bytes.get() + frame.len() as u64);
+        if frame.first().is_some_and(|b| b & 1 == 1) {
+            self.group.set(true);
         }
     }
 }
@@ -575,6 +586,7 @@ impl SendFrame<'_> {
     /// (one MDL, the usual case) and through `scratch` otherwise. `scratch.len()` is the largest
     /// frame accepted: a longer one returns None with nothing written, so the caller sizes
     /// `scratch` to the room at `offset`. Returns the frame's length.
+    #[inline(always)]
     pub fn copy_to_device(
         &self,
         memory: &impl DeviceMemory,
@@ -698,6 +710,7 @@ impl SendFrame<'_> {
     }
 
     /// The frame's bytes where they are, when they are contiguous (one MDL); None otherwise.
+    #[inline(always)]
     fn view_in_place(&self) -> Option<&[u8]> {
         let n = self.len();
         if n == 0 {
@@ -740,6 +753,7 @@ impl SendFrame<'_> {
 
     /// The frame's bytes, in place when they are contiguous (one MDL, the usual case),
     /// otherwise gathered into `scratch`; None if it is longer than `scratch`. Not counted.
+    #[inline(always)]
     fn view<'s>(&'s self, scratch: &'s mut [u8]) -> Option<&'s [u8]> {
         let n = self.len();
         if n > scratch.len() {
@@ -776,11 +790,9 @@ impl SendFrame<'_> {
     }
 
     /// The statistics of a frame the driver copied (see `Miniport::send`).
+    #[inline(always)]
     fn count_copy(&self, frame: &[u8]) {
-        self.copies.add(
-            crate::miniport::cast_kind(&frame[..frame.len().min(6)]),
-            frame.len(),
-        );
+        self.copies.add(frame);
     }
 }
 
