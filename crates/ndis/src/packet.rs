@@ -332,7 +332,9 @@ fn nibble_fold<const N: usize>(
 
 /// [`toeplitz_by_nibbles`] of the RSS input `fields` names in `frame` (the addresses, then the
 /// ports if any), hashed in place.
-#[inline]
+// Out of line: the receive loop that calls it keeps its registers for the frames that are no
+// IP (one call site).
+#[inline(never)]
 pub(crate) fn toeplitz_fields(nibbles: &[[u32; 16]], frame: &[u8], fields: &RssFields) -> u32 {
     let n = fields.address_len();
     let addresses = frame.get(fields.addresses..).unwrap_or(&[]);
@@ -353,7 +355,19 @@ pub(crate) fn toeplitz_fields(nibbles: &[[u32; 16]], frame: &[u8], fields: &RssF
             return value;
         }
     }
-    // A partial table: the general fold over the input gathered.
+    toeplitz_gathered(nibbles, addresses, n, ports)
+}
+
+/// [`toeplitz_fields`] for a partial table: the general fold over the input gathered (`n`
+/// address bytes, then the ports).
+#[cold]
+#[inline(never)]
+fn toeplitz_gathered(
+    nibbles: &[[u32; 16]],
+    addresses: &[u8],
+    n: usize,
+    ports: Option<&[u8; 4]>,
+) -> u32 {
     let mut input = [0u8; TOEPLITZ_INPUT_MAX];
     let n = n.min(addresses.len());
     input[..n].copy_from_slice(&addresses[..n]);

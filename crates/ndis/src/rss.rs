@@ -263,22 +263,25 @@ impl RssTable {
             IpVersion::V4 => (HashTypes::TCP_IPV4, HashTypes::IPV4),
             IpVersion::V6 => (HashTypes::TCP_IPV6, HashTypes::IPV6),
         };
-        if matches!(fields.ports, Some((_, crate::packet::PROTO_TCP))) && self.types.contains(tcp) {
-            return Some(RxHash {
-                value: toeplitz(&fields)?,
-                kind: tcp,
-            });
-        }
-        if !self.types.contains(addresses) {
+        // One input, one hash (one call of `toeplitz`, inlined).
+        let (input, kind) = if matches!(fields.ports, Some((_, crate::packet::PROTO_TCP)))
+            && self.types.contains(tcp)
+        {
+            (fields, tcp)
+        } else if self.types.contains(addresses) {
+            (
+                RssFields {
+                    ports: None,
+                    ..fields
+                },
+                addresses,
+            )
+        } else {
             return None;
-        }
-        let two = RssFields {
-            ports: None,
-            ..fields
         };
         Some(RxHash {
-            value: toeplitz(&two)?,
-            kind: addresses,
+            value: toeplitz(&input)?,
+            kind,
         })
     }
 }
