@@ -352,14 +352,12 @@ impl Device {
                 // Frames delivered but not yet indicated: dropped, and counted.
                 let mut delivered = 0u64;
                 while let Ok(Some((head, _))) = rx.vq.pop_used() {
-                    pair.pool.release(rx.buffer_of[head as usize] as usize);
+                    pair.pool.release(usize::from(head));
                     delivered += 1;
                 }
                 self.ndis.stats.rx_discards(delivered);
-                let buffer_of = &rx.buffer_of;
-                rx.vq.reclaim_after_reset(|head| {
-                    pair.pool.release(buffer_of[head as usize] as usize)
-                });
+                rx.vq
+                    .reclaim_after_reset(|head| pair.pool.release(usize::from(head)));
                 rx.notifier = program(t, net::rx_queue(j), &rx.vq)?;
                 Ok(())
             })?;

@@ -101,9 +101,9 @@ impl Tagging {
 pub type Queue = SplitQueue<SharedMemory, Vec<Slot>>;
 
 pub struct RxRing {
+    /// Fixed descriptors: receive-pool buffer `i` is always posted under descriptor `i` (the
+    /// pool has one buffer per ring entry), so the ring names the buffer it returns.
     vq: Queue,
-    /// Receive-pool buffer posted under each descriptor head.
-    buffer_of: Vec<u16>,
     notifier: Notifier,
     /// The RSS configuration as this ring's receive path last took it (refreshed when NDIS
     /// changes it), with the key's Toeplitz table.
@@ -274,7 +274,11 @@ impl Device {
                 // Powers of two: the device's maximum is one, the keyword may not be.
                 let rx_n = 1 << (15 - rx_n.leading_zeros().min(15));
                 let tx_n = 1 << (15 - tx_n.leading_zeros().min(15));
-                let rx_vq = new_queue(ini, &dma, rx_n, event_idx)?;
+                let mut rx_vq = new_queue(ini, &dma, rx_n, event_idx)?;
+                // Buffer `i` of the pool (of `rx_n` buffers) under descriptor `i`.
+                rx_vq
+                    .use_fixed_descriptors()
+                    .map_err(|_| Status::DEVICE_FAILED)?;
                 let mut tx_vq = new_queue(ini, &dma, tx_n, event_idx)?;
                 // Transmit completions are reaped by the send path; no interrupt needed for them.
                 tx_vq.disable_interrupts();
@@ -283,11 +287,10 @@ impl Device {
                 let rss = ndis::rss::RssView::try_new(ini.passive())?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
-                let (rx_len, tx_len) = (usize::from(rx_n), usize::from(tx_n));
+                let tx_len = usize::from(tx_n);
                 let pair = Pair {
                     rx: SpinLock::new(RxRing {
                         vq: rx_vq,
-                        buffer_of: heap::try_filled(0, rx_len, passive)?,
                         notifier: rx_notifier,
                         rss,
                     }),

@@ -96,17 +96,18 @@ impl Device {
 
     /// Stages claimed buffer `b` (of `size` bytes, the pool's block at device address `base`) on
     /// `rx`, or gives it back to the pool when the ring has no room.
-    #[inline]
+    #[inline(always)]
     fn stage_rx(rx: &mut RxRing, pair: &Pair, base: u64, size: usize, b: usize) {
-        let chain = [Buffer {
+        let buffer = Buffer {
             addr: base + (b * size) as u64,
             len: size as u32,
             device_writable: true,
-        }];
-        // Published by the caller's `should_notify` (after the batch, or at DRIVER_OK).
-        match rx.vq.stage(&chain) {
-            Ok(head) => rx.buffer_of[head as usize] = b as u16,
-            Err(_) => pair.pool.release(b),
+        };
+        // Under its own descriptor (see `RxRing::vq`); published by the caller's
+        // `should_notify` (after the batch, or at DRIVER_OK).
+        let staged = u16::try_from(b).map(|i| rx.vq.stage_fixed(i, &buffer));
+        if !matches!(staged, Ok(Ok(()))) {
+            pair.pool.release(b);
         }
     }
 
@@ -185,14 +186,8 @@ impl Device {
                 // longer needs its first bytes for the tag that decides whether it is taken.
                 let plain = hdr + self.frame.frame;
                 rx.vq.disable_interrupts();
-                while popped < want {
-                    let (head, len) = match rx.vq.pop_used() {
-                        Ok(Some(used)) => used,
-                        Ok(None) => break,
-                        Err(_) => return (true, false),
-                    };
-                    popped += 1;
-                    let b = rx.buffer_of[head as usize] as usize;
+                let drained = rx.vq.pop_each(want, |head, len| {
+                    let b = usize::from(head);
                     let len = len as usize;
                     // One read of the buffer's first bytes for all that follows, when anything
                     // looks at them.
@@ -207,7 +202,7 @@ impl Device {
                         repost[r] = b;
                         r += 1;
                         discards += 1;
-                        continue;
+                        return;
                     }
                     // A receive within the MTU without a tag (or on an adapter that strips
                     // none) is taken as it is; the rest is for `accept`.
@@ -238,13 +233,13 @@ impl Device {
                             repost[r] = b;
                             r += 1;
                             runts += 1;
-                            continue;
+                            return;
                         }
                         Received::Dropped => {
                             repost[r] = b;
                             r += 1;
                             discards += 1;
-                            continue;
+                            return;
                         }
                     };
                     // A verdict only when the device gave one (either flag).
@@ -260,7 +255,7 @@ impl Device {
                             repost[r] = b;
                             r += 1;
                         });
-                        continue;
+                        return;
                     };
                     // A stripped tag is still in `peek`: the hash parses past it.
                     frame.hash = if device_hash {
@@ -288,8 +283,14 @@ impl Device {
                         r += 1;
                         discards += 1;
                     }
+                });
+                match drained {
+                    Ok(n) => {
+                        popped = n;
+                        (false, n == want)
+                    }
+                    Err(_) => (true, false),
                 }
-                (false, popped == want)
             });
             if fault {
                 // A used ring the device cannot have written: it needs a reset. The frames

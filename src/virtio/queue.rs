@@ -119,17 +119,22 @@ pub struct Slot {
     chain_len: u16,
     /// For a head in flight: bytes the device may write.
     capacity: u32,
-    /// In fixed mode: the buffer the descriptor holds as written to the ring (None: not written
-    /// since the ring was last zeroed), so that posting it again writes only the ring entry.
-    written: Option<(u64, u32, bool)>,
+    /// In fixed mode: the descriptor as last written to the ring, its second word marked with
+    /// [`WRITTEN`] (all zero: not written since the ring was last zeroed), so that posting the
+    /// same buffer again writes only the ring entry.
+    written: [u64; 2],
 }
+
+/// Marks [`Slot::written`]: the top bit of a descriptor's `next` field, which no queue of at
+/// most [`MAX_QUEUE_SIZE`] entries uses.
+const WRITTEN: u64 = 1 << 63;
 
 impl Slot {
     pub const EMPTY: Slot = Slot {
         next: 0,
         chain_len: 0,
         capacity: 0,
-        written: None,
+        written: [0; 2],
     };
 }
 
@@ -247,9 +252,11 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         else {
             return Err(QueueError::DescriptorInUse { idx });
         };
-        let want = Some((b.addr, b.len, b.device_writable));
+        let words = descriptor(b, None);
+        let want = [words[0], words[1] | WRITTEN];
         if s.written != want {
-            write_descriptor(&self.mem, table, idx, b, None);
+            self.mem
+                .write_u64_pair(table + 16 * usize::from(idx), words);
             s.written = want;
         }
         s.chain_len = 1;
@@ -708,19 +715,21 @@ fn write_descriptor<M: DeviceMemory>(
     b: &Buffer,
     next: Option<u16>,
 ) {
+    mem.write_u64_pair(table + 16 * usize::from(idx), descriptor(b, next));
+}
+
+/// The descriptor of `b` as two 8-byte words: `addr`, then `len`, `flags` and `next`
+/// (little-endian, so `len` in the low 32 bits, `next` in the top 16).
+#[inline(always)]
+fn descriptor(b: &Buffer, next: Option<u16>) -> [u64; 2] {
     let mut flags = if b.device_writable { DESC_F_WRITE } else { 0 };
     if next.is_some() {
         flags |= DESC_F_NEXT;
     }
-    // Two aligned 8-byte writes: `addr`, then `len`, `flags` and `next` (little-endian, so
-    // `len` in the low 32 bits, `next` in the top 16).
-    mem.write_u64_pair(
-        table + 16 * usize::from(idx),
-        [
-            b.addr,
-            u64::from(b.len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
-        ],
-    );
+    [
+        b.addr,
+        u64::from(b.len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
+    ]
 }
 
 /// `vring_need_event`: the device asked to be notified when the index passes `event`, and it
