@@ -18,7 +18,8 @@ use ndis::irql::AtMostDispatch;
 use ndis::nbl::RxFrame;
 use ndis::sync::SpinLock;
 
-/// Frames waiting for one processor.
+/// Frames waiting for one processor: a ring of a power-of-two number of items (indexes
+/// wrap by a mask).
 pub struct Fifo {
     items: Vec<(u16, RxFrame)>,
     head: usize,
@@ -26,24 +27,32 @@ pub struct Fifo {
 }
 
 impl Fifo {
+    #[inline(always)]
     fn push(&mut self, item: (u16, RxFrame)) -> bool {
-        if self.len == self.items.len() {
+        let capacity = self.items.len();
+        if self.len == capacity {
             return false;
         }
-        let at = (self.head + self.len) % self.items.len();
-        self.items[at] = item;
-        self.len += 1;
-        true
+        let at = (self.head + self.len) & (capacity - 1);
+        if let Some(slot) = self.items.get_mut(at) {
+            *slot = item;
+            self.len += 1;
+            return true;
+        }
+        false
     }
 
-    fn pop(&mut self) -> Option<(u16, RxFrame)> {
-        if self.len == 0 {
-            return None;
+    /// Moves up to `out.len()` items, oldest first, into `out`; returns how many.
+    #[inline(always)]
+    fn pop_into(&mut self, out: &mut [(u16, RxFrame)]) -> usize {
+        let n = self.len.min(out.len());
+        let mask = self.items.len() - 1;
+        for (i, o) in out[..n].iter_mut().enumerate() {
+            *o = self.items[(self.head + i) & mask];
         }
-        let item = self.items[self.head];
-        self.head = (self.head + 1) % self.items.len();
-        self.len -= 1;
-        Some(item)
+        self.head = (self.head + n) & mask;
+        self.len -= n;
+        n
     }
 }
 
@@ -54,7 +63,7 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// One FIFO of `capacity` frames per processor (`cpus`).
+    /// One FIFO of `capacity` frames (rounded up to a power of two) per processor (`cpus`).
     pub fn new(
         cpus: usize,
         capacity: usize,
@@ -62,7 +71,11 @@ impl Steering {
     ) -> Result<Steering, Status> {
         let mut fifos = ndis::heap::try_vec(cpus, irql)?;
         for _ in 0..cpus {
-            let items = ndis::heap::try_filled((0, RxFrame::default()), capacity.max(1), irql)?;
+            let capacity = capacity
+                .max(1)
+                .checked_next_power_of_two()
+                .ok_or(Status::INVALID_PARAMETER)?;
+            let items = ndis::heap::try_filled((0, RxFrame::default()), capacity, irql)?;
             ndis::heap::try_push(
                 &mut fifos,
                 SpinLock::new(Fifo {
@@ -115,19 +128,7 @@ impl Steering {
         let Some(f) = self.fifos.get(cpu) else {
             return 0;
         };
-        let n = f.with(irql, |f, _| {
-            let mut n = 0;
-            while n < out.len() {
-                match f.pop() {
-                    Some(item) => {
-                        out[n] = item;
-                        n += 1;
-                    }
-                    None => break,
-                }
-            }
-            n
-        });
+        let n = f.with(irql, |f, _| f.pop_into(out));
         self.waiting.fetch_sub(n, Ordering::Relaxed);
         n
     }
