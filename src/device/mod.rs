@@ -151,10 +151,6 @@ pub struct Pair {
     pub rx: SpinLock<RxRing>,
     pub pool: ReceivePool,
     pub tx: SpinLock<TxRing>,
-    /// The processor mapping a list under the TX lock (`u32::MAX`: none): NDIS's inline
-    /// callback on it cannot take the lock, and leaves the mapped send in `handoff`.
-    pub mapping_cpu: core::sync::atomic::AtomicU32,
-    pub handoff: SpinLock<Option<MappedSend>>,
 }
 
 pub struct Device {
@@ -308,8 +304,6 @@ impl Device {
                         parked: None,
                         in_flight_mapped: 0,
                     }),
-                    mapping_cpu: core::sync::atomic::AtomicU32::new(u32::MAX),
-                    handoff: SpinLock::new(None),
                 };
                 heap::try_push(&mut pairs, pair, passive)?;
             }

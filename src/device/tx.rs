@@ -57,41 +57,12 @@ enum Queued {
     Map,
 }
 
-/// The NDIS callback with a mapped frame: queued on the ring it was mapped for (the cookie).
+/// The NDIS callback with a mapped frame, after the map call returned (a deferred mapping):
+/// queued on the ring it was mapped for (the cookie).
 impl MapHook for super::Device {
     fn mapped(&self, shared: &Shared<Self>, send: MappedSend, irql: &mut Dispatch<'_>) {
         let j = send.cookie();
-        let mut done = SendCompletion::new(&self.ndis);
-        let Some(pair) = self.pairs.get(j) else {
-            send.complete(&mut done, Status::FAILURE);
-            return;
-        };
-        // Inline, from a map call made under this ring's lock on this processor.
-        if pair.mapping_cpu.load(Ordering::Acquire) == ndis::sync::current_processor() {
-            pair.handoff.with(irql, |h, _| *h = Some(send));
-            return;
-        }
-        let mut to_map = None;
-        pair.tx.with(irql, |tx, _| {
-            tx.mapping = false;
-            if !self.is_healthy() {
-                send.complete(&mut done, self.health().send_status());
-            } else {
-                if let Err(send) = self.queue_mapped(tx, send, &mut done) {
-                    tx.parked = Some(send);
-                }
-                if tx.parked.is_none() && !tx.backlog.is_empty() {
-                    self.drain_backlog(tx, &mut done, &mut to_map);
-                }
-                if self.is_healthy() && tx.vq.should_notify() {
-                    self.transport.notify(&tx.notifier);
-                }
-                self.arm_tx(tx);
-            }
-            Self::complete_finished(tx, &mut done);
-        });
-        done.complete(irql);
-        if let Some(h) = to_map {
+        if let Some(h) = self.map_done(j, Ok(send), irql) {
             self.start_map(shared, j, h, irql);
         }
     }
@@ -165,9 +136,9 @@ impl Device {
         }
     }
 
-    /// Asks NDIS to map `held` (of ring `j`), and copies it instead if that fails. The callback
-    /// may run inside the request (`MapHook::mapped`, which takes the ring's lock: none is
-    /// held here) and start the next mapping of the backlog.
+    /// Asks NDIS to map `held` (of ring `j`), and copies it instead if that fails. Called with
+    /// no lock held: the mapping may complete inside the request, and is then queued here
+    /// (taking the ring's lock), possibly starting the next mapping of the backlog.
     pub(super) fn start_map<C: AtMostDispatch>(
         &self,
         shared: &Shared<Self>,
@@ -177,34 +148,63 @@ impl Device {
     ) {
         let mut next = Some(held);
         while let Some(h) = next.take() {
-            let h = match h.map(&self._dma, shared, j, irql) {
-                Ok(()) => return,
-                Err((h, _)) => h,
+            next = match h.map(&self._dma, shared, j, irql) {
+                // Deferred: the hook queues it.
+                Ok(None) => return,
+                Ok(Some(send)) => self.map_done(j, Ok(send), irql),
+                Err((h, _)) => self.map_done(j, Err(h), irql),
             };
-            let Some(pair) = self.pairs.get(j) else {
-                let mut done = SendCompletion::new(&self.ndis);
-                done.push(h, Status::FAILURE);
-                done.complete(irql);
-                return;
-            };
-            let mut done = SendCompletion::new(&self.ndis);
-            pair.tx.with(irql, |tx, _| {
-                tx.mapping = false;
-                match self.queue_list(tx, h.list(), false) {
+        }
+    }
+
+    /// The end of a mapping of ring `j` started outside its lock (`tx.mapping` set): the
+    /// mapped send queued (Ok), or the list copied instead (Err: the mapping failed); then the
+    /// backlog sent into the room left. Returns the next list of the backlog to map, if any.
+    fn map_done<C: AtMostDispatch>(
+        &self,
+        j: usize,
+        mapped: Result<MappedSend, HeldSend>,
+        irql: &mut C,
+    ) -> Option<HeldSend> {
+        let mut done = SendCompletion::new(&self.ndis);
+        let Some(pair) = self.pairs.get(j) else {
+            match mapped {
+                Ok(send) => send.complete(&mut done, Status::FAILURE),
+                Err(h) => done.push(h, Status::FAILURE),
+            }
+            done.complete(irql);
+            return None;
+        };
+        let mut next = None;
+        pair.tx.with(irql, |tx, _| {
+            tx.mapping = false;
+            match mapped {
+                Ok(send) if !self.is_healthy() => {
+                    send.complete(&mut done, self.health().send_status());
+                    Self::complete_finished(tx, &mut done);
+                    return;
+                }
+                Ok(send) => {
+                    if let Err(send) = self.queue_mapped(tx, send, &mut done) {
+                        tx.parked = Some(send);
+                    }
+                }
+                Err(h) => match self.queue_list(tx, h.list(), false) {
                     Queued::Done(status) => done.push(h, status),
                     Queued::NoRoom | Queued::Map => tx.backlog.push_front(h),
-                }
-                if tx.parked.is_none() {
-                    self.drain_backlog(tx, &mut done, &mut next);
-                }
-                if self.is_healthy() && tx.vq.should_notify() {
-                    self.transport.notify(&tx.notifier);
-                }
-                self.arm_tx(tx);
-                Self::complete_finished(tx, &mut done);
-            });
-            done.complete(irql);
-        }
+                },
+            }
+            if tx.parked.is_none() && !tx.backlog.is_empty() {
+                self.drain_backlog(tx, &mut done, &mut next);
+            }
+            if self.is_healthy() && tx.vq.should_notify() {
+                self.transport.notify(&tx.notifier);
+            }
+            self.arm_tx(tx);
+            Self::complete_finished(tx, &mut done);
+        });
+        done.complete(irql);
+        next
     }
 
     /// The virtio-net header of a mapped send, with its headers written after it at `at` (in
@@ -218,9 +218,18 @@ impl Device {
         at: usize,
     ) -> Result<(NetHeader, usize, usize), Option<Status>> {
         let list = send.list();
-        let frame = list.frames().next().ok_or(Some(Status::INVALID_PACKET))?;
         let tag = self.tx_tag(list);
         let large_send = list.large_send().map_err(Some)?;
+        let checksum = if large_send.is_some() {
+            Default::default()
+        } else {
+            list.checksum_request()
+        };
+        if tag.is_none() && large_send.is_none() && checksum.is_empty() {
+            // The usual case: nothing to rewrite, the whole frame read in place.
+            return Ok((NetHeader::default(), 0, 0));
+        }
+        let frame = list.frames().next().ok_or(Some(Status::INVALID_PACKET))?;
         // Checked again: the mapping may complete after an OID switched LSO off for this IP
         // version, and NDIS says such a list is dropped.
         if let Some(status) = large_send.and_then(|ls| self.large_send_refusal(list, ls)) {
@@ -228,17 +237,10 @@ impl Device {
         }
         let prep = TxPrep {
             tci: tag,
-            checksum: if large_send.is_some() {
-                Default::default()
-            } else {
-                list.checksum_request()
-            },
+            checksum,
             device_l4: large_send.is_some() || self.features & features::CSUM != 0,
             large_send,
         };
-        if prep.tci.is_none() && prep.checksum.is_empty() && prep.large_send.is_none() {
-            return Ok((NetHeader::default(), 0, 0));
-        }
         let room = self.frame.buffer - self.hdr_len;
         let copy = match frame.copy_headers_to_device(&tx.bounce, at + self.hdr_len, room, &prep) {
             Ok(Some(c)) => c,
@@ -533,37 +535,26 @@ impl Device {
                             let Some(held) = nbl.hold() else {
                                 return Status::RESOURCES;
                             };
-                            // Mapped under the lock: an inline callback hands the send over
-                            // (`pair.handoff`) and it is queued now; a deferred one finds
-                            // `tx.mapping` set and later lists waiting behind it.
-                            let cpu = ndis::sync::current_processor();
-                            pair.mapping_cpu.store(cpu, Ordering::Release);
-                            let mapped = held.map(&self._dma, shared, j, &*irql_token);
-                            pair.mapping_cpu.store(u32::MAX, Ordering::Release);
-                            match mapped {
-                                Ok(()) => {}
-                                Err((held, _)) => {
-                                    // Copied instead.
-                                    return match self.queue_list(tx, held.list(), false) {
-                                        Queued::Done(status) => {
-                                            done.push(held, status);
-                                            Status::PENDING
-                                        }
-                                        _ => {
-                                            tx.backlog.push_back(held);
-                                            tx.vq.enable_interrupts();
-                                            Status::PENDING
-                                        }
-                                    };
-                                }
-                            }
-                            match pair.handoff.with(&mut *irql_token, |h, _| h.take()) {
-                                Some(send) => {
+                            // Mapped under the lock: a send NDIS hands over inside the request
+                            // is queued now; a deferred one (the hook) finds `tx.mapping` set
+                            // and later lists waiting behind it.
+                            match held.map(&self._dma, shared, j, &*irql_token) {
+                                Ok(Some(send)) => {
                                     if let Err(send) = self.queue_mapped(tx, send, &mut done) {
                                         tx.parked = Some(send);
                                     }
                                 }
-                                None => tx.mapping = true,
+                                Ok(None) => tx.mapping = true,
+                                Err((held, _)) => {
+                                    // Copied instead.
+                                    match self.queue_list(tx, held.list(), false) {
+                                        Queued::Done(status) => done.push(held, status),
+                                        _ => {
+                                            tx.backlog.push_back(held);
+                                            tx.vq.enable_interrupts();
+                                        }
+                                    }
+                                }
                             }
                             return Status::PENDING;
                         }

@@ -7,8 +7,10 @@
 //! for a mapping ([`HeldSend::map`]) with its hook and a value of its own (a ring index, say).
 //! NDIS calls back at DISPATCH_LEVEL, from inside the request (the usual case) or later from a
 //! DPC, possibly on another processor; the framework turns the list into a [`MappedSend`],
-//! which owns the held list and the scatter/gather list, and calls
-//! [`MapHook::mapped`]. The driver programs the device with [`MappedSend::element`]s
+//! which owns the held list and the scatter/gather list. A callback that comes before the
+//! request returns hands the send back to the caller of `map` (`Ok(Some(send))`: no hook call,
+//! so the caller may keep holding its own locks); a later one calls [`MapHook::mapped`]. The
+//! driver programs the device with [`MappedSend::element`]s
 //! (guest-physical address and length, bounds-checked), and once the device is done, completes
 //! it ([`MappedSend::complete`]): the scatter/gather list is freed, then the list completed in
 //! the [`SendCompletion`] batch. A `MappedSend` dropped without completing frees its
@@ -23,11 +25,12 @@ use crate::Status;
 use crate::dma::DmaRegistration;
 use crate::heap::Shared;
 use crate::irql::{AtMostDispatch, Dispatch};
+use crate::sync::atomic::{AtomicU8, Ordering};
 
-/// The driver's side of a mapping: called once per successful [`HeldSend::map`], at
-/// DISPATCH_LEVEL, when NDIS hands over the scatter/gather list. It may run before `map`
-/// returns (on the same processor, so it must not need a lock the caller of `map` holds) or
-/// later, from a DPC on any processor.
+/// The driver's side of a mapping: called once per [`HeldSend::map`] that returned `Ok(None)`,
+/// at DISPATCH_LEVEL, when NDIS hands over the scatter/gather list, after `map` returned (from
+/// a DPC, on any processor). A list NDIS hands over before `map` returns comes back from `map`
+/// itself and never reaches the hook.
 ///
 /// The hook is a [`Shared`] (allocated fallibly, unlike an `Arc`): each pending mapping keeps
 /// a reference to it, and `mapped` gets that reference as `hook` (the same value as `self`),
@@ -127,13 +130,28 @@ const INLINE_WORDS: usize = (core::mem::size_of::<sys::SCATTER_GATHER_LIST>()
     + INLINE_ELEMENTS * core::mem::size_of::<sys::SCATTER_GATHER_ELEMENT>())
     / 8;
 
+/// [`MapRequest::state`]: `map` has not returned, NDIS has not called back.
+const MAPPING: u8 = 0;
+/// NDIS called back before `map` returned: `map` hands the send to its caller.
+const CALLED: u8 = 1;
+/// `map` returned first (with the hook set): the callback calls the hook.
+const RETURNED: u8 = 2;
+
 /// One mapping, from the request to its completion: what the callback's context points to.
 struct MapRequest {
     held: HeldSend,
     nb: *mut sys::NET_BUFFER,
     dma: DmaRegistration,
+    /// Who hands the send over: [`MAPPING`], then [`CALLED`] or [`RETURNED`], whichever of the
+    /// callback and the end of `map` comes first (the other one sees it and acts on it).
+    state: AtomicU8,
+    /// Set by `map` before it moves `state` to [`RETURNED`]; taken by the callback that sees
+    /// that state.
     hook: Option<ErasedHook>,
     cookie: usize,
+    /// The list NDIS made (set by the callback), and its element count.
+    list: *mut sys::SCATTER_GATHER_LIST,
+    elements: usize,
     /// Storage offered to NDIS for the list (`SCATTER_GATHER_LIST` is 8-aligned); NDIS writes
     /// it, nothing reads it but through the list pointer NDIS hands back, so it starts
     /// uninitialized (no per-send zeroing).
@@ -152,10 +170,8 @@ pub struct SgElement {
 /// until [`complete`](Self::complete) (see the module documentation).
 #[must_use = "a mapped send must be completed (MappedSend::complete)"]
 pub struct MappedSend {
-    /// None once the list is freed (taken apart by `complete` or `into_held`).
-    request: Option<Box<MapRequest>>,
-    list: *mut sys::SCATTER_GATHER_LIST,
-    elements: usize,
+    /// The request, with the list NDIS made for it (one pointer: cheap to move and store).
+    request: Box<MapRequest>,
 }
 
 // SAFETY: the held list is `Send` (see `HeldSend`); the scatter/gather list is NDIS memory the
@@ -169,8 +185,12 @@ unsafe impl Send for MapRequest {}
 
 impl HeldSend {
     /// Maps the list's frame for DMA (`NdisMAllocateNetBufferSGList` on `dma`, from its
-    /// current MDL and offset over its data length): `hook.mapped` gets the
-    /// [`MappedSend`] when NDIS calls back, with `cookie`. The list must have exactly one frame.
+    /// current MDL and offset over its data length), with `cookie` for [`MappedSend::cookie`].
+    /// The list must have exactly one frame.
+    ///
+    /// `Ok(Some(send))`: NDIS handed the scatter/gather list over before the request returned
+    /// (the usual case), and the send is the caller's now; the hook is not called.
+    /// `Ok(None)`: NDIS calls back later, and `hook.mapped` gets the [`MappedSend`] then.
     /// On failure the list comes back with the status (`RESOURCES` for an allocation NDIS or
     /// the framework could not make), still held: send it another way.
     pub fn map<H: MapHook, C: AtMostDispatch>(
@@ -179,7 +199,7 @@ impl HeldSend {
         hook: &Shared<H>,
         cookie: usize,
         irql: &C,
-    ) -> Result<(), (HeldSend, Status)> {
+    ) -> Result<Option<MappedSend>, (HeldSend, Status)> {
         let nbl = self.list.nbl;
         // SAFETY: the held list is the miniport's until completed; its NET_BUFFER chain is
         // valid.
@@ -192,8 +212,11 @@ impl HeldSend {
             held: self,
             nb,
             dma: dma.clone(),
-            hook: Some(ErasedHook::new(hook)),
+            state: AtomicU8::new(MAPPING),
+            hook: None,
             cookie,
+            list: core::ptr::null_mut(),
+            elements: 0,
             storage: [core::mem::MaybeUninit::uninit(); INLINE_WORDS],
         };
         let request = match crate::heap::try_box_or_back(request, irql) {
@@ -223,7 +246,29 @@ impl HeldSend {
             let request = unsafe { Box::from_raw(raw) };
             return Err((request.held, Status(status)));
         }
-        Ok(())
+        // SAFETY: the request lives until one of `map` and the callback takes it (whichever
+        // sees the other's state); only `state` is shared until then, and it is atomic.
+        let state = unsafe { &(*raw).state };
+        if state.load(Ordering::Acquire) != CALLED {
+            // The callback may still come: it needs the hook. Set before the state that tells
+            // the callback to use it (the release below publishes it).
+            // SAFETY: the callback reads `hook` only after it sees RETURNED, which is stored
+            // after this write; nothing else touches it.
+            unsafe { (*raw).hook = Some(ErasedHook::new(hook)) };
+            match state.compare_exchange(MAPPING, RETURNED, Ordering::AcqRel, Ordering::Acquire) {
+                // The callback's now: it takes the request.
+                Ok(_) => return Ok(None),
+                // Called meanwhile (on another processor): the send is ours after all.
+                Err(_) => {
+                    // SAFETY: as above: the callback saw MAPPING and left the hook alone.
+                    drop(unsafe { (*raw).hook.take() });
+                }
+            }
+        }
+        // SAFETY: the callback saw MAPPING and moved the state to CALLED (acquired above): it
+        // left the request, with its list set, to `map`, which owns it again.
+        let request = unsafe { Box::from_raw(raw) };
+        Ok(Some(MappedSend { request }))
     }
 }
 
@@ -238,21 +283,35 @@ pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
     list: *mut sys::SCATTER_GATHER_LIST,
     context: sys::PVOID,
 ) {
-    // SAFETY: the function's contract: the request, handed back once.
-    let mut request = unsafe { Box::from_raw(context.cast::<MapRequest>()) };
-    let hook = request.hook.take();
+    let raw = context.cast::<MapRequest>();
     // SAFETY: NDIS's list, valid until freed; its header says how many elements follow.
     let elements = unsafe { (*list).NumberOfElements } as usize;
-    let send = MappedSend {
-        request: Some(request),
-        list,
-        elements,
-    };
+    // SAFETY: the function's contract: the request, live until `map` or this callback takes it;
+    // `map` touches only `state` (and `hook`, before it stores RETURNED) until it sees CALLED.
+    unsafe {
+        (*raw).list = list;
+        (*raw).elements = elements;
+    }
+    // SAFETY: as above.
+    let state = unsafe { &(*raw).state };
+    if state
+        .compare_exchange(MAPPING, CALLED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        // `map` has not returned: it takes the send (the release publishes the list).
+        return;
+    }
+    // SAFETY: `map` stored RETURNED (acquired above) and left the request, with its hook, to
+    // this callback, which NDIS calls once.
+    let mut request = unsafe { Box::from_raw(raw) };
+    let hook = request.hook.take();
+    let send = MappedSend { request };
     // SAFETY: NDIS calls this handler at DISPATCH_LEVEL.
     let mut dispatch = unsafe { Dispatch::assume() };
     match hook {
         Some(h) => h.call(send, &mut dispatch),
-        // Not reachable (`map` always sets a hook); the send would leak, the list does not.
+        // Not reachable (`map` sets the hook before RETURNED); the send would leak, the list
+        // does not.
         None => drop(send),
     }
 }
@@ -260,35 +319,32 @@ pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
 impl MappedSend {
     /// The list, to read headers from (the frame's bytes are unchanged while mapped).
     pub fn list(&self) -> &SendNbl<'_> {
-        self.request
-            .as_ref()
-            .map(|r| r.held.list())
-            .expect("a mapped send is whole until taken apart")
+        self.request.held.list()
     }
 
     /// The value given to [`HeldSend::map`].
     pub fn cookie(&self) -> usize {
-        self.request.as_ref().map_or(0, |r| r.cookie)
+        self.request.cookie
     }
 
     /// How many elements the mapping has.
     pub fn len(&self) -> usize {
-        self.elements
+        self.request.elements
     }
 
     pub fn is_empty(&self) -> bool {
-        self.elements == 0
+        self.request.elements == 0
     }
 
     /// Element `i` (None past the last).
     pub fn element(&self, i: usize) -> Option<SgElement> {
-        if i >= self.elements {
+        if i >= self.request.elements {
             return None;
         }
         // SAFETY: `i` is below the list's `NumberOfElements`; NDIS's list (or the request's
         // storage it wrote it into) holds that many elements after the header until freed.
         let e = unsafe {
-            core::ptr::addr_of!((*self.list).Elements)
+            core::ptr::addr_of!((*self.request.list).Elements)
                 .cast::<sys::SCATTER_GATHER_ELEMENT>()
                 .add(i)
                 .read()
@@ -315,35 +371,41 @@ impl MappedSend {
     }
 
     pub fn elements(&self) -> impl Iterator<Item = SgElement> + '_ {
-        (0..self.elements).filter_map(|i| self.element(i))
+        (0..self.request.elements).filter_map(|i| self.element(i))
     }
 
-    /// Frees the scatter/gather list (the device is done with the frame) and returns the list.
-    fn free(&mut self) -> Option<Box<MapRequest>> {
-        let request = self.request.take()?;
-        // SAFETY: the list NDIS made for this request's NET_BUFFER on its registration (kept
-        // registered by the request), freed once (`request` is taken); the device no longer
-        // reads the frame (the caller's word, see `complete`). At IRQL <= DISPATCH_LEVEL, where
-        // every holder of a `MappedSend` runs.
-        unsafe { sys::NdisMFreeNetBufferSGList(request.dma.handle(), self.list, request.nb) };
-        Some(request)
+    /// Frees the scatter/gather list (the device is done with the frame) and returns the held
+    /// list.
+    fn free(self) -> HeldSend {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is not dropped, so the request is moved out once.
+        let request = unsafe { core::ptr::read(&this.request) };
+        request.free_list();
+        let MapRequest { held, .. } = *request;
+        held
     }
 
     /// The device is done with the frame: frees the scatter/gather list, then adds the list to
     /// `done` with `status` (completed with the batch).
-    pub fn complete(mut self, done: &mut SendCompletion<'_>, status: Status) {
-        if let Some(request) = self.free() {
-            done.push(request.held, status);
-        }
+    pub fn complete(self, done: &mut SendCompletion<'_>, status: Status) {
+        done.push(self.free(), status);
     }
 
     /// Frees the mapping without completing: the list comes back held (to copy instead, say).
     /// Only once the device no longer reads the frame.
-    pub fn into_held(mut self) -> HeldSend {
-        match self.free() {
-            Some(request) => request.held,
-            None => unreachable!("a mapped send is whole until taken apart"),
-        }
+    pub fn into_held(self) -> HeldSend {
+        self.free()
+    }
+}
+
+impl MapRequest {
+    /// `NdisMFreeNetBufferSGList` of the list NDIS made for this request.
+    fn free_list(&self) {
+        // SAFETY: the list NDIS made for this request's NET_BUFFER on its registration (kept
+        // registered by the request), freed once (its `MappedSend` is consumed or dropped);
+        // the device no longer reads the frame (the caller's word, see `complete`). At IRQL <=
+        // DISPATCH_LEVEL, where every holder of a `MappedSend` runs.
+        unsafe { sys::NdisMFreeNetBufferSGList(self.dma.handle(), self.list, self.nb) };
     }
 }
 
@@ -351,6 +413,6 @@ impl Drop for MappedSend {
     fn drop(&mut self) {
         // Not completed: the scatter/gather list is still freed (the held list leaks, as a
         // dropped `HeldSend` does, and NDIS reports it).
-        let _ = self.free();
+        self.request.free_list();
     }
 }
