@@ -22,7 +22,7 @@ use ndis::heap::{self, Shared};
 use ndis::io::OwnedWindow;
 use ndis::irql::Passive;
 use ndis::miniport::{Init, Initializing, NdisAdapter};
-use ndis::nbl::{HeldSend, MappedSend, ReceivePool};
+use ndis::nbl::{HeldSend, MapPool, MappedSend, ReceivePool};
 use ndis::sync::SpinLock;
 
 use crate::virtio::net::{self, NetHeader, VectorPlan, features};
@@ -151,6 +151,10 @@ pub struct Pair {
     pub rx: SpinLock<RxRing>,
     pub pool: ReceivePool,
     pub tx: SpinLock<TxRing>,
+    /// The requests of the ring's zero-copy sends (one per mapped send in flight: each holds a
+    /// bounce buffer for its header and two descriptors, so at most half the ring, plus the
+    /// one being mapped and a parked one); a mapping past that allocates its own.
+    pub map_pool: MapPool,
 }
 
 pub struct Device {
@@ -304,6 +308,7 @@ impl Device {
                         parked: None,
                         in_flight_mapped: 0,
                     }),
+                    map_pool: MapPool::new(&dma, tx_len / 2 + 2, passive)?,
                 };
                 heap::try_push(&mut pairs, pair, passive)?;
             }

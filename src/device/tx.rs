@@ -148,7 +148,11 @@ impl Device {
     ) {
         let mut next = Some(held);
         while let Some(h) = next.take() {
-            next = match h.map(&self._dma, shared, j, irql) {
+            let mapped = match self.pairs.get(j) {
+                Some(pair) => pair.map_pool.map(h, shared, j, irql),
+                None => h.map(&self._dma, shared, j, irql),
+            };
+            next = match mapped {
                 // Deferred: the hook queues it.
                 Ok(None) => return,
                 Ok(Some(send)) => self.map_done(j, Ok(send), irql),
@@ -532,20 +536,18 @@ impl Device {
                     match self.queue_list(tx, nbl, true) {
                         Queued::Done(status) => return status,
                         Queued::Map => {
-                            let Some(held) = nbl.hold() else {
-                                return Status::RESOURCES;
-                            };
-                            // Mapped under the lock: a send NDIS hands over inside the request
-                            // is queued now; a deferred one (the hook) finds `tx.mapping` set
-                            // and later lists waiting behind it.
-                            match held.map(&self._dma, shared, j, &*irql_token) {
+                            // Held and mapped under the lock: a send NDIS hands over inside
+                            // the request is queued now; a deferred one (the hook) finds
+                            // `tx.mapping` set and later lists waiting behind it.
+                            match pair.map_pool.map_list(nbl, shared, j, &*irql_token) {
                                 Ok(Some(send)) => {
                                     if let Err(send) = self.queue_mapped(tx, send, &mut done) {
                                         tx.parked = Some(send);
                                     }
                                 }
                                 Ok(None) => tx.mapping = true,
-                                Err((held, _)) => {
+                                Err(None) => return Status::RESOURCES,
+                                Err(Some((held, _))) => {
                                     // Copied instead.
                                     match self.queue_list(tx, held.list(), false) {
                                         Queued::Done(status) => done.push(held, status),

@@ -17,6 +17,9 @@
 //! scatter/gather list (none leaks) and leaks the send, as a dropped [`HeldSend`] does.
 
 use alloc::boxed::Box;
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::ptr::{NonNull, addr_of, addr_of_mut};
 
 use ndis_sys as sys;
 
@@ -25,7 +28,7 @@ use crate::Status;
 use crate::dma::DmaRegistration;
 use crate::heap::Shared;
 use crate::irql::{AtMostDispatch, Dispatch};
-use crate::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// The driver's side of a mapping: called once per [`HeldSend::map`] that returned `Ok(None)`,
 /// at DISPATCH_LEVEL, when NDIS hands over the scatter/gather list, after `map` returned (from
@@ -138,10 +141,15 @@ const CALLED: u8 = 1;
 const RETURNED: u8 = 2;
 
 /// One mapping, from the request to its completion: what the callback's context points to.
+/// It lives in a [`MapPool`] slot or, when none is free (or without a pool), in a heap block
+/// of its own; it is written field by field (the list storage is never initialized) and taken
+/// apart the same way ([`MapRequest::release`]).
 struct MapRequest {
     held: HeldSend,
     nb: *mut sys::NET_BUFFER,
-    dma: DmaRegistration,
+    /// The registration's handle, kept registered by `home`.
+    dma: sys::NDIS_HANDLE,
+    home: Home,
     /// Who hands the send over: [`MAPPING`], then [`CALLED`] or [`RETURNED`], whichever of the
     /// callback and the end of `map` comes first (the other one sees it and acts on it).
     state: AtomicU8,
@@ -155,7 +163,180 @@ struct MapRequest {
     /// Storage offered to NDIS for the list (`SCATTER_GATHER_LIST` is 8-aligned); NDIS writes
     /// it, nothing reads it but through the list pointer NDIS hands back, so it starts
     /// uninitialized (no per-send zeroing).
-    storage: [core::mem::MaybeUninit<u64>; INLINE_WORDS],
+    storage: [MaybeUninit<u64>; INLINE_WORDS],
+}
+
+/// Where a request's memory comes from, and what keeps its registration alive.
+enum Home {
+    /// A heap block of its own (freed with the request).
+    Heap(DmaRegistration),
+    /// Slot `.1` of the pool (given back with the request; the pool keeps the registration).
+    Pool(Shared<PoolInner>, usize),
+}
+
+/// Requests made once, at initialize, for the mappings of one transmit ring (or adapter):
+/// [`MapPool::map`] takes a free one instead of allocating per send, and gives it back when the
+/// mapped send is completed. When every request is in use, a mapping allocates one as
+/// [`HeldSend::map`] does (and fails with `RESOURCES` only if that fails too): a pool never
+/// loses a send. Cloning shares the pool; its memory lives until the last clone and the last
+/// mapped send of it are gone.
+#[derive(Clone)]
+pub struct MapPool {
+    inner: Shared<PoolInner>,
+}
+
+struct PoolInner {
+    dma: DmaRegistration,
+    slots: Box<[Slot]>,
+    /// One bit per slot, set while it is free.
+    free: Box<[AtomicU64]>,
+}
+
+/// A request's memory. Nothing in it is dropped with the pool: every request in use keeps the
+/// pool alive (its [`Home`]), so at the last reference each slot is free and holds no request.
+struct Slot(UnsafeCell<MaybeUninit<MapRequest>>);
+
+// SAFETY: a slot is reached only by whoever cleared its free bit (one party at a time: the
+// caller of `map`, NDIS's context pointer, then a `MappedSend`), and given back with a release
+// that the next taker's acquire pairs with; the rest is shared read-only or atomic.
+unsafe impl Sync for PoolInner {}
+// SAFETY: as above; `MapRequest` is `Send`.
+unsafe impl Send for PoolInner {}
+
+impl MapPool {
+    /// A pool of `requests` requests mapping through `dma` (allocated now: initialize or
+    /// restart). A driver sizes it for the mapped sends it keeps in flight at once (a ring's
+    /// worth): past that, mappings allocate.
+    pub fn new<C: AtMostDispatch>(
+        dma: &DmaRegistration,
+        requests: usize,
+        irql: &C,
+    ) -> Result<Self, Status> {
+        let mut slots = crate::heap::try_vec(requests, irql)?;
+        // Within capacity: allocates nothing.
+        slots.resize_with(requests, || Slot(UnsafeCell::new(MaybeUninit::uninit())));
+        if slots.capacity() != slots.len() {
+            // `into_boxed_slice` would reallocate (infallibly); see `heap::try_boxed_slice`.
+            return Err(Status::RESOURCES);
+        }
+        let words = requests.div_ceil(64);
+        let free = crate::heap::try_collect(
+            (0..words).map(|w| {
+                let bits = (requests - w * 64).min(64);
+                AtomicU64::new(if bits == 64 {
+                    u64::MAX
+                } else {
+                    (1 << bits) - 1
+                })
+            }),
+            irql,
+        )?;
+        if free.capacity() != free.len() {
+            return Err(Status::RESOURCES);
+        }
+        let inner = PoolInner {
+            dma: dma.clone(),
+            slots: slots.into_boxed_slice(),
+            free: free.into_boxed_slice(),
+        };
+        Ok(MapPool {
+            inner: Shared::try_new(inner, irql)?,
+        })
+    }
+
+    /// How many requests the pool holds.
+    pub fn capacity(&self) -> usize {
+        self.inner.slots.len()
+    }
+
+    /// As [`HeldSend::map`] on the pool's registration, with a request of the pool (or, when
+    /// all are in use, one allocated for this mapping).
+    #[inline]
+    pub fn map<H: MapHook, C: AtMostDispatch>(
+        &self,
+        held: HeldSend,
+        hook: &Shared<H>,
+        cookie: usize,
+        irql: &C,
+    ) -> Result<Option<MappedSend>, (HeldSend, Status)> {
+        let Some(i) = self.inner.take() else {
+            return held.map(&self.inner.dma, hook, cookie, irql);
+        };
+        let raw = self.inner.slots[i].0.get().cast::<MapRequest>();
+        // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
+        unsafe {
+            addr_of_mut!((*raw).held).write(held);
+            submit(
+                raw,
+                &self.inner.dma,
+                Home::Pool(self.inner.clone(), i),
+                hook,
+                cookie,
+            )
+        }
+    }
+
+    /// Holds `list` ([`SendNbl::hold`]) and maps it ([`map`](Self::map)), the held list made
+    /// in the request itself. `Err(None)`: the list could not be held (nothing changed);
+    /// `Err(Some(..))`: it is held, and the mapping failed (as `map`).
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    pub fn map_list<H: MapHook, C: AtMostDispatch>(
+        &self,
+        list: &SendNbl<'_>,
+        hook: &Shared<H>,
+        cookie: usize,
+        irql: &C,
+    ) -> Result<Option<MappedSend>, Option<(HeldSend, Status)>> {
+        let Some(i) = self.inner.take() else {
+            let held = list.hold().ok_or(None)?;
+            return held.map(&self.inner.dma, hook, cookie, irql).map_err(Some);
+        };
+        let raw = self.inner.slots[i].0.get().cast::<MapRequest>();
+        // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
+        if !unsafe { list.hold_at(addr_of_mut!((*raw).held)) } {
+            self.inner.give(i);
+            return Err(None);
+        }
+        // SAFETY: as above, with the held list written.
+        unsafe {
+            submit(
+                raw,
+                &self.inner.dma,
+                Home::Pool(self.inner.clone(), i),
+                hook,
+                cookie,
+            )
+        }
+        .map_err(Some)
+    }
+}
+
+impl PoolInner {
+    /// Takes a free slot (clears its bit), if any.
+    fn take(&self) -> Option<usize> {
+        for (w, word) in self.free.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                let mask = 1u64 << bit;
+                // Acquire: pairs with the release of `give`, after the slot's last use.
+                let was = word.fetch_and(!mask, Ordering::Acquire);
+                if was & mask != 0 {
+                    return Some(w * 64 + bit);
+                }
+                bits = was & !mask;
+            }
+        }
+        None
+    }
+
+    /// Gives slot `i` back (its request taken apart).
+    fn give(&self, i: usize) {
+        if let Some(word) = self.free.get(i / 64) {
+            word.fetch_or(1 << (i % 64), Ordering::Release);
+        }
+    }
 }
 
 /// One piece of a mapped frame: where the device reads it and how many bytes.
@@ -170,23 +351,25 @@ pub struct SgElement {
 /// until [`complete`](Self::complete) (see the module documentation).
 #[must_use = "a mapped send must be completed (MappedSend::complete)"]
 pub struct MappedSend {
-    /// The request, with the list NDIS made for it (one pointer: cheap to move and store).
-    request: Box<MapRequest>,
+    /// The request (initialized, owned by this send), with the list NDIS made for it: one
+    /// pointer, cheap to move and store.
+    request: NonNull<MapRequest>,
 }
 
 // SAFETY: the held list is `Send` (see `HeldSend`); the scatter/gather list is NDIS memory the
 // miniport owns until it frees it, from any processor at IRQL <= DISPATCH_LEVEL; the NET_BUFFER
-// belongs to the held list.
+// belongs to the held list; the request is owned by this send alone.
 unsafe impl Send for MappedSend {}
-// SAFETY: `MapRequest` moves between processors only inside a `Box` owned by one party at a time
-// (the caller of `map`, NDIS's context pointer, then a `MappedSend`); its hook is a reference
-// to a `Send + Sync` value (`MapHook`).
+// SAFETY: `MapRequest` moves between processors owned by one party at a time (the caller of
+// `map`, NDIS's context pointer, then a `MappedSend`); its hook is a reference to a
+// `Send + Sync` value (`MapHook`).
 unsafe impl Send for MapRequest {}
 
 impl HeldSend {
     /// Maps the list's frame for DMA (`NdisMAllocateNetBufferSGList` on `dma`, from its
     /// current MDL and offset over its data length), with `cookie` for [`MappedSend::cookie`].
-    /// The list must have exactly one frame.
+    /// The list must have exactly one frame. The request is allocated for this mapping (a
+    /// [`MapPool`] saves that).
     ///
     /// `Ok(Some(send))`: NDIS handed the scatter/gather list over before the request returned
     /// (the usual case), and the send is the caller's now; the hook is not called.
@@ -200,83 +383,169 @@ impl HeldSend {
         cookie: usize,
         irql: &C,
     ) -> Result<Option<MappedSend>, (HeldSend, Status)> {
-        let nbl = self.list.nbl;
-        // SAFETY: the held list is the miniport's until completed; its NET_BUFFER chain is
-        // valid.
-        let nb = unsafe { (*nbl).FirstNetBuffer };
-        // SAFETY: as above.
-        if nb.is_null() || !unsafe { (*nb).Next }.is_null() {
-            return Err((self, Status::INVALID_PARAMETER));
+        // Uninitialized: written field by field here and by `submit`.
+        let Ok(block) = crate::heap::try_box_or_back(MaybeUninit::<MapRequest>::uninit(), irql)
+        else {
+            return Err((self, Status::RESOURCES));
+        };
+        let raw = Box::into_raw(block).cast::<MapRequest>();
+        // SAFETY: a fresh heap block for one request, owned here.
+        unsafe {
+            addr_of_mut!((*raw).held).write(self);
+            submit(raw, dma, Home::Heap(dma.clone()), hook, cookie)
         }
-        let request = MapRequest {
-            held: self,
-            nb,
-            dma: dma.clone(),
-            state: AtomicU8::new(MAPPING),
-            hook: None,
-            cookie,
-            list: core::ptr::null_mut(),
-            elements: 0,
-            storage: [core::mem::MaybeUninit::uninit(); INLINE_WORDS],
-        };
-        let request = match crate::heap::try_box_or_back(request, irql) {
-            Ok(r) => r,
-            Err(r) => return Err((r.held, Status::RESOURCES)),
-        };
-        let size = core::mem::size_of_val(&request.storage);
-        let raw = Box::into_raw(request);
-        // SAFETY: `raw` is the live request (owned through the pointer from here on).
-        let buffer = unsafe { core::ptr::addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>();
-        let (buffer, size) = if dma.sg_list_size() <= size {
-            (buffer, size as u32)
-        } else {
-            (core::ptr::null_mut(), 0)
-        };
-        // SAFETY: the registration's live handle (kept by the request); a NET_BUFFER of a list
-        // the miniport holds (not completed before the mapping is freed: the request owns the
-        // `HeldSend`); the context is the request, which NDIS passes once to
-        // `process_sg_list` (inline or later); the buffer, if offered, lives in the request
-        // until the list is freed. IRQL <= DISPATCH_LEVEL (the token).
-        let status = unsafe {
-            sys::NdisMAllocateNetBufferSGList(dma.handle(), nb, raw.cast(), 0, buffer, size)
-        };
-        if status != sys::NDIS_STATUS_SUCCESS {
-            // SAFETY: NDIS refused: it keeps no reference to the context, which is still the
-            // request from `Box::into_raw` above.
-            let request = unsafe { Box::from_raw(raw) };
-            return Err((request.held, Status(status)));
-        }
-        // SAFETY: the request lives until one of `map` and the callback takes it (whichever
-        // sees the other's state); only `state` is shared until then, and it is atomic.
-        let state = unsafe { &(*raw).state };
-        if state.load(Ordering::Acquire) != CALLED {
-            // The callback may still come: it needs the hook. Set before the state that tells
-            // the callback to use it (the release below publishes it).
-            // SAFETY: the callback reads `hook` only after it sees RETURNED, which is stored
-            // after this write; nothing else touches it.
-            unsafe { (*raw).hook = Some(ErasedHook::new(hook)) };
-            match state.compare_exchange(MAPPING, RETURNED, Ordering::AcqRel, Ordering::Acquire) {
-                // The callback's now: it takes the request.
-                Ok(_) => return Ok(None),
-                // Called meanwhile (on another processor): the send is ours after all.
-                Err(_) => {
-                    // SAFETY: as above: the callback saw MAPPING and left the hook alone.
-                    drop(unsafe { (*raw).hook.take() });
-                }
-            }
-        }
-        // SAFETY: the callback saw MAPPING and moved the state to CALLED (acquired above): it
-        // left the request, with its list set, to `map`, which owns it again.
-        let request = unsafe { Box::from_raw(raw) };
-        Ok(Some(MappedSend { request }))
     }
 }
+
+/// Writes the rest of the request at `raw` and asks NDIS for the mapping (see
+/// [`HeldSend::map`]).
+///
+/// # Safety
+/// `raw` is memory for one `MapRequest` that `home` says where it comes from, owned by the
+/// caller, with its `held` written and nothing else initialized (nothing in it is dropped).
+// Inlined: the held list is written straight from the caller's into the request.
+#[inline(always)]
+unsafe fn submit<H: MapHook>(
+    raw: *mut MapRequest,
+    dma: &DmaRegistration,
+    home: Home,
+    hook: &Shared<H>,
+    cookie: usize,
+) -> Result<Option<MappedSend>, (HeldSend, Status)> {
+    // SAFETY: `held` is written (the caller's contract); the held list is the miniport's until
+    // completed, and its NET_BUFFER chain is valid.
+    let nb = unsafe { (*(*raw).held.list.nbl).FirstNetBuffer };
+    // SAFETY: as above.
+    let bad = nb.is_null() || !unsafe { (*nb).Next }.is_null();
+    // SAFETY: `raw` is the caller's, for one request; each other field is written once, and
+    // the storage is left uninitialized (NDIS writes it).
+    unsafe {
+        addr_of_mut!((*raw).nb).write(nb);
+        addr_of_mut!((*raw).dma).write(dma.handle());
+        addr_of_mut!((*raw).home).write(home);
+        addr_of_mut!((*raw).state).write(AtomicU8::new(MAPPING));
+        addr_of_mut!((*raw).hook).write(None);
+        addr_of_mut!((*raw).cookie).write(cookie);
+        addr_of_mut!((*raw).list).write(core::ptr::null_mut());
+        addr_of_mut!((*raw).elements).write(0);
+    }
+    if bad {
+        // SAFETY: the request just written, owned here, not handed to NDIS.
+        return Err((
+            unsafe { MapRequest::release(raw) },
+            Status::INVALID_PARAMETER,
+        ));
+    }
+    let size = core::mem::size_of::<[MaybeUninit<u64>; INLINE_WORDS]>();
+    // SAFETY: `raw` is the live request (owned through the pointer from here on).
+    let buffer = unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>();
+    let (buffer, size) = if dma.sg_list_size() <= size {
+        (buffer, size as u32)
+    } else {
+        (core::ptr::null_mut(), 0)
+    };
+    // SAFETY: the registration's live handle (kept by the request's home); a NET_BUFFER of a
+    // list the miniport holds (not completed before the mapping is freed: the request owns the
+    // `HeldSend`); the context is the request, which NDIS passes once to `process_sg_list`
+    // (inline or later); the buffer, if offered, lives in the request until the list is freed.
+    // IRQL <= DISPATCH_LEVEL (the caller's token).
+    let status =
+        unsafe { sys::NdisMAllocateNetBufferSGList(dma.handle(), nb, raw.cast(), 0, buffer, size) };
+    if status != sys::NDIS_STATUS_SUCCESS {
+        // SAFETY: NDIS refused: it keeps no reference to the context, which is still the
+        // request written above.
+        return Err((unsafe { MapRequest::release(raw) }, Status(status)));
+    }
+    // SAFETY: the request lives until one of `map` and the callback takes it (whichever sees
+    // the other's state); only `state` is shared until then, and it is atomic.
+    let state = unsafe { &(*raw).state };
+    if state.load(Ordering::Acquire) != CALLED {
+        // The callback may still come: it needs the hook. Set before the state that tells the
+        // callback to use it (the release below publishes it).
+        // SAFETY: the callback reads `hook` only after it sees RETURNED, which is stored after
+        // this write; nothing else touches it.
+        unsafe { (*raw).hook = Some(ErasedHook::new(hook)) };
+        match state.compare_exchange(MAPPING, RETURNED, Ordering::AcqRel, Ordering::Acquire) {
+            // The callback's now: it takes the request.
+            Ok(_) => return Ok(None),
+            // Called meanwhile (on another processor): the send is ours after all.
+            Err(_) => {
+                // SAFETY: as above: the callback saw MAPPING and left the hook alone.
+                drop(unsafe { (*raw).hook.take() });
+            }
+        }
+    }
+    // SAFETY: the callback saw MAPPING and moved the state to CALLED (acquired above): it left
+    // the request, with its list set, to `map`, which owns it again. `raw` is not null.
+    Ok(Some(MappedSend {
+        request: unsafe { NonNull::new_unchecked(raw) },
+    }))
+}
+
+impl MapRequest {
+    /// `NdisMFreeNetBufferSGList` of the list NDIS made for this request.
+    fn free_list(&self) {
+        // SAFETY: the list NDIS made for this request's NET_BUFFER on its registration (kept
+        // registered by `home`), freed once (its `MappedSend` is consumed or dropped); the
+        // device no longer reads the frame (the caller's word, see `MappedSend::complete`). At
+        // IRQL <= DISPATCH_LEVEL, where every holder of a `MappedSend` runs.
+        unsafe { sys::NdisMFreeNetBufferSGList(self.dma, self.list, self.nb) };
+    }
+
+    /// Takes the request at `raw` apart: its held list back, its memory freed or given back
+    /// to its pool.
+    ///
+    /// # Safety
+    /// `raw` is an initialized request owned by the caller (NDIS holds no reference to it);
+    /// it is not used again.
+    #[inline(always)]
+    unsafe fn release(raw: *mut MapRequest) -> HeldSend {
+        // SAFETY: the caller's contract: the held list is moved out once, then the rest taken
+        // apart.
+        unsafe {
+            let held = addr_of!((*raw).held).read();
+            Self::release_memory(raw);
+            held
+        }
+    }
+
+    /// Frees the request at `raw` (or gives it back to its pool), its held list already used
+    /// (moved out, or completed in place: a `HeldSend` needs no drop).
+    ///
+    /// # Safety
+    /// `raw` is an initialized request owned by the caller (NDIS holds no reference to it),
+    /// whose `held` is used no more; the request is not used again.
+    #[inline(always)]
+    unsafe fn release_memory(raw: *mut MapRequest) {
+        // SAFETY: the caller's contract: each field that owns something (but `held`) is moved
+        // out once; the rest (pointers, numbers, an atomic, the storage) needs no drop.
+        let (home, hook) = unsafe { (addr_of!((*raw).home).read(), addr_of!((*raw).hook).read()) };
+        drop(hook);
+        match home {
+            Home::Heap(dma) => {
+                // SAFETY: the block `HeldSend::map` allocated, as a `MaybeUninit` (nothing
+                // dropped), now empty.
+                drop(unsafe { Box::from_raw(raw.cast::<MaybeUninit<MapRequest>>()) });
+                drop(dma);
+            }
+            Home::Pool(pool, i) => {
+                // After the last read of the slot (the release in `give`); the pool is kept
+                // alive by `pool` until then.
+                pool.give(i);
+                drop(pool);
+            }
+        }
+    }
+}
+
+// `release_memory` leaves a request's held list undropped once it is completed in place.
+const _: () = assert!(!core::mem::needs_drop::<HeldSend>());
 
 /// `MINIPORT_PROCESS_SG_LIST`: NDIS hands over the list made for a [`HeldSend::map`] request.
 ///
 /// # Safety
 /// Called by NDIS at DISPATCH_LEVEL, once per successful `NdisMAllocateNetBufferSGList`, with
-/// the context that call passed (a `MapRequest` from `Box::into_raw`) and the list it made.
+/// the context that call passed (an initialized `MapRequest`) and the list it made.
 pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
     _device: sys::PDEVICE_OBJECT,
     _reserved: sys::PVOID,
@@ -303,9 +572,11 @@ pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
     }
     // SAFETY: `map` stored RETURNED (acquired above) and left the request, with its hook, to
     // this callback, which NDIS calls once.
-    let mut request = unsafe { Box::from_raw(raw) };
-    let hook = request.hook.take();
-    let send = MappedSend { request };
+    let hook = unsafe { (*raw).hook.take() };
+    let send = MappedSend {
+        // SAFETY: NDIS's context, the request pointer `map` passed: not null.
+        request: unsafe { NonNull::new_unchecked(raw) },
+    };
     // SAFETY: NDIS calls this handler at DISPATCH_LEVEL.
     let mut dispatch = unsafe { Dispatch::assume() };
     match hook {
@@ -317,34 +588,40 @@ pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
 }
 
 impl MappedSend {
+    fn request(&self) -> &MapRequest {
+        // SAFETY: an initialized request this send owns until it is taken apart (consuming it).
+        unsafe { self.request.as_ref() }
+    }
+
     /// The list, to read headers from (the frame's bytes are unchanged while mapped).
     pub fn list(&self) -> &SendNbl<'_> {
-        self.request.held.list()
+        self.request().held.list()
     }
 
     /// The value given to [`HeldSend::map`].
     pub fn cookie(&self) -> usize {
-        self.request.cookie
+        self.request().cookie
     }
 
     /// How many elements the mapping has.
     pub fn len(&self) -> usize {
-        self.request.elements
+        self.request().elements
     }
 
     pub fn is_empty(&self) -> bool {
-        self.request.elements == 0
+        self.len() == 0
     }
 
     /// Element `i` (None past the last).
     pub fn element(&self, i: usize) -> Option<SgElement> {
-        if i >= self.request.elements {
+        let request = self.request();
+        if i >= request.elements {
             return None;
         }
         // SAFETY: `i` is below the list's `NumberOfElements`; NDIS's list (or the request's
         // storage it wrote it into) holds that many elements after the header until freed.
         let e = unsafe {
-            core::ptr::addr_of!((*self.request.list).Elements)
+            addr_of!((*request.list).Elements)
                 .cast::<sys::SCATTER_GATHER_ELEMENT>()
                 .add(i)
                 .read()
@@ -355,7 +632,6 @@ impl MappedSend {
         })
     }
 
-    /// The elements in order.
     /// Where byte `offset` of the frame lies: (element, offset inside it). None at or past the
     /// end of the mapping.
     pub fn locate(&self, offset: usize) -> Option<(usize, u32)> {
@@ -370,25 +646,33 @@ impl MappedSend {
         None
     }
 
+    /// The elements in order.
     pub fn elements(&self) -> impl Iterator<Item = SgElement> + '_ {
-        (0..self.request.elements).filter_map(|i| self.element(i))
+        (0..self.len()).filter_map(|i| self.element(i))
     }
 
     /// Frees the scatter/gather list (the device is done with the frame) and returns the held
     /// list.
     fn free(self) -> HeldSend {
         let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is not dropped, so the request is moved out once.
-        let request = unsafe { core::ptr::read(&this.request) };
-        request.free_list();
-        let MapRequest { held, .. } = *request;
-        held
+        this.request().free_list();
+        // SAFETY: the request this send owned (not dropped: `this` skips its drop), used no
+        // more.
+        unsafe { MapRequest::release(this.request.as_ptr()) }
     }
 
     /// The device is done with the frame: frees the scatter/gather list, then adds the list to
     /// `done` with `status` (completed with the batch).
     pub fn complete(self, done: &mut SendCompletion<'_>, status: Status) {
-        done.push(self.free(), status);
+        let this = core::mem::ManuallyDrop::new(self);
+        this.request().free_list();
+        let raw = this.request.as_ptr();
+        // SAFETY: the request this send owned (not dropped: `this` skips its drop): its held
+        // list is completed in place and used no more, then the request is taken apart.
+        unsafe {
+            done.push_at(&(*raw).held, status);
+            MapRequest::release_memory(raw);
+        }
     }
 
     /// Frees the mapping without completing: the list comes back held (to copy instead, say).
@@ -398,21 +682,13 @@ impl MappedSend {
     }
 }
 
-impl MapRequest {
-    /// `NdisMFreeNetBufferSGList` of the list NDIS made for this request.
-    fn free_list(&self) {
-        // SAFETY: the list NDIS made for this request's NET_BUFFER on its registration (kept
-        // registered by the request), freed once (its `MappedSend` is consumed or dropped);
-        // the device no longer reads the frame (the caller's word, see `complete`). At IRQL <=
-        // DISPATCH_LEVEL, where every holder of a `MappedSend` runs.
-        unsafe { sys::NdisMFreeNetBufferSGList(self.dma.handle(), self.list, self.nb) };
-    }
-}
-
 impl Drop for MappedSend {
     fn drop(&mut self) {
         // Not completed: the scatter/gather list is still freed (the held list leaks, as a
-        // dropped `HeldSend` does, and NDIS reports it).
-        self.request.free_list();
+        // dropped `HeldSend` does, and NDIS reports it); the request's memory is freed or given
+        // back with it.
+        self.request().free_list();
+        // SAFETY: the request this send owns, used no more (the send is being dropped).
+        drop(unsafe { MapRequest::release(self.request.as_ptr()) });
     }
 }
