@@ -528,7 +528,8 @@ impl Device {
 }
 
 /// Returns the bounce buffers of the chain under `head` to the free list (the fields of a
-/// [`TxRing`], so that it can run while its queue is borrowed).
+/// [`TxRing`], so that it can run while its queue is borrowed). [`NO_BOUNCE`]: a chain without
+/// any (a mapped send after the ring's zero header).
 pub(super) fn free_bounce_chain(
     bounce_of: &[u16],
     next_bounce: &mut [u16],
@@ -536,6 +537,9 @@ pub(super) fn free_bounce_chain(
     head: u16,
 ) {
     let mut b = bounce_of[head as usize];
+    if b == NO_BOUNCE {
+        return;
+    }
     loop {
         free.push(b);
         let next = core::mem::replace(&mut next_bounce[b as usize], NO_BOUNCE);

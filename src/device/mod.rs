@@ -137,6 +137,9 @@ pub struct TxRing {
     parked: Option<MappedSend>,
     /// Mapped sends on the ring: transmit interrupts stay on while any are.
     in_flight_mapped: usize,
+    /// Where in `bounce` a virtio-net header asking for nothing lies (zeroes, past the
+    /// buffers, never written): the header of a mapped send with nothing to rewrite.
+    zero_header: usize,
 }
 
 impl TxRing {
@@ -279,7 +282,14 @@ impl Device {
                 // Transmit completions are reaped by the send path; no interrupt needed for them.
                 tx_vq.disable_interrupts();
                 let pool = ReceivePool::new(init, &dma, frame.buffer, rx_n as usize)?;
-                let bounce = dma.allocate(ini, frame.buffer * tx_n as usize)?;
+                // One buffer per descriptor, then the zero header (never written; the longest).
+                let bounce =
+                    dma.allocate(ini, frame.buffer * tx_n as usize + NetHeader::HASH_LEN)?;
+                ndis::hw::DeviceMemory::write_bytes(
+                    &bounce,
+                    frame.buffer * tx_n as usize,
+                    &NetHeader::default().encode_hash(),
+                );
                 let rss = ndis::rss::RssView::try_new(ini.passive())?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
@@ -307,6 +317,7 @@ impl Device {
                         mapping: false,
                         parked: None,
                         in_flight_mapped: 0,
+                        zero_header: frame.buffer * tx_len,
                     }),
                     map_pool: MapPool::new(&dma, tx_len / 2 + 2, passive)?,
                 };

@@ -11,7 +11,7 @@ use ndis::nbl::{
     CopyError, HeldSend, Ieee8021Q, MapHook, MappedSend, SendCompletion, SendLists, SendNbl, TxPrep,
 };
 
-use super::{Device, TxRing};
+use super::{Device, NO_BOUNCE, TxRing};
 use crate::virtio::net::{NetHeader, features};
 use crate::virtio::queue::Buffer;
 
@@ -211,42 +211,51 @@ impl Device {
         next
     }
 
-    /// The virtio-net header of a mapped send, with its headers written after it at `at` (in
-    /// a bounce buffer) where a tag, a checksum or a large send rewrites them: (header, bytes
-    /// of frame headers written, bytes of the frame they stand for). Err(Some): the list fails
-    /// with that status; Err(None): the frame is not contiguous, to be copied instead.
-    fn mapped_headers(
-        &self,
-        tx: &mut TxRing,
-        send: &MappedSend,
-        at: usize,
-    ) -> Result<(NetHeader, usize, usize), Option<Status>> {
-        let list = send.list();
+    /// What a mapped send's headers need rewritten: None for nothing (the usual case: the
+    /// whole frame read in place, after a header that asks for nothing). Err: the list fails
+    /// with that status.
+    fn mapped_prep(&self, list: &SendNbl<'_>) -> Result<Option<TxPrep>, Status> {
         let tag = self.tx_tag(list);
-        let large_send = list.large_send().map_err(Some)?;
+        let large_send = list.large_send()?;
         let checksum = if large_send.is_some() {
             Default::default()
         } else {
             list.checksum_request()
         };
         if tag.is_none() && large_send.is_none() && checksum.is_empty() {
-            // The usual case: nothing to rewrite, the whole frame read in place.
-            return Ok((NetHeader::default(), 0, 0));
+            return Ok(None);
         }
-        let frame = list.frames().next().ok_or(Some(Status::INVALID_PACKET))?;
         // Checked again: the mapping may complete after an OID switched LSO off for this IP
         // version, and NDIS says such a list is dropped.
         if let Some(status) = large_send.and_then(|ls| self.large_send_refusal(list, ls)) {
-            return Err(Some(status));
+            return Err(status);
         }
-        let prep = TxPrep {
+        Ok(Some(TxPrep {
             tci: tag,
             checksum,
             device_l4: large_send.is_some() || self.features & features::CSUM != 0,
             large_send,
-        };
+        }))
+    }
+
+    /// The virtio-net header of a mapped send whose headers `prep` rewrites, with those
+    /// headers written after it at `at` (in a bounce buffer): (header, bytes of frame headers
+    /// written, bytes of the frame they stand for). Err(Some): the list fails with that status;
+    /// Err(None): the frame is not contiguous, to be copied instead.
+    fn mapped_headers(
+        &self,
+        tx: &mut TxRing,
+        send: &MappedSend,
+        at: usize,
+        prep: &TxPrep,
+    ) -> Result<(NetHeader, usize, usize), Option<Status>> {
+        let frame = send
+            .list()
+            .frames()
+            .next()
+            .ok_or(Some(Status::INVALID_PACKET))?;
         let room = self.frame.buffer - self.hdr_len;
-        let copy = match frame.copy_headers_to_device(&tx.bounce, at + self.hdr_len, room, &prep) {
+        let copy = match frame.copy_headers_to_device(&tx.bounce, at + self.hdr_len, room, prep) {
             Ok(Some(c)) => c,
             Ok(None) => return Err(None),
             Err(CopyError::TooLong) => return Err(Some(Status::INVALID_LENGTH)),
@@ -254,7 +263,7 @@ impl Device {
         };
         let header = match (copy.copy.gso, copy.copy.partial) {
             (Some(gso), Some(partial)) => self
-                .large_send_header(gso, partial, tag.is_some() || frame.has_8021q_tag())
+                .large_send_header(gso, partial, prep.tci.is_some() || frame.has_8021q_tag())
                 .ok_or(Some(Status::INVALID_PACKET))?,
             (None, Some((start, offset))) => NetHeader {
                 flags: NetHeader::F_NEEDS_CSUM,
@@ -277,9 +286,16 @@ impl Device {
         }
     }
 
-    /// Queues a mapped frame: its virtio-net header in a bounce buffer (with the headers an
-    /// offload or a tag rewrites), then one descriptor per element of the rest. Err: no room now (the caller parks it). A mapping of more elements than
-    /// [`MAX_MAPPED_ELEMENTS`] (or than the ring holds) is freed and the frame copied.
+    /// Queues a mapped frame: its virtio-net header, then one descriptor per element of the
+    /// frame. A frame with nothing to rewrite goes out after the ring's zero header (shared,
+    /// never written: no bounce buffer); one whose headers an offload or a tag rewrites gets a
+    /// bounce buffer with its header and those headers, and the rest read in place. Err: no
+    /// room now (the caller parks it). A mapping of more elements than [`MAX_MAPPED_ELEMENTS`]
+    /// (or than the ring holds) is freed and the frame copied.
+    ///
+    /// What it stages is published (and transmit interrupts armed, [`arm_tx`](Self::arm_tx),
+    /// so that its completion is not missed) by the `should_notify` and `arm_tx` every caller
+    /// ends with.
     fn queue_mapped(
         &self,
         tx: &mut TxRing,
@@ -291,43 +307,63 @@ impl Device {
             self.copy_instead(tx, send, done);
             return Ok(());
         }
-        if (tx.free.is_empty() || usize::from(tx.vq.num_free()) < n + 1)
-            && (!self.reap_tx(tx) || tx.free.is_empty() || usize::from(tx.vq.num_free()) < n + 1)
-        {
-            return Err(send);
-        }
-        let Some(b) = tx.free.pop() else {
-            return Err(send);
-        };
-        let at = b as usize * self.frame.buffer;
-        // What the device is told, and the headers an offload or a tag rewrites, copied after
-        // it: the device reads the rest of the frame in place, from byte `skip` on.
-        let (header, copied, skip) = match self.mapped_headers(tx, &send, at) {
-            Ok(h) => h,
-            Err(Some(status)) => {
-                tx.free.push(b);
+        let prep = match self.mapped_prep(send.list()) {
+            Ok(p) => p,
+            Err(status) => {
                 send.complete(done, status);
                 return Ok(());
             }
-            Err(None) => {
-                // Not contiguous: copied whole instead.
-                tx.free.push(b);
-                self.copy_instead(tx, send, done);
-                return Ok(());
+        };
+        let short = |tx: &TxRing| {
+            (prep.is_some() && tx.free.is_empty()) || usize::from(tx.vq.num_free()) < n + 1
+        };
+        if short(tx) && (!self.reap_tx(tx) || short(tx)) {
+            return Err(send);
+        }
+        let (header, b, first, cut) = match &prep {
+            None => (
+                Buffer {
+                    addr: tx.bounce.device_address() + tx.zero_header as u64,
+                    len: self.hdr_len as u32,
+                    device_writable: false,
+                },
+                NO_BOUNCE,
+                0,
+                0,
+            ),
+            Some(prep) => {
+                let Some(b) = tx.free.pop() else {
+                    return Err(send);
+                };
+                let at = b as usize * self.frame.buffer;
+                // What the device is told, and the headers rewritten, copied after it: the
+                // device reads the rest of the frame in place, from byte `skip` on.
+                let (header, copied, skip) = match self.mapped_headers(tx, &send, at, prep) {
+                    Ok(h) => h,
+                    Err(Some(status)) => {
+                        tx.free.push(b);
+                        send.complete(done, status);
+                        return Ok(());
+                    }
+                    Err(None) => {
+                        // Not contiguous: copied whole instead.
+                        tx.free.push(b);
+                        self.copy_instead(tx, send, done);
+                        return Ok(());
+                    }
+                };
+                tx.bounce
+                    .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
+                let (first, cut) = send.locate(skip).unwrap_or((n, 0));
+                let header = Buffer {
+                    addr: tx.bounce.device_address() + at as u64,
+                    len: (self.hdr_len + copied) as u32,
+                    device_writable: false,
+                };
+                (header, b, first, cut)
             }
         };
-        tx.bounce
-            .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
-        let (first, cut) = send.locate(skip).unwrap_or((n, 0));
-        let header = Buffer {
-            addr: tx.bounce.device_address() + at as u64,
-            len: (self.hdr_len + copied) as u32,
-            device_writable: false,
-        };
-        // Interrupts on before the device can finish it, so that its completion is not missed.
-        tx.vq.enable_interrupts();
-        // The header, then the frame's elements in place; published with the batch, by the
-        // `should_notify` every caller ends with.
+        // The header, then the frame's elements in place.
         let chain = tx.vq.stage_with(1 + n - first, |i| match i.checked_sub(1) {
             None => header,
             Some(e) => {
@@ -349,7 +385,9 @@ impl Device {
                 Ok(())
             }
             Err(_) => {
-                tx.free.push(b);
+                if b != NO_BOUNCE {
+                    tx.free.push(b);
+                }
                 Err(send)
             }
         }
