@@ -170,20 +170,27 @@ struct MapRequest {
 enum Home {
     /// A heap block of its own (freed with the request).
     Heap(DmaRegistration),
-    /// Slot `.1` of the pool (given back with the request; the pool keeps the registration).
-    Pool(Shared<PoolInner>, usize),
+    /// Slot `.1` of the pool (given back with the request; the pool keeps the registration,
+    /// and lives while any of its slots is out).
+    Pool(NonNull<PoolInner>, usize),
 }
 
 /// Requests made once, at initialize, for the mappings of one transmit ring (or adapter):
 /// [`MapPool::map`] takes a free one instead of allocating per send, and gives it back when the
 /// mapped send is completed. When every request is in use, a mapping allocates one as
 /// [`HeldSend::map`] does (and fails with `RESOURCES` only if that fails too): a pool never
-/// loses a send. Cloning shares the pool; its memory lives until the last clone and the last
-/// mapped send of it are gone.
-#[derive(Clone)]
+/// loses a send. Its memory is freed with it, or, if a request of it is still out then (a send
+/// not completed, a bug NDIS reports), left allocated for good, so that the request stays
+/// valid.
 pub struct MapPool {
-    inner: Shared<PoolInner>,
+    /// From `Box::leak`: freed by the drop only when every slot is free.
+    inner: NonNull<PoolInner>,
 }
+
+// SAFETY: the pool is `PoolInner`, which is `Send + Sync`; the pointer is owned (a leaked box).
+unsafe impl Send for MapPool {}
+// SAFETY: as above.
+unsafe impl Sync for MapPool {}
 
 struct PoolInner {
     dma: DmaRegistration,
@@ -240,13 +247,27 @@ impl MapPool {
             free: free.into_boxed_slice(),
         };
         Ok(MapPool {
-            inner: Shared::try_new(inner, irql)?,
+            inner: NonNull::from(Box::leak(crate::heap::try_box(inner, irql)?)),
         })
+    }
+
+    fn inner(&self) -> &PoolInner {
+        // SAFETY: the pool's box, alive while the pool is (see `Drop`).
+        unsafe { self.inner.as_ref() }
     }
 
     /// How many requests the pool holds.
     pub fn capacity(&self) -> usize {
-        self.inner.slots.len()
+        self.inner().slots.len()
+    }
+
+    /// How many of them are free now (a snapshot).
+    pub fn available(&self) -> usize {
+        self.inner()
+            .free
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
     }
 
     /// As [`HeldSend::map`] on the pool's registration, with a request of the pool (or, when
@@ -259,20 +280,15 @@ impl MapPool {
         cookie: usize,
         irql: &C,
     ) -> Result<Option<MappedSend>, (HeldSend, Status)> {
-        let Some(i) = self.inner.take() else {
-            return held.map(&self.inner.dma, hook, cookie, irql);
+        let pool = self.inner();
+        let Some(i) = pool.take() else {
+            return held.map(&pool.dma, hook, cookie, irql);
         };
-        let raw = self.inner.slots[i].0.get().cast::<MapRequest>();
+        let raw = pool.slots[i].0.get().cast::<MapRequest>();
         // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
         unsafe {
             addr_of_mut!((*raw).held).write(held);
-            submit(
-                raw,
-                &self.inner.dma,
-                Home::Pool(self.inner.clone(), i),
-                hook,
-                cookie,
-            )
+            submit(raw, &pool.dma, Home::Pool(self.inner, i), hook, cookie)
         }
     }
 
@@ -288,31 +304,49 @@ impl MapPool {
         cookie: usize,
         irql: &C,
     ) -> Result<Option<MappedSend>, Option<(HeldSend, Status)>> {
-        let Some(i) = self.inner.take() else {
+        let pool = self.inner();
+        let Some(i) = pool.take() else {
             let held = list.hold().ok_or(None)?;
-            return held.map(&self.inner.dma, hook, cookie, irql).map_err(Some);
+            return held.map(&pool.dma, hook, cookie, irql).map_err(Some);
         };
-        let raw = self.inner.slots[i].0.get().cast::<MapRequest>();
+        let raw = pool.slots[i].0.get().cast::<MapRequest>();
         // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
         if !unsafe { list.hold_at(addr_of_mut!((*raw).held)) } {
-            self.inner.give(i);
+            pool.give(i);
             return Err(None);
         }
         // SAFETY: as above, with the held list written.
-        unsafe {
-            submit(
-                raw,
-                &self.inner.dma,
-                Home::Pool(self.inner.clone(), i),
-                hook,
-                cookie,
-            )
+        unsafe { submit(raw, &pool.dma, Home::Pool(self.inner, i), hook, cookie) }.map_err(Some)
+    }
+}
+
+impl Drop for MapPool {
+    fn drop(&mut self) {
+        if self.inner().all_free() {
+            // SAFETY: the pool's box (from `Box::leak`), with no request out: nothing reaches
+            // it any more (a request gives its slot back as its last access to the pool).
+            drop(unsafe { Box::from_raw(self.inner.as_ptr()) });
         }
-        .map_err(Some)
+        // Otherwise a request is still out: the pool stays allocated, for good.
     }
 }
 
 impl PoolInner {
+    /// Every slot free (no request out).
+    fn all_free(&self) -> bool {
+        let n = self.slots.len();
+        self.free.iter().enumerate().all(|(w, word)| {
+            let bits = (n - w * 64).min(64);
+            let all = if bits == 64 {
+                u64::MAX
+            } else {
+                (1 << bits) - 1
+            };
+            // Acquire: pairs with the release of each `give`.
+            word.load(Ordering::Acquire) == all
+        })
+    }
+
     /// Takes a free slot (clears its bit), if any.
     fn take(&self) -> Option<usize> {
         for (w, word) in self.free.iter().enumerate() {
@@ -529,10 +563,10 @@ impl MapRequest {
                 drop(dma);
             }
             Home::Pool(pool, i) => {
-                // After the last read of the slot (the release in `give`); the pool is kept
-                // alive by `pool` until then.
-                pool.give(i);
-                drop(pool);
+                // After the last read of the slot (the release in `give`), and the last access
+                // to the pool: alive until then, as one of its slots is out.
+                // SAFETY: as just said.
+                unsafe { pool.as_ref() }.give(i);
             }
         }
     }
