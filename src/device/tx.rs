@@ -211,31 +211,36 @@ impl Device {
         next
     }
 
-    /// What a mapped send's headers need rewritten: None for nothing (the usual case: the
-    /// whole frame read in place, after a header that asks for nothing). Err: the list fails
-    /// with that status.
-    fn mapped_prep(&self, list: &SendNbl<'_>) -> Result<Option<TxPrep>, Status> {
-        let tag = self.tx_tag(list);
+    /// Whether a mapped send's headers need rewriting (a tag, a checksum or a large send):
+    /// false for nothing (the usual case: the whole frame read in place, after a header that
+    /// asks for nothing). Err: the list fails with that status.
+    fn mapped_rewrites(&self, list: &SendNbl<'_>) -> Result<bool, Status> {
         let large_send = list.large_send()?;
-        let checksum = if large_send.is_some() {
-            Default::default()
-        } else {
-            list.checksum_request()
-        };
-        if tag.is_none() && large_send.is_none() && checksum.is_empty() {
-            return Ok(None);
+        if let Some(ls) = large_send {
+            // Checked again: the mapping may complete after an OID switched LSO off for this
+            // IP version, and NDIS says such a list is dropped.
+            return match self.large_send_refusal(list, ls) {
+                Some(status) => Err(status),
+                None => Ok(true),
+            };
         }
-        // Checked again: the mapping may complete after an OID switched LSO off for this IP
-        // version, and NDIS says such a list is dropped.
-        if let Some(status) = large_send.and_then(|ls| self.large_send_refusal(list, ls)) {
-            return Err(status);
-        }
-        Ok(Some(TxPrep {
-            tci: tag,
-            checksum,
+        Ok(self.tx_tag(list).is_some() || !list.checksum_request().is_empty())
+    }
+
+    /// What [`mapped_headers`](Self::mapped_headers) rewrites in a mapped send's frame (one
+    /// that [`mapped_rewrites`](Self::mapped_rewrites) accepted).
+    fn mapped_prep(&self, list: &SendNbl<'_>) -> TxPrep {
+        let large_send = list.large_send().ok().flatten();
+        TxPrep {
+            tci: self.tx_tag(list),
+            checksum: if large_send.is_some() {
+                Default::default()
+            } else {
+                list.checksum_request()
+            },
             device_l4: large_send.is_some() || self.features & features::CSUM != 0,
             large_send,
-        }))
+        }
     }
 
     /// The virtio-net header of a mapped send whose headers `prep` rewrites, with those
@@ -307,61 +312,56 @@ impl Device {
             self.copy_instead(tx, send, done);
             return Ok(());
         }
-        let prep = match self.mapped_prep(send.list()) {
-            Ok(p) => p,
+        let rewrites = match self.mapped_rewrites(send.list()) {
+            Ok(r) => r,
             Err(status) => {
                 send.complete(done, status);
                 return Ok(());
             }
         };
-        let short = |tx: &TxRing| {
-            (prep.is_some() && tx.free.is_empty()) || usize::from(tx.vq.num_free()) < n + 1
-        };
+        let short =
+            |tx: &TxRing| (rewrites && tx.free.is_empty()) || usize::from(tx.vq.num_free()) < n + 1;
         if short(tx) && (!self.reap_tx(tx) || short(tx)) {
             return Err(send);
         }
-        let (header, b, first, cut) = match &prep {
-            None => (
-                Buffer {
-                    addr: tx.bounce.device_address() + tx.zero_header as u64,
-                    len: self.hdr_len as u32,
-                    device_writable: false,
-                },
-                NO_BOUNCE,
-                0,
-                0,
-            ),
-            Some(prep) => {
-                let Some(b) = tx.free.pop() else {
-                    return Err(send);
-                };
-                let at = b as usize * self.frame.buffer;
-                // What the device is told, and the headers rewritten, copied after it: the
-                // device reads the rest of the frame in place, from byte `skip` on.
-                let (header, copied, skip) = match self.mapped_headers(tx, &send, at, prep) {
-                    Ok(h) => h,
-                    Err(Some(status)) => {
-                        tx.free.push(b);
-                        send.complete(done, status);
-                        return Ok(());
-                    }
-                    Err(None) => {
-                        // Not contiguous: copied whole instead.
-                        tx.free.push(b);
-                        self.copy_instead(tx, send, done);
-                        return Ok(());
-                    }
-                };
-                tx.bounce
-                    .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
-                let (first, cut) = send.locate(skip).unwrap_or((n, 0));
-                let header = Buffer {
-                    addr: tx.bounce.device_address() + at as u64,
-                    len: (self.hdr_len + copied) as u32,
-                    device_writable: false,
-                };
-                (header, b, first, cut)
-            }
+        let (header, b, first, cut) = if !rewrites {
+            let header = Buffer {
+                addr: tx.bounce.device_address() + tx.zero_header as u64,
+                len: self.hdr_len as u32,
+                device_writable: false,
+            };
+            (header, NO_BOUNCE, 0, 0)
+        } else {
+            let Some(b) = tx.free.pop() else {
+                return Err(send);
+            };
+            let at = b as usize * self.frame.buffer;
+            let prep = self.mapped_prep(send.list());
+            // What the device is told, and the headers rewritten, copied after it: the device
+            // reads the rest of the frame in place, from byte `skip` on.
+            let (header, copied, skip) = match self.mapped_headers(tx, &send, at, &prep) {
+                Ok(h) => h,
+                Err(Some(status)) => {
+                    tx.free.push(b);
+                    send.complete(done, status);
+                    return Ok(());
+                }
+                Err(None) => {
+                    // Not contiguous: copied whole instead.
+                    tx.free.push(b);
+                    self.copy_instead(tx, send, done);
+                    return Ok(());
+                }
+            };
+            tx.bounce
+                .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
+            let (first, cut) = send.locate(skip).unwrap_or((n, 0));
+            let header = Buffer {
+                addr: tx.bounce.device_address() + at as u64,
+                len: (self.hdr_len + copied) as u32,
+                device_writable: false,
+            };
+            (header, b, first, cut)
         };
         // The header, then the frame's elements in place.
         let chain = tx.vq.stage_with(1 + n - first, |i| match i.checked_sub(1) {
