@@ -97,16 +97,20 @@ impl Device {
         loop {
             match tx.vq.pop_used() {
                 Ok(Some((head, _))) => {
+                    if let Some(m) = tx.mapped_of[head as usize].take() {
+                        tx.in_flight_mapped -= 1;
+                        tx.finished.push(m);
+                        if tx.bounce_of[head as usize] == NO_BOUNCE {
+                            // After the zero header: no bounce buffer.
+                            continue;
+                        }
+                    }
                     super::health::free_bounce_chain(
                         &tx.bounce_of,
                         &mut tx.next_bounce,
                         &mut tx.free,
                         head,
                     );
-                    if let Some(m) = tx.mapped_of[head as usize].take() {
-                        tx.in_flight_mapped -= 1;
-                        tx.finished.push(m);
-                    }
                 }
                 Ok(None) => return true,
                 Err(_) => return false,
