@@ -133,12 +133,61 @@ const INLINE_WORDS: usize = (core::mem::size_of::<sys::SCATTER_GATHER_LIST>()
     + INLINE_ELEMENTS * core::mem::size_of::<sys::SCATTER_GATHER_ELEMENT>())
     / 8;
 
-/// [`MapRequest::state`]: `map` has not returned, NDIS has not called back.
-const MAPPING: u8 = 0;
-/// NDIS called back before `map` returned: `map` hands the send to its caller.
-const CALLED: u8 = 1;
-/// `map` returned first (with the hook set): the callback calls the hook.
-const RETURNED: u8 = 2;
+/// Who of a mapping's callback and the end of its `map` call hands the send over, whichever
+/// comes second: it sees the other's mark (one atomic, moved once from `MAPPING`).
+///
+/// - The callback ([`called_back`](Self::called_back)) before `map` returned: `map` takes the
+///   send and returns it (the callback calls no hook).
+/// - `map` first ([`leave`](Self::leave), after it set the hook): the callback takes the send
+///   and calls the hook.
+///
+/// Whatever the first one wrote before its mark (the list, the hook) is visible to the second
+/// (release, then acquire).
+pub(crate) struct Handoff(AtomicU8);
+
+impl Handoff {
+    /// `map` has not returned, NDIS has not called back.
+    const MAPPING: u8 = 0;
+    /// NDIS called back before `map` returned.
+    const CALLED: u8 = 1;
+    /// `map` returned first.
+    const RETURNED: u8 = 2;
+
+    pub(crate) fn new() -> Self {
+        Handoff(AtomicU8::new(Self::MAPPING))
+    }
+
+    /// From the callback: true if `map` has not left yet (it takes the send); false if it did
+    /// (the callback takes it).
+    pub(crate) fn called_back(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::MAPPING,
+                Self::CALLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// From `map`: the callback came already (a fast check before setting the hook).
+    pub(crate) fn was_called(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::CALLED
+    }
+
+    /// From `map`: true if it leaves the send to a callback still to come; false if the
+    /// callback came meanwhile (`map` takes the send).
+    pub(crate) fn leave(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::MAPPING,
+                Self::RETURNED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
 
 /// One mapping, from the request to its completion: what the callback's context points to.
 /// It lives in a [`MapPool`] slot or, when none is free (or without a pool), in a heap block
@@ -150,11 +199,10 @@ struct MapRequest {
     /// The registration's handle, kept registered by `home`.
     dma: sys::NDIS_HANDLE,
     home: Home,
-    /// Who hands the send over: [`MAPPING`], then [`CALLED`] or [`RETURNED`], whichever of the
-    /// callback and the end of `map` comes first (the other one sees it and acts on it).
-    state: AtomicU8,
-    /// Set by `map` before it moves `state` to [`RETURNED`]; taken by the callback that sees
-    /// that state.
+    /// Who hands the send over: the callback or the end of `map`.
+    state: Handoff,
+    /// Set by `map` before it leaves the send to the callback ([`Handoff::leave`]); taken by
+    /// the callback then.
     hook: Option<ErasedHook>,
     cookie: usize,
     /// The list NDIS made (set by the callback), and its element count.
@@ -195,17 +243,17 @@ unsafe impl Sync for MapPool {}
 struct PoolInner {
     dma: DmaRegistration,
     slots: Box<[Slot]>,
-    /// One bit per slot, set while it is free.
-    free: Box<[AtomicU64]>,
+    free: FreeSlots,
 }
 
 /// A request's memory. Nothing in it is dropped with the pool: every request in use keeps the
 /// pool alive (its [`Home`]), so at the last reference each slot is free and holds no request.
 struct Slot(UnsafeCell<MaybeUninit<MapRequest>>);
 
-// SAFETY: a slot is reached only by whoever cleared its free bit (one party at a time: the
+// SAFETY: a slot is reached only by whoever took it from `free` (one party at a time: the
 // caller of `map`, NDIS's context pointer, then a `MappedSend`), and given back with a release
-// that the next taker's acquire pairs with; the rest is shared read-only or atomic.
+// that the next taker's acquire pairs with (`FreeSlots`); the rest is shared read-only or
+// atomic.
 unsafe impl Sync for PoolInner {}
 // SAFETY: as above; `MapRequest` is `Send`.
 unsafe impl Send for PoolInner {}
@@ -226,25 +274,11 @@ impl MapPool {
             // `into_boxed_slice` would reallocate (infallibly); see `heap::try_boxed_slice`.
             return Err(Status::RESOURCES);
         }
-        let words = requests.div_ceil(64);
-        let free = crate::heap::try_collect(
-            (0..words).map(|w| {
-                let bits = (requests - w * 64).min(64);
-                AtomicU64::new(if bits == 64 {
-                    u64::MAX
-                } else {
-                    (1 << bits) - 1
-                })
-            }),
-            irql,
-        )?;
-        if free.capacity() != free.len() {
-            return Err(Status::RESOURCES);
-        }
+        let free = FreeSlots::new(requests, irql)?;
         let inner = PoolInner {
             dma: dma.clone(),
             slots: slots.into_boxed_slice(),
-            free: free.into_boxed_slice(),
+            free,
         };
         Ok(MapPool {
             inner: NonNull::from(Box::leak(crate::heap::try_box(inner, irql)?)),
@@ -263,11 +297,7 @@ impl MapPool {
 
     /// How many of them are free now (a snapshot).
     pub fn available(&self) -> usize {
-        self.inner()
-            .free
-            .iter()
-            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
-            .sum()
+        self.inner().free.available()
     }
 
     /// As [`HeldSend::map`] on the pool's registration, with a request of the pool (or, when
@@ -281,7 +311,7 @@ impl MapPool {
         irql: &C,
     ) -> Result<Option<MappedSend>, (HeldSend, Status)> {
         let pool = self.inner();
-        let Some(i) = pool.take() else {
+        let Some(i) = pool.free.take() else {
             return held.map(&pool.dma, hook, cookie, irql);
         };
         let raw = pool.slots[i].0.get().cast::<MapRequest>();
@@ -305,14 +335,14 @@ impl MapPool {
         irql: &C,
     ) -> Result<Option<MappedSend>, Option<(HeldSend, Status)>> {
         let pool = self.inner();
-        let Some(i) = pool.take() else {
+        let Some(i) = pool.free.take() else {
             let held = list.hold().ok_or(None)?;
             return held.map(&pool.dma, hook, cookie, irql).map_err(Some);
         };
         let raw = pool.slots[i].0.get().cast::<MapRequest>();
         // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
         if !unsafe { list.hold_at(addr_of_mut!((*raw).held)) } {
-            pool.give(i);
+            pool.free.give(i);
             return Err(None);
         }
         // SAFETY: as above, with the held list written.
@@ -322,7 +352,7 @@ impl MapPool {
 
 impl Drop for MapPool {
     fn drop(&mut self) {
-        if self.inner().all_free() {
+        if self.inner().free.all_free() {
             // SAFETY: the pool's box (from `Box::leak`), with no request out: nothing reaches
             // it any more (a request gives its slot back as its last access to the pool).
             drop(unsafe { Box::from_raw(self.inner.as_ptr()) });
@@ -331,25 +361,42 @@ impl Drop for MapPool {
     }
 }
 
-impl PoolInner {
-    /// Every slot free (no request out).
-    fn all_free(&self) -> bool {
-        let n = self.slots.len();
-        self.free.iter().enumerate().all(|(w, word)| {
-            let bits = (n - w * 64).min(64);
-            let all = if bits == 64 {
-                u64::MAX
-            } else {
-                (1 << bits) - 1
-            };
-            // Acquire: pairs with the release of each `give`.
-            word.load(Ordering::Acquire) == all
+/// The free slots of a pool: one bit per slot, set while it is free. Taking clears a bit
+/// (acquire), giving sets it (release): a slot's uses are ordered, whichever processors they
+/// run on, and bits are independent (no ABA as a free list of indexes has).
+pub(crate) struct FreeSlots {
+    words: Box<[AtomicU64]>,
+    slots: usize,
+}
+
+impl FreeSlots {
+    /// `slots` slots, all free.
+    pub(crate) fn new<C: AtMostDispatch>(slots: usize, irql: &C) -> Result<Self, Status> {
+        let words = crate::heap::try_collect(
+            (0..slots.div_ceil(64)).map(|w| AtomicU64::new(Self::full(slots, w))),
+            irql,
+        )?;
+        if words.capacity() != words.len() {
+            // `into_boxed_slice` would reallocate (infallibly); see `heap::try_boxed_slice`.
+            return Err(Status::RESOURCES);
+        }
+        Ok(FreeSlots {
+            words: words.into_boxed_slice(),
+            slots,
         })
     }
 
+    /// Word `w` with every slot of it free.
+    fn full(slots: usize, w: usize) -> u64 {
+        match slots - w * 64 {
+            n if n >= 64 => u64::MAX,
+            n => (1 << n) - 1,
+        }
+    }
+
     /// Takes a free slot (clears its bit), if any.
-    fn take(&self) -> Option<usize> {
-        for (w, word) in self.free.iter().enumerate() {
+    pub(crate) fn take(&self) -> Option<usize> {
+        for (w, word) in self.words.iter().enumerate() {
             let mut bits = word.load(Ordering::Relaxed);
             while bits != 0 {
                 let bit = bits.trailing_zeros() as usize;
@@ -365,11 +412,27 @@ impl PoolInner {
         None
     }
 
-    /// Gives slot `i` back (its request taken apart).
-    fn give(&self, i: usize) {
-        if let Some(word) = self.free.get(i / 64) {
+    /// Gives slot `i` back (taken, and used no more).
+    pub(crate) fn give(&self, i: usize) {
+        if let Some(word) = self.words.get(i / 64) {
             word.fetch_or(1 << (i % 64), Ordering::Release);
         }
+    }
+
+    /// Every slot free (none out).
+    pub(crate) fn all_free(&self) -> bool {
+        self.words.iter().enumerate().all(|(w, word)| {
+            // Acquire: pairs with the release of each `give`.
+            word.load(Ordering::Acquire) == Self::full(self.slots, w)
+        })
+    }
+
+    /// How many slots are free (a snapshot).
+    pub(crate) fn available(&self) -> usize {
+        self.words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
     }
 }
 
@@ -457,7 +520,7 @@ unsafe fn submit<H: MapHook>(
         addr_of_mut!((*raw).nb).write(nb);
         addr_of_mut!((*raw).dma).write(dma.handle());
         addr_of_mut!((*raw).home).write(home);
-        addr_of_mut!((*raw).state).write(AtomicU8::new(MAPPING));
+        addr_of_mut!((*raw).state).write(Handoff::new());
         addr_of_mut!((*raw).hook).write(None);
         addr_of_mut!((*raw).cookie).write(cookie);
         addr_of_mut!((*raw).list).write(core::ptr::null_mut());
@@ -493,24 +556,22 @@ unsafe fn submit<H: MapHook>(
     // SAFETY: the request lives until one of `map` and the callback takes it (whichever sees
     // the other's state); only `state` is shared until then, and it is atomic.
     let state = unsafe { &(*raw).state };
-    if state.load(Ordering::Acquire) != CALLED {
-        // The callback may still come: it needs the hook. Set before the state that tells the
-        // callback to use it (the release below publishes it).
-        // SAFETY: the callback reads `hook` only after it sees RETURNED, which is stored after
+    if !state.was_called() {
+        // The callback may still come: it needs the hook. Set before the mark that tells the
+        // callback to use it (`leave` publishes it).
+        // SAFETY: the callback reads `hook` only after `leave` succeeded, which comes after
         // this write; nothing else touches it.
         unsafe { (*raw).hook = Some(ErasedHook::new(hook)) };
-        match state.compare_exchange(MAPPING, RETURNED, Ordering::AcqRel, Ordering::Acquire) {
+        if state.leave() {
             // The callback's now: it takes the request.
-            Ok(_) => return Ok(None),
-            // Called meanwhile (on another processor): the send is ours after all.
-            Err(_) => {
-                // SAFETY: as above: the callback saw MAPPING and left the hook alone.
-                drop(unsafe { (*raw).hook.take() });
-            }
+            return Ok(None);
         }
+        // Called meanwhile (on another processor): the send is ours after all.
+        // SAFETY: as above: the callback came first and left the hook alone.
+        drop(unsafe { (*raw).hook.take() });
     }
-    // SAFETY: the callback saw MAPPING and moved the state to CALLED (acquired above): it left
-    // the request, with its list set, to `map`, which owns it again. `raw` is not null.
+    // SAFETY: the callback came first (`was_called` or a failed `leave`, both acquiring its
+    // mark): it left the request, with its list set, to `map`, which owns it again. `raw` is not null.
     Ok(Some(MappedSend {
         request: unsafe { NonNull::new_unchecked(raw) },
     }))
@@ -566,7 +627,7 @@ impl MapRequest {
                 // After the last read of the slot (the release in `give`), and the last access
                 // to the pool: alive until then, as one of its slots is out.
                 // SAFETY: as just said.
-                unsafe { pool.as_ref() }.give(i);
+                unsafe { pool.as_ref() }.free.give(i);
             }
         }
     }
@@ -590,22 +651,19 @@ pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
     // SAFETY: NDIS's list, valid until freed; its header says how many elements follow.
     let elements = unsafe { (*list).NumberOfElements } as usize;
     // SAFETY: the function's contract: the request, live until `map` or this callback takes it;
-    // `map` touches only `state` (and `hook`, before it stores RETURNED) until it sees CALLED.
+    // `map` touches only `state` (and `hook`, before it leaves) until it sees the callback's mark.
     unsafe {
         (*raw).list = list;
         (*raw).elements = elements;
     }
     // SAFETY: as above.
     let state = unsafe { &(*raw).state };
-    if state
-        .compare_exchange(MAPPING, CALLED, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        // `map` has not returned: it takes the send (the release publishes the list).
+    if state.called_back() {
+        // `map` has not returned: it takes the send (the mark publishes the list).
         return;
     }
-    // SAFETY: `map` stored RETURNED (acquired above) and left the request, with its hook, to
-    // this callback, which NDIS calls once.
+    // SAFETY: `map` left first (acquired by the failed `called_back`) and left the request,
+    // with its hook, to this callback, which NDIS calls once.
     let hook = unsafe { (*raw).hook.take() };
     let send = MappedSend {
         // SAFETY: NDIS's context, the request pointer `map` passed: not null.
@@ -615,7 +673,7 @@ pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
     let mut dispatch = unsafe { Dispatch::assume() };
     match hook {
         Some(h) => h.call(send, &mut dispatch),
-        // Not reachable (`map` sets the hook before RETURNED); the send would leak, the list
+        // Not reachable (`map` sets the hook before it leaves); the send would leak, the list
         // does not.
         None => drop(send),
     }
@@ -724,5 +782,56 @@ impl Drop for MappedSend {
         self.request().free_list();
         // SAFETY: the request this send owns, used no more (the send is being dropped).
         drop(unsafe { MapRequest::release(self.request.as_ptr()) });
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::irql::Passive;
+
+    /// Every slot is taken once, then none is left; one given back is the next taken; the
+    /// pool is whole again once all are back (70: a full word and a partial one).
+    #[test]
+    fn free_slots_hand_out_each_slot_once() {
+        // SAFETY: the test thread stands for a PASSIVE_LEVEL caller.
+        let passive = unsafe { Passive::assume() };
+        let free = FreeSlots::new(70, &passive).expect("allocated");
+        assert!(free.all_free());
+        let mut taken: Vec<usize> = core::iter::from_fn(|| free.take()).collect();
+        assert_eq!(free.available(), 0);
+        assert!(!free.all_free());
+        taken.sort_unstable();
+        assert_eq!(taken, (0..70).collect::<Vec<_>>());
+        free.give(65);
+        assert_eq!(free.take(), Some(65));
+        assert_eq!(free.take(), None);
+        for i in taken {
+            free.give(i);
+        }
+        assert_eq!(free.available(), 70);
+        assert!(free.all_free());
+        let none = FreeSlots::new(0, &passive).expect("allocated");
+        assert_eq!(none.take(), None);
+        assert!(none.all_free());
+    }
+
+    /// The callback first: `map` finds it came (and takes the send); `map` first: the
+    /// callback finds it left (and takes it). Never both.
+    #[test]
+    fn handoff_goes_to_the_second_one() {
+        let h = Handoff::new();
+        assert!(h.called_back());
+        assert!(h.was_called());
+        assert!(!h.leave());
+        let h = Handoff::new();
+        assert!(!h.was_called());
+        assert!(h.leave());
+        assert!(!h.called_back());
     }
 }
