@@ -9,8 +9,9 @@
 //! DPC, possibly on another processor; the framework turns the list into a [`MappedSend`],
 //! which owns the held list and the scatter/gather list. A callback that comes before the
 //! request returns hands the send back to the caller of `map` (`Ok(Some(send))`: no hook call,
-//! so the caller may keep holding its own locks); a later one calls [`MapHook::mapped`]. The
-//! driver programs the device with [`MappedSend::element`]s
+//! so the caller may keep holding its own locks); a later one calls [`MapHook::mapped`]. A
+//! [`MapPool`] makes the requests once (at initialize) instead of one allocation per mapping.
+//! The driver programs the device with [`MappedSend::element`]s
 //! (guest-physical address and length, bounds-checked), and once the device is done, completes
 //! it ([`MappedSend::complete`]): the scatter/gather list is freed, then the list completed in
 //! the [`SendCompletion`] batch. A `MappedSend` dropped without completing frees its
@@ -570,9 +571,10 @@ unsafe fn submit<H: MapHook>(
         // SAFETY: as above: the callback came first and left the hook alone.
         drop(unsafe { (*raw).hook.take() });
     }
-    // SAFETY: the callback came first (`was_called` or a failed `leave`, both acquiring its
-    // mark): it left the request, with its list set, to `map`, which owns it again. `raw` is not null.
+    // The callback came first (`was_called` or a failed `leave`, both acquiring its mark): it
+    // left the request, with its list set, to `map`, which owns it again.
     Ok(Some(MappedSend {
+        // SAFETY: `raw` is the request's address, not null.
         request: unsafe { NonNull::new_unchecked(raw) },
     }))
 }
