@@ -239,6 +239,45 @@ impl<'a> SendCompletion<'a> {
         self.count += 1;
     }
 
+    /// [`push_at`](Self::push_at) of a held list of one frame the device read in place (a
+    /// mapped send: no frame copied, so none counted): a success is counted from the frame's
+    /// destination here, as `SendCounts::count` would, without walking the list again (any
+    /// other status, `PENDING` included, goes through `push_at`).
+    ///
+    /// # Safety
+    /// As `push_at`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_in_place_at(&mut self, held: &HeldSend, status: Status) {
+        let list = &held.list;
+        let frame = match list.frames().next() {
+            Some(f)
+                if status.0 != sys::NDIS_STATUS_PENDING
+                    && status.is_success()
+                    && list.frame_count == 1
+                    && list.copies.frames.get() == 0 =>
+            {
+                f
+            }
+            // SAFETY: the caller's contract.
+            _ => return unsafe { self.push_at(held, status) },
+        };
+        assert!(
+            held.adapter == adapter_id(self.adapter),
+            "a HeldSend pushed into another adapter's SendCompletion: complete it through a \
+             SendCompletion of the adapter whose send call held it"
+        );
+        let destination = frame.destination().unwrap_or_default();
+        self.counts
+            .sent(crate::miniport::cast_kind(&destination), frame.len() as u64);
+        list.complete_large_send(status);
+        // SAFETY: a list the miniport owns until it is completed; then as in `push_at`.
+        unsafe {
+            (*list.nbl).Status = status.0;
+            self.chain.push(list.nbl);
+        }
+        self.count += 1;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -764,7 +764,7 @@ impl MappedSend {
         // SAFETY: the request this send owned (not dropped: `this` skips its drop): its held
         // list is completed in place and used no more, then the request is taken apart.
         unsafe {
-            done.push_at(&(*raw).held, status);
+            done.push_in_place_at(&(*raw).held, status);
             MapRequest::release_memory(raw);
         }
     }
