@@ -267,8 +267,13 @@ impl<'a> SendCompletion<'a> {
              SendCompletion of the adapter whose send call held it"
         );
         let destination = frame.destination().unwrap_or_default();
-        self.counts
-            .sent(crate::miniport::cast_kind(&destination), frame.len() as u64);
+        // Unicast (the usual case) from the first byte alone.
+        let kind = if destination[0] & 1 == 0 {
+            0
+        } else {
+            crate::miniport::cast_kind(&destination)
+        };
+        self.counts.sent(kind, frame.len() as u64);
         list.complete_large_send(status);
         // SAFETY: a list the miniport owns until it is completed; then as in `push_at`.
         unsafe {

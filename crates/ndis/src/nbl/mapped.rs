@@ -133,6 +133,13 @@ const INLINE_ELEMENTS: usize = 20;
 const INLINE_WORDS: usize = (core::mem::size_of::<sys::SCATTER_GATHER_LIST>()
     + INLINE_ELEMENTS * core::mem::size_of::<sys::SCATTER_GATHER_ELEMENT>())
     / 8;
+const STORAGE_BYTES: usize = INLINE_WORDS * 8;
+
+/// Whether `dma`'s lists (`ScatterGatherListSize`) fit a request's storage: then it is offered
+/// to NDIS, which allocates nothing for them.
+fn inline_list(dma: &DmaRegistration) -> bool {
+    dma.sg_list_size() <= STORAGE_BYTES
+}
 
 /// Who of a mapping's callback and the end of its `map` call hands the send over, whichever
 /// comes second: it sees the other's mark (one atomic, moved once from `MAPPING`).
@@ -243,6 +250,8 @@ unsafe impl Sync for MapPool {}
 
 struct PoolInner {
     dma: DmaRegistration,
+    /// The registration's lists fit the requests' storage (see `submit`).
+    inline_list: bool,
     slots: Box<[Slot]>,
     free: FreeSlots,
 }
@@ -278,6 +287,7 @@ impl MapPool {
         let free = FreeSlots::new(requests, irql)?;
         let inner = PoolInner {
             dma: dma.clone(),
+            inline_list: inline_list(dma),
             slots: slots.into_boxed_slice(),
             free,
         };
@@ -319,7 +329,14 @@ impl MapPool {
         // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
         unsafe {
             addr_of_mut!((*raw).held).write(held);
-            submit(raw, &pool.dma, Home::Pool(self.inner, i), hook, cookie)
+            submit(
+                raw,
+                &pool.dma,
+                pool.inline_list,
+                Home::Pool(self.inner, i),
+                hook,
+                cookie,
+            )
         }
     }
 
@@ -347,7 +364,17 @@ impl MapPool {
             return Err(None);
         }
         // SAFETY: as above, with the held list written.
-        unsafe { submit(raw, &pool.dma, Home::Pool(self.inner, i), hook, cookie) }.map_err(Some)
+        unsafe {
+            submit(
+                raw,
+                &pool.dma,
+                pool.inline_list,
+                Home::Pool(self.inner, i),
+                hook,
+                cookie,
+            )
+        }
+        .map_err(Some)
     }
 }
 
@@ -490,7 +517,14 @@ impl HeldSend {
         // SAFETY: a fresh heap block for one request, owned here.
         unsafe {
             addr_of_mut!((*raw).held).write(self);
-            submit(raw, dma, Home::Heap(dma.clone()), hook, cookie)
+            submit(
+                raw,
+                dma,
+                inline_list(dma),
+                Home::Heap(dma.clone()),
+                hook,
+                cookie,
+            )
         }
     }
 }
@@ -506,6 +540,7 @@ impl HeldSend {
 unsafe fn submit<H: MapHook>(
     raw: *mut MapRequest,
     dma: &DmaRegistration,
+    inline_list: bool,
     home: Home,
     hook: &Shared<H>,
     cookie: usize,
@@ -534,11 +569,10 @@ unsafe fn submit<H: MapHook>(
             Status::INVALID_PARAMETER,
         ));
     }
-    let size = core::mem::size_of::<[MaybeUninit<u64>; INLINE_WORDS]>();
-    // SAFETY: `raw` is the live request (owned through the pointer from here on).
-    let buffer = unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>();
-    let (buffer, size) = if dma.sg_list_size() <= size {
-        (buffer, size as u32)
+    let (buffer, size) = if inline_list {
+        // SAFETY: `raw` is the live request (owned through the pointer from here on).
+        let buffer = unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>();
+        (buffer, STORAGE_BYTES as u32)
     } else {
         (core::ptr::null_mut(), 0)
     };
