@@ -37,8 +37,11 @@ pub(super) struct NoRoom;
 /// Why a list was not queued now.
 pub(super) enum Defer {
     NoRoom,
-    /// To be mapped and sent in place.
-    Map,
+    /// To be mapped and sent in place; `rewrites`: a tag, a checksum or a large send rewrites
+    /// its headers (as [`Device::mapped_rewrites`] would say now).
+    Map {
+        rewrites: bool,
+    },
 }
 
 impl From<NoRoom> for Defer {
@@ -53,8 +56,8 @@ enum Queued {
     Done(Status),
     /// The ring has no room for it now; nothing of it was queued.
     NoRoom,
-    /// Nothing queued: the list is to be mapped (zero-copy).
-    Map,
+    /// Nothing queued: the list is to be mapped (zero-copy); see [`Defer::Map`].
+    Map { rewrites: bool },
 }
 
 /// The NDIS callback with a mapped frame, after the map call returned (a deferred mapping):
@@ -193,13 +196,13 @@ impl Device {
                     return;
                 }
                 Ok(send) => {
-                    if let Err(send) = self.queue_mapped(tx, send, &mut done) {
+                    if let Err(send) = self.queue_mapped(tx, send, None, &mut done) {
                         tx.parked = Some(send);
                     }
                 }
                 Err(h) => match self.queue_list(tx, h.list(), false) {
                     Queued::Done(status) => done.push(h, status),
-                    Queued::NoRoom | Queued::Map => tx.backlog.push_front(h),
+                    Queued::NoRoom | Queued::Map { .. } => tx.backlog.push_front(h),
                 },
             }
             if tx.parked.is_none() && !tx.backlog.is_empty() {
@@ -291,7 +294,7 @@ impl Device {
         let held = send.into_held();
         match self.queue_list(tx, held.list(), false) {
             Queued::Done(status) => done.push(held, status),
-            Queued::NoRoom | Queued::Map => tx.backlog.push_front(held),
+            Queued::NoRoom | Queued::Map { .. } => tx.backlog.push_front(held),
         }
     }
 
@@ -302,6 +305,10 @@ impl Device {
     /// room now (the caller parks it). A mapping of more elements than [`MAX_MAPPED_ELEMENTS`]
     /// (or than the ring holds) is freed and the frame copied.
     ///
+    /// `checked`: what [`mapped_rewrites`](Self::mapped_rewrites) says, when the caller just
+    /// worked it out under this lock (the send call); None: asked now (a mapping NDIS completed
+    /// later, or a parked send: an OID may have changed the offloads meanwhile).
+    ///
     /// What it stages is published (and transmit interrupts armed, [`arm_tx`](Self::arm_tx),
     /// so that its completion is not missed) by the `should_notify` and `arm_tx` every caller
     /// ends with.
@@ -309,6 +316,7 @@ impl Device {
         &self,
         tx: &mut TxRing,
         send: MappedSend,
+        checked: Option<bool>,
         done: &mut SendCompletion<'_>,
     ) -> Result<(), MappedSend> {
         let n = send.len();
@@ -316,7 +324,7 @@ impl Device {
             self.copy_instead(tx, send, done);
             return Ok(());
         }
-        let rewrites = match self.mapped_rewrites(send.list()) {
+        let rewrites = match checked.map_or_else(|| self.mapped_rewrites(send.list()), Ok) {
             Ok(r) => r,
             Err(status) => {
                 send.complete(done, status);
@@ -417,7 +425,7 @@ impl Device {
                 return false;
             }
             if let Some(p) = tx.parked.take()
-                && let Err(p) = self.queue_mapped(tx, p, &mut done)
+                && let Err(p) = self.queue_mapped(tx, p, None, &mut done)
             {
                 tx.parked = Some(p);
             }
@@ -462,7 +470,7 @@ impl Device {
                         tx.backlog.push_front(held);
                         break;
                     }
-                    Queued::Map => {
+                    Queued::Map { .. } => {
                         tx.mapping = true;
                         *to_map = Some(held);
                         return;
@@ -577,13 +585,17 @@ impl Device {
                 if !tx.waiting() {
                     match self.queue_list(tx, nbl, true) {
                         Queued::Done(status) => return status,
-                        Queued::Map => {
+                        Queued::Map { rewrites } => {
                             // Held and mapped under the lock: a send NDIS hands over inside
                             // the request is queued now; a deferred one (the hook) finds
                             // `tx.mapping` set and later lists waiting behind it.
                             match pair.map_pool.map_list(nbl, shared, j, &*irql_token) {
                                 Ok(Some(send)) => {
-                                    if let Err(send) = self.queue_mapped(tx, send, &mut done) {
+                                    // Checked just now, under this lock.
+                                    let checked = Some(rewrites);
+                                    if let Err(send) =
+                                        self.queue_mapped(tx, send, checked, &mut done)
+                                    {
                                         tx.parked = Some(send);
                                     }
                                 }
@@ -630,7 +642,7 @@ impl Device {
         Queued::Done(match self.queue_list_or(tx, nbl, may_map) {
             Ok(status) => status,
             Err(Defer::NoRoom) => return Queued::NoRoom,
-            Err(Defer::Map) => return Queued::Map,
+            Err(Defer::Map { rewrites }) => return Queued::Map { rewrites },
         })
     }
 
@@ -661,7 +673,7 @@ impl Device {
                         .next()
                         .is_some_and(|f| f.len() >= MAP_THRESHOLD && f.is_contiguous())
                 {
-                    return Err(Defer::Map);
+                    return Err(Defer::Map { rewrites: true });
                 }
                 return self.queue_large_send(tx, nbl, ls, tag).map_err(Defer::from);
             }
@@ -702,7 +714,7 @@ impl Device {
                 .next()
                 .is_some_and(|f| f.len() >= MAP_THRESHOLD && (!rewrites || f.is_contiguous()))
         {
-            return Err(Defer::Map);
+            return Err(Defer::Map { rewrites });
         }
         match self.tx_room(tx, frames) {
             Ok(()) => {}
