@@ -791,6 +791,7 @@ impl MappedSend {
 
     /// The device is done with the frame: frees the scatter/gather list, then adds the list to
     /// `done` with `status` (completed with the batch).
+    #[inline]
     pub fn complete(self, done: &mut SendCompletion<'_>, status: Status) {
         let this = core::mem::ManuallyDrop::new(self);
         this.request().free_list();
