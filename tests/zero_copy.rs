@@ -175,3 +175,42 @@ fn a_halt_with_the_device_stalled_completes_mapped_sends_and_frees_their_lists(b
     }
 }
 }
+
+both_builds! {
+fn mapped_sends_are_counted_by_destination_in_the_statistics(build: Build) {
+    for (resources, how) in modes() {
+        let nic = start(build, resources, how);
+        let with_destination = |dest: [u8; 6], seed: u8, len: usize| {
+            let mut f = frame(seed, len);
+            f[..6].copy_from_slice(&dest);
+            f
+        };
+        let frames = [
+            frame(1, 1514),
+            frame(2, 1200),
+            with_destination([0x01, 0x00, 0x5e, 0, 0, 1], 3, 1300),
+            with_destination([0xff; 6], 4, 1100),
+        ];
+        for f in &frames {
+            nic.emu.send(nic.adapter, &[f]);
+        }
+        let done = completions(&nic, frames.len());
+        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?}");
+        assert!(done.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
+        assert_eq!(nic.emu.sg_lists().0, frames.len() as u64, "all mapped");
+        let s = nic
+            .emu
+            .oid_query(nic.adapter, sys::OID_GEN_STATISTICS, 152)
+            .data;
+        let field = |i: usize| u64::from_le_bytes(s[8 + 8 * i..16 + 8 * i].try_into().unwrap());
+        let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        assert_eq!(field(6), bytes, "{resources:?} {how:?}: ifHCOutOctets");
+        assert_eq!(
+            (field(7), field(8), field(9)),
+            (2, 1, 1),
+            "{resources:?} {how:?}: ifHCOut{{Ucast,Multicast,Broadcast}}Pkts"
+        );
+        nic.stop();
+    }
+}
+}

@@ -374,7 +374,9 @@ impl Device {
                     ..
                 } = &mut *tx;
                 vq.reclaim_after_reset(|head| {
-                    free_bounce_chain(bounce_of, next_bounce, free, head);
+                    if bounce_of[head as usize] != NO_BOUNCE {
+                        free_bounce_chain(bounce_of, next_bounce, free, head);
+                    }
                     match mapped_of[head as usize].take() {
                         // Completed as failed (and counted so by the framework).
                         Some(m) => m.complete(&mut mapped_done, Status::FAILURE),
@@ -526,7 +528,8 @@ impl Device {
 }
 
 /// Returns the bounce buffers of the chain under `head` to the free list (the fields of a
-/// [`TxRing`], so that it can run while its queue is borrowed).
+/// [`TxRing`], so that it can run while its queue is borrowed). Not for a chain without any
+/// (`bounce_of` [`NO_BOUNCE`]: a mapped send after the ring's zero header).
 pub(super) fn free_bounce_chain(
     bounce_of: &[u16],
     next_bounce: &mut [u16],

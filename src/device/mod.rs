@@ -22,7 +22,7 @@ use ndis::heap::{self, Shared};
 use ndis::io::OwnedWindow;
 use ndis::irql::Passive;
 use ndis::miniport::{Init, Initializing, NdisAdapter};
-use ndis::nbl::{HeldSend, MappedSend, ReceivePool};
+use ndis::nbl::{HeldSend, MapPool, MappedSend, ReceivePool};
 use ndis::sync::SpinLock;
 
 use crate::virtio::net::{self, NetHeader, VectorPlan, features};
@@ -137,6 +137,9 @@ pub struct TxRing {
     parked: Option<MappedSend>,
     /// Mapped sends on the ring: transmit interrupts stay on while any are.
     in_flight_mapped: usize,
+    /// Where in `bounce` a virtio-net header asking for nothing lies (zeroes, past the
+    /// buffers, never written): the header of a mapped send with nothing to rewrite.
+    zero_header: usize,
 }
 
 impl TxRing {
@@ -151,10 +154,10 @@ pub struct Pair {
     pub rx: SpinLock<RxRing>,
     pub pool: ReceivePool,
     pub tx: SpinLock<TxRing>,
-    /// The processor mapping a list under the TX lock (`u32::MAX`: none): NDIS's inline
-    /// callback on it cannot take the lock, and leaves the mapped send in `handoff`.
-    pub mapping_cpu: core::sync::atomic::AtomicU32,
-    pub handoff: SpinLock<Option<MappedSend>>,
+    /// The requests of the ring's zero-copy sends (one per mapped send in flight: each holds a
+    /// bounce buffer for its header and two descriptors, so at most half the ring, plus the
+    /// one being mapped and a parked one); a mapping past that allocates its own.
+    pub map_pool: MapPool,
 }
 
 pub struct Device {
@@ -283,7 +286,14 @@ impl Device {
                 // Transmit completions are reaped by the send path; no interrupt needed for them.
                 tx_vq.disable_interrupts();
                 let pool = ReceivePool::new(init, &dma, frame.buffer, rx_n as usize)?;
-                let bounce = dma.allocate(ini, frame.buffer * tx_n as usize)?;
+                // One buffer per descriptor, then the zero header (never written; the longest).
+                let bounce =
+                    dma.allocate(ini, frame.buffer * tx_n as usize + NetHeader::HASH_LEN)?;
+                ndis::hw::DeviceMemory::write_bytes(
+                    &bounce,
+                    frame.buffer * tx_n as usize,
+                    &NetHeader::default().encode_hash(),
+                );
                 let rss = ndis::rss::RssView::try_new(ini.passive())?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
@@ -310,9 +320,9 @@ impl Device {
                         mapping: false,
                         parked: None,
                         in_flight_mapped: 0,
+                        zero_header: frame.buffer * tx_len,
                     }),
-                    mapping_cpu: core::sync::atomic::AtomicU32::new(u32::MAX),
-                    handoff: SpinLock::new(None),
+                    map_pool: MapPool::new(&dma, tx_len / 2 + 2, passive)?,
                 };
                 heap::try_push(&mut pairs, pair, passive)?;
             }

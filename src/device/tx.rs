@@ -11,7 +11,7 @@ use ndis::nbl::{
     CopyError, HeldSend, Ieee8021Q, MapHook, MappedSend, SendCompletion, SendLists, SendNbl, TxPrep,
 };
 
-use super::{Device, TxRing};
+use super::{Device, NO_BOUNCE, TxRing};
 use crate::virtio::net::{NetHeader, features};
 use crate::virtio::queue::Buffer;
 
@@ -37,8 +37,11 @@ pub(super) struct NoRoom;
 /// Why a list was not queued now.
 pub(super) enum Defer {
     NoRoom,
-    /// To be mapped and sent in place.
-    Map,
+    /// To be mapped and sent in place; `rewrites`: a tag, a checksum or a large send rewrites
+    /// its headers (as [`Device::mapped_rewrites`] would say now).
+    Map {
+        rewrites: bool,
+    },
 }
 
 impl From<NoRoom> for Defer {
@@ -53,45 +56,16 @@ enum Queued {
     Done(Status),
     /// The ring has no room for it now; nothing of it was queued.
     NoRoom,
-    /// Nothing queued: the list is to be mapped (zero-copy).
-    Map,
+    /// Nothing queued: the list is to be mapped (zero-copy); see [`Defer::Map`].
+    Map { rewrites: bool },
 }
 
-/// The NDIS callback with a mapped frame: queued on the ring it was mapped for (the cookie).
+/// The NDIS callback with a mapped frame, after the map call returned (a deferred mapping):
+/// queued on the ring it was mapped for (the cookie).
 impl MapHook for super::Device {
     fn mapped(&self, shared: &Shared<Self>, send: MappedSend, irql: &mut Dispatch<'_>) {
         let j = send.cookie();
-        let mut done = SendCompletion::new(&self.ndis);
-        let Some(pair) = self.pairs.get(j) else {
-            send.complete(&mut done, Status::FAILURE);
-            return;
-        };
-        // Inline, from a map call made under this ring's lock on this processor.
-        if pair.mapping_cpu.load(Ordering::Acquire) == ndis::sync::current_processor() {
-            pair.handoff.with(irql, |h, _| *h = Some(send));
-            return;
-        }
-        let mut to_map = None;
-        pair.tx.with(irql, |tx, _| {
-            tx.mapping = false;
-            if !self.is_healthy() {
-                send.complete(&mut done, self.health().send_status());
-            } else {
-                if let Err(send) = self.queue_mapped(tx, send, &mut done) {
-                    tx.parked = Some(send);
-                }
-                if tx.parked.is_none() && !tx.backlog.is_empty() {
-                    self.drain_backlog(tx, &mut done, &mut to_map);
-                }
-                if self.is_healthy() && tx.vq.should_notify() {
-                    self.transport.notify(&tx.notifier);
-                }
-                self.arm_tx(tx);
-            }
-            Self::complete_finished(tx, &mut done);
-        });
-        done.complete(irql);
-        if let Some(h) = to_map {
+        if let Some(h) = self.map_done(j, Ok(send), irql) {
             self.start_map(shared, j, h, irql);
         }
     }
@@ -148,13 +122,17 @@ impl Device {
             ..
         } = tx;
         vq.pop_each(usize::MAX, |head, _| {
-            super::health::free_bounce_chain(bounce_of, next_bounce, free, head);
             if *in_flight_mapped > 0
                 && let Some(m) = mapped_of[head as usize].take()
             {
                 *in_flight_mapped -= 1;
                 finished.push(m);
+                if bounce_of[head as usize] == NO_BOUNCE {
+                    // After the zero header: no bounce buffer.
+                    return;
+                }
             }
+            super::health::free_bounce_chain(bounce_of, next_bounce, free, head);
         })
         .is_ok()
     }
@@ -181,9 +159,9 @@ impl Device {
         }
     }
 
-    /// Asks NDIS to map `held` (of ring `j`), and copies it instead if that fails. The callback
-    /// may run inside the request (`MapHook::mapped`, which takes the ring's lock: none is
-    /// held here) and start the next mapping of the backlog.
+    /// Asks NDIS to map `held` (of ring `j`), and copies it instead if that fails. Called with
+    /// no lock held: the mapping may complete inside the request, and is then queued here
+    /// (taking the ring's lock), possibly starting the next mapping of the backlog.
     pub(super) fn start_map<C: AtMostDispatch>(
         &self,
         shared: &Shared<Self>,
@@ -193,57 +171,91 @@ impl Device {
     ) {
         let mut next = Some(held);
         while let Some(h) = next.take() {
-            let h = match h.map(&self._dma, shared, j, irql) {
-                Ok(()) => return,
-                Err((h, _)) => h,
+            let mapped = match self.pairs.get(j) {
+                Some(pair) => pair.map_pool.map(h, shared, j, irql),
+                None => h.map(&self._dma, shared, j, irql),
             };
-            let Some(pair) = self.pairs.get(j) else {
-                let mut done = SendCompletion::new(&self.ndis);
-                done.push(h, Status::FAILURE);
-                done.complete(irql);
-                return;
+            next = match mapped {
+                // Deferred: the hook queues it.
+                Ok(None) => return,
+                Ok(Some(send)) => self.map_done(j, Ok(send), irql),
+                Err((h, _)) => self.map_done(j, Err(h), irql),
             };
-            let mut done = SendCompletion::new(&self.ndis);
-            pair.tx.with(irql, |tx, _| {
-                tx.mapping = false;
-                match self.queue_list(tx, h.list(), false) {
-                    Queued::Done(status) => done.push(h, status),
-                    Queued::NoRoom | Queued::Map => tx.backlog.push_front(h),
-                }
-                if tx.parked.is_none() {
-                    self.drain_backlog(tx, &mut done, &mut next);
-                }
-                if self.is_healthy() && tx.vq.should_notify() {
-                    self.transport.notify(&tx.notifier);
-                }
-                self.arm_tx(tx);
-                Self::complete_finished(tx, &mut done);
-            });
-            done.complete(irql);
         }
     }
 
-    /// The virtio-net header of a mapped send, with its headers written after it at `at` (in
-    /// a bounce buffer) where a tag, a checksum or a large send rewrites them: (header, bytes
-    /// of frame headers written, bytes of the frame they stand for). Err(Some): the list fails
-    /// with that status; Err(None): the frame is not contiguous, to be copied instead.
-    fn mapped_headers(
+    /// The end of a mapping of ring `j` started outside its lock (`tx.mapping` set): the
+    /// mapped send queued (Ok), or the list copied instead (Err: the mapping failed); then the
+    /// backlog sent into the room left. Returns the next list of the backlog to map, if any.
+    fn map_done<C: AtMostDispatch>(
         &self,
-        tx: &mut TxRing,
-        send: &MappedSend,
-        at: usize,
-    ) -> Result<(NetHeader, usize, usize), Option<Status>> {
-        let list = send.list();
-        let frame = list.frames().next().ok_or(Some(Status::INVALID_PACKET))?;
-        let tag = self.tx_tag(list);
-        let large_send = list.large_send().map_err(Some)?;
-        // Checked again: the mapping may complete after an OID switched LSO off for this IP
-        // version, and NDIS says such a list is dropped.
-        if let Some(status) = large_send.and_then(|ls| self.large_send_refusal(list, ls)) {
-            return Err(Some(status));
+        j: usize,
+        mapped: Result<MappedSend, HeldSend>,
+        irql: &mut C,
+    ) -> Option<HeldSend> {
+        let mut done = SendCompletion::new(&self.ndis);
+        let Some(pair) = self.pairs.get(j) else {
+            match mapped {
+                Ok(send) => send.complete(&mut done, Status::FAILURE),
+                Err(h) => done.push(h, Status::FAILURE),
+            }
+            done.complete(irql);
+            return None;
+        };
+        let mut next = None;
+        pair.tx.with(irql, |tx, _| {
+            tx.mapping = false;
+            match mapped {
+                Ok(send) if !self.is_healthy() => {
+                    send.complete(&mut done, self.health().send_status());
+                    Self::complete_finished(tx, &mut done);
+                    return;
+                }
+                Ok(send) => {
+                    if let Err(send) = self.queue_mapped(tx, send, None, &mut done) {
+                        tx.parked = Some(send);
+                    }
+                }
+                Err(h) => match self.queue_list(tx, h.list(), false) {
+                    Queued::Done(status) => done.push(h, status),
+                    Queued::NoRoom | Queued::Map { .. } => tx.backlog.push_front(h),
+                },
+            }
+            if tx.parked.is_none() && !tx.backlog.is_empty() {
+                self.drain_backlog(tx, &mut done, &mut next);
+            }
+            if self.is_healthy() && tx.vq.should_notify() {
+                self.transport.notify(&tx.notifier);
+            }
+            self.arm_tx(tx);
+            Self::complete_finished(tx, &mut done);
+        });
+        done.complete(irql);
+        next
+    }
+
+    /// Whether a mapped send's headers need rewriting (a tag, a checksum or a large send):
+    /// false for nothing (the usual case: the whole frame read in place, after a header that
+    /// asks for nothing). Err: the list fails with that status.
+    fn mapped_rewrites(&self, list: &SendNbl<'_>) -> Result<bool, Status> {
+        let large_send = list.large_send()?;
+        if let Some(ls) = large_send {
+            // Checked again: the mapping may complete after an OID switched LSO off for this
+            // IP version, and NDIS says such a list is dropped.
+            return match self.large_send_refusal(list, ls) {
+                Some(status) => Err(status),
+                None => Ok(true),
+            };
         }
-        let prep = TxPrep {
-            tci: tag,
+        Ok(self.tx_tag(list).is_some() || !list.checksum_request().is_empty())
+    }
+
+    /// What [`mapped_headers`](Self::mapped_headers) rewrites in a mapped send's frame (one
+    /// that [`mapped_rewrites`](Self::mapped_rewrites) accepted).
+    fn mapped_prep(&self, list: &SendNbl<'_>) -> TxPrep {
+        let large_send = list.large_send().ok().flatten();
+        TxPrep {
+            tci: self.tx_tag(list),
             checksum: if large_send.is_some() {
                 Default::default()
             } else {
@@ -251,12 +263,27 @@ impl Device {
             },
             device_l4: large_send.is_some() || self.features & features::CSUM != 0,
             large_send,
-        };
-        if prep.tci.is_none() && prep.checksum.is_empty() && prep.large_send.is_none() {
-            return Ok((NetHeader::default(), 0, 0));
         }
+    }
+
+    /// The virtio-net header of a mapped send whose headers `prep` rewrites, with those
+    /// headers written after it at `at` (in a bounce buffer): (header, bytes of frame headers
+    /// written, bytes of the frame they stand for). Err(Some): the list fails with that status;
+    /// Err(None): the frame is not contiguous, to be copied instead.
+    fn mapped_headers(
+        &self,
+        tx: &mut TxRing,
+        send: &MappedSend,
+        at: usize,
+        prep: &TxPrep,
+    ) -> Result<(NetHeader, usize, usize), Option<Status>> {
+        let frame = send
+            .list()
+            .frames()
+            .next()
+            .ok_or(Some(Status::INVALID_PACKET))?;
         let room = self.frame.buffer - self.hdr_len;
-        let copy = match frame.copy_headers_to_device(&tx.bounce, at + self.hdr_len, room, &prep) {
+        let copy = match frame.copy_headers_to_device(&tx.bounce, at + self.hdr_len, room, prep) {
             Ok(Some(c)) => c,
             Ok(None) => return Err(None),
             Err(CopyError::TooLong) => return Err(Some(Status::INVALID_LENGTH)),
@@ -264,7 +291,7 @@ impl Device {
         };
         let header = match (copy.copy.gso, copy.copy.partial) {
             (Some(gso), Some(partial)) => self
-                .large_send_header(gso, partial, tag.is_some() || frame.has_8021q_tag())
+                .large_send_header(gso, partial, prep.tci.is_some() || frame.has_8021q_tag())
                 .ok_or(Some(Status::INVALID_PACKET))?,
             (None, Some((start, offset))) => NetHeader {
                 flags: NetHeader::F_NEEDS_CSUM,
@@ -283,17 +310,29 @@ impl Device {
         let held = send.into_held();
         match self.queue_list(tx, held.list(), false) {
             Queued::Done(status) => done.push(held, status),
-            Queued::NoRoom | Queued::Map => tx.backlog.push_front(held),
+            Queued::NoRoom | Queued::Map { .. } => tx.backlog.push_front(held),
         }
     }
 
-    /// Queues a mapped frame: its virtio-net header in a bounce buffer (with the headers an
-    /// offload or a tag rewrites), then one descriptor per element of the rest. Err: no room now (the caller parks it). A mapping of more elements than
-    /// [`MAX_MAPPED_ELEMENTS`] (or than the ring holds) is freed and the frame copied.
+    /// Queues a mapped frame: its virtio-net header, then one descriptor per element of the
+    /// frame. A frame with nothing to rewrite goes out after the ring's zero header (shared,
+    /// never written: no bounce buffer); one whose headers an offload or a tag rewrites gets a
+    /// bounce buffer with its header and those headers, and the rest read in place. Err: no
+    /// room now (the caller parks it). A mapping of more elements than [`MAX_MAPPED_ELEMENTS`]
+    /// (or than the ring holds) is freed and the frame copied.
+    ///
+    /// `checked`: what [`mapped_rewrites`](Self::mapped_rewrites) says, when the caller just
+    /// worked it out under this lock (the send call); None: asked now (a mapping NDIS completed
+    /// later, or a parked send: an OID may have changed the offloads meanwhile).
+    ///
+    /// What it stages is published (and transmit interrupts armed, [`arm_tx`](Self::arm_tx),
+    /// so that its completion is not missed) by the `should_notify` and `arm_tx` every caller
+    /// ends with.
     fn queue_mapped(
         &self,
         tx: &mut TxRing,
         send: MappedSend,
+        checked: Option<bool>,
         done: &mut SendCompletion<'_>,
     ) -> Result<(), MappedSend> {
         let n = send.len();
@@ -301,43 +340,58 @@ impl Device {
             self.copy_instead(tx, send, done);
             return Ok(());
         }
-        if (tx.free.is_empty() || usize::from(tx.vq.num_free()) < n + 1)
-            && (!self.reap_tx(tx) || tx.free.is_empty() || usize::from(tx.vq.num_free()) < n + 1)
-        {
-            return Err(send);
-        }
-        let Some(b) = tx.free.pop() else {
-            return Err(send);
-        };
-        let at = b as usize * self.frame.buffer;
-        // What the device is told, and the headers an offload or a tag rewrites, copied after
-        // it: the device reads the rest of the frame in place, from byte `skip` on.
-        let (header, copied, skip) = match self.mapped_headers(tx, &send, at) {
-            Ok(h) => h,
-            Err(Some(status)) => {
-                tx.free.push(b);
+        let rewrites = match checked.map_or_else(|| self.mapped_rewrites(send.list()), Ok) {
+            Ok(r) => r,
+            Err(status) => {
                 send.complete(done, status);
                 return Ok(());
             }
-            Err(None) => {
-                // Not contiguous: copied whole instead.
-                tx.free.push(b);
-                self.copy_instead(tx, send, done);
-                return Ok(());
-            }
         };
-        tx.bounce
-            .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
-        let (first, cut) = send.locate(skip).unwrap_or((n, 0));
-        let header = Buffer {
-            addr: tx.bounce.device_address() + at as u64,
-            len: (self.hdr_len + copied) as u32,
-            device_writable: false,
+        let short =
+            |tx: &TxRing| (rewrites && tx.free.is_empty()) || usize::from(tx.vq.num_free()) < n + 1;
+        if short(tx) && (!self.reap_tx(tx) || short(tx)) {
+            return Err(send);
+        }
+        let (header, b, first, cut) = if !rewrites {
+            let header = Buffer {
+                addr: tx.bounce.device_address() + tx.zero_header as u64,
+                len: self.hdr_len as u32,
+                device_writable: false,
+            };
+            (header, NO_BOUNCE, 0, 0)
+        } else {
+            let Some(b) = tx.free.pop() else {
+                return Err(send);
+            };
+            let at = b as usize * self.frame.buffer;
+            let prep = self.mapped_prep(send.list());
+            // What the device is told, and the headers rewritten, copied after it: the device
+            // reads the rest of the frame in place, from byte `skip` on.
+            let (header, copied, skip) = match self.mapped_headers(tx, &send, at, &prep) {
+                Ok(h) => h,
+                Err(Some(status)) => {
+                    tx.free.push(b);
+                    send.complete(done, status);
+                    return Ok(());
+                }
+                Err(None) => {
+                    // Not contiguous: copied whole instead.
+                    tx.free.push(b);
+                    self.copy_instead(tx, send, done);
+                    return Ok(());
+                }
+            };
+            tx.bounce
+                .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
+            let (first, cut) = send.locate(skip).unwrap_or((n, 0));
+            let header = Buffer {
+                addr: tx.bounce.device_address() + at as u64,
+                len: (self.hdr_len + copied) as u32,
+                device_writable: false,
+            };
+            (header, b, first, cut)
         };
-        // Interrupts on before the device can finish it, so that its completion is not missed.
-        tx.vq.enable_interrupts();
-        // The header, then the frame's elements in place; published with the batch, by the
-        // `should_notify` every caller ends with.
+        // The header, then the frame's elements in place.
         let chain = tx.vq.stage_with(1 + n - first, |i| match i.checked_sub(1) {
             None => header,
             Some(e) => {
@@ -359,7 +413,9 @@ impl Device {
                 Ok(())
             }
             Err(_) => {
-                tx.free.push(b);
+                if b != NO_BOUNCE {
+                    tx.free.push(b);
+                }
                 Err(send)
             }
         }
@@ -385,7 +441,7 @@ impl Device {
                 return false;
             }
             if let Some(p) = tx.parked.take()
-                && let Err(p) = self.queue_mapped(tx, p, &mut done)
+                && let Err(p) = self.queue_mapped(tx, p, None, &mut done)
             {
                 tx.parked = Some(p);
             }
@@ -430,7 +486,7 @@ impl Device {
                         tx.backlog.push_front(held);
                         break;
                     }
-                    Queued::Map => {
+                    Queued::Map { .. } => {
                         tx.mapping = true;
                         *to_map = Some(held);
                         return;
@@ -545,41 +601,32 @@ impl Device {
                 if !tx.waiting() {
                     match self.queue_list(tx, nbl, true) {
                         Queued::Done(status) => return status,
-                        Queued::Map => {
-                            let Some(held) = nbl.hold() else {
-                                return Status::RESOURCES;
-                            };
-                            // Mapped under the lock: an inline callback hands the send over
-                            // (`pair.handoff`) and it is queued now; a deferred one finds
+                        Queued::Map { rewrites } => {
+                            // Held and mapped under the lock: a send NDIS hands over inside
+                            // the request is queued now; a deferred one (the hook) finds
                             // `tx.mapping` set and later lists waiting behind it.
-                            let cpu = ndis::sync::current_processor();
-                            pair.mapping_cpu.store(cpu, Ordering::Release);
-                            let mapped = held.map(&self._dma, shared, j, &*irql_token);
-                            pair.mapping_cpu.store(u32::MAX, Ordering::Release);
-                            match mapped {
-                                Ok(()) => {}
-                                Err((held, _)) => {
-                                    // Copied instead.
-                                    return match self.queue_list(tx, held.list(), false) {
-                                        Queued::Done(status) => {
-                                            done.push(held, status);
-                                            Status::PENDING
-                                        }
-                                        _ => {
-                                            tx.backlog.push_back(held);
-                                            tx.vq.enable_interrupts();
-                                            Status::PENDING
-                                        }
-                                    };
-                                }
-                            }
-                            match pair.handoff.with(&mut *irql_token, |h, _| h.take()) {
-                                Some(send) => {
-                                    if let Err(send) = self.queue_mapped(tx, send, &mut done) {
+                            match pair.map_pool.map_list(nbl, shared, j, &*irql_token) {
+                                Ok(Some(send)) => {
+                                    // Checked just now, under this lock.
+                                    let checked = Some(rewrites);
+                                    if let Err(send) =
+                                        self.queue_mapped(tx, send, checked, &mut done)
+                                    {
                                         tx.parked = Some(send);
                                     }
                                 }
-                                None => tx.mapping = true,
+                                Ok(None) => tx.mapping = true,
+                                Err(None) => return Status::RESOURCES,
+                                Err(Some((held, _))) => {
+                                    // Copied instead.
+                                    match self.queue_list(tx, held.list(), false) {
+                                        Queued::Done(status) => done.push(held, status),
+                                        _ => {
+                                            tx.backlog.push_back(held);
+                                            tx.vq.enable_interrupts();
+                                        }
+                                    }
+                                }
                             }
                             return Status::PENDING;
                         }
@@ -611,7 +658,7 @@ impl Device {
         Queued::Done(match self.queue_list_or(tx, nbl, may_map) {
             Ok(status) => status,
             Err(Defer::NoRoom) => return Queued::NoRoom,
-            Err(Defer::Map) => return Queued::Map,
+            Err(Defer::Map { rewrites }) => return Queued::Map { rewrites },
         })
     }
 
@@ -642,7 +689,7 @@ impl Device {
                         .next()
                         .is_some_and(|f| f.len() >= MAP_THRESHOLD && f.is_contiguous())
                 {
-                    return Err(Defer::Map);
+                    return Err(Defer::Map { rewrites: true });
                 }
                 return self.queue_large_send(tx, nbl, ls, tag).map_err(Defer::from);
             }
@@ -687,7 +734,7 @@ impl Device {
                 .next()
                 .is_some_and(|f| f.len() >= MAP_THRESHOLD && (!rewrites || f.is_contiguous()))
         {
-            return Err(Defer::Map);
+            return Err(Defer::Map { rewrites });
         }
         match self.tx_room(tx, frames) {
             Ok(()) => {}
@@ -774,7 +821,7 @@ impl Device {
         }
         // Zero-copy: long enough that mapping it costs less than copying it.
         if may_map && len >= MAP_THRESHOLD {
-            return Err(Defer::Map);
+            return Err(Defer::Map { rewrites: false });
         }
         if tx.free.is_empty() || tx.vq.num_free() == 0 {
             match self.tx_room(tx, 1) {

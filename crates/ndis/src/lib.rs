@@ -17,7 +17,8 @@
 //!   power: `POWER`, `power_down`/`power_up`; reset and hang checks);
 //! * [`interrupt::InterruptHandler`]: per-queue ISR and DPC work; [`interrupt::wdm::WdmInterruptHandler`]
 //!   for a WDM connection;
-//! * [`nbl::MapHook`]: zero-copy sends, called with each [`nbl::MappedSend`];
+//! * [`nbl::MapHook`]: zero-copy sends, called with each [`nbl::MappedSend`] NDIS maps after the
+//!   request returned ([`nbl::MapPool`] makes the requests once);
 //! * [`hw::Registers`], [`hw::ConfigSpace`], [`hw::DeviceMemory`]: the hardware seam, implemented
 //!   by the framework ([`io::IoSpace`], [`io::PciConfig`], [`dma::SharedMemory`]) and by test
 //!   stand-ins.

@@ -33,7 +33,7 @@ use crate::sync::atomic::{AtomicU8, Ordering};
 
 mod mapped;
 pub(crate) use mapped::process_sg_list;
-pub use mapped::{MapHook, MappedSend, SgElement};
+pub use mapped::{MapHook, MapPool, MappedSend, SgElement};
 
 /// The chain of lists one `MiniportSendNetBufferLists` call hands over, valid during the call.
 ///
@@ -211,6 +211,17 @@ impl<'a> SendCompletion<'a> {
     /// hand NDIS one adapter's list on another's handle and release the wrong send gate (the
     /// owner's pause would never complete). Complete it in a batch of its own adapter.
     pub fn push(&mut self, held: HeldSend, status: Status) {
+        // SAFETY: `held` is consumed here.
+        unsafe { self.push_at(&held, status) }
+    }
+
+    /// [`push`](Self::push) of the held list at `held`, where it stays (no move of it).
+    ///
+    /// # Safety
+    /// `held` is not used again (not completed again, not dropped: a `HeldSend` needs no
+    /// drop).
+    #[inline(always)]
+    pub(crate) unsafe fn push_at(&mut self, held: &HeldSend, status: Status) {
         assert!(
             held.adapter == adapter_id(self.adapter),
             "a HeldSend pushed into another adapter's SendCompletion: complete it through a \
@@ -223,8 +234,52 @@ impl<'a> SendCompletion<'a> {
         };
         held.list.finish(&mut self.counts, status);
         // SAFETY: the held list is the miniport's and in no chain (a held list was taken out
-        // of its call's chain); the `HeldSend` is consumed, so it is pushed once.
+        // of its call's chain); the caller uses it no more, so it is pushed once.
         unsafe { self.chain.push(held.list.nbl) };
+        self.count += 1;
+    }
+
+    /// [`push_at`](Self::push_at) of a held list of one frame the device read in place (a
+    /// mapped send: no frame copied, so none counted): a success is counted from the frame's
+    /// destination here, as `SendCounts::count` would, without walking the list again (any
+    /// other status, `PENDING` included, goes through `push_at`).
+    ///
+    /// # Safety
+    /// As `push_at`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_in_place_at(&mut self, held: &HeldSend, status: Status) {
+        let list = &held.list;
+        let frame = match list.frames().next() {
+            Some(f)
+                if status.0 != sys::NDIS_STATUS_PENDING
+                    && status.is_success()
+                    && list.frame_count == 1
+                    && list.copies.frames.get() == 0 =>
+            {
+                f
+            }
+            // SAFETY: the caller's contract.
+            _ => return unsafe { self.push_at(held, status) },
+        };
+        assert!(
+            held.adapter == adapter_id(self.adapter),
+            "a HeldSend pushed into another adapter's SendCompletion: complete it through a \
+             SendCompletion of the adapter whose send call held it"
+        );
+        let destination = frame.destination().unwrap_or_default();
+        // Unicast (the usual case) from the first byte alone.
+        let kind = if destination[0] & 1 == 0 {
+            0
+        } else {
+            crate::miniport::cast_kind(&destination)
+        };
+        self.counts.sent(kind, frame.len() as u64);
+        list.complete_large_send(status);
+        // SAFETY: a list the miniport owns until it is completed; then as in `push_at`.
+        unsafe {
+            (*list.nbl).Status = status.0;
+            self.chain.push(list.nbl);
+        }
         self.count += 1;
     }
 
@@ -374,24 +429,45 @@ impl<'a> SendNbl<'a> {
     /// waits for that before the device leaves D0) and before halt returns (NDIS, and the
     /// emulator, check). None if the list is already held, or is itself a held list's view.
     pub fn hold(&self) -> Option<HeldSend> {
-        let adapter = self.adapter?;
+        let mut held = core::mem::MaybeUninit::uninit();
+        // SAFETY: `held` is memory for one `HeldSend`, initialized when `hold_at` says so.
+        unsafe { self.hold_at(held.as_mut_ptr()) }.then(|| {
+            // SAFETY: `hold_at` wrote it.
+            unsafe { held.assume_init() }
+        })
+    }
+
+    /// [`hold`](Self::hold), writing the held list at `dst` (where it is kept: no move of it
+    /// afterwards). False, with nothing written, when `hold` gives None.
+    ///
+    /// # Safety
+    /// `dst` is valid for writing one `HeldSend` (what it holds is overwritten, not dropped).
+    #[inline(always)]
+    pub(crate) unsafe fn hold_at(&self, dst: *mut HeldSend) -> bool {
+        let Some(adapter) = self.adapter else {
+            return false;
+        };
         if self.held.replace(true) {
-            return None;
+            return false;
         }
         adapter.hold_send();
-        Some(HeldSend {
-            list: SendNbl {
-                nbl: self.nbl,
-                copies: self.copies.clone(),
-                adapter: None,
-                held: Cell::new(false),
-                first: self.first,
-                frame_count: self.frame_count,
-                has_runt: self.has_runt,
-                _call: PhantomData,
-            },
-            adapter: adapter_id(adapter),
-        })
+        // SAFETY: the caller's contract.
+        unsafe {
+            dst.write(HeldSend {
+                list: SendNbl {
+                    nbl: self.nbl,
+                    copies: self.copies.clone(),
+                    adapter: None,
+                    held: Cell::new(false),
+                    first: self.first,
+                    frame_count: self.frame_count,
+                    has_runt: self.has_runt,
+                    _call: PhantomData,
+                },
+                adapter: adapter_id(adapter),
+            })
+        };
+        true
     }
 
     /// The status and statistics of a list about to be completed.
