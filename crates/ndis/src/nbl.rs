@@ -379,7 +379,8 @@ impl Ieee8021Q {
 /// One list handed to `MiniportSendNetBufferLists`, valid during the send call.
 pub struct SendNbl<'a> {
     nbl: *mut sys::NET_BUFFER_LIST,
-    /// Frames copied out so far, and their (frames, bytes) per kind, for the statistics.
+    /// Frames copied out so far, their bytes, and whether one went to a group address, for the
+    /// statistics.
     copies: CopyTally,
     /// The adapter whose send call this list came in (None for a [`HeldSend`]'s view: holding
     /// again is refused).
