@@ -766,15 +766,6 @@ impl Device {
                     return Ok(status);
                 }
             };
-            // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes (zeros add
-            // nothing to a checksum the device completes from `csum_start` to the end).
-            let len = if len < MIN_FRAME {
-                tx.bounce
-                    .write_bytes(at + self.hdr_len + len, &[0; MIN_FRAME][..MIN_FRAME - len]);
-                MIN_FRAME
-            } else {
-                len
-            };
             let header = match partial {
                 None => NetHeader::default(),
                 Some((start, offset)) => NetHeader {
@@ -784,23 +775,50 @@ impl Device {
                     ..NetHeader::default()
                 },
             };
-            tx.bounce
-                .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
-            let chain = [Buffer {
-                addr: tx.bounce.device_address() + at as u64,
-                len: (self.hdr_len + len) as u32,
-                device_writable: false,
-            }];
-            // Published with the batch, by the `should_notify` that ends every send call.
-            match tx.vq.stage(&chain) {
-                Ok(head) => tx.bounce_of[head as usize] = b,
-                Err(_) => {
-                    tx.free.push(b);
-                    return Ok(Status::RESOURCES);
-                }
+            if let Err(status) = self.stage_copied(tx, (b, at), len, &header.encode_hash()) {
+                return Ok(status);
             }
         }
         Ok(Status::SUCCESS)
+    }
+
+    /// Stages a frame of `len` bytes copied into bounce buffer `b` (at `at`, after its
+    /// header's room): padded to Ethernet's minimum, `header` (its first `hdr_len` bytes)
+    /// written before it. Err: the ring refused it, and the buffer is free again.
+    #[inline(always)]
+    fn stage_copied(
+        &self,
+        tx: &mut TxRing,
+        (b, at): (u16, usize),
+        len: usize,
+        header: &[u8; NetHeader::HASH_LEN],
+    ) -> Result<(), Status> {
+        // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes (zeros add
+        // nothing to a checksum the device completes from `csum_start` to the end).
+        let len = if len < MIN_FRAME {
+            tx.bounce
+                .write_bytes(at + self.hdr_len + len, &[0; MIN_FRAME][..MIN_FRAME - len]);
+            MIN_FRAME
+        } else {
+            len
+        };
+        tx.bounce.write_bytes(at, &header[..self.hdr_len]);
+        let chain = [Buffer {
+            addr: tx.bounce.device_address() + at as u64,
+            len: (self.hdr_len + len) as u32,
+            device_writable: false,
+        }];
+        // Published with the batch, by the `should_notify` that ends every send call.
+        match tx.vq.stage(&chain) {
+            Ok(head) => {
+                tx.bounce_of[head as usize] = b;
+                Ok(())
+            }
+            Err(_) => {
+                tx.free.push(b);
+                Err(Status::RESOURCES)
+            }
+        }
     }
 
     /// A list of one frame with nothing to rewrite (no tag, checksum or large send): the usual
@@ -838,31 +856,13 @@ impl Device {
             tx.free.push(b);
             return Ok(Status::INVALID_LENGTH);
         };
-        // Ethernet's minimum: a shorter frame goes out zero-padded to 60 bytes.
-        let len = if len < MIN_FRAME {
-            tx.bounce
-                .write_bytes(at + self.hdr_len + len, &[0; MIN_FRAME][..MIN_FRAME - len]);
-            MIN_FRAME
-        } else {
-            len
-        };
         // The header of a frame the device sends as it is: all zeros.
-        tx.bounce
-            .write_bytes(at, &[0; NetHeader::HASH_LEN][..self.hdr_len]);
-        let chain = [Buffer {
-            addr: tx.bounce.device_address() + at as u64,
-            len: (self.hdr_len + len) as u32,
-            device_writable: false,
-        }];
-        // Published with the batch, by the `should_notify` that ends every send call.
-        match tx.vq.stage(&chain) {
-            Ok(head) => tx.bounce_of[head as usize] = b,
-            Err(_) => {
-                tx.free.push(b);
-                return Ok(Status::RESOURCES);
-            }
-        }
-        Ok(Status::SUCCESS)
+        Ok(
+            match self.stage_copied(tx, (b, at), len, &[0; NetHeader::HASH_LEN]) {
+                Ok(()) => Status::SUCCESS,
+                Err(status) => status,
+            },
+        )
     }
 
     /// Makes room for `n` more transmit buffers (and as many descriptors): rings the doorbell
