@@ -1168,6 +1168,75 @@ fn without_ctrl_rx_the_filter_and_multicast_list_stand_without_commands(build: B
 }
 
 both_builds! {
+/// The packet filter on receive, decided by the framework for whatever the device lets
+/// through (without CTRL_RX the device filters nothing): directed frames only for the
+/// adapter's address (each byte of it compared), broadcast, the multicast list, and everything
+/// when promiscuous.
+fn the_packet_filter_decides_which_receives_go_up(build: Build) {
+    let features = ndis_emu::devices::virtio_net::DEFAULT_FEATURES
+        & !ndis_emu::devices::virtio_net::regs::feature::CTRL_RX;
+    let nic = start_with(
+        build,
+        Emulator::new(config(2)),
+        1,
+        InterruptResources::msix(4),
+        |c| c.features = features,
+    )
+    .expect("initialize");
+    let set = |filter: u32| {
+        let r = nic.emu.oid_set(
+            nic.adapter,
+            sys::OID_GEN_CURRENT_PACKET_FILTER,
+            &filter.to_le_bytes(),
+        );
+        assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    };
+    let group = [1, 0, 0x5E, 0, 0, 1];
+    let r = nic
+        .emu
+        .oid_set(nic.adapter, sys::OID_802_3_MULTICAST_LIST, &group);
+    assert_eq!(r.status, sys::NDIS_STATUS_SUCCESS);
+    set(sys::NDIS_PACKET_TYPE_DIRECTED
+        | sys::NDIS_PACKET_TYPE_MULTICAST
+        | sys::NDIS_PACKET_TYPE_BROADCAST);
+    let to = |destination: [u8; 6], seed: u8| {
+        let mut f = frame(seed, 80);
+        f[..6].copy_from_slice(&destination);
+        f
+    };
+    // The adapter's address, then that address with one byte changed (each byte in turn, and
+    // a multicast bit flipped on the last), broadcast, the listed group and another group.
+    let mut sent = vec![(to(MAC, 0), true)];
+    for i in 0..6 {
+        let mut other = MAC;
+        other[i] ^= if i == 0 { 0x02 } else { 0x01 };
+        sent.push((to(other, 1 + i as u8), false));
+    }
+    sent.push((to([0xFF; 6], 7), true));
+    sent.push((to(group, 8), true));
+    sent.push((to([1, 0, 0x5E, 0, 0, 2], 9), false));
+    let frames: Vec<&[u8]> = sent.iter().map(|(f, _)| f.as_slice()).collect();
+    nic.net(|n, bus| n.inject_frames(bus, 0, &frames));
+    nic.emu.run_dpcs();
+    let want: Vec<Vec<u8>> = sent
+        .iter()
+        .filter(|(_, up)| *up)
+        .map(|(f, _)| f.clone())
+        .collect();
+    assert_eq!(nic.emu.received_frames(nic.adapter), want);
+    nic.emu.return_receives(nic.adapter);
+    // Promiscuous: all of them.
+    set(sys::NDIS_PACKET_TYPE_PROMISCUOUS);
+    nic.net(|n, bus| n.inject_frames(bus, 0, &frames));
+    nic.emu.run_dpcs();
+    let all: Vec<Vec<u8>> = sent.iter().map(|(f, _)| f.clone()).collect();
+    assert_eq!(nic.emu.received_frames(nic.adapter), all);
+    nic.emu.return_receives(nic.adapter);
+    nic.stop();
+}
+}
+
+both_builds! {
 fn with_tagging_off_frames_pass_as_they_are(build: Build) {
     let emu = Emulator::new(config(2));
     emu.set_keyword("*PriorityVLANTag", "0");

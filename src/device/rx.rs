@@ -208,38 +208,38 @@ impl Device {
                     // none) is taken as it is; the rest is for `accept`.
                     let untagged =
                         !tagging || peek.get(hdr + 12..hdr + 14) != Some(&[0x81, 0x00][..]);
-                    let received = if len <= plain && len >= hdr + 14 && untagged {
-                        Received::Frame {
+                    let mut frame = if len <= plain && len >= hdr + 14 && untagged {
+                        RxFrame {
+                            index: b,
                             offset: hdr,
                             length: len - hdr,
-                            ieee8021q: None,
+                            ..RxFrame::default()
                         }
                     } else {
-                        self.accept(pair, b, len, peek, vlan_filter)
-                    };
-                    let mut frame = match received {
-                        Received::Frame {
-                            offset,
-                            length,
-                            ieee8021q,
-                        } => RxFrame {
-                            index: b,
-                            offset,
-                            length,
-                            ieee8021q,
-                            ..RxFrame::default()
-                        },
-                        Received::Runt => {
-                            repost[r] = b;
-                            r += 1;
-                            runts += 1;
-                            return;
-                        }
-                        Received::Dropped => {
-                            repost[r] = b;
-                            r += 1;
-                            discards += 1;
-                            return;
+                        match self.accept(pair, b, len, peek, vlan_filter) {
+                            Received::Frame {
+                                offset,
+                                length,
+                                ieee8021q,
+                            } => RxFrame {
+                                index: b,
+                                offset,
+                                length,
+                                ieee8021q,
+                                ..RxFrame::default()
+                            },
+                            Received::Runt => {
+                                repost[r] = b;
+                                r += 1;
+                                runts += 1;
+                                return;
+                            }
+                            Received::Dropped => {
+                                repost[r] = b;
+                                r += 1;
+                                discards += 1;
+                                return;
+                            }
                         }
                     };
                     // A verdict only when the device gave one (either flag).

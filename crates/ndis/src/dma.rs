@@ -236,17 +236,25 @@ impl SharedMemory {
         self.va
     }
 
+    /// The CPU address of `width` bytes at `offset`, after checking they lie in the block. On
+    /// the ring paths this is one compare per access: `length - width` does not change, so it is
+    /// worked out once per loop, and the failure (a driver bug) is out of line.
     #[inline(always)]
     fn check(&self, offset: usize, width: usize) -> usize {
-        assert!(
-            offset
-                .checked_add(width)
-                .is_some_and(|end| end <= self.length),
-            "shared-memory access at {offset:#x} ({width} bytes) outside a {:#x}-byte block",
-            self.length
-        );
-        self.va + offset
+        match self.length.checked_sub(width) {
+            Some(last) if offset <= last => self.va + offset,
+            _ => outside_block(offset, width, self.length),
+        }
     }
+}
+
+/// An access [`SharedMemory::check`] refused: a driver bug, reported as Rust reports an index
+/// out of bounds.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn outside_block(offset: usize, width: usize, length: usize) -> ! {
+    panic!("shared-memory access at {offset:#x} ({width} bytes) outside a {length:#x}-byte block")
 }
 
 macro_rules! volatile_rw {

@@ -1412,16 +1412,22 @@ impl ReceivePool {
         destination
     }
 
-    /// The 6 bytes at `at` (inside one buffer: the caller checked), by value: a destination
-    /// address, as [`copy_out`](Self::copy_out) would copy it.
+    /// The 6 bytes at `at` (inside one buffer: the caller checked), as [`mac_bits`] of them: a
+    /// destination address, read as [`copy_out`](Self::copy_out) would copy it, in two loads.
     #[inline(always)]
-    fn destination_at(&self, at: usize) -> [u8; 6] {
+    fn destination_at(&self, at: usize) -> u64 {
         debug_assert!(at + 6 <= self.buffer_size * self.entries.len());
-        let p = (self.memory.virtual_address() + at) as *const [u8; 6];
+        let p = self.memory.virtual_address() + at;
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        // SAFETY: as for `copy_out`: 6 bytes of the live block, of a buffer the device is done
-        // with; read unaligned (a frame starts anywhere).
-        unsafe { p.read_unaligned() }
+        // SAFETY: as for `copy_out`: bytes 0..4 and 4..6 of the 6 at `at`, in the live block, of
+        // a buffer the device is done with; read unaligned (a frame starts anywhere).
+        let (low, high) = unsafe {
+            (
+                (p as *const u32).read_unaligned(),
+                ((p + 4) as *const u16).read_unaligned(),
+            )
+        };
+        u64::from(u32::from_le(low)) | (u64::from(u16::from_le(high)) << 32)
     }
 
     /// [`SharedMemory::read_bytes`](crate::hw::DeviceMemory::read_bytes) of the pool's block,
@@ -1646,7 +1652,7 @@ impl ReceivePool {
             others: [(0, 0); 2],
             filter,
             promiscuous: filter & sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0,
-            directed,
+            directed: mac_bits(directed),
         }
     }
 
@@ -1790,6 +1796,12 @@ impl Returned<'_> {
     }
 }
 
+/// A MAC address as the low 48 bits of a word (its first byte lowest), for one compare.
+#[inline(always)]
+fn mac_bits(a: [u8; 6]) -> u64 {
+    u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], 0, 0])
+}
+
 /// Receives of one [`ReceivePool`] lent one by one ([`push`](Self::push)) and indicated to NDIS
 /// in one call ([`indicate`](Self::indicate)); see [`ReceivePool::chain`].
 ///
@@ -1809,8 +1821,8 @@ pub struct RxChain<'p> {
     filter: u32,
     promiscuous: bool,
     /// The adapter's address when the filter passes directed frames, else the broadcast
-    /// address, which no directed frame carries.
-    directed: [u8; 6],
+    /// address, which no directed frame carries ([`mac_bits`]).
+    directed: u64,
 }
 
 impl RxChain<'_> {
@@ -1823,16 +1835,26 @@ impl RxChain<'_> {
         self.count == 0
     }
 
-    /// Whether the packet filter passes a frame for `destination`; its kind (0 unicast, 1
+    /// Whether the packet filter passes a frame for `destination` ([`mac_bits`]); its kind (0 unicast, 1
     /// multicast, 2 broadcast) if so. The same decision as [`NdisAdapter::filter_accepts`].
-    #[inline]
-    fn accepts(&self, destination: &[u8; 6]) -> Option<usize> {
-        if destination[0] & 1 == 0 {
-            // Directed: the common case, decided here without the adapter.
-            return (self.promiscuous || self.directed == *destination).then_some(0);
+    /// A directed frame (the common case) is decided here, in registers, without the adapter.
+    #[inline(always)]
+    fn accepts(&self, destination: u64) -> Option<usize> {
+        // The group bit is the first byte's lowest.
+        if destination & 1 == 0 {
+            return (self.promiscuous || self.directed == destination).then_some(0);
         }
-        let kind = if *destination == [0xFF; 6] { 2 } else { 1 };
-        (self.promiscuous || self.pool.adapter.filter_accepts(self.filter, destination))
+        self.accepts_group(destination)
+    }
+
+    /// [`accepts`](Self::accepts) for a multicast or broadcast destination.
+    #[inline(never)]
+    fn accepts_group(&self, destination: u64) -> Option<usize> {
+        let mut address = [0u8; 6];
+        address.copy_from_slice(&destination.to_le_bytes()[..6]);
+        let destination = address;
+        let kind = if destination == [0xFF; 6] { 2 } else { 1 };
+        (self.promiscuous || self.pool.adapter.filter_accepts(self.filter, &destination))
             .then_some(kind)
     }
 
@@ -1879,11 +1901,11 @@ impl RxChain<'_> {
         let destination = if length >= 6 {
             pool.destination_at(at)
         } else {
-            pool.short_destination(at, length)
+            mac_bits(pool.short_destination(at, length))
         };
         // The packet filter, for whatever the device let through (virtio-net, for one, has no
         // way to receive nothing).
-        let Some(kind) = self.accepts(&destination) else {
+        let Some(kind) = self.accepts(destination) else {
             entry.unlend();
             not_indicated(index);
             return;
