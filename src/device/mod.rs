@@ -108,6 +108,8 @@ pub struct RxRing {
     /// The RSS configuration as this ring's receive path last took it (refreshed when NDIS
     /// changes it), with the key's Toeplitz table.
     rss: ndis::rss::RssView,
+    /// Frames of this ring steered to each processor, waiting there (see [`steer`]).
+    steered: steer::Outbox,
 }
 
 pub struct TxRing {
@@ -250,6 +252,8 @@ impl Device {
     ) -> Result<Device, Status> {
         let ini = init.initializing();
         let ndis = init.adapter().clone();
+        // Each ring's steering FIFOs: one per processor, each holding every buffer of the ring.
+        let cpus = ndis::sync::processor_count().clamp(1, 64) as usize;
         // Queues were programmed into the device before a later step failed: reset it, so it
         // holds no address of memory about to be freed, and mark it FAILED.
         let parts = (|| -> Result<(Vec<Pair>, Option<SpinLock<ControlRing>>), Status> {
@@ -303,6 +307,7 @@ impl Device {
                         vq: rx_vq,
                         notifier: rx_notifier,
                         rss,
+                        steered: steer::Outbox::new(cpus, usize::from(rx_n), ini.passive())?,
                     }),
                     pool,
                     tx: SpinLock::new(TxRing {
@@ -366,10 +371,7 @@ impl Device {
                 return Err(e);
             }
         };
-        // Every receive buffer of every pair fits in any one processor's FIFO.
-        let buffers: usize = pairs.iter().map(|p| p.pool.len()).sum();
-        let cpus = ndis::sync::processor_count().clamp(1, 64) as usize;
-        let steer = match steer::Steering::new(cpus, buffers, ini.passive()) {
+        let steer = match steer::Steering::new(pairs.len(), cpus, ini.passive()) {
             Ok(s) => s,
             Err(e) => {
                 fail(&transport);

@@ -155,7 +155,7 @@ impl Device {
                 0
             };
             let mode = if rss_on { self.rss_mode() } else { 0 };
-            let (fault, pending) = pair.rx.with(irql, |rx, dispatch| {
+            let (fault, pending) = pair.rx.with(irql, |rx, _| {
                 if !self.is_healthy() {
                     return (false, false);
                 }
@@ -167,14 +167,13 @@ impl Device {
                 };
                 // This is the processor of this queue's entries: frames for it are indicated
                 // here at once (after this pass), unless frames of this ring still wait in its
-                // FIFO from an earlier pass, which must go first. This ring's frames are pushed
-                // only under this lock (held), and only this processor takes from its FIFO, so an
-                // empty FIFO now means none of them waits. (Frames of one flow the device moved
+                // FIFO from an earlier pass, which must go first. The FIFO is this ring's, under
+                // this lock (held), so an empty one now means none of them waits. (Frames of one flow the device moved
                 // between rings have no order between the rings' DPCs whichever way they go: a
                 // FIFO would not give them one.)
                 let direct = rss.is_some_and(|t| t.is_enabled())
                     && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
-                    && self.steer.is_empty(here, dispatch);
+                    && rx.steered.is_empty(here);
                 // What decides each frame's path, read once for the pass.
                 let hdr = self.hdr_len;
                 let tagging = self.tagging.any();
@@ -274,16 +273,18 @@ impl Device {
                             repost[r] = b;
                             r += 1;
                         });
-                    } else if self.steer.push(cpu, j as u16, frame, dispatch) {
-                        if cpu != here && cpu < 64 {
-                            *kick |= 1 << cpu;
-                        }
-                    } else {
+                    } else if !rx.steered.push(cpu, &frame) {
                         repost[r] = b;
                         r += 1;
                         discards += 1;
                     }
                 });
+                // Told before the lock is released, and before the DPCs that drain it are
+                // queued (see `super::steer`).
+                if rss.is_some() {
+                    let pushed_to = self.steer.tell(j, &mut rx.steered);
+                    *kick |= pushed_to & !1u64.checked_shl(here as u32).unwrap_or(0);
+                }
                 match drained {
                     Ok(n) => {
                         popped = n;
@@ -331,39 +332,41 @@ impl Device {
         NetHeader::decode_hash(header).and_then(|(value, report)| ndis_hash(value, report))
     }
 
-    /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first,
-    /// in runs of one pair; returns how many were taken.
+    /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first
+    /// per ring, one chain per ring and batch; returns how many were taken.
     pub fn drain_steered<C: AtMostDispatch>(&self, irql: &mut C) -> u32 {
         let here = ndis::sync::current_processor() as usize;
         let mut total = 0u32;
-        // Filled by each take before it is read: set up once.
-        let mut batch = [(0u16, RxFrame::default()); RX_BATCH];
-        loop {
-            let n = self.steer.take(here, &mut batch, irql);
-            if n == 0 {
-                return total;
-            }
-            total += n as u32;
-            let mut start = 0;
-            while start < n {
-                let j = batch[start].0;
-                let mut end = start;
-                while end < n && batch[end].0 == j {
-                    end += 1;
-                }
-                if let Some(pair) = self.pairs.get(usize::from(j)) {
-                    let mut repost = [0usize; RX_BATCH];
-                    let mut r = 0;
-                    // The run as it came out of the FIFO (the pair index beside each frame).
-                    pair.pool.indicate(&batch[start..end], irql, |b| {
-                        repost[r] = b;
-                        r += 1;
+        for (j, pair) in self.pairs.iter().enumerate() {
+            // Only rings that told of frames for this processor: their locks alone are taken.
+            while self.steer.has_for(j, here) {
+                let mut repost = [0usize; RX_BATCH];
+                let mut r = 0;
+                let mut chain = pair.pool.chain();
+                // Each frame goes from the FIFO straight into the chain (lent there, under the
+                // ring's lock), indicated once the lock is released.
+                let n = pair.rx.with(irql, |rx, _| {
+                    let n = rx.steered.take(here, RX_BATCH, |frame| {
+                        chain.push(frame, |b| {
+                            repost[r] = b;
+                            r += 1;
+                        })
                     });
-                    self.post_rx(pair, &repost[..r], irql);
+                    self.steer.taken(j, here, n);
+                    n
+                });
+                if n == 0 {
+                    break;
                 }
-                start = end;
+                total += n as u32;
+                chain.indicate(irql, |b| {
+                    repost[r] = b;
+                    r += 1;
+                });
+                self.post_rx(pair, &repost[..r], irql);
             }
         }
+        total
     }
 
     /// A receive of `len` bytes (header included) in buffer `b`: its 802.1Q tag, if tagging is
