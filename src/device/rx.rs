@@ -7,6 +7,7 @@ use core::sync::atomic::{Ordering, fence};
 use ndis::irql::{AtMostDispatch, DispatchOrBelow};
 use ndis::nbl::{Ieee8021Q, Returned, RxFrame};
 use ndis::offload::DeviceRxChecksum;
+use ndis::offload::RxChecksum;
 
 use super::rss::{DEVICE_HASH, ndis_hash};
 use super::{Device, Pair, RxRing};
@@ -247,7 +248,8 @@ impl Device {
                             & (NetHeader::F_NEEDS_CSUM | NetHeader::F_DATA_VALID)
                             != 0
                     {
-                        frame = self.with_checksum(pair, frame, peek);
+                        frame.checksum =
+                            self.checksum_of(pair, frame.index, frame.offset, frame.length, peek);
                     }
                     let Some(t) = rss else {
                         chain.push(&frame, |b| {
@@ -434,25 +436,35 @@ impl Device {
         }
     }
 
-    /// `frame` with what NDIS is to be told about its checksums: the device's verdict from the
-    /// virtio header (`DATA_VALID`, or `NEEDS_CSUM` for a checksum it left partial, which is
-    /// completed here), within the tasks in force, and then the IPv4 header checksum, verified
-    /// here. Only with `GUEST_CSUM`, without which the device never says anything.
+    /// What NDIS is to be told about the checksums of the frame at `offset..offset + length` of
+    /// buffer `index`: the device's verdict from the virtio header (`DATA_VALID`, or
+    /// `NEEDS_CSUM` for a checksum it left partial, which is completed here), within the tasks
+    /// in force, and then the IPv4 header checksum, verified here. Only with `GUEST_CSUM`,
+    /// without which the device never says anything. The verdict alone goes in and out (not
+    /// the frame), so the receive loop keeps its frame in registers.
     #[inline(never)]
-    fn with_checksum(&self, pair: &Pair, mut frame: RxFrame, peek: &[u8]) -> RxFrame {
+    fn checksum_of(
+        &self,
+        pair: &Pair,
+        index: usize,
+        offset: usize,
+        length: usize,
+        peek: &[u8],
+    ) -> RxChecksum {
+        let nothing = RxChecksum::empty();
         if self.features & features::GUEST_CSUM == 0 {
-            return frame;
+            return nothing;
         }
         // Neither flag (the common case): nothing to tell, whatever the rest of the header says.
         let flags = peek.first().copied().unwrap_or(0);
         if flags & (NetHeader::F_NEEDS_CSUM | NetHeader::F_DATA_VALID) == 0 {
-            return frame;
+            return nothing;
         }
         let Some(header) = peek.get(..NetHeader::LEN).and_then(NetHeader::decode) else {
-            return frame;
+            return nothing;
         };
         // A stripped tag moved the frame's start 4 bytes on.
-        let stripped = frame.offset - self.hdr_len;
+        let stripped = offset - self.hdr_len;
         let device = if header.flags & NetHeader::F_NEEDS_CSUM != 0 {
             match usize::from(header.csum_start).checked_sub(stripped) {
                 Some(start) => DeviceRxChecksum::Partial {
@@ -468,16 +480,11 @@ impl Device {
         };
         // A frame the device did not check is left to the stack whole: verifying only its IPv4
         // header here would move work, not save it.
-        if device != DeviceRxChecksum::Unchecked {
-            frame.checksum = pair.pool.checksum(
-                frame.index,
-                frame.offset,
-                frame.length,
-                self.ndis.checksum_offload(),
-                device,
-            );
+        if device == DeviceRxChecksum::Unchecked {
+            return nothing;
         }
-        frame
+        pair.pool
+            .checksum(index, offset, length, self.ndis.checksum_offload(), device)
     }
 
     /// Buffers NDIS handed back go to the device again, staged as they are taken from the chain
