@@ -27,9 +27,12 @@
 //!    in a thread-local, and returns with RIP set to `ndis_emu_trap_stub`, an assembly stub.
 //!    The thread resumes there with every register as it was at the fault, on its own stack,
 //!    the signal mask restored by `sigreturn`. The stub skips the red zone, saves every
-//!    general-purpose register and RFLAGS into a [`Frame`], calls [`trap_emulate`] (normal Rust
-//!    code, like an export the driver called), restores the registers (including the
-//!    destination the emulation wrote) and returns to the instruction after the faulting one.
+//!    general-purpose register and RFLAGS into a [`Frame`] and the SSE state (`fxsave64`:
+//!    XMM0-15, MXCSR; the image is built for the target's baseline, SSE2, and uses no wider
+//!    registers), calls [`trap_emulate`] (normal Rust code, like an export the driver called),
+//!    restores all of it (including the destination the emulation wrote) and returns to the
+//!    instruction after the faulting one. Unlike an export call, a fault can come between any
+//!    two instructions, so every register is live, XMM0-5 included.
 //!    So the emulation runs exactly as an emulated export does: synchronously, on the thread
 //!    that owns the emulator, at a point where the emulator holds no borrow of its state (the
 //!    driver is executing its own code; every export releases its borrow before it returns to
@@ -552,8 +555,14 @@ core::arch::global_asm!(
     "mov rbp, rsp",
     ".cfi_def_cfa_register rbp",
     "and rsp, -16",
+    // The SSE state (XMM0-15, MXCSR, x87): `trap_emulate` is System V code, for which every
+    // XMM register is scratch, and the code it runs (the device model, the C library's
+    // `memcpy`) uses them; the faulting code may hold live values in any of them.
+    "sub rsp, 512",
+    "fxsave64 [rsp]",
     "mov rdi, rbp",
     "call {emulate}",
+    "fxrstor64 [rsp]",
     "mov rsp, rbp",
     ".cfi_def_cfa_register rsp",
     "pop rax",
