@@ -328,7 +328,34 @@ impl Device {
     /// What it stages is published (and transmit interrupts armed, [`arm_tx`](Self::arm_tx),
     /// so that its completion is not missed) by the `should_notify` and `arm_tx` every caller
     /// ends with.
+    // The usual case inlined into the send call: a frame checked just now with nothing to
+    // rewrite, in few enough elements, with room on the ring; the rest out of line.
+    #[inline(always)]
     fn queue_mapped(
+        &self,
+        tx: &mut TxRing,
+        send: MappedSend,
+        checked: Option<bool>,
+        done: &mut SendCompletion<'_>,
+    ) -> Result<(), MappedSend> {
+        let n = send.len();
+        // Room for the chain (`num_free` > n) implies that the ring holds it.
+        if checked == Some(false)
+            && (1..=MAX_MAPPED_ELEMENTS).contains(&n)
+            && usize::from(tx.vq.num_free()) > n
+        {
+            let header = (
+                tx.bounce.device_address() + tx.zero_header as u64,
+                self.hdr_len as u32,
+            );
+            return Self::stage_mapped(tx, send, header, NO_BOUNCE, 0, 0);
+        }
+        self.queue_mapped_slow(tx, send, checked, done)
+    }
+
+    /// [`queue_mapped`](Self::queue_mapped) of any mapped send.
+    #[inline(never)]
+    fn queue_mapped_slow(
         &self,
         tx: &mut TxRing,
         send: MappedSend,
@@ -353,11 +380,10 @@ impl Device {
             return Err(send);
         }
         let (header, b, first, cut) = if !rewrites {
-            let header = Buffer {
-                addr: tx.bounce.device_address() + tx.zero_header as u64,
-                len: self.hdr_len as u32,
-                device_writable: false,
-            };
+            let header = (
+                tx.bounce.device_address() + tx.zero_header as u64,
+                self.hdr_len as u32,
+            );
             (header, NO_BOUNCE, 0, 0)
         } else {
             let Some(b) = tx.free.pop() else {
@@ -384,27 +410,39 @@ impl Device {
             tx.bounce
                 .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
             let (first, cut) = send.locate(skip).unwrap_or((n, 0));
-            let header = Buffer {
-                addr: tx.bounce.device_address() + at as u64,
-                len: (self.hdr_len + copied) as u32,
-                device_writable: false,
-            };
+            let header = (
+                tx.bounce.device_address() + at as u64,
+                (self.hdr_len + copied) as u32,
+            );
             (header, b, first, cut)
         };
-        // The header, then the frame's elements in place.
-        let chain = tx.vq.stage_with(1 + n - first, |i| match i.checked_sub(1) {
-            None => header,
-            Some(e) => {
-                let e = send.element(first + e).unwrap_or_default();
+        Self::stage_mapped(tx, send, header, b, first, cut)
+    }
+
+    /// Stages `send`'s chain: `header` (in bounce buffer `b`, or the zero header), then the
+    /// frame's elements in place from element `first` on, `cut` bytes into it. Err: the ring
+    /// refused it (the bounce buffer is free again).
+    #[inline(always)]
+    fn stage_mapped(
+        tx: &mut TxRing,
+        send: MappedSend,
+        header: (u64, u32),
+        b: u16,
+        first: usize,
+        cut: u32,
+    ) -> Result<(), MappedSend> {
+        // Inlined (each element is a few loads): called once per element.
+        let chain = tx.vq.stage_readable(
+            header,
+            send.len() - first,
+            #[inline(always)]
+            |i| {
+                let e = send.element(first + i).unwrap_or_default();
                 // The first element past the copied headers starts `cut` bytes in.
-                let cut = if i == 1 { cut } else { 0 };
-                Buffer {
-                    addr: e.address + u64::from(cut),
-                    len: e.length - cut,
-                    device_writable: false,
-                }
-            }
-        });
+                let cut = if i == 0 { cut } else { 0 };
+                (e.address + u64::from(cut), e.length - cut)
+            },
+        );
         match chain {
             Ok(head) => {
                 tx.bounce_of[head as usize] = b;

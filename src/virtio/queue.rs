@@ -435,12 +435,16 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         Ok(head)
     }
 
-    /// As [`Self::stage`], for a chain of `len` buffers that `buffer(i)` gives in order (built
-    /// on the fly, without an array of them).
-    pub fn stage_with(
+    /// As [`Self::stage`], for a chain the device only reads (a transmit chain): `first`, then
+    /// `rest` more buffers that `buffer(i)` gives in order as (address, length), built on the
+    /// fly, without an array of them. Nothing writable: no capacity to add up and no order of
+    /// readable and writable buffers to check, per buffer, on the mapped send path.
+    #[inline(always)]
+    pub fn stage_readable(
         &mut self,
-        len: usize,
-        buffer: impl Fn(usize) -> Buffer,
+        first: (u64, u32),
+        rest: usize,
+        buffer: impl Fn(usize) -> (u64, u32),
     ) -> Result<u16, QueueError> {
         if let Some(f) = self.fault {
             return Err(f);
@@ -448,46 +452,37 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         if self.fixed {
             return Err(QueueError::WrongMode);
         }
-        if len == 0 {
-            return Err(QueueError::EmptyChain);
-        }
-        if len > usize::from(self.num_free) {
+        if rest >= usize::from(self.num_free) {
             return Err(QueueError::NoSpace {
-                needed: len,
+                needed: rest.saturating_add(1),
                 free: self.num_free,
             });
         }
+        let len = rest as u16 + 1;
+        let table = self.layout.desc;
         let head = self.free_head;
-        let mut idx = head;
-        let mut capacity = 0u32;
-        let mut writable = false;
         let slots = self.slots.as_mut();
         // `num_free` covers the chain, so every `next` followed below is a free descriptor;
-        // nothing of the queue's state changes until the chain is complete, so a chain refused
-        // half-way leaves only free descriptors written.
-        for i in 0..len {
-            let b = buffer(i);
-            if writable && !b.device_writable {
-                return Err(QueueError::ReadableAfterWritable);
-            }
-            writable = b.device_writable;
-            capacity = capacity.saturating_add(b.writable_len());
+        // nothing of the queue's state changes until the chain is complete.
+        let mut idx = head;
+        let mut b = first;
+        for i in 0..rest {
             let next = slots[usize::from(idx)].next;
-            let last = i + 1 == len;
-            write_descriptor(
-                &self.mem,
-                self.layout.desc,
-                idx,
-                &b,
-                (!last).then_some(next),
-            );
-            if last {
-                self.free_head = next;
-            } else {
-                idx = next;
-            }
+            let words = [b.0, linked(b.1, next)];
+            self.mem
+                .write_u64_pair(table + 16 * usize::from(idx), words);
+            idx = next;
+            b = buffer(i);
         }
-        self.commit(head, len as u16, capacity);
+        self.free_head = slots[usize::from(idx)].next;
+        self.mem
+            .write_u64_pair(table + 16 * usize::from(idx), [b.0, u64::from(b.1)]);
+        let h = &mut slots[usize::from(head)];
+        h.chain_len = len;
+        h.capacity = 0;
+        self.num_free -= len;
+        self.in_flight += 1;
+        self.enqueue(head);
         Ok(head)
     }
 
@@ -730,6 +725,13 @@ fn descriptor(b: &Buffer, next: Option<u16>) -> [u64; 2] {
         b.addr,
         u64::from(b.len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
     ]
+}
+
+/// The second word of a device-readable descriptor of `len` bytes linked to `next` (see
+/// [`descriptor`]).
+#[inline(always)]
+fn linked(len: u32, next: u16) -> u64 {
+    u64::from(len) | (u64::from(DESC_F_NEXT) << 32) | (u64::from(next) << 48)
 }
 
 /// `vring_need_event`: the device asked to be notified when the index passes `event`, and it
