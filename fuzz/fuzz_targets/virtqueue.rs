@@ -87,6 +87,11 @@ fuzz_target!(|data: &[u8]| {
     let ring = Ring(RefCell::new(vec![0u8; layout.total]));
     let slots = vec![Slot::EMPTY; usize::from(size)];
     let mut q = SplitQueue::new(&ring, slots, size, event_idx).expect("a valid queue");
+    // A receive ring's mode: chains of one, under the descriptor the driver names.
+    let fixed = input.bool();
+    if fixed {
+        q.use_fixed_descriptors().expect("nothing in flight yet");
+    }
 
     // The model: chains in flight by head (descriptors, writable bytes), and the used index as
     // the driver consumed it.
@@ -96,6 +101,10 @@ fuzz_target!(|data: &[u8]| {
     let mut fault: Option<QueueError> = None;
     // Chains made available since the queue was (re)initialized.
     let mut avail_count: u16 = 0;
+    // The device wrote over the descriptor table since the last reset: a fixed queue does not
+    // rewrite a descriptor that already describes its buffer (the device may not write the
+    // table, so a device that does only misleads itself), so its contents are not checked.
+    let mut scribbled = false;
 
     for _ in 0..256 {
         if input.is_empty() {
@@ -104,13 +113,23 @@ fuzz_target!(|data: &[u8]| {
         match input.u8() % 9 {
             // The driver adds a chain.
             0 | 1 => {
-                let n = usize::from(input.u8() % 6);
+                // How the chain is staged: `add` (a copied frame), `stage_readable` (a mapped
+                // frame: read-only pieces given on the fly), or `stage_fixed` (one buffer under
+                // a named descriptor, on a fixed queue).
+                let how = input.u8() % 3;
+                let named = u16::from(input.u8()) % (size * 2);
+                let n = if fixed {
+                    1
+                } else {
+                    usize::from(input.u8() % 6)
+                };
+                let read_only = !fixed && how == 1;
                 let mut bufs = Vec::new();
                 for i in 0..n {
                     bufs.push(Buffer {
                         addr: 0x20_0000 + 0x1000 * i as u64,
                         len: u32::from(input.u16()) + 1,
-                        device_writable: input.bool(),
+                        device_writable: !read_only && input.bool(),
                     });
                 }
                 let free = q.num_free();
@@ -118,10 +137,40 @@ fuzz_target!(|data: &[u8]| {
                     .windows(2)
                     .any(|w| w[0].device_writable && !w[1].device_writable);
                 let avail_before = avail_count;
-                let added = q.add(&bufs);
+                let added = if fixed {
+                    if how == 0 {
+                        // The other staging calls are refused on a fixed queue.
+                        let r = q.add(&bufs);
+                        let want = fault.unwrap_or(QueueError::WrongMode);
+                        assert_eq!(r, Err(want), "add on a fixed queue");
+                        continue;
+                    }
+                    let r = q.stage_fixed(named, &bufs[0]);
+                    q.publish();
+                    r.map(|()| named)
+                } else if read_only && n > 0 {
+                    let pieces: Vec<(u64, u32)> = bufs.iter().map(|b| (b.addr, b.len)).collect();
+                    let r = q.stage_readable(pieces[0], n - 1, |i| pieces[i + 1]);
+                    q.publish();
+                    r
+                } else {
+                    q.add(&bufs)
+                };
                 if let Some(f) = fault {
                     assert_eq!(added, Err(f), "a faulted queue takes no chain");
                     continue;
+                }
+                if fixed {
+                    let busy = named >= size || in_flight.contains_key(&named);
+                    assert_eq!(
+                        added.is_err(),
+                        busy,
+                        "stage_fixed({named}): {added:?}, in flight {in_flight:?}"
+                    );
+                    if let Err(e) = added {
+                        assert_eq!(e, QueueError::DescriptorInUse { idx: named });
+                        continue;
+                    }
                 }
                 match added {
                     Ok(head) => {
@@ -135,7 +184,8 @@ fuzz_target!(|data: &[u8]| {
                         // What the driver wrote: the chain, linked, and its head made available.
                         let m = ring.0.borrow();
                         let mut d = head;
-                        for (i, b) in bufs.iter().enumerate() {
+                        let checked = if fixed && scribbled { 0 } else { bufs.len() };
+                        for (i, b) in bufs.iter().enumerate().take(checked) {
                             let at = layout.desc + 16 * usize::from(d);
                             let addr = u64::from_le_bytes(m[at..at + 8].try_into().unwrap());
                             let flags = le16(&m, at + 12);
@@ -208,6 +258,7 @@ fuzz_target!(|data: &[u8]| {
             // them; the driver must never read them back).
             5 => {
                 let at = usize::from(input.u16()) % layout.used;
+                scribbled |= at < layout.avail;
                 let b = input.u8();
                 ring.0.borrow_mut()[at] = b;
             }
@@ -260,6 +311,7 @@ fuzz_target!(|data: &[u8]| {
                     avail_count = 0;
                     device_used = 0;
                     fault = None;
+                    scribbled = false;
                     assert_eq!(q.num_free(), size);
                     assert_eq!(q.fault(), None);
                 }
