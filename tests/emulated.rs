@@ -1139,18 +1139,22 @@ fn a_reused_receive_buffer_does_not_keep_the_last_frame_tag(build: Build) {
 }
 }
 
-both_builds! {
-fn without_ctrl_rx_the_filter_and_multicast_list_stand_without_commands(build: Build) {
-    let features = ndis_emu::devices::virtio_net::DEFAULT_FEATURES
-        & !ndis_emu::devices::virtio_net::regs::feature::CTRL_RX;
-    let nic = start_with(
+/// One pair on a device without `VIRTIO_NET_F_CTRL_RX`: it filters nothing, and takes no
+/// filter commands.
+fn start_without_ctrl_rx(build: Build) -> Nic {
+    start_with(
         build,
         Emulator::new(config(2)),
         1,
         InterruptResources::msix(4),
-        |c| c.features = features,
+        |c| c.features = DEFAULT_FEATURES & !feature::CTRL_RX,
     )
-    .expect("initialize");
+    .expect("initialize")
+}
+
+both_builds! {
+fn without_ctrl_rx_the_filter_and_multicast_list_stand_without_commands(build: Build) {
+    let nic = start_without_ctrl_rx(build);
     let f = (sys::NDIS_PACKET_TYPE_DIRECTED | sys::NDIS_PACKET_TYPE_PROMISCUOUS).to_le_bytes();
     let r = nic
         .emu
@@ -1173,16 +1177,7 @@ both_builds! {
 /// adapter's address (each byte of it compared), broadcast, the multicast list, and everything
 /// when promiscuous.
 fn the_packet_filter_decides_which_receives_go_up(build: Build) {
-    let features = ndis_emu::devices::virtio_net::DEFAULT_FEATURES
-        & !ndis_emu::devices::virtio_net::regs::feature::CTRL_RX;
-    let nic = start_with(
-        build,
-        Emulator::new(config(2)),
-        1,
-        InterruptResources::msix(4),
-        |c| c.features = features,
-    )
-    .expect("initialize");
+    let nic = start_without_ctrl_rx(build);
     let set = |filter: u32| {
         let r = nic.emu.oid_set(
             nic.adapter,

@@ -466,17 +466,20 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         // nothing of the queue's state changes until the chain is complete.
         let mut idx = head;
         let mut b = first;
+        let readable = |(addr, len): (u64, u32)| Buffer {
+            addr,
+            len,
+            device_writable: false,
+        };
         for i in 0..rest {
             let next = slots[usize::from(idx)].next;
-            let words = [b.0, linked(b.1, next)];
-            self.mem
-                .write_u64_pair(table + 16 * usize::from(idx), words);
+            write_descriptor(&self.mem, table, idx, &readable(b), Some(next));
             idx = next;
             b = buffer(i);
         }
         self.free_head = slots[usize::from(idx)].next;
-        self.mem
-            .write_u64_pair(table + 16 * usize::from(idx), [b.0, u64::from(b.1)]);
+        write_descriptor(&self.mem, table, idx, &readable(b), None);
+        // `commit`'s bookkeeping, here in line: on this path the call costs more than it does.
         let h = &mut slots[usize::from(head)];
         h.chain_len = len;
         h.capacity = 0;
@@ -725,13 +728,6 @@ fn descriptor(b: &Buffer, next: Option<u16>) -> [u64; 2] {
         b.addr,
         u64::from(b.len) | (u64::from(flags) << 32) | (u64::from(next.unwrap_or(0)) << 48),
     ]
-}
-
-/// The second word of a device-readable descriptor of `len` bytes linked to `next` (see
-/// [`descriptor`]).
-#[inline(always)]
-fn linked(len: u32, next: u16) -> u64 {
-    u64::from(len) | (u64::from(DESC_F_NEXT) << 32) | (u64::from(next) << 48)
 }
 
 /// `vring_need_event`: the device asked to be notified when the index passes `event`, and it

@@ -55,6 +55,11 @@ fn unmap_bar0(h: sys::NDIS_HANDLE) {
 /// An emulator serving an image, the scripted driver loaded and one adapter on the plain PCI
 /// function whose initialize mapped BAR 0 (returned: its virtual address).
 fn start() -> (Emulator, AdapterId, usize) {
+    start_on(Box::new(PlainFunction::default()))
+}
+
+/// As [`start`], the adapter on `function` (whose BAR 0 is as the plain function's).
+fn start_on(function: Box<dyn PciFunction>) -> (Emulator, AdapterId, usize) {
     scripted_driver::set_scripts(map_bar0, unmap_bar0);
     let emu = Emulator::new(Config {
         cpus: 4,
@@ -63,7 +68,7 @@ fn start() -> (Emulator, AdapterId, usize) {
     emu.trap_hardware_access();
     assert_eq!(emu.load_driver(entry), 0);
     let a = emu
-        .add_adapter(InterruptResources::None)
+        .add_adapter_with(InterruptResources::None, function)
         .expect("initialize");
     (emu, a, MAPPING.get())
 }
@@ -320,20 +325,7 @@ impl PciFunction for SseClobbering {
 /// model clobbered it).
 #[test]
 fn a_trapped_access_preserves_every_sse_register() {
-    scripted_driver::set_scripts(map_bar0, unmap_bar0);
-    let emu = Emulator::new(Config {
-        cpus: 1,
-        ..Config::default()
-    });
-    emu.trap_hardware_access();
-    assert_eq!(emu.load_driver(entry), 0);
-    let a = emu
-        .add_adapter_with(
-            InterruptResources::None,
-            Box::new(SseClobbering(PlainFunction::default())),
-        )
-        .expect("initialize");
-    let va = MAPPING.get();
+    let (emu, a, va) = start_on(Box::new(SseClobbering(PlainFunction::default())));
     let before: [u64; 16] = std::array::from_fn(|i| 0x0123_4567_89AB_CDEF ^ (i as u64 * 0x1111));
     let mut after = [0u64; 16];
     // SAFETY: a read inside the mapping; every register the block touches is an operand or

@@ -248,11 +248,10 @@ impl SharedMemory {
     }
 }
 
-/// An access [`SharedMemory::check`] refused: a driver bug, reported as Rust reports an index
-/// out of bounds.
+/// An access [`SharedMemory::check`] refused: a driver bug, a panic (a bug check in the
+/// kernel image).
 #[cold]
 #[inline(never)]
-#[track_caller]
 fn outside_block(offset: usize, width: usize, length: usize) -> ! {
     panic!("shared-memory access at {offset:#x} ({width} bytes) outside a {length:#x}-byte block")
 }

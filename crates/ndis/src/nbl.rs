@@ -1835,9 +1835,10 @@ impl RxChain<'_> {
         self.count == 0
     }
 
-    /// Whether the packet filter passes a frame for `destination` ([`mac_bits`]); its kind (0 unicast, 1
-    /// multicast, 2 broadcast) if so. The same decision as [`NdisAdapter::filter_accepts`].
-    /// A directed frame (the common case) is decided here, in registers, without the adapter.
+    /// Whether the packet filter passes a frame for `destination` ([`mac_bits`]); its kind (0
+    /// unicast, 1 multicast, 2 broadcast) if so. The same decision as
+    /// [`NdisAdapter::filter_accepts`]. A directed frame (the common case) is decided here, in
+    /// registers, without the adapter.
     #[inline(always)]
     fn accepts(&self, destination: u64) -> Option<usize> {
         // The group bit is the first byte's lowest.
@@ -1850,12 +1851,18 @@ impl RxChain<'_> {
     /// [`accepts`](Self::accepts) for a multicast or broadcast destination.
     #[inline(never)]
     fn accepts_group(&self, destination: u64) -> Option<usize> {
-        let mut address = [0u8; 6];
-        address.copy_from_slice(&destination.to_le_bytes()[..6]);
-        let destination = address;
-        let kind = if destination == [0xFF; 6] { 2 } else { 1 };
-        (self.promiscuous || self.pool.adapter.filter_accepts(self.filter, &destination))
-            .then_some(kind)
+        let kind = if destination == mac_bits([0xFF; 6]) {
+            2
+        } else {
+            1
+        };
+        let [a, b, c, d, e, f, _, _] = destination.to_le_bytes();
+        (self.promiscuous
+            || self
+                .pool
+                .adapter
+                .filter_accepts(self.filter, &[a, b, c, d, e, f]))
+        .then_some(kind)
     }
 
     /// Lends `frame`'s buffer (claimed by the driver) and links its list into the chain. A frame
