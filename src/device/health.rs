@@ -363,8 +363,8 @@ impl Device {
             })?;
             pair.tx.with(irql, |tx, _| -> Result<(), Status> {
                 // Sent before the reset: their buffers are simply free again.
-                let _ = self.reap_tx(tx);
                 Self::complete_finished(tx, &mut mapped_done);
+                let _ = Self::reap_tx_into(tx, &mut mapped_done);
                 let TxRing {
                     vq,
                     bounce_of,

@@ -117,6 +117,9 @@ pub struct Slot {
     next: u16,
     /// For a head in flight: descriptors in its chain (0: not a head in flight).
     chain_len: u16,
+    /// For a head in flight: its chain's last descriptor (the head itself for a chain of one),
+    /// so that freeing a chain links it into the free list without walking it.
+    tail: u16,
     /// For a head in flight: bytes the device may write.
     capacity: u32,
     /// In fixed mode: the descriptor as last written to the ring, its second word marked with
@@ -133,6 +136,7 @@ impl Slot {
     pub const EMPTY: Slot = Slot {
         next: 0,
         chain_len: 0,
+        tail: 0,
         capacity: 0,
         written: [0; 2],
     };
@@ -260,6 +264,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             s.written = want;
         }
         s.chain_len = 1;
+        s.tail = idx;
         s.capacity = b.writable_len();
         self.num_free -= 1;
         self.in_flight += 1;
@@ -406,7 +411,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         self.free_head = slots[usize::from(idx)].next;
         capacity = capacity.saturating_add(last.writable_len());
         write_descriptor(&self.mem, self.layout.desc, idx, last, None);
-        self.commit(head, bufs.len() as u16, capacity);
+        self.commit(head, idx, bufs.len() as u16, capacity);
         Ok(head)
     }
 
@@ -427,6 +432,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         // `num_free` is not 0: `head` is a free descriptor, `next` the free list's rest.
         self.free_head = s.next;
         s.chain_len = 1;
+        s.tail = head;
         s.capacity = b.writable_len();
         write_descriptor(&self.mem, self.layout.desc, head, b, None);
         self.num_free -= 1;
@@ -482,6 +488,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         // `commit`'s bookkeeping, here in line: on this path the call costs more than it does.
         let h = &mut slots[usize::from(head)];
         h.chain_len = len;
+        h.tail = idx;
         h.capacity = 0;
         self.num_free -= len;
         self.in_flight += 1;
@@ -491,9 +498,10 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
 
     /// Books a chain of `len` descriptors from `head` (written, `free_head` past it) as in
     /// flight and puts it in the next available-ring entry (not yet published).
-    fn commit(&mut self, head: u16, len: u16, capacity: u32) {
+    fn commit(&mut self, head: u16, tail: u16, len: u16, capacity: u32) {
         let h = &mut self.slots.as_mut()[usize::from(head)];
         h.chain_len = len;
+        h.tail = tail;
         h.capacity = capacity;
         self.num_free -= len;
         self.in_flight += 1;
@@ -631,7 +639,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         e
     }
 
-    /// Returns `head`'s chain to the free list, walking the driver's own links (never the ring).
+    /// Returns `head`'s chain to the free list by the driver's own record of it (never the ring).
     #[inline(always)]
     fn free_chain(&mut self, head: u16) {
         let free_head = self.free_head;
@@ -646,15 +654,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             self.in_flight -= 1;
             return;
         }
-        if n == 1 {
-            h.next = free_head;
-        } else {
-            let mut tail = head;
-            for _ in 1..n {
-                tail = slots[usize::from(tail)].next;
-            }
-            slots[usize::from(tail)].next = free_head;
-        }
+        // The chain's own links are intact (`stage` wrote them): only its end changes.
+        let tail = h.tail;
+        slots[usize::from(tail)].next = free_head;
         self.free_head = head;
         self.num_free += n;
         self.in_flight -= 1;

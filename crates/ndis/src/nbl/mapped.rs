@@ -199,8 +199,9 @@ impl Handoff {
 
 /// One mapping, from the request to its completion: what the callback's context points to.
 /// It lives in a [`MapPool`] slot or, when none is free (or without a pool), in a heap block
-/// of its own; it is written field by field (the list storage is never initialized) and taken
-/// apart the same way ([`MapRequest::release`]).
+/// of its own; it is written field by field (the list storage is never initialized; a pool's
+/// slot keeps its registration and home from one request to the next) and taken apart the
+/// same way ([`MapRequest::release`]).
 struct MapRequest {
     held: HeldSend,
     nb: *mut sys::NET_BUFFER,
@@ -291,9 +292,19 @@ impl MapPool {
             slots: slots.into_boxed_slice(),
             free,
         };
-        Ok(MapPool {
-            inner: NonNull::from(Box::leak(crate::heap::try_box(inner, irql)?)),
-        })
+        let inner = NonNull::from(Box::leak(crate::heap::try_box(inner, irql)?));
+        // What every request of a slot shares (the registration, where it lives) is written
+        // once, here, not per mapping (see `submit`); nothing in it needs a drop.
+        // SAFETY: the pool was just made and no slot is out: each slot's memory is ours.
+        unsafe {
+            let pool = inner.as_ref();
+            for (i, slot) in pool.slots.iter().enumerate() {
+                let raw = slot.0.get().cast::<MapRequest>();
+                addr_of_mut!((*raw).dma).write(pool.dma.handle());
+                addr_of_mut!((*raw).home).write(Home::Pool(inner, i));
+            }
+        }
+        Ok(MapPool { inner })
     }
 
     fn inner(&self) -> &PoolInner {
@@ -329,14 +340,7 @@ impl MapPool {
         // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
         unsafe {
             addr_of_mut!((*raw).held).write(held);
-            submit(
-                raw,
-                &pool.dma,
-                pool.inline_list,
-                Home::Pool(self.inner, i),
-                hook,
-                cookie,
-            )
+            submit(raw, &pool.dma, pool.inline_list, None, hook, cookie)
         }
     }
 
@@ -364,17 +368,7 @@ impl MapPool {
             return Err(None);
         }
         // SAFETY: as above, with the held list written.
-        unsafe {
-            submit(
-                raw,
-                &pool.dma,
-                pool.inline_list,
-                Home::Pool(self.inner, i),
-                hook,
-                cookie,
-            )
-        }
-        .map_err(Some)
+        unsafe { submit(raw, &pool.dma, pool.inline_list, None, hook, cookie) }.map_err(Some)
     }
 }
 
@@ -524,7 +518,7 @@ impl HeldSend {
                 raw,
                 dma,
                 inline_list(dma),
-                Home::Heap(dma.clone()),
+                Some(Home::Heap(dma.clone())),
                 hook,
                 cookie,
             )
@@ -535,16 +529,20 @@ impl HeldSend {
 /// Writes the rest of the request at `raw` and asks NDIS for the mapping (see
 /// [`HeldSend::map`]).
 ///
+/// `home`: where the request lives, written with the registration's handle; None for a pool's
+/// slot, which has both written once and for all ([`MapPool::new`]).
+///
 /// # Safety
-/// `raw` is memory for one `MapRequest` that `home` says where it comes from, owned by the
-/// caller, with its `held` written and nothing else initialized (nothing in it is dropped).
+/// `raw` is memory for one `MapRequest` that `home` says where it comes from (or, None, a
+/// pool's slot with `dma` and `home` written), owned by the caller, with its `held` written
+/// and nothing else initialized (nothing in it is dropped).
 // Inlined: the held list is written straight from the caller's into the request.
 #[inline(always)]
 unsafe fn submit<H: MapHook>(
     raw: *mut MapRequest,
     dma: &DmaRegistration,
     inline_list: bool,
-    home: Home,
+    home: Option<Home>,
     hook: &Shared<H>,
     cookie: usize,
 ) -> Result<Option<MappedSend>, (HeldSend, Status)> {
@@ -553,17 +551,19 @@ unsafe fn submit<H: MapHook>(
     let nb = unsafe { (*(*raw).held.list.nbl).FirstNetBuffer };
     // SAFETY: as above.
     let bad = nb.is_null() || !unsafe { (*nb).Next }.is_null();
-    // SAFETY: `raw` is the caller's, for one request; each other field is written once, and
-    // the storage is left uninitialized (NDIS writes it).
+    // SAFETY: `raw` is the caller's, for one request; each other field is written once (`dma`
+    // and `home` already are for a pool's slot), the storage is left uninitialized (NDIS
+    // writes it), and so are `list` and `elements`, which the callback writes before anything
+    // reads them (only a `MappedSend` does, made after it).
     unsafe {
+        if let Some(home) = home {
+            addr_of_mut!((*raw).dma).write(dma.handle());
+            addr_of_mut!((*raw).home).write(home);
+        }
         addr_of_mut!((*raw).nb).write(nb);
-        addr_of_mut!((*raw).dma).write(dma.handle());
-        addr_of_mut!((*raw).home).write(home);
         addr_of_mut!((*raw).state).write(Handoff::new());
         addr_of_mut!((*raw).hook).write(None);
         addr_of_mut!((*raw).cookie).write(cookie);
-        addr_of_mut!((*raw).list).write(core::ptr::null_mut());
-        addr_of_mut!((*raw).elements).write(0);
     }
     if bad {
         // SAFETY: the request just written, owned here, not handed to NDIS.
