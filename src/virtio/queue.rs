@@ -263,8 +263,8 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
                 .write_u64_pair(table + 16 * usize::from(idx), words);
             s.written = want;
         }
+        // No `tail`: a fixed descriptor never joins a free list.
         s.chain_len = 1;
-        s.tail = idx;
         s.capacity = b.writable_len();
         self.num_free -= 1;
         self.in_flight += 1;

@@ -131,6 +131,18 @@ pub struct SharedMemory {
     va: usize,
     pa: u64,
     length: usize,
+    /// For an access of 2, 4, 8 or 16 bytes (index 1 to 4: log2 of the width), one past the
+    /// last offset it may start at (0: none): a fixed-width access checks its offset with one
+    /// compare against a field, not by working the limit out per access.
+    limits: [usize; 5],
+}
+
+/// One past the last offset an access of `width` bytes may start at in `length` bytes.
+const fn limit(length: usize, width: usize) -> usize {
+    match length.checked_sub(width) {
+        Some(last) => last + 1,
+        None => 0,
+    }
 }
 
 #[derive(Debug)]
@@ -228,6 +240,7 @@ impl SharedMemory {
             va: va as usize,
             pa: pa as u64,
             length,
+            limits: core::array::from_fn(|k| limit(length, 1 << k)),
         })
     }
 
@@ -236,14 +249,26 @@ impl SharedMemory {
         self.va
     }
 
-    /// The CPU address of `width` bytes at `offset`, after checking they lie in the block. On
-    /// the ring paths this is one compare per access: `length - width` does not change, so it is
-    /// worked out once per loop, and the failure (a driver bug) is out of line.
+    /// The CPU address of `width` bytes at `offset`, after checking they lie in the block (a
+    /// bulk copy; the fixed-width ring accessors use [`check_fixed`](Self::check_fixed)). The
+    /// failure (a driver bug) is out of line.
     #[inline(always)]
     fn check(&self, offset: usize, width: usize) -> usize {
         match self.length.checked_sub(width) {
             Some(last) if offset <= last => self.va + offset,
             _ => outside_block(offset, width, self.length),
+        }
+    }
+
+    /// [`check`](Self::check) of an access of `W` bytes (2, 4, 8 or 16): one compare against
+    /// the limit worked out at allocation.
+    #[inline(always)]
+    fn check_fixed<const W: usize>(&self, offset: usize) -> usize {
+        const { assert!(W.is_power_of_two() && W >= 2 && W <= 16) };
+        if offset < self.limits[W.trailing_zeros() as usize] {
+            self.va + offset
+        } else {
+            outside_block(offset, W, self.length)
         }
     }
 }
@@ -260,14 +285,14 @@ macro_rules! volatile_rw {
     ($($read:ident / $write:ident : $ty:ty;)*) => {$(
         #[inline(always)]
         fn $read(&self, offset: usize) -> $ty {
-            let p = self.check(offset, core::mem::size_of::<$ty>()) as *const $ty;
+            let p = self.check_fixed::<{ core::mem::size_of::<$ty>() }>(offset) as *const $ty;
             // SAFETY: inside the block (checked); unaligned reads are allowed for the value's
             // bytes. Volatile: the device may have written it.
             <$ty>::from_le(unsafe { p.read_unaligned_volatile() })
         }
         #[inline(always)]
         fn $write(&self, offset: usize, value: $ty) {
-            let p = self.check(offset, core::mem::size_of::<$ty>()) as *mut $ty;
+            let p = self.check_fixed::<{ core::mem::size_of::<$ty>() }>(offset) as *mut $ty;
             // SAFETY: as for the read.
             unsafe { p.write_unaligned_volatile(value.to_le()) }
         }
@@ -331,12 +356,17 @@ impl DeviceMemory for SharedMemory {
     }
     #[inline(always)]
     fn write_u64_pair(&self, offset: usize, values: [u64; 2]) {
-        let p = self.check(offset, 16) as *mut u64;
-        // SAFETY: 16 bytes inside the block (checked); as for `write_u64`, each store is
-        // volatile and unaligned ones go byte by byte.
+        let p = self.check_fixed::<16>(offset) as *mut u64;
+        // SAFETY: 16 bytes inside the block (checked); each store is volatile. Aligned (a ring
+        // descriptor always is): two 8-byte stores; otherwise byte by byte, as `write_u64`.
         unsafe {
-            p.write_unaligned_volatile(values[0].to_le());
-            p.add(1).write_unaligned_volatile(values[1].to_le());
+            if (p as usize).is_multiple_of(8) {
+                p.write_volatile(values[0].to_le());
+                p.add(1).write_volatile(values[1].to_le());
+            } else {
+                p.write_unaligned_volatile(values[0].to_le());
+                p.add(1).write_unaligned_volatile(values[1].to_le());
+            }
         }
     }
     /// Bulk copies are plain (not volatile) copies through raw pointers, bracketed by compiler
