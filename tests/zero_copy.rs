@@ -214,3 +214,58 @@ fn mapped_sends_are_counted_by_destination_in_the_statistics(build: Build) {
     }
 }
 }
+
+both_builds! {
+fn a_mapped_send_is_counted_once_whatever_path_it_takes(build: Build) {
+    use etherparse::PacketBuilder;
+    use ndis_emu::{FaultPlan, SendChecksum};
+    // A frame to a group address whose IPv4 header checksum the driver rewrites: mapped, its
+    // headers copied and the payload read in place.
+    let mut rewritten = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0x01, 0x00, 0x5e, 0, 0, 5])
+        .ipv4([10, 0, 0, 1], [239, 0, 0, 5], 64)
+        .udp(4000, 5000)
+        .write(&mut rewritten, &[7u8; 1200])
+        .unwrap();
+    let plain = frame(9, 1400);
+    for fail_mapping in [false, true] {
+        // The second run: NDIS cannot map the first frame, which is copied instead.
+        let mut cfg = config(4);
+        if fail_mapping {
+            cfg.faults = FaultPlan {
+                by_name: vec![("NdisMAllocateNetBufferSGList".into(), Some(1))],
+                ..FaultPlan::default()
+            };
+        }
+        let nic = start_with(build, Emulator::new(cfg), 1, InterruptResources::msix(4), |_| {})
+            .expect("initialize");
+        nic.emu.send(nic.adapter, &[&plain]);
+        nic.emu.send_checksummed(
+            nic.adapter,
+            &[&rewritten],
+            SendChecksum {
+                ip_header: true,
+                transport: false,
+            },
+        );
+        let done = completions(&nic, 2);
+        assert_eq!(done.len(), 2, "fail_mapping {fail_mapping}");
+        assert!(done.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
+        let mapped = if fail_mapping { 1 } else { 2 };
+        assert_eq!(nic.emu.sg_lists().0, mapped, "fail_mapping {fail_mapping}");
+        let s = nic
+            .emu
+            .oid_query(nic.adapter, sys::OID_GEN_STATISTICS, 152)
+            .data;
+        let field = |i: usize| u64::from_le_bytes(s[8 + 8 * i..16 + 8 * i].try_into().unwrap());
+        let bytes = (plain.len() + rewritten.len()) as u64;
+        assert_eq!(field(6), bytes, "fail_mapping {fail_mapping}: ifHCOutOctets");
+        assert_eq!(
+            (field(7), field(8), field(9)),
+            (1, 1, 0),
+            "fail_mapping {fail_mapping}: ifHCOut{{Ucast,Multicast,Broadcast}}Pkts"
+        );
+        nic.stop();
+    }
+}
+}

@@ -1993,14 +1993,6 @@ impl SendCounts {
         }
     }
 
-    /// One frame of `bytes` sent, of destination kind `kind` ([`cast_kind`]).
-    pub(crate) fn sent(&mut self, kind: usize, bytes: u64) {
-        if let Some(sum) = self.per_kind.get_mut(kind) {
-            sum.0 += 1;
-            sum.1 += bytes;
-        }
-    }
-
     /// Adds what was counted to `stats`, and starts again from zero.
     pub(crate) fn flush(&mut self, stats: &Statistics) {
         let counts = core::mem::take(self);

@@ -239,50 +239,6 @@ impl<'a> SendCompletion<'a> {
         self.count += 1;
     }
 
-    /// [`push_at`](Self::push_at) of a held list of one frame the device read in place (a
-    /// mapped send: no frame copied, so none counted): a success is counted from the frame's
-    /// destination here, as `SendCounts::count` would, without walking the list again (any
-    /// other status, `PENDING` included, goes through `push_at`).
-    ///
-    /// # Safety
-    /// As `push_at`.
-    #[inline(always)]
-    pub(crate) unsafe fn push_in_place_at(&mut self, held: &HeldSend, status: Status) {
-        let list = &held.list;
-        let frame = match list.frames().next() {
-            Some(f)
-                if status.0 != sys::NDIS_STATUS_PENDING
-                    && status.is_success()
-                    && list.frame_count == 1
-                    && list.copies.frames.get() == 0 =>
-            {
-                f
-            }
-            // SAFETY: the caller's contract.
-            _ => return unsafe { self.push_at(held, status) },
-        };
-        assert!(
-            held.adapter == adapter_id(self.adapter),
-            "a HeldSend pushed into another adapter's SendCompletion: complete it through a \
-             SendCompletion of the adapter whose send call held it"
-        );
-        let destination = frame.destination().unwrap_or_default();
-        // Unicast (the usual case) from the first byte alone.
-        let kind = if destination[0] & 1 == 0 {
-            0
-        } else {
-            crate::miniport::cast_kind(&destination)
-        };
-        self.counts.sent(kind, frame.len() as u64);
-        list.complete_large_send(status);
-        // SAFETY: a list the miniport owns until it is completed; then as in `push_at`.
-        unsafe {
-            (*list.nbl).Status = status.0;
-            self.chain.push(list.nbl);
-        }
-        self.count += 1;
-    }
-
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -600,6 +556,22 @@ impl CopyTally {
         (self.frames.get(), self.bytes.get(), self.group.get())
     }
 
+    /// Nothing counted (a mapped list handed back to be sent another way).
+    fn set_uncounted(&self) {
+        self.frames.set(0);
+        self.bytes.set(0);
+        self.group.set(false);
+    }
+
+    /// The one frame of a mapped list, sent in place: `bytes` of it, to a group address or not
+    /// (what a copy of it would have counted).
+    #[inline(always)]
+    fn set_in_place(&self, bytes: usize, group: bool) {
+        self.frames.set(1);
+        self.bytes.set(bytes as u64);
+        self.group.set(group);
+    }
+
     #[inline(always)]
     fn add(&self, frame: &[u8]) {
         self.frames.set(self.frames.get() + 1);
@@ -624,6 +596,37 @@ impl SendFrame<'_> {
     /// The destination address (the first 6 bytes), if the frame has one.
     pub fn destination(&self) -> Option<[u8; 6]> {
         self.peek::<6>()
+    }
+
+    /// The frame's first byte where it is, when its current MDL holds it and has a system
+    /// address (a mapped or non-paged MDL, as `MmGetSystemAddressForMdlSafe` finds it without
+    /// mapping anything: the usual send), read without a call; otherwise through
+    /// `NdisGetDataBuffer`. Of an empty frame: a byte past its end, or None (no frame byte is
+    /// asked for then; the read stays inside the MDL).
+    #[inline(always)]
+    fn first_byte(&self) -> Option<u8> {
+        // SAFETY: a live NET_BUFFER of a list the miniport owns (see `SendNbl::frames`); its
+        // current MDL, when set, is valid while the list is the miniport's.
+        let (mdl, offset) = unsafe { ((*self.nb).CurrentMdl, (*self.nb).CurrentMdlOffset) };
+        if !mdl.is_null() {
+            // SAFETY: as above.
+            let m = unsafe { &*mdl };
+            let mapped = sys::MDL_MAPPED_TO_SYSTEM_VA | sys::MDL_SOURCE_IS_NONPAGED_POOL;
+            if m.MdlFlags & mapped != 0 && offset < m.ByteCount {
+                // SAFETY: the flags say `MappedSystemVa` maps the MDL's `ByteCount` bytes, and
+                // the frame starts `CurrentMdlOffset` bytes in, inside them (checked just now).
+                return Some(unsafe { m.MappedSystemVa.cast::<u8>().add(offset as usize).read() });
+            }
+        }
+        self.peek::<1>().map(|b| b[0])
+    }
+
+    /// Counts this frame, the one frame of a list mapped for DMA, as sent in place (the
+    /// statistics a copy of it would have kept); see `mapped::submit`.
+    #[inline(always)]
+    pub(crate) fn count_in_place(&self) {
+        let group = !self.is_empty() && self.first_byte().is_some_and(|b| b & 1 == 1);
+        self.copies.set_in_place(self.len(), group);
     }
 
     /// The first `N` bytes of the frame (None when it is shorter), without counting a copy.
@@ -769,7 +772,7 @@ impl SendFrame<'_> {
         };
         // `consumed` covers every store, so the headers carry all the plan rewrites.
         out.write_prepared(&data[..consumed], &plan, prep.tci);
-        self.count_copy(data);
+        // Not counted: a frame sent in place was counted when it was mapped.
         Ok(Some(HeaderCopy {
             copy: DeviceCopy {
                 len: consumed + shift,
@@ -2077,6 +2080,71 @@ mod tests {
         };
         let mut done = SendCompletion::new(&b);
         done.push(held, Status::SUCCESS);
+    }
+
+    /// A frame's first byte (what counts a mapped send by destination) is read from its
+    /// current MDL at the current offset when the MDL has a system address, and asked of
+    /// NDIS otherwise: an MDL without one, and a frame that starts in the next MDL of the
+    /// chain (where reading the current one would run past it).
+    #[test]
+    #[cfg(not(windows))]
+    fn a_frames_first_byte_comes_from_its_current_mdl_or_from_ndis() {
+        let _emu = ndis_emu::Emulator::new(ndis_emu::Config {
+            unaccounted_heap: true,
+            ..ndis_emu::Config::default()
+        });
+        // Apart on the heap: a read past the first MDL does not land on the second's bytes.
+        let mut first = alloc::vec![0xA0u8, 0x33, 0x34];
+        let mut second = alloc::vec![0x01u8, 0x02, 0x03, 0x04];
+        let mdl = |bytes: &mut [u8], flags: i16, next: *mut sys::MDL| sys::MDL {
+            Next: next,
+            Size: 0x38,
+            MdlFlags: flags,
+            _Reserved: 0,
+            Process: core::ptr::null_mut(),
+            MappedSystemVa: bytes.as_mut_ptr().cast(),
+            StartVa: core::ptr::null_mut(),
+            ByteCount: bytes.len() as u32,
+            ByteOffset: 0,
+        };
+        let mapped = sys::MDL_MAPPED_TO_SYSTEM_VA;
+        let mut tail = mdl(&mut second, mapped, core::ptr::null_mut());
+        let copies = CopyTally::default();
+        let first_byte = |head: &mut sys::MDL, offset: u32| {
+            // SAFETY: NET_BUFFER is plain data; the fields a frame is read through are set.
+            let mut nb: sys::NET_BUFFER = unsafe { core::mem::zeroed() };
+            nb.MdlChain = head;
+            nb.CurrentMdl = head;
+            nb.CurrentMdlOffset = offset;
+            nb.DataOffset = offset;
+            nb.DataLength.DataLength = 3 + 4 - offset;
+            let frame = SendFrame {
+                nb: &mut nb,
+                copies: &copies,
+            };
+            frame.count_in_place();
+            (frame.first_byte(), copies.get())
+        };
+        for flags in [mapped, sys::MDL_SOURCE_IS_NONPAGED_POOL, 0] {
+            let mut head = mdl(&mut first, flags, &mut tail);
+            // In the current MDL: 0x33 (odd: a group address), 0xA0 (even).
+            assert_eq!(
+                first_byte(&mut head, 1),
+                (Some(0x33), (1, 6, true)),
+                "{flags}"
+            );
+            assert_eq!(
+                first_byte(&mut head, 0),
+                (Some(0xA0), (1, 7, false)),
+                "{flags}"
+            );
+            // Past the current MDL's bytes: the frame starts in the next one.
+            assert_eq!(
+                first_byte(&mut head, 3),
+                (Some(0x01), (1, 4, true)),
+                "{flags}"
+            );
+        }
     }
 
     /// The frame as TCP/IP hands it down for checksum offload: IPv4 header checksum zero,

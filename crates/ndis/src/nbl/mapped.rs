@@ -24,7 +24,7 @@ use core::ptr::{NonNull, addr_of, addr_of_mut};
 
 use ndis_sys as sys;
 
-use super::{HeldSend, SendCompletion, SendNbl};
+use super::{HeldSend, SendCompletion, SendFrame, SendNbl};
 use crate::Status;
 use crate::dma::DmaRegistration;
 use crate::heap::Shared;
@@ -572,6 +572,17 @@ unsafe fn submit<H: MapHook>(
             Status::INVALID_PARAMETER,
         ));
     }
+    // The frame is sent in place: counted now, as a copy of it would be, so that its completion
+    // counts it like any other (`release` undoes this when the list goes back to the caller).
+    // Before NDIS sees the request: a deferred callback may hand the send on at once.
+    // SAFETY: the held list (written) is owned here; `nb` is its one NET_BUFFER.
+    unsafe {
+        SendFrame {
+            nb,
+            copies: &(*raw).held.list.copies,
+        }
+        .count_in_place()
+    };
     let (buffer, size) = if inline_list {
         // SAFETY: `raw` is the live request (owned through the pointer from here on).
         let buffer = unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>();
@@ -639,6 +650,9 @@ impl MapRequest {
         unsafe {
             let held = addr_of!((*raw).held).read();
             Self::release_memory(raw);
+            // Not sent in place after all (see `submit`): whatever the caller does with it
+            // counts it.
+            held.list.copies.set_uncounted();
             held
         }
     }
@@ -802,7 +816,7 @@ impl MappedSend {
         // SAFETY: the request this send owned (not dropped: `this` skips its drop): its held
         // list is completed in place and used no more, then the request is taken apart.
         unsafe {
-            done.push_in_place_at(&(*raw).held, status);
+            done.push_at(&(*raw).held, status);
             MapRequest::release_memory(raw);
         }
     }
