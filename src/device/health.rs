@@ -367,17 +367,17 @@ impl Device {
                 let _ = Self::reap_tx_into(tx, &mut mapped_done);
                 let TxRing {
                     vq,
-                    bounce_of,
+                    carried,
                     next_bounce,
                     free,
-                    mapped_of,
                     ..
                 } = &mut *tx;
                 vq.reclaim_after_reset(|head| {
-                    if bounce_of[head as usize] != NO_BOUNCE {
-                        free_bounce_chain(bounce_of, next_bounce, free, head);
+                    let c = &mut carried[head as usize];
+                    if c.bounce != NO_BOUNCE {
+                        free_bounce_chain(c.bounce, next_bounce, free);
                     }
-                    match mapped_of[head as usize].take() {
+                    match c.mapped.take() {
                         // Completed as failed (and counted so by the framework).
                         Some(m) => m.complete(&mut mapped_done, Status::FAILURE),
                         None => forfeit_tx += 1,
@@ -527,16 +527,15 @@ impl Device {
     }
 }
 
-/// Returns the bounce buffers of the chain under `head` to the free list (the fields of a
-/// [`TxRing`], so that it can run while its queue is borrowed). Not for a chain without any
-/// (`bounce_of` [`NO_BOUNCE`]: a mapped send after the ring's zero header).
+/// Returns the bounce buffers of a frame, from `first` on, to the free list (the fields of a
+/// [`TxRing`], so that it can run while its queue is borrowed). Not for a frame without any
+/// ([`NO_BOUNCE`]: a mapped send after the ring's zero header).
 pub(super) fn free_bounce_chain(
-    bounce_of: &[u16],
+    first: u16,
     next_bounce: &mut [u16],
     free: &mut alloc::vec::Vec<u16>,
-    head: u16,
 ) {
-    let mut b = bounce_of[head as usize];
+    let mut b = first;
     loop {
         free.push(b);
         let next = core::mem::replace(&mut next_bounce[b as usize], NO_BOUNCE);

@@ -173,7 +173,7 @@ impl Device {
         }
         match tx.vq.add(&chain[..used]) {
             Ok(head) => {
-                tx.bounce_of[head as usize] = slots[0];
+                tx.carried[head as usize].bounce = slots[0];
                 for pair in slots[..used].windows(2) {
                     tx.next_bounce[usize::from(pair[0])] = pair[1];
                 }

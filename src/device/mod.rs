@@ -114,8 +114,9 @@ pub struct RxRing {
 
 pub struct TxRing {
     vq: Queue,
-    /// Bounce buffer carried by each descriptor head.
-    bounce_of: Vec<u16>,
+    /// What each descriptor head carries until the device hands it back: its bounce buffer
+    /// and its mapped send, side by side (one bounds check for both).
+    carried: Vec<Carried>,
     /// For a bounce buffer in a large send's chain: the next one of the chain ([`NO_BOUNCE`]:
     /// the last, or a frame of one buffer).
     next_bounce: Vec<u16>,
@@ -127,9 +128,6 @@ pub struct TxRing {
     /// Lists held while the ring is full (at most [`tx::TX_BACKLOG`]), sent in order from the
     /// completion path (with transmit interrupts on while any wait) or the next send call.
     backlog: VecDeque<HeldSend>,
-    /// The mapped send (zero-copy) carried by each descriptor head, if any: completed when the
-    /// device hands the head back.
-    mapped_of: Vec<Option<MappedSend>>,
     /// Mapped sends the device finished (reaped), completed by the holder of the lock before
     /// it lets go (at most the ring's size: no allocation).
     finished: Vec<MappedSend>,
@@ -142,6 +140,16 @@ pub struct TxRing {
     /// Where in `bounce` a virtio-net header asking for nothing lies (zeroes, past the
     /// buffers, never written): the header of a mapped send with nothing to rewrite.
     zero_header: usize,
+}
+
+/// What a transmit descriptor head carries while the device has it.
+#[derive(Default)]
+pub struct Carried {
+    /// The first bounce buffer of its frame ([`NO_BOUNCE`]: a mapped send after the ring's
+    /// zero header).
+    bounce: u16,
+    /// Its mapped send (zero-copy), if any: completed when the device hands the head back.
+    mapped: Option<MappedSend>,
 }
 
 impl TxRing {
@@ -312,7 +320,10 @@ impl Device {
                     pool,
                     tx: SpinLock::new(TxRing {
                         vq: tx_vq,
-                        bounce_of: heap::try_filled(0, tx_len, passive)?,
+                        carried: heap::try_collect(
+                            (0..tx_len).map(|_| Carried::default()),
+                            passive,
+                        )?,
                         next_bounce: heap::try_filled(NO_BOUNCE, tx_len, passive)?,
                         free: heap::try_collect((0..tx_n).rev(), passive)?,
                         bounce,
@@ -320,7 +331,6 @@ impl Device {
                         // A large send that is not contiguous is gathered here whole.
                         scratch: heap::try_boxed_slice(0, scratch_len, passive)?,
                         backlog: heap::try_deque(tx::TX_BACKLOG, passive)?,
-                        mapped_of: heap::try_collect((0..tx_len).map(|_| None), passive)?,
                         finished: heap::try_vec(tx_len, passive)?,
                         mapping: false,
                         parked: None,

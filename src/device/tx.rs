@@ -129,26 +129,26 @@ impl Device {
     ) -> bool {
         let TxRing {
             vq,
-            bounce_of,
+            carried,
             next_bounce,
             free,
-            mapped_of,
             finished,
             in_flight_mapped,
             ..
         } = tx;
         vq.pop_each(usize::MAX, |head, _| {
+            let c = &mut carried[head as usize];
             if *in_flight_mapped > 0
-                && let Some(m) = mapped_of[head as usize].take()
+                && let Some(m) = c.mapped.take()
             {
                 *in_flight_mapped -= 1;
                 mapped(finished, m);
-                if bounce_of[head as usize] == NO_BOUNCE {
+                if c.bounce == NO_BOUNCE {
                     // After the zero header: no bounce buffer.
                     return;
                 }
             }
-            super::health::free_bounce_chain(bounce_of, next_bounce, free, head);
+            super::health::free_bounce_chain(c.bounce, next_bounce, free);
         })
         .is_ok()
     }
@@ -464,8 +464,9 @@ impl Device {
         );
         match chain {
             Ok(head) => {
-                tx.bounce_of[head as usize] = b;
-                tx.mapped_of[head as usize] = Some(send);
+                let c = &mut tx.carried[head as usize];
+                c.bounce = b;
+                c.mapped = Some(send);
                 tx.in_flight_mapped += 1;
                 Ok(())
             }
@@ -604,8 +605,8 @@ impl Device {
                         p.complete(&mut done, status);
                     }
                     let _ = self.reap_tx(tx);
-                    for slot in tx.mapped_of.iter_mut() {
-                        if let Some(m) = slot.take() {
+                    for c in tx.carried.iter_mut() {
+                        if let Some(m) = c.mapped.take() {
                             m.complete(&mut done, status);
                         }
                     }
@@ -778,7 +779,7 @@ impl Device {
             frames += 1;
         }
         // A list with more frames than the ring has slots never fits: refused now, not held.
-        if frames > tx.bounce_of.len() {
+        if frames > tx.carried.len() {
             return Ok(Status::RESOURCES);
         }
         // Zero-copy: one frame long enough that mapping it costs less than copying it (the
@@ -869,7 +870,7 @@ impl Device {
         // Published with the batch, by the `should_notify` that ends every send call.
         match tx.vq.stage(&chain) {
             Ok(head) => {
-                tx.bounce_of[head as usize] = b;
+                tx.carried[head as usize].bounce = b;
                 Ok(())
             }
             Err(_) => {

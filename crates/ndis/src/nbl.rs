@@ -441,8 +441,6 @@ impl<'a> SendNbl<'a> {
         self.copies.get()
     }
 
-    /// The 802.1Q information the protocol attached to the list, if any: the driver inserts
-    /// the tag when it copies the frames (with `SendFrame::copy_to_device_tagged`).
     /// Why no NIC can send this list, if so (see [`SendLists::each`]).
     #[inline(always)]
     fn refusal(&self) -> Option<Status> {
@@ -457,6 +455,8 @@ impl<'a> SendNbl<'a> {
         None
     }
 
+    /// The 802.1Q information the protocol attached to the list, if any: the driver inserts
+    /// the tag when it copies the frames (with `SendFrame::copy_to_device_tagged`).
     #[inline(always)]
     pub fn ieee8021q(&self) -> Option<Ieee8021Q> {
         // SAFETY: a list NDIS owns for the send call; the info array is part of the list.

@@ -29,7 +29,7 @@ use crate::Status;
 use crate::dma::DmaRegistration;
 use crate::heap::Shared;
 use crate::irql::{AtMostDispatch, Dispatch};
-use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 /// The driver's side of a mapping: called once per [`HeldSend::map`] that returned `Ok(None)`,
 /// at DISPATCH_LEVEL, when NDIS hands over the scatter/gather list, after `map` returned (from
@@ -337,7 +337,7 @@ impl MapPool {
             return held.map(&pool.dma, hook, cookie, irql);
         };
         let raw = pool.slots[i].0.get().cast::<MapRequest>();
-        // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
+        // SAFETY: slot `i` is ours (its free flag was cleared by `take`), and uninitialized.
         unsafe {
             addr_of_mut!((*raw).held).write(held);
             submit(raw, &pool.dma, pool.inline_list, None, hook, cookie)
@@ -362,7 +362,7 @@ impl MapPool {
             return held.map(&pool.dma, hook, cookie, irql).map_err(Some);
         };
         let raw = pool.slots[i].0.get().cast::<MapRequest>();
-        // SAFETY: slot `i` is ours (its free bit was cleared by `take`), and uninitialized.
+        // SAFETY: slot `i` is ours (its free flag was cleared by `take`), and uninitialized.
         if !unsafe { list.hold_at(addr_of_mut!((*raw).held)) } {
             pool.free.give(i);
             return Err(None);
@@ -383,55 +383,61 @@ impl Drop for MapPool {
     }
 }
 
-/// The free slots of a pool: one bit per slot, set while it is free. Taking clears a bit
+/// The free slots of a pool: a flag per slot, set while it is free. Taking clears a flag
 /// (acquire), giving sets it (release): a slot's uses are ordered, whichever processors they
-/// run on, and bits are independent (no ABA as a free list of indexes has).
+/// run on, and flags are independent (no ABA as a free list of indexes has). A cursor, a
+/// hint only, names the slot after the last one taken: slots come back about in the order
+/// they went out, so the slot there is usually free, and a take is one exchange (no search).
 pub(crate) struct FreeSlots {
-    words: Box<[AtomicU64]>,
-    slots: usize,
+    flags: Box<[AtomicBool]>,
+    cursor: AtomicUsize,
 }
 
 impl FreeSlots {
     /// `slots` slots, all free.
     pub(crate) fn new<C: AtMostDispatch>(slots: usize, irql: &C) -> Result<Self, Status> {
-        let words = crate::heap::try_collect(
-            (0..slots.div_ceil(64)).map(|w| AtomicU64::new(Self::full(slots, w))),
-            irql,
-        )?;
-        if words.capacity() != words.len() {
+        let flags = crate::heap::try_collect((0..slots).map(|_| AtomicBool::new(true)), irql)?;
+        if flags.capacity() != flags.len() {
             // `into_boxed_slice` would reallocate (infallibly); see `heap::try_boxed_slice`.
             return Err(Status::RESOURCES);
         }
         Ok(FreeSlots {
-            words: words.into_boxed_slice(),
-            slots,
+            flags: flags.into_boxed_slice(),
+            cursor: AtomicUsize::new(0),
         })
     }
 
-    /// Word `w` with every slot of it free.
-    fn full(slots: usize, w: usize) -> u64 {
-        match slots - w * 64 {
-            n if n >= 64 => u64::MAX,
-            n => (1 << n) - 1,
-        }
-    }
-
-    /// Takes a free slot (clears its bit), if any.
-    // Inlined into every mapping request; only the taken bit of the old word is looked at, so
-    // that the clear is one `lock btr` on x86 (not a compare-exchange loop), and a lost race
-    // reads the word again.
+    /// Takes a free slot (clears its flag), if any: the one at the cursor when it is free
+    /// (inlined into every mapping request), or the first free one.
     #[inline(always)]
     pub(crate) fn take(&self) -> Option<usize> {
-        for (w, word) in self.words.iter().enumerate() {
-            let mut bits = word.load(Ordering::Relaxed);
-            while bits != 0 {
-                let bit = bits.trailing_zeros() as usize;
-                let mask = 1u64 << bit;
-                // Acquire: pairs with the release of `give`, after the slot's last use.
-                if word.fetch_and(!mask, Ordering::Acquire) & mask != 0 {
-                    return Some(w * 64 + bit);
-                }
-                bits = word.load(Ordering::Relaxed);
+        let i = self.cursor.load(Ordering::Relaxed);
+        // Acquire: pairs with the release of `give`, after the slot's last use. A clear flag
+        // (another's slot) is left as it is: no write to it.
+        if let Some(flag) = self.flags.get(i)
+            && flag
+                .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            // Past the last slot, the next take searches from the first.
+            self.cursor.store(i + 1, Ordering::Relaxed);
+            return Some(i);
+        }
+        self.search()
+    }
+
+    /// [`take`](Self::take) when the slot at the cursor is not free.
+    #[inline(never)]
+    fn search(&self) -> Option<usize> {
+        for (i, flag) in self.flags.iter().enumerate() {
+            // As in `take`; a flag seen clear is not even tried.
+            if flag.load(Ordering::Relaxed)
+                && flag
+                    .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.cursor.store(i + 1, Ordering::Relaxed);
+                return Some(i);
             }
         }
         None
@@ -439,25 +445,23 @@ impl FreeSlots {
 
     /// Gives slot `i` back (taken, and used no more).
     pub(crate) fn give(&self, i: usize) {
-        if let Some(word) = self.words.get(i / 64) {
-            word.fetch_or(1 << (i % 64), Ordering::Release);
+        if let Some(flag) = self.flags.get(i) {
+            flag.store(true, Ordering::Release);
         }
     }
 
     /// Every slot free (none out).
     pub(crate) fn all_free(&self) -> bool {
-        self.words.iter().enumerate().all(|(w, word)| {
-            // Acquire: pairs with the release of each `give`.
-            word.load(Ordering::Acquire) == Self::full(self.slots, w)
-        })
+        // Acquire: pairs with the release of each `give`.
+        self.flags.iter().all(|f| f.load(Ordering::Acquire))
     }
 
     /// How many slots are free (a snapshot).
     pub(crate) fn available(&self) -> usize {
-        self.words
+        self.flags
             .iter()
-            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
-            .sum()
+            .filter(|f| f.load(Ordering::Relaxed))
+            .count()
     }
 }
 
@@ -583,6 +587,7 @@ unsafe fn submit<H: MapHook>(
         }
         .count_in_place()
     };
+
     let (buffer, size) = if inline_list {
         // SAFETY: `raw` is the live request (owned through the pointer from here on).
         let buffer = unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>();
@@ -849,8 +854,38 @@ mod tests {
     use super::*;
     use crate::irql::Passive;
 
+    /// Takes and gives in any order (a fixed pseudo-random sequence over 5 slots): a take
+    /// finds a free slot whenever one is, never one that is out, wherever the cursor is.
+    #[test]
+    fn free_slots_take_only_free_ones_in_any_order() {
+        // SAFETY: the test thread stands for a caller at IRQL <= DISPATCH_LEVEL.
+        let passive = unsafe { Passive::assume() };
+        let free = FreeSlots::new(5, &passive).expect("allocated");
+        let mut out = [false; 5];
+        let mut x = 0x2545_F491u32;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let i = (x % 5) as usize;
+            if x & 0x100 == 0 {
+                match free.take() {
+                    Some(t) => {
+                        assert!(!out[t], "slot {t} taken twice");
+                        out[t] = true;
+                    }
+                    None => assert!(out.iter().all(|&o| o), "a free slot was not found"),
+                }
+            } else if out[i] {
+                out[i] = false;
+                free.give(i);
+            }
+            assert_eq!(free.available(), out.iter().filter(|&&o| !o).count());
+        }
+    }
+
     /// Every slot is taken once, then none is left; one given back is the next taken; the
-    /// pool is whole again once all are back (70: a full word and a partial one).
+    /// pool is whole again once all are back (70 slots).
     #[test]
     fn free_slots_hand_out_each_slot_once() {
         // SAFETY: the test thread stands for a PASSIVE_LEVEL caller.
