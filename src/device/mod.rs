@@ -162,6 +162,14 @@ pub struct Pair {
     pub map_pool: MapPool,
 }
 
+impl Drop for Pair {
+    /// Frames steered and never taken (their processor's DPC did not run again) are lent to
+    /// the ring's chains, which NDIS never saw: given back, so the pool frees them.
+    fn drop(&mut self) {
+        self.rx.get_mut().steered.release(&self.pool);
+    }
+}
+
 pub struct Device {
     /// The queues and buffers. Dropping the device releases no NDIS object: the framework frees
     /// the shared memory, the DMA registration and the mappings after halt (the device was
@@ -307,7 +315,7 @@ impl Device {
                         vq: rx_vq,
                         notifier: rx_notifier,
                         rss,
-                        steered: steer::Outbox::new(cpus, usize::from(rx_n), ini.passive())?,
+                        steered: steer::Outbox::new(cpus, &pool, ini.passive())?,
                     }),
                     pool,
                     tx: SpinLock::new(TxRing {

@@ -274,10 +274,11 @@ impl Device {
                             repost[r] = b;
                             r += 1;
                         });
-                    } else if !rx.steered.push(cpu, &frame) {
-                        repost[r] = b;
-                        r += 1;
-                        discards += 1;
+                    } else {
+                        rx.steered.push(&mut chain, cpu, &frame, |b| {
+                            repost[r] = b;
+                            r += 1;
+                        });
                     }
                 });
                 // Told before the lock is released, and before the DPCs that drain it are
@@ -334,37 +335,40 @@ impl Device {
     }
 
     /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first
-    /// per ring, one chain per ring and batch; returns how many were taken.
+    /// per ring, one chain per ring; returns how many were indicated.
     pub fn drain_steered<C: AtMostDispatch>(&self, irql: &mut C) -> u32 {
         let here = ndis::sync::current_processor() as usize;
         let mut total = 0u32;
-        for (j, pair) in self.pairs.iter().enumerate() {
-            // Only rings that told of frames for this processor: their locks alone are taken.
-            while self.steer.has_for(j, here) {
-                let mut repost = [0usize; RX_BATCH];
-                let mut r = 0;
-                let mut chain = pair.pool.chain();
-                // Each frame goes from the FIFO straight into the chain (lent there, under the
-                // ring's lock), indicated once the lock is released.
-                let n = pair.rx.with(irql, |rx, _| {
-                    let n = rx.steered.take(here, RX_BATCH, |frame| {
-                        chain.push(frame, |b| {
-                            repost[r] = b;
-                            r += 1;
-                        })
+        // Only rings that flagged frames for this processor: their locks alone are taken.
+        let mut rings = self.steer.take_rings(here);
+        while rings != 0 {
+            let j = rings.trailing_zeros() as usize;
+            rings &= rings - 1;
+            let Some(pair) = self.pairs.get(j) else {
+                continue;
+            };
+            let mut chain = pair.pool.chain();
+            // The frames were filled in when pushed: taking them is a few stores, under the
+            // ring's lock; indicated once it is released.
+            pair.rx
+                .with(irql, |rx, _| rx.steered.take(here, &mut chain));
+            match chain.try_indicate(irql) {
+                Ok(n) => total += n as u32,
+                // Paused: they go back to the device, in batches (there may be more than one
+                // pass's).
+                Err(back) => {
+                    let mut repost = [0usize; RX_BATCH];
+                    let mut r = 0;
+                    back.give_back(|b| {
+                        repost[r] = b;
+                        r += 1;
+                        if r == RX_BATCH {
+                            self.post_rx(pair, &repost, irql);
+                            r = 0;
+                        }
                     });
-                    self.steer.taken(j, here, n);
-                    n
-                });
-                if n == 0 {
-                    break;
+                    self.post_rx(pair, &repost[..r], irql);
                 }
-                total += n as u32;
-                chain.indicate(irql, |b| {
-                    repost[r] = b;
-                    r += 1;
-                });
-                self.post_rx(pair, &repost[..r], irql);
             }
         }
         total
