@@ -491,15 +491,31 @@ impl Device {
     }
 
     /// Buffers NDIS handed back go to the device again, staged as they are taken from the chain
-    /// under the ring's lock, one doorbell at the end (nothing is allocated on this
+    /// under the ring's lock, one doorbell per ring at the end (nothing is allocated on this
     /// DISPATCH_LEVEL path).
+    ///
+    /// The chain is taken run by run (lists come back in the runs they were indicated in, one
+    /// pool each), so that each list is looked at once however many rings indicated.
     pub fn returned(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
-        for pair in &self.pairs {
-            if returned.is_empty() {
-                break; // every list went back to its pool
-            }
+        // Rings with buffers staged but not published: their doorbells are owed.
+        let mut owed = 0u64;
+        // The pair of the run before: the next run's, most often.
+        let mut k = 0;
+        while !returned.is_empty() {
+            let first = |p: &Pair| p.pool.owns_first(returned);
+            let found = if self.pairs.get(k).is_some_and(first) {
+                Some(k)
+            } else {
+                self.pairs.iter().position(first)
+            };
+            let Some(at) = found else {
+                break;
+            };
+            k = at;
+            let pair = &self.pairs[k];
+            let bit = 1u64 << (k & 63);
             if !self.is_healthy() {
-                self.returned_to_pool(pair, returned, irql);
+                self.returned_to_pool(pair, returned, true, irql);
                 continue;
             }
             // As `post_rx`: the health read again and the doorbell rung under the lock, which a
@@ -507,13 +523,65 @@ impl Device {
             pair.rx.with(irql, |rx, _| {
                 if !self.is_healthy() {
                     // Each comes back claimed; to the pool, for the re-initialization.
+                    pair.pool.reclaim_run(returned, |b| pair.pool.release(b));
+                    return;
+                }
+                let base = pair.pool.device_address();
+                let size = self.frame.buffer;
+                // Each comes back claimed: no other processor can take it in between.
+                pair.pool.reclaim_run(returned, |b| {
+                    Self::stage_rx(rx, pair, base, size, b);
+                });
+                // The last run, and no other ring owed: its doorbell now, under this lock.
+                if returned.is_empty() && owed & !bit == 0 {
+                    owed = 0;
+                    if rx.vq.should_notify() {
+                        self.transport.notify(&rx.notifier);
+                    }
+                } else {
+                    owed |= bit;
+                }
+            });
+        }
+        if !returned.is_empty() {
+            // A list no pool's run starts with (not lent, or not ours: a bug): what each pool
+            // finds of its own anywhere in the rest.
+            self.returned_scattered(returned, irql);
+        }
+        while owed != 0 {
+            let j = owed.trailing_zeros() as usize;
+            owed &= owed - 1;
+            let Some(pair) = self.pairs.get(j) else {
+                continue;
+            };
+            pair.rx.with(irql, |rx, _| {
+                if self.is_healthy() && rx.vq.should_notify() {
+                    self.transport.notify(&rx.notifier);
+                }
+            });
+        }
+    }
+
+    /// [`Self::returned`] for lists left behind one no pool's run starts with: each pool takes
+    /// its own wherever they are.
+    #[cold]
+    fn returned_scattered(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
+        for pair in &self.pairs {
+            if returned.is_empty() {
+                break;
+            }
+            if !self.is_healthy() {
+                self.returned_to_pool(pair, returned, false, irql);
+                continue;
+            }
+            pair.rx.with(irql, |rx, _| {
+                if !self.is_healthy() {
                     pair.pool
                         .reclaim_returned(returned, |b| pair.pool.release(b));
                     return;
                 }
                 let base = pair.pool.device_address();
                 let size = self.frame.buffer;
-                // Each comes back claimed: no other processor can take it in between.
                 pair.pool.reclaim_returned(returned, |b| {
                     Self::stage_rx(rx, pair, base, size, b);
                 });
@@ -525,24 +593,31 @@ impl Device {
     }
 
     /// [`Self::returned`] while the device is not healthy: through [`Self::post_rx`], which gives
-    /// the buffers to the pool (or posts them, if the device recovered meanwhile).
+    /// the buffers to the pool (or posts them, if the device recovered meanwhile). The run at
+    /// the front of `returned` only, with `run`; else all of the pool's.
     #[cold]
     fn returned_to_pool(
         &self,
         pair: &Pair,
         returned: &mut Returned<'_>,
+        run: bool,
         irql: &mut DispatchOrBelow<'_>,
     ) {
         let mut batch = [0usize; RX_BATCH];
         let mut n = 0;
-        pair.pool.reclaim_returned(returned, |b| {
+        let each = |b| {
             batch[n] = b;
             n += 1;
             if n == RX_BATCH {
                 self.post_rx(pair, &batch, irql);
                 n = 0;
             }
-        });
+        };
+        if run {
+            pair.pool.reclaim_run(returned, each);
+        } else {
+            pair.pool.reclaim_returned(returned, each);
+        }
         self.post_rx(pair, &batch[..n], irql);
     }
 }

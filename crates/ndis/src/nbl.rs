@@ -1741,6 +1741,52 @@ impl ReceivePool {
         });
     }
 
+    /// Whether the first list left in `returned` is one of this pool's, lent (what
+    /// [`reclaim_run`](Self::reclaim_run) takes first).
+    #[inline]
+    pub fn owns_first(&self, returned: &Returned<'_>) -> bool {
+        let cur = returned.head;
+        if cur.is_null() {
+            return false;
+        }
+        // SAFETY: NDIS returned a chain of lists the miniport indicated; each is valid.
+        let index = unsafe { (*cur).MiniportReserved[0] as usize };
+        self.entries
+            .get(index)
+            .is_some_and(|e| e.nbl == cur && e.is(LENT))
+    }
+
+    /// As [`reclaim_returned`](Self::reclaim_returned), but only the lists of this pool at the
+    /// front of `returned`, up to the first of another (left there, with all behind it); returns
+    /// how many. NDIS hands lists back in the runs they were indicated in: a driver of several
+    /// pools takes the chain run by run, each list looked at once, where a walk of the whole
+    /// chain per pool looks at each list once per pool.
+    #[inline]
+    pub fn reclaim_run(
+        &self,
+        returned: &mut Returned<'_>,
+        mut claimed_buffer: impl FnMut(usize),
+    ) -> usize {
+        let mut n = 0;
+        let mut cur = returned.head;
+        while !cur.is_null() {
+            // SAFETY: NDIS returned a chain of lists the miniport indicated; each is valid.
+            let (next, index) = unsafe { ((*cur).Next, (*cur).MiniportReserved[0] as usize) };
+            match self.entries.get(index) {
+                Some(e) if e.nbl == cur && e.is(LENT) => {
+                    returned.head = next;
+                    n += 1;
+                    e.reclaim();
+                    claimed_buffer(index);
+                }
+                _ => break,
+            }
+            cur = next;
+        }
+        returned.taken += n;
+        n
+    }
+
     /// Unlinks each returned list of this pool from `returned` and hands its entry to `each`;
     /// lists of other pools stay where they are, untouched.
     #[inline]
