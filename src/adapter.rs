@@ -156,7 +156,11 @@ impl InterruptHandler for Interrupts {
             Some(d) if d.health() == Health::Asleep => IsrOutcome::Handled,
             // In line mode one queue does all the work.
             Some(d) if d.plan.mode() == InterruptMode::Line && *queue != 0 => IsrOutcome::Handled,
-            Some(_) => IsrOutcome::QueueDpc,
+            Some(d) => {
+                // The DPC runs here: steering need not queue another here until it starts.
+                d.steer.dpc_queued(ndis::sync::current_processor() as usize);
+                IsrOutcome::QueueDpc
+            }
             None => IsrOutcome::Handled,
         }
     }
@@ -165,6 +169,9 @@ impl InterruptHandler for Interrupts {
         let Some(device) = self.device.get() else {
             return;
         };
+        // Before anything is taken: steering queues a DPC here for what it flags from now on.
+        let here = ndis::sync::current_processor() as usize;
+        device.steer.dpc_started(here);
         // A device that needs a reset reads as a lost link, so the stack stops sending to it
         // (the framework drops reports that change nothing, and orders reports from several
         // processors). Registers are read only while the device is healthy.
@@ -190,8 +197,9 @@ impl InterruptHandler for Interrupts {
             more |= pending;
         }
         // Frames steered to this processor (by this DPC or others'), in order.
-        if rss_on || device.steer.waiting.load(Ordering::Relaxed) != 0 {
-            device.drain_steered(ctx.irql());
+        // SeqCst: see `Steering::dpc_started`.
+        if rss_on || device.steer.waiting.load(Ordering::SeqCst) != 0 {
+            device.drain_steered(here, ctx.irql());
         }
         while kick != 0 {
             let cpu = kick.trailing_zeros();

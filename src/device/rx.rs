@@ -146,6 +146,8 @@ impl Device {
             let mut popped = 0;
             let mut repost = [0usize; RX_BATCH];
             let mut r = 0;
+            // Processors (below 64) this pass pushed to.
+            let mut pushed_to = 0u64;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
             // Only steering needs the processor (an NDIS call): none while RSS is off.
@@ -279,13 +281,13 @@ impl Device {
                             repost[r] = b;
                             r += 1;
                         });
+                        pushed_to |= 1u64.wrapping_shl(cpu as u32);
                     }
                 });
                 // Told before the lock is released, and before the DPCs that drain it are
                 // queued (see `super::steer`).
                 if rss.is_some() {
-                    let pushed_to = self.steer.tell(j, &mut rx.steered);
-                    *kick |= pushed_to & !1u64.checked_shl(here as u32).unwrap_or(0);
+                    *kick |= self.steer.tell(j, pushed_to, here);
                 }
                 match drained {
                     Ok(n) => {
@@ -334,10 +336,9 @@ impl Device {
         NetHeader::decode_hash(header).and_then(|(value, report)| ndis_hash(value, report))
     }
 
-    /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first
-    /// per ring, one chain per ring; returns how many were indicated.
-    pub fn drain_steered<C: AtMostDispatch>(&self, irql: &mut C) -> u32 {
-        let here = ndis::sync::current_processor() as usize;
+    /// Indicates the frames other DPCs (or this one) steered to this processor (`here`, the
+    /// caller's), oldest first per ring, one chain per ring; returns how many were indicated.
+    pub fn drain_steered<C: AtMostDispatch>(&self, here: usize, irql: &mut C) -> u32 {
         let mut total = 0u32;
         // Only rings that flagged frames for this processor: their locks alone are taken.
         let mut rings = self.steer.take_rings(here);

@@ -7,13 +7,14 @@
 //! *while it holds the ring's lock* (which it holds anyway to pop): the push lends the frame's
 //! list and fills it in as an indication would, so the target takes the whole chain over in a
 //! few stores, whatever its length. The ring then flags itself to each processor it pushed to
-//! ([`Steering`]) and queues a DPC there (`NdisMQueueDpcEx`); the DPC takes the flags of its
+//! ([`Steering`]) and queues a DPC there (`NdisMQueueDpcEx`), unless one is due there already (an
+//! ISR queued it, or another ring did, and it has not started); the DPC takes the flags of its
 //! processor and, for each ring flagged, that ring's chain for it, under the ring's lock. Only
 //! DPCs on a processor take its chains, one at a time (DPCs on one processor do not nest), so a
 //! flow (one hash, one target, one ring) is indicated in order.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use ndis::Status;
 use ndis::irql::AtMostDispatch;
@@ -23,8 +24,6 @@ use ndis::nbl::{HeldChain, ReceivePool, RxChain, RxFrame};
 /// ring's lock.
 pub struct Outbox {
     held: Vec<HeldChain>,
-    /// Processors (below 64) pushed to since the ring last told [`Steering`].
-    touched: u64,
 }
 
 impl Outbox {
@@ -39,7 +38,7 @@ impl Outbox {
         for _ in 0..cpus {
             ndis::heap::try_push(&mut held, pool.held(), irql)?;
         }
-        Ok(Outbox { held, touched: 0 })
+        Ok(Outbox { held })
     }
 
     /// Pushes `frame` through `chain` (of this ring's pool) onto the chain for processor `cpu`;
@@ -58,7 +57,6 @@ impl Outbox {
             return;
         };
         chain.push_held(held, frame, refused);
-        self.touched |= 1 << cpu;
     }
 
     /// Whether nothing of this ring waits for `cpu` (true for a processor without a chain).
@@ -86,6 +84,9 @@ pub struct Steering {
     /// read without the rings' locks, so that a DPC takes the lock only of the rings that have
     /// frames for it.
     rings_for: Vec<AtomicU64>,
+    /// Per processor, a DPC of this device is queued there and has not started: it takes the
+    /// rings flagged to it when it runs, so a ring that pushes there queues no other.
+    due: Vec<AtomicBool>,
     /// Flags set in `rings_for`: a DPC with RSS off looks at this once (not per processor).
     pub waiting: AtomicUsize,
 }
@@ -98,48 +99,85 @@ impl Steering {
         }
         let cpus = cpus.min(64);
         let mut rings_for = ndis::heap::try_vec(cpus, irql)?;
+        let mut due = ndis::heap::try_vec(cpus, irql)?;
         for _ in 0..cpus {
             ndis::heap::try_push(&mut rings_for, AtomicU64::new(0), irql)?;
+            ndis::heap::try_push(&mut due, AtomicBool::new(false), irql)?;
         }
         Ok(Steering {
             rings_for,
+            due,
             waiting: AtomicUsize::new(0),
         })
     }
 
-    /// Flags ring `j` to every processor it pushed to since it last told (once per pass, under
-    /// the ring's lock, before the DPCs that take its frames are queued); returns those
-    /// processors (below 64).
-    pub fn tell(&self, j: usize, outbox: &mut Outbox) -> u64 {
-        let touched = core::mem::take(&mut outbox.touched);
-        let mut rest = touched;
+    /// An ISR on `cpu` queued this device's DPC there.
+    #[inline]
+    pub fn dpc_queued(&self, cpu: usize) {
+        if let Some(d) = self.due.get(cpu) {
+            d.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A DPC of this device starts on `cpu`, before it takes the rings flagged to it: a ring
+    /// that flags one after this queues another DPC (`tell`).
+    #[inline]
+    pub fn dpc_started(&self, cpu: usize) {
+        if let Some(d) = self.due.get(cpu) {
+            // SeqCst against `tell`: either it sees this (and queues a DPC), or the rings (and
+            // `waiting`) this DPC reads next show its flag.
+            d.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Flags ring `j` to the processors (below 64) in `pushed_to` (once per pass, under the
+    /// ring's lock, before the DPCs that take its frames are queued); returns those, other than
+    /// `here` (whose DPC takes them next), that need a DPC queued: not those a DPC is due on
+    /// already, which takes the ring's lock after this pass lets it go and finds these frames.
+    pub fn tell(&self, j: usize, pushed_to: u64, here: usize) -> u64 {
         let bit = 1u64 << (j & 63);
         let mut flagged = 0;
+        let mut rest = pushed_to;
         while rest != 0 {
             let c = rest.trailing_zeros() as usize;
             rest &= rest - 1;
             if let Some(r) = self.rings_for.get(c)
-                && r.fetch_or(bit, Ordering::Release) & bit == 0
+                && r.fetch_or(bit, Ordering::SeqCst) & bit == 0
             {
                 flagged += 1;
             }
         }
+        // Counted before any DPC is let off (below): one with RSS off looks only at this.
         if flagged > 0 {
-            self.waiting.fetch_add(flagged, Ordering::Relaxed);
+            self.waiting.fetch_add(flagged, Ordering::SeqCst);
         }
-        touched
+        let mut kick = 0u64;
+        let mut rest = pushed_to & !1u64.wrapping_shl(here as u32);
+        while rest != 0 {
+            let c = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            // Set before the DPC is queued, so that it clears it when it starts.
+            if self
+                .due
+                .get(c)
+                .is_some_and(|d| !d.swap(true, Ordering::SeqCst))
+            {
+                kick |= 1 << c;
+            }
+        }
+        kick
     }
 
     /// The rings flagged to `cpu` (below 64), clearing them: the caller takes each one's chain
-    /// for `cpu`. A ring that pushes again meanwhile flags itself again, and queues another DPC.
+    /// for `cpu`. A ring that pushes again meanwhile flags itself again.
     pub fn take_rings(&self, cpu: usize) -> u64 {
         let Some(r) = self.rings_for.get(cpu) else {
             return 0;
         };
-        if r.load(Ordering::Relaxed) == 0 {
+        if r.load(Ordering::SeqCst) == 0 {
             return 0;
         }
-        let rings = r.swap(0, Ordering::Acquire);
+        let rings = r.swap(0, Ordering::SeqCst);
         if rings != 0 {
             self.waiting
                 .fetch_sub(rings.count_ones() as usize, Ordering::Relaxed);
