@@ -115,10 +115,10 @@ impl Device {
     /// more_pending). Receives that cannot be indicated (paused, runts, oversize) go straight back
     /// to the device.
     ///
-    /// With `rss_on` (RSS or receive hashing on) every frame gets its hash, and goes to the FIFO of
-    /// the processor the table names for it (this one when the table names none), pushed
-    /// under the ring's lock (see [`super::steer`]); `kick` collects the other processors
-    /// pushed to, whose DPCs the caller queues, and the caller drains this processor's FIFO.
+    /// With `rss_on` (RSS or receive hashing on) every frame gets its hash, and goes to the chain
+    /// of the processor the table names for it (this one when the table names none), pushed
+    /// under the ring's lock (see [`super::steer`]); `kick` collects the other processors whose
+    /// DPCs the caller queues, and the caller drains this processor's chains.
     pub fn receive<C: AtMostDispatch>(
         &self,
         j: usize,

@@ -87,6 +87,9 @@ pub struct Steering {
     /// Per processor, a DPC of this device is queued there and has not started: it takes the
     /// rings flagged to it when it runs, so a ring that pushes there queues no other.
     due: Vec<AtomicBool>,
+    /// Per processor, the queues (below 64) whose interrupt (or whose own DPC, for more work)
+    /// queued this device's DPC there since it last ran for them.
+    interrupted: Vec<AtomicU64>,
     /// Flags set in `rings_for`: a DPC with RSS off looks at this once (not per processor).
     pub waiting: AtomicUsize,
 }
@@ -100,34 +103,52 @@ impl Steering {
         let cpus = cpus.min(64);
         let mut rings_for = ndis::heap::try_vec(cpus, irql)?;
         let mut due = ndis::heap::try_vec(cpus, irql)?;
+        let mut interrupted = ndis::heap::try_vec(cpus, irql)?;
         for _ in 0..cpus {
             ndis::heap::try_push(&mut rings_for, AtomicU64::new(0), irql)?;
             ndis::heap::try_push(&mut due, AtomicBool::new(false), irql)?;
+            ndis::heap::try_push(&mut interrupted, AtomicU64::new(0), irql)?;
         }
         Ok(Steering {
             rings_for,
             due,
+            interrupted,
             waiting: AtomicUsize::new(0),
         })
     }
 
-    /// An ISR on `cpu` queued this device's DPC there.
+    /// An ISR of queue `queue` on `cpu` queued this device's DPC there (or a DPC there asked
+    /// to run again for more work).
     #[inline]
-    pub fn dpc_queued(&self, cpu: usize) {
+    pub fn dpc_queued(&self, cpu: usize, queue: u16) {
+        if let Some(i) = self.interrupted.get(cpu) {
+            i.fetch_or(1u64.wrapping_shl(u32::from(queue)), Ordering::SeqCst);
+        }
         if let Some(d) = self.due.get(cpu) {
             d.store(true, Ordering::SeqCst);
         }
     }
 
-    /// A DPC of this device starts on `cpu`, before it takes the rings flagged to it: a ring
-    /// that flags one after this queues another DPC (`tell`).
+    /// A DPC of this device starts on `cpu`, for `queue`, before it takes the rings flagged to
+    /// it: a ring that flags one after this queues another DPC (`tell`). Returns whether the
+    /// DPC was asked for by queue `queue` ([`dpc_queued`](Self::dpc_queued)), or may have been
+    /// (a queue past 64, a processor past 64): false only for one steering alone queued.
     #[inline]
-    pub fn dpc_started(&self, cpu: usize) {
+    pub fn dpc_started(&self, cpu: usize, queue: u16) -> bool {
         if let Some(d) = self.due.get(cpu) {
             // SeqCst against `tell`: either it sees this (and queues a DPC), or the rings (and
             // `waiting`) this DPC reads next show its flag.
             d.store(false, Ordering::SeqCst);
         }
+        let Some(i) = self.interrupted.get(cpu) else {
+            return true;
+        };
+        if queue >= 64 {
+            return true;
+        }
+        let bit = 1u64 << queue;
+        // An interrupt after this queues the DPC again (it is no longer queued once it runs).
+        i.load(Ordering::Relaxed) & bit != 0 && i.fetch_and(!bit, Ordering::SeqCst) & bit != 0
     }
 
     /// Flags ring `j` to the processors (below 64) in `pushed_to` (once per pass, under the
