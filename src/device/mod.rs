@@ -260,7 +260,7 @@ impl Device {
     ) -> Result<Device, Status> {
         let ini = init.initializing();
         let ndis = init.adapter().clone();
-        // Each ring's steering FIFOs: one per processor, each holding every buffer of the ring.
+        // Each ring's steering chains: one per processor (see `steer`).
         let cpus = ndis::sync::processor_count().clamp(1, 64) as usize;
         // Queues were programmed into the device before a later step failed: reset it, so it
         // holds no address of memory about to be freed, and mark it FAILED.

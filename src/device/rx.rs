@@ -169,10 +169,11 @@ impl Device {
                 };
                 // This is the processor of this queue's entries: frames for it are indicated
                 // here at once (after this pass), unless frames of this ring still wait in its
-                // FIFO from an earlier pass, which must go first. The FIFO is this ring's, under
-                // this lock (held), so an empty one now means none of them waits. (Frames of one
-                // flow the device moved between rings have no order between the rings' DPCs
-                // whichever way they go: a FIFO would not give them one.)
+                // chain for this processor from an earlier pass, which must go first. The chain
+                // is this ring's, under this lock (held), so an empty one now means none of them
+                // waits. (Frames of one flow the device moved between rings have no order
+                // between the rings' DPCs whichever way they go: steering would not give them
+                // one.)
                 let direct = rss.is_some_and(|t| t.is_enabled())
                     && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
                     && rx.steered.is_empty(here);
