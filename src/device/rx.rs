@@ -277,12 +277,15 @@ impl Device {
                             repost[r] = b;
                             r += 1;
                         });
-                    } else {
-                        rx.steered.push(&mut chain, cpu, &frame, |b| {
-                            repost[r] = b;
-                            r += 1;
-                        });
+                    } else if rx.steered.push(&mut chain, cpu, &frame, |b| {
+                        repost[r] = b;
+                        r += 1;
+                    }) {
                         pushed_to |= 1u64.wrapping_shl(cpu as u32);
+                    } else {
+                        repost[r] = b;
+                        r += 1;
+                        discards += 1;
                     }
                 });
                 // Told before the lock is released, and before the DPCs that drain it are

@@ -42,21 +42,21 @@ impl Outbox {
     }
 
     /// Pushes `frame` through `chain` (of this ring's pool) onto the chain for processor `cpu`;
-    /// a frame that cannot be (no such processor, the filter refuses it) goes to `refused`,
-    /// still claimed.
+    /// a frame the filter refuses goes to `refused`, still claimed. False, with nothing done,
+    /// for a processor without a chain (past 64).
     #[inline(always)]
     pub fn push(
         &mut self,
         chain: &mut RxChain<'_>,
         cpu: usize,
         frame: &RxFrame,
-        mut refused: impl FnMut(usize),
-    ) {
+        refused: impl FnMut(usize),
+    ) -> bool {
         let Some(held) = self.held.get_mut(cpu) else {
-            refused(frame.index);
-            return;
+            return false;
         };
         chain.push_held(held, frame, refused);
+        true
     }
 
     /// Whether nothing of this ring waits for `cpu` (true for a processor without a chain).
