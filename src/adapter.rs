@@ -156,7 +156,13 @@ impl InterruptHandler for Interrupts {
             Some(d) if d.health() == Health::Asleep => IsrOutcome::Handled,
             // In line mode one queue does all the work.
             Some(d) if d.plan.mode() == InterruptMode::Line && *queue != 0 => IsrOutcome::Handled,
-            Some(_) => IsrOutcome::QueueDpc,
+            Some(d) => {
+                // The DPC runs here, and it is an interrupt's: it drains this queue's rings
+                // (and steering need not queue another here until it starts).
+                d.steer
+                    .dpc_queued(ndis::sync::current_processor() as usize, *queue);
+                IsrOutcome::QueueDpc
+            }
             None => IsrOutcome::Handled,
         }
     }
@@ -165,6 +171,9 @@ impl InterruptHandler for Interrupts {
         let Some(device) = self.device.get() else {
             return;
         };
+        // Before anything is taken: steering queues a DPC here for what it flags from now on.
+        let here = ndis::sync::current_processor() as usize;
+        let interrupted = device.steer.dpc_started(here, *queue);
         // A device that needs a reset reads as a lost link, so the stack stops sending to it
         // (the framework drops reports that change nothing, and orders reports from several
         // processors). Registers are read only while the device is healthy.
@@ -183,15 +192,24 @@ impl InterruptHandler for Interrupts {
         // One relaxed load while RSS is off.
         let rss_on = device.ndis.rss_on();
         let mut kick = 0u64;
-        for j in targets.rx_pairs.clone() {
+        // A DPC steering queued here (no interrupt of this queue, nor more work of its own,
+        // asked for it) only takes what was steered here: its rings are drained by the DPCs
+        // their interrupts queue, and an empty pass over them would be all it did.
+        let rx_pairs = if interrupted || !rss_on {
+            targets.rx_pairs.clone()
+        } else {
+            0..0
+        };
+        for j in rx_pairs {
             let budget = ctx.budget().remaining().min(1024);
             let (done, pending) = device.receive(j as usize, budget, rss_on, &mut kick, ctx.irql());
             ctx.budget().take(done);
             more |= pending;
         }
         // Frames steered to this processor (by this DPC or others'), in order.
-        if rss_on || device.steer.waiting.load(Ordering::Relaxed) != 0 {
-            device.drain_steered(ctx.irql());
+        // SeqCst: see `Steering::dpc_started`.
+        if rss_on || device.steer.waiting.load(Ordering::SeqCst) != 0 {
+            device.drain_steered(here, ctx.irql());
         }
         while kick != 0 {
             let cpu = kick.trailing_zeros();
@@ -214,6 +232,8 @@ impl InterruptHandler for Interrupts {
             device.control_answered(ctx.irql());
         }
         if more {
+            // The DPC that comes again drains the rings again.
+            device.steer.dpc_queued(here, *queue);
             ctx.budget().request_more();
         }
     }

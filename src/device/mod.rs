@@ -170,6 +170,14 @@ pub struct Pair {
     pub map_pool: MapPool,
 }
 
+impl Drop for Pair {
+    /// Frames steered and never taken (their processor's DPC did not run again) are lent to
+    /// the ring's chains, which NDIS never saw: given back, so the pool frees them.
+    fn drop(&mut self) {
+        self.rx.get_mut().steered.release(&self.pool);
+    }
+}
+
 pub struct Device {
     /// The queues and buffers. Dropping the device releases no NDIS object: the framework frees
     /// the shared memory, the DMA registration and the mappings after halt (the device was
@@ -260,7 +268,7 @@ impl Device {
     ) -> Result<Device, Status> {
         let ini = init.initializing();
         let ndis = init.adapter().clone();
-        // Each ring's steering FIFOs: one per processor, each holding every buffer of the ring.
+        // Each ring's steering chains: one per processor (see `steer`).
         let cpus = ndis::sync::processor_count().clamp(1, 64) as usize;
         // Queues were programmed into the device before a later step failed: reset it, so it
         // holds no address of memory about to be freed, and mark it FAILED.
@@ -315,7 +323,7 @@ impl Device {
                         vq: rx_vq,
                         notifier: rx_notifier,
                         rss,
-                        steered: steer::Outbox::new(cpus, usize::from(rx_n), ini.passive())?,
+                        steered: steer::Outbox::new(cpus, &pool, ini.passive())?,
                     }),
                     pool,
                     tx: SpinLock::new(TxRing {

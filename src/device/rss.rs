@@ -3,7 +3,7 @@
 //!
 //! On every change ([`Device::program_rss`], from `Miniport::rss_changed` at PASSIVE_LEVEL) the
 //! receive path first falls back to software (Toeplitz in the driver, steering through the
-//! per-processor FIFOs of [`super::steer`]); then one control command, polled for at most
+//! per-processor chains of [`super::steer`]); then one control command, polled for at most
 //! 100 ms, tells the device:
 //!
 //! * RSS on and `VIRTIO_NET_F_RSS`: `VIRTIO_NET_CTRL_MQ_RSS_CONFIG` with the hash types, NDIS's

@@ -115,10 +115,10 @@ impl Device {
     /// more_pending). Receives that cannot be indicated (paused, runts, oversize) go straight back
     /// to the device.
     ///
-    /// With `rss_on` (RSS or receive hashing on) every frame gets its hash, and goes to the FIFO of
-    /// the processor the table names for it (this one when the table names none), pushed
-    /// under the ring's lock (see [`super::steer`]); `kick` collects the other processors
-    /// pushed to, whose DPCs the caller queues, and the caller drains this processor's FIFO.
+    /// With `rss_on` (RSS or receive hashing on) every frame gets its hash, and goes to the chain
+    /// of the processor the table names for it (this one when the table names none), pushed
+    /// under the ring's lock (see [`super::steer`]); `kick` collects the other processors whose
+    /// DPCs the caller queues, and the caller drains this processor's chains.
     pub fn receive<C: AtMostDispatch>(
         &self,
         j: usize,
@@ -146,6 +146,8 @@ impl Device {
             let mut popped = 0;
             let mut repost = [0usize; RX_BATCH];
             let mut r = 0;
+            // Processors (below 64) this pass pushed to.
+            let mut pushed_to = 0u64;
             let want = (budget - total).min(RX_BATCH as u32) as usize;
             let vlan_filter = self.vlan_id.load(Ordering::Relaxed);
             // Only steering needs the processor (an NDIS call): none while RSS is off.
@@ -167,10 +169,11 @@ impl Device {
                 };
                 // This is the processor of this queue's entries: frames for it are indicated
                 // here at once (after this pass), unless frames of this ring still wait in its
-                // FIFO from an earlier pass, which must go first. The FIFO is this ring's, under
-                // this lock (held), so an empty one now means none of them waits. (Frames of one
-                // flow the device moved between rings have no order between the rings' DPCs
-                // whichever way they go: a FIFO would not give them one.)
+                // chain for this processor from an earlier pass, which must go first. The chain
+                // is this ring's, under this lock (held), so an empty one now means none of them
+                // waits. (Frames of one flow the device moved between rings have no order
+                // between the rings' DPCs whichever way they go: steering would not give them
+                // one.)
                 let direct = rss.is_some_and(|t| t.is_enabled())
                     && self.queue_cpus.get().and_then(|c| c.get(j)) == Some(&(here as u16))
                     && rx.steered.is_empty(here);
@@ -274,7 +277,12 @@ impl Device {
                             repost[r] = b;
                             r += 1;
                         });
-                    } else if !rx.steered.push(cpu, &frame) {
+                    } else if rx.steered.push(&mut chain, cpu, &frame, |b| {
+                        repost[r] = b;
+                        r += 1;
+                    }) {
+                        pushed_to |= 1u64.wrapping_shl(cpu as u32);
+                    } else {
                         repost[r] = b;
                         r += 1;
                         discards += 1;
@@ -283,8 +291,7 @@ impl Device {
                 // Told before the lock is released, and before the DPCs that drain it are
                 // queued (see `super::steer`).
                 if rss.is_some() {
-                    let pushed_to = self.steer.tell(j, &mut rx.steered);
-                    *kick |= pushed_to & !1u64.checked_shl(here as u32).unwrap_or(0);
+                    *kick |= self.steer.tell(j, pushed_to, here);
                 }
                 match drained {
                     Ok(n) => {
@@ -333,38 +340,40 @@ impl Device {
         NetHeader::decode_hash(header).and_then(|(value, report)| ndis_hash(value, report))
     }
 
-    /// Indicates the frames other DPCs (or this one) steered to this processor, oldest first
-    /// per ring, one chain per ring and batch; returns how many were taken.
-    pub fn drain_steered<C: AtMostDispatch>(&self, irql: &mut C) -> u32 {
-        let here = ndis::sync::current_processor() as usize;
+    /// Indicates the frames other DPCs (or this one) steered to this processor (`here`, the
+    /// caller's), oldest first per ring, one chain per ring; returns how many were indicated.
+    pub fn drain_steered<C: AtMostDispatch>(&self, here: usize, irql: &mut C) -> u32 {
         let mut total = 0u32;
-        for (j, pair) in self.pairs.iter().enumerate() {
-            // Only rings that told of frames for this processor: their locks alone are taken.
-            while self.steer.has_for(j, here) {
-                let mut repost = [0usize; RX_BATCH];
-                let mut r = 0;
-                let mut chain = pair.pool.chain();
-                // Each frame goes from the FIFO straight into the chain (lent there, under the
-                // ring's lock), indicated once the lock is released.
-                let n = pair.rx.with(irql, |rx, _| {
-                    let n = rx.steered.take(here, RX_BATCH, |frame| {
-                        chain.push(frame, |b| {
-                            repost[r] = b;
-                            r += 1;
-                        })
+        // Only rings that flagged frames for this processor: their locks alone are taken.
+        let mut rings = self.steer.take_rings(here);
+        while rings != 0 {
+            let j = rings.trailing_zeros() as usize;
+            rings &= rings - 1;
+            let Some(pair) = self.pairs.get(j) else {
+                continue;
+            };
+            let mut chain = pair.pool.chain();
+            // The frames were filled in when pushed: taking them is a few stores, under the
+            // ring's lock; indicated once it is released.
+            pair.rx
+                .with(irql, |rx, _| rx.steered.take(here, &mut chain));
+            match chain.try_indicate(irql) {
+                Ok(n) => total += n as u32,
+                // Paused: they go back to the device, in batches (there may be more than one
+                // pass's).
+                Err(back) => {
+                    let mut repost = [0usize; RX_BATCH];
+                    let mut r = 0;
+                    back.give_back(|b| {
+                        repost[r] = b;
+                        r += 1;
+                        if r == RX_BATCH {
+                            self.post_rx(pair, &repost, irql);
+                            r = 0;
+                        }
                     });
-                    self.steer.taken(j, here, n);
-                    n
-                });
-                if n == 0 {
-                    break;
+                    self.post_rx(pair, &repost[..r], irql);
                 }
-                total += n as u32;
-                chain.indicate(irql, |b| {
-                    repost[r] = b;
-                    r += 1;
-                });
-                self.post_rx(pair, &repost[..r], irql);
             }
         }
         total
@@ -487,15 +496,31 @@ impl Device {
     }
 
     /// Buffers NDIS handed back go to the device again, staged as they are taken from the chain
-    /// under the ring's lock, one doorbell at the end (nothing is allocated on this
+    /// under the ring's lock, one doorbell per ring at the end (nothing is allocated on this
     /// DISPATCH_LEVEL path).
+    ///
+    /// The chain is taken run by run (lists come back in the runs they were indicated in, one
+    /// pool each), so that each list is looked at once however many rings indicated.
     pub fn returned(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
-        for pair in &self.pairs {
-            if returned.is_empty() {
-                break; // every list went back to its pool
-            }
+        // Rings with buffers staged but not published: their doorbells are owed.
+        let mut owed = 0u64;
+        // The pair of the run before: the next run's, most often.
+        let mut k = 0;
+        while !returned.is_empty() {
+            let first = |p: &Pair| p.pool.owns_first(returned);
+            let found = if self.pairs.get(k).is_some_and(first) {
+                Some(k)
+            } else {
+                self.pairs.iter().position(first)
+            };
+            let Some(at) = found else {
+                break;
+            };
+            k = at;
+            let pair = &self.pairs[k];
+            let bit = 1u64 << (k & 63);
             if !self.is_healthy() {
-                self.returned_to_pool(pair, returned, irql);
+                self.returned_to_pool(pair, returned, true, irql);
                 continue;
             }
             // As `post_rx`: the health read again and the doorbell rung under the lock, which a
@@ -503,13 +528,65 @@ impl Device {
             pair.rx.with(irql, |rx, _| {
                 if !self.is_healthy() {
                     // Each comes back claimed; to the pool, for the re-initialization.
+                    pair.pool.reclaim_run(returned, |b| pair.pool.release(b));
+                    return;
+                }
+                let base = pair.pool.device_address();
+                let size = self.frame.buffer;
+                // Each comes back claimed: no other processor can take it in between.
+                pair.pool.reclaim_run(returned, |b| {
+                    Self::stage_rx(rx, pair, base, size, b);
+                });
+                // The last run, and no other ring owed: its doorbell now, under this lock.
+                if returned.is_empty() && owed & !bit == 0 {
+                    owed = 0;
+                    if rx.vq.should_notify() {
+                        self.transport.notify(&rx.notifier);
+                    }
+                } else {
+                    owed |= bit;
+                }
+            });
+        }
+        if !returned.is_empty() {
+            // A list no pool's run starts with (not lent, or not ours: a bug): what each pool
+            // finds of its own anywhere in the rest.
+            self.returned_scattered(returned, irql);
+        }
+        while owed != 0 {
+            let j = owed.trailing_zeros() as usize;
+            owed &= owed - 1;
+            let Some(pair) = self.pairs.get(j) else {
+                continue;
+            };
+            pair.rx.with(irql, |rx, _| {
+                if self.is_healthy() && rx.vq.should_notify() {
+                    self.transport.notify(&rx.notifier);
+                }
+            });
+        }
+    }
+
+    /// [`Self::returned`] for lists left behind one no pool's run starts with: each pool takes
+    /// its own wherever they are.
+    #[cold]
+    fn returned_scattered(&self, returned: &mut Returned<'_>, irql: &mut DispatchOrBelow<'_>) {
+        for pair in &self.pairs {
+            if returned.is_empty() {
+                break;
+            }
+            if !self.is_healthy() {
+                self.returned_to_pool(pair, returned, false, irql);
+                continue;
+            }
+            pair.rx.with(irql, |rx, _| {
+                if !self.is_healthy() {
                     pair.pool
                         .reclaim_returned(returned, |b| pair.pool.release(b));
                     return;
                 }
                 let base = pair.pool.device_address();
                 let size = self.frame.buffer;
-                // Each comes back claimed: no other processor can take it in between.
                 pair.pool.reclaim_returned(returned, |b| {
                     Self::stage_rx(rx, pair, base, size, b);
                 });
@@ -521,24 +598,31 @@ impl Device {
     }
 
     /// [`Self::returned`] while the device is not healthy: through [`Self::post_rx`], which gives
-    /// the buffers to the pool (or posts them, if the device recovered meanwhile).
+    /// the buffers to the pool (or posts them, if the device recovered meanwhile). The run at
+    /// the front of `returned` only, with `run`; else all of the pool's.
     #[cold]
     fn returned_to_pool(
         &self,
         pair: &Pair,
         returned: &mut Returned<'_>,
+        run: bool,
         irql: &mut DispatchOrBelow<'_>,
     ) {
         let mut batch = [0usize; RX_BATCH];
         let mut n = 0;
-        pair.pool.reclaim_returned(returned, |b| {
+        let each = |b| {
             batch[n] = b;
             n += 1;
             if n == RX_BATCH {
                 self.post_rx(pair, &batch, irql);
                 n = 0;
             }
-        });
+        };
+        if run {
+            pair.pool.reclaim_run(returned, each);
+        } else {
+            pair.pool.reclaim_returned(returned, each);
+        }
         self.post_rx(pair, &batch[..n], irql);
     }
 }

@@ -1648,14 +1648,53 @@ impl ReceivePool {
         .unwrap_or([0xFF; 6]);
         RxChain {
             pool: self,
-            head: core::ptr::null_mut(),
-            tail: core::ptr::null_mut(),
-            count: 0,
-            bytes: 0,
-            others: [(0, 0); 2],
-            filter,
-            promiscuous: filter & sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0,
-            directed: mac_bits(directed),
+            links: Links::EMPTY,
+            accept: Accept {
+                filter,
+                promiscuous: filter & sys::NDIS_PACKET_TYPE_PROMISCUOUS != 0,
+                directed: mac_bits(directed),
+            },
+        }
+    }
+
+    /// An empty [`HeldChain`] of this pool's receives.
+    pub fn held(&self) -> HeldChain {
+        HeldChain {
+            pool: self.pool,
+            links: Links::EMPTY,
+        }
+    }
+
+    /// Gives back every list of `held` (of this pool; false, nothing done, for one of another):
+    /// each buffer is unlent and freed, as a chain dropped without being indicated does.
+    pub fn release_held(&self, held: &mut HeldChain) -> bool {
+        if held.pool != self.pool {
+            return false;
+        }
+        let links = core::mem::replace(&mut held.links, Links::EMPTY);
+        self.unlend(links, |index| self.entries[index].release());
+        true
+    }
+
+    /// Unlends the lists of `links` (lent, of this pool, never seen by NDIS), each still
+    /// claimed, and hands each to `each` by buffer index.
+    fn unlend(&self, links: Links, mut each: impl FnMut(usize)) {
+        let mut cur = links.head;
+        let tail = links.tail;
+        while !cur.is_null() {
+            // SAFETY: lists of this pool lent to a chain, never handed to NDIS; `Next` is read
+            // only before the tail, whose `Next` was never set by the chain.
+            let (next, index) = unsafe {
+                let next = if cur == tail {
+                    core::ptr::null_mut()
+                } else {
+                    (*cur).Next
+                };
+                (next, (*cur).MiniportReserved[0] as usize)
+            };
+            self.entries[index].unlend();
+            each(index);
+            cur = next;
         }
     }
 
@@ -1703,6 +1742,52 @@ impl ReceivePool {
             e.reclaim();
             claimed_buffer(index);
         });
+    }
+
+    /// Whether the first list left in `returned` is one of this pool's, lent (what
+    /// [`reclaim_run`](Self::reclaim_run) takes first).
+    #[inline]
+    pub fn owns_first(&self, returned: &Returned<'_>) -> bool {
+        let cur = returned.head;
+        if cur.is_null() {
+            return false;
+        }
+        // SAFETY: NDIS returned a chain of lists the miniport indicated; each is valid.
+        let index = unsafe { (*cur).MiniportReserved[0] as usize };
+        self.entries
+            .get(index)
+            .is_some_and(|e| e.nbl == cur && e.is(LENT))
+    }
+
+    /// As [`reclaim_returned`](Self::reclaim_returned), but only the lists of this pool at the
+    /// front of `returned`, up to the first of another (left there, with all behind it); returns
+    /// how many. NDIS hands lists back in the runs they were indicated in: a driver of several
+    /// pools takes the chain run by run, each list looked at once, where a walk of the whole
+    /// chain per pool looks at each list once per pool.
+    #[inline]
+    pub fn reclaim_run(
+        &self,
+        returned: &mut Returned<'_>,
+        mut claimed_buffer: impl FnMut(usize),
+    ) -> usize {
+        let mut n = 0;
+        let mut cur = returned.head;
+        while !cur.is_null() {
+            // SAFETY: NDIS returned a chain of lists the miniport indicated; each is valid.
+            let (next, index) = unsafe { ((*cur).Next, (*cur).MiniportReserved[0] as usize) };
+            match self.entries.get(index) {
+                Some(e) if e.nbl == cur && e.is(LENT) => {
+                    returned.head = next;
+                    n += 1;
+                    e.reclaim();
+                    claimed_buffer(index);
+                }
+                _ => break,
+            }
+            cur = next;
+        }
+        returned.taken += n;
+        n
     }
 
     /// Unlinks each returned list of this pool from `returned` and hands its entry to `each`;
@@ -1814,13 +1899,34 @@ fn mac_bits(a: [u8; 6]) -> u64 {
 /// again.
 pub struct RxChain<'p> {
     pool: &'p ReceivePool,
+    links: Links,
+    accept: Accept,
+}
+
+/// The lists of a chain not yet indicated, and what they add up to.
+struct Links {
     head: *mut sys::NET_BUFFER_LIST,
+    /// The last list; its `Next` is not set until the chain is indicated.
     tail: *mut sys::NET_BUFFER_LIST,
     count: usize,
     /// Bytes of all the frames in the chain; `others`: (frames, bytes) multicast, broadcast
     /// (unicast is the rest).
     bytes: u64,
     others: [(u64, u64); 2],
+}
+
+impl Links {
+    const EMPTY: Links = Links {
+        head: core::ptr::null_mut(),
+        tail: core::ptr::null_mut(),
+        count: 0,
+        bytes: 0,
+        others: [(0, 0); 2],
+    };
+}
+
+/// The packet filter as a chain read it once, for every frame pushed through it.
+struct Accept {
     filter: u32,
     promiscuous: bool,
     /// The adapter's address when the filter passes directed frames, else the broadcast
@@ -1828,32 +1934,56 @@ pub struct RxChain<'p> {
     directed: u64,
 }
 
-impl RxChain<'_> {
-    /// Frames in the chain.
+/// Receives of one [`ReceivePool`] lent into a chain that is kept past the borrow of its pool
+/// (in the driver's own state, say a queue of frames for another processor), to be indicated
+/// later through a chain of the same pool ([`RxChain::append_held`]). Pushing to it
+/// ([`RxChain::push_held`]) does all a push into a chain does, so taking it over costs nothing
+/// per frame.
+///
+/// Its lists stay lent until it is appended to a chain or given back
+/// ([`ReceivePool::release_held`]); one dropped with lists in it leaks them (the pool never
+/// frees a lent list), it never frees them under NDIS.
+pub struct HeldChain {
+    /// The pool's NDIS handle: the pool the lists are of (never freed while one is lent, so no
+    /// other pool gets it while this holds any).
+    pool: sys::NDIS_HANDLE,
+    links: Links,
+}
+
+// SAFETY: the lists are lent to this chain, which alone reaches them (through `&mut`), until a
+// chain of their pool takes them over.
+unsafe impl Send for HeldChain {}
+// SAFETY: `&HeldChain` reaches nothing of the lists (only the count).
+unsafe impl Sync for HeldChain {}
+
+impl HeldChain {
+    /// Frames held.
     pub fn len(&self) -> usize {
-        self.count
+        self.links.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.links.count == 0
     }
+}
 
+impl Accept {
     /// Whether the packet filter passes a frame for `destination` ([`mac_bits`]); its kind (0
     /// unicast, 1 multicast, 2 broadcast) if so. The same decision as
     /// [`NdisAdapter::filter_accepts`]. A directed frame (the common case) is decided here, in
     /// registers, without the adapter.
     #[inline(always)]
-    fn accepts(&self, destination: u64) -> Option<usize> {
+    fn accepts(&self, pool: &ReceivePool, destination: u64) -> Option<usize> {
         // The group bit is the first byte's lowest.
         if destination & 1 == 0 {
             return (self.promiscuous || self.directed == destination).then_some(0);
         }
-        self.accepts_group(destination)
+        self.accepts_group(pool, destination)
     }
 
     /// [`accepts`](Self::accepts) for a multicast or broadcast destination.
     #[inline(never)]
-    fn accepts_group(&self, destination: u64) -> Option<usize> {
+    fn accepts_group(&self, pool: &ReceivePool, destination: u64) -> Option<usize> {
         let kind = if destination == mac_bits([0xFF; 6]) {
             2
         } else {
@@ -1861,21 +1991,21 @@ impl RxChain<'_> {
         };
         let [a, b, c, d, e, f, _, _] = destination.to_le_bytes();
         (self.promiscuous
-            || self
-                .pool
+            || pool
                 .adapter
                 .filter_accepts(self.filter, &[a, b, c, d, e, f]))
         .then_some(kind)
     }
 
-    /// Lends `frame`'s buffer (claimed by the driver) and links its list into the chain. A frame
-    /// whose buffer is claimed but which cannot be indicated (it does not fit its buffer, or the
-    /// packet filter refuses it) goes to `not_indicated`, still claimed; one naming a buffer out
-    /// of range, or not claimed (or pushed already), is a driver bug: counted as a receive error
-    /// and ignored.
-    #[inline]
-    pub fn push(&mut self, frame: &RxFrame, mut not_indicated: impl FnMut(usize)) {
-        let pool = self.pool;
+    /// [`RxChain::push`] into `links`, lists of `pool`.
+    #[inline(always)]
+    fn push(
+        &self,
+        pool: &ReceivePool,
+        links: &mut Links,
+        frame: &RxFrame,
+        mut not_indicated: impl FnMut(usize),
+    ) {
         let adapter = &*pool.adapter;
         let &RxFrame {
             index,
@@ -1915,14 +2045,14 @@ impl RxChain<'_> {
         };
         // The packet filter, for whatever the device let through (virtio-net, for one, has no
         // way to receive nothing).
-        let Some(kind) = self.accepts(destination) else {
+        let Some(kind) = self.accepts(pool, destination) else {
             entry.unlend();
             not_indicated(index);
             return;
         };
-        self.bytes += length as u64;
+        links.bytes += length as u64;
         if kind != 0 {
-            let k = &mut self.others[kind - 1];
+            let k = &mut links.others[kind - 1];
             k.0 += 1;
             k.1 += length as u64;
         }
@@ -1946,39 +2076,96 @@ impl RxChain<'_> {
             let (value, info) = hash.map_or((0, 0), |h| (h.value, h.info()));
             (*nbl).NetBufferListInfo[sys::NetBufferListHashValue] = value as usize as sys::PVOID;
             (*nbl).NetBufferListInfo[sys::NetBufferListHashInfo] = info as usize as sys::PVOID;
-            if self.tail.is_null() {
-                self.head = nbl;
+            if links.tail.is_null() {
+                links.head = nbl;
             } else {
-                (*self.tail).Next = nbl;
+                (*links.tail).Next = nbl;
             }
         }
-        self.tail = nbl;
-        self.count += 1;
+        links.tail = nbl;
+        links.count += 1;
+    }
+}
+
+impl RxChain<'_> {
+    /// Frames in the chain.
+    pub fn len(&self) -> usize {
+        self.links.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.count == 0
+    }
+
+    /// Lends `frame`'s buffer (claimed by the driver) and links its list into the chain. A frame
+    /// whose buffer is claimed but which cannot be indicated (it does not fit its buffer, or the
+    /// packet filter refuses it) goes to `not_indicated`, still claimed; one naming a buffer out
+    /// of range, or not claimed (or pushed already), is a driver bug: counted as a receive error
+    /// and ignored.
+    #[inline]
+    pub fn push(&mut self, frame: &RxFrame, not_indicated: impl FnMut(usize)) {
+        self.accept
+            .push(self.pool, &mut self.links, frame, not_indicated);
+    }
+
+    /// As [`push`](Self::push) (under this chain's reading of the packet filter), but into
+    /// `held`, to be indicated later by whoever takes it over. A `held` of another pool takes
+    /// nothing: the frame goes to `not_indicated`, still claimed.
+    #[inline]
+    pub fn push_held(
+        &mut self,
+        held: &mut HeldChain,
+        frame: &RxFrame,
+        mut not_indicated: impl FnMut(usize),
+    ) {
+        if held.pool != self.pool.pool {
+            if self
+                .pool
+                .entries
+                .get(frame.index)
+                .is_some_and(|e| e.is(CLAIMED))
+            {
+                not_indicated(frame.index);
+            }
+            return;
+        }
+        self.accept
+            .push(self.pool, &mut held.links, frame, not_indicated);
+    }
+
+    /// Moves every list of `held` (of this chain's pool) to the end of this chain, in order, in
+    /// a few stores whatever their number; false (nothing moved) for one of another pool.
+    #[inline]
+    pub fn append_held(&mut self, held: &mut HeldChain) -> bool {
+        if held.pool != self.pool.pool {
+            return false;
+        }
+        if held.links.count == 0 {
+            return true;
+        }
+        let h = core::mem::replace(&mut held.links, Links::EMPTY);
+        if self.links.count == 0 {
+            self.links = h;
+            return true;
+        }
+        // SAFETY: the chain's last list, lent to it and not yet seen by NDIS.
+        unsafe { (*self.links.tail).Next = h.head };
+        let l = &mut self.links;
+        l.tail = h.tail;
+        l.count += h.count;
+        l.bytes += h.bytes;
+        for (k, o) in l.others.iter_mut().zip(h.others) {
+            k.0 += o.0;
+            k.1 += o.1;
+        }
+        true
     }
 
     /// Takes the chain's lists back (never seen by NDIS): each is unlent, still claimed, and
     /// handed to `each` by buffer index.
-    fn unlend_all(&mut self, mut each: impl FnMut(usize)) {
-        let mut cur = self.head;
-        let tail = self.tail;
-        self.head = core::ptr::null_mut();
-        self.tail = core::ptr::null_mut();
-        self.count = 0;
-        while !cur.is_null() {
-            // SAFETY: our chain, never handed to NDIS; `Next` is read only before the tail,
-            // whose `Next` was never set by this chain.
-            let (next, index) = unsafe {
-                let next = if cur == tail {
-                    core::ptr::null_mut()
-                } else {
-                    (*cur).Next
-                };
-                (next, (*cur).MiniportReserved[0] as usize)
-            };
-            self.pool.entries[index].unlend();
-            each(index);
-            cur = next;
-        }
+    fn unlend_all(&mut self, each: impl FnMut(usize)) {
+        let links = core::mem::replace(&mut self.links, Links::EMPTY);
+        self.pool.unlend(links, each);
     }
 
     /// Indicates the chain to NDIS in one call; returns how many were indicated. When the
@@ -1987,11 +2174,34 @@ impl RxChain<'_> {
     pub fn indicate<C: AtMostDispatch>(
         mut self,
         irql: &C,
-        mut not_indicated: impl FnMut(usize),
+        not_indicated: impl FnMut(usize),
     ) -> usize {
-        let count = self.count;
+        match self.send_up(irql) {
+            Some(n) => n,
+            None => {
+                self.unlend_all(not_indicated);
+                0
+            }
+        }
+    }
+
+    /// As [`indicate`](Self::indicate), but a chain the paused adapter does not take comes
+    /// back whole ([`give_back`](Self::give_back) hands out its buffers), for a caller that
+    /// needs what `indicate` borrows (the IRQL token) to deal with them: one of more buffers
+    /// than it can keep at a time.
+    pub fn try_indicate<C: AtMostDispatch>(mut self, irql: &C) -> Result<usize, Self> {
+        match self.send_up(irql) {
+            Some(n) => Ok(n),
+            None => Err(self),
+        }
+    }
+
+    /// The chain to NDIS; None (the chain as it was) when the adapter is paused.
+    #[inline(always)]
+    fn send_up<C: AtMostDispatch>(&mut self, irql: &C) -> Option<usize> {
+        let count = self.links.count;
         if count == 0 {
-            return 0;
+            return Some(0);
         }
         let pool = self.pool;
         let adapter = &*pool.adapter;
@@ -2000,13 +2210,12 @@ impl RxChain<'_> {
         if !adapter.begin_indication(count) {
             // Paused: nothing goes up; the buffers go back to the driver, still claimed.
             adapter.stats.rx_discards(count as u64);
-            self.unlend_all(&mut not_indicated);
-            return 0;
+            return None;
         }
-        let [multicast, broadcast] = self.others;
+        let [multicast, broadcast] = self.links.others;
         let unicast = (
             count as u64 - multicast.0 - broadcast.0,
-            self.bytes - multicast.1 - broadcast.1,
+            self.links.bytes - multicast.1 - broadcast.1,
         );
         adapter
             .stats
@@ -2016,12 +2225,10 @@ impl RxChain<'_> {
         } else {
             0
         };
-        let head = self.head;
+        let head = self.links.head;
         // SAFETY: the chain's last list, ours and not yet seen by NDIS: the chain ends there.
-        unsafe { (*self.tail).Next = core::ptr::null_mut() };
-        self.head = core::ptr::null_mut();
-        self.tail = core::ptr::null_mut();
-        self.count = 0;
+        unsafe { (*self.links.tail).Next = core::ptr::null_mut() };
+        self.links = Links::EMPTY;
         // SAFETY: a chain of `count` of our lists, each marked lent and counted; the flag is
         // set only when the token proves DISPATCH_LEVEL; the adapter runs (the gate said so, and
         // halt clears `running` first), so its handle is live.
@@ -2036,7 +2243,13 @@ impl RxChain<'_> {
         };
         // Only now may a pause complete: MiniportPause waits for indications to return.
         adapter.end_indication();
-        count
+        Some(count)
+    }
+
+    /// Takes the chain's lists back (never seen by NDIS): each is unlent and handed to `each`
+    /// by buffer index, still claimed.
+    pub fn give_back(mut self, each: impl FnMut(usize)) {
+        self.unlend_all(each);
     }
 }
 
