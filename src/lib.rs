@@ -15,7 +15,7 @@ extern crate alloc;
 
 pub mod adapter;
 mod device;
-pub use device::MAP_THRESHOLD;
+pub use device::{MAP_THRESHOLD, TX_BACKLOG};
 pub mod virtio;
 
 use ndis::driver::MiniportDriver;

@@ -1497,11 +1497,14 @@ fn a_stalled_transmit_queue_holds_a_bounded_backlog_and_sends_it_when_the_device
     for resources in [InterruptResources::msix(4), InterruptResources::line()] {
         let nic = start(build, 1, resources);
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
-        let frames: Vec<Vec<u8>> = (0..340).map(|i| frame(i as u8, 64 + i % 7)).collect();
+        const HELD: usize = vionet::TX_BACKLOG;
+        let frames: Vec<Vec<u8>> = (0..256 + HELD + 20)
+            .map(|i| frame(i as u8, 64 + i % 7))
+            .collect();
         let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
         nic.emu.send(nic.adapter, &refs);
         let c = nic.emu.send_completions();
-        // 256 on the ring (copied: complete now), 64 held, 20 beyond the backlog.
+        // 256 on the ring (copied: complete now), TX_BACKLOG held, 20 beyond the backlog.
         assert_eq!(c.len(), 256 + 20);
         let ok: Vec<Vec<u8>> = c
             .iter()
@@ -1515,7 +1518,7 @@ fn a_stalled_transmit_queue_holds_a_bounded_backlog_and_sends_it_when_the_device
             .map(|(f, _)| f)
             .collect();
         assert_eq!(refused.len(), 20);
-        assert!(refused.iter().zip(&frames[320..]).all(|(a, b)| *a == b));
+        assert!(refused.iter().zip(&frames[256 + HELD..]).all(|(a, b)| *a == b));
         // Each refused list is counted once, as a discard (ifOutDiscards, the 12th counter).
         let stats = nic
             .emu
@@ -1529,26 +1532,27 @@ fn a_stalled_transmit_queue_holds_a_bounded_backlog_and_sends_it_when_the_device
         nic.net(|n, bus| n.set_stalled(bus, 1, false));
         nic.emu.run_dpcs();
         let mut later = nic.emu.send_completions();
-        for _ in 0..4 {
-            if later.len() == 64 {
+        // A ring's worth at a time: each DPC reaps what the device took and sends more.
+        for _ in 0..4 * HELD / 256 {
+            if later.len() == HELD {
                 break;
             }
             nic.emu.run_dpcs();
             later.extend(nic.emu.send_completions());
         }
-        assert_eq!(later.len(), 64, "{resources:?}");
+        assert_eq!(later.len(), HELD, "{resources:?}");
         assert!(later.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
         assert!(
             later
                 .iter()
-                .zip(&frames[256..320])
+                .zip(&frames[256..256 + HELD])
                 .all(|((f, _), g)| f == g)
         );
         nic.emu.send(nic.adapter, &[&frame(7, 90)]);
         assert_eq!(nic.emu.send_completions()[0].1, sys::NDIS_STATUS_SUCCESS);
         let seen = nic.net(|n, _| n.take_transmitted(0));
-        assert_eq!(seen.len(), 321);
-        assert!(seen[..320] == frames[..320] && seen[320] == frame(7, 90));
+        assert_eq!(seen.len(), 256 + HELD + 1);
+        assert!(seen[..256 + HELD] == frames[..256 + HELD] && seen[256 + HELD] == frame(7, 90));
         nic.stop();
     }
 }

@@ -12,7 +12,6 @@
 //! commands).
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU16, AtomicUsize};
 
@@ -22,7 +21,7 @@ use ndis::heap::{self, Shared};
 use ndis::io::OwnedWindow;
 use ndis::irql::Passive;
 use ndis::miniport::{Init, Initializing, NdisAdapter};
-use ndis::nbl::{HeldSend, MapPool, MappedSend, ReceivePool};
+use ndis::nbl::{HeldQueue, MapPool, MappedSend, ReceivePool};
 use ndis::sync::SpinLock;
 
 use crate::virtio::net::{self, NetHeader, VectorPlan, features};
@@ -40,7 +39,7 @@ mod tx;
 use control::{CONTROL_BUFFER, ControlRing};
 pub use health::{Health, map_vectors};
 pub use lso::{LSO_MAX_FRAME, LSO_MAX_PAYLOAD};
-pub use tx::MAP_THRESHOLD;
+pub use tx::{MAP_THRESHOLD, TX_BACKLOG};
 
 /// The frame size the adapter runs with (`*JumboPacket`, bounded by the device's MTU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +124,10 @@ pub struct TxRing {
     notifier: Notifier,
     /// Staging for a frame split over several MDLs (contiguous ones are copied in place).
     scratch: Box<[u8]>,
-    /// Lists held while the ring is full (at most [`tx::TX_BACKLOG`]), sent in order from the
-    /// completion path (with transmit interrupts on while any wait) or the next send call.
-    backlog: VecDeque<HeldSend>,
+    /// Lists held while the ring is full or a mapping is awaited (at most [`tx::TX_BACKLOG`]),
+    /// sent in order from the completion path (with transmit interrupts on while any wait) or
+    /// the next send call. Linked through the lists themselves: no memory of the driver's.
+    backlog: HeldQueue,
     /// Mapped sends the device finished (reaped), completed by the holder of the lock before
     /// it lets go (at most the ring's size: no allocation).
     finished: Vec<MappedSend>,
@@ -338,7 +338,7 @@ impl Device {
                         notifier: tx_notifier,
                         // A large send that is not contiguous is gathered here whole.
                         scratch: heap::try_boxed_slice(0, scratch_len, passive)?,
-                        backlog: heap::try_deque(tx::TX_BACKLOG, passive)?,
+                        backlog: HeldQueue::new(),
                         finished: heap::try_vec(tx_len, passive)?,
                         mapping: false,
                         parked: None,

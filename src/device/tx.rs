@@ -18,9 +18,14 @@ use crate::virtio::queue::Buffer;
 /// The shortest Ethernet frame without FCS (IEEE 802.3: 64 with it).
 const MIN_FRAME: usize = 60;
 
-/// Lists a transmit ring holds back while it is full ([`TxRing::backlog`]), sent from the
-/// transmit completion path; beyond this a list fails with `NDIS_STATUS_RESOURCES`.
-pub const TX_BACKLOG: usize = 64;
+/// Lists a transmit ring holds back while it is full or waits for a mapping
+/// ([`TxRing::backlog`]), sent from the transmit completion path; beyond this a list fails
+/// with `NDIS_STATUS_RESOURCES`. The lists are linked through themselves (an
+/// [`ndis::nbl::HeldQueue`]), so the bound costs no memory: it is there to give a stack that
+/// keeps sending to a device that takes nothing an error before the hang check resets it. The
+/// same bound as the Windows virtio-net driver's per-path send queue (NetKVM,
+/// `PARANDIS_TX_LOCK_FREE_QUEUE_DEFAULT_SIZE`).
+pub const TX_BACKLOG: usize = 2048;
 
 /// Frames of at least this many bytes (a list of one frame, with no checksum, tag or large
 /// send to apply) are mapped for DMA and sent in place (`NdisMAllocateNetBufferSGList`);

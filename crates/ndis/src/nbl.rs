@@ -31,7 +31,9 @@ use crate::offload::{ChecksumOffload, ChecksumRequest, DeviceRxChecksum, LargeSe
 use crate::packet::{self, IpVersion, Layers};
 use crate::sync::atomic::{AtomicU8, Ordering};
 
+mod held_queue;
 mod mapped;
+pub use held_queue::HeldQueue;
 pub(crate) use mapped::process_sg_list;
 pub use mapped::{MapHook, MapPool, MappedSend, SgElement};
 
