@@ -280,7 +280,7 @@ fn mapped_sends_that_find_the_ring_full_are_held_and_sent_in_order(build: Build)
         let nic = start(build, resources, how);
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
         // Every sixth list a copied 64-byte frame, the others mapped: 330 descriptors' worth
-        // for a ring of 256, so about 40 lists wait (fewer than the backlog's 64).
+        // for a ring of 256, so about 40 lists wait (far fewer than `vionet::TX_BACKLOG`).
         let frames: Vec<Vec<u8>> = (0..180)
             .map(|i| {
                 let len = if i % 6 == 5 { 64 } else { 1514 - i % 5 };

@@ -7,7 +7,7 @@
 //! its own for this: its `Next` link and the words NDIS reserves for the miniport
 //! (`MiniportReserved`, `Scratch`), so the queue costs no memory per list and never fails.
 
-use super::{CopyTally, HeldSend, SendNbl};
+use super::{Chain, CopyTally, HeldSend, SendNbl};
 use core::cell::Cell;
 use core::marker::PhantomData;
 use ndis_sys as sys;
@@ -21,8 +21,7 @@ use ndis_sys as sys;
 /// leaks them, as dropping a [`HeldSend`] does (NDIS, and the emulator, report each as a send
 /// never completed).
 pub struct HeldQueue {
-    head: *mut sys::NET_BUFFER_LIST,
-    tail: *mut sys::NET_BUFFER_LIST,
+    lists: Chain,
     len: usize,
 }
 
@@ -48,8 +47,7 @@ impl HeldQueue {
     /// An empty queue.
     pub const fn new() -> Self {
         HeldQueue {
-            head: core::ptr::null_mut(),
-            tail: core::ptr::null_mut(),
+            lists: Chain::EMPTY,
             len: 0,
         }
     }
@@ -64,17 +62,14 @@ impl HeldQueue {
         self.len == 0
     }
 
-    /// Writes what `held` carries into its list and unlinks it; returns the list.
+    /// Writes what `held` carries into its list; returns the list.
     fn store(held: HeldSend) -> *mut sys::NET_BUFFER_LIST {
         let nbl = held.list.nbl;
         let (frames, bytes, group) = held.list.copies.get();
         let scratch = (frames & !GROUP_BIT) | if group { GROUP_BIT } else { 0 };
-        // SAFETY: a held list is the miniport's until completed; `Next`, `MiniportReserved`
-        // and `Scratch` are the current owner's to use, and no chain links it (a held list
-        // was taken out of its call's chain; `SendCompletion` links it only when consuming
-        // its `HeldSend`, which is here).
+        // SAFETY: a held list is the miniport's until completed; `MiniportReserved` and
+        // `Scratch` are the current owner's to use.
         unsafe {
-            (*nbl).Next = core::ptr::null_mut();
             (*nbl).MiniportReserved = [held.adapter as sys::PVOID, bytes as usize as sys::PVOID];
             (*nbl).Scratch = scratch as sys::PVOID;
         }
@@ -84,32 +79,29 @@ impl HeldQueue {
     /// Queues `held` after the others.
     pub fn push_back(&mut self, held: HeldSend) {
         let nbl = Self::store(held);
-        if self.tail.is_null() {
-            self.head = nbl;
-        } else {
-            // SAFETY: `tail` is a list of this queue, the miniport's while queued.
-            unsafe { (*self.tail).Next = nbl };
-        }
-        self.tail = nbl;
+        // SAFETY: the list is the miniport's (held) and in no chain: a held list was taken
+        // out of its call's chain, and `SendCompletion` links it only when consuming its
+        // `HeldSend`, which `store` consumed.
+        unsafe { self.lists.push(nbl) };
         self.len += 1;
     }
 
     /// Queues `held` before the others (a list taken out that could not be sent after all).
     pub fn push_front(&mut self, held: HeldSend) {
         let nbl = Self::store(held);
-        // SAFETY: as in `store`: the list is the miniport's, and `head` a list of this queue
-        // or null.
-        unsafe { (*nbl).Next = self.head };
-        if self.tail.is_null() {
-            self.tail = nbl;
+        // SAFETY: as in `push_back`; `Next` is the owner's link, and `head` a list of this
+        // queue or null.
+        unsafe { (*nbl).Next = self.lists.head };
+        if self.lists.tail.is_null() {
+            self.lists.tail = nbl;
         }
-        self.head = nbl;
+        self.lists.head = nbl;
         self.len += 1;
     }
 
     /// Takes the first list out, as the [`HeldSend`] that was pushed.
     pub fn pop_front(&mut self) -> Option<HeldSend> {
-        let nbl = self.head;
+        let nbl = self.lists.head;
         if nbl.is_null() {
             return None;
         }
@@ -121,9 +113,9 @@ impl HeldQueue {
                 (*nbl).Scratch as usize,
             )
         };
-        self.head = next;
+        self.lists.head = next;
         if next.is_null() {
-            self.tail = core::ptr::null_mut();
+            self.lists.tail = core::ptr::null_mut();
         }
         self.len -= 1;
         // SAFETY: as above; the link is the queue's no more.
