@@ -100,6 +100,7 @@ const SUPPORTED_FEATURES: u64 = features::VERSION_1
     | features::CTRL_RX
     | features::CTRL_MAC_ADDR
     | features::RING_EVENT_IDX
+    | features::RING_INDIRECT_DESC
     | features::RSS
     | features::HASH_REPORT;
 

@@ -810,6 +810,162 @@ fn fixed_descriptors_are_chosen_before_anything_is_in_flight() {
     assert_eq!(drv.use_fixed_descriptors(), Err(QueueError::WrongMode));
 }
 
+const TABLE_BASE: u64 = 0x8_0000;
+
+/// Indirect tables for a queue of `size` entries, `entries` descriptors each, in guest memory.
+fn tables(mem: &GuestMemoryMmap, size: u16, entries: u16) -> GuestRegion<'_> {
+    GuestRegion {
+        mem,
+        base: TABLE_BASE,
+        len: 16 * usize::from(size) * usize::from(entries),
+    }
+}
+
+/// A device-readable chain as `stage_readable` takes it: the first buffer, then the rest.
+fn stage_chain(drv: &mut DriverQueue<'_>, bufs: &[(u64, u32)]) -> Result<u16, QueueError> {
+    let (first, rest) = bufs.split_first().unwrap();
+    drv.stage_readable(*first, rest.len(), |i| rest[i])
+}
+
+/// Chains of 2 to `entries` buffers take one ring entry each and reach the device byte-exact
+/// through their head's table, round after round (heads reused, the ring wrapped), whether
+/// they start with the common first buffer (written once per table) or another one (written
+/// over it, and the common one written back when a later chain of that head starts with it);
+/// a longer chain, and one of one buffer, use ring descriptors as without tables.
+#[test]
+fn indirect_tables_carry_chains_in_one_ring_entry_byte_exact() {
+    let mem = guest_memory();
+    let (size, entries) = (8u16, 4u16);
+    let (mut drv, mut dev) = pair(&mem, size, true);
+    let common = (DATA_BASE, 12);
+    let other = (DATA_BASE + 0x40, 12);
+    mem.write_slice(&pattern(100, 12), GuestAddress(common.0))
+        .unwrap();
+    mem.write_slice(&pattern(101, 12), GuestAddress(other.0))
+        .unwrap();
+    drv.use_indirect_tables(tables(&mem, size, entries), entries, Some(common))
+        .unwrap();
+    assert_eq!(
+        (1..=6).map(|n| drv.descriptors_for(n)).collect::<Vec<_>>(),
+        [1, 1, 1, 1, 5, 6]
+    );
+    let mut seed = 7u32;
+    for round in 0..60u32 {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let first = if seed >> 16 & 1 == 0 { common } else { other };
+        // 1 to 5 buffers: 1 and 5 do not go in a table.
+        let n = 1 + (seed >> 17) as usize % 5;
+        let mut bufs = vec![first];
+        let mut want = pattern(if first == common { 100 } else { 101 }, 12);
+        for k in 1..n {
+            let addr = DATA_BASE + 0x1000 * (1 + k as u64) + u64::from(round % 8) * 0x100;
+            let piece = pattern(round * 8 + k as u32, 50 + k * 10);
+            mem.write_slice(&piece, GuestAddress(addr)).unwrap();
+            bufs.push((addr, piece.len() as u32));
+            want.extend_from_slice(&piece);
+        }
+        let free = drv.num_free();
+        let head = stage_chain(&mut drv, &bufs).unwrap();
+        assert_eq!(
+            usize::from(free - drv.num_free()),
+            drv.descriptors_for(n),
+            "round {round}: {n} buffers"
+        );
+        drv.publish();
+        let (dhead, read, writable) = device_take(&mut dev, &mem).unwrap();
+        assert_eq!(dhead, head);
+        assert!(writable.is_empty());
+        assert_eq!(read, want, "round {round}: {n} buffers, first {first:?}");
+        dev.add_used(&mem, dhead, 0).unwrap();
+        assert_eq!(drv.pop_used(), Ok(Some((head, 0))));
+        assert_eq!((drv.num_free(), drv.in_flight()), (size, 0));
+    }
+}
+
+/// After a reset the tables' first entries are written again as chains need them, whatever
+/// they held before: a chain that started with another buffer before the reset does not leave
+/// its header to a chain of the same head after it.
+#[test]
+fn indirect_tables_after_a_reset_start_with_what_each_chain_says() {
+    let mem = guest_memory();
+    let (size, entries) = (4u16, 3u16);
+    let (mut drv, _dev) = pair(&mem, size, true);
+    let common = (DATA_BASE, 12);
+    let other = (DATA_BASE + 0x40, 12);
+    let payload = (DATA_BASE + 0x1000, 64);
+    for (buf, seed) in [(common, 100), (other, 101), (payload, 102)] {
+        mem.write_slice(&pattern(seed, buf.1 as usize), GuestAddress(buf.0))
+            .unwrap();
+    }
+    drv.use_indirect_tables(tables(&mem, size, entries), entries, Some(common))
+        .unwrap();
+    // Every head's table starts with the other header, in flight when the device resets.
+    for _ in 0..size {
+        stage_chain(&mut drv, &[other, payload]).unwrap();
+    }
+    drv.publish();
+    let mut reclaimed = 0;
+    drv.reclaim_after_reset(|_| reclaimed += 1);
+    assert_eq!(reclaimed, size);
+    let mut dev = device_for(&drv, true);
+    for _ in 0..size {
+        let head = stage_chain(&mut drv, &[common, payload]).unwrap();
+        drv.publish();
+        let (dhead, read, _) = device_take(&mut dev, &mem).unwrap();
+        assert_eq!(dhead, head);
+        let mut want = pattern(100, 12);
+        want.extend_from_slice(&pattern(102, 64));
+        assert_eq!(read, want, "head {head}");
+    }
+}
+
+#[test]
+fn indirect_tables_are_refused_when_they_cannot_be_used() {
+    let mem = guest_memory();
+    let (mut drv, _dev) = pair(&mem, 8, false);
+    // A table of one descriptor holds no chain; one longer than the queue breaks the spec.
+    for bad in [0, 1, 9] {
+        assert_eq!(
+            drv.use_indirect_tables(tables(&mem, 8, 9), bad, None),
+            Err(QueueError::BadSize(bad))
+        );
+    }
+    let short = GuestRegion {
+        len: 16 * 8 * 4 - 1,
+        ..tables(&mem, 8, 4)
+    };
+    assert_eq!(
+        drv.use_indirect_tables(short, 4, None),
+        Err(QueueError::MemoryTooSmall {
+            needed: 16 * 8 * 4,
+            have: 16 * 8 * 4 - 1
+        })
+    );
+    let unaligned = GuestRegion {
+        base: TABLE_BASE + 8,
+        ..tables(&mem, 8, 4)
+    };
+    assert!(matches!(
+        drv.use_indirect_tables(unaligned, 4, None),
+        Err(QueueError::MemoryTooSmall { .. })
+    ));
+    // Not with chains in flight, nor on a queue of fixed descriptors.
+    drv.add(&rx_buf(64)).unwrap();
+    assert_eq!(
+        drv.use_indirect_tables(tables(&mem, 8, 4), 4, None),
+        Err(QueueError::WrongMode)
+    );
+    let (mut fixed, _dev) = pair(&mem, 8, false);
+    fixed.use_fixed_descriptors().unwrap();
+    assert_eq!(
+        fixed.use_indirect_tables(tables(&mem, 8, 4), 4, None),
+        Err(QueueError::WrongMode)
+    );
+    // Without tables every buffer takes a ring descriptor.
+    let (plain, _dev) = pair(&mem, 8, false);
+    assert_eq!(plain.descriptors_for(3), 3);
+}
+
 #[test]
 fn new_rejects_bad_sizes_and_short_memory() {
     let mem = guest_memory();

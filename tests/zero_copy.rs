@@ -4,6 +4,7 @@
 
 #![cfg(not(windows))]
 
+use ndis_emu::devices::virtio_net::regs::feature;
 use ndis_emu::{Emulator, InterruptResources, SgCallback};
 use ndis_sys as sys;
 
@@ -17,18 +18,30 @@ mod nic;
 
 use nic::{Build, Nic, config, frame, start_with};
 
-fn start(build: Build, resources: InterruptResources, how: SgCallback) -> Nic {
-    let nic =
-        start_with(build, Emulator::new(config(4)), 1, resources, |_| {}).expect("initialize");
+/// `indirect`: whether the device offers `VIRTIO_F_INDIRECT_DESC` (a mapped frame then takes
+/// one ring entry, its chain in a table; otherwise a descriptor per piece and the header's).
+fn start(build: Build, resources: InterruptResources, how: SgCallback, indirect: bool) -> Nic {
+    let nic = start_with(build, Emulator::new(config(4)), 1, resources, |c| {
+        if !indirect {
+            c.features &= !feature::RING_INDIRECT_DESC;
+        }
+    })
+    .expect("initialize");
+    assert_eq!(
+        nic.net(|n, _| n.negotiated_features()) & feature::RING_INDIRECT_DESC != 0,
+        indirect
+    );
     nic.emu.set_sg_callback(how);
     nic
 }
 
-fn modes() -> Vec<(InterruptResources, SgCallback)> {
+fn modes() -> Vec<(InterruptResources, SgCallback, bool)> {
     let mut v = Vec::new();
     for r in [InterruptResources::msix(4), InterruptResources::line()] {
         for how in [SgCallback::Inline, SgCallback::Deferred] {
-            v.push((r, how));
+            for indirect in [true, false] {
+                v.push((r, how, indirect));
+            }
         }
     }
     v
@@ -49,8 +62,8 @@ fn completions(nic: &Nic, n: usize) -> Vec<(Vec<u8>, sys::NDIS_STATUS)> {
 
 both_builds! {
 fn mapped_sends_are_byte_exact_and_complete_only_after_the_device_used_them(build: Build) {
-    for (resources, how) in modes() {
-        let nic = start(build, resources, how);
+    for (resources, how, indirect) in modes() {
+        let nic = start(build, resources, how, indirect);
         // Transmit queue of pair 0 stalled: the device takes nothing.
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
         let frames: Vec<Vec<u8>> = (0..12).map(|i| frame(i as u8, 1514 - i)).collect();
@@ -60,27 +73,27 @@ fn mapped_sends_are_byte_exact_and_complete_only_after_the_device_used_them(buil
         nic.emu.run_dpcs();
         assert!(
             nic.emu.send_completions().is_empty(),
-            "{resources:?} {how:?}: a mapped send completed before the device read it"
+            "{resources:?} {how:?} indirect {indirect}: a mapped send completed before the device read it"
         );
         let (made, _, live) = nic.emu.sg_lists();
         assert!(
             made >= 1 && live >= 1,
-            "{resources:?} {how:?}: nothing mapped"
+            "{resources:?} {how:?} indirect {indirect}: nothing mapped"
         );
         nic.net(|n, bus| n.set_stalled(bus, 1, false));
         let done = completions(&nic, frames.len());
-        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?}");
+        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?} indirect {indirect}");
         assert!(done.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
         let seen = nic.net(|n, _| n.take_transmitted(0));
         assert_eq!(
             seen, frames,
-            "{resources:?} {how:?}: frames in order, byte exact"
+            "{resources:?} {how:?} indirect {indirect}: frames in order, byte exact"
         );
         let (made, freed, live) = nic.emu.sg_lists();
         assert_eq!(
             (made, live),
             (frames.len() as u64, 0),
-            "{resources:?} {how:?}"
+            "{resources:?} {how:?} indirect {indirect}"
         );
         assert_eq!(freed, made);
         // Small frames are still copied (no mapping), and complete at once.
@@ -94,8 +107,8 @@ fn mapped_sends_are_byte_exact_and_complete_only_after_the_device_used_them(buil
 
 both_builds! {
 fn mapped_frames_spread_over_many_mdls_are_byte_exact(build: Build) {
-    for (resources, how) in modes() {
-        let nic = start(build, resources, how);
+    for (resources, how, indirect) in modes() {
+        let nic = start(build, resources, how, indirect);
         // 100-byte pieces: 16 elements, mapped; 8-byte pieces: more elements than the driver
         // chains, so the frame is copied after the mapping is freed.
         for piece in [100, 8, 1514] {
@@ -105,13 +118,13 @@ fn mapped_frames_spread_over_many_mdls_are_byte_exact(build: Build) {
                 nic.emu.send_fragmented(nic.adapter, &[f], piece);
             }
             let done = completions(&nic, 3);
-            assert_eq!(done.len(), 3, "{resources:?} {how:?} piece {piece}");
+            assert_eq!(done.len(), 3, "{resources:?} {how:?} indirect {indirect} piece {piece}");
             assert!(done.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
             let seen = nic.net(|n, _| n.take_transmitted(0));
-            assert_eq!(seen, frames, "{resources:?} {how:?} piece {piece}");
+            assert_eq!(seen, frames, "{resources:?} {how:?} indirect {indirect} piece {piece}");
         }
         let (made, freed, live) = nic.emu.sg_lists();
-        assert_eq!((made, freed, live), (9, 9, 0), "{resources:?} {how:?}");
+        assert_eq!((made, freed, live), (9, 9, 0), "{resources:?} {how:?} indirect {indirect}");
         nic.stop();
     }
 }
@@ -119,8 +132,8 @@ fn mapped_frames_spread_over_many_mdls_are_byte_exact(build: Build) {
 
 both_builds! {
 fn a_pause_waits_for_mapped_sends_in_flight_and_halt_finds_no_sg_list(build: Build) {
-    for (resources, how) in modes() {
-        let nic = start(build, resources, how);
+    for (resources, how, indirect) in modes() {
+        let nic = start(build, resources, how, indirect);
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
         let frames: Vec<Vec<u8>> = (0..5).map(|i| frame(i as u8, 1400)).collect();
         for f in &frames {
@@ -130,11 +143,11 @@ fn a_pause_waits_for_mapped_sends_in_flight_and_halt_finds_no_sg_list(build: Bui
         assert_eq!(
             nic.emu.pause(nic.adapter),
             sys::NDIS_STATUS_PENDING,
-            "{resources:?} {how:?}: the device still reads the frames"
+            "{resources:?} {how:?} indirect {indirect}: the device still reads the frames"
         );
         nic.net(|n, bus| n.set_stalled(bus, 1, false));
         let done = completions(&nic, frames.len());
-        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?}");
+        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?} indirect {indirect}");
         // Sent (the device had them) or paused (still held behind the mapping when the pause
         // came): none fails otherwise.
         assert!(
@@ -151,8 +164,8 @@ fn a_pause_waits_for_mapped_sends_in_flight_and_halt_finds_no_sg_list(build: Bui
 
 both_builds! {
 fn a_halt_with_the_device_stalled_completes_mapped_sends_and_frees_their_lists(build: Build) {
-    for (resources, how) in modes() {
-        let nic = start(build, resources, how);
+    for (resources, how, indirect) in modes() {
+        let nic = start(build, resources, how, indirect);
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
         for i in 0..4 {
             nic.emu.send(nic.adapter, &[&frame(i, 1514)]);
@@ -165,7 +178,7 @@ fn a_halt_with_the_device_stalled_completes_mapped_sends_and_frees_their_lists(b
         nic.emu.run_dpcs();
         let _ = nic.emu.pause(nic.adapter);
         let done = completions(&nic, 4);
-        assert_eq!(done.len(), 4, "{resources:?} {how:?}");
+        assert_eq!(done.len(), 4, "{resources:?} {how:?} indirect {indirect}");
         assert!(done.iter().all(|(_, s)| *s != sys::NDIS_STATUS_SUCCESS));
         assert_eq!(nic.emu.sg_lists().2, 0);
         nic.emu
@@ -178,8 +191,8 @@ fn a_halt_with_the_device_stalled_completes_mapped_sends_and_frees_their_lists(b
 
 both_builds! {
 fn mapped_sends_are_counted_by_destination_in_the_statistics(build: Build) {
-    for (resources, how) in modes() {
-        let nic = start(build, resources, how);
+    for (resources, how, indirect) in modes() {
+        let nic = start(build, resources, how, indirect);
         let with_destination = |dest: [u8; 6], seed: u8, len: usize| {
             let mut f = frame(seed, len);
             f[..6].copy_from_slice(&dest);
@@ -195,7 +208,7 @@ fn mapped_sends_are_counted_by_destination_in_the_statistics(build: Build) {
             nic.emu.send(nic.adapter, &[f]);
         }
         let done = completions(&nic, frames.len());
-        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?}");
+        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?} indirect {indirect}");
         assert!(done.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
         assert_eq!(nic.emu.sg_lists().0, frames.len() as u64, "all mapped");
         let s = nic
@@ -204,11 +217,11 @@ fn mapped_sends_are_counted_by_destination_in_the_statistics(build: Build) {
             .data;
         let field = |i: usize| u64::from_le_bytes(s[8 + 8 * i..16 + 8 * i].try_into().unwrap());
         let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
-        assert_eq!(field(6), bytes, "{resources:?} {how:?}: ifHCOutOctets");
+        assert_eq!(field(6), bytes, "{resources:?} {how:?} indirect {indirect}: ifHCOutOctets");
         assert_eq!(
             (field(7), field(8), field(9)),
             (2, 1, 1),
-            "{resources:?} {how:?}: ifHCOut{{Ucast,Multicast,Broadcast}}Pkts"
+            "{resources:?} {how:?} indirect {indirect}: ifHCOut{{Ucast,Multicast,Broadcast}}Pkts"
         );
         nic.stop();
     }
@@ -271,22 +284,37 @@ fn a_mapped_send_is_counted_once_whatever_path_it_takes(build: Build) {
 }
 
 both_builds! {
-/// Backpressure with mapped sends: a stalled device fills the ring with chains of two
-/// descriptors (header and element) and copied frames of one; the lists that find no room are
-/// held (none fails), and once the device drains the ring they go out in the order they were
-/// sent, byte-exact, every scatter/gather list freed and nothing leaked.
+/// Backpressure with mapped sends: a stalled device fills the ring (a mapped frame takes one
+/// entry with indirect tables, two without: header and element; a copied frame one); the lists
+/// that find no room are held (none fails), and once the device drains the ring they go out in
+/// the order they were sent, byte-exact, every scatter/gather list freed and nothing leaked.
 fn mapped_sends_that_find_the_ring_full_are_held_and_sent_in_order(build: Build) {
-    for (resources, how) in modes() {
-        let nic = start(build, resources, how);
+    const RING: usize = 256;
+    for (resources, how, indirect) in modes() {
+        let nic = start(build, resources, how, indirect);
         nic.net(|n, bus| n.set_stalled(bus, 1, true));
-        // Every sixth list a copied 64-byte frame, the others mapped: 330 descriptors' worth
-        // for a ring of 256, so about 40 lists wait (far fewer than `vionet::TX_BACKLOG`).
-        let frames: Vec<Vec<u8>> = (0..180)
+        // Every sixth list a copied 64-byte frame, the others mapped: 300 ring entries' worth
+        // with indirect tables, 550 without, for a ring of 256; far fewer wait than
+        // `vionet::TX_BACKLOG`.
+        let count = 300;
+        let copied = |i: usize| i % 6 == 5;
+        let frames: Vec<Vec<u8>> = (0..count)
             .map(|i| {
-                let len = if i % 6 == 5 { 64 } else { 1514 - i % 5 };
+                let len = if copied(i) { 64 } else { 1514 - i % 5 };
                 frame(i as u8, len)
             })
             .collect();
+        // The lists the ring takes: the longest prefix that fits (a list that does not waits,
+        // and every later one behind it).
+        let entries = |i: usize| if copied(i) || indirect { 1 } else { 2 };
+        let mut used = 0;
+        let taken = (0..count)
+            .take_while(|&i| {
+                used += entries(i);
+                used <= RING
+            })
+            .count();
+        assert!(taken < count);
         let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
         nic.emu.send(nic.adapter, &refs);
         nic.emu.run_dpcs();
@@ -297,30 +325,38 @@ fn mapped_sends_that_find_the_ring_full_are_held_and_sent_in_order(build: Build)
             early
                 .iter()
                 .all(|(f, s)| *s == sys::NDIS_STATUS_SUCCESS && f.len() == 64),
-            "{resources:?} {how:?}: a list failed or a mapped send completed early: {:?}",
+            "{resources:?} {how:?} indirect {indirect}: a list failed or a mapped send completed early: {:?}",
             early.iter().map(|(f, s)| (f.len(), f[6], *s)).collect::<Vec<_>>()
         );
+        let expected: Vec<&Vec<u8>> = (0..taken).filter(|&i| copied(i)).map(|i| &frames[i]).collect();
         assert!(
-            early.len() < 30,
-            "{resources:?} {how:?}: copied frames behind the full ring completed"
+            early.iter().map(|(f, _)| f).eq(expected.iter().copied()),
+            "{resources:?} {how:?} indirect {indirect}: {} copied frames completed, {} of them on the ring (the first {taken} lists)",
+            early.len(),
+            expected.len()
         );
         nic.net(|n, bus| n.set_stalled(bus, 1, false));
         let mut done = early;
         done.extend(completions(&nic, frames.len() - done.len()));
-        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?}");
+        assert_eq!(done.len(), frames.len(), "{resources:?} {how:?} indirect {indirect}");
         assert!(
             done.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS),
-            "{resources:?} {how:?}: a list failed"
+            "{resources:?} {how:?} indirect {indirect}: a list failed"
         );
         let seen = nic.net(|n, _| n.take_transmitted(0));
         assert!(
             seen == frames,
-            "{resources:?} {how:?}: {} frames on the wire, in order and byte-exact: {}",
+            "{resources:?} {how:?} indirect {indirect}: {} frames on the wire, in order and byte-exact: {}",
             seen.len(),
             seen.len() == frames.len() && seen.iter().zip(&frames).all(|(a, b)| a == b)
         );
+        let mapped = (0..count).filter(|&i| !copied(i)).count() as u64;
         let (made, freed, live) = nic.emu.sg_lists();
-        assert_eq!((made, freed, live), (150, 150, 0), "{resources:?} {how:?}");
+        assert_eq!(
+            (made, freed, live),
+            (mapped, mapped, 0),
+            "{resources:?} {how:?} indirect {indirect}"
+        );
         nic.stop();
     }
 }

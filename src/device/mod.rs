@@ -164,9 +164,8 @@ pub struct Pair {
     pub rx: SpinLock<RxRing>,
     pub pool: ReceivePool,
     pub tx: SpinLock<TxRing>,
-    /// The requests of the ring's zero-copy sends (one per mapped send in flight: each holds a
-    /// bounce buffer for its header and two descriptors, so at most half the ring, plus the
-    /// one being mapped and a parked one); a mapping past that allocates its own.
+    /// The requests of the ring's zero-copy sends (one per mapped send in flight, plus the one
+    /// being mapped and a parked one); a mapping past that allocates its own.
     pub map_pool: MapPool,
 }
 
@@ -270,10 +269,16 @@ impl Device {
         let ndis = init.adapter().clone();
         // Each ring's steering chains: one per processor (see `steer`).
         let cpus = ndis::sync::processor_count().clamp(1, 64) as usize;
+        let hdr_len = if features & features::HASH_REPORT != 0 {
+            NetHeader::HASH_LEN
+        } else {
+            NetHeader::LEN
+        };
         // Queues were programmed into the device before a later step failed: reset it, so it
         // holds no address of memory about to be freed, and mark it FAILED.
         let parts = (|| -> Result<(Vec<Pair>, Option<SpinLock<ControlRing>>), Status> {
             let event_idx = features & net::features::RING_EVENT_IDX != 0;
+            let indirect = features & net::features::RING_INDIRECT_DESC != 0;
             let tso = features & (features::HOST_TSO4 | features::HOST_TSO6) != 0;
             let scratch_len = if tso {
                 frame.max.max(LSO_MAX_FRAME)
@@ -314,6 +319,22 @@ impl Device {
                     frame.buffer * tx_n as usize,
                     &NetHeader::default().encode_hash(),
                 );
+                if indirect {
+                    // A mapped frame (its header, then up to `MAX_MAPPED_ELEMENTS` pieces) in
+                    // one ring entry: a table per descriptor, as the chain of its head.
+                    let entries = tx::MAX_MAPPED_ELEMENTS as u16 + 1;
+                    let tables =
+                        dma.allocate(ini, 16 * usize::from(entries) * usize::from(tx_n))?;
+                    // Every table starts with the zero header (past the bounce buffers).
+                    let zero_header = (
+                        ndis::hw::DeviceMemory::device_address(&bounce)
+                            + (frame.buffer * tx_n as usize) as u64,
+                        hdr_len as u32,
+                    );
+                    tx_vq
+                        .use_indirect_tables(tables, entries.min(tx_n), Some(zero_header))
+                        .map_err(|_| Status::DEVICE_FAILED)?;
+                }
                 let rss = ndis::rss::RssView::try_new(ini.passive())?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
@@ -345,7 +366,13 @@ impl Device {
                         in_flight_mapped: 0,
                         zero_header: frame.buffer * tx_len,
                     }),
-                    map_pool: MapPool::new(&dma, tx_len / 2 + 2, passive)?,
+                    // A mapped send in flight takes one descriptor (indirect) or at least
+                    // two: one request each, plus the one being mapped and a parked one.
+                    map_pool: MapPool::new(
+                        &dma,
+                        if indirect { tx_len } else { tx_len / 2 } + 2,
+                        passive,
+                    )?,
                 };
                 heap::try_push(&mut pairs, pair, passive)?;
             }
@@ -411,11 +438,7 @@ impl Device {
             restore: SpinLock::new(health::Restore::new()),
             active_pairs: AtomicUsize::new(plan.pairs() as usize),
             steer,
-            hdr_len: if features & features::HASH_REPORT != 0 {
-                NetHeader::HASH_LEN
-            } else {
-                NetHeader::LEN
-            },
+            hdr_len,
             rss_limits: None,
             queue_cpus: ndis::sync::Once::new(),
             rss_mode: AtomicU8::new(0),

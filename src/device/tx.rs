@@ -34,7 +34,7 @@ pub const MAP_THRESHOLD: usize = 1024;
 
 /// Longest scatter/gather list sent as it is (one descriptor per element, after the header's);
 /// a frame in more pieces is copied.
-const MAX_MAPPED_ELEMENTS: usize = 32;
+pub(super) const MAX_MAPPED_ELEMENTS: usize = 32;
 
 /// The ring has no room for a list now (nothing of it was queued).
 pub(super) struct NoRoom;
@@ -363,10 +363,10 @@ impl Device {
         done: &mut SendCompletion<'_>,
     ) -> Result<(), MappedSend> {
         let n = send.len();
-        // Room for the chain (`num_free` > n) implies that the ring holds it.
+        // Room for the chain implies that the ring holds it.
         if checked == Some(false)
             && (1..=MAX_MAPPED_ELEMENTS).contains(&n)
-            && usize::from(tx.vq.num_free()) > n
+            && usize::from(tx.vq.num_free()) >= tx.vq.descriptors_for(n + 1)
         {
             let header = (
                 tx.bounce.device_address() + tx.zero_header as u64,
@@ -398,8 +398,10 @@ impl Device {
                 return Ok(());
             }
         };
-        let short =
-            |tx: &TxRing| (rewrites && tx.free.is_empty()) || usize::from(tx.vq.num_free()) < n + 1;
+        let short = |tx: &TxRing| {
+            (rewrites && tx.free.is_empty())
+                || usize::from(tx.vq.num_free()) < tx.vq.descriptors_for(n + 1)
+        };
         if short(tx) && (!self.reap_tx(tx) || short(tx)) {
             return Err(send);
         }

@@ -50,7 +50,7 @@ use super::pci::NO_VECTOR;
 
 /// Feature bits as masks (the bit number is in each doc). Transport bits first, then net bits.
 pub mod features {
-    /// Bit 28: descriptors may point to indirect tables (not used by this driver).
+    /// Bit 28: descriptors may point to indirect tables (a mapped frame's chain goes in one).
     pub const RING_INDIRECT_DESC: u64 = 1 << 28;
     /// Bit 29: `used_event`/`avail_event` replace the ring flags for notification suppression.
     pub const RING_EVENT_IDX: u64 = 1 << 29;

@@ -23,6 +23,8 @@ use ndis::hw::DeviceMemory;
 const DESC_F_NEXT: u16 = 1;
 /// `VIRTQ_DESC_F_WRITE`: the device writes this buffer.
 const DESC_F_WRITE: u16 = 2;
+/// `VIRTQ_DESC_F_INDIRECT`: the buffer is a table of descriptors (the chain), not data.
+const DESC_F_INDIRECT: u16 = 4;
 /// `VIRTQ_AVAIL_F_NO_INTERRUPT`.
 pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// `VIRTQ_USED_F_NO_NOTIFY`.
@@ -198,7 +200,22 @@ pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
     /// Chains of one descriptor each, chosen by the caller ([`Self::stage_fixed`]): the free
     /// list is not used.
     fixed: bool,
+    /// `VIRTIO_F_INDIRECT_DESC` tables ([`Self::use_indirect_tables`]): device-readable chains
+    /// of [`Self::stage_readable`] take one ring descriptor. One table per descriptor of the
+    /// ring, [`Self::indirect_entries`] descriptors each: the table of a chain is the one of its
+    /// head, which the chain owns while it is in flight.
+    indirect: Option<M>,
+    /// Descriptors in each indirect table (0: no tables).
+    indirect_entries: u16,
+    /// The first buffer most chains start with (a header that never changes), kept in each
+    /// table's first entry: a chain that starts with it does not write it again.
+    common_first: Option<(u64, u32)>,
 }
+
+/// In [`Slot::written`]`[1]` (not used outside fixed mode): the slot's indirect table starts
+/// with [`IndirectTables::common_first`]. Anything else (0 when the ring is reset) means that
+/// what it starts with is not known, and the first entry is written.
+const COMMON_FIRST: u64 = 1;
 
 impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// A queue of `size` entries in `mem` (at least [`Layout::total`] bytes), zeroed and ready
@@ -232,6 +249,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
             fault: None,
             ignored_lengths: 0,
             fixed: false,
+            indirect: None,
+            indirect_entries: 0,
+            common_first: None,
         };
         q.init();
         Ok(q)
@@ -251,6 +271,61 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         }
         self.fixed = true;
         Ok(())
+    }
+
+    /// From now on a device-readable chain of 2 to `entries` buffers ([`Self::stage_readable`])
+    /// goes in an indirect table in `tables` (`VIRTIO_F_INDIRECT_DESC`, which the caller
+    /// negotiated): one ring descriptor per chain, however many buffers it has, so that a
+    /// mapped frame in many pieces does not take as many ring entries. `tables` holds one
+    /// table of `entries` descriptors per ring descriptor (16-aligned, as the spec requires).
+    /// Longer chains, and the other staging calls, still link ring descriptors. Not with fixed
+    /// descriptors, and only with nothing in flight.
+    ///
+    /// `common_first`: a first buffer most chains share (a header asking for nothing), written
+    /// into every table once, and by a chain only when another first buffer was there.
+    pub fn use_indirect_tables(
+        &mut self,
+        tables: M,
+        entries: u16,
+        common_first: Option<(u64, u32)>,
+    ) -> Result<(), QueueError> {
+        if self.fixed || self.in_flight != 0 || self.avail_idx != self.published_idx {
+            return Err(QueueError::WrongMode);
+        }
+        // A chain is at most the queue size long, in a table too (virtio 1.2, 2.7.5.3.1).
+        if entries < 2 || entries > self.layout.size {
+            return Err(QueueError::BadSize(entries));
+        }
+        let needed = 16 * usize::from(entries) * usize::from(self.layout.size);
+        if tables.len() < needed || !tables.device_address().is_multiple_of(16) {
+            return Err(QueueError::MemoryTooSmall {
+                needed,
+                have: tables.len(),
+            });
+        }
+        if let Some(first) = common_first {
+            let words = descriptor(&readable(first), Some(1));
+            let size = usize::from(self.layout.size);
+            for (i, slot) in self.slots.as_mut().iter_mut().take(size).enumerate() {
+                tables.write_u64_pair(16 * usize::from(entries) * i, words);
+                slot.written[1] = COMMON_FIRST;
+            }
+        }
+        self.indirect = Some(tables);
+        self.indirect_entries = entries;
+        self.common_first = common_first;
+        Ok(())
+    }
+
+    /// Ring descriptors a device-readable chain of `buffers` buffers takes
+    /// ([`Self::stage_readable`]): one in an indirect table, otherwise one per buffer.
+    #[inline(always)]
+    pub fn descriptors_for(&self, buffers: usize) -> usize {
+        if buffers >= 2 && buffers <= usize::from(self.indirect_entries) {
+            1
+        } else {
+            buffers
+        }
     }
 
     /// Stages buffer `b` as a chain of one under descriptor `idx` (a queue of fixed
@@ -474,6 +549,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         if self.fixed {
             return Err(QueueError::WrongMode);
         }
+        if rest >= 1 && rest < usize::from(self.indirect_entries) {
+            return self.stage_indirect(first, rest, buffer);
+        }
         if rest >= usize::from(self.num_free) {
             return Err(QueueError::NoSpace {
                 needed: rest.saturating_add(1),
@@ -488,11 +566,6 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         // nothing of the queue's state changes until the chain is complete.
         let mut idx = head;
         let mut b = first;
-        let readable = |(addr, len): (u64, u32)| Buffer {
-            addr,
-            len,
-            device_writable: false,
-        };
         for i in 0..rest {
             let next = slots[usize::from(idx)].next;
             write_descriptor(&self.mem, table, idx, &readable(b), Some(next));
@@ -507,6 +580,54 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         h.set_tail(idx);
         h.capacity = 0;
         self.num_free -= len;
+        self.in_flight += 1;
+        self.enqueue(head);
+        Ok(head)
+    }
+
+    /// [`Self::stage_readable`] into the head's indirect table (there is one, and the chain of
+    /// `rest + 1` buffers fits it).
+    #[inline(always)]
+    fn stage_indirect(
+        &mut self,
+        first: (u64, u32),
+        rest: usize,
+        buffer: impl Fn(usize) -> (u64, u32),
+    ) -> Result<u16, QueueError> {
+        if self.num_free == 0 {
+            return Err(QueueError::NoSpace { needed: 1, free: 0 });
+        }
+        let Some(tables) = &self.indirect else {
+            return Err(QueueError::WrongMode);
+        };
+        let head = self.free_head;
+        let s = &mut self.slots.as_mut()[usize::from(head)];
+        // The head's table: the chain's until the device hands the head back.
+        let table = 16 * usize::from(self.indirect_entries) * usize::from(head);
+        let common = self.common_first == Some(first);
+        if !common || s.written[1] != COMMON_FIRST {
+            // In a table, `next` indexes the table (virtio 1.2, 2.7.5.3).
+            tables.write_u64_pair(table, descriptor(&readable(first), Some(1)));
+            s.written[1] = if common { COMMON_FIRST } else { 0 };
+        }
+        for i in 1..rest {
+            let words = descriptor(&readable(buffer(i - 1)), Some(i as u16 + 1));
+            tables.write_u64_pair(table + 16 * i, words);
+        }
+        let last = descriptor(&readable(buffer(rest - 1)), None);
+        tables.write_u64_pair(table + 16 * rest, last);
+        let ring = [
+            tables.device_address() + table as u64,
+            u64::from(16 * (rest as u32 + 1)) | (u64::from(DESC_F_INDIRECT) << 32),
+        ];
+        self.mem
+            .write_u64_pair(self.layout.desc + 16 * usize::from(head), ring);
+        // `num_free` is not 0: `head` is a free descriptor, `next` the free list's rest.
+        self.free_head = s.next;
+        s.chain_len = 1;
+        s.set_tail(head);
+        s.capacity = 0;
+        self.num_free -= 1;
         self.in_flight += 1;
         self.enqueue(head);
         Ok(head)
@@ -732,6 +853,16 @@ fn write_descriptor<M: DeviceMemory>(
     next: Option<u16>,
 ) {
     mem.write_u64_pair(table + 16 * usize::from(idx), descriptor(b, next));
+}
+
+/// A buffer the device reads, from `(address, length)`.
+#[inline(always)]
+fn readable((addr, len): (u64, u32)) -> Buffer {
+    Buffer {
+        addr,
+        len,
+        device_writable: false,
+    }
 }
 
 /// The descriptor of `b` as two 8-byte words: `addr`, then `len`, `flags` and `next`

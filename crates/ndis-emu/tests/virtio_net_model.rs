@@ -959,3 +959,99 @@ fn transmit_used_length_is_zero_unless_switched() {
     assert!(!needs_reset(&r));
     assert_eq!(r.model(|m| m.transmitted_frames(0).len()), 3);
 }
+
+/// An indirect table (`VIRTIO_F_INDIRECT_DESC`) is followed as the chain it holds; each rule a
+/// driver must keep with one (virtio 1.2, 2.7.5.3.1) sets DEVICE_NEEDS_RESET with a reason when
+/// broken: no table without the feature, no `INDIRECT` with `NEXT`, whole descriptors and no
+/// more than the queue size, no table inside a table.
+#[test]
+fn indirect_tables_are_followed_and_their_rules_enforced() {
+    let (emu, dev) = device_only(InterruptResources::line(), VirtioNetConfig::new(1));
+    let r = Regs { emu: &emu, dev };
+    // Past both rings of `bring_up_pair` (TX at BASE + 1 MiB ends 0x8F000 later).
+    let table = BASE + 0x1A_0000;
+    let data = table + 0x1000;
+    let payload = frame(7, 200);
+    let (a, b) = payload.split_at(60);
+    r.mem_write(data, [0u8; regs::NET_HDR_LEN]);
+    r.model(|m| m.set_tx_used_length(0));
+    let write_data = |at: u64, bytes: &[u8]| {
+        r.emu.with_device::<VirtioNet, _>(r.dev, |_, bus| {
+            bus.memory().write_slice(bytes, GuestAddress(at)).unwrap()
+        })
+    };
+    write_data(data + 0x100, a);
+    write_data(data + 0x200, b);
+    // Entry `i` of the table: (address, length, flags, next).
+    let entry = |i: u64, addr: u64, len: u32, flags: u16, next: u16| {
+        let at = table + 16 * i;
+        r.mem_write(at, addr.to_le());
+        r.mem_write(at + 8, len.to_le());
+        r.mem_write(at + 12, flags.to_le());
+        r.mem_write(at + 14, next.to_le());
+    };
+    const NEXT: u16 = 1;
+    const INDIRECT: u16 = 4;
+    let fill_table = || {
+        entry(0, data, regs::NET_HDR_LEN as u32, NEXT, 1);
+        entry(1, data + 0x100, a.len() as u32, NEXT, 2);
+        entry(2, data + 0x200, b.len() as u32, 0, 0);
+    };
+    let features = VERSION_1 | feature::RING_INDIRECT_DESC;
+
+    // Followed: header and two pieces, from one ring descriptor.
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, features);
+    fill_table();
+    tx.desc(&r, 0, table, 48, INDIRECT, 0);
+    tx.publish(&r, 0);
+    assert!(
+        !needs_reset(&r),
+        "{:?}",
+        r.model(|m| m.device_error().map(String::from))
+    );
+    assert_eq!(r.model(|m| m.transmitted_frames(0).to_vec()), vec![payload.clone()]);
+    // Also after a direct descriptor (the device must take that layout too).
+    r.mem_write(data + 0x300, [0u8; regs::NET_HDR_LEN]);
+    entry(0, data + 0x100, a.len() as u32, NEXT, 1);
+    entry(1, data + 0x200, b.len() as u32, 0, 0);
+    tx.desc(&r, 1, data + 0x300, regs::NET_HDR_LEN as u32, NEXT, 2);
+    tx.desc(&r, 2, table, 32, INDIRECT, 0);
+    tx.publish(&r, 1);
+    assert!(!needs_reset(&r));
+    assert_eq!(r.model(|m| m.transmitted_frames(0).len()), 2);
+    assert_eq!(r.model(|m| m.transmitted_frames(0)[1].clone()), payload);
+
+    let broken = |features: u64, ring: (u32, u16), why: &str| {
+        let (_rx, mut tx) = bring_up_pair(&emu, dev, features);
+        fill_table();
+        tx.desc(&r, 0, table, ring.0, ring.1, 1);
+        tx.publish(&r, 0);
+        assert!(needs_reset(&r), "{why}: not refused");
+        let error = r.model(|m| m.device_error().map(String::from)).unwrap();
+        assert!(error.contains(why), "{why}: {error}");
+        assert!(
+            r.model(|m| m.transmitted_frames(0).len()) <= 2,
+            "{why}: nothing sent"
+        );
+    };
+    broken(
+        VERSION_1,
+        (48, INDIRECT),
+        "VIRTIO_F_INDIRECT_DESC was not negotiated",
+    );
+    broken(
+        features,
+        (48, INDIRECT | NEXT),
+        "both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT",
+    );
+    broken(features, (40, INDIRECT), "indirect table of 40 bytes");
+    broken(features, (0, INDIRECT), "indirect table of 0 bytes");
+    broken(features, (16 * 9, INDIRECT), "indirect table of 144 bytes");
+    // A table in a table: the chain walk refuses it.
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, features);
+    fill_table();
+    entry(1, table, 48, INDIRECT, 0);
+    tx.desc(&r, 0, table, 48, INDIRECT, 0);
+    tx.publish(&r, 0);
+    assert!(needs_reset(&r), "a nested table is refused");
+}

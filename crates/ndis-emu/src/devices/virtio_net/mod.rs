@@ -10,8 +10,8 @@
 //! Linux host does (TSO), and validates or hands over partial RX checksums
 //! ([`VirtioNet::set_rx_checksum`], [`RxChecksum`]).
 //!
-//! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths) never
-//! panics the model: it sets DEVICE_NEEDS_RESET, stops processing and records why
+//! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths, an
+//! indirect table without `VIRTIO_F_INDIRECT_DESC` or against its rules) never panics the model: it sets DEVICE_NEEDS_RESET, stops processing and records why
 //! ([`VirtioNet::device_error`]), as the spec allows a device to do. Rules the device survives
 //! (a notification before DRIVER_OK) are listed by [`VirtioNet::driver_errors`] for tests to
 //! assert on.
@@ -1077,7 +1077,8 @@ impl VirtioNet {
     ) -> Result<bool, String> {
         let mut used = false;
         let hdr_len = self.hdr_len();
-        while let Some(head) = pop(&mut self.queues[q].queue, mem, chain)? {
+        let indirect = self.negotiated(feature::RING_INDIRECT_DESC);
+        while let Some(head) = pop(&mut self.queues[q].queue, mem, indirect, chain)? {
             gather(mem, chain, MAX_TX_FRAME + hdr_len, bytes)?;
             // With HASH_REPORT the header is `virtio_net_hdr_v1_hash` in this direction too;
             // its hash fields mean nothing on transmit.
@@ -1195,8 +1196,9 @@ impl VirtioNet {
                 (None, Some(f)) => f,
                 (None, None) => break,
             };
+            let indirect = self.negotiated(feature::RING_INDIRECT_DESC);
             let queue = &mut self.queues[q].queue;
-            let Some(head) = pop(queue, mem, chain)? else {
+            let Some(head) = pop(queue, mem, indirect, chain)? else {
                 break;
             };
             let room: u64 = chain
@@ -1272,7 +1274,8 @@ impl VirtioNet {
         let mut used = false;
         let mut chain = Vec::new();
         let mut bytes = Vec::new();
-        while let Some(head) = pop(&mut self.queues[q].queue, mem, &mut chain)? {
+        let indirect = self.negotiated(feature::RING_INDIRECT_DESC);
+        while let Some(head) = pop(&mut self.queues[q].queue, mem, indirect, &mut chain)? {
             gather(mem, &chain, MAX_CTRL_CHAIN, &mut bytes)?;
             if bytes.len() < 2 {
                 return Err(format!(
@@ -1593,8 +1596,10 @@ fn parse_mac_tables(data: &[u8]) -> Option<MacTables> {
 fn pop(
     queue: &mut Queue,
     mem: &GuestMemoryMmap,
+    indirect: bool,
     chain: &mut Vec<Descriptor>,
 ) -> Result<Option<u16>, String> {
+    let (table, size) = (queue.desc_table(), queue.size());
     let mut chains = queue
         .iter(mem)
         .map_err(|e| format!("available ring: {e}"))?;
@@ -1602,6 +1607,7 @@ fn pop(
         return Ok(None);
     };
     let head = next.head_index();
+    check_indirect(mem, table, size, head, indirect)?;
     chain.clear();
     chain.extend(next);
     match chain.last() {
@@ -1612,6 +1618,52 @@ fn pop(
         )),
         Some(_) => Ok(Some(head)),
     }
+}
+
+/// The rules of indirect descriptors a driver must keep (virtio 1.2, 2.7.5.3.1), which the
+/// chain walk (`virtio-queue`) does not check: `VIRTQ_DESC_F_INDIRECT` only with
+/// `VIRTIO_F_INDIRECT_DESC` negotiated, never with `VIRTQ_DESC_F_NEXT`, and a table of whole
+/// descriptors no longer than the queue. Walks the chain's descriptors in the ring (the table's
+/// own, a second table among them, the walk rejects).
+fn check_indirect(
+    mem: &GuestMemoryMmap,
+    table: u64,
+    size: u16,
+    head: u16,
+    negotiated: bool,
+) -> Result<(), String> {
+    let mut idx = head;
+    for _ in 0..size {
+        let Ok(d) = mem.read_obj::<Descriptor>(GuestAddress(table + 16 * u64::from(idx))) else {
+            // The walk reports what it cannot read.
+            return Ok(());
+        };
+        if d.refers_to_indirect_table() {
+            if !negotiated {
+                return Err(format!(
+                    "chain {head}: descriptor {idx} is VIRTQ_DESC_F_INDIRECT, but VIRTIO_F_INDIRECT_DESC was not negotiated"
+                ));
+            }
+            if d.has_next() {
+                return Err(format!(
+                    "chain {head}: descriptor {idx} sets both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT"
+                ));
+            }
+            let entries = d.len() / 16;
+            if d.len() % 16 != 0 || entries == 0 || entries > u32::from(size) {
+                return Err(format!(
+                    "chain {head}: indirect table of {} bytes (whole 16-byte descriptors, 1 to the queue size {size})",
+                    d.len()
+                ));
+            }
+            return Ok(());
+        }
+        if !d.has_next() {
+            return Ok(());
+        }
+        idx = d.next();
+    }
+    Ok(())
 }
 
 /// Reads the device-readable bytes of a chain, at most `limit`, into `out`.
