@@ -19,7 +19,7 @@ use crate::virtio::queue::Buffer;
 const MIN_FRAME: usize = 60;
 
 /// Lists a transmit ring holds back while it is full or waits for a mapping
-/// ([`TxRing::backlog`]), sent from the transmit completion path; beyond this a list fails
+/// (`TxRing::backlog`), sent from the transmit completion path; beyond this a list fails
 /// with `NDIS_STATUS_RESOURCES`. The lists are linked through themselves (an
 /// [`ndis::nbl::HeldQueue`]), so the bound costs no memory: it is there to give a stack that
 /// keeps sending to a device that takes nothing an error before the hang check resets it. The

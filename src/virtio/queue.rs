@@ -124,9 +124,10 @@ pub struct Slot {
     /// In fixed mode: the descriptor as last written to the ring, its second word marked with
     /// [`WRITTEN`] (all zero: not written since the ring was last zeroed), so that posting the
     /// same buffer again writes only the ring entry. Otherwise, for a head in flight, the first
-    /// word is its chain's last descriptor ([`Slot::tail`]). One field serves both (a mode
-    /// uses only its own) so that a slot stays 24 bytes: a separate field made it 32, which
-    /// cost the receive path about 11 instructions per packet (measured).
+    /// word is its chain's last descriptor ([`Slot::tail`]), and the second says what its
+    /// indirect table starts with ([`COMMON_FIRST`]). One field serves both (a mode uses only
+    /// its own) so that a slot stays 24 bytes: a separate field made it 32, which cost the
+    /// receive path about 11 instructions per packet (measured).
     written: [u64; 2],
 }
 
@@ -213,7 +214,7 @@ pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
 }
 
 /// In [`Slot::written`]`[1]` (not used outside fixed mode): the slot's indirect table starts
-/// with [`IndirectTables::common_first`]. Anything else (0 when the ring is reset) means that
+/// with `SplitQueue::common_first`. Anything else (0 when the ring is reset) means that
 /// what it starts with is not known, and the first entry is written.
 const COMMON_FIRST: u64 = 1;
 

@@ -1009,7 +1009,10 @@ fn indirect_tables_are_followed_and_their_rules_enforced() {
         "{:?}",
         r.model(|m| m.device_error().map(String::from))
     );
-    assert_eq!(r.model(|m| m.transmitted_frames(0).to_vec()), vec![payload.clone()]);
+    assert_eq!(
+        r.model(|m| m.transmitted_frames(0).to_vec()),
+        vec![payload.clone()]
+    );
     // Also after a direct descriptor (the device must take that layout too).
     r.mem_write(data + 0x300, [0u8; regs::NET_HDR_LEN]);
     entry(0, data + 0x100, a.len() as u32, NEXT, 1);
