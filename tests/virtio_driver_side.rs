@@ -882,14 +882,43 @@ fn indirect_tables_carry_chains_in_one_ring_entry_byte_exact() {
     }
 }
 
-/// After a reset the tables' first entries are written again as chains need them, whatever
-/// they held before: a chain that started with another buffer before the reset does not leave
-/// its header to a chain of the same head after it.
+/// Writes a descriptor over the first entry of head `head`'s table, behind the queue's back:
+/// (address, length), linked to entry 1.
+fn overwrite_first_entry(mem: &GuestMemoryMmap, entries: u16, head: u16, buf: (u64, u32)) {
+    let at = TABLE_BASE + 16 * u64::from(entries) * u64::from(head);
+    mem.write_obj(buf.0.to_le(), GuestAddress(at)).unwrap();
+    mem.write_obj(buf.1.to_le(), GuestAddress(at + 8)).unwrap();
+    mem.write_obj(1u16.to_le(), GuestAddress(at + 12)).unwrap();
+    mem.write_obj(1u16.to_le(), GuestAddress(at + 14)).unwrap();
+}
+
+/// Stages `bufs`, lets the device take the chain and hands it back; returns the head and the
+/// bytes the device read.
+fn round_trip(
+    drv: &mut DriverQueue<'_>,
+    dev: &mut Queue,
+    mem: &GuestMemoryMmap,
+    bufs: &[(u64, u32)],
+) -> (u16, Vec<u8>) {
+    let head = stage_chain(drv, bufs).unwrap();
+    drv.publish();
+    let (dhead, read, _) = device_take(dev, mem).unwrap();
+    assert_eq!(dhead, head);
+    dev.add_used(mem, dhead, 0).unwrap();
+    assert_eq!(drv.pop_used(), Ok(Some((head, 0))));
+    (head, read)
+}
+
+/// The first entry of a table is written only when a chain starts with another buffer than
+/// the table has: a chain that starts with the common one leaves it as it is (so a table
+/// changed behind the queue's back shows through, which no device may do), one that starts
+/// with another buffer writes it, and the next common chain writes the common one back. A
+/// reset forgets what every table starts with, so each is written again.
 #[test]
-fn indirect_tables_after_a_reset_start_with_what_each_chain_says() {
+fn indirect_tables_write_their_first_entry_only_when_it_changes() {
     let mem = guest_memory();
     let (size, entries) = (4u16, 3u16);
-    let (mut drv, _dev) = pair(&mem, size, true);
+    let (mut drv, mut dev) = pair(&mem, size, true);
     let common = (DATA_BASE, 12);
     let other = (DATA_BASE + 0x40, 12);
     let payload = (DATA_BASE + 0x1000, 64);
@@ -897,26 +926,54 @@ fn indirect_tables_after_a_reset_start_with_what_each_chain_says() {
         mem.write_slice(&pattern(seed, buf.1 as usize), GuestAddress(buf.0))
             .unwrap();
     }
+    let read_with = |header: u32| {
+        let mut want = pattern(header, 12);
+        want.extend_from_slice(&pattern(102, 64));
+        want
+    };
     drv.use_indirect_tables(tables(&mem, size, entries), entries, Some(common))
         .unwrap();
-    // Every head's table starts with the other header, in flight when the device resets.
+    let (head, read) = round_trip(&mut drv, &mut dev, &mem, &[common, payload]);
+    assert_eq!(read, read_with(100));
+    // The freed head comes back first: its table is the one changed here.
+    overwrite_first_entry(&mem, entries, head, other);
+    let (again, read) = round_trip(&mut drv, &mut dev, &mem, &[common, payload]);
+    assert_eq!(again, head);
+    assert_eq!(
+        read,
+        read_with(101),
+        "the common first entry was written again"
+    );
+    // Another first buffer is written, and the common one written back after it.
+    let (_, read) = round_trip(&mut drv, &mut dev, &mem, &[other, payload]);
+    assert_eq!(read, read_with(101));
+    let (_, read) = round_trip(&mut drv, &mut dev, &mem, &[common, payload]);
+    assert_eq!(read, read_with(100));
+
+    // Every table changed behind the queue's back, with chains in flight, then a reset.
     for _ in 0..size {
-        stage_chain(&mut drv, &[other, payload]).unwrap();
+        stage_chain(&mut drv, &[common, payload]).unwrap();
     }
     drv.publish();
+    for h in 0..size {
+        overwrite_first_entry(&mem, entries, h, other);
+    }
     let mut reclaimed = 0;
     drv.reclaim_after_reset(|_| reclaimed += 1);
     assert_eq!(reclaimed, size);
     let mut dev = device_for(&drv, true);
+    let mut heads = Vec::new();
     for _ in 0..size {
-        let head = stage_chain(&mut drv, &[common, payload]).unwrap();
+        let (h, read) = round_trip(&mut drv, &mut dev, &mem, &[common, payload]);
+        assert_eq!(read, read_with(100), "head {h} after the reset");
+        heads.push(h);
+        // Keep each head in flight so that the next chain takes another one.
+        stage_chain(&mut drv, &[payload, payload]).unwrap();
         drv.publish();
-        let (dhead, read, _) = device_take(&mut dev, &mem).unwrap();
-        assert_eq!(dhead, head);
-        let mut want = pattern(100, 12);
-        want.extend_from_slice(&pattern(102, 64));
-        assert_eq!(read, want, "head {head}");
+        device_take(&mut dev, &mem).unwrap();
     }
+    heads.sort();
+    assert_eq!(heads, (0..size).collect::<Vec<_>>(), "every table was used");
 }
 
 #[test]

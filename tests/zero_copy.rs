@@ -361,3 +361,44 @@ fn mapped_sends_that_find_the_ring_full_are_held_and_sent_in_order(build: Build)
     }
 }
 }
+
+both_builds! {
+/// Rings of every small size initialize and send whether or not the device offers indirect
+/// tables: with one entry a ring has no room for a table's chain (nor for a header and an
+/// element), so its frames are copied; with two and more a mapped frame takes one entry (with
+/// tables) or two.
+fn small_rings_send_with_and_without_indirect_tables(build: Build) {
+    for queue_size in [1u16, 2, 4, 16] {
+        for indirect in [true, false] {
+            let nic = start_with(
+                build,
+                Emulator::new(config(4)),
+                1,
+                InterruptResources::msix(4),
+                |c| {
+                    c.queue_size = queue_size;
+                    if !indirect {
+                        c.features &= !feature::RING_INDIRECT_DESC;
+                    }
+                },
+            )
+            .unwrap_or_else(|s| panic!("ring of {queue_size}, indirect {indirect}: {s:#x}"));
+            let frames: Vec<Vec<u8>> = (0..8)
+                .map(|i| frame(i as u8, if i % 2 == 0 { 1514 } else { 64 }))
+                .collect();
+            for f in &frames {
+                nic.emu.send(nic.adapter, &[f]);
+            }
+            let done = completions(&nic, frames.len());
+            assert_eq!(done.len(), frames.len(), "ring of {queue_size}, indirect {indirect}");
+            assert!(done.iter().all(|(_, s)| *s == sys::NDIS_STATUS_SUCCESS));
+            let seen = nic.net(|n, _| n.take_transmitted(0));
+            assert_eq!(seen, frames, "ring of {queue_size}, indirect {indirect}");
+            let (made, freed, live) = nic.emu.sg_lists();
+            assert_eq!((freed, live), (made, 0));
+            assert_eq!(nic.net(|n, _| n.device_error().map(String::from)), None);
+            nic.stop();
+        }
+    }
+}
+}

@@ -8,7 +8,10 @@
 //! available-ring entry are what was added; `pop_used` returns only a head in flight, once,
 //! with a length no larger than the chain's writable bytes (0 for a device-readable chain);
 //! anything else is a device fault that stays until `reclaim_after_reset`, which hands back
-//! exactly the chains in flight; free descriptors and chains in flight always add up.
+//! exactly the chains in flight; free descriptors and chains in flight always add up. With
+//! indirect tables a device-readable chain that fits one takes one ring descriptor, which
+//! points at its head's table, and the table holds the chain (its first entry too, which the
+//! queue writes only when it changes).
 #![no_main]
 
 use std::cell::RefCell;
@@ -19,8 +22,8 @@ use ndis::hw::DeviceMemory;
 use ndis_rs_fuzz::Input;
 use vionet::virtio::queue::{Buffer, Layout, QueueError, Slot, SplitQueue};
 
-/// Ring memory that fails the run on any access outside it.
-struct Ring(RefCell<Vec<u8>>);
+/// Ring memory that fails the run on any access outside it, at a device address.
+struct Ring(RefCell<Vec<u8>>, u64);
 
 impl Ring {
     fn at(&self, offset: usize, n: usize) -> core::ops::Range<usize> {
@@ -35,7 +38,7 @@ impl Ring {
 
 impl DeviceMemory for &Ring {
     fn device_address(&self) -> u64 {
-        0x10_0000
+        self.1
     }
     fn len(&self) -> usize {
         self.0.borrow().len()
@@ -84,13 +87,27 @@ fuzz_target!(|data: &[u8]| {
     let size = 1u16 << (input.u8() % 6); // 1..=32
     let event_idx = input.bool();
     let layout = Layout::new(size).unwrap();
-    let ring = Ring(RefCell::new(vec![0u8; layout.total]));
+    let ring = Ring(RefCell::new(vec![0u8; layout.total]), 0x10_0000);
     let slots = vec![Slot::EMPTY; usize::from(size)];
+    // Indirect tables (the device may not write them; nothing here does).
+    let entries = 2 + u16::from(input.u8() % 4);
+    const TABLES: u64 = 0x30_0000;
+    let table_bytes = 16 * usize::from(entries) * usize::from(size);
+    let tables = Ring(RefCell::new(vec![0u8; table_bytes]), TABLES);
     let mut q = SplitQueue::new(&ring, slots, size, event_idx).expect("a valid queue");
-    // A receive ring's mode: chains of one, under the descriptor the driver names.
-    let fixed = input.bool();
+    // A receive ring's mode: chains of one, under the descriptor the driver names; or a
+    // transmit ring's with indirect tables.
+    let mode = input.u8() % 3;
+    let fixed = mode == 1;
     if fixed {
         q.use_fixed_descriptors().expect("nothing in flight yet");
+    }
+    // The common first buffer: a header most chains start with.
+    let common = (0x1F_0000, 12);
+    let indirect = mode == 2 && entries <= size;
+    if indirect {
+        q.use_indirect_tables(&tables, entries, Some(common))
+            .expect("nothing in flight yet");
     }
 
     // The model: chains in flight by head (descriptors, writable bytes), and the used index as
@@ -133,6 +150,8 @@ fuzz_target!(|data: &[u8]| {
                     });
                 }
                 let free = q.num_free();
+                // Ring descriptors the chain takes (one in a table, for a readable one that fits).
+                let needed = if read_only { q.descriptors_for(n) } else { n };
                 let readable_after_writable = bufs
                     .windows(2)
                     .any(|w| w[0].device_writable && !w[1].device_writable);
@@ -149,6 +168,10 @@ fuzz_target!(|data: &[u8]| {
                     q.publish();
                     r.map(|()| named)
                 } else if read_only && n > 0 {
+                    if indirect && input.bool() {
+                        bufs[0].addr = common.0;
+                        bufs[0].len = common.1;
+                    }
                     let pieces: Vec<(u64, u32)> = bufs.iter().map(|b| (b.addr, b.len)).collect();
                     let r = q.stage_readable(pieces[0], n - 1, |i| pieces[i + 1]);
                     q.publish();
@@ -174,8 +197,17 @@ fuzz_target!(|data: &[u8]| {
                 }
                 match added {
                     Ok(head) => {
+                        // A readable chain that fits a table takes one ring descriptor.
+                        let tabled =
+                            indirect && read_only && (2..=usize::from(entries)).contains(&n);
+                        let descs = if tabled { 1 } else { n };
+                        if read_only {
+                            assert_eq!(descs, q.descriptors_for(n));
+                        }
                         assert!(
-                            !bufs.is_empty() && n <= usize::from(free) && !readable_after_writable
+                            !bufs.is_empty()
+                                && needed <= usize::from(free)
+                                && !readable_after_writable
                         );
                         assert!(
                             !in_flight.contains_key(&head),
@@ -183,8 +215,34 @@ fuzz_target!(|data: &[u8]| {
                         );
                         // What the driver wrote: the chain, linked, and its head made available.
                         let m = ring.0.borrow();
+                        let t = tables.0.borrow();
+                        if tabled {
+                            let at = layout.desc + 16 * usize::from(head);
+                            let table = 16 * usize::from(entries) * usize::from(head);
+                            let addr = u64::from_le_bytes(m[at..at + 8].try_into().unwrap());
+                            assert_eq!(
+                                (addr, le32(&m, at + 8), le16(&m, at + 12)),
+                                (TABLES + table as u64, 16 * n as u32, 4),
+                                "the ring descriptor points at the head's table, INDIRECT alone"
+                            );
+                            for (i, b) in bufs.iter().enumerate() {
+                                let at = table + 16 * i;
+                                let addr = u64::from_le_bytes(t[at..at + 8].try_into().unwrap());
+                                assert_eq!((addr, le32(&t, at + 8)), (b.addr, b.len), "entry {i}");
+                                let (flags, next) = (le16(&t, at + 12), le16(&t, at + 14));
+                                if i + 1 < n {
+                                    assert_eq!((flags, usize::from(next)), (1, i + 1), "entry {i}");
+                                } else {
+                                    assert_eq!(flags, 0, "the last entry");
+                                }
+                            }
+                        }
                         let mut d = head;
-                        let checked = if fixed && scribbled { 0 } else { bufs.len() };
+                        let checked = if (fixed && scribbled) || tabled {
+                            0
+                        } else {
+                            bufs.len()
+                        };
                         for (i, b) in bufs.iter().enumerate().take(checked) {
                             let at = layout.desc + 16 * usize::from(d);
                             let addr = u64::from_le_bytes(m[at..at + 8].try_into().unwrap());
@@ -204,12 +262,12 @@ fuzz_target!(|data: &[u8]| {
                             .filter(|b| b.device_writable)
                             .map(|b| b.len)
                             .sum();
-                        in_flight.insert(head, (n as u16, capacity));
+                        in_flight.insert(head, (descs as u16, capacity));
                         avail_count = avail_count.wrapping_add(1);
                     }
                     Err(e) => assert!(
                         matches!(e, QueueError::EmptyChain if bufs.is_empty())
-                            || matches!(e, QueueError::NoSpace { .. } if n > usize::from(free))
+                            || matches!(e, QueueError::NoSpace { .. } if needed > usize::from(free))
                             || matches!(e, QueueError::ReadableAfterWritable if readable_after_writable),
                         "add refused {bufs:?} with {e:?} ({free} free)"
                     ),

@@ -319,12 +319,17 @@ impl Device {
                     frame.buffer * tx_n as usize,
                     &NetHeader::default().encode_hash(),
                 );
-                if indirect {
-                    // A mapped frame (its header, then up to `MAX_MAPPED_ELEMENTS` pieces) in
-                    // one ring entry: a table per descriptor, as the chain of its head.
-                    let entries = tx::MAX_MAPPED_ELEMENTS as u16 + 1;
-                    let tables =
-                        dma.allocate(ini, 16 * usize::from(entries) * usize::from(tx_n))?;
+                // A mapped frame (its header, then up to `MAX_MAPPED_ELEMENTS` pieces) in one
+                // ring entry: a table per descriptor, as the chain of its head. Without the
+                // memory for them (or with a ring of one entry) chains link ring descriptors.
+                let entries = (tx::MAX_MAPPED_ELEMENTS as u16 + 1).min(tx_n);
+                let tables = if indirect && entries >= 2 {
+                    dma.allocate(ini, 16 * usize::from(entries) * usize::from(tx_n))
+                        .ok()
+                } else {
+                    None
+                };
+                if let Some(tables) = tables {
                     // Every table starts with the zero header (past the bounce buffers).
                     let zero_header = (
                         ndis::hw::DeviceMemory::device_address(&bounce)
@@ -332,13 +337,20 @@ impl Device {
                         hdr_len as u32,
                     );
                     tx_vq
-                        .use_indirect_tables(tables, entries.min(tx_n), Some(zero_header))
+                        .use_indirect_tables(tables, entries, Some(zero_header))
                         .map_err(|_| Status::DEVICE_FAILED)?;
                 }
                 let rss = ndis::rss::RssView::try_new(ini.passive())?;
                 let rx_notifier = program(&transport, net::rx_queue(j), &rx_vq)?;
                 let tx_notifier = program(&transport, net::tx_queue(j), &tx_vq)?;
                 let tx_len = usize::from(tx_n);
+                // A mapped send in flight takes one ring entry with tables, at least two (its
+                // header and an element) without.
+                let map_requests = if tx_vq.descriptors_for(2) == 1 {
+                    tx_len
+                } else {
+                    tx_len / 2
+                } + 2;
                 let pair = Pair {
                     rx: SpinLock::new(RxRing {
                         vq: rx_vq,
@@ -366,13 +378,9 @@ impl Device {
                         in_flight_mapped: 0,
                         zero_header: frame.buffer * tx_len,
                     }),
-                    // A mapped send in flight takes one descriptor (indirect) or at least
-                    // two: one request each, plus the one being mapped and a parked one.
-                    map_pool: MapPool::new(
-                        &dma,
-                        if indirect { tx_len } else { tx_len / 2 } + 2,
-                        passive,
-                    )?,
+                    // One request per mapped send in flight, plus the one being mapped and a
+                    // parked one.
+                    map_pool: MapPool::new(&dma, map_requests, passive)?,
                 };
                 heap::try_push(&mut pairs, pair, passive)?;
             }

@@ -123,9 +123,9 @@ pub struct Slot {
     capacity: u32,
     /// In fixed mode: the descriptor as last written to the ring, its second word marked with
     /// [`WRITTEN`] (all zero: not written since the ring was last zeroed), so that posting the
-    /// same buffer again writes only the ring entry. Otherwise, for a head in flight, the first
-    /// word is its chain's last descriptor ([`Slot::tail`]), and the second says what its
-    /// indirect table starts with ([`COMMON_FIRST`]). One field serves both (a mode uses only
+    /// same buffer again writes only the ring entry. Otherwise the first word is, for a head in
+    /// flight, its chain's last descriptor ([`Slot::tail`]), and the second says what the
+    /// descriptor's indirect table starts with ([`COMMON_FIRST`]), in flight or free. One field serves both (a mode uses only
     /// its own) so that a slot stays 24 bytes: a separate field made it 32, which cost the
     /// receive path about 11 instructions per packet (measured).
     written: [u64; 2],

@@ -1050,6 +1050,19 @@ fn indirect_tables_are_followed_and_their_rules_enforced() {
     broken(features, (40, INDIRECT), "indirect table of 40 bytes");
     broken(features, (0, INDIRECT), "indirect table of 0 bytes");
     broken(features, (16 * 9, INDIRECT), "indirect table of 144 bytes");
+    // Ring descriptors and the table together longer than the queue (8): 2 + 7.
+    let (_rx, mut tx) = bring_up_pair(&emu, dev, features);
+    fill_table();
+    tx.desc(&r, 0, data + 0x300, regs::NET_HDR_LEN as u32, NEXT, 1);
+    tx.desc(&r, 1, data + 0x100, 4, NEXT, 2);
+    tx.desc(&r, 2, table, 16 * 7, INDIRECT, 0);
+    tx.publish(&r, 0);
+    assert!(needs_reset(&r));
+    let error = r.model(|m| m.device_error().map(String::from)).unwrap();
+    assert!(
+        error.contains("indirect table of 112 bytes after 2 ring descriptors"),
+        "{error}"
+    );
     // A table in a table: the chain walk refuses it.
     let (_rx, mut tx) = bring_up_pair(&emu, dev, features);
     fill_table();

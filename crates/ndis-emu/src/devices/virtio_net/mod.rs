@@ -10,9 +10,10 @@
 //! Linux host does (TSO), and validates or hands over partial RX checksums
 //! ([`VirtioNet::set_rx_checksum`], [`RxChecksum`]).
 //!
-//! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths, an
-//! indirect table without `VIRTIO_F_INDIRECT_DESC` or against its rules) never panics the model: it sets DEVICE_NEEDS_RESET, stops processing and records why
-//! ([`VirtioNet::device_error`]), as the spec allows a device to do. Rules the device survives
+//! Garbage from the driver (addresses outside memory, malformed chains, impossible lengths,
+//! indirect tables against the spec's rules) never panics the model: it sets
+//! DEVICE_NEEDS_RESET, stops processing and records why ([`VirtioNet::device_error`]), as the
+//! spec allows a device to do. Rules the device survives
 //! (a notification before DRIVER_OK) are listed by [`VirtioNet::driver_errors`] for tests to
 //! assert on.
 
@@ -1623,8 +1624,10 @@ fn pop(
 /// The rules of indirect descriptors a driver must keep (virtio 1.2, 2.7.5.3.1), which the
 /// chain walk (`virtio-queue`) does not check: `VIRTQ_DESC_F_INDIRECT` only with
 /// `VIRTIO_F_INDIRECT_DESC` negotiated, never with `VIRTQ_DESC_F_NEXT`, and a table of whole
-/// descriptors no longer than the queue. Walks the chain's descriptors in the ring (the table's
-/// own, a second table among them, the walk rejects).
+/// descriptors that keeps the chain (ring descriptors before it included) within the queue
+/// size. Walks the chain's ring descriptors; what it cannot follow (an index past the table,
+/// memory it cannot read, a loop) it leaves to the chain walk, which refuses it, as it refuses
+/// a table inside a table.
 fn check_indirect(
     mem: &GuestMemoryMmap,
     table: u64,
@@ -1633,32 +1636,35 @@ fn check_indirect(
     negotiated: bool,
 ) -> Result<(), String> {
     let mut idx = head;
-    for _ in 0..size {
-        let Ok(d) = mem.read_obj::<Descriptor>(GuestAddress(table + 16 * u64::from(idx))) else {
-            // The walk reports what it cannot read.
+    for walked in 0..u32::from(size) {
+        let at = table.checked_add(16 * u64::from(idx));
+        let Some(Ok(d)) = at.map(|a| mem.read_obj::<Descriptor>(GuestAddress(a))) else {
             return Ok(());
         };
         if d.refers_to_indirect_table() {
             if !negotiated {
                 return Err(format!(
-                    "chain {head}: descriptor {idx} is VIRTQ_DESC_F_INDIRECT, but VIRTIO_F_INDIRECT_DESC was not negotiated"
+                    "chain {head}: descriptor {idx} is VIRTQ_DESC_F_INDIRECT, but \
+                     VIRTIO_F_INDIRECT_DESC was not negotiated"
                 ));
             }
             if d.has_next() {
                 return Err(format!(
-                    "chain {head}: descriptor {idx} sets both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT"
+                    "chain {head}: descriptor {idx} sets both VIRTQ_DESC_F_INDIRECT and \
+                     VIRTQ_DESC_F_NEXT"
                 ));
             }
             let entries = d.len() / 16;
-            if d.len() % 16 != 0 || entries == 0 || entries > u32::from(size) {
+            if d.len() % 16 != 0 || entries == 0 || walked + entries > u32::from(size) {
                 return Err(format!(
-                    "chain {head}: indirect table of {} bytes (whole 16-byte descriptors, 1 to the queue size {size})",
+                    "chain {head}: indirect table of {} bytes after {walked} ring descriptors \
+                     (whole 16-byte descriptors, the chain within the queue size {size})",
                     d.len()
                 ));
             }
             return Ok(());
         }
-        if !d.has_next() {
+        if !d.has_next() || d.next() >= size {
             return Ok(());
         }
         idx = d.next();
