@@ -11,7 +11,9 @@ use vionet::virtio::pci::{
     self, CapRegion, IsrStatus, NO_VECTOR, PciError, Transport, TransportError, VectorRefused,
     find_capabilities, status,
 };
-use vionet::virtio::queue::{AVAIL_F_NO_INTERRUPT, Buffer, Layout, QueueError, Slot, SplitQueue};
+use vionet::virtio::queue::{
+    AVAIL_F_NO_INTERRUPT, Buffer, First, Layout, QueueError, Slot, SplitQueue,
+};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -821,10 +823,25 @@ fn tables(mem: &GuestMemoryMmap, size: u16, entries: u16) -> GuestRegion<'_> {
     }
 }
 
-/// A device-readable chain as `stage_readable` takes it: the first buffer, then the rest.
-fn stage_chain(drv: &mut DriverQueue<'_>, bufs: &[(u64, u32)]) -> Result<u16, QueueError> {
+/// `(address, length)` as a first buffer that is not the common one.
+fn buf((addr, len): (u64, u32)) -> First {
+    First::Buffer(addr, len)
+}
+
+/// A device-readable chain as `stage_readable` takes it: the first buffer (`common`: the
+/// queue's common first buffer, named as such), then the rest.
+fn stage_chain(
+    drv: &mut DriverQueue<'_>,
+    common: Option<(u64, u32)>,
+    bufs: &[(u64, u32)],
+) -> Result<u16, QueueError> {
     let (first, rest) = bufs.split_first().unwrap();
-    drv.stage_readable(*first, rest.len(), |i| rest[i])
+    let first = if common == Some(*first) {
+        First::Common
+    } else {
+        buf(*first)
+    };
+    drv.stage_readable(first, rest.len(), |i| rest[i])
 }
 
 /// Chains of 2 to `entries` buffers take one ring entry each and reach the device byte-exact
@@ -843,7 +860,8 @@ fn indirect_tables_carry_chains_in_one_ring_entry_byte_exact() {
         .unwrap();
     mem.write_slice(&pattern(101, 12), GuestAddress(other.0))
         .unwrap();
-    drv.use_indirect_tables(tables(&mem, size, entries), entries, Some(common))
+    drv.set_common_first(common).unwrap();
+    drv.use_indirect_tables(tables(&mem, size, entries), entries)
         .unwrap();
     assert_eq!(
         (1..=6).map(|n| drv.descriptors_for(n)).collect::<Vec<_>>(),
@@ -865,7 +883,7 @@ fn indirect_tables_carry_chains_in_one_ring_entry_byte_exact() {
             want.extend_from_slice(&piece);
         }
         let free = drv.num_free();
-        let head = stage_chain(&mut drv, &bufs).unwrap();
+        let head = stage_chain(&mut drv, Some(common), &bufs).unwrap();
         assert_eq!(
             usize::from(free - drv.num_free()),
             drv.descriptors_for(n),
@@ -900,7 +918,7 @@ fn round_trip(
     mem: &GuestMemoryMmap,
     bufs: &[(u64, u32)],
 ) -> (u16, Vec<u8>) {
-    let head = stage_chain(drv, bufs).unwrap();
+    let head = stage_chain(drv, Some((DATA_BASE, 12)), bufs).unwrap();
     drv.publish();
     let (dhead, read, _) = device_take(dev, mem).unwrap();
     assert_eq!(dhead, head);
@@ -931,7 +949,8 @@ fn indirect_tables_write_their_first_entry_only_when_it_changes() {
         want.extend_from_slice(&pattern(102, 64));
         want
     };
-    drv.use_indirect_tables(tables(&mem, size, entries), entries, Some(common))
+    drv.set_common_first(common).unwrap();
+    drv.use_indirect_tables(tables(&mem, size, entries), entries)
         .unwrap();
     let (head, read) = round_trip(&mut drv, &mut dev, &mem, &[common, payload]);
     assert_eq!(read, read_with(100));
@@ -952,7 +971,7 @@ fn indirect_tables_write_their_first_entry_only_when_it_changes() {
 
     // Every table changed behind the queue's back, with chains in flight, then a reset.
     for _ in 0..size {
-        stage_chain(&mut drv, &[common, payload]).unwrap();
+        stage_chain(&mut drv, Some(common), &[common, payload]).unwrap();
     }
     drv.publish();
     for h in 0..size {
@@ -968,7 +987,7 @@ fn indirect_tables_write_their_first_entry_only_when_it_changes() {
         assert_eq!(read, read_with(100), "head {h} after the reset");
         heads.push(h);
         // Keep each head in flight so that the next chain takes another one.
-        stage_chain(&mut drv, &[payload, payload]).unwrap();
+        stage_chain(&mut drv, Some(common), &[payload, payload]).unwrap();
         drv.publish();
         device_take(&mut dev, &mem).unwrap();
     }
@@ -983,7 +1002,7 @@ fn indirect_tables_are_refused_when_they_cannot_be_used() {
     // A table of one descriptor holds no chain; one longer than the queue breaks the spec.
     for bad in [0, 1, 9] {
         assert_eq!(
-            drv.use_indirect_tables(tables(&mem, 8, 9), bad, None),
+            drv.use_indirect_tables(tables(&mem, 8, 9), bad),
             Err(QueueError::BadSize(bad))
         );
     }
@@ -992,7 +1011,7 @@ fn indirect_tables_are_refused_when_they_cannot_be_used() {
         ..tables(&mem, 8, 4)
     };
     assert_eq!(
-        drv.use_indirect_tables(short, 4, None),
+        drv.use_indirect_tables(short, 4),
         Err(QueueError::MemoryTooSmall {
             needed: 16 * 8 * 4,
             have: 16 * 8 * 4 - 1
@@ -1003,24 +1022,50 @@ fn indirect_tables_are_refused_when_they_cannot_be_used() {
         ..tables(&mem, 8, 4)
     };
     assert!(matches!(
-        drv.use_indirect_tables(unaligned, 4, None),
+        drv.use_indirect_tables(unaligned, 4),
         Err(QueueError::MemoryTooSmall { .. })
     ));
     // Not with chains in flight, nor on a queue of fixed descriptors.
     drv.add(&rx_buf(64)).unwrap();
     assert_eq!(
-        drv.use_indirect_tables(tables(&mem, 8, 4), 4, None),
+        drv.use_indirect_tables(tables(&mem, 8, 4), 4),
         Err(QueueError::WrongMode)
     );
     let (mut fixed, _dev) = pair(&mem, 8, false);
     fixed.use_fixed_descriptors().unwrap();
     assert_eq!(
-        fixed.use_indirect_tables(tables(&mem, 8, 4), 4, None),
+        fixed.use_indirect_tables(tables(&mem, 8, 4), 4),
         Err(QueueError::WrongMode)
     );
     // Without tables every buffer takes a ring descriptor.
-    let (plain, _dev) = pair(&mem, 8, false);
+    let (mut plain, mut dev) = pair(&mem, 8, false);
     assert_eq!(plain.descriptors_for(3), 3);
+    // A chain that starts with the common first buffer needs one named (with tables or not),
+    // and it is named only with nothing in flight.
+    assert_eq!(
+        plain.stage_readable(First::Common, 1, |_| (DATA_BASE, 4)),
+        Err(QueueError::NoCommonFirst)
+    );
+    let (mut tabled, _dev) = pair(&mem, 8, false);
+    tabled.use_indirect_tables(tables(&mem, 8, 4), 4).unwrap();
+    assert_eq!(
+        tabled.stage_readable(First::Common, 1, |_| (DATA_BASE, 4)),
+        Err(QueueError::NoCommonFirst)
+    );
+    assert_eq!((tabled.num_free(), tabled.in_flight()), (8, 0));
+    mem.write_slice(&pattern(9, 16), GuestAddress(DATA_BASE))
+        .unwrap();
+    plain.set_common_first((DATA_BASE, 12)).unwrap();
+    let head = plain
+        .stage_readable(First::Common, 1, |_| (DATA_BASE + 12, 4))
+        .unwrap();
+    plain.publish();
+    assert_eq!(
+        plain.set_common_first((DATA_BASE, 12)),
+        Err(QueueError::WrongMode)
+    );
+    let (h, read, _) = device_take(&mut dev, &mem).unwrap();
+    assert_eq!((h, read), (head, pattern(9, 16)));
 }
 
 #[test]
@@ -1762,11 +1807,13 @@ fn read_only_chains_staged_on_the_fly_reach_the_device_in_order() {
     }
     for round in 0..5u32 {
         assert_eq!(
-            drv.stage_readable(placed[0], 8, |i| placed[(i + 1) % 4]),
+            drv.stage_readable(buf(placed[0]), 8, |i| placed[(i + 1) % 4]),
             Err(QueueError::NoSpace { needed: 9, free: 8 })
         );
         assert_eq!((drv.num_free(), drv.in_flight()), (8, 0));
-        let head = drv.stage_readable(placed[0], 3, |i| placed[i + 1]).unwrap();
+        let head = drv
+            .stage_readable(buf(placed[0]), 3, |i| placed[i + 1])
+            .unwrap();
         drv.publish();
         let (h, read, writable) = device_take(&mut dev, &mem).expect("the chain is published");
         assert_eq!(h, head);
@@ -1780,7 +1827,7 @@ fn read_only_chains_staged_on_the_fly_reach_the_device_in_order() {
     let (mut fixed, _dev) = pair(&mem, 8, false);
     fixed.use_fixed_descriptors().unwrap();
     assert_eq!(
-        fixed.stage_readable(placed[0], 0, |_| placed[0]),
+        fixed.stage_readable(buf(placed[0]), 0, |_| placed[0]),
         Err(QueueError::WrongMode)
     );
 }

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use libfuzzer_sys::fuzz_target;
 use ndis::hw::DeviceMemory;
 use ndis_rs_fuzz::Input;
-use vionet::virtio::queue::{Buffer, Layout, QueueError, Slot, SplitQueue};
+use vionet::virtio::queue::{Buffer, First, Layout, QueueError, Slot, SplitQueue};
 
 /// Ring memory that fails the run on any access outside it, at a device address.
 struct Ring(RefCell<Vec<u8>>, u64);
@@ -106,7 +106,8 @@ fuzz_target!(|data: &[u8]| {
     let common = (0x1F_0000, 12);
     let indirect = mode == 2 && entries <= size;
     if indirect {
-        q.use_indirect_tables(&tables, entries, Some(common))
+        q.set_common_first(common).expect("nothing in flight yet");
+        q.use_indirect_tables(&tables, entries)
             .expect("nothing in flight yet");
     }
 
@@ -173,7 +174,12 @@ fuzz_target!(|data: &[u8]| {
                         bufs[0].len = common.1;
                     }
                     let pieces: Vec<(u64, u32)> = bufs.iter().map(|b| (b.addr, b.len)).collect();
-                    let r = q.stage_readable(pieces[0], n - 1, |i| pieces[i + 1]);
+                    let first = if indirect && pieces[0] == common {
+                        First::Common
+                    } else {
+                        First::Buffer(pieces[0].0, pieces[0].1)
+                    };
+                    let r = q.stage_readable(first, n - 1, |i| pieces[i + 1]);
                     q.publish();
                     r
                 } else {

@@ -137,9 +137,6 @@ pub struct TxRing {
     parked: Option<MappedSend>,
     /// Mapped sends on the ring: transmit interrupts stay on while any are.
     in_flight_mapped: usize,
-    /// Where in `bounce` a virtio-net header asking for nothing lies (zeroes, past the
-    /// buffers, never written): the header of a mapped send with nothing to rewrite.
-    zero_header: usize,
 }
 
 /// What a transmit descriptor head carries while the device has it.
@@ -329,15 +326,19 @@ impl Device {
                 } else {
                     None
                 };
+                // Mapped sends with nothing to rewrite start with the zero header (past the
+                // bounce buffers): every table has it already.
+                let zero_header = (
+                    ndis::hw::DeviceMemory::device_address(&bounce)
+                        + (frame.buffer * tx_n as usize) as u64,
+                    hdr_len as u32,
+                );
+                tx_vq
+                    .set_common_first(zero_header)
+                    .map_err(|_| Status::DEVICE_FAILED)?;
                 if let Some(tables) = tables {
-                    // Every table starts with the zero header (past the bounce buffers).
-                    let zero_header = (
-                        ndis::hw::DeviceMemory::device_address(&bounce)
-                            + (frame.buffer * tx_n as usize) as u64,
-                        hdr_len as u32,
-                    );
                     tx_vq
-                        .use_indirect_tables(tables, entries, Some(zero_header))
+                        .use_indirect_tables(tables, entries)
                         .map_err(|_| Status::DEVICE_FAILED)?;
                 }
                 let rss = ndis::rss::RssView::try_new(ini.passive())?;
@@ -376,7 +377,6 @@ impl Device {
                         mapping: false,
                         parked: None,
                         in_flight_mapped: 0,
-                        zero_header: frame.buffer * tx_len,
                     }),
                     // One request per mapped send in flight, plus the one being mapped and a
                     // parked one.

@@ -13,7 +13,7 @@ use ndis::nbl::{
 
 use super::{Device, NO_BOUNCE, TxRing};
 use crate::virtio::net::{NetHeader, features};
-use crate::virtio::queue::Buffer;
+use crate::virtio::queue::{Buffer, First};
 
 /// The shortest Ethernet frame without FCS (IEEE 802.3: 64 with it).
 const MIN_FRAME: usize = 60;
@@ -368,11 +368,7 @@ impl Device {
             && (1..=MAX_MAPPED_ELEMENTS).contains(&n)
             && usize::from(tx.vq.num_free()) >= tx.vq.descriptors_for(n + 1)
         {
-            let header = (
-                tx.bounce.device_address() + tx.zero_header as u64,
-                self.hdr_len as u32,
-            );
-            return Self::stage_mapped(tx, send, header, NO_BOUNCE, 0, 0);
+            return Self::stage_mapped(tx, send, First::Common, NO_BOUNCE, 0, 0);
         }
         self.queue_mapped_slow(tx, send, checked, done)
     }
@@ -406,11 +402,7 @@ impl Device {
             return Err(send);
         }
         let (header, b, first, cut) = if !rewrites {
-            let header = (
-                tx.bounce.device_address() + tx.zero_header as u64,
-                self.hdr_len as u32,
-            );
-            (header, NO_BOUNCE, 0, 0)
+            (First::Common, NO_BOUNCE, 0, 0)
         } else {
             let Some(b) = tx.free.pop() else {
                 return Err(send);
@@ -436,7 +428,7 @@ impl Device {
             tx.bounce
                 .write_bytes(at, &header.encode_hash()[..self.hdr_len]);
             let (first, cut) = send.locate(skip).unwrap_or((n, 0));
-            let header = (
+            let header = First::Buffer(
                 tx.bounce.device_address() + at as u64,
                 (self.hdr_len + copied) as u32,
             );
@@ -445,14 +437,15 @@ impl Device {
         Self::stage_mapped(tx, send, header, b, first, cut)
     }
 
-    /// Stages `send`'s chain: `header` (in bounce buffer `b`, or the zero header), then the
-    /// frame's elements in place from element `first` on, `cut` bytes into it. Err: the ring
-    /// refused it (the bounce buffer is free again).
+    /// Stages `send`'s chain: `header` (in bounce buffer `b`, or the ring's zero header, which
+    /// is the queue's common first buffer), then the frame's elements in place from element
+    /// `first` on, `cut` bytes into it. Err: the ring refused it (the bounce buffer is free
+    /// again).
     #[inline(always)]
     fn stage_mapped(
         tx: &mut TxRing,
         send: MappedSend,
-        header: (u64, u32),
+        header: First,
         b: u16,
         first: usize,
         cut: u32,

@@ -51,6 +51,9 @@ pub enum QueueError {
     WrongMode,
     /// [`SplitQueue::stage_fixed`] of a descriptor outside the table, or one the device holds.
     DescriptorInUse { idx: u16 },
+    /// A chain starting with [`First::Common`] on a queue that names none
+    /// ([`SplitQueue::set_common_first`]).
+    NoCommonFirst,
     /// The device returned a head outside the descriptor table.
     HeadOutOfRange { head: u32 },
     /// The device returned a head that is not the start of a chain in flight.
@@ -173,6 +176,16 @@ impl Buffer {
     }
 }
 
+/// The first buffer of a device-readable chain ([`SplitQueue::stage_readable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum First {
+    /// The queue's common first buffer ([`SplitQueue::set_common_first`]), which every
+    /// indirect table already starts with: staged without writing it.
+    Common,
+    /// Any buffer, as (address, length).
+    Buffer(u64, u32),
+}
+
 /// The driver side of one split virtqueue.
 #[derive(Debug)]
 pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
@@ -208,13 +221,14 @@ pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
     indirect: Option<M>,
     /// Descriptors in each indirect table (0: no tables).
     indirect_entries: u16,
-    /// The first buffer most chains start with (a header that never changes), kept in each
-    /// table's first entry: a chain that starts with it does not write it again.
+    /// The first buffer most device-readable chains start with (a header that never changes,
+    /// [`First::Common`]), kept in each indirect table's first entry: a chain that starts with
+    /// it does not write it again.
     common_first: Option<(u64, u32)>,
 }
 
 /// In [`Slot::written`]`[1]` (not used outside fixed mode): the slot's indirect table starts
-/// with `SplitQueue::common_first`. Anything else (0 when the ring is reset) means that
+/// with the common first buffer ([`First::Common`]). Anything else (0 when the ring is reset) means that
 /// what it starts with is not known, and the first entry is written.
 const COMMON_FIRST: u64 = 1;
 
@@ -280,16 +294,9 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// mapped frame in many pieces does not take as many ring entries. `tables` holds one
     /// table of `entries` descriptors per ring descriptor (16-aligned, as the spec requires).
     /// Longer chains, and the other staging calls, still link ring descriptors. Not with fixed
-    /// descriptors, and only with nothing in flight.
-    ///
-    /// `common_first`: a first buffer most chains share (a header asking for nothing), written
-    /// into every table once, and by a chain only when another first buffer was there.
-    pub fn use_indirect_tables(
-        &mut self,
-        tables: M,
-        entries: u16,
-        common_first: Option<(u64, u32)>,
-    ) -> Result<(), QueueError> {
+    /// descriptors, and only with nothing in flight. Each table starts with the common first
+    /// buffer, if there is one ([`Self::set_common_first`]).
+    pub fn use_indirect_tables(&mut self, tables: M, entries: u16) -> Result<(), QueueError> {
         if self.fixed || self.in_flight != 0 || self.avail_idx != self.published_idx {
             return Err(QueueError::WrongMode);
         }
@@ -304,18 +311,36 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
                 have: tables.len(),
             });
         }
-        if let Some(first) = common_first {
-            let words = descriptor(&readable(first), Some(1));
-            let size = usize::from(self.layout.size);
-            for (i, slot) in self.slots.as_mut().iter_mut().take(size).enumerate() {
-                tables.write_u64_pair(16 * usize::from(entries) * i, words);
-                slot.written[1] = COMMON_FIRST;
-            }
-        }
         self.indirect = Some(tables);
         self.indirect_entries = entries;
-        self.common_first = common_first;
+        self.write_common_first();
         Ok(())
+    }
+
+    /// Names the buffer most device-readable chains start with ([`First::Common`]): a header
+    /// that never changes, written into every indirect table once and then by a chain only
+    /// when another first buffer was there. Only with nothing in flight.
+    pub fn set_common_first(&mut self, first: (u64, u32)) -> Result<(), QueueError> {
+        if self.in_flight != 0 || self.avail_idx != self.published_idx {
+            return Err(QueueError::WrongMode);
+        }
+        self.common_first = Some(first);
+        self.write_common_first();
+        Ok(())
+    }
+
+    /// Writes the common first buffer into every indirect table (if both are there).
+    fn write_common_first(&mut self) {
+        let (Some(tables), Some(first)) = (&self.indirect, self.common_first) else {
+            return;
+        };
+        let words = descriptor(&readable(first), Some(1));
+        let size = usize::from(self.layout.size);
+        let stride = 16 * usize::from(self.indirect_entries);
+        for (i, slot) in self.slots.as_mut().iter_mut().take(size).enumerate() {
+            tables.write_u64_pair(stride * i, words);
+            slot.written[1] = COMMON_FIRST;
+        }
     }
 
     /// Ring descriptors a device-readable chain of `buffers` buffers takes
@@ -540,7 +565,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     #[inline(always)]
     pub fn stage_readable(
         &mut self,
-        first: (u64, u32),
+        first: First,
         rest: usize,
         buffer: impl Fn(usize) -> (u64, u32),
     ) -> Result<u16, QueueError> {
@@ -553,6 +578,10 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         if rest >= 1 && rest < usize::from(self.indirect_entries) {
             return self.stage_indirect(first, rest, buffer);
         }
+        let first = match first {
+            First::Buffer(addr, len) => (addr, len),
+            First::Common => self.common_first.ok_or(QueueError::NoCommonFirst)?,
+        };
         if rest >= usize::from(self.num_free) {
             return Err(QueueError::NoSpace {
                 needed: rest.saturating_add(1),
@@ -591,7 +620,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     #[inline(always)]
     fn stage_indirect(
         &mut self,
-        first: (u64, u32),
+        first: First,
         rest: usize,
         buffer: impl Fn(usize) -> (u64, u32),
     ) -> Result<u16, QueueError> {
@@ -605,11 +634,19 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         let s = &mut self.slots.as_mut()[usize::from(head)];
         // The head's table: the chain's until the device hands the head back.
         let table = 16 * usize::from(self.indirect_entries) * usize::from(head);
-        let common = self.common_first == Some(first);
-        if !common || s.written[1] != COMMON_FIRST {
+        // What the table's first entry must become, and its mark (nothing: it is already).
+        let write = match first {
+            First::Common if s.written[1] == COMMON_FIRST => None,
+            First::Common => Some((
+                self.common_first.ok_or(QueueError::NoCommonFirst)?,
+                COMMON_FIRST,
+            )),
+            First::Buffer(addr, len) => Some(((addr, len), 0)),
+        };
+        if let Some((first, mark)) = write {
             // In a table, `next` indexes the table (virtio 1.2, 2.7.5.3).
             tables.write_u64_pair(table, descriptor(&readable(first), Some(1)));
-            s.written[1] = if common { COMMON_FIRST } else { 0 };
+            s.written[1] = mark;
         }
         for i in 1..rest {
             let words = descriptor(&readable(buffer(i - 1)), Some(i as u16 + 1));

@@ -555,7 +555,7 @@ pub(crate) unsafe fn ndis_m_allocate_net_buffer_sg_list(
     dma: sys::NDIS_HANDLE,
     nb: *mut sys::NET_BUFFER,
     context: sys::PVOID,
-    _flags: sys::ULONG,
+    flags: sys::ULONG,
     buffer: sys::PVOID,
     buffer_size: sys::ULONG,
 ) -> sys::NDIS_STATUS {
@@ -580,6 +580,19 @@ pub(crate) unsafe fn ndis_m_allocate_net_buffer_sg_list(
             format!(
                 "NdisMAllocateNetBufferSGList({nb:p}) on adapter {a}: not a NET_BUFFER of a \
                  send list the miniport owns"
+            ),
+            nb as usize,
+            a,
+        );
+    }
+    // Every NET_BUFFER a miniport can map is one of a send: the device reads it.
+    if flags != sys::NDIS_SG_LIST_WRITE_TO_DEVICE {
+        drop(st);
+        dma_violation(
+            format!(
+                "NdisMAllocateNetBufferSGList({nb:p}) on adapter {a} with flags {flags:#x}: a \
+                 NET_BUFFER of a send list is mapped with NDIS_SG_LIST_WRITE_TO_DEVICE (0x1) \
+                 and no other flag (the transfer goes to the device)"
             ),
             nb as usize,
             a,

@@ -535,3 +535,95 @@ fn halting_with_registers_still_mapped_is_caught() {
     let b = emu.expect_bugcheck(|| emu.halt(a, sys::NdisHaltDeviceDisabled));
     assert_eq!((b.code, b.params[0], b.params[2]), (0xC4, rule::MMIO, 1));
 }
+
+thread_local! {
+    /// The flags the mapping driver below passes to `NdisMAllocateNetBufferSGList`.
+    static SEND_MAP_FLAGS: Cell<sys::ULONG> = const { Cell::new(0) };
+}
+
+/// `ProcessSGListHandler`: frees the list at once (the context is its NET_BUFFER).
+unsafe extern "win64-unwind" fn free_at_once(
+    _device: sys::PDEVICE_OBJECT,
+    _reserved: sys::PVOID,
+    list: *mut sys::SCATTER_GATHER_LIST,
+    nb: sys::PVOID,
+) {
+    // SAFETY: the list NDIS just made for `nb`, on the registration made in initialize.
+    unsafe { sys::NdisMFreeNetBufferSGList(DMA.get() as sys::NDIS_HANDLE, list, nb.cast()) };
+}
+
+/// A send handler that maps each list's first NET_BUFFER with `SEND_MAP_FLAGS`, then completes
+/// the list with the mapping's status.
+unsafe extern "win64-unwind" fn send_mapped(
+    _context: sys::NDIS_HANDLE,
+    nbl: *mut sys::NET_BUFFER_LIST,
+    _port: sys::NDIS_PORT_NUMBER,
+    _flags: sys::ULONG,
+) {
+    // SAFETY: the list NDIS hands over, with one NET_BUFFER; the registration's handle.
+    unsafe {
+        let nb = (*nbl).FirstNetBuffer;
+        (*nbl).Status = sys::NdisMAllocateNetBufferSGList(
+            DMA.get() as sys::NDIS_HANDLE,
+            nb,
+            nb.cast(),
+            SEND_MAP_FLAGS.get(),
+            std::ptr::null_mut(),
+            0,
+        );
+        sys::NdisMSendNetBufferListsComplete(handle(), nbl, 0);
+    }
+}
+
+unsafe extern "win64-unwind" fn entry_mapping(
+    o: sys::PDRIVER_OBJECT,
+    p: *const sys::UNICODE_STRING,
+) -> sys::NTSTATUS {
+    let mut chars = scripted_driver::characteristics();
+    chars.SendNetBufferListsHandler = Some(send_mapped);
+    unsafe { scripted_driver::register(o, p, &chars) }
+}
+
+/// A send's mapping must say its direction: `NDIS_SG_LIST_WRITE_TO_DEVICE` (the device reads the
+/// frame), which the docs require on the send path. With it the list is mapped, handed to the
+/// handler and freed; without it, or with a flag NDIS does not define, the verifier stops.
+#[test]
+fn a_send_mapped_without_write_to_device_is_caught() {
+    for (flags, caught) in [
+        (sys::NDIS_SG_LIST_WRITE_TO_DEVICE, false),
+        (0, true),
+        (sys::NDIS_SG_LIST_WRITE_TO_DEVICE | 0x100, true),
+    ] {
+        SEND_MAP_FLAGS.set(flags);
+        let (emu, a) = scripted_driver::start(
+            entry_mapping,
+            |h| {
+                let mut d = ndis_emu::raw::sg_dma_description();
+                d.ProcessSGListHandler = Some(free_at_once);
+                let mut dma: sys::NDIS_HANDLE = std::ptr::null_mut();
+                // SAFETY: initialize's handle; the description and out-handle live across it.
+                let s = unsafe { sys::NdisMRegisterScatterGatherDma(h, &mut d, &mut dma) };
+                assert_eq!(s, sys::NDIS_STATUS_SUCCESS);
+                DMA.set(dma as usize);
+            },
+            |_| deregister_dma(),
+        );
+        assert_eq!(emu.restart(a), sys::NDIS_STATUS_SUCCESS);
+        let frame = [0x5Au8; 1200];
+        if caught {
+            let b = emu.expect_bugcheck(|| emu.send(a, &[&frame]));
+            assert_eq!((b.code, b.params[0]), (0xC4, rule::DMA), "flags {flags:#x}");
+            assert!(b.message.contains("NDIS_SG_LIST_WRITE_TO_DEVICE"), "{b}");
+        } else {
+            emu.send(a, &[&frame]);
+            assert_eq!(
+                emu.send_completions(),
+                vec![(frame.to_vec(), sys::NDIS_STATUS_SUCCESS)]
+            );
+            assert_eq!(emu.sg_lists(), (1, 1, 0));
+            assert_eq!(emu.pause(a), sys::NDIS_STATUS_SUCCESS);
+            emu.halt(a, sys::NdisHaltDeviceDisabled);
+            emu.unload();
+        }
+    }
+}

@@ -31,8 +31,11 @@ layout!(SCATTER_GATHER_LIST, size = 16, align = 8, {
     NumberOfElements: 0, Reserved: 8, Elements: 16,
 });
 
-/// `NdisMAllocateNetBufferSGList` flag: none are defined for miniports; pass 0.
-pub const NDIS_SG_LIST_FLAGS_NONE: ULONG = 0;
+/// `NdisMAllocateNetBufferSGList` flag (ndis.h): the transfer goes from the NET_BUFFER to the
+/// device. A miniport sets it on every mapping of the send path; without it the mapping is for
+/// the other direction (with map registers or DMA remapping, data the device would read is
+/// not made visible to it).
+pub const NDIS_SG_LIST_WRITE_TO_DEVICE: ULONG = 0x0000_0001;
 
 /// `MINIPORT_PROCESS_SG_LIST`: DISPATCH_LEVEL.
 pub type MINIPORT_PROCESS_SG_LIST_HANDLER = Option<

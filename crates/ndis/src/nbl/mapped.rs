@@ -137,8 +137,14 @@ const STORAGE_BYTES: usize = INLINE_WORDS * 8;
 
 /// Whether `dma`'s lists (`ScatterGatherListSize`) fit a request's storage: then it is offered
 /// to NDIS, which allocates nothing for them.
-fn inline_list(dma: &DmaRegistration) -> bool {
-    dma.sg_list_size() <= STORAGE_BYTES
+/// Bytes of a request's storage NDIS may write the lists of `dma` into: all of it when the
+/// largest list fits, none (0: NDIS allocates each list) when it does not.
+fn list_storage(dma: &DmaRegistration) -> u32 {
+    if dma.sg_list_size() <= STORAGE_BYTES {
+        STORAGE_BYTES as u32
+    } else {
+        0
+    }
 }
 
 /// Who of a mapping's callback and the end of its `map` call hands the send over, whichever
@@ -252,7 +258,7 @@ unsafe impl Sync for MapPool {}
 struct PoolInner {
     dma: DmaRegistration,
     /// The registration's lists fit the requests' storage (see `submit`).
-    inline_list: bool,
+    list_storage: u32,
     slots: Box<[Slot]>,
     free: FreeSlots,
 }
@@ -288,7 +294,7 @@ impl MapPool {
         let free = FreeSlots::new(requests, irql)?;
         let inner = PoolInner {
             dma: dma.clone(),
-            inline_list: inline_list(dma),
+            list_storage: list_storage(dma),
             slots: slots.into_boxed_slice(),
             free,
         };
@@ -340,7 +346,7 @@ impl MapPool {
         // SAFETY: slot `i` is ours (its free flag was cleared by `take`), and uninitialized.
         unsafe {
             addr_of_mut!((*raw).held).write(held);
-            submit(raw, &pool.dma, pool.inline_list, None, hook, cookie)
+            submit(raw, &pool.dma, pool.list_storage, None, hook, cookie)
         }
     }
 
@@ -368,7 +374,7 @@ impl MapPool {
             return Err(None);
         }
         // SAFETY: as above, with the held list written.
-        unsafe { submit(raw, &pool.dma, pool.inline_list, None, hook, cookie) }.map_err(Some)
+        unsafe { submit(raw, &pool.dma, pool.list_storage, None, hook, cookie) }.map_err(Some)
     }
 }
 
@@ -521,7 +527,7 @@ impl HeldSend {
             submit(
                 raw,
                 dma,
-                inline_list(dma),
+                list_storage(dma),
                 Some(Home::Heap(dma.clone())),
                 hook,
                 cookie,
@@ -545,7 +551,7 @@ impl HeldSend {
 unsafe fn submit<H: MapHook>(
     raw: *mut MapRequest,
     dma: &DmaRegistration,
-    inline_list: bool,
+    list_storage: u32,
     home: Option<Home>,
     hook: &Shared<H>,
     cookie: usize,
@@ -588,20 +594,28 @@ unsafe fn submit<H: MapHook>(
         .count_in_place()
     };
 
-    let (buffer, size) = if inline_list {
+    let buffer = if list_storage != 0 {
         // SAFETY: `raw` is the live request (owned through the pointer from here on).
-        let buffer = unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>();
-        (buffer, STORAGE_BYTES as u32)
+        unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>()
     } else {
-        (core::ptr::null_mut(), 0)
+        core::ptr::null_mut()
     };
     // SAFETY: the registration's live handle (kept by the request's home); a NET_BUFFER of a
     // list the miniport holds (not completed before the mapping is freed: the request owns the
     // `HeldSend`); the context is the request, which NDIS passes once to `process_sg_list`
     // (inline or later); the buffer, if offered, lives in the request until the list is freed.
     // IRQL <= DISPATCH_LEVEL (the caller's token).
-    let status =
-        unsafe { sys::NdisMAllocateNetBufferSGList(dma.handle(), nb, raw.cast(), 0, buffer, size) };
+    let status = unsafe {
+        sys::NdisMAllocateNetBufferSGList(
+            dma.handle(),
+            nb,
+            raw.cast(),
+            // A send: the device reads the frame.
+            sys::NDIS_SG_LIST_WRITE_TO_DEVICE,
+            buffer,
+            list_storage,
+        )
+    };
     if status != sys::NDIS_STATUS_SUCCESS {
         // SAFETY: NDIS refused: it keeps no reference to the context, which is still the
         // request written above.
