@@ -363,12 +363,13 @@ impl Device {
         done: &mut SendCompletion<'_>,
     ) -> Result<(), MappedSend> {
         let n = send.len();
-        // Room for the chain implies that the ring holds it.
-        if checked == Some(false)
-            && (1..=MAX_MAPPED_ELEMENTS).contains(&n)
-            && usize::from(tx.vq.num_free()) >= tx.vq.descriptors_for(n + 1)
-        {
-            return Self::stage_mapped(tx, send, First::Common, NO_BOUNCE, 0, 0);
+        if checked == Some(false) && (1..=MAX_MAPPED_ELEMENTS).contains(&n) {
+            // The ring says whether it has room (no check of ours before it): without, the
+            // slow path reaps and tries again, or copies a chain the ring cannot hold.
+            return match Self::stage_mapped(tx, send, First::Common, NO_BOUNCE, 0, 0) {
+                Ok(()) => Ok(()),
+                Err(send) => self.queue_mapped_slow(tx, send, checked, done),
+            };
         }
         self.queue_mapped_slow(tx, send, checked, done)
     }
