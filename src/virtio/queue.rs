@@ -127,8 +127,9 @@ pub struct Slot {
     /// In fixed mode: the descriptor as last written to the ring, its second word marked with
     /// [`WRITTEN`] (all zero: not written since the ring was last zeroed), so that posting the
     /// same buffer again writes only the ring entry. Otherwise the first word is, for a head in
-    /// flight, its chain's last descriptor ([`Slot::tail`]), and the second says what the
-    /// descriptor's indirect table starts with ([`COMMON_FIRST`]), in flight or free. One field serves both (a mode uses only
+    /// flight, its chain's last descriptor ([`Slot::tail`]) and, in flight or free, whether the
+    /// ring descriptor refers to its indirect table ([`RING_TABLE_SHIFT`]); the second says
+    /// what that table starts with ([`COMMON_FIRST`]). One field serves both (a mode uses only
     /// its own) so that a slot stays 24 bytes: a separate field made it 32, which cost the
     /// receive path about 11 instructions per packet (measured).
     written: [u64; 2],
@@ -231,6 +232,12 @@ pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
 /// with the common first buffer ([`First::Common`]). Anything else (0 when the ring is reset) means that
 /// what it starts with is not known, and the first entry is written.
 const COMMON_FIRST: u64 = 1;
+
+/// In [`Slot::written`]`[0]` above the tail (not in fixed mode): the descriptor's ring entry
+/// refers to its indirect table for this many entries (bits 32 to 47; 0: it holds something
+/// else), so that a chain of the same length in the same table does not write it again. Every
+/// other write of a ring descriptor clears it (`set_tail` of a head, the links of a chain).
+const RING_TABLE_SHIFT: u32 = 32;
 
 impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
     /// A queue of `size` entries in `mem` (at least [`Layout::total`] bytes), zeroed and ready
@@ -520,12 +527,17 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         let slots = self.slots.as_mut();
         // `num_free` covers the chain, so every `next` followed below is a free descriptor.
         for b in rest {
-            let next = slots[usize::from(idx)].next;
+            let s = &mut slots[usize::from(idx)];
+            let next = s.next;
+            // Its ring descriptor no longer refers to its table.
+            s.written[0] = 0;
             capacity = capacity.saturating_add(b.writable_len());
             write_descriptor(&self.mem, self.layout.desc, idx, b, Some(next));
             idx = next;
         }
-        self.free_head = slots[usize::from(idx)].next;
+        let s = &mut slots[usize::from(idx)];
+        self.free_head = s.next;
+        s.written[0] = 0;
         capacity = capacity.saturating_add(last.writable_len());
         write_descriptor(&self.mem, self.layout.desc, idx, last, None);
         self.commit(head, idx, bufs.len() as u16, capacity);
@@ -597,12 +609,17 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         let mut idx = head;
         let mut b = first;
         for i in 0..rest {
-            let next = slots[usize::from(idx)].next;
+            let s = &mut slots[usize::from(idx)];
+            let next = s.next;
+            // Its ring descriptor no longer refers to its table.
+            s.written[0] = 0;
             write_descriptor(&self.mem, table, idx, &readable(b), Some(next));
             idx = next;
             b = buffer(i);
         }
-        self.free_head = slots[usize::from(idx)].next;
+        let s = &mut slots[usize::from(idx)];
+        self.free_head = s.next;
+        s.written[0] = 0;
         write_descriptor(&self.mem, table, idx, &readable(b), None);
         // `commit`'s bookkeeping, here in line: on this path the call costs more than it does.
         let h = &mut slots[usize::from(head)];
@@ -654,16 +671,21 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         }
         let last = descriptor(&readable(buffer(rest - 1)), None);
         tables.write_u64_pair(table + 16 * rest, last);
-        let ring = [
-            tables.device_address() + table as u64,
-            u64::from(16 * (rest as u32 + 1)) | (u64::from(DESC_F_INDIRECT) << 32),
-        ];
-        self.mem
-            .write_u64_pair(self.layout.desc + 16 * usize::from(head), ring);
+        // The ring descriptor, unless it already refers to the table for as many entries.
+        let refers = u64::from(rest as u16 + 1) << RING_TABLE_SHIFT;
+        if s.written[0] & !u64::from(u16::MAX) != refers {
+            let ring = [
+                tables.device_address() + table as u64,
+                u64::from(16 * (rest as u32 + 1)) | (u64::from(DESC_F_INDIRECT) << 32),
+            ];
+            self.mem
+                .write_u64_pair(self.layout.desc + 16 * usize::from(head), ring);
+        }
         // `num_free` is not 0: `head` is a free descriptor, `next` the free list's rest.
         self.free_head = s.next;
         s.chain_len = 1;
-        s.set_tail(head);
+        // Its own tail, and what its ring descriptor holds.
+        s.written[0] = u64::from(head) | refers;
         s.capacity = 0;
         self.num_free -= 1;
         self.in_flight += 1;
