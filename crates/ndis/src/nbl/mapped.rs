@@ -210,7 +210,6 @@ impl Handoff {
 /// same way ([`MapRequest::release`]).
 struct MapRequest {
     held: HeldSend,
-    nb: *mut sys::NET_BUFFER,
     /// The registration's handle, kept registered by `home`.
     dma: sys::NDIS_HANDLE,
     home: Home,
@@ -556,11 +555,9 @@ unsafe fn submit<H: MapHook>(
     hook: &Shared<H>,
     cookie: usize,
 ) -> Result<Option<MappedSend>, (HeldSend, Status)> {
-    // SAFETY: `held` is written (the caller's contract); the held list is the miniport's until
-    // completed, and its NET_BUFFER chain is valid.
-    let nb = unsafe { (*(*raw).held.list.nbl).FirstNetBuffer };
-    // SAFETY: as above.
-    let bad = nb.is_null() || !unsafe { (*nb).Next }.is_null();
+    // SAFETY: `held` is written (the caller's contract): its first NET_BUFFER and their count,
+    // read when the list came in (the chain does not change while the list is the miniport's).
+    let (nb, bad) = unsafe { ((*raw).held.list.first, (*raw).held.list.frame_count != 1) };
     // SAFETY: `raw` is the caller's, for one request; each other field is written once (`dma`
     // and `home` already are for a pool's slot), the storage is left uninitialized (NDIS
     // writes it), and so are `list` and `elements`, which the callback writes before anything
@@ -570,7 +567,6 @@ unsafe fn submit<H: MapHook>(
             addr_of_mut!((*raw).dma).write(dma.handle());
             addr_of_mut!((*raw).home).write(home);
         }
-        addr_of_mut!((*raw).nb).write(nb);
         addr_of_mut!((*raw).state).write(Handoff::new());
         addr_of_mut!((*raw).hook).write(None);
         addr_of_mut!((*raw).cookie).write(cookie);
@@ -653,7 +649,7 @@ impl MapRequest {
         // registered by `home`), freed once (its `MappedSend` is consumed or dropped); the
         // device no longer reads the frame (the caller's word, see `MappedSend::complete`). At
         // IRQL <= DISPATCH_LEVEL, where every holder of a `MappedSend` runs.
-        unsafe { sys::NdisMFreeNetBufferSGList(self.dma, self.list, self.nb) };
+        unsafe { sys::NdisMFreeNetBufferSGList(self.dma, self.list, self.held.list.first) };
     }
 
     /// Takes the request at `raw` apart: its held list back, its memory freed or given back
