@@ -581,6 +581,7 @@ unsafe extern "win64-unwind" fn entry_mapping(
 ) -> sys::NTSTATUS {
     let mut chars = scripted_driver::characteristics();
     chars.SendNetBufferListsHandler = Some(send_mapped);
+    // SAFETY: DriverEntry's own arguments.
     unsafe { scripted_driver::register(o, p, &chars) }
 }
 
