@@ -995,6 +995,105 @@ fn indirect_tables_write_their_first_entry_only_when_it_changes() {
     assert_eq!(heads, (0..size).collect::<Vec<_>>(), "every table was used");
 }
 
+/// A ring descriptor that refers to its table is written again whenever anything else was
+/// written over it in between: the head used as a link of a chain in ring descriptors (and as
+/// that chain's last descriptor), then in a table again, reaches the device byte-exact each
+/// time; and tables set up again (nothing in flight) are the ones the ring refers to.
+#[test]
+fn indirect_ring_descriptors_are_written_again_after_other_uses() {
+    let mem = guest_memory();
+    let (size, entries) = (4u16, 2u16);
+    let (mut drv, mut dev) = pair(&mem, size, true);
+    let pieces: Vec<(u64, u32)> = (0..4)
+        .map(|i| (DATA_BASE + 0x1000 * (i + 1), 20 + 4 * i as u32))
+        .collect();
+    for (i, p) in pieces.iter().enumerate() {
+        mem.write_slice(&pattern(i as u32, p.1 as usize), GuestAddress(p.0))
+            .unwrap();
+    }
+    let want = |which: &[usize]| -> Vec<u8> {
+        which
+            .iter()
+            .flat_map(|&i| pattern(i as u32, pieces[i].1 as usize))
+            .collect()
+    };
+    drv.use_indirect_tables(tables(&mem, size, entries), entries)
+        .unwrap();
+    let readable = |p: (u64, u32)| Buffer {
+        addr: p.0,
+        len: p.1,
+        device_writable: false,
+    };
+    for round in 0..6 {
+        // In a table: every head's ring descriptor refers to its table.
+        let mut heads = Vec::new();
+        for _ in 0..size {
+            heads.push(stage_chain(&mut drv, None, &[pieces[0], pieces[1]]).unwrap());
+        }
+        drv.publish();
+        for &h in &heads {
+            let (dh, read, _) = device_take(&mut dev, &mem).unwrap();
+            assert_eq!((dh, read), (h, want(&[0, 1])), "round {round}: tabled");
+            dev.add_used(&mem, dh, 0).unwrap();
+        }
+        while drv.pop_used().unwrap().is_some() {}
+        // The same descriptors as heads, links and ends of chains in ring descriptors: two
+        // chains of two, in the order `add` links them, then of `stage_readable` too long for
+        // a table.
+        let mut chains = Vec::new();
+        if round % 2 == 0 {
+            for _ in 0..2 {
+                let bufs = [readable(pieces[2]), readable(pieces[3])];
+                chains.push((drv.add(&bufs).unwrap(), want(&[2, 3])));
+            }
+        } else {
+            let head = drv
+                .stage_readable(buf(pieces[3]), 3, |i| pieces[i % 3])
+                .unwrap();
+            chains.push((head, want(&[3, 0, 1, 2])));
+        }
+        drv.publish();
+        for (h, w) in chains {
+            let (dh, read, _) = device_take(&mut dev, &mem).unwrap();
+            assert_eq!((dh, read), (h, w), "round {round}: linked");
+            dev.add_used(&mem, dh, 0).unwrap();
+        }
+        while drv.pop_used().unwrap().is_some() {}
+        assert_eq!(drv.num_free(), size);
+    }
+    // Every ring descriptor refers to its table again, then new tables elsewhere (nothing in
+    // flight): the ring refers to them, not to the old ones.
+    for _ in 0..size {
+        stage_chain(&mut drv, None, &[pieces[0], pieces[1]]).unwrap();
+    }
+    drv.publish();
+    for _ in 0..size {
+        let (dh, _, _) = device_take(&mut dev, &mem).unwrap();
+        dev.add_used(&mem, dh, 0).unwrap();
+    }
+    while drv.pop_used().unwrap().is_some() {}
+    let moved = GuestRegion {
+        base: TABLE_BASE + 0x1_0000,
+        ..tables(&mem, size, entries)
+    };
+    drv.use_indirect_tables(moved, entries).unwrap();
+    let old = TABLE_BASE;
+    for h in 0..size {
+        // Garbage in the old tables: read only if the ring still refers to them.
+        for e in 0..entries {
+            let at = old + 16 * u64::from(entries * h + e);
+            mem.write_slice(&[0xEE; 16], GuestAddress(at)).unwrap();
+        }
+    }
+    for _ in 0..size {
+        let h = stage_chain(&mut drv, None, &[pieces[0], pieces[1]]).unwrap();
+        drv.publish();
+        let (dh, read, _) = device_take(&mut dev, &mem).unwrap();
+        assert_eq!((dh, read), (h, want(&[0, 1])), "after new tables");
+        // Kept in flight, so that the next chain takes another head.
+    }
+}
+
 #[test]
 fn indirect_tables_are_refused_when_they_cannot_be_used() {
     let mem = guest_memory();

@@ -228,7 +228,7 @@ fuzz_target!(|data: &[u8]| {
                             let table = 16 * usize::from(entries) * usize::from(head);
                             let addr = u64::from_le_bytes(m[at..at + 8].try_into().unwrap());
                             // Written only when it changes (as a fixed queue's): not checked
-                            // once the device scribbled over the table.
+                            // once the device scribbled over the descriptor table.
                             if !scribbled {
                                 assert_eq!(
                                     (addr, le32(&m, at + 8), le16(&m, at + 12)),

@@ -180,8 +180,8 @@ impl Buffer {
 /// The first buffer of a device-readable chain ([`SplitQueue::stage_readable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum First {
-    /// The queue's common first buffer ([`SplitQueue::set_common_first`]), which every
-    /// indirect table already starts with: staged without writing it.
+    /// The queue's common first buffer ([`SplitQueue::set_common_first`]): in an indirect
+    /// table that already starts with it, staged without writing it.
     Common,
     /// Any buffer, as (address, length).
     Buffer(u64, u32),
@@ -229,8 +229,8 @@ pub struct SplitQueue<M: DeviceMemory, S: AsMut<[Slot]>> {
 }
 
 /// In [`Slot::written`]`[1]` (not used outside fixed mode): the slot's indirect table starts
-/// with the common first buffer ([`First::Common`]). Anything else (0 when the ring is reset) means that
-/// what it starts with is not known, and the first entry is written.
+/// with the common first buffer ([`First::Common`]). Anything else (0 when the ring is reset)
+/// means that what it starts with is not known, and the first entry is written.
 const COMMON_FIRST: u64 = 1;
 
 /// In [`Slot::written`]`[0]` above the tail (not in fixed mode): the descriptor's ring entry
@@ -317,6 +317,11 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
                 needed,
                 have: tables.len(),
             });
+        }
+        // Nothing is in flight: no slot keeps a tail, and what they say of the ring descriptors
+        // and tables is about the tables before these, if any.
+        for slot in self.slots.as_mut().iter_mut() {
+            slot.written = [0; 2];
         }
         self.indirect = Some(tables);
         self.indirect_entries = entries;

@@ -586,7 +586,7 @@ unsafe extern "win64-unwind" fn entry_mapping(
 }
 
 /// A send's mapping must say its direction: `NDIS_SG_LIST_WRITE_TO_DEVICE` (the device reads the
-/// frame), which the docs require on the send path. With it the list is mapped, handed to the
+/// frame), which the docs ask for on the send path. With it the list is mapped, handed to the
 /// handler and freed; without it, or with a flag NDIS does not define, the verifier stops.
 #[test]
 fn a_send_mapped_without_write_to_device_is_caught() {

@@ -32,7 +32,7 @@ layout!(SCATTER_GATHER_LIST, size = 16, align = 8, {
 });
 
 /// `NdisMAllocateNetBufferSGList` flag (ndis.h): the transfer goes from the NET_BUFFER to the
-/// device. A miniport sets it on every mapping of the send path; without it the mapping is for
+/// device, as on the send path, where miniports should set it; without it the mapping is for
 /// the other direction (with map registers or DMA remapping, data the device would read is
 /// not made visible to it).
 pub const NDIS_SG_LIST_WRITE_TO_DEVICE: ULONG = 0x0000_0001;

@@ -135,10 +135,9 @@ const INLINE_WORDS: usize = (core::mem::size_of::<sys::SCATTER_GATHER_LIST>()
     / 8;
 const STORAGE_BYTES: usize = INLINE_WORDS * 8;
 
-/// Whether `dma`'s lists (`ScatterGatherListSize`) fit a request's storage: then it is offered
-/// to NDIS, which allocates nothing for them.
-/// Bytes of a request's storage NDIS may write the lists of `dma` into: all of it when the
-/// largest list fits, none (0: NDIS allocates each list) when it does not.
+/// Bytes of a request's storage offered to NDIS for the lists of `dma`: all of it when the
+/// largest list (`ScatterGatherListSize`) fits, so that NDIS allocates nothing for them; 0 when
+/// it does not (a size too small for the list makes NDIS allocate it).
 fn list_storage(dma: &DmaRegistration) -> u32 {
     if dma.sg_list_size() <= STORAGE_BYTES {
         STORAGE_BYTES as u32
@@ -256,7 +255,7 @@ unsafe impl Sync for MapPool {}
 
 struct PoolInner {
     dma: DmaRegistration,
-    /// The registration's lists fit the requests' storage (see `submit`).
+    /// Bytes of each request's storage offered to NDIS ([`list_storage`]).
     list_storage: u32,
     slots: Box<[Slot]>,
     free: FreeSlots,
@@ -590,12 +589,10 @@ unsafe fn submit<H: MapHook>(
         .count_in_place()
     };
 
-    let buffer = if list_storage != 0 {
-        // SAFETY: `raw` is the live request (owned through the pointer from here on).
-        unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>()
-    } else {
-        core::ptr::null_mut()
-    };
+    // Offered with `list_storage` bytes: with 0 (a registration whose lists do not fit), NDIS
+    // allocates the list instead ("If this size is too small, NDIS allocates storage").
+    // SAFETY: `raw` is the live request (owned through the pointer from here on).
+    let buffer = unsafe { addr_of_mut!((*raw).storage) }.cast::<core::ffi::c_void>();
     // SAFETY: the registration's live handle (kept by the request's home); a NET_BUFFER of a
     // list the miniport holds (not completed before the mapping is freed: the request owns the
     // `HeldSend`); the context is the request, which NDIS passes once to `process_sg_list`
