@@ -8,7 +8,8 @@ use ndis::heap::Shared;
 use ndis::hw::DeviceMemory;
 use ndis::irql::{AtMostDispatch, Dispatch, DispatchOrBelow};
 use ndis::nbl::{
-    CopyError, HeldSend, Ieee8021Q, MapHook, MappedSend, SendCompletion, SendLists, SendNbl, TxPrep,
+    CopyError, HeldSend, Ieee8021Q, ListMapping, MapHook, MappedSend, SendCompletion, SendLists,
+    SendNbl, TxPrep,
 };
 
 use super::{Device, NO_BOUNCE, TxRing};
@@ -667,7 +668,7 @@ impl Device {
                             // the request is queued now; a deferred one (the hook) finds
                             // `tx.mapping` set and later lists waiting behind it.
                             match pair.map_pool.map_list(nbl, shared, j, &*irql_token) {
-                                Ok(Some(send)) => {
+                                ListMapping::Mapped(send) => {
                                     // Checked just now, under this lock.
                                     let checked = Some(rewrites);
                                     if let Err(send) =
@@ -676,9 +677,9 @@ impl Device {
                                         tx.parked = Some(send);
                                     }
                                 }
-                                Ok(None) => tx.mapping = true,
-                                Err(None) => return Status::RESOURCES,
-                                Err(Some((held, _))) => {
+                                ListMapping::Deferred => tx.mapping = true,
+                                ListMapping::NotHeld => return Status::RESOURCES,
+                                ListMapping::Failed(held, _) => {
                                     // Copied instead.
                                     match self.queue_list(tx, held.list(), false) {
                                         Queued::Done(status) => done.push(held, status),

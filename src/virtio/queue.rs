@@ -676,9 +676,11 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         }
         let last = descriptor(&readable(buffer(rest - 1)), None);
         tables.write_u64_pair(table + 16 * rest, last);
-        // The ring descriptor, unless it already refers to the table for as many entries.
-        let refers = u64::from(rest as u16 + 1) << RING_TABLE_SHIFT;
-        if s.written[0] & !u64::from(u16::MAX) != refers {
+        // The ring descriptor, unless it already refers to the table for as many entries: then
+        // the slot says so, with itself as the tail, as this chain leaves it (anything else
+        // there, a link's 0 or a longer chain's tail, differs).
+        let refers = u64::from(head) | (u64::from(rest as u16 + 1) << RING_TABLE_SHIFT);
+        if s.written[0] != refers {
             let ring = [
                 tables.device_address() + table as u64,
                 u64::from(16 * (rest as u32 + 1)) | (u64::from(DESC_F_INDIRECT) << 32),
@@ -690,7 +692,7 @@ impl<M: DeviceMemory, S: AsMut<[Slot]>> SplitQueue<M, S> {
         self.free_head = s.next;
         s.chain_len = 1;
         // Its own tail, and what its ring descriptor holds.
-        s.written[0] = u64::from(head) | refers;
+        s.written[0] = refers;
         s.capacity = 0;
         self.num_free -= 1;
         self.in_flight += 1;

@@ -35,7 +35,7 @@ mod held_queue;
 mod mapped;
 pub use held_queue::HeldQueue;
 pub(crate) use mapped::process_sg_list;
-pub use mapped::{MapHook, MapPool, MappedSend, SgElement};
+pub use mapped::{ListMapping, MapHook, MapPool, MappedSend, SgElement};
 
 /// The chain of lists one `MiniportSendNetBufferLists` call hands over, valid during the call.
 ///

@@ -11,7 +11,7 @@ use ndis::driver::MiniportDriver;
 use ndis::heap::Shared;
 use ndis::irql::{Dispatch, DispatchOrBelow, Passive};
 use ndis::miniport::{AdapterInfo, Init, Miniport, NdisAdapter, Quiesced};
-use ndis::nbl::{MapHook, MapPool, MappedSend, Returned, SendCompletion, SendLists};
+use ndis::nbl::{ListMapping, MapHook, MapPool, MappedSend, Returned, SendCompletion, SendLists};
 use ndis::{NdisVersion, Status};
 use ndis_emu::{Config, Emulator, InterruptResources, SgCallback};
 use ndis_sys as sys;
@@ -87,13 +87,13 @@ impl Miniport for Adapter {
         }
         lists.each(
             |list| match self.pool.map_list(list, &self.hook, 0, &*irql) {
-                Ok(Some(send)) => {
+                ListMapping::Mapped(send) => {
                     self.hook.mapped.lock().unwrap().push(send);
                     Status::PENDING
                 }
-                Ok(None) => Status::PENDING,
-                Err(None) => Status::RESOURCES,
-                Err(Some(_)) => panic!("the emulator maps every list"),
+                ListMapping::Deferred => Status::PENDING,
+                ListMapping::NotHeld => Status::RESOURCES,
+                ListMapping::Failed(..) => panic!("the emulator maps every list"),
             },
         );
         AVAILABLE.store(self.pool.available(), Ordering::SeqCst);

@@ -218,9 +218,8 @@ struct MapRequest {
     /// the callback then.
     hook: Option<ErasedHook>,
     cookie: usize,
-    /// The list NDIS made (set by the callback), and its element count.
+    /// The list NDIS made (set by the callback); its header says how many elements it has.
     list: *mut sys::SCATTER_GATHER_LIST,
-    elements: usize,
     /// Storage offered to NDIS for the list (`SCATTER_GATHER_LIST` is 8-aligned); NDIS writes
     /// it, nothing reads it but through the list pointer NDIS hands back, so it starts
     /// uninitialized (no per-send zeroing).
@@ -349,30 +348,56 @@ impl MapPool {
     }
 
     /// Holds `list` ([`SendNbl::hold`]) and maps it ([`map`](Self::map)), the held list made
-    /// in the request itself. `Err(None)`: the list could not be held (nothing changed);
-    /// `Err(Some(..))`: it is held, and the mapping failed (as `map`).
+    /// in the request itself; see [`ListMapping`] for what comes of it.
     #[inline]
-    #[allow(clippy::type_complexity)]
     pub fn map_list<H: MapHook, C: AtMostDispatch>(
         &self,
         list: &SendNbl<'_>,
         hook: &Shared<H>,
         cookie: usize,
         irql: &C,
-    ) -> Result<Option<MappedSend>, Option<(HeldSend, Status)>> {
+    ) -> ListMapping {
         let pool = self.inner();
         let Some(i) = pool.free.take() else {
-            let held = list.hold().ok_or(None)?;
-            return held.map(&pool.dma, hook, cookie, irql).map_err(Some);
+            let Some(held) = list.hold() else {
+                return ListMapping::NotHeld;
+            };
+            return held.map(&pool.dma, hook, cookie, irql).into();
         };
         let raw = pool.slots[i].0.get().cast::<MapRequest>();
         // SAFETY: slot `i` is ours (its free flag was cleared by `take`), and uninitialized.
         if !unsafe { list.hold_at(addr_of_mut!((*raw).held)) } {
             pool.free.give(i);
-            return Err(None);
+            return ListMapping::NotHeld;
         }
         // SAFETY: as above, with the held list written.
-        unsafe { submit(raw, &pool.dma, pool.list_storage, None, hook, cookie) }.map_err(Some)
+        unsafe { submit(raw, &pool.dma, pool.list_storage, None, hook, cookie) }.into()
+    }
+}
+
+/// What [`MapPool::map_list`] came to: one flat choice (no nested results to take apart on
+/// the send path).
+#[must_use = "a mapped send must be completed, a held list sent or completed"]
+pub enum ListMapping {
+    /// NDIS handed the scatter/gather list over before the request returned: the send is the
+    /// caller's (no hook runs).
+    Mapped(MappedSend),
+    /// NDIS calls back later: the hook gets the send then.
+    Deferred,
+    /// The list could not be held (already held, or a held list's view): nothing changed.
+    NotHeld,
+    /// The list is held and the mapping failed, with its status: send it another way.
+    Failed(HeldSend, Status),
+}
+
+impl From<Result<Option<MappedSend>, (HeldSend, Status)>> for ListMapping {
+    #[inline(always)]
+    fn from(r: Result<Option<MappedSend>, (HeldSend, Status)>) -> Self {
+        match r {
+            Ok(Some(send)) => ListMapping::Mapped(send),
+            Ok(None) => ListMapping::Deferred,
+            Err((held, status)) => ListMapping::Failed(held, status),
+        }
     }
 }
 
@@ -559,8 +584,8 @@ unsafe fn submit<H: MapHook>(
     let (nb, bad) = unsafe { ((*raw).held.list.first, (*raw).held.list.frame_count != 1) };
     // SAFETY: `raw` is the caller's, for one request; each other field is written once (`dma`
     // and `home` already are for a pool's slot), the storage is left uninitialized (NDIS
-    // writes it), and so are `list` and `elements`, which the callback writes before anything
-    // reads them (only a `MappedSend` does, made after it).
+    // writes it), and so is `list`, which the callback writes before anything reads it (only a
+    // `MappedSend` does, made after it).
     unsafe {
         if let Some(home) = home {
             addr_of_mut!((*raw).dma).write(dma.handle());
@@ -713,14 +738,9 @@ pub(crate) unsafe extern "win64-unwind" fn process_sg_list(
     context: sys::PVOID,
 ) {
     let raw = context.cast::<MapRequest>();
-    // SAFETY: NDIS's list, valid until freed; its header says how many elements follow.
-    let elements = unsafe { (*list).NumberOfElements } as usize;
     // SAFETY: the function's contract: the request, live until `map` or this callback takes it;
     // `map` touches only `state` (and `hook`, before it leaves) until it sees the callback's mark.
-    unsafe {
-        (*raw).list = list;
-        (*raw).elements = elements;
-    }
+    unsafe { (*raw).list = list };
     // SAFETY: as above.
     let state = unsafe { &(*raw).state };
     if state.called_back() {
@@ -762,7 +782,9 @@ impl MappedSend {
 
     /// How many elements the mapping has.
     pub fn len(&self) -> usize {
-        self.request().elements
+        // SAFETY: NDIS's list (set by the callback before this send was made), valid and
+        // unchanged until freed, which consumes the send.
+        unsafe { (*self.request().list).NumberOfElements as usize }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -772,7 +794,7 @@ impl MappedSend {
     /// Element `i` (None past the last).
     pub fn element(&self, i: usize) -> Option<SgElement> {
         let request = self.request();
-        if i >= request.elements {
+        if i >= self.len() {
             return None;
         }
         // SAFETY: `i` is below the list's `NumberOfElements`; NDIS's list (or the request's
