@@ -272,6 +272,17 @@ unsafe impl Sync for PoolInner {}
 // SAFETY: as above; `MapRequest` is `Send`.
 unsafe impl Send for PoolInner {}
 
+impl PoolInner {
+    /// Slot `i`'s request memory, for an `i` that `free.take` gave.
+    #[inline(always)]
+    fn slot(&self, i: usize) -> *mut MapRequest {
+        debug_assert!(i < self.slots.len());
+        // SAFETY: `take` gives only an index below `free`'s length, which is the slots' (both
+        // `requests` long, see `MapPool::new`).
+        unsafe { self.slots.get_unchecked(i) }.0.get().cast::<MapRequest>()
+    }
+}
+
 impl MapPool {
     /// A pool of `requests` requests mapping through `dma` (allocated now: initialize or
     /// restart). A driver sizes it for the mapped sends it keeps in flight at once (a ring's
@@ -339,7 +350,7 @@ impl MapPool {
         let Some(i) = pool.free.take() else {
             return held.map(&pool.dma, hook, cookie, irql);
         };
-        let raw = pool.slots[i].0.get().cast::<MapRequest>();
+        let raw = pool.slot(i);
         // SAFETY: slot `i` is ours (its free flag was cleared by `take`), and uninitialized.
         unsafe {
             addr_of_mut!((*raw).held).write(held);
@@ -364,7 +375,7 @@ impl MapPool {
             };
             return held.map(&pool.dma, hook, cookie, irql).into();
         };
-        let raw = pool.slots[i].0.get().cast::<MapRequest>();
+        let raw = pool.slot(i);
         // SAFETY: slot `i` is ours (its free flag was cleared by `take`), and uninitialized.
         if !unsafe { list.hold_at(addr_of_mut!((*raw).held)) } {
             pool.free.give(i);
