@@ -279,7 +279,10 @@ impl PoolInner {
         debug_assert!(i < self.slots.len());
         // SAFETY: `take` gives only an index below `free`'s length, which is the slots' (both
         // `requests` long, see `MapPool::new`).
-        unsafe { self.slots.get_unchecked(i) }.0.get().cast::<MapRequest>()
+        unsafe { self.slots.get_unchecked(i) }
+            .0
+            .get()
+            .cast::<MapRequest>()
     }
 }
 
