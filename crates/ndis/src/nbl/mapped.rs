@@ -376,7 +376,7 @@ impl MapPool {
             let Some(held) = list.hold() else {
                 return ListMapping::NotHeld;
             };
-            return held.map(&pool.dma, hook, cookie, irql).into();
+            return ListMapping::of(held.map(&pool.dma, hook, cookie, irql));
         };
         let raw = pool.slot(i);
         // SAFETY: slot `i` is ours (its free flag was cleared by `take`), and uninitialized.
@@ -385,7 +385,7 @@ impl MapPool {
             return ListMapping::NotHeld;
         }
         // SAFETY: as above, with the held list written.
-        unsafe { submit(raw, &pool.dma, pool.list_storage, None, hook, cookie) }.into()
+        ListMapping::of(unsafe { submit(raw, &pool.dma, pool.list_storage, None, hook, cookie) })
     }
 }
 
@@ -404,9 +404,10 @@ pub enum ListMapping {
     Failed(HeldSend, Status),
 }
 
-impl From<Result<Option<MappedSend>, (HeldSend, Status)>> for ListMapping {
+impl ListMapping {
+    /// What `submit` (or `HeldSend::map`) said, as a `ListMapping` (not a public conversion).
     #[inline(always)]
-    fn from(r: Result<Option<MappedSend>, (HeldSend, Status)>) -> Self {
+    fn of(r: Result<Option<MappedSend>, (HeldSend, Status)>) -> Self {
         match r {
             Ok(Some(send)) => ListMapping::Mapped(send),
             Ok(None) => ListMapping::Deferred,
